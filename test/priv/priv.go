@@ -1,0 +1,41 @@
+// Package priv decides, in one place, whether a test that needs root
+// (BPF, network namespaces, nftables) can run.
+//
+// On a developer machine without privileges such tests skip. With
+// UNMAP_REQUIRE_PRIV=1 (set by .ci/run, which runs as root) they fail
+// instead, so a CI run can never pass by skipping them.
+package priv
+
+import (
+	"os"
+	"testing"
+)
+
+// EnvRequire is the variable that turns skips into failures.
+const EnvRequire = "UNMAP_REQUIRE_PRIV"
+
+// Required reports whether privileged tests must run.
+func Required() bool { return os.Getenv(EnvRequire) == "1" }
+
+// Require skips t unless the process runs as root; when Required, a
+// non-root process fails t instead.
+func Require(tb testing.TB) {
+	tb.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if Required() {
+		tb.Fatalf("test needs root and %s=1 forbids skipping it", EnvRequire)
+	}
+	tb.Skip("test needs root (run with sudo, or set " + EnvRequire + "=1 to make this a failure)")
+}
+
+// Unsupported handles an error that says the kernel lacks a feature
+// (for example ebpf.ErrNotSupported): skip normally, fail when Required.
+func Unsupported(tb testing.TB, err error) {
+	tb.Helper()
+	if Required() {
+		tb.Fatalf("kernel feature missing and %s=1 forbids skipping: %v", EnvRequire, err)
+	}
+	tb.Skipf("kernel feature missing: %v", err)
+}
