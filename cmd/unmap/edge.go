@@ -1,18 +1,58 @@
 package main
 
 import (
-	"errors"
+	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/unmap-dev/unmap/edge"
+	"github.com/unmap-dev/unmap/session/conf"
 )
 
-// TODO(owner of edge): replace this placeholder with the real subcommand.
 func newEdgeCmd() *cobra.Command {
-	return &cobra.Command{
+	var (
+		path  string
+		check bool
+		over  edge.Config
+	)
+	cmd := &cobra.Command{
 		Use:   "edge",
-		Short: "edge (not built yet)",
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("edge: not built yet")
+		Short: "Run the edge agent on the site's router",
+		Long: `Run the edge agent: hold the control channel to the relay and translate the
+site's flows in XDP. Settings come from --config; a flag given on the command
+line overrides the file's field of the same name.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var c edge.Config
+			if err := conf.Load(path, &c); err != nil {
+				return err
+			}
+			f := cmd.Flags()
+			overrideString(f.Changed("site"), &c.Site, over.Site)
+			overrideString(f.Changed("relay"), &c.Relay, over.Relay)
+			overrideString(f.Changed("lan"), &c.LAN, over.LAN)
+			overrideString(f.Changed("wan"), &c.WAN, over.WAN)
+			overrideString(f.Changed("carrier-ports"), &c.CarrierPorts, over.CarrierPorts)
+			overrideString(f.Changed("keepalive"), &c.Keepalive, over.Keepalive)
+			s, err := c.Validate()
+			if err != nil {
+				return conf.InFile(fileName(path), err)
+			}
+			if check {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (site %s, relay %s)\n", path, s.Site, s.Relay)
+				return nil
+			}
+			return edge.Run(cmd.Context(), s)
 		},
 	}
+	f := cmd.Flags()
+	f.StringVarP(&path, "config", "c", "/etc/unmap/edge.yaml", "edge.yaml to read")
+	f.BoolVar(&check, "check", false, "validate the configuration and exit")
+	f.StringVar(&over.Site, "site", "", "override site")
+	f.StringVar(&over.Relay, "relay", "", "override relay (host:port)")
+	f.StringVar(&over.LAN, "lan", "", "override lan_interface")
+	f.StringVar(&over.WAN, "wan", "", "override wan_interface")
+	f.StringVar(&over.CarrierPorts, "carrier-ports", "", "override carrier_ports")
+	f.StringVar(&over.Keepalive, "keepalive", "", "override keepalive")
+	return cmd
 }

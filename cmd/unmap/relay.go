@@ -1,18 +1,52 @@
 package main
 
 import (
-	"errors"
+	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/unmap-dev/unmap/relay"
+	"github.com/unmap-dev/unmap/session/conf"
 )
 
-// TODO(owner of relay): replace this placeholder with the real subcommand.
 func newRelayCmd() *cobra.Command {
-	return &cobra.Command{
+	var (
+		path  string
+		check bool
+		over  relay.Config
+	)
+	cmd := &cobra.Command{
 		Use:   "relay",
-		Short: "relay (not built yet)",
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("relay: not built yet")
+		Short: "Run the relay agent on the Internet server",
+		Long: `Run the relay agent: accept edges on the control channel, grant them their
+prefixes and carriers, and translate in XDP. Settings come from --config; a
+flag given on the command line overrides the file's field of the same name.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var c relay.Config
+			if err := conf.Load(path, &c); err != nil {
+				return err
+			}
+			f := cmd.Flags()
+			overrideString(f.Changed("listen"), &c.Listen, over.Listen)
+			overrideString(f.Changed("interface"), &c.Interface, over.Interface)
+			overrideString(f.Changed("carrier-ports"), &c.CarrierPorts, over.CarrierPorts)
+			s, err := c.Validate()
+			if err != nil {
+				return conf.InFile(fileName(path), err)
+			}
+			if check {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d sites, listening on %v)\n", path, len(s.Sites), s.Listen)
+				return nil
+			}
+			return relay.Run(cmd.Context(), s)
 		},
 	}
+	f := cmd.Flags()
+	f.StringVarP(&path, "config", "c", "/etc/unmap/relay.yaml", "relay.yaml to read")
+	f.BoolVar(&check, "check", false, "validate the configuration and exit")
+	f.StringVar(&over.Listen, "listen", "", "override listen (addr:port)")
+	f.StringVar(&over.Interface, "interface", "", "override interface")
+	f.StringVar(&over.CarrierPorts, "carrier-ports", "", "override carrier_ports")
+	return cmd
 }

@@ -1,0 +1,242 @@
+package edge
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/conf"
+)
+
+// Config is edge.yaml. Fields are the file's text; Validate parses them
+// into Settings. A zero value of an optional field means its default.
+type Config struct {
+	Site         string        `yaml:"site"`          // site id; must match the certificate
+	Relay        string        `yaml:"relay"`         // control endpoint of the relay, host:port
+	ServerName   string        `yaml:"server_name"`   // TLS name of the relay; default: the host of Relay
+	TLS          conf.TLSFiles `yaml:"tls"`           // edge certificate, key, and the CA of the relay
+	LAN          string        `yaml:"lan_interface"` // interface toward the site's hosts
+	WAN          string        `yaml:"wan_interface"` // interface toward the upstream CGNAT
+	CarrierPorts string        `yaml:"carrier_ports"` // source ports E for carriers; default 61000-64999
+	Keepalive    string        `yaml:"keepalive"`     // control channel keepalive; default 15s, at most 25s
+	PinPath      string        `yaml:"pin_path"`      // bpffs folder for maps; default /sys/fs/bpf/unmap-edge
+	Timeouts     conf.Timeouts `yaml:"timeouts"`
+	Inbound      Inbound       `yaml:"inbound"`
+}
+
+// Inbound is the site's policy for flows the Internet opens. Anything it
+// does not name is refused (and counted).
+type Inbound struct {
+	Allow    []AllowRule   `yaml:"allow"`    // IPv6 (or IPv4) flows to LAN hosts
+	Forwards []ForwardRule `yaml:"forwards"` // ports of the site's public IPv4 forwarded to LAN hosts
+}
+
+// AllowRule accepts inbound flows of Proto to Hosts on Ports.
+type AllowRule struct {
+	Proto string `yaml:"proto"` // tcp, udp, icmp or any
+	Hosts string `yaml:"hosts"` // an address or prefix of the site
+	Ports string `yaml:"ports"` // port range; empty means all (not for icmp)
+}
+
+// ForwardRule sends inbound flows to Port of the site's public IPv4 on to
+// To, a LAN host's address:port.
+type ForwardRule struct {
+	Proto string `yaml:"proto"` // tcp or udp
+	Port  string `yaml:"port"`  // a port or range of the public IPv4
+	To    string `yaml:"to"`    // LAN host address:port (the first port, for a range)
+}
+
+// Settings is a validated Config.
+type Settings struct {
+	Site         string
+	Relay        string
+	ServerName   string
+	TLS          conf.TLSFiles
+	LAN, WAN     string
+	CarrierPorts conf.PortRange
+	Keepalive    time.Duration
+	PinPath      string
+	Timers       conf.Timers
+	Allow        []Allow
+	Forwards     []Forward
+}
+
+// Allow is a parsed AllowRule; Proto 0 means any protocol.
+type Allow struct {
+	Proto session.Proto
+	Hosts netip.Prefix
+	Ports conf.PortRange
+}
+
+// Forward is a parsed ForwardRule.
+type Forward struct {
+	Proto session.Proto
+	Ports conf.PortRange
+	To    netip.AddrPort
+}
+
+// Load reads and validates an edge.yaml.
+func Load(path string) (*Settings, error) {
+	var c Config
+	if err := conf.Load(path, &c); err != nil {
+		return nil, err
+	}
+	s, err := c.Validate()
+	return s, conf.InFile(filepath.Base(path), err)
+}
+
+// Validate checks every field and returns the parsed settings; the error
+// names the first field that is wrong.
+func (c *Config) Validate() (*Settings, error) {
+	s := &Settings{Site: c.Site, Relay: c.Relay, TLS: c.TLS, LAN: c.LAN, WAN: c.WAN, PinPath: c.PinPath}
+	if err := conf.CheckSiteID("site", c.Site); err != nil {
+		return nil, err
+	}
+	if c.Relay == "" {
+		return nil, conf.Errorf("relay", "missing (host:port of the relay's control endpoint)")
+	}
+	if err := conf.CheckHostPort("relay", c.Relay); err != nil {
+		return nil, err
+	}
+	s.ServerName = c.ServerName
+	if s.ServerName == "" {
+		s.ServerName, _, _ = net.SplitHostPort(c.Relay)
+	}
+	if err := c.TLS.Check("tls"); err != nil {
+		return nil, err
+	}
+	if c.LAN == "" {
+		return nil, conf.Errorf("lan_interface", "missing")
+	}
+	if c.WAN == "" {
+		return nil, conf.Errorf("wan_interface", "missing")
+	}
+	if c.LAN == c.WAN {
+		return nil, conf.Errorf("wan_interface", "is the same interface as lan_interface (%s)", c.LAN)
+	}
+	var err error
+	s.CarrierPorts = conf.PortRange{First: 61000, Last: 64999}
+	if c.CarrierPorts != "" {
+		if s.CarrierPorts, err = conf.ParsePortRange("carrier_ports", c.CarrierPorts); err != nil {
+			return nil, err
+		}
+	}
+	if s.CarrierPorts.Len() < 64 {
+		return nil, conf.Errorf("carrier_ports", "%v holds %d ports; give at least 64", s.CarrierPorts, s.CarrierPorts.Len())
+	}
+	if s.Keepalive, err = conf.ParseDuration("keepalive", c.Keepalive, 15*time.Second, time.Second); err != nil {
+		return nil, err
+	}
+	if s.Keepalive > 25*time.Second {
+		// CGNAT UDP mappings may expire after 30 s; a slower keepalive
+		// loses the control channel's mapping on such a NAT.
+		return nil, conf.Errorf("keepalive", "%v is above 25s, too slow for a CGNAT with a 30 s UDP timeout", s.Keepalive)
+	}
+	if s.PinPath == "" {
+		s.PinPath = "/sys/fs/bpf/unmap-edge"
+	}
+	if s.Timers, err = c.Timeouts.Parse("timeouts"); err != nil {
+		return nil, err
+	}
+	if s.Allow, err = c.Inbound.parseAllow(); err != nil {
+		return nil, err
+	}
+	if s.Forwards, err = c.Inbound.parseForwards(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (in Inbound) parseAllow() ([]Allow, error) {
+	out := make([]Allow, 0, len(in.Allow))
+	for i, r := range in.Allow {
+		field := fmt.Sprintf("inbound.allow[%d]", i)
+		var a Allow
+		var err error
+		if a.Proto, err = parseProto(field+".proto", r.Proto, true); err != nil {
+			return nil, err
+		}
+		if a.Hosts, err = parseHosts(field+".hosts", r.Hosts); err != nil {
+			return nil, err
+		}
+		a.Ports = conf.PortRange{First: 1, Last: 65535}
+		if r.Ports != "" {
+			if a.Proto != session.TCP && a.Proto != session.UDP {
+				return nil, conf.Errorf(field+".ports", "ports need proto tcp or udp, not %s", r.Proto)
+			}
+			if a.Ports, err = conf.ParsePortRange(field+".ports", r.Ports); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func (in Inbound) parseForwards() ([]Forward, error) {
+	out := make([]Forward, 0, len(in.Forwards))
+	for i, r := range in.Forwards {
+		field := fmt.Sprintf("inbound.forwards[%d]", i)
+		var f Forward
+		var err error
+		if f.Proto, err = parseProto(field+".proto", r.Proto, false); err != nil {
+			return nil, err
+		}
+		if f.Ports, err = conf.ParsePortRange(field+".port", r.Port); err != nil {
+			return nil, err
+		}
+		if f.To, err = conf.ParseAddrPort(field+".to", r.To); err != nil {
+			return nil, err
+		}
+		if !f.To.Addr().Is4() {
+			return nil, conf.Errorf(field+".to", "%s is not an IPv4 LAN host (forwards serve the site's public IPv4)", r.To)
+		}
+		if int(f.To.Port())+f.Ports.Len()-1 > 65535 {
+			return nil, conf.Errorf(field+".to", "port %d plus the %d ports of the range runs past 65535", f.To.Port(), f.Ports.Len())
+		}
+		for j, prev := range out[:i] {
+			if prev.Proto == f.Proto && prev.Ports.Overlaps(f.Ports) {
+				return nil, conf.Errorf(field+".port", "%v overlaps inbound.forwards[%d] (%v)", f.Ports, j, prev.Ports)
+			}
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+func parseProto(field, s string, anyOK bool) (session.Proto, error) {
+	switch s {
+	case "tcp":
+		return session.TCP, nil
+	case "udp":
+		return session.UDP, nil
+	case "icmp":
+		if anyOK {
+			return session.ICMPv6, nil
+		}
+	case "any":
+		if anyOK {
+			return 0, nil
+		}
+	}
+	if anyOK {
+		return 0, conf.Errorf(field, "%q is not tcp, udp, icmp or any", s)
+	}
+	return 0, conf.Errorf(field, "%q is not tcp or udp", s)
+}
+
+// parseHosts takes a prefix or a bare address (a /128 or /32).
+func parseHosts(field, s string) (netip.Prefix, error) {
+	if !strings.Contains(s, "/") {
+		a, err := conf.ParseAddr(field, s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	return conf.ParsePrefix(field, s)
+}

@@ -1,0 +1,181 @@
+package relay
+
+import (
+	"fmt"
+	"net/netip"
+	"path/filepath"
+
+	"github.com/unmap-dev/unmap/session/conf"
+)
+
+// Config is relay.yaml. Fields are the file's text; Validate parses them
+// into Settings. A zero value of an optional field means its default.
+type Config struct {
+	Listen       string        `yaml:"listen"`        // QUIC control endpoint; default [::]:443
+	TLS          conf.TLSFiles `yaml:"tls"`           // relay certificate, key, and the CA of the edges
+	Interface    string        `yaml:"interface"`     // external interface (carriers and sites' traffic)
+	Addresses    []string      `yaml:"addresses"`     // relay IPv4 addresses that carriers use
+	CarrierPorts string        `yaml:"carrier_ports"` // relay ports R for carriers; default 20000-59999
+	PinPath      string        `yaml:"pin_path"`      // bpffs folder for maps; default /sys/fs/bpf/unmap-relay
+	Timeouts     conf.Timeouts `yaml:"timeouts"`
+	Sites        []SiteConfig  `yaml:"sites"`
+}
+
+// SiteConfig is what the relay grants one site.
+type SiteConfig struct {
+	ID        string `yaml:"id"`         // site id, as in the edge's certificate
+	Prefix    string `yaml:"prefix"`     // delegated IPv6 prefix, /64 or shorter
+	IPv4      string `yaml:"ipv4"`       // optional public IPv4 of the site
+	IPv4Ports string `yaml:"ipv4_ports"` // A+P port set of IPv4 (RFC 6346); default all ports
+	MaxFlows  int    `yaml:"max_flows"`  // quota of concurrent flows; default 65536
+}
+
+// Settings is a validated Config.
+type Settings struct {
+	Listen       netip.AddrPort
+	TLS          conf.TLSFiles
+	Interface    string
+	Addresses    []netip.Addr
+	CarrierPorts conf.PortRange
+	PinPath      string
+	Timers       conf.Timers
+	Sites        []Site
+}
+
+// Site is a parsed SiteConfig; IPv4 is invalid when the site has none.
+type Site struct {
+	ID        string
+	Prefix    netip.Prefix
+	IPv4      netip.Addr
+	IPv4Ports conf.PortRange
+	MaxFlows  int
+}
+
+// Load reads and validates a relay.yaml.
+func Load(path string) (*Settings, error) {
+	var c Config
+	if err := conf.Load(path, &c); err != nil {
+		return nil, err
+	}
+	s, err := c.Validate()
+	return s, conf.InFile(filepath.Base(path), err)
+}
+
+// Validate checks every field and returns the parsed settings; the error
+// names the first field that is wrong.
+func (c *Config) Validate() (*Settings, error) {
+	s := &Settings{TLS: c.TLS, Interface: c.Interface, PinPath: c.PinPath}
+	var err error
+	listen := c.Listen
+	if listen == "" {
+		listen = "[::]:443"
+	}
+	if s.Listen, err = conf.ParseAddrPort("listen", listen); err != nil {
+		return nil, err
+	}
+	if err := c.TLS.Check("tls"); err != nil {
+		return nil, err
+	}
+	if c.Interface == "" {
+		return nil, conf.Errorf("interface", "missing")
+	}
+	if len(c.Addresses) == 0 {
+		return nil, conf.Errorf("addresses", "missing (the relay's IPv4 addresses for carriers)")
+	}
+	for i, a := range c.Addresses {
+		field := fmt.Sprintf("addresses[%d]", i)
+		addr, err := conf.ParseAddr(field, a)
+		if err != nil {
+			return nil, err
+		}
+		if !addr.Is4() {
+			return nil, conf.Errorf(field, "%s is not IPv4 (carriers cross an IPv4 CGNAT)", a)
+		}
+		s.Addresses = append(s.Addresses, addr)
+	}
+	s.CarrierPorts = conf.PortRange{First: 20000, Last: 59999}
+	if c.CarrierPorts != "" {
+		if s.CarrierPorts, err = conf.ParsePortRange("carrier_ports", c.CarrierPorts); err != nil {
+			return nil, err
+		}
+	}
+	if s.CarrierPorts.Contains(s.Listen.Port()) {
+		return nil, conf.Errorf("carrier_ports", "%v contains the control port %d of listen", s.CarrierPorts, s.Listen.Port())
+	}
+	if s.PinPath == "" {
+		s.PinPath = "/sys/fs/bpf/unmap-relay"
+	}
+	if s.Timers, err = c.Timeouts.Parse("timeouts"); err != nil {
+		return nil, err
+	}
+	if len(c.Sites) == 0 {
+		return nil, conf.Errorf("sites", "missing (a relay with no site serves nobody)")
+	}
+	for i, sc := range c.Sites {
+		site, err := sc.parse(fmt.Sprintf("sites[%d]", i))
+		if err != nil {
+			return nil, err
+		}
+		if err := clash(s.Sites, site, i); err != nil {
+			return nil, err
+		}
+		s.Sites = append(s.Sites, site)
+	}
+	return s, nil
+}
+
+func (sc SiteConfig) parse(field string) (Site, error) {
+	site := Site{ID: sc.ID, MaxFlows: sc.MaxFlows}
+	if err := conf.CheckSiteID(field+".id", sc.ID); err != nil {
+		return site, err
+	}
+	var err error
+	if site.Prefix, err = conf.ParsePrefix(field+".prefix", sc.Prefix); err != nil {
+		return site, err
+	}
+	if !site.Prefix.Addr().Is6() || site.Prefix.Bits() > 64 {
+		// SLAAC on the site's LAN needs a /64.
+		return site, conf.Errorf(field+".prefix", "%s is not an IPv6 prefix of /64 or shorter", sc.Prefix)
+	}
+	site.IPv4Ports = conf.PortRange{First: 1, Last: 65535}
+	if sc.IPv4 != "" {
+		if site.IPv4, err = conf.ParseAddr(field+".ipv4", sc.IPv4); err != nil {
+			return site, err
+		}
+		if !site.IPv4.Is4() {
+			return site, conf.Errorf(field+".ipv4", "%s is not IPv4", sc.IPv4)
+		}
+	}
+	if sc.IPv4Ports != "" {
+		if sc.IPv4 == "" {
+			return site, conf.Errorf(field+".ipv4_ports", "needs ipv4")
+		}
+		if site.IPv4Ports, err = conf.ParsePortRange(field+".ipv4_ports", sc.IPv4Ports); err != nil {
+			return site, err
+		}
+	}
+	switch {
+	case sc.MaxFlows == 0:
+		site.MaxFlows = 65536
+	case sc.MaxFlows < 0:
+		return site, conf.Errorf(field+".max_flows", "%d is negative", sc.MaxFlows)
+	}
+	return site, nil
+}
+
+// clash reports a site that repeats an id, overlaps a prefix, or shares
+// public IPv4 ports with a site before it.
+func clash(prev []Site, s Site, i int) error {
+	field := fmt.Sprintf("sites[%d]", i)
+	for j, p := range prev {
+		switch {
+		case p.ID == s.ID:
+			return conf.Errorf(field+".id", "%q is already sites[%d]", s.ID, j)
+		case p.Prefix.Overlaps(s.Prefix):
+			return conf.Errorf(field+".prefix", "%v overlaps sites[%d] (%v)", s.Prefix, j, p.Prefix)
+		case s.IPv4.IsValid() && p.IPv4 == s.IPv4 && p.IPv4Ports.Overlaps(s.IPv4Ports):
+			return conf.Errorf(field+".ipv4_ports", "%v of %v overlaps sites[%d] (%v)", s.IPv4Ports, s.IPv4, j, p.IPv4Ports)
+		}
+	}
+	return nil
+}
