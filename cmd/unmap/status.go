@@ -1,18 +1,80 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/unmap-dev/unmap/control/admin"
 )
 
-// TODO(owner of status): replace this placeholder with the real subcommand.
+// Default status sockets of the two agents.
+const (
+	edgeSocket  = "/run/unmap/edge.sock"
+	relaySocket = "/run/unmap/relay.sock"
+)
+
 func newStatusCmd() *cobra.Command {
-	return &cobra.Command{
+	var (
+		sockets []string
+		asJSON  bool
+	)
+	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "status (not built yet)",
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("status: not built yet")
+		Short: "Show what the running edge or relay agent is doing",
+		Long: `Ask the agents running on this machine for their status over their local
+sockets (by default ` + edgeSocket + ` and ` + relaySocket + `) and print it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			explicit := cmd.Flags().Changed("socket")
+			var errs []error
+			found := 0
+			for _, path := range sockets {
+				st, err := admin.Fetch(cmd.Context(), path)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				found++
+				if err := printStatus(cmd.OutOrStdout(), st, asJSON); err != nil {
+					return err
+				}
+			}
+			if found == 0 || explicit {
+				return errors.Join(errs...)
+			}
+			return nil
 		},
 	}
+	cmd.Flags().StringSliceVar(&sockets, "socket", []string{edgeSocket, relaySocket}, "agent status socket(s) to ask")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the raw JSON")
+	return cmd
+}
+
+func printStatus(w io.Writer, st *admin.Status, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	fmt.Fprintf(w, "%s %s, up %s\n", st.Role, st.Version, time.Since(st.Started).Round(time.Second))
+	names := make([]string, 0, len(st.Sections))
+	for n := range st.Sections {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		var b bytes.Buffer
+		if err := json.Indent(&b, st.Sections[n], "  ", "  "); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "  %s: %s\n", n, b.String())
+	}
+	return nil
 }
