@@ -2,8 +2,9 @@ package conf
 
 import (
 	"net"
-	"regexp"
 	"strconv"
+
+	"github.com/unmap-dev/unmap/control/pki"
 )
 
 // TLSFiles names the PEM files of an agent's identity: its certificate
@@ -28,12 +29,10 @@ func (t TLSFiles) Check(field string) error {
 	return nil
 }
 
-var siteID = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-
-// CheckSiteID accepts what a certificate can carry as a site id and a
-// DNS label can hold: lowercase letters, digits and inner hyphens, 1 to 63.
+// CheckSiteID accepts what a certificate can carry as a site id (the rule
+// is pki.CheckSiteID's, so a config can name every site a certificate can).
 func CheckSiteID(field, id string) error {
-	if !siteID.MatchString(id) {
+	if pki.CheckSiteID(id) != nil {
 		return Errorf(field, "%q is not a site id (lowercase letters, digits and inner '-', 1 to 63 characters)", id)
 	}
 	return nil
