@@ -7,7 +7,8 @@ import (
 	"github.com/unmap-dev/unmap/session"
 )
 
-// capabilities are the optional features this relay supports.
+// capabilities are the optional features this relay supports; the
+// control server narrows them to what each edge offers.
 const capabilities = proto.CapIPv4Public | proto.CapTCPOffer | proto.CapUDPCarrier | proto.CapCounters
 
 // carrierKeepalive is how often an edge refreshes an idle carrier's CGNAT
@@ -24,24 +25,16 @@ func (s *Settings) site(id string) (*Site, bool) {
 	return nil, false
 }
 
-// welcome answers the Hello of the edge whose certificate names certSite:
-// the session's grant, or the code that refuses it.
-func (s *Settings) welcome(certSite string, h *proto.Hello, sessionID uint64, keepalive time.Duration) (*proto.Welcome, proto.Code) {
-	site, ok := s.site(certSite)
-	switch {
-	case !ok:
+// grant is what relay.yaml gives the site a certificate names, as the
+// Welcome the control server completes (version, session id) and checks
+// the edge's Hello against; proto.CodeUnknownSite if no site has that id.
+func (s *Settings) grant(id string, keepalive time.Duration) (*proto.Welcome, error) {
+	site, ok := s.site(id)
+	if !ok {
 		return nil, proto.CodeUnknownSite
-	case h.Site != certSite:
-		return nil, proto.CodeSiteMismatch
-	case h.WantPrefix.IsValid() && !(h.WantPrefix.Bits() >= site.Prefix.Bits() && site.Prefix.Contains(h.WantPrefix.Addr())):
-		return nil, proto.CodePrefixNotGranted
-	case h.WantIPv4.IsValid() && h.WantIPv4 != site.IPv4:
-		return nil, proto.CodeAddressNotGranted
 	}
 	w := &proto.Welcome{
-		Version:      min(h.Version, proto.Version),
-		Capabilities: h.Capabilities & capabilities,
-		SessionID:    sessionID,
+		Capabilities: capabilities,
 		Prefix:       site.Prefix,
 		Timers: proto.Timers{
 			KeepaliveMS:        uint32(keepalive / time.Millisecond),
@@ -53,7 +46,7 @@ func (s *Settings) welcome(certSite string, h *proto.Hello, sessionID uint64, ke
 		},
 		RelayAddrs: s.Addresses,
 	}
-	if site.IPv4.IsValid() && w.Capabilities.Has(proto.CapIPv4Public) {
+	if site.IPv4.IsValid() {
 		w.PublicIPv4 = site.IPv4
 		if site.IPv4Ports.Len() < 65535 {
 			w.PublicPorts = proto.PortRange{First: site.IPv4Ports.First, Last: site.IPv4Ports.Last}
@@ -63,5 +56,5 @@ func (s *Settings) welcome(certSite string, h *proto.Hello, sessionID uint64, ke
 	for _, p := range []session.Proto{session.TCP, session.UDP, session.ICMP} {
 		w.CarrierRanges = append(w.CarrierRanges, proto.CarrierRange{Proto: p, Ports: r})
 	}
-	return w, proto.CodeOK
+	return w, nil
 }
