@@ -6,9 +6,139 @@ package edge
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+
+	"github.com/unmap-dev/unmap/control"
+	"github.com/unmap-dev/unmap/control/admin"
+	"github.com/unmap-dev/unmap/control/pki"
+	"github.com/unmap-dev/unmap/proto"
 )
 
+// Options are what the command line gives the agent besides edge.yaml.
+type Options struct {
+	Version      string       // reported by `unmap status`
+	StatusSocket string       // where `unmap status` asks; empty: no status socket
+	Log          *slog.Logger // default slog.Default()
+}
+
+// capabilities are what this edge supports.
+const capabilities = proto.CapIPv4Public | proto.CapTCPOffer | proto.CapUDPCarrier | proto.CapCounters
+
 // Run runs the edge agent until ctx ends.
-func Run(ctx context.Context, s *Settings) error {
-	return errors.New("edge: the agent is not built yet (issue 5); use --check to validate a config")
+func Run(ctx context.Context, s *Settings, o Options) error {
+	log := o.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	wan, err := ifaceIPv4(s.WAN)
+	if err != nil {
+		return fmt.Errorf("wan_interface: %w", err)
+	}
+	if err := enableForwarding(); err != nil {
+		return err
+	}
+	_, cert, err := pki.LoadIdentity(s.TLS.Cert, s.TLS.Key)
+	if err != nil {
+		return fmt.Errorf("tls.cert/tls.key: %w", err)
+	}
+	cas, err := pki.LoadPool(s.TLS.CA)
+	if err != nil {
+		return fmt.Errorf("tls.ca: %w", err)
+	}
+	a, err := newAgent(s, wan, log)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	l := &lan{ifname: s.LAN, log: log}
+	defer l.close()
+	a.connected = func(w *proto.Welcome) {
+		if err := l.serve(ctx, w.Prefix); err != nil {
+			log.Error("cannot serve the LAN", "err", err)
+		}
+	}
+	client, err := control.NewClient(control.ClientConfig{
+		Relay:      s.Relay,
+		ServerName: s.ServerName,
+		Identity:   cert,
+		RelayCAs:   cas,
+		Hello:      proto.Hello{Capabilities: capabilities, Site: s.Site, EdgeAddr: wan},
+		Keepalive:  s.Keepalive,
+		Handler:    a,
+		Log:        log.With("part", "control"),
+	})
+	if err != nil {
+		return err
+	}
+	a.ctl = client
+	go a.expire(ctx)
+
+	errc := make(chan error, 1)
+	if o.StatusSocket != "" {
+		st := admin.NewServer("edge", o.Version)
+		st.Section("session", func() any { return sessionStatus(a.Grant()) })
+		st.Section("control", func() any { return client.Counters().Snapshot() })
+		st.Section("flows", func() any { return a.flows.Stats() })
+		st.Section("inbound", func() any { return a.policy.Counts() })
+		go func() { errc <- st.Serve(ctx, o.StatusSocket) }()
+	}
+	go func() { errc <- client.Run(ctx) }()
+	log.Info("edge running", "site", s.Site, "relay", s.Relay, "wan", wan)
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errc:
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+}
+
+// sessionStatus is the session section of `unmap status`.
+func sessionStatus(w *proto.Welcome) any {
+	if w == nil {
+		return map[string]any{"connected": false}
+	}
+	return map[string]any{
+		"connected": true, "session": w.SessionID, "prefix": w.Prefix.String(),
+		"ipv4": w.PublicIPv4, "relay_addrs": w.RelayAddrs,
+	}
+}
+
+// ifaceIPv4 is the first IPv4 address of an interface.
+func ifaceIPv4(name string) (netip.Addr, error) {
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap().Is4() {
+				return ip.Unmap(), nil
+			}
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("%s has no IPv4 address", name)
+}
+
+// enableForwarding makes the host a router for both families, as the
+// edge is the LAN's IPv6 router and its IPv4 gateway.
+func enableForwarding() error {
+	var errs []error
+	for _, p := range []string{"/proc/sys/net/ipv6/conf/all/forwarding", "/proc/sys/net/ipv4/ip_forward"} {
+		if err := os.WriteFile(p, []byte("1"), 0); err != nil {
+			errs = append(errs, fmt.Errorf("enable forwarding: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 
 	"github.com/spf13/cobra"
 
@@ -11,9 +12,10 @@ import (
 
 func newEdgeCmd() *cobra.Command {
 	var (
-		path  string
-		check bool
-		over  edge.Config
+		path   string
+		check  bool
+		socket string
+		over   edge.Config
 	)
 	cmd := &cobra.Command{
 		Use:   "edge",
@@ -42,12 +44,13 @@ line overrides the file's field of the same name.`,
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (site %s, relay %s)\n", path, s.Site, s.Relay)
 				return nil
 			}
-			return edge.Run(cmd.Context(), s)
+			return edge.Run(cmd.Context(), s, edge.Options{Version: buildVersion(), StatusSocket: socket, Log: slog.Default()})
 		},
 	}
 	f := cmd.Flags()
 	f.StringVarP(&path, "config", "c", "/etc/unmap/edge.yaml", "edge.yaml to read")
 	f.BoolVar(&check, "check", false, "validate the configuration and exit")
+	f.StringVar(&socket, "status-socket", edgeSocket, "where `unmap status` asks; empty for none")
 	f.StringVar(&over.Site, "site", "", "override site")
 	f.StringVar(&over.Relay, "relay", "", "override relay (host:port)")
 	f.StringVar(&over.LAN, "lan", "", "override lan_interface")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 
 	"github.com/spf13/cobra"
 
@@ -11,9 +12,10 @@ import (
 
 func newRelayCmd() *cobra.Command {
 	var (
-		path  string
-		check bool
-		over  relay.Config
+		path   string
+		check  bool
+		socket string
+		over   relay.Config
 	)
 	cmd := &cobra.Command{
 		Use:   "relay",
@@ -39,12 +41,13 @@ flag given on the command line overrides the file's field of the same name.`,
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d sites, listening on %v)\n", path, len(s.Sites), s.Listen)
 				return nil
 			}
-			return relay.Run(cmd.Context(), s)
+			return relay.Run(cmd.Context(), s, relay.Options{Version: buildVersion(), StatusSocket: socket, Log: slog.Default()})
 		},
 	}
 	f := cmd.Flags()
 	f.StringVarP(&path, "config", "c", "/etc/unmap/relay.yaml", "relay.yaml to read")
 	f.BoolVar(&check, "check", false, "validate the configuration and exit")
+	f.StringVar(&socket, "status-socket", relaySocket, "where `unmap status` asks; empty for none")
 	f.StringVar(&over.Listen, "listen", "", "override listen (addr:port)")
 	f.StringVar(&over.Interface, "interface", "", "override interface")
 	f.StringVar(&over.CarrierPorts, "carrier-ports", "", "override carrier_ports")

@@ -1,0 +1,38 @@
+package control
+
+import (
+	"net/netip"
+
+	"github.com/unmap-dev/unmap/proto"
+)
+
+// checkHello decides whether a Hello's wishes fit the site's grant: a
+// wanted prefix must lie inside the granted one, a wanted IPv4 must be the
+// granted one.
+func checkHello(h *proto.Hello, g *proto.Welcome) proto.Code {
+	if h.WantPrefix.IsValid() {
+		if !g.Prefix.IsValid() || h.WantPrefix.Bits() < g.Prefix.Bits() || !g.Prefix.Contains(h.WantPrefix.Addr()) {
+			return proto.CodePrefixNotGranted
+		}
+	}
+	if h.WantIPv4.IsValid() && h.WantIPv4 != g.PublicIPv4 {
+		return proto.CodeAddressNotGranted
+	}
+	return proto.CodeOK
+}
+
+// siteOwns reports whether a flow's site endpoint belongs to the grant:
+// an IPv6 address in the delegated prefix, or the public IPv4 with a port
+// in its A+P set. This is what stops an edge from using the relay to
+// send as another site.
+func siteOwns(g *proto.Welcome, site netip.AddrPort) bool {
+	a := site.Addr()
+	if a.Is6() {
+		return g.Prefix.IsValid() && g.Prefix.Contains(a)
+	}
+	if a != g.PublicIPv4 {
+		return false
+	}
+	p := g.PublicPorts
+	return p == (proto.PortRange{}) || (site.Port() >= p.First && site.Port() <= p.Last)
+}

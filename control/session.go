@@ -1,0 +1,286 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/unmap-dev/unmap/proto"
+	"github.com/unmap-dev/unmap/session"
+)
+
+// ErrSessionEnded is returned by a Session's methods once it has ended.
+var ErrSessionEnded = errors.New("control: session ended")
+
+// Session is one edge's session at the relay.
+type Session struct {
+	srv   *Server
+	site  string
+	grant *proto.Welcome
+	conn  *quic.Conn
+	str   *quic.Stream
+	w     *wire
+
+	mu        sync.Mutex
+	offers    map[uint32]chan *proto.OfferReply
+	nextOffer uint32
+	done      chan struct{}
+	err       error
+}
+
+// Site is the site id from the edge's certificate.
+func (ss *Session) Site() string { return ss.site }
+
+// Grant is the Welcome the edge was sent; do not modify it.
+func (ss *Session) Grant() *proto.Welcome { return ss.grant }
+
+// ID is the session id.
+func (ss *Session) ID() uint64 { return ss.grant.SessionID }
+
+// RemoteAddr is the edge's current address (the CGNAT's public side); it
+// changes when the CGNAT rebinds the control channel.
+func (ss *Session) RemoteAddr() net.Addr { return ss.conn.RemoteAddr() }
+
+// Done is closed when the session has ended.
+func (ss *Session) Done() <-chan struct{} { return ss.done }
+
+// Err says why the session ended, once Done is closed.
+func (ss *Session) Err() error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.err
+}
+
+// Offer offers an inbound flow to the edge and waits for its answer, at
+// most the server's OfferTimeout. A refusal returns the reply and its
+// code as the error; no answer in time returns proto.CodeTimeout.
+func (ss *Session) Offer(ctx context.Context, m *proto.FlowOffer) (*proto.OfferReply, error) {
+	if !siteOwns(ss.grant, m.Flow.Site) {
+		return nil, fmt.Errorf("control: offer of %v outside the grant of %s: %w", m.Flow, ss.site, proto.CodeAddressNotGranted)
+	}
+	ch := make(chan *proto.OfferReply, 1)
+	ss.mu.Lock()
+	if ss.err != nil {
+		ss.mu.Unlock()
+		return nil, ErrSessionEnded
+	}
+	ss.nextOffer++
+	id := ss.nextOffer
+	ss.offers[id] = ch
+	ss.mu.Unlock()
+	defer func() {
+		ss.mu.Lock()
+		delete(ss.offers, id)
+		ss.mu.Unlock()
+	}()
+	o := *m
+	o.ID = id
+	if err := ss.send(&o); err != nil {
+		return nil, err
+	}
+	ss.srv.counters.add("offers_sent")
+	t := time.NewTimer(ss.srv.cfg.OfferTimeout)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		if r.Result != proto.CodeOK {
+			ss.srv.counters.code("offer_refused_", r.Result)
+			return r, r.Result
+		}
+		ss.srv.counters.add("offers_accepted")
+		return r, nil
+	case <-t.C:
+		ss.srv.counters.code("offer_refused_", proto.CodeTimeout)
+		return nil, proto.CodeTimeout
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-ss.done:
+		return nil, ErrSessionEnded
+	}
+}
+
+// Bound tells the edge a carrier was bound or re-bound.
+func (ss *Session) Bound(m *proto.CarrierBound) error { return ss.send(m) }
+
+// CloseFlow tells the edge a flow ended (CodeClosed, CodeExpired...).
+func (ss *Session) CloseFlow(f session.Flow, reason proto.Code) error {
+	ss.srv.counters.add("flows_closed")
+	return ss.send(&proto.FlowClose{Flow: f, Reason: reason})
+}
+
+// Shutdown ends the session gracefully: Goodbye(shutdown), then the
+// connection is closed with CodeShutdown once the edge has closed it or
+// after a second. retry asks the edge to wait that long before
+// reconnecting.
+func (ss *Session) Shutdown(retry time.Duration, reason string) {
+	sayGoodbye(ss.conn, ss.str, ss.w, &proto.Goodbye{Code: proto.CodeShutdown, RetryMS: uint32(retry.Milliseconds()), Reason: clipReason(reason)})
+}
+
+// goodbyeWait bounds how long the sender of a Goodbye waits for the peer
+// to close; closing at once could drop the Goodbye with the stream.
+const goodbyeWait = time.Second
+
+func sayGoodbye(conn *quic.Conn, str *quic.Stream, w *wire, g *proto.Goodbye) {
+	// A stalled peer must not hold the shutdown.
+	str.SetWriteDeadline(time.Now().Add(goodbyeWait))
+	if w.send(g) == nil {
+		str.Close()
+		t := time.NewTimer(goodbyeWait)
+		select {
+		case <-conn.Context().Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	conn.CloseWithError(quic.ApplicationErrorCode(g.Code), g.Reason)
+}
+
+func (ss *Session) send(m proto.Message) error {
+	select {
+	case <-ss.done:
+		return ErrSessionEnded
+	default:
+	}
+	return ss.w.send(m)
+}
+
+func (ss *Session) end(err error) {
+	ss.mu.Lock()
+	if ss.err == nil {
+		if err == nil {
+			err = ErrSessionEnded
+		}
+		ss.err = err
+		close(ss.done)
+	}
+	ss.mu.Unlock()
+}
+
+// fail closes the connection for a protocol error and returns the error
+// the session ends with.
+func (ss *Session) fail(code proto.Code, err error) error {
+	ss.srv.closeConn(ss.conn, "conn_closed_", code, err.Error())
+	ss.srv.cfg.Log.Warn("session closed for a protocol error", "site", ss.site, "code", code, "err", err)
+	return fmt.Errorf("%w: %w", code, err)
+}
+
+// readLoop dispatches the edge's messages until the connection ends.
+func (ss *Session) readLoop() error {
+	s := ss.srv
+	h := s.cfg.Handler
+	var replayAccepted, replayRefused uint32
+	for {
+		m, err := ss.w.recv(func() { s.counters.add("advisory_skipped") })
+		if err != nil {
+			if code := proto.CodeOf(err); code != proto.CodeInternal {
+				return ss.fail(code, err)
+			}
+			return peerError(err)
+		}
+		switch m := m.(type) {
+		case *proto.FlowOpen:
+			g := ss.open(m)
+			g.ID = m.ID
+			if err := ss.w.send(g); err != nil {
+				return err
+			}
+		case *proto.FlowClose:
+			s.counters.add("flows_closed")
+			h.Closed(ss, m)
+		case *proto.OfferReply:
+			ss.mu.Lock()
+			ch := ss.offers[m.ID]
+			delete(ss.offers, m.ID)
+			ss.mu.Unlock()
+			if ch == nil {
+				s.counters.add("late_replies") // after its timeout: ignored
+				continue
+			}
+			ch <- m
+		case *proto.Replay:
+			for i := range m.Entries {
+				e := &m.Entries[i]
+				s.counters.add("replay_entries")
+				code := proto.CodeAddressNotGranted
+				if siteOwns(ss.grant, e.Flow.Site) {
+					code = h.Replayed(ss, e)
+				}
+				if code == proto.CodeOK {
+					replayAccepted++
+					continue
+				}
+				replayRefused++
+				s.counters.code("flow_refused_", code)
+				if err := ss.w.send(&proto.FlowClose{Flow: e.Flow, Reason: code}); err != nil {
+					return err
+				}
+			}
+			if m.Last {
+				h.ReplayDone(ss)
+				if err := ss.w.send(&proto.ReplayDone{Accepted: replayAccepted, Refused: replayRefused}); err != nil {
+					return err
+				}
+				replayAccepted, replayRefused = 0, 0
+			}
+		case *proto.Ping:
+			var c []proto.Counter
+			if s.cfg.Counters != nil && ss.grant.Capabilities.Has(proto.CapCounters) {
+				c = s.cfg.Counters(ss)
+			}
+			if err := ss.w.send(&proto.Pong{Seq: m.Seq, Counters: c}); err != nil {
+				return err
+			}
+		case *proto.Pong:
+			// the relay sends no Pings; a stray Pong is harmless
+		case *proto.Goodbye:
+			s.counters.code("goodbye_", m.Code)
+			ss.conn.CloseWithError(quic.ApplicationErrorCode(proto.CodeShutdown), "goodbye")
+			return fmt.Errorf("edge said goodbye: %w", m.Code)
+		default: // a relay-to-edge message, or a second Hello
+			return ss.fail(proto.CodeProtocolViolation, fmt.Errorf("%v from an edge", m.Type()))
+		}
+	}
+}
+
+// open checks a FlowOpen against the grant and hands it to the handler.
+func (ss *Session) open(m *proto.FlowOpen) *proto.FlowGrant {
+	s := ss.srv
+	if !siteOwns(ss.grant, m.Flow.Site) {
+		s.counters.code("flow_refused_", proto.CodeAddressNotGranted)
+		return &proto.FlowGrant{Result: proto.CodeAddressNotGranted}
+	}
+	g := s.cfg.Handler.Open(ss, m)
+	if g == nil {
+		g = &proto.FlowGrant{Result: proto.CodeInternal}
+	}
+	if g.Result == proto.CodeOK && !g.Relay.Addr().Is4() {
+		g = &proto.FlowGrant{Result: proto.CodeInternal} // a handler bug must not reach the wire
+	}
+	if g.Result != proto.CodeOK {
+		s.counters.code("flow_refused_", g.Result)
+	} else {
+		s.counters.add("flows_opened")
+	}
+	return g
+}
+
+// peerError turns the QUIC error that ended a connection into a Code
+// where the peer sent one, and marks TLS failures with ErrHandshake (in
+// TLS 1.3 the relay refuses a client certificate after the edge's side of
+// the handshake is complete, so the edge sees it on its first read).
+func peerError(err error) error {
+	var ae *quic.ApplicationError
+	var te *quic.TransportError
+	switch {
+	case errors.As(err, &ae):
+		return fmt.Errorf("%w (%s)", proto.Code(ae.ErrorCode), ae.ErrorMessage)
+	case errors.As(err, &te) && te.ErrorCode.IsCryptoError():
+		return fmt.Errorf("%w: %w", ErrHandshake, err)
+	}
+	return err
+}

@@ -1,0 +1,254 @@
+package edge
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/unmap-dev/unmap/control"
+	"github.com/unmap-dev/unmap/proto"
+	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/flows"
+	"github.com/unmap-dev/unmap/session/ports"
+)
+
+// agent is the edge's state: the authoritative flow table, the carrier
+// ports it holds, the inbound policy and the grant of the current
+// session. It implements control.ClientHandler.
+type agent struct {
+	s      *Settings
+	log    *slog.Logger
+	wan    netip.Addr // the edge's WAN IPv4: the carriers' source
+	flows  *flows.Table
+	ports  *ports.Edge
+	policy *Policy
+	ctl    *control.Client // set once before the client runs
+
+	mu        sync.Mutex
+	grant     *proto.Welcome
+	tokens    map[session.Flow]proto.BindToken
+	connected func(*proto.Welcome) // called on each new grant; may be nil
+}
+
+var _ control.ClientHandler = (*agent)(nil)
+
+func newAgent(s *Settings, wan netip.Addr, log *slog.Logger) (*agent, error) {
+	t, err := flows.New(flows.Options{Timeouts: flows.Timeouts(s.Timers)})
+	if err != nil {
+		return nil, err
+	}
+	p, err := ports.NewEdge(ports.EdgeConfig{Ports: ports.Range(s.CarrierPorts)})
+	if err != nil {
+		return nil, err
+	}
+	return &agent{s: s, log: log, wan: wan, flows: t, ports: p, policy: NewPolicy(s.Allow, s.Forwards),
+		tokens: map[session.Flow]proto.BindToken{}}, nil
+}
+
+// Grant is the current session's grant, nil before the first one.
+func (a *agent) Grant() *proto.Welcome {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.grant
+}
+
+func (a *agent) Connected(w *proto.Welcome) {
+	a.mu.Lock()
+	a.grant = w
+	fn := a.connected
+	a.mu.Unlock()
+	a.log.Info("session up", "session", w.SessionID, "prefix", w.Prefix, "ipv4", w.PublicIPv4)
+	if fn != nil {
+		fn(w)
+	}
+}
+
+// Snapshot is the flow table as the relay should know it after a
+// reconnect: only flows it had granted a carrier for.
+func (a *agent) Snapshot() []proto.ReplayEntry {
+	now := time.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []proto.ReplayEntry
+	for _, e := range a.flows.Snapshot() {
+		if e.State == flows.StateOpening || !e.Carrier.Relay.IsValid() {
+			continue
+		}
+		out = append(out, proto.ReplayEntry{
+			Flow:         e.Flow,
+			CarrierProto: e.Carrier.Proto,
+			EdgePort:     e.Carrier.Edge.Port(),
+			Relay:        e.Carrier.Relay,
+			Public:       e.Carrier.Public,
+			LifetimeSec:  uint32(max(e.Expires.Sub(now), time.Second) / time.Second),
+			Token:        a.tokens[e.Flow],
+		})
+	}
+	return out
+}
+
+// Offer applies the inbound policy and, when it accepts, takes a carrier
+// port for the flow. Opening the carrier through the CGNAT is the
+// datapath's part.
+func (a *agent) Offer(m *proto.FlowOffer) *proto.OfferReply {
+	g := a.Grant()
+	if g == nil {
+		return nil
+	}
+	if _, why := a.policy.Decide(m.Flow, g.Prefix, g.PublicIPv4); why != Accepted {
+		a.log.Debug("inbound flow refused", "flow", m.Flow, "why", why)
+		return nil
+	}
+	c, token, err := a.take(m.Flow, m.CarrierProto, m.Relay)
+	if err != nil {
+		a.log.Warn("inbound flow not taken", "flow", m.Flow, "err", err)
+		return &proto.OfferReply{Result: proto.CodeNoResources}
+	}
+	if err := a.flows.Update(m.Flow, c, flows.StateOpen); err != nil {
+		a.drop(m.Flow, c)
+		return &proto.OfferReply{Result: proto.CodeInternal}
+	}
+	return &proto.OfferReply{EdgePort: c.Edge.Port(), Token: token}
+}
+
+func (a *agent) Bound(m *proto.CarrierBound) {
+	e, ok := a.flows.Get(m.Flow)
+	if !ok {
+		return
+	}
+	e.Carrier.Public = m.Public
+	if err := a.flows.Update(m.Flow, e.Carrier, e.State); err != nil {
+		a.log.Warn("carrier bound", "flow", m.Flow, "err", err)
+	}
+}
+
+func (a *agent) Closed(m *proto.FlowClose) {
+	if e, ok := a.flows.Get(m.Flow); ok {
+		a.drop(m.Flow, e.Carrier)
+		a.log.Debug("flow closed by the relay", "flow", m.Flow, "reason", m.Reason)
+	}
+}
+
+func (a *agent) Disconnected(err error) {
+	a.log.Warn("session down; flows keep forwarding", "err", err)
+}
+
+// Open maps an outbound flow: a carrier port E, the relay's R, and the
+// flow in the table. On any refusal nothing is left behind.
+func (a *agent) Open(ctx context.Context, f session.Flow, carrierProto session.Proto) (session.Carrier, error) {
+	c, token, err := a.take(f, carrierProto, netip.AddrPort{})
+	if err != nil {
+		return c, err
+	}
+	g, err := a.ctl.Open(ctx, &proto.FlowOpen{
+		Flags:        proto.FlagHeld,
+		Flow:         f,
+		CarrierProto: carrierProto,
+		EdgePort:     c.Edge.Port(),
+		LifetimeSec:  uint32(a.flows.Timeouts().For(f.Proto, flows.StateOpen) / time.Second),
+		Token:        token,
+	})
+	if err != nil {
+		a.drop(f, c)
+		return session.Carrier{}, err
+	}
+	c.Relay = g.Relay
+	if err := a.flows.Update(f, c, flows.StateOpen); err != nil {
+		a.drop(f, c)
+		return session.Carrier{}, err
+	}
+	return c, nil
+}
+
+// Close ends a flow here and at the relay.
+func (a *agent) Close(f session.Flow, reason proto.Code) {
+	if e, ok := a.flows.Get(f); ok {
+		a.drop(f, e.Carrier)
+		if err := a.ctl.Close(f, reason); err != nil {
+			a.log.Debug("flow close not sent; the next replay leaves it out", "flow", f, "err", err)
+		}
+	}
+}
+
+// take reserves a carrier port and puts the flow in the table, opening.
+func (a *agent) take(f session.Flow, carrierProto session.Proto, relay netip.AddrPort) (session.Carrier, proto.BindToken, error) {
+	port, err := a.ports.Grant(carrierProto)
+	if err != nil {
+		return session.Carrier{}, 0, err
+	}
+	c := session.Carrier{Proto: carrierProto, Edge: netip.AddrPortFrom(a.wan, port), Relay: relay}
+	if err := a.flows.Add(f, c, flows.StateOpening); err != nil {
+		a.releasePort(c)
+		return session.Carrier{}, 0, err
+	}
+	token := newToken()
+	a.mu.Lock()
+	a.tokens[f] = token
+	a.mu.Unlock()
+	return c, token, nil
+}
+
+// drop forgets a flow and gives its port back.
+func (a *agent) drop(f session.Flow, c session.Carrier) {
+	if _, err := a.flows.Delete(f); err != nil {
+		return // already gone: its port was given back then
+	}
+	a.mu.Lock()
+	delete(a.tokens, f)
+	a.mu.Unlock()
+	a.releasePort(c)
+}
+
+func (a *agent) releasePort(c session.Carrier) {
+	if err := a.ports.Release(c.Proto, c.Edge.Port()); err != nil {
+		a.log.Error("carrier port release", "carrier", c, "err", err)
+	}
+}
+
+// expire sweeps idle flows until ctx ends, telling the relay of each.
+func (a *agent) expire(ctx context.Context) {
+	const batch = 1024
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for {
+			gone := a.flows.Expire(nil, batch)
+			for _, e := range gone {
+				a.mu.Lock()
+				delete(a.tokens, e.Flow)
+				a.mu.Unlock()
+				a.releasePort(e.Carrier)
+				_ = a.ctl.Close(e.Flow, proto.CodeExpired)
+			}
+			if len(gone) < batch {
+				break
+			}
+		}
+		next := time.Minute
+		if when, ok := a.flows.NextDue(); ok {
+			next = min(max(time.Until(when), 100*time.Millisecond), time.Minute)
+		}
+		t.Reset(next)
+	}
+}
+
+// newToken is a random bind token: the relay binds a carrier only to a
+// first packet that carries it, which another host behind the same CGNAT
+// cannot guess.
+func newToken() proto.BindToken {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err)) // never fails on Linux
+	}
+	return proto.BindToken(binary.BigEndian.Uint64(b[:]))
+}

@@ -1,0 +1,232 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/unmap-dev/unmap/control"
+	"github.com/unmap-dev/unmap/control/admin"
+	"github.com/unmap-dev/unmap/control/pki"
+	"github.com/unmap-dev/unmap/proto"
+	"github.com/unmap-dev/unmap/relay"
+	"github.com/unmap-dev/unmap/session"
+)
+
+// pkiDir makes a CA, a relay certificate for 127.0.0.1 and an edge
+// certificate for site, as `unmap cert` lays them out.
+func pkiDir(t *testing.T, site string) string {
+	t.Helper()
+	dir := t.TempDir()
+	v := pki.Validity{Length: time.Hour}
+	ca, err := pki.NewCA("test", v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := ca.IssueRelay(nil, []netip.Addr{netip.MustParseAddr("127.0.0.1")}, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := ca.IssueEdge(site, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range []error{
+		ca.SaveCert(dir, false),
+		r.Save(dir, pki.RelayFile, pki.RelayKeyFile, false),
+		e.Save(dir, pki.EdgeFile, pki.EdgeKeyFile, false),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func freeUDPPort(t *testing.T) int {
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// startRelay runs the real relay agent on loopback with a relay.yaml
+// granting site "home" a quota of quota flows.
+func startRelay(t *testing.T, dir string, quota int) (addr, socket string) {
+	t.Helper()
+	addr = fmt.Sprintf("127.0.0.1:%d", freeUDPPort(t))
+	yaml := fmt.Sprintf(`listen: %q
+tls: {ca: %s, cert: %s, key: %s}
+interface: lo
+addresses: [198.51.100.6]
+carrier_ports: 20000-20099
+sites:
+  - {id: home, prefix: "2001:db8:5::/56", ipv4: 203.0.113.10, max_flows: %d}
+`, addr, filepath.Join(dir, pki.CAFile), filepath.Join(dir, pki.RelayFile), filepath.Join(dir, pki.RelayKeyFile), quota)
+	path := filepath.Join(dir, "relay.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := relay.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	socket = filepath.Join(dir, "relay.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- relay.Run(ctx, s, relay.Options{Version: "test", StatusSocket: socket, Log: slog.New(slog.DiscardHandler)})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("relay: %v", err)
+		}
+	})
+	return addr, socket
+}
+
+// startEdge runs the edge agent's control side (no interfaces: the
+// datapath and the LAN are not part of this test).
+func startEdge(t *testing.T, dir, relayAddr string) *agent {
+	t.Helper()
+	c := Config{Site: "home", Relay: relayAddr, LAN: "lan", WAN: "wan", CarrierPorts: "61000-61099",
+		TLS: confTLS(dir)}
+	s, err := c.Validate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := newAgent(s, netip.MustParseAddr("100.64.0.2"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, cert, err := pki.LoadIdentity(s.TLS.Cert, s.TLS.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cas, err := pki.LoadPool(s.TLS.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.ctl, err = control.NewClient(control.ClientConfig{
+		Relay: s.Relay, Identity: cert, RelayCAs: cas, Handler: a,
+		Hello: proto.Hello{Capabilities: capabilities, Site: s.Site},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.ctl.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if _, err := a.ctl.WaitConnected(wctx); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func flowsAtRelay(t *testing.T, socket string) int {
+	t.Helper()
+	st, err := admin.Fetch(context.Background(), socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		Flows map[string]int `json:"flows_by_site"`
+	}
+	if err := json.Unmarshal(st.Sections["carriers"], &c); err != nil {
+		t.Fatal(err)
+	}
+	return c.Flows["home"]
+}
+
+// TestOpenCloseThroughRelay opens and closes flows between the edge agent
+// and the real relay agent over QUIC with mutual TLS, and checks both
+// tables and the quota.
+func TestOpenCloseThroughRelay(t *testing.T) {
+	dir := pkiDir(t, "home")
+	addr, socket := startRelay(t, dir, 2)
+	a := startEdge(t, dir, addr)
+	if g := a.Grant(); g == nil || g.Prefix.String() != "2001:db8:5::/56" || g.PublicIPv4.String() != "203.0.113.10" {
+		t.Fatalf("grant %+v", g)
+	}
+	ctx := context.Background()
+	flow := func(port uint16) session.Flow {
+		return session.Flow{Proto: session.TCP, Site: netip.MustParseAddrPort(fmt.Sprintf("[2001:db8:5::2]:%d", port)),
+			Remote: netip.MustParseAddrPort("[2001:db8:6::2]:80")}
+	}
+	c1, err := a.Open(ctx, flow(1000), session.TCP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c1.Relay.Addr().String() != "198.51.100.6" || c1.Relay.Port() < 20000 || c1.Relay.Port() > 20099 ||
+		c1.Edge.Port() < 61000 || c1.Edge.Port() > 61099 {
+		t.Errorf("carrier %v", c1)
+	}
+	if _, err := a.Open(ctx, flow(1001), session.TCP); err != nil {
+		t.Fatal(err)
+	}
+	// The third exceeds the site's quota of 2: refused, nothing left over.
+	if _, err := a.Open(ctx, flow(1002), session.TCP); !errors.Is(err, proto.CodeQuotaExceeded) {
+		t.Fatalf("third open: %v, want quota exceeded", err)
+	}
+	if n := a.flows.Len(); n != 2 || a.ports.InUse() != 2 {
+		t.Errorf("edge holds %d flows and %d ports after a refusal, want 2 and 2", n, a.ports.InUse())
+	}
+	if n := flowsAtRelay(t, socket); n != 2 {
+		t.Errorf("relay holds %d flows, want 2", n)
+	}
+	// A flow outside the site's prefix is refused by the relay.
+	bad := flow(1003)
+	bad.Site = netip.MustParseAddrPort("[2001:db8:7::2]:1003")
+	if _, err := a.Open(ctx, bad, session.TCP); !errors.Is(err, proto.CodeAddressNotGranted) {
+		t.Errorf("foreign source: %v, want address not granted", err)
+	}
+
+	a.Close(flow(1000), proto.CodeClosed)
+	waitFor(t, "the relay to drop the closed flow", func() (int, bool) {
+		n := flowsAtRelay(t, socket)
+		return n, n == 1
+	})
+	if _, err := a.Open(ctx, flow(1002), session.TCP); err != nil {
+		t.Fatalf("open after a close freed the quota: %v", err)
+	}
+}
+
+// TestInboundOffer checks the edge applies its policy to the relay's
+// offers.
+func TestInboundOffer(t *testing.T) {
+	dir := pkiDir(t, "home")
+	addr, _ := startRelay(t, dir, 10)
+	a := startEdge(t, dir, addr)
+	a.policy = NewPolicy([]Allow{{Proto: session.TCP, Hosts: netip.MustParsePrefix("2001:db8:5::10/128"), Ports: confRange(22, 22)}}, nil)
+	ok := &proto.FlowOffer{Flow: session.Flow{Proto: session.TCP, Site: netip.MustParseAddrPort("[2001:db8:5::10]:22"),
+		Remote: netip.MustParseAddrPort("[2001:db8:6::2]:40000")}, CarrierProto: session.TCP, Relay: netip.MustParseAddrPort("198.51.100.6:20001")}
+	r := a.Offer(ok)
+	if r == nil || r.Result != proto.CodeOK || r.EdgePort < 61000 || r.Token == 0 {
+		t.Fatalf("accepted offer: %+v", r)
+	}
+	if e, found := a.flows.Get(ok.Flow); !found || e.Carrier.Relay != ok.Relay {
+		t.Errorf("accepted flow in table: %+v %v", e, found)
+	}
+	no := *ok
+	no.Flow.Site = netip.MustParseAddrPort("[2001:db8:5::10]:23")
+	if r := a.Offer(&no); r != nil {
+		t.Errorf("refused offer answered %+v", r)
+	}
+	if got := a.policy.Counts(); got["accepted"] != 1 || got["no-rule"] != 1 {
+		t.Errorf("policy counts %v", got)
+	}
+}

@@ -1,0 +1,177 @@
+package relay
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/unmap-dev/unmap/control"
+	"github.com/unmap-dev/unmap/proto"
+	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/ports"
+)
+
+// carrier is what the relay keeps for one flow: the port R it leased and
+// what binds the carrier at its first packet.
+type carrier struct {
+	site     string
+	lease    ports.Lease
+	edgePort uint16
+	token    proto.BindToken
+	gen      uint64 // session that last opened or replayed it
+}
+
+// carriers is the relay's side of the sessions: it turns flow opens into
+// leased carrier ports and keeps them across reconnects, because the
+// edge's table is authoritative and a replay brings the flows back. It
+// implements control.Handler.
+type carriers struct {
+	log   *slog.Logger
+	ports *ports.Relay
+
+	mu    sync.Mutex
+	flows map[session.Flow]*carrier
+}
+
+var _ control.Handler = (*carriers)(nil)
+
+func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
+	p, err := ports.NewRelay(ports.RelayConfig{Addrs: s.Addresses, Ports: ports.Range(s.CarrierPorts)})
+	if err != nil {
+		return nil, err
+	}
+	for _, site := range s.Sites {
+		p.SetSite(site.ID, site.MaxFlows)
+	}
+	return &carriers{log: log, ports: p, flows: map[session.Flow]*carrier{}}, nil
+}
+
+// publicAddr is the CGNAT address a session's edge appears from: its
+// carriers come from the same address (RFC 4787 REQ-2, paired pooling).
+func publicAddr(ss *control.Session) netip.Addr {
+	if u, ok := ss.RemoteAddr().(*net.UDPAddr); ok {
+		if a, ok := netip.AddrFromSlice(u.IP); ok {
+			return a.Unmap()
+		}
+	}
+	return netip.Addr{}
+}
+
+// code turns an allocator refusal into the code the edge is told.
+func code(err error) proto.Code {
+	switch {
+	case errors.Is(err, ports.ErrSiteQuota):
+		return proto.CodeQuotaExceeded
+	case errors.Is(err, ports.ErrExhausted), errors.Is(err, ports.ErrQuarantined):
+		return proto.CodeNoResources
+	case errors.Is(err, ports.ErrInUse):
+		return proto.CodeFlowExists
+	case errors.Is(err, ports.ErrOutOfRange), errors.Is(err, ports.ErrNotGranted):
+		return proto.CodeAddressNotGranted
+	}
+	return proto.CodeInternal
+}
+
+func (c *carriers) Started(ss *control.Session) {
+	c.log.Info("session started", "site", ss.Site(), "session", ss.ID(), "from", ss.RemoteAddr())
+}
+
+// Open leases a relay port R for an outbound flow. Opening a flow the
+// site already has on the same edge port is answered with the same
+// carrier, so a retried FlowOpen is harmless.
+func (c *carriers) Open(ss *control.Session, m *proto.FlowOpen) *proto.FlowGrant {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.flows[m.Flow]; ok {
+		if old.site != ss.Site() || old.edgePort != m.EdgePort || old.lease.Proto != m.CarrierProto {
+			return &proto.FlowGrant{Result: proto.CodeFlowExists}
+		}
+		old.gen, old.token = ss.ID(), m.Token
+		return &proto.FlowGrant{Relay: old.lease.RelayAddr(), LifetimeSec: m.LifetimeSec}
+	}
+	lease, err := c.ports.Grant(ss.Site(), publicAddr(ss), m.CarrierProto)
+	if err != nil {
+		c.log.Warn("flow refused", "site", ss.Site(), "flow", m.Flow, "err", err)
+		return &proto.FlowGrant{Result: code(err)}
+	}
+	c.flows[m.Flow] = &carrier{site: ss.Site(), lease: lease, edgePort: m.EdgePort, token: m.Token, gen: ss.ID()}
+	return &proto.FlowGrant{Relay: lease.RelayAddr(), LifetimeSec: m.LifetimeSec}
+}
+
+// Replayed takes back a flow the edge still has after a reconnect or a
+// relay restart, on the very port it had.
+func (c *carriers) Replayed(ss *control.Session, e *proto.ReplayEntry) proto.Code {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.flows[e.Flow]; ok {
+		if old.site != ss.Site() || old.lease.RelayAddr() != e.Relay || old.lease.Proto != e.CarrierProto {
+			return proto.CodeFlowExists
+		}
+		old.gen = ss.ID()
+		return proto.CodeOK
+	}
+	pub := publicAddr(ss)
+	if e.Public.IsValid() {
+		pub = e.Public.Addr()
+	}
+	lease, err := c.ports.Claim(ss.Site(), ports.Key{Relay: e.Relay.Addr(), Public: pub, Proto: e.CarrierProto}, e.Relay.Port())
+	if err != nil {
+		return code(err)
+	}
+	c.flows[e.Flow] = &carrier{site: ss.Site(), lease: lease, edgePort: e.EdgePort, token: e.Token, gen: ss.ID()}
+	return proto.CodeOK
+}
+
+// ReplayDone drops the site's flows the edge no longer has.
+func (c *carriers) ReplayDone(ss *control.Session) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for f, k := range c.flows {
+		if k.site == ss.Site() && k.gen != ss.ID() {
+			c.remove(f, k)
+			n++
+		}
+	}
+	c.log.Info("replay done", "site", ss.Site(), "dropped", n)
+}
+
+func (c *carriers) Closed(ss *control.Session, m *proto.FlowClose) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if k, ok := c.flows[m.Flow]; ok && k.site == ss.Site() {
+		c.remove(m.Flow, k)
+	}
+}
+
+// Ended keeps the site's flows: the datapath goes on forwarding them and
+// the edge replays them when it is back.
+func (c *carriers) Ended(ss *control.Session, err error) {
+	c.log.Info("session ended", "site", ss.Site(), "session", ss.ID(), "err", err)
+}
+
+func (c *carriers) remove(f session.Flow, k *carrier) {
+	if err := c.ports.Release(k.lease); err != nil {
+		c.log.Error("port release", "flow", f, "err", err)
+	}
+	delete(c.flows, f)
+}
+
+// carrierStatus is the carriers section of `unmap status`.
+type carrierStatus struct {
+	Flows   map[string]int          `json:"flows_by_site"`
+	Ports   ports.RelayStats        `json:"ports"`
+	Refused map[ports.Reason]uint64 `json:"ports_refused"`
+}
+
+func (c *carriers) status() any {
+	c.mu.Lock()
+	by := map[string]int{}
+	for _, k := range c.flows {
+		by[k.site]++
+	}
+	c.mu.Unlock()
+	return carrierStatus{Flows: by, Ports: c.ports.Stats(), Refused: c.ports.Refused.Snapshot()}
+}

@@ -1,0 +1,331 @@
+package flows
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/unmap-dev/unmap/session"
+)
+
+// Options configure a Table; the zero value is usable.
+type Options struct {
+	Timeouts Timeouts         // zero fields mean defaults
+	Now      func() time.Time // clock; nil means time.Now
+	MaxFlows int              // refuse Add beyond this many flows; 0 means no limit
+}
+
+// Entry is a flow as Snapshot, Get and Expire report it.
+type Entry struct {
+	Flow     session.Flow
+	Carrier  session.Carrier
+	State    State
+	LastSeen time.Time
+	Expires  time.Time // when it expires if not seen again
+}
+
+// Refusal reasons, counted in Table.Refused. Values are stable.
+const (
+	ReasonDuplicate   = "duplicate"    // Add of a flow already in the table
+	ReasonFull        = "table-full"   // Add beyond MaxFlows
+	ReasonUnknownFlow = "unknown-flow" // Touch, Update or Delete of a flow not in the table
+	ReasonBadState    = "bad-state"    // a State that does not exist
+)
+
+// Errors for errors.Is.
+var (
+	ErrDuplicate   = errors.New("flows: flow already in the table")
+	ErrFull        = errors.New("flows: table full")
+	ErrUnknownFlow = errors.New("flows: no such flow")
+	ErrBadState    = errors.New("flows: no such state")
+)
+
+// entry is one flow. Times are nanoseconds since the table's epoch on
+// its (monotonic) clock: 8 bytes each instead of a time.Time's 24.
+type entry struct {
+	flow    session.Flow
+	carrier session.Carrier
+	seen    int64 // last seen
+	due     int64 // heap key; never later than the real deadline
+	idx     int32 // position in the heap
+	state   State
+}
+
+// Table is the flow table. It is safe for concurrent use.
+type Table struct {
+	mu    sync.Mutex
+	t     Timeouts
+	now   func() time.Time
+	epoch time.Time
+	max   int
+	m     map[session.Flow]*entry
+	h     []*entry // min-heap on due
+
+	added, expired, deleted uint64
+	refused                 map[string]uint64
+}
+
+// New checks o and makes an empty table.
+func New(o Options) (*Table, error) {
+	if err := o.Timeouts.Check(); err != nil {
+		return nil, err
+	}
+	if o.MaxFlows < 0 {
+		return nil, fmt.Errorf("flows: MaxFlows %d is negative", o.MaxFlows)
+	}
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Table{
+		t:       o.Timeouts.WithDefaults(),
+		now:     now,
+		epoch:   now(),
+		max:     o.MaxFlows,
+		m:       make(map[session.Flow]*entry),
+		refused: make(map[string]uint64),
+	}, nil
+}
+
+// Timeouts are the table's timeouts, defaults filled in.
+func (t *Table) Timeouts() Timeouts { return t.t }
+
+func (t *Table) tick() int64 { return int64(t.now().Sub(t.epoch)) }
+
+func (t *Table) refuse(reason string, err error, f session.Flow) error {
+	t.refused[reason]++
+	return fmt.Errorf("%w: %v", err, f)
+}
+
+func (t *Table) deadline(e *entry) int64 {
+	return e.seen + int64(t.t.For(e.flow.Proto, e.state))
+}
+
+// Add puts a new flow in the table, seen now.
+func (t *Table) Add(f session.Flow, c session.Carrier, s State) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s >= numStates {
+		return t.refuse(ReasonBadState, ErrBadState, f)
+	}
+	if _, ok := t.m[f]; ok {
+		return t.refuse(ReasonDuplicate, ErrDuplicate, f)
+	}
+	if t.max > 0 && len(t.m) >= t.max {
+		return t.refuse(ReasonFull, ErrFull, f)
+	}
+	e := &entry{flow: f, carrier: c, seen: t.tick(), state: s}
+	e.due = t.deadline(e)
+	t.m[f] = e
+	t.push(e)
+	t.added++
+	return nil
+}
+
+// Get returns the entry of f.
+func (t *Table) Get(f session.Flow) (Entry, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.m[f]
+	if !ok {
+		return Entry{}, false
+	}
+	return t.export(e), true
+}
+
+// Touch marks f seen now.
+func (t *Table) Touch(f session.Flow) error { return t.TouchAt(f, t.now()) }
+
+// TouchAt marks f seen at when (a last-seen time read from the XDP
+// maps); a time older than the one stored is ignored. It never moves the
+// heap: the deadline is recomputed when it comes due.
+func (t *Table) TouchAt(f session.Flow, when time.Time) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.m[f]
+	if !ok {
+		return t.refuse(ReasonUnknownFlow, ErrUnknownFlow, f)
+	}
+	if at := int64(when.Sub(t.epoch)); at > e.seen {
+		e.seen = at
+	}
+	return nil
+}
+
+// Update sets f's state and carrier (a carrier the relay confirmed, or
+// re-bound to a new CGNAT port). A state with a shorter timeout (a FIN
+// seen on an established flow) can bring the deadline forward, which
+// moves the flow up the heap.
+func (t *Table) Update(f session.Flow, c session.Carrier, s State) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s >= numStates {
+		return t.refuse(ReasonBadState, ErrBadState, f)
+	}
+	e, ok := t.m[f]
+	if !ok {
+		return t.refuse(ReasonUnknownFlow, ErrUnknownFlow, f)
+	}
+	e.carrier, e.state = c, s
+	if d := t.deadline(e); d < e.due {
+		e.due = d
+		t.up(int(e.idx))
+	}
+	return nil
+}
+
+// Delete removes f (closed by the relay or the agent) and returns it.
+func (t *Table) Delete(f session.Flow) (Entry, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.m[f]
+	if !ok {
+		return Entry{}, t.refuse(ReasonUnknownFlow, ErrUnknownFlow, f)
+	}
+	out := t.export(e)
+	t.remove(e)
+	t.deleted++
+	return out, nil
+}
+
+// Expire removes flows whose idle time is up, at most limit of them (no
+// limit when limit <= 0), and appends them to dst. A sweeper that calls
+// it in batches until it returns fewer than limit keeps the table's lock
+// for a bounded time even when a million flows expire at once.
+func (t *Table) Expire(dst []Entry, limit int) []Entry {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.tick()
+	n := 0
+	for len(t.h) > 0 && t.h[0].due <= now && (limit <= 0 || n < limit) {
+		e := t.h[0]
+		if d := t.deadline(e); d > now {
+			// Seen since it was queued: move it to its real deadline.
+			e.due = d
+			t.down(0)
+			continue
+		}
+		dst = append(dst, t.export(e))
+		t.remove(e)
+		t.expired++
+		n++
+	}
+	return dst
+}
+
+// NextDue is the earliest time a flow may expire, for the sweeper's
+// sleep; ok is false when the table is empty. Flows seen since may turn
+// out to live longer; none expires earlier.
+func (t *Table) NextDue() (when time.Time, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.h) == 0 {
+		return time.Time{}, false
+	}
+	return t.epoch.Add(time.Duration(t.h[0].due)), true
+}
+
+// Len is the number of flows.
+func (t *Table) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.m)
+}
+
+// Snapshot copies every flow, for replay to the relay after a reconnect.
+func (t *Table) Snapshot() []Entry {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]Entry, 0, len(t.m))
+	for _, e := range t.m {
+		out = append(out, t.export(e))
+	}
+	return out
+}
+
+// Stats is a snapshot of a table's counters.
+type Stats struct {
+	Flows                   int
+	Added, Expired, Deleted uint64
+	Refused                 map[string]uint64 // by reason
+}
+
+// Stats snapshots t's counters.
+func (t *Table) Stats() Stats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r := make(map[string]uint64, len(t.refused))
+	for k, v := range t.refused {
+		r[k] = v
+	}
+	return Stats{Flows: len(t.m), Added: t.added, Expired: t.expired, Deleted: t.deleted, Refused: r}
+}
+
+func (t *Table) export(e *entry) Entry {
+	return Entry{
+		Flow:     e.flow,
+		Carrier:  e.carrier,
+		State:    e.state,
+		LastSeen: t.epoch.Add(time.Duration(e.seen)),
+		Expires:  t.epoch.Add(time.Duration(t.deadline(e))),
+	}
+}
+
+func (t *Table) remove(e *entry) {
+	delete(t.m, e.flow)
+	i := int(e.idx)
+	last := len(t.h) - 1
+	if i != last {
+		t.swap(i, last)
+	}
+	t.h[last] = nil
+	t.h = t.h[:last]
+	if i != last {
+		t.down(i)
+		t.up(i)
+	}
+	e.idx = -1
+}
+
+func (t *Table) push(e *entry) {
+	e.idx = int32(len(t.h))
+	t.h = append(t.h, e)
+	t.up(len(t.h) - 1)
+}
+
+func (t *Table) swap(i, j int) {
+	t.h[i], t.h[j] = t.h[j], t.h[i]
+	t.h[i].idx = int32(i)
+	t.h[j].idx = int32(j)
+}
+
+func (t *Table) up(i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if t.h[p].due <= t.h[i].due {
+			return
+		}
+		t.swap(i, p)
+		i = p
+	}
+}
+
+func (t *Table) down(i int) {
+	n := len(t.h)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		c := l
+		if r := l + 1; r < n && t.h[r].due < t.h[l].due {
+			c = r
+		}
+		if t.h[i].due <= t.h[c].due {
+			return
+		}
+		t.swap(i, c)
+		i = c
+	}
+}
