@@ -1,0 +1,70 @@
+package lab
+
+import "net/netip"
+
+// The addressing plan. Only documentation and shared ranges are used, and
+// they exist only inside the lab's namespaces. End-to-end tests use these
+// values rather than literals so the plan can change in one place.
+var (
+	// lan—edge: the site's LAN behind its home router. No IPv6 but
+	// link-local yet: SitePrefix will be delegated by the relay.
+	LANNet      = netip.MustParsePrefix("192.0.2.0/28")
+	EdgeLANAddr = netip.MustParseAddr("192.0.2.1")
+	LANAddr     = netip.MustParseAddr("192.0.2.2")
+
+	// edge—cgn: the edge's WAN, inside the ISP's shared address space.
+	// No IPv6 on the CGN path: the ISP gives none.
+	EdgeWANNet  = netip.MustParsePrefix("100.64.0.0/24")
+	CGNEdgeAddr = netip.MustParseAddr("100.64.0.1")
+	EdgeWANAddr = netip.MustParseAddr("100.64.0.2")
+
+	// rogue—cgn: another customer of the same ISP, masqueraded to the same
+	// public address as the edge (used to prove it cannot hijack carriers).
+	RogueNet     = netip.MustParsePrefix("100.64.1.0/24")
+	CGNRogueAddr = netip.MustParseAddr("100.64.1.1")
+	RogueAddr    = netip.MustParseAddr("100.64.1.2")
+
+	// CGNInside is what the CGN masquerades (RFC 6598 shared space).
+	CGNInside = netip.MustParsePrefix("100.64.0.0/10")
+
+	// cgn—inet: the CGN's outside link. CGNPublic is the one address all of
+	// the ISP's customers share on the Internet.
+	CGNOutNet   = netip.MustParsePrefix("198.51.100.0/30")
+	InetCGNAddr = netip.MustParseAddr("198.51.100.1")
+	CGNPublic   = netip.MustParseAddr("198.51.100.2")
+
+	// inet—relay, both families.
+	RelayNet       = netip.MustParsePrefix("198.51.100.4/30")
+	InetRelayAddr  = netip.MustParseAddr("198.51.100.5")
+	RelayAddr      = netip.MustParseAddr("198.51.100.6")
+	RelayNet6      = netip.MustParsePrefix("2001:db8:1::/64")
+	InetRelay6Addr = netip.MustParseAddr("2001:db8:1::1")
+	Relay6Addr     = netip.MustParseAddr("2001:db8:1::2")
+
+	// RelayPool4 is the relay's public IPv4 pool and SitePrefixes the
+	// IPv6 space it delegates to sites; inet routes both to the relay.
+	RelayPool4   = netip.MustParsePrefix("203.0.113.0/24")
+	SitePrefixes = netip.MustParsePrefix("2001:db8:5::/48")
+	// SitePrefix is the prefix the relay will delegate to the lab's site,
+	// and SiteHost6 the address the lan host will take from it.
+	SitePrefix    = netip.MustParsePrefix("2001:db8:5::/64")
+	SiteHost6Addr = netip.MustParseAddr("2001:db8:5::2")
+
+	// inet—srv4: an IPv4 server on the Internet.
+	Srv4Net      = netip.MustParsePrefix("198.51.100.8/30")
+	InetSrv4Addr = netip.MustParseAddr("198.51.100.9")
+	Srv4Addr     = netip.MustParseAddr("198.51.100.10")
+
+	// inet—srv6: an IPv6-only server on the Internet.
+	Srv6Net      = netip.MustParsePrefix("2001:db8:6::/64")
+	InetSrv6Addr = netip.MustParseAddr("2001:db8:6::1")
+	Srv6Addr     = netip.MustParseAddr("2001:db8:6::2")
+
+	// relay—sub: a subscriber of the relay's own CGNAT.
+	SubNet       = netip.MustParsePrefix("100.64.100.0/24")
+	RelaySubAddr = netip.MustParseAddr("100.64.100.1")
+	SubAddr      = netip.MustParseAddr("100.64.100.2")
+)
+
+// MTU of every veth: the full Ethernet MTU that unmap preserves end to end.
+const MTU = 1500

@@ -1,0 +1,169 @@
+package lab
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// NamePrefix starts the name of every lab namespace.
+const NamePrefix = "unmap-"
+
+// OwnerDir holds one file per lab, named by its prefix and holding the
+// process id that built it (or "kept" once `unmap lab --keep` released
+// it), so that Down can tell a leftover from a lab in use by a running
+// test.
+const OwnerDir = "/run/unmap-lab"
+
+// labName matches a lab namespace and captures its prefix.
+var labName = regexp.MustCompile(`^(` + NamePrefix + `[0-9a-f]{6})-[a-z0-9]+$`)
+
+const keptMark = "kept"
+
+func writeOwner(prefix string) error {
+	if err := os.MkdirAll(OwnerDir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(OwnerDir, prefix), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
+}
+
+func removeOwner(prefix string) error {
+	err := os.Remove(filepath.Join(OwnerDir, prefix))
+	if err == nil || errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// Release marks the lab as no longer owned by this process, so that Down
+// removes it without all: what `unmap lab --keep` does before it exits.
+func (l *Lab) Release() error {
+	return os.WriteFile(filepath.Join(OwnerDir, l.Prefix), []byte(keptMark+"\n"), 0o644)
+}
+
+// Ownership says who holds a lab.
+type Ownership int
+
+const (
+	Unowned  Ownership = iota // no owner file (built by an older tool, or half torn down)
+	Kept                      // released by `unmap lab --keep`
+	InUse                     // its building process is alive
+	Orphaned                  // its building process died without tearing it down
+)
+
+func (o Ownership) String() string {
+	return [...]string{"unowned", "kept", "in use", "orphaned"}[o]
+}
+
+// ownerOf reads a lab's owner file.
+func ownerOf(prefix string) (Ownership, int) {
+	b, err := os.ReadFile(filepath.Join(OwnerDir, prefix))
+	if err != nil {
+		return Unowned, 0
+	}
+	s := strings.TrimSpace(string(b))
+	if s == keptMark {
+		return Kept, 0
+	}
+	pid, err := strconv.Atoi(s)
+	if err != nil || pid <= 0 {
+		return Unowned, 0
+	}
+	// Signal 0 tests for existence; EPERM means it exists as someone
+	// else's. (A process in another pid namespace looks dead from here.)
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return Orphaned, pid
+	}
+	return InUse, pid
+}
+
+// Leftover is a lab found under NetnsDir.
+type Leftover struct {
+	Prefix     string
+	Namespaces []string // full names
+	Ownership  Ownership
+	Owner      int // pid of the process that built it, if known
+}
+
+// Leftovers lists the labs under NetnsDir, sorted by prefix.
+func Leftovers() ([]Leftover, error) {
+	ents, err := os.ReadDir(NetnsDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	byPrefix := map[string]*Leftover{}
+	for _, e := range ents {
+		m := labName.FindStringSubmatch(e.Name())
+		if m == nil {
+			continue
+		}
+		lo, ok := byPrefix[m[1]]
+		if !ok {
+			lo = &Leftover{Prefix: m[1]}
+			lo.Ownership, lo.Owner = ownerOf(m[1])
+			byPrefix[m[1]] = lo
+		}
+		lo.Namespaces = append(lo.Namespaces, e.Name())
+	}
+	res := make([]Leftover, 0, len(byPrefix))
+	for _, lo := range byPrefix {
+		res = append(res, *lo)
+	}
+	slices.SortFunc(res, func(a, b Leftover) int { return strings.Compare(a.Prefix, b.Prefix) })
+	return res, nil
+}
+
+// Down removes leftover labs: every namespace named unmap-<6 hex>-<role>.
+// A lab whose building process is still alive is in use (a running test)
+// and is kept unless all is set. It returns what it removed and what it
+// kept.
+func Down(all bool) (removed []string, kept []Leftover, err error) {
+	return remove(downSelects(all))
+}
+
+// downSelects is Down's choice of what to remove.
+func downSelects(all bool) func(Leftover) bool {
+	return func(lo Leftover) bool { return all || lo.Ownership != InUse }
+}
+
+// reapOrphans removes labs whose building process died (a test binary
+// killed by its timeout runs no cleanup), so that a crashed run does not
+// pile up namespaces. A kept lab is left for its user.
+func reapOrphans() error {
+	_, _, err := remove(func(lo Leftover) bool { return lo.Ownership == Orphaned })
+	return err
+}
+
+func remove(which func(Leftover) bool) (removed []string, kept []Leftover, err error) {
+	los, err := Leftovers()
+	if err != nil {
+		return nil, nil, err
+	}
+	var errs []error
+	for _, lo := range los {
+		if !which(lo) {
+			kept = append(kept, lo)
+			continue
+		}
+		for _, name := range lo.Namespaces {
+			if err := deleteNamed(name); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			removed = append(removed, name)
+		}
+		if err := removeOwner(lo.Prefix); err != nil {
+			errs = append(errs, fmt.Errorf("owner file of %s: %w", lo.Prefix, err))
+		}
+	}
+	return removed, kept, errors.Join(errs...)
+}

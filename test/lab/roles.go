@@ -1,0 +1,89 @@
+package lab
+
+import "net/netip"
+
+// Role is the part a namespace plays in the topology. Inside a namespace
+// the veth towards a neighbour is named after the neighbour's role: in
+// edge, "lan" leads to the site host and "cgn" to the upstream CGNAT.
+type Role string
+
+// The namespaces of a lab.
+const (
+	LAN   Role = "lan"   // a host of the site
+	Edge  Role = "edge"  // the site's router, where unmap edge runs
+	CGN   Role = "cgn"   // the upstream carrier-grade NAT: not ours
+	Rogue Role = "rogue" // another customer behind the same CGN address
+	Inet  Role = "inet"  // the Internet's router
+	Relay Role = "relay" // where unmap relay runs
+	Srv4  Role = "srv4"  // an IPv4 server on the Internet
+	Srv6  Role = "srv6"  // an IPv6-only server on the Internet
+	Sub   Role = "sub"   // a subscriber of the relay's own CGNAT
+)
+
+// Roles lists every namespace of a lab in build order.
+var Roles = []Role{LAN, Edge, CGN, Rogue, Inet, Relay, Srv4, Srv6, Sub}
+
+// wire is one veth pair: end A in namespace A named B, end B in namespace
+// B named A, with optional addresses of each family on both ends.
+type wire struct {
+	A, B   Role
+	Net4   netip.Prefix
+	A4, B4 netip.Addr
+	Net6   netip.Prefix
+	A6, B6 netip.Addr
+}
+
+var wires = []wire{
+	{A: Edge, B: LAN, Net4: LANNet, A4: EdgeLANAddr, B4: LANAddr},
+	{A: CGN, B: Edge, Net4: EdgeWANNet, A4: CGNEdgeAddr, B4: EdgeWANAddr},
+	{A: CGN, B: Rogue, Net4: RogueNet, A4: CGNRogueAddr, B4: RogueAddr},
+	{A: Inet, B: CGN, Net4: CGNOutNet, A4: InetCGNAddr, B4: CGNPublic},
+	{A: Inet, B: Relay, Net4: RelayNet, A4: InetRelayAddr, B4: RelayAddr,
+		Net6: RelayNet6, A6: InetRelay6Addr, B6: Relay6Addr},
+	{A: Inet, B: Srv4, Net4: Srv4Net, A4: InetSrv4Addr, B4: Srv4Addr},
+	{A: Inet, B: Srv6, Net6: Srv6Net, A6: InetSrv6Addr, B6: Srv6Addr},
+	{A: Relay, B: Sub, Net4: SubNet, A4: RelaySubAddr, B4: SubAddr},
+}
+
+// route is a static route in one namespace. A zero Via makes an
+// unreachable route (the kernel answers with ICMP unreachable at once,
+// rather than loop the packet back to where it came from).
+type route struct {
+	In  Role
+	Dst netip.Prefix
+	Via netip.Addr
+}
+
+var (
+	default4 = netip.MustParsePrefix("0.0.0.0/0")
+	default6 = netip.MustParsePrefix("::/0")
+)
+
+var routes = []route{
+	{In: LAN, Dst: default4, Via: EdgeLANAddr},
+	{In: Edge, Dst: default4, Via: CGNEdgeAddr},
+	{In: Rogue, Dst: default4, Via: CGNRogueAddr},
+	{In: CGN, Dst: default4, Via: InetCGNAddr},
+	// The Internet core has no default: unknown destinations are
+	// unreachable, and 100.64.0.0/10 is never routed here.
+	{In: Inet, Dst: RelayPool4, Via: RelayAddr},
+	{In: Inet, Dst: SitePrefixes, Via: Relay6Addr},
+	{In: Relay, Dst: default4, Via: InetRelayAddr},
+	{In: Relay, Dst: default6, Via: InetRelay6Addr},
+	// Until the relay agent serves them, its pools are unreachable here
+	// instead of bouncing back to inet; the agent's routes are more
+	// specific, or its XDP program takes the packets before routing.
+	{In: Relay, Dst: RelayPool4},
+	{In: Relay, Dst: SitePrefixes},
+	{In: Srv4, Dst: default4, Via: InetSrv4Addr},
+	{In: Srv6, Dst: default6, Via: InetSrv6Addr},
+	{In: Sub, Dst: default4, Via: RelaySubAddr},
+}
+
+// forwarders route between their links; other namespaces are hosts.
+var forwarders = map[Role]struct{ v4, v6 bool }{
+	Edge:  {v4: true, v6: true},
+	CGN:   {v4: true},
+	Inet:  {v4: true, v6: true},
+	Relay: {v4: true, v6: true},
+}
