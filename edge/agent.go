@@ -30,7 +30,8 @@ type agent struct {
 	ctl    *control.Client // set once before the client runs
 
 	mu        sync.Mutex
-	grant     *proto.Welcome
+	grant     *proto.Welcome // the last session's grant, kept while disconnected
+	up        bool           // a session is up
 	tokens    map[session.Flow]proto.BindToken
 	connected func(*proto.Welcome) // called on each new grant; may be nil
 }
@@ -50,16 +51,17 @@ func newAgent(s *Settings, wan netip.Addr, log *slog.Logger) (*agent, error) {
 		tokens: map[session.Flow]proto.BindToken{}}, nil
 }
 
-// Grant is the current session's grant, nil before the first one.
-func (a *agent) Grant() *proto.Welcome {
+// Grant is the last session's grant, nil before the first one; up says
+// whether that session is still up.
+func (a *agent) Grant() (w *proto.Welcome, up bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.grant
+	return a.grant, a.up
 }
 
 func (a *agent) Connected(w *proto.Welcome) {
 	a.mu.Lock()
-	a.grant = w
+	a.grant, a.up = w, true
 	fn := a.connected
 	a.mu.Unlock()
 	a.log.Info("session up", "session", w.SessionID, "prefix", w.Prefix, "ipv4", w.PublicIPv4)
@@ -96,7 +98,7 @@ func (a *agent) Snapshot() []proto.ReplayEntry {
 // port for the flow. Opening the carrier through the CGNAT is the
 // datapath's part.
 func (a *agent) Offer(m *proto.FlowOffer) *proto.OfferReply {
-	g := a.Grant()
+	g, _ := a.Grant()
 	if g == nil {
 		return nil
 	}
@@ -135,6 +137,9 @@ func (a *agent) Closed(m *proto.FlowClose) {
 }
 
 func (a *agent) Disconnected(err error) {
+	a.mu.Lock()
+	a.up = false
+	a.mu.Unlock()
 	a.log.Warn("session down; flows keep forwarding", "err", err)
 }
 

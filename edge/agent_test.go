@@ -159,7 +159,7 @@ func TestOpenCloseThroughRelay(t *testing.T) {
 	dir := pkiDir(t, "home")
 	addr, socket := startRelay(t, dir, 2)
 	a := startEdge(t, dir, addr)
-	if g := a.Grant(); g == nil || g.Prefix.String() != "2001:db8:5::/56" || g.PublicIPv4.String() != "203.0.113.10" {
+	if g, up := a.Grant(); !up || g == nil || g.Prefix.String() != "2001:db8:5::/56" || g.PublicIPv4.String() != "203.0.113.10" {
 		t.Fatalf("grant %+v", g)
 	}
 	ctx := context.Background()

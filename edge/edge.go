@@ -101,12 +101,12 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 }
 
 // sessionStatus is the session section of `unmap status`.
-func sessionStatus(w *proto.Welcome) any {
+func sessionStatus(w *proto.Welcome, up bool) any {
 	if w == nil {
 		return map[string]any{"connected": false}
 	}
 	return map[string]any{
-		"connected": true, "session": w.SessionID, "prefix": w.Prefix.String(),
+		"connected": up, "session": w.SessionID, "prefix": w.Prefix.String(),
 		"ipv4": w.PublicIPv4, "relay_addrs": w.RelayAddrs,
 	}
 }

@@ -3,9 +3,11 @@ package relay
 import (
 	"errors"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/unmap-dev/unmap/control"
 	"github.com/unmap-dev/unmap/proto"
@@ -31,8 +33,16 @@ type carriers struct {
 	log   *slog.Logger
 	ports *ports.Relay
 
-	mu    sync.Mutex
-	flows map[session.Flow]*carrier
+	mu       sync.Mutex
+	flows    map[session.Flow]*carrier
+	sessions map[string]sessionInfo // by site
+}
+
+// sessionInfo is a session as `unmap status` shows it.
+type sessionInfo struct {
+	ID    uint64    `json:"id"`
+	From  string    `json:"from"` // the edge's address as the relay sees it: the CGNAT's public side
+	Since time.Time `json:"since"`
 }
 
 var _ control.Handler = (*carriers)(nil)
@@ -45,7 +55,7 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 	for _, site := range s.Sites {
 		p.SetSite(site.ID, site.MaxFlows)
 	}
-	return &carriers{log: log, ports: p, flows: map[session.Flow]*carrier{}}, nil
+	return &carriers{log: log, ports: p, flows: map[session.Flow]*carrier{}, sessions: map[string]sessionInfo{}}, nil
 }
 
 // publicAddr is the CGNAT address a session's edge appears from: its
@@ -75,7 +85,9 @@ func code(err error) proto.Code {
 }
 
 func (c *carriers) Started(ss *control.Session) {
-	c.log.Info("session started", "site", ss.Site(), "session", ss.ID(), "from", ss.RemoteAddr())
+	c.mu.Lock()
+	c.sessions[ss.Site()] = sessionInfo{ID: ss.ID(), From: ss.RemoteAddr().String(), Since: time.Now()}
+	c.mu.Unlock()
 }
 
 // Open leases a relay port R for an outbound flow. Opening a flow the
@@ -150,6 +162,11 @@ func (c *carriers) Closed(ss *control.Session, m *proto.FlowClose) {
 // the edge replays them when it is back.
 func (c *carriers) Ended(ss *control.Session, err error) {
 	c.log.Info("session ended", "site", ss.Site(), "session", ss.ID(), "err", err)
+	c.mu.Lock()
+	if c.sessions[ss.Site()].ID == ss.ID() {
+		delete(c.sessions, ss.Site())
+	}
+	c.mu.Unlock()
 }
 
 func (c *carriers) remove(f session.Flow, k *carrier) {
@@ -161,9 +178,10 @@ func (c *carriers) remove(f session.Flow, k *carrier) {
 
 // carrierStatus is the carriers section of `unmap status`.
 type carrierStatus struct {
-	Flows   map[string]int          `json:"flows_by_site"`
-	Ports   ports.RelayStats        `json:"ports"`
-	Refused map[ports.Reason]uint64 `json:"ports_refused"`
+	Sessions map[string]sessionInfo  `json:"sessions"`
+	Flows    map[string]int          `json:"flows_by_site"`
+	Ports    ports.RelayStats        `json:"ports"`
+	Refused  map[ports.Reason]uint64 `json:"ports_refused"`
 }
 
 func (c *carriers) status() any {
@@ -172,6 +190,7 @@ func (c *carriers) status() any {
 	for _, k := range c.flows {
 		by[k.site]++
 	}
+	sessions := maps.Clone(c.sessions)
 	c.mu.Unlock()
-	return carrierStatus{Flows: by, Ports: c.ports.Stats(), Refused: c.ports.Refused.Snapshot()}
+	return carrierStatus{Sessions: sessions, Flows: by, Ports: c.ports.Stats(), Refused: c.ports.Refused.Snapshot()}
 }

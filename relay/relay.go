@@ -46,7 +46,9 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	srv, err := control.Listen(ctx, control.ServerConfig{
+	// Close, not ctx, ends the server: it says Goodbye to every edge so
+	// they reconnect at once to the relay's successor.
+	srv, err := control.Listen(context.WithoutCancel(ctx), control.ServerConfig{
 		Addr:      s.Listen.String(),
 		Identity:  cert,
 		ClientCAs: cas,

@@ -1,0 +1,164 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/unmap-dev/unmap/control/admin"
+	"github.com/unmap-dev/unmap/test/lab"
+)
+
+// deployment is what an operator sets up: certificates from `unmap cert`
+// and one config file per agent.
+type deployment struct {
+	bin, dir         string
+	relayYAML        string
+	edgeYAML         string
+	relaySock, edgeS string
+}
+
+// deploy makes the certificates with the binary's own `unmap cert` and
+// writes relay.yaml and edge.yaml for the lab's addressing plan.
+func deploy(t *testing.T, bin string) *deployment {
+	t.Helper()
+	d := &deployment{bin: bin, dir: t.TempDir()}
+	ca, rdir, edir := filepath.Join(d.dir, "ca"), filepath.Join(d.dir, "relay"), filepath.Join(d.dir, "edge")
+	for _, args := range [][]string{
+		{"cert", "ca", "--out", ca},
+		{"cert", "relay", "--ca", ca, "--ip", lab.RelayAddr.String(), "--out", rdir},
+		{"cert", "edge", "--ca", ca, "--site", "home", "--out", edir},
+	} {
+		if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+			t.Fatalf("unmap %v: %v\n%s", args, err, out)
+		}
+	}
+	d.relaySock, d.edgeS = filepath.Join(d.dir, "relay.sock"), filepath.Join(d.dir, "edge.sock")
+	d.relayYAML = write(t, d.dir, "relay.yaml", fmt.Sprintf(`listen: "%s:443"
+tls: {ca: %s/ca.pem, cert: %s/relay.pem, key: %s/relay-key.pem}
+interface: inet
+addresses: [%s]
+sites:
+  - {id: home, prefix: "2001:db8:5::/56", ipv4: 203.0.113.10}
+`, lab.RelayAddr, rdir, rdir, rdir, lab.RelayAddr))
+	d.edgeYAML = write(t, d.dir, "edge.yaml", fmt.Sprintf(`site: home
+relay: "%s:443"
+tls: {ca: %s/ca.pem, cert: %s/edge.pem, key: %s/edge-key.pem}
+lan_interface: lan
+wan_interface: cgn
+keepalive: 2s
+`, lab.RelayAddr, edir, edir, edir))
+	return d
+}
+
+func write(t *testing.T, dir, name, text string) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func (d *deployment) startRelay(t *testing.T, l *lab.Lab) *lab.Process {
+	return l.NS(lab.Relay).StartProcess(t, exec.Command(d.bin, "relay", "-c", d.relayYAML, "--status-socket", d.relaySock))
+}
+
+func (d *deployment) startEdge(t *testing.T, l *lab.Lab) *lab.Process {
+	return l.NS(lab.Edge).StartProcess(t, exec.Command(d.bin, "edge", "-c", d.edgeYAML, "--status-socket", d.edgeS))
+}
+
+// section polls an agent's status until cond accepts the named section.
+func section[T any](t *testing.T, socket, name, what string, cond func(T) bool) T {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	var last error
+	for time.Now().Before(deadline) {
+		st, err := admin.Fetch(context.Background(), socket)
+		if err == nil {
+			var v T
+			if err = json.Unmarshal(st.Sections[name], &v); err == nil && cond(v) {
+				return v
+			}
+		}
+		last = err
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("gave up waiting for %s (last error: %v)", what, last)
+	panic("unreachable")
+}
+
+type edgeSession struct {
+	Connected bool   `json:"connected"`
+	Session   uint64 `json:"session"`
+	Prefix    string `json:"prefix"`
+}
+
+type relayCarriers struct {
+	Sessions map[string]struct {
+		ID   uint64 `json:"id"`
+		From string `json:"from"`
+	} `json:"sessions"`
+}
+
+// TestAgentsConnectThroughCGN runs `unmap relay` and `unmap edge` as two
+// processes with certificates made by `unmap cert`: the edge reaches the
+// relay through the CGN, is granted its prefix, serves it to the LAN by
+// SLAAC, and comes back on a new session after the relay restarts.
+func TestAgentsConnectThroughCGN(t *testing.T) {
+	l := lab.NewForTest(t, lab.Options{})
+	d := deploy(t, lab.BuildUnmap(t))
+	relay := d.startRelay(t, l)
+	d.startEdge(t, l)
+
+	s := section(t, d.edgeS, "session", "the edge's session", func(s edgeSession) bool { return s.Connected })
+	if s.Prefix != "2001:db8:5::/56" {
+		t.Errorf("granted prefix %s", s.Prefix)
+	}
+	// The relay sees the edge from the CGN's public address: the control
+	// channel really crossed the NAT.
+	c := section(t, d.relaySock, "carriers", "the relay's session", func(c relayCarriers) bool { return len(c.Sessions) == 1 })
+	from, err := netip.ParseAddrPort(c.Sessions["home"].From)
+	if err != nil || from.Addr() != lab.CGNPublic {
+		t.Errorf("relay sees the edge from %q, want %v", c.Sessions["home"].From, lab.CGNPublic)
+	}
+
+	// The LAN host takes an address in the delegated /64 from the edge's RAs.
+	waitAddr(t, l.NS(lab.LAN), lab.SitePrefix)
+
+	// Restart the relay: the edge reconnects on a new session by itself.
+	if err := relay.Stop(); err != nil {
+		t.Logf("relay stop: %v", err)
+	}
+	section(t, d.edgeS, "session", "the edge to notice", func(e edgeSession) bool { return !e.Connected || e.Session != s.Session })
+	d.startRelay(t, l)
+	s2 := section(t, d.edgeS, "session", "a new session", func(e edgeSession) bool { return e.Connected && e.Session != s.Session })
+	if s2.Prefix != s.Prefix {
+		t.Errorf("prefix after reconnect %s, want %s", s2.Prefix, s.Prefix)
+	}
+}
+
+func waitAddr(t *testing.T, ns *lab.NS, p netip.Prefix) netip.Addr {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		addrs, err := ns.Netlink().AddrList(nil, 10 /* AF_INET6 */)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range addrs {
+			if ip, ok := netip.AddrFromSlice(a.IP); ok && p.Contains(ip) {
+				return ip
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("no address in %v on the LAN host", p)
+	return netip.Addr{}
+}
