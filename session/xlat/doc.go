@@ -1,0 +1,10 @@
+// Package xlat is unmap's reference translator: the datapath's rules
+// written as plain Go on byte slices. It is the spec the XDP programs in
+// package xdp are tested against: for every packet and table state, the
+// XDP verdict, reason and output bytes must equal what Process returns.
+//
+// It translates a flow's packet to its carrier and back (IPv6 <-> IPv4 per
+// RFC 7915, with incremental checksums per RFC 1624), rewrites IPv4 flows
+// (NAPT), wraps other IPv6 payloads in a UDP carrier and unwraps them.
+// Keep it simple and obviously right rather than fast.
+package xlat

@@ -1,0 +1,229 @@
+package xlat
+
+import (
+	"encoding/binary"
+	"net/netip"
+)
+
+// Tables is the state a program consults: the flow map and, on a miss,
+// the address sets that tell unmap's traffic from the router's.
+type Tables interface {
+	Lookup(Key) (Entry, bool)
+	IsLocal(netip.Addr) bool // edge: an address of the router itself
+	InSite(netip.Addr) bool  // relay: inside a site's prefix or public IPv4
+}
+
+// Result is what the datapath does with one packet.
+type Result struct {
+	Verdict Verdict
+	Reason  Reason // ReasonNone when translated and forwarded
+	Out     []byte // the packet as it leaves (the input when untouched)
+	Hit     bool   // a flow entry matched and the packet was translated
+	Key     Key    // valid when the packet was parsed far enough to look up
+	Miss    []byte // for ReasonMiss: the bytes handed to the agent
+}
+
+const (
+	ethLen  = 14
+	ipv4Len = 20
+	ipv6Len = 40
+	udpLen  = 8
+
+	// MissSnap bounds the bytes of a missed packet copied to the agent.
+	MissSnap = 1536
+
+	protoICMP   = 1
+	protoTCP    = 6
+	protoUDP    = 17
+	protoICMPv6 = 58
+)
+
+// pkt is a parsed packet: where its parts are and what it is looked up by.
+type pkt struct {
+	b      []byte
+	v4     bool
+	l4     int // offset of the L4 header
+	l4len  int // L4 length from the IP header
+	ttl    uint8
+	key    Key
+	echoRq bool // ICMP(v6) echo request (id is the source port)
+}
+
+// Process runs one packet through the datapath of the given role. fib
+// decides forwarding of translated packets; nil means forwarding is
+// switched off (the test mode): translated packets pass to the stack.
+func Process(role Role, cfg *Config, t Tables, fib FIB, b []byte) Result {
+	p, r := parse(b)
+	if r != ReasonNone {
+		return untouched(b, r)
+	}
+	e, ok := t.Lookup(p.key)
+	if !ok {
+		res := untouched(b, classifyMiss(role, cfg, t, &p))
+		res.Key = p.key
+		if res.Reason == ReasonMiss {
+			res.Miss = b[:min(len(b), MissSnap)]
+		}
+		return res
+	}
+	out, r := apply(&p, e)
+	if r != ReasonNone {
+		res := untouched(b, r)
+		res.Key = p.key
+		return res
+	}
+	res := forward(fib, out)
+	res.Hit, res.Key = true, p.key
+	return res
+}
+
+func untouched(b []byte, r Reason) Result {
+	v := Pass
+	if r >= ReasonDropTruncL3 {
+		v = Drop
+	}
+	return Result{Verdict: v, Reason: r, Out: b}
+}
+
+func parse(b []byte) (pkt, Reason) {
+	p := pkt{b: b}
+	if len(b) < ethLen {
+		return p, ReasonPassNotIP
+	}
+	switch binary.BigEndian.Uint16(b[12:]) {
+	case 0x0800:
+		return parse4(p)
+	case 0x86dd:
+		return parse6(p)
+	}
+	return p, ReasonPassNotIP
+}
+
+func parse4(p pkt) (pkt, Reason) {
+	h := p.b[ethLen:]
+	if len(h) < ipv4Len {
+		return p, ReasonDropTruncL3
+	}
+	if h[0]>>4 != 4 || h[0]&0xf < 5 {
+		return p, ReasonDropBadIP
+	}
+	if h[0]&0xf > 5 {
+		return p, ReasonPassIPOptions
+	}
+	tot := int(binary.BigEndian.Uint16(h[2:]))
+	if tot < ipv4Len || tot > len(h) {
+		return p, ReasonDropBadLen
+	}
+	if sum16(h[:ipv4Len]) != 0xffff {
+		return p, ReasonDropBadCsum
+	}
+	if binary.BigEndian.Uint16(h[6:])&0x3fff != 0 {
+		return p, ReasonPassFragment
+	}
+	if h[16] >= 224 {
+		return p, ReasonPassLocal // multicast, reserved, broadcast
+	}
+	p.v4, p.ttl = true, h[8]
+	p.l4, p.l4len = ethLen+ipv4Len, tot-ipv4Len
+	p.key.Proto = h[9]
+	p.key.Src = netip.AddrFrom4([4]byte(h[12:16]))
+	p.key.Dst = netip.AddrFrom4([4]byte(h[16:20]))
+	return p, parseL4(&p, protoICMP, 8, 0)
+}
+
+func parse6(p pkt) (pkt, Reason) {
+	h := p.b[ethLen:]
+	if len(h) < ipv6Len {
+		return p, ReasonDropTruncL3
+	}
+	if h[0]>>4 != 6 {
+		return p, ReasonDropBadIP
+	}
+	plen := int(binary.BigEndian.Uint16(h[4:]))
+	if ipv6Len+plen > len(h) {
+		return p, ReasonDropBadLen
+	}
+	if h[24] == 0xff || (h[24] == 0xfe && h[25]&0xc0 == 0x80) {
+		return p, ReasonPassLocal // multicast, link-local
+	}
+	switch h[6] {
+	case 44:
+		return p, ReasonPassFragment
+	case 0, 43, 51, 60, 135, 139, 140, 253, 254:
+		return p, ReasonPassIPv6Ext
+	}
+	p.ttl = h[7]
+	p.l4, p.l4len = ethLen+ipv6Len, plen
+	p.key.Proto = h[6]
+	p.key.Src = netip.AddrFrom16([16]byte(h[8:24]))
+	p.key.Dst = netip.AddrFrom16([16]byte(h[24:40]))
+	return p, parseL4(&p, protoICMPv6, 128, 129)
+}
+
+// parseL4 finds the ports; icmp is this family's ICMP, with its echo
+// request and reply types (ICMPv4 reply is type 0).
+func parseL4(p *pkt, icmp, echoReq, echoRep uint8) Reason {
+	l4 := p.b[p.l4 : p.l4+p.l4len]
+	switch p.key.Proto {
+	case protoTCP:
+		if len(l4) < 20 {
+			return ReasonDropTruncL4
+		}
+	case protoUDP:
+		if len(l4) < udpLen {
+			return ReasonDropTruncL4
+		}
+		if int(binary.BigEndian.Uint16(l4[4:])) != len(l4) {
+			return ReasonDropBadLen
+		}
+	case icmp:
+		if len(l4) < 8 {
+			return ReasonDropTruncL4
+		}
+		id := binary.BigEndian.Uint16(l4[4:])
+		switch l4[0] {
+		case echoReq:
+			p.key.SPort, p.echoRq = id, true
+		case echoRep:
+			p.key.DPort = id
+		default:
+			return ReasonPassICMPOther
+		}
+		return ReasonNone
+	default:
+		return ReasonNone // other payloads have no ports
+	}
+	p.key.SPort = binary.BigEndian.Uint16(l4[0:])
+	p.key.DPort = binary.BigEndian.Uint16(l4[2:])
+	return ReasonNone
+}
+
+// classifyMiss decides what a packet without an entry is: the router's,
+// unmap's (to the agent), or someone else's.
+func classifyMiss(role Role, cfg *Config, t Tables, p *pkt) Reason {
+	if role == RoleEdgeLAN {
+		if t.IsLocal(p.key.Dst) {
+			return ReasonPassLocal
+		}
+		if p.v4 && !cfg.LANv4ToAgent {
+			return ReasonPassNotOurs
+		}
+		return ReasonMiss
+	}
+	if p.v4 && cfg.CarrierAddr.IsValid() && !cfg.CarrierAddr.IsUnspecified() && p.key.Dst == cfg.CarrierAddr {
+		port := p.key.DPort
+		if p.key.Proto == protoICMP && p.echoRq {
+			port = p.key.SPort
+		}
+		switch p.key.Proto {
+		case protoTCP, protoUDP, protoICMP:
+			if cfg.inRange(port) {
+				return ReasonMiss
+			}
+		}
+	}
+	if role == RoleRelayExt && t.InSite(p.key.Dst) {
+		return ReasonMiss
+	}
+	return ReasonPassNotOurs
+}

@@ -1,0 +1,22 @@
+/* common.h: the includes every unmap BPF header needs, and small macros.
+ * Headers come from the system UAPI (linux/ and libbpf-dev's bpf/ headers) plus
+ * the asm/ shims in include/, so no vmlinux.h and no network fetch. */
+#pragma once
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+/* Compile-time size checks for structs shared with Go. */
+#define build_bug_on(cond) _Static_assert(!(cond), #cond)
+
+#ifndef likely
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#endif

@@ -1,0 +1,2 @@
+/* Shim: the BPF target has no arch asm/ dir; use the generic UAPI one. */
+#include <asm-generic/swab.h>

@@ -1,0 +1,127 @@
+/* maps.h: the shared table layout (flow keys and entries, mirrored in Go
+ * by session/xlat.Key and Entry), the maps, load-time configuration and
+ * run-time switches. */
+#pragma once
+
+#include "common.h"
+
+/* What an entry does to a matching packet (Go: xlat.Action). */
+enum action {
+	ACT_NONE = 0,
+	ACT_XLAT64,   /* IPv6 flow -> native IPv4 carrier */
+	ACT_XLAT46,   /* native IPv4 carrier -> IPv6 flow */
+	ACT_NAPT44,   /* IPv4 -> IPv4, addresses and ports rewritten */
+	ACT_WRAP64,   /* IPv6 flow -> IPv4 + UDP carrier */
+	ACT_UNWRAP46, /* IPv4 + UDP carrier -> IPv6 flow */
+};
+
+/* Which interface a program serves (Go: xlat.Role). */
+enum role {
+	ROLE_EDGE_LAN = 0,
+	ROLE_EDGE_WAN,
+	ROLE_RELAY_EXT,
+};
+
+/* A packet as looked up: protocol, addresses and ports on the wire at
+ * ingress (ICMP echo: identifier as source port of a request, destination
+ * port of a reply). IPv4 addresses fill word 0, the rest is zero. */
+struct flow_key {
+	__u8 family; /* 4 or 6 */
+	__u8 proto;
+	__be16 sport;
+	__be16 dport;
+	__u16 pad;
+	__u32 saddr[4];
+	__u32 daddr[4];
+};
+build_bug_on(sizeof(struct flow_key) != 40);
+
+/* What a key maps to; the counters are this CPU's (per-CPU hash). */
+struct flow_entry {
+	__u8 action;  /* enum action */
+	__u8 proto;   /* protocol after translation (see xlat.Entry) */
+	__u16 flags;
+	__be16 sport; /* ports (echo identifier) the packet leaves with */
+	__be16 dport;
+	__u32 saddr[4];
+	__u32 daddr[4];
+	__u64 packets;
+	__u64 bytes;
+};
+build_bug_on(sizeof(struct flow_entry) != 56);
+
+/* Flow and carrier entries of both directions: the one lookup of the fast path. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct flow_key);
+	__type(value, struct flow_entry);
+} flows SEC(".maps");
+
+/* The router's own addresses (IPv4 as ::ffff:a.b.c.d), consulted on a miss. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32[4]);
+	__type(value, __u8);
+} local_addrs SEC(".maps");
+
+struct lpm_key {
+	__u32 prefixlen;
+	__u32 addr[4];
+};
+
+/* Sites' prefixes and public IPv4 (as ::ffff:0:0/96) at the relay, on a miss. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct lpm_key);
+	__type(value, __u8);
+} site_prefixes SEC(".maps");
+
+#define MISS_SNAP 1536
+
+/* Header of a miss record; the packet's first caplen bytes follow. */
+struct miss_rec {
+	__u32 ifindex;
+	__u32 len;     /* whole frame */
+	__u16 caplen;  /* bytes in data */
+	__u8 role;
+	__u8 pad;
+	__u32 pad2;
+	__u8 data[MISS_SNAP];
+};
+build_bug_on(sizeof(struct miss_rec) != 16 + MISS_SNAP);
+
+/* Missed packets handed to the agent, which holds and re-injects them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} misses SEC(".maps");
+
+/* Egress interfaces for XDP_REDIRECT, keyed by ifindex. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u32);
+} tx_ports SEC(".maps");
+
+/* Load-time configuration, set from Go through CollectionSpec.Variables. */
+volatile const __u32 cfg_carrier_addr;  /* IPv4, network order */
+volatile const __u16 cfg_port_lo;        /* carrier ports, host order */
+volatile const __u16 cfg_port_hi;
+volatile const __u8 cfg_lan_v4_to_agent;
+
+/* Run-time switches, in the .data array map (a direct load, no lookup):
+ * sw_fib = 0 passes translated packets to the stack instead of looking
+ * up the FIB, the mode the differential tests compare bytes in. */
+volatile __u32 sw_fib = 1;
+
+/* Keep the shared types in BTF for bpf2go. */
+const struct flow_key *unused_flow_key __attribute__((unused));
+const struct flow_entry *unused_flow_entry __attribute__((unused));
+const struct miss_rec *unused_miss_rec __attribute__((unused));
+const enum action *unused_action __attribute__((unused));
+const enum role *unused_role __attribute__((unused));

@@ -1,0 +1,72 @@
+/* miss.h: what a packet without a flow entry is (the router's, unmap's or
+ * someone else's) and the hand-over of unmap's misses to the agent through
+ * the misses ring buffer (bytes included, bounded by MISS_SNAP). */
+#pragma once
+
+#include "common.h"
+#include "maps.h"
+#include "parse.h"
+#include "reasons.h"
+
+static __always_inline enum reason classify_miss(enum role role, struct pkt *p)
+{
+	__u32 dst[4] = {};
+
+	if (p->key.family == 4) {
+		dst[2] = bpf_htonl(0xffff); /* ::ffff:a.b.c.d */
+		dst[3] = p->key.daddr[0];
+	} else {
+		__builtin_memcpy(dst, p->key.daddr, 16);
+	}
+	if (role == ROLE_EDGE_LAN) {
+		if (bpf_map_lookup_elem(&local_addrs, dst))
+			return REASON_PASS_LOCAL;
+		if (p->key.family == 4 && !cfg_lan_v4_to_agent)
+			return REASON_PASS_NOT_OURS;
+		return REASON_MISS;
+	}
+	if (p->key.family == 4 && cfg_carrier_addr && p->key.daddr[0] == cfg_carrier_addr) {
+		__u8 proto = p->key.proto;
+		__u16 port = bpf_ntohs(p->key.dport);
+
+		if (proto == IPPROTO_ICMP && p->echo_rq)
+			port = bpf_ntohs(p->key.sport);
+		if ((proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_ICMP) &&
+		    port && port >= cfg_port_lo && port <= cfg_port_hi)
+			return REASON_MISS;
+	}
+	if (role == ROLE_RELAY_EXT) {
+		struct lpm_key k = { .prefixlen = 128 };
+
+		__builtin_memcpy(k.addr, dst, 16);
+		if (bpf_map_lookup_elem(&site_prefixes, &k))
+			return REASON_MISS;
+	}
+	return REASON_PASS_NOT_OURS;
+}
+
+static __always_inline enum reason send_miss(struct xdp_md *ctx, enum role role, struct pkt *p)
+{
+	struct miss_rec *rec;
+	__u32 cap = p->len;
+
+	if (cap > MISS_SNAP)
+		cap = MISS_SNAP;
+	if (cap < ETH_LEN)
+		return REASON_DROP_HELPER;
+	rec = bpf_ringbuf_reserve(&misses, sizeof(*rec), 0);
+	if (!rec)
+		return REASON_DROP_MISS_FULL;
+	rec->ifindex = ctx->ingress_ifindex;
+	rec->len = p->len;
+	rec->caplen = cap;
+	rec->role = role;
+	rec->pad = 0;
+	rec->pad2 = 0;
+	if (bpf_xdp_load_bytes(ctx, 0, rec->data, cap)) {
+		bpf_ringbuf_discard(rec, 0);
+		return REASON_DROP_HELPER;
+	}
+	bpf_ringbuf_submit(rec, 0);
+	return REASON_MISS;
+}

@@ -1,0 +1,154 @@
+/* parse.h: bounded parsing of Ethernet + IPv4/IPv6 + TCP/UDP/ICMP echo into
+ * a flow key. Only plain headers are parsed: IPv4 options, IPv6 extension
+ * headers and fragments pass to the stack, malformed packets drop. Order
+ * of checks = session/xlat parse (the model). */
+#pragma once
+
+#include "common.h"
+#include "csum.h"
+#include "maps.h"
+#include "reasons.h"
+
+#define ETH_LEN 14
+#define IP4_OFF ETH_LEN
+#define L4_4 (ETH_LEN + 20)   /* L4 offset behind a plain IPv4 header */
+#define L4_6 (ETH_LEN + 40)   /* L4 offset behind a plain IPv6 header */
+
+#define ICMP_ECHO 8
+#define ICMP_ECHOREPLY 0
+#define ICMP6_ECHO 128
+#define ICMP6_ECHOREPLY 129
+
+/* A parsed packet: bounds, lookup key and what translation needs. */
+struct pkt {
+	void *data;
+	void *end;
+	struct flow_key key;
+	__u32 len;    /* frame length */
+	__u16 l4len;  /* L4 length from the IP header */
+	__u8 ttl;
+	__u8 echo_rq; /* ICMP(v6) echo request: identifier is sport */
+};
+
+/* Ports of TCP/UDP, identifier of ICMP echo; other protocols have none. */
+static __always_inline enum reason parse_l4(struct pkt *p, void *l4, __u8 icmp,
+					    __u8 echo_rq, __u8 echo_rep)
+{
+	void *end = p->end;
+	__u8 proto = p->key.proto;
+
+	if (proto == IPPROTO_TCP) {
+		struct tcphdr *th = l4;
+
+		if (p->l4len < 20 || (void *)(th + 1) > end)
+			return REASON_DROP_TRUNC_L4;
+		p->key.sport = th->source;
+		p->key.dport = th->dest;
+		return REASON_NONE;
+	}
+	if (proto == IPPROTO_UDP) {
+		struct udphdr *uh = l4;
+
+		if (p->l4len < 8 || (void *)(uh + 1) > end)
+			return REASON_DROP_TRUNC_L4;
+		if (bpf_ntohs(uh->len) != p->l4len)
+			return REASON_DROP_BAD_LEN;
+		p->key.sport = uh->source;
+		p->key.dport = uh->dest;
+		return REASON_NONE;
+	}
+	if (proto == icmp) {
+		__u8 *ih = l4;
+
+		if (p->l4len < 8 || (void *)(ih + 8) > end)
+			return REASON_DROP_TRUNC_L4;
+		if (ih[0] == echo_rq) {
+			p->key.sport = *(__be16 *)(ih + 4);
+			p->echo_rq = 1;
+		} else if (ih[0] == echo_rep) {
+			p->key.dport = *(__be16 *)(ih + 4);
+		} else {
+			return REASON_PASS_ICMP_OTHER;
+		}
+	}
+	return REASON_NONE;
+}
+
+static __always_inline enum reason parse4(struct pkt *p)
+{
+	struct iphdr *ip = p->data + IP4_OFF;
+	__u8 vihl;
+	__u16 tot;
+
+	if ((void *)(ip + 1) > p->end)
+		return REASON_DROP_TRUNC_L3;
+	vihl = *(__u8 *)ip;
+	if ((vihl >> 4) != 4 || (vihl & 0xf) < 5)
+		return REASON_DROP_BAD_IP;
+	if ((vihl & 0xf) > 5)
+		return REASON_PASS_IP_OPTIONS;
+	tot = bpf_ntohs(ip->tot_len);
+	if (tot < 20 || (void *)ip + tot > p->end)
+		return REASON_DROP_BAD_LEN;
+	if (ipv4_sum(ip) != 0xffff)
+		return REASON_DROP_BAD_CSUM;
+	if (ip->frag_off & bpf_htons(0x3fff))
+		return REASON_PASS_FRAGMENT;
+	if (((__u8 *)&ip->daddr)[0] >= 224)
+		return REASON_PASS_LOCAL; /* multicast, reserved, broadcast */
+	p->ttl = ip->ttl;
+	p->l4len = tot - 20;
+	p->key.family = 4;
+	p->key.proto = ip->protocol;
+	p->key.saddr[0] = ip->saddr;
+	p->key.daddr[0] = ip->daddr;
+	return parse_l4(p, p->data + L4_4, IPPROTO_ICMP, ICMP_ECHO, ICMP_ECHOREPLY);
+}
+
+static __always_inline enum reason parse6(struct pkt *p)
+{
+	struct ipv6hdr *ip6 = p->data + IP4_OFF;
+	__u8 *dst = (__u8 *)&ip6->daddr;
+	__u16 plen;
+
+	if ((void *)(ip6 + 1) > p->end)
+		return REASON_DROP_TRUNC_L3;
+	if ((*(__u8 *)ip6 >> 4) != 6)
+		return REASON_DROP_BAD_IP;
+	plen = bpf_ntohs(ip6->payload_len);
+	if ((void *)(ip6 + 1) + plen > p->end)
+		return REASON_DROP_BAD_LEN;
+	if (dst[0] == 0xff || (dst[0] == 0xfe && (dst[1] & 0xc0) == 0x80))
+		return REASON_PASS_LOCAL; /* multicast, link-local */
+	switch (ip6->nexthdr) {
+	case 44:
+		return REASON_PASS_FRAGMENT;
+	case 0: case 43: case 51: case 60: case 135: case 139: case 140:
+	case 253: case 254:
+		return REASON_PASS_IPV6_EXT;
+	}
+	p->ttl = ip6->hop_limit;
+	p->l4len = plen;
+	p->key.family = 6;
+	p->key.proto = ip6->nexthdr;
+	__builtin_memcpy(p->key.saddr, &ip6->saddr, 16);
+	__builtin_memcpy(p->key.daddr, &ip6->daddr, 16);
+	return parse_l4(p, p->data + L4_6, IPPROTO_ICMPV6, ICMP6_ECHO, ICMP6_ECHOREPLY);
+}
+
+static __always_inline enum reason parse(struct xdp_md *ctx, struct pkt *p)
+{
+	struct ethhdr *eth;
+
+	p->data = (void *)(long)ctx->data;
+	p->end = (void *)(long)ctx->data_end;
+	p->len = p->end - p->data;
+	eth = p->data;
+	if ((void *)(eth + 1) > p->end)
+		return REASON_PASS_NOT_IP;
+	if (eth->h_proto == bpf_htons(ETH_P_IP))
+		return parse4(p);
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6))
+		return parse6(p);
+	return REASON_PASS_NOT_IP;
+}

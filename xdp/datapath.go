@@ -1,0 +1,236 @@
+package xdp
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/unmap-dev/unmap/session/xlat"
+)
+
+// Datapath is one loaded copy of the unmap programs and their maps.
+type Datapath struct {
+	objs datapathObjects
+	cfg  xlat.Config
+}
+
+// Options tune loading; the zero value is fine.
+type Options struct {
+	// MaxFlows sizes the flow map (both directions count); 0 keeps the
+	// object's default of 65536.
+	MaxFlows uint32
+}
+
+// Load validates cfg, writes it into the programs' load-time constants and
+// loads them into the kernel. A verifier rejection is returned as an
+// *ebpf.VerifierError with the log.
+func Load(cfg xlat.Config, opts Options) (*Datapath, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	spec, err := loadDatapath()
+	if err != nil {
+		return nil, err
+	}
+	var addr uint32
+	if cfg.CarrierAddr.IsValid() {
+		b := cfg.CarrierAddr.As4()
+		addr = le32(b[:])
+	}
+	v4agent := uint8(0)
+	if cfg.LANv4ToAgent {
+		v4agent = 1
+	}
+	for name, v := range map[string]any{
+		datapathVarCfgCarrierAddr:  addr,
+		datapathVarCfgPortLo:       cfg.PortLo,
+		datapathVarCfgPortHi:       cfg.PortHi,
+		datapathVarCfgLanV4ToAgent: v4agent,
+	} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return nil, fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	if opts.MaxFlows != 0 {
+		spec.Maps[datapathMapFlows].MaxEntries = opts.MaxFlows
+	}
+	d := &Datapath{cfg: cfg}
+	if err := spec.LoadAndAssign(&d.objs, nil); err != nil {
+		return nil, fmt.Errorf("load datapath: %w", err)
+	}
+	return d, nil
+}
+
+// Close releases the programs and maps (attached links stay until closed).
+func (d *Datapath) Close() error { return d.objs.Close() }
+
+// Program returns the entry program for a role.
+func (d *Datapath) Program(r xlat.Role) *ebpf.Program {
+	switch r {
+	case xlat.RoleEdgeLAN:
+		return d.objs.EdgeLan
+	case xlat.RoleEdgeWAN:
+		return d.objs.EdgeWan
+	case xlat.RoleRelayExt:
+		return d.objs.RelayExt
+	}
+	return nil
+}
+
+// SetFIB switches FIB forwarding on (the default) or off; off passes
+// translated packets to the stack, the mode differential tests use.
+func (d *Datapath) SetFIB(on bool) error {
+	v := uint32(0)
+	if on {
+		v = 1
+	}
+	return d.objs.SwFib.Set(v)
+}
+
+// Put installs or replaces the entry for k on every CPU, with zero
+// counters.
+func (d *Datapath) Put(k xlat.Key, e xlat.Entry) error {
+	return d.put(k, e, ebpf.UpdateAny)
+}
+
+func (d *Datapath) put(k xlat.Key, e xlat.Entry, flags ebpf.MapUpdateFlags) error {
+	ck, err := cKey(k)
+	if err != nil {
+		return err
+	}
+	ce, err := cEntry(e)
+	if err != nil {
+		return err
+	}
+	n, err := ebpf.PossibleCPU()
+	if err != nil {
+		return err
+	}
+	vals := make([]datapathFlowEntry, n)
+	for i := range vals {
+		vals[i] = ce
+	}
+	return d.objs.Flows.Update(&ck, vals, flags)
+}
+
+// Mapping is one direction of a flow: the key a packet arrives with and
+// what it becomes.
+type Mapping struct {
+	Key   xlat.Key
+	Entry xlat.Entry
+}
+
+// PutPair installs both directions of a new flow, the return direction
+// first so no packet is translated one way without a way back; if the
+// second insert fails the first is rolled back. Either key existing is
+// an error (ebpf.ErrKeyExist).
+func (d *Datapath) PutPair(out, back Mapping) error {
+	if err := d.put(back.Key, back.Entry, ebpf.UpdateNoExist); err != nil {
+		return fmt.Errorf("return direction: %w", err)
+	}
+	if err := d.put(out.Key, out.Entry, ebpf.UpdateNoExist); err != nil {
+		return errors.Join(fmt.Errorf("forward direction: %w", err), d.Delete(back.Key))
+	}
+	return nil
+}
+
+// Delete removes the entry for k.
+func (d *Datapath) Delete(k xlat.Key) error {
+	ck, err := cKey(k)
+	if err != nil {
+		return err
+	}
+	return d.objs.Flows.Delete(&ck)
+}
+
+// Counters are a flow direction's translated packets and bytes (input
+// frame bytes), summed over CPUs.
+type Counters struct{ Packets, Bytes uint64 }
+
+// FlowCounters reads k's counters.
+func (d *Datapath) FlowCounters(k xlat.Key) (Counters, error) {
+	ck, err := cKey(k)
+	if err != nil {
+		return Counters{}, err
+	}
+	var vals []datapathFlowEntry
+	if err := d.objs.Flows.Lookup(&ck, &vals); err != nil {
+		return Counters{}, err
+	}
+	var c Counters
+	for _, v := range vals {
+		c.Packets += v.Packets
+		c.Bytes += v.Bytes
+	}
+	return c, nil
+}
+
+// Reasons reads the pass/drop counters, summed over CPUs, indexed by
+// xlat.Reason.
+func (d *Datapath) Reasons() ([xlat.NumReasons]uint64, error) {
+	var out [xlat.NumReasons]uint64
+	for r := range out {
+		var per []uint64
+		if err := d.objs.Reasons.Lookup(uint32(r), &per); err != nil {
+			return out, fmt.Errorf("reason %v: %w", xlat.Reason(r), err)
+		}
+		for _, n := range per {
+			out[r] += n
+		}
+	}
+	return out, nil
+}
+
+// AddLocal marks a as one of the router's own addresses (the edge LAN
+// program passes misses to it to the stack).
+func (d *Datapath) AddLocal(a netip.Addr) error {
+	k := mapped(a)
+	return d.objs.LocalAddrs.Update(&k, uint8(1), ebpf.UpdateAny)
+}
+
+// AddSitePrefix adds a site's prefix (or public IPv4) at the relay: misses
+// to it go to the agent.
+func (d *Datapath) AddSitePrefix(p netip.Prefix) error {
+	bits := p.Bits()
+	if p.Addr().Is4() {
+		bits += 96
+	}
+	k := datapathLpmKey{Prefixlen: uint32(bits), Addr: mapped(p.Masked().Addr())}
+	return d.objs.SitePrefixes.Update(&k, uint8(1), ebpf.UpdateAny)
+}
+
+// AddTXPort allows XDP_REDIRECT to the interface (it needs XDP support on
+// its receive side, e.g. an XDP program on a veth peer).
+func (d *Datapath) AddTXPort(ifindex int) error {
+	return d.objs.TxPorts.Update(uint32(ifindex), uint32(ifindex), ebpf.UpdateAny)
+}
+
+// Mode is how a program got attached.
+type Mode string
+
+const (
+	ModeNative  Mode = "native"
+	ModeGeneric Mode = "generic"
+)
+
+// Attach attaches the role's program to an interface in native (driver)
+// mode, falling back to generic mode, and reports which it got.
+func (d *Datapath) Attach(ifindex int, r xlat.Role) (link.Link, Mode, error) {
+	prog := d.Program(r)
+	if prog == nil {
+		return nil, "", fmt.Errorf("no program for role %v", r)
+	}
+	l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPDriverMode})
+	if err == nil {
+		return l, ModeNative, nil
+	}
+	l, gerr := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPGenericMode})
+	if gerr != nil {
+		return nil, "", fmt.Errorf("attach %v to ifindex %d: native: %v; generic: %w", r, ifindex, err, gerr)
+	}
+	return l, ModeGeneric, nil
+}
+
+func le32(b []byte) uint32 { return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24 }

@@ -1,0 +1,7 @@
+package xdp
+
+// The BPF objects are generated with Debian's clang 14 and committed, so a
+// plain `go build` needs no clang. Paths are relative and bpf2go maps the
+// source directory out of the debug info, so the output does not depend on
+// where the tree is checked out (TestGenerateReproducible checks this).
+//go:generate go tool bpf2go -target bpfel -cflags "-O2 -g -Wall -Werror -Ibpf/include" -type reason -type action -type role -type flow_key -type flow_entry -type miss_rec datapath bpf/unmap.c

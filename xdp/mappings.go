@@ -1,0 +1,88 @@
+package xdp
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/xlat"
+)
+
+// actions picks how a flow rides its carrier: natively (TCP in TCP, UDP in
+// UDP, ICMPv6 echo in ICMP echo) or, for any other IPv6 payload, after an
+// 8-byte UDP header.
+func actions(f session.Flow, c session.Carrier) (toCarrier, fromCarrier xlat.Action, err error) {
+	if !f.Site.Addr().Is6() {
+		return 0, 0, fmt.Errorf("flow %v: only IPv6 flows ride carriers", f)
+	}
+	native := (f.Proto == session.TCP || f.Proto == session.UDP) && c.Proto == f.Proto ||
+		f.Proto == session.ICMPv6 && c.Proto == session.ICMP
+	switch {
+	case native:
+		return xlat.ActXlat64, xlat.ActXlat46, nil
+	case c.Proto == session.UDP && f.Proto != session.TCP && f.Proto != session.UDP:
+		return xlat.ActWrap64, xlat.ActUnwrap46, nil
+	}
+	return 0, 0, fmt.Errorf("flow %v cannot ride a %v carrier", f, c.Proto)
+}
+
+// flowKey is the key of a flow packet from src to dst.
+func flowKey(p session.Proto, src, dst netip.AddrPort) xlat.Key {
+	return xlat.Key{Proto: uint8(p), Src: src.Addr(), Dst: dst.Addr(), SPort: src.Port(), DPort: dst.Port()}
+}
+
+// to is the entry that makes a packet leave as proto from src to dst.
+func to(a xlat.Action, p session.Proto, src, dst netip.AddrPort) xlat.Entry {
+	return xlat.Entry{Action: a, Proto: uint8(p), Src: src.Addr(), Dst: dst.Addr(), SPort: src.Port(), DPort: dst.Port()}
+}
+
+// EdgePair is the edge's two entries for a flow on its carrier: the site's
+// packets (LAN side) become carrier packets from c.Edge to c.Relay, and
+// carrier packets back (WAN side) become the flow's packets to the site.
+func EdgePair(f session.Flow, c session.Carrier) (out, back Mapping, err error) {
+	c = echoCarrier(c)
+	toC, fromC, err := actions(f, c)
+	if err != nil {
+		return out, back, err
+	}
+	out = Mapping{flowKey(f.Proto, f.Site, f.Remote), to(toC, carrierNext(toC, c), c.Edge, c.Relay)}
+	back = Mapping{flowKey(c.Proto, c.Relay, c.Edge), to(fromC, f.Proto, f.Remote, f.Site)}
+	return out, back, nil
+}
+
+// RelayPair is the relay's two entries: carrier packets from the CGNAT's
+// public side (c.Public, known once bound) become the flow's packets to
+// the remote, and the remote's packets become carrier packets to c.Public.
+func RelayPair(f session.Flow, c session.Carrier) (out, back Mapping, err error) {
+	c = echoCarrier(c)
+	toC, fromC, err := actions(f, c)
+	if err != nil {
+		return out, back, err
+	}
+	if !c.Public.IsValid() {
+		return out, back, fmt.Errorf("carrier %v is not bound yet", c)
+	}
+	out = Mapping{flowKey(c.Proto, c.Public, c.Relay), to(fromC, f.Proto, f.Site, f.Remote)}
+	back = Mapping{flowKey(f.Proto, f.Remote, f.Site), to(toC, carrierNext(toC, c), c.Relay, c.Public)}
+	return out, back, nil
+}
+
+// carrierNext is Entry.Proto toward the carrier: the carrier protocol,
+// or 0 for a UDP wrap (which always emits UDP).
+func carrierNext(a xlat.Action, c session.Carrier) session.Proto {
+	if a == xlat.ActWrap64 {
+		return 0
+	}
+	return c.Proto
+}
+
+// echoCarrier drops the relay port of an ICMP echo carrier: an echo
+// carries one identifier (E at the edge, C past the CGNAT), which the
+// datapath reads as the source port of a request and the destination port
+// of a reply; the relay's side has none.
+func echoCarrier(c session.Carrier) session.Carrier {
+	if c.Proto == session.ICMP {
+		c.Relay = netip.AddrPortFrom(c.Relay.Addr(), 0)
+	}
+	return c
+}

@@ -1,0 +1,48 @@
+package xdp
+
+import (
+	"testing"
+
+	"github.com/unmap-dev/unmap/session/xlat"
+)
+
+// The C enum and the Go mirror must name the same numbers.
+func TestReasonsMatchC(t *testing.T) {
+	pairs := map[datapathReason]xlat.Reason{
+		datapathReasonREASON_NONE:               xlat.ReasonNone,
+		datapathReasonREASON_PASS_NOT_IP:        xlat.ReasonPassNotIP,
+		datapathReasonREASON_PASS_LOCAL:         xlat.ReasonPassLocal,
+		datapathReasonREASON_PASS_NOT_OURS:      xlat.ReasonPassNotOurs,
+		datapathReasonREASON_PASS_FRAGMENT:      xlat.ReasonPassFragment,
+		datapathReasonREASON_PASS_IP_OPTIONS:    xlat.ReasonPassIPOptions,
+		datapathReasonREASON_PASS_IPV6EXT:       xlat.ReasonPassIPv6Ext,
+		datapathReasonREASON_PASS_TTL:           xlat.ReasonPassTTL,
+		datapathReasonREASON_PASS_ICMP_OTHER:    xlat.ReasonPassICMPOther,
+		datapathReasonREASON_PASS_NO_NEIGH:      xlat.ReasonPassNoNeigh,
+		datapathReasonREASON_PASS_FIB:           xlat.ReasonPassFIB,
+		datapathReasonREASON_DROP_TRUNC_L3:      xlat.ReasonDropTruncL3,
+		datapathReasonREASON_DROP_BAD_IP:        xlat.ReasonDropBadIP,
+		datapathReasonREASON_DROP_BAD_LEN:       xlat.ReasonDropBadLen,
+		datapathReasonREASON_DROP_BAD_CSUM:      xlat.ReasonDropBadCsum,
+		datapathReasonREASON_DROP_TRUNC_L4:      xlat.ReasonDropTruncL4,
+		datapathReasonREASON_DROP_UDP_ZERO_CSUM: xlat.ReasonDropUDPZeroCsum,
+		datapathReasonREASON_DROP_BAD_ENTRY:     xlat.ReasonDropBadEntry,
+		datapathReasonREASON_DROP_HELPER:        xlat.ReasonDropHelper,
+		datapathReasonREASON_MISS:               xlat.ReasonMiss,
+		datapathReasonREASON_DROP_MISS_FULL:     xlat.ReasonDropMissFull,
+		datapathReasonREASON_MAX:                xlat.NumReasons,
+	}
+	for c, g := range pairs {
+		if uint32(c) != uint32(g) {
+			t.Errorf("C reason %d is Go %d (%v)", c, g, g)
+		}
+	}
+	if len(pairs) != int(xlat.NumReasons)+1 {
+		t.Errorf("mirror lists %d reasons, Go has %d", len(pairs)-1, xlat.NumReasons)
+	}
+	for r := xlat.Reason(0); r < xlat.NumReasons; r++ {
+		if r.String() == "" {
+			t.Errorf("reason %d has no name", r)
+		}
+	}
+}
