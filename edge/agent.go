@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/flows"
 	"github.com/unmap-dev/unmap/session/ports"
+	"github.com/unmap-dev/unmap/xdp"
 )
 
 // agent is the edge's state: the authoritative flow table, the carrier
@@ -28,12 +30,29 @@ type agent struct {
 	ports  *ports.Edge
 	policy *Policy
 	ctl    *control.Client // set once before the client runs
+	dp     *datapath       // nil when the agent runs without XDP (tests)
 
 	mu        sync.Mutex
 	grant     *proto.Welcome // the last session's grant, kept while disconnected
 	up        bool           // a session is up
 	tokens    map[session.Flow]proto.BindToken
 	connected func(*proto.Welcome) // called on each new grant; may be nil
+	counts    map[string]uint64    // slow-path events by name, for `unmap status`
+}
+
+// count records a slow-path event (a miss it could not use, a held packet
+// it dropped) under a stable name.
+func (a *agent) count(name string) {
+	a.mu.Lock()
+	a.counts[name]++
+	a.mu.Unlock()
+}
+
+// Counts copies the slow-path counters.
+func (a *agent) Counts() map[string]uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return maps.Clone(a.counts)
 }
 
 var _ control.ClientHandler = (*agent)(nil)
@@ -48,7 +67,7 @@ func newAgent(s *Settings, wan netip.Addr, log *slog.Logger) (*agent, error) {
 		return nil, err
 	}
 	return &agent{s: s, log: log, wan: wan, flows: t, ports: p, policy: NewPolicy(s.Allow, s.Forwards),
-		tokens: map[session.Flow]proto.BindToken{}}, nil
+		tokens: map[session.Flow]proto.BindToken{}, counts: map[string]uint64{}}, nil
 }
 
 // Grant is the last session's grant, nil before the first one; up says
@@ -106,7 +125,8 @@ func (a *agent) Offer(m *proto.FlowOffer) *proto.OfferReply {
 		a.log.Debug("inbound flow refused", "flow", m.Flow, "why", why)
 		return nil
 	}
-	c, token, err := a.take(m.Flow, m.CarrierProto, m.Relay)
+	token := newToken()
+	c, err := a.take(m.Flow, m.CarrierProto, m.Relay, token)
 	if err != nil {
 		a.log.Warn("inbound flow not taken", "flow", m.Flow, "err", err)
 		return &proto.OfferReply{Result: proto.CodeNoResources}
@@ -144,9 +164,11 @@ func (a *agent) Disconnected(err error) {
 }
 
 // Open maps an outbound flow: a carrier port E, the relay's R, and the
-// flow in the table. On any refusal nothing is left behind.
-func (a *agent) Open(ctx context.Context, f session.Flow, carrierProto session.Proto) (session.Carrier, error) {
-	c, token, err := a.take(f, carrierProto, netip.AddrPort{})
+// flow in the table. token is what the relay will find in the carrier's
+// first packet (session.Token of the flow's first packet). On any refusal
+// nothing is left behind.
+func (a *agent) Open(ctx context.Context, f session.Flow, carrierProto session.Proto, token proto.BindToken) (session.Carrier, error) {
+	c, err := a.take(f, carrierProto, netip.AddrPort{}, token)
 	if err != nil {
 		return c, err
 	}
@@ -181,21 +203,20 @@ func (a *agent) Close(f session.Flow, reason proto.Code) {
 }
 
 // take reserves a carrier port and puts the flow in the table, opening.
-func (a *agent) take(f session.Flow, carrierProto session.Proto, relay netip.AddrPort) (session.Carrier, proto.BindToken, error) {
+func (a *agent) take(f session.Flow, carrierProto session.Proto, relay netip.AddrPort, token proto.BindToken) (session.Carrier, error) {
 	port, err := a.ports.Grant(carrierProto)
 	if err != nil {
-		return session.Carrier{}, 0, err
+		return session.Carrier{}, err
 	}
 	c := session.Carrier{Proto: carrierProto, Edge: netip.AddrPortFrom(a.wan, port), Relay: relay}
 	if err := a.flows.Add(f, c, flows.StateOpening); err != nil {
 		a.releasePort(c)
-		return session.Carrier{}, 0, err
+		return session.Carrier{}, err
 	}
-	token := newToken()
 	a.mu.Lock()
 	a.tokens[f] = token
 	a.mu.Unlock()
-	return c, token, nil
+	return c, nil
 }
 
 // drop forgets a flow and gives its port back.
@@ -206,7 +227,19 @@ func (a *agent) drop(f session.Flow, c session.Carrier) {
 	a.mu.Lock()
 	delete(a.tokens, f)
 	a.mu.Unlock()
+	a.unmap(f, c)
 	a.releasePort(c)
+}
+
+// unmap removes a flow's entries from the datapath, if they are there.
+func (a *agent) unmap(f session.Flow, c session.Carrier) {
+	if a.dp == nil || !c.Relay.IsValid() {
+		return
+	}
+	if out, back, err := xdp.EdgePair(f, c); err == nil {
+		_ = a.dp.d.Delete(out.Key)
+		_ = a.dp.d.Delete(back.Key)
+	}
 }
 
 func (a *agent) releasePort(c session.Carrier) {
@@ -232,6 +265,7 @@ func (a *agent) expire(ctx context.Context) {
 				a.mu.Lock()
 				delete(a.tokens, e.Flow)
 				a.mu.Unlock()
+				a.unmap(e.Flow, e.Carrier)
 				a.releasePort(e.Carrier)
 				_ = a.ctl.Close(e.Flow, proto.CodeExpired)
 			}

@@ -85,7 +85,7 @@ sites:
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- relay.Run(ctx, s, relay.Options{Version: "test", StatusSocket: socket, Log: slog.New(slog.DiscardHandler)})
+		done <- relay.Run(ctx, s, relay.Options{Version: "test", StatusSocket: socket, Log: slog.New(slog.DiscardHandler), ControlOnly: true})
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -167,7 +167,7 @@ func TestOpenCloseThroughRelay(t *testing.T) {
 		return session.Flow{Proto: session.TCP, Site: netip.MustParseAddrPort(fmt.Sprintf("[2001:db8:5::2]:%d", port)),
 			Remote: netip.MustParseAddrPort("[2001:db8:6::2]:80")}
 	}
-	c1, err := a.Open(ctx, flow(1000), session.TCP)
+	c1, err := a.Open(ctx, flow(1000), session.TCP, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,11 +175,11 @@ func TestOpenCloseThroughRelay(t *testing.T) {
 		c1.Edge.Port() < 61000 || c1.Edge.Port() > 61099 {
 		t.Errorf("carrier %v", c1)
 	}
-	if _, err := a.Open(ctx, flow(1001), session.TCP); err != nil {
+	if _, err := a.Open(ctx, flow(1001), session.TCP, 1); err != nil {
 		t.Fatal(err)
 	}
 	// The third exceeds the site's quota of 2: refused, nothing left over.
-	if _, err := a.Open(ctx, flow(1002), session.TCP); !errors.Is(err, proto.CodeQuotaExceeded) {
+	if _, err := a.Open(ctx, flow(1002), session.TCP, 1); !errors.Is(err, proto.CodeQuotaExceeded) {
 		t.Fatalf("third open: %v, want quota exceeded", err)
 	}
 	if n := a.flows.Len(); n != 2 || a.ports.InUse() != 2 {
@@ -191,7 +191,7 @@ func TestOpenCloseThroughRelay(t *testing.T) {
 	// A flow outside the site's prefix is refused by the relay.
 	bad := flow(1003)
 	bad.Site = netip.MustParseAddrPort("[2001:db8:7::2]:1003")
-	if _, err := a.Open(ctx, bad, session.TCP); !errors.Is(err, proto.CodeAddressNotGranted) {
+	if _, err := a.Open(ctx, bad, session.TCP, 1); !errors.Is(err, proto.CodeAddressNotGranted) {
 		t.Errorf("foreign source: %v, want address not granted", err)
 	}
 
@@ -200,7 +200,7 @@ func TestOpenCloseThroughRelay(t *testing.T) {
 		n := flowsAtRelay(t, socket)
 		return n, n == 1
 	})
-	if _, err := a.Open(ctx, flow(1002), session.TCP); err != nil {
+	if _, err := a.Open(ctx, flow(1002), session.TCP, 1); err != nil {
 		t.Fatalf("open after a close freed the quota: %v", err)
 	}
 }

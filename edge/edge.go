@@ -57,9 +57,19 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	defer cancel()
 	l := &lan{ifname: s.LAN, log: log}
 	defer l.close()
+	dp, err := openDatapath(s, wan, log.With("part", "xdp"))
+	if err != nil {
+		return fmt.Errorf("datapath: %w", err)
+	}
+	defer dp.close()
+	a.dp = dp
 	a.connected = func(w *proto.Welcome) {
 		if err := l.serve(ctx, w.Prefix); err != nil {
 			log.Error("cannot serve the LAN", "err", err)
+			return
+		}
+		if err := dp.d.AddLocal(lanPrefix(w.Prefix).Addr().Next()); err != nil {
+			log.Error("datapath: the LAN address", "err", err)
 		}
 	}
 	client, err := control.NewClient(control.ClientConfig{
@@ -76,15 +86,18 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		return err
 	}
 	a.ctl = client
+	errc := make(chan error, 3)
 	go a.expire(ctx)
+	go func() { errc <- a.misses(ctx, dp) }()
 
-	errc := make(chan error, 1)
 	if o.StatusSocket != "" {
 		st := admin.NewServer("edge", o.Version)
 		st.Section("session", func() any { return sessionStatus(a.Grant()) })
 		st.Section("control", func() any { return client.Counters().Snapshot() })
 		st.Section("flows", func() any { return a.flows.Stats() })
 		st.Section("inbound", func() any { return a.policy.Counts() })
+		st.Section("slowpath", func() any { return a.Counts() })
+		st.Section("datapath", func() any { return statusOrError(dp.d.ReasonCounts()) })
 		go func() { errc <- st.Serve(ctx, o.StatusSocket) }()
 	}
 	go func() { errc <- client.Run(ctx) }()
@@ -141,4 +154,12 @@ func enableForwarding() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// statusOrError is a status section that may have failed to read.
+func statusOrError(v any, err error) any {
+	if err != nil {
+		return map[string]string{"error": err.Error()}
+	}
+	return v
 }

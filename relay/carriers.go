@@ -22,7 +22,15 @@ type carrier struct {
 	lease    ports.Lease
 	edgePort uint16
 	token    proto.BindToken
-	gen      uint64 // session that last opened or replayed it
+	gen      uint64         // session that last opened or replayed it
+	public   netip.AddrPort // the CGNAT's side, once bound by the first packet
+}
+
+// leaseKey finds a carrier by what its packets arrive with: the relay
+// port R is unique per (relay address, public address, protocol).
+type leaseKey struct {
+	ports.Key
+	port uint16
 }
 
 // carriers is the relay's side of the sessions: it turns flow opens into
@@ -33,9 +41,14 @@ type carriers struct {
 	log   *slog.Logger
 	ports *ports.Relay
 
+	dp *datapath // nil when the relay runs without XDP (tests)
+
 	mu       sync.Mutex
 	flows    map[session.Flow]*carrier
+	byLease  map[leaseKey]session.Flow
 	sessions map[string]sessionInfo // by site
+	live     map[string]*control.Session
+	counts   map[string]uint64 // slow-path events by name
 }
 
 // sessionInfo is a session as `unmap status` shows it.
@@ -55,7 +68,8 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 	for _, site := range s.Sites {
 		p.SetSite(site.ID, site.MaxFlows)
 	}
-	return &carriers{log: log, ports: p, flows: map[session.Flow]*carrier{}, sessions: map[string]sessionInfo{}}, nil
+	return &carriers{log: log, ports: p, flows: map[session.Flow]*carrier{}, byLease: map[leaseKey]session.Flow{},
+		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, counts: map[string]uint64{}}, nil
 }
 
 // publicAddr is the CGNAT address a session's edge appears from: its
@@ -87,6 +101,7 @@ func code(err error) proto.Code {
 func (c *carriers) Started(ss *control.Session) {
 	c.mu.Lock()
 	c.sessions[ss.Site()] = sessionInfo{ID: ss.ID(), From: ss.RemoteAddr().String(), Since: time.Now()}
+	c.live[ss.Site()] = ss
 	c.mu.Unlock()
 }
 
@@ -108,7 +123,7 @@ func (c *carriers) Open(ss *control.Session, m *proto.FlowOpen) *proto.FlowGrant
 		c.log.Warn("flow refused", "site", ss.Site(), "flow", m.Flow, "err", err)
 		return &proto.FlowGrant{Result: code(err)}
 	}
-	c.flows[m.Flow] = &carrier{site: ss.Site(), lease: lease, edgePort: m.EdgePort, token: m.Token, gen: ss.ID()}
+	c.add(m.Flow, &carrier{site: ss.Site(), lease: lease, edgePort: m.EdgePort, token: m.Token, gen: ss.ID()})
 	return &proto.FlowGrant{Relay: lease.RelayAddr(), LifetimeSec: m.LifetimeSec}
 }
 
@@ -132,7 +147,14 @@ func (c *carriers) Replayed(ss *control.Session, e *proto.ReplayEntry) proto.Cod
 	if err != nil {
 		return code(err)
 	}
-	c.flows[e.Flow] = &carrier{site: ss.Site(), lease: lease, edgePort: e.EdgePort, token: e.Token, gen: ss.ID()}
+	k := &carrier{site: ss.Site(), lease: lease, edgePort: e.EdgePort, token: e.Token, gen: ss.ID()}
+	c.add(e.Flow, k)
+	if e.Public.IsValid() {
+		// Bound before the restart: map it again at once, so the flow
+		// forwards without waiting for a packet to bind it.
+		k.public = e.Public
+		c.mapCarrier(e.Flow, k)
+	}
 	return proto.CodeOK
 }
 
@@ -165,20 +187,52 @@ func (c *carriers) Ended(ss *control.Session, err error) {
 	c.mu.Lock()
 	if c.sessions[ss.Site()].ID == ss.ID() {
 		delete(c.sessions, ss.Site())
+		delete(c.live, ss.Site())
 	}
 	c.mu.Unlock()
 }
 
+func (c *carriers) add(f session.Flow, k *carrier) {
+	c.flows[f] = k
+	c.byLease[leaseKey{k.lease.Key, k.lease.Port}] = f
+}
+
 func (c *carriers) remove(f session.Flow, k *carrier) {
+	if c.dp != nil && k.public.IsValid() {
+		c.dp.unmap(f, k.carrier())
+	}
 	if err := c.ports.Release(k.lease); err != nil {
 		c.log.Error("port release", "flow", f, "err", err)
 	}
+	delete(c.byLease, leaseKey{k.lease.Key, k.lease.Port})
 	delete(c.flows, f)
+}
+
+// carrier is k as the datapath needs it.
+func (k *carrier) carrier() session.Carrier {
+	return session.Carrier{Proto: k.lease.Proto, Relay: k.lease.RelayAddr(), Public: k.public}
+}
+
+// count records a slow-path event; c.mu must be held.
+func (c *carriers) countLocked(name string) { c.counts[name]++ }
+
+// mapCarrier installs a bound carrier in the datapath; c.mu must be held.
+func (c *carriers) mapCarrier(f session.Flow, k *carrier) bool {
+	if c.dp == nil {
+		return true
+	}
+	if err := c.dp.mapFlow(f, k.carrier()); err != nil {
+		c.countLocked("map-failed")
+		c.log.Error("datapath", "flow", f, "err", err)
+		return false
+	}
+	return true
 }
 
 // carrierStatus is the carriers section of `unmap status`.
 type carrierStatus struct {
 	Sessions map[string]sessionInfo  `json:"sessions"`
+	Slowpath map[string]uint64       `json:"slowpath"`
 	Flows    map[string]int          `json:"flows_by_site"`
 	Ports    ports.RelayStats        `json:"ports"`
 	Refused  map[ports.Reason]uint64 `json:"ports_refused"`
@@ -191,6 +245,7 @@ func (c *carriers) status() any {
 		by[k.site]++
 	}
 	sessions := maps.Clone(c.sessions)
+	counts := maps.Clone(c.counts)
 	c.mu.Unlock()
-	return carrierStatus{Sessions: sessions, Flows: by, Ports: c.ports.Stats(), Refused: c.ports.Refused.Snapshot()}
+	return carrierStatus{Sessions: sessions, Slowpath: counts, Flows: by, Ports: c.ports.Stats(), Refused: c.ports.Refused.Snapshot()}
 }

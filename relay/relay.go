@@ -20,6 +20,9 @@ type Options struct {
 	Version      string       // reported by `unmap status`
 	StatusSocket string       // where `unmap status` asks; empty: no status socket
 	Log          *slog.Logger // default slog.Default()
+	// ControlOnly runs the control channel without loading XDP: for tests
+	// that must not touch the interfaces of the namespace they run in.
+	ControlOnly bool
 }
 
 // keepalive is what the relay asks edges for: below a CGNAT's 30 s UDP
@@ -46,6 +49,16 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	errc := make(chan error, 2)
+	if !o.ControlOnly {
+		dp, err := openDatapath(s, log.With("part", "xdp"))
+		if err != nil {
+			return fmt.Errorf("datapath: %w", err)
+		}
+		defer dp.close()
+		c.dp = dp
+		go func() { errc <- c.misses(ctx, dp) }()
+	}
 	// Close, not ctx, ends the server: it says Goodbye to every edge so
 	// they reconnect at once to the relay's successor.
 	srv, err := control.Listen(context.WithoutCancel(ctx), control.ServerConfig{
@@ -62,18 +75,30 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	defer srv.Close()
 	log.Info("relay listening", "addr", srv.Addr(), "sites", len(s.Sites))
 
-	errc := make(chan error, 1)
 	if o.StatusSocket != "" {
 		st := admin.NewServer("relay", o.Version)
 		st.Section("control", func() any { return srv.Counters().Snapshot() })
 		st.Section("carriers", c.status)
-		go func() { errc <- st.Serve(ctx, o.StatusSocket) }()
+		if c.dp != nil {
+			st.Section("datapath", func() any {
+				m, err := c.dp.d.ReasonCounts()
+				if err != nil {
+					return map[string]string{"error": err.Error()}
+				}
+				return m
+			})
+		}
+		go func() {
+			if err := st.Serve(ctx, o.StatusSocket); err != nil {
+				errc <- fmt.Errorf("status socket: %w", err)
+			}
+		}()
 	}
 	select {
 	case <-ctx.Done():
 		log.Info("relay stopping")
 		return nil
 	case err := <-errc:
-		return fmt.Errorf("status socket: %w", err)
+		return err
 	}
 }

@@ -21,13 +21,14 @@ func newCertCmd() *cobra.Command {
   unmap cert ca    --out ca/
   unmap cert relay --ca ca/ --name relay.example.net --ip 198.51.100.6 --out relay/
   unmap cert edge  --ca ca/ --site home --out home/
+  unmap cert show  home/edge.pem
 
 Keys are ECDSA P-256 in PKCS #8 PEM, written with mode 0600. The relay and
 edge folders also get ca.pem, so each is complete for its machine. Existing
 files are never overwritten without --force.`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(newCertCACmd(), newCertRelayCmd(), newCertEdgeCmd())
+	cmd.AddCommand(newCertCACmd(), newCertRelayCmd(), newCertEdgeCmd(), newCertShowCmd())
 	return cmd
 }
 
@@ -163,4 +164,24 @@ func report(cmd *cobra.Command, notAfter time.Time, dir string, names ...string)
 	}
 	fmt.Fprintln(cmd.OutOrStdout(), "valid until", notAfter.UTC().Format(time.DateOnly))
 	return nil
+}
+
+func newCertShowCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "show FILE...",
+		Short: "Describe certificates: kind, site, names, issuer, validity, fingerprint",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, path := range args {
+				certs, err := pki.LoadCerts(path)
+				if err != nil {
+					return err
+				}
+				for _, c := range certs {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s:\n%s\n", path, pki.Describe(c, time.Now()))
+				}
+			}
+			return nil
+		},
+	}
 }

@@ -1,18 +1,157 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/unmap-dev/unmap/test/lab"
 )
 
-// TODO(owner of lab): replace this placeholder with the real subcommand.
+// labOptions are the flags of `unmap lab`.
+type labOptions struct {
+	keep       bool
+	cgnMode    string
+	udpTimeout time.Duration
+}
+
 func newLabCmd() *cobra.Command {
-	return &cobra.Command{
+	var o labOptions
+	cmd := &cobra.Command{
 		Use:   "lab",
-		Short: "lab (not built yet)",
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("lab: not built yet")
+		Short: "Build the network-namespace lab, tour what works across it, tear it down",
+		Long: `lab builds the unmap test network in network namespaces on this machine (a
+site host, its router, an upstream CGNAT, an Internet router, the relay, IPv4
+and IPv6-only servers, a subscriber), runs a short tour of checks and prints
+one row per check: what was expected, what happened, and the verdict. It exits
+non-zero if any row differs from what is expected. Needs root.
+
+Nothing is added to the root namespace. The lab is torn down on exit, on
+Ctrl-C and on SIGTERM, unless --keep is given; 'unmap lab down' removes labs
+that were kept or whose process died.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runLab(cmd.Context(), cmd.OutOrStdout(), o)
 		},
 	}
+	cmd.Flags().BoolVar(&o.keep, "keep", false, "leave the lab up after the tour and print how to enter each namespace")
+	cmd.Flags().StringVar(&o.cgnMode, "cgn-mode", "preserve", "upstream CGNAT port mapping: preserve (plain masquerade) or random (random,fully-random)")
+	cmd.Flags().DurationVar(&o.udpTimeout, "cgn-udp-timeout", 0, "upstream CGNAT conntrack UDP timeout, whole seconds (0: kernel default, 30s/120s)")
+	cmd.AddCommand(newLabDownCmd())
+	return cmd
+}
+
+func runLab(ctx context.Context, w io.Writer, o labOptions) (err error) {
+	mode, err := lab.ParseCGNMode(o.cgnMode)
+	if err != nil {
+		return fmt.Errorf("--cgn-mode: %w", err)
+	}
+	opts := lab.Options{CGNMode: mode, CGNUDPTimeout: o.udpTimeout}
+	if err := opts.Validate(); err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("lab needs root: it creates network namespaces and nftables rules")
+	}
+	l, err := lab.New(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if o.keep && ctx.Err() == nil {
+			err = errors.Join(err, l.Release())
+			return
+		}
+		if cerr := l.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("teardown: %w", cerr))
+		} else {
+			fmt.Fprintf(w, "\nlab %s torn down\n", l.Prefix)
+		}
+	}()
+
+	timeout := "kernel default"
+	if o.udpTimeout > 0 {
+		timeout = o.udpTimeout.String()
+	}
+	fmt.Fprintf(w, "lab %s: cgn %s, cgn UDP timeout %s\n\n", l.Prefix, mode, timeout)
+	env, err := lab.NewEnv(l)
+	if err != nil {
+		return err
+	}
+	checks := lab.BaselineChecks()
+	res := lab.RunTour(ctx, env, checks)
+	if err := lab.WriteTable(w, res); err != nil {
+		return err
+	}
+	if o.keep && ctx.Err() == nil {
+		printEnter(w, l)
+	}
+	bad := 0
+	for _, r := range res {
+		if !r.OK() {
+			bad++
+		}
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("interrupted: %w", ctx.Err())
+	}
+	if bad > 0 {
+		return fmt.Errorf("%d of %d checks differ from what is expected", bad, len(res))
+	}
+	return nil
+}
+
+// printEnter tells how to enter each namespace, and what is inside.
+func printEnter(w io.Writer, l *lab.Lab) {
+	fmt.Fprintf(w, "\nlab %s is up. Enter a namespace with:\n", l.Prefix)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, n := range l.Namespaces() {
+		var ifs []string
+		for _, in := range lab.Interfaces(n.Role) {
+			addrs := make([]string, len(in.Addrs))
+			for i, a := range in.Addrs {
+				addrs[i] = a.String()
+			}
+			ifs = append(ifs, in.Name+" "+strings.Join(addrs, " "))
+		}
+		fmt.Fprintf(tw, "  %s\tnsenter --net=%s\t%s\n", n.Role, n.Path(), strings.Join(ifs, ", "))
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "Remove it with: unmap lab down")
+}
+
+func newLabDownCmd() *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "down",
+		Short: "Remove leftover lab namespaces (unmap-<6 hex>-<role>)",
+		Long: `down removes the namespaces of labs that were kept (--keep) or whose process
+died, and says what it removed. Labs still owned by a running process (a test
+in progress) are left alone unless --all is given.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			w := cmd.OutOrStdout()
+			removed, kept, err := lab.Down(all)
+			for _, name := range removed {
+				fmt.Fprintln(w, "removed", name)
+			}
+			for _, lo := range kept {
+				fmt.Fprintf(w, "kept %s (%s): in use by running process %d; --all removes it\n",
+					lo.Prefix, strings.Join(lo.Namespaces, " "), lo.Owner)
+			}
+			if len(removed) == 0 && len(kept) == 0 && err == nil {
+				fmt.Fprintln(w, "no lab namespaces found")
+			}
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "also remove labs of running processes")
+	return cmd
 }

@@ -66,12 +66,32 @@ func write(t *testing.T, dir, name, text string) string {
 	return path
 }
 
+// dumpOnFailure logs both agents' status when the test fails: the
+// counters say where packets went.
+func (d *deployment) dumpOnFailure(t *testing.T) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, sock := range []string{d.edgeS, d.relaySock} {
+			st, err := admin.Fetch(context.Background(), sock)
+			if err != nil {
+				t.Logf("%s: %v", sock, err)
+				continue
+			}
+			for name, v := range st.Sections {
+				t.Logf("%s %s: %s", st.Role, name, v)
+			}
+		}
+	})
+}
+
 func (d *deployment) startRelay(t *testing.T, l *lab.Lab) *lab.Process {
-	return l.NS(lab.Relay).StartProcess(t, exec.Command(d.bin, "relay", "-c", d.relayYAML, "--status-socket", d.relaySock))
+	return l.NS(lab.Relay).StartProcess(t, exec.Command(d.bin, "--log-level", "debug", "relay", "-c", d.relayYAML, "--status-socket", d.relaySock))
 }
 
 func (d *deployment) startEdge(t *testing.T, l *lab.Lab) *lab.Process {
-	return l.NS(lab.Edge).StartProcess(t, exec.Command(d.bin, "edge", "-c", d.edgeYAML, "--status-socket", d.edgeS))
+	return l.NS(lab.Edge).StartProcess(t, exec.Command(d.bin, "--log-level", "debug", "edge", "-c", d.edgeYAML, "--status-socket", d.edgeS))
 }
 
 // section polls an agent's status until cond accepts the named section.
@@ -161,4 +181,46 @@ func waitAddr(t *testing.T, ns *lab.NS, p netip.Prefix) netip.Addr {
 	}
 	t.Fatalf("no address in %v on the LAN host", p)
 	return netip.Addr{}
+}
+
+// TestOutboundIPv6 proves the claim for outbound flows: a LAN host with
+// no IPv6 from its ISP reaches an IPv6-only server through the CGN, over
+// TCP and UDP, its first packets included, and the server sees the host's
+// own address.
+func TestOutboundIPv6(t *testing.T) {
+	l := lab.NewForTest(t, lab.Options{})
+	d := deploy(t, lab.BuildUnmap(t))
+	d.startRelay(t, l)
+	d.startEdge(t, l)
+	d.dumpOnFailure(t)
+	section(t, d.edgeS, "session", "the edge's session", func(s edgeSession) bool { return s.Connected })
+	host := waitAddr(t, l.NS(lab.LAN), lab.SitePrefix)
+	srv, err := l.NS(lab.Srv6).StartEcho(netip.AddrPortFrom(netip.IPv6Unspecified(), lab.EchoPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	to := netip.AddrPortFrom(lab.Srv6Addr, lab.EchoPort)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, network := range []string{"tcp", "udp"} {
+		token := "outbound-" + network
+		var from netip.AddrPort
+		var err error
+		start := time.Now()
+		if network == "tcp" {
+			from, err = l.NS(lab.LAN).EchoTCP(ctx, to, token)
+		} else {
+			from, err = l.NS(lab.LAN).EchoUDP(ctx, to, token)
+		}
+		if err != nil {
+			t.Errorf("%s lan → srv6: %v", network, err)
+			continue
+		}
+		t.Logf("%s lan → srv6: first exchange in %v", network, time.Since(start))
+		peer, ok := srv.PeerOf(token)
+		if !ok || peer.Remote.Addr() != host {
+			t.Errorf("%s: srv6 saw %+v (found %v), want the host %v (host used %v)", network, peer, ok, host, from)
+		}
+	}
 }

@@ -47,8 +47,9 @@ type Capture struct {
 	err  error
 }
 
-// snapLen is larger than any frame a veth can hand over, GSO included.
-const snapLen = 1 << 16
+// snapLen holds any frame a lab veth hands over, a 64 KiB GSO frame with
+// its headers included (BIG TCP, which allows more, is off on them).
+const snapLen = 1<<16 + 1024
 
 // Capture starts capturing on the interface ifname of the namespace and
 // returns at once: frames sent after Capture returns are seen. It uses an

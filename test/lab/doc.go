@@ -11,11 +11,13 @@
 // straight into another.
 //
 // A lab is named by a random prefix (unmap-<6 hex>-<role>), so parallel tests
-// do not collide; Close always tears it down, and Down removes leftovers of
-// labs whose process died.
+// do not collide; Close always tears it down (NewForTest does it in
+// t.Cleanup), Down removes labs left up on purpose or by a process that
+// died, and building a lab reaps the latter.
 //
 // Helpers run Go code, commands, servers, pings and packet captures inside a
-// namespace (NS.Do, NS.Command, NS.Listen, NS.Ping, NS.Capture). The tour
-// (Tour, BaselineChecks) is the list of end-to-end checks that `unmap lab`
-// prints as a table; later work appends its own checks to it.
+// namespace (NS.Do, NS.Start, NS.StartProcess, NS.Listen, NS.StartEcho,
+// NS.Ping, NS.Capture). The tour (BaselineChecks, RunTour, WriteTable) is
+// the list of end-to-end checks that `unmap lab` prints as a table; later
+// work appends its own checks to it.
 package lab

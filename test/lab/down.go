@@ -26,11 +26,18 @@ var labName = regexp.MustCompile(`^(` + NamePrefix + `[0-9a-f]{6})-[a-z0-9]+$`)
 
 const keptMark = "kept"
 
+// writeOwner creates the owner file of a new lab; it fails with
+// os.ErrExist when the prefix is taken.
 func writeOwner(prefix string) error {
 	if err := os.MkdirAll(OwnerDir, 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(OwnerDir, prefix), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
+	f, err := os.OpenFile(filepath.Join(OwnerDir, prefix), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(f, os.Getpid())
+	return errors.Join(err, f.Close())
 }
 
 func removeOwner(prefix string) error {
@@ -163,6 +170,22 @@ func remove(which func(Leftover) bool) (removed []string, kept []Leftover, err e
 		}
 		if err := removeOwner(lo.Prefix); err != nil {
 			errs = append(errs, fmt.Errorf("owner file of %s: %w", lo.Prefix, err))
+		}
+	}
+	// Owner files without namespaces: a process that died between
+	// claiming its prefix and building, or tearing down.
+	ents, _ := os.ReadDir(OwnerDir)
+	for _, e := range ents {
+		prefix := e.Name()
+		if slices.ContainsFunc(los, func(lo Leftover) bool { return lo.Prefix == prefix }) {
+			continue
+		}
+		lo := Leftover{Prefix: prefix}
+		lo.Ownership, lo.Owner = ownerOf(prefix)
+		if lo.Ownership != InUse && which(lo) {
+			if err := removeOwner(prefix); err != nil {
+				errs = append(errs, fmt.Errorf("owner file of %s: %w", prefix, err))
+			}
 		}
 	}
 	return removed, kept, errors.Join(errs...)

@@ -77,8 +77,18 @@ func TestOwnership(t *testing.T) {
 		t.Errorf("owner %d, want this process %d", state[inUse.Prefix].Owner, os.Getpid())
 	}
 
-	// Building a lab reaps the orphan, and only the orphan.
+	// An owner file of a dead process with no namespaces: a run that died
+	// between claiming its prefix and building.
+	stale := filepath.Join(OwnerDir, NamePrefix+"stale0")
+	if err := os.WriteFile(stale, []byte(strconv.Itoa(deadPid(t))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// Building a lab reaps the orphans, and only them.
 	NewForTest(t, Options{})
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale owner file not reaped: %v", err)
+	}
 	if got := labNamespaces(t, orphan.Prefix+"-"); len(got) != 0 {
 		t.Errorf("orphaned lab not reaped: %v", got)
 	}

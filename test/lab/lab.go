@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -36,11 +38,11 @@ func New(ctx context.Context, opts Options) (*Lab, error) {
 	// Best effort: a failure to clean up after a dead run must not stop
 	// this one.
 	_ = reapOrphans()
-	var rnd [3]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
+	prefix, err := claimPrefix()
+	if err != nil {
 		return nil, err
 	}
-	l := &Lab{Prefix: NamePrefix + hex.EncodeToString(rnd[:]), Options: opts, ns: map[Role]*NS{}}
+	l := &Lab{Prefix: prefix, Options: opts, ns: map[Role]*NS{}}
 	if err := l.build(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("build lab %s: %w", l.Prefix, err), l.Close())
 	}
@@ -76,21 +78,57 @@ func (l *Lab) Close() error {
 	return errors.Join(errs...)
 }
 
-func (l *Lab) build(ctx context.Context) error {
-	if err := writeOwner(l.Prefix); err != nil {
-		return err
+// claimPrefix picks a random prefix no lab uses, and claims it by
+// creating its owner file.
+func claimPrefix() (string, error) {
+	for range 10 {
+		var rnd [3]byte
+		if _, err := rand.Read(rnd[:]); err != nil {
+			return "", err
+		}
+		prefix := NamePrefix + hex.EncodeToString(rnd[:])
+		if m, _ := filepath.Glob(filepath.Join(NetnsDir, prefix+"-*")); len(m) > 0 {
+			continue // an unowned leftover holds it
+		}
+		err := writeOwner(prefix)
+		if errors.Is(err, os.ErrExist) {
+			continue
+		}
+		return prefix, err
 	}
-	steps := []func() error{l.makeNamespaces, l.makeWires, l.makeRoutes, l.makeNAT}
-	for _, step := range steps {
+	return "", errors.New("no free lab prefix after 10 tries")
+}
+
+func (l *Lab) build(ctx context.Context) error {
+	steps := []struct {
+		name string
+		do   func() error
+	}{
+		{"namespaces", l.makeNamespaces},
+		{"wires", l.makeWires},
+		{"xdp-peers", l.makeXDPReady},
+		{"routes", l.makeRoutes},
+		{"nat", l.makeNAT},
+	}
+	for _, s := range steps {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := step(); err != nil {
-			return err
+		if err := s.do(); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		if afterBuildStep != nil {
+			if err := afterBuildStep(s.name); err != nil {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
 		}
 	}
 	return nil
 }
+
+// afterBuildStep lets tests fail a build half way, to prove that a failed
+// build leaves nothing behind.
+var afterBuildStep func(step string) error
 
 func (l *Lab) makeNamespaces() error {
 	for _, r := range Roles {
@@ -152,6 +190,9 @@ func (l *Lab) makeWires() error {
 			return fmt.Errorf("veth %s/%s—%s/%s: %w", a.Name, w.B, b.Name, w.A, err)
 		}
 		if err := a.configure(string(w.B), w.Net4, w.A4, w.Net6, w.A6); err != nil {
+			return err
+		}
+		if err := errors.Join(a.wireLike(string(w.B)), b.wireLike(string(w.A))); err != nil {
 			return err
 		}
 		if err := b.configure(string(w.A), w.Net4, w.B4, w.Net6, w.B6); err != nil {

@@ -2,8 +2,10 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -114,4 +116,98 @@ func TestNameInUse(t *testing.T) {
 		t.Errorf("%s is the root namespace now", n.Path())
 	}
 	assertThreadsHome(t)
+}
+
+// TestFailedBuildCleansUp fails a build after each step in turn, and once
+// before it starts, and checks that nothing is left.
+func TestFailedBuildCleansUp(t *testing.T) {
+	priv.Require(t)
+	before := rootLinks(t)
+	fds := openFDs(t)
+	defer func() { afterBuildStep = nil }()
+	for _, failAt := range []string{"namespaces", "wires", "routes", "nat"} {
+		afterBuildStep = func(step string) error {
+			if step == failAt {
+				return errors.New("injected failure")
+			}
+			return nil
+		}
+		l, err := New(context.Background(), Options{})
+		if err == nil {
+			l.Close()
+			t.Fatalf("build failing at %s succeeded", failAt)
+		}
+		if !strings.Contains(err.Error(), failAt+": injected failure") {
+			t.Errorf("failing at %s: %v", failAt, err)
+		}
+	}
+	afterBuildStep = nil
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := New(ctx, Options{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("build with a cancelled context: %v", err)
+	}
+	if los, err := Leftovers(); err != nil {
+		t.Fatal(err)
+	} else {
+		for _, lo := range los {
+			if lo.Ownership == InUse && lo.Owner == os.Getpid() {
+				t.Errorf("failed build left %s: %v", lo.Prefix, lo.Namespaces)
+			}
+		}
+	}
+	ents, _ := os.ReadDir(OwnerDir)
+	for _, e := range ents {
+		if b, _ := os.ReadFile(OwnerDir + "/" + e.Name()); strings.TrimSpace(string(b)) == strconv.Itoa(os.Getpid()) {
+			t.Errorf("failed build left owner file %s", e.Name())
+		}
+	}
+	if got := rootLinks(t); !slices.Equal(got, before) {
+		t.Errorf("root namespace links after: %v, before: %v", got, before)
+	}
+	if got := openFDs(t); got != fds {
+		t.Errorf("open file descriptors: %d after, %d before", got, fds)
+	}
+	assertThreadsHome(t)
+}
+
+// TestInterfaces compares the plan Interfaces reports with what the
+// kernel has in every namespace.
+func TestInterfaces(t *testing.T) {
+	l := NewForTest(t, Options{})
+	for _, r := range Roles {
+		nl := l.NS(r).Netlink()
+		for _, in := range Interfaces(r) {
+			link, err := nl.LinkByName(in.Name)
+			if err != nil {
+				t.Errorf("%s: %s: %v", r, in.Name, err)
+				continue
+			}
+			if link.Attrs().MTU != MTU || link.Attrs().OperState != netlink.OperUp {
+				t.Errorf("%s: %s: mtu %d state %v, want %d and up", r, in.Name, link.Attrs().MTU, link.Attrs().OperState, MTU)
+			}
+			addrs, err := nl.AddrList(link, netlink.FAMILY_ALL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, a := range addrs {
+				if !a.IP.IsLinkLocalUnicast() {
+					got = append(got, a.IPNet.String())
+				}
+			}
+			var want []string
+			for _, p := range in.Addrs {
+				want = append(want, p.String())
+			}
+			slices.Sort(got)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("%s: %s: addresses %v, want %v", r, in.Name, got, want)
+			}
+		}
+	}
+	if got := Interfaces(Edge); len(got) != 2 || got[0].Name != string(LAN) || got[1].Name != string(CGN) {
+		t.Errorf("edge interfaces %+v, want lan and cgn", got)
+	}
 }

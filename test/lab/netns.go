@@ -56,12 +56,11 @@ func (n *NS) Do(fn func() error) error {
 	if n.handle == netns.None() {
 		return fmt.Errorf("namespace %s is closed", n.Name)
 	}
+	orig, err := homeNS()
+	if err != nil {
+		return err
+	}
 	return onLockedThread(func() (restored bool, err error) {
-		orig, err := netns.Get()
-		if err != nil {
-			return true, fmt.Errorf("get current namespace: %w", err)
-		}
-		defer orig.Close()
 		if err := netns.Set(n.handle); err != nil {
 			return true, fmt.Errorf("enter namespace %s: %w", n.Name, err)
 		}
@@ -72,6 +71,22 @@ func (n *NS) Do(fn func() error) error {
 		return true, ferr
 	})
 }
+
+// homeNS is the namespace every unlocked thread of the process is in: the
+// one a fresh goroutine's thread has before Do moves it, and where Do puts
+// it back. Opened once: opening it costs more than the two setns calls.
+var homeNS = sync.OnceValues(func() (netns.NsHandle, error) {
+	var h netns.NsHandle
+	err := onLockedThread(func() (bool, error) {
+		var err error
+		h, err = netns.Get()
+		return true, err
+	})
+	if err != nil {
+		return netns.None(), fmt.Errorf("get current namespace: %w", err)
+	}
+	return h, nil
+})
 
 // onLockedThread runs fn on a fresh goroutine locked to its OS thread. The
 // thread is released only when fn reports that it restored the thread's
@@ -107,12 +122,11 @@ func createNamed(name string) error {
 		return fmt.Errorf("create namespace %s: %w", name, err)
 	}
 	f.Close()
+	orig, err := homeNS()
+	if err != nil {
+		return err
+	}
 	err = onLockedThread(func() (bool, error) {
-		orig, err := netns.Get()
-		if err != nil {
-			return true, fmt.Errorf("get current namespace: %w", err)
-		}
-		defer orig.Close()
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			return true, fmt.Errorf("unshare: %w", err)
 		}

@@ -53,8 +53,8 @@ func (o Options) Validate() error {
 	if o.CGNMode != CGNPreserve && o.CGNMode != CGNRandom {
 		return fmt.Errorf("lab options: CGNMode: %v is not preserve or random", o.CGNMode)
 	}
-	if o.CGNUDPTimeout < 0 || (o.CGNUDPTimeout > 0 && o.CGNUDPTimeout < time.Second) || o.CGNUDPTimeout%time.Second != 0 {
-		return fmt.Errorf("lab options: CGNUDPTimeout: %v is not a whole number of seconds ≥ 1s", o.CGNUDPTimeout)
+	if o.CGNUDPTimeout < 0 || o.CGNUDPTimeout%time.Second != 0 {
+		return fmt.Errorf("lab options: CGNUDPTimeout: %v is not a whole, non-negative number of seconds", o.CGNUDPTimeout)
 	}
 	return nil
 }

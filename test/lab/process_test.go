@@ -32,7 +32,8 @@ func TestProcess(t *testing.T) {
 	if !p.stoppedBySignal(err) {
 		t.Errorf("Stop: %v, want killed by SIGTERM", err)
 	}
-	if d := time.Since(start); d > 3*time.Second {
+	// SIGTERM ends sleep at once; Stop's fallback kill comes after 5 s.
+	if d := time.Since(start); d > 4*time.Second {
 		t.Errorf("Stop took %v", d)
 	}
 

@@ -87,3 +87,37 @@ var forwarders = map[Role]struct{ v4, v6 bool }{
 	Inet:  {v4: true, v6: true},
 	Relay: {v4: true, v6: true},
 }
+
+// Interface is one veth end of a namespace as the lab built it.
+type Interface struct {
+	Name  string         // the neighbour's role
+	Peer  Role           // the namespace at the other end
+	Addrs []netip.Prefix // addresses with their prefix length; IPv4 first
+}
+
+// Interfaces lists the veths of role's namespace, in build order, with the
+// addresses the lab gave them (link-local addresses aside).
+func Interfaces(role Role) []Interface {
+	var out []Interface
+	for _, w := range wires {
+		var peer Role
+		var a4, a6 netip.Addr
+		switch role {
+		case w.A:
+			peer, a4, a6 = w.B, w.A4, w.A6
+		case w.B:
+			peer, a4, a6 = w.A, w.B4, w.B6
+		default:
+			continue
+		}
+		in := Interface{Name: string(peer), Peer: peer}
+		if a4.IsValid() {
+			in.Addrs = append(in.Addrs, netip.PrefixFrom(a4, w.Net4.Bits()))
+		}
+		if a6.IsValid() {
+			in.Addrs = append(in.Addrs, netip.PrefixFrom(a6, w.Net6.Bits()))
+		}
+		out = append(out, in)
+	}
+	return out
+}

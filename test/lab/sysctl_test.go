@@ -76,8 +76,8 @@ func TestOptionsValidate(t *testing.T) {
 		{Options{}, ""},
 		{Options{CGNMode: CGNRandom, CGNUDPTimeout: 30 * time.Second}, ""},
 		{Options{CGNMode: 7}, "lab options: CGNMode: CGNMode(7) is not preserve or random"},
-		{Options{CGNUDPTimeout: 1500 * time.Millisecond}, "lab options: CGNUDPTimeout: 1.5s is not a whole number of seconds ≥ 1s"},
-		{Options{CGNUDPTimeout: -time.Second}, "lab options: CGNUDPTimeout: -1s is not a whole number of seconds ≥ 1s"},
+		{Options{CGNUDPTimeout: 1500 * time.Millisecond}, "lab options: CGNUDPTimeout: 1.5s is not a whole, non-negative number of seconds"},
+		{Options{CGNUDPTimeout: -time.Second}, "lab options: CGNUDPTimeout: -1s is not a whole, non-negative number of seconds"},
 	} {
 		err := tc.opts.Validate()
 		if got := errString(err); got != tc.err {

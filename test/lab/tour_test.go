@@ -165,7 +165,9 @@ func TestEchoServerClose(t *testing.T) {
 	if err := srv.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}
-	if d := time.Since(start); d > time.Second {
+	// Waiting out the idle client would take as long as it stays; a
+	// loaded machine takes a little while anyway.
+	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("Close waited %v for an idle client", d)
 	}
 	if _, err := l.NS(Inet).EchoTCP(ctx, srv.Addr, "after close"); err == nil {

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/unmap-dev/unmap/test/lab"
+	"github.com/unmap-dev/unmap/test/priv"
+)
+
+func runLabCmd(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := newLabCmd()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+var labPrefix = regexp.MustCompile(`lab (unmap-[0-9a-f]{6})`)
+
+func namespacesOf(t *testing.T, prefix string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(lab.NetnsDir, prefix+"-*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestLabCommand runs `unmap lab`: a table with every baseline check ok,
+// and the lab gone afterwards.
+func TestLabCommand(t *testing.T) {
+	priv.Require(t)
+	out, err := runLabCmd(t)
+	if err != nil {
+		t.Fatalf("unmap lab: %v\n%s", err, out)
+	}
+	for _, c := range lab.BaselineChecks() {
+		if !strings.Contains(out, c.Name) {
+			t.Errorf("no row %q in:\n%s", c.Name, out)
+		}
+	}
+	if strings.Contains(out, "FAIL") || !strings.Contains(out, "torn down") {
+		t.Errorf("output:\n%s", out)
+	}
+	m := labPrefix.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no lab name in:\n%s", out)
+	}
+	if left := namespacesOf(t, m[1]); len(left) != 0 {
+		t.Errorf("left behind: %v", left)
+	}
+}
+
+// TestLabKeepAndDown leaves a lab up with --keep, checks the nsenter lines
+// point at real namespaces, and removes it with `unmap lab down`.
+func TestLabKeepAndDown(t *testing.T) {
+	priv.Require(t)
+	out, err := runLabCmd(t, "--keep", "--cgn-mode", "random", "--cgn-udp-timeout", "30s")
+	// Whatever happens below, do not leave a kept lab behind.
+	t.Cleanup(func() { _, _ = runLabCmd(t, "down") })
+	m := labPrefix.FindStringSubmatch(out)
+	if err != nil {
+		t.Fatalf("unmap lab --keep: %v\n%s", err, out)
+	}
+	if m == nil || !strings.Contains(out, "cgn random, cgn UDP timeout 30s") {
+		t.Fatalf("output:\n%s", out)
+	}
+	for _, r := range lab.Roles {
+		line := "nsenter --net=" + filepath.Join(lab.NetnsDir, m[1]+"-"+string(r))
+		if !strings.Contains(out, line) {
+			t.Errorf("no %q in:\n%s", line, out)
+		}
+	}
+	if got := namespacesOf(t, m[1]); len(got) != len(lab.Roles) {
+		t.Fatalf("kept lab has %d namespaces: %v", len(got), got)
+	}
+	out, err = runLabCmd(t, "down")
+	if err != nil {
+		t.Fatalf("unmap lab down: %v\n%s", err, out)
+	}
+	for _, r := range lab.Roles {
+		if !strings.Contains(out, "removed "+m[1]+"-"+string(r)) {
+			t.Errorf("down did not say it removed %s-%s:\n%s", m[1], r, out)
+		}
+	}
+	if left := namespacesOf(t, m[1]); len(left) != 0 {
+		t.Errorf("left behind after down: %v", left)
+	}
+}
+
+// TestLabFlags checks that bad flags are refused before anything is built.
+func TestLabFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		err  string
+	}{
+		{[]string{"--cgn-mode", "symmetric"}, `--cgn-mode: cgn mode "symmetric" is not preserve or random`},
+		{[]string{"--cgn-udp-timeout", "1500ms"}, "lab options: CGNUDPTimeout: 1.5s is not a whole, non-negative number of seconds"},
+		{[]string{"extra"}, `unknown command "extra" for "lab"`},
+	} {
+		_, err := runLabCmd(t, tc.args...)
+		if err == nil || err.Error() != tc.err {
+			t.Errorf("%v: error %v, want %q", tc.args, err, tc.err)
+		}
+	}
+}

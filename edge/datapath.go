@@ -1,0 +1,240 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+
+	"github.com/cilium/ebpf/link"
+
+	"github.com/unmap-dev/unmap/proto"
+	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/xlat"
+	"github.com/unmap-dev/unmap/xdp"
+)
+
+// datapath is the edge's XDP programs on its LAN and WAN, and the slow
+// path for the packets they hand over.
+type datapath struct {
+	d     *xdp.Datapath
+	cfg   xlat.Config
+	inj   *xdp.Injector
+	links []link.Link
+	log   *slog.Logger
+}
+
+func openDatapath(s *Settings, wan netip.Addr, log *slog.Logger) (*datapath, error) {
+	cfg := xlat.Config{CarrierAddr: wan, PortLo: s.CarrierPorts.First, PortHi: s.CarrierPorts.Last}
+	d, err := xdp.Load(cfg, xdp.Options{})
+	if err != nil {
+		return nil, err
+	}
+	dp := &datapath{d: d, cfg: cfg, log: log}
+	if dp.inj, err = xdp.NewInjector(); err != nil {
+		return nil, errors.Join(err, dp.close())
+	}
+	if err := d.AddLocal(wan); err != nil {
+		return nil, errors.Join(err, dp.close())
+	}
+	for _, at := range []struct {
+		ifname string
+		role   xlat.Role
+	}{{s.LAN, xlat.RoleEdgeLAN}, {s.WAN, xlat.RoleEdgeWAN}} {
+		ifi, err := net.InterfaceByName(at.ifname)
+		if err != nil {
+			return nil, errors.Join(err, dp.close())
+		}
+		l, mode, err := d.Attach(ifi.Index, at.role)
+		if err != nil {
+			return nil, errors.Join(err, dp.close())
+		}
+		dp.links = append(dp.links, l)
+		// Translated packets leave by the other interface: XDP_REDIRECT
+		// needs it in the devmap.
+		if err := d.AddTXPort(ifi.Index); err != nil {
+			return nil, errors.Join(err, dp.close())
+		}
+		log.Info("XDP attached", "if", at.ifname, "role", at.role, "mode", mode)
+	}
+	// Carriers leave the LAN program with the WAN address as their source;
+	// when the program passes one to the stack (no XDP route yet) the
+	// kernel must not take it for a spoofed packet of its own.
+	if err := sysctl("/proc/sys/net/ipv4/conf/"+s.LAN+"/accept_local", "1"); err != nil {
+		return nil, errors.Join(err, dp.close())
+	}
+	return dp, nil
+}
+
+func (dp *datapath) close() error {
+	var errs []error
+	for _, l := range dp.links {
+		errs = append(errs, l.Close())
+	}
+	if dp.inj != nil {
+		errs = append(errs, dp.inj.Close())
+	}
+	return errors.Join(append(errs, dp.d.Close())...)
+}
+
+// local is the edge's table view for classifying a missed packet: no
+// flow entries, only the router's own addresses.
+type local struct{ addrs []netip.Addr }
+
+func (l local) Lookup(xlat.Key) (xlat.Entry, bool) { return xlat.Entry{}, false }
+func (l local) IsLocal(a netip.Addr) bool {
+	for _, x := range l.addrs {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+func (local) InSite(netip.Addr) bool { return false }
+
+// pair is a flow's two entries, as tables for the model to translate the
+// held packets with exactly what the datapath now does.
+type pair struct{ out, back xdp.Mapping }
+
+func (p pair) Lookup(k xlat.Key) (xlat.Entry, bool) {
+	switch k {
+	case p.out.Key:
+		return p.out.Entry, true
+	case p.back.Key:
+		return p.back.Entry, true
+	}
+	return xlat.Entry{}, false
+}
+func (pair) IsLocal(netip.Addr) bool { return false }
+func (pair) InSite(netip.Addr) bool  { return false }
+
+// maxHeld bounds the packets held for one flow while it opens.
+const maxHeld = 8
+
+// opening is a flow being set up, with the packets held for it.
+type opening struct{ held [][]byte }
+
+// misses serves the datapath's misses until ctx ends.
+func (a *agent) misses(ctx context.Context, dp *datapath) error {
+	r, err := dp.d.Misses()
+	if err != nil {
+		return err
+	}
+	go func() { <-ctx.Done(); r.Close() }()
+	var mu sync.Mutex
+	pending := map[session.Flow]*opening{}
+	for {
+		m, err := r.Read()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("misses: %w", err)
+		}
+		if m.Role != xlat.RoleEdgeLAN {
+			a.count("miss-wan")
+			continue // a carrier packet with no flow: nothing to open
+		}
+		f, cp, token, ok := a.classify(dp, m)
+		if !ok {
+			continue
+		}
+		mu.Lock()
+		if o := pending[f]; o != nil {
+			if len(o.held) < maxHeld && m.Len == len(m.Data) {
+				o.held = append(o.held, m.Data)
+			} else {
+				a.count("held-overflow")
+			}
+			mu.Unlock()
+			continue
+		}
+		o := &opening{}
+		if m.Len == len(m.Data) {
+			o.held = append(o.held, m.Data)
+		}
+		pending[f] = o
+		mu.Unlock()
+		go func() {
+			err := a.openFlow(ctx, dp, f, cp, token, func() [][]byte {
+				mu.Lock()
+				defer mu.Unlock()
+				delete(pending, f)
+				return o.held
+			})
+			if err != nil {
+				a.log.Info("outbound flow not opened", "flow", f, "err", err)
+			}
+		}()
+	}
+}
+
+// classify turns a LAN miss into the flow it opens.
+func (a *agent) classify(dp *datapath, m xdp.Miss) (f session.Flow, cp session.Proto, token proto.BindToken, ok bool) {
+	res := xlat.Process(xlat.RoleEdgeLAN, &dp.cfg, local{}, nil, m.Data)
+	k := res.Key
+	if res.Reason != xlat.ReasonMiss || !k.Src.Is6() {
+		a.count("miss-unusable")
+		return f, 0, 0, false
+	}
+	f = session.Flow{Proto: session.Proto(k.Proto), Site: netip.AddrPortFrom(k.Src, k.SPort), Remote: netip.AddrPortFrom(k.Dst, k.DPort)}
+	if g, _ := a.Grant(); g == nil || !g.Prefix.Contains(k.Src) {
+		a.count("miss-not-site")
+		return f, 0, 0, false
+	}
+	switch f.Proto {
+	case session.TCP, session.UDP:
+		cp = f.Proto
+	case session.ICMPv6:
+		cp = session.ICMP
+	default:
+		cp = session.UDP
+	}
+	t, _ := session.Token(f.Proto, m.Data[min(len(m.Data), 14+40):])
+	return f, cp, proto.BindToken(t), true
+}
+
+// openFlow opens the flow with the relay, installs both directions in the
+// datapath and sends the held packets on, translated.
+func (a *agent) openFlow(ctx context.Context, dp *datapath, f session.Flow, cp session.Proto, token proto.BindToken, held func() [][]byte) error {
+	c, err := a.Open(ctx, f, cp, token)
+	if err != nil {
+		for range held() {
+			a.count("held-dropped")
+		}
+		return err
+	}
+	out, back, err := xdp.EdgePair(f, c)
+	if err == nil {
+		err = dp.d.PutPair(out, back)
+	}
+	pkts := held()
+	if err != nil {
+		a.Close(f, proto.CodeInternal)
+		return err
+	}
+	tables := pair{out, back}
+	for _, p := range pkts {
+		res := xlat.Process(xlat.RoleEdgeLAN, &dp.cfg, tables, nil, p)
+		if !res.Hit {
+			a.count("held-untranslated")
+			continue
+		}
+		if err := dp.inj.Frame(res.Out); err != nil {
+			a.count("held-inject-failed")
+			a.log.Debug("held packet not sent", "flow", f, "err", err)
+		}
+	}
+	return nil
+}
+
+func sysctl(path, value string) error {
+	if err := os.WriteFile(path, []byte(value), 0); err != nil {
+		return fmt.Errorf("sysctl %s: %w", path, err)
+	}
+	return nil
+}

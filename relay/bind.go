@@ -1,0 +1,65 @@
+package relay
+
+import (
+	"errors"
+	"net/netip"
+
+	"github.com/unmap-dev/unmap/control"
+	"github.com/unmap-dev/unmap/proto"
+	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/ports"
+	"github.com/unmap-dev/unmap/session/xlat"
+)
+
+// Why a carrier packet did not bind; each is counted under its text.
+var (
+	errNoCarrier = errors.New("bind-no-carrier")    // no flow leased this relay port to this public address
+	errToken     = errors.New("bind-bad-token")     // the packet does not carry the flow's token: another host, or a stale packet
+	errBound     = errors.New("bind-already-bound") // bound to another CGNAT port (a rebinding, not handled yet)
+)
+
+// bind binds a carrier on its first packet: key is the packet's key as the
+// relay program saw it (CGNAT public address and port C to relay address
+// and port R), l4 its bytes from the L4 header on. The packet must carry
+// the token the edge announced, a value no NAT rewrites, so another host
+// behind the same CGNAT address cannot take the carrier.
+func (c *carriers) bind(key xlat.Key, l4 []byte) (session.Flow, session.Carrier, error) {
+	f, carrier, ss, err := c.bindLocked(key, l4)
+	if ss != nil {
+		if err := ss.Bound(&proto.CarrierBound{Flow: f, Public: carrier.Public}); err != nil {
+			c.log.Debug("carrier bound not sent", "flow", f, "err", err)
+		}
+	}
+	return f, carrier, err
+}
+
+func (c *carriers) bindLocked(key xlat.Key, l4 []byte) (session.Flow, session.Carrier, *control.Session, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	lk := leaseKey{ports.Key{Relay: key.Dst, Public: key.Src, Proto: session.Proto(key.Proto)}, key.DPort}
+	f, ok := c.byLease[lk]
+	if !ok {
+		c.countLocked(errNoCarrier.Error())
+		return f, session.Carrier{}, nil, errNoCarrier
+	}
+	k := c.flows[f]
+	public := netip.AddrPortFrom(key.Src, key.SPort)
+	switch {
+	case k.public == public:
+		return f, k.carrier(), nil, nil // a packet that raced the entries in
+	case k.public.IsValid():
+		c.countLocked(errBound.Error())
+		return f, session.Carrier{}, nil, errBound
+	}
+	if t, ok := session.Token(session.Proto(key.Proto), l4); !ok || proto.BindToken(t) != k.token {
+		c.countLocked(errToken.Error())
+		return f, session.Carrier{}, nil, errToken
+	}
+	k.public = public
+	if !c.mapCarrier(f, k) {
+		k.public = netip.AddrPort{}
+		return f, session.Carrier{}, nil, errors.New("datapath refused the entries")
+	}
+	c.countLocked("bound")
+	return f, k.carrier(), c.live[k.site], nil
+}

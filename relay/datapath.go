@@ -1,0 +1,181 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+
+	"github.com/cilium/ebpf/link"
+
+	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/xlat"
+	"github.com/unmap-dev/unmap/xdp"
+)
+
+// datapath is the relay's XDP program on its external interface and the
+// slow path for the packets it hands over.
+type datapath struct {
+	d     *xdp.Datapath
+	cfg   xlat.Config
+	sites []netip.Prefix
+	inj   *xdp.Injector
+	link  link.Link
+	log   *slog.Logger
+}
+
+func openDatapath(s *Settings, log *slog.Logger) (*datapath, error) {
+	cfg := xlat.Config{CarrierAddr: s.Addresses[0], PortLo: s.CarrierPorts.First, PortHi: s.CarrierPorts.Last}
+	d, err := xdp.Load(cfg, xdp.Options{})
+	if err != nil {
+		return nil, err
+	}
+	dp := &datapath{d: d, cfg: cfg, log: log}
+	fail := func(err error) (*datapath, error) { return nil, errors.Join(err, dp.close()) }
+	for _, site := range s.Sites {
+		dp.sites = append(dp.sites, site.Prefix)
+		if site.IPv4.IsValid() {
+			dp.sites = append(dp.sites, netip.PrefixFrom(site.IPv4, 32))
+		}
+	}
+	for _, p := range dp.sites {
+		if err := d.AddSitePrefix(p); err != nil {
+			return fail(fmt.Errorf("site prefix %v: %w", p, err))
+		}
+	}
+	if dp.inj, err = xdp.NewInjector(); err != nil {
+		return fail(err)
+	}
+	ifi, err := net.InterfaceByName(s.Interface)
+	if err != nil {
+		return fail(fmt.Errorf("interface: %w", err))
+	}
+	l, mode, err := d.Attach(ifi.Index, xlat.RoleRelayExt)
+	if err != nil {
+		return fail(err)
+	}
+	dp.link = l
+	log.Info("XDP attached", "if", s.Interface, "mode", mode)
+	// Carriers toward the sites leave with the relay's address as their
+	// source; when the program passes one to the stack the kernel must not
+	// take it for a spoofed packet of its own.
+	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+s.Interface+"/accept_local", []byte("1"), 0); err != nil {
+		return fail(fmt.Errorf("accept_local: %w", err))
+	}
+	return dp, nil
+}
+
+func (dp *datapath) close() error {
+	var errs []error
+	if dp.link != nil {
+		errs = append(errs, dp.link.Close())
+	}
+	if dp.inj != nil {
+		errs = append(errs, dp.inj.Close())
+	}
+	return errors.Join(append(errs, dp.d.Close())...)
+}
+
+// mapFlow installs both directions of a bound carrier.
+func (dp *datapath) mapFlow(f session.Flow, c session.Carrier) error {
+	out, back, err := xdp.RelayPair(f, c)
+	if err != nil {
+		return err
+	}
+	return dp.d.PutPair(out, back)
+}
+
+// unmap removes a flow's entries.
+func (dp *datapath) unmap(f session.Flow, c session.Carrier) {
+	if out, back, err := xdp.RelayPair(f, c); err == nil {
+		_ = dp.d.Delete(out.Key)
+		_ = dp.d.Delete(back.Key)
+	}
+}
+
+// sitesTable classifies misses as the relay program did: no entries, and
+// the sites' prefixes.
+type sitesTable []netip.Prefix
+
+func (sitesTable) Lookup(xlat.Key) (xlat.Entry, bool) { return xlat.Entry{}, false }
+func (sitesTable) IsLocal(netip.Addr) bool            { return false }
+func (t sitesTable) InSite(a netip.Addr) bool {
+	for _, p := range t {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// entries is a flow's two entries as tables for the model.
+type entries [2]xdp.Mapping
+
+func (e entries) Lookup(k xlat.Key) (xlat.Entry, bool) {
+	for _, m := range e {
+		if m.Key == k {
+			return m.Entry, true
+		}
+	}
+	return xlat.Entry{}, false
+}
+func (entries) IsLocal(netip.Addr) bool { return false }
+func (entries) InSite(netip.Addr) bool  { return false }
+
+// misses serves the datapath's misses until ctx ends: carrier packets
+// that bind their carrier, and (not yet) inbound flows to the sites.
+func (c *carriers) misses(ctx context.Context, dp *datapath) error {
+	r, err := dp.d.Misses()
+	if err != nil {
+		return err
+	}
+	go func() { <-ctx.Done(); r.Close() }()
+	for {
+		m, err := r.Read()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("misses: %w", err)
+		}
+		res := xlat.Process(xlat.RoleRelayExt, &dp.cfg, sitesTable(dp.sites), nil, m.Data)
+		k := res.Key
+		if res.Reason != xlat.ReasonMiss {
+			c.count("miss-unusable")
+			continue
+		}
+		if !k.Dst.Is4() || k.Dst != dp.cfg.CarrierAddr {
+			c.count("inbound-not-offered") // inbound flows: next step
+			continue
+		}
+		f, carrier, err := c.bind(k, m.Data[min(len(m.Data), 14+20):])
+		if err != nil {
+			c.log.Debug("carrier not bound", "key", k, "err", err)
+			continue
+		}
+		if m.Len != len(m.Data) {
+			continue // only part of it was handed over: the sender resends
+		}
+		out, back, err := xdp.RelayPair(f, carrier)
+		if err != nil {
+			continue
+		}
+		res = xlat.Process(xlat.RoleRelayExt, &dp.cfg, entries{out, back}, nil, m.Data)
+		if !res.Hit {
+			c.count("held-untranslated")
+			continue
+		}
+		if err := dp.inj.Frame(res.Out); err != nil {
+			c.count("held-inject-failed")
+		}
+	}
+}
+
+func (c *carriers) count(name string) {
+	c.mu.Lock()
+	c.count(name)
+	c.mu.Unlock()
+}

@@ -1,0 +1,92 @@
+package lab
+
+import (
+	"fmt"
+	"net"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/unmap-dev/unmap/xdp"
+)
+
+// ethtool commands (linux/ethtool.h): set TX checksumming, set GRO.
+const (
+	ethtoolSTXCSUM = 0x17
+	ethtoolSGRO    = 0x2c
+)
+
+// ethtoolValue is struct ethtool_value.
+type ethtoolValue struct{ cmd, data uint32 }
+
+// ifreqData is struct ifreq with the ifr_data pointer member.
+type ifreqData struct {
+	name [unix.IFNAMSIZ]byte
+	data unsafe.Pointer
+	_    [24 - unsafe.Sizeof(uintptr(0))]byte
+}
+
+// wireLike makes a veth behave like a NIC on a wire for XDP:
+//
+//   - TX checksumming off: the kernel computes checksums in software
+//     before a packet leaves. A veth otherwise hands its peer packets whose
+//     checksum is only the pseudo-header's partial sum (the offload a NIC
+//     would complete on the wire); an XDP program on the peer would see,
+//     and rewrite, a checksum no real wire carries.
+//   - GRO on: a veth takes XDP_TX and XDP_REDIRECT frames from its peer's
+//     XDP program only when it has GRO or an XDP program of its own; a NIC
+//     transmits them always.
+func (n *NS) wireLike(ifname string) error {
+	return n.Do(func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		for _, v := range []ethtoolValue{{cmd: ethtoolSTXCSUM, data: 0}, {cmd: ethtoolSGRO, data: 1}} {
+			var ifr ifreqData
+			copy(ifr.name[:], ifname)
+			ifr.data = unsafe.Pointer(&v)
+			if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr))); errno != 0 {
+				return fmt.Errorf("%s: ethtool %#x on %s: %w", n.Name, v.cmd, ifname, errno)
+			}
+		}
+		return nil
+	})
+}
+
+// agentPeers are the far ends of the links the agents attach XDP to: the
+// veth in namespace In named Ifname.
+var agentPeers = []struct {
+	In     Role
+	Ifname string
+}{
+	{LAN, string(Edge)}, {CGN, string(Edge)}, // edge: lan_interface, wan_interface
+	{Inet, string(Relay)}, {Sub, string(Relay)}, // relay: external, subscribers
+}
+
+// makeXDPReady attaches a pass-everything XDP program to the far end of
+// every agent link, so the agents' XDP_TX and XDP_REDIRECT frames are
+// received: a veth takes them only when it runs an XDP program (GRO alone
+// is not enough on this kernel: the redirect fails with EOPNOTSUPP).
+func (l *Lab) makeXDPReady() error {
+	for _, p := range agentPeers {
+		n := l.ns[p.In]
+		err := n.Do(func() error {
+			ifi, err := net.InterfaceByName(p.Ifname)
+			if err != nil {
+				return err
+			}
+			xl, err := xdp.AttachPass(ifi.Index)
+			if err != nil {
+				return err
+			}
+			n.track(xl.Close)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("%s/%s: %w", n.Name, p.Ifname, err)
+		}
+	}
+	return nil
+}
