@@ -125,8 +125,15 @@ func (a *agent) Offer(m *proto.FlowOffer) *proto.OfferReply {
 		a.log.Debug("inbound flow refused", "flow", m.Flow, "why", why)
 		return nil
 	}
-	token := newToken()
-	c, err := a.take(m.Flow, m.CarrierProto, m.Relay, token)
+	if !m.Flow.Site.Addr().Is6() || m.CarrierProto != session.UDP {
+		// Port forwards of the public IPv4 and TCP's carrier handshake
+		// are the next steps.
+		a.count("inbound-unsupported")
+		return &proto.OfferReply{Result: proto.CodeUnsupportedProto}
+	}
+	payload := opener()
+	token, _ := session.Token(session.UDP, append(make([]byte, 8), payload...))
+	c, err := a.take(m.Flow, m.CarrierProto, m.Relay, proto.BindToken(token))
 	if err != nil {
 		a.log.Warn("inbound flow not taken", "flow", m.Flow, "err", err)
 		return &proto.OfferReply{Result: proto.CodeNoResources}
@@ -135,7 +142,15 @@ func (a *agent) Offer(m *proto.FlowOffer) *proto.OfferReply {
 		a.drop(m.Flow, c)
 		return &proto.OfferReply{Result: proto.CodeInternal}
 	}
-	return &proto.OfferReply{EdgePort: c.Edge.Port(), Token: token}
+	if a.dp != nil {
+		if err := a.dp.mapFlow(m.Flow, c); err != nil {
+			a.log.Warn("inbound flow not mapped", "flow", m.Flow, "err", err)
+			a.drop(m.Flow, c)
+			return &proto.OfferReply{Result: proto.CodeInternal}
+		}
+		go a.sendOpener(m.Flow, c, payload)
+	}
+	return &proto.OfferReply{EdgePort: c.Edge.Port(), Token: proto.BindToken(token)}
 }
 
 func (a *agent) Bound(m *proto.CarrierBound) {

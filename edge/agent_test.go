@@ -211,9 +211,10 @@ func TestInboundOffer(t *testing.T) {
 	dir := pkiDir(t, "home")
 	addr, _ := startRelay(t, dir, 10)
 	a := startEdge(t, dir, addr)
-	a.policy = NewPolicy([]Allow{{Proto: session.TCP, Hosts: netip.MustParsePrefix("2001:db8:5::10/128"), Ports: confRange(22, 22)}}, nil)
-	ok := &proto.FlowOffer{Flow: session.Flow{Proto: session.TCP, Site: netip.MustParseAddrPort("[2001:db8:5::10]:22"),
-		Remote: netip.MustParseAddrPort("[2001:db8:6::2]:40000")}, CarrierProto: session.TCP, Relay: netip.MustParseAddrPort("198.51.100.6:20001")}
+	a.policy = NewPolicy([]Allow{{Proto: session.UDP, Hosts: netip.MustParsePrefix("2001:db8:5::10/128"), Ports: confRange(22, 22)},
+		{Proto: session.TCP, Hosts: netip.MustParsePrefix("2001:db8:5::10/128"), Ports: confRange(22, 22)}}, nil)
+	ok := &proto.FlowOffer{Flow: session.Flow{Proto: session.UDP, Site: netip.MustParseAddrPort("[2001:db8:5::10]:22"),
+		Remote: netip.MustParseAddrPort("[2001:db8:6::2]:40000")}, CarrierProto: session.UDP, Relay: netip.MustParseAddrPort("198.51.100.6:20001")}
 	r := a.Offer(ok)
 	if r == nil || r.Result != proto.CodeOK || r.EdgePort < 61000 || r.Token == 0 {
 		t.Fatalf("accepted offer: %+v", r)
@@ -226,7 +227,13 @@ func TestInboundOffer(t *testing.T) {
 	if r := a.Offer(&no); r != nil {
 		t.Errorf("refused offer answered %+v", r)
 	}
-	if got := a.policy.Counts(); got["accepted"] != 1 || got["no-rule"] != 1 {
+	// TCP is accepted by the policy but cannot be carried inbound yet.
+	tcp := *ok
+	tcp.Flow.Proto, tcp.CarrierProto = session.TCP, session.TCP
+	if r := a.Offer(&tcp); r == nil || r.Result != proto.CodeUnsupportedProto {
+		t.Errorf("tcp offer answered %+v", r)
+	}
+	if got := a.policy.Counts(); got["accepted"] != 2 || got["no-rule"] != 1 {
 		t.Errorf("policy counts %v", got)
 	}
 }

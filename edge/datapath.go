@@ -208,15 +208,13 @@ func (a *agent) openFlow(ctx context.Context, dp *datapath, f session.Flow, cp s
 		}
 		return err
 	}
-	out, back, err := xdp.EdgePair(f, c)
-	if err == nil {
-		err = dp.d.PutPair(out, back)
-	}
+	err = dp.mapFlow(f, c)
 	pkts := held()
 	if err != nil {
 		a.Close(f, proto.CodeInternal)
 		return err
 	}
+	out, back, _ := xdp.EdgePair(f, c)
 	tables := pair{out, back}
 	for _, p := range pkts {
 		res := xlat.Process(xlat.RoleEdgeLAN, &dp.cfg, tables, nil, p)
@@ -230,6 +228,15 @@ func (a *agent) openFlow(ctx context.Context, dp *datapath, f session.Flow, cp s
 		}
 	}
 	return nil
+}
+
+// mapFlow installs both directions of a flow on its carrier.
+func (dp *datapath) mapFlow(f session.Flow, c session.Carrier) error {
+	out, back, err := xdp.EdgePair(f, c)
+	if err != nil {
+		return err
+	}
+	return dp.d.PutPair(out, back)
 }
 
 func sysctl(path, value string) error {

@@ -23,43 +23,50 @@ var (
 // and port R), l4 its bytes from the L4 header on. The packet must carry
 // the token the edge announced, a value no NAT rewrites, so another host
 // behind the same CGNAT address cannot take the carrier.
-func (c *carriers) bind(key xlat.Key, l4 []byte) (session.Flow, session.Carrier, error) {
-	f, carrier, ss, err := c.bindLocked(key, l4)
-	if ss != nil {
-		if err := ss.Bound(&proto.CarrierBound{Flow: f, Public: carrier.Public}); err != nil {
-			c.log.Debug("carrier bound not sent", "flow", f, "err", err)
-		}
-	}
-	return f, carrier, err
+// bound is a carrier that a packet bound (or found bound).
+type bound struct {
+	flow    session.Flow
+	carrier session.Carrier
+	inbound bool // the packet was the edge's opener: it goes no further
 }
 
-func (c *carriers) bindLocked(key xlat.Key, l4 []byte) (session.Flow, session.Carrier, *control.Session, error) {
+func (c *carriers) bind(key xlat.Key, l4 []byte) (bound, error) {
+	b, ss, err := c.bindLocked(key, l4)
+	if ss != nil {
+		if err := ss.Bound(&proto.CarrierBound{Flow: b.flow, Public: b.carrier.Public}); err != nil {
+			c.log.Debug("carrier bound not sent", "flow", b.flow, "err", err)
+		}
+	}
+	return b, err
+}
+
+func (c *carriers) bindLocked(key xlat.Key, l4 []byte) (bound, *control.Session, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	lk := leaseKey{ports.Key{Relay: key.Dst, Public: key.Src, Proto: session.Proto(key.Proto)}, key.DPort}
 	f, ok := c.byLease[lk]
 	if !ok {
 		c.countLocked(errNoCarrier.Error())
-		return f, session.Carrier{}, nil, errNoCarrier
+		return bound{}, nil, errNoCarrier
 	}
 	k := c.flows[f]
 	public := netip.AddrPortFrom(key.Src, key.SPort)
 	switch {
 	case k.public == public:
-		return f, k.carrier(), nil, nil // a packet that raced the entries in
+		return bound{f, k.carrier(), k.inbound}, nil, nil // a packet that raced the entries in
 	case k.public.IsValid():
 		c.countLocked(errBound.Error())
-		return f, session.Carrier{}, nil, errBound
+		return bound{}, nil, errBound
 	}
 	if t, ok := session.Token(session.Proto(key.Proto), l4); !ok || proto.BindToken(t) != k.token {
 		c.countLocked(errToken.Error())
-		return f, session.Carrier{}, nil, errToken
+		return bound{}, nil, errToken
 	}
 	k.public = public
 	if !c.mapCarrier(f, k) {
 		k.public = netip.AddrPort{}
-		return f, session.Carrier{}, nil, errors.New("datapath refused the entries")
+		return bound{}, nil, errors.New("datapath refused the entries")
 	}
 	c.countLocked("bound")
-	return f, k.carrier(), c.live[k.site], nil
+	return bound{f, k.carrier(), k.inbound}, c.live[k.site], nil
 }

@@ -24,6 +24,7 @@ type carrier struct {
 	token    proto.BindToken
 	gen      uint64         // session that last opened or replayed it
 	public   netip.AddrPort // the CGNAT's side, once bound by the first packet
+	inbound  bool           // opened by an offer: bound by the edge's opener, which goes no further
 }
 
 // leaseKey finds a carrier by what its packets arrive with: the relay
@@ -49,6 +50,11 @@ type carriers struct {
 	sessions map[string]sessionInfo // by site
 	live     map[string]*control.Session
 	counts   map[string]uint64 // slow-path events by name
+
+	grants     map[string][]netip.Prefix // by site: its prefix and public IPv4
+	udpTimeout time.Duration
+	held       map[session.Flow][][]byte      // inbound flows' first packets, until their carrier binds
+	done       map[session.Flow]chan struct{} // closed when a flow's held packets were released
 }
 
 // sessionInfo is a session as `unmap status` shows it.
@@ -65,11 +71,17 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 	if err != nil {
 		return nil, err
 	}
+	grants := map[string][]netip.Prefix{}
 	for _, site := range s.Sites {
 		p.SetSite(site.ID, site.MaxFlows)
+		grants[site.ID] = append(grants[site.ID], site.Prefix)
+		if site.IPv4.IsValid() {
+			grants[site.ID] = append(grants[site.ID], netip.PrefixFrom(site.IPv4, 32))
+		}
 	}
 	return &carriers{log: log, ports: p, flows: map[session.Flow]*carrier{}, byLease: map[leaseKey]session.Flow{},
-		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, counts: map[string]uint64{}}, nil
+		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, counts: map[string]uint64{},
+		grants: grants, udpTimeout: s.Timers.UDP, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{}}, nil
 }
 
 // publicAddr is the CGNAT address a session's edge appears from: its

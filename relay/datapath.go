@@ -147,29 +147,47 @@ func (c *carriers) misses(ctx context.Context, dp *datapath) error {
 			c.count("miss-unusable")
 			continue
 		}
-		if !k.Dst.Is4() || k.Dst != dp.cfg.CarrierAddr {
-			c.count("inbound-not-offered") // inbound flows: next step
+		if k.Dst != dp.cfg.CarrierAddr {
+			if m.Len != len(m.Data) {
+				c.count("inbound-truncated") // cannot be held whole
+				continue
+			}
+			c.inbound(ctx, k, m.Data)
 			continue
 		}
-		f, carrier, err := c.bind(k, m.Data[min(len(m.Data), 14+20):])
+		b, err := c.bind(k, m.Data[min(len(m.Data), 14+20):])
 		if err != nil {
 			c.log.Debug("carrier not bound", "key", k, "err", err)
 			continue
 		}
-		if m.Len != len(m.Data) {
-			continue // only part of it was handed over: the sender resends
-		}
-		out, back, err := xdp.RelayPair(f, carrier)
-		if err != nil {
+		if b.inbound {
+			c.release(dp, b.flow, b.carrier) // the opener itself stops here
 			continue
 		}
-		res = xlat.Process(xlat.RoleRelayExt, &dp.cfg, entries{out, back}, nil, m.Data)
+		if m.Len == len(m.Data) { // else only part was handed over: the sender resends
+			dp.send(b.flow, b.carrier, [][]byte{m.Data}, c.count)
+		}
+	}
+}
+
+// send translates packets of a flow held by the slow path with the flow's
+// entries, as the program now would, and sends them on.
+func (dp *datapath) send(f session.Flow, c session.Carrier, frames [][]byte, count func(string)) {
+	if len(frames) == 0 {
+		return
+	}
+	out, back, err := xdp.RelayPair(f, c)
+	if err != nil {
+		return
+	}
+	for _, fr := range frames {
+		res := xlat.Process(xlat.RoleRelayExt, &dp.cfg, entries{out, back}, nil, fr)
 		if !res.Hit {
-			c.count("held-untranslated")
+			count("held-untranslated")
 			continue
 		}
 		if err := dp.inj.Frame(res.Out); err != nil {
-			c.count("held-inject-failed")
+			count("held-inject-failed")
 		}
 	}
 }

@@ -53,7 +53,10 @@ tls: {ca: %s/ca.pem, cert: %s/edge.pem, key: %s/edge-key.pem}
 lan_interface: lan
 wan_interface: cgn
 keepalive: 2s
-`, lab.RelayAddr, edir, edir, edir))
+inbound:
+  allow:
+    - {proto: any, hosts: "%s"}
+`, lab.RelayAddr, edir, edir, edir, lab.SitePrefix))
 	return d
 }
 
@@ -222,5 +225,55 @@ func TestOutboundIPv6(t *testing.T) {
 		if !ok || peer.Remote.Addr() != host {
 			t.Errorf("%s: srv6 saw %+v (found %v), want the host %v (host used %v)", network, peer, ok, host, from)
 		}
+		if network == "udp" {
+			firstNotLost(t, srv, token)
+		}
+	}
+}
+
+// TestInboundIPv6UDP proves an Internet host can reach a LAN host first:
+// srv6 sends to the host's address, the relay offers the flow to the
+// edge, the edge's policy accepts it and opens a carrier through the CGN
+// with an opener, and the held datagram and its answer go through.
+func TestInboundIPv6UDP(t *testing.T) {
+	l := lab.NewForTest(t, lab.Options{})
+	d := deploy(t, lab.BuildUnmap(t))
+	d.startRelay(t, l)
+	d.startEdge(t, l)
+	d.dumpOnFailure(t)
+	section(t, d.edgeS, "session", "the edge's session", func(s edgeSession) bool { return s.Connected })
+	host := waitAddr(t, l.NS(lab.LAN), lab.SitePrefix)
+	srv, err := l.NS(lab.LAN).StartEcho(netip.AddrPortFrom(netip.IPv6Unspecified(), lab.EchoPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if _, err := l.NS(lab.Srv6).EchoUDP(ctx, netip.AddrPortFrom(host, lab.EchoPort), "inbound-udp"); err != nil {
+		t.Fatalf("srv6 → lan UDP: %v", err)
+	}
+	t.Logf("srv6 → lan: first exchange in %v", time.Since(start))
+	peer, ok := srv.PeerOf("inbound-udp")
+	if !ok || peer.Remote.Addr() != lab.Srv6Addr {
+		t.Errorf("lan host saw %+v (found %v), want srv6's own address %v", peer, ok, lab.Srv6Addr)
+	}
+	firstNotLost(t, srv, "inbound-udp")
+}
+
+// firstNotLost checks the echo server got the token's datagram once: the
+// client resends after 200 ms without an answer, so a second copy means
+// the flow's first packet was lost while the flow was set up.
+func firstNotLost(t *testing.T, srv *lab.EchoServer, token string) {
+	t.Helper()
+	n := 0
+	for _, p := range srv.Peers() {
+		if p.Token == token {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("the server received %d copies of %q: the first packet of the flow was lost", n, token)
 	}
 }
