@@ -186,15 +186,16 @@ func (a *agent) classify(dp *datapath, m xdp.Miss) (f session.Flow, cp session.P
 		a.count("miss-not-site")
 		return f, 0, 0, false
 	}
-	switch f.Proto {
-	case session.TCP, session.UDP:
-		cp = f.Proto
-	case session.ICMPv6:
-		cp = session.ICMP
-	default:
-		cp = session.UDP
+	// TCP and UDP ride native carriers; everything else, ICMPv6 echo
+	// included, rides a UDP carrier. An ICMP echo carrier has a single
+	// identifier, which the CGNAT rewrites, so the relay could not find
+	// its port R in it; UDP costs 8 bytes and is still 12 below IPv6's
+	// header.
+	cp = session.UDP
+	if f.Proto == session.TCP {
+		cp = session.TCP
 	}
-	t, _ := session.Token(f.Proto, m.Data[min(len(m.Data), 14+40):])
+	t, _ := session.CarrierToken(f.Proto, cp, m.Data[min(len(m.Data), 14+40):])
 	return f, cp, proto.BindToken(t), true
 }
 

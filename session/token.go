@@ -42,3 +42,14 @@ func hash(b []byte) uint64 {
 	h.Write(b)
 	return h.Sum64()
 }
+
+// CarrierToken is the Token the relay will compute on the carrier of a
+// flow of protocol flow whose first packet has the L4 bytes l4. A flow
+// that rides a UDP carrier without being UDP is carried whole after the
+// carrier's 8-byte header, so its token covers all of l4.
+func CarrierToken(flow, carrier Proto, l4 []byte) (token uint64, ok bool) {
+	if carrier == UDP && flow != UDP {
+		return hash(l4), len(l4) > 0
+	}
+	return Token(flow, l4)
+}

@@ -34,3 +34,17 @@ func TestToken(t *testing.T) {
 		}
 	}
 }
+
+func TestCarrierToken(t *testing.T) {
+	echo := []byte{128, 0, 1, 2, 0, 7, 0, 1, 'x'}
+	carrier := append([]byte{0xee, 0x48, 0x4e, 0x20, 0, 17, 0, 0}, echo...) // UDP header + the echo, as wrapped
+	want, _ := Token(UDP, carrier)
+	if got, ok := CarrierToken(ICMPv6, UDP, echo); !ok || got != want {
+		t.Errorf("wrapped echo token %#x, relay computes %#x", got, want)
+	}
+	tcp := make([]byte, 20)
+	tcp[7] = 9
+	if got, _ := CarrierToken(TCP, TCP, tcp); got != 9 {
+		t.Errorf("native tcp token %d", got)
+	}
+}

@@ -229,6 +229,16 @@ func TestOutboundIPv6(t *testing.T) {
 			firstNotLost(t, srv, token)
 		}
 	}
+	// Full MTU: a 1500-byte IPv6 packet crosses as a 1480-byte IPv4
+	// carrier, whole, both ways (DF set: nothing may fragment it).
+	if _, err := l.NS(lab.LAN).EchoUDPPacket(ctx, to, "outbound-1500", lab.MTU); err != nil {
+		t.Errorf("1500-byte IPv6 UDP lan → srv6 and back: %v", err)
+	}
+	if rtt, err := l.NS(lab.LAN).Ping(ctx, lab.Srv6Addr); err != nil {
+		t.Errorf("ping lan → srv6: %v", err)
+	} else {
+		t.Logf("ping lan → srv6: %v", rtt)
+	}
 }
 
 // TestInboundIPv6UDP proves an Internet host can reach a LAN host first:
@@ -260,6 +270,14 @@ func TestInboundIPv6UDP(t *testing.T) {
 		t.Errorf("lan host saw %+v (found %v), want srv6's own address %v", peer, ok, lab.Srv6Addr)
 	}
 	firstNotLost(t, srv, "inbound-udp")
+	if _, err := l.NS(lab.Srv6).EchoUDPPacket(ctx, netip.AddrPortFrom(host, lab.EchoPort), "inbound-1500", lab.MTU); err != nil {
+		t.Errorf("1500-byte IPv6 UDP srv6 → lan and back: %v", err)
+	}
+	if rtt, err := l.NS(lab.Srv6).Ping(ctx, host); err != nil {
+		t.Errorf("ping srv6 → lan: %v", err)
+	} else {
+		t.Logf("ping srv6 → lan: %v", rtt)
+	}
 }
 
 // firstNotLost checks the echo server got the token's datagram once: the
