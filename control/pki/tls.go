@@ -133,6 +133,31 @@ func verifyClient(chain []*x509.Certificate, roots *x509.CertPool, clock func() 
 	return site, nil
 }
 
+// CheckClient checks an edge's own certificate the way the relay's
+// ServerConfig will, and returns its site id. The relay answers every
+// refusal with the same TLS alert (bad_certificate: crypto/tls sends no
+// other from VerifyConnection), so an edge that calls this before it
+// dials can log the real reason, such as its certificate having expired.
+func CheckClient(id tls.Certificate, cas *x509.CertPool, now time.Time) (string, error) {
+	chain := make([]*x509.Certificate, 0, len(id.Certificate))
+	for i, der := range id.Certificate {
+		if i == 0 && id.Leaf != nil {
+			chain = append(chain, id.Leaf)
+			continue
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return "", &RefusedError{ReasonBadCert, err}
+		}
+		chain = append(chain, c)
+	}
+	site, err := verifyClient(chain, cas, func() time.Time { return now })
+	if err != nil {
+		return "", err
+	}
+	return site, nil
+}
+
 // PeerSite is the site id of the edge on a connection accepted with
 // ServerConfig, whose VerifyConnection has already verified the chain.
 func PeerSite(cs tls.ConnectionState) (string, error) {

@@ -6,15 +6,19 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 )
 
-// handshake runs a TLS handshake over an in-memory pipe and returns both
-// sides' errors and the server's view of the connection.
+// handshake runs a TLS handshake over a Unix socket pair (kernel
+// buffers, so both sides may write at once as TLS 1.3 resumption does;
+// no network and no namespace involved) and returns both sides' errors
+// and the server's view of the connection.
 func handshake(t *testing.T, server, client *tls.Config) (serr, cerr error, cs tls.ConnectionState) {
 	t.Helper()
-	a, b := net.Pipe()
+	a, b := socketPair(t)
 	defer a.Close()
 	defer b.Close()
 	deadline := time.Now().Add(10 * time.Second)
@@ -28,21 +32,36 @@ func handshake(t *testing.T, server, client *tls.Config) (serr, cerr error, cs t
 		if cerr == nil {
 			// In TLS 1.3 the client finishes before the server has
 			// checked its certificate; read to take the server's alert
-			// (net.Pipe blocks the writer until someone reads).
+			// or its session tickets.
 			c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 			if _, err := c.Read(make([]byte, 1)); err != nil && !isTimeout(err) {
 				cerr = err
 			}
 		}
-		b.Close() // unblock the server
 	}()
 	s := tls.Server(a, server)
 	serr = s.Handshake()
-	if serr != nil {
-		a.Close()
-	}
 	<-done
 	return serr, cerr, s.ConnectionState()
+}
+
+func socketPair(t *testing.T) (net.Conn, net.Conn) {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns [2]net.Conn
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c
+	}
+	return conns[0], conns[1]
 }
 
 func isTimeout(err error) bool {
@@ -244,4 +263,67 @@ func issueRaw(t *testing.T, ca *CA, edit func(*x509.Certificate)) *Identity {
 		t.Fatal(err)
 	}
 	return id
+}
+
+// TestCheckClient checks the edge's own pre-dial check names the same
+// reasons the relay counts.
+func TestCheckClient(t *testing.T) {
+	f := newFixture(t)
+	expired, _ := f.ca.IssueEdge("home", Validity{NotBefore: time.Now().Add(-48 * time.Hour), Length: time.Hour})
+	stranger, _ := f.other.IssueEdge("home", Validity{})
+	for _, tc := range []struct {
+		name string
+		id   tls.Certificate
+		want Reason
+	}{
+		{"good", f.edge.TLS(), ""},
+		{"expired", expired.TLS(), ReasonExpired},
+		{"other CA", stranger.TLS(), ReasonUnknownCA},
+		{"relay cert", f.relay.TLS(), ReasonUsage},
+		{"none", tls.Certificate{}, ReasonNoCert},
+		{"garbage", tls.Certificate{Certificate: [][]byte{{1, 2, 3}}}, ReasonBadCert},
+	} {
+		site, err := CheckClient(tc.id, f.ca.Pool(), time.Now())
+		if tc.want == "" {
+			if err != nil || site != "home" {
+				t.Errorf("%s: %q, %v", tc.name, site, err)
+			}
+			continue
+		}
+		if got := Classify(err); err == nil || got != tc.want {
+			t.Errorf("%s: %v (%s), want %s", tc.name, err, got, tc.want)
+		}
+	}
+}
+
+// TestResumptionReverified checks a TLS session ticket does not let an
+// edge back in once its certificate has expired: VerifyConnection runs
+// on resumed connections too.
+func TestResumptionReverified(t *testing.T) {
+	f := newFixture(t)
+	now := time.Now()
+	var got []Reason
+	srv := ServerConfig(f.relay.TLS(), f.ca.Pool(), ServerOptions{
+		Time:    func() time.Time { return now },
+		Refused: func(e *RefusedError) { got = append(got, e.Reason) },
+	})
+	cli := f.client(f.edge, "relay.example")
+	cli.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	if serr, cerr, _ := handshake(t, srv, cli); serr != nil || cerr != nil {
+		t.Fatalf("first handshake: %v %v", serr, cerr)
+	}
+	serr, cerr, cs := handshake(t, srv, cli)
+	if serr != nil || cerr != nil || !cs.DidResume {
+		t.Fatalf("second handshake should resume: %v %v resumed=%v", serr, cerr, cs.DidResume)
+	}
+	if site, err := PeerSite(cs); site != "home" || err != nil {
+		t.Errorf("resumed PeerSite = %q, %v", site, err)
+	}
+	now = f.edge.Cert.NotAfter.Add(time.Second)
+	if serr, _, _ := handshake(t, srv, cli); Classify(serr) != ReasonExpired {
+		t.Fatalf("resumption after expiry: %v", serr)
+	}
+	if len(got) != 1 || got[0] != ReasonExpired {
+		t.Errorf("refusals %v", got)
+	}
 }

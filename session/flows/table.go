@@ -138,7 +138,8 @@ func (t *Table) Get(f session.Flow) (Entry, bool) {
 func (t *Table) Touch(f session.Flow) error { return t.TouchAt(f, t.now()) }
 
 // TouchAt marks f seen at when (a last-seen time read from the XDP
-// maps); a time older than the one stored is ignored. It never moves the
+// maps); a time older than the one stored is ignored, and one later
+// than now counts as now. It never moves the
 // heap: the deadline is recomputed when it comes due.
 func (t *Table) TouchAt(f session.Flow, when time.Time) error {
 	t.mu.Lock()
@@ -147,7 +148,11 @@ func (t *Table) TouchAt(f session.Flow, when time.Time) error {
 	if !ok {
 		return t.refuse(ReasonUnknownFlow, ErrUnknownFlow, f)
 	}
-	if at := int64(when.Sub(t.epoch)); at > e.seen {
+	// A time ahead of the table's clock (skew in converting the XDP
+	// maps' boot-time stamps) counts as now, so it cannot stretch a
+	// flow's life.
+	at := min(int64(when.Sub(t.epoch)), t.tick())
+	if at > e.seen {
 		e.seen = at
 	}
 	return nil

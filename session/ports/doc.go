@@ -28,9 +28,10 @@
 //
 // # Order of reuse
 //
-// A [Pool] hands out ports it has never handed out first, from a random
-// offset, then released ports oldest first, and none released less than
-// the quarantine ago: a CGNAT may still hold a mapping for a port just
+// A [Pool] hands out released ports oldest first once they have rested
+// for the quarantine, else ports it has never handed out (walking the
+// range from a random offset), and never a port released less than the
+// quarantine ago: a CGNAT may still hold a mapping for a port just
 // freed, and reusing it at once would deliver the old flow's late packets
 // to the new one. Grant and release are O(1) (amortised where a claim
 // after a restart makes the cursor skip a port once).

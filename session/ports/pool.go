@@ -6,7 +6,8 @@ package ports
 //
 // Free ports live in one of two places: never handed out yet (ahead of
 // the cursor, which walks the range once from a random start) or in the
-// release queue, oldest release first. A port handed out is marked in a
+// release queue, oldest release first. Ports come from the queue once
+// rested, else from the cursor. A port handed out is marked in a
 // bitmap kept in chunks of 1024 ports, allocated when first touched.
 type Pool struct {
 	r      Range
@@ -44,10 +45,30 @@ func (p *Pool) Idle(now, quarantine uint32) bool {
 	return p.inUse == 0 && (p.q.len() == 0 || now-p.last >= quarantine)
 }
 
-// Take hands out a port: a fresh one if any is left, else the oldest
-// released one, provided it was released at least quarantine ago. Times
-// are seconds on any clock that does not go back.
+// Take hands out a port: the oldest released one if it was released at
+// least quarantine ago, else a fresh one, else none. Preferring rested
+// ports keeps the queue as short as the releases of one quarantine
+// period, instead of every port released until the range has been used
+// once. Times are seconds on any clock that does not go back.
 func (p *Pool) Take(now, quarantine uint32) (uint16, error) {
+	resting := false
+	for p.q.len() > 0 {
+		e := p.q.front()
+		c := p.chunk(int(e.idx))
+		w, b := word(int(e.idx))
+		if c.use[w]&b != 0 {
+			p.q.pop() // claimed while queued: the entry is stale
+			continue
+		}
+		if now-e.at < quarantine {
+			resting = true
+			break
+		}
+		p.q.pop()
+		c.use[w] |= b
+		p.inUse++
+		return p.port(int(e.idx)), nil
+	}
 	for p.next < p.n {
 		i := p.start + p.next
 		if i >= p.n {
@@ -64,21 +85,8 @@ func (p *Pool) Take(now, quarantine uint32) (uint16, error) {
 		p.inUse++
 		return p.port(i), nil
 	}
-	for p.q.len() > 0 {
-		e := p.q.front()
-		c := p.chunk(int(e.idx))
-		w, b := word(int(e.idx))
-		if c.use[w]&b != 0 {
-			p.q.pop() // claimed while queued: the entry is stale
-			continue
-		}
-		if now-e.at < quarantine {
-			return 0, refuse(ReasonQuarantined, "%d ports of %v wait out a %ds quarantine", p.q.len(), p.r, quarantine)
-		}
-		p.q.pop()
-		c.use[w] |= b
-		p.inUse++
-		return p.port(int(e.idx)), nil
+	if resting {
+		return 0, refuse(ReasonQuarantined, "%d ports of %v wait out a %ds quarantine", p.q.len(), p.r, quarantine)
 	}
 	return 0, refuse(ReasonExhausted, "all %d ports of %v in use", p.n, p.r)
 }
@@ -161,19 +169,34 @@ type queue struct {
 
 func (q *queue) len() int    { return q.n }
 func (q *queue) front() qent { return q.buf[q.head] }
+
 func (q *queue) pop() {
 	q.head++
 	q.n--
 	if q.head == len(q.buf) {
 		q.head = 0
 	}
+	// Give memory back after a burst of releases; halving at a quarter
+	// full keeps pops amortised O(1).
+	if len(q.buf) > 64 && q.n < len(q.buf)/4 {
+		q.resize(len(q.buf) / 2)
+	}
 }
+
+func (q *queue) resize(size int) {
+	buf := make([]qent, size)
+	if q.head+q.n <= len(q.buf) {
+		copy(buf, q.buf[q.head:q.head+q.n])
+	} else {
+		k := copy(buf, q.buf[q.head:])
+		copy(buf[k:], q.buf[:q.n-k])
+	}
+	q.buf, q.head = buf, 0
+}
+
 func (q *queue) push(e qent) {
 	if q.n == len(q.buf) {
-		grown := make([]qent, max(16, 2*len(q.buf)))
-		k := copy(grown, q.buf[q.head:])
-		copy(grown[k:], q.buf[:q.head])
-		q.buf, q.head = grown, 0
+		q.resize(max(16, 2*len(q.buf)))
 	}
 	t := q.head + q.n
 	if t >= len(q.buf) {

@@ -102,7 +102,7 @@ func TestPoolClaimSkipped(t *testing.T) {
 // model: the pool never hands out a port twice, never refuses while a
 // rested port is free, and agrees on what is in use.
 func TestPoolModel(t *testing.T) {
-	for seed := range uint64(20) {
+	for seed := range uint64(12) {
 		rng := rand.New(rand.NewPCG(seed, 7))
 		r := Range{First: uint16(1 + rng.IntN(60000)), Last: 0}
 		r.Last = r.First + uint16(rng.IntN(3000))
@@ -202,4 +202,56 @@ func FuzzPool(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestPoolPrefersRested checks a released port that has rested is reused
+// before a fresh one, and an unrested one is not.
+func TestPoolPrefersRested(t *testing.T) {
+	p := NewPool(Range{1000, 1999}, 0)
+	a, _ := p.Take(0, 10)
+	p.Put(a, 0)
+	if b, _ := p.Take(5, 10); b == a {
+		t.Fatalf("port %d reused inside its quarantine", a)
+	}
+	if c, _ := p.Take(10, 10); c != a {
+		t.Fatalf("took %d, want the rested %d before fresh ports", c, a)
+	}
+}
+
+// TestQueueModel pushes and pops at random against a slice, through
+// growth, wrap-around and shrinking.
+func TestQueueModel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var q queue
+	var model []qent
+	maxCap := 0
+	for step := range 200000 {
+		// Bursts: long runs of pushes, then long runs of pops.
+		pushing := (step/5000)%2 == 0
+		if pushing && rng.IntN(10) < 8 || len(model) == 0 {
+			e := qent{at: uint32(step), idx: uint16(rng.IntN(65536))}
+			q.push(e)
+			model = append(model, e)
+		} else {
+			if q.front() != model[0] {
+				t.Fatalf("step %d: front %v, model %v", step, q.front(), model[0])
+			}
+			q.pop()
+			model = model[1:]
+		}
+		if q.len() != len(model) {
+			t.Fatalf("step %d: len %d, model %d", step, q.len(), len(model))
+		}
+		maxCap = max(maxCap, len(q.buf))
+	}
+	for len(model) > 0 {
+		if q.front() != model[0] {
+			t.Fatal("drain order differs")
+		}
+		q.pop()
+		model = model[1:]
+	}
+	if len(q.buf) > 64 || maxCap < 1024 {
+		t.Errorf("buffer %d after draining (peak %d): it should grow and shrink", len(q.buf), maxCap)
+	}
 }

@@ -247,7 +247,7 @@ func TestRelayMillionGrantsNoLeak(t *testing.T) {
 	runtime.GC()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
-	t.Logf("heap before %d KiB; live with %d ports open in %d pools (each with ~1000 ports used once) %d KiB (%d B per pool); after release+trim %d KiB",
+	t.Logf("heap before %d KiB; live with %d ports open in %d pools %d KiB (%d B per pool); after release+trim %d KiB",
 		before.HeapAlloc>>10, window, pools, peak.HeapAlloc>>10, (peak.HeapAlloc-before.HeapAlloc)/uint64(pools), after.HeapAlloc>>10)
 	if after.HeapAlloc > before.HeapAlloc+1<<20 {
 		t.Errorf("heap grew by %d KiB after everything was released", (after.HeapAlloc-before.HeapAlloc)>>10)
