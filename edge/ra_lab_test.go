@@ -20,7 +20,7 @@ func TestSLAACFromEdge(t *testing.T) {
 	l := lab.NewForTest(t, lab.Options{})
 	edgeNS, lanNS := l.NS(lab.Edge), l.NS(lab.LAN)
 	gw := netip.PrefixFrom(lab.SitePrefix.Addr().Next(), 64)
-	if err := addAddr(edgeNS, "lan", gw); err != nil {
+	if err := edgeNS.AddAddr("lan", gw); err != nil {
 		t.Fatal(err)
 	}
 	var adv *Advertiser
@@ -61,19 +61,6 @@ func TestSLAACFromEdge(t *testing.T) {
 	if sent, _ := adv.Counts(); sent < 2 {
 		t.Errorf("sent %d RAs, want at least the first and the final one", sent)
 	}
-}
-
-func addAddr(ns *lab.NS, ifname string, p netip.Prefix) error {
-	link, err := ns.Netlink().LinkByName(ifname)
-	if err != nil {
-		return err
-	}
-	a, err := netlink.ParseAddr(p.String())
-	if err != nil {
-		return err
-	}
-	a.Flags = unix.IFA_F_NODAD
-	return ns.Netlink().AddrAdd(link, a)
 }
 
 func siteAddr(t *testing.T, nl *netlink.Handle) (netlink.Addr, bool) {

@@ -24,6 +24,10 @@ type deployment struct {
 	relaySock, edgeS string
 }
 
+// carrierPorts is the relay's carrier port range in the tests: narrow, so
+// an attacker can cover it (TestHijackRefused).
+const carrierPorts = "20000-20015"
+
 // deploy makes the certificates with the binary's own `unmap cert` and
 // writes relay.yaml and edge.yaml for the lab's addressing plan.
 func deploy(t *testing.T, bin string) *deployment {
@@ -44,9 +48,10 @@ func deploy(t *testing.T, bin string) *deployment {
 tls: {ca: %s/ca.pem, cert: %s/relay.pem, key: %s/relay-key.pem}
 interface: inet
 addresses: [%s]
+carrier_ports: %s
 sites:
   - {id: home, prefix: "2001:db8:5::/56", ipv4: 203.0.113.10}
-`, lab.RelayAddr, rdir, rdir, rdir, lab.RelayAddr))
+`, lab.RelayAddr, rdir, rdir, rdir, lab.RelayAddr, carrierPorts))
 	d.edgeYAML = write(t, d.dir, "edge.yaml", fmt.Sprintf(`site: home
 relay: "%s:443"
 tls: {ca: %s/ca.pem, cert: %s/edge.pem, key: %s/edge-key.pem}

@@ -109,6 +109,7 @@ func (l *Lab) build(ctx context.Context) error {
 		{"xdp-peers", l.makeXDPReady},
 		{"routes", l.makeRoutes},
 		{"nat", l.makeNAT},
+		{"native6", l.makeNative6},
 	}
 	for _, s := range steps {
 		if err := ctx.Err(); err != nil {
@@ -202,6 +203,27 @@ func (l *Lab) makeWires() error {
 	return nil
 }
 
+// AddAddr adds address/length p to an interface of the namespace, usable
+// at once (no duplicate address detection for IPv6).
+func (n *NS) AddAddr(ifname string, p netip.Prefix) error {
+	link, err := n.nl.LinkByName(ifname)
+	if err != nil {
+		return fmt.Errorf("%s: %s: %w", n.Name, ifname, err)
+	}
+	return n.addAddr(link, p)
+}
+
+func (n *NS) addAddr(link netlink.Link, p netip.Prefix) error {
+	na := &netlink.Addr{IPNet: ipNet(p)}
+	if p.Addr().Is6() {
+		na.Flags = unix.IFA_F_NODAD
+	}
+	if err := n.nl.AddrAdd(link, na); err != nil {
+		return fmt.Errorf("%s: %s: address %s: %w", n.Name, link.Attrs().Name, p, err)
+	}
+	return nil
+}
+
 // configure gives one veth end its addresses and brings it up.
 func (n *NS) configure(ifname string, net4 netip.Prefix, a4 netip.Addr, net6 netip.Prefix, a6 netip.Addr) error {
 	link, err := n.nl.LinkByName(ifname)
@@ -215,12 +237,8 @@ func (n *NS) configure(ifname string, net4 netip.Prefix, a4 netip.Addr, net6 net
 		if !a.addr.IsValid() {
 			continue
 		}
-		na := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(a.addr, a.net.Bits()))}
-		if a.addr.Is6() {
-			na.Flags = unix.IFA_F_NODAD
-		}
-		if err := n.nl.AddrAdd(link, na); err != nil {
-			return fmt.Errorf("%s: %s: address %s: %w", n.Name, ifname, na.IPNet, err)
+		if err := n.addAddr(link, netip.PrefixFrom(a.addr, a.net.Bits())); err != nil {
+			return err
 		}
 	}
 	if err := n.nl.LinkSetUp(link); err != nil {

@@ -1,0 +1,22 @@
+package e2e
+
+import (
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+func udpAddr(a netip.AddrPort) *net.UDPAddr { return net.UDPAddrFromAddrPort(a) }
+
+func portRange(t *testing.T, s string) (first, last uint16) {
+	t.Helper()
+	lo, hi, _ := strings.Cut(s, "-")
+	a, err1 := strconv.ParseUint(lo, 10, 16)
+	b, err2 := strconv.ParseUint(hi, 10, 16)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("port range %q", s)
+	}
+	return uint16(a), uint16(b)
+}
