@@ -2,9 +2,6 @@ package edge
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
-	"fmt"
 	"log/slog"
 	"maps"
 	"net/netip"
@@ -294,15 +291,4 @@ func (a *agent) expire(ctx context.Context) {
 		}
 		t.Reset(next)
 	}
-}
-
-// newToken is a random bind token: the relay binds a carrier only to a
-// first packet that carries it, which another host behind the same CGNAT
-// cannot guess.
-func newToken() proto.BindToken {
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(fmt.Sprintf("crypto/rand: %v", err)) // never fails on Linux
-	}
-	return proto.BindToken(binary.BigEndian.Uint64(b[:]))
 }

@@ -192,8 +192,9 @@ func (dp *datapath) send(f session.Flow, c session.Carrier, frames [][]byte, cou
 	}
 }
 
+// count records a slow-path event under a stable name.
 func (c *carriers) count(name string) {
 	c.mu.Lock()
-	c.count(name)
+	c.countLocked(name)
 	c.mu.Unlock()
 }

@@ -16,7 +16,7 @@ import (
 // buffers, so both sides may write at once as TLS 1.3 resumption does;
 // no network and no namespace involved) and returns both sides' errors
 // and the server's view of the connection.
-func handshake(t *testing.T, server, client *tls.Config) (serr, cerr error, cs tls.ConnectionState) {
+func handshake(t *testing.T, server, client *tls.Config) (cs tls.ConnectionState, serr, cerr error) {
 	t.Helper()
 	a, b := socketPair(t)
 	defer a.Close()
@@ -42,7 +42,7 @@ func handshake(t *testing.T, server, client *tls.Config) (serr, cerr error, cs t
 	s := tls.Server(a, server)
 	serr = s.Handshake()
 	<-done
-	return serr, cerr, s.ConnectionState()
+	return s.ConnectionState(), serr, cerr
 }
 
 func socketPair(t *testing.T) (net.Conn, net.Conn) {
@@ -114,7 +114,7 @@ func (f *fixture) client(id *Identity, name string) *tls.Config {
 func TestHandshakeIssueVerify(t *testing.T) {
 	f := newFixture(t)
 	for _, name := range []string{"relay.example", "198.51.100.6"} {
-		serr, cerr, cs := handshake(t, f.serverConfig, f.client(f.edge, name))
+		cs, serr, cerr := handshake(t, f.serverConfig, f.client(f.edge, name))
 		if serr != nil || cerr != nil {
 			t.Fatalf("%s: server %v, client %v", name, serr, cerr)
 		}
@@ -168,7 +168,7 @@ func TestServerRefuses(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f.refused = nil
-			serr, _, _ := handshake(t, f.serverConfig, f.client(tc.id, "relay.example"))
+			_, serr, _ := handshake(t, f.serverConfig, f.client(tc.id, "relay.example"))
 			if serr == nil {
 				t.Fatal("handshake succeeded")
 			}
@@ -211,7 +211,7 @@ func TestClientRefuses(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := ServerConfig(tc.server.TLS(), f.ca.Pool(), ServerOptions{})
-			_, cerr, _ := handshake(t, srv, f.client(f.edge, tc.dial))
+			_, _, cerr := handshake(t, srv, f.client(f.edge, tc.dial))
 			if cerr == nil {
 				t.Fatal("client accepted the relay")
 			}
@@ -226,7 +226,7 @@ func TestTLS13Only(t *testing.T) {
 	f := newFixture(t)
 	c := f.client(f.edge, "relay.example")
 	c.MinVersion, c.MaxVersion = tls.VersionTLS12, tls.VersionTLS12
-	serr, cerr, _ := handshake(t, f.serverConfig, c)
+	_, serr, cerr := handshake(t, f.serverConfig, c)
 	if serr == nil || cerr == nil {
 		t.Fatalf("TLS 1.2 client accepted: server %v, client %v", serr, cerr)
 	}
@@ -243,7 +243,7 @@ func TestInjectedClock(t *testing.T) {
 	})
 	// The client keeps the real clock; the relay's own certificate would
 	// also be expired at "later", but only the server's view is tested.
-	serr, _, _ := handshake(t, srv, f.client(f.edge, "relay.example"))
+	_, serr, _ := handshake(t, srv, f.client(f.edge, "relay.example"))
 	if serr == nil || len(got) != 1 || got[0] != ReasonExpired {
 		t.Fatalf("server at NotAfter+1m: %v, reasons %v", serr, got)
 	}
@@ -309,10 +309,10 @@ func TestResumptionReverified(t *testing.T) {
 	})
 	cli := f.client(f.edge, "relay.example")
 	cli.ClientSessionCache = tls.NewLRUClientSessionCache(4)
-	if serr, cerr, _ := handshake(t, srv, cli); serr != nil || cerr != nil {
+	if _, serr, cerr := handshake(t, srv, cli); serr != nil || cerr != nil {
 		t.Fatalf("first handshake: %v %v", serr, cerr)
 	}
-	serr, cerr, cs := handshake(t, srv, cli)
+	cs, serr, cerr := handshake(t, srv, cli)
 	if serr != nil || cerr != nil || !cs.DidResume {
 		t.Fatalf("second handshake should resume: %v %v resumed=%v", serr, cerr, cs.DidResume)
 	}
@@ -320,7 +320,7 @@ func TestResumptionReverified(t *testing.T) {
 		t.Errorf("resumed PeerSite = %q, %v", site, err)
 	}
 	now = f.edge.Cert.NotAfter.Add(time.Second)
-	if serr, _, _ := handshake(t, srv, cli); Classify(serr) != ReasonExpired {
+	if _, serr, _ := handshake(t, srv, cli); Classify(serr) != ReasonExpired {
 		t.Fatalf("resumption after expiry: %v", serr)
 	}
 	if len(got) != 1 || got[0] != ReasonExpired {
