@@ -134,3 +134,62 @@ func TestBadMessagesCloseOnlyTheOffender(t *testing.T) {
 		t.Error("the good edge lost its session")
 	}
 }
+
+// TestEdgeClosesOnBadRelayMessage: the edge applies the same rules to
+// the relay: a malformed message closes the connection with its code.
+func TestEdgeClosesOnBadRelayMessage(t *testing.T) {
+	p := newPKI(t)
+	tlsConf := pki.ServerConfig(p.relay.TLS(), p.ca.Pool(), pki.ServerOptions{NextProtos: []string{proto.ALPN}})
+	ln, err := quic.ListenAddr("127.0.0.1:0", tlsConf, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	closed := make(chan error, 1)
+	go func() {
+		conn, err := ln.Accept(context.Background())
+		if err != nil {
+			return
+		}
+		str, err := conn.AcceptStream(context.Background())
+		if err != nil {
+			return
+		}
+		proto.ReadMessage(str, 0)
+		proto.WriteMessage(str, &proto.Welcome{SessionID: 9})
+		// A CarrierBound cut short: its declared length is right, its
+		// flow is not.
+		str.Write([]byte{byte(proto.TypeCarrierBound), 0, 3, 6, 0, 0})
+		<-conn.Context().Done()
+		closed <- context.Cause(conn.Context())
+	}()
+	edge := newFakeEdge()
+	c := startEdge(t, p, "home-1", ln.Addr(), edge)
+	err = recvWithin(t, edge.errs, "session end")
+	if !errors.Is(err, proto.ErrTruncated) {
+		t.Errorf("edge ended with %v, want a truncated message", err)
+	}
+	var ae *quic.ApplicationError
+	if cause := recvWithin(t, closed, "close at the relay"); !errors.As(cause, &ae) || proto.Code(ae.ErrorCode) != proto.CodeMalformed {
+		t.Errorf("relay saw %v, want close code malformed", cause)
+	}
+	if c.Counters().Get("conn_closed_malformed") != 1 {
+		t.Errorf("client counters %v", c.Counters().Snapshot())
+	}
+}
+
+// TestCloseDoesNotWaitForSilentEdges: an edge that connected but never
+// said Hello must not hold the relay's shutdown for the Hello timeout.
+func TestCloseDoesNotWaitForSilentEdges(t *testing.T) {
+	p := newPKI(t)
+	srv := startRelay(t, p, newFakeRelay(), "", func(c *ServerConfig) { c.HelloTimeout = time.Minute })
+	r := dialRaw(t, p, "home-1", srv.Addr())
+	r.str.Write([]byte{}) // the stream exists, no message
+	done := make(chan error, 1)
+	go func() { done <- srv.Close() }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close waited for the silent edge")
+	}
+}

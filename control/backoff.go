@@ -5,19 +5,20 @@ import (
 	"time"
 )
 
-// backoff is exponential with full jitter in its upper half: after n
-// failures it waits a random time in [d/2, d], d = min(max, min·2^n), so
-// edges that lost the same relay at once do not come back in step.
+// backoff is exponential with jitter in its upper half: after n failures
+// it waits a random time in [d/2, d], d = min(max, min·2^n), so edges that
+// lost the same relay at once do not come back in step.
 type backoff struct {
 	min, max time.Duration
 	n        int
 }
 
 func (b *backoff) next() time.Duration {
-	d := b.min << min(b.n, 30)
-	if d > b.max || d <= 0 {
-		d = b.max
+	d := b.min
+	for i := 0; i < b.n && d < b.max; i++ {
+		d *= 2
 	}
+	d = min(d, b.max)
 	b.n++
 	return d/2 + rand.N(d/2+1)
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"runtime"
 	"slices"
 	"sync"
@@ -21,7 +22,8 @@ import (
 // Benchmarks of the channel over loopback. Figures are printed with
 // b.ReportMetric; nothing asserts a timing. Run with
 //
-//	go test -run XXX -bench . -benchtime 2000x ./control
+//	go test -run XXX -bench 'FlowOpen|Session' -benchtime 3000x ./control
+//	go test -run XXX -bench RestartStorm -benchtime 3x ./control
 
 func benchOpen(b *testing.B, c *Client, i int) {
 	if _, err := openFlow(context.Background(), c, nil, testFlow("home-1", i%60000), i); err != nil {
@@ -125,7 +127,9 @@ func BenchmarkFlowOpenLatency(b *testing.B) {
 	b.StopTimer()
 	slices.Sort(base)
 	slices.Sort(open)
-	q := func(d []time.Duration, f float64) float64 { return float64(d[int(f*float64(len(d)-1))].Nanoseconds()) / 1e3 }
+	q := func(d []time.Duration, f float64) float64 {
+		return float64(d[int(f*float64(len(d)-1))].Nanoseconds()) / 1e3
+	}
 	b.ReportMetric(q(open, 0.5), "open-p50-µs")
 	b.ReportMetric(q(open, 0.99), "open-p99-µs")
 	b.ReportMetric(q(base, 0.5), "echo-p50-µs")
@@ -200,4 +204,47 @@ func BenchmarkSessionMemory(b *testing.B) {
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(len(ids)), "heap-B/session-pair")
+}
+
+// BenchmarkRestartStorm: 100 edges with 100 flows each lose their relay
+// to a graceful restart; the figure is the time until every edge has
+// reconnected and its flows are replayed into the new relay.
+func BenchmarkRestartStorm(b *testing.B) {
+	p := newPKI(b)
+	const edges, flows = 100, 100
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	srv := startRelay(b, p, newFakeRelay(), addr)
+	for e := range edges {
+		site := fmt.Sprintf("site-%d", e)
+		edge := newFakeEdge()
+		for i := range flows {
+			edge.install(proto.ReplayEntry{Flow: testFlow(site, i), CarrierProto: 6, EdgePort: uint16(61000 + i), Relay: relayAddr(uint16(20000 + i))})
+		}
+		waitConnected(b, startEdge(b, p, site, srv.Addr(), edge))
+	}
+	var total time.Duration
+	for range b.N {
+		relay := newFakeRelay()
+		srv.Close()
+		srv.tr.Conn.Close()
+		start := time.Now()
+		srv = startRelay(b, p, relay, addr)
+		for range edges {
+			select {
+			case <-relay.replays:
+			case <-time.After(30 * time.Second):
+				b.Fatalf("only some edges came back: %v", srv.Counters().Snapshot())
+			}
+		}
+		total += time.Since(start)
+		if n := relay.nflows(); n != edges*flows {
+			b.Fatalf("%d flows replayed, want %d", n, edges*flows)
+		}
+	}
+	b.ReportMetric(total.Seconds()/float64(b.N)*1e3, "ms-to-all-replayed")
 }

@@ -320,3 +320,122 @@ func TestConfigValidation(t *testing.T) {
 		t.Error("empty server config accepted")
 	}
 }
+
+func TestVersionAndCapabilityNegotiation(t *testing.T) {
+	p := newPKI(t)
+	srv := startRelay(t, p, newFakeRelay(), "")
+	// A newer edge (minor version 3) offering one capability the relay
+	// grants and one it does not know.
+	c := startEdge(t, p, "home-1", srv.Addr(), newFakeEdge(), func(c *ClientConfig) {
+		c.Hello.Capabilities = proto.CapTCPOffer | 1<<40
+	})
+	w := waitConnected(t, c)
+	if w.Capabilities != proto.CapTCPOffer {
+		t.Errorf("granted %b, want only tcp-offer", w.Capabilities)
+	}
+	if w.Version != proto.Version {
+		t.Errorf("version %d, want %d", w.Version, proto.Version)
+	}
+}
+
+func TestGoodbyeRetryIsHonoured(t *testing.T) {
+	p := newPKI(t)
+	relay := newFakeRelay()
+	srv := startRelay(t, p, relay, "")
+	edge := newFakeEdge()
+	c := startEdge(t, p, "home-1", srv.Addr(), edge)
+	waitConnected(t, c)
+	ss := recvWithin(t, relay.started, "session")
+	const retry = 400 * time.Millisecond
+	start := time.Now()
+	ss.Shutdown(retry, "maintenance")
+	err := recvWithin(t, edge.errs, "goodbye")
+	if !isCode(err, proto.CodeShutdown) {
+		t.Errorf("edge saw %v, want shutdown", err)
+	}
+	recvWithin(t, relay.started, "reconnect")
+	if d := time.Since(start); d < retry {
+		t.Errorf("edge came back after %v, before the %v the relay asked for", d, retry)
+	}
+	if c.Counters().Get("goodbye_shutdown") != 1 {
+		t.Errorf("client counters %v", c.Counters().Snapshot())
+	}
+}
+
+func TestOfferFloodIsBounded(t *testing.T) {
+	p := newPKI(t)
+	relay := newFakeRelay()
+	srv := startRelay(t, p, relay, "", func(c *ServerConfig) { c.OfferTimeout = 2 * time.Second })
+	edge := newFakeEdge()
+	release := make(chan struct{})
+	edge.accept = func(*proto.FlowOffer) *proto.OfferReply { <-release; return nil }
+	c := startEdge(t, p, "home-1", srv.Addr(), edge)
+	waitConnected(t, c)
+	ss := recvWithin(t, relay.started, "session")
+	// Fill every slot with offers the LAN never answers...
+	for i := range MaxPendingOffers {
+		o := &proto.FlowOffer{Flow: testFlow("home-1", i), CarrierProto: session.TCP, Relay: relayAddr(20000)}
+		go ss.Offer(context.Background(), o)
+	}
+	waitCounter(t, srv.Counters(), "offers_sent", MaxPendingOffers)
+	// ...then one more is refused at once, not queued.
+	o := &proto.FlowOffer{Flow: testFlow("home-1", 9999), CarrierProto: session.TCP, Relay: relayAddr(20000)}
+	if _, err := ss.Offer(context.Background(), o); !isCode(err, proto.CodeNoResources) {
+		t.Errorf("offer beyond the bound: %v, want no-resources", err)
+	}
+	close(release)
+	waitCounter(t, c.Counters(), "offer_refused_refused", MaxPendingOffers)
+}
+
+// TestEdgeChoosesR: with reserved ranges the edge's pick is checked
+// against them before the relay agent sees it.
+func TestEdgeChoosesR(t *testing.T) {
+	p := newPKI(t)
+	relay := newFakeRelay()
+	srv := startRelay(t, p, relay, "", func(c *ServerConfig) {
+		c.Authorize = func(site string, h *proto.Hello) (*proto.Welcome, error) {
+			w, err := grantFor(site, h)
+			if err == nil {
+				w.Capabilities |= proto.CapEdgeChoosesR
+				w.CarrierRanges = []proto.CarrierRange{{Proto: session.TCP, Ports: proto.PortRange{First: 30000, Last: 30099}}}
+			}
+			return w, err
+		}
+	})
+	c := startEdge(t, p, "home-1", srv.Addr(), newFakeEdge(), func(c *ClientConfig) { c.Hello.Capabilities |= proto.CapEdgeChoosesR })
+	w := waitConnected(t, c)
+	if !w.Capabilities.Has(proto.CapEdgeChoosesR) {
+		t.Fatal("capability not granted")
+	}
+	ctx := context.Background()
+	pick := func(n int, r netip.AddrPort, carrier session.Proto) (*proto.FlowGrant, error) {
+		return c.Open(ctx, &proto.FlowOpen{Flow: testFlow("home-1", n), CarrierProto: carrier, EdgePort: 61000, Relay: r})
+	}
+	g, err := pick(1, relayAddr(30005), session.TCP)
+	if err != nil || g.Relay != relayAddr(30005) {
+		t.Fatalf("pick inside the range: %+v, %v", g, err)
+	}
+	// A relay agent that grants another R than the pick: the server must
+	// not let that grant through.
+	relay.mu.Lock()
+	relay.badPicks = true
+	relay.mu.Unlock()
+	if _, err := pick(3, relayAddr(30006), session.TCP); !isCode(err, proto.CodeInternal) {
+		t.Errorf("grant of another R than the pick: err = %v, want internal", err)
+	}
+	for _, bad := range []struct {
+		r       netip.AddrPort
+		carrier session.Proto
+	}{
+		{relayAddr(30100), session.TCP},                               // outside the range
+		{netip.MustParseAddrPort("198.51.100.99:30005"), session.TCP}, // not a relay address
+		{relayAddr(30005), session.UDP},                               // no UDP range reserved
+	} {
+		if _, err := pick(2, bad.r, bad.carrier); !isCode(err, proto.CodeAddressNotGranted) {
+			t.Errorf("pick %v/%v: err = %v, want address-not-granted", bad.r, bad.carrier, err)
+		}
+	}
+	if n := srv.Counters().Get("flow_refused_address-not-granted"); n != 3 {
+		t.Errorf("counter = %d, want 3", n)
+	}
+}

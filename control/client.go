@@ -19,6 +19,10 @@ import (
 	"github.com/unmap-dev/unmap/session"
 )
 
+// MaxPendingOffers bounds the inbound offers the edge decides at once;
+// more are refused with proto.CodeNoResources.
+const MaxPendingOffers = 256
+
 // Errors of the edge's side.
 var (
 	// ErrDisconnected: there is no session now, or it ended while waiting.
@@ -117,7 +121,8 @@ func (c *ClientConfig) withDefaults() (ClientConfig, error) {
 // table after each Welcome. Make one with NewClient and call Run.
 type Client struct {
 	cfg      ClientConfig
-	tr       *quic.Transport
+	tr       *quic.Transport   // guarded by mu after NewClient
+	old      []*quic.Transport // transports left by Migrate, closed with the client
 	tlsConf  *tls.Config
 	ownConn  net.PacketConn
 	counters Counters
@@ -169,7 +174,11 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 func (c *Client) Counters() *Counters { return &c.counters }
 
 // LocalAddr is the client's UDP address.
-func (c *Client) LocalAddr() net.Addr { return c.tr.Conn.LocalAddr() }
+func (c *Client) LocalAddr() net.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.tr.Conn.LocalAddr()
+}
 
 // Welcome is the current session's grant, or nil while disconnected.
 func (c *Client) Welcome() *proto.Welcome {
@@ -235,6 +244,11 @@ func (c *Client) Run(ctx context.Context) error {
 }
 
 func (c *Client) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, tr := range c.old {
+		tr.Close()
+	}
 	c.tr.Close()
 	if c.ownConn != nil {
 		c.ownConn.Close()
@@ -265,6 +279,11 @@ func (c *Client) Open(ctx context.Context, m *proto.FlowOpen) (*proto.FlowGrant,
 	}
 	select {
 	case g := <-ch:
+		if g.Result == proto.CodeOK && o.Relay.IsValid() && g.Relay != o.Relay {
+			// The relay granted another R than the one the edge picked
+			// and may already be sending to: do not install it.
+			g = &proto.FlowGrant{ID: g.ID, Result: proto.CodeInternal}
+		}
 		if g.Result != proto.CodeOK {
 			c.counters.code("flow_refused_", g.Result)
 			return g, g.Result
@@ -293,7 +312,8 @@ func (c *Client) Close(f session.Flow, reason proto.Code) error {
 
 // Migrate moves the session to a new local UDP socket without a new
 // handshake (QUIC path migration), as when the edge's WAN address
-// changed. The old socket stays open until the client is closed.
+// changed; later reconnects dial from pc too. The caller owns pc and
+// closes it after Run has returned.
 func (c *Client) Migrate(ctx context.Context, pc net.PacketConn) error {
 	c.mu.Lock()
 	cc := c.cur
@@ -302,7 +322,7 @@ func (c *Client) Migrate(ctx context.Context, pc net.PacketConn) error {
 		return ErrDisconnected
 	}
 	tr := &quic.Transport{Conn: pc, ConnectionIDLength: 8}
-	p, err := cc.conn.AddPath(tr)
+	p, err := cc.qconn.AddPath(tr)
 	if err != nil {
 		return fmt.Errorf("control: migrate: %w", err)
 	}
@@ -312,17 +332,24 @@ func (c *Client) Migrate(ctx context.Context, pc net.PacketConn) error {
 	if err := p.Switch(); err != nil {
 		return fmt.Errorf("control: migrate: %w", err)
 	}
+	c.mu.Lock()
+	c.old = append(c.old, c.tr)
+	c.tr = tr
+	c.mu.Unlock()
 	c.counters.add("migrations")
 	return nil
 }
 
 // clientConn is one session's connection.
 type clientConn struct {
-	c       *Client
-	conn    *quic.Conn
-	str     *quic.Stream
-	w       *wire
-	welcome *proto.Welcome
+	c          *Client
+	conn       quicConn   // qconn, or a fake in the dispatch fuzz target
+	qconn      *quic.Conn // for path migration
+	str        quicStream
+	w          *wire
+	welcome    *proto.Welcome
+	resumed    bool          // TLS session resumption
+	offerSlots chan struct{} // bounds offers being decided at once
 
 	mu       sync.Mutex
 	pending  map[uint32]chan *proto.FlowGrant
@@ -363,6 +390,9 @@ func (c *Client) session(ctx context.Context) (welcomed bool, retry time.Duratio
 	close(c.ready)
 	c.mu.Unlock()
 	c.counters.add("sessions_started")
+	if cc.resumed {
+		c.counters.add("sessions_resumed")
+	}
 	c.cfg.Log.Info("control channel up", "relay", c.cfg.Relay, "session", cc.welcome.SessionID, "prefix", cc.welcome.Prefix)
 
 	pingStop := make(chan struct{})
@@ -398,7 +428,10 @@ func (c *Client) dial(ctx context.Context) (*clientConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("control: relay %s: %w", c.cfg.Relay, err)
 	}
-	conn, err := c.tr.Dial(ctx, addr, c.tlsConf, &quic.Config{
+	c.mu.Lock()
+	tr := c.tr
+	c.mu.Unlock()
+	conn, err := tr.Dial(ctx, addr, c.tlsConf, &quic.Config{
 		HandshakeIdleTimeout:  c.cfg.DialTimeout,
 		MaxIdleTimeout:        3 * c.cfg.Keepalive,
 		KeepAlivePeriod:       c.cfg.Keepalive,
@@ -408,6 +441,9 @@ func (c *Client) dial(ctx context.Context) (*clientConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("control: dial %s: %w", c.cfg.Relay, peerError(err))
 	}
+	// Read once, now: quic-go's ConnectionState is not synchronised with
+	// a later path switch (Migrate).
+	resumed := conn.ConnectionState().TLS.DidResume
 	fail := func(code proto.Code, err error) (*clientConn, error) {
 		conn.CloseWithError(quic.ApplicationErrorCode(code), err.Error())
 		return nil, peerError(err)
@@ -440,7 +476,7 @@ func (c *Client) dial(ctx context.Context) (*clientConn, error) {
 	}
 	switch m := m.(type) {
 	case *proto.Welcome:
-		cc := &clientConn{c: c, conn: conn, str: str, w: w, welcome: m,
+		cc := &clientConn{c: c, conn: conn, qconn: conn, str: str, w: w, welcome: m, resumed: resumed, offerSlots: make(chan struct{}, MaxPendingOffers),
 			pending: map[uint32]chan *proto.FlowGrant{}, done: make(chan struct{}), lastPong: time.Now()}
 		return cc, nil
 	case *proto.Goodbye:
@@ -494,7 +530,16 @@ func (cc *clientConn) readLoop() {
 			}
 			ch <- m
 		case *proto.FlowOffer:
-			go cc.offer(m)
+			select {
+			case cc.offerSlots <- struct{}{}:
+				go func() {
+					defer func() { <-cc.offerSlots }()
+					cc.offer(m)
+				}()
+			default: // the LAN is not answering fast enough: refuse, do not pile up
+				c.counters.code("offer_refused_", proto.CodeNoResources)
+				cc.w.send(&proto.OfferReply{ID: m.ID, Result: proto.CodeNoResources})
+			}
 		case *proto.CarrierBound:
 			h.Bound(m)
 		case *proto.FlowClose:
@@ -518,7 +563,7 @@ func (cc *clientConn) readLoop() {
 			cc.retry = time.Duration(m.RetryMS) * time.Millisecond
 			cc.mu.Unlock()
 			c.counters.code("goodbye_", m.Code)
-			cc.setErr(fmt.Errorf("control: relay said goodbye (%s): %w", m.Reason, m.Code))
+			cc.setErr(fmt.Errorf("%w (%s): %w", ErrGoodbye, m.Reason, m.Code))
 			cc.conn.CloseWithError(quic.ApplicationErrorCode(proto.CodeOK), "goodbye")
 			return
 		default:

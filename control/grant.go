@@ -2,8 +2,10 @@ package control
 
 import (
 	"net/netip"
+	"slices"
 
 	"github.com/unmap-dev/unmap/proto"
+	"github.com/unmap-dev/unmap/session"
 )
 
 // checkHello decides whether a Hello's wishes fit the site's grant: a
@@ -35,4 +37,19 @@ func siteOwns(g *proto.Welcome, site netip.AddrPort) bool {
 	}
 	p := g.PublicPorts
 	return p == (proto.PortRange{}) || (site.Port() >= p.First && site.Port() <= p.Last)
+}
+
+// relayPickOK reports whether an R the edge picked is the session's to
+// pick: the capability granted, one of the relay's addresses, and a port
+// of a reserved range for the carrier's protocol.
+func relayPickOK(g *proto.Welcome, carrier session.Proto, r netip.AddrPort) bool {
+	if !g.Capabilities.Has(proto.CapEdgeChoosesR) || !slices.Contains(g.RelayAddrs, r.Addr()) {
+		return false
+	}
+	for _, cr := range g.CarrierRanges {
+		if cr.Proto == carrier && r.Port() >= cr.Ports.First && r.Port() <= cr.Ports.Last {
+			return true
+		}
+	}
+	return false
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"net/netip"
 	"sync"
@@ -44,14 +45,14 @@ func (p *testPKI) edge(t testing.TB, site string) tls.Certificate {
 	return id.TLS()
 }
 
-// sitePrefix gives each test site its own /48 and public IPv4.
+// sitePrefix gives each test site its own /64 (from a 32-bit hash of its
+// name, so 100 sites do not collide) and a public IPv4.
 func sitePrefix(site string) (netip.Prefix, netip.Addr) {
-	var n byte
-	for _, c := range site {
-		n = n*31 + byte(c)
-	}
-	return netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, n}), 48),
-		netip.AddrFrom4([4]byte{198, 51, 100, 100 + n%100})
+	h := fnv.New32a()
+	h.Write([]byte(site))
+	n := h.Sum32()
+	return netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}), 64),
+		netip.AddrFrom4([4]byte{198, 51, 100, 100 + byte(n%100)})
 }
 
 // grantFor is the test relay's site database: sites named "unknown*" are
@@ -79,7 +80,8 @@ type fakeRelay struct {
 	mu       sync.Mutex
 	flows    map[session.Flow]uint16
 	nextPort uint16
-	quota    int // 0: none
+	quota    int  // 0: none
+	badPicks bool // grant its own R even when the edge picked one (a bug)
 	closed   []proto.FlowClose
 	replayed []proto.ReplayEntry
 	started  chan *Session
@@ -103,11 +105,14 @@ func (f *fakeRelay) Open(s *Session, m *proto.FlowOpen) *proto.FlowGrant {
 		return &proto.FlowGrant{Result: proto.CodeQuotaExceeded}
 	}
 	r, ok := f.flows[m.Flow]
-	if !ok {
+	switch {
+	case m.Relay.IsValid() && !f.badPicks:
+		r = m.Relay.Port()
+	case !ok:
 		r = f.nextPort
 		f.nextPort++
-		f.flows[m.Flow] = r
 	}
+	f.flows[m.Flow] = r
 	return &proto.FlowGrant{Result: proto.CodeOK, Relay: netip.AddrPortFrom(netip.MustParseAddr("198.51.100.6"), r), LifetimeSec: m.LifetimeSec}
 }
 
@@ -174,9 +179,9 @@ func (f *fakeEdge) Offer(m *proto.FlowOffer) *proto.OfferReply {
 	return f.accept(m)
 }
 
-func (f *fakeEdge) Bound(m *proto.CarrierBound)  { f.bound <- m }
-func (f *fakeEdge) Closed(m *proto.FlowClose)    { f.closed <- m }
-func (f *fakeEdge) Disconnected(err error)       { f.errs <- err }
+func (f *fakeEdge) Bound(m *proto.CarrierBound) { f.bound <- m }
+func (f *fakeEdge) Closed(m *proto.FlowClose)   { f.closed <- m }
+func (f *fakeEdge) Disconnected(err error)      { f.errs <- err }
 func (f *fakeEdge) install(e proto.ReplayEntry) { f.mu.Lock(); f.flows[e.Flow] = e; f.mu.Unlock() }
 
 // relayOpts adjust a test relay's config.

@@ -4,9 +4,11 @@ import (
 	"context"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/unmap-dev/unmap/control/pki"
 	"github.com/unmap-dev/unmap/proto"
 )
 
@@ -245,5 +247,64 @@ func TestReplayRefusesForeignEntries(t *testing.T) {
 	recvWithin(t, relay.replays, "replay done")
 	if relay.nflows() != 1 || srv.Counters().Get("flow_refused_address-not-granted") != 1 {
 		t.Errorf("relay flows %d, counters %v", relay.nflows(), srv.Counters().Snapshot())
+	}
+}
+
+// TestReconnectResumes: after the connection is lost, the edge comes back
+// with a resumed TLS session (no certificate exchange), to the same relay
+// and, with shared ticket keys, to a restarted one.
+func TestReconnectResumes(t *testing.T) {
+	p := newPKI(t)
+	keys := [][32]byte{{7}}
+	withKeys := func(c *ServerConfig) { c.TicketKeys = keys }
+	relay := newFakeRelay()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	srv := startRelay(t, p, relay, addr, withKeys)
+	edge := newFakeEdge()
+	c := startEdge(t, p, "home-1", srv.Addr(), edge)
+	waitConnected(t, c)
+	ss := recvWithin(t, relay.started, "session")
+	// The network drops the connection (as a long outage would).
+	ss.conn.CloseWithError(0, "test: drop")
+	recvWithin(t, edge.errs, "disconnect")
+	recvWithin(t, relay.started, "second session")
+	waitCounter(t, srv.Counters(), "sessions_resumed", 1)
+	waitCounter(t, c.Counters(), "sessions_resumed", 1)
+
+	srv.Close()
+	srv.tr.Conn.Close()
+	srv2 := startRelay(t, p, newFakeRelay(), addr, withKeys)
+	recvWithin(t, edge.errs, "disconnect")
+	waitCounter(t, srv2.Counters(), "sessions_resumed", 1)
+}
+
+// TestResumptionRechecksCertificate: a session ticket must not outlive
+// the certificate it was issued for.
+func TestResumptionRechecksCertificate(t *testing.T) {
+	p := newPKI(t)
+	var skew atomic.Int64
+	relay := newFakeRelay()
+	srv := startRelay(t, p, relay, "", func(c *ServerConfig) {
+		c.Time = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	})
+	short, err := p.ca.IssueEdge("home-1", pki.Validity{Length: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	edge := newFakeEdge()
+	c := startEdge(t, p, "home-1", srv.Addr(), edge, func(c *ClientConfig) { c.Identity = short.TLS() })
+	waitConnected(t, c)
+	ss := recvWithin(t, relay.started, "session")
+	skew.Store(int64(2 * time.Hour)) // the certificate has expired since
+	ss.conn.CloseWithError(0, "test: drop")
+	recvWithin(t, edge.errs, "disconnect")
+	waitCounter(t, srv.Counters(), "tls_refused_expired", 1)
+	if n := srv.Counters().Get("sessions_started"); n != 1 {
+		t.Errorf("%d sessions: an expired edge resumed", n)
 	}
 }

@@ -27,8 +27,10 @@ type Authorizer func(site string, hello *proto.Hello) (*proto.Welcome, error)
 // Handler is the relay agent's side of the sessions. The server calls it
 // from each session's reader goroutine in message order, so a handler
 // sees a flow's open before its close; it should not block for long.
-// Flows whose site endpoint is not the session's grant are refused
-// before the handler sees them.
+// Flows whose site endpoint is not the session's grant, and relay ends R
+// an edge picked outside its reserved ranges, are refused before the
+// handler sees them; with CapEdgeChoosesR, Open must grant the R the edge
+// picked (FlowOpen.Relay) or refuse.
 type Handler interface {
 	// Started is called once Welcome is sent, before any replay.
 	Started(s *Session)
@@ -54,6 +56,12 @@ type ServerConfig struct {
 	Identity  tls.Certificate  // the relay's certificate and key
 	ClientCAs *x509.CertPool   // CA that signs the edges
 	Time      func() time.Time // clock for certificate checks; default time.Now
+
+	// TicketKeys encrypt TLS session tickets (the first one issues, all
+	// decrypt). Keeping them across restarts lets reconnecting edges
+	// resume instead of doing a full handshake; default: random keys per
+	// process, so resumption works until the relay restarts.
+	TicketKeys [][32]byte
 
 	// StatelessResetKey lets a restarted relay tell edges at once that
 	// their connection is gone (RFC 9000 §10.3) instead of letting them
@@ -141,6 +149,9 @@ func Listen(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		Time:       o.Time,
 		Refused:    func(e *pki.RefusedError) { s.counters.tls(e.Reason) },
 	})
+	if len(o.TicketKeys) > 0 {
+		tlsConf.SetSessionTicketKeys(o.TicketKeys)
+	}
 	s.ln, err = s.tr.Listen(tlsConf, &quic.Config{
 		HandshakeIdleTimeout:  5 * time.Second,
 		MaxIdleTimeout:        o.IdleTimeout,
@@ -190,8 +201,10 @@ func (s *Server) Close() error {
 	}
 	wg.Wait()
 	err := s.ln.Close()
-	s.wg.Wait()
+	// Connections still before Hello would otherwise hold Close for the
+	// Hello timeout; the sessions have had their Goodbye.
 	s.tr.Close()
+	s.wg.Wait()
 	s.closeSocket()
 	return err
 }
@@ -218,14 +231,17 @@ func (s *Server) accept(ctx context.Context) {
 }
 
 // closeConn ends a connection with a code, counting it.
-func (s *Server) closeConn(conn *quic.Conn, prefix string, code proto.Code, msg string) {
+func (s *Server) closeConn(conn quicConn, prefix string, code proto.Code, msg string) {
 	s.counters.code(prefix, code)
 	conn.CloseWithError(quic.ApplicationErrorCode(code), msg)
 }
 
 // serve runs one connection: Hello, Welcome, then the session's messages.
 func (s *Server) serve(ctx context.Context, conn *quic.Conn) {
-	site, err := pki.PeerSite(conn.ConnectionState().TLS)
+	// Read once, now: quic-go's ConnectionState is not synchronised with
+	// a later path switch (NAT rebinding).
+	tlsState := conn.ConnectionState().TLS
+	site, err := pki.PeerSite(tlsState)
 	if err != nil { // VerifyConnection let it through, so this is a bug
 		s.closeConn(conn, "session_refused_", proto.CodeInternal, err.Error())
 		return
@@ -243,8 +259,12 @@ func (s *Server) serve(ctx context.Context, conn *quic.Conn) {
 	str.SetReadDeadline(time.Time{})
 	if err != nil {
 		code := proto.CodeOf(err)
-		if code == proto.CodeInternal { // deadline or connection error
-			code = proto.CodeTimeout
+		if code == proto.CodeInternal {
+			if conn.Context().Err() != nil { // the edge went away
+				s.counters.add("conn_lost_before_hello")
+				return
+			}
+			code = proto.CodeTimeout // the read deadline
 		}
 		s.closeConn(conn, "conn_closed_", code, err.Error())
 		return
@@ -266,7 +286,7 @@ func (s *Server) serve(ctx context.Context, conn *quic.Conn) {
 		conn.CloseWithError(quic.ApplicationErrorCode(proto.CodeShutdown), "relay shutting down")
 		return
 	}
-	s.run(ss, hello)
+	s.run(ss, tlsState.DidResume)
 }
 
 // authorize checks a Hello against the certificate's site and the grant.
@@ -331,10 +351,13 @@ func (s *Server) newSession(site string, g *proto.Welcome, conn *quic.Conn, str 
 }
 
 // run sends Welcome and reads the session's messages until it ends.
-func (s *Server) run(ss *Session, hello *proto.Hello) {
+func (s *Server) run(ss *Session, resumed bool) {
 	err := ss.w.send(ss.grant)
 	if err == nil {
 		s.counters.add("sessions_started")
+		if resumed {
+			s.counters.add("sessions_resumed")
+		}
 		s.cfg.Log.Info("session started", "site", ss.site, "session", ss.grant.SessionID, "remote", ss.conn.RemoteAddr())
 		s.cfg.Handler.Started(ss)
 		err = ss.readLoop()

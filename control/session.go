@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -14,16 +15,34 @@ import (
 	"github.com/unmap-dev/unmap/session"
 )
 
+// quicConn and quicStream are what a session uses of *quic.Conn and
+// *quic.Stream; the fuzz target of the session's dispatch fakes them.
+type quicConn interface {
+	CloseWithError(quic.ApplicationErrorCode, string) error
+	Context() context.Context
+	RemoteAddr() net.Addr
+}
+
+type quicStream interface {
+	io.ReadWriter
+	SetWriteDeadline(time.Time) error
+	Close() error
+}
+
 // ErrSessionEnded is returned by a Session's methods once it has ended.
 var ErrSessionEnded = errors.New("control: session ended")
+
+// ErrGoodbye: the peer ended the session with a Goodbye; errors.Is also
+// matches the Goodbye's code (proto.CodeShutdown...).
+var ErrGoodbye = errors.New("control: peer said goodbye")
 
 // Session is one edge's session at the relay.
 type Session struct {
 	srv   *Server
 	site  string
 	grant *proto.Welcome
-	conn  *quic.Conn
-	str   *quic.Stream
+	conn  quicConn
+	str   quicStream
 	w     *wire
 
 	mu        sync.Mutex
@@ -125,7 +144,7 @@ func (ss *Session) Shutdown(retry time.Duration, reason string) {
 // to close; closing at once could drop the Goodbye with the stream.
 const goodbyeWait = time.Second
 
-func sayGoodbye(conn *quic.Conn, str *quic.Stream, w *wire, g *proto.Goodbye) {
+func sayGoodbye(conn quicConn, str quicStream, w *wire, g *proto.Goodbye) {
 	// A stalled peer must not hold the shutdown.
 	str.SetWriteDeadline(time.Now().Add(goodbyeWait))
 	if w.send(g) == nil {
@@ -240,7 +259,7 @@ func (ss *Session) readLoop() error {
 		case *proto.Goodbye:
 			s.counters.code("goodbye_", m.Code)
 			ss.conn.CloseWithError(quic.ApplicationErrorCode(proto.CodeShutdown), "goodbye")
-			return fmt.Errorf("edge said goodbye: %w", m.Code)
+			return fmt.Errorf("%w (%s): %w", ErrGoodbye, m.Reason, m.Code)
 		default: // a relay-to-edge message, or a second Hello
 			return ss.fail(proto.CodeProtocolViolation, fmt.Errorf("%v from an edge", m.Type()))
 		}
@@ -254,12 +273,18 @@ func (ss *Session) open(m *proto.FlowOpen) *proto.FlowGrant {
 		s.counters.code("flow_refused_", proto.CodeAddressNotGranted)
 		return &proto.FlowGrant{Result: proto.CodeAddressNotGranted}
 	}
+	if m.Relay.IsValid() && !relayPickOK(ss.grant, m.CarrierProto, m.Relay) {
+		s.counters.code("flow_refused_", proto.CodeAddressNotGranted)
+		return &proto.FlowGrant{Result: proto.CodeAddressNotGranted}
+	}
 	g := s.cfg.Handler.Open(ss, m)
 	if g == nil {
 		g = &proto.FlowGrant{Result: proto.CodeInternal}
 	}
-	if g.Result == proto.CodeOK && !g.Relay.Addr().Is4() {
-		g = &proto.FlowGrant{Result: proto.CodeInternal} // a handler bug must not reach the wire
+	// Handler bugs must not reach the wire: a grant needs an IPv4 R, and
+	// the R the edge picked (it is already sending to it).
+	if g.Result == proto.CodeOK && (!g.Relay.Addr().Is4() || m.Relay.IsValid() && g.Relay != m.Relay) {
+		g = &proto.FlowGrant{Result: proto.CodeInternal}
 	}
 	if g.Result != proto.CodeOK {
 		s.counters.code("flow_refused_", g.Result)

@@ -151,9 +151,11 @@ func (r *reader) prefix(field string) netip.Prefix {
 // flow reads a flow and checks what every flow must be: a protocol, and
 // two endpoints of the same family.
 func (r *reader) flow(field string) session.Flow {
-	f := session.Flow{Proto: session.Proto(r.u8(field + ".proto"))}
-	f.Site = r.addrPort(field + ".site")
-	f.Remote = r.addrPort(field + ".remote")
+	// One name for the three parts: building "flow.site" here would
+	// allocate on every parse.
+	f := session.Flow{Proto: session.Proto(r.u8(field))}
+	f.Site = r.addrPort(field)
+	f.Remote = r.addrPort(field)
 	if r.err != nil {
 		return session.Flow{}
 	}

@@ -7,9 +7,9 @@ import (
 )
 
 // FlowOpen body: id(4) flags(1) flow(37) carrier_proto(1) edge_port(2)
-// lifetime(4) token(8).
+// relay(18) lifetime(4) token(8).
 
-func (m *FlowOpen) Length() int { return 4 + 1 + flowLen + 1 + 2 + 4 + 8 }
+func (m *FlowOpen) Length() int { return 4 + 1 + flowLen + 1 + 2 + addrPortLen + 4 + 8 }
 
 func (m *FlowOpen) Append(b []byte) []byte {
 	b = binary.BigEndian.AppendUint32(b, m.ID)
@@ -17,6 +17,7 @@ func (m *FlowOpen) Append(b []byte) []byte {
 	b = appendFlow(b, m.Flow)
 	b = append(b, uint8(m.CarrierProto))
 	b = binary.BigEndian.AppendUint16(b, m.EdgePort)
+	b = appendAddrPort(b, m.Relay)
 	b = binary.BigEndian.AppendUint32(b, m.LifetimeSec)
 	return binary.BigEndian.AppendUint64(b, uint64(m.Token))
 }
@@ -28,10 +29,14 @@ func parseFlowOpen(r *reader) (*FlowOpen, error) {
 		Flow:         r.flow("flow"),
 		CarrierProto: session.Proto(r.u8("carrier_proto")),
 		EdgePort:     r.u16("edge_port"),
+		Relay:        r.addrPort("relay"),
 		LifetimeSec:  r.u32("lifetime"),
 		Token:        BindToken(r.u64("token")),
 	}
 	r.carrierProto(m.CarrierProto)
+	if r.err == nil && m.Relay.IsValid() && !m.Relay.Addr().Is4() {
+		r.fail("relay", ErrInvalid)
+	}
 	return m, r.done()
 }
 

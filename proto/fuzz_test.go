@@ -110,9 +110,9 @@ var updateCorpus = flag.Bool("update-corpus", false, "rewrite testdata/fuzz from
 // TestWriteSeedCorpus keeps the committed corpus in step with samples();
 // without -update-corpus it checks that every fuzz target has one.
 func TestWriteSeedCorpus(t *testing.T) {
-	for _, m := range samples() {
+	for i, m := range samples() {
 		dir := filepath.Join("testdata", "fuzz", "Fuzz"+fuzzName(m.Type()))
-		name := filepath.Join(dir, fmt.Sprintf("sample-%d", m.Length()))
+		name := filepath.Join(dir, fmt.Sprintf("sample-%02d", i))
 		if !*updateCorpus {
 			if _, err := os.Stat(dir); err != nil {
 				t.Errorf("no seed corpus for %v: %v (run with -update-corpus)", m.Type(), err)

@@ -29,10 +29,11 @@ const (
 // of what the edge offers and what it supports; a feature is used only if
 // its bit is in Welcome.Capabilities.
 const (
-	CapIPv4Public Capabilities = 1 << iota // a public IPv4 address or A+P port set for the site
-	CapTCPOffer                            // inbound TCP offers carry the remote's SYN header
-	CapUDPCarrier                          // non-native protocols ride a UDP carrier
-	CapCounters                            // Ping and Pong carry counters
+	CapIPv4Public   Capabilities = 1 << iota // a public IPv4 address or A+P port set for the site
+	CapTCPOffer                              // inbound TCP offers carry the remote's SYN header
+	CapUDPCarrier                            // non-native protocols ride a UDP carrier
+	CapCounters                              // the relay's Pongs carry its counters
+	CapEdgeChoosesR                          // Welcome.CarrierRanges are reserved for the session: the edge picks R itself
 )
 
 // Capabilities is a bit set of optional features.
@@ -90,7 +91,7 @@ type Welcome struct {
 	PublicPorts   PortRange    // A+P port set of PublicIPv4 (RFC 6346); zero: the whole address
 	Timers        Timers
 	RelayAddrs    []netip.Addr   // relay addresses carriers go to (at most MaxRelayAddrs)
-	CarrierRanges []CarrierRange // relay carrier port ranges (at most MaxCarrierRanges)
+	CarrierRanges []CarrierRange // relay carrier port ranges R (at most MaxCarrierRanges); with CapEdgeChoosesR reserved for this session
 }
 
 // BindToken is what binds a carrier at the relay: a value a NAT does not
@@ -100,13 +101,20 @@ type BindToken uint64
 
 // FlowOpen asks the relay to map an outbound flow onto a carrier from the
 // edge's port E, like a PCP PEER request. ID matches the FlowGrant.
+//
+// With CapEdgeChoosesR the edge picks the carrier's relay end itself from
+// the session's reserved ranges and sends the flow's first packet at once,
+// without waiting for the grant (no added round trip); the relay holds a
+// carrier packet that beats its FlowOpen. Without it Relay is zero, the
+// relay chooses R, and the edge holds the first packet until the grant.
 type FlowOpen struct {
 	ID           uint32
 	Flags        FlowFlags
 	Flow         session.Flow
-	CarrierProto session.Proto // TCP, UDP or ICMP; UDP for a UDP carrier
-	EdgePort     uint16        // carrier source port E (ICMP: echo identifier)
-	LifetimeSec  uint32        // requested lifetime, as PCP; the grant may shorten it
+	CarrierProto session.Proto  // TCP, UDP or ICMP; UDP for a UDP carrier
+	EdgePort     uint16         // carrier source port E (ICMP: echo identifier)
+	Relay        netip.AddrPort // R chosen by the edge (CapEdgeChoosesR); zero: the relay chooses
+	LifetimeSec  uint32         // requested lifetime, as PCP; the grant may shorten it
 	Token        BindToken
 }
 

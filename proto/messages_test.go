@@ -201,6 +201,7 @@ func TestInvalidValues(t *testing.T) {
 		{"welcome port range backwards", TypeWelcome, (&Welcome{SessionID: 1, PublicPorts: PortRange{10, 9}}).Append(nil)},
 		{"flow proto 0", TypeFlowOpen, mutate(open, 5, 0)},
 		{"flow mixes families", TypeFlowOpen, (&FlowOpen{Flow: mixed, CarrierProto: session.TCP}).Append(nil)},
+		{"chosen R is IPv6", TypeFlowOpen, (&FlowOpen{Flow: flow4, CarrierProto: session.UDP, Relay: netip.MustParseAddrPort("[2001:db8::1]:9")}).Append(nil)},
 		{"carrier proto gre", TypeFlowOpen, (&FlowOpen{Flow: flow4, CarrierProto: 47}).Append(nil)},
 		{"grant OK without relay", TypeFlowGrant, (&FlowGrant{Result: CodeOK}).Append(nil)},
 		{"syn of 19 bytes", TypeFlowOffer, mutate(offer, synOff, 19)},
@@ -246,7 +247,7 @@ func TestSpecSizes(t *testing.T) {
 	}{
 		{&Hello{Site: "abc"}, 67 + 3},
 		{&Welcome{RelayAddrs: make([]netip.Addr, 2), CarrierRanges: make([]CarrierRange, 3)}, 80 + 32 + 15},
-		{&FlowOpen{}, 57},
+		{&FlowOpen{}, 75},
 		{&FlowGrant{}, 28},
 		{&FlowOffer{SYN: make([]byte, 40)}, 65 + 40},
 		{&OfferReply{}, 16},

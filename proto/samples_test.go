@@ -57,6 +57,7 @@ func samples() []Message {
 			CarrierRanges: []CarrierRange{{Proto: session.TCP, Ports: PortRange{20000, 29999}}, {Proto: session.UDP, Ports: PortRange{20000, 39999}}}},
 		&Welcome{SessionID: 1},
 		&FlowOpen{ID: 1, Flags: FlagHeld, Flow: flow6, CarrierProto: session.TCP, EdgePort: 61000, LifetimeSec: 7440, Token: 0x11223344},
+		&FlowOpen{ID: 3, Flow: flow6, CarrierProto: session.TCP, EdgePort: 61003, Relay: relayR, LifetimeSec: 7440, Token: 7},
 		&FlowOpen{ID: 0xffffffff, Flow: flow4, CarrierProto: session.UDP, EdgePort: 61001, LifetimeSec: 300, Token: 1 << 63},
 		&FlowGrant{ID: 1, Result: CodeOK, Relay: relayR, LifetimeSec: 7440},
 		&FlowGrant{ID: 2, Result: CodeQuotaExceeded},

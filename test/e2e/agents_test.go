@@ -2,12 +2,7 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,63 +10,24 @@ import (
 	"github.com/unmap-dev/unmap/test/lab"
 )
 
-// deployment is what an operator sets up: certificates from `unmap cert`
-// and one config file per agent.
+// deployment is the lab's deployment with the test's hooks.
 type deployment struct {
-	bin, dir         string
-	relayYAML        string
-	edgeYAML         string
+	*lab.Deployment
 	relaySock, edgeS string
 }
 
-// carrierPorts is the relay's carrier port range in the tests: narrow, so
-// an attacker can cover it (TestHijackRefused).
-const carrierPorts = "20000-20015"
+// carrierPorts is the relay's carrier port range in the tests.
+const carrierPorts = lab.RelayCarrierPorts
 
 // deploy makes the certificates with the binary's own `unmap cert` and
 // writes relay.yaml and edge.yaml for the lab's addressing plan.
 func deploy(t *testing.T, bin string) *deployment {
 	t.Helper()
-	d := &deployment{bin: bin, dir: t.TempDir()}
-	ca, rdir, edir := filepath.Join(d.dir, "ca"), filepath.Join(d.dir, "relay"), filepath.Join(d.dir, "edge")
-	for _, args := range [][]string{
-		{"cert", "ca", "--out", ca},
-		{"cert", "relay", "--ca", ca, "--ip", lab.RelayAddr.String(), "--out", rdir},
-		{"cert", "edge", "--ca", ca, "--site", "home", "--out", edir},
-	} {
-		if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
-			t.Fatalf("unmap %v: %v\n%s", args, err, out)
-		}
-	}
-	d.relaySock, d.edgeS = filepath.Join(d.dir, "relay.sock"), filepath.Join(d.dir, "edge.sock")
-	d.relayYAML = write(t, d.dir, "relay.yaml", fmt.Sprintf(`listen: "%s:443"
-tls: {ca: %s/ca.pem, cert: %s/relay.pem, key: %s/relay-key.pem}
-interface: inet
-addresses: [%s]
-carrier_ports: %s
-sites:
-  - {id: home, prefix: "2001:db8:5::/56", ipv4: 203.0.113.10}
-`, lab.RelayAddr, rdir, rdir, rdir, lab.RelayAddr, carrierPorts))
-	d.edgeYAML = write(t, d.dir, "edge.yaml", fmt.Sprintf(`site: home
-relay: "%s:443"
-tls: {ca: %s/ca.pem, cert: %s/edge.pem, key: %s/edge-key.pem}
-lan_interface: lan
-wan_interface: cgn
-keepalive: 2s
-inbound:
-  allow:
-    - {proto: any, hosts: "%s"}
-`, lab.RelayAddr, edir, edir, edir, lab.SitePrefix))
-	return d
-}
-
-func write(t *testing.T, dir, name, text string) string {
-	t.Helper()
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+	d, err := lab.Deploy(bin, t.TempDir())
+	if err != nil {
 		t.Fatal(err)
 	}
-	return path
+	return &deployment{Deployment: d, relaySock: d.RelaySocket, edgeS: d.EdgeSocket}
 }
 
 // dumpOnFailure logs both agents' status when the test fails: the
@@ -95,38 +51,26 @@ func (d *deployment) dumpOnFailure(t *testing.T) {
 }
 
 func (d *deployment) startRelay(t *testing.T, l *lab.Lab) *lab.Process {
-	return l.NS(lab.Relay).StartProcess(t, exec.Command(d.bin, "--log-level", "debug", "relay", "-c", d.relayYAML, "--status-socket", d.relaySock))
+	return l.NS(lab.Relay).StartProcess(t, d.RelayCmd())
 }
 
 func (d *deployment) startEdge(t *testing.T, l *lab.Lab) *lab.Process {
-	return l.NS(lab.Edge).StartProcess(t, exec.Command(d.bin, "--log-level", "debug", "edge", "-c", d.edgeYAML, "--status-socket", d.edgeS))
+	return l.NS(lab.Edge).StartProcess(t, d.EdgeCmd())
 }
 
 // section polls an agent's status until cond accepts the named section.
 func section[T any](t *testing.T, socket, name, what string, cond func(T) bool) T {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	var last error
-	for time.Now().Before(deadline) {
-		st, err := admin.Fetch(context.Background(), socket)
-		if err == nil {
-			var v T
-			if err = json.Unmarshal(st.Sections[name], &v); err == nil && cond(v) {
-				return v
-			}
-		}
-		last = err
-		time.Sleep(100 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	v, err := lab.WaitSection(ctx, socket, name, cond)
+	if err != nil {
+		t.Fatalf("gave up waiting for %s: %v", what, err)
 	}
-	t.Fatalf("gave up waiting for %s (last error: %v)", what, last)
-	panic("unreachable")
+	return v
 }
 
-type edgeSession struct {
-	Connected bool   `json:"connected"`
-	Session   uint64 `json:"session"`
-	Prefix    string `json:"prefix"`
-}
+type edgeSession = lab.EdgeSession
 
 type relayCarriers struct {
 	Sessions map[string]struct {

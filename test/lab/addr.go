@@ -45,6 +45,8 @@ var (
 	// IPv6 space it delegates to sites; inet routes both to the relay.
 	RelayPool4   = netip.MustParsePrefix("203.0.113.0/24")
 	SitePrefixes = netip.MustParsePrefix("2001:db8:5::/48")
+	// SiteGrant is what the relay delegates to the lab's site.
+	SiteGrant = netip.MustParsePrefix("2001:db8:5::/56")
 	// SitePrefix is the prefix the relay will delegate to the lab's site,
 	// and SiteHost6 the address the lan host will take from it.
 	SitePrefix    = netip.MustParsePrefix("2001:db8:5::/64")

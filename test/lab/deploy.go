@@ -1,0 +1,109 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/unmap-dev/unmap/control/admin"
+)
+
+// RelayCarrierPorts is the relay's carrier port range in a deployment:
+// narrow, so a test's attacker can cover all of it.
+const RelayCarrierPorts = "20000-20015"
+
+// Deployment is what an operator sets up for the lab's site and relay:
+// certificates made by the binary's own `unmap cert`, and one config file
+// per agent, all in Dir.
+type Deployment struct {
+	Bin, Dir                string
+	RelayConfig, EdgeConfig string
+	RelaySocket, EdgeSocket string // the agents' status sockets
+}
+
+// Deploy makes the certificates with bin and writes relay.yaml and
+// edge.yaml for the lab's addressing plan into dir: the site "home" is
+// granted 2001:db8:5::/56 and accepts inbound flows to its LAN's /64.
+func Deploy(bin, dir string) (*Deployment, error) {
+	d := &Deployment{Bin: bin, Dir: dir,
+		RelaySocket: filepath.Join(dir, "relay.sock"), EdgeSocket: filepath.Join(dir, "edge.sock")}
+	ca, rdir, edir := filepath.Join(dir, "ca"), filepath.Join(dir, "relay"), filepath.Join(dir, "edge")
+	for _, args := range [][]string{
+		{"cert", "ca", "--out", ca},
+		{"cert", "relay", "--ca", ca, "--ip", RelayAddr.String(), "--out", rdir},
+		{"cert", "edge", "--ca", ca, "--site", "home", "--out", edir},
+	} {
+		if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("unmap %v: %w\n%s", args, err, out)
+		}
+	}
+	d.RelayConfig = filepath.Join(dir, "relay.yaml")
+	relay := fmt.Sprintf(`listen: "%s:443"
+tls: {ca: %s/ca.pem, cert: %s/relay.pem, key: %s/relay-key.pem}
+interface: %s
+addresses: [%s]
+carrier_ports: %s
+sites:
+  - {id: home, prefix: "%s", ipv4: 203.0.113.10}
+`, RelayAddr, rdir, rdir, rdir, Inet, RelayAddr, RelayCarrierPorts, SiteGrant)
+	d.EdgeConfig = filepath.Join(dir, "edge.yaml")
+	edge := fmt.Sprintf(`site: home
+relay: "%s:443"
+tls: {ca: %s/ca.pem, cert: %s/edge.pem, key: %s/edge-key.pem}
+lan_interface: %s
+wan_interface: %s
+keepalive: 2s
+inbound:
+  allow:
+    - {proto: any, hosts: "%s"}
+`, RelayAddr, edir, edir, edir, LAN, CGN, SitePrefix)
+	for path, text := range map[string]string{d.RelayConfig: relay, d.EdgeConfig: edge} {
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// RelayCmd and EdgeCmd are the agents' command lines, with debug logs.
+func (d *Deployment) RelayCmd() *exec.Cmd {
+	return exec.Command(d.Bin, "--log-level", "debug", "relay", "-c", d.RelayConfig, "--status-socket", d.RelaySocket)
+}
+
+func (d *Deployment) EdgeCmd() *exec.Cmd {
+	return exec.Command(d.Bin, "--log-level", "debug", "edge", "-c", d.EdgeConfig, "--status-socket", d.EdgeSocket)
+}
+
+// WaitSection polls an agent's status socket until cond accepts the named
+// section (decoded into a T), or ctx ends.
+func WaitSection[T any](ctx context.Context, socket, name string, cond func(T) bool) (T, error) {
+	var last error
+	for {
+		var v T
+		st, err := admin.Fetch(ctx, socket)
+		if err == nil {
+			if err = json.Unmarshal(st.Sections[name], &v); err == nil && cond(v) {
+				return v, nil
+			}
+		}
+		if err != nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return v, fmt.Errorf("status %s of %s: %w (last error: %v)", name, socket, ctx.Err(), last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// EdgeSession is the session section of the edge's status.
+type EdgeSession struct {
+	Connected bool   `json:"connected"`
+	Session   uint64 `json:"session"`
+	Prefix    string `json:"prefix"`
+}
