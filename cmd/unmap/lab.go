@@ -20,6 +20,7 @@ type labOptions struct {
 	keep       bool
 	cgnMode    string
 	udpTimeout time.Duration
+	binary     string // the unmap binary whose agents run in the lab
 }
 
 func newLabCmd() *cobra.Command {
@@ -43,6 +44,7 @@ that were kept or whose process died.`,
 	}
 	cmd.Flags().BoolVar(&o.keep, "keep", false, "leave the lab up after the tour and print how to enter each namespace")
 	cmd.Flags().StringVar(&o.cgnMode, "cgn-mode", "preserve", "upstream CGNAT port mapping: preserve (plain masquerade) or random (random,fully-random)")
+	cmd.Flags().StringVar(&o.binary, "unmap-binary", "", "unmap binary to run the agents with (default: this one)")
 	cmd.Flags().DurationVar(&o.udpTimeout, "cgn-udp-timeout", 0, "upstream CGNAT conntrack UDP timeout, whole seconds (0: kernel default, 30s/120s)")
 	cmd.AddCommand(newLabDownCmd())
 	return cmd
@@ -85,10 +87,17 @@ func runLab(ctx context.Context, w io.Writer, o labOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	checks := lab.BaselineChecks()
-	res := lab.RunTour(ctx, env, checks)
+	fmt.Fprintln(w, "without unmap:")
+	res := lab.RunTour(ctx, env, lab.BaselineChecks())
 	if err := lab.WriteTable(w, res); err != nil {
 		return err
+	}
+	if ctx.Err() == nil {
+		with, err := tourWithUnmap(ctx, w, l, env, o.binary)
+		if err != nil {
+			return err
+		}
+		res = append(res, with...)
 	}
 	if o.keep && ctx.Err() == nil {
 		printEnter(w, l)
@@ -106,6 +115,49 @@ func runLab(ctx context.Context, w io.Writer, o labOptions) (err error) {
 		return fmt.Errorf("%d of %d checks differ from what is expected", bad, len(res))
 	}
 	return nil
+}
+
+// tourWithUnmap deploys unmap in the lab (certificates from this very
+// binary's `unmap cert`, a config per agent), runs `unmap relay` and
+// `unmap edge` in their namespaces, and tours the lab again.
+func tourWithUnmap(ctx context.Context, w io.Writer, l *lab.Lab, env *lab.Env, bin string) ([]lab.Result, error) {
+	if bin == "" {
+		var err error
+		if bin, err = os.Executable(); err != nil {
+			return nil, err
+		}
+	}
+	if strings.HasSuffix(bin, ".test") {
+		// A test binary runs its tests, not `unmap cert`: it would start
+		// the test suite again, and that run another lab.
+		return nil, errors.New("lab: running under go test: pass --unmap-binary")
+	}
+	dir, err := os.MkdirTemp("", "unmap-lab-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	d, err := lab.Deploy(bin, dir)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(w, "\nwith unmap (relay and edge running, site %s granted %v):\n", "home", lab.SiteGrant)
+	agents, err := l.StartAgents(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	defer agents.Stop()
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	host, err := l.NS(lab.LAN).WaitAddr(wctx, lab.SitePrefix)
+	if err != nil {
+		return nil, fmt.Errorf("the LAN host got no address from the edge's router advertisements: %w", err)
+	}
+	res := lab.RunTour(ctx, env, append([]lab.Check{{
+		Name: "lan: an address in " + lab.SitePrefix.String() + " by SLAAC from the edge: " + host.String(), Expect: lab.Works,
+		Run: func(context.Context, *lab.Env) error { return nil },
+	}}, lab.UnmapChecks(host)...))
+	return res, lab.WriteTable(w, res)
 }
 
 // printEnter tells how to enter each namespace, and what is inside.

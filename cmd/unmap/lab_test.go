@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/netip"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -15,6 +16,11 @@ import (
 func runLabCmd(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	cmd := newLabCmd()
+	if len(args) == 0 || args[0] != "down" {
+		// The lab runs the agents of a real unmap binary, never this
+		// test binary (which would run the tests again).
+		args = append(args, "--unmap-binary", lab.BuildUnmap(t))
+	}
 	var out bytes.Buffer
 	cmd.SetOut(&out)
 	cmd.SetErr(&out)
@@ -42,7 +48,7 @@ func TestLabCommand(t *testing.T) {
 	if err != nil {
 		t.Fatalf("unmap lab: %v\n%s", err, out)
 	}
-	for _, c := range lab.BaselineChecks() {
+	for _, c := range append(lab.BaselineChecks(), lab.UnmapChecks(netip.Addr{})...) {
 		if !strings.Contains(out, c.Name) {
 			t.Errorf("no row %q in:\n%s", c.Name, out)
 		}

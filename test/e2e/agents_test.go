@@ -118,21 +118,13 @@ func TestAgentsConnectThroughCGN(t *testing.T) {
 
 func waitAddr(t *testing.T, ns *lab.NS, p netip.Prefix) netip.Addr {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		addrs, err := ns.Netlink().AddrList(nil, 10 /* AF_INET6 */)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, a := range addrs {
-			if ip, ok := netip.AddrFromSlice(a.IP); ok && p.Contains(ip) {
-				return ip
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	a, err := ns.WaitAddr(ctx, p)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no address in %v on the LAN host", p)
-	return netip.Addr{}
+	return a
 }
 
 // TestOutboundIPv6 proves the claim for outbound flows: a LAN host with

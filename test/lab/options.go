@@ -46,6 +46,11 @@ type Options struct {
 	// and for two-way ("stream") flows alike, in whole seconds. Zero
 	// keeps the kernel's defaults (30 s and 120 s).
 	CGNUDPTimeout time.Duration
+	// Native6 adds IPv6 on every link and routes the site's prefix to
+	// the lan host natively, through no NAT and no agent (native6.go):
+	// the baseline unmap is benchmarked against. The default topology
+	// has no IPv6 on the CGN path.
+	Native6 bool
 }
 
 // Validate reports the first option that cannot be built.

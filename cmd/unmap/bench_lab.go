@@ -1,0 +1,83 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/unmap-dev/unmap/test/bench"
+)
+
+// newBenchLabCmd is `unmap bench lab`: the end-to-end benchmarks in the
+// network-namespace lab (test/bench).
+func newBenchLabCmd() *cobra.Command {
+	var (
+		cfg   bench.Config
+		paths string
+		short bool
+	)
+	cmd := &cobra.Command{
+		Use:   "lab",
+		Short: "End-to-end benchmarks in the lab: unmap vs native IPv6 vs wireguard-go (needs root)",
+		Long: `lab builds the network-namespace lab once per path, all up at once, and
+measures from the site's lan host to the IPv6-only server srv6:
+
+  native     IPv6 routed on every link, no CGN: the limit of this lab
+  unmap      unmap edge and unmap relay (this binary) through the CGN
+  wireguard  wireguard-go on edge and relay through the same CGN, set up
+             with wg (wireguard-tools); built with go install unless
+             --wireguard-go names a binary
+
+For each path, with the lab's offloads as they are and then with GRO, GSO
+and TSO off on every veth: TCP goodput of one stream (a Go sender and
+receiver; the median of --rounds streams, the paths taking turns), the
+largest IPv6 packet that passes up and down (UDP probes that never
+fragment), TCP connect time (median and p99), and the first-packet loss of
+new UDP flows (one datagram each, no resend). It prints one row per figure
+with its ratio to the native path in the same run; throughput here is
+noisy, so compare ratios, not runs. It exits non-zero only when a figure
+cannot be measured. The full run takes about two minutes.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if short {
+				s := bench.Short()
+				cfg.Goodput, cfg.Rounds, cfg.Connects, cfg.Flows = s.Goodput, s.Rounds, s.Connects, s.Flows
+			}
+			if paths != "" {
+				cfg.Paths = strings.Split(paths, ",")
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("find the unmap binary to run the agents: %w", err)
+			}
+			cfg.Unmap = self
+			errw := cmd.ErrOrStderr()
+			cfg.Log = func(format string, args ...any) {
+				fmt.Fprintf(errw, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+			}
+			rep, err := bench.Run(cmd.Context(), cfg)
+			if rep != nil && len(rep.Rows) > 0 {
+				if werr := rep.WriteTable(cmd.OutOrStdout()); werr != nil {
+					err = errors.Join(err, werr)
+				}
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.DurationVar(&cfg.Goodput, "duration", 0, "length of each TCP goodput stream (0: 3s)")
+	f.IntVar(&cfg.Rounds, "rounds", 0, "goodput streams per path and mode, taking turns across paths; the median is shown (0: 3)")
+	f.IntVar(&cfg.Connects, "connects", 0, "TCP connects timed per path and mode (0: 200)")
+	f.IntVar(&cfg.Flows, "flows", 0, "new UDP flows for first-packet loss per path and mode (0: 100)")
+	f.StringVar(&paths, "paths", "", "comma-separated paths to measure (default: "+strings.Join(bench.Paths, ",")+")")
+	f.StringVar(&cfg.WireGuard, "wireguard-go", "", "wireguard-go binary to use instead of building "+bench.WireGuardModule)
+	f.BoolVar(&short, "short", false, "a few seconds per path instead of the full run")
+	return cmd
+}
