@@ -28,6 +28,9 @@ type agent struct {
 	policy *Policy
 	ctl    *control.Client // set once before the client runs
 	dp     *datapath       // nil when the agent runs without XDP (tests)
+	// activity reads a flow's packet counters (datapathActivity, or a
+	// fake in tests).
+	activity activity
 
 	mu        sync.Mutex
 	grant     *proto.Welcome // the last session's grant, kept while disconnected

@@ -62,7 +62,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		return fmt.Errorf("datapath: %w", err)
 	}
 	defer dp.close()
-	a.dp = dp
+	a.dp, a.activity = dp, datapathActivity(dp)
 	a.connected = func(w *proto.Welcome) {
 		if err := l.serve(ctx, w.Prefix); err != nil {
 			log.Error("cannot serve the LAN", "err", err)
@@ -88,6 +88,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	a.ctl = client
 	errc := make(chan error, 3)
 	go a.expire(ctx)
+	go a.watchActivity(ctx)
 	go func() { errc <- a.misses(ctx, dp) }()
 
 	if o.StatusSocket != "" {

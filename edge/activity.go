@@ -1,0 +1,74 @@
+package edge
+
+import (
+	"context"
+	"time"
+
+	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/xdp"
+)
+
+// activityEvery is how often the agent reads the datapath's per-flow
+// counters to mark active flows seen. Flows are forwarded in XDP without
+// the agent, so this is how the table learns they are alive; the error it
+// adds to an idle timeout (2 min at the least) is at most this.
+const activityEvery = 20 * time.Second
+
+// activity is the number of packets the datapath translated for a flow,
+// both directions; ok is false when the flow has no entries.
+type activity func(f session.Flow, c session.Carrier) (packets uint64, ok bool)
+
+// datapathActivity reads a flow's counters from its two entries.
+func datapathActivity(dp *datapath) activity {
+	return func(f session.Flow, c session.Carrier) (uint64, bool) {
+		out, back, err := xdp.EdgePair(f, c)
+		if err != nil {
+			return 0, false
+		}
+		co, err1 := dp.d.FlowCounters(out.Key)
+		cb, err2 := dp.d.FlowCounters(back.Key)
+		if err1 != nil && err2 != nil {
+			return 0, false
+		}
+		return co.Packets + cb.Packets, true
+	}
+}
+
+// touchActive marks seen every flow whose counters moved since the last
+// call; seen holds the counts of the last call and is updated.
+func (a *agent) touchActive(seen map[session.Flow]uint64) {
+	live := make(map[session.Flow]bool, len(seen))
+	for _, e := range a.flows.Snapshot() {
+		live[e.Flow] = true
+		n, ok := a.activity(e.Flow, e.Carrier)
+		if !ok {
+			continue
+		}
+		if last, known := seen[e.Flow]; !known || n != last {
+			seen[e.Flow] = n
+			if known || n > 0 {
+				_ = a.flows.Touch(e.Flow)
+			}
+		}
+	}
+	for f := range seen {
+		if !live[f] {
+			delete(seen, f)
+		}
+	}
+}
+
+// watchActivity runs touchActive until ctx ends.
+func (a *agent) watchActivity(ctx context.Context) {
+	seen := map[session.Flow]uint64{}
+	t := time.NewTicker(activityEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			a.touchActive(seen)
+		}
+	}
+}

@@ -1,0 +1,62 @@
+package edge
+
+import (
+	"log/slog"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/flows"
+)
+
+// TestActiveFlowsDoNotExpire proves a flow the datapath keeps forwarding
+// stays in the table past its idle timeout, and an idle one goes.
+func TestActiveFlowsDoNotExpire(t *testing.T) {
+	c := Config{Site: "home", Relay: "relay:443", LAN: "lan", WAN: "wan", TLS: confTLS("x")}
+	s, err := c.Validate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := newAgent(s, netip.MustParseAddr("100.64.0.2"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	now := time.Unix(1e9, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	if a.flows, err = flows.New(flows.Options{Timeouts: flows.Timeouts(s.Timers), Now: clock}); err != nil {
+		t.Fatal(err)
+	}
+	busy := session.Flow{Proto: session.UDP, Site: netip.MustParseAddrPort("[2001:db8:5::2]:1000"), Remote: netip.MustParseAddrPort("[2001:db8:6::2]:53")}
+	idle := busy
+	idle.Site = netip.MustParseAddrPort("[2001:db8:5::2]:1001")
+	packets := map[session.Flow]uint64{}
+	a.activity = func(f session.Flow, _ session.Carrier) (uint64, bool) { return packets[f], true }
+	for _, f := range []session.Flow{busy, idle} {
+		if err := a.flows.Add(f, session.Carrier{Proto: session.UDP}, flows.StateOpen); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[session.Flow]uint64{}
+	a.touchActive(seen) // first look: nothing moved yet
+	// Twenty minutes of traffic on busy only, looked at every 20 s.
+	for range 60 {
+		advance(activityEvery)
+		packets[busy] += 10
+		a.touchActive(seen)
+	}
+	gone := a.flows.Expire(nil, 0)
+	if len(gone) != 1 || gone[0].Flow != idle {
+		t.Fatalf("expired %v, want only the idle flow", gone)
+	}
+	if _, ok := a.flows.Get(busy); !ok {
+		t.Error("the busy flow expired")
+	}
+	a.touchActive(seen)
+	if _, ok := seen[idle]; ok {
+		t.Error("the expired flow's count is kept after the next look")
+	}
+}
