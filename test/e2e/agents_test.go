@@ -30,6 +30,28 @@ func deploy(t *testing.T, bin string) *deployment {
 	return &deployment{Deployment: d, relaySock: d.RelaySocket, edgeS: d.EdgeSocket}
 }
 
+// running is a lab with unmap up in it: the relay and edge running, the
+// edge's session up, the LAN host's address from the site's prefix.
+type running struct {
+	lab     *lab.Lab
+	d       *deployment
+	relay   *lab.Process
+	session edgeSession
+	host    netip.Addr
+}
+
+func up(t *testing.T) running {
+	t.Helper()
+	u := running{lab: lab.NewForTest(t, lab.Options{})}
+	u.d = deploy(t, lab.BuildUnmap(t))
+	u.relay = u.d.startRelay(t, u.lab)
+	u.d.startEdge(t, u.lab)
+	u.d.dumpOnFailure(t)
+	u.session = section(t, u.d.edgeS, "session", "the edge's session", func(s edgeSession) bool { return s.Connected })
+	u.host = waitAddr(t, u.lab.NS(lab.LAN), lab.SitePrefix)
+	return u
+}
+
 // dumpOnFailure logs both agents' status when the test fails: the
 // counters say where packets went.
 func (d *deployment) dumpOnFailure(t *testing.T) {
@@ -132,13 +154,9 @@ func waitAddr(t *testing.T, ns *lab.NS, p netip.Prefix) netip.Addr {
 // TCP and UDP, its first packets included, and the server sees the host's
 // own address.
 func TestOutboundIPv6(t *testing.T) {
-	l := lab.NewForTest(t, lab.Options{})
-	d := deploy(t, lab.BuildUnmap(t))
-	d.startRelay(t, l)
-	d.startEdge(t, l)
-	d.dumpOnFailure(t)
-	section(t, d.edgeS, "session", "the edge's session", func(s edgeSession) bool { return s.Connected })
-	host := waitAddr(t, l.NS(lab.LAN), lab.SitePrefix)
+	u := up(t)
+	l := u.lab
+	host := u.host
 	srv, err := l.NS(lab.Srv6).StartEcho(netip.AddrPortFrom(netip.IPv6Unspecified(), lab.EchoPort))
 	if err != nil {
 		t.Fatal(err)
@@ -187,13 +205,9 @@ func TestOutboundIPv6(t *testing.T) {
 // edge, the edge's policy accepts it and opens a carrier through the CGN
 // with an opener, and the held datagram and its answer go through.
 func TestInboundIPv6UDP(t *testing.T) {
-	l := lab.NewForTest(t, lab.Options{})
-	d := deploy(t, lab.BuildUnmap(t))
-	d.startRelay(t, l)
-	d.startEdge(t, l)
-	d.dumpOnFailure(t)
-	section(t, d.edgeS, "session", "the edge's session", func(s edgeSession) bool { return s.Connected })
-	host := waitAddr(t, l.NS(lab.LAN), lab.SitePrefix)
+	u := up(t)
+	l := u.lab
+	host := u.host
 	srv, err := l.NS(lab.LAN).StartEcho(netip.AddrPortFrom(netip.IPv6Unspecified(), lab.EchoPort))
 	if err != nil {
 		t.Fatal(err)

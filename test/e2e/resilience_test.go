@@ -33,13 +33,10 @@ func exchange(c net.Conn, r *bufio.Reader, line string, d time.Duration) error {
 // maps them again, and the connection carries data again within 3 s of
 // the relay coming back.
 func TestRelayRestartKeepsFlows(t *testing.T) {
-	l := lab.NewForTest(t, lab.Options{})
-	d := deploy(t, lab.BuildUnmap(t))
-	relay := d.startRelay(t, l)
-	d.startEdge(t, l)
-	d.dumpOnFailure(t)
-	s := section(t, d.edgeS, "session", "the edge's session", func(s edgeSession) bool { return s.Connected })
-	waitAddr(t, l.NS(lab.LAN), lab.SitePrefix)
+	u := up(t)
+	l, d := u.lab, u.d
+	relay := u.relay
+	s := u.session
 	srv, err := l.NS(lab.Srv6).StartEcho(netip.AddrPortFrom(netip.IPv6Unspecified(), lab.EchoPort))
 	if err != nil {
 		t.Fatal(err)

@@ -20,13 +20,9 @@ type relaySlowpath struct {
 // binds each carrier only to the packet that carries the edge's token, so
 // the flows work, the attempts are counted, and the rogue gets nothing.
 func TestHijackRefused(t *testing.T) {
-	l := lab.NewForTest(t, lab.Options{})
-	d := deploy(t, lab.BuildUnmap(t))
-	d.startRelay(t, l)
-	d.startEdge(t, l)
-	d.dumpOnFailure(t)
-	section(t, d.edgeS, "session", "the edge's session", func(s edgeSession) bool { return s.Connected })
-	host := waitAddr(t, l.NS(lab.LAN), lab.SitePrefix)
+	u := up(t)
+	l, d := u.lab, u.d
+	host := u.host
 	lanSrv, err := l.NS(lab.LAN).StartEcho(netip.AddrPortFrom(netip.IPv6Unspecified(), lab.EchoPort))
 	if err != nil {
 		t.Fatal(err)
@@ -90,13 +86,8 @@ func TestHijackRefused(t *testing.T) {
 // the site's prefix: the edge opens no flow for it, counts it, and nothing
 // reaches the Internet server.
 func TestForeignSourceDropped(t *testing.T) {
-	l := lab.NewForTest(t, lab.Options{})
-	d := deploy(t, lab.BuildUnmap(t))
-	d.startRelay(t, l)
-	d.startEdge(t, l)
-	d.dumpOnFailure(t)
-	section(t, d.edgeS, "session", "the edge's session", func(s edgeSession) bool { return s.Connected })
-	waitAddr(t, l.NS(lab.LAN), lab.SitePrefix)
+	u := up(t)
+	l, d := u.lab, u.d
 	foreign := netip.MustParsePrefix("2001:db8:7::2/64")
 	if err := l.NS(lab.LAN).AddAddr(string(lab.Edge), foreign); err != nil {
 		t.Fatal(err)

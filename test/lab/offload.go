@@ -10,10 +10,12 @@ import (
 	"github.com/unmap-dev/unmap/xdp"
 )
 
-// ethtool commands (linux/ethtool.h): set TX checksumming, set GRO.
+// Ethtool commands (linux/ethtool.h): each set command's get is one less.
 const (
-	ethtoolSTXCSUM = 0x17
-	ethtoolSGRO    = 0x2c
+	EthtoolSTXCSUM = 0x17
+	EthtoolSTSO    = 0x1f
+	EthtoolSGSO    = 0x24
+	EthtoolSGRO    = 0x2c
 )
 
 // ethtoolValue is struct ethtool_value.
@@ -26,6 +28,32 @@ type ifreqData struct {
 	_    [24 - unsafe.Sizeof(uintptr(0))]byte
 }
 
+// Ethtool runs ethtool_value commands (such as {EthtoolSGRO, 0}) on an
+// interface of the namespace, in order, and returns each one's data after
+// the call (a get command's answer).
+func (n *NS) Ethtool(ifname string, cmds ...[2]uint32) ([]uint32, error) {
+	out := make([]uint32, 0, len(cmds))
+	err := n.Do(func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		for _, c := range cmds {
+			v := ethtoolValue{cmd: c[0], data: c[1]}
+			var ifr ifreqData
+			copy(ifr.name[:], ifname)
+			ifr.data = unsafe.Pointer(&v)
+			if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr))); errno != 0 {
+				return fmt.Errorf("%s: ethtool %#x on %s: %w", n.Name, c[0], ifname, errno)
+			}
+			out = append(out, v.data)
+		}
+		return nil
+	})
+	return out, err
+}
+
 // wireLike makes a veth behave like a NIC on a wire for XDP:
 //
 //   - TX checksumming off: the kernel computes checksums in software
@@ -34,25 +62,11 @@ type ifreqData struct {
 //     would complete on the wire); an XDP program on the peer would see,
 //     and rewrite, a checksum no real wire carries.
 //   - GRO on: a veth takes XDP_TX and XDP_REDIRECT frames from its peer's
-//     XDP program only when it has GRO or an XDP program of its own; a NIC
-//     transmits them always.
+//     XDP program only when it has GRO or an XDP program of its own (see
+//     makeXDPReady for why the agents' peers get a program too).
 func (n *NS) wireLike(ifname string) error {
-	return n.Do(func() error {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		for _, v := range []ethtoolValue{{cmd: ethtoolSTXCSUM, data: 0}, {cmd: ethtoolSGRO, data: 1}} {
-			var ifr ifreqData
-			copy(ifr.name[:], ifname)
-			ifr.data = unsafe.Pointer(&v)
-			if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr))); errno != 0 {
-				return fmt.Errorf("%s: ethtool %#x on %s: %w", n.Name, v.cmd, ifname, errno)
-			}
-		}
-		return nil
-	})
+	_, err := n.Ethtool(ifname, [2]uint32{EthtoolSTXCSUM, 0}, [2]uint32{EthtoolSGRO, 1})
+	return err
 }
 
 // agentPeers are the far ends of the links the agents attach XDP to: the
