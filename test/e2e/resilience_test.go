@@ -68,3 +68,48 @@ func TestRelayRestartKeepsFlows(t *testing.T) {
 	}
 	t.Logf("data flows again %v after the relay came back", time.Since(back))
 }
+
+// TestControlOutageKeepsForwarding cuts the control channel for 30 s in
+// the Internet's router, under an established TCP connection: the
+// connection carries data all along (the datapath needs no agent), and
+// the edge is back on a session once the outage ends.
+func TestControlOutageKeepsForwarding(t *testing.T) {
+	u := up(t)
+	l, d := u.lab, u.d
+	srv, err := l.NS(lab.Srv6).StartEcho(netip.AddrPortFrom(netip.IPv6Unspecified(), lab.EchoPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := l.NS(lab.LAN).Dial(ctx, "tcp", netip.AddrPortFrom(lab.Srv6Addr, lab.EchoPort).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	unblock, err := l.NS(lab.Inet).BlockUDPPort(443)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unblock() })
+	section(t, d.edgeS, "session", "the edge to lose its session", func(e edgeSession) bool { return !e.Connected })
+	for end, i := time.Now().Add(30*time.Second), 0; time.Now().Before(end); i++ {
+		if err := exchange(c, r, fmt.Sprintf("during-%d", i), 2*time.Second); err != nil {
+			t.Fatalf("during the outage, after %d exchanges: %v", i, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if err := unblock(); err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithTimeout(ctx, 45*time.Second) // the edge's backoff is at most 30 s
+	defer cancel2()
+	if _, err := lab.WaitSection(ctx2, d.edgeS, "session", func(e edgeSession) bool { return e.Connected && e.Session != u.session.Session }); err != nil {
+		t.Fatalf("no session after the outage: %v", err)
+	}
+	if err := exchange(c, r, "after", 3*time.Second); err != nil {
+		t.Fatalf("after the outage: %v", err)
+	}
+}
