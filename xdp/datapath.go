@@ -136,6 +136,12 @@ func (d *Datapath) PutPair(out, back Mapping) error {
 	return nil
 }
 
+// DeletePair removes both directions of a flow, forward first so no
+// packet is translated one way once the way back is gone.
+func (d *Datapath) DeletePair(out, back Mapping) error {
+	return errors.Join(d.Delete(out.Key), d.Delete(back.Key))
+}
+
 // Delete removes the entry for k.
 func (d *Datapath) Delete(k xlat.Key) error {
 	ck, err := cKey(k)
@@ -190,8 +196,9 @@ func (d *Datapath) AddLocal(a netip.Addr) error {
 	return d.objs.LocalAddrs.Update(&k, uint8(1), ebpf.UpdateAny)
 }
 
-// AddSitePrefix adds a site's prefix (or public IPv4) at the relay: misses
-// to it go to the agent.
+// AddSitePrefix adds a site's prefix (or public IPv4): at the relay,
+// misses to it go to the agent; at the edge LAN, they pass (the site's
+// other segments).
 func (d *Datapath) AddSitePrefix(p netip.Prefix) error {
 	bits := p.Bits()
 	if p.Addr().Is4() {
@@ -233,4 +240,6 @@ func (d *Datapath) Attach(ifindex int, r xlat.Role) (link.Link, Mode, error) {
 	return l, ModeGeneric, nil
 }
 
-func le32(b []byte) uint32 { return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24 }
+func le32(b []byte) uint32 {
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}

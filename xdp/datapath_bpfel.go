@@ -110,6 +110,7 @@ const (
 	datapathMapReasons         = "reasons"
 	datapathMapSitePrefixes    = "site_prefixes"
 	datapathMapTxPorts         = "tx_ports"
+	datapathProgBenchLookup    = "bench_lookup"
 	datapathProgEdgeLan        = "edge_lan"
 	datapathProgEdgeWan        = "edge_wan"
 	datapathProgRelayExt       = "relay_ext"
@@ -169,10 +170,11 @@ type datapathSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathProgramSpecs struct {
-	EdgeLan  *ebpf.ProgramSpec `ebpf:"edge_lan"`
-	EdgeWan  *ebpf.ProgramSpec `ebpf:"edge_wan"`
-	RelayExt *ebpf.ProgramSpec `ebpf:"relay_ext"`
-	XdpPass  *ebpf.ProgramSpec `ebpf:"xdp_pass"`
+	BenchLookup *ebpf.ProgramSpec `ebpf:"bench_lookup"`
+	EdgeLan     *ebpf.ProgramSpec `ebpf:"edge_lan"`
+	EdgeWan     *ebpf.ProgramSpec `ebpf:"edge_wan"`
+	RelayExt    *ebpf.ProgramSpec `ebpf:"relay_ext"`
+	XdpPass     *ebpf.ProgramSpec `ebpf:"xdp_pass"`
 }
 
 // datapathMapSpecs contains maps before they are loaded into the kernel.
@@ -264,14 +266,16 @@ type datapathVariables struct {
 //
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathPrograms struct {
-	EdgeLan  *ebpf.Program `ebpf:"edge_lan"`
-	EdgeWan  *ebpf.Program `ebpf:"edge_wan"`
-	RelayExt *ebpf.Program `ebpf:"relay_ext"`
-	XdpPass  *ebpf.Program `ebpf:"xdp_pass"`
+	BenchLookup *ebpf.Program `ebpf:"bench_lookup"`
+	EdgeLan     *ebpf.Program `ebpf:"edge_lan"`
+	EdgeWan     *ebpf.Program `ebpf:"edge_wan"`
+	RelayExt    *ebpf.Program `ebpf:"relay_ext"`
+	XdpPass     *ebpf.Program `ebpf:"xdp_pass"`
 }
 
 func (p *datapathPrograms) Close() error {
 	return _DatapathClose(
+		p.BenchLookup,
 		p.EdgeLan,
 		p.EdgeWan,
 		p.RelayExt,

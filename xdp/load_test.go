@@ -31,7 +31,7 @@ func loadTest(t testing.TB) *datapathObjects {
 // TestVerifierAcceptsPrograms loads every program of the object.
 func TestVerifierAcceptsPrograms(t *testing.T) {
 	objs := loadTest(t)
-	for name, p := range map[string]*ebpf.Program{"edge_lan": objs.EdgeLan, "edge_wan": objs.EdgeWan, "relay_ext": objs.RelayExt, "xdp_pass": objs.XdpPass} {
+	for name, p := range map[string]*ebpf.Program{"edge_lan": objs.EdgeLan, "edge_wan": objs.EdgeWan, "relay_ext": objs.RelayExt, "bench_lookup": objs.BenchLookup, "xdp_pass": objs.XdpPass} {
 		if p == nil {
 			t.Errorf("program %s not loaded", name)
 		}

@@ -2,6 +2,7 @@ package xdp
 
 import (
 	"testing"
+	"unsafe"
 
 	"github.com/unmap-dev/unmap/session/xlat"
 )
@@ -44,5 +45,29 @@ func TestReasonsMatchC(t *testing.T) {
 		if r.String() == "" {
 			t.Errorf("reason %d has no name", r)
 		}
+	}
+}
+
+// Actions and roles are shared words too.
+func TestActionsAndRolesMatchC(t *testing.T) {
+	for c, g := range map[datapathAction]xlat.Action{
+		datapathActionACT_NONE: xlat.ActNone, datapathActionACT_XLAT64: xlat.ActXlat64,
+		datapathActionACT_XLAT46: xlat.ActXlat46, datapathActionACT_NAPT44: xlat.ActNAPT44,
+		datapathActionACT_WRAP64: xlat.ActWrap64, datapathActionACT_UNWRAP46: xlat.ActUnwrap46,
+	} {
+		if uint32(c) != uint32(g) {
+			t.Errorf("C action %d is Go %d (%v)", c, g, g)
+		}
+	}
+	for c, g := range map[datapathRole]xlat.Role{
+		datapathRoleROLE_EDGE_LAN: xlat.RoleEdgeLAN, datapathRoleROLE_EDGE_WAN: xlat.RoleEdgeWAN,
+		datapathRoleROLE_RELAY_EXT: xlat.RoleRelayExt,
+	} {
+		if uint32(c) != uint32(g) {
+			t.Errorf("C role %d is Go %d (%v)", c, g, g)
+		}
+	}
+	if unsafe.Sizeof(datapathMissRec{}) != missHdrLen+xlat.MissSnap {
+		t.Errorf("miss_rec is %d bytes, Go expects %d", unsafe.Sizeof(datapathMissRec{}), missHdrLen+xlat.MissSnap)
 	}
 }

@@ -5,6 +5,7 @@
 //
 // It translates a flow's packet to its carrier and back (IPv6 <-> IPv4 per
 // RFC 7915, with incremental checksums per RFC 1624), rewrites IPv4 flows
-// (NAPT), wraps other IPv6 payloads in a UDP carrier and unwraps them.
+// (NAPT), wraps other IPv6 payloads in a UDP carrier and unwraps them,
+// and translates ICMP errors with their embedded packet.
 // Keep it simple and obviously right rather than fast.
 package xlat

@@ -10,7 +10,7 @@ import (
 type Tables interface {
 	Lookup(Key) (Entry, bool)
 	IsLocal(netip.Addr) bool // edge: an address of the router itself
-	InSite(netip.Addr) bool  // relay: inside a site's prefix or public IPv4
+	InSite(netip.Addr) bool  // inside a site's prefix or public IPv4
 }
 
 // Result is what the datapath does with one packet.
@@ -21,6 +21,9 @@ type Result struct {
 	Hit     bool   // a flow entry matched and the packet was translated
 	Key     Key    // valid when the packet was parsed far enough to look up
 	Miss    []byte // for ReasonMiss: the bytes handed to the agent
+	// ICMPError: the packet is an ICMP error, looked up by its embedded
+	// packet (Key is that packet's tuple reversed).
+	ICMPError bool
 }
 
 const (
@@ -40,13 +43,14 @@ const (
 
 // pkt is a parsed packet: where its parts are and what it is looked up by.
 type pkt struct {
-	b      []byte
-	v4     bool
-	l4     int // offset of the L4 header
-	l4len  int // L4 length from the IP header
-	ttl    uint8
-	key    Key
-	echoRq bool // ICMP(v6) echo request (id is the source port)
+	b       []byte
+	v4      bool
+	l4      int // offset of the L4 header
+	l4len   int // L4 length from the IP header
+	ttl     uint8
+	key     Key
+	echoRq  bool // ICMP(v6) echo request (id is the source port)
+	icmpErr bool // an ICMP error: key is its embedded packet's, reversed
 }
 
 // Process runs one packet through the datapath of the given role. fib
@@ -73,7 +77,7 @@ func Process(role Role, cfg *Config, t Tables, fib FIB, b []byte) Result {
 		return res
 	}
 	res := forward(fib, out)
-	res.Hit, res.Key = true, p.key
+	res.Hit, res.Key, res.ICMPError = true, p.key, p.icmpErr
 	return res
 }
 
@@ -187,7 +191,7 @@ func parseL4(p *pkt, icmp, echoReq, echoRep uint8) Reason {
 		case echoRep:
 			p.key.DPort = id
 		default:
-			return ReasonPassICMPOther
+			return parseError(p, l4)
 		}
 		return ReasonNone
 	default:
@@ -202,7 +206,9 @@ func parseL4(p *pkt, icmp, echoReq, echoRep uint8) Reason {
 // unmap's (to the agent), or someone else's.
 func classifyMiss(role Role, cfg *Config, t Tables, p *pkt) Reason {
 	if role == RoleEdgeLAN {
-		if t.IsLocal(p.key.Dst) {
+		// The router's own addresses, and the site's other segments
+		// (the edge routes between its LANs), are not unmap's.
+		if t.IsLocal(p.key.Dst) || t.InSite(p.key.Dst) {
 			return ReasonPassLocal
 		}
 		if p.v4 && !cfg.LANv4ToAgent {

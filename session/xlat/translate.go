@@ -5,11 +5,23 @@ import "encoding/binary"
 // apply checks that entry e fits packet p and returns the translated
 // packet, or the reason it was not translated (the input is untouched).
 func apply(p *pkt, e Entry) ([]byte, Reason) {
+	if p.icmpErr && (e.Action == ActWrap64 || e.Action == ActUnwrap46) {
+		return nil, ReasonPassICMPOther // errors about UDP carriers stay with the stack
+	}
 	if !fits(p, e) {
 		return nil, ReasonDropBadEntry
 	}
 	if p.ttl <= 1 {
 		return nil, ReasonPassTTL
+	}
+	if p.icmpErr {
+		switch e.Action {
+		case ActXlat64:
+			return err64(p, e)
+		case ActXlat46:
+			return err46(p, e)
+		}
+		return errNAPT(p, e)
 	}
 	if p.key.Proto == protoUDP && binary.BigEndian.Uint16(p.b[p.l4+6:]) == 0 {
 		// IPv6 forbids it, and a native IPv4 carrier is ours: both always

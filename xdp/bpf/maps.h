@@ -71,7 +71,7 @@ struct lpm_key {
 	__u32 addr[4];
 };
 
-/* Sites' prefixes and public IPv4 (as ::ffff:0:0/96) at the relay, on a miss. */
+/* Sites' prefixes and public IPv4 (as ::ffff:a.b.c.d/128), consulted on a miss. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, 4096);

@@ -28,7 +28,65 @@ struct pkt {
 	__u16 l4len;  /* L4 length from the IP header */
 	__u8 ttl;
 	__u8 echo_rq; /* ICMP(v6) echo request: identifier is sport */
+	__u8 icmp_err; /* ICMP error: key is its embedded packet's, reversed */
 };
+
+/* An ICMP error unmap translates (IPv4 3 and 11, ICMPv6 1 to 3) about a
+ * plain TCP, UDP or ICMP echo packet: key it by the embedded packet's
+ * tuple reversed, the key of packets going where the error goes. */
+static __always_inline enum reason parse_icmp_err(struct pkt *p, __u8 *ih, int v4)
+{
+	void *end = p->end;
+	__u8 t = ih[0], proto, icmp, req, rep;
+	__u8 *e = ih + 8, *el4;
+	__be16 sport = 0, dport = 0;
+
+	if (v4) {
+		if (t != 3 && t != 11)
+			return REASON_PASS_ICMP_OTHER;
+		if (p->l4len < 8 + 20 + 8 || (void *)(e + 28) > end)
+			return REASON_PASS_ICMP_OTHER;
+		if (e[0] != 0x45 || (*(__be16 *)(e + 6) & bpf_htons(0x1fff)) ||
+		    bpf_ntohs(*(__be16 *)(e + 2)) < 20)
+			return REASON_PASS_ICMP_OTHER;
+		proto = e[9];
+		p->key.saddr[0] = *(__u32 *)(e + 16);
+		p->key.daddr[0] = *(__u32 *)(e + 12);
+		el4 = e + 20;
+		icmp = IPPROTO_ICMP;
+		req = ICMP_ECHO;
+		rep = ICMP_ECHOREPLY;
+	} else {
+		if (t < 1 || t > 3)
+			return REASON_PASS_ICMP_OTHER;
+		if (p->l4len < 8 + 40 + 8 || (void *)(e + 48) > end)
+			return REASON_PASS_ICMP_OTHER;
+		if ((e[0] >> 4) != 6)
+			return REASON_PASS_ICMP_OTHER;
+		proto = e[6];
+		__builtin_memcpy(p->key.saddr, e + 24, 16);
+		__builtin_memcpy(p->key.daddr, e + 8, 16);
+		el4 = e + 40;
+		icmp = IPPROTO_ICMPV6;
+		req = ICMP6_ECHO;
+		rep = ICMP6_ECHOREPLY;
+	}
+	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
+		sport = *(__be16 *)el4;
+		dport = *(__be16 *)(el4 + 2);
+	} else if (proto == icmp && el4[0] == req) {
+		sport = *(__be16 *)(el4 + 4);
+	} else if (proto == icmp && el4[0] == rep) {
+		dport = *(__be16 *)(el4 + 4);
+	} else {
+		return REASON_PASS_ICMP_OTHER;
+	}
+	p->key.proto = proto;
+	p->key.sport = dport;
+	p->key.dport = sport;
+	p->icmp_err = 1;
+	return REASON_NONE;
+}
 
 /* Ports of TCP/UDP, identifier of ICMP echo; other protocols have none. */
 static __always_inline enum reason parse_l4(struct pkt *p, void *l4, __u8 icmp,
@@ -68,7 +126,7 @@ static __always_inline enum reason parse_l4(struct pkt *p, void *l4, __u8 icmp,
 		} else if (ih[0] == echo_rep) {
 			p->key.dport = *(__be16 *)(ih + 4);
 		} else {
-			return REASON_PASS_ICMP_OTHER;
+			return parse_icmp_err(p, ih, icmp == IPPROTO_ICMP);
 		}
 	}
 	return REASON_NONE;

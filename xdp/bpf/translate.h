@@ -95,7 +95,7 @@ static __always_inline void echo_type(__u8 *l4, int to6, __u64 *acc)
 
 /* Write a carrier IPv4 header: ID 0 with DF (RFC 6864 atomic datagram). */
 static __always_inline void put_ipv4(struct iphdr *ip, __u8 tos, __u16 tot,
-				     __u8 proto, __u8 ttl, const struct flow_entry *e)
+				     __u8 proto, __u8 ttl, __u32 saddr, __u32 daddr)
 {
 	*(__u16 *)ip = bpf_htons(0x4500 | tos);
 	ip->tot_len = bpf_htons(tot);
@@ -104,20 +104,20 @@ static __always_inline void put_ipv4(struct iphdr *ip, __u8 tos, __u16 tot,
 	ip->ttl = ttl;
 	ip->protocol = proto;
 	ip->check = 0;
-	ip->saddr = e->saddr[0];
-	ip->daddr = e->daddr[0];
+	ip->saddr = saddr;
+	ip->daddr = daddr;
 	ip->check = ~ipv4_sum(ip);
 }
 
 static __always_inline void put_ipv6(struct ipv6hdr *ip6, __u8 tos, __u16 plen,
-				     __u8 next, __u8 hop, const struct flow_entry *e)
+				     __u8 next, __u8 hop, const __u32 *saddr, const __u32 *daddr)
 {
 	*(__be32 *)ip6 = bpf_htonl(0x60000000 | (__u32)tos << 20);
 	ip6->payload_len = bpf_htons(plen);
 	ip6->nexthdr = next;
 	ip6->hop_limit = hop;
-	__builtin_memcpy(&ip6->saddr, e->saddr, 16);
-	__builtin_memcpy(&ip6->daddr, e->daddr, 16);
+	__builtin_memcpy(&ip6->saddr, saddr, 16);
+	__builtin_memcpy(&ip6->daddr, daddr, 16);
 }
 
 static __always_inline __u8 ipv6_tc(const struct ipv6hdr *ip6)
@@ -157,7 +157,7 @@ static __always_inline enum reason xlat64(struct xdp_md *ctx, struct pkt *p,
 	}
 	off = rewrite_ports(p, l4, e, &acc);
 	finish_csum(p, l4, off, acc);
-	put_ipv4(ip, tos, p->l4len + 20, e->proto, p->ttl - 1, e);
+	put_ipv4(ip, tos, p->l4len + 20, e->proto, p->ttl - 1, e->saddr[0], e->daddr[0]);
 	__builtin_memcpy(data + 20, data, 12);
 	*(__be16 *)(data + 32) = bpf_htons(ETH_P_IP);
 	if (bpf_xdp_adjust_head(ctx, 20))
@@ -200,7 +200,7 @@ static __always_inline enum reason xlat46(struct xdp_md *ctx, struct pkt *p,
 		return REASON_DROP_HELPER;
 	__builtin_memcpy(data, data + 20, 12);
 	*(__be16 *)(data + 12) = bpf_htons(ETH_P_IPV6);
-	put_ipv6(data + ETH_LEN, tos, p->l4len, e->proto, p->ttl - 1, e);
+	put_ipv6(data + ETH_LEN, tos, p->l4len, e->proto, p->ttl - 1, e->saddr, e->daddr);
 	return REASON_NONE;
 }
 
@@ -223,7 +223,7 @@ static __always_inline enum reason wrap64(struct xdp_md *ctx, struct pkt *p,
 	uh->dest = e->dport;
 	uh->len = bpf_htons(p->l4len + 8);
 	uh->check = 0;
-	put_ipv4(ip, tos, p->l4len + 28, IPPROTO_UDP, p->ttl - 1, e);
+	put_ipv4(ip, tos, p->l4len + 28, IPPROTO_UDP, p->ttl - 1, e->saddr[0], e->daddr[0]);
 	__builtin_memcpy(data + 12, data, 12);
 	*(__be16 *)(data + 24) = bpf_htons(ETH_P_IP);
 	if (bpf_xdp_adjust_head(ctx, 12))
@@ -250,6 +250,6 @@ static __always_inline enum reason unwrap46(struct xdp_md *ctx, struct pkt *p,
 		return REASON_DROP_HELPER;
 	__builtin_memcpy(data, data + 12, 12);
 	*(__be16 *)(data + 12) = bpf_htons(ETH_P_IPV6);
-	put_ipv6(data + ETH_LEN, tos, p->l4len - 8, e->proto, p->ttl - 1, e);
+	put_ipv6(data + ETH_LEN, tos, p->l4len - 8, e->proto, p->ttl - 1, e->saddr, e->daddr);
 	return REASON_NONE;
 }

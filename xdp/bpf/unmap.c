@@ -10,6 +10,7 @@
 #include "parse.h"
 #include "translate.h"
 #include "nat.h"
+#include "icmp.h"
 #include "fwd.h"
 #include "miss.h"
 
@@ -74,10 +75,22 @@ static __always_inline int unmap_process(struct xdp_md *ctx, enum role role)
 			r = send_miss(ctx, role, &p);
 		return verdict(r);
 	}
+	/* Errors about UDP carriers stay with the stack. */
+	if (p.icmp_err && (e->action == ACT_WRAP64 || e->action == ACT_UNWRAP46))
+		return verdict(REASON_PASS_ICMP_OTHER);
 	if (!fits(&p, e))
 		return verdict(REASON_DROP_BAD_ENTRY);
 	if (p.ttl <= 1)
 		return verdict(REASON_PASS_TTL);
+	if (p.icmp_err) {
+		if (e->action == ACT_XLAT64)
+			r = err64(ctx, &p, e);
+		else if (e->action == ACT_XLAT46)
+			r = err46(ctx, &p, e);
+		else
+			r = err_napt(&p, e);
+		goto done;
+	}
 	if (bad_zero_csum(&p, e))
 		return verdict(REASON_DROP_UDP_ZERO_CSUM);
 	switch (e->action) {
@@ -96,6 +109,7 @@ static __always_inline int unmap_process(struct xdp_md *ctx, enum role role)
 	default:
 		r = unwrap46(ctx, &p, e);
 	}
+done:
 	if (r != REASON_NONE)
 		return verdict(r);
 	e->packets++;
@@ -123,6 +137,17 @@ SEC("xdp")
 int relay_ext(struct xdp_md *ctx)
 {
 	return unmap_process(ctx, ROLE_RELAY_EXT);
+}
+
+/* Benchmark floor: parsing and the one flow lookup, nothing else. */
+SEC("xdp")
+int bench_lookup(struct xdp_md *ctx)
+{
+	struct pkt p = {};
+
+	if (parse(ctx, &p) != REASON_NONE)
+		return XDP_ABORTED;
+	return bpf_map_lookup_elem(&flows, &p.key) ? XDP_PASS : XDP_DROP;
 }
 
 /* Baseline for benchmarks: the cheapest possible XDP program. */

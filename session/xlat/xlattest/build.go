@@ -28,8 +28,11 @@ type Spec struct {
 	TTL          uint8
 	TOS          uint8
 	Payload      []byte
-	// ICMPType, when non-zero, builds a non-echo ICMP message of that type.
-	ICMPType uint8
+	// ICMPType, when non-zero, builds a non-echo ICMP message of that
+	// type and code, ICMPRest as its bytes 4-7 (MTU, unused) and Payload
+	// behind (the embedded packet of an error).
+	ICMPType, ICMPCode uint8
+	ICMPRest           [4]byte
 	// Input-only oddities: an IPv6 flow label, an IPv4 option, the
 	// IPv4 more-fragments flag, a UDP checksum of zero.
 	FlowLabel   uint32
@@ -83,22 +86,26 @@ func Build(s Spec) []byte {
 		if s.Reply {
 			tc, id = layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoReply, 0), s.DPort
 		}
+		seq := uint16(7)
 		if s.ICMPType != 0 {
-			tc = layers.CreateICMPv4TypeCode(s.ICMPType, 0)
+			tc = layers.CreateICMPv4TypeCode(s.ICMPType, s.ICMPCode)
+			id, seq = uint16(s.ICMPRest[0])<<8|uint16(s.ICMPRest[1]), uint16(s.ICMPRest[2])<<8|uint16(s.ICMPRest[3])
 		}
-		ls = append(ls, &layers.ICMPv4{TypeCode: tc, Id: id, Seq: 7})
+		ls = append(ls, &layers.ICMPv4{TypeCode: tc, Id: id, Seq: seq})
 	case s.Proto == 58 && s.Src.Is6():
 		tc := layers.CreateICMPv6TypeCode(layers.ICMPv6TypeEchoRequest, 0)
 		id := s.SPort
 		if s.Reply {
 			tc, id = layers.CreateICMPv6TypeCode(layers.ICMPv6TypeEchoReply, 0), s.DPort
 		}
+		seq := uint16(7)
 		if s.ICMPType != 0 {
-			tc = layers.CreateICMPv6TypeCode(s.ICMPType, 0)
+			tc = layers.CreateICMPv6TypeCode(s.ICMPType, s.ICMPCode)
+			id, seq = uint16(s.ICMPRest[0])<<8|uint16(s.ICMPRest[1]), uint16(s.ICMPRest[2])<<8|uint16(s.ICMPRest[3])
 		}
 		ic := &layers.ICMPv6{TypeCode: tc}
 		_ = ic.SetNetworkLayerForChecksum(nl)
-		ls = append(ls, ic, &layers.ICMPv6Echo{Identifier: id, SeqNumber: 7})
+		ls = append(ls, ic, &layers.ICMPv6Echo{Identifier: id, SeqNumber: seq})
 	}
 	ls = append(ls, gopacket.Payload(s.Payload))
 	buf := gopacket.NewSerializeBuffer()

@@ -127,6 +127,7 @@ func Fixtures() []Fixture {
 		untouched("pass/v6-link-local", lan, Build(with(tcp6, func(s *Spec) { s.Dst = netip.MustParseAddr("fe80::1") })), xlat.ReasonPassLocal),
 		untouched("pass/v4-broadcast", wan, Build(with(tcp4, func(s *Spec) { s.Dst = netip.MustParseAddr("255.255.255.255") })), xlat.ReasonPassLocal),
 		untouched("pass/edge-lan/router-itself", lan, Build(with(tcp6, func(s *Spec) { s.Dst = EdgeLocal })), xlat.ReasonPassLocal),
+		untouched("pass/edge-lan/other-site-segment", lan, Build(with(tcp6, func(s *Spec) { s.Dst = netip.MustParseAddr("2001:db8:1:2::5") })), xlat.ReasonPassLocal),
 		untouched("miss/edge-lan/new-v6-flow", lan, Build(with(tcp6, func(s *Spec) { s.SPort = 40001 })), xlat.ReasonMiss),
 		untouched("pass/edge-lan/v4-not-ours", lan, Build(sp(6, LANHost4, 5001, Remote4, 80, 64)), xlat.ReasonPassNotOurs),
 		untouched("pass/edge-wan/control-channel", wan, Build(sp(17, RelayAddr, 443, EdgeWAN, 50000, 64)), xlat.ReasonPassNotOurs),
@@ -151,6 +152,7 @@ func Fixtures() []Fixture {
 		untouched("drop/v4-native-carrier-zero-csum", wan, Build(with(sp(17, RelayAddr, 30000, EdgeWAN, 20000, 64), func(s *Spec) { s.ZeroUDPCsum = true })), xlat.ReasonDropUDPZeroCsum),
 		untouched("drop/bad-entry", rel, Build(sp(6, Remote4, 81, SitePub4, 5001, 64)), xlat.ReasonDropBadEntry),
 	)
+	fs = append(fs, errorFixtures()...)
 	fs = append(fs, malformed(tcp4, tcp6)...)
 	return fs
 }

@@ -44,6 +44,27 @@ func (g *Gen) Packet() (xlat.Role, []byte) {
 	case n < 6: // an entry's key, random shape
 		k := g.keys[g.r.IntN(len(g.keys))]
 		b = Build(g.spec(k))
+	case n < 7: // an ICMP error about a packet of an entry's flow
+		k := g.keys[g.r.IntN(len(g.keys))]
+		o := g.spec(xlat.Key{Proto: k.Proto, Src: k.Dst, Dst: k.Src, SPort: k.DPort, DPort: k.SPort})
+		o.ICMPType, o.IPv4Option, o.MoreFrags = 0, false, false
+		if o.Proto == 1 || o.Proto == 58 {
+			o.Reply = k.SPort != 0
+		}
+		in := emb(o, 0)
+		if g.r.IntN(2) == 0 {
+			in = in[:min(len(in), ipHdrLen(in)+8+g.r.IntN(16))]
+		}
+		s := xlattest4or6(k, g.addr[g.r.IntN(len(g.addr))])
+		s.TTL = uint8(g.r.IntN(256))
+		s.Payload = in
+		if k.Src.Is4() {
+			s.Proto, s.ICMPType, s.ICMPCode = 1, []uint8{3, 11, 3}[g.r.IntN(3)], uint8(g.r.IntN(16))
+		} else {
+			s.Proto, s.ICMPType, s.ICMPCode = 58, uint8(1+g.r.IntN(4)), uint8(g.r.IntN(5))
+		}
+		s.ICMPRest = [4]byte{0, 0, byte(g.r.IntN(8)), byte(g.r.Uint32())}
+		b = Build(s)
 	case n < 9: // random addresses and ports around the world's
 		s := g.addr[g.r.IntN(len(g.addr))]
 		d := g.addr[g.r.IntN(len(g.addr))]
@@ -137,4 +158,14 @@ func (g *Gen) mutate(b []byte) []byte {
 		FixIPv4(b)
 	}
 	return b
+}
+
+// xlattest4or6 is an error's outer header: from a random address of the
+// key's family (or the key's own destination) towards its source.
+func xlattest4or6(k xlat.Key, a netip.Addr) Spec {
+	src := k.Dst
+	if a.Is4() == k.Src.Is4() {
+		src = a
+	}
+	return Spec{Src: src, Dst: k.Src}
 }
