@@ -16,6 +16,7 @@ import (
 	"github.com/unmap-dev/unmap/control/admin"
 	"github.com/unmap-dev/unmap/control/pki"
 	"github.com/unmap-dev/unmap/proto"
+	"github.com/unmap-dev/unmap/session/ports"
 )
 
 // Options are what the command line gives the agent besides edge.yaml.
@@ -39,6 +40,11 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		return fmt.Errorf("wan_interface: %w", err)
 	}
 	if err := enableForwarding(); err != nil {
+		return err
+	}
+	// No local socket may take a carrier port: its packets would be
+	// taken for a carrier's.
+	if err := ports.Reserve(ports.Range(s.CarrierPorts)); err != nil {
 		return err
 	}
 	_, cert, err := pki.LoadIdentity(s.TLS.Cert, s.TLS.Key)

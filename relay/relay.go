@@ -13,6 +13,7 @@ import (
 	"github.com/unmap-dev/unmap/control/admin"
 	"github.com/unmap-dev/unmap/control/pki"
 	"github.com/unmap-dev/unmap/proto"
+	"github.com/unmap-dev/unmap/session/ports"
 )
 
 // Options are what the command line gives the agent besides relay.yaml.
@@ -51,6 +52,11 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	defer cancel()
 	errc := make(chan error, 2)
 	if !o.ControlOnly {
+		// No local socket may take a carrier port: the datapath would
+		// take its packets for a carrier's.
+		if err := ports.Reserve(ports.Range(s.CarrierPorts)); err != nil {
+			return err
+		}
 		dp, err := openDatapath(s, log.With("part", "xdp"))
 		if err != nil {
 			return fmt.Errorf("datapath: %w", err)
