@@ -96,22 +96,6 @@ func (l local) IsLocal(a netip.Addr) bool {
 }
 func (local) InSite(netip.Addr) bool { return false }
 
-// pair is a flow's two entries, as tables for the model to translate the
-// held packets with exactly what the datapath now does.
-type pair struct{ out, back xdp.Mapping }
-
-func (p pair) Lookup(k xlat.Key) (xlat.Entry, bool) {
-	switch k {
-	case p.out.Key:
-		return p.out.Entry, true
-	case p.back.Key:
-		return p.back.Entry, true
-	}
-	return xlat.Entry{}, false
-}
-func (pair) IsLocal(netip.Addr) bool { return false }
-func (pair) InSite(netip.Addr) bool  { return false }
-
 // maxHeld bounds the packets held for one flow while it opens.
 const maxHeld = 8
 
@@ -216,7 +200,7 @@ func (a *agent) openFlow(ctx context.Context, dp *datapath, f session.Flow, cp s
 		return err
 	}
 	out, back, _ := xdp.EdgePair(f, c)
-	tables := pair{out, back}
+	tables := xdp.Pair{out, back}
 	for _, p := range pkts {
 		res := xlat.Process(xlat.RoleEdgeLAN, &dp.cfg, tables, nil, p)
 		if !res.Hit {

@@ -111,20 +111,6 @@ func (t sitesTable) InSite(a netip.Addr) bool {
 	return false
 }
 
-// entries is a flow's two entries as tables for the model.
-type entries [2]xdp.Mapping
-
-func (e entries) Lookup(k xlat.Key) (xlat.Entry, bool) {
-	for _, m := range e {
-		if m.Key == k {
-			return m.Entry, true
-		}
-	}
-	return xlat.Entry{}, false
-}
-func (entries) IsLocal(netip.Addr) bool { return false }
-func (entries) InSite(netip.Addr) bool  { return false }
-
 // misses serves the datapath's misses until ctx ends: carrier packets
 // that bind their carrier, and (not yet) inbound flows to the sites.
 func (c *carriers) misses(ctx context.Context, dp *datapath) error {
@@ -181,7 +167,7 @@ func (dp *datapath) send(f session.Flow, c session.Carrier, frames [][]byte, cou
 		return
 	}
 	for _, fr := range frames {
-		res := xlat.Process(xlat.RoleRelayExt, &dp.cfg, entries{out, back}, nil, fr)
+		res := xlat.Process(xlat.RoleRelayExt, &dp.cfg, xdp.Pair{out, back}, nil, fr)
 		if !res.Hit {
 			count("held-untranslated")
 			continue

@@ -86,3 +86,20 @@ func echoCarrier(c session.Carrier) session.Carrier {
 	}
 	return c
 }
+
+// Pair is a flow's two mappings as tables of the reference model, so an
+// agent translates the packets it held with exactly the entries it has
+// just installed.
+type Pair [2]Mapping
+
+func (p Pair) Lookup(k xlat.Key) (xlat.Entry, bool) {
+	for _, m := range p {
+		if m.Key == k {
+			return m.Entry, true
+		}
+	}
+	return xlat.Entry{}, false
+}
+
+func (Pair) IsLocal(netip.Addr) bool { return false }
+func (Pair) InSite(netip.Addr) bool  { return false }
