@@ -46,13 +46,15 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 		return
 	}
 	c.held[f] = [][]byte{frame}
+	released := make(chan struct{})
+	c.done[f] = released
 	c.mu.Unlock()
-	go c.offer(ctx, ss, f)
+	go c.offer(ctx, ss, f, released)
 }
 
 // offer asks the edge and, on accept, waits for the carrier to bind; the
-// held packets go out when it does (see release).
-func (c *carriers) offer(ctx context.Context, ss *control.Session, f session.Flow) {
+// held packets go out when it does (release closes released).
+func (c *carriers) offer(ctx context.Context, ss *control.Session, f session.Flow, released <-chan struct{}) {
 	lease, err := c.ports.Grant(ss.Site(), publicAddr(ss), session.UDP)
 	if err != nil {
 		c.drop(f, "inbound-no-port")
@@ -75,17 +77,13 @@ func (c *carriers) offer(ctx context.Context, ss *control.Session, f session.Flo
 	// never comes, the held packets go.
 	select {
 	case <-ctx.Done():
-		c.mu.Lock()
-		_, still := c.held[f]
-		c.mu.Unlock()
-		if still {
-			c.drop(f, "inbound-not-opened")
-		}
-	case <-c.released(f):
+		c.drop(f, "inbound-not-opened")
+	case <-released:
 	}
 }
 
-// drop forgets an inbound flow's held packets, counting them.
+// drop forgets an inbound flow's held packets (if still held), counting
+// them.
 func (c *carriers) drop(f session.Flow, why string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -93,18 +91,7 @@ func (c *carriers) drop(f session.Flow, why string) {
 		c.countLocked(why)
 	}
 	delete(c.held, f)
-}
-
-// released returns a channel closed once f's held packets were sent.
-func (c *carriers) released(f session.Flow) <-chan struct{} {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch, ok := c.done[f]
-	if !ok {
-		ch = make(chan struct{})
-		c.done[f] = ch
-	}
-	return ch
+	delete(c.done, f)
 }
 
 // release sends an inbound flow's held packets through its new carrier.
