@@ -40,9 +40,9 @@ type running struct {
 	host    netip.Addr
 }
 
-func up(t *testing.T) running {
+func up(t *testing.T, mode lab.CGNMode) running {
 	t.Helper()
-	u := running{lab: lab.NewForTest(t, lab.Options{})}
+	u := running{lab: lab.NewForTest(t, lab.Options{CGNMode: mode, CGNUDPTimeout: 30 * time.Second})}
 	u.d = deploy(t, lab.BuildUnmap(t))
 	u.relay = u.d.startRelay(t, u.lab)
 	u.d.startEdge(t, u.lab)
@@ -50,6 +50,16 @@ func up(t *testing.T) running {
 	u.session = section(t, u.d.edgeS, "session", "the edge's session", func(s edgeSession) bool { return s.Connected })
 	u.host = waitAddr(t, u.lab.NS(lab.LAN), lab.SitePrefix)
 	return u
+}
+
+// bothCGNs runs a test with the upstream CGN in each mode, with the
+// 30 s UDP timeout some CGNATs use: port-preserving masquerade, and
+// random,fully-random (address-and-port-dependent mapping, the harsh
+// case). Carriers bind by token, not by port, so both must work.
+func bothCGNs(t *testing.T, test func(*testing.T, lab.CGNMode)) {
+	for _, mode := range []lab.CGNMode{lab.CGNPreserve, lab.CGNRandom} {
+		t.Run(mode.String(), func(t *testing.T) { test(t, mode) })
+	}
 }
 
 // dumpOnFailure logs both agents' status when the test fails: the
@@ -153,8 +163,10 @@ func waitAddr(t *testing.T, ns *lab.NS, p netip.Prefix) netip.Addr {
 // no IPv6 from its ISP reaches an IPv6-only server through the CGN, over
 // TCP and UDP, its first packets included, and the server sees the host's
 // own address.
-func TestOutboundIPv6(t *testing.T) {
-	u := up(t)
+func TestOutboundIPv6(t *testing.T) { bothCGNs(t, testOutboundIPv6) }
+
+func testOutboundIPv6(t *testing.T, mode lab.CGNMode) {
+	u := up(t, mode)
 	l := u.lab
 	host := u.host
 	srv, err := l.NS(lab.Srv6).StartEcho(netip.AddrPortFrom(netip.IPv6Unspecified(), lab.EchoPort))
@@ -204,8 +216,10 @@ func TestOutboundIPv6(t *testing.T) {
 // srv6 sends to the host's address, the relay offers the flow to the
 // edge, the edge's policy accepts it and opens a carrier through the CGN
 // with an opener, and the held datagram and its answer go through.
-func TestInboundIPv6UDP(t *testing.T) {
-	u := up(t)
+func TestInboundIPv6UDP(t *testing.T) { bothCGNs(t, testInboundIPv6UDP) }
+
+func testInboundIPv6UDP(t *testing.T, mode lab.CGNMode) {
+	u := up(t, mode)
 	l := u.lab
 	host := u.host
 	srv, err := l.NS(lab.LAN).StartEcho(netip.AddrPortFrom(netip.IPv6Unspecified(), lab.EchoPort))

@@ -32,8 +32,10 @@ func exchange(c net.Conn, r *bufio.Reader, line string, d time.Duration) error {
 // connection: the edge reconnects and replays its flows, the new relay
 // maps them again, and the connection carries data again within 3 s of
 // the relay coming back.
-func TestRelayRestartKeepsFlows(t *testing.T) {
-	u := up(t)
+func TestRelayRestartKeepsFlows(t *testing.T) { bothCGNs(t, testRelayRestartKeepsFlows) }
+
+func testRelayRestartKeepsFlows(t *testing.T, mode lab.CGNMode) {
+	u := up(t, mode)
 	l, d := u.lab, u.d
 	relay := u.relay
 	s := u.session
@@ -73,8 +75,10 @@ func TestRelayRestartKeepsFlows(t *testing.T) {
 // the Internet's router, under an established TCP connection: the
 // connection carries data all along (the datapath needs no agent), and
 // the edge is back on a session once the outage ends.
-func TestControlOutageKeepsForwarding(t *testing.T) {
-	u := up(t)
+func TestControlOutageKeepsForwarding(t *testing.T) { bothCGNs(t, testControlOutageKeepsForwarding) }
+
+func testControlOutageKeepsForwarding(t *testing.T, mode lab.CGNMode) {
+	u := up(t, mode)
 	l, d := u.lab, u.d
 	srv, err := l.NS(lab.Srv6).StartEcho(netip.AddrPortFrom(netip.IPv6Unspecified(), lab.EchoPort))
 	if err != nil {

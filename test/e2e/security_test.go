@@ -19,8 +19,10 @@ type relaySlowpath struct {
 // spray every relay carrier port while the site's flows open: the relay
 // binds each carrier only to the packet that carries the edge's token, so
 // the flows work, the attempts are counted, and the rogue gets nothing.
-func TestHijackRefused(t *testing.T) {
-	u := up(t)
+func TestHijackRefused(t *testing.T) { bothCGNs(t, testHijackRefused) }
+
+func testHijackRefused(t *testing.T, mode lab.CGNMode) {
+	u := up(t, mode)
 	l, d := u.lab, u.d
 	host := u.host
 	lanSrv, err := l.NS(lab.LAN).StartEcho(netip.AddrPortFrom(netip.IPv6Unspecified(), lab.EchoPort))
@@ -85,8 +87,10 @@ func TestHijackRefused(t *testing.T) {
 // TestForeignSourceDropped has a LAN host send from an address outside
 // the site's prefix: the edge opens no flow for it, counts it, and nothing
 // reaches the Internet server.
-func TestForeignSourceDropped(t *testing.T) {
-	u := up(t)
+func TestForeignSourceDropped(t *testing.T) { bothCGNs(t, testForeignSourceDropped) }
+
+func testForeignSourceDropped(t *testing.T, mode lab.CGNMode) {
+	u := up(t, mode)
 	l, d := u.lab, u.d
 	foreign := netip.MustParsePrefix("2001:db8:7::2/64")
 	if err := l.NS(lab.LAN).AddAddr(string(lab.Edge), foreign); err != nil {
