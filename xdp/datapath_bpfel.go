@@ -89,7 +89,8 @@ const (
 	datapathReasonREASON_DROP_HELPER        datapathReason = 18
 	datapathReasonREASON_MISS               datapathReason = 19
 	datapathReasonREASON_DROP_MISS_FULL     datapathReason = 20
-	datapathReasonREASON_MAX                datapathReason = 21
+	datapathReasonREASON_KEEPALIVE          datapathReason = 21
+	datapathReasonREASON_MAX                datapathReason = 22
 )
 
 type datapathRole uint32

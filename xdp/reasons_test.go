@@ -31,6 +31,7 @@ func TestReasonsMatchC(t *testing.T) {
 		datapathReasonREASON_DROP_HELPER:        xlat.ReasonDropHelper,
 		datapathReasonREASON_MISS:               xlat.ReasonMiss,
 		datapathReasonREASON_DROP_MISS_FULL:     xlat.ReasonDropMissFull,
+		datapathReasonREASON_KEEPALIVE:          xlat.ReasonKeepalive,
 		datapathReasonREASON_MAX:                xlat.NumReasons,
 	}
 	for c, g := range pairs {

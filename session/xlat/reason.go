@@ -30,6 +30,7 @@ const (
 	ReasonDropHelper                    // a BPF helper failed
 	ReasonMiss                          // ours, no entry: to the agent
 	ReasonDropMissFull                  // miss ring full
+	ReasonKeepalive                     // an edge's carrier keepalive: consumed
 	NumReasons                          // number of reasons (not a reason)
 )
 
@@ -38,7 +39,7 @@ var reasonNames = [NumReasons]string{
 	"pass-ip-options", "pass-ipv6-ext", "pass-ttl", "pass-icmp-other",
 	"pass-no-neigh", "pass-fib", "drop-trunc-l3", "drop-bad-ip",
 	"drop-bad-len", "drop-bad-csum", "drop-trunc-l4", "drop-udp-zero-csum",
-	"drop-bad-entry", "drop-helper", "miss", "drop-miss-full",
+	"drop-bad-entry", "drop-helper", "miss", "drop-miss-full", "keepalive",
 }
 
 func (r Reason) String() string {

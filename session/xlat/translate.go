@@ -30,6 +30,9 @@ func apply(p *pkt, e Entry) ([]byte, Reason) {
 			return nil, ReasonDropUDPZeroCsum
 		}
 	}
+	if isKeepalive(p, e) {
+		return nil, ReasonKeepalive
+	}
 	switch e.Action {
 	case ActXlat64:
 		return xlat64(p, e), ReasonNone
@@ -278,4 +281,19 @@ func unwrap46(p *pkt, e Entry) []byte {
 	copy(out[ethLen+ipv6Len:], in[ethLen+ipv4Len+udpLen:])
 	put6(out[ethLen:], h4[1], p.l4len-udpLen, e.Proto, p.ttl-1, e)
 	return out
+}
+
+// KeepaliveMagic is the whole payload of a carrier keepalive: the edge
+// sends it on an idle UDP carrier to refresh the CGNAT's mapping, and the
+// datapath on the carrier's far end consumes it (ReasonKeepalive).
+var KeepaliveMagic = [8]byte{'u', 'n', 'm', 'a', 'p', '-', 'k', 'a'}
+
+// isKeepalive: a UDP carrier packet (an entry back to the flow) whose
+// payload is exactly KeepaliveMagic.
+func isKeepalive(p *pkt, e Entry) bool {
+	if !p.v4 || p.key.Proto != protoUDP || (e.Action != ActXlat46 && e.Action != ActUnwrap46) {
+		return false
+	}
+	l4 := p.b[p.l4:]
+	return len(l4) >= 16 && binary.BigEndian.Uint16(l4[4:]) == 16 && [8]byte(l4[8:16]) == KeepaliveMagic
 }

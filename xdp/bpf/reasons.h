@@ -28,6 +28,7 @@ enum reason {
 	REASON_DROP_HELPER,      /* a BPF helper failed (adjust_head) */
 	REASON_MISS,             /* ours but no entry: sent to the agent, not forwarded */
 	REASON_DROP_MISS_FULL,   /* miss ring buffer full: dropped */
+	REASON_KEEPALIVE,        /* an edge's carrier keepalive: consumed */
 	REASON_MAX,
 };
 

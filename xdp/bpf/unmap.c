@@ -59,6 +59,26 @@ static __always_inline int bad_zero_csum(const struct pkt *p, const struct flow_
 	return p->key.family == 6 || e->action == ACT_XLAT46;
 }
 
+/* A carrier keepalive: a UDP datagram whose payload is exactly the 8
+ * bytes "unmap-ka", sent by the edge on an idle UDP carrier to refresh the
+ * CGNAT's mapping. It arrives on a carrier (an entry back to the flow) and
+ * goes no further. */
+static __always_inline int is_keepalive(const struct pkt *p, const struct flow_entry *e)
+{
+	static const char magic[8] = "unmap-ka";
+	__u8 *l4 = p->data + L4_4;
+	if (p->key.family != 4 || p->key.proto != IPPROTO_UDP ||
+	    (e->action != ACT_XLAT46 && e->action != ACT_UNWRAP46))
+		return 0;
+	if ((void *)(l4 + 16) > p->end || *(__u16 *)(l4 + 4) != bpf_htons(16))
+		return 0;
+#pragma unroll
+	for (int i = 0; i < 8; i++)
+		if (l4[8 + i] != (__u8)magic[i])
+			return 0;
+	return 1;
+}
+
 static __always_inline int unmap_process(struct xdp_md *ctx, enum role role)
 {
 	struct pkt p = {};
@@ -93,6 +113,8 @@ static __always_inline int unmap_process(struct xdp_md *ctx, enum role role)
 	}
 	if (bad_zero_csum(&p, e))
 		return verdict(REASON_DROP_UDP_ZERO_CSUM);
+	if (is_keepalive(&p, e))
+		return verdict(REASON_KEEPALIVE);
 	switch (e->action) {
 	case ACT_XLAT64:
 		r = xlat64(ctx, &p, e);

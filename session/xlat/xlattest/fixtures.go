@@ -57,6 +57,21 @@ func Fixtures() []Fixture {
 			xl(n+"/relay/napt-inbound", rel, sp(pr, Remote4, 80, SitePub4, 5000, 64), sp(pr, RelayAddr, 30008, CGNATPub, 20009, 63)),
 		)
 	}
+	// Carrier keepalives: consumed on native and wrapping UDP carriers,
+	// at the relay and (harmlessly) at the edge; one byte more or a
+	// different payload is an ordinary datagram of the flow.
+	ka := xlat.KeepaliveMagic[:]
+	keepalive := func(s Spec) Spec { s.Payload = ka; return s }
+	near := func(s Spec, p []byte) Spec { s.Payload = p; return s }
+	fs = append(fs,
+		untouched("keepalive/relay/udp-carrier", rel, Build(keepalive(sp(17, CGNATPub, 20001, RelayAddr, 30000, 64))), xlat.ReasonKeepalive),
+		untouched("keepalive/relay/wrap-carrier", rel, Build(keepalive(sp(17, CGNATPub, 20005, RelayAddr, 30004, 64))), xlat.ReasonKeepalive),
+		untouched("keepalive/edge-wan/udp-carrier", wan, Build(keepalive(sp(17, RelayAddr, 30000, EdgeWAN, 20000, 64))), xlat.ReasonKeepalive),
+		xl("keepalive/relay/one-byte-more", rel, near(sp(17, CGNATPub, 20001, RelayAddr, 30000, 64), append(append([]byte{}, ka...), '!')),
+			near(sp(17, SiteHost, 40000, Remote6, 443, 63), append(append([]byte{}, ka...), '!'))),
+		xl("keepalive/relay/other-payload", rel, near(sp(17, CGNATPub, 20001, RelayAddr, 30000, 64), []byte("unmap-kb")),
+			near(sp(17, SiteHost, 40000, Remote6, 443, 63), []byte("unmap-kb"))),
+	)
 	// Flow label is not carried; a TCP packet whose checksum ends up 0xffff/0 is covered by the random corpus.
 	fl := sp(6, SiteHost, 40000, Remote6, 443, 64)
 	fl.FlowLabel = 0xabcde
