@@ -95,6 +95,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	errc := make(chan error, 3)
 	go a.expire(ctx)
 	go a.watchActivity(ctx)
+	go a.keepCarriers(ctx, dp)
 	go func() { errc <- a.misses(ctx, dp) }()
 
 	if o.StatusSocket != "" {
