@@ -127,6 +127,13 @@ func (a *agent) misses(ctx context.Context, dp *datapath) error {
 		if !ok {
 			continue
 		}
+		if e, open := a.flows.Get(f); open && e.Carrier.Relay.IsValid() {
+			// Sent before the flow's entries were in: send it on now.
+			if m.Len == len(m.Data) {
+				a.sendHeld(dp, f, e.Carrier, [][]byte{m.Data})
+			}
+			continue
+		}
 		mu.Lock()
 		if o := pending[f]; o != nil {
 			if len(o.held) < maxHeld && m.Len == len(m.Data) {
@@ -199,10 +206,19 @@ func (a *agent) openFlow(ctx context.Context, dp *datapath, f session.Flow, cp s
 		a.Close(f, proto.CodeInternal)
 		return err
 	}
-	out, back, _ := xdp.EdgePair(f, c)
-	tables := xdp.Pair{out, back}
+	a.sendHeld(dp, f, c, pkts)
+	return nil
+}
+
+// sendHeld translates a flow's held packets with the entries just
+// installed, through the reference model, and sends them on.
+func (a *agent) sendHeld(dp *datapath, f session.Flow, c session.Carrier, pkts [][]byte) {
+	out, back, err := xdp.EdgePair(f, c)
+	if err != nil {
+		return
+	}
 	for _, p := range pkts {
-		res := xlat.Process(xlat.RoleEdgeLAN, &dp.cfg, tables, nil, p)
+		res := xlat.Process(xlat.RoleEdgeLAN, &dp.cfg, xdp.Pair{out, back}, nil, p)
 		if !res.Hit {
 			a.count("held-untranslated")
 			continue
@@ -212,7 +228,6 @@ func (a *agent) openFlow(ctx context.Context, dp *datapath, f session.Flow, cp s
 			a.log.Debug("held packet not sent", "flow", f, "err", err)
 		}
 	}
-	return nil
 }
 
 // mapFlow installs both directions of a flow on its carrier.
