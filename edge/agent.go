@@ -62,7 +62,7 @@ func newAgent(s *Settings, wan netip.Addr, log *slog.Logger) (*agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := ports.NewEdge(ports.EdgeConfig{Ports: ports.Range(s.CarrierPorts)})
+	p, err := ports.NewEdge(ports.EdgeConfig{Ports: s.CarrierPorts})
 	if err != nil {
 		return nil, err
 	}

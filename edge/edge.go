@@ -44,7 +44,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	}
 	// No local socket may take a carrier port: its packets would be
 	// taken for a carrier's.
-	if err := ports.Reserve(ports.Range(s.CarrierPorts)); err != nil {
+	if err := ports.Reserve(s.CarrierPorts); err != nil {
 		return err
 	}
 	_, cert, err := pki.LoadIdentity(s.TLS.Cert, s.TLS.Key)

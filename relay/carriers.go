@@ -67,7 +67,7 @@ type sessionInfo struct {
 var _ control.Handler = (*carriers)(nil)
 
 func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
-	p, err := ports.NewRelay(ports.RelayConfig{Addrs: s.Addresses, Ports: ports.Range(s.CarrierPorts)})
+	p, err := ports.NewRelay(ports.RelayConfig{Addrs: s.Addresses, Ports: s.CarrierPorts})
 	if err != nil {
 		return nil, err
 	}

@@ -54,7 +54,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	if !o.ControlOnly {
 		// No local socket may take a carrier port: the datapath would
 		// take its packets for a carrier's.
-		if err := ports.Reserve(ports.Range(s.CarrierPorts)); err != nil {
+		if err := ports.Reserve(s.CarrierPorts); err != nil {
 			return err
 		}
 		dp, err := openDatapath(s, log.With("part", "xdp"))

@@ -1,32 +1,18 @@
 package conf
 
 import (
-	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/unmap-dev/unmap/session/ports"
 )
 
 // PortRange is an inclusive range of TCP/UDP ports, written "40000-49999"
-// or a single "443".
-type PortRange struct{ First, Last uint16 }
-
-// Len is the number of ports in r.
-func (r PortRange) Len() int { return int(r.Last) - int(r.First) + 1 }
-
-// Contains reports whether p is in r.
-func (r PortRange) Contains(p uint16) bool { return p >= r.First && p <= r.Last }
-
-// Overlaps reports whether r and o share a port.
-func (r PortRange) Overlaps(o PortRange) bool { return r.First <= o.Last && o.First <= r.Last }
-
-func (r PortRange) String() string {
-	if r.First == r.Last {
-		return strconv.Itoa(int(r.First))
-	}
-	return fmt.Sprintf("%d-%d", r.First, r.Last)
-}
+// or a single "443": the allocators' own type, so a parsed config needs no
+// conversion.
+type PortRange = ports.Range
 
 // ParsePortRange parses field's value s; port 0 is never valid.
 func ParsePortRange(field, s string) (PortRange, error) {
@@ -42,7 +28,7 @@ func ParsePortRange(field, s string) (PortRange, error) {
 	if first > last {
 		return PortRange{}, Errorf(field, "%q starts after it ends", s)
 	}
-	return PortRange{uint16(first), uint16(last)}, nil
+	return PortRange{First: uint16(first), Last: uint16(last)}, nil
 }
 
 // ParsePrefix parses an IP prefix and insists it is in canonical form

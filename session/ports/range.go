@@ -5,8 +5,8 @@ import (
 	"strconv"
 )
 
-// Range is an inclusive range of ports. It has the same fields as
-// session/conf.PortRange, so a parsed config converts with Range(r).
+// Range is an inclusive range of ports; the configs' port ranges
+// (session/conf.PortRange) are this type.
 type Range struct{ First, Last uint16 }
 
 // Len is the number of ports in r.
@@ -14,6 +14,9 @@ func (r Range) Len() int { return int(r.Last) - int(r.First) + 1 }
 
 // Contains reports whether p is in r.
 func (r Range) Contains(p uint16) bool { return p >= r.First && p <= r.Last }
+
+// Overlaps reports whether r and o share a port.
+func (r Range) Overlaps(o Range) bool { return r.First <= o.Last && o.First <= r.Last }
 
 // Check refuses port 0 (it means "any" to the kernel) and a range that
 // ends before it starts.
