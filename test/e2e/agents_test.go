@@ -169,11 +169,7 @@ func testOutboundIPv6(t *testing.T, mode lab.CGNMode) {
 	u := up(t, mode)
 	l := u.lab
 	host := u.host
-	srv, err := l.NS(lab.Srv6).StartEcho(netip.AddrPortFrom(netip.IPv6Unspecified(), lab.EchoPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	srv := echoServer(t, l.NS(lab.Srv6))
 	to := netip.AddrPortFrom(lab.Srv6Addr, lab.EchoPort)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -222,11 +218,7 @@ func testInboundIPv6UDP(t *testing.T, mode lab.CGNMode) {
 	u := up(t, mode)
 	l := u.lab
 	host := u.host
-	srv, err := l.NS(lab.LAN).StartEcho(netip.AddrPortFrom(netip.IPv6Unspecified(), lab.EchoPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	srv := echoServer(t, l.NS(lab.LAN))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	start := time.Now()

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/unmap-dev/unmap/test/lab"
 )
 
 func udpAddr(a netip.AddrPort) *net.UDPAddr { return net.UDPAddrFromAddrPort(a) }
@@ -19,4 +21,16 @@ func portRange(t *testing.T, s string) (first, last uint16) {
 		t.Fatalf("port range %q", s)
 	}
 	return uint16(a), uint16(b)
+}
+
+// echoServer starts an echo server (TCP and UDP, lab.EchoPort, every
+// address) in ns for the rest of the test.
+func echoServer(t *testing.T, ns *lab.NS) *lab.EchoServer {
+	t.Helper()
+	srv, err := ns.StartEcho(netip.AddrPortFrom(netip.IPv6Unspecified(), lab.EchoPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv
 }

@@ -39,11 +39,7 @@ func testRelayRestartKeepsFlows(t *testing.T, mode lab.CGNMode) {
 	l, d := u.lab, u.d
 	relay := u.relay
 	s := u.session
-	srv, err := l.NS(lab.Srv6).StartEcho(netip.AddrPortFrom(netip.IPv6Unspecified(), lab.EchoPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	echoServer(t, l.NS(lab.Srv6))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c, err := l.NS(lab.LAN).Dial(ctx, "tcp", netip.AddrPortFrom(lab.Srv6Addr, lab.EchoPort).String())
@@ -80,11 +76,7 @@ func TestControlOutageKeepsForwarding(t *testing.T) { bothCGNs(t, testControlOut
 func testControlOutageKeepsForwarding(t *testing.T, mode lab.CGNMode) {
 	u := up(t, mode)
 	l, d := u.lab, u.d
-	srv, err := l.NS(lab.Srv6).StartEcho(netip.AddrPortFrom(netip.IPv6Unspecified(), lab.EchoPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	echoServer(t, l.NS(lab.Srv6))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	c, err := l.NS(lab.LAN).Dial(ctx, "tcp", netip.AddrPortFrom(lab.Srv6Addr, lab.EchoPort).String())
@@ -126,11 +118,7 @@ func TestIdleUDPFlowSurvives(t *testing.T) { bothCGNs(t, testIdleUDPFlowSurvives
 func testIdleUDPFlowSurvives(t *testing.T, mode lab.CGNMode) {
 	u := up(t, mode)
 	l, d := u.lab, u.d
-	srv, err := l.NS(lab.Srv6).StartEcho(netip.AddrPortFrom(netip.IPv6Unspecified(), lab.EchoPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	srv := echoServer(t, l.NS(lab.Srv6))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c, err := l.NS(lab.LAN).Dial(ctx, "udp", netip.AddrPortFrom(lab.Srv6Addr, lab.EchoPort).String())

@@ -25,16 +25,8 @@ func testHijackRefused(t *testing.T, mode lab.CGNMode) {
 	u := up(t, mode)
 	l, d := u.lab, u.d
 	host := u.host
-	lanSrv, err := l.NS(lab.LAN).StartEcho(netip.AddrPortFrom(netip.IPv6Unspecified(), lab.EchoPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lanSrv.Close() })
-	srv6, err := l.NS(lab.Srv6).StartEcho(netip.AddrPortFrom(netip.IPv6Unspecified(), lab.EchoPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv6.Close() })
+	lanSrv := echoServer(t, l.NS(lab.LAN))
+	echoServer(t, l.NS(lab.Srv6))
 
 	rogue, err := l.NS(lab.Rogue).ListenPacket("udp4", "0.0.0.0:0")
 	if err != nil {
@@ -96,11 +88,7 @@ func testForeignSourceDropped(t *testing.T, mode lab.CGNMode) {
 	if err := l.NS(lab.LAN).AddAddr(string(lab.Edge), foreign); err != nil {
 		t.Fatal(err)
 	}
-	srv6, err := l.NS(lab.Srv6).StartEcho(netip.AddrPortFrom(netip.IPv6Unspecified(), lab.EchoPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv6.Close() })
+	srv6 := echoServer(t, l.NS(lab.Srv6))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	pc, err := l.NS(lab.LAN).ListenPacket("udp6", netip.AddrPortFrom(foreign.Addr(), 0).String())
