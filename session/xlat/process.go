@@ -20,7 +20,7 @@ type Result struct {
 	Out     []byte // the packet as it leaves (the input when untouched)
 	Hit     bool   // a flow entry matched and the packet was translated
 	Key     Key    // valid when the packet was parsed far enough to look up
-	Miss    []byte // for ReasonMiss: the bytes handed to the agent
+	Miss    []byte // for ReasonMiss and the *ToAgent reasons: the bytes handed to the agent
 	// ICMPError: the packet is an ICMP error, looked up by its embedded
 	// packet (Key is that packet's tuple reversed).
 	ICMPError bool
@@ -69,6 +69,16 @@ func Process(role Role, cfg *Config, t Tables, fib FIB, b []byte) Result {
 			res.Miss = b[:min(len(b), MissSnap)]
 		}
 		return res
+	}
+	if role == RoleRelayExt {
+		if r := relaySlowPath(cfg, &p); r != ReasonNone {
+			res := untouched(b, r)
+			res.Key, res.ICMPError = p.key, p.icmpErr
+			if r.ToAgent() {
+				res.Miss = b[:min(len(b), MissSnap)]
+			}
+			return res
+		}
 	}
 	out, r := apply(&p, e)
 	if r != ReasonNone {

@@ -95,6 +95,16 @@ static __always_inline int unmap_process(struct xdp_md *ctx, enum role role)
 			r = send_miss(ctx, role, &p);
 		return verdict(r);
 	}
+	if (role == ROLE_RELAY_EXT) {
+		r = relay_slow_path(&p);
+		if (r == REASON_ICMP_ERR_TO_AGENT || r == REASON_TTL_TO_AGENT) {
+			enum reason sent = send_miss(ctx, role, &p);
+
+			return verdict(sent == REASON_MISS ? r : sent);
+		}
+		if (r != REASON_NONE)
+			return verdict(r);
+	}
 	/* Errors about UDP carriers stay with the stack. */
 	if (p.icmp_err && (e->action == ACT_WRAP64 || e->action == ACT_UNWRAP46))
 		return verdict(REASON_PASS_ICMP_OTHER);
