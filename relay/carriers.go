@@ -55,6 +55,7 @@ type carriers struct {
 	udpTimeout time.Duration
 	held       map[session.Flow][][]byte      // inbound flows' first packets, until their carrier binds
 	done       map[session.Flow]chan struct{} // closed when a flow's held packets were released
+	icmpLimit  limiter                        // ICMP errors relayed, by site; "": the relay's own
 }
 
 // sessionInfo is a session as `unmap status` shows it.

@@ -284,3 +284,12 @@ func errNAPT(p *pkt, e Entry) ([]byte, Reason) {
 	put4napt(out[ethLen:], p.ttl-1, e)
 	return out, ReasonNone
 }
+
+// ErrorKey parses an Ethernet frame and, when it is an ICMP error unmap
+// translates, returns its key: the embedded packet's tuple reversed, the
+// key of packets going where the error goes. The agents use it for the
+// errors the datapath hands them.
+func ErrorKey(frame []byte) (Key, bool) {
+	p, r := parse(frame)
+	return p.key, r == ReasonNone && p.icmpErr
+}
