@@ -1,0 +1,55 @@
+package edge
+
+import (
+	"net/netip"
+
+	"github.com/unmap-dev/unmap/control"
+	"github.com/unmap-dev/unmap/proto"
+	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/xlat"
+)
+
+// The relay sends the ICMPv6 errors that routers beyond it sent about
+// the site's flows (a hop of traceroute6, a Packet Too Big) whole, on the
+// control channel; the edge gives them to the LAN host they are for, as
+// a router would, after checking they are about one of its flows. Every
+// refusal is counted.
+
+var _ control.ICMPErrorHandler = (*agent)(nil)
+
+// ICMPError injects a relayed ICMPv6 error toward its LAN host.
+func (a *agent) ICMPError(m *proto.ICMPError) {
+	pkt := m.Packet // an IPv6 ICMPv6 error: proto checked its shape
+	frame := append([]byte{12: 0x86, 13: 0xdd}, pkt...)
+	k, ok := xlat.ErrorKey(frame)
+	if !ok || !k.Src.Is6() {
+		a.count("icmp-err-unusable")
+		return
+	}
+	dst := netip.AddrFrom16([16]byte(pkt[24:40]))
+	if g, _ := a.Grant(); g == nil || !g.Prefix.Contains(dst) || dst != k.Dst {
+		a.count("icmp-err-not-prefix") // not for the site, or not for the packet's sender
+		return
+	}
+	f := session.Flow{Proto: session.Proto(k.Proto), Site: netip.AddrPortFrom(k.Dst, k.DPort), Remote: netip.AddrPortFrom(k.Src, k.SPort)}
+	if _, ok := a.flows.Get(f); !ok {
+		a.count("icmp-err-not-flow")
+		return
+	}
+	if pkt[7] <= 1 {
+		a.count("icmp-err-hop-limit")
+		return
+	}
+	if a.dp == nil {
+		a.count("icmp-err-no-datapath")
+		return
+	}
+	out := append([]byte(nil), pkt...)
+	out[7]-- // the edge is a hop (the hop limit is outside the checksum)
+	if err := a.dp.inj.Packet(out); err != nil {
+		a.count("icmp-err-inject-failed")
+		a.log.Debug("ICMP error not injected", "flow", f, "err", err)
+		return
+	}
+	a.count("icmp-err-injected")
+}
