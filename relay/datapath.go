@@ -131,10 +131,6 @@ func (c *carriers) misses(ctx context.Context, dp *datapath) error {
 			c.relayICMPError(k, m) // from a router beyond the relay
 			continue
 		}
-		if ttlExpired(m.Data, dp.cfg.CarrierAddr) {
-			c.timeExceeded(dp, m)
-			continue
-		}
 		res := xlat.Process(xlat.RoleRelayExt, &dp.cfg, sitesTable(dp.sites), nil, m.Data)
 		k := res.Key
 		if res.Reason != xlat.ReasonMiss {
@@ -158,7 +154,11 @@ func (c *carriers) misses(ctx context.Context, dp *datapath) error {
 			c.release(dp, b.flow, b.carrier) // the opener itself stops here
 			continue
 		}
-		if m.Len == len(m.Data) { // else only part was handed over: the sender resends
+		switch {
+		case m.Len != len(m.Data): // only part was handed over: the sender resends
+		case ttlExpired(m.Data, dp.cfg.CarrierAddr):
+			c.timeExceeded(dp, m) // the datapath's ttl-to-agent, or a first packet
+		default:
 			dp.send(b.flow, b.carrier, [][]byte{m.Data}, c.count)
 		}
 	}

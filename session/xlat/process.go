@@ -224,6 +224,11 @@ func classifyMiss(role Role, cfg *Config, t Tables, p *pkt) Reason {
 		if p.v4 && !cfg.LANv4ToAgent {
 			return ReasonPassNotOurs
 		}
+		// A new flow's packet that could not leave the edge: the
+		// router's stack answers time exceeded (traceroute's first hop).
+		if p.ttl <= 1 {
+			return ReasonPassTTL
+		}
 		return ReasonMiss
 	}
 	if p.v4 && cfg.CarrierAddr.IsValid() && !cfg.CarrierAddr.IsUnspecified() && p.key.Dst == cfg.CarrierAddr {

@@ -144,6 +144,7 @@ func Fixtures() []Fixture {
 		untouched("pass/edge-lan/router-itself", lan, Build(with(tcp6, func(s *Spec) { s.Dst = EdgeLocal })), xlat.ReasonPassLocal),
 		untouched("pass/edge-lan/other-site-segment", lan, Build(with(tcp6, func(s *Spec) { s.Dst = netip.MustParseAddr("2001:db8:1:2::5") })), xlat.ReasonPassLocal),
 		untouched("miss/edge-lan/new-v6-flow", lan, Build(with(tcp6, func(s *Spec) { s.SPort = 40001 })), xlat.ReasonMiss),
+		untouched("miss/edge-lan/new-v6-flow-hop-limit-1", lan, Build(with(tcp6, func(s *Spec) { s.SPort = 40001; s.TTL = 1 })), xlat.ReasonPassTTL),
 		untouched("pass/edge-lan/v4-not-ours", lan, Build(sp(6, LANHost4, 5001, Remote4, 80, 64)), xlat.ReasonPassNotOurs),
 		untouched("pass/edge-wan/control-channel", wan, Build(sp(17, RelayAddr, 443, EdgeWAN, 50000, 64)), xlat.ReasonPassNotOurs),
 		untouched("miss/edge-wan/carrier-range", wan, Build(sp(17, RelayAddr, 30010, EdgeWAN, 25000, 64)), xlat.ReasonMiss),
