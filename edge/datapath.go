@@ -123,6 +123,10 @@ func (a *agent) misses(ctx context.Context, dp *datapath) error {
 			a.count("miss-wan")
 			continue // a carrier packet with no flow: nothing to open
 		}
+		if isIPv6(m.Data) && m.Data[14+7] <= 1 {
+			a.timeExceeded(dp, m.Data[14:]) // the datapath's ttl-to-agent
+			continue
+		}
 		f, cp, token, ok := a.classify(dp, m)
 		if !ok {
 			continue

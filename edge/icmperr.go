@@ -1,11 +1,14 @@
 package edge
 
 import (
+	"encoding/binary"
 	"net/netip"
+	"time"
 
 	"github.com/unmap-dev/unmap/control"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/ratelimit"
 	"github.com/unmap-dev/unmap/session/xlat"
 )
 
@@ -16,6 +19,39 @@ import (
 // refusal is counted.
 
 var _ control.ICMPErrorHandler = (*agent)(nil)
+
+// icmpLimit bounds the time exceeded the edge sends, as a router's stack
+// does its own ICMP errors.
+var icmpLimit = ratelimit.Limiter{Rate: 100, Burst: 50}
+
+func isIPv6(frame []byte) bool {
+	return len(frame) >= 14+40 && binary.BigEndian.Uint16(frame[12:]) == 0x86dd && frame[14]>>4 == 6
+}
+
+// timeExceeded answers an IPv6 packet from the LAN whose hop limit ran out
+// at the edge as a router would, from the edge's LAN address: the edge's
+// stack has no IPv6 route out, and would answer no route instead.
+func (a *agent) timeExceeded(dp *datapath, ip []byte) {
+	g, _ := a.Grant()
+	if g == nil {
+		a.count("ttl-exceeded-no-prefix")
+		return
+	}
+	if !icmpLimit.Allow("", time.Now()) {
+		a.count("ttl-exceeded-rate-limited")
+		return
+	}
+	out := xlat.TimeExceeded6(lanPrefix(g.Prefix).Addr().Next(), ip)
+	if out == nil {
+		a.count("ttl-exceeded-malformed")
+		return
+	}
+	if err := dp.inj.Packet(out); err != nil {
+		a.count("ttl-exceeded-send-failed")
+		return
+	}
+	a.count("ttl-exceeded-sent")
+}
 
 // ICMPError injects a relayed ICMPv6 error toward its LAN host.
 func (a *agent) ICMPError(m *proto.ICMPError) {

@@ -3,11 +3,11 @@ package relay
 import (
 	"encoding/binary"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/ratelimit"
 	"github.com/unmap-dev/unmap/session/xlat"
 	"github.com/unmap-dev/unmap/xdp"
 )
@@ -17,52 +17,10 @@ import (
 // flow it is about, whole, on the control channel; a carrier whose TTL
 // runs out at the relay gets the time exceeded a router would send.
 
-// Rates: per site for relayed errors (traceroute sends 3 probes a hop, a
-// few hops at once), and for the relay's own time exceeded.
-const (
-	icmpErrRate  = 100 // a second
-	icmpErrBurst = 50
-)
-
-// bucket is a token bucket: rate tokens a second, at most burst.
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-func (b *bucket) take(now time.Time, rate, burst float64) bool {
-	if b.last.IsZero() {
-		b.tokens = burst
-	} else {
-		b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*rate)
-	}
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
-}
-
-// limiter keeps a bucket per name.
-type limiter struct {
-	mu sync.Mutex
-	by map[string]*bucket
-}
-
-func (l *limiter) allow(name string, now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.by == nil {
-		l.by = map[string]*bucket{}
-	}
-	b := l.by[name]
-	if b == nil {
-		b = &bucket{}
-		l.by[name] = b
-	}
-	return b.take(now, icmpErrRate, icmpErrBurst)
-}
+// newICMPLimit is the rate of ICMP errors relayed per site (traceroute
+// sends 3 probes a hop, a few hops at once), and under "" of the relay's
+// own time exceeded.
+func newICMPLimit() *ratelimit.Limiter { return &ratelimit.Limiter{Rate: 100, Burst: 50} }
 
 // errorFlow is the flow an ICMP error is about, from its key (the
 // embedded packet's tuple reversed: from the remote to the site).
@@ -108,7 +66,7 @@ func (c *carriers) relayICMPError(k xlat.Key, m xdp.Miss) {
 	case ss == nil:
 		c.count("icmp-err-no-session")
 		return
-	case !c.icmpLimit.allow(cr.site, time.Now()):
+	case !c.icmpLimit.Allow(cr.site, time.Now()):
 		c.count("icmp-err-rate-limited")
 		return
 	}
@@ -121,20 +79,16 @@ func (c *carriers) relayICMPError(k xlat.Key, m xdp.Miss) {
 	c.count("icmp-err-relayed")
 }
 
-// ttlMaxQuote is what a time exceeded quotes of the packet: its IPv4
-// header and first 8 bytes (RFC 792), which carry the carrier's ports.
-const ttlMaxQuote = 20 + 8
-
 // timeExceeded answers a carrier whose TTL ran out at the relay as a
 // router would: ICMPv4 time exceeded in transit from the relay's carrier
 // address. The edge shows it as a hop, 64:ff9b::<relay>.
 func (c *carriers) timeExceeded(dp *datapath, m xdp.Miss) {
 	ip := m.Data[14:]
-	if !c.icmpLimit.allow("", time.Now()) { // "" is no site: the relay's own
+	if !c.icmpLimit.Allow("", time.Now()) { // "" is no site: the relay's own
 		c.count("ttl-exceeded-rate-limited")
 		return
 	}
-	out := timeExceeded4(dp.cfg.CarrierAddr, ip)
+	out := xlat.TimeExceeded4(dp.cfg.CarrierAddr, ip)
 	if out == nil {
 		c.count("ttl-exceeded-malformed")
 		return
@@ -144,41 +98,6 @@ func (c *carriers) timeExceeded(dp *datapath, m xdp.Miss) {
 		return
 	}
 	c.count("ttl-exceeded-sent")
-}
-
-// timeExceeded4 builds an ICMPv4 time exceeded in transit from `from`
-// about IPv4 packet ip (nil if ip is not one).
-func timeExceeded4(from netip.Addr, ip []byte) []byte {
-	if len(ip) < 20 || ip[0] != 0x45 {
-		return nil
-	}
-	q := ip[:min(len(ip), ttlMaxQuote)]
-	b := make([]byte, 20+8+len(q))
-	b[0], b[8], b[9] = 0x45, 64, 1
-	binary.BigEndian.PutUint16(b[2:], uint16(len(b)))
-	f := from.As4()
-	copy(b[12:16], f[:])
-	copy(b[16:20], ip[12:16]) // back to the packet's source
-	binary.BigEndian.PutUint16(b[10:], csum(b[:20]))
-	b[20] = 11 // time exceeded, code 0: in transit
-	copy(b[28:], q)
-	binary.BigEndian.PutUint16(b[22:], csum(b[20:]))
-	return b
-}
-
-// csum is the Internet checksum of b.
-func csum(b []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(binary.BigEndian.Uint16(b[i:]))
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	for s > 0xffff {
-		s = s>>16 + s&0xffff
-	}
-	return ^uint16(s)
 }
 
 // ttlExpired reports whether frame is an IPv4 packet to the relay's

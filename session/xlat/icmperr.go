@@ -42,12 +42,19 @@ func wkpAddr(a netip.Addr) netip.Addr {
 	return netip.AddrFrom16(b)
 }
 
-// relaySlowPath says which packets that match an entry the relay's
-// program hands to its agent: ICMPv6 errors from routers beyond the relay,
-// and carriers whose TTL runs out at the relay (they are addressed to the
-// relay, so its stack would take them as its own instead of answering
-// time exceeded).
-func relaySlowPath(cfg *Config, p *pkt) Reason {
+// slowPath says which packets that match an entry the program hands to
+// its agent. At the relay: ICMPv6 errors from routers beyond it, and
+// carriers whose TTL runs out there (they are addressed to the relay, so
+// its stack would take them as its own instead of answering time
+// exceeded). At the edge's LAN: IPv6 whose hop limit runs out there (the
+// edge's stack has no IPv6 route out and would answer no route).
+func slowPath(role Role, cfg *Config, p *pkt) Reason {
+	if role == RoleEdgeLAN {
+		if !p.icmpErr && !p.v4 && p.ttl <= 1 {
+			return ReasonTTLToAgent
+		}
+		return ReasonNone
+	}
 	if p.icmpErr && !p.v4 {
 		if netip.AddrFrom16([16]byte(p.b[ethLen+8:ethLen+24])) == p.key.Src {
 			return ReasonNone // from the far end: translated

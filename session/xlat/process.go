@@ -65,13 +65,13 @@ func Process(role Role, cfg *Config, t Tables, fib FIB, b []byte) Result {
 	if !ok {
 		res := untouched(b, classifyMiss(role, cfg, t, &p))
 		res.Key = p.key
-		if res.Reason == ReasonMiss {
+		if res.Reason.ToAgent() {
 			res.Miss = b[:min(len(b), MissSnap)]
 		}
 		return res
 	}
-	if role == RoleRelayExt {
-		if r := relaySlowPath(cfg, &p); r != ReasonNone {
+	if role == RoleRelayExt || role == RoleEdgeLAN {
+		if r := slowPath(role, cfg, &p); r != ReasonNone {
 			res := untouched(b, r)
 			res.Key, res.ICMPError = p.key, p.icmpErr
 			if r.ToAgent() {
@@ -224,10 +224,14 @@ func classifyMiss(role Role, cfg *Config, t Tables, p *pkt) Reason {
 		if p.v4 && !cfg.LANv4ToAgent {
 			return ReasonPassNotOurs
 		}
-		// A new flow's packet that could not leave the edge: the
-		// router's stack answers time exceeded (traceroute's first hop).
+		// A new flow's IPv6 packet that cannot leave the edge: the
+		// agent answers time exceeded (the stack, with no IPv6 route
+		// out, would answer no route).
 		if p.ttl <= 1 {
-			return ReasonPassTTL
+			if p.v4 {
+				return ReasonPassTTL
+			}
+			return ReasonTTLToAgent
 		}
 		return ReasonMiss
 	}

@@ -32,7 +32,7 @@ const (
 	ReasonDropMissFull                  // miss ring full
 	ReasonKeepalive                     // an edge's carrier keepalive: consumed
 	ReasonICMPErrToAgent                // relay: ICMPv6 error from a router beyond it: to the agent, for the edge
-	ReasonTTLToAgent                    // relay: carrier whose TTL ran out here: to the agent, which answers time exceeded
+	ReasonTTLToAgent                    // TTL ran out here (relay: a carrier; edge LAN: IPv6): to the agent, which answers time exceeded
 	NumReasons                          // number of reasons (not a reason)
 )
 

@@ -26,12 +26,17 @@
 #define ERR_EMB4 (ETH_LEN + 20 + 8) /* embedded header behind an ICMPv4 error */
 #define ERR_EMB6 (ETH_LEN + 40 + 8) /* embedded header behind an ICMPv6 error */
 
-/* The relay's packets that match an entry but go to its agent: ICMPv6
+/* Packets that match an entry but go to the agent. At the relay: ICMPv6
  * errors from routers beyond it, and carriers whose TTL runs out here
  * (addressed to the relay, its stack would take them as its own instead
- * of answering time exceeded). REASON_NONE: the fast path goes on. */
-static __always_inline enum reason relay_slow_path(const struct pkt *p)
+ * of answering time exceeded). At the edge's LAN: IPv6 whose hop limit
+ * runs out here (the edge's stack has no IPv6 route out and would answer
+ * no route). REASON_NONE: the fast path goes on. */
+static __always_inline enum reason slow_path(enum role role, const struct pkt *p)
 {
+	if (role == ROLE_EDGE_LAN)
+		return !p->icmp_err && p->key.family == 6 && p->ttl <= 1 ?
+			REASON_TTL_TO_AGENT : REASON_NONE;
 	if (p->icmp_err && p->key.family == 6) {
 		struct ipv6hdr *ip6 = p->data + ETH_LEN;
 		__u32 *s;

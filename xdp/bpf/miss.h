@@ -29,10 +29,11 @@ static __always_inline enum reason classify_miss(enum role role, struct pkt *p)
 			return REASON_PASS_LOCAL;
 		if (p->key.family == 4 && !cfg_lan_v4_to_agent)
 			return REASON_PASS_NOT_OURS;
-		/* A new flow's packet that could not leave the edge: the
-		 * router's stack answers time exceeded (traceroute's first hop). */
+		/* A new flow's IPv6 packet that cannot leave the edge: the
+		 * agent answers time exceeded (the stack, with no IPv6 route
+		 * out, would answer no route). */
 		if (p->ttl <= 1)
-			return REASON_PASS_TTL;
+			return p->key.family == 6 ? REASON_TTL_TO_AGENT : REASON_PASS_TTL;
 		return REASON_MISS;
 	}
 	if (p->key.family == 4 && cfg_carrier_addr && p->key.daddr[0] == cfg_carrier_addr) {
