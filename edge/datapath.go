@@ -178,6 +178,7 @@ func (a *agent) classify(dp *datapath, m xdp.Miss) (f session.Flow, cp session.P
 	}
 	f = session.Flow{Proto: session.Proto(k.Proto), Site: netip.AddrPortFrom(k.Src, k.SPort), Remote: netip.AddrPortFrom(k.Dst, k.DPort)}
 	if g, _ := a.Grant(); g == nil || !g.Prefix.Contains(k.Src) {
+		a.log.Debug("miss from outside the site", "src", k.Src, "granted", g != nil)
 		a.count("miss-not-site")
 		return f, 0, 0, false
 	}

@@ -129,5 +129,26 @@ func UnmapChecks(host netip.Addr) []Check {
 		withTimeout(time.Second, // not yet: TCP needs the carrier handshake
 			EchoCheck("srv6 → lan: inbound TCP to the host's address", Fails, Srv6, "tcp", atLAN, toHost, Srv6Addr)),
 		EchoCheck("lan → srv4: IPv4 as before, seen from the CGN address", Works, LAN, "tcp", atSrv4, srv4, CGNPublic),
+		{
+			Name:    "lan → srv6: traceroute6 lists every hop (carrier path as 64:ff9b::, then beyond the relay)",
+			Expect:  Works,
+			Timeout: 30 * time.Second,
+			Run: func(ctx context.Context, e *Env) error {
+				hops, _, err := e.Lab.NS(LAN).Traceroute6(ctx, Srv6Addr)
+				if err != nil {
+					return err
+				}
+				return CheckHops(hops, TraceToSrv6())
+			},
+		},
+		{
+			Name:    "lan → srvn: TCP upload across a 1400-byte link beyond the relay, path MTU learned",
+			Expect:  Works,
+			Timeout: 15 * time.Second,
+			Run: func(ctx context.Context, e *Env) error {
+				_, err := UploadPastNarrow(ctx, e.Lab, 1<<20)
+				return err
+			},
+		},
 	}
 }
