@@ -27,7 +27,7 @@ static __always_inline enum reason classify_miss(enum role role, struct pkt *p)
 		if (bpf_map_lookup_elem(&local_addrs, dst) ||
 		    bpf_map_lookup_elem(&site_prefixes, &k))
 			return REASON_PASS_LOCAL;
-		if (p->key.family == 4 && !cfg_lan_v4_to_agent)
+		if (p->key.family == 4 && !sw_lan_v4)
 			return REASON_PASS_NOT_OURS;
 		return REASON_MISS;
 	}
