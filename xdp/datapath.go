@@ -40,10 +40,10 @@ func Load(cfg xlat.Config, opts Options) (*Datapath, error) {
 		addr = le32(b[:])
 	}
 	for name, v := range map[string]any{
-		datapathVarCfgCarrierAddr:  addr,
-		datapathVarCfgPortLo:       cfg.PortLo,
-		datapathVarCfgPortHi:       cfg.PortHi,
-		datapathVarSwLanV4:         boolU32(cfg.LANv4ToAgent),
+		datapathVarCfgCarrierAddr: addr,
+		datapathVarCfgPortLo:      cfg.PortLo,
+		datapathVarCfgPortHi:      cfg.PortHi,
+		datapathVarSwLanV4:        boolU32(cfg.LANv4ToAgent),
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)
