@@ -19,9 +19,10 @@ const activityEvery = 20 * time.Second
 type activity func(f session.Flow, c session.Carrier) (packets uint64, ok bool)
 
 // datapathActivity reads a flow's counters from its two entries.
-func datapathActivity(dp *datapath) activity {
+// lan gives a flow's LAN view (see siteNAT.lan).
+func datapathActivity(dp *datapath, lan func(session.Flow) session.Flow) activity {
 	return func(f session.Flow, c session.Carrier) (uint64, bool) {
-		out, back, err := xdp.EdgePair(f, c)
+		out, back, err := xdp.EdgePair(lan(f), c)
 		if err != nil {
 			return 0, false
 		}

@@ -26,6 +26,7 @@ type agent struct {
 	flows  *flows.Table
 	ports  *ports.Edge
 	policy *Policy
+	nat    *siteNAT        // the site's public IPv4, when granted
 	ctl    *control.Client // set once before the client runs
 	dp     *datapath       // nil when the agent runs without XDP (tests)
 	// activity reads a flow's packet counters (datapathActivity, or a
@@ -67,6 +68,7 @@ func newAgent(s *Settings, wan netip.Addr, log *slog.Logger) (*agent, error) {
 		return nil, err
 	}
 	return &agent{s: s, log: log, wan: wan, flows: t, ports: p, policy: NewPolicy(s.Allow, s.Forwards),
+		nat:    newSiteNAT(),
 		tokens: map[session.Flow]proto.BindToken{}, counts: map[string]uint64{}}, nil
 }
 
@@ -121,13 +123,13 @@ func (a *agent) Offer(m *proto.FlowOffer) *proto.OfferReply {
 	if g == nil {
 		return nil
 	}
-	if _, why := a.policy.Decide(m.Flow, g.Prefix, g.PublicIPv4); why != Accepted {
+	to, why := a.policy.Decide(m.Flow, g.Prefix, g.PublicIPv4)
+	if why != Accepted {
 		a.log.Debug("inbound flow refused", "flow", m.Flow, "why", why)
 		return nil
 	}
-	if !m.Flow.Site.Addr().Is6() || m.CarrierProto != session.UDP {
-		// Port forwards of the public IPv4 and TCP's carrier handshake
-		// are the next steps.
+	if m.CarrierProto != session.UDP {
+		// TCP's carrier handshake is the next step.
 		a.count("inbound-unsupported")
 		return &proto.OfferReply{Result: proto.CodeUnsupportedProto}
 	}
@@ -142,8 +144,13 @@ func (a *agent) Offer(m *proto.FlowOffer) *proto.OfferReply {
 		a.drop(m.Flow, c)
 		return &proto.OfferReply{Result: proto.CodeInternal}
 	}
+	lan := m.Flow
+	if lan.Site.Addr().Is4() {
+		// A port forward: the LAN host's private endpoint.
+		lan = a.nat.inbound(m.Flow, to)
+	}
 	if a.dp != nil {
-		if err := a.dp.mapFlow(m.Flow, c); err != nil {
+		if err := a.dp.mapFlow(lan, c); err != nil {
 			a.log.Warn("inbound flow not mapped", "flow", m.Flow, "err", err)
 			a.drop(m.Flow, c)
 			return &proto.OfferReply{Result: proto.CodeInternal}
@@ -244,6 +251,7 @@ func (a *agent) drop(f session.Flow, c session.Carrier) {
 	a.mu.Unlock()
 	a.unmap(f, c)
 	a.releasePort(c)
+	a.nat.release(f)
 }
 
 // unmap removes a flow's entries from the datapath, if they are there.
@@ -251,10 +259,17 @@ func (a *agent) unmap(f session.Flow, c session.Carrier) {
 	if a.dp == nil || !c.Relay.IsValid() {
 		return
 	}
-	if out, back, err := xdp.EdgePair(f, c); err == nil {
+	if out, back, err := a.edgePair(f, c); err == nil {
 		_ = a.dp.d.Delete(out.Key)
 		_ = a.dp.d.Delete(back.Key)
 	}
+}
+
+// edgePair is xdp.EdgePair for the flow as the LAN sees it: a flow of the
+// site's public IPv4 is announced with its public source, but the
+// datapath rewrites the LAN host's private one.
+func (a *agent) edgePair(f session.Flow, c session.Carrier) (out, back xdp.Mapping, err error) {
+	return xdp.EdgePair(a.nat.lan(f), c)
 }
 
 func (a *agent) releasePort(c session.Carrier) {
@@ -282,6 +297,7 @@ func (a *agent) expire(ctx context.Context) {
 				a.mu.Unlock()
 				a.unmap(e.Flow, e.Carrier)
 				a.releasePort(e.Carrier)
+				a.nat.release(e.Flow)
 				_ = a.ctl.Close(e.Flow, proto.CodeExpired)
 			}
 			if len(gone) < batch {

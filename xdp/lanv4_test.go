@@ -15,6 +15,8 @@ func TestSetLANv4ToAgent(t *testing.T) {
 	h := newHarness(t)
 	in := xlattest.Build(xlattest.Spec{Src: netip.MustParseAddr("192.0.2.2"), Dst: netip.MustParseAddr("198.51.100.10"),
 		Proto: 17, SPort: 40000, DPort: 53, Payload: []byte("query"), TTL: 64})
+	ping := xlattest.Build(xlattest.Spec{Src: netip.MustParseAddr("192.0.2.2"), Dst: netip.MustParseAddr("198.51.100.10"),
+		Proto: 1, SPort: 77, Payload: []byte("ping"), TTL: 64})
 	for _, on := range []bool{false, true, false} {
 		if err := h.edge.SetLANv4ToAgent(on); err != nil {
 			t.Fatal(err)
@@ -30,6 +32,10 @@ func TestSetLANv4ToAgent(t *testing.T) {
 		}
 		if res.Reason != want {
 			t.Errorf("switch %v: reason %v, want %v", on, res.Reason, want)
+		}
+		// Ping keeps the ordinary path either way.
+		if res, err := h.compare(xlat.RoleEdgeLAN, append([]byte(nil), ping...)); err != nil || res.Reason != xlat.ReasonPassNotOurs {
+			t.Errorf("switch %v: ping %v, %v; want %v", on, res.Reason, err, xlat.ReasonPassNotOurs)
 		}
 	}
 }

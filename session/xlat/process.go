@@ -211,7 +211,11 @@ func classifyMiss(role Role, cfg *Config, t Tables, p *pkt) Reason {
 		if t.IsLocal(p.key.Dst) || t.InSite(p.key.Dst) {
 			return ReasonPassLocal
 		}
-		if p.v4 && !cfg.LANv4ToAgent {
+		// IPv4 rides the site's public IPv4 only for TCP and UDP: an
+		// ICMP echo carrier's one identifier is rewritten by the CGNAT,
+		// so the relay could not tell its carrier; ping keeps the
+		// ordinary path.
+		if p.v4 && (!cfg.LANv4ToAgent || p.key.Proto == protoICMP) {
 			return ReasonPassNotOurs
 		}
 		return ReasonMiss

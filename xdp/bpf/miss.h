@@ -27,7 +27,9 @@ static __always_inline enum reason classify_miss(enum role role, struct pkt *p)
 		if (bpf_map_lookup_elem(&local_addrs, dst) ||
 		    bpf_map_lookup_elem(&site_prefixes, &k))
 			return REASON_PASS_LOCAL;
-		if (p->key.family == 4 && !sw_lan_v4)
+		/* TCP and UDP only: an ICMP echo carrier's one identifier is
+		 * rewritten by the CGNAT, so ping keeps the ordinary path. */
+		if (p->key.family == 4 && (!sw_lan_v4 || p->key.proto == IPPROTO_ICMP))
 			return REASON_PASS_NOT_OURS;
 		return REASON_MISS;
 	}
