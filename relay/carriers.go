@@ -12,6 +12,7 @@ import (
 	"github.com/unmap-dev/unmap/control"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/flows"
 	"github.com/unmap-dev/unmap/session/ports"
 )
 
@@ -25,6 +26,12 @@ type carrier struct {
 	gen      uint64         // session that last opened or replayed it
 	public   netip.AddrPort // the CGNAT's side, once bound by the first packet
 	inbound  bool           // opened by an offer: bound by the edge's opener, which goes no further
+
+	// Idle expiry (expire.go): the lifetime the edge asked for, and when
+	// the datapath's counters for the flow last moved.
+	lifetime time.Duration
+	seen     time.Time
+	packets  uint64
 }
 
 // leaseKey finds a carrier by what its packets arrive with: the relay
@@ -53,6 +60,9 @@ type carriers struct {
 
 	grants     map[string][]netip.Prefix // by site: its prefix and public IPv4
 	udpTimeout time.Duration
+	timeouts   flows.Timeouts
+	now        func() time.Time
+	activity   activity // reads a flow's packet counters; nil without a datapath
 	held       map[session.Flow][][]byte      // inbound flows' first packets, until their carrier binds
 	done       map[session.Flow]chan struct{} // closed when a flow's held packets were released
 }
@@ -81,7 +91,7 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 	}
 	return &carriers{log: log, ports: p, flows: map[session.Flow]*carrier{}, byLease: map[leaseKey]session.Flow{},
 		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, counts: map[string]uint64{},
-		grants: grants, udpTimeout: s.Timers.UDP, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{}}, nil
+		grants: grants, udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{}}, nil
 }
 
 // publicAddr is the CGNAT address a session's edge appears from: its
@@ -135,7 +145,8 @@ func (c *carriers) Open(ss *control.Session, m *proto.FlowOpen) *proto.FlowGrant
 		c.log.Warn("flow refused", "site", ss.Site(), "flow", m.Flow, "err", err)
 		return &proto.FlowGrant{Result: code(err)}
 	}
-	c.add(m.Flow, &carrier{site: ss.Site(), lease: lease, edgePort: m.EdgePort, token: m.Token, gen: ss.ID()})
+	c.add(m.Flow, &carrier{site: ss.Site(), lease: lease, edgePort: m.EdgePort, token: m.Token, gen: ss.ID(),
+		lifetime: time.Duration(m.LifetimeSec) * time.Second})
 	return &proto.FlowGrant{Relay: lease.RelayAddr(), LifetimeSec: m.LifetimeSec}
 }
 
@@ -159,7 +170,8 @@ func (c *carriers) Replayed(ss *control.Session, e *proto.ReplayEntry) proto.Cod
 	if err != nil {
 		return code(err)
 	}
-	k := &carrier{site: ss.Site(), lease: lease, edgePort: e.EdgePort, token: e.Token, gen: ss.ID()}
+	k := &carrier{site: ss.Site(), lease: lease, edgePort: e.EdgePort, token: e.Token, gen: ss.ID(),
+		lifetime: time.Duration(e.LifetimeSec) * time.Second}
 	c.add(e.Flow, k)
 	if e.Public.IsValid() {
 		// Bound before the restart: map it again at once, so the flow
@@ -205,6 +217,9 @@ func (c *carriers) Ended(ss *control.Session, err error) {
 }
 
 func (c *carriers) add(f session.Flow, k *carrier) {
+	if k.seen.IsZero() {
+		k.seen = c.now()
+	}
 	c.flows[f] = k
 	c.byLease[leaseKey{k.lease.Key, k.lease.Port}] = f
 }

@@ -71,7 +71,8 @@ func (c *carriers) offer(ctx context.Context, ss *control.Session, f session.Flo
 		return
 	}
 	c.mu.Lock()
-	c.add(f, &carrier{site: ss.Site(), lease: lease, edgePort: r.EdgePort, token: r.Token, gen: ss.ID(), inbound: true})
+	c.add(f, &carrier{site: ss.Site(), lease: lease, edgePort: r.EdgePort, token: r.Token, gen: ss.ID(), inbound: true,
+		lifetime: c.udpTimeout})
 	c.mu.Unlock()
 	// The edge's opener binds the carrier (misses → bind → release). If it
 	// never comes, the held packets go.
