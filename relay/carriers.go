@@ -62,7 +62,7 @@ type carriers struct {
 	udpTimeout time.Duration
 	timeouts   flows.Timeouts
 	now        func() time.Time
-	activity   activity // reads a flow's packet counters; nil without a datapath
+	activity   activity                       // reads a flow's packet counters; nil without a datapath
 	held       map[session.Flow][][]byte      // inbound flows' first packets, until their carrier binds
 	done       map[session.Flow]chan struct{} // closed when a flow's held packets were released
 }
