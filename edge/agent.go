@@ -37,6 +37,8 @@ type agent struct {
 	grant     *proto.Welcome // the last session's grant, kept while disconnected
 	up        bool           // a session is up
 	tokens    map[session.Flow]proto.BindToken
+	rports    map[session.Proto]*ports.Edge // relay ports R in use, by carrier protocol (pick.go)
+	raddr     netip.Addr                    // the relay address they are on
 	connected func(*proto.Welcome) // called on each new grant; may be nil
 	counts    map[string]uint64    // slow-path events by name, for `unmap status`
 }
@@ -140,6 +142,7 @@ func (a *agent) Offer(m *proto.FlowOffer) *proto.OfferReply {
 		a.log.Warn("inbound flow not taken", "flow", m.Flow, "err", err)
 		return &proto.OfferReply{Result: proto.CodeNoResources}
 	}
+	a.claimRelayPort(c)
 	if err := a.flows.Update(m.Flow, c, flows.StateOpen); err != nil {
 		a.drop(m.Flow, c)
 		return &proto.OfferReply{Result: proto.CodeInternal}
@@ -207,6 +210,7 @@ func (a *agent) Open(ctx context.Context, f session.Flow, carrierProto session.P
 		return session.Carrier{}, err
 	}
 	c.Relay = g.Relay
+	a.claimRelayPort(c)
 	if err := a.flows.Update(f, c, flows.StateOpen); err != nil {
 		a.drop(f, c)
 		return session.Carrier{}, err
@@ -241,17 +245,25 @@ func (a *agent) take(f session.Flow, carrierProto session.Proto, relay netip.Add
 	return c, nil
 }
 
-// drop forgets a flow and gives its port back.
+// drop forgets a flow and gives its ports back.
 func (a *agent) drop(f session.Flow, c session.Carrier) {
+	if a.forget(f, c) {
+		a.nat.release(f)
+	}
+}
+
+// forget is drop but for the flow's public IPv4 port, which a flow that
+// opens again keeps; false if the flow was already gone.
+func (a *agent) forget(f session.Flow, c session.Carrier) bool {
 	if _, err := a.flows.Delete(f); err != nil {
-		return // already gone: its port was given back then
+		return false // already gone: its port was given back then
 	}
 	a.mu.Lock()
 	delete(a.tokens, f)
 	a.mu.Unlock()
 	a.unmap(f, c)
 	a.releasePort(c)
-	a.nat.release(f)
+	return true
 }
 
 // unmap removes a flow's entries from the datapath, if they are there.
@@ -276,6 +288,7 @@ func (a *agent) releasePort(c session.Carrier) {
 	if err := a.ports.Release(c.Proto, c.Edge.Port()); err != nil {
 		a.log.Error("carrier port release", "carrier", c, "err", err)
 	}
+	a.releaseRelayPort(c)
 }
 
 // expire sweeps idle flows until ctx ends, telling the relay of each.

@@ -236,6 +236,9 @@ func (a *agent) classify4(dp *datapath, m xdp.Miss, lan session.Flow) (_, f sess
 // openFlow opens the flow with the relay, installs both directions in the
 // datapath and sends the held packets on, translated.
 func (a *agent) openFlow(ctx context.Context, dp *datapath, lan, f session.Flow, cp session.Proto, token proto.BindToken, held func() [][]byte) error {
+	if c, ok := a.pick(f, cp, token); ok {
+		return a.openPicked(ctx, dp, lan, f, c, token, held)
+	}
 	c, err := a.Open(ctx, f, cp, token)
 	if err != nil {
 		for range held() {

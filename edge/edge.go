@@ -27,7 +27,7 @@ type Options struct {
 }
 
 // capabilities are what this edge supports.
-const capabilities = proto.CapIPv4Public | proto.CapTCPOffer | proto.CapUDPCarrier | proto.CapCounters
+const capabilities = proto.CapIPv4Public | proto.CapTCPOffer | proto.CapUDPCarrier | proto.CapCounters | proto.CapEdgeChoosesR
 
 // Run runs the edge agent until ctx ends.
 func Run(ctx context.Context, s *Settings, o Options) error {
@@ -70,6 +70,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	defer dp.close()
 	a.dp, a.activity = dp, datapathActivity(dp, a.nat.lan)
 	a.connected = func(w *proto.Welcome) {
+		a.relayPorts(w)
 		if err := l.serve(ctx, w.Prefix); err != nil {
 			log.Error("cannot serve the LAN", "err", err)
 			return

@@ -16,6 +16,7 @@ var (
 	errNoCarrier = errors.New("bind-no-carrier")    // no flow leased this relay port to this public address
 	errToken     = errors.New("bind-bad-token")     // the packet does not carry the flow's token: another host, or a stale packet
 	errBound     = errors.New("bind-already-bound") // bound to another CGNAT port (a rebinding, not handled yet)
+	errEarly     = errors.New("early")              // no carrier yet, but its FlowOpen may be on the way: held (early.go)
 )
 
 // bind binds a carrier on its first packet: key is the packet's key as the
@@ -30,8 +31,37 @@ type bound struct {
 	inbound bool // the packet was the edge's opener: it goes no further
 }
 
-func (c *carriers) bind(key xlat.Key, l4 []byte) (bound, error) {
-	b, ss, err := c.bindLocked(key, l4)
+// carrierPacket binds the carrier of a packet the datapath missed and
+// sends the packet on through it; whole says frame is the entire packet
+// (else only its start was handed over, and the sender resends).
+func (c *carriers) carrierPacket(key xlat.Key, frame []byte, whole bool) {
+	keep := frame
+	if !whole {
+		keep = nil
+	}
+	b, err := c.bind(key, frame[min(len(frame), 14+20):], keep)
+	if err != nil {
+		if err != errEarly {
+			c.log.Debug("carrier not bound", "key", key, "err", err)
+		}
+		return
+	}
+	if c.dp == nil {
+		return
+	}
+	if b.inbound {
+		c.release(c.dp, b.flow, b.carrier) // the opener itself stops here
+		return
+	}
+	if whole {
+		c.dp.send(b.flow, b.carrier, [][]byte{frame}, c.count)
+	}
+}
+
+// bind binds key's carrier with the packet's L4 bytes; frame, if not nil,
+// is the whole packet, which may be held for a FlowOpen still on its way.
+func (c *carriers) bind(key xlat.Key, l4, frame []byte) (bound, error) {
+	b, ss, err := c.bindLocked(key, l4, frame)
 	if ss != nil {
 		if err := ss.Bound(&proto.CarrierBound{Flow: b.flow, Public: b.carrier.Public}); err != nil {
 			c.log.Debug("carrier bound not sent", "flow", b.flow, "err", err)
@@ -40,12 +70,15 @@ func (c *carriers) bind(key xlat.Key, l4 []byte) (bound, error) {
 	return b, err
 }
 
-func (c *carriers) bindLocked(key xlat.Key, l4 []byte) (bound, *control.Session, error) {
+func (c *carriers) bindLocked(key xlat.Key, l4, frame []byte) (bound, *control.Session, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	lk := leaseKey{ports.Key{Relay: key.Dst, Public: key.Src, Proto: session.Proto(key.Proto)}, key.DPort}
 	f, ok := c.byLease[lk]
 	if !ok {
+		if c.holdEarlyLocked(lk, key, frame) {
+			return bound{}, nil, errEarly
+		}
 		c.countLocked(errNoCarrier.Error())
 		return bound{}, nil, errNoCarrier
 	}

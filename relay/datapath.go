@@ -141,18 +141,7 @@ func (c *carriers) misses(ctx context.Context, dp *datapath) error {
 			c.inbound(ctx, k, m.Data)
 			continue
 		}
-		b, err := c.bind(k, m.Data[min(len(m.Data), 14+20):])
-		if err != nil {
-			c.log.Debug("carrier not bound", "key", k, "err", err)
-			continue
-		}
-		if b.inbound {
-			c.release(dp, b.flow, b.carrier) // the opener itself stops here
-			continue
-		}
-		if m.Len == len(m.Data) { // else only part was handed over: the sender resends
-			dp.send(b.flow, b.carrier, [][]byte{m.Data}, c.count)
-		}
+		c.carrierPacket(k, m.Data, m.Len == len(m.Data))
 	}
 }
 

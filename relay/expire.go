@@ -96,6 +96,9 @@ func (c *carriers) sweep() {
 	}
 
 	now := c.now()
+	c.mu.Lock()
+	c.pruneEarlyLocked(now)
+	c.mu.Unlock()
 	type gone struct {
 		f    session.Flow
 		site string

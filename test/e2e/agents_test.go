@@ -206,6 +206,12 @@ func testOutboundIPv6(t *testing.T, mode lab.CGNMode) {
 	} else {
 		t.Logf("ping lan → srv6: %v", rtt)
 	}
+	// The edge picked R itself and sent at once (no added round trip),
+	// and the relay confirmed its picks.
+	sp := section(t, u.d.edgeS, "slowpath", "the edge's slow path", func(map[string]uint64) bool { return true })
+	if sp["picked"] == 0 || sp["pick-taken"] != 0 {
+		t.Errorf("edge slow path %v: want flows on picked R, none refused", sp)
+	}
 }
 
 // TestInboundIPv6UDP proves an Internet host can reach a LAN host first:
