@@ -39,8 +39,8 @@ type agent struct {
 	tokens    map[session.Flow]proto.BindToken
 	rports    map[session.Proto]*ports.Edge // relay ports R in use, by carrier protocol (pick.go)
 	raddr     netip.Addr                    // the relay address they are on
-	connected func(*proto.Welcome) // called on each new grant; may be nil
-	counts    map[string]uint64    // slow-path events by name, for `unmap status`
+	connected func(*proto.Welcome)          // called on each new grant; may be nil
+	counts    map[string]uint64             // slow-path events by name, for `unmap status`
 }
 
 // count records a slow-path event (a miss it could not use, a held packet
