@@ -73,7 +73,12 @@ func (c *carriers) offer(ctx context.Context, ss *control.Session, f session.Flo
 	c.mu.Lock()
 	c.add(f, &carrier{site: ss.Site(), lease: lease, edgePort: r.EdgePort, token: r.Token, gen: ss.ID(), inbound: true,
 		lifetime: c.udpTimeout})
+	early := c.takeEarlyLocked(leaseKey{lease.Key, lease.Port})
 	c.mu.Unlock()
+	// The edge sends its opener as it replies: it may have come first.
+	for _, p := range early {
+		c.carrierPacket(p.key, p.frame, true)
+	}
 	// The edge's opener binds the carrier (misses → bind → release). If it
 	// never comes, the held packets go.
 	select {
