@@ -221,15 +221,12 @@ func classifyMiss(role Role, cfg *Config, t Tables, p *pkt) Reason {
 		return ReasonMiss
 	}
 	if p.v4 && cfg.CarrierAddr.IsValid() && !cfg.CarrierAddr.IsUnspecified() && p.key.Dst == cfg.CarrierAddr {
-		port := p.key.DPort
-		if p.key.Proto == protoICMP && p.echoRq {
-			port = p.key.SPort
-		}
-		switch p.key.Proto {
-		case protoTCP, protoUDP, protoICMP:
-			if cfg.inRange(port) {
-				return ReasonMiss
-			}
+		// A TCP or UDP packet to a carrier port is a carrier's first
+		// packet. An ICMP echo without an entry is not: the CGNAT
+		// rewrites an echo carrier's one identifier, so no agent could
+		// bind it, and it is the router's own ping (or its reply).
+		if (p.key.Proto == protoTCP || p.key.Proto == protoUDP) && cfg.inRange(p.key.DPort) {
+			return ReasonMiss
 		}
 	}
 	if role == RoleRelayExt && t.InSite(p.key.Dst) {

@@ -33,13 +33,13 @@ static __always_inline enum reason classify_miss(enum role role, struct pkt *p)
 			return REASON_PASS_NOT_OURS;
 		return REASON_MISS;
 	}
+	/* A TCP or UDP packet to a carrier port is a carrier's first packet;
+	 * an ICMP echo without an entry is the router's own (see the model). */
 	if (p->key.family == 4 && cfg_carrier_addr && p->key.daddr[0] == cfg_carrier_addr) {
 		__u8 proto = p->key.proto;
 		__u16 port = bpf_ntohs(p->key.dport);
 
-		if (proto == IPPROTO_ICMP && p->echo_rq)
-			port = bpf_ntohs(p->key.sport);
-		if ((proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_ICMP) &&
+		if ((proto == IPPROTO_TCP || proto == IPPROTO_UDP) &&
 		    port && port >= cfg_port_lo && port <= cfg_port_hi)
 			return REASON_MISS;
 	}
