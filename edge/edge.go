@@ -68,7 +68,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		return fmt.Errorf("datapath: %w", err)
 	}
 	defer dp.close()
-	a.dp, a.activity = dp, datapathActivity(dp)
+	a.dp, a.activity, a.inject = dp, datapathActivity(dp), dp.inj.Packet
 	a.connected = func(w *proto.Welcome) {
 		if err := l.serve(ctx, w.Prefix); err != nil {
 			log.Error("cannot serve the LAN", "err", err)

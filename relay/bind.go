@@ -28,6 +28,9 @@ type bound struct {
 	flow    session.Flow
 	carrier session.Carrier
 	inbound bool // the packet was the edge's opener: it goes no further
+	// hs: the carrier is in its TCP handshake, the packet one of its
+	// segments; no entries are in yet.
+	hs *tcpHandshake
 }
 
 func (c *carriers) bind(key xlat.Key, l4 []byte) (bound, error) {
@@ -53,7 +56,7 @@ func (c *carriers) bindLocked(key xlat.Key, l4 []byte) (bound, *control.Session,
 	public := netip.AddrPortFrom(key.Src, key.SPort)
 	switch {
 	case k.public == public:
-		return bound{f, k.carrier(), k.inbound}, nil, nil // a packet that raced the entries in
+		return bound{f, k.carrier(), k.inbound, k.hs}, nil, nil // a packet that raced the entries in, or the handshake's next
 	case k.public.IsValid():
 		c.countLocked(errBound.Error())
 		return bound{}, nil, errBound
@@ -63,10 +66,16 @@ func (c *carriers) bindLocked(key xlat.Key, l4 []byte) (bound, *control.Session,
 		return bound{}, nil, errToken
 	}
 	k.public = public
+	if k.hs != nil {
+		// The carrier SYN: entries and CarrierBound wait for the
+		// edge's completing ACK (handshake.go).
+		c.countLocked("bound")
+		return bound{f, k.carrier(), k.inbound, k.hs}, nil, nil
+	}
 	if !c.mapCarrier(f, k) {
 		k.public = netip.AddrPort{}
 		return bound{}, nil, errors.New("datapath refused the entries")
 	}
 	c.countLocked("bound")
-	return bound{f, k.carrier(), k.inbound}, c.live[k.site], nil
+	return bound{f, k.carrier(), k.inbound, nil}, c.live[k.site], nil
 }

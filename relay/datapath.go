@@ -146,6 +146,10 @@ func (c *carriers) misses(ctx context.Context, dp *datapath) error {
 			c.log.Debug("carrier not bound", "key", k, "err", err)
 			continue
 		}
+		if b.hs != nil {
+			c.handshakeStep(dp, b, m.Data) // consumed: the handshake's own segments
+			continue
+		}
 		if b.inbound {
 			c.release(dp, b.flow, b.carrier) // the opener itself stops here
 			continue
