@@ -24,17 +24,26 @@ type tcpHandshake struct {
 // handshakeStep handles a segment on a carrier in its handshake; b is
 // what bind found, frame the missed packet. Every segment stops here.
 func (c *carriers) handshakeStep(dp *datapath, b bound, frame []byte) {
+	if carrier, done := c.handshakeSegment(b, frame, dp.inj.Packet); done {
+		c.release(dp, b.flow, carrier)
+	}
+}
+
+// handshakeSegment is handshakeStep's decision, sending with send; done
+// says the handshake completed (the entries are in) and the flow's held
+// packets may go through carrier.
+func (c *carriers) handshakeSegment(b bound, frame []byte, send func([]byte) error) (carrier session.Carrier, done bool) {
 	cgn, relay, seg, err := handshake.Frame(frame)
 	if err != nil {
 		c.count("handshake-unreadable")
-		return
+		return carrier, false
 	}
 	c.mu.Lock()
 	k := c.flows[b.flow]
 	if k == nil || k.hs != b.hs {
 		c.countLocked("handshake-stale") // completed or given up meanwhile
 		c.mu.Unlock()
-		return
+		return carrier, false
 	}
 	hs := k.hs
 	switch {
@@ -44,26 +53,28 @@ func (c *carriers) handshakeStep(dp *datapath, b bound, frame []byte) {
 		}
 		hs.carrierSYN, hs.seen = seg, true
 		c.mu.Unlock()
-		c.answerCarrierSYN(dp, b.flow, hs.syn, seg, relay, cgn)
+		c.answerCarrierSYN(send, b.flow, hs.syn, seg, relay, cgn)
+		return carrier, false
 	case hs.seen && handshake.IsCompletingACK(seg, hs.syn, hs.carrierSYN):
 		k.hs = nil
 		mapped := c.mapCarrier(b.flow, k)
 		ss := c.live[k.site]
-		carrier := k.carrier()
+		carrier = k.carrier()
 		c.countLocked("handshake-completed")
 		c.mu.Unlock()
 		if !mapped {
-			return // the offer's deadline removes the flow
+			return carrier, false // the offer's deadline removes the flow
 		}
 		if ss != nil {
 			if err := ss.Bound(&proto.CarrierBound{Flow: b.flow, Public: carrier.Public}); err != nil {
 				c.log.Debug("carrier bound not sent", "flow", b.flow, "err", err)
 			}
 		}
-		c.release(dp, b.flow, carrier)
+		return carrier, true
 	default:
 		c.countLocked("handshake-unexpected")
 		c.mu.Unlock()
+		return carrier, false
 	}
 }
 
@@ -72,7 +83,7 @@ func (c *carriers) handshakeStep(dp *datapath, b bound, frame []byte) {
 // SYN/ACK to the remote. The remote's answer misses (no entries yet) and
 // is held until the edge's completing ACK, so it cannot reach the edge
 // before the edge's entries are in.
-func (c *carriers) answerCarrierSYN(dp *datapath, f session.Flow, syn, carrierSYN handshake.Segment, relay, cgn netip.Addr) {
+func (c *carriers) answerCarrierSYN(send func([]byte) error, f session.Flow, syn, carrierSYN handshake.Segment, relay, cgn netip.Addr) {
 	toCGN, err := handshake.Packet(relay, cgn, handshake.RelaySynAck(syn, carrierSYN))
 	if err != nil {
 		c.count("handshake-build-failed")
@@ -84,7 +95,7 @@ func (c *carriers) answerCarrierSYN(dp *datapath, f session.Flow, syn, carrierSY
 		return
 	}
 	for _, p := range [][]byte{toCGN, toRemote} {
-		if err := dp.inj.Packet(p); err != nil {
+		if err := send(p); err != nil {
 			c.count("handshake-send-failed")
 			c.log.Debug("handshake segment not sent", "flow", f, "err", err)
 			return

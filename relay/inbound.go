@@ -181,7 +181,9 @@ func (c *carriers) release(dp *datapath, f session.Flow, carrier session.Carrier
 		delete(c.done, f)
 	}
 	c.mu.Unlock()
-	dp.send(f, carrier, held, func(name string) { c.count(name) })
+	if dp != nil {
+		dp.send(f, carrier, held, func(name string) { c.count(name) })
+	}
 }
 
 // owner is the live session of the site an address belongs to; c.mu held.
