@@ -87,7 +87,8 @@ func testInboundIPv6TCP(t *testing.T, mode lab.CGNMode) {
 	if err != nil {
 		t.Fatalf("srv6 → lan TCP connect: %v", err)
 	}
-	t.Logf("srv6 → lan: connected in %v", time.Since(start))
+	inConnect := time.Since(start)
+	t.Logf("srv6 → lan: connected in %v", inConnect)
 	// The CGN tracks the carrier as an established connection: it saw a
 	// whole three-way handshake with the flow's own numbers.
 	established := false
@@ -103,7 +104,8 @@ func testInboundIPv6TCP(t *testing.T, mode lab.CGNMode) {
 	if cerr != nil || s.err != nil {
 		t.Fatalf("50 MB each way: srv6 side %v, lan side %v", cerr, s.err)
 	}
-	t.Logf("srv6 ↔ lan: 50 MB each way verified in %v", time.Since(start))
+	inTime := time.Since(start)
+	t.Logf("srv6 ↔ lan: 50 MB each way verified in %v", inTime)
 	if s.remote.Addr() != lab.Srv6Addr {
 		t.Errorf("the LAN host saw %v, want srv6's own address %v", s.remote, lab.Srv6Addr)
 	}
@@ -119,6 +121,8 @@ func testInboundIPv6TCP(t *testing.T, mode lab.CGNMode) {
 		return c.Slowpath["handshake-completed"] == 1 && c.Slowpath["handshake-synack-sent"] >= 1
 	})
 
+	outboundBaseline(t, ctx, l, inConnect, inTime)
+
 	// The refused port: the edge's policy says no, the relay drops the SYN.
 	rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
 	defer rcancel()
@@ -132,6 +136,43 @@ func testInboundIPv6TCP(t *testing.T, mode lab.CGNMode) {
 	}) bool {
 		return c.Slowpath["inbound-tcp-refused"] >= 1
 	})
+}
+
+// outboundBaseline runs the same exchange the other way, lan → srv6
+// through unmap's outbound path, and logs inbound's figures as ratios to
+// it: the handshake's cost at connect, and the goodput (no timing is
+// asserted).
+func outboundBaseline(t *testing.T, ctx context.Context, l *lab.Lab, inConnect, inTime time.Duration) {
+	ln, err := l.NS(lab.Srv6).Listen("tcp6", fmt.Sprintf("[::]:%d", inboundTCPPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			served <- err
+			return
+		}
+		defer c.Close()
+		served <- exchange50(ctx, c, 4, 3)
+	}()
+	start := time.Now()
+	c, err := l.NS(lab.LAN).Dial(ctx, "tcp6", netip.AddrPortFrom(lab.Srv6Addr, inboundTCPPort).String())
+	if err != nil {
+		t.Errorf("baseline lan → srv6 connect: %v", err)
+		return
+	}
+	outConnect := time.Since(start)
+	err = exchange50(ctx, c, 3, 4)
+	c.Close()
+	if serr := <-served; err != nil || serr != nil {
+		t.Errorf("baseline lan → srv6 exchange: %v, %v", err, serr)
+		return
+	}
+	outTime := time.Since(start)
+	t.Logf("figures: connect inbound %v, outbound %v (×%.2f); 50 MB each way inbound %v, outbound %v (inbound goodput ×%.2f of outbound)",
+		inConnect, outConnect, float64(inConnect)/float64(outConnect), inTime, outTime, float64(outTime)/float64(inTime))
 }
 
 // upWithPolicy is up with the edge's inbound allow rules replaced.

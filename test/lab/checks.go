@@ -126,8 +126,7 @@ func UnmapChecks(host netip.Addr) []Check {
 				return err
 			},
 		},
-		withTimeout(time.Second, // not yet: TCP needs the carrier handshake
-			EchoCheck("srv6 → lan: inbound TCP to the host's address", Fails, Srv6, "tcp", atLAN, toHost, Srv6Addr)),
+		EchoCheck("srv6 → lan: inbound TCP to the host's address (carrier handshake)", Works, Srv6, "tcp", atLAN, toHost, Srv6Addr),
 		EchoCheck("lan → srv4: IPv4 as before, seen from the CGN address", Works, LAN, "tcp", atSrv4, srv4, CGNPublic),
 	}
 }
