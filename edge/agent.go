@@ -32,6 +32,9 @@ type agent struct {
 	// activity reads a flow's packet counters (datapathActivity, or a
 	// fake in tests).
 	activity activity
+	// inject sends an IP packet the agent made (the inbound TCP
+	// handshake's segments); nil without a datapath.
+	inject func([]byte) error
 
 	mu        sync.Mutex
 	grant     *proto.Welcome // the last session's grant, kept while disconnected
@@ -41,6 +44,10 @@ type agent struct {
 	raddr     netip.Addr                    // the relay address they are on
 	connected func(*proto.Welcome)          // called on each new grant; may be nil
 	counts    map[string]uint64             // slow-path events by name, for `unmap status`
+	// Inbound TCP flows in their carrier handshake (handshake.go), by
+	// flow and by carrier port E.
+	handshakes map[session.Flow]*tcpInbound
+	byEdgePort map[uint16]*tcpInbound
 }
 
 // count records a slow-path event (a miss it could not use, a held packet
@@ -71,7 +78,8 @@ func newAgent(s *Settings, wan netip.Addr, log *slog.Logger) (*agent, error) {
 	}
 	return &agent{s: s, log: log, wan: wan, flows: t, ports: p, policy: NewPolicy(s.Allow, s.Forwards),
 		nat:    newSiteNAT(),
-		tokens: map[session.Flow]proto.BindToken{}, counts: map[string]uint64{}}, nil
+		tokens: map[session.Flow]proto.BindToken{}, counts: map[string]uint64{},
+		handshakes: map[session.Flow]*tcpInbound{}, byEdgePort: map[uint16]*tcpInbound{}}, nil
 }
 
 // Grant is the last session's grant, nil before the first one; up says
@@ -130,8 +138,11 @@ func (a *agent) Offer(m *proto.FlowOffer) *proto.OfferReply {
 		a.log.Debug("inbound flow refused", "flow", m.Flow, "why", why)
 		return nil
 	}
+	if m.Flow.Site.Addr().Is6() && m.Flow.Proto == session.TCP && m.CarrierProto == session.TCP {
+		return a.offerTCP(m)
+	}
 	if m.CarrierProto != session.UDP {
-		// TCP's carrier handshake is the next step.
+		// TCP forwards of the public IPv4 are the next step.
 		a.count("inbound-unsupported")
 		return &proto.OfferReply{Result: proto.CodeUnsupportedProto}
 	}
@@ -260,6 +271,7 @@ func (a *agent) forget(f session.Flow, c session.Carrier) bool {
 	}
 	a.mu.Lock()
 	delete(a.tokens, f)
+	a.forgetHandshake(f)
 	a.mu.Unlock()
 	a.unmap(f, c)
 	a.releasePort(c)
@@ -307,6 +319,7 @@ func (a *agent) expire(ctx context.Context) {
 			for _, e := range gone {
 				a.mu.Lock()
 				delete(a.tokens, e.Flow)
+				a.forgetHandshake(e.Flow)
 				a.mu.Unlock()
 				a.unmap(e.Flow, e.Carrier)
 				a.releasePort(e.Carrier)

@@ -227,11 +227,15 @@ func TestInboundOffer(t *testing.T) {
 	if r := a.Offer(&no); r != nil {
 		t.Errorf("refused offer answered %+v", r)
 	}
-	// TCP is accepted by the policy but cannot be carried inbound yet.
+	// TCP is accepted by the policy, but an offer without the remote's
+	// SYN cannot start the carrier handshake.
 	tcp := *ok
 	tcp.Flow.Proto, tcp.CarrierProto = session.TCP, session.TCP
-	if r := a.Offer(&tcp); r == nil || r.Result != proto.CodeUnsupportedProto {
+	if r := a.Offer(&tcp); r == nil || r.Result != proto.CodeMalformed {
 		t.Errorf("tcp offer answered %+v", r)
+	}
+	if a.Counts()["inbound-tcp-bad-syn"] != 1 {
+		t.Errorf("slow-path counts %v", a.Counts())
 	}
 	if got := a.policy.Counts(); got["accepted"] != 2 || got["no-rule"] != 1 {
 		t.Errorf("policy counts %v", got)

@@ -131,12 +131,17 @@ func (a *agent) misses(ctx context.Context, dp *datapath) error {
 			return fmt.Errorf("misses: %w", err)
 		}
 		if m.Role != xlat.RoleEdgeLAN {
-			a.count("miss-wan")
-			continue // a carrier packet with no flow: nothing to open
+			if !a.handshakeWAN(m.Data) {
+				a.count("miss-wan") // a carrier packet with no flow: nothing to open
+			}
+			continue
 		}
 		lan, f, cp, token, ok := a.classify(dp, m)
 		if !ok {
 			continue
+		}
+		if a.handshakeLAN(f, m.Data) {
+			continue // the host's part of an inbound TCP handshake
 		}
 		if e, open := a.flows.Get(f); open && e.Carrier.Relay.IsValid() {
 			// Sent before the flow's entries were in: send it on now.

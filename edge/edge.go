@@ -68,7 +68,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		return fmt.Errorf("datapath: %w", err)
 	}
 	defer dp.close()
-	a.dp, a.activity = dp, datapathActivity(dp, a.nat.lan)
+	a.dp, a.activity, a.inject = dp, datapathActivity(dp, a.nat.lan), dp.inj.Packet
 	a.connected = func(w *proto.Welcome) {
 		a.relayPorts(w)
 		if err := l.serve(ctx, w.Prefix); err != nil {

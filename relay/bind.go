@@ -29,6 +29,9 @@ type bound struct {
 	flow    session.Flow
 	carrier session.Carrier
 	inbound bool // the packet was the edge's opener: it goes no further
+	// hs: the carrier is in its TCP handshake, the packet one of its
+	// segments; no entries are in yet.
+	hs *tcpHandshake
 }
 
 // carrierPacket binds the carrier of a packet the datapath missed and
@@ -47,6 +50,10 @@ func (c *carriers) carrierPacket(key xlat.Key, frame []byte, whole bool) {
 		return
 	}
 	if c.dp == nil {
+		return
+	}
+	if b.hs != nil {
+		c.handshakeStep(c.dp, b, frame) // consumed: the handshake's own segments
 		return
 	}
 	if b.inbound {
@@ -86,7 +93,7 @@ func (c *carriers) bindLocked(key xlat.Key, l4, frame []byte) (bound, *control.S
 	public := netip.AddrPortFrom(key.Src, key.SPort)
 	switch {
 	case k.public == public:
-		return bound{f, k.carrier(), k.inbound}, nil, nil // a packet that raced the entries in
+		return bound{f, k.carrier(), k.inbound, k.hs}, nil, nil // a packet that raced the entries in, or the handshake's next
 	case k.public.IsValid():
 		c.countLocked(errBound.Error())
 		return bound{}, nil, errBound
@@ -96,10 +103,16 @@ func (c *carriers) bindLocked(key xlat.Key, l4, frame []byte) (bound, *control.S
 		return bound{}, nil, errToken
 	}
 	k.public = public
+	if k.hs != nil {
+		// The carrier SYN: entries and CarrierBound wait for the
+		// edge's completing ACK (handshake.go).
+		c.countLocked("bound")
+		return bound{f, k.carrier(), k.inbound, k.hs}, nil, nil
+	}
 	if !c.mapCarrier(f, k) {
 		k.public = netip.AddrPort{}
 		return bound{}, nil, errors.New("datapath refused the entries")
 	}
 	c.countLocked("bound")
-	return bound{f, k.carrier(), k.inbound}, c.live[k.site], nil
+	return bound{f, k.carrier(), k.inbound, nil}, c.live[k.site], nil
 }

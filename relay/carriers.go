@@ -26,6 +26,7 @@ type carrier struct {
 	gen      uint64         // session that last opened or replayed it
 	public   netip.AddrPort // the CGNAT's side, once bound by the first packet
 	inbound  bool           // opened by an offer: bound by the edge's opener, which goes no further
+	hs       *tcpHandshake  // an inbound TCP flow until its carrier handshake completes
 
 	// Idle expiry (expire.go): the lifetime the edge asked for, and when
 	// the datapath's counters for the flow last moved.

@@ -128,8 +128,7 @@ func UnmapChecks(host netip.Addr) []Check {
 				return err
 			},
 		},
-		withTimeout(time.Second, // not yet: TCP needs the carrier handshake
-			EchoCheck("srv6 → lan: inbound TCP to the host's address", Fails, Srv6, "tcp", atLAN, toHost, Srv6Addr)),
+		EchoCheck("srv6 → lan: inbound TCP to the host's address (carrier handshake)", Works, Srv6, "tcp", atLAN, toHost, Srv6Addr),
 		EchoCheck("lan → srv4: TCP over IPv4, seen from the site's public IPv4", Works, LAN, "tcp", atSrv4, srv4, SitePublic4),
 		EchoCheck("lan → srv4: UDP over IPv4, seen from the site's public IPv4", Works, LAN, "udp", atSrv4, srv4, SitePublic4),
 		{
