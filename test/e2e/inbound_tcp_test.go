@@ -143,10 +143,30 @@ func testInboundIPv6TCP(t *testing.T, mode lab.CGNMode) {
 // it: the handshake's cost at connect, and the goodput (no timing is
 // asserted).
 func outboundBaseline(t *testing.T, ctx context.Context, l *lab.Lab, inConnect, inTime time.Duration) {
-	ln, err := l.NS(lab.Srv6).Listen("tcp6", fmt.Sprintf("[::]:%d", inboundTCPPort))
+	start := time.Now()
+	outConnect, err := exchangeThrough(ctx, l.NS(lab.Srv6), l.NS(lab.LAN), netip.AddrPortFrom(lab.Srv6Addr, inboundTCPPort))
 	if err != nil {
-		t.Fatal(err)
+		t.Errorf("baseline lan → srv6: %v", err)
+		return
 	}
+	outTime := time.Since(start)
+	t.Logf("figures: connect inbound %v, outbound %v (×%.2f); 50 MB each way inbound %v, outbound %v (inbound goodput ×%.2f of outbound)",
+		inConnect, outConnect, float64(inConnect)/float64(outConnect), inTime, outTime, float64(outTime)/float64(inTime))
+}
+
+// exchangeThrough has client connect to server's listener on to and the
+// two exchange 50 MB each way, verified by hash; it returns the connect
+// time.
+func exchangeThrough(ctx context.Context, server, client *lab.NS, to netip.AddrPort) (time.Duration, error) {
+	network := "tcp4"
+	if to.Addr().Is6() {
+		network = "tcp6"
+	}
+	ln, err := server.Listen(network, fmt.Sprintf(":%d", to.Port()))
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
 	served := make(chan error, 1)
 	go func() {
 		c, err := ln.Accept()
@@ -158,21 +178,17 @@ func outboundBaseline(t *testing.T, ctx context.Context, l *lab.Lab, inConnect, 
 		served <- exchange50(ctx, c, 4, 3)
 	}()
 	start := time.Now()
-	c, err := l.NS(lab.LAN).Dial(ctx, "tcp6", netip.AddrPortFrom(lab.Srv6Addr, inboundTCPPort).String())
+	c, err := client.Dial(ctx, network, to.String())
 	if err != nil {
-		t.Errorf("baseline lan → srv6 connect: %v", err)
-		return
+		return 0, fmt.Errorf("connect: %w", err)
 	}
-	outConnect := time.Since(start)
+	connect := time.Since(start)
 	err = exchange50(ctx, c, 3, 4)
 	c.Close()
 	if serr := <-served; err != nil || serr != nil {
-		t.Errorf("baseline lan → srv6 exchange: %v, %v", err, serr)
-		return
+		return connect, fmt.Errorf("exchange: client %v, server %v", err, serr)
 	}
-	outTime := time.Since(start)
-	t.Logf("figures: connect inbound %v, outbound %v (×%.2f); 50 MB each way inbound %v, outbound %v (inbound goodput ×%.2f of outbound)",
-		inConnect, outConnect, float64(inConnect)/float64(outConnect), inTime, outTime, float64(outTime)/float64(inTime))
+	return connect, nil
 }
 
 // upWithPolicy is up with the edge's inbound allow rules replaced.
