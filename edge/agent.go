@@ -138,11 +138,10 @@ func (a *agent) Offer(m *proto.FlowOffer) *proto.OfferReply {
 		a.log.Debug("inbound flow refused", "flow", m.Flow, "why", why)
 		return nil
 	}
-	if m.Flow.Site.Addr().Is6() && m.Flow.Proto == session.TCP && m.CarrierProto == session.TCP {
-		return a.offerTCP(m)
+	if m.Flow.Proto == session.TCP && m.CarrierProto == session.TCP {
+		return a.offerTCP(m, to)
 	}
 	if m.CarrierProto != session.UDP {
-		// TCP forwards of the public IPv4 are the next step.
 		a.count("inbound-unsupported")
 		return &proto.OfferReply{Result: proto.CodeUnsupportedProto}
 	}

@@ -224,6 +224,11 @@ func (a *agent) classify4(dp *datapath, m xdp.Miss, lan session.Flow) (_, f sess
 		a.count("miss-not-site")
 		return lan, f, 0, 0, false
 	}
+	if f, ok := a.nat.forwarded(lan); ok {
+		// The host answers a forwarded flow (its TCP handshake, or a
+		// packet that raced the entries in).
+		return lan, f, lan.Proto, 0, true
+	}
 	f, err := a.nat.outbound(lan)
 	if err != nil {
 		a.count("miss-no-public-ipv4")

@@ -1,13 +1,13 @@
 package edge
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/flows"
 	"github.com/unmap-dev/unmap/session/handshake"
-	"github.com/unmap-dev/unmap/xdp"
 )
 
 // tcpInbound is the edge's side of an inbound TCP flow's carrier
@@ -46,8 +46,10 @@ var (
 )
 
 // offerTCP runs the edge's part of an accepted inbound TCP offer up to
-// the carrier SYN: the reply carries the host's ISN as the bind token.
-func (a *agent) offerTCP(m *proto.FlowOffer) *proto.OfferReply {
+// the carrier SYN: the reply carries the host's ISN as the bind token. to
+// is the LAN host's endpoint: the flow's site end, or for a port forward
+// of the public IPv4 the forward's target, to which the SYN is rewritten.
+func (a *agent) offerTCP(m *proto.FlowOffer, to netip.AddrPort) *proto.OfferReply {
 	syn, err := handshake.Parse(m.SYN)
 	if err != nil || !syn.Is(handshake.SYN) || syn.SrcPort != m.Flow.Remote.Port() || syn.DstPort != m.Flow.Site.Port() {
 		a.count("inbound-tcp-bad-syn")
@@ -57,7 +59,8 @@ func (a *agent) offerTCP(m *proto.FlowOffer) *proto.OfferReply {
 		a.count("inbound-unsupported")
 		return &proto.OfferReply{Result: proto.CodeUnsupportedProto}
 	}
-	toHost, err := handshake.Packet(m.Flow.Remote.Addr(), m.Flow.Site.Addr(), syn)
+	syn.DstPort = to.Port()
+	toHost, err := handshake.Packet(m.Flow.Remote.Addr(), to.Addr(), syn)
 	if err != nil {
 		a.count("inbound-tcp-bad-syn")
 		return &proto.OfferReply{Result: proto.CodeMalformed}
@@ -68,6 +71,9 @@ func (a *agent) offerTCP(m *proto.FlowOffer) *proto.OfferReply {
 		return &proto.OfferReply{Result: proto.CodeNoResources}
 	}
 	a.claimRelayPort(c)
+	if to.Addr().Is4() {
+		a.nat.inbound(m.Flow, to)
+	}
 	h := &tcpInbound{flow: m.Flow, carrier: c, syn: syn, answered: make(chan struct{})}
 	a.mu.Lock()
 	a.handshakes[m.Flow] = h
@@ -263,7 +269,7 @@ func (a *agent) putBack(f session.Flow, c session.Carrier) error {
 	if a.dp == nil {
 		return nil
 	}
-	_, back, err := xdp.EdgePair(f, c)
+	_, back, err := a.edgePair(f, c)
 	if err != nil {
 		return err
 	}
@@ -274,7 +280,7 @@ func (a *agent) putOut(f session.Flow, c session.Carrier) error {
 	if a.dp == nil {
 		return nil
 	}
-	out, _, err := xdp.EdgePair(f, c)
+	out, _, err := a.edgePair(f, c)
 	if err != nil {
 		return err
 	}

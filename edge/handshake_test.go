@@ -116,7 +116,7 @@ func noneSent(t *testing.T, sent chan []byte, what string) {
 func TestHandshakeEdge(t *testing.T) {
 	a, sent := handshakeAgent(t)
 	replies := make(chan *proto.OfferReply, 1)
-	go func() { replies <- a.offerTCP(offerOf(t)) }()
+	go func() { replies <- a.offerTCP(offerOf(t), hsFlow.Site) }()
 
 	// 1. The remote's SYN goes to the host, from the remote's address.
 	pkt, tcp := next(t, sent)
@@ -243,7 +243,7 @@ func TestHandshakeEdgeRefusals(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			a, sent := handshakeAgent(t)
 			replies := make(chan *proto.OfferReply, 1)
-			go func() { replies <- a.offerTCP(offerOf(t)) }()
+			go func() { replies <- a.offerTCP(offerOf(t), hsFlow.Site) }()
 			next(t, sent)
 			if c.answer != nil {
 				a.handshakeLAN(hsFlow, frame(t, hsFlow.Site.Addr(), hsFlow.Remote.Addr(), *c.answer))

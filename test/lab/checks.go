@@ -140,5 +140,6 @@ func UnmapChecks(host netip.Addr) []Check {
 			},
 		},
 		EchoCheck("srv4 → lan: UDP to a forwarded port of the public IPv4", Works, Srv4, "udp", atLAN, forward, Srv4Addr),
+		EchoCheck("srv4 → lan: TCP to a forwarded port of the public IPv4", Works, Srv4, "tcp", atLAN, forward, Srv4Addr),
 	}
 }
