@@ -19,18 +19,14 @@ const activityEvery = 20 * time.Second
 type activity func(f session.Flow, c session.Carrier) (packets uint64, ok bool)
 
 // datapathActivity reads a flow's counters from its two entries.
-func datapathActivity(dp *datapath) activity {
+// lan gives a flow's LAN view (see siteNAT.lan).
+func datapathActivity(dp *datapath, lan func(session.Flow) session.Flow) activity {
 	return func(f session.Flow, c session.Carrier) (uint64, bool) {
-		out, back, err := xdp.EdgePair(f, c)
+		out, back, err := xdp.EdgePair(lan(f), c)
 		if err != nil {
 			return 0, false
 		}
-		co, err1 := dp.d.FlowCounters(out.Key)
-		cb, err2 := dp.d.FlowCounters(back.Key)
-		if err1 != nil && err2 != nil {
-			return 0, false
-		}
-		return co.Packets + cb.Packets, true
+		return dp.d.PairPackets(out, back)
 	}
 }
 

@@ -26,18 +26,28 @@ type agent struct {
 	flows  *flows.Table
 	ports  *ports.Edge
 	policy *Policy
+	nat    *siteNAT        // the site's public IPv4, when granted
 	ctl    *control.Client // set once before the client runs
 	dp     *datapath       // nil when the agent runs without XDP (tests)
 	// activity reads a flow's packet counters (datapathActivity, or a
 	// fake in tests).
 	activity activity
+	// inject sends an IP packet the agent made (the inbound TCP
+	// handshake's segments); nil without a datapath.
+	inject func([]byte) error
 
 	mu        sync.Mutex
 	grant     *proto.Welcome // the last session's grant, kept while disconnected
 	up        bool           // a session is up
 	tokens    map[session.Flow]proto.BindToken
-	connected func(*proto.Welcome) // called on each new grant; may be nil
-	counts    map[string]uint64    // slow-path events by name, for `unmap status`
+	rports    map[session.Proto]*ports.Edge // relay ports R in use, by carrier protocol (pick.go)
+	raddr     netip.Addr                    // the relay address they are on
+	connected func(*proto.Welcome)          // called on each new grant; may be nil
+	counts    map[string]uint64             // slow-path events by name, for `unmap status`
+	// Inbound TCP flows in their carrier handshake (handshake.go), by
+	// flow and by carrier port E.
+	handshakes map[session.Flow]*tcpInbound
+	byEdgePort map[uint16]*tcpInbound
 }
 
 // count records a slow-path event (a miss it could not use, a held packet
@@ -67,7 +77,9 @@ func newAgent(s *Settings, wan netip.Addr, log *slog.Logger) (*agent, error) {
 		return nil, err
 	}
 	return &agent{s: s, log: log, wan: wan, flows: t, ports: p, policy: NewPolicy(s.Allow, s.Forwards),
-		tokens: map[session.Flow]proto.BindToken{}, counts: map[string]uint64{}}, nil
+		nat:    newSiteNAT(),
+		tokens: map[session.Flow]proto.BindToken{}, counts: map[string]uint64{},
+		handshakes: map[session.Flow]*tcpInbound{}, byEdgePort: map[uint16]*tcpInbound{}}, nil
 }
 
 // Grant is the last session's grant, nil before the first one; up says
@@ -121,13 +133,15 @@ func (a *agent) Offer(m *proto.FlowOffer) *proto.OfferReply {
 	if g == nil {
 		return nil
 	}
-	if _, why := a.policy.Decide(m.Flow, g.Prefix, g.PublicIPv4); why != Accepted {
+	to, why := a.policy.Decide(m.Flow, g.Prefix, g.PublicIPv4)
+	if why != Accepted {
 		a.log.Debug("inbound flow refused", "flow", m.Flow, "why", why)
 		return nil
 	}
-	if !m.Flow.Site.Addr().Is6() || m.CarrierProto != session.UDP {
-		// Port forwards of the public IPv4 and TCP's carrier handshake
-		// are the next steps.
+	if m.Flow.Proto == session.TCP && m.CarrierProto == session.TCP {
+		return a.offerTCP(m, to)
+	}
+	if m.CarrierProto != session.UDP {
 		a.count("inbound-unsupported")
 		return &proto.OfferReply{Result: proto.CodeUnsupportedProto}
 	}
@@ -138,12 +152,18 @@ func (a *agent) Offer(m *proto.FlowOffer) *proto.OfferReply {
 		a.log.Warn("inbound flow not taken", "flow", m.Flow, "err", err)
 		return &proto.OfferReply{Result: proto.CodeNoResources}
 	}
+	a.claimRelayPort(c)
 	if err := a.flows.Update(m.Flow, c, flows.StateOpen); err != nil {
 		a.drop(m.Flow, c)
 		return &proto.OfferReply{Result: proto.CodeInternal}
 	}
+	lan := m.Flow
+	if lan.Site.Addr().Is4() {
+		// A port forward: the LAN host's private endpoint.
+		lan = a.nat.inbound(m.Flow, to)
+	}
 	if a.dp != nil {
-		if err := a.dp.mapFlow(m.Flow, c); err != nil {
+		if err := a.dp.mapFlow(lan, c); err != nil {
 			a.log.Warn("inbound flow not mapped", "flow", m.Flow, "err", err)
 			a.drop(m.Flow, c)
 			return &proto.OfferReply{Result: proto.CodeInternal}
@@ -200,6 +220,7 @@ func (a *agent) Open(ctx context.Context, f session.Flow, carrierProto session.P
 		return session.Carrier{}, err
 	}
 	c.Relay = g.Relay
+	a.claimRelayPort(c)
 	if err := a.flows.Update(f, c, flows.StateOpen); err != nil {
 		a.drop(f, c)
 		return session.Carrier{}, err
@@ -234,16 +255,26 @@ func (a *agent) take(f session.Flow, carrierProto session.Proto, relay netip.Add
 	return c, nil
 }
 
-// drop forgets a flow and gives its port back.
+// drop forgets a flow and gives its ports back.
 func (a *agent) drop(f session.Flow, c session.Carrier) {
+	if a.forget(f, c) {
+		a.nat.release(f)
+	}
+}
+
+// forget is drop but for the flow's public IPv4 port, which a flow that
+// opens again keeps; false if the flow was already gone.
+func (a *agent) forget(f session.Flow, c session.Carrier) bool {
 	if _, err := a.flows.Delete(f); err != nil {
-		return // already gone: its port was given back then
+		return false // already gone: its port was given back then
 	}
 	a.mu.Lock()
 	delete(a.tokens, f)
+	a.forgetHandshake(f)
 	a.mu.Unlock()
 	a.unmap(f, c)
 	a.releasePort(c)
+	return true
 }
 
 // unmap removes a flow's entries from the datapath, if they are there.
@@ -251,16 +282,24 @@ func (a *agent) unmap(f session.Flow, c session.Carrier) {
 	if a.dp == nil || !c.Relay.IsValid() {
 		return
 	}
-	if out, back, err := xdp.EdgePair(f, c); err == nil {
+	if out, back, err := a.edgePair(f, c); err == nil {
 		_ = a.dp.d.Delete(out.Key)
 		_ = a.dp.d.Delete(back.Key)
 	}
+}
+
+// edgePair is xdp.EdgePair for the flow as the LAN sees it: a flow of the
+// site's public IPv4 is announced with its public source, but the
+// datapath rewrites the LAN host's private one.
+func (a *agent) edgePair(f session.Flow, c session.Carrier) (out, back xdp.Mapping, err error) {
+	return xdp.EdgePair(a.nat.lan(f), c)
 }
 
 func (a *agent) releasePort(c session.Carrier) {
 	if err := a.ports.Release(c.Proto, c.Edge.Port()); err != nil {
 		a.log.Error("carrier port release", "carrier", c, "err", err)
 	}
+	a.releaseRelayPort(c)
 }
 
 // expire sweeps idle flows until ctx ends, telling the relay of each.
@@ -279,9 +318,11 @@ func (a *agent) expire(ctx context.Context) {
 			for _, e := range gone {
 				a.mu.Lock()
 				delete(a.tokens, e.Flow)
+				a.forgetHandshake(e.Flow)
 				a.mu.Unlock()
 				a.unmap(e.Flow, e.Carrier)
 				a.releasePort(e.Carrier)
+				a.nat.release(e.Flow)
 				_ = a.ctl.Close(e.Flow, proto.CodeExpired)
 			}
 			if len(gone) < batch {

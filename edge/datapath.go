@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 
 	"github.com/cilium/ebpf/link"
@@ -25,6 +26,7 @@ type datapath struct {
 	cfg   xlat.Config
 	inj   *xdp.Injector
 	links []link.Link
+	lan4  []netip.Prefix // the LAN's IPv4 subnets: who may use the site's public IPv4
 	log   *slog.Logger
 }
 
@@ -40,6 +42,15 @@ func openDatapath(s *Settings, wan netip.Addr, log *slog.Logger) (*datapath, err
 	}
 	if err := d.AddLocal(wan); err != nil {
 		return nil, errors.Join(err, dp.close())
+	}
+	// The router's LAN addresses are the hosts' gateway, never a flow.
+	if dp.lan4, err = ifacePrefixes4(s.LAN); err != nil {
+		return nil, errors.Join(err, dp.close())
+	}
+	for _, p := range dp.lan4 {
+		if err := d.AddLocal(p.Addr()); err != nil {
+			return nil, errors.Join(err, dp.close())
+		}
 	}
 	for _, at := range []struct {
 		ifname string
@@ -120,21 +131,26 @@ func (a *agent) misses(ctx context.Context, dp *datapath) error {
 			return fmt.Errorf("misses: %w", err)
 		}
 		if m.Role != xlat.RoleEdgeLAN {
-			a.count("miss-wan")
-			continue // a carrier packet with no flow: nothing to open
+			if !a.handshakeWAN(m.Data) {
+				a.count("miss-wan") // a carrier packet with no flow: nothing to open
+			}
+			continue
 		}
 		if isIPv6(m.Data) && m.Data[14+7] <= 1 {
 			a.timeExceeded(dp, m.Data[14:]) // the datapath's ttl-to-agent
 			continue
 		}
-		f, cp, token, ok := a.classify(dp, m)
+		lan, f, cp, token, ok := a.classify(dp, m)
 		if !ok {
 			continue
+		}
+		if a.handshakeLAN(f, m.Data) {
+			continue // the host's part of an inbound TCP handshake
 		}
 		if e, open := a.flows.Get(f); open && e.Carrier.Relay.IsValid() {
 			// Sent before the flow's entries were in: send it on now.
 			if m.Len == len(m.Data) {
-				a.sendHeld(dp, f, e.Carrier, [][]byte{m.Data})
+				a.sendHeld(dp, lan, e.Carrier, [][]byte{m.Data})
 			}
 			continue
 		}
@@ -155,7 +171,7 @@ func (a *agent) misses(ctx context.Context, dp *datapath) error {
 		pending[f] = o
 		mu.Unlock()
 		go func() {
-			err := a.openFlow(ctx, dp, f, cp, token, func() [][]byte {
+			err := a.openFlow(ctx, dp, lan, f, cp, token, func() [][]byte {
 				mu.Lock()
 				defer mu.Unlock()
 				delete(pending, f)
@@ -168,19 +184,28 @@ func (a *agent) misses(ctx context.Context, dp *datapath) error {
 	}
 }
 
-// classify turns a LAN miss into the flow it opens.
-func (a *agent) classify(dp *datapath, m xdp.Miss) (f session.Flow, cp session.Proto, token proto.BindToken, ok bool) {
-	res := xlat.Process(xlat.RoleEdgeLAN, &dp.cfg, local{}, nil, m.Data)
+// classify turns a LAN miss into the flow it opens: lan as the LAN host
+// sends it, f as the relay is told of it (they differ for the site's
+// public IPv4, whose port the edge maps; see siteNAT).
+func (a *agent) classify(dp *datapath, m xdp.Miss) (lan, f session.Flow, cp session.Proto, token proto.BindToken, ok bool) {
+	// The datapath has judged it a miss; the model only parses it here
+	// (with the IPv4 switch on, whatever it is now: the packet was taken).
+	cfg := dp.cfg
+	cfg.LANv4ToAgent = true
+	res := xlat.Process(xlat.RoleEdgeLAN, &cfg, local{}, nil, m.Data)
 	k := res.Key
-	if res.Reason != xlat.ReasonMiss || !k.Src.Is6() {
+	if res.Reason != xlat.ReasonMiss {
 		a.count("miss-unusable")
-		return f, 0, 0, false
+		return lan, f, 0, 0, false
 	}
-	f = session.Flow{Proto: session.Proto(k.Proto), Site: netip.AddrPortFrom(k.Src, k.SPort), Remote: netip.AddrPortFrom(k.Dst, k.DPort)}
+	lan = session.Flow{Proto: session.Proto(k.Proto), Site: netip.AddrPortFrom(k.Src, k.SPort), Remote: netip.AddrPortFrom(k.Dst, k.DPort)}
+	if k.Src.Is4() {
+		return a.classify4(dp, m, lan)
+	}
 	if g, _ := a.Grant(); g == nil || !g.Prefix.Contains(k.Src) {
 		a.log.Debug("miss from outside the site", "src", k.Src, "granted", g != nil)
 		a.count("miss-not-site")
-		return f, 0, 0, false
+		return lan, f, 0, 0, false
 	}
 	// TCP and UDP ride native carriers; everything else, ICMPv6 echo
 	// included, rides a UDP carrier. An ICMP echo carrier has a single
@@ -188,37 +213,70 @@ func (a *agent) classify(dp *datapath, m xdp.Miss) (f session.Flow, cp session.P
 	// its port R in it; UDP costs 8 bytes and is still 12 below IPv6's
 	// header.
 	cp = session.UDP
-	if f.Proto == session.TCP {
+	if lan.Proto == session.TCP {
 		cp = session.TCP
 	}
-	t, _ := session.CarrierToken(f.Proto, cp, m.Data[min(len(m.Data), 14+40):])
-	return f, cp, proto.BindToken(t), true
+	t, _ := session.CarrierToken(lan.Proto, cp, m.Data[min(len(m.Data), 14+40):])
+	return lan, lan, cp, proto.BindToken(t), true
+}
+
+// classify4 maps a LAN host's IPv4 flow onto the site's public IPv4. It
+// rides a native carrier (TCP, UDP or ICMP echo: the datapath only
+// passes those to the agent), rewritten at both ends, so the relay finds
+// its token where the host put it.
+func (a *agent) classify4(dp *datapath, m xdp.Miss, lan session.Flow) (_, f session.Flow, cp session.Proto, token proto.BindToken, ok bool) {
+	if !slices.ContainsFunc(dp.lan4, func(p netip.Prefix) bool { return p.Contains(lan.Site.Addr()) }) {
+		a.count("miss-not-site")
+		return lan, f, 0, 0, false
+	}
+	if f, ok := a.nat.forwarded(lan); ok {
+		// The host answers a forwarded flow (its TCP handshake, or a
+		// packet that raced the entries in).
+		return lan, f, lan.Proto, 0, true
+	}
+	f, err := a.nat.outbound(lan)
+	if err != nil {
+		a.count("miss-no-public-ipv4")
+		a.log.Debug("no public IPv4 port", "flow", lan, "err", err)
+		return lan, f, 0, 0, false
+	}
+	ihl := 20
+	if len(m.Data) > 14 {
+		ihl = int(m.Data[14]&0xf) * 4
+	}
+	t, _ := session.Token(lan.Proto, m.Data[min(len(m.Data), 14+ihl):])
+	return lan, f, lan.Proto, proto.BindToken(t), true
 }
 
 // openFlow opens the flow with the relay, installs both directions in the
 // datapath and sends the held packets on, translated.
-func (a *agent) openFlow(ctx context.Context, dp *datapath, f session.Flow, cp session.Proto, token proto.BindToken, held func() [][]byte) error {
+func (a *agent) openFlow(ctx context.Context, dp *datapath, lan, f session.Flow, cp session.Proto, token proto.BindToken, held func() [][]byte) error {
+	if c, ok := a.pick(f, cp, token); ok {
+		return a.openPicked(ctx, dp, lan, f, c, token, held)
+	}
 	c, err := a.Open(ctx, f, cp, token)
 	if err != nil {
 		for range held() {
 			a.count("held-dropped")
 		}
+		a.nat.release(f)
 		return err
 	}
-	err = dp.mapFlow(f, c)
+	err = dp.mapFlow(lan, c)
 	pkts := held()
 	if err != nil {
 		a.Close(f, proto.CodeInternal)
 		return err
 	}
-	a.sendHeld(dp, f, c, pkts)
+	a.sendHeld(dp, lan, c, pkts)
 	return nil
 }
 
 // sendHeld translates a flow's held packets with the entries just
-// installed, through the reference model, and sends them on.
-func (a *agent) sendHeld(dp *datapath, f session.Flow, c session.Carrier, pkts [][]byte) {
-	out, back, err := xdp.EdgePair(f, c)
+// installed, through the reference model, and sends them on; lan is the
+// flow as the LAN host sent it.
+func (a *agent) sendHeld(dp *datapath, lan session.Flow, c session.Carrier, pkts [][]byte) {
+	out, back, err := xdp.EdgePair(lan, c)
 	if err != nil {
 		return
 	}
@@ -230,14 +288,15 @@ func (a *agent) sendHeld(dp *datapath, f session.Flow, c session.Carrier, pkts [
 		}
 		if err := dp.inj.Frame(res.Out); err != nil {
 			a.count("held-inject-failed")
-			a.log.Debug("held packet not sent", "flow", f, "err", err)
+			a.log.Debug("held packet not sent", "flow", lan, "err", err)
 		}
 	}
 }
 
-// mapFlow installs both directions of a flow on its carrier.
-func (dp *datapath) mapFlow(f session.Flow, c session.Carrier) error {
-	out, back, err := xdp.EdgePair(f, c)
+// mapFlow installs both directions of a flow on its carrier; lan is the
+// flow as the LAN host sees it (agent.edgePair).
+func (dp *datapath) mapFlow(lan session.Flow, c session.Carrier) error {
+	out, back, err := xdp.EdgePair(lan, c)
 	if err != nil {
 		return err
 	}

@@ -27,7 +27,7 @@ type Options struct {
 }
 
 // capabilities are what this edge supports.
-const capabilities = proto.CapIPv4Public | proto.CapTCPOffer | proto.CapUDPCarrier | proto.CapCounters
+const capabilities = proto.CapIPv4Public | proto.CapTCPOffer | proto.CapUDPCarrier | proto.CapCounters | proto.CapEdgeChoosesR
 
 // Run runs the edge agent until ctx ends.
 func Run(ctx context.Context, s *Settings, o Options) error {
@@ -68,14 +68,23 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		return fmt.Errorf("datapath: %w", err)
 	}
 	defer dp.close()
-	a.dp, a.activity = dp, datapathActivity(dp)
+	a.dp, a.activity, a.inject = dp, datapathActivity(dp, a.nat.lan), dp.inj.Packet
 	a.connected = func(w *proto.Welcome) {
+		a.relayPorts(w)
 		if err := l.serve(ctx, w.Prefix); err != nil {
 			log.Error("cannot serve the LAN", "err", err)
 			return
 		}
 		if err := dp.d.AddLocal(lanPrefix(w.Prefix).Addr().Next()); err != nil {
 			log.Error("datapath: the LAN address", "err", err)
+		}
+		// The LAN's IPv4 rides carriers to the site's public IPv4 when the
+		// relay grants one, and takes the ordinary path otherwise.
+		pp := ports.Range{First: w.PublicPorts.First, Last: w.PublicPorts.Last}
+		if err := a.nat.grant(w.PublicIPv4, pp, s.Forwards); err != nil {
+			log.Error("site IPv4", "err", err)
+		} else if err := dp.d.SetLANv4ToAgent(w.PublicIPv4.IsValid()); err != nil {
+			log.Error("datapath: the LAN's IPv4 switch", "err", err)
 		}
 	}
 	client, err := control.NewClient(control.ClientConfig{
@@ -104,6 +113,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		st.Section("control", func() any { return client.Counters().Snapshot() })
 		st.Section("flows", func() any { return a.flows.Stats() })
 		st.Section("inbound", func() any { return a.policy.Counts() })
+		st.Section("ipv4", func() any { return a.nat.stats() })
 		st.Section("slowpath", func() any { return a.Counts() })
 		st.Section("datapath", func() any { return statusOrError(dp.d.ReasonCounts()) })
 		go func() { errc <- st.Serve(ctx, o.StatusSocket) }()
@@ -134,22 +144,38 @@ func sessionStatus(w *proto.Welcome, up bool) any {
 
 // ifaceIPv4 is the first IPv4 address of an interface.
 func ifaceIPv4(name string) (netip.Addr, error) {
-	ifi, err := net.InterfaceByName(name)
+	ps, err := ifacePrefixes4(name)
 	if err != nil {
 		return netip.Addr{}, err
+	}
+	if len(ps) == 0 {
+		return netip.Addr{}, fmt.Errorf("%s has no IPv4 address", name)
+	}
+	return ps[0].Addr(), nil
+}
+
+// ifacePrefixes4 is an interface's IPv4 addresses with their prefix
+// lengths.
+func ifacePrefixes4(name string) ([]netip.Prefix, error) {
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return nil, err
 	}
 	addrs, err := ifi.Addrs()
 	if err != nil {
-		return netip.Addr{}, err
+		return nil, err
 	}
+	var out []netip.Prefix
 	for _, a := range addrs {
 		if n, ok := a.(*net.IPNet); ok {
-			if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap().Is4() {
-				return ip.Unmap(), nil
+			ip, ok := netip.AddrFromSlice(n.IP)
+			bits, _ := n.Mask.Size()
+			if ok && ip.Unmap().Is4() {
+				out = append(out, netip.PrefixFrom(ip.Unmap(), bits))
 			}
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("%s has no IPv4 address", name)
+	return out, nil
 }
 
 // enableForwarding makes the host a router for both families, as the

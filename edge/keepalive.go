@@ -6,7 +6,6 @@ import (
 
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/xlat"
-	"github.com/unmap-dev/unmap/xdp"
 )
 
 // defaultCarrierKeepalive is used when the relay's grant names no
@@ -46,7 +45,7 @@ func (a *agent) keepCarriers(ctx context.Context, dp *datapath) {
 				continue
 			}
 			live[e.Flow] = true
-			out, _, err := xdp.EdgePair(e.Flow, c)
+			out, _, err := a.edgePair(e.Flow, c)
 			if err != nil {
 				continue
 			}

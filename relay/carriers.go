@@ -12,6 +12,7 @@ import (
 	"github.com/unmap-dev/unmap/control"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/flows"
 	"github.com/unmap-dev/unmap/session/ports"
 	"github.com/unmap-dev/unmap/session/ratelimit"
 )
@@ -26,6 +27,13 @@ type carrier struct {
 	gen      uint64         // session that last opened or replayed it
 	public   netip.AddrPort // the CGNAT's side, once bound by the first packet
 	inbound  bool           // opened by an offer: bound by the edge's opener, which goes no further
+	hs       *tcpHandshake  // an inbound TCP flow until its carrier handshake completes
+
+	// Idle expiry (expire.go): the lifetime the edge asked for, and when
+	// the datapath's counters for the flow last moved.
+	lifetime time.Duration
+	seen     time.Time
+	packets  uint64
 }
 
 // leaseKey finds a carrier by what its packets arrive with: the relay
@@ -54,6 +62,13 @@ type carriers struct {
 
 	grants     map[string][]netip.Prefix // by site: its prefix and public IPv4
 	udpTimeout time.Duration
+	timeouts   flows.Timeouts
+	now        func() time.Time
+	activity   activity                       // reads a flow's packet counters; nil without a datapath
+	early      map[leaseKey][]earlyPkt        // carrier packets that beat their FlowOpen (early.go)
+	earlyN     int                            // packets in early
+	pickers    map[netip.Addr]int             // sessions that pick R, by the CGNAT address they come from
+	pickerOf   map[uint64]netip.Addr          // and the other way, by session id
 	held       map[session.Flow][][]byte      // inbound flows' first packets, until their carrier binds
 	done       map[session.Flow]chan struct{} // closed when a flow's held packets were released
 	icmpLimit  *ratelimit.Limiter             // ICMP errors relayed, by site; "": the relay's own
@@ -83,7 +98,8 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 	}
 	return &carriers{log: log, ports: p, flows: map[session.Flow]*carrier{}, byLease: map[leaseKey]session.Flow{},
 		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, counts: map[string]uint64{},
-		grants: grants, udpTimeout: s.Timers.UDP, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
+		grants: grants, udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now,
+		early: map[leaseKey][]earlyPkt{}, pickers: map[netip.Addr]int{}, pickerOf: map[uint64]netip.Addr{}, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
 		icmpLimit: newICMPLimit()}, nil
 }
 
@@ -117,29 +133,57 @@ func (c *carriers) Started(ss *control.Session) {
 	c.mu.Lock()
 	c.sessions[ss.Site()] = sessionInfo{ID: ss.ID(), From: ss.RemoteAddr().String(), Since: time.Now()}
 	c.live[ss.Site()] = ss
+	if ss.Grant().Capabilities.Has(proto.CapEdgeChoosesR) {
+		pub := publicAddr(ss)
+		c.pickers[pub]++
+		c.pickerOf[ss.ID()] = pub
+	}
 	c.mu.Unlock()
 }
 
-// Open leases a relay port R for an outbound flow. Opening a flow the
-// site already has on the same edge port is answered with the same
-// carrier, so a retried FlowOpen is harmless.
+// Open leases a relay port R for an outbound flow: the one the edge
+// picked (edge-chooses-r), or one of the relay's choosing. Opening a flow
+// the site already has on the same edge port is answered with the same
+// carrier, so a retried FlowOpen is harmless. Carrier packets that beat
+// the FlowOpen bind now.
 func (c *carriers) Open(ss *control.Session, m *proto.FlowOpen) *proto.FlowGrant {
+	g, early := c.open(ss, m)
+	for _, p := range early {
+		c.carrierPacket(p.key, p.frame, true)
+	}
+	return g
+}
+
+func (c *carriers) open(ss *control.Session, m *proto.FlowOpen) (*proto.FlowGrant, []earlyPkt) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, ok := c.flows[m.Flow]; ok {
 		if old.site != ss.Site() || old.edgePort != m.EdgePort || old.lease.Proto != m.CarrierProto {
-			return &proto.FlowGrant{Result: proto.CodeFlowExists}
+			return &proto.FlowGrant{Result: proto.CodeFlowExists}, nil
 		}
 		old.gen, old.token = ss.ID(), m.Token
-		return &proto.FlowGrant{Relay: old.lease.RelayAddr(), LifetimeSec: m.LifetimeSec}
+		return &proto.FlowGrant{Relay: old.lease.RelayAddr(), LifetimeSec: m.LifetimeSec}, nil
 	}
-	lease, err := c.ports.Grant(ss.Site(), publicAddr(ss), m.CarrierProto)
+	var lease ports.Lease
+	var err error
+	if m.Relay.IsValid() {
+		// The edge picked R and may already be sending on it: that very
+		// port or nothing (the edge then lets the relay choose). The
+		// relay's quarantine does not apply: the edge keeps its own for
+		// the ports it picks, and a stray packet from another carrier
+		// cannot bind without this flow's token.
+		k := ports.Key{Relay: m.Relay.Addr(), Public: publicAddr(ss), Proto: m.CarrierProto}
+		lease, err = c.ports.Claim(ss.Site(), k, m.Relay.Port())
+	} else {
+		lease, err = c.ports.Grant(ss.Site(), publicAddr(ss), m.CarrierProto)
+	}
 	if err != nil {
-		c.log.Warn("flow refused", "site", ss.Site(), "flow", m.Flow, "err", err)
-		return &proto.FlowGrant{Result: code(err)}
+		c.log.Debug("flow refused", "site", ss.Site(), "flow", m.Flow, "relay", m.Relay, "err", err)
+		return &proto.FlowGrant{Result: code(err)}, nil
 	}
-	c.add(m.Flow, &carrier{site: ss.Site(), lease: lease, edgePort: m.EdgePort, token: m.Token, gen: ss.ID()})
-	return &proto.FlowGrant{Relay: lease.RelayAddr(), LifetimeSec: m.LifetimeSec}
+	c.add(m.Flow, &carrier{site: ss.Site(), lease: lease, edgePort: m.EdgePort, token: m.Token, gen: ss.ID(),
+		lifetime: time.Duration(m.LifetimeSec) * time.Second})
+	return &proto.FlowGrant{Relay: lease.RelayAddr(), LifetimeSec: m.LifetimeSec}, c.takeEarlyLocked(leaseKey{lease.Key, lease.Port})
 }
 
 // Replayed takes back a flow the edge still has after a reconnect or a
@@ -162,7 +206,8 @@ func (c *carriers) Replayed(ss *control.Session, e *proto.ReplayEntry) proto.Cod
 	if err != nil {
 		return code(err)
 	}
-	k := &carrier{site: ss.Site(), lease: lease, edgePort: e.EdgePort, token: e.Token, gen: ss.ID()}
+	k := &carrier{site: ss.Site(), lease: lease, edgePort: e.EdgePort, token: e.Token, gen: ss.ID(),
+		lifetime: time.Duration(e.LifetimeSec) * time.Second}
 	c.add(e.Flow, k)
 	if e.Public.IsValid() {
 		// Bound before the restart: map it again at once, so the flow
@@ -204,10 +249,19 @@ func (c *carriers) Ended(ss *control.Session, err error) {
 		delete(c.sessions, ss.Site())
 		delete(c.live, ss.Site())
 	}
+	if pub, ok := c.pickerOf[ss.ID()]; ok {
+		delete(c.pickerOf, ss.ID())
+		if c.pickers[pub]--; c.pickers[pub] <= 0 {
+			delete(c.pickers, pub)
+		}
+	}
 	c.mu.Unlock()
 }
 
 func (c *carriers) add(f session.Flow, k *carrier) {
+	if k.seen.IsZero() {
+		k.seen = c.now()
+	}
 	c.flows[f] = k
 	c.byLease[leaseKey{k.lease.Key, k.lease.Port}] = f
 }

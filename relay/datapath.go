@@ -145,22 +145,7 @@ func (c *carriers) misses(ctx context.Context, dp *datapath) error {
 			c.inbound(ctx, k, m.Data)
 			continue
 		}
-		b, err := c.bind(k, m.Data[min(len(m.Data), 14+20):])
-		if err != nil {
-			c.log.Debug("carrier not bound", "key", k, "err", err)
-			continue
-		}
-		if b.inbound {
-			c.release(dp, b.flow, b.carrier) // the opener itself stops here
-			continue
-		}
-		switch {
-		case m.Len != len(m.Data): // only part was handed over: the sender resends
-		case ttlExpired(m.Data, dp.cfg.CarrierAddr):
-			c.timeExceeded(dp, m) // the datapath's ttl-to-agent, or a first packet
-		default:
-			dp.send(b.flow, b.carrier, [][]byte{m.Data}, c.count)
-		}
+		c.carrierPacket(k, m.Data, m.Len == len(m.Data))
 	}
 }
 

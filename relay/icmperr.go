@@ -82,8 +82,8 @@ func (c *carriers) relayICMPError(k xlat.Key, m xdp.Miss) {
 // timeExceeded answers a carrier whose TTL ran out at the relay as a
 // router would: ICMPv4 time exceeded in transit from the relay's carrier
 // address. The edge shows it as a hop, 64:ff9b::<relay>.
-func (c *carriers) timeExceeded(dp *datapath, m xdp.Miss) {
-	ip := m.Data[14:]
+func (c *carriers) timeExceeded(dp *datapath, frame []byte) {
+	ip := frame[14:]
 	if !c.icmpLimit.Allow("", time.Now()) { // "" is no site: the relay's own
 		c.count("ttl-exceeded-rate-limited")
 		return

@@ -62,9 +62,10 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 			return fmt.Errorf("datapath: %w", err)
 		}
 		defer dp.close()
-		c.dp = dp
+		c.dp, c.activity = dp, datapathActivity(dp)
 		go func() { errc <- c.misses(ctx, dp) }()
 	}
+	go c.expire(ctx)
 	// Close, not ctx, ends the server: it says Goodbye to every edge so
 	// they reconnect at once to the relay's successor.
 	srv, err := control.Listen(context.WithoutCancel(ctx), control.ServerConfig{

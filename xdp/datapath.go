@@ -39,15 +39,11 @@ func Load(cfg xlat.Config, opts Options) (*Datapath, error) {
 		b := cfg.CarrierAddr.As4()
 		addr = le32(b[:])
 	}
-	v4agent := uint8(0)
-	if cfg.LANv4ToAgent {
-		v4agent = 1
-	}
 	for name, v := range map[string]any{
-		datapathVarCfgCarrierAddr:  addr,
-		datapathVarCfgPortLo:       cfg.PortLo,
-		datapathVarCfgPortHi:       cfg.PortHi,
-		datapathVarCfgLanV4ToAgent: v4agent,
+		datapathVarCfgCarrierAddr: addr,
+		datapathVarCfgPortLo:      cfg.PortLo,
+		datapathVarCfgPortHi:      cfg.PortHi,
+		datapathVarSwLanV4:        boolU32(cfg.LANv4ToAgent),
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)
@@ -82,11 +78,23 @@ func (d *Datapath) Program(r xlat.Role) *ebpf.Program {
 // SetFIB switches FIB forwarding on (the default) or off; off passes
 // translated packets to the stack, the mode differential tests use.
 func (d *Datapath) SetFIB(on bool) error {
-	v := uint32(0)
-	if on {
-		v = 1
+	return d.objs.SwFib.Set(boolU32(on))
+}
+
+// SetLANv4ToAgent switches where the edge LAN's IPv4 misses go: to the
+// agent (on: the site's IPv4 rides carriers to its public address on the
+// relay) or to the stack (off: the ordinary path). Load starts from
+// Config.LANv4ToAgent.
+func (d *Datapath) SetLANv4ToAgent(on bool) error {
+	d.cfg.LANv4ToAgent = on
+	return d.objs.SwLanV4.Set(boolU32(on))
+}
+
+func boolU32(b bool) uint32 {
+	if b {
+		return 1
 	}
-	return d.objs.SwFib.Set(v)
+	return 0
 }
 
 // Put installs or replaces the entry for k on every CPU, with zero

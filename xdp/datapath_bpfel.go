@@ -119,10 +119,10 @@ const (
 	datapathProgRelayExt       = "relay_ext"
 	datapathProgXdpPass        = "xdp_pass"
 	datapathVarCfgCarrierAddr  = "cfg_carrier_addr"
-	datapathVarCfgLanV4ToAgent = "cfg_lan_v4_to_agent"
 	datapathVarCfgPortHi       = "cfg_port_hi"
 	datapathVarCfgPortLo       = "cfg_port_lo"
 	datapathVarSwFib           = "sw_fib"
+	datapathVarSwLanV4         = "sw_lan_v4"
 	datapathVarUnusedAction    = "unused_action"
 	datapathVarUnusedFlowEntry = "unused_flow_entry"
 	datapathVarUnusedFlowKey   = "unused_flow_key"
@@ -197,10 +197,10 @@ type datapathMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathVariableSpecs struct {
 	CfgCarrierAddr  *ebpf.VariableSpec `ebpf:"cfg_carrier_addr"`
-	CfgLanV4ToAgent *ebpf.VariableSpec `ebpf:"cfg_lan_v4_to_agent"`
 	CfgPortHi       *ebpf.VariableSpec `ebpf:"cfg_port_hi"`
 	CfgPortLo       *ebpf.VariableSpec `ebpf:"cfg_port_lo"`
 	SwFib           *ebpf.VariableSpec `ebpf:"sw_fib"`
+	SwLanV4         *ebpf.VariableSpec `ebpf:"sw_lan_v4"`
 	UnusedAction    *ebpf.VariableSpec `ebpf:"unused_action"`
 	UnusedFlowEntry *ebpf.VariableSpec `ebpf:"unused_flow_entry"`
 	UnusedFlowKey   *ebpf.VariableSpec `ebpf:"unused_flow_key"`
@@ -253,10 +253,10 @@ func (m *datapathMaps) Close() error {
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathVariables struct {
 	CfgCarrierAddr  *ebpf.Variable `ebpf:"cfg_carrier_addr"`
-	CfgLanV4ToAgent *ebpf.Variable `ebpf:"cfg_lan_v4_to_agent"`
 	CfgPortHi       *ebpf.Variable `ebpf:"cfg_port_hi"`
 	CfgPortLo       *ebpf.Variable `ebpf:"cfg_port_lo"`
 	SwFib           *ebpf.Variable `ebpf:"sw_fib"`
+	SwLanV4         *ebpf.Variable `ebpf:"sw_lan_v4"`
 	UnusedAction    *ebpf.Variable `ebpf:"unused_action"`
 	UnusedFlowEntry *ebpf.Variable `ebpf:"unused_flow_entry"`
 	UnusedFlowKey   *ebpf.Variable `ebpf:"unused_flow_key"`

@@ -8,12 +8,20 @@ import (
 	"github.com/unmap-dev/unmap/session/xlat"
 )
 
-// actions picks how a flow rides its carrier: natively (TCP in TCP, UDP in
-// UDP, ICMPv6 echo in ICMP echo) or, for any other IPv6 payload, after an
-// 8-byte UDP header.
+// actions picks how a flow rides its carrier. An IPv6 flow rides
+// natively (TCP in TCP, UDP in UDP, ICMPv6 echo in ICMP echo) or, for any
+// other payload, after an 8-byte UDP header. An IPv4 flow (the site's
+// public IPv4) rides natively only: both ends rewrite addresses and ports
+// (NAPT), and the packet keeps its size.
 func actions(f session.Flow, c session.Carrier) (toCarrier, fromCarrier xlat.Action, err error) {
-	if !f.Site.Addr().Is6() {
-		return 0, 0, fmt.Errorf("flow %v: only IPv6 flows ride carriers", f)
+	if f.Site.Addr().Is4() != f.Remote.Addr().Is4() {
+		return 0, 0, fmt.Errorf("flow %v mixes address families", f)
+	}
+	if f.Site.Addr().Is4() {
+		if c.Proto != f.Proto || f.Proto != session.TCP && f.Proto != session.UDP && f.Proto != session.ICMP {
+			return 0, 0, fmt.Errorf("IPv4 flow %v cannot ride a %v carrier", f, c.Proto)
+		}
+		return xlat.ActNAPT44, xlat.ActNAPT44, nil
 	}
 	native := (f.Proto == session.TCP || f.Proto == session.UDP) && c.Proto == f.Proto ||
 		f.Proto == session.ICMPv6 && c.Proto == session.ICMP

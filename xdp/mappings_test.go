@@ -138,11 +138,81 @@ func TestPairsEndToEnd(t *testing.T) {
 	}
 }
 
+// TestIPv4PairsEndToEnd is TestPairsEndToEnd for the site's public IPv4:
+// the edge maps the LAN host's private endpoint, the relay the public one
+// the edge announced, and a packet keeps its size all the way.
+func TestIPv4PairsEndToEnd(t *testing.T) {
+	lanHost, public, remote := netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("203.0.113.10"), netip.MustParseAddr("198.51.100.10")
+	edgeAddr, relayAddr := netip.MustParseAddr("100.64.0.2"), netip.MustParseAddr("198.51.100.6")
+	for _, tc := range []struct {
+		name                string
+		p                   session.Proto
+		lport, pport, dport uint16
+	}{
+		{"tcp", session.TCP, 40000, 1024, 443},
+		{"udp", session.UDP, 5353, 5353, 53},
+		{"echo", session.ICMP, 77, 2000, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lan := session.Flow{Proto: tc.p, Site: netip.AddrPortFrom(lanHost, tc.lport), Remote: netip.AddrPortFrom(remote, tc.dport)}
+			announced := lan
+			announced.Site = netip.AddrPortFrom(public, tc.pport)
+			c := session.Carrier{Proto: tc.p, Edge: netip.AddrPortFrom(edgeAddr, 61000),
+				Relay: netip.AddrPortFrom(relayAddr, 20001), Public: netip.AddrPortFrom(netip.MustParseAddr("198.51.100.2"), 1234)}
+			eo, eb, err := EdgePair(lan, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ro, rb, err := RelayPair(announced, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			edgeCfg := xlat.Config{CarrierAddr: edgeAddr, PortLo: 61000, PortHi: 61999, LANv4ToAgent: true}
+			relayCfg := xlat.Config{CarrierAddr: relayAddr, PortLo: 20000, PortHi: 29999}
+			edge, relay := tablesOf(eo, eb), tablesOf(ro, rb)
+			payload := bytes.Repeat([]byte{0x5a}, 1400)
+
+			spec := xlattest.Spec{Src: lanHost, Dst: remote, Proto: uint8(tc.p), SPort: tc.lport, DPort: tc.dport, Payload: payload, TTL: 64}
+			r := xlat.Process(xlat.RoleEdgeLAN, &edgeCfg, edge, nil, xlattest.Build(spec))
+			if !r.Hit {
+				t.Fatalf("edge LAN: %v", r.Reason)
+			}
+			r = xlat.Process(xlat.RoleRelayExt, &relayCfg, relay, nil, nat(t, r.Out, c.Public, netip.AddrPort{}))
+			if !r.Hit {
+				t.Fatalf("relay: %v", r.Reason)
+			}
+			spec.Src, spec.SPort, spec.TTL = public, tc.pport, 62
+			if want := xlattest.Build(spec); !bytes.Equal(r.Out[14:], want[14:]) {
+				t.Errorf("out at the remote\n got %x\nwant %x", r.Out[14:], want[14:])
+			}
+
+			reply := xlattest.Spec{Src: remote, Dst: public, Proto: uint8(tc.p), SPort: tc.dport, DPort: tc.pport, Payload: payload, TTL: 64, Reply: true}
+			r = xlat.Process(xlat.RoleRelayExt, &relayCfg, relay, nil, xlattest.Build(reply))
+			if !r.Hit {
+				t.Fatalf("relay back: %v", r.Reason)
+			}
+			r = xlat.Process(xlat.RoleEdgeWAN, &edgeCfg, edge, nil, nat(t, r.Out, netip.AddrPort{}, c.Edge))
+			if !r.Hit {
+				t.Fatalf("edge WAN: %v", r.Reason)
+			}
+			reply.Dst, reply.DPort, reply.TTL = lanHost, tc.lport, 62
+			if want := xlattest.Build(reply); !bytes.Equal(r.Out[14:], want[14:]) {
+				t.Errorf("back at the LAN host\n got %x\nwant %x", r.Out[14:], want[14:])
+			}
+		})
+	}
+}
+
 func TestPairRefusals(t *testing.T) {
-	f4 := session.Flow{Proto: session.TCP, Site: netip.MustParseAddrPort("203.0.113.10:80"), Remote: netip.MustParseAddrPort("198.51.100.10:1")}
-	c := session.Carrier{Proto: session.TCP, Edge: netip.MustParseAddrPort("100.64.0.2:61000"), Relay: netip.MustParseAddrPort("198.51.100.6:20000")}
-	if _, _, err := EdgePair(f4, c); err == nil {
-		t.Error("IPv4 flow on a carrier accepted")
+	lan := session.Flow{Proto: session.TCP, Site: netip.MustParseAddrPort("192.0.2.2:80"), Remote: netip.MustParseAddrPort("198.51.100.10:1")}
+	c := session.Carrier{Proto: session.UDP, Edge: netip.MustParseAddrPort("100.64.0.2:61000"), Relay: netip.MustParseAddrPort("198.51.100.6:20000")}
+	if _, _, err := EdgePair(lan, c); err == nil {
+		t.Error("IPv4 TCP flow on a UDP carrier accepted")
+	}
+	mixed := session.Flow{Proto: session.TCP, Site: netip.MustParseAddrPort("192.0.2.2:80"), Remote: netip.MustParseAddrPort("[2001:db8:6::2]:1")}
+	c.Proto = session.TCP
+	if _, _, err := EdgePair(mixed, c); err == nil {
+		t.Error("flow mixing families accepted")
 	}
 	f := session.Flow{Proto: session.TCP, Site: netip.MustParseAddrPort("[2001:db8:5::2]:80"), Remote: netip.MustParseAddrPort("[2001:db8:6::2]:1")}
 	c.Proto = session.UDP

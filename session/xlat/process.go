@@ -221,7 +221,11 @@ func classifyMiss(role Role, cfg *Config, t Tables, p *pkt) Reason {
 		if t.IsLocal(p.key.Dst) || t.InSite(p.key.Dst) {
 			return ReasonPassLocal
 		}
-		if p.v4 && !cfg.LANv4ToAgent {
+		// IPv4 rides the site's public IPv4 only for TCP and UDP: an
+		// ICMP echo carrier's one identifier is rewritten by the CGNAT,
+		// so the relay could not tell its carrier; ping keeps the
+		// ordinary path.
+		if p.v4 && (!cfg.LANv4ToAgent || p.key.Proto == protoICMP) {
 			return ReasonPassNotOurs
 		}
 		// A new flow's IPv6 packet that cannot leave the edge: the
@@ -236,15 +240,12 @@ func classifyMiss(role Role, cfg *Config, t Tables, p *pkt) Reason {
 		return ReasonMiss
 	}
 	if p.v4 && cfg.CarrierAddr.IsValid() && !cfg.CarrierAddr.IsUnspecified() && p.key.Dst == cfg.CarrierAddr {
-		port := p.key.DPort
-		if p.key.Proto == protoICMP && p.echoRq {
-			port = p.key.SPort
-		}
-		switch p.key.Proto {
-		case protoTCP, protoUDP, protoICMP:
-			if cfg.inRange(port) {
-				return ReasonMiss
-			}
+		// A TCP or UDP packet to a carrier port is a carrier's first
+		// packet. An ICMP echo without an entry is not: the CGNAT
+		// rewrites an echo carrier's one identifier, so no agent could
+		// bind it, and it is the router's own ping (or its reply).
+		if (p.key.Proto == protoTCP || p.key.Proto == protoUDP) && cfg.inRange(p.key.DPort) {
+			return ReasonMiss
 		}
 	}
 	if role == RoleRelayExt && t.InSite(p.key.Dst) {

@@ -198,9 +198,9 @@ type Config struct {
 	// PortLo..PortHi (inclusive) are this end's carrier ports on
 	// CarrierAddr; a miss there goes to the agent, any other port passes.
 	PortLo, PortHi uint16
-	// LANv4ToAgent sends IPv4 misses on the edge LAN to the agent (the
-	// site uses its public IPv4 by default) instead of passing them to
-	// the router's ordinary NAT.
+	// LANv4ToAgent sends TCP and UDP IPv4 misses on the edge LAN to the
+	// agent (the site has a public IPv4 on the relay) instead of passing
+	// them to the router's ordinary NAT.
 	LANv4ToAgent bool
 }
 

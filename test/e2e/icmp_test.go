@@ -18,7 +18,7 @@ func testTraceroute6(t *testing.T, mode lab.CGNMode) {
 	u := up(t, mode)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	hops, out, err := u.lab.NS(lab.LAN).Traceroute6(ctx, lab.Srv6Addr)
+	hops, out, err := u.lab.NS(lab.LAN).Traceroute6(ctx, lab.Srv6Addr, 2)
 	t.Logf("%s", out)
 	if err != nil {
 		t.Fatal(err)

@@ -51,6 +51,10 @@ var (
 	// and SiteHost6 the address the lan host will take from it.
 	SitePrefix    = netip.MustParsePrefix("2001:db8:5::/64")
 	SiteHost6Addr = netip.MustParseAddr("2001:db8:5::2")
+	// SitePublic4 is the site's public IPv4 from the relay's pool: the
+	// LAN's IPv4 leaves from it, and ForwardPort of it is forwarded to the
+	// LAN host's EchoPort.
+	SitePublic4 = netip.MustParseAddr("203.0.113.10")
 
 	// inet—srv4: an IPv4 server on the Internet.
 	Srv4Net      = netip.MustParsePrefix("198.51.100.8/30")
@@ -76,6 +80,10 @@ var (
 	RelaySubAddr = netip.MustParseAddr("100.64.100.1")
 	SubAddr      = netip.MustParseAddr("100.64.100.2")
 )
+
+// ForwardPort is the port of SitePublic4 the edge forwards (TCP and UDP)
+// to the LAN host's EchoPort.
+const ForwardPort = 8007
 
 // MTU of every veth but inet—narrow: the full Ethernet MTU that unmap
 // preserves end to end.

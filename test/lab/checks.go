@@ -96,7 +96,8 @@ func newToken(from Role, what string) string {
 
 // UnmapChecks is the tour with unmap's agents running: host is the LAN
 // host's address from the site's prefix. The IPv6 rows that fail in the
-// baseline work, at full MTU, both ways, and IPv4 is as it was.
+// baseline work, at full MTU, both ways, and the LAN's IPv4 leaves from
+// the site's public IPv4 (ping keeps the ordinary path).
 func UnmapChecks(host netip.Addr) []Check {
 	srv4 := netip.AddrPortFrom(Srv4Addr, EchoPort)
 	srv6 := netip.AddrPortFrom(Srv6Addr, EchoPort)
@@ -104,6 +105,7 @@ func UnmapChecks(host netip.Addr) []Check {
 	atSrv4 := func(e *Env) *EchoServer { return e.Srv4 }
 	atSrv6 := func(e *Env) *EchoServer { return e.Srv6 }
 	toHost := netip.AddrPortFrom(host, EchoPort)
+	forward := netip.AddrPortFrom(SitePublic4, ForwardPort)
 	return []Check{
 		EchoCheck("lan → srv6: TCP over IPv6, seen from the host's own address", Works, LAN, "tcp", atSrv6, srv6, host),
 		EchoCheck("lan → srv6: UDP over IPv6, seen from the host's own address", Works, LAN, "udp", atSrv6, srv6, host),
@@ -126,15 +128,26 @@ func UnmapChecks(host netip.Addr) []Check {
 				return err
 			},
 		},
-		withTimeout(time.Second, // not yet: TCP needs the carrier handshake
-			EchoCheck("srv6 → lan: inbound TCP to the host's address", Fails, Srv6, "tcp", atLAN, toHost, Srv6Addr)),
-		EchoCheck("lan → srv4: IPv4 as before, seen from the CGN address", Works, LAN, "tcp", atSrv4, srv4, CGNPublic),
+		EchoCheck("srv6 → lan: inbound TCP to the host's address (carrier handshake)", Works, Srv6, "tcp", atLAN, toHost, Srv6Addr),
+		EchoCheck("lan → srv4: TCP over IPv4, seen from the site's public IPv4", Works, LAN, "tcp", atSrv4, srv4, SitePublic4),
+		EchoCheck("lan → srv4: UDP over IPv4, seen from the site's public IPv4", Works, LAN, "udp", atSrv4, srv4, SitePublic4),
+		{
+			Name:   "lan → srv4: 1500-byte IPv4 UDP packets both ways, DF set",
+			Expect: Works,
+			Run: func(ctx context.Context, e *Env) error {
+				_, err := e.Lab.NS(LAN).EchoUDPPacket(ctx, srv4, newToken(LAN, "mtu4"), MTU)
+				return err
+			},
+		},
+		EchoCheck("srv4 → lan: UDP to a forwarded port of the public IPv4", Works, Srv4, "udp", atLAN, forward, Srv4Addr),
+		EchoCheck("srv4 → lan: TCP to a forwarded port of the public IPv4", Works, Srv4, "tcp", atLAN, forward, Srv4Addr),
 		{
 			Name:    "lan → srv6: traceroute6 lists every hop (carrier path as 64:ff9b::, then beyond the relay)",
 			Expect:  Works,
 			Timeout: 30 * time.Second,
 			Run: func(ctx context.Context, e *Env) error {
-				hops, _, err := e.Lab.NS(LAN).Traceroute6(ctx, Srv6Addr)
+				// One probe a hop: the tour's other rows hold carrier ports too.
+				hops, _, err := e.Lab.NS(LAN).Traceroute6(ctx, Srv6Addr, 1)
 				if err != nil {
 					return err
 				}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,8 +49,8 @@ interface: %s
 addresses: [%s]
 carrier_ports: %s
 sites:
-  - {id: home, prefix: "%s", ipv4: 203.0.113.10}
-`, RelayAddr, rdir, rdir, rdir, Inet, RelayAddr, RelayCarrierPorts, SiteGrant)
+  - {id: home, prefix: "%s", ipv4: %s}
+`, RelayAddr, rdir, rdir, rdir, Inet, RelayAddr, RelayCarrierPorts, SiteGrant, SitePublic4)
 	d.EdgeConfig = filepath.Join(dir, "edge.yaml")
 	edge := fmt.Sprintf(`site: home
 relay: "%s:443"
@@ -60,7 +61,11 @@ keepalive: 2s
 inbound:
   allow:
     - {proto: any, hosts: "%s"}
-`, RelayAddr, edir, edir, edir, LAN, CGN, SitePrefix)
+  forwards:
+    - {proto: udp, port: "%d", to: "%s"}
+    - {proto: tcp, port: "%d", to: "%s"}
+`, RelayAddr, edir, edir, edir, LAN, CGN, SitePrefix,
+		ForwardPort, netip.AddrPortFrom(LANAddr, EchoPort), ForwardPort, netip.AddrPortFrom(LANAddr, EchoPort))
 	for path, text := range map[string]string{d.RelayConfig: relay, d.EdgeConfig: edge} {
 		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 			return nil, err

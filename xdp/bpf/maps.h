@@ -112,12 +112,15 @@ struct {
 volatile const __u32 cfg_carrier_addr;  /* IPv4, network order */
 volatile const __u16 cfg_port_lo;        /* carrier ports, host order */
 volatile const __u16 cfg_port_hi;
-volatile const __u8 cfg_lan_v4_to_agent;
 
 /* Run-time switches, in the .data array map (a direct load, no lookup):
  * sw_fib = 0 passes translated packets to the stack instead of looking
  * up the FIB, the mode the differential tests compare bytes in. */
 volatile __u32 sw_fib = 1;
+/* sw_lan_v4 = 1 hands the edge LAN's IPv4 misses to the agent (the site
+ * has a public IPv4 on the relay); 0 passes them to the stack, the
+ * ordinary path. Set when the relay's grant arrives, so a switch. */
+volatile __u32 sw_lan_v4 SEC(".data") = 0;
 
 /* Keep the shared types in BTF for bpf2go. */
 const struct flow_key *unused_flow_key __attribute__((unused));

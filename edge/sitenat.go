@@ -1,0 +1,192 @@
+package edge
+
+import (
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/ports"
+)
+
+// siteNAT is the site's IPv4 NAPT: LAN hosts' private endpoints on ports
+// of the site's public IPv4, which the relay grants. The relay only ever
+// sees the public side; the edge's datapath entries use the private one.
+//
+// Mapping is endpoint-independent (RFC 4787 REQ-1): every flow from one
+// private endpoint uses the same public port, whatever its remote, while
+// any of them lives; the port is the private one when that is free (port
+// preservation), so a host that binds a well-known source port keeps it.
+// Forwarded ports are never handed out for outbound flows.
+type siteNAT struct {
+	mu     sync.Mutex
+	public netip.Addr // invalid: no public IPv4 granted
+	ports  *ports.Edge
+	binds  map[natKey]*natBind
+	flows  map[session.Flow]natFlow      // by the flow as announced (public side)
+	fwd    map[session.Flow]session.Flow // inbound forwards: the announced flow by the LAN's view
+}
+
+type natKey struct {
+	proto session.Proto
+	ep    netip.AddrPort
+}
+
+type natBind struct {
+	port uint16
+	refs int
+}
+
+// natFlow is the private endpoint of one announced flow; bound says it
+// holds a reference on an outbound binding (an inbound forward holds none).
+type natFlow struct {
+	private netip.AddrPort
+	bound   bool
+}
+
+func newSiteNAT() *siteNAT {
+	return &siteNAT{binds: map[natKey]*natBind{}, flows: map[session.Flow]natFlow{}, fwd: map[session.Flow]session.Flow{}}
+}
+
+// grant sets the public IPv4 and its port set (zero: the whole address)
+// from the relay's grant, keeping the forwarded ports out of the pool. A
+// grant of the same address changes nothing; a different one starts
+// afresh (the relay refuses the old address's flows on replay).
+func (n *siteNAT) grant(public netip.Addr, r ports.Range, forwards []Forward) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if public == n.public {
+		return nil
+	}
+	n.public, n.ports = public, nil
+	clear(n.binds)
+	clear(n.flows)
+	clear(n.fwd)
+	if !public.IsValid() {
+		return nil
+	}
+	if r == (ports.Range{}) {
+		r = ports.Range{First: 1, Last: 65535}
+	}
+	p, err := ports.NewEdge(ports.EdgeConfig{Ports: r, Quarantine: -1})
+	if err != nil {
+		return fmt.Errorf("public IPv4 ports %v: %w", r, err)
+	}
+	for _, fw := range forwards {
+		for port := int(fw.Ports.First); port <= int(fw.Ports.Last); port++ {
+			if r.Contains(uint16(port)) {
+				_ = p.Claim(fw.Proto, uint16(port))
+			}
+		}
+	}
+	n.ports = p
+	return nil
+}
+
+// Public is the granted public IPv4, invalid if none.
+func (n *siteNAT) Public() netip.Addr {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.public
+}
+
+// outbound maps a LAN host's flow (private source) to the flow the relay
+// is told of (public source).
+func (n *siteNAT) outbound(lan session.Flow) (session.Flow, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ports == nil {
+		return lan, fmt.Errorf("no public IPv4 granted")
+	}
+	k := natKey{lan.Proto, lan.Site}
+	b := n.binds[k]
+	if b == nil {
+		port := lan.Site.Port()
+		if err := n.ports.Claim(lan.Proto, port); err != nil {
+			if port, err = n.ports.Grant(lan.Proto); err != nil {
+				return lan, fmt.Errorf("public IPv4 port: %w", err)
+			}
+		}
+		b = &natBind{port: port}
+		n.binds[k] = b
+	}
+	f := lan
+	f.Site = netip.AddrPortFrom(n.public, b.port)
+	if _, dup := n.flows[f]; !dup {
+		b.refs++
+		n.flows[f] = natFlow{private: lan.Site, bound: true}
+	}
+	return f, nil
+}
+
+// inbound records the LAN endpoint a forwarded flow goes to.
+func (n *siteNAT) inbound(f session.Flow, to netip.AddrPort) session.Flow {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.flows[f] = natFlow{private: to}
+	lan := f
+	lan.Site = to
+	n.fwd[lan] = f
+	return lan
+}
+
+// forwarded is the announced flow of a LAN host's packet that answers an
+// inbound forward, if it is one.
+func (n *siteNAT) forwarded(lan session.Flow) (session.Flow, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	f, ok := n.fwd[lan]
+	return f, ok
+}
+
+// lan is the flow as the LAN host sees it: f itself unless f is one of
+// the public IPv4's flows.
+func (n *siteNAT) lan(f session.Flow) session.Flow {
+	if f.Site.Addr().Is6() {
+		return f
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if nf, ok := n.flows[f]; ok {
+		f.Site = nf.private
+	}
+	return f
+}
+
+// release forgets a flow, and its public port with the last flow of its
+// binding.
+func (n *siteNAT) release(f session.Flow) {
+	if f.Site.Addr().Is6() {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	nf, ok := n.flows[f]
+	if !ok {
+		return
+	}
+	delete(n.flows, f)
+	if !nf.bound {
+		lan := f
+		lan.Site = nf.private
+		delete(n.fwd, lan)
+		return
+	}
+	k := natKey{f.Proto, nf.private}
+	if b := n.binds[k]; b != nil {
+		if b.refs--; b.refs == 0 {
+			delete(n.binds, k)
+			_ = n.ports.Release(f.Proto, b.port)
+		}
+	}
+}
+
+// stats is the site NAT's part of `unmap status`.
+func (n *siteNAT) stats() map[string]any {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.public.IsValid() {
+		return map[string]any{"public": "none granted"}
+	}
+	return map[string]any{"public": n.public.String(), "bindings": len(n.binds), "flows": len(n.flows)}
+}

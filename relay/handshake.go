@@ -1,0 +1,105 @@
+package relay
+
+import (
+	"net/netip"
+
+	"github.com/unmap-dev/unmap/proto"
+	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/handshake"
+)
+
+// tcpHandshake is the relay's side of an inbound TCP flow's carrier
+// handshake (session/handshake). The carrier binds on the edge's carrier
+// SYN (its ISN is the bind token); the relay answers the CGNAT with a
+// SYN/ACK of the remote's and sends the host's SYN/ACK to the remote; the
+// edge's completing ACK puts the entries in and releases what the remote
+// sent meanwhile. Until then no entry exists at the relay, so none can
+// translate a handshake segment: each comes to the agent as a miss.
+type tcpHandshake struct {
+	syn        handshake.Segment // the remote's SYN, as offered
+	carrierSYN handshake.Segment // the carrier SYN as it arrived (C to R), once seen
+	seen       bool
+}
+
+// handshakeStep handles a segment on a carrier in its handshake; b is
+// what bind found, frame the missed packet. Every segment stops here.
+func (c *carriers) handshakeStep(dp *datapath, b bound, frame []byte) {
+	if carrier, done := c.handshakeSegment(b, frame, dp.inj.Packet); done {
+		c.release(dp, b.flow, carrier)
+	}
+}
+
+// handshakeSegment is handshakeStep's decision, sending with send; done
+// says the handshake completed (the entries are in) and the flow's held
+// packets may go through carrier.
+func (c *carriers) handshakeSegment(b bound, frame []byte, send func([]byte) error) (carrier session.Carrier, done bool) {
+	cgn, relay, seg, err := handshake.Frame(frame)
+	if err != nil {
+		c.count("handshake-unreadable")
+		return carrier, false
+	}
+	c.mu.Lock()
+	k := c.flows[b.flow]
+	if k == nil || k.hs != b.hs {
+		c.countLocked("handshake-stale") // completed or given up meanwhile
+		c.mu.Unlock()
+		return carrier, false
+	}
+	hs := k.hs
+	switch {
+	case handshake.IsCarrierSYN(seg, uint32(k.token)):
+		if hs.seen {
+			c.countLocked("handshake-carrier-syn-again") // our SYN/ACK was lost: send it again
+		}
+		hs.carrierSYN, hs.seen = seg, true
+		c.mu.Unlock()
+		c.answerCarrierSYN(send, b.flow, hs.syn, seg, relay, cgn)
+		return carrier, false
+	case hs.seen && handshake.IsCompletingACK(seg, hs.syn, hs.carrierSYN):
+		k.hs = nil
+		mapped := c.mapCarrier(b.flow, k)
+		ss := c.live[k.site]
+		carrier = k.carrier()
+		c.countLocked("handshake-completed")
+		c.mu.Unlock()
+		if !mapped {
+			return carrier, false // the offer's deadline removes the flow
+		}
+		if ss != nil {
+			if err := ss.Bound(&proto.CarrierBound{Flow: b.flow, Public: carrier.Public}); err != nil {
+				c.log.Debug("carrier bound not sent", "flow", b.flow, "err", err)
+			}
+		}
+		return carrier, true
+	default:
+		c.countLocked("handshake-unexpected")
+		c.mu.Unlock()
+		return carrier, false
+	}
+}
+
+// answerCarrierSYN sends the relay's SYN/ACK to the CGNAT (from relay to
+// cgn, the carrier's addresses as they arrived) and then the host's
+// SYN/ACK to the remote. The remote's answer misses (no entries yet) and
+// is held until the edge's completing ACK, so it cannot reach the edge
+// before the edge's entries are in.
+func (c *carriers) answerCarrierSYN(send func([]byte) error, f session.Flow, syn, carrierSYN handshake.Segment, relay, cgn netip.Addr) {
+	toCGN, err := handshake.Packet(relay, cgn, handshake.RelaySynAck(syn, carrierSYN))
+	if err != nil {
+		c.count("handshake-build-failed")
+		return
+	}
+	toRemote, err := handshake.Packet(f.Site.Addr(), f.Remote.Addr(), handshake.HostSynAck(syn, carrierSYN))
+	if err != nil {
+		c.count("handshake-build-failed")
+		return
+	}
+	for _, p := range [][]byte{toCGN, toRemote} {
+		if err := send(p); err != nil {
+			c.count("handshake-send-failed")
+			c.log.Debug("handshake segment not sent", "flow", f, "err", err)
+			return
+		}
+	}
+	c.count("handshake-synack-sent")
+}
