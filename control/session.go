@@ -126,6 +126,13 @@ func (ss *Session) Offer(ctx context.Context, m *proto.FlowOffer) (*proto.OfferR
 // Bound tells the edge a carrier was bound or re-bound.
 func (ss *Session) Bound(m *proto.CarrierBound) error { return ss.send(m) }
 
+// ICMPError sends the edge an ICMPv6 error about one of its flows (the
+// caller checked it is, and rate-limits).
+func (ss *Session) ICMPError(packet []byte) error {
+	ss.srv.counters.add("icmp_errors_sent")
+	return ss.send(&proto.ICMPError{Packet: packet})
+}
+
 // CloseFlow tells the edge a flow ended (CodeClosed, CodeExpired...).
 func (ss *Session) CloseFlow(f session.Flow, reason proto.Code) error {
 	ss.srv.counters.add("flows_closed")

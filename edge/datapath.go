@@ -136,6 +136,10 @@ func (a *agent) misses(ctx context.Context, dp *datapath) error {
 			}
 			continue
 		}
+		if isIPv6(m.Data) && m.Data[14+7] <= 1 {
+			a.timeExceeded(dp, m.Data[14:]) // the datapath's ttl-to-agent
+			continue
+		}
 		lan, f, cp, token, ok := a.classify(dp, m)
 		if !ok {
 			continue
@@ -199,6 +203,7 @@ func (a *agent) classify(dp *datapath, m xdp.Miss) (lan, f session.Flow, cp sess
 		return a.classify4(dp, m, lan)
 	}
 	if g, _ := a.Grant(); g == nil || !g.Prefix.Contains(k.Src) {
+		a.log.Debug("miss from outside the site", "src", k.Src, "granted", g != nil)
 		a.count("miss-not-site")
 		return lan, f, 0, 0, false
 	}

@@ -60,7 +60,11 @@ func (c *carriers) carrierPacket(key xlat.Key, frame []byte, whole bool) {
 		c.release(c.dp, b.flow, b.carrier) // the opener itself stops here
 		return
 	}
-	if whole {
+	switch {
+	case !whole: // only part was handed over: the sender resends
+	case ttlExpired(frame, c.dp.cfg.CarrierAddr):
+		c.timeExceeded(c.dp, frame) // the datapath's ttl-to-agent, or a first packet
+	default:
 		c.dp.send(b.flow, b.carrier, [][]byte{frame}, c.count)
 	}
 }

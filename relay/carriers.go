@@ -14,6 +14,7 @@ import (
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/flows"
 	"github.com/unmap-dev/unmap/session/ports"
+	"github.com/unmap-dev/unmap/session/ratelimit"
 )
 
 // carrier is what the relay keeps for one flow: the port R it leased and
@@ -70,6 +71,7 @@ type carriers struct {
 	pickerOf   map[uint64]netip.Addr          // and the other way, by session id
 	held       map[session.Flow][][]byte      // inbound flows' first packets, until their carrier binds
 	done       map[session.Flow]chan struct{} // closed when a flow's held packets were released
+	icmpLimit  *ratelimit.Limiter             // ICMP errors relayed, by site; "": the relay's own
 }
 
 // sessionInfo is a session as `unmap status` shows it.
@@ -97,7 +99,8 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 	return &carriers{log: log, ports: p, flows: map[session.Flow]*carrier{}, byLease: map[leaseKey]session.Flow{},
 		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, counts: map[string]uint64{},
 		grants: grants, udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now,
-		early: map[leaseKey][]earlyPkt{}, pickers: map[netip.Addr]int{}, pickerOf: map[uint64]netip.Addr{}, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{}}, nil
+		early: map[leaseKey][]earlyPkt{}, pickers: map[netip.Addr]int{}, pickerOf: map[uint64]netip.Addr{}, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
+		icmpLimit: newICMPLimit()}, nil
 }
 
 // publicAddr is the CGNAT address a session's edge appears from: its

@@ -127,6 +127,10 @@ func (c *carriers) misses(ctx context.Context, dp *datapath) error {
 			}
 			return fmt.Errorf("misses: %w", err)
 		}
+		if k, ok := xlat.ErrorKey(m.Data); ok && k.Src.Is6() {
+			c.relayICMPError(k, m) // from a router beyond the relay
+			continue
+		}
 		res := xlat.Process(xlat.RoleRelayExt, &dp.cfg, sitesTable(dp.sites), nil, m.Data)
 		k := res.Key
 		if res.Reason != xlat.ReasonMiss {

@@ -141,5 +141,27 @@ func UnmapChecks(host netip.Addr) []Check {
 		},
 		EchoCheck("srv4 → lan: UDP to a forwarded port of the public IPv4", Works, Srv4, "udp", atLAN, forward, Srv4Addr),
 		EchoCheck("srv4 → lan: TCP to a forwarded port of the public IPv4", Works, Srv4, "tcp", atLAN, forward, Srv4Addr),
+		{
+			Name:    "lan → srv6: traceroute6 lists every hop (carrier path as 64:ff9b::, then beyond the relay)",
+			Expect:  Works,
+			Timeout: 30 * time.Second,
+			Run: func(ctx context.Context, e *Env) error {
+				// One probe a hop: the tour's other rows hold carrier ports too.
+				hops, _, err := e.Lab.NS(LAN).Traceroute6(ctx, Srv6Addr, 1)
+				if err != nil {
+					return err
+				}
+				return CheckHops(hops, TraceToSrv6())
+			},
+		},
+		{
+			Name:    "lan → srvn: TCP upload across a 1400-byte link beyond the relay, path MTU learned",
+			Expect:  Works,
+			Timeout: 15 * time.Second,
+			Run: func(ctx context.Context, e *Env) error {
+				_, err := UploadPastNarrow(ctx, e.Lab, 1<<20)
+				return err
+			},
+		},
 	}
 }

@@ -31,6 +31,11 @@ static __always_inline enum reason classify_miss(enum role role, struct pkt *p)
 		 * rewritten by the CGNAT, so ping keeps the ordinary path. */
 		if (p->key.family == 4 && (!sw_lan_v4 || p->key.proto == IPPROTO_ICMP))
 			return REASON_PASS_NOT_OURS;
+		/* A new flow's IPv6 packet that cannot leave the edge: the
+		 * agent answers time exceeded (the stack, with no IPv6 route
+		 * out, would answer no route). */
+		if (p->ttl <= 1)
+			return p->key.family == 6 ? REASON_TTL_TO_AGENT : REASON_PASS_TTL;
 		return REASON_MISS;
 	}
 	/* A TCP or UDP packet to a carrier port is a carrier's first packet;
