@@ -98,9 +98,10 @@ func (a *agent) offerTCP(m *proto.FlowOffer) *proto.OfferReply {
 		a.drop(m.Flow, c)
 		return &proto.OfferReply{Result: proto.CodeTimeout}
 	case reset:
-		a.count("inbound-tcp-host-reset") // nothing listens there
+		// Nothing listens there: the relay resets the remote's connect.
+		a.count("inbound-tcp-host-reset")
 		a.drop(m.Flow, c)
-		return &proto.OfferReply{Result: proto.CodeRefused}
+		return &proto.OfferReply{Result: proto.CodeClosed}
 	}
 	token := proto.BindToken(hostSA.Seq)
 	a.mu.Lock()

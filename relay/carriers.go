@@ -26,6 +26,13 @@ type carrier struct {
 	public   netip.AddrPort // the CGNAT's side, once bound by the first packet
 	inbound  bool           // opened by an offer: bound by the edge's opener, which goes no further
 	hs       *tcpHandshake  // an inbound TCP flow until its carrier handshake completes
+	// An inbound TCP flow after its handshake: the host's SYN/ACK as the
+	// remote got it (sent again when the remote resends its SYN), and
+	// whether the remote-to-carrier entry is in: it waits for the
+	// remote's first segment without SYN, so a SYN the remote resends is
+	// never put on the carrier.
+	synAck []byte
+	backIn bool
 }
 
 // leaseKey finds a carrier by what its packets arrive with: the relay

@@ -169,6 +169,22 @@ func TestHandshakeRelay(t *testing.T) {
 	if b, _ := c.bind(key(ack), l4(fr)); b.hs != nil {
 		t.Error("a completed carrier still in its handshake")
 	}
+	// After it, the remote's SYN again is answered by the relay (the
+	// host's SYN/ACK was lost), not put on the carrier: the
+	// remote-to-carrier entry waits for its first segment without SYN.
+	if k.synAck == nil || k.backIn {
+		t.Fatalf("after the handshake: synAck %d bytes, backIn %v", len(k.synAck), k.backIn)
+	}
+	fk := xlat.Key{Proto: 6, Src: tcpFlow.Remote.Addr(), Dst: tcpFlow.Site.Addr(), SPort: tcpFlow.Remote.Port(), DPort: tcpFlow.Site.Port()}
+	c.inbound(context.Background(), fk, frameOf(t, tcpFlow.Remote.Addr(), tcpFlow.Site.Addr(), remoteSYN))
+	if c.counts["inbound-tcp-syn-answered"] != 1 || k.backIn {
+		t.Errorf("remote SYN after the handshake: counts %v, backIn %v", c.counts, k.backIn)
+	}
+	rack := handshake.Segment{SrcPort: 40000, DstPort: 443, Seq: remoteSYN.Seq + 1, Ack: hostISN + 1, Flags: handshake.ACK}
+	c.inbound(context.Background(), fk, frameOf(t, tcpFlow.Remote.Addr(), tcpFlow.Site.Addr(), rack))
+	if !k.backIn {
+		t.Error("the remote's first plain segment did not put its entry in")
+	}
 	for name, want := range map[string]uint64{"bind-bad-token": 1, "bound": 1, "bind-already-bound": 1, "handshake-synack-sent": 2,
 		"handshake-carrier-syn-again": 1, "handshake-unexpected": 1, "handshake-completed": 1, "handshake-stale": 1} {
 		if c.counts[name] != want {

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"strings"
 	"time"
@@ -53,12 +54,7 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 	}
 	if syn != nil {
 		if kc, ok := c.flows[f]; ok && kc.public.IsValid() && kc.hs == nil {
-			// Missed just before the entries went in: send it on.
-			carrier := kc.carrier()
-			c.mu.Unlock()
-			if c.dp != nil {
-				c.dp.send(f, carrier, [][]byte{frame}, c.count)
-			}
+			c.afterHandshake(f, kc, *syn, frame) // unlocks
 			return
 		}
 		if !syn.Is(handshake.SYN) || len(syn.Options) > proto.MaxSYNLen-20 {
@@ -112,6 +108,9 @@ func (c *carriers) offer(ctx context.Context, ss *control.Session, f session.Flo
 		_ = c.ports.Release(lease)
 		c.dropFlow(f, syn, "inbound-refused")
 		c.log.Debug("inbound flow refused", "flow", f, "err", err)
+		if syn != nil && errors.Is(err, proto.CodeClosed) {
+			c.resetRemote(f, *syn) // the host itself said no: so does the remote's connect, at once
+		}
 		return
 	}
 	k := &carrier{site: ss.Site(), lease: lease, edgePort: r.EdgePort, token: r.Token, gen: ss.ID(), inbound: true}
@@ -196,4 +195,19 @@ func (c *carriers) owner(a netip.Addr) *control.Session {
 		}
 	}
 	return nil
+}
+
+// resetRemote answers the remote's SYN with the RST the LAN host sent,
+// which the edge reported as CodeClosed.
+func (c *carriers) resetRemote(f session.Flow, syn handshake.Segment) {
+	rst := handshake.Segment{SrcPort: syn.DstPort, DstPort: syn.SrcPort, Ack: syn.Seq + 1, Flags: handshake.RST | handshake.ACK}
+	pkt, err := handshake.Packet(f.Site.Addr(), f.Remote.Addr(), rst)
+	if err != nil || c.dp == nil {
+		return
+	}
+	if err := c.dp.inj.Packet(pkt); err != nil {
+		c.count("handshake-send-failed")
+		return
+	}
+	c.count("inbound-tcp-reset-sent")
 }

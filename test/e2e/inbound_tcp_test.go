@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -26,6 +27,7 @@ import (
 const (
 	inboundTCPPort = 443  // the edge's policy lets TCP in to ports 1-1023 only
 	refusedTCPPort = 8443 // a listener the policy keeps out
+	closedTCPPort  = 444  // allowed, but nothing listens
 	exchangeBytes  = 50 << 20
 )
 
@@ -131,10 +133,25 @@ func testInboundIPv6TCP(t *testing.T, mode lab.CGNMode) {
 		t.Error("a connection to a port the policy refuses was made")
 	}
 	section(t, u.d.edgeS, "inbound", "the edge's refusal count", func(m map[string]uint64) bool { return m["no-rule"] >= 1 })
+
+	// An allowed port where nothing listens: the host's RST comes back
+	// to srv6 as its own connect's answer, at once.
+	cctx, ccancel := context.WithTimeout(ctx, 3*time.Second)
+	defer ccancel()
+	start = time.Now()
+	if c, err := l.NS(lab.Srv6).Dial(cctx, "tcp6", netip.AddrPortFrom(u.host, closedTCPPort).String()); err == nil {
+		c.Close()
+		t.Error("a connection to a port nothing listens on was made")
+	} else if !errors.Is(err, unix.ECONNREFUSED) {
+		t.Errorf("connect to a closed port: %v, want connection refused", err)
+	} else {
+		t.Logf("connect to a closed port refused in %v", time.Since(start))
+	}
+	section(t, u.d.edgeS, "slowpath", "the edge's host reset count", func(m map[string]uint64) bool { return m["inbound-tcp-host-reset"] >= 1 })
 	section(t, u.d.relaySock, "carriers", "the relay's refusal count", func(c struct {
 		Slowpath map[string]uint64 `json:"slowpath"`
 	}) bool {
-		return c.Slowpath["inbound-tcp-refused"] >= 1
+		return c.Slowpath["inbound-tcp-refused"] >= 2 && c.Slowpath["inbound-tcp-reset-sent"] >= 1
 	})
 }
 
