@@ -220,3 +220,48 @@ func TestInboundTCPHolds(t *testing.T) {
 		t.Errorf("no session: counts %v, %d flows held", c.counts, len(c.held))
 	}
 }
+
+// TestHandshakeRelayGiveUp: a handshake that does not complete in time
+// leaves no port, flow or lease index behind, and a later carrier SYN
+// binds nothing.
+func TestHandshakeRelayGiveUp(t *testing.T) {
+	c, k := handshakeCarriers(t)
+	before := c.ports.Stats().InUse
+	c.giveUp(nil, tcpFlow, k)
+	c.dropFlow(tcpFlow, &remoteSYN, "inbound-not-opened")
+	if len(c.flows) != 0 || len(c.byLease) != 0 || len(c.held) != 0 || len(c.done) != 0 {
+		t.Errorf("left behind: flows %v, leases %v, held %v, done %v", c.flows, c.byLease, c.held, c.done)
+	}
+	if got := c.ports.Stats().InUse; got != before-1 {
+		t.Errorf("ports in use %d, want %d", got, before-1)
+	}
+	if c.counts["inbound-tcp-not-opened"] != 1 {
+		t.Errorf("counts %v", c.counts)
+	}
+	relay := k.lease.RelayAddr()
+	csyn := handshake.Segment{SrcPort: 33333, DstPort: relay.Port(), Seq: hostISN, Flags: handshake.SYN}
+	fr := frameOf(t, cgnPublic, relay.Addr(), csyn)
+	if _, err := c.bind(xlat.Key{Proto: 6, Src: cgnPublic, Dst: relay.Addr(), SPort: 33333, DPort: relay.Port()}, fr[14+20:]); err != errNoCarrier {
+		t.Errorf("carrier SYN after giving up: %v", err)
+	}
+	// Giving up on a flow that was replaced meanwhile leaves the new one.
+	c2, k2 := handshakeCarriers(t)
+	c2.giveUp(nil, tcpFlow, &carrier{})
+	if c2.flows[tcpFlow] != k2 {
+		t.Error("gave up another offer's flow")
+	}
+}
+
+// TestInboundTCPHoldsInitialWindow: a TCP flow holds up to 16 segments
+// (the remote's initial window) during its handshake, then counts.
+func TestInboundTCPHoldsInitialWindow(t *testing.T) {
+	c, _ := handshakeCarriers(t)
+	k := xlat.Key{Proto: 6, Src: tcpFlow.Remote.Addr(), Dst: tcpFlow.Site.Addr(), SPort: tcpFlow.Remote.Port(), DPort: tcpFlow.Site.Port()}
+	seg := handshake.Segment{SrcPort: 40000, DstPort: 443, Seq: remoteSYN.Seq + 1, Ack: hostISN + 1, Flags: handshake.ACK}
+	for range maxHeldTCP + 2 {
+		c.inbound(context.Background(), k, frameOf(t, tcpFlow.Remote.Addr(), tcpFlow.Site.Addr(), seg))
+	}
+	if len(c.held[tcpFlow]) != maxHeldTCP || c.counts["inbound-held-overflow"] != 2 {
+		t.Errorf("held %d, counts %v", len(c.held[tcpFlow]), c.counts)
+	}
+}

@@ -15,8 +15,13 @@ import (
 )
 
 // maxHeld bounds the packets held for one inbound flow while the edge
-// decides on it and opens its carrier.
-const maxHeld = 8
+// decides on it and opens its carrier; maxHeldTCP for a TCP flow, whose
+// remote may send its whole initial window (10 segments, RFC 6928) while
+// the carrier handshake completes.
+const (
+	maxHeld    = 8
+	maxHeldTCP = 16
+)
 
 // inboundSetup bounds how long an inbound flow may take to be accepted
 // and its carrier opened through the CGNAT before its packets are dropped.
@@ -44,7 +49,7 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 		case syn != nil && syn.Flags&handshake.SYN != 0:
 			// The remote's SYN again: the edge has the first one.
 			c.countLocked("inbound-tcp-syn-again")
-		case len(h) < maxHeld:
+		case len(h) < maxHeld || (syn != nil && len(h) < maxHeldTCP):
 			c.held[f] = append(h, frame)
 		default:
 			c.countLocked("inbound-held-overflow")
@@ -141,7 +146,7 @@ func (c *carriers) giveUp(ss *control.Session, f session.Flow, k *carrier) {
 		c.remove(f, k)
 	}
 	c.mu.Unlock()
-	if mine {
+	if mine && ss != nil {
 		if err := ss.CloseFlow(f, proto.CodeTimeout); err != nil {
 			c.log.Debug("flow close not sent", "flow", f, "err", err)
 		}
