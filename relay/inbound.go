@@ -62,7 +62,7 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 			c.afterHandshake(f, kc, *syn, frame) // unlocks
 			return
 		}
-		if !syn.Is(handshake.SYN) || len(syn.Options) > proto.MaxSYNLen-20 {
+		if !syn.Is(handshake.SYN) {
 			c.countLocked("inbound-tcp-not-syn") // no flow to carry it: the remote's stack resets or retries
 			c.mu.Unlock()
 			return
@@ -94,7 +94,7 @@ func (c *carriers) offer(ctx context.Context, ss *control.Session, f session.Flo
 		cp = session.TCP
 		h, err := syn.Header()
 		if err != nil {
-			c.drop(f, "inbound-tcp-unreadable")
+			c.dropFlow(f, syn, "inbound-unreadable")
 			return
 		}
 		m.SYN = h
