@@ -41,7 +41,7 @@ type tcpInbound struct {
 // and the completing ACK are sent (again) until the relay answers.
 var (
 	hostAnswerSchedule = []time.Duration{time.Second, 2 * time.Second}
-	carrierSYNSchedule = []time.Duration{5 * time.Millisecond, 100 * time.Millisecond, 300 * time.Millisecond, time.Second, 2 * time.Second}
+	carrierSYNSchedule = []time.Duration{5 * time.Millisecond, 100 * time.Millisecond, 600 * time.Millisecond, 1500 * time.Millisecond, 3 * time.Second}
 	completeSchedule   = []time.Duration{300 * time.Millisecond, time.Second, 2 * time.Second}
 )
 

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"net/netip"
+	"time"
 
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
@@ -19,8 +20,16 @@ type tcpHandshake struct {
 	syn        handshake.Segment // the remote's SYN, as offered
 	carrierSYN handshake.Segment // the carrier SYN as it arrived (C to R), once seen
 	seen       bool
-	toRemote   []byte // the host's SYN/ACK to the remote, once built
+	toRemote   []byte    // the host's SYN/ACK to the remote, once built
+	answered   time.Time // when the SYN/ACKs last went out
 }
+
+// synAckEvery is how soon the relay answers a carrier SYN again. The edge
+// sends its SYN a few times before the relay's SYN/ACK can be back; were
+// each answered, a SYN/ACK could reach the edge after its carrier-to-host
+// entry is in and go on to the host. Answering at most this often (a TCP
+// stack's own SYN/ACK timer is 1 s) keeps the answers to lost ones.
+const synAckEvery = 500 * time.Millisecond
 
 // handshakeStep handles a segment on a carrier in its handshake; b is
 // what bind found, frame the missed packet. Every segment stops here.
@@ -49,9 +58,15 @@ func (c *carriers) handshakeSegment(b bound, frame []byte, send func([]byte) err
 	hs := k.hs
 	switch {
 	case handshake.IsCarrierSYN(seg, uint32(k.token)):
+		if hs.seen && time.Since(hs.answered) < synAckEvery {
+			c.countLocked("handshake-carrier-syn-early") // our SYN/ACK may be on its way
+			c.mu.Unlock()
+			return carrier, false
+		}
 		if hs.seen {
 			c.countLocked("handshake-carrier-syn-again") // our SYN/ACK was lost: send it again
 		}
+		hs.answered = time.Now()
 		toCGN, toRemote, err := synAcks(b.flow, hs.syn, seg, relay, cgn)
 		if err != nil {
 			c.countLocked("handshake-build-failed")
