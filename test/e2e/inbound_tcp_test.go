@@ -82,7 +82,7 @@ func testInboundIPv6TCP(t *testing.T, mode lab.CGNMode) {
 			return
 		}
 		defer c.Close()
-		served <- side{netip.MustParseAddrPort(c.RemoteAddr().String()), exchange50(ctx, c, 2, 1)}
+		served <- side{netip.MustParseAddrPort(c.RemoteAddr().String()), exchangeN(ctx, c, 2, 1, exchangeBytes)}
 	}()
 	start := time.Now()
 	c, err := l.NS(lab.Srv6).Dial(ctx, "tcp6", netip.AddrPortFrom(u.host, inboundTCPPort).String())
@@ -100,7 +100,7 @@ func testInboundIPv6TCP(t *testing.T, mode lab.CGNMode) {
 	if !established {
 		t.Error("the CGN's conntrack does not track the carrier as established")
 	}
-	cerr := exchange50(ctx, c, 1, 2)
+	cerr := exchangeN(ctx, c, 1, 2, exchangeBytes)
 	c.Close()
 	s := <-served
 	if cerr != nil || s.err != nil {
@@ -172,7 +172,7 @@ func outboundBaseline(t *testing.T, ctx context.Context, l *lab.Lab, inConnect, 
 			return
 		}
 		defer c.Close()
-		served <- exchange50(ctx, c, 4, 3)
+		served <- exchangeN(ctx, c, 4, 3, exchangeBytes)
 	}()
 	start := time.Now()
 	c, err := l.NS(lab.LAN).Dial(ctx, "tcp6", netip.AddrPortFrom(lab.Srv6Addr, inboundTCPPort).String())
@@ -181,7 +181,7 @@ func outboundBaseline(t *testing.T, ctx context.Context, l *lab.Lab, inConnect, 
 		return
 	}
 	outConnect := time.Since(start)
-	err = exchange50(ctx, c, 3, 4)
+	err = exchangeN(ctx, c, 3, 4, exchangeBytes)
 	c.Close()
 	if serr := <-served; err != nil || serr != nil {
 		t.Errorf("baseline lan → srv6 exchange: %v, %v", err, serr)
@@ -216,15 +216,16 @@ func upWithPolicy(t *testing.T, mode lab.CGNMode, allow string) running {
 	return u
 }
 
-// exchange50 writes the seeded stream `send` and reads the stream `recv`
-// at once, 50 MB each, and checks what it read hashes as the stream should.
-func exchange50(ctx context.Context, c net.Conn, send, recv uint64) error {
+// exchangeN writes the seeded stream `send` and reads the stream `recv`
+// at once, size bytes each, and checks what it read hashes as the stream
+// should.
+func exchangeN(ctx context.Context, c net.Conn, send, recv uint64, size int64) error {
 	if d, ok := ctx.Deadline(); ok {
 		c.SetDeadline(d)
 	}
 	werr := make(chan error, 1)
 	go func() {
-		_, err := io.Copy(c, io.LimitReader(stream(send), exchangeBytes))
+		_, err := io.Copy(c, io.LimitReader(stream(send), size))
 		if tc, ok := c.(*net.TCPConn); ok && err == nil {
 			err = tc.CloseWrite()
 		}
@@ -236,9 +237,9 @@ func exchange50(ctx context.Context, c net.Conn, send, recv uint64) error {
 		return fmt.Errorf("read after %d bytes: %w", n, err)
 	}
 	want := sha256.New()
-	io.Copy(want, io.LimitReader(stream(recv), exchangeBytes))
-	if n != exchangeBytes || string(got.Sum(nil)) != string(want.Sum(nil)) {
-		return fmt.Errorf("read %d bytes, hash %x; want %d bytes, hash %x", n, got.Sum(nil), exchangeBytes, want.Sum(nil))
+	io.Copy(want, io.LimitReader(stream(recv), size))
+	if n != size || string(got.Sum(nil)) != string(want.Sum(nil)) {
+		return fmt.Errorf("read %d bytes, hash %x; want %d bytes, hash %x", n, got.Sum(nil), size, want.Sum(nil))
 	}
 	if err := <-werr; err != nil {
 		return fmt.Errorf("write: %w", err)
