@@ -41,7 +41,7 @@ type tcpInbound struct {
 // and the completing ACK are sent (again) until the relay answers.
 var (
 	hostAnswerSchedule = []time.Duration{time.Second, 2 * time.Second}
-	carrierSYNSchedule = []time.Duration{5 * time.Millisecond, 100 * time.Millisecond, 600 * time.Millisecond, 1500 * time.Millisecond, 3 * time.Second}
+	carrierSYNSchedule = []time.Duration{0, 100 * time.Millisecond, 600 * time.Millisecond, 1500 * time.Millisecond, 3 * time.Second}
 	completeSchedule   = []time.Duration{300 * time.Millisecond, time.Second, 2 * time.Second}
 )
 
@@ -111,10 +111,10 @@ func (a *agent) offerTCP(m *proto.FlowOffer) *proto.OfferReply {
 	return &proto.OfferReply{EdgePort: c.Edge.Port(), Token: token}
 }
 
-// sendCarrierSYN sends the carrier SYN after the offer's reply, and again
-// until the relay's SYN/ACK comes: a lost SYN, or one that overtakes the
-// reply, is sent again with the same ISN (the CGNAT takes it as the same
-// connection's).
+// sendCarrierSYN sends the carrier SYN with the offer's reply (the relay
+// keeps one that overtakes the reply), and again until the relay's
+// SYN/ACK comes: a lost SYN is sent again with the same ISN (the CGNAT
+// takes it as the same connection's).
 func (a *agent) sendCarrierSYN(h *tcpInbound) {
 	start := time.Now()
 	for _, at := range carrierSYNSchedule {

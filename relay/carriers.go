@@ -63,6 +63,8 @@ type carriers struct {
 	udpTimeout time.Duration
 	held       map[session.Flow][][]byte      // inbound flows' first packets, until their carrier binds
 	done       map[session.Flow]chan struct{} // closed when a flow's held packets were released
+	offering   map[leaseKey]bool              // carriers offered to an edge, not yet answered
+	early      map[leaseKey]earlySYN          // carrier SYNs that beat the offer's reply
 }
 
 // sessionInfo is a session as `unmap status` shows it.
@@ -89,7 +91,8 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 	}
 	return &carriers{log: log, ports: p, flows: map[session.Flow]*carrier{}, byLease: map[leaseKey]session.Flow{},
 		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, counts: map[string]uint64{},
-		grants: grants, udpTimeout: s.Timers.UDP, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{}}, nil
+		grants: grants, udpTimeout: s.Timers.UDP, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
+		offering: map[leaseKey]bool{}, early: map[leaseKey]earlySYN{}}, nil
 }
 
 // publicAddr is the CGNAT address a session's edge appears from: its

@@ -155,6 +155,9 @@ func (c *carriers) misses(ctx context.Context, dp *datapath) error {
 			continue
 		}
 		b, err := c.bind(k, m.Data[min(len(m.Data), 14+20):])
+		if errors.Is(err, errNoCarrier) && m.Len == len(m.Data) && c.holdEarly(k, m.Data) {
+			b, err = c.bind(k, m.Data[min(len(m.Data), 14+20):]) // the offer's reply came meanwhile
+		}
 		if err != nil {
 			c.log.Debug("carrier not bound", "key", k, "err", err)
 			continue

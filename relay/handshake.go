@@ -7,6 +7,8 @@ import (
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/handshake"
+	"github.com/unmap-dev/unmap/session/ports"
+	"github.com/unmap-dev/unmap/session/xlat"
 )
 
 // tcpHandshake is the relay's side of an inbound TCP flow's carrier
@@ -168,4 +170,44 @@ func (c *carriers) afterHandshake(f session.Flow, k *carrier, seg handshake.Segm
 	if c.dp != nil {
 		c.dp.send(f, carrier, [][]byte{frame}, c.count)
 	}
+}
+
+// earlySYN is a carrier SYN that arrived before the edge's reply to its
+// offer (the edge sends it at once, and it may cross the CGNAT faster
+// than the reply crosses the control channel).
+type earlySYN struct {
+	key   xlat.Key
+	frame []byte
+}
+
+// holdEarly keeps a TCP carrier packet that found no carrier, if its port
+// R is in an offer still waiting for the edge's reply; the reply then
+// binds it (bindEarly). retry says the reply came meanwhile: bind again.
+// One packet is kept per offer, the latest.
+func (c *carriers) holdEarly(k xlat.Key, frame []byte) (retry bool) {
+	if session.Proto(k.Proto) != session.TCP {
+		return false
+	}
+	lk := leaseKey{ports.Key{Relay: k.Dst, Public: k.Src, Proto: session.TCP}, k.DPort}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.byLease[lk]; ok {
+		return true
+	}
+	if !c.offering[lk] {
+		return false
+	}
+	c.early[lk] = earlySYN{k, frame}
+	c.countLocked("handshake-carrier-syn-held")
+	return false
+}
+
+// bindEarly binds a carrier on the SYN holdEarly kept, as the misses
+// loop would have.
+func (c *carriers) bindEarly(e earlySYN) {
+	b, err := c.bind(e.key, e.frame[min(len(e.frame), 14+20):])
+	if err != nil || b.hs == nil || c.dp == nil {
+		return
+	}
+	c.handshakeStep(c.dp, b, e.frame)
 }

@@ -271,3 +271,40 @@ func TestInboundTCPHoldsInitialWindow(t *testing.T) {
 		t.Errorf("held %d, counts %v", len(c.held[tcpFlow]), c.counts)
 	}
 }
+
+// TestHoldEarlyCarrierSYN: a carrier SYN that beats the offer's reply is
+// kept while the offer is out, and bound when the reply adds the carrier.
+func TestHoldEarlyCarrierSYN(t *testing.T) {
+	c, k := handshakeCarriers(t)
+	relay := k.lease.RelayAddr()
+	csyn := handshake.Segment{SrcPort: 33333, DstPort: relay.Port(), Seq: hostISN, Flags: handshake.SYN}
+	key := xlat.Key{Proto: 6, Src: cgnPublic, Dst: relay.Addr(), SPort: 33333, DPort: relay.Port()}
+	fr := frameOf(t, cgnPublic, relay.Addr(), csyn)
+	// The carrier is known: bind again at once.
+	if !c.holdEarly(key, fr) {
+		t.Error("a SYN for a known carrier not sent back to bind")
+	}
+	// Not known, not offered: dropped.
+	c.remove(tcpFlow, k)
+	if c.holdEarly(key, fr) || len(c.early) != 0 {
+		t.Error("a SYN for no offer kept")
+	}
+	// Offered, the reply not in yet: kept, then bound by it.
+	lease, err := c.ports.Grant("home", cgnPublic, session.TCP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk := leaseKey{lease.Key, lease.Port}
+	c.offering[lk] = true
+	csyn.DstPort, key.DPort = lease.Port, lease.Port
+	fr = frameOf(t, cgnPublic, relay.Addr(), csyn)
+	if c.holdEarly(key, fr) || len(c.early) != 1 || c.counts["handshake-carrier-syn-held"] != 1 {
+		t.Fatalf("early SYN: kept %d, counts %v", len(c.early), c.counts)
+	}
+	k2 := &carrier{site: "home", lease: lease, token: proto.BindToken(hostISN), inbound: true, hs: &tcpHandshake{syn: remoteSYN}}
+	c.add(tcpFlow, k2)
+	c.bindEarly(c.early[lk])
+	if k2.public != netip.AddrPortFrom(cgnPublic, 33333) {
+		t.Errorf("the early SYN did not bind: %v", k2.public)
+	}
+}

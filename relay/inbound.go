@@ -106,6 +106,16 @@ func (c *carriers) offer(ctx context.Context, ss *control.Session, f session.Flo
 		return
 	}
 	m.Relay = lease.RelayAddr()
+	lk := leaseKey{lease.Key, lease.Port}
+	c.mu.Lock()
+	c.offering[lk] = true
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.offering, lk)
+		delete(c.early, lk)
+		c.mu.Unlock()
+	}()
 	ctx, cancel := context.WithTimeout(ctx, inboundSetup)
 	defer cancel()
 	r, err := ss.Offer(ctx, m)
@@ -124,7 +134,13 @@ func (c *carriers) offer(ctx context.Context, ss *control.Session, f session.Flo
 	}
 	c.mu.Lock()
 	c.add(f, k)
+	early, ok := c.early[lk]
+	delete(c.early, lk)
+	delete(c.offering, lk)
 	c.mu.Unlock()
+	if ok {
+		c.bindEarly(early)
+	}
 	// The edge's opener binds the carrier (misses → bind → release); for
 	// TCP its completing ACK does. If it never comes, the held packets go.
 	select {
