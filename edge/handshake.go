@@ -41,7 +41,7 @@ type tcpInbound struct {
 // and the completing ACK are sent (again) until the relay answers.
 var (
 	hostAnswerSchedule = []time.Duration{time.Second, 2 * time.Second}
-	carrierSYNSchedule = []time.Duration{5 * time.Millisecond, 100 * time.Millisecond, 300 * time.Millisecond, time.Second, 2 * time.Second}
+	carrierSYNSchedule = []time.Duration{0, 100 * time.Millisecond, 600 * time.Millisecond, 1500 * time.Millisecond, 3 * time.Second}
 	completeSchedule   = []time.Duration{300 * time.Millisecond, time.Second, 2 * time.Second}
 )
 
@@ -105,9 +105,10 @@ func (a *agent) offerTCP(m *proto.FlowOffer, to netip.AddrPort) *proto.OfferRepl
 		a.drop(m.Flow, c)
 		return &proto.OfferReply{Result: proto.CodeTimeout}
 	case reset:
-		a.count("inbound-tcp-host-reset") // nothing listens there
+		// Nothing listens there: the relay resets the remote's connect.
+		a.count("inbound-tcp-host-reset")
 		a.drop(m.Flow, c)
-		return &proto.OfferReply{Result: proto.CodeRefused}
+		return &proto.OfferReply{Result: proto.CodeClosed}
 	}
 	token := proto.BindToken(hostSA.Seq)
 	a.mu.Lock()
@@ -117,10 +118,10 @@ func (a *agent) offerTCP(m *proto.FlowOffer, to netip.AddrPort) *proto.OfferRepl
 	return &proto.OfferReply{EdgePort: c.Edge.Port(), Token: token}
 }
 
-// sendCarrierSYN sends the carrier SYN after the offer's reply, and again
-// until the relay's SYN/ACK comes: a lost SYN, or one that overtakes the
-// reply, is sent again with the same ISN (the CGNAT takes it as the same
-// connection's).
+// sendCarrierSYN sends the carrier SYN with the offer's reply (the relay
+// keeps one that overtakes the reply), and again until the relay's
+// SYN/ACK comes: a lost SYN is sent again with the same ISN (the CGNAT
+// takes it as the same connection's).
 func (a *agent) sendCarrierSYN(h *tcpInbound) {
 	start := time.Now()
 	for _, at := range carrierSYNSchedule {

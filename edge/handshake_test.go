@@ -237,7 +237,7 @@ func TestHandshakeEdgeRefusals(t *testing.T) {
 		count  string
 		synsTo int // SYNs the host gets
 	}{
-		{"reset", &handshake.Segment{SrcPort: 443, DstPort: 40000, Ack: 1001, Flags: handshake.RST | handshake.ACK}, proto.CodeRefused, "inbound-tcp-host-reset", 1},
+		{"reset", &handshake.Segment{SrcPort: 443, DstPort: 40000, Ack: 1001, Flags: handshake.RST | handshake.ACK}, proto.CodeClosed, "inbound-tcp-host-reset", 1},
 		{"silent", nil, proto.CodeTimeout, "inbound-tcp-host-silent", 2},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -34,6 +34,13 @@ type carrier struct {
 	lifetime time.Duration
 	seen     time.Time
 	packets  uint64
+	// An inbound TCP flow after its handshake: the host's SYN/ACK as the
+	// remote got it (sent again when the remote resends its SYN), and
+	// whether the remote-to-carrier entry is in: it waits for the
+	// remote's first segment without SYN, so a SYN the remote resends is
+	// never put on the carrier.
+	synAck []byte
+	backIn bool
 }
 
 // leaseKey finds a carrier by what its packets arrive with: the relay
@@ -72,6 +79,7 @@ type carriers struct {
 	held       map[session.Flow][][]byte      // inbound flows' first packets, until their carrier binds
 	done       map[session.Flow]chan struct{} // closed when a flow's held packets were released
 	icmpLimit  *ratelimit.Limiter             // ICMP errors relayed, by site; "": the relay's own
+	offering   map[leaseKey]bool              // carriers offered to an edge, not yet answered: their packets may come early
 }
 
 // sessionInfo is a session as `unmap status` shows it.
@@ -100,7 +108,7 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, counts: map[string]uint64{},
 		grants: grants, udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now,
 		early: map[leaseKey][]earlyPkt{}, pickers: map[netip.Addr]int{}, pickerOf: map[uint64]netip.Addr{}, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
-		icmpLimit: newICMPLimit()}, nil
+		icmpLimit: newICMPLimit(), offering: map[leaseKey]bool{}}, nil
 }
 
 // publicAddr is the CGNAT address a session's edge appears from: its

@@ -88,6 +88,19 @@ func (dp *datapath) mapFlow(f session.Flow, c session.Carrier) error {
 	return dp.d.PutPair(out, back)
 }
 
+// mapHalf installs one of a bound carrier's entries: the carrier-to-remote
+// one (toRemote), or the remote-to-carrier one.
+func (dp *datapath) mapHalf(f session.Flow, c session.Carrier, toRemote bool) error {
+	out, back, err := xdp.RelayPair(f, c)
+	if err != nil {
+		return err
+	}
+	if toRemote {
+		return dp.d.Put(out.Key, out.Entry)
+	}
+	return dp.d.Put(back.Key, back.Entry)
+}
+
 // unmap removes a flow's entries.
 func (dp *datapath) unmap(f session.Flow, c session.Carrier) {
 	if out, back, err := xdp.RelayPair(f, c); err == nil {

@@ -25,9 +25,11 @@ type earlyPkt struct {
 }
 
 // holdEarlyLocked keeps a carrier packet that found no carrier if a
-// session behind its CGNAT address may have picked its R; c.mu held.
+// session behind its CGNAT address may have picked its R, or its R was
+// offered to an edge that has not answered yet (its opener or carrier
+// SYN goes as it replies); c.mu held.
 func (c *carriers) holdEarlyLocked(lk leaseKey, key xlat.Key, frame []byte) bool {
-	if c.pickers[lk.Public] == 0 || frame == nil {
+	if c.pickers[lk.Public] == 0 && !c.offering[lk] || frame == nil {
 		return false
 	}
 	now := c.now()

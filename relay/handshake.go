@@ -2,6 +2,7 @@ package relay
 
 import (
 	"net/netip"
+	"time"
 
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
@@ -19,7 +20,16 @@ type tcpHandshake struct {
 	syn        handshake.Segment // the remote's SYN, as offered
 	carrierSYN handshake.Segment // the carrier SYN as it arrived (C to R), once seen
 	seen       bool
+	toRemote   []byte    // the host's SYN/ACK to the remote, once built
+	answered   time.Time // when the SYN/ACKs last went out
 }
+
+// synAckEvery is how soon the relay answers a carrier SYN again. The edge
+// sends its SYN a few times before the relay's SYN/ACK can be back; were
+// each answered, a SYN/ACK could reach the edge after its carrier-to-host
+// entry is in and go on to the host. Answering at most this often (a TCP
+// stack's own SYN/ACK timer is 1 s) keeps the answers to lost ones.
+const synAckEvery = 500 * time.Millisecond
 
 // handshakeStep handles a segment on a carrier in its handshake; b is
 // what bind found, frame the missed packet. Every segment stops here.
@@ -48,16 +58,33 @@ func (c *carriers) handshakeSegment(b bound, frame []byte, send func([]byte) err
 	hs := k.hs
 	switch {
 	case handshake.IsCarrierSYN(seg, uint32(k.token)):
+		if hs.seen && time.Since(hs.answered) < synAckEvery {
+			c.countLocked("handshake-carrier-syn-early") // our SYN/ACK may be on its way
+			c.mu.Unlock()
+			return carrier, false
+		}
 		if hs.seen {
 			c.countLocked("handshake-carrier-syn-again") // our SYN/ACK was lost: send it again
 		}
-		hs.carrierSYN, hs.seen = seg, true
+		hs.answered = time.Now()
+		toCGN, toRemote, err := synAcks(b.flow, hs.syn, seg, relay, cgn)
+		if err != nil {
+			c.countLocked("handshake-build-failed")
+			c.mu.Unlock()
+			return carrier, false
+		}
+		hs.carrierSYN, hs.seen, hs.toRemote = seg, true, toRemote
 		c.mu.Unlock()
-		c.answerCarrierSYN(send, b.flow, hs.syn, seg, relay, cgn)
+		c.sendSynAcks(send, b.flow, toCGN, toRemote)
 		return carrier, false
 	case hs.seen && handshake.IsCompletingACK(seg, hs.syn, hs.carrierSYN):
-		k.hs = nil
-		mapped := c.mapCarrier(b.flow, k)
+		k.hs, k.synAck = nil, hs.toRemote
+		// The carrier-to-remote entry now; the other one too if the
+		// remote's first segment without SYN is held already.
+		mapped := c.mapHalf(b.flow, k, true)
+		if mapped && len(c.held[b.flow]) > 0 {
+			k.backIn = c.mapHalf(b.flow, k, false)
+		}
 		ss := c.live[k.site]
 		carrier = k.carrier()
 		c.countLocked("handshake-completed")
@@ -78,22 +105,21 @@ func (c *carriers) handshakeSegment(b bound, frame []byte, send func([]byte) err
 	}
 }
 
-// answerCarrierSYN sends the relay's SYN/ACK to the CGNAT (from relay to
-// cgn, the carrier's addresses as they arrived) and then the host's
-// SYN/ACK to the remote. The remote's answer misses (no entries yet) and
-// is held until the edge's completing ACK, so it cannot reach the edge
-// before the edge's entries are in.
-func (c *carriers) answerCarrierSYN(send func([]byte) error, f session.Flow, syn, carrierSYN handshake.Segment, relay, cgn netip.Addr) {
-	toCGN, err := handshake.Packet(relay, cgn, handshake.RelaySynAck(syn, carrierSYN))
-	if err != nil {
-		c.count("handshake-build-failed")
-		return
+// synAcks are the two answers to a carrier SYN: the relay's SYN/ACK to
+// the CGNAT (from relay to cgn, the carrier's addresses as they arrived)
+// and the host's SYN/ACK to the remote.
+func synAcks(f session.Flow, syn, carrierSYN handshake.Segment, relay, cgn netip.Addr) (toCGN, toRemote []byte, err error) {
+	if toCGN, err = handshake.Packet(relay, cgn, handshake.RelaySynAck(syn, carrierSYN)); err != nil {
+		return nil, nil, err
 	}
-	toRemote, err := handshake.Packet(f.Site.Addr(), f.Remote.Addr(), handshake.HostSynAck(syn, carrierSYN))
-	if err != nil {
-		c.count("handshake-build-failed")
-		return
-	}
+	toRemote, err = handshake.Packet(f.Site.Addr(), f.Remote.Addr(), handshake.HostSynAck(syn, carrierSYN))
+	return toCGN, toRemote, err
+}
+
+// sendSynAcks sends the CGNAT's SYN/ACK, then the remote's. The remote's
+// answer misses (no entries yet) and is held until the edge's completing
+// ACK, so it cannot reach the edge before the edge's entries are in.
+func (c *carriers) sendSynAcks(send func([]byte) error, f session.Flow, toCGN, toRemote []byte) {
 	for _, p := range [][]byte{toCGN, toRemote} {
 		if err := send(p); err != nil {
 			c.count("handshake-send-failed")
@@ -102,4 +128,44 @@ func (c *carriers) answerCarrierSYN(send func([]byte) error, f session.Flow, syn
 		}
 	}
 	c.count("handshake-synack-sent")
+}
+
+// mapHalf installs one of an inbound TCP flow's entries (see
+// datapath.mapHalf); c.mu must be held.
+func (c *carriers) mapHalf(f session.Flow, k *carrier, toRemote bool) bool {
+	if c.dp == nil {
+		return true
+	}
+	if err := c.dp.mapHalf(f, k.carrier(), toRemote); err != nil {
+		c.countLocked("map-failed")
+		c.log.Error("datapath", "flow", f, "err", err)
+		return false
+	}
+	return true
+}
+
+// afterHandshake handles a segment of the remote's that missed after the
+// handshake (c.mu held, unlocked on return): a SYN again is answered with
+// the host's SYN/ACK again (the first was lost); any other segment puts
+// the remote-to-carrier entry in and goes on through the carrier.
+func (c *carriers) afterHandshake(f session.Flow, k *carrier, seg handshake.Segment, frame []byte) {
+	if seg.Flags&handshake.SYN != 0 {
+		pkt := k.synAck
+		c.countLocked("inbound-tcp-syn-answered")
+		c.mu.Unlock()
+		if pkt != nil && c.dp != nil {
+			if err := c.dp.inj.Packet(pkt); err != nil {
+				c.count("handshake-send-failed")
+			}
+		}
+		return
+	}
+	if !k.backIn {
+		k.backIn = c.mapHalf(f, k, false)
+	}
+	carrier := k.carrier()
+	c.mu.Unlock()
+	if c.dp != nil {
+		c.dp.send(f, carrier, [][]byte{frame}, c.count)
+	}
 }

@@ -128,8 +128,14 @@ func TestHandshakeRelay(t *testing.T) {
 		tcp.Ack != remoteSYN.Seq+1 || tcp.Window != csyn.Window || string(tcp.Contents[20:]) != string(csyn.Options) {
 		t.Errorf("host's SYN/ACK to the remote: %v %+v", ip.NetworkFlow(), tcp)
 	}
-	// The carrier SYN again (our SYN/ACK lost): both go again.
+	// The carrier SYN again at once (the edge's schedule): not answered,
+	// our SYN/ACK may be on its way.
 	b, _ = c.bind(key(csyn), l4(fr), nil)
+	if _, done := c.handshakeSegment(b, fr, send); done || len(sent) != 2 {
+		t.Errorf("early carrier SYN: done %v, %d sent", done, len(sent))
+	}
+	// Again later (our SYN/ACK lost): both go again.
+	k.hs.answered = k.hs.answered.Add(-synAckEvery)
 	if _, done := c.handshakeSegment(b, fr, send); done || len(sent) != 4 {
 		t.Errorf("resent carrier SYN: done %v, %d sent", done, len(sent))
 	}
@@ -169,8 +175,24 @@ func TestHandshakeRelay(t *testing.T) {
 	if b, _ := c.bind(key(ack), l4(fr), nil); b.hs != nil {
 		t.Error("a completed carrier still in its handshake")
 	}
+	// After it, the remote's SYN again is answered by the relay (the
+	// host's SYN/ACK was lost), not put on the carrier: the
+	// remote-to-carrier entry waits for its first segment without SYN.
+	if k.synAck == nil || k.backIn {
+		t.Fatalf("after the handshake: synAck %d bytes, backIn %v", len(k.synAck), k.backIn)
+	}
+	fk := xlat.Key{Proto: 6, Src: tcpFlow.Remote.Addr(), Dst: tcpFlow.Site.Addr(), SPort: tcpFlow.Remote.Port(), DPort: tcpFlow.Site.Port()}
+	c.inbound(context.Background(), fk, frameOf(t, tcpFlow.Remote.Addr(), tcpFlow.Site.Addr(), remoteSYN))
+	if c.counts["inbound-tcp-syn-answered"] != 1 || k.backIn {
+		t.Errorf("remote SYN after the handshake: counts %v, backIn %v", c.counts, k.backIn)
+	}
+	rack := handshake.Segment{SrcPort: 40000, DstPort: 443, Seq: remoteSYN.Seq + 1, Ack: hostISN + 1, Flags: handshake.ACK}
+	c.inbound(context.Background(), fk, frameOf(t, tcpFlow.Remote.Addr(), tcpFlow.Site.Addr(), rack))
+	if !k.backIn {
+		t.Error("the remote's first plain segment did not put its entry in")
+	}
 	for name, want := range map[string]uint64{"bind-bad-token": 1, "bound": 1, "bind-already-bound": 1, "handshake-synack-sent": 2,
-		"handshake-carrier-syn-again": 1, "handshake-unexpected": 1, "handshake-completed": 1, "handshake-stale": 1} {
+		"handshake-carrier-syn-again": 1, "handshake-carrier-syn-early": 1, "handshake-unexpected": 1, "handshake-completed": 1, "handshake-stale": 1} {
 		if c.counts[name] != want {
 			t.Errorf("count %s = %d, want %d (all %v)", name, c.counts[name], want, c.counts)
 		}
@@ -202,5 +224,88 @@ func TestInboundTCPHolds(t *testing.T) {
 	c.inbound(context.Background(), other, frameOf(t, tcpFlow.Remote.Addr(), tcpFlow.Site.Addr(), syn))
 	if c.counts["inbound-no-session"] != 1 || len(c.held) != 1 {
 		t.Errorf("no session: counts %v, %d flows held", c.counts, len(c.held))
+	}
+}
+
+// TestHandshakeRelayGiveUp: a handshake that does not complete in time
+// leaves no port, flow or lease index behind, and a later carrier SYN
+// binds nothing.
+func TestHandshakeRelayGiveUp(t *testing.T) {
+	c, k := handshakeCarriers(t)
+	before := c.ports.Stats().InUse
+	c.giveUp(nil, tcpFlow, k)
+	c.dropFlow(tcpFlow, &remoteSYN, "inbound-not-opened")
+	if len(c.flows) != 0 || len(c.byLease) != 0 || len(c.held) != 0 || len(c.done) != 0 {
+		t.Errorf("left behind: flows %v, leases %v, held %v, done %v", c.flows, c.byLease, c.held, c.done)
+	}
+	if got := c.ports.Stats().InUse; got != before-1 {
+		t.Errorf("ports in use %d, want %d", got, before-1)
+	}
+	if c.counts["inbound-tcp-not-opened"] != 1 {
+		t.Errorf("counts %v", c.counts)
+	}
+	relay := k.lease.RelayAddr()
+	csyn := handshake.Segment{SrcPort: 33333, DstPort: relay.Port(), Seq: hostISN, Flags: handshake.SYN}
+	fr := frameOf(t, cgnPublic, relay.Addr(), csyn)
+	if _, err := c.bind(xlat.Key{Proto: 6, Src: cgnPublic, Dst: relay.Addr(), SPort: 33333, DPort: relay.Port()}, fr[14+20:], nil); err != errNoCarrier {
+		t.Errorf("carrier SYN after giving up: %v", err)
+	}
+	// Giving up on a flow that was replaced meanwhile leaves the new one.
+	c2, k2 := handshakeCarriers(t)
+	c2.giveUp(nil, tcpFlow, &carrier{})
+	if c2.flows[tcpFlow] != k2 {
+		t.Error("gave up another offer's flow")
+	}
+}
+
+// TestInboundTCPHoldsInitialWindow: a TCP flow holds up to 16 segments
+// (the remote's initial window) during its handshake, then counts.
+func TestInboundTCPHoldsInitialWindow(t *testing.T) {
+	c, _ := handshakeCarriers(t)
+	k := xlat.Key{Proto: 6, Src: tcpFlow.Remote.Addr(), Dst: tcpFlow.Site.Addr(), SPort: tcpFlow.Remote.Port(), DPort: tcpFlow.Site.Port()}
+	seg := handshake.Segment{SrcPort: 40000, DstPort: 443, Seq: remoteSYN.Seq + 1, Ack: hostISN + 1, Flags: handshake.ACK}
+	for range maxHeldTCP + 2 {
+		c.inbound(context.Background(), k, frameOf(t, tcpFlow.Remote.Addr(), tcpFlow.Site.Addr(), seg))
+	}
+	if len(c.held[tcpFlow]) != maxHeldTCP || c.counts["inbound-held-overflow"] != 2 {
+		t.Errorf("held %d, counts %v", len(c.held[tcpFlow]), c.counts)
+	}
+}
+
+// TestHoldEarlyCarrierSYN: a carrier SYN that beats the offer's reply is
+// held while the offer is out (early.go), and binds when the reply adds
+// the carrier; one for a port no offer holds is not.
+func TestHoldEarlyCarrierSYN(t *testing.T) {
+	c, k := handshakeCarriers(t)
+	relay := k.lease.RelayAddr()
+	c.remove(tcpFlow, k)
+	csyn := handshake.Segment{SrcPort: 33333, DstPort: relay.Port(), Seq: hostISN, Flags: handshake.SYN}
+	key := xlat.Key{Proto: 6, Src: cgnPublic, Dst: relay.Addr(), SPort: 33333, DPort: relay.Port()}
+	c.carrierPacket(key, frameOf(t, cgnPublic, relay.Addr(), csyn), true)
+	if c.earlyN != 0 || c.counts["bind-no-carrier"] != 1 {
+		t.Fatalf("a SYN for no offer: %d held, counts %v", c.earlyN, c.counts)
+	}
+	lease, err := c.ports.Grant("home", cgnPublic, session.TCP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk := leaseKey{lease.Key, lease.Port}
+	c.offering[lk] = true
+	csyn.DstPort, key.DPort = lease.Port, lease.Port
+	c.carrierPacket(key, frameOf(t, cgnPublic, relay.Addr(), csyn), true)
+	if c.earlyN != 1 || c.counts["early-held"] != 1 {
+		t.Fatalf("early SYN: %d held, counts %v", c.earlyN, c.counts)
+	}
+	k2 := &carrier{site: "home", lease: lease, token: proto.BindToken(hostISN), inbound: true, hs: &tcpHandshake{syn: remoteSYN}}
+	c.mu.Lock()
+	c.add(tcpFlow, k2)
+	early := c.takeEarlyLocked(lk)
+	c.mu.Unlock()
+	if len(early) != 1 {
+		t.Fatalf("%d packets taken, want 1", len(early))
+	}
+	c.carrierPacket(early[0].key, early[0].frame, true)
+	if k2.public != netip.AddrPortFrom(cgnPublic, 33333) {
+		t.Errorf("the early SYN did not bind: %v", k2.public)
 	}
 }

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"strings"
 	"time"
@@ -15,8 +16,13 @@ import (
 )
 
 // maxHeld bounds the packets held for one inbound flow while the edge
-// decides on it and opens its carrier.
-const maxHeld = 8
+// decides on it and opens its carrier; maxHeldTCP for a TCP flow, whose
+// remote may send its whole initial window (10 segments, RFC 6928) while
+// the carrier handshake completes.
+const (
+	maxHeld    = 8
+	maxHeldTCP = 16
+)
 
 // inboundSetup bounds how long an inbound flow may take to be accepted
 // and its carrier opened through the CGNAT before its packets are dropped.
@@ -44,7 +50,7 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 		case syn != nil && syn.Flags&handshake.SYN != 0:
 			// The remote's SYN again: the edge has the first one.
 			c.countLocked("inbound-tcp-syn-again")
-		case len(h) < maxHeld:
+		case len(h) < maxHeld || (syn != nil && len(h) < maxHeldTCP):
 			c.held[f] = append(h, frame)
 		default:
 			c.countLocked("inbound-held-overflow")
@@ -54,15 +60,10 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 	}
 	if syn != nil {
 		if kc, ok := c.flows[f]; ok && kc.public.IsValid() && kc.hs == nil {
-			// Missed just before the entries went in: send it on.
-			carrier := kc.carrier()
-			c.mu.Unlock()
-			if c.dp != nil {
-				c.dp.send(f, carrier, [][]byte{frame}, c.count)
-			}
+			c.afterHandshake(f, kc, *syn, frame) // unlocks
 			return
 		}
-		if !syn.Is(handshake.SYN) || len(syn.Options) > proto.MaxSYNLen-20 {
+		if !syn.Is(handshake.SYN) {
 			c.countLocked("inbound-tcp-not-syn") // no flow to carry it: the remote's stack resets or retries
 			c.mu.Unlock()
 			return
@@ -94,7 +95,7 @@ func (c *carriers) offer(ctx context.Context, ss *control.Session, f session.Flo
 		cp = session.TCP
 		h, err := syn.Header()
 		if err != nil {
-			c.drop(f, "inbound-tcp-unreadable")
+			c.dropFlow(f, syn, "inbound-unreadable")
 			return
 		}
 		m.SYN = h
@@ -106,6 +107,16 @@ func (c *carriers) offer(ctx context.Context, ss *control.Session, f session.Flo
 		return
 	}
 	m.Relay = lease.RelayAddr()
+	lk := leaseKey{lease.Key, lease.Port}
+	c.mu.Lock()
+	c.offering[lk] = true
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.offering, lk)
+		_ = c.takeEarlyLocked(lk) // nothing, unless the offer failed
+		c.mu.Unlock()
+	}()
 	ctx, cancel := context.WithTimeout(ctx, inboundSetup)
 	defer cancel()
 	r, err := ss.Offer(ctx, m)
@@ -113,6 +124,9 @@ func (c *carriers) offer(ctx context.Context, ss *control.Session, f session.Flo
 		_ = c.ports.Release(lease)
 		c.dropFlow(f, syn, "inbound-refused")
 		c.log.Debug("inbound flow refused", "flow", f, "err", err)
+		if syn != nil && errors.Is(err, proto.CodeClosed) {
+			c.resetRemote(f, *syn) // the host itself said no: so does the remote's connect, at once
+		}
 		return
 	}
 	k := &carrier{site: ss.Site(), lease: lease, edgePort: r.EdgePort, token: r.Token, gen: ss.ID(), inbound: true,
@@ -149,7 +163,7 @@ func (c *carriers) giveUp(ss *control.Session, f session.Flow, k *carrier) {
 		c.remove(f, k)
 	}
 	c.mu.Unlock()
-	if mine {
+	if mine && ss != nil {
 		if err := ss.CloseFlow(f, proto.CodeTimeout); err != nil {
 			c.log.Debug("flow close not sent", "flow", f, "err", err)
 		}
@@ -203,4 +217,19 @@ func (c *carriers) owner(a netip.Addr) *control.Session {
 		}
 	}
 	return nil
+}
+
+// resetRemote answers the remote's SYN with the RST the LAN host sent,
+// which the edge reported as CodeClosed.
+func (c *carriers) resetRemote(f session.Flow, syn handshake.Segment) {
+	rst := handshake.Segment{SrcPort: syn.DstPort, DstPort: syn.SrcPort, Ack: syn.Seq + 1, Flags: handshake.RST | handshake.ACK}
+	pkt, err := handshake.Packet(f.Site.Addr(), f.Remote.Addr(), rst)
+	if err != nil || c.dp == nil {
+		return
+	}
+	if err := c.dp.inj.Packet(pkt); err != nil {
+		c.count("handshake-send-failed")
+		return
+	}
+	c.count("inbound-tcp-reset-sent")
 }
