@@ -109,7 +109,7 @@ func (a *agent) confirm(ctx context.Context, f session.Flow, c session.Carrier, 
 	if err != nil {
 		return err
 	}
-	return a.flows.Update(f, c, flows.StateOpen)
+	return a.markOpen(f, &c)
 }
 
 // openPicked installs a picked carrier, sends the held packets on at
