@@ -217,8 +217,8 @@ func TestHandshakeEdge(t *testing.T) {
 
 	// Closing the flow forgets the handshake and frees the port.
 	a.Closed(&proto.FlowClose{Flow: hsFlow})
-	if len(a.handshakes) != 0 || len(a.byEdgePort) != 0 {
-		t.Errorf("handshake state left: %v %v", a.handshakes, a.byEdgePort)
+	if n, m := handshakesLeft(a); n != 0 || m != 0 {
+		t.Errorf("handshake state left: %d by flow, %d by port", n, m)
 	}
 	if a.handshakeWAN(frame(t, hsRelay.Addr(), hsWAN, rsa)) {
 		t.Error("a closed flow's carrier still taken")
@@ -256,7 +256,10 @@ func TestHandshakeEdgeRefusals(t *testing.T) {
 				next(t, sent)
 			}
 			noneSent(t, sent, "after the refusal")
-			if _, ok := a.flows.Get(hsFlow); ok || len(a.handshakes) != 0 || len(a.byEdgePort) != 0 {
+			if n, m := handshakesLeft(a); n != 0 || m != 0 {
+				t.Error("the refused flow's handshake was left behind")
+			}
+			if _, ok := a.flows.Get(hsFlow); ok {
 				t.Error("the refused flow was left behind")
 			}
 			if a.ports.InUse() != 0 {
@@ -267,4 +270,10 @@ func TestHandshakeEdgeRefusals(t *testing.T) {
 			}
 		})
 	}
+}
+
+func handshakesLeft(a *agent) (byFlow, byPort int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.handshakes), len(a.byEdgePort)
 }
