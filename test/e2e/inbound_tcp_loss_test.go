@@ -92,7 +92,7 @@ func testInboundIPv6TCPHandshakeLoss(t *testing.T, mode lab.CGNMode) {
 	// A host that never answers (its firewall drops the SYN): the edge
 	// refuses after 3 s, and the relay gives the carrier port back.
 	type relayStatus struct {
-		Slowpath map[string]uint64 `json:"slowpath"`
+		Slowpath map[string]uint64   `json:"slowpath"`
 		Ports    struct{ InUse int } `json:"ports"`
 	}
 	before := section(t, u.d.relaySock, "carriers", "the relay's ports", func(relayStatus) bool { return true })
