@@ -15,6 +15,7 @@ import (
 
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/handshake"
 	"github.com/unmap-dev/unmap/session/xlat"
 	"github.com/unmap-dev/unmap/xdp"
 )
@@ -206,6 +207,14 @@ func (a *agent) classify(dp *datapath, m xdp.Miss) (lan, f session.Flow, cp sess
 		a.log.Debug("miss from outside the site", "src", k.Src, "granted", g != nil)
 		a.count("miss-not-site")
 		return lan, f, 0, 0, false
+	}
+	if _, known := a.flows.Get(f); f.Proto == session.TCP && !known {
+		// A SYN/ACK or RST never opens a flow: it is a host's late
+		// answer to an inbound SYN whose handshake was given up.
+		if _, _, seg, err := handshake.Frame(m.Data); err == nil && (seg.Is(handshake.SYN|handshake.ACK) || seg.Flags&handshake.RST != 0) {
+			a.count("miss-tcp-answer-no-flow")
+			return f, 0, 0, false
+		}
 	}
 	// TCP and UDP ride native carriers; everything else, ICMPv6 echo
 	// included, rides a UDP carrier. An ICMP echo carrier has a single
