@@ -296,7 +296,7 @@ func TestLateAnswerOpensNothing(t *testing.T) {
 		{handshake.Segment{SrcPort: 443, DstPort: 40000, Seq: 9, Flags: handshake.SYN}, true},
 	} {
 		fr := frame(t, hsFlow.Site.Addr(), hsFlow.Remote.Addr(), c.seg)
-		if _, _, _, ok := a.classify(dp, xdp.Miss{Role: xlat.RoleEdgeLAN, Data: fr, Len: len(fr)}); ok != c.open {
+		if _, _, _, _, ok := a.classify(dp, xdp.Miss{Role: xlat.RoleEdgeLAN, Data: fr, Len: len(fr)}); ok != c.open {
 			t.Errorf("flags %#x: opens %v, want %v", c.seg.Flags, ok, c.open)
 		}
 	}
