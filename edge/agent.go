@@ -155,6 +155,7 @@ func (a *agent) Offer(m *proto.FlowOffer) *proto.OfferReply {
 			a.drop(m.Flow, c)
 			return &proto.OfferReply{Result: proto.CodeInternal}
 		}
+		a.note(m.Flow, c)
 		go a.sendOpener(m.Flow, c, payload)
 	}
 	return &proto.OfferReply{EdgePort: c.Edge.Port(), Token: proto.BindToken(token)}
@@ -168,7 +169,9 @@ func (a *agent) Bound(m *proto.CarrierBound) {
 	e.Carrier.Public = m.Public
 	if err := a.flows.Update(m.Flow, e.Carrier, e.State); err != nil {
 		a.log.Warn("carrier bound", "flow", m.Flow, "err", err)
+		return
 	}
+	a.note(m.Flow, e.Carrier)
 }
 
 func (a *agent) Closed(m *proto.FlowClose) {
@@ -262,6 +265,9 @@ func (a *agent) unmap(f session.Flow, c session.Carrier) {
 	if out, back, err := a.edgePair(f, c); err == nil {
 		_ = a.dp.d.Delete(out.Key)
 		_ = a.dp.d.Delete(back.Key)
+		if a.dp.notes != nil {
+			a.dp.notes.delete(out.Key)
+		}
 	}
 }
 

@@ -147,6 +147,7 @@ func (c *carriers) Open(ss *control.Session, m *proto.FlowOpen) *proto.FlowGrant
 	}
 	c.add(m.Flow, &carrier{site: ss.Site(), lease: lease, edgePort: m.EdgePort, token: m.Token, gen: ss.ID(),
 		lifetime: time.Duration(m.LifetimeSec) * time.Second})
+	c.countLocked("opened")
 	return &proto.FlowGrant{Relay: lease.RelayAddr(), LifetimeSec: m.LifetimeSec}
 }
 
@@ -160,6 +161,7 @@ func (c *carriers) Replayed(ss *control.Session, e *proto.ReplayEntry) proto.Cod
 			return proto.CodeFlowExists
 		}
 		old.gen = ss.ID()
+		c.countLocked("replayed") // kept across the edge's reconnect or restart
 		return proto.CodeOK
 	}
 	pub := publicAddr(ss)
@@ -173,6 +175,7 @@ func (c *carriers) Replayed(ss *control.Session, e *proto.ReplayEntry) proto.Cod
 	k := &carrier{site: ss.Site(), lease: lease, edgePort: e.EdgePort, token: e.Token, gen: ss.ID(),
 		lifetime: time.Duration(e.LifetimeSec) * time.Second}
 	c.add(e.Flow, k)
+	c.countLocked("replayed-claimed") // taken back after a relay restart
 	if e.Public.IsValid() {
 		// Bound before the restart: map it again at once, so the flow
 		// forwards without waiting for a packet to bind it.
