@@ -52,6 +52,13 @@ type ClientHandler interface {
 	Disconnected(err error)
 }
 
+// MoveHandler is what a ClientHandler that offers proto.CapRebind also
+// implements: Moved asks it to prove a carrier is its own with a token
+// keepalive (proto.CarrierMoved). It must not block.
+type MoveHandler interface {
+	Moved(m *proto.CarrierMoved)
+}
+
 // ClientConfig configures the edge's side. Zero values of optional fields
 // mean the defaults in their comments.
 type ClientConfig struct {
@@ -542,6 +549,10 @@ func (cc *clientConn) readLoop() {
 			}
 		case *proto.CarrierBound:
 			h.Bound(m)
+		case *proto.CarrierMoved:
+			if mh, ok := h.(MoveHandler); ok {
+				mh.Moved(m)
+			}
 		case *proto.FlowClose:
 			h.Closed(m)
 		case *proto.ReplayDone:

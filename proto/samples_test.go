@@ -75,5 +75,6 @@ func samples() []Message {
 		&Pong{Seq: 5, Counters: []Counter{{CounterFlowOpens, 7}}},
 		&Goodbye{Code: CodeShutdown, RetryMS: 2000, Reason: "relay restarting"},
 		&Goodbye{Code: CodeUnknownSite},
+		&CarrierMoved{Flow: flow6, Public: publicC},
 	}
 }
