@@ -37,8 +37,9 @@ type agent struct {
 	grant     *proto.Welcome // the last session's grant, kept while disconnected
 	up        bool           // a session is up
 	tokens    map[session.Flow]proto.BindToken
-	connected func(*proto.Welcome) // called on each new grant; may be nil
-	counts    map[string]uint64    // slow-path events by name, for `unmap status`
+	connected func(*proto.Welcome)       // called on each new grant; may be nil
+	counts    map[string]uint64          // slow-path events by name, for `unmap status`
+	proved    map[session.Flow]time.Time // last token keepalive per carrier (rebind.go)
 }
 
 // count records a slow-path event (a miss it could not use, a held packet
@@ -165,6 +166,10 @@ func (a *agent) Bound(m *proto.CarrierBound) {
 	e, ok := a.flows.Get(m.Flow)
 	if !ok {
 		return
+	}
+	if m.Generation > 0 && e.Carrier.Public != m.Public {
+		a.count("rebound")
+		a.log.Info("carrier re-bound by the relay", "flow", m.Flow, "from", e.Carrier.Public, "to", m.Public, "generation", m.Generation)
 	}
 	e.Carrier.Public = m.Public
 	if err := a.flows.Update(m.Flow, e.Carrier, e.State); err != nil {

@@ -150,6 +150,9 @@ func (c *carriers) misses(ctx context.Context, dp *datapath) error {
 			c.release(dp, b.flow, b.carrier) // the opener itself stops here
 			continue
 		}
+		if b.proof {
+			continue // the edge's token keepalive re-bound the carrier and stops here
+		}
 		if m.Len == len(m.Data) { // else only part was handed over: the sender resends
 			dp.send(b.flow, b.carrier, [][]byte{m.Data}, c.count)
 		}
