@@ -23,8 +23,8 @@ import (
 type slowpath map[string]uint64
 
 // TestEdgeRestartKeepsFlows restarts the edge agent (SIGTERM, 3 s down,
-// start again) under a TCP connection that streams data all along and an
-// established UDP flow. The pinned datapath forwards while no agent runs
+// start again) under a TCP connection that streams data all along, an
+// established UDP flow and a UDP flow of the site's public IPv4. The pinned datapath forwards while no agent runs
 // (the stream moves during the outage); the new agent takes the flows
 // back from the pinned maps and replays them to the relay, which keeps
 // them rather than opening new ones; every TCP byte comes back intact,
@@ -46,6 +46,17 @@ func testEdgeRestartKeepsFlows(t *testing.T, mode lab.CGNMode) {
 	defer uc.Close()
 	if err := echoUDP(uc, "udp-before", 2*time.Second); err != nil {
 		t.Fatalf("UDP before the restart: %v", err)
+	}
+	// A flow of the site's public IPv4: the edge's NAPT binding must come
+	// back too.
+	srv4 := echoServer(t, l.NS(lab.Srv4))
+	u4, err := l.NS(lab.LAN).Dial(ctx, "udp4", netip.AddrPortFrom(lab.Srv4Addr, lab.EchoPort).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u4.Close()
+	if err := retry(3*time.Second, func() error { return echoUDP(u4, "udp4-before", time.Second) }); err != nil {
+		t.Fatalf("UDP over the site's IPv4 before the restart: %v", err)
 	}
 	tc, err := l.NS(lab.LAN).Dial(ctx, "tcp", echoAt)
 	if err != nil {
@@ -74,8 +85,8 @@ func testEdgeRestartKeepsFlows(t *testing.T, mode lab.CGNMode) {
 
 	// Both flows came back from the pinned maps and went to the relay as
 	// a replay, not as new flows.
-	es := section(t, d.edgeS, "slowpath", "the edge's restored flows", func(c slowpath) bool { return c["restored"] >= 2 })
-	rc := section(t, d.relaySock, "carriers", "the relay's replays", func(c relaySlowpath) bool { return c.Slowpath["replayed"] >= 2 })
+	es := section(t, d.edgeS, "slowpath", "the edge's restored flows", func(c slowpath) bool { return c["restored"] >= 3 })
+	rc := section(t, d.relaySock, "carriers", "the relay's replays", func(c relaySlowpath) bool { return c.Slowpath["replayed"] >= 3 })
 	t.Logf("edge restored %d flows; relay: %d replayed, %d opened before, %d after", es["restored"], rc.Slowpath["replayed"], opened, rc.Slowpath["opened"])
 
 	if err := retry(3*time.Second, func() error { return echoUDP(uc, "udp-after", time.Second) }); err != nil {
@@ -85,6 +96,14 @@ func testEdgeRestartKeepsFlows(t *testing.T, mode lab.CGNMode) {
 	after, _ := srv.PeerOf("udp-after")
 	if before.Remote != after.Remote {
 		t.Errorf("srv6 saw the UDP flow from %v, then from %v: not the same flow", before.Remote, after.Remote)
+	}
+	if err := retry(3*time.Second, func() error { return echoUDP(u4, "udp4-after", time.Second) }); err != nil {
+		t.Fatalf("UDP over the site's IPv4 after the restart: %v", err)
+	}
+	before4, _ := srv4.PeerOf("udp4-before")
+	after4, _ := srv4.PeerOf("udp4-after")
+	if before4.Remote != after4.Remote || before4.Remote.Addr() != lab.SitePublic4 {
+		t.Errorf("srv4 saw the site's IPv4 flow from %v, then from %v: not the same public endpoint", before4.Remote, after4.Remote)
 	}
 	mark := s.received.Load()
 	waitBytes(t, s, mark+16<<10, 5*time.Second, "after the restart")
