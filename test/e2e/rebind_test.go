@@ -49,10 +49,11 @@ func testCarrierRebind(t *testing.T, mode lab.CGNMode) {
 		t.Fatalf("flush the CGN's conntrack: %v", err)
 	}
 	flushed := time.Now()
-	if err := retry(5*time.Second, func() error { return echoUDP(uc, "after-flush", 300*time.Millisecond) }); err != nil {
+	tries := 0
+	if err := retry(5*time.Second, func() error { tries++; return echoUDP(uc, "after-flush", 100*time.Millisecond) }); err != nil {
 		t.Fatalf("UDP after the CGN lost its mappings: %v", err)
 	}
-	t.Logf("the flow works again %v after the flush", time.Since(flushed).Round(time.Millisecond))
+	t.Logf("the flow works again %v after the flush (try %d, 100 ms each)", time.Since(flushed).Round(time.Millisecond), tries)
 
 	rc := section(t, d.relaySock, "carriers", "the relay's counters", func(relayRebinds) bool { return true })
 	t.Logf("relay: %d re-bound, %d asked, %v", rc.Slowpath["rebound"], rc.Slowpath["moved-asked"], rc.Rebound)

@@ -66,17 +66,24 @@ func testEdgeRestartKeepsFlows(t *testing.T, mode lab.CGNMode) {
 	s := startStream(tc)
 	defer s.stop()
 	waitBytes(t, s, 16<<10, 5*time.Second, "before the restart")
+	// The stream's rate with the agent up is the baseline for its rate
+	// with the agent down (a figure, not asserted).
+	base0, baseT := s.received.Load(), time.Now()
+	time.Sleep(2 * time.Second)
+	baseRate := float64(s.received.Load()-base0) / time.Since(baseT).Seconds()
 
 	opened := section(t, d.relaySock, "carriers", "the relay's counters", func(relaySlowpath) bool { return true }).Slowpath["opened"]
 	if err := u.edge.Stop(); err != nil && !isSIGTERM(err) {
 		t.Fatalf("edge stop: %v", err)
 	}
-	downAt := s.received.Load()
+	downAt, downT := s.received.Load(), time.Now()
 	time.Sleep(3 * time.Second)
 	// The datapath needs no agent for established flows.
 	if s.received.Load() <= downAt {
 		t.Errorf("the TCP stream stalled while the edge agent was down (%d bytes)", downAt)
 	}
+	downRate := float64(s.received.Load()-downAt) / time.Since(downT).Seconds()
+	t.Logf("TCP stream: %.0f B/s with the agent down, %.2f× its rate with the agent up (%.0f B/s)", downRate, downRate/baseRate, baseRate)
 	if err := echoUDP(uc, "udp-agent-down", 2*time.Second); err != nil {
 		t.Errorf("UDP while the edge agent was down: %v", err)
 	}
