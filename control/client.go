@@ -59,6 +59,14 @@ type MoveHandler interface {
 	Moved(m *proto.CarrierMoved)
 }
 
+// ICMPErrorHandler is implemented by a ClientHandler that takes the
+// ICMPv6 errors the relay sends about the site's flows (proto.ICMPError).
+// It is optional: without it they are counted as icmp_errors_unhandled
+// and dropped. ICMPError runs on the read loop and must not block.
+type ICMPErrorHandler interface {
+	ICMPError(m *proto.ICMPError)
+}
+
 // ClientConfig configures the edge's side. Zero values of optional fields
 // mean the defaults in their comments.
 type ClientConfig struct {
@@ -555,6 +563,13 @@ func (cc *clientConn) readLoop() {
 			}
 		case *proto.FlowClose:
 			h.Closed(m)
+		case *proto.ICMPError:
+			c.counters.add("icmp_errors_received")
+			if ih, ok := h.(ICMPErrorHandler); ok {
+				ih.ICMPError(m)
+			} else {
+				c.counters.add("icmp_errors_unhandled")
+			}
 		case *proto.ReplayDone:
 			c.counters.add("replays_done")
 			if m.Refused > 0 {

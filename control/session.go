@@ -126,6 +126,13 @@ func (ss *Session) Offer(ctx context.Context, m *proto.FlowOffer) (*proto.OfferR
 // Bound tells the edge a carrier was bound or re-bound.
 func (ss *Session) Bound(m *proto.CarrierBound) error { return ss.send(m) }
 
+// ICMPError sends the edge an ICMPv6 error about one of its flows (the
+// caller checked it is, and rate-limits).
+func (ss *Session) ICMPError(packet []byte) error {
+	ss.srv.counters.add("icmp_errors_sent")
+	return ss.send(&proto.ICMPError{Packet: packet})
+}
+
 // Moved asks the edge to prove a carrier with a token keepalive; an edge
 // whose grant lacks proto.CapRebind cannot, and is not asked.
 func (ss *Session) Moved(m *proto.CarrierMoved) error {

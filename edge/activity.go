@@ -26,12 +26,7 @@ func datapathActivity(dp *datapath, lan func(session.Flow) session.Flow) activit
 		if err != nil {
 			return 0, false
 		}
-		co, err1 := dp.d.FlowCounters(out.Key)
-		cb, err2 := dp.d.FlowCounters(back.Key)
-		if err1 != nil && err2 != nil {
-			return 0, false
-		}
-		return co.Packets + cb.Packets, true
+		return dp.d.PairPackets(out, back)
 	}
 }
 

@@ -32,14 +32,23 @@ type agent struct {
 	// activity reads a flow's packet counters (datapathActivity, or a
 	// fake in tests).
 	activity activity
+	// inject sends an IP packet the agent made (the inbound TCP
+	// handshake's segments); nil without a datapath.
+	inject func([]byte) error
 
 	mu        sync.Mutex
 	grant     *proto.Welcome // the last session's grant, kept while disconnected
 	up        bool           // a session is up
 	tokens    map[session.Flow]proto.BindToken
-	connected func(*proto.Welcome)       // called on each new grant; may be nil
-	counts    map[string]uint64          // slow-path events by name, for `unmap status`
-	proved    map[session.Flow]time.Time // last token keepalive per carrier (rebind.go)
+	rports    map[session.Proto]*ports.Edge // relay ports R in use, by carrier protocol (pick.go)
+	raddr     netip.Addr                    // the relay address they are on
+	connected func(*proto.Welcome)          // called on each new grant; may be nil
+	counts    map[string]uint64             // slow-path events by name, for `unmap status`
+	proved    map[session.Flow]time.Time    // last token keepalive per carrier (rebind.go)
+	// Inbound TCP flows in their carrier handshake (handshake.go), by
+	// flow and by carrier port E.
+	handshakes map[session.Flow]*tcpInbound
+	byEdgePort map[uint16]*tcpInbound
 }
 
 // count records a slow-path event (a miss it could not use, a held packet
@@ -70,7 +79,8 @@ func newAgent(s *Settings, wan netip.Addr, log *slog.Logger) (*agent, error) {
 	}
 	return &agent{s: s, log: log, wan: wan, flows: t, ports: p, policy: NewPolicy(s.Allow, s.Forwards),
 		nat:    newSiteNAT(),
-		tokens: map[session.Flow]proto.BindToken{}, counts: map[string]uint64{}}, nil
+		tokens: map[session.Flow]proto.BindToken{}, counts: map[string]uint64{},
+		handshakes: map[session.Flow]*tcpInbound{}, byEdgePort: map[uint16]*tcpInbound{}}, nil
 }
 
 // Grant is the last session's grant, nil before the first one; up says
@@ -129,8 +139,10 @@ func (a *agent) Offer(m *proto.FlowOffer) *proto.OfferReply {
 		a.log.Debug("inbound flow refused", "flow", m.Flow, "why", why)
 		return nil
 	}
+	if m.Flow.Proto == session.TCP && m.CarrierProto == session.TCP {
+		return a.offerTCP(m, to)
+	}
 	if m.CarrierProto != session.UDP {
-		// TCP's carrier handshake is the next step.
 		a.count("inbound-unsupported")
 		return &proto.OfferReply{Result: proto.CodeUnsupportedProto}
 	}
@@ -141,6 +153,7 @@ func (a *agent) Offer(m *proto.FlowOffer) *proto.OfferReply {
 		a.log.Warn("inbound flow not taken", "flow", m.Flow, "err", err)
 		return &proto.OfferReply{Result: proto.CodeNoResources}
 	}
+	a.claimRelayPort(c)
 	if err := a.flows.Update(m.Flow, c, flows.StateOpen); err != nil {
 		a.drop(m.Flow, c)
 		return &proto.OfferReply{Result: proto.CodeInternal}
@@ -215,6 +228,7 @@ func (a *agent) Open(ctx context.Context, f session.Flow, carrierProto session.P
 		return session.Carrier{}, err
 	}
 	c.Relay = g.Relay
+	a.claimRelayPort(c)
 	if err := a.flows.Update(f, c, flows.StateOpen); err != nil {
 		a.drop(f, c)
 		return session.Carrier{}, err
@@ -249,17 +263,26 @@ func (a *agent) take(f session.Flow, carrierProto session.Proto, relay netip.Add
 	return c, nil
 }
 
-// drop forgets a flow and gives its port back.
+// drop forgets a flow and gives its ports back.
 func (a *agent) drop(f session.Flow, c session.Carrier) {
+	if a.forget(f, c) {
+		a.nat.release(f)
+	}
+}
+
+// forget is drop but for the flow's public IPv4 port, which a flow that
+// opens again keeps; false if the flow was already gone.
+func (a *agent) forget(f session.Flow, c session.Carrier) bool {
 	if _, err := a.flows.Delete(f); err != nil {
-		return // already gone: its port was given back then
+		return false // already gone: its port was given back then
 	}
 	a.mu.Lock()
 	delete(a.tokens, f)
+	a.forgetHandshake(f)
 	a.mu.Unlock()
 	a.unmap(f, c)
 	a.releasePort(c)
-	a.nat.release(f)
+	return true
 }
 
 // unmap removes a flow's entries from the datapath, if they are there.
@@ -287,6 +310,7 @@ func (a *agent) releasePort(c session.Carrier) {
 	if err := a.ports.Release(c.Proto, c.Edge.Port()); err != nil {
 		a.log.Error("carrier port release", "carrier", c, "err", err)
 	}
+	a.releaseRelayPort(c)
 }
 
 // expire sweeps idle flows until ctx ends, telling the relay of each.
@@ -305,6 +329,7 @@ func (a *agent) expire(ctx context.Context) {
 			for _, e := range gone {
 				a.mu.Lock()
 				delete(a.tokens, e.Flow)
+				a.forgetHandshake(e.Flow)
 				a.mu.Unlock()
 				a.unmap(e.Flow, e.Carrier)
 				a.releasePort(e.Carrier)

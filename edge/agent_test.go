@@ -227,13 +227,73 @@ func TestInboundOffer(t *testing.T) {
 	if r := a.Offer(&no); r != nil {
 		t.Errorf("refused offer answered %+v", r)
 	}
-	// TCP is accepted by the policy but cannot be carried inbound yet.
+	// TCP is accepted by the policy, but an offer without the remote's
+	// SYN cannot start the carrier handshake.
 	tcp := *ok
 	tcp.Flow.Proto, tcp.CarrierProto = session.TCP, session.TCP
-	if r := a.Offer(&tcp); r == nil || r.Result != proto.CodeUnsupportedProto {
+	if r := a.Offer(&tcp); r == nil || r.Result != proto.CodeMalformed {
 		t.Errorf("tcp offer answered %+v", r)
+	}
+	if a.Counts()["inbound-tcp-bad-syn"] != 1 {
+		t.Errorf("slow-path counts %v", a.Counts())
 	}
 	if got := a.policy.Counts(); got["accepted"] != 2 || got["no-rule"] != 1 {
 		t.Errorf("policy counts %v", got)
+	}
+}
+
+// TestPickedCarrier opens flows with edge-chooses-r through the real
+// relay agent: the relay grants the R the edge picked, refuses one that a
+// flow from the same CGNAT address already holds (the edge then lets the
+// relay choose), and the edge never picks an R its flows hold.
+func TestPickedCarrier(t *testing.T) {
+	dir := pkiDir(t, "home")
+	addr, socket := startRelay(t, dir, 10)
+	a := startEdge(t, dir, addr)
+	g, up := a.Grant()
+	if !up || !g.Capabilities.Has(proto.CapEdgeChoosesR) {
+		t.Fatalf("grant %+v: no edge-chooses-r", g)
+	}
+	a.relayPorts(g)
+	ctx := context.Background()
+	flow := func(port uint16) session.Flow {
+		return session.Flow{Proto: session.UDP, Site: netip.MustParseAddrPort(fmt.Sprintf("[2001:db8:5::2]:%d", port)),
+			Remote: netip.MustParseAddrPort("[2001:db8:6::2]:53")}
+	}
+	// The relay chooses for one flow; the edge records its R.
+	chosen, err := a.Open(ctx, flow(1), session.UDP, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[netip.AddrPort]bool{chosen.Relay: true}
+	for port := uint16(2); port < 8; port++ {
+		c, ok := a.pick(flow(port), session.UDP, 2)
+		if !ok {
+			t.Fatalf("flow %d: no pick", port)
+		}
+		if seen[c.Relay] {
+			t.Fatalf("flow %d: picked %v, which another flow holds", port, c.Relay)
+		}
+		seen[c.Relay] = true
+		if err := a.confirm(ctx, flow(port), c, 2); err != nil {
+			t.Fatalf("flow %d on picked %v: %v", port, c.Relay, err)
+		}
+		if e, _ := a.flows.Get(flow(port)); e.Carrier.Relay != c.Relay {
+			t.Errorf("flow %d: table has %v, picked %v", port, e.Carrier.Relay, c.Relay)
+		}
+	}
+	if n := flowsAtRelay(t, socket); n != 7 {
+		t.Errorf("relay holds %d flows, want 7", n)
+	}
+	// Another flow naming an R in use is refused as taken.
+	_, err = a.ctl.Open(ctx, &proto.FlowOpen{Flow: flow(9), CarrierProto: session.UDP, EdgePort: 61099, Relay: chosen.Relay, Token: 3})
+	if !errors.Is(err, proto.CodeFlowExists) {
+		t.Errorf("open on a taken R: %v, want flow-exists", err)
+	}
+	// Closing gives the R back to the edge's pool.
+	before := a.relayPool(session.UDP).InUse()
+	a.Close(flow(1), proto.CodeClosed)
+	if after := a.relayPool(session.UDP).InUse(); after != before-1 {
+		t.Errorf("relay ports in use %d after a close, want %d", after, before-1)
 	}
 }

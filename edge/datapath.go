@@ -144,12 +144,21 @@ func (a *agent) misses(ctx context.Context, dp *datapath) error {
 			return fmt.Errorf("misses: %w", err)
 		}
 		if m.Role != xlat.RoleEdgeLAN {
-			a.count("miss-wan")
-			continue // a carrier packet with no flow: nothing to open
+			if !a.handshakeWAN(m.Data) {
+				a.count("miss-wan") // a carrier packet with no flow: nothing to open
+			}
+			continue
+		}
+		if isIPv6(m.Data) && m.Data[14+7] <= 1 {
+			a.timeExceeded(dp, m.Data[14:]) // the datapath's ttl-to-agent
+			continue
 		}
 		lan, f, cp, token, ok := a.classify(dp, m)
 		if !ok {
 			continue
+		}
+		if a.handshakeLAN(f, m.Data) {
+			continue // the host's part of an inbound TCP handshake
 		}
 		if e, open := a.flows.Get(f); open && e.Carrier.Relay.IsValid() {
 			// Sent before the flow's entries were in: send it on now.
@@ -207,6 +216,7 @@ func (a *agent) classify(dp *datapath, m xdp.Miss) (lan, f session.Flow, cp sess
 		return a.classify4(dp, m, lan)
 	}
 	if g, _ := a.Grant(); g == nil || !g.Prefix.Contains(k.Src) {
+		a.log.Debug("miss from outside the site", "src", k.Src, "granted", g != nil)
 		a.count("miss-not-site")
 		return lan, f, 0, 0, false
 	}
@@ -232,6 +242,11 @@ func (a *agent) classify4(dp *datapath, m xdp.Miss, lan session.Flow) (_, f sess
 		a.count("miss-not-site")
 		return lan, f, 0, 0, false
 	}
+	if f, ok := a.nat.forwarded(lan); ok {
+		// The host answers a forwarded flow (its TCP handshake, or a
+		// packet that raced the entries in).
+		return lan, f, lan.Proto, 0, true
+	}
 	f, err := a.nat.outbound(lan)
 	if err != nil {
 		a.count("miss-no-public-ipv4")
@@ -249,6 +264,9 @@ func (a *agent) classify4(dp *datapath, m xdp.Miss, lan session.Flow) (_, f sess
 // openFlow opens the flow with the relay, installs both directions in the
 // datapath and sends the held packets on, translated.
 func (a *agent) openFlow(ctx context.Context, dp *datapath, lan, f session.Flow, cp session.Proto, token proto.BindToken, held func() [][]byte) error {
+	if c, ok := a.pick(f, cp, token); ok {
+		return a.openPicked(ctx, dp, lan, f, c, token, held)
+	}
 	c, err := a.Open(ctx, f, cp, token)
 	if err != nil {
 		for range held() {

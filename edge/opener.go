@@ -22,10 +22,11 @@ func opener() []byte {
 	return b
 }
 
-// openerSchedule is when the opener is sent (after the offer's reply),
-// until the relay says the carrier is bound: a lost opener, or one that
-// overtakes the reply, is sent again.
-var openerSchedule = []time.Duration{20 * time.Millisecond, 100 * time.Millisecond, 300 * time.Millisecond, time.Second, 2 * time.Second}
+// openerSchedule is when the opener is sent (as the offer's reply goes),
+// until the relay says the carrier is bound: a lost opener is sent
+// again. One that overtakes the reply is held by the relay (with
+// edge-chooses-r) or sent again.
+var openerSchedule = []time.Duration{0, 100 * time.Millisecond, 300 * time.Millisecond, time.Second, 2 * time.Second}
 
 // sendOpener opens an inbound flow's UDP carrier through the CGNAT: a
 // datagram from E to R that creates the CGNAT's mapping, which the relay

@@ -122,7 +122,7 @@ func (a *agent) note(f session.Flow, c session.Carrier) {
 	v := flowNotes{Token: a.tokens[f], Public: c.Public}
 	a.mu.Unlock()
 	if f.Site.Addr().Is4() {
-		v.Site, v.Forward = f.Site, a.nat.forwarded(f)
+		v.Site, v.Forward = f.Site, a.nat.isForward(f)
 	}
 	if err := a.dp.notes.put(out.Key, v); err != nil {
 		a.count("notes-failed")

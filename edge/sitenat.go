@@ -23,7 +23,8 @@ type siteNAT struct {
 	public netip.Addr // invalid: no public IPv4 granted
 	ports  *ports.Edge
 	binds  map[natKey]*natBind
-	flows  map[session.Flow]natFlow // by the flow as announced (public side)
+	flows  map[session.Flow]natFlow      // by the flow as announced (public side)
+	fwd    map[session.Flow]session.Flow // inbound forwards: the announced flow by the LAN's view
 }
 
 type natKey struct {
@@ -44,7 +45,7 @@ type natFlow struct {
 }
 
 func newSiteNAT() *siteNAT {
-	return &siteNAT{binds: map[natKey]*natBind{}, flows: map[session.Flow]natFlow{}}
+	return &siteNAT{binds: map[natKey]*natBind{}, flows: map[session.Flow]natFlow{}, fwd: map[session.Flow]session.Flow{}}
 }
 
 // grant sets the public IPv4 and its port set (zero: the whole address)
@@ -64,6 +65,7 @@ func (n *siteNAT) grant(public netip.Addr, r ports.Range, forwards []Forward) er
 	if !keep {
 		clear(n.binds)
 		clear(n.flows)
+		clear(n.fwd)
 	}
 	if !public.IsValid() {
 		return nil
@@ -107,6 +109,9 @@ func (n *siteNAT) restore(f session.Flow, private netip.AddrPort, forward bool) 
 	}
 	if forward {
 		n.flows[f] = natFlow{private: private}
+		lan := f
+		lan.Site = private
+		n.fwd[lan] = f
 		return
 	}
 	k := natKey{f.Proto, private}
@@ -119,8 +124,8 @@ func (n *siteNAT) restore(f session.Flow, private netip.AddrPort, forward bool) 
 	n.flows[f] = natFlow{private: private, bound: true}
 }
 
-// forwarded reports whether f came in by a port forward.
-func (n *siteNAT) forwarded(f session.Flow) bool {
+// isForward reports whether f came in by a port forward.
+func (n *siteNAT) isForward(f session.Flow) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	nf, ok := n.flows[f]
@@ -170,7 +175,17 @@ func (n *siteNAT) inbound(f session.Flow, to netip.AddrPort) session.Flow {
 	n.flows[f] = natFlow{private: to}
 	lan := f
 	lan.Site = to
+	n.fwd[lan] = f
 	return lan
+}
+
+// forwarded is the announced flow of a LAN host's packet that answers an
+// inbound forward, if it is one.
+func (n *siteNAT) forwarded(lan session.Flow) (session.Flow, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	f, ok := n.fwd[lan]
+	return f, ok
 }
 
 // lan is the flow as the LAN host sees it: f itself unless f is one of
@@ -201,6 +216,9 @@ func (n *siteNAT) release(f session.Flow) {
 	}
 	delete(n.flows, f)
 	if !nf.bound {
+		lan := f
+		lan.Site = nf.private
+		delete(n.fwd, lan)
 		return
 	}
 	k := natKey{f.Proto, nf.private}

@@ -50,6 +50,8 @@ func Parse(t Type, body []byte) (Message, error) {
 		m, err = parsePong(r)
 	case TypeGoodbye:
 		m, err = parseGoodbye(r)
+	case TypeICMPError:
+		m, err = parseICMPError(r)
 	default:
 		return nil, &UnknownTypeError{Type: t}
 	}

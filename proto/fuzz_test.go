@@ -31,6 +31,7 @@ func FuzzReplayDone(f *testing.F)   { fuzzType(f, TypeReplayDone) }
 func FuzzPing(f *testing.F)         { fuzzType(f, TypePing) }
 func FuzzPong(f *testing.F)         { fuzzType(f, TypePong) }
 func FuzzGoodbye(f *testing.F)      { fuzzType(f, TypeGoodbye) }
+func FuzzICMPError(f *testing.F)    { fuzzType(f, TypeICMPError) }
 
 func fuzzType(f *testing.F, t Type) {
 	for _, m := range samples() {
@@ -135,6 +136,6 @@ func fuzzName(t Type) string {
 		TypeHello: "Hello", TypeWelcome: "Welcome", TypeFlowOpen: "FlowOpen", TypeFlowGrant: "FlowGrant",
 		TypeFlowOffer: "FlowOffer", TypeOfferReply: "OfferReply", TypeCarrierBound: "CarrierBound",
 		TypeFlowClose: "FlowClose", TypeReplay: "Replay", TypeReplayDone: "ReplayDone",
-		TypePing: "Ping", TypePong: "Pong", TypeGoodbye: "Goodbye", TypeCarrierMoved: "CarrierMoved",
+		TypePing: "Ping", TypePong: "Pong", TypeGoodbye: "Goodbye", TypeICMPError: "ICMPError", TypeCarrierMoved: "CarrierMoved",
 	}[t]
 }

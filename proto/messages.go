@@ -24,6 +24,7 @@ const (
 	TypePing         Type = 0x30 // either way: keepalive with counters
 	TypePong         Type = 0x31 // answer to Ping, with the answerer's counters
 	TypeGoodbye      Type = 0x3f // either way: graceful shutdown, or the reason of a refusal
+	TypeICMPError    Type = 0x80 // relay → edge: an ICMPv6 error from a router beyond the relay (advisory)
 )
 
 // Capability bits of Hello and Welcome. The relay grants the intersection
@@ -248,6 +249,15 @@ type Goodbye struct {
 	Code    Code
 	RetryMS uint32
 	Reason  string // at most 255 bytes of UTF-8 for logs
+}
+
+// ICMPError carries an ICMPv6 error that a router beyond the relay sent
+// about one of the site's flows (a hop of traceroute6, a Packet Too Big),
+// whole and untranslated: the site's IPv6 addresses are not rewritten, so
+// the edge gives it to the LAN host as it is. Packet is the IPv6 packet,
+// header included, MinICMPErrorLen to MaxICMPErrorLen bytes.
+type ICMPError struct {
+	Packet []byte
 }
 
 // Limits of lists and strings, so every decoder is bounded.

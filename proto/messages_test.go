@@ -260,6 +260,7 @@ func TestSpecSizes(t *testing.T) {
 		{&Ping{Counters: make([]Counter, 2)}, 25},
 		{&Pong{}, 5},
 		{&Goodbye{Reason: "ab"}, 9},
+		{&ICMPError{Packet: make([]byte, 1280)}, 2 + 1280},
 	}
 	for _, c := range cases {
 		if got := c.m.Length(); got != c.want {

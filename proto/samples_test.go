@@ -75,6 +75,22 @@ func samples() []Message {
 		&Pong{Seq: 5, Counters: []Counter{{CounterFlowOpens, 7}}},
 		&Goodbye{Code: CodeShutdown, RetryMS: 2000, Reason: "relay restarting"},
 		&Goodbye{Code: CodeUnknownSite},
+		&ICMPError{Packet: icmpErrorPacket()},
 		&CarrierMoved{Flow: flow6, Public: publicC},
 	}
+}
+
+// icmpErrorPacket is a router's time exceeded (2001:db8:1::1) about a UDP
+// probe from 2001:db8:5::2 to 2001:db8:6::2: IPv6, ICMPv6, the probe's
+// IPv6 and UDP headers.
+func icmpErrorPacket() []byte {
+	src := netip.MustParseAddr("2001:db8:1::1").As16()
+	host := netip.MustParseAddr("2001:db8:5::2").As16()
+	far := netip.MustParseAddr("2001:db8:6::2").As16()
+	p := []byte{0x60, 0, 0, 0, 0, 56, 58, 64}
+	p = append(append(p, src[:]...), host[:]...)
+	p = append(p, 3, 0, 0x12, 0x34, 0, 0, 0, 0) // time exceeded in transit
+	p = append(p, 0x60, 0, 0, 0, 0, 8, 17, 1)
+	p = append(append(p, host[:]...), far[:]...)
+	return append(p, 0x9c, 0x40, 0x82, 0x9a, 0, 8, 0xab, 0xcd) // UDP 40000 -> 33434
 }

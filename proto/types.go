@@ -23,6 +23,7 @@ var typeNames = map[Type]string{
 	TypePing:         "ping",
 	TypePong:         "pong",
 	TypeGoodbye:      "goodbye",
+	TypeICMPError:    "icmp-error",
 }
 
 func (t Type) String() string {
@@ -54,6 +55,7 @@ func (*ReplayDone) Type() Type   { return TypeReplayDone }
 func (*Ping) Type() Type         { return TypePing }
 func (*Pong) Type() Type         { return TypePong }
 func (*Goodbye) Type() Type      { return TypeGoodbye }
+func (*ICMPError) Type() Type    { return TypeICMPError }
 
 // Has reports whether c holds every bit of want.
 func (c Capabilities) Has(want Capabilities) bool { return c&want == want }

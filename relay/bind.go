@@ -17,6 +17,7 @@ var (
 	errToken     = errors.New("bind-bad-token")     // the packet does not carry the flow's token: another host, or a stale packet
 	errBound     = errors.New("bind-already-bound") // bound to another CGNAT port: a rebinding (the edge is asked to prove it) or another host
 	errRebind    = errors.New("rebind-bad-token")   // a token keepalive from another port with the wrong token
+	errEarly     = errors.New("early")              // no carrier yet, but its FlowOpen may be on the way: held (early.go)
 )
 
 // movedEvery bounds how often the edge is asked to prove one carrier
@@ -35,11 +36,54 @@ type bound struct {
 	flow    session.Flow
 	carrier session.Carrier
 	inbound bool // the packet was the edge's opener: it goes no further
-	proof   bool // the packet was the edge's token keepalive: it goes no further
+	// hs: the carrier is in its TCP handshake, the packet one of its
+	// segments; no entries are in yet.
+	hs    *tcpHandshake
+	proof bool // the packet was the edge's token keepalive: it goes no further
 }
 
-func (c *carriers) bind(key xlat.Key, l4 []byte) (bound, error) {
-	b, tell, err := c.bindLocked(key, l4)
+// carrierPacket binds the carrier of a packet the datapath missed and
+// sends the packet on through it; whole says frame is the entire packet
+// (else only its start was handed over, and the sender resends).
+func (c *carriers) carrierPacket(key xlat.Key, frame []byte, whole bool) {
+	keep := frame
+	if !whole {
+		keep = nil
+	}
+	b, err := c.bind(key, frame[min(len(frame), 14+20):], keep)
+	if err != nil {
+		if err != errEarly {
+			c.log.Debug("carrier not bound", "key", key, "err", err)
+		}
+		return
+	}
+	if c.dp == nil {
+		return
+	}
+	if b.hs != nil {
+		c.handshakeStep(c.dp, b, frame) // consumed: the handshake's own segments
+		return
+	}
+	if b.inbound {
+		c.release(c.dp, b.flow, b.carrier) // the opener itself stops here
+		return
+	}
+	if b.proof {
+		return // the edge's token keepalive re-bound the carrier and stops here
+	}
+	switch {
+	case !whole: // only part was handed over: the sender resends
+	case ttlExpired(frame, c.dp.cfg.CarrierAddr):
+		c.timeExceeded(c.dp, frame) // the datapath's ttl-to-agent, or a first packet
+	default:
+		c.dp.send(b.flow, b.carrier, [][]byte{frame}, c.count)
+	}
+}
+
+// bind binds key's carrier with the packet's L4 bytes; frame, if not nil,
+// is the whole packet, which may be held for a FlowOpen still on its way.
+func (c *carriers) bind(key xlat.Key, l4, frame []byte) (bound, error) {
+	b, tell, err := c.bindLocked(key, l4, frame)
 	if tell != nil {
 		tell()
 	}
@@ -48,12 +92,15 @@ func (c *carriers) bind(key xlat.Key, l4 []byte) (bound, error) {
 
 // bindLocked binds, re-binds or refuses; tell, if not nil, sends what the
 // edge must hear of it, once c.mu is released.
-func (c *carriers) bindLocked(key xlat.Key, l4 []byte) (_ bound, tell func(), _ error) {
+func (c *carriers) bindLocked(key xlat.Key, l4, frame []byte) (_ bound, tell func(), _ error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	lk := leaseKey{ports.Key{Relay: key.Dst, Public: key.Src, Proto: session.Proto(key.Proto)}, key.DPort}
 	f, ok := c.byLease[lk]
 	if !ok {
+		if c.holdEarlyLocked(lk, key, frame) {
+			return bound{}, nil, errEarly
+		}
 		c.countLocked(errNoCarrier.Error())
 		return bound{}, nil, errNoCarrier
 	}
@@ -61,8 +108,8 @@ func (c *carriers) bindLocked(key xlat.Key, l4 []byte) (_ bound, tell func(), _ 
 	public := netip.AddrPortFrom(key.Src, key.SPort)
 	switch {
 	case k.public == public:
-		return bound{f, k.carrier(), k.inbound, false}, nil, nil // a packet that raced the entries in
-	case k.public.IsValid() && k.public.Addr() == public.Addr() && k.lease.Proto == session.UDP:
+		return bound{f, k.carrier(), k.inbound, k.hs, false}, nil, nil // a packet that raced the entries in, or the handshake's next
+	case k.public.IsValid() && k.public.Addr() == public.Addr() && k.lease.Proto == session.UDP && k.hs == nil:
 		return c.rebindLocked(f, k, public, l4)
 	case k.public.IsValid():
 		c.countLocked(errBound.Error())
@@ -73,12 +120,18 @@ func (c *carriers) bindLocked(key xlat.Key, l4 []byte) (_ bound, tell func(), _ 
 		return bound{}, nil, errToken
 	}
 	k.public = public
+	if k.hs != nil {
+		// The carrier SYN: entries and CarrierBound wait for the
+		// edge's completing ACK (handshake.go).
+		c.countLocked("bound")
+		return bound{f, k.carrier(), k.inbound, k.hs, false}, nil, nil
+	}
 	if !c.mapCarrier(f, k) {
 		k.public = netip.AddrPort{}
 		return bound{}, nil, errors.New("datapath refused the entries")
 	}
 	c.countLocked("bound")
-	return bound{f, k.carrier(), k.inbound, false}, c.tellBound(f, k), nil
+	return bound{f, k.carrier(), k.inbound, nil, false}, c.tellBound(f, k), nil
 }
 
 // rebindLocked handles a packet of a bound UDP carrier that arrives from
@@ -124,7 +177,7 @@ func (c *carriers) rebindLocked(f session.Flow, k *carrier, public netip.AddrPor
 	k.rebinds++
 	c.countLocked("rebound")
 	c.log.Info("carrier re-bound", "flow", f, "from", old.Public, "to", public, "generation", k.rebinds)
-	return bound{f, k.carrier(), false, true}, c.tellBound(f, k), nil
+	return bound{flow: f, carrier: k.carrier(), proof: true}, c.tellBound(f, k), nil
 }
 
 // tellBound is the CarrierBound for k's binding, to be sent without c.mu.

@@ -14,6 +14,7 @@ import (
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/flows"
 	"github.com/unmap-dev/unmap/session/ports"
+	"github.com/unmap-dev/unmap/session/ratelimit"
 )
 
 // carrier is what the relay keeps for one flow: the port R it leased and
@@ -26,6 +27,7 @@ type carrier struct {
 	gen      uint64         // session that last opened or replayed it
 	public   netip.AddrPort // the CGNAT's side, once bound by the first packet
 	inbound  bool           // opened by an offer: bound by the edge's opener, which goes no further
+	hs       *tcpHandshake  // an inbound TCP flow until its carrier handshake completes
 	rebinds  uint16         // times the carrier was re-bound to another CGNAT port (CarrierBound.Generation)
 	// movedAsked is when the edge was last asked to prove the carrier
 	// (CarrierMoved), which is rate-limited.
@@ -36,6 +38,13 @@ type carrier struct {
 	lifetime time.Duration
 	seen     time.Time
 	packets  uint64
+	// An inbound TCP flow after its handshake: the host's SYN/ACK as the
+	// remote got it (sent again when the remote resends its SYN), and
+	// whether the remote-to-carrier entry is in: it waits for the
+	// remote's first segment without SYN, so a SYN the remote resends is
+	// never put on the carrier.
+	synAck []byte
+	backIn bool
 }
 
 // leaseKey finds a carrier by what its packets arrive with: the relay
@@ -67,8 +76,14 @@ type carriers struct {
 	timeouts   flows.Timeouts
 	now        func() time.Time
 	activity   activity                       // reads a flow's packet counters; nil without a datapath
+	early      map[leaseKey][]earlyPkt        // carrier packets that beat their FlowOpen (early.go)
+	earlyN     int                            // packets in early
+	pickers    map[netip.Addr]int             // sessions that pick R, by the CGNAT address they come from
+	pickerOf   map[uint64]netip.Addr          // and the other way, by session id
 	held       map[session.Flow][][]byte      // inbound flows' first packets, until their carrier binds
 	done       map[session.Flow]chan struct{} // closed when a flow's held packets were released
+	icmpLimit  *ratelimit.Limiter             // ICMP errors relayed, by site; "": the relay's own
+	offering   map[leaseKey]bool              // carriers offered to an edge, not yet answered: their packets may come early
 }
 
 // sessionInfo is a session as `unmap status` shows it.
@@ -95,7 +110,9 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 	}
 	return &carriers{log: log, ports: p, flows: map[session.Flow]*carrier{}, byLease: map[leaseKey]session.Flow{},
 		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, counts: map[string]uint64{},
-		grants: grants, udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{}}, nil
+		grants: grants, udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now,
+		early: map[leaseKey][]earlyPkt{}, pickers: map[netip.Addr]int{}, pickerOf: map[uint64]netip.Addr{}, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
+		icmpLimit: newICMPLimit(), offering: map[leaseKey]bool{}}, nil
 }
 
 // publicAddr is the CGNAT address a session's edge appears from: its
@@ -128,31 +145,58 @@ func (c *carriers) Started(ss *control.Session) {
 	c.mu.Lock()
 	c.sessions[ss.Site()] = sessionInfo{ID: ss.ID(), From: ss.RemoteAddr().String(), Since: time.Now()}
 	c.live[ss.Site()] = ss
+	if ss.Grant().Capabilities.Has(proto.CapEdgeChoosesR) {
+		pub := publicAddr(ss)
+		c.pickers[pub]++
+		c.pickerOf[ss.ID()] = pub
+	}
 	c.mu.Unlock()
 }
 
-// Open leases a relay port R for an outbound flow. Opening a flow the
-// site already has on the same edge port is answered with the same
-// carrier, so a retried FlowOpen is harmless.
+// Open leases a relay port R for an outbound flow: the one the edge
+// picked (edge-chooses-r), or one of the relay's choosing. Opening a flow
+// the site already has on the same edge port is answered with the same
+// carrier, so a retried FlowOpen is harmless. Carrier packets that beat
+// the FlowOpen bind now.
 func (c *carriers) Open(ss *control.Session, m *proto.FlowOpen) *proto.FlowGrant {
+	g, early := c.open(ss, m)
+	for _, p := range early {
+		c.carrierPacket(p.key, p.frame, true)
+	}
+	return g
+}
+
+func (c *carriers) open(ss *control.Session, m *proto.FlowOpen) (*proto.FlowGrant, []earlyPkt) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, ok := c.flows[m.Flow]; ok {
 		if old.site != ss.Site() || old.edgePort != m.EdgePort || old.lease.Proto != m.CarrierProto {
-			return &proto.FlowGrant{Result: proto.CodeFlowExists}
+			return &proto.FlowGrant{Result: proto.CodeFlowExists}, nil
 		}
 		old.gen, old.token = ss.ID(), m.Token
-		return &proto.FlowGrant{Relay: old.lease.RelayAddr(), LifetimeSec: m.LifetimeSec}
+		return &proto.FlowGrant{Relay: old.lease.RelayAddr(), LifetimeSec: m.LifetimeSec}, nil
 	}
-	lease, err := c.ports.Grant(ss.Site(), publicAddr(ss), m.CarrierProto)
+	var lease ports.Lease
+	var err error
+	if m.Relay.IsValid() {
+		// The edge picked R and may already be sending on it: that very
+		// port or nothing (the edge then lets the relay choose). The
+		// relay's quarantine does not apply: the edge keeps its own for
+		// the ports it picks, and a stray packet from another carrier
+		// cannot bind without this flow's token.
+		k := ports.Key{Relay: m.Relay.Addr(), Public: publicAddr(ss), Proto: m.CarrierProto}
+		lease, err = c.ports.Claim(ss.Site(), k, m.Relay.Port())
+	} else {
+		lease, err = c.ports.Grant(ss.Site(), publicAddr(ss), m.CarrierProto)
+	}
 	if err != nil {
-		c.log.Warn("flow refused", "site", ss.Site(), "flow", m.Flow, "err", err)
-		return &proto.FlowGrant{Result: code(err)}
+		c.log.Debug("flow refused", "site", ss.Site(), "flow", m.Flow, "relay", m.Relay, "err", err)
+		return &proto.FlowGrant{Result: code(err)}, nil
 	}
 	c.add(m.Flow, &carrier{site: ss.Site(), lease: lease, edgePort: m.EdgePort, token: m.Token, gen: ss.ID(),
 		lifetime: time.Duration(m.LifetimeSec) * time.Second})
 	c.countLocked("opened")
-	return &proto.FlowGrant{Relay: lease.RelayAddr(), LifetimeSec: m.LifetimeSec}
+	return &proto.FlowGrant{Relay: lease.RelayAddr(), LifetimeSec: m.LifetimeSec}, c.takeEarlyLocked(leaseKey{lease.Key, lease.Port})
 }
 
 // Replayed takes back a flow the edge still has after a reconnect or a
@@ -219,6 +263,12 @@ func (c *carriers) Ended(ss *control.Session, err error) {
 	if c.sessions[ss.Site()].ID == ss.ID() {
 		delete(c.sessions, ss.Site())
 		delete(c.live, ss.Site())
+	}
+	if pub, ok := c.pickerOf[ss.ID()]; ok {
+		delete(c.pickerOf, ss.ID())
+		if c.pickers[pub]--; c.pickers[pub] <= 0 {
+			delete(c.pickers, pub)
+		}
 	}
 	c.mu.Unlock()
 }

@@ -88,6 +88,19 @@ func (dp *datapath) mapFlow(f session.Flow, c session.Carrier) error {
 	return dp.d.PutPair(out, back)
 }
 
+// mapHalf installs one of a bound carrier's entries: the carrier-to-remote
+// one (toRemote), or the remote-to-carrier one.
+func (dp *datapath) mapHalf(f session.Flow, c session.Carrier, toRemote bool) error {
+	out, back, err := xdp.RelayPair(f, c)
+	if err != nil {
+		return err
+	}
+	if toRemote {
+		return dp.d.Put(out.Key, out.Entry)
+	}
+	return dp.d.Put(back.Key, back.Entry)
+}
+
 // unmap removes a flow's entries.
 func (dp *datapath) unmap(f session.Flow, c session.Carrier) {
 	if out, back, err := xdp.RelayPair(f, c); err == nil {
@@ -127,6 +140,10 @@ func (c *carriers) misses(ctx context.Context, dp *datapath) error {
 			}
 			return fmt.Errorf("misses: %w", err)
 		}
+		if k, ok := xlat.ErrorKey(m.Data); ok && k.Src.Is6() {
+			c.relayICMPError(k, m) // from a router beyond the relay
+			continue
+		}
 		res := xlat.Process(xlat.RoleRelayExt, &dp.cfg, sitesTable(dp.sites), nil, m.Data)
 		k := res.Key
 		if res.Reason != xlat.ReasonMiss {
@@ -141,21 +158,7 @@ func (c *carriers) misses(ctx context.Context, dp *datapath) error {
 			c.inbound(ctx, k, m.Data)
 			continue
 		}
-		b, err := c.bind(k, m.Data[min(len(m.Data), 14+20):])
-		if err != nil {
-			c.log.Debug("carrier not bound", "key", k, "err", err)
-			continue
-		}
-		if b.inbound {
-			c.release(dp, b.flow, b.carrier) // the opener itself stops here
-			continue
-		}
-		if b.proof {
-			continue // the edge's token keepalive re-bound the carrier and stops here
-		}
-		if m.Len == len(m.Data) { // else only part was handed over: the sender resends
-			dp.send(b.flow, b.carrier, [][]byte{m.Data}, c.count)
-		}
+		c.carrierPacket(k, m.Data, m.Len == len(m.Data))
 	}
 }
 

@@ -33,12 +33,7 @@ func datapathActivity(dp *datapath) activity {
 		if err != nil {
 			return 0, false
 		}
-		co, err1 := dp.d.FlowCounters(out.Key)
-		cb, err2 := dp.d.FlowCounters(back.Key)
-		if err1 != nil && err2 != nil {
-			return 0, false
-		}
-		return co.Packets + cb.Packets, true
+		return dp.d.PairPackets(out, back)
 	}
 }
 
@@ -96,6 +91,9 @@ func (c *carriers) sweep() {
 	}
 
 	now := c.now()
+	c.mu.Lock()
+	c.pruneEarlyLocked(now)
+	c.mu.Unlock()
 	type gone struct {
 		f    session.Flow
 		site string

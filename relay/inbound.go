@@ -2,18 +2,27 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/unmap-dev/unmap/control"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/flows"
+	"github.com/unmap-dev/unmap/session/handshake"
 	"github.com/unmap-dev/unmap/session/xlat"
 )
 
 // maxHeld bounds the packets held for one inbound flow while the edge
-// decides on it and opens its carrier.
-const maxHeld = 8
+// decides on it and opens its carrier; maxHeldTCP for a TCP flow, whose
+// remote may send its whole initial window (10 segments, RFC 6928) while
+// the carrier handshake completes.
+const (
+	maxHeld    = 8
+	maxHeldTCP = 16
+)
 
 // inboundSetup bounds how long an inbound flow may take to be accepted
 // and its carrier opened through the CGNAT before its packets are dropped.
@@ -21,23 +30,44 @@ const inboundSetup = 5 * time.Second
 
 // inbound handles a packet to a site that has no flow yet: it offers the
 // flow to the site's edge, holding the packet (and the next few of the
-// flow) until the carrier is bound. Only UDP and protocols that ride a
-// UDP carrier are offered for now; TCP needs the carrier handshake.
+// flow) until the carrier is bound. A TCP flow is offered on its SYN,
+// whose header goes in the offer; what follows is held until the carrier
+// handshake completes (handshake.go).
 func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 	f := session.Flow{Proto: session.Proto(k.Proto), Site: netip.AddrPortFrom(k.Dst, k.DPort), Remote: netip.AddrPortFrom(k.Src, k.SPort)}
+	var syn *handshake.Segment
 	if f.Proto == session.TCP {
-		c.count("inbound-tcp-unsupported")
-		return
+		_, _, seg, err := handshake.Frame(frame)
+		if err != nil {
+			c.count("inbound-tcp-unreadable")
+			return
+		}
+		syn = &seg
 	}
 	c.mu.Lock()
 	if h, ok := c.held[f]; ok {
-		if len(h) < maxHeld {
+		switch {
+		case syn != nil && syn.Flags&handshake.SYN != 0:
+			// The remote's SYN again: the edge has the first one.
+			c.countLocked("inbound-tcp-syn-again")
+		case len(h) < maxHeld || (syn != nil && len(h) < maxHeldTCP):
 			c.held[f] = append(h, frame)
-		} else {
+		default:
 			c.countLocked("inbound-held-overflow")
 		}
 		c.mu.Unlock()
 		return
+	}
+	if syn != nil {
+		if kc, ok := c.flows[f]; ok && kc.public.IsValid() && kc.hs == nil {
+			c.afterHandshake(f, kc, *syn, frame) // unlocks
+			return
+		}
+		if !syn.Is(handshake.SYN) {
+			c.countLocked("inbound-tcp-not-syn") // no flow to carry it: the remote's stack resets or retries
+			c.mu.Unlock()
+			return
+		}
 	}
 	ss := c.owner(k.Dst)
 	if ss == nil {
@@ -46,41 +76,108 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 		return
 	}
 	c.held[f] = [][]byte{frame}
+	if syn != nil {
+		c.held[f] = [][]byte{} // the SYN itself goes in the offer
+	}
 	released := make(chan struct{})
 	c.done[f] = released
 	c.mu.Unlock()
-	go c.offer(ctx, ss, f, released)
+	go c.offer(ctx, ss, f, syn, released)
 }
 
-// offer asks the edge and, on accept, waits for the carrier to bind; the
-// held packets go out when it does (release closes released).
-func (c *carriers) offer(ctx context.Context, ss *control.Session, f session.Flow, released <-chan struct{}) {
-	lease, err := c.ports.Grant(ss.Site(), publicAddr(ss), session.UDP)
+// offer asks the edge and, on accept, waits for the carrier to bind (TCP:
+// for its handshake to complete); the held packets go out when it does
+// (release closes released). syn is the remote's SYN of a TCP flow.
+func (c *carriers) offer(ctx context.Context, ss *control.Session, f session.Flow, syn *handshake.Segment, released <-chan struct{}) {
+	cp := session.UDP
+	m := &proto.FlowOffer{Flow: f, LifetimeSec: uint32(c.udpTimeout / time.Second)}
+	if syn != nil {
+		cp = session.TCP
+		h, err := syn.Header()
+		if err != nil {
+			c.dropFlow(f, syn, "inbound-unreadable")
+			return
+		}
+		m.SYN = h
+	}
+	m.CarrierProto = cp
+	lease, err := c.ports.Grant(ss.Site(), publicAddr(ss), cp)
 	if err != nil {
-		c.drop(f, "inbound-no-port")
+		c.dropFlow(f, syn, "inbound-no-port")
 		return
 	}
+	m.Relay = lease.RelayAddr()
+	lk := leaseKey{lease.Key, lease.Port}
+	c.mu.Lock()
+	c.offering[lk] = true
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.offering, lk)
+		_ = c.takeEarlyLocked(lk) // nothing, unless the offer failed
+		c.mu.Unlock()
+	}()
 	ctx, cancel := context.WithTimeout(ctx, inboundSetup)
 	defer cancel()
-	r, err := ss.Offer(ctx, &proto.FlowOffer{Flow: f, CarrierProto: session.UDP, Relay: lease.RelayAddr(),
-		LifetimeSec: uint32(c.udpTimeout / time.Second)})
+	r, err := ss.Offer(ctx, m)
 	if err != nil {
 		_ = c.ports.Release(lease)
-		c.drop(f, "inbound-refused")
+		c.dropFlow(f, syn, "inbound-refused")
 		c.log.Debug("inbound flow refused", "flow", f, "err", err)
+		if syn != nil && errors.Is(err, proto.CodeClosed) {
+			c.resetRemote(f, *syn) // the host itself said no: so does the remote's connect, at once
+		}
 		return
 	}
+	k := &carrier{site: ss.Site(), lease: lease, edgePort: r.EdgePort, token: r.Token, gen: ss.ID(), inbound: true,
+		lifetime: c.timeouts.For(f.Proto, flows.StateOpen)}
+	if syn != nil {
+		k.hs = &tcpHandshake{syn: *syn}
+	}
 	c.mu.Lock()
-	c.add(f, &carrier{site: ss.Site(), lease: lease, edgePort: r.EdgePort, token: r.Token, gen: ss.ID(), inbound: true,
-		lifetime: c.udpTimeout})
+	c.add(f, k)
+	early := c.takeEarlyLocked(leaseKey{lease.Key, lease.Port})
 	c.mu.Unlock()
-	// The edge's opener binds the carrier (misses → bind → release). If it
-	// never comes, the held packets go.
+	// The edge sends its opener as it replies: it may have come first.
+	for _, p := range early {
+		c.carrierPacket(p.key, p.frame, true)
+	}
+	// The edge's opener binds the carrier (misses → bind → release); for
+	// TCP its completing ACK does. If it never comes, the held packets go.
 	select {
 	case <-ctx.Done():
-		c.drop(f, "inbound-not-opened")
+		if syn != nil {
+			c.giveUp(ss, f, k) // before the held packets go: a SYN after that offers anew
+		}
+		c.dropFlow(f, syn, "inbound-not-opened")
 	case <-released:
 	}
+}
+
+// giveUp removes an inbound TCP flow whose handshake did not complete in
+// time: its port and any entries go, and the edge is told.
+func (c *carriers) giveUp(ss *control.Session, f session.Flow, k *carrier) {
+	c.mu.Lock()
+	mine := c.flows[f] == k
+	if mine {
+		c.remove(f, k)
+	}
+	c.mu.Unlock()
+	if mine && ss != nil {
+		if err := ss.CloseFlow(f, proto.CodeTimeout); err != nil {
+			c.log.Debug("flow close not sent", "flow", f, "err", err)
+		}
+	}
+}
+
+// dropFlow is drop for a flow of either kind: a TCP flow holds no packet
+// of its own (its SYN went in the offer), so its end is counted once,
+// under why with a "-tcp" mark.
+func (c *carriers) dropFlow(f session.Flow, syn *handshake.Segment, why string) {
+	if syn != nil {
+		c.count(strings.Replace(why, "inbound-", "inbound-tcp-", 1))
+	}
+	c.drop(f, why)
 }
 
 // drop forgets an inbound flow's held packets (if still held), counting
@@ -105,7 +202,9 @@ func (c *carriers) release(dp *datapath, f session.Flow, carrier session.Carrier
 		delete(c.done, f)
 	}
 	c.mu.Unlock()
-	dp.send(f, carrier, held, func(name string) { c.count(name) })
+	if dp != nil {
+		dp.send(f, carrier, held, func(name string) { c.count(name) })
+	}
 }
 
 // owner is the live session of the site an address belongs to; c.mu held.
@@ -118,4 +217,19 @@ func (c *carriers) owner(a netip.Addr) *control.Session {
 		}
 	}
 	return nil
+}
+
+// resetRemote answers the remote's SYN with the RST the LAN host sent,
+// which the edge reported as CodeClosed.
+func (c *carriers) resetRemote(f session.Flow, syn handshake.Segment) {
+	rst := handshake.Segment{SrcPort: syn.DstPort, DstPort: syn.SrcPort, Ack: syn.Seq + 1, Flags: handshake.RST | handshake.ACK}
+	pkt, err := handshake.Packet(f.Site.Addr(), f.Remote.Addr(), rst)
+	if err != nil || c.dp == nil {
+		return
+	}
+	if err := c.dp.inj.Packet(pkt); err != nil {
+		c.count("handshake-send-failed")
+		return
+	}
+	c.count("inbound-tcp-reset-sent")
 }

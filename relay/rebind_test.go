@@ -68,7 +68,7 @@ func TestRebind(t *testing.T) {
 		"another address":  {netip.MustParseAddrPort("198.51.100.3:50000"), udpPayload(xlat.TokenKeepalive(uint64(token))), errNoCarrier},
 		"token, truncated": {moved, udpPayload(xlat.TokenKeepalive(uint64(token)))[:20], errBound},
 	} {
-		if _, err := c.bind(key(tc.from, k), tc.l4); !errors.Is(err, tc.want) {
+		if _, err := c.bind(key(tc.from, k), tc.l4, nil); !errors.Is(err, tc.want) {
 			t.Errorf("%s: %v, want %v", name, err, tc.want)
 		}
 		if k.public != bound || k.rebinds != 0 {
@@ -76,7 +76,7 @@ func TestRebind(t *testing.T) {
 		}
 	}
 
-	b, err := c.bind(key(moved, k), udpPayload(xlat.TokenKeepalive(uint64(token))))
+	b, err := c.bind(key(moved, k), udpPayload(xlat.TokenKeepalive(uint64(token))), nil)
 	if err != nil || !b.proof || b.flow != f || b.carrier.Public != moved {
 		t.Fatalf("token keepalive from the new port: %+v, %v", b, err)
 	}
@@ -84,14 +84,14 @@ func TestRebind(t *testing.T) {
 		t.Errorf("carrier bound to %v generation %d, want %v generation 1", k.public, k.rebinds, moved)
 	}
 	// The old port is now the stranger.
-	if _, err := c.bind(key(bound, k), udpPayload([]byte("late"))); !errors.Is(err, errBound) {
+	if _, err := c.bind(key(bound, k), udpPayload([]byte("late")), nil); !errors.Is(err, errBound) {
 		t.Errorf("packet from the old port: %v", err)
 	}
 
 	// TCP carriers have no keepalive to prove themselves with.
 	_, kt := add(session.TCP, 2)
 	tcpBound := kt.public
-	if _, err := c.bind(key(netip.AddrPortFrom(public, 50001), kt), udpPayload(xlat.TokenKeepalive(uint64(token)))); !errors.Is(err, errBound) || kt.public != tcpBound {
+	if _, err := c.bind(key(netip.AddrPortFrom(public, 50001), kt), udpPayload(xlat.TokenKeepalive(uint64(token))), nil); !errors.Is(err, errBound) || kt.public != tcpBound {
 		t.Errorf("TCP carrier from another port: %v, bound to %v", err, kt.public)
 	}
 

@@ -90,7 +90,9 @@ const (
 	datapathReasonREASON_MISS               datapathReason = 19
 	datapathReasonREASON_DROP_MISS_FULL     datapathReason = 20
 	datapathReasonREASON_KEEPALIVE          datapathReason = 21
-	datapathReasonREASON_MAX                datapathReason = 22
+	datapathReasonREASON_ICMP_ERR_TO_AGENT  datapathReason = 22
+	datapathReasonREASON_TTL_TO_AGENT       datapathReason = 23
+	datapathReasonREASON_MAX                datapathReason = 24
 )
 
 type datapathRole uint32

@@ -110,7 +110,7 @@ func (h *harness) compare(role xlat.Role, in []byte) (xlat.Result, error) {
 	if !bytes.Equal(out, want.Out) {
 		return want, fmt.Errorf("bytes differ (model %v)\nxdp   %x\nmodel %x", want.Reason, out, want.Out)
 	}
-	if want.Reason == xlat.ReasonMiss {
+	if want.Reason.ToAgent() {
 		misses.SetDeadline(time.Now().Add(time.Second))
 		m, err := misses.Read()
 		if err != nil {

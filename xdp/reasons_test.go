@@ -32,6 +32,8 @@ func TestReasonsMatchC(t *testing.T) {
 		datapathReasonREASON_MISS:               xlat.ReasonMiss,
 		datapathReasonREASON_DROP_MISS_FULL:     xlat.ReasonDropMissFull,
 		datapathReasonREASON_KEEPALIVE:          xlat.ReasonKeepalive,
+		datapathReasonREASON_ICMP_ERR_TO_AGENT:  xlat.ReasonICMPErrToAgent,
+		datapathReasonREASON_TTL_TO_AGENT:       xlat.ReasonTTLToAgent,
 		datapathReasonREASON_MAX:                xlat.NumReasons,
 	}
 	for c, g := range pairs {

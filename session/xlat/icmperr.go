@@ -16,6 +16,60 @@ import (
 // incrementally; the embedded L4 checksum is left as it is (the embedded
 // packet is usually truncated and its checksum unverifiable).
 
+// Who sent an error matters to traceroute and path-MTU discovery, which
+// show and use the sender's address. An error from the far end of what it
+// is about (outer source = embedded destination) is translated here, as
+// above. Otherwise a router on the way sent it:
+//   - at the relay, an ICMPv6 error from a router beyond it is handed to
+//     the agent (ReasonICMPErrToAgent), which sends it to the edge over
+//     the control channel untranslated: the site's addresses are not
+//     rewritten on the IPv6 side, so the LAN host can take it as it is;
+//   - an ICMPv4 error from a router on the carrier path becomes an
+//     ICMPv6 error from that router's address in the RFC 6052 well-known
+//     prefix 64:ff9b::/96, as a NAT64 would show it. A time exceeded in
+//     transit (type 11 code 0) is always a router's: the far end of a
+//     carrier is the relay or the edge, whose own time exceeded (their
+//     agent's answer to a carrier that ran out of TTL there) is a hop too.
+
+// WKP is the RFC 6052 well-known prefix, 64:ff9b::/96.
+var WKP = netip.MustParsePrefix("64:ff9b::/96")
+
+// wkpAddr is a in the well-known prefix.
+func wkpAddr(a netip.Addr) netip.Addr {
+	b := WKP.Addr().As16()
+	v := a.As4()
+	copy(b[12:], v[:])
+	return netip.AddrFrom16(b)
+}
+
+// slowPath says which packets that match an entry the program hands to
+// its agent. At the relay: ICMPv6 errors from routers beyond it, and
+// carriers whose TTL runs out there (they are addressed to the relay, so
+// its stack would take them as its own instead of answering time
+// exceeded). At the edge's LAN: IPv6 whose hop limit runs out there (the
+// edge's stack has no IPv6 route out and would answer no route).
+func slowPath(role Role, cfg *Config, p *pkt) Reason {
+	if role == RoleEdgeLAN {
+		if !p.icmpErr && !p.v4 && p.ttl <= 1 {
+			return ReasonTTLToAgent
+		}
+		return ReasonNone
+	}
+	if p.icmpErr && !p.v4 {
+		if netip.AddrFrom16([16]byte(p.b[ethLen+8:ethLen+24])) == p.key.Src {
+			return ReasonNone // from the far end: translated
+		}
+		if p.ttl <= 1 {
+			return ReasonPassTTL
+		}
+		return ReasonICMPErrToAgent
+	}
+	if !p.icmpErr && p.v4 && p.ttl <= 1 && cfg.CarrierAddr.IsValid() && !cfg.CarrierAddr.IsUnspecified() && p.key.Dst == cfg.CarrierAddr {
+		return ReasonTTLToAgent
+	}
+	return ReasonNone
+}
+
 const (
 	errEmb4 = ethLen + ipv4Len + 8 // embedded header behind an ICMPv4 error
 	errEmb6 = ethLen + ipv6Len + 8 // embedded header behind an ICMPv6 error
@@ -199,6 +253,9 @@ func err46(p *pkt, e Entry) ([]byte, Reason) {
 	}
 	put6(oe6, e4[1], int(binary.BigEndian.Uint16(e4[2:]))-ipv4Len, nativeOut(e4[9], false), e4[8], reversed(e))
 	rewriteEmb(p, oel4, e, echoTo6)
+	if from := netip.AddrFrom4([4]byte(in[ethLen+12 : ethLen+16])); from != p.key.Src || ic[0] == 11 && ic[1] == 0 {
+		e.Src = wkpAddr(from) // a router on the carrier path
+	}
 	put6(oh6, in[ethLen+1], p.l4len+20, protoICMPv6, p.ttl-1, e)
 	var d delta
 	d.sub(ic[0:2])
@@ -233,4 +290,13 @@ func errNAPT(p *pkt, e Entry) ([]byte, Reason) {
 	binary.BigEndian.PutUint16(ic[2:], d.apply(binary.BigEndian.Uint16(ic[2:])))
 	put4napt(out[ethLen:], p.ttl-1, e)
 	return out, ReasonNone
+}
+
+// ErrorKey parses an Ethernet frame and, when it is an ICMP error unmap
+// translates, returns its key: the embedded packet's tuple reversed, the
+// key of packets going where the error goes. The agents use it for the
+// errors the datapath hands them.
+func ErrorKey(frame []byte) (Key, bool) {
+	p, r := parse(frame)
+	return p.key, r == ReasonNone && p.icmpErr
 }

@@ -20,7 +20,7 @@ type Result struct {
 	Out     []byte // the packet as it leaves (the input when untouched)
 	Hit     bool   // a flow entry matched and the packet was translated
 	Key     Key    // valid when the packet was parsed far enough to look up
-	Miss    []byte // for ReasonMiss: the bytes handed to the agent
+	Miss    []byte // for ReasonMiss and the *ToAgent reasons: the bytes handed to the agent
 	// ICMPError: the packet is an ICMP error, looked up by its embedded
 	// packet (Key is that packet's tuple reversed).
 	ICMPError bool
@@ -65,10 +65,20 @@ func Process(role Role, cfg *Config, t Tables, fib FIB, b []byte) Result {
 	if !ok {
 		res := untouched(b, classifyMiss(role, cfg, t, &p))
 		res.Key = p.key
-		if res.Reason == ReasonMiss {
+		if res.Reason.ToAgent() {
 			res.Miss = b[:min(len(b), MissSnap)]
 		}
 		return res
+	}
+	if role == RoleRelayExt || role == RoleEdgeLAN {
+		if r := slowPath(role, cfg, &p); r != ReasonNone {
+			res := untouched(b, r)
+			res.Key, res.ICMPError = p.key, p.icmpErr
+			if r.ToAgent() {
+				res.Miss = b[:min(len(b), MissSnap)]
+			}
+			return res
+		}
 	}
 	out, r := apply(&p, e)
 	if r != ReasonNone {
@@ -218,18 +228,24 @@ func classifyMiss(role Role, cfg *Config, t Tables, p *pkt) Reason {
 		if p.v4 && (!cfg.LANv4ToAgent || p.key.Proto == protoICMP) {
 			return ReasonPassNotOurs
 		}
+		// A new flow's IPv6 packet that cannot leave the edge: the
+		// agent answers time exceeded (the stack, with no IPv6 route
+		// out, would answer no route).
+		if p.ttl <= 1 {
+			if p.v4 {
+				return ReasonPassTTL
+			}
+			return ReasonTTLToAgent
+		}
 		return ReasonMiss
 	}
 	if p.v4 && cfg.CarrierAddr.IsValid() && !cfg.CarrierAddr.IsUnspecified() && p.key.Dst == cfg.CarrierAddr {
-		port := p.key.DPort
-		if p.key.Proto == protoICMP && p.echoRq {
-			port = p.key.SPort
-		}
-		switch p.key.Proto {
-		case protoTCP, protoUDP, protoICMP:
-			if cfg.inRange(port) {
-				return ReasonMiss
-			}
+		// A TCP or UDP packet to a carrier port is a carrier's first
+		// packet. An ICMP echo without an entry is not: the CGNAT
+		// rewrites an echo carrier's one identifier, so no agent could
+		// bind it, and it is the router's own ping (or its reply).
+		if (p.key.Proto == protoTCP || p.key.Proto == protoUDP) && cfg.inRange(p.key.DPort) {
+			return ReasonMiss
 		}
 	}
 	if role == RoleRelayExt && t.InSite(p.key.Dst) {

@@ -47,7 +47,7 @@ func TestFixtures(t *testing.T) {
 					t.Error("translated without a hit")
 				}
 			}
-			if (res.Reason == xlat.ReasonMiss) != (res.Miss != nil) {
+			if res.Reason.ToAgent() != (res.Miss != nil) {
 				t.Errorf("miss bytes %v for reason %v", res.Miss != nil, res.Reason)
 			}
 		})

@@ -31,6 +31,8 @@ const (
 	ReasonMiss                          // ours, no entry: to the agent
 	ReasonDropMissFull                  // miss ring full
 	ReasonKeepalive                     // an edge's carrier keepalive: consumed
+	ReasonICMPErrToAgent                // relay: ICMPv6 error from a router beyond it: to the agent, for the edge
+	ReasonTTLToAgent                    // TTL ran out here (relay: a carrier; edge LAN: IPv6): to the agent, which answers time exceeded
 	NumReasons                          // number of reasons (not a reason)
 )
 
@@ -40,6 +42,7 @@ var reasonNames = [NumReasons]string{
 	"pass-no-neigh", "pass-fib", "drop-trunc-l3", "drop-bad-ip",
 	"drop-bad-len", "drop-bad-csum", "drop-trunc-l4", "drop-udp-zero-csum",
 	"drop-bad-entry", "drop-helper", "miss", "drop-miss-full", "keepalive",
+	"icmp-err-to-agent", "ttl-to-agent",
 }
 
 func (r Reason) String() string {
@@ -47,4 +50,10 @@ func (r Reason) String() string {
 		return reasonNames[r]
 	}
 	return fmt.Sprintf("reason-%d", uint32(r))
+}
+
+// ToAgent reports whether the datapath hands packets of reason r to the
+// agent through the misses ring (Result.Miss holds their bytes).
+func (r Reason) ToAgent() bool {
+	return r == ReasonMiss || r == ReasonICMPErrToAgent || r == ReasonTTLToAgent
 }

@@ -34,3 +34,6 @@ func echoServer(t *testing.T, ns *lab.NS) *lab.EchoServer {
 	t.Cleanup(func() { srv.Close() })
 	return srv
 }
+
+// netipPort is a on the port next to lab.EchoPort, free of echo servers.
+func netipPort(a netip.Addr) netip.AddrPort { return netip.AddrPortFrom(a, lab.EchoPort+1) }

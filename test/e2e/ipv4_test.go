@@ -12,7 +12,8 @@ import (
 // TestSiteIPv4 proves the site's public IPv4 from the relay (issue 5,
 // proofs 4 and 7): the LAN host's IPv4 TCP and UDP reach srv4 from the
 // site's own address, not the CGN's; 1500-byte IPv4 packets cross both
-// ways whole; a port forward of the public address reaches the LAN host.
+// ways whole; a port forward of the public address reaches the LAN host
+// over UDP and TCP.
 func TestSiteIPv4(t *testing.T) { bothCGNs(t, testSiteIPv4) }
 
 func testSiteIPv4(t *testing.T, mode lab.CGNMode) {
@@ -65,6 +66,12 @@ func testSiteIPv4(t *testing.T, mode lab.CGNMode) {
 	firstNotLost(t, lanSrv, "forward-udp")
 	if _, err := l.NS(lab.Srv4).EchoUDPPacket(ctx, fwd, "forward-1500", lab.MTU); err != nil {
 		t.Errorf("1500-byte IPv4 UDP srv4 → forward and back: %v", err)
+	}
+	// TCP through the forward: the carrier handshake, as for IPv6.
+	if _, err := l.NS(lab.Srv4).EchoTCP(ctx, fwd, "forward-tcp"); err != nil {
+		t.Errorf("srv4 → %v (forwarded TCP): %v", fwd, err)
+	} else if peer, ok := lanSrv.PeerOf("forward-tcp"); !ok || peer.Remote.Addr() != lab.Srv4Addr {
+		t.Errorf("lan host saw %+v (found %v), want srv4's own address %v", peer, ok, lab.Srv4Addr)
 	}
 	// A port that is not forwarded stays closed.
 	closed := netip.AddrPortFrom(lab.SitePublic4, lab.ForwardPort+1)

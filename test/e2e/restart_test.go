@@ -164,10 +164,10 @@ func retry(d time.Duration, f func() error) error {
 	}
 }
 
-// stream writes random lines on a TCP connection to an echo server and
+// lineStream writes random lines on a TCP connection to an echo server and
 // checks that each comes back, in order, byte for byte. It stays below
 // the echo server's 1 MiB per connection.
-type stream struct {
+type lineStream struct {
 	received atomic.Int64 // bytes echoed and verified
 	quit     chan struct{}
 	once     sync.Once
@@ -177,8 +177,8 @@ type stream struct {
 
 const streamMax = 900 << 10
 
-func startStream(c net.Conn) *stream {
-	s := &stream{quit: make(chan struct{}), finished: make(chan struct{})}
+func startStream(c net.Conn) *lineStream {
+	s := &lineStream{quit: make(chan struct{}), finished: make(chan struct{})}
 	sent := make(chan string, 1<<14)
 	go func() { // writer: about 28 KB/s
 		defer close(sent)
@@ -221,14 +221,14 @@ func startStream(c net.Conn) *stream {
 
 // stop ends the writer, waits for the last echoes and returns the bytes
 // verified. It may be called again.
-func (s *stream) stop() (int64, error) {
+func (s *lineStream) stop() (int64, error) {
 	s.once.Do(func() { close(s.quit) })
 	<-s.finished
 	return s.received.Load(), s.err
 }
 
 // waitBytes waits until the stream has verified n bytes.
-func waitBytes(t *testing.T, s *stream, n int64, d time.Duration, when string) {
+func waitBytes(t *testing.T, s *lineStream, n int64, d time.Duration, when string) {
 	t.Helper()
 	for end := time.Now().Add(d); s.received.Load() < n; {
 		select {

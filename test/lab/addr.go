@@ -66,6 +66,15 @@ var (
 	InetSrv6Addr = netip.MustParseAddr("2001:db8:6::1")
 	Srv6Addr     = netip.MustParseAddr("2001:db8:6::2")
 
+	// inet—narrow: a link of NarrowMTU bytes beyond the relay, to a
+	// router; narrow—srvn: an IPv6 server behind it, on a 1500-byte link.
+	NarrowNet      = netip.MustParsePrefix("2001:db8:14::/64")
+	InetNarrowAddr = netip.MustParseAddr("2001:db8:14::1")
+	NarrowAddr     = netip.MustParseAddr("2001:db8:14::2")
+	SrvNNet        = netip.MustParsePrefix("2001:db8:15::/64")
+	NarrowSrvNAddr = netip.MustParseAddr("2001:db8:15::1")
+	SrvNAddr       = netip.MustParseAddr("2001:db8:15::2")
+
 	// relay—sub: a subscriber of the relay's own CGNAT.
 	SubNet       = netip.MustParsePrefix("100.64.100.0/24")
 	RelaySubAddr = netip.MustParseAddr("100.64.100.1")
@@ -76,5 +85,10 @@ var (
 // to the LAN host's EchoPort.
 const ForwardPort = 8007
 
-// MTU of every veth: the full Ethernet MTU that unmap preserves end to end.
+// MTU of every veth but inet—narrow: the full Ethernet MTU that unmap
+// preserves end to end.
 const MTU = 1500
+
+// NarrowMTU is the MTU of the inet—narrow link: path-MTU discovery to
+// srvn must find it.
+const NarrowMTU = 1400

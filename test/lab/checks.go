@@ -128,8 +128,7 @@ func UnmapChecks(host netip.Addr) []Check {
 				return err
 			},
 		},
-		withTimeout(time.Second, // not yet: TCP needs the carrier handshake
-			EchoCheck("srv6 → lan: inbound TCP to the host's address", Fails, Srv6, "tcp", atLAN, toHost, Srv6Addr)),
+		EchoCheck("srv6 → lan: inbound TCP to the host's address (carrier handshake)", Works, Srv6, "tcp", atLAN, toHost, Srv6Addr),
 		EchoCheck("lan → srv4: TCP over IPv4, seen from the site's public IPv4", Works, LAN, "tcp", atSrv4, srv4, SitePublic4),
 		EchoCheck("lan → srv4: UDP over IPv4, seen from the site's public IPv4", Works, LAN, "udp", atSrv4, srv4, SitePublic4),
 		{
@@ -141,5 +140,28 @@ func UnmapChecks(host netip.Addr) []Check {
 			},
 		},
 		EchoCheck("srv4 → lan: UDP to a forwarded port of the public IPv4", Works, Srv4, "udp", atLAN, forward, Srv4Addr),
+		EchoCheck("srv4 → lan: TCP to a forwarded port of the public IPv4", Works, Srv4, "tcp", atLAN, forward, Srv4Addr),
+		{
+			Name:    "lan → srv6: traceroute6 lists every hop (carrier path as 64:ff9b::, then beyond the relay)",
+			Expect:  Works,
+			Timeout: 30 * time.Second,
+			Run: func(ctx context.Context, e *Env) error {
+				// One probe a hop: the tour's other rows hold carrier ports too.
+				hops, _, err := e.Lab.NS(LAN).Traceroute6(ctx, Srv6Addr, 1)
+				if err != nil {
+					return err
+				}
+				return CheckHops(hops, TraceToSrv6())
+			},
+		},
+		{
+			Name:    "lan → srvn: TCP upload across a 1400-byte link beyond the relay, path MTU learned",
+			Expect:  Works,
+			Timeout: 15 * time.Second,
+			Run: func(ctx context.Context, e *Env) error {
+				_, err := UploadPastNarrow(ctx, e.Lab, 1<<20)
+				return err
+			},
+		},
 	}
 }

@@ -180,8 +180,12 @@ func (n *NS) setup() error {
 func (l *Lab) makeWires() error {
 	for _, w := range wires {
 		a, b := l.ns[w.A], l.ns[w.B]
+		mtu := w.MTU
+		if mtu == 0 {
+			mtu = MTU
+		}
 		veth := &netlink.Veth{
-			LinkAttrs: netlink.LinkAttrs{Name: string(w.B), MTU: MTU},
+			LinkAttrs: netlink.LinkAttrs{Name: string(w.B), MTU: mtu},
 			PeerName:  string(w.A),
 			// The peer is created directly in b: neither end ever
 			// exists in the root namespace.

@@ -183,8 +183,8 @@ func TestInterfaces(t *testing.T) {
 				t.Errorf("%s: %s: %v", r, in.Name, err)
 				continue
 			}
-			if link.Attrs().MTU != MTU || link.Attrs().OperState != netlink.OperUp {
-				t.Errorf("%s: %s: mtu %d state %v, want %d and up", r, in.Name, link.Attrs().MTU, link.Attrs().OperState, MTU)
+			if link.Attrs().MTU != in.MTU || link.Attrs().OperState != netlink.OperUp {
+				t.Errorf("%s: %s: mtu %d state %v, want %d and up", r, in.Name, link.Attrs().MTU, link.Attrs().OperState, in.MTU)
 			}
 			addrs, err := nl.AddrList(link, netlink.FAMILY_ALL)
 			if err != nil {

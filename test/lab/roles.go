@@ -18,10 +18,17 @@ const (
 	Srv4  Role = "srv4"  // an IPv4 server on the Internet
 	Srv6  Role = "srv6"  // an IPv6-only server on the Internet
 	Sub   Role = "sub"   // a subscriber of the relay's own CGNAT
+	// Narrow is an Internet router that inet reaches over a link of
+	// NarrowMTU bytes (a tunnel, say), and SrvN an IPv6 server behind it
+	// on a full 1500-byte link: a path whose MTU only an ICMPv6 Packet
+	// Too Big from a router beyond the relay can tell (the server's TCP
+	// MSS says 1500).
+	Narrow Role = "narrow"
+	SrvN   Role = "srvn"
 )
 
 // Roles lists every namespace of a lab in build order.
-var Roles = []Role{LAN, Edge, CGN, Rogue, Inet, Relay, Srv4, Srv6, Sub}
+var Roles = []Role{LAN, Edge, CGN, Rogue, Inet, Relay, Srv4, Srv6, Sub, Narrow, SrvN}
 
 // wire is one veth pair: end A in namespace A named B, end B in namespace
 // B named A, with optional addresses of each family on both ends.
@@ -31,6 +38,7 @@ type wire struct {
 	A4, B4 netip.Addr
 	Net6   netip.Prefix
 	A6, B6 netip.Addr
+	MTU    int // of both ends; 0: MTU
 }
 
 var wires = []wire{
@@ -43,6 +51,8 @@ var wires = []wire{
 	{A: Inet, B: Srv4, Net4: Srv4Net, A4: InetSrv4Addr, B4: Srv4Addr},
 	{A: Inet, B: Srv6, Net6: Srv6Net, A6: InetSrv6Addr, B6: Srv6Addr},
 	{A: Relay, B: Sub, Net4: SubNet, A4: RelaySubAddr, B4: SubAddr},
+	{A: Inet, B: Narrow, Net6: NarrowNet, A6: InetNarrowAddr, B6: NarrowAddr, MTU: NarrowMTU},
+	{A: Narrow, B: SrvN, Net6: SrvNNet, A6: NarrowSrvNAddr, B6: SrvNAddr},
 }
 
 // route is a static route in one namespace. A zero Via makes an
@@ -78,14 +88,18 @@ var routes = []route{
 	{In: Srv4, Dst: default4, Via: InetSrv4Addr},
 	{In: Srv6, Dst: default6, Via: InetSrv6Addr},
 	{In: Sub, Dst: default4, Via: RelaySubAddr},
+	{In: Inet, Dst: SrvNNet, Via: NarrowAddr},
+	{In: Narrow, Dst: default6, Via: InetNarrowAddr},
+	{In: SrvN, Dst: default6, Via: NarrowSrvNAddr},
 }
 
 // forwarders route between their links; other namespaces are hosts.
 var forwarders = map[Role]struct{ v4, v6 bool }{
-	Edge:  {v4: true, v6: true},
-	CGN:   {v4: true},
-	Inet:  {v4: true, v6: true},
-	Relay: {v4: true, v6: true},
+	Edge:   {v4: true, v6: true},
+	CGN:    {v4: true},
+	Inet:   {v4: true, v6: true},
+	Relay:  {v4: true, v6: true},
+	Narrow: {v6: true},
 }
 
 // Interface is one veth end of a namespace as the lab built it.
@@ -93,6 +107,7 @@ type Interface struct {
 	Name  string         // the neighbour's role
 	Peer  Role           // the namespace at the other end
 	Addrs []netip.Prefix // addresses with their prefix length; IPv4 first
+	MTU   int
 }
 
 // Interfaces lists the veths of role's namespace, in build order, with the
@@ -110,7 +125,10 @@ func Interfaces(role Role) []Interface {
 		default:
 			continue
 		}
-		in := Interface{Name: string(peer), Peer: peer}
+		in := Interface{Name: string(peer), Peer: peer, MTU: w.MTU}
+		if in.MTU == 0 {
+			in.MTU = MTU
+		}
 		if a4.IsValid() {
 			in.Addrs = append(in.Addrs, netip.PrefixFrom(a4, w.Net4.Bits()))
 		}

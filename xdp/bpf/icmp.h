@@ -15,8 +15,45 @@
 #include "reasons.h"
 #include "translate.h"
 
+/* Who sent an error (session/xlat/icmperr.go says it at length): the far
+ * end of what it is about (outer source = embedded destination) gets the
+ * translation below; a router beyond the relay has its ICMPv6 error handed
+ * to the relay's agent, for the edge; a router on the carrier path (or a
+ * time exceeded in transit from anyone) appears as its IPv4 address in
+ * 64:ff9b::/96 (RFC 6052). */
+#define WKP_HI 0x0064ff9b /* 64:ff9b::/96, first 32 bits */
+
 #define ERR_EMB4 (ETH_LEN + 20 + 8) /* embedded header behind an ICMPv4 error */
 #define ERR_EMB6 (ETH_LEN + 40 + 8) /* embedded header behind an ICMPv6 error */
+
+/* Packets that match an entry but go to the agent. At the relay: ICMPv6
+ * errors from routers beyond it, and carriers whose TTL runs out here
+ * (addressed to the relay, its stack would take them as its own instead
+ * of answering time exceeded). At the edge's LAN: IPv6 whose hop limit
+ * runs out here (the edge's stack has no IPv6 route out and would answer
+ * no route). REASON_NONE: the fast path goes on. */
+static __always_inline enum reason slow_path(enum role role, const struct pkt *p)
+{
+	if (role == ROLE_EDGE_LAN)
+		return !p->icmp_err && p->key.family == 6 && p->ttl <= 1 ?
+			REASON_TTL_TO_AGENT : REASON_NONE;
+	if (p->icmp_err && p->key.family == 6) {
+		struct ipv6hdr *ip6 = p->data + ETH_LEN;
+		__u32 *s;
+
+		if ((void *)(ip6 + 1) > p->end)
+			return REASON_DROP_HELPER;
+		s = (__u32 *)&ip6->saddr;
+		if (s[0] == p->key.saddr[0] && s[1] == p->key.saddr[1] &&
+		    s[2] == p->key.saddr[2] && s[3] == p->key.saddr[3])
+			return REASON_NONE; /* from the far end: translated */
+		return p->ttl <= 1 ? REASON_PASS_TTL : REASON_ICMP_ERR_TO_AGENT;
+	}
+	if (!p->icmp_err && p->key.family == 4 && p->ttl <= 1 && cfg_carrier_addr &&
+	    p->key.daddr[0] == cfg_carrier_addr)
+		return REASON_TTL_TO_AGENT;
+	return REASON_NONE;
+}
 
 /* ICMPv6 type/code -> ICMPv4 (RFC 7915 5.2); 0 if not translated. */
 static __always_inline int map64(__u8 t, __u8 c, __u8 *t4, __u8 *c4)
@@ -154,7 +191,7 @@ static __always_inline enum reason err46(struct xdp_md *ctx, struct pkt *p,
 	__u8 *ic = data + ETH_LEN + 20, *e4 = data + ERR_EMB4, *el4 = data + ERR_EMB4 + 20;
 	__u8 t6, c6, otos, etos, eproto, ettl;
 	__u16 etot, old_csum;
-	__u32 rest = 0;
+	__u32 rest = 0, src[4];
 	__u64 acc = 0;
 	struct ipv6hdr *ip6;
 
@@ -162,6 +199,17 @@ static __always_inline enum reason err46(struct xdp_md *ctx, struct pkt *p,
 		return REASON_DROP_HELPER;
 	if (!map46(ic[0], ic[1], &t6, &c6))
 		return REASON_PASS_ICMP_OTHER;
+	__builtin_memcpy(src, e->saddr, 16);
+	{
+		__u32 from = ((struct iphdr *)(data + ETH_LEN))->saddr;
+
+		if (from != *(__u32 *)(e4 + 16) || (ic[0] == 11 && ic[1] == 0)) {
+			src[0] = bpf_htonl(WKP_HI); /* a router on the carrier path */
+			src[1] = 0;
+			src[2] = 0;
+			src[3] = from;
+		}
+	}
 	if (t6 == 2) {
 		__u16 mtu = bpf_ntohs(*(__be16 *)(ic + 6));
 
@@ -183,7 +231,7 @@ static __always_inline enum reason err46(struct xdp_md *ctx, struct pkt *p,
 	acc = csum_add_words(acc, (__u32 *)el4, 2);
 	acc += (__u16)(t6 | c6 << 8); /* type and code as stored (raw) */
 	acc += rest;
-	acc += pseudo6_sum(e->saddr, e->daddr, p->l4len + 20);
+	acc += pseudo6_sum(src, e->daddr, p->l4len + 20);
 	if (bpf_xdp_adjust_head(ctx, -40))
 		return REASON_DROP_HELPER;
 	data = (void *)(long)ctx->data;
@@ -193,7 +241,7 @@ static __always_inline enum reason err46(struct xdp_md *ctx, struct pkt *p,
 	__builtin_memcpy(data, data + 40, 12);
 	*(__be16 *)(data + 12) = bpf_htons(ETH_P_IPV6);
 	ip6 = data + ETH_LEN;
-	put_ipv6(ip6, otos, p->l4len + 20, IPPROTO_ICMPV6, p->ttl - 1, e->saddr, e->daddr);
+	put_ipv6(ip6, otos, p->l4len + 20, IPPROTO_ICMPV6, p->ttl - 1, src, e->daddr);
 	put_ipv6(data + ERR_EMB6, etos, etot - 20, native_out(eproto, 0), ettl, e->daddr, e->saddr);
 	acc = csum_add_words(acc, data + ERR_EMB6, 10);
 	ic = data + ETH_LEN + 40;

@@ -31,15 +31,20 @@ static __always_inline enum reason classify_miss(enum role role, struct pkt *p)
 		 * rewritten by the CGNAT, so ping keeps the ordinary path. */
 		if (p->key.family == 4 && (!sw_lan_v4 || p->key.proto == IPPROTO_ICMP))
 			return REASON_PASS_NOT_OURS;
+		/* A new flow's IPv6 packet that cannot leave the edge: the
+		 * agent answers time exceeded (the stack, with no IPv6 route
+		 * out, would answer no route). */
+		if (p->ttl <= 1)
+			return p->key.family == 6 ? REASON_TTL_TO_AGENT : REASON_PASS_TTL;
 		return REASON_MISS;
 	}
+	/* A TCP or UDP packet to a carrier port is a carrier's first packet;
+	 * an ICMP echo without an entry is the router's own (see the model). */
 	if (p->key.family == 4 && cfg_carrier_addr && p->key.daddr[0] == cfg_carrier_addr) {
 		__u8 proto = p->key.proto;
 		__u16 port = bpf_ntohs(p->key.dport);
 
-		if (proto == IPPROTO_ICMP && p->echo_rq)
-			port = bpf_ntohs(p->key.sport);
-		if ((proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_ICMP) &&
+		if ((proto == IPPROTO_TCP || proto == IPPROTO_UDP) &&
 		    port && port >= cfg_port_lo && port <= cfg_port_hi)
 			return REASON_MISS;
 	}

@@ -29,6 +29,8 @@ enum reason {
 	REASON_MISS,             /* ours but no entry: sent to the agent, not forwarded */
 	REASON_DROP_MISS_FULL,   /* miss ring buffer full: dropped */
 	REASON_KEEPALIVE,        /* an edge's carrier keepalive: consumed */
+	REASON_ICMP_ERR_TO_AGENT, /* relay: ICMPv6 error from a router beyond it: to the agent */
+	REASON_TTL_TO_AGENT,     /* TTL ran out here (relay: a carrier; edge LAN: IPv6): to the agent */
 	REASON_MAX,
 };
 

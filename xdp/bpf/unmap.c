@@ -93,9 +93,22 @@ static __always_inline int unmap_process(struct xdp_md *ctx, enum role role)
 	e = bpf_map_lookup_elem(&flows, &p.key);
 	if (!e) {
 		r = classify_miss(role, &p);
-		if (r == REASON_MISS)
-			r = send_miss(ctx, role, &p);
+		if (r == REASON_MISS || r == REASON_TTL_TO_AGENT) {
+			enum reason sent = send_miss(ctx, role, &p);
+
+			r = sent == REASON_MISS ? r : sent;
+		}
 		return verdict(r);
+	}
+	if (role == ROLE_RELAY_EXT || role == ROLE_EDGE_LAN) {
+		r = slow_path(role, &p);
+		if (r == REASON_ICMP_ERR_TO_AGENT || r == REASON_TTL_TO_AGENT) {
+			enum reason sent = send_miss(ctx, role, &p);
+
+			return verdict(sent == REASON_MISS ? r : sent);
+		}
+		if (r != REASON_NONE)
+			return verdict(r);
 	}
 	/* Errors about UDP carriers stay with the stack. */
 	if (p.icmp_err && (e->action == ACT_WRAP64 || e->action == ACT_UNWRAP46))

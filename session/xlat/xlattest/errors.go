@@ -42,6 +42,14 @@ func l4Proto(b []byte) uint8 {
 	return b[6]
 }
 
+// wkp is a in 64:ff9b::/96.
+func wkp(a netip.Addr) netip.Addr {
+	b := xlat.WKP.Addr().As16()
+	v := a.As4()
+	copy(b[12:], v[:])
+	return netip.AddrFrom16(b)
+}
+
 func icmpErr(proto uint8, s, d netip.Addr, ttl, typ, code uint8, rest uint32, payload []byte) Spec {
 	x := Spec{Proto: proto, Src: s, Dst: d, TTL: ttl, ICMPType: typ, ICMPCode: code, Payload: payload}
 	binary.BigEndian.PutUint32(x.ICMPRest[:], rest)
@@ -64,11 +72,11 @@ func errorFixtures() []Fixture {
 		icmpErr(58, SiteHost, Remote6, 64, 1, 4, 0, emb(o, 0)),
 		icmpErr(1, EdgeWAN, RelayAddr, 63, 3, 3, 0, keepL4Csum(emb(t, 0), emb(o, 0))))
 
-	// Internet router: packet too big about the site's TCP packet.
+	// The remote itself: packet too big about the site's TCP packet.
 	o = sp(6, SiteHost, 40000, Remote6, 443, 50)
 	t = sp(6, CGNATPub, 20001, RelayAddr, 30000, 50)
 	add("icmp-error/relay/v6-packet-too-big", rel,
-		icmpErr(58, router6, SiteHost, 64, 2, 0, 1400, emb(o, 0)),
+		icmpErr(58, Remote6, SiteHost, 64, 2, 0, 1400, emb(o, 0)),
 		icmpErr(1, RelayAddr, CGNATPub, 63, 3, 4, 1380, keepL4Csum(emb(t, 0), emb(o, 0))))
 
 	// Relay: fragmentation needed about an edge's carrier (RFC 792: IP
@@ -82,16 +90,48 @@ func errorFixtures() []Fixture {
 	// Router between relay and CGNAT: time exceeded about a relay carrier.
 	o = sp(6, RelayAddr, 30000, CGNATPub, 20001, 1)
 	t = sp(6, Remote6, 443, SiteHost, 40000, 1)
+	// It appears as its address in 64:ff9b::/96, not as the site host.
 	add("icmp-error/relay/v4-time-exceeded", rel,
 		icmpErr(1, router4, RelayAddr, 60, 11, 0, 0, emb(o, 28)),
-		icmpErr(58, SiteHost, Remote6, 59, 3, 0, 0, keepL4Csum(emb(t, 48), emb(o, 28))))
+		icmpErr(58, wkp(router4), Remote6, 59, 3, 0, 0, keepL4Csum(emb(t, 48), emb(o, 28))))
 
-	// Internet router: time exceeded about the site's ping (traceroute).
+	// Carrier path, edge side (traceroute6 from the site): the CGNAT's
+	// time exceeded about a carrier, then the relay's own (its agent's
+	// answer to a carrier that ran out of TTL there), then a router's
+	// unreachable: all are routers, shown in 64:ff9b::/96.
+	cgn := netip.MustParseAddr("100.64.0.1")
+	o = sp(17, EdgeWAN, 20000, RelayAddr, 30000, 1)
+	t = sp(17, SiteHost, 40000, Remote6, 443, 1)
+	add("icmp-error/edge-wan/cgn-time-exceeded", wan,
+		icmpErr(1, cgn, EdgeWAN, 64, 11, 0, 0, emb(o, 28)),
+		icmpErr(58, wkp(cgn), SiteHost, 63, 3, 0, 0, keepL4Csum(emb(t, 48), emb(o, 28))))
+	add("icmp-error/edge-wan/relay-time-exceeded", wan,
+		icmpErr(1, RelayAddr, EdgeWAN, 62, 11, 0, 0, emb(o, 28)),
+		icmpErr(58, wkp(RelayAddr), SiteHost, 61, 3, 0, 0, keepL4Csum(emb(t, 48), emb(o, 28))))
+	add("icmp-error/edge-wan/router-unreachable", wan,
+		icmpErr(1, router4, EdgeWAN, 62, 3, 1, 0, emb(o, 28)),
+		icmpErr(58, wkp(router4), SiteHost, 61, 1, 0, 0, keepL4Csum(emb(t, 48), emb(o, 28))))
+
+	// The remote's port unreachable (traceroute's last hop) stays the
+	// remote's, translated in the relay's datapath.
+	o = sp(17, SiteHost, 40000, Remote6, 443, 1)
+	t = sp(17, CGNATPub, 20001, RelayAddr, 30000, 1)
+	add("icmp-error/relay/v6-port-unreachable", rel,
+		icmpErr(58, Remote6, SiteHost, 64, 1, 4, 0, emb(o, 0)),
+		icmpErr(1, RelayAddr, CGNATPub, 63, 3, 3, 0, keepL4Csum(emb(t, 0), emb(o, 0))))
+
+	// Internet routers beyond the relay: their ICMPv6 errors go to the
+	// relay's agent whole, for the edge (traceroute, path MTU).
+	toAgent := func(name string, in Spec) {
+		fs = append(fs, untouched(name, rel, Build(in), xlat.ReasonICMPErrToAgent))
+	}
+	toAgent("icmp-error/relay/router-packet-too-big", icmpErr(58, router6, SiteHost, 64, 2, 0, 1400, emb(sp(6, SiteHost, 40000, Remote6, 443, 50), 0)))
+	toAgent("icmp-error/relay/router-time-exceeded", icmpErr(58, router6, SiteHost, 64, 3, 0, 0, emb(sp(17, SiteHost, 40000, Remote6, 443, 1), 0)))
 	oe := Spec{Proto: 58, Src: SiteHost, Dst: Remote6, SPort: 77, TTL: 1, Payload: hello}
-	te := Spec{Proto: 1, Src: CGNATPub, Dst: RelayAddr, SPort: 20003, TTL: 1, Payload: hello}
-	add("icmp-error/relay/v6-time-exceeded-echo", rel,
-		icmpErr(58, router6, SiteHost, 64, 3, 0, 0, emb(oe, 0)),
-		icmpErr(1, RelayAddr, CGNATPub, 63, 11, 0, 0, keepL4Csum(emb(te, 0), emb(oe, 0))))
+	toAgent("icmp-error/relay/router-time-exceeded-echo", icmpErr(58, router6, SiteHost, 64, 3, 0, 0, emb(oe, 0)))
+
+	// A carrier whose TTL runs out at the relay: its agent answers.
+	fs = append(fs, untouched("ttl/relay/carrier-ttl-1", rel, Build(sp(17, CGNATPub, 20001, RelayAddr, 30000, 1)), xlat.ReasonTTLToAgent))
 
 	// NAPT: LAN host's port unreachable about a remote's UDP packet.
 	o = sp(17, Remote4, 80, LANHost4, 5000, 60)

@@ -1,0 +1,157 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/unmap-dev/unmap/proto"
+	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/flows"
+	"github.com/unmap-dev/unmap/session/ports"
+)
+
+// With edge-chooses-r the edge picks a new flow's relay port R itself and
+// sends the first packets at once, beside the FlowOpen: no round trip on
+// the control channel before the flow's first packet leaves. The relay
+// holds a carrier packet that beats the FlowOpen and grants the very R
+// picked, or refuses it as taken (another site behind the same CGNAT
+// address may use it); the edge then lets the relay choose, as without
+// the capability. The edge keeps every R its flows use in a pool per
+// protocol, so it never picks one of its own twice.
+
+// relayPorts makes the pools of R from a grant, once: a later grant of
+// the same relay keeps them (its flows still hold their ports).
+func (a *agent) relayPorts(w *proto.Welcome) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.rports != nil || len(w.RelayAddrs) == 0 {
+		return
+	}
+	a.rports = map[session.Proto]*ports.Edge{}
+	a.raddr = w.RelayAddrs[0]
+	for _, cr := range w.CarrierRanges {
+		p, err := ports.NewEdge(ports.EdgeConfig{Ports: ports.Range{First: cr.Ports.First, Last: cr.Ports.Last}})
+		if err != nil {
+			a.log.Warn("relay carrier range", "proto", cr.Proto, "ports", cr.Ports, "err", err)
+			continue
+		}
+		a.rports[cr.Proto] = p
+	}
+	// Flows a restarted agent restored hold their R already.
+	for _, e := range a.flows.Snapshot() {
+		if p := a.rports[e.Carrier.Proto]; p != nil && e.Carrier.Relay.Addr() == a.raddr {
+			_ = p.Claim(e.Carrier.Proto, e.Carrier.Relay.Port())
+		}
+	}
+}
+
+// relayPool is the pool of R for a carrier protocol, if any.
+func (a *agent) relayPool(p session.Proto) *ports.Edge {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.rports[p]
+}
+
+// claimRelayPort records an R the relay chose, so the edge does not pick
+// it for another flow.
+func (a *agent) claimRelayPort(c session.Carrier) {
+	if p := a.relayPool(c.Proto); p != nil && c.Relay.Addr() == a.raddrOf() {
+		if err := p.Claim(c.Proto, c.Relay.Port()); err != nil {
+			a.log.Debug("relay port not recorded", "carrier", c, "err", err)
+		}
+	}
+}
+
+// releaseRelayPort gives back the R of a carrier that is gone.
+func (a *agent) releaseRelayPort(c session.Carrier) {
+	if p := a.relayPool(c.Proto); p != nil && c.Relay.IsValid() && c.Relay.Addr() == a.raddrOf() {
+		_ = p.Release(c.Proto, c.Relay.Port())
+	}
+}
+
+func (a *agent) raddrOf() netip.Addr {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.raddr
+}
+
+// pick maps a new outbound flow on a carrier whose R the edge chose,
+// when the session grants that; ok is false otherwise (or when no R is
+// free), and the relay then chooses.
+func (a *agent) pick(f session.Flow, cp session.Proto, token proto.BindToken) (session.Carrier, bool) {
+	g, up := a.Grant()
+	if !up || !g.Capabilities.Has(proto.CapEdgeChoosesR) {
+		return session.Carrier{}, false
+	}
+	pool := a.relayPool(cp)
+	if pool == nil {
+		return session.Carrier{}, false
+	}
+	r, err := pool.Grant(cp)
+	if err != nil {
+		a.count("pick-no-port")
+		return session.Carrier{}, false
+	}
+	c, err := a.take(f, cp, netip.AddrPortFrom(a.raddrOf(), r), token)
+	if err != nil {
+		_ = pool.Release(cp, r)
+		return session.Carrier{}, false
+	}
+	return c, true
+}
+
+// confirm sends the FlowOpen of a picked carrier and waits for the grant.
+func (a *agent) confirm(ctx context.Context, f session.Flow, c session.Carrier, token proto.BindToken) error {
+	_, err := a.ctl.Open(ctx, &proto.FlowOpen{
+		Flow:         f,
+		CarrierProto: c.Proto,
+		EdgePort:     c.Edge.Port(),
+		Relay:        c.Relay,
+		LifetimeSec:  uint32(a.flows.Timeouts().For(f.Proto, flows.StateOpen) / time.Second),
+		Token:        token,
+	})
+	if err != nil {
+		return err
+	}
+	return a.flows.Update(f, c, flows.StateOpen)
+}
+
+// openPicked installs a picked carrier, sends the held packets on at
+// once and confirms with the relay. If the relay refuses the R as taken,
+// the flow opens again with an R of the relay's choosing and the packets
+// go once more (on the first carrier they were dropped at the relay).
+func (a *agent) openPicked(ctx context.Context, dp *datapath, lan, f session.Flow, c session.Carrier, token proto.BindToken, held func() [][]byte) error {
+	if err := dp.mapFlow(lan, c); err != nil {
+		for range held() {
+			a.count("held-dropped")
+		}
+		a.drop(f, c)
+		return err
+	}
+	pkts := held()
+	a.sendHeld(dp, lan, c, pkts)
+	err := a.confirm(ctx, f, c, token)
+	if err == nil {
+		a.count("picked")
+		return nil
+	}
+	a.forget(f, c)
+	if !errors.Is(err, proto.CodeFlowExists) {
+		a.nat.release(f)
+		return err
+	}
+	a.count("pick-taken")
+	c, err = a.Open(ctx, f, c.Proto, token)
+	if err != nil {
+		a.nat.release(f)
+		return err
+	}
+	if err := dp.mapFlow(lan, c); err != nil {
+		a.Close(f, proto.CodeInternal)
+		return err
+	}
+	a.sendHeld(dp, lan, c, pkts)
+	return nil
+}

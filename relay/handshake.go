@@ -1,0 +1,171 @@
+package relay
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/unmap-dev/unmap/proto"
+	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/handshake"
+)
+
+// tcpHandshake is the relay's side of an inbound TCP flow's carrier
+// handshake (session/handshake). The carrier binds on the edge's carrier
+// SYN (its ISN is the bind token); the relay answers the CGNAT with a
+// SYN/ACK of the remote's and sends the host's SYN/ACK to the remote; the
+// edge's completing ACK puts the entries in and releases what the remote
+// sent meanwhile. Until then no entry exists at the relay, so none can
+// translate a handshake segment: each comes to the agent as a miss.
+type tcpHandshake struct {
+	syn        handshake.Segment // the remote's SYN, as offered
+	carrierSYN handshake.Segment // the carrier SYN as it arrived (C to R), once seen
+	seen       bool
+	toRemote   []byte    // the host's SYN/ACK to the remote, once built
+	answered   time.Time // when the SYN/ACKs last went out
+}
+
+// synAckEvery is how soon the relay answers a carrier SYN again. The edge
+// sends its SYN a few times before the relay's SYN/ACK can be back; were
+// each answered, a SYN/ACK could reach the edge after its carrier-to-host
+// entry is in and go on to the host. Answering at most this often (a TCP
+// stack's own SYN/ACK timer is 1 s) keeps the answers to lost ones.
+const synAckEvery = 500 * time.Millisecond
+
+// handshakeStep handles a segment on a carrier in its handshake; b is
+// what bind found, frame the missed packet. Every segment stops here.
+func (c *carriers) handshakeStep(dp *datapath, b bound, frame []byte) {
+	if carrier, done := c.handshakeSegment(b, frame, dp.inj.Packet); done {
+		c.release(dp, b.flow, carrier)
+	}
+}
+
+// handshakeSegment is handshakeStep's decision, sending with send; done
+// says the handshake completed (the entries are in) and the flow's held
+// packets may go through carrier.
+func (c *carriers) handshakeSegment(b bound, frame []byte, send func([]byte) error) (carrier session.Carrier, done bool) {
+	cgn, relay, seg, err := handshake.Frame(frame)
+	if err != nil {
+		c.count("handshake-unreadable")
+		return carrier, false
+	}
+	c.mu.Lock()
+	k := c.flows[b.flow]
+	if k == nil || k.hs != b.hs {
+		c.countLocked("handshake-stale") // completed or given up meanwhile
+		c.mu.Unlock()
+		return carrier, false
+	}
+	hs := k.hs
+	switch {
+	case handshake.IsCarrierSYN(seg, uint32(k.token)):
+		if hs.seen && time.Since(hs.answered) < synAckEvery {
+			c.countLocked("handshake-carrier-syn-early") // our SYN/ACK may be on its way
+			c.mu.Unlock()
+			return carrier, false
+		}
+		if hs.seen {
+			c.countLocked("handshake-carrier-syn-again") // our SYN/ACK was lost: send it again
+		}
+		hs.answered = time.Now()
+		toCGN, toRemote, err := synAcks(b.flow, hs.syn, seg, relay, cgn)
+		if err != nil {
+			c.countLocked("handshake-build-failed")
+			c.mu.Unlock()
+			return carrier, false
+		}
+		hs.carrierSYN, hs.seen, hs.toRemote = seg, true, toRemote
+		c.mu.Unlock()
+		c.sendSynAcks(send, b.flow, toCGN, toRemote)
+		return carrier, false
+	case hs.seen && handshake.IsCompletingACK(seg, hs.syn, hs.carrierSYN):
+		k.hs, k.synAck = nil, hs.toRemote
+		// The carrier-to-remote entry now; the other one too if the
+		// remote's first segment without SYN is held already.
+		mapped := c.mapHalf(b.flow, k, true)
+		if mapped && len(c.held[b.flow]) > 0 {
+			k.backIn = c.mapHalf(b.flow, k, false)
+		}
+		ss := c.live[k.site]
+		carrier = k.carrier()
+		c.countLocked("handshake-completed")
+		c.mu.Unlock()
+		if !mapped {
+			return carrier, false // the offer's deadline removes the flow
+		}
+		if ss != nil {
+			if err := ss.Bound(&proto.CarrierBound{Flow: b.flow, Public: carrier.Public}); err != nil {
+				c.log.Debug("carrier bound not sent", "flow", b.flow, "err", err)
+			}
+		}
+		return carrier, true
+	default:
+		c.countLocked("handshake-unexpected")
+		c.mu.Unlock()
+		return carrier, false
+	}
+}
+
+// synAcks are the two answers to a carrier SYN: the relay's SYN/ACK to
+// the CGNAT (from relay to cgn, the carrier's addresses as they arrived)
+// and the host's SYN/ACK to the remote.
+func synAcks(f session.Flow, syn, carrierSYN handshake.Segment, relay, cgn netip.Addr) (toCGN, toRemote []byte, err error) {
+	if toCGN, err = handshake.Packet(relay, cgn, handshake.RelaySynAck(syn, carrierSYN)); err != nil {
+		return nil, nil, err
+	}
+	toRemote, err = handshake.Packet(f.Site.Addr(), f.Remote.Addr(), handshake.HostSynAck(syn, carrierSYN))
+	return toCGN, toRemote, err
+}
+
+// sendSynAcks sends the CGNAT's SYN/ACK, then the remote's. The remote's
+// answer misses (no entries yet) and is held until the edge's completing
+// ACK, so it cannot reach the edge before the edge's entries are in.
+func (c *carriers) sendSynAcks(send func([]byte) error, f session.Flow, toCGN, toRemote []byte) {
+	for _, p := range [][]byte{toCGN, toRemote} {
+		if err := send(p); err != nil {
+			c.count("handshake-send-failed")
+			c.log.Debug("handshake segment not sent", "flow", f, "err", err)
+			return
+		}
+	}
+	c.count("handshake-synack-sent")
+}
+
+// mapHalf installs one of an inbound TCP flow's entries (see
+// datapath.mapHalf); c.mu must be held.
+func (c *carriers) mapHalf(f session.Flow, k *carrier, toRemote bool) bool {
+	if c.dp == nil {
+		return true
+	}
+	if err := c.dp.mapHalf(f, k.carrier(), toRemote); err != nil {
+		c.countLocked("map-failed")
+		c.log.Error("datapath", "flow", f, "err", err)
+		return false
+	}
+	return true
+}
+
+// afterHandshake handles a segment of the remote's that missed after the
+// handshake (c.mu held, unlocked on return): a SYN again is answered with
+// the host's SYN/ACK again (the first was lost); any other segment puts
+// the remote-to-carrier entry in and goes on through the carrier.
+func (c *carriers) afterHandshake(f session.Flow, k *carrier, seg handshake.Segment, frame []byte) {
+	if seg.Flags&handshake.SYN != 0 {
+		pkt := k.synAck
+		c.countLocked("inbound-tcp-syn-answered")
+		c.mu.Unlock()
+		if pkt != nil && c.dp != nil {
+			if err := c.dp.inj.Packet(pkt); err != nil {
+				c.count("handshake-send-failed")
+			}
+		}
+		return
+	}
+	if !k.backIn {
+		k.backIn = c.mapHalf(f, k, false)
+	}
+	carrier := k.carrier()
+	c.mu.Unlock()
+	if c.dp != nil {
+		c.dp.send(f, carrier, [][]byte{frame}, c.count)
+	}
+}

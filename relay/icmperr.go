@@ -1,0 +1,111 @@
+package relay
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"time"
+
+	"github.com/unmap-dev/unmap/proto"
+	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/ratelimit"
+	"github.com/unmap-dev/unmap/session/xlat"
+	"github.com/unmap-dev/unmap/xdp"
+)
+
+// ICMP errors the datapath hands over (session/xlat/icmperr.go): an
+// ICMPv6 error from a router beyond the relay goes to the edge of the
+// flow it is about, whole, on the control channel; a carrier whose TTL
+// runs out at the relay gets the time exceeded a router would send.
+
+// newICMPLimit is the rate of ICMP errors relayed per site (traceroute
+// sends 3 probes a hop, a few hops at once), and under "" of the relay's
+// own time exceeded.
+func newICMPLimit() *ratelimit.Limiter { return &ratelimit.Limiter{Rate: 100, Burst: 50} }
+
+// errorFlow is the flow an ICMP error is about, from its key (the
+// embedded packet's tuple reversed: from the remote to the site).
+func errorFlow(k xlat.Key) session.Flow {
+	return session.Flow{Proto: session.Proto(k.Proto), Site: netip.AddrPortFrom(k.Dst, k.DPort), Remote: netip.AddrPortFrom(k.Src, k.SPort)}
+}
+
+// relayICMPError sends an ICMPv6 error from a router beyond the relay to
+// the edge whose flow it is about. Every refusal is counted.
+func (c *carriers) relayICMPError(k xlat.Key, m xdp.Miss) {
+	if m.Len != len(m.Data) {
+		c.count("icmp-err-truncated")
+		return
+	}
+	pkt := m.Data[14:]
+	if len(pkt) < 40 || len(pkt) < 40+int(binary.BigEndian.Uint16(pkt[4:])) {
+		c.count("icmp-err-malformed")
+		return
+	}
+	pkt = pkt[:40+int(binary.BigEndian.Uint16(pkt[4:]))]
+	if len(pkt) > proto.MaxICMPErrorLen {
+		c.count("icmp-err-too-long")
+		return
+	}
+	if netip.AddrFrom16([16]byte(pkt[24:40])) != k.Dst || pkt[7] <= 1 {
+		c.count("icmp-err-malformed") // not to the embedded packet's source, or no hop left
+		return
+	}
+	f := errorFlow(k)
+	c.mu.Lock()
+	cr := c.flows[f]
+	var ss interface{ ICMPError([]byte) error }
+	if cr != nil {
+		if s := c.live[cr.site]; s != nil {
+			ss = s
+		}
+	}
+	c.mu.Unlock()
+	switch {
+	case cr == nil:
+		c.count("icmp-err-not-flow")
+		return
+	case ss == nil:
+		c.count("icmp-err-no-session")
+		return
+	case !c.icmpLimit.Allow(cr.site, time.Now()):
+		c.count("icmp-err-rate-limited")
+		return
+	}
+	out := append([]byte(nil), pkt...)
+	out[7]-- // the relay is a hop (the hop limit is outside the checksum)
+	if err := ss.ICMPError(out); err != nil {
+		c.count("icmp-err-send-failed")
+		return
+	}
+	c.count("icmp-err-relayed")
+}
+
+// timeExceeded answers a carrier whose TTL ran out at the relay as a
+// router would: ICMPv4 time exceeded in transit from the relay's carrier
+// address. The edge shows it as a hop, 64:ff9b::<relay>.
+func (c *carriers) timeExceeded(dp *datapath, frame []byte) {
+	ip := frame[14:]
+	if !c.icmpLimit.Allow("", time.Now()) { // "" is no site: the relay's own
+		c.count("ttl-exceeded-rate-limited")
+		return
+	}
+	out := xlat.TimeExceeded4(dp.cfg.CarrierAddr, ip)
+	if out == nil {
+		c.count("ttl-exceeded-malformed")
+		return
+	}
+	if err := dp.inj.Packet(out); err != nil {
+		c.count("ttl-exceeded-send-failed")
+		return
+	}
+	c.count("ttl-exceeded-sent")
+}
+
+// ttlExpired reports whether frame is an IPv4 packet to the relay's
+// carrier address whose TTL ran out here.
+func ttlExpired(frame []byte, carrier netip.Addr) bool {
+	if len(frame) < 14+20 || binary.BigEndian.Uint16(frame[12:]) != 0x0800 || frame[14]>>4 != 4 {
+		return false
+	}
+	ip := frame[14:]
+	return ip[8] <= 1 && netip.AddrFrom4([4]byte(ip[16:20])) == carrier
+}

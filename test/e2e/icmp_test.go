@@ -1,0 +1,70 @@
+package e2e
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/unmap-dev/unmap/test/lab"
+)
+
+// TestTraceroute6 (proof 5): traceroute6 from a LAN host to srv6 lists
+// every hop: the edge, the carrier path's routers as 64:ff9b::<IPv4>
+// (the CGN, inet, the relay itself), then the routers beyond the relay
+// with their own addresses (inet's relay side), and srv6 last.
+func TestTraceroute6(t *testing.T) { bothCGNs(t, testTraceroute6) }
+
+func testTraceroute6(t *testing.T, mode lab.CGNMode) {
+	u := up(t, mode)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	hops, out, err := u.lab.NS(lab.LAN).Traceroute6(ctx, lab.Srv6Addr, 2)
+	t.Logf("%s", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.CheckHops(hops, lab.TraceToSrv6()); err != nil {
+		t.Error(err)
+		a, _ := u.lab.NS(lab.LAN).Output(ctx, "ip", "-6", "addr")
+		r, _ := u.lab.NS(lab.LAN).Output(ctx, "ip", "-6", "route")
+		t.Logf("lan (host %v):\n%s\n%s", u.host, a, r)
+	}
+	counts := section(t, u.d.relaySock, "carriers", "the relay's relayed errors", func(c struct {
+		Slowpath map[string]uint64 `json:"slowpath"`
+	}) bool {
+		return c.Slowpath["icmp-err-relayed"] > 0 && c.Slowpath["ttl-exceeded-sent"] > 0
+	})
+	t.Logf("relay slow path: %v", counts.Slowpath)
+	edge := section(t, u.d.edgeS, "slowpath", "the edge's injected errors", func(c map[string]uint64) bool {
+		return c["icmp-err-injected"] > 0 && c["ttl-exceeded-sent"] > 0
+	})
+	t.Logf("edge slow path: %v", edge)
+}
+
+// TestPathMTUBeyondRelay (proof 5): srvn sits behind a 1400-byte link
+// beyond the relay and advertises a 1500-byte MSS, so only inet's Packet
+// Too Big, relayed to the edge over the control channel, can tell the
+// LAN host. A 2 MiB TCP upload completes with its bytes intact, and the
+// host's route cache holds mtu 1400. The same upload to srv6 (1500 all
+// the way) in the same run is the baseline.
+func TestPathMTUBeyondRelay(t *testing.T) { bothCGNs(t, testPathMTUBeyondRelay) }
+
+func testPathMTUBeyondRelay(t *testing.T, mode lab.CGNMode) {
+	u := up(t, mode)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const size = 2 << 20
+	base, err := lab.Upload(ctx, u.lab.NS(lab.LAN), u.lab.NS(lab.Srv6), netipPort(lab.Srv6Addr), size)
+	if err != nil {
+		t.Fatalf("baseline lan → srv6: %v", err)
+	}
+	d, err := lab.UploadPastNarrow(ctx, u.lab, size)
+	if err != nil {
+		t.Fatalf("lan → srvn: %v", err)
+	}
+	t.Logf("2 MiB verified: lan → srvn (PMTU 1400 learned) %v, lan → srv6 %v: ratio %.2f", d, base, d.Seconds()/base.Seconds())
+	counts := section(t, u.d.edgeS, "slowpath", "the edge's injected errors", func(c map[string]uint64) bool {
+		return c["icmp-err-injected"] > 0
+	})
+	t.Logf("edge slow path: %v", counts)
+}
