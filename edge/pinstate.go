@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session/xlat"
@@ -40,6 +41,7 @@ func openNotes(dir string, maxFlows uint32) (*notesMap, error) {
 	m, err := ebpf.NewMapWithOptions(&ebpf.MapSpec{
 		Name: notesMapName, Type: ebpf.Hash, KeySize: xlat.KeySize, ValueSize: notesValueSize,
 		MaxEntries: maxFlows, Pinning: ebpf.PinByName,
+		Flags: unix.BPF_F_NO_PREALLOC, // sized for the flow table, but most sites use little of it
 	}, ebpf.MapOptions{PinPath: dir})
 	if err != nil {
 		return nil, fmt.Errorf("flow notes: %w (remove the pins with `unmap edge --unpin`)", err)

@@ -52,11 +52,11 @@ func pinned(name string, m *ebpf.MapSpec) bool {
 // pinSpec marks the maps to pin and checks that maps already pinned in
 // dir have this build's layout, recording it when dir is new.
 func pinSpec(spec *ebpf.CollectionSpec, dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("pin path: %w", err)
-	}
 	if err := checkBPFFS(dir); err != nil {
 		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("pin path: %w", err)
 	}
 	for name, m := range spec.Maps {
 		if pinned(name, m) {
