@@ -52,6 +52,13 @@ type ClientHandler interface {
 	Disconnected(err error)
 }
 
+// MoveHandler is what a ClientHandler that offers proto.CapRebind also
+// implements: Moved asks it to prove a carrier is its own with a token
+// keepalive (proto.CarrierMoved). It must not block.
+type MoveHandler interface {
+	Moved(m *proto.CarrierMoved)
+}
+
 // ICMPErrorHandler is implemented by a ClientHandler that takes the
 // ICMPv6 errors the relay sends about the site's flows (proto.ICMPError).
 // It is optional: without it they are counted as icmp_errors_unhandled
@@ -550,6 +557,10 @@ func (cc *clientConn) readLoop() {
 			}
 		case *proto.CarrierBound:
 			h.Bound(m)
+		case *proto.CarrierMoved:
+			if mh, ok := h.(MoveHandler); ok {
+				mh.Moved(m)
+			}
 		case *proto.FlowClose:
 			h.Closed(m)
 		case *proto.ICMPError:

@@ -63,7 +63,7 @@ func grantFor(site string, _ *proto.Hello) (*proto.Welcome, error) {
 	}
 	pfx, v4 := sitePrefix(site)
 	return &proto.Welcome{
-		Capabilities: proto.CapIPv4Public | proto.CapTCPOffer | proto.CapCounters,
+		Capabilities: proto.CapIPv4Public | proto.CapTCPOffer | proto.CapCounters | proto.CapRebind,
 		Prefix:       pfx,
 		PublicIPv4:   v4,
 		Timers:       proto.Timers{KeepaliveMS: 15000, CarrierKeepaliveMS: 20000, UDPSec: 300, TCPEstablishedSec: 7440, TCPTransitorySec: 240, ICMPSec: 60},

@@ -133,6 +133,18 @@ func (ss *Session) ICMPError(packet []byte) error {
 	return ss.send(&proto.ICMPError{Packet: packet})
 }
 
+// Moved asks the edge to prove a carrier with a token keepalive; an edge
+// whose grant lacks proto.CapRebind cannot, and is not asked.
+func (ss *Session) Moved(m *proto.CarrierMoved) error {
+	if !ss.grant.Capabilities.Has(proto.CapRebind) {
+		return ErrNoRebind
+	}
+	return ss.send(m)
+}
+
+// ErrNoRebind: the session's edge does not answer CarrierMoved.
+var ErrNoRebind = errors.New("control: the edge does not re-bind carriers")
+
 // CloseFlow tells the edge a flow ended (CodeClosed, CodeExpired...).
 func (ss *Session) CloseFlow(f session.Flow, reason proto.Code) error {
 	ss.srv.counters.add("flows_closed")

@@ -44,6 +44,7 @@ type agent struct {
 	raddr     netip.Addr                    // the relay address they are on
 	connected func(*proto.Welcome)          // called on each new grant; may be nil
 	counts    map[string]uint64             // slow-path events by name, for `unmap status`
+	proved    map[session.Flow]time.Time    // last token keepalive per carrier (rebind.go)
 	// Inbound TCP flows in their carrier handshake (handshake.go), by
 	// flow and by carrier port E.
 	handshakes map[session.Flow]*tcpInbound
@@ -168,6 +169,7 @@ func (a *agent) Offer(m *proto.FlowOffer) *proto.OfferReply {
 			a.drop(m.Flow, c)
 			return &proto.OfferReply{Result: proto.CodeInternal}
 		}
+		a.note(m.Flow, c)
 		go a.sendOpener(m.Flow, c, payload)
 	}
 	return &proto.OfferReply{EdgePort: c.Edge.Port(), Token: proto.BindToken(token)}
@@ -178,10 +180,16 @@ func (a *agent) Bound(m *proto.CarrierBound) {
 	if !ok {
 		return
 	}
+	if m.Generation > 0 && e.Carrier.Public != m.Public {
+		a.count("rebound")
+		a.log.Info("carrier re-bound by the relay", "flow", m.Flow, "from", e.Carrier.Public, "to", m.Public, "generation", m.Generation)
+	}
 	e.Carrier.Public = m.Public
 	if err := a.flows.Update(m.Flow, e.Carrier, e.State); err != nil {
 		a.log.Warn("carrier bound", "flow", m.Flow, "err", err)
+		return
 	}
+	a.note(m.Flow, e.Carrier)
 }
 
 func (a *agent) Closed(m *proto.FlowClose) {
@@ -295,6 +303,9 @@ func (a *agent) unmap(f session.Flow, c session.Carrier) {
 	if out, back, err := a.edgePair(f, c); err == nil {
 		_ = a.dp.d.Delete(out.Key)
 		_ = a.dp.d.Delete(back.Key)
+		if a.dp.notes != nil {
+			a.dp.notes.delete(out.Key)
+		}
 	}
 }
 

@@ -23,7 +23,7 @@ type Config struct {
 	WAN          string        `yaml:"wan_interface"` // interface toward the upstream CGNAT
 	CarrierPorts string        `yaml:"carrier_ports"` // source ports E for carriers; default 61000-64999
 	Keepalive    string        `yaml:"keepalive"`     // control channel keepalive; default 15s, at most 25s
-	PinPath      string        `yaml:"pin_path"`      // bpffs folder for maps; default /sys/fs/bpf/unmap-edge
+	PinPath      string        `yaml:"pin_path"`      // bpffs folder for pinned maps and links; default /sys/fs/bpf/unmap/edge-<site>
 	Timeouts     conf.Timeouts `yaml:"timeouts"`
 	Inbound      Inbound       `yaml:"inbound"`
 }
@@ -137,7 +137,7 @@ func (c *Config) Validate() (*Settings, error) {
 		return nil, conf.Errorf("keepalive", "%v is above 25s, too slow for a CGNAT with a 30 s UDP timeout", s.Keepalive)
 	}
 	if s.PinPath == "" {
-		s.PinPath = "/sys/fs/bpf/unmap-edge"
+		s.PinPath = "/sys/fs/bpf/unmap/edge-" + c.Site
 	}
 	if s.Timers, err = c.Timeouts.Parse("timeouts"); err != nil {
 		return nil, err

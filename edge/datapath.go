@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 
@@ -27,17 +28,23 @@ type datapath struct {
 	cfg   xlat.Config
 	inj   *xdp.Injector
 	links []link.Link
+	notes *notesMap      // what the entries do not say of a flow, pinned beside them
 	lan4  []netip.Prefix // the LAN's IPv4 subnets: who may use the site's public IPv4
 	log   *slog.Logger
 }
 
 func openDatapath(s *Settings, wan netip.Addr, log *slog.Logger) (*datapath, error) {
 	cfg := xlat.Config{CarrierAddr: wan, PortLo: s.CarrierPorts.First, PortHi: s.CarrierPorts.Last}
-	d, err := xdp.Load(cfg, xdp.Options{})
+	// Maps and links are pinned: the programs go on forwarding the flows
+	// while the agent is down, and the next agent takes them back.
+	d, err := xdp.Load(cfg, xdp.Options{PinPath: s.PinPath, MaxFlows: maxFlows})
 	if err != nil {
 		return nil, err
 	}
 	dp := &datapath{d: d, cfg: cfg, log: log}
+	if dp.notes, err = openNotes(s.PinPath, maxFlows); err != nil {
+		return nil, errors.Join(err, dp.close())
+	}
 	if dp.inj, err = xdp.NewInjector(); err != nil {
 		return nil, errors.Join(err, dp.close())
 	}
@@ -61,7 +68,7 @@ func openDatapath(s *Settings, wan netip.Addr, log *slog.Logger) (*datapath, err
 		if err != nil {
 			return nil, errors.Join(err, dp.close())
 		}
-		l, mode, err := d.Attach(ifi.Index, at.role)
+		l, mode, err := d.AttachPinned(ifi.Index, at.role, filepath.Join(s.PinPath, "link-"+at.role.String()))
 		if err != nil {
 			return nil, errors.Join(err, dp.close())
 		}
@@ -90,8 +97,14 @@ func (dp *datapath) close() error {
 	if dp.inj != nil {
 		errs = append(errs, dp.inj.Close())
 	}
+	if dp.notes != nil {
+		errs = append(errs, dp.notes.close())
+	}
 	return errors.Join(append(errs, dp.d.Close())...)
 }
+
+// maxFlows sizes the flow table (both directions count) and the notes.
+const maxFlows = 65536
 
 // local is the edge's table view for classifying a missed packet: no
 // flow entries, only the router's own addresses.
@@ -290,6 +303,7 @@ func (a *agent) openFlow(ctx context.Context, dp *datapath, lan, f session.Flow,
 		a.Close(f, proto.CodeInternal)
 		return err
 	}
+	a.note(f, c)
 	a.sendHeld(dp, lan, c, pkts)
 	return nil
 }

@@ -27,7 +27,7 @@ type Options struct {
 }
 
 // capabilities are what this edge supports.
-const capabilities = proto.CapIPv4Public | proto.CapTCPOffer | proto.CapUDPCarrier | proto.CapCounters | proto.CapEdgeChoosesR
+const capabilities = proto.CapIPv4Public | proto.CapTCPOffer | proto.CapUDPCarrier | proto.CapCounters | proto.CapEdgeChoosesR | proto.CapRebind
 
 // Run runs the edge agent until ctx ends.
 func Run(ctx context.Context, s *Settings, o Options) error {
@@ -62,13 +62,22 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	l := &lan{ifname: s.LAN, log: log}
-	defer l.close()
+	defer l.leave()
 	dp, err := openDatapath(s, wan, log.With("part", "xdp"))
 	if err != nil {
 		return fmt.Errorf("datapath: %w", err)
 	}
 	defer dp.close()
 	a.dp, a.activity, a.inject = dp, datapathActivity(dp, a.nat.lan), dp.inj.Packet
+	// Flows the last agent left forwarding come back before the first
+	// session, so the client replays them to the relay.
+	n, err := a.restore(dp)
+	if err != nil {
+		return fmt.Errorf("restore flows: %w", err)
+	}
+	if n > 0 {
+		log.Info("flows restored from the pinned datapath", "flows", n, "pin_path", s.PinPath)
+	}
 	a.connected = func(w *proto.Welcome) {
 		a.relayPorts(w)
 		if err := l.serve(ctx, w.Prefix); err != nil {

@@ -23,6 +23,7 @@ type lan struct {
 	mu     sync.Mutex
 	prefix netip.Prefix // the /64 served now
 	stop   func()       // ends the advertiser
+	adv    *Advertiser
 }
 
 // lanPrefix is the /64 of the LAN inside a delegated prefix.
@@ -56,27 +57,30 @@ func (l *lan) serve(ctx context.Context, delegated netip.Prefix) error {
 	if err != nil {
 		return err
 	}
-	actx, cancel := context.WithCancel(ctx)
+	// Only stop or leave ends the advertiser, never the agent's context
+	// alone: on the way out, leave decides whether the hosts keep the
+	// prefix.
+	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() { _ = adv.Run(actx); close(done) }()
-	l.prefix, l.stop = p, func() { cancel(); <-done }
+	l.prefix, l.stop, l.adv = p, func() { cancel(); <-done }, adv
 	l.log.Info("serving the LAN", "if", l.ifname, "prefix", p)
 	return nil
 }
 
-// close withdraws the prefix from the LAN hosts (the advertiser's last
-// RA) and removes the edge's address.
-func (l *lan) close() {
+// leave stops advertising when the agent exits, but leaves the LAN as it
+// is: the hosts keep their addresses and default route, and the edge its
+// gateway address, because the pinned datapath goes on forwarding their
+// flows and the next agent serves the same prefix. (`unmap edge --unpin`
+// ends the flows; the hosts' route then lapses with its RA lifetime.)
+func (l *lan) leave() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.prefix.IsValid() {
 		return
 	}
+	l.adv.KeepOnExit()
 	l.stop()
-	if link, err := netlink.LinkByName(l.ifname); err == nil {
-		_ = netlink.AddrDel(link, gatewayAddr(l.prefix))
-	}
-	l.prefix = netip.Prefix{}
 }
 
 func gatewayAddr(p netip.Prefix) *netlink.Addr {

@@ -39,6 +39,12 @@ func (a *agent) relayPorts(w *proto.Welcome) {
 		}
 		a.rports[cr.Proto] = p
 	}
+	// Flows a restarted agent restored hold their R already.
+	for _, e := range a.flows.Snapshot() {
+		if p := a.rports[e.Carrier.Proto]; p != nil && e.Carrier.Relay.Addr() == a.raddr {
+			_ = p.Claim(e.Carrier.Proto, e.Carrier.Relay.Port())
+		}
+	}
 }
 
 // relayPool is the pool of R for a carrier protocol, if any.

@@ -66,7 +66,13 @@ type Advertiser struct {
 	log  *slog.Logger
 
 	sent, solicited atomic.Uint64
+	keep            atomic.Bool // Run ends without withdrawing (KeepOnExit)
 }
+
+// KeepOnExit makes Run end without the withdrawing RA: the hosts keep the
+// prefix and the default route until their lifetimes run out, because the
+// router goes on forwarding without its agent (a restart).
+func (a *Advertiser) KeepOnExit() { a.keep.Store(true) }
 
 // Counts returns how many RAs were sent and how many of them answered a
 // router solicitation.
@@ -133,6 +139,9 @@ func (a *Advertiser) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			if a.keep.Load() {
+				return nil
+			}
 			if err := a.send(true); err != nil {
 				a.log.Warn("final router advertisement not sent", "err", err)
 			}

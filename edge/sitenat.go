@@ -55,13 +55,18 @@ func newSiteNAT() *siteNAT {
 func (n *siteNAT) grant(public netip.Addr, r ports.Range, forwards []Forward) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if public == n.public {
+	if public == n.public && n.ports != nil {
 		return nil
 	}
+	// Flows a restarted agent restored (restore) keep their ports when the
+	// grant is for the same address.
+	keep := public == n.public
 	n.public, n.ports = public, nil
-	clear(n.binds)
-	clear(n.flows)
-	clear(n.fwd)
+	if !keep {
+		clear(n.binds)
+		clear(n.flows)
+		clear(n.fwd)
+	}
 	if !public.IsValid() {
 		return nil
 	}
@@ -79,8 +84,52 @@ func (n *siteNAT) grant(public netip.Addr, r ports.Range, forwards []Forward) er
 			}
 		}
 	}
+	for k, b := range n.binds {
+		_ = p.Claim(k.proto, b.port)
+	}
 	n.ports = p
 	return nil
+}
+
+// restore puts back a flow of the public IPv4 that a restarted agent
+// found in the datapath: f as announced, private the LAN host's endpoint,
+// forward whether it came in by a port forward. The public address is
+// taken as granted until the next grant confirms it (or starts afresh).
+func (n *siteNAT) restore(f session.Flow, private netip.AddrPort, forward bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.public.IsValid() {
+		n.public = f.Site.Addr()
+	}
+	if f.Site.Addr() != n.public {
+		return
+	}
+	if _, dup := n.flows[f]; dup {
+		return
+	}
+	if forward {
+		n.flows[f] = natFlow{private: private}
+		lan := f
+		lan.Site = private
+		n.fwd[lan] = f
+		return
+	}
+	k := natKey{f.Proto, private}
+	b := n.binds[k]
+	if b == nil {
+		b = &natBind{port: f.Site.Port()}
+		n.binds[k] = b
+	}
+	b.refs++
+	n.flows[f] = natFlow{private: private, bound: true}
+}
+
+// isForward reports whether f came in by a port forward.
+func (n *siteNAT) isForward(f session.Flow) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	nf, ok := n.flows[f]
+	return ok && !nf.bound
 }
 
 // Public is the granted public IPv4, invalid if none.

@@ -157,6 +157,22 @@ func parseCarrierBound(r *reader) (*CarrierBound, error) {
 	return m, r.done()
 }
 
+// CarrierMoved body: flow(37) public(18).
+
+func (m *CarrierMoved) Length() int { return flowLen + addrPortLen }
+
+func (m *CarrierMoved) Append(b []byte) []byte {
+	return appendAddrPort(appendFlow(b, m.Flow), m.Public)
+}
+
+func parseCarrierMoved(r *reader) (*CarrierMoved, error) {
+	m := &CarrierMoved{Flow: r.flow("flow"), Public: r.addrPort("public")}
+	if r.err == nil && !m.Public.Addr().Is4() {
+		r.fail("public", ErrInvalid)
+	}
+	return m, r.done()
+}
+
 // FlowClose body: flow(37) reason(2).
 
 func (m *FlowClose) Length() int { return flowLen + 2 }

@@ -38,6 +38,8 @@ func Parse(t Type, body []byte) (Message, error) {
 		m, err = parseCarrierBound(r)
 	case TypeFlowClose:
 		m, err = parseFlowClose(r)
+	case TypeCarrierMoved:
+		m, err = parseCarrierMoved(r)
 	case TypeReplay:
 		m, err = parseReplay(r)
 	case TypeReplayDone:

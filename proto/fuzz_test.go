@@ -25,6 +25,7 @@ func FuzzFlowOffer(f *testing.F)    { fuzzType(f, TypeFlowOffer) }
 func FuzzOfferReply(f *testing.F)   { fuzzType(f, TypeOfferReply) }
 func FuzzCarrierBound(f *testing.F) { fuzzType(f, TypeCarrierBound) }
 func FuzzFlowClose(f *testing.F)    { fuzzType(f, TypeFlowClose) }
+func FuzzCarrierMoved(f *testing.F) { fuzzType(f, TypeCarrierMoved) }
 func FuzzReplay(f *testing.F)       { fuzzType(f, TypeReplay) }
 func FuzzReplayDone(f *testing.F)   { fuzzType(f, TypeReplayDone) }
 func FuzzPing(f *testing.F)         { fuzzType(f, TypePing) }
@@ -135,6 +136,6 @@ func fuzzName(t Type) string {
 		TypeHello: "Hello", TypeWelcome: "Welcome", TypeFlowOpen: "FlowOpen", TypeFlowGrant: "FlowGrant",
 		TypeFlowOffer: "FlowOffer", TypeOfferReply: "OfferReply", TypeCarrierBound: "CarrierBound",
 		TypeFlowClose: "FlowClose", TypeReplay: "Replay", TypeReplayDone: "ReplayDone",
-		TypePing: "Ping", TypePong: "Pong", TypeGoodbye: "Goodbye", TypeICMPError: "ICMPError",
+		TypePing: "Ping", TypePong: "Pong", TypeGoodbye: "Goodbye", TypeICMPError: "ICMPError", TypeCarrierMoved: "CarrierMoved",
 	}[t]
 }

@@ -18,6 +18,7 @@ const (
 	TypeOfferReply   Type = 0x13 // edge → relay: accept or refuse an offer
 	TypeCarrierBound Type = 0x14 // relay → edge: carrier bound or re-bound (C learned)
 	TypeFlowClose    Type = 0x15 // either way: flow closed or expired
+	TypeCarrierMoved Type = 0x16 // relay → edge: a bound carrier's packets come from another CGNAT port
 	TypeReplay       Type = 0x20 // edge → relay: a batch of the edge's flow table
 	TypeReplayDone   Type = 0x21 // relay → edge: the replay was applied
 	TypePing         Type = 0x30 // either way: keepalive with counters
@@ -35,6 +36,7 @@ const (
 	CapUDPCarrier                            // non-native protocols ride a UDP carrier
 	CapCounters                              // the relay's Pongs carry its counters
 	CapEdgeChoosesR                          // Welcome.CarrierRanges are reserved for the session: the edge picks R itself
+	CapRebind                                // the relay sends CarrierMoved; the edge answers with a token keepalive
 )
 
 // Capabilities is a bit set of optional features.
@@ -162,6 +164,18 @@ type CarrierBound struct {
 	Flow       session.Flow
 	Public     netip.AddrPort
 	Generation uint16
+}
+
+// CarrierMoved tells the edge that packets of a flow's bound UDP carrier
+// arrive from Public, another port of the same CGNAT address: the CGNAT
+// may have rebound the carrier, or another host behind it is trying to
+// take it. The edge answers with a token keepalive on the carrier (the
+// keepalive payload followed by the carrier's bind token); the relay
+// re-binds the carrier to the port that keepalive comes from, and tells
+// the edge with CarrierBound (Generation+1).
+type CarrierMoved struct {
+	Flow   session.Flow
+	Public netip.AddrPort
 }
 
 // FlowClose ends a flow at the other end. Reason is CodeClosed, CodeExpired

@@ -209,6 +209,7 @@ func TestInvalidValues(t *testing.T) {
 		{"syn on a udp flow", TypeFlowOffer, (&FlowOffer{Flow: flow4, CarrierProto: session.UDP, Relay: relayR, SYN: synHeader()}).Append(nil)},
 		{"bound without public", TypeCarrierBound, (&CarrierBound{Flow: flow6}).Append(nil)},
 		{"port without address", TypeCarrierBound, (&CarrierBound{Flow: flow6, Public: netip.AddrPortFrom(netip.Addr{}, 9)}).Append(nil)},
+		{"moved without public", TypeCarrierMoved, (&CarrierMoved{Flow: flow6}).Append(nil)},
 		{"replay of 513 entries", TypeReplay, []byte{0, 0x02, 0x01}},
 		{"ping of 33 counters", TypePing, append([]byte{0, 0, 0, 0, 33}, make([]byte, 330)...)},
 	}
@@ -253,6 +254,7 @@ func TestSpecSizes(t *testing.T) {
 		{&OfferReply{}, 16},
 		{&CarrierBound{}, 57},
 		{&FlowClose{}, 39},
+		{&CarrierMoved{}, 55},
 		{&Replay{Entries: make([]ReplayEntry, 2)}, 3 + 176},
 		{&ReplayDone{}, 8},
 		{&Ping{Counters: make([]Counter, 2)}, 25},

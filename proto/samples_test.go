@@ -76,6 +76,7 @@ func samples() []Message {
 		&Goodbye{Code: CodeShutdown, RetryMS: 2000, Reason: "relay restarting"},
 		&Goodbye{Code: CodeUnknownSite},
 		&ICMPError{Packet: icmpErrorPacket()},
+		&CarrierMoved{Flow: flow6, Public: publicC},
 	}
 }
 

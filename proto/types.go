@@ -17,6 +17,7 @@ var typeNames = map[Type]string{
 	TypeOfferReply:   "offer-reply",
 	TypeCarrierBound: "carrier-bound",
 	TypeFlowClose:    "flow-close",
+	TypeCarrierMoved: "carrier-moved",
 	TypeReplay:       "replay",
 	TypeReplayDone:   "replay-done",
 	TypePing:         "ping",
@@ -48,6 +49,7 @@ func (*FlowOffer) Type() Type    { return TypeFlowOffer }
 func (*OfferReply) Type() Type   { return TypeOfferReply }
 func (*CarrierBound) Type() Type { return TypeCarrierBound }
 func (*FlowClose) Type() Type    { return TypeFlowClose }
+func (*CarrierMoved) Type() Type { return TypeCarrierMoved }
 func (*Replay) Type() Type       { return TypeReplay }
 func (*ReplayDone) Type() Type   { return TypeReplayDone }
 func (*Ping) Type() Type         { return TypePing }

@@ -28,6 +28,10 @@ type carrier struct {
 	public   netip.AddrPort // the CGNAT's side, once bound by the first packet
 	inbound  bool           // opened by an offer: bound by the edge's opener, which goes no further
 	hs       *tcpHandshake  // an inbound TCP flow until its carrier handshake completes
+	rebinds  uint16         // times the carrier was re-bound to another CGNAT port (CarrierBound.Generation)
+	// movedAsked is when the edge was last asked to prove the carrier
+	// (CarrierMoved), which is rate-limited.
+	movedAsked time.Time
 
 	// Idle expiry (expire.go): the lifetime the edge asked for, and when
 	// the datapath's counters for the flow last moved.
@@ -191,6 +195,7 @@ func (c *carriers) open(ss *control.Session, m *proto.FlowOpen) (*proto.FlowGran
 	}
 	c.add(m.Flow, &carrier{site: ss.Site(), lease: lease, edgePort: m.EdgePort, token: m.Token, gen: ss.ID(),
 		lifetime: time.Duration(m.LifetimeSec) * time.Second})
+	c.countLocked("opened")
 	return &proto.FlowGrant{Relay: lease.RelayAddr(), LifetimeSec: m.LifetimeSec}, c.takeEarlyLocked(leaseKey{lease.Key, lease.Port})
 }
 
@@ -204,6 +209,7 @@ func (c *carriers) Replayed(ss *control.Session, e *proto.ReplayEntry) proto.Cod
 			return proto.CodeFlowExists
 		}
 		old.gen = ss.ID()
+		c.countLocked("replayed") // kept across the edge's reconnect or restart
 		return proto.CodeOK
 	}
 	pub := publicAddr(ss)
@@ -217,6 +223,7 @@ func (c *carriers) Replayed(ss *control.Session, e *proto.ReplayEntry) proto.Cod
 	k := &carrier{site: ss.Site(), lease: lease, edgePort: e.EdgePort, token: e.Token, gen: ss.ID(),
 		lifetime: time.Duration(e.LifetimeSec) * time.Second}
 	c.add(e.Flow, k)
+	c.countLocked("replayed-claimed") // taken back after a relay restart
 	if e.Public.IsValid() {
 		// Bound before the restart: map it again at once, so the flow
 		// forwards without waiting for a packet to bind it.
@@ -313,16 +320,30 @@ type carrierStatus struct {
 	Flows    map[string]int          `json:"flows_by_site"`
 	Ports    ports.RelayStats        `json:"ports"`
 	Refused  map[ports.Reason]uint64 `json:"ports_refused"`
+	Rebound  []rebound               `json:"rebound,omitempty"` // carriers the CGNAT moved, at most maxRebound
 }
+
+// rebound is a re-bound carrier as `unmap status` shows it.
+type rebound struct {
+	Flow       string `json:"flow"`
+	Public     string `json:"public"`
+	Generation uint16 `json:"generation"`
+}
+
+const maxRebound = 32
 
 func (c *carriers) status() any {
 	c.mu.Lock()
 	by := map[string]int{}
-	for _, k := range c.flows {
+	var rb []rebound
+	for f, k := range c.flows {
 		by[k.site]++
+		if k.rebinds > 0 && len(rb) < maxRebound {
+			rb = append(rb, rebound{Flow: f.String(), Public: k.public.String(), Generation: k.rebinds})
+		}
 	}
 	sessions := maps.Clone(c.sessions)
 	counts := maps.Clone(c.counts)
 	c.mu.Unlock()
-	return carrierStatus{Sessions: sessions, Slowpath: counts, Flows: by, Ports: c.ports.Stats(), Refused: c.ports.Refused.Snapshot()}
+	return carrierStatus{Sessions: sessions, Slowpath: counts, Flows: by, Ports: c.ports.Stats(), Refused: c.ports.Refused.Snapshot(), Rebound: rb}
 }

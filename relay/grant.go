@@ -9,7 +9,7 @@ import (
 
 // capabilities are the optional features this relay supports; the
 // control server narrows them to what each edge offers.
-const capabilities = proto.CapIPv4Public | proto.CapTCPOffer | proto.CapUDPCarrier | proto.CapCounters | proto.CapEdgeChoosesR
+const capabilities = proto.CapIPv4Public | proto.CapTCPOffer | proto.CapUDPCarrier | proto.CapCounters | proto.CapEdgeChoosesR | proto.CapRebind
 
 // carrierKeepalive is how often an edge refreshes an idle carrier's CGNAT
 // mapping: below the 30 s UDP timeout some CGNATs use.

@@ -21,6 +21,9 @@ type Options struct {
 	// MaxFlows sizes the flow map (both directions count); 0 keeps the
 	// object's default of 65536.
 	MaxFlows uint32
+	// PinPath, if set, is a bpffs folder where the maps are pinned, or
+	// reused from the last load (see pin.go).
+	PinPath string
 }
 
 // Load validates cfg, writes it into the programs' load-time constants and
@@ -52,8 +55,18 @@ func Load(cfg xlat.Config, opts Options) (*Datapath, error) {
 	if opts.MaxFlows != 0 {
 		spec.Maps[datapathMapFlows].MaxEntries = opts.MaxFlows
 	}
+	var copts *ebpf.CollectionOptions
+	if opts.PinPath != "" {
+		if err := pinSpec(spec, opts.PinPath); err != nil {
+			return nil, err
+		}
+		copts = &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: opts.PinPath}}
+	}
 	d := &Datapath{cfg: cfg}
-	if err := spec.LoadAndAssign(&d.objs, nil); err != nil {
+	if err := spec.LoadAndAssign(&d.objs, copts); err != nil {
+		if errors.Is(err, ebpf.ErrMapIncompatible) {
+			return nil, incompatible(opts.PinPath, err)
+		}
 		return nil, fmt.Errorf("load datapath: %w", err)
 	}
 	return d, nil

@@ -8,12 +8,14 @@ import (
 
 	"github.com/unmap-dev/unmap/edge"
 	"github.com/unmap-dev/unmap/session/conf"
+	"github.com/unmap-dev/unmap/xdp"
 )
 
 func newEdgeCmd() *cobra.Command {
 	var (
 		path   string
 		check  bool
+		unpin  bool
 		socket string
 		over   edge.Config
 	)
@@ -22,7 +24,11 @@ func newEdgeCmd() *cobra.Command {
 		Short: "Run the edge agent on the site's router",
 		Long: `Run the edge agent: hold the control channel to the relay and translate the
 site's flows in XDP. Settings come from --config; a flag given on the command
-line overrides the file's field of the same name.`,
+line overrides the file's field of the same name.
+
+The agent pins its XDP maps and links under pin_path, so established flows
+keep forwarding while it is stopped or restarted, and the next start takes
+them back. A stop keeps the pins; --unpin removes them (ending those flows).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var c edge.Config
@@ -40,6 +46,15 @@ line overrides the file's field of the same name.`,
 			if err != nil {
 				return conf.InFile(fileName(path), err)
 			}
+			if unpin {
+				// The maps and links the agent pins so that its flows
+				// outlive it: removing them ends those flows.
+				if err := xdp.Unpin(s.PinPath); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "removed %s: the site's flows are gone from the datapath\n", s.PinPath)
+				return nil
+			}
 			if check {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (site %s, relay %s)\n", path, s.Site, s.Relay)
 				return nil
@@ -50,6 +65,7 @@ line overrides the file's field of the same name.`,
 	f := cmd.Flags()
 	f.StringVarP(&path, "config", "c", "/etc/unmap/edge.yaml", "edge.yaml to read")
 	f.BoolVar(&check, "check", false, "validate the configuration and exit")
+	f.BoolVar(&unpin, "unpin", false, "remove the pinned maps and XDP links (pin_path) a stopped agent left forwarding, and exit")
 	f.StringVar(&socket, "status-socket", edgeSocket, "where `unmap status` asks; empty for none")
 	f.StringVar(&over.Site, "site", "", "override site")
 	f.StringVar(&over.Relay, "relay", "", "override relay (host:port)")

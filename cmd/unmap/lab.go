@@ -141,6 +141,7 @@ func tourWithUnmap(ctx context.Context, w io.Writer, l *lab.Lab, env *lab.Env, b
 	if err != nil {
 		return nil, err
 	}
+	defer d.Close()
 	fmt.Fprintf(w, "\nwith unmap (relay and edge running, site %s granted %v):\n", "home", lab.SiteGrant)
 	agents, err := l.StartAgents(ctx, d)
 	if err != nil {

@@ -283,17 +283,43 @@ func unwrap46(p *pkt, e Entry) []byte {
 	return out
 }
 
-// KeepaliveMagic is the whole payload of a carrier keepalive: the edge
-// sends it on an idle UDP carrier to refresh the CGNAT's mapping, and the
-// datapath on the carrier's far end consumes it (ReasonKeepalive).
+// KeepaliveMagic is the payload of a carrier keepalive: the edge sends it
+// on an idle UDP carrier to refresh the CGNAT's mapping, and the datapath
+// on the carrier's far end consumes it (ReasonKeepalive). A token
+// keepalive appends the carrier's 8-byte bind token (TokenKeepalive): the
+// edge's proof that a carrier the CGNAT moved to another port is its own.
 var KeepaliveMagic = [8]byte{'u', 'n', 'm', 'a', 'p', '-', 'k', 'a'}
 
+// TokenKeepaliveLen is a token keepalive's payload length.
+const TokenKeepaliveLen = 16
+
+// TokenKeepalive is the payload of a token keepalive.
+func TokenKeepalive(token uint64) []byte {
+	return binary.BigEndian.AppendUint64(KeepaliveMagic[:], token)
+}
+
+// KeepaliveToken reads the token of a token keepalive from a UDP
+// datagram (its 8-byte header and payload, bounded by the header's length).
+func KeepaliveToken(udp []byte) (token uint64, ok bool) {
+	if len(udp) < udpLen+TokenKeepaliveLen || binary.BigEndian.Uint16(udp[4:]) != udpLen+TokenKeepaliveLen ||
+		[8]byte(udp[8:16]) != KeepaliveMagic {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(udp[16:24]), true
+}
+
 // isKeepalive: a UDP carrier packet (an entry back to the flow) whose
-// payload is exactly KeepaliveMagic.
+// payload is exactly KeepaliveMagic, or a token keepalive. (A token
+// keepalive that finds its carrier's entry was not needed: the carrier
+// did not move; it goes no further either, so the token never leaves.)
 func isKeepalive(p *pkt, e Entry) bool {
 	if !p.v4 || p.key.Proto != protoUDP || (e.Action != ActXlat46 && e.Action != ActUnwrap46) {
 		return false
 	}
 	l4 := p.b[p.l4:]
-	return len(l4) >= 16 && binary.BigEndian.Uint16(l4[4:]) == 16 && [8]byte(l4[8:16]) == KeepaliveMagic
+	if len(l4) < 16 || [8]byte(l4[8:16]) != KeepaliveMagic {
+		return false
+	}
+	n := int(binary.BigEndian.Uint16(l4[4:]))
+	return n == udpLen+len(KeepaliveMagic) || n == udpLen+TokenKeepaliveLen
 }

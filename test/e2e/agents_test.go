@@ -27,6 +27,11 @@ func deploy(t *testing.T, bin string) *deployment {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if err := d.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	return &deployment{Deployment: d, relaySock: d.RelaySocket, edgeS: d.EdgeSocket}
 }
 
@@ -36,6 +41,7 @@ type running struct {
 	lab     *lab.Lab
 	d       *deployment
 	relay   *lab.Process
+	edge    *lab.Process
 	session edgeSession
 	host    netip.Addr
 }
@@ -45,7 +51,7 @@ func up(t *testing.T, mode lab.CGNMode) running {
 	u := running{lab: lab.NewForTest(t, lab.Options{CGNMode: mode, CGNUDPTimeout: 30 * time.Second})}
 	u.d = deploy(t, lab.BuildUnmap(t))
 	u.relay = u.d.startRelay(t, u.lab)
-	u.d.startEdge(t, u.lab)
+	u.edge = u.d.startEdge(t, u.lab)
 	u.d.dumpOnFailure(t)
 	u.session = section(t, u.d.edgeS, "session", "the edge's session", func(s edgeSession) bool { return s.Connected })
 	u.host = waitAddr(t, u.lab.NS(lab.LAN), lab.SitePrefix)

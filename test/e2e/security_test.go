@@ -73,6 +73,9 @@ func testHijackRefused(t *testing.T, mode lab.CGNMode) {
 	if refused == 0 {
 		t.Errorf("no hijack attempt counted: %v", c.Slowpath)
 	}
+	if c.Slowpath["rebound"] != 0 {
+		t.Errorf("the rogue got a carrier re-bound: %v", c.Slowpath)
+	}
 	t.Logf("relay refused %d attempts to bind carriers (%v)", refused, c.Slowpath)
 }
 

@@ -3,12 +3,15 @@ package lab
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/unmap-dev/unmap/control/admin"
 )
@@ -25,6 +28,11 @@ type Deployment struct {
 	Bin, Dir                string
 	RelayConfig, EdgeConfig string
 	RelaySocket, EdgeSocket string // the agents' status sockets
+	// EdgePins is the edge's pin_path, on a bpf filesystem mounted for
+	// this deployment alone (bpffs mounts are separate instances), so
+	// parallel labs never share pins; Close unmounts it.
+	EdgePins string
+	bpffs    string
 }
 
 // Deploy makes the certificates with bin and writes relay.yaml and
@@ -43,6 +51,14 @@ func Deploy(bin, dir string) (*Deployment, error) {
 			return nil, fmt.Errorf("unmap %v: %w\n%s", args, err, out)
 		}
 	}
+	d.bpffs = filepath.Join(dir, "bpffs")
+	if err := os.MkdirAll(d.bpffs, 0o700); err != nil {
+		return nil, err
+	}
+	if err := unix.Mount("bpf", d.bpffs, "bpf", 0, ""); err != nil {
+		return nil, fmt.Errorf("mount a bpffs for the edge's pins: %w", err)
+	}
+	d.EdgePins = filepath.Join(d.bpffs, "unmap", "edge-home")
 	d.RelayConfig = filepath.Join(dir, "relay.yaml")
 	relay := fmt.Sprintf(`listen: "%s:443"
 tls: {ca: %s/ca.pem, cert: %s/relay.pem, key: %s/relay-key.pem}
@@ -59,20 +75,35 @@ tls: {ca: %s/ca.pem, cert: %s/edge.pem, key: %s/edge-key.pem}
 lan_interface: %s
 wan_interface: %s
 keepalive: 2s
+pin_path: %s
 inbound:
   allow:
     - {proto: any, hosts: "%s"}
   forwards:
     - {proto: udp, port: "%d", to: "%s"}
     - {proto: tcp, port: "%d", to: "%s"}
-`, RelayAddr, edir, edir, edir, LAN, CGN, SitePrefix,
+`, RelayAddr, edir, edir, edir, LAN, CGN, d.EdgePins, SitePrefix,
 		ForwardPort, netip.AddrPortFrom(LANAddr, EchoPort), ForwardPort, netip.AddrPortFrom(LANAddr, EchoPort))
 	for path, text := range map[string]string{d.RelayConfig: relay, d.EdgeConfig: edge} {
 		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
-			return nil, err
+			return nil, errors.Join(err, d.Close())
 		}
 	}
 	return d, nil
+}
+
+// Close unmounts the deployment's bpffs, dropping the edge's pins (and
+// with them any program still attached through a pinned link). Stop the
+// agents first.
+func (d *Deployment) Close() error {
+	if d.bpffs == "" {
+		return nil
+	}
+	if err := unix.Unmount(d.bpffs, unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("unmount %s: %w", d.bpffs, err)
+	}
+	d.bpffs = ""
+	return nil
 }
 
 // RelayCmd and EdgeCmd are the agents' command lines, with debug logs.

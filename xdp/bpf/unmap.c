@@ -61,8 +61,9 @@ static __always_inline int bad_zero_csum(const struct pkt *p, const struct flow_
 
 /* A carrier keepalive: a UDP datagram whose payload is exactly the 8
  * bytes "unmap-ka", sent by the edge on an idle UDP carrier to refresh the
- * CGNAT's mapping. It arrives on a carrier (an entry back to the flow) and
- * goes no further. */
+ * CGNAT's mapping, or those 8 bytes and the carrier's bind token (a token
+ * keepalive, proving a carrier the CGNAT moved). It arrives on a carrier
+ * (an entry back to the flow) and goes no further. */
 static __always_inline int is_keepalive(const struct pkt *p, const struct flow_entry *e)
 {
 	static const char magic[8] = "unmap-ka";
@@ -70,7 +71,8 @@ static __always_inline int is_keepalive(const struct pkt *p, const struct flow_e
 	if (p->key.family != 4 || p->key.proto != IPPROTO_UDP ||
 	    (e->action != ACT_XLAT46 && e->action != ACT_UNWRAP46))
 		return 0;
-	if ((void *)(l4 + 16) > p->end || *(__u16 *)(l4 + 4) != bpf_htons(16))
+	if ((void *)(l4 + 16) > p->end ||
+	    (*(__u16 *)(l4 + 4) != bpf_htons(16) && *(__u16 *)(l4 + 4) != bpf_htons(24)))
 		return 0;
 #pragma unroll
 	for (int i = 0; i < 8; i++)

@@ -69,6 +69,9 @@ func Fixtures() []Fixture {
 		untouched("keepalive/edge-wan/udp-carrier", wan, Build(keepalive(sp(17, RelayAddr, 30000, EdgeWAN, 20000, 64))), xlat.ReasonKeepalive),
 		xl("keepalive/relay/one-byte-more", rel, near(sp(17, CGNATPub, 20001, RelayAddr, 30000, 64), append(append([]byte{}, ka...), '!')),
 			near(sp(17, SiteHost, 40000, Remote6, 443, 63), append(append([]byte{}, ka...), '!'))),
+		untouched("keepalive/relay/token", rel, Build(near(sp(17, CGNATPub, 20001, RelayAddr, 30000, 64), xlat.TokenKeepalive(0x0102030405060708))), xlat.ReasonKeepalive),
+		xl("keepalive/relay/token-one-byte-more", rel, near(sp(17, CGNATPub, 20001, RelayAddr, 30000, 64), append(xlat.TokenKeepalive(1), '!')),
+			near(sp(17, SiteHost, 40000, Remote6, 443, 63), append(xlat.TokenKeepalive(1), '!'))),
 		xl("keepalive/relay/other-payload", rel, near(sp(17, CGNATPub, 20001, RelayAddr, 30000, 64), []byte("unmap-kb")),
 			near(sp(17, SiteHost, 40000, Remote6, 443, 63), []byte("unmap-kb"))),
 	)

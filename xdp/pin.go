@@ -1,0 +1,292 @@
+package xdp
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"github.com/unmap-dev/unmap/session/xlat"
+)
+
+// Pinning keeps a datapath alive across agent restarts: its maps and XDP
+// links are pinned in a bpffs folder (Options.PinPath), so the programs
+// go on forwarding while the agent is down, and the next agent loads its
+// programs on the same maps and swaps them into the same links.
+//
+// Only state worth keeping is pinned: the flow, address, prefix and
+// device tables and the reason counters. The miss ring and the programs'
+// data sections are fresh with each load: a miss nobody read while the
+// agent was down is lost anyway (its sender retries), and the run-time
+// switches are set again by the agent.
+
+// ErrPinIncompatible is returned by Load when the maps pinned in
+// Options.PinPath were made by a build with another table layout; they
+// must be removed (Unpin, `unmap edge --unpin`), which ends the flows they
+// hold.
+var ErrPinIncompatible = errors.New("pinned maps do not match this build")
+
+// layoutPin is the name of the map, made here rather than by the object,
+// that holds the hash of the pinned maps' layout (pinLayout).
+const layoutPin = "unmap_layout"
+
+// ModeKept is how a program got "attached" when it replaced the program
+// of a pinned link the last agent left: the link keeps its mode.
+const ModeKept Mode = "kept"
+
+// pinned reports whether a map of the object survives restarts.
+func pinned(name string, m *ebpf.MapSpec) bool {
+	return !strings.HasPrefix(name, ".") && m.Type != ebpf.RingBuf
+}
+
+// pinSpec marks the maps to pin and checks that maps already pinned in
+// dir have this build's layout, recording it when dir is new.
+func pinSpec(spec *ebpf.CollectionSpec, dir string) error {
+	if err := checkBPFFS(dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("pin path: %w", err)
+	}
+	for name, m := range spec.Maps {
+		if pinned(name, m) {
+			m.Pinning = ebpf.PinByName
+		}
+	}
+	sum := pinLayout(spec)
+	lm, err := ebpf.NewMapWithOptions(&ebpf.MapSpec{
+		Name: layoutPin, Type: ebpf.Array, KeySize: 4, ValueSize: uint32(len(sum)), MaxEntries: 1,
+		Pinning: ebpf.PinByName,
+	}, ebpf.MapOptions{PinPath: dir})
+	if err != nil {
+		return incompatible(dir, err)
+	}
+	defer lm.Close()
+	var have [sha256.Size]byte
+	if err := lm.Lookup(uint32(0), &have); err != nil {
+		return err
+	}
+	switch {
+	case have == sum:
+		return nil
+	case have == [sha256.Size]byte{} && !anyPinned(spec, dir):
+		return lm.Update(uint32(0), sum, ebpf.UpdateAny)
+	}
+	return incompatible(dir, errors.New("table layout changed"))
+}
+
+func incompatible(dir string, err error) error {
+	return fmt.Errorf("%w (%s: %v): remove them with `unmap edge --unpin` (or rm -r %s); this ends the flows they hold", ErrPinIncompatible, dir, err, dir)
+}
+
+// anyPinned reports whether one of spec's maps is pinned in dir already.
+func anyPinned(spec *ebpf.CollectionSpec, dir string) bool {
+	for name, m := range spec.Maps {
+		if _, err := os.Stat(filepath.Join(dir, m.Name)); pinned(name, m) && err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// pinLayout hashes what a pinned map's users rely on: each pinned map's
+// kind, sizes and the fields of its key and value types. The kernel's own
+// check (ebpf.MapSpec.Compatible) compares sizes only, so a build that
+// moves fields around within the same size would read another build's
+// entries wrong.
+func pinLayout(spec *ebpf.CollectionSpec) [sha256.Size]byte {
+	var b bytes.Buffer
+	names := make([]string, 0, len(spec.Maps))
+	for name, m := range spec.Maps {
+		if pinned(name, m) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		m := spec.Maps[name]
+		fmt.Fprintf(&b, "%s %v %d %d %d %d;", name, m.Type, m.KeySize, m.ValueSize, m.MaxEntries, m.Flags)
+		layoutOf(&b, m.Key, 0)
+		layoutOf(&b, m.Value, 0)
+	}
+	return sha256.Sum256(b.Bytes())
+}
+
+// layoutOf writes a BTF type's shape: names, offsets and sizes of its
+// members, nested a few levels.
+func layoutOf(b *bytes.Buffer, t btf.Type, depth int) {
+	if t == nil || depth > 4 {
+		return
+	}
+	t = btf.UnderlyingType(t)
+	size, _ := btf.Sizeof(t)
+	fmt.Fprintf(b, "(%T %d", t, size)
+	var members []btf.Member
+	switch c := t.(type) {
+	case *btf.Struct:
+		members = c.Members
+	case *btf.Union:
+		members = c.Members
+	}
+	for _, m := range members {
+		fmt.Fprintf(b, " %s@%d:", m.Name, m.Offset)
+		layoutOf(b, m.Type, depth+1)
+	}
+	if a, ok := t.(*btf.Array); ok {
+		fmt.Fprintf(b, " [%d]", a.Nelems)
+		layoutOf(b, a.Type, depth+1)
+	}
+	b.WriteString(")")
+}
+
+// checkBPFFS refuses a pin path outside a bpffs mount, where pinning
+// would fail with a less helpful error.
+func checkBPFFS(dir string) error {
+	ok, err := IsBPFFS(dir)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("pin path %s is not on a bpf filesystem (mount one: mount -t bpf bpf /sys/fs/bpf)", dir)
+	}
+	return nil
+}
+
+// AttachPinned attaches the role's program to an interface through a
+// link pinned at path: a link the last agent pinned there for the same
+// interface gets this program swapped in atomically (no packet sees no
+// program), anything else is replaced by a new link, which is pinned.
+func (d *Datapath) AttachPinned(ifindex int, r xlat.Role, path string) (link.Link, Mode, error) {
+	prog := d.Program(r)
+	if prog == nil {
+		return nil, "", fmt.Errorf("no program for role %v", r)
+	}
+	old, err := link.LoadPinnedLink(path, nil)
+	switch {
+	case err == nil:
+		if info, ierr := old.Info(); ierr == nil && info.XDP() != nil && int(info.XDP().Ifindex) == ifindex {
+			if err := old.Update(prog); err != nil {
+				old.Close()
+				return nil, "", fmt.Errorf("replace the program of pinned link %s: %w", path, err)
+			}
+			return old, ModeKept, nil
+		}
+		// Another interface's (or a deleted one's): not ours to keep.
+		err = errors.Join(old.Unpin(), old.Close())
+		if err != nil {
+			return nil, "", fmt.Errorf("stale pinned link %s: %w", path, err)
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, "", fmt.Errorf("pinned link %s: %w", path, err)
+	}
+	l, mode, err := d.Attach(ifindex, r)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := l.Pin(path); err != nil {
+		l.Close()
+		return nil, "", fmt.Errorf("pin link: %w", err)
+	}
+	return l, mode, nil
+}
+
+// Unpin removes what a datapath pinned in dir (maps and links, and the
+// folder). Programs still attached through a removed link are detached
+// once no agent holds it; flows in the removed maps are gone.
+func Unpin(dir string) error {
+	if dir == "" || filepath.Clean(dir) == "/" {
+		return fmt.Errorf("unpin: refusing path %q", dir)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("unpin: %w", err)
+	}
+	return nil
+}
+
+// Mappings lists the flow table's entries (what a restarted agent
+// rebuilds its table from). The counters are left out.
+func (d *Datapath) Mappings() ([]Mapping, error) {
+	var (
+		out  []Mapping
+		k    datapathFlowKey
+		vals []datapathFlowEntry
+	)
+	it := d.objs.Flows.Iterate()
+	for it.Next(&k, &vals) {
+		if len(vals) == 0 {
+			continue
+		}
+		m, err := mappingOf(k, vals[0])
+		if err != nil {
+			continue // not an entry an agent made: the caller cannot use it
+		}
+		out = append(out, m)
+	}
+	if err := it.Err(); err != nil {
+		return out, fmt.Errorf("flow table: %w", err)
+	}
+	return out, nil
+}
+
+// mappingOf is the model's view of a C key and entry, the inverse of cKey
+// and cEntry.
+func mappingOf(k datapathFlowKey, e datapathFlowEntry) (Mapping, error) {
+	var kb, eb bytes.Buffer
+	if err := binary.Write(&kb, binary.LittleEndian, k); err != nil {
+		return Mapping{}, err
+	}
+	if err := binary.Write(&eb, binary.LittleEndian, e); err != nil {
+		return Mapping{}, err
+	}
+	return parseMapping(kb.Bytes(), eb.Bytes())
+}
+
+// parseMapping decodes struct flow_key and struct flow_entry as
+// xlat.Key.MarshalBinary and xlat.Entry.MarshalBinary lay them out.
+func parseMapping(kb, eb []byte) (Mapping, error) {
+	if len(kb) < xlat.KeySize || len(eb) < 40 {
+		return Mapping{}, errors.New("short flow record")
+	}
+	var m Mapping
+	var is4 bool
+	switch kb[0] {
+	case 4:
+		is4 = true
+	case 6:
+	default:
+		return m, fmt.Errorf("flow key family %d", kb[0])
+	}
+	m.Key = xlat.Key{
+		Proto: kb[1],
+		SPort: binary.BigEndian.Uint16(kb[2:]), DPort: binary.BigEndian.Uint16(kb[4:]),
+		Src: addrOf(kb[8:24], is4), Dst: addrOf(kb[24:40], is4),
+	}
+	a := xlat.Action(eb[0])
+	want4 := a == xlat.ActXlat64 || a == xlat.ActWrap64 || a == xlat.ActNAPT44
+	m.Entry = xlat.Entry{
+		Action: a, Proto: eb[1],
+		SPort: binary.BigEndian.Uint16(eb[4:]), DPort: binary.BigEndian.Uint16(eb[6:]),
+		Src: addrOf(eb[8:24], want4), Dst: addrOf(eb[24:40], want4),
+	}
+	if err := m.Entry.Validate(); err != nil {
+		return m, err
+	}
+	return m, nil
+}
+
+func addrOf(b []byte, is4 bool) netip.Addr {
+	if is4 {
+		return netip.AddrFrom4([4]byte(b[:4]))
+	}
+	return netip.AddrFrom16([16]byte(b[:16]))
+}

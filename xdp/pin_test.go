@@ -1,0 +1,242 @@
+package xdp
+
+import (
+	"errors"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/xlat"
+	"github.com/unmap-dev/unmap/test/priv"
+)
+
+// bpffs mounts a bpf filesystem of the test's own (bpffs mounts are
+// separate instances) and unmounts it afterwards, dropping what was
+// pinned there.
+func bpffs(t *testing.T) string {
+	t.Helper()
+	priv.Require(t)
+	dir := t.TempDir()
+	if err := unix.Mount("bpf", dir, "bpf", 0, ""); err != nil {
+		t.Fatalf("mount bpffs: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount bpffs: %v", err)
+		}
+	})
+	return dir
+}
+
+var pinCfg = xlat.Config{CarrierAddr: netip.MustParseAddr("100.64.0.2"), PortLo: 61000, PortHi: 64999}
+
+// pinFlow is an IPv6 TCP flow's two edge mappings.
+func pinFlow() (Mapping, Mapping) {
+	f := session.Flow{Proto: session.TCP, Site: netip.MustParseAddrPort("[2001:db8:5::2]:40000"), Remote: netip.MustParseAddrPort("[2001:db8:6::2]:80")}
+	c := session.Carrier{Proto: session.TCP, Edge: netip.MustParseAddrPort("100.64.0.2:61000"), Relay: netip.MustParseAddrPort("203.0.113.1:20000")}
+	out, back, err := EdgePair(f, c)
+	if err != nil {
+		panic(err)
+	}
+	return out, back
+}
+
+// A flow installed by one load is found, with its counters, by the next
+// load on the same pin path: what an agent restart relies on.
+func TestPinnedFlowsOutliveTheLoad(t *testing.T) {
+	dir := filepath.Join(bpffs(t), "unmap", "edge")
+	d, err := Load(pinCfg, Options{PinPath: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, back := pinFlow()
+	if err := d.PutPair(out, back); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	d2, err := Load(pinCfg, Options{PinPath: dir})
+	if err != nil {
+		t.Fatalf("second load on the pinned maps: %v", err)
+	}
+	defer d2.Close()
+	got, err := d2.Mappings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []Mapping{out, back} {
+		if !slices.Contains(got, want) {
+			t.Errorf("after reloading, %v is missing from %v", want, got)
+		}
+	}
+	if len(got) != 2 {
+		t.Errorf("%d mappings, want 2: %v", len(got), got)
+	}
+	if err := Unpin(dir); err != nil {
+		t.Fatal(err)
+	}
+	d3, err := Load(pinCfg, Options{PinPath: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d3.Close()
+	if got, _ := d3.Mappings(); len(got) != 0 {
+		t.Errorf("after Unpin the flow table still holds %v", got)
+	}
+}
+
+// Pinned maps of another shape are refused with an error that says how
+// to clear them, whether the kernel sees the difference (sizes) or only
+// the layout hash does.
+func TestPinnedMapsIncompatible(t *testing.T) {
+	dir := filepath.Join(bpffs(t), "edge")
+	d, err := Load(pinCfg, Options{PinPath: dir, MaxFlows: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	_, err = Load(pinCfg, Options{PinPath: dir, MaxFlows: 2048})
+	if !errors.Is(err, ErrPinIncompatible) || !strings.Contains(err.Error(), "--unpin") {
+		t.Fatalf("load on smaller pinned maps: %v; want ErrPinIncompatible naming --unpin", err)
+	}
+
+	// Same sizes, another layout: only the recorded hash tells.
+	lm, err := ebpf.LoadPinnedMap(filepath.Join(dir, layoutPin), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var other [32]byte
+	other[0] = 1
+	if err := lm.Update(uint32(0), other, ebpf.UpdateAny); err != nil {
+		t.Fatal(err)
+	}
+	lm.Close()
+	if _, err := Load(pinCfg, Options{PinPath: dir, MaxFlows: 1024}); !errors.Is(err, ErrPinIncompatible) {
+		t.Fatalf("load on maps of another layout: %v; want ErrPinIncompatible", err)
+	}
+	if err := Unpin(dir); err != nil {
+		t.Fatal(err)
+	}
+	d, err = Load(pinCfg, Options{PinPath: dir, MaxFlows: 2048})
+	if err != nil {
+		t.Fatalf("after Unpin: %v", err)
+	}
+	d.Close()
+}
+
+func TestPinPathNotBPFFS(t *testing.T) {
+	priv.Require(t)
+	_, err := Load(pinCfg, Options{PinPath: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "mount -t bpf") {
+		t.Fatalf("load pinned outside bpffs: %v", err)
+	}
+}
+
+// A pinned link outlives its agent with the program attached, and the
+// next load swaps its own program into the same link.
+func TestAttachPinnedKeepsTheLink(t *testing.T) {
+	dir := bpffs(t)
+	inNetns(t, func(h *netlink.Handle) {
+		a, _ := veth(t, h, "pa", "pb")
+		path := filepath.Join(dir, "link-wan")
+		progOn := func() uint32 {
+			l, err := h.LinkByIndex(a.Attrs().Index)
+			if err != nil || l.Attrs().Xdp == nil {
+				t.Fatalf("link: %v", err)
+			}
+			return l.Attrs().Xdp.ProgId
+		}
+		d1, err := Load(pinCfg, Options{PinPath: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l1, mode, err := d1.AttachPinned(a.Attrs().Index, xlat.RoleEdgeWAN, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mode == ModeKept {
+			t.Errorf("first attach reported %v", mode)
+		}
+		l1.Close()
+		d1.Close()
+		if progOn() == 0 {
+			t.Fatal("the program left the interface with its agent: the link was not pinned")
+		}
+
+		d2, err := Load(pinCfg, Options{PinPath: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d2.Close()
+		l2, mode, err := d2.AttachPinned(a.Attrs().Index, xlat.RoleEdgeWAN, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l2.Close()
+		info, err := d2.Program(xlat.RoleEdgeWAN).Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := info.ID()
+		if mode != ModeKept || progOn() != uint32(id) {
+			t.Errorf("second attach: mode %v, program %d on the interface, want kept and %d", mode, progOn(), id)
+		}
+		if err := l2.Unpin(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// Entries read back from the map decode to what was written.
+func TestMappingRoundTrip(t *testing.T) {
+	out, back := pinFlow()
+	v4 := Mapping{
+		Key:   xlat.Key{Proto: 17, Src: netip.MustParseAddr("192.0.2.2"), Dst: netip.MustParseAddr("198.51.100.10"), SPort: 5000, DPort: 53},
+		Entry: xlat.Entry{Action: xlat.ActNAPT44, Proto: 17, Src: netip.MustParseAddr("100.64.0.2"), Dst: netip.MustParseAddr("203.0.113.1"), SPort: 61001, DPort: 20001},
+	}
+	for _, m := range []Mapping{out, back, v4} {
+		ck, err := cKey(m.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ce, err := cEntry(m.Entry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := mappingOf(ck, ce)
+		if err != nil || got != m {
+			t.Errorf("%v decoded as %v, %v", m, got, err)
+		}
+	}
+}
+
+// FuzzParseMapping: any bytes decode to a valid mapping or an error,
+// never a panic.
+func FuzzParseMapping(f *testing.F) {
+	f.Add(make([]byte, xlat.KeySize), make([]byte, xlat.EntrySize))
+	out, _ := pinFlow()
+	kb, _ := out.Key.MarshalBinary()
+	eb, _ := out.Entry.MarshalBinary()
+	f.Add(kb, eb)
+	f.Fuzz(func(t *testing.T, kb, eb []byte) {
+		m, err := parseMapping(kb, eb)
+		if err != nil {
+			return
+		}
+		if err := m.Entry.Validate(); err != nil {
+			t.Fatalf("accepted an invalid entry %v", m.Entry)
+		}
+		if _, err := m.Key.MarshalBinary(); err != nil {
+			t.Fatalf("accepted an invalid key %v: %v", m.Key, err)
+		}
+	})
+}
