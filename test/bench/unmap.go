@@ -39,6 +39,10 @@ func setupUnmap(ctx context.Context, l *lab.Lab, bin, dir string) (func() error,
 	relayYAML := filepath.Join(dir, "relay.yaml")
 	edgeYAML := filepath.Join(dir, "edge.yaml")
 	relaySock, edgeSock := filepath.Join(dir, "relay.sock"), filepath.Join(dir, "edge.sock")
+	pins := filepath.Join(dir, "bpffs")
+	if err := lab.MountPins(pins); err != nil {
+		return nil, err
+	}
 	err := errors.Join(
 		os.WriteFile(relayYAML, fmt.Appendf(nil, `listen: "%s:443"
 tls: {ca: %s/ca.pem, cert: %s/relay.pem, key: %s/relay-key.pem}
@@ -53,9 +57,10 @@ tls: {ca: %s/ca.pem, cert: %s/edge.pem, key: %s/edge-key.pem}
 lan_interface: lan
 wan_interface: cgn
 keepalive: 2s
-`, lab.RelayAddr, edir, edir, edir), 0o600))
+pin_path: %s
+`, lab.RelayAddr, edir, edir, edir, filepath.Join(pins, "unmap", "edge-bench")), 0o600))
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(err, lab.UnmountPins(pins))
 	}
 
 	var procs []*proc
@@ -64,13 +69,13 @@ keepalive: 2s
 		for i := len(procs) - 1; i >= 0; i-- {
 			errs = append(errs, procs[i].stop())
 		}
-		return errors.Join(errs...)
+		return errors.Join(append(errs, lab.UnmountPins(pins))...)
 	}
 	// The agents log at warn: a debug line per flow would cost CPU the
 	// measurement needs.
 	relay, err := start(l.NS(lab.Relay), bin, "--log-level", "warn", "relay", "-c", relayYAML, "--status-socket", relaySock)
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(err, stop())
 	}
 	procs = append(procs, relay)
 	edge, err := start(l.NS(lab.Edge), bin, "--log-level", "warn", "edge", "-c", edgeYAML, "--status-socket", edgeSock)

@@ -52,11 +52,8 @@ func Deploy(bin, dir string) (*Deployment, error) {
 		}
 	}
 	d.bpffs = filepath.Join(dir, "bpffs")
-	if err := os.MkdirAll(d.bpffs, 0o700); err != nil {
+	if err := MountPins(d.bpffs); err != nil {
 		return nil, err
-	}
-	if err := unix.Mount("bpf", d.bpffs, "bpf", 0, ""); err != nil {
-		return nil, fmt.Errorf("mount a bpffs for the edge's pins: %w", err)
 	}
 	d.EdgePins = filepath.Join(d.bpffs, "unmap", "edge-home")
 	d.RelayConfig = filepath.Join(dir, "relay.yaml")
@@ -99,10 +96,29 @@ func (d *Deployment) Close() error {
 	if d.bpffs == "" {
 		return nil
 	}
-	if err := unix.Unmount(d.bpffs, unix.MNT_DETACH); err != nil {
-		return fmt.Errorf("unmount %s: %w", d.bpffs, err)
-	}
+	err := UnmountPins(d.bpffs)
 	d.bpffs = ""
+	return err
+}
+
+// MountPins mounts a bpf filesystem of its own at dir (made if need be)
+// for an edge's pin_path: bpffs mounts are separate instances, so
+// parallel labs never share pins. UnmountPins undoes it.
+func MountPins(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := unix.Mount("bpf", dir, "bpf", 0, ""); err != nil {
+		return fmt.Errorf("mount a bpffs for the edge's pins at %s: %w", dir, err)
+	}
+	return nil
+}
+
+// UnmountPins unmounts what MountPins mounted.
+func UnmountPins(dir string) error {
+	if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("unmount %s: %w", dir, err)
+	}
 	return nil
 }
 
