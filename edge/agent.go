@@ -13,6 +13,7 @@ import (
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/flows"
 	"github.com/unmap-dev/unmap/session/ports"
+	"github.com/unmap-dev/unmap/session/ratelimit"
 	"github.com/unmap-dev/unmap/xdp"
 )
 
@@ -45,6 +46,7 @@ type agent struct {
 	connected func(*proto.Welcome)          // called on each new grant; may be nil
 	counts    map[string]uint64             // slow-path events by name, for `unmap status`
 	proved    map[session.Flow]time.Time    // last token keepalive per carrier (rebind.go)
+	icmpLimit *ratelimit.Limiter            // the time exceeded the edge sends (icmperr.go)
 	// Inbound TCP flows in their carrier handshake (handshake.go), by
 	// flow and by carrier port E.
 	handshakes map[session.Flow]*tcpInbound
@@ -79,7 +81,7 @@ func newAgent(s *Settings, wan netip.Addr, log *slog.Logger) (*agent, error) {
 	}
 	return &agent{s: s, log: log, wan: wan, flows: t, ports: p, policy: NewPolicy(s.Allow, s.Forwards),
 		nat:    newSiteNAT(),
-		tokens: map[session.Flow]proto.BindToken{}, counts: map[string]uint64{},
+		tokens: map[session.Flow]proto.BindToken{}, counts: map[string]uint64{}, icmpLimit: newICMPLimit(),
 		handshakes: map[session.Flow]*tcpInbound{}, byEdgePort: map[uint16]*tcpInbound{}}, nil
 }
 

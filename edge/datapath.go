@@ -217,7 +217,7 @@ func (a *agent) classify(dp *datapath, m xdp.Miss) (lan, f session.Flow, cp sess
 		return a.classify4(dp, m, lan)
 	}
 	if g, _ := a.Grant(); g == nil || !g.Prefix.Contains(k.Src) {
-		a.log.Debug("miss from outside the site", "src", k.Src, "granted", g != nil)
+		a.log.Debug("miss from outside the site", "key", k, "granted", g != nil)
 		a.count("miss-not-site")
 		return lan, f, 0, 0, false
 	}

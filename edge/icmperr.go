@@ -20,9 +20,9 @@ import (
 
 var _ control.ICMPErrorHandler = (*agent)(nil)
 
-// icmpLimit bounds the time exceeded the edge sends, as a router's stack
-// does its own ICMP errors.
-var icmpLimit = ratelimit.Limiter{Rate: 100, Burst: 50}
+// newICMPLimit bounds the time exceeded the edge sends, as a router's
+// stack does its own ICMP errors.
+func newICMPLimit() *ratelimit.Limiter { return &ratelimit.Limiter{Rate: 100, Burst: 50} }
 
 func isIPv6(frame []byte) bool {
 	return len(frame) >= 14+40 && binary.BigEndian.Uint16(frame[12:]) == 0x86dd && frame[14]>>4 == 6
@@ -37,7 +37,7 @@ func (a *agent) timeExceeded(dp *datapath, ip []byte) {
 		a.count("ttl-exceeded-no-prefix")
 		return
 	}
-	if !icmpLimit.Allow("", time.Now()) {
+	if !a.icmpLimit.Allow("", time.Now()) {
 		a.count("ttl-exceeded-rate-limited")
 		return
 	}

@@ -45,8 +45,12 @@ func (c *carriers) relayICMPError(k xlat.Key, m xdp.Miss) {
 		c.count("icmp-err-too-long")
 		return
 	}
-	if netip.AddrFrom16([16]byte(pkt[24:40])) != k.Dst || pkt[7] <= 1 {
-		c.count("icmp-err-malformed") // not to the embedded packet's source, or no hop left
+	if netip.AddrFrom16([16]byte(pkt[24:40])) != k.Dst {
+		c.count("icmp-err-malformed") // not to the embedded packet's source
+		return
+	}
+	if pkt[7] <= 1 {
+		c.count("icmp-err-hop-limit")
 		return
 	}
 	f := errorFlow(k)

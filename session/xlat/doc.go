@@ -6,6 +6,10 @@
 // It translates a flow's packet to its carrier and back (IPv6 <-> IPv4 per
 // RFC 7915, with incremental checksums per RFC 1624), rewrites IPv4 flows
 // (NAPT), wraps other IPv6 payloads in a UDP carrier and unwraps them,
-// and translates ICMP errors with their embedded packet.
+// and translates ICMP errors with their embedded packet: those from the far
+// end of what they report as from the flow's far end, those from a router
+// on the carrier path from 64:ff9b::<router>; it hands the agent what a
+// router must answer or relay itself (ReasonICMPErrToAgent,
+// ReasonTTLToAgent; TimeExceeded4/6 build the answers).
 // Keep it simple and obviously right rather than fast.
 package xlat
