@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,7 +88,7 @@ pin_path: %s
 	if err := waitConnected(wctx, edgeSock, relay, edge); err != nil {
 		return nil, errors.Join(err, stop())
 	}
-	if _, err := waitAddr(wctx, l.NS(lab.LAN), lab.SitePrefix); err != nil {
+	if _, err := l.NS(lab.LAN).WaitAddr(wctx, lab.SitePrefix); err != nil {
 		return nil, errors.Join(err, stop())
 	}
 	return stop, nil
@@ -108,22 +107,3 @@ func waitConnected(ctx context.Context, sock string, agents ...*proc) error {
 	return fmt.Errorf("the edge's session never came up: %w", err)
 }
 
-// waitAddr waits until ns has an address in p (from SLAAC) and returns it.
-func waitAddr(ctx context.Context, ns *lab.NS, p netip.Prefix) (netip.Addr, error) {
-	for {
-		addrs, err := ns.Netlink().AddrList(nil, 10 /* AF_INET6 */)
-		if err != nil {
-			return netip.Addr{}, err
-		}
-		for _, a := range addrs {
-			if ip, ok := netip.AddrFromSlice(a.IP); ok && p.Contains(ip) {
-				return ip, nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return netip.Addr{}, fmt.Errorf("no address in %v on the lan host: %w", p, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -74,7 +75,8 @@ func (a *Agents) Stop() error {
 }
 
 // WaitAddr waits until the namespace has a global address in p (one
-// that SLAAC made, for the LAN host) and returns it.
+// that SLAAC made, for the LAN host), past duplicate address detection,
+// and returns it.
 func (n *NS) WaitAddr(ctx context.Context, p netip.Prefix) (netip.Addr, error) {
 	for {
 		addrs, err := n.nl.AddrList(nil, netlink.FAMILY_ALL)
@@ -82,6 +84,11 @@ func (n *NS) WaitAddr(ctx context.Context, p netip.Prefix) (netip.Addr, error) {
 			return netip.Addr{}, err
 		}
 		for _, a := range addrs {
+			// A tentative address (DAD not done) is not used as a
+			// source yet: the host would send from its link-local one.
+			if a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) != 0 {
+				continue
+			}
 			if ip, ok := netip.AddrFromSlice(a.IP); ok && p.Contains(ip.Unmap()) {
 				return ip.Unmap(), nil
 			}
