@@ -115,6 +115,11 @@ func (a *agent) confirm(ctx context.Context, f session.Flow, c session.Carrier, 
 	if err != nil {
 		return err
 	}
+	// The carrier may have bound (CarrierBound) while the grant was on its
+	// way: keep the public side it learned, which a replay needs.
+	if e, ok := a.flows.Get(f); ok && e.Carrier.Public.IsValid() {
+		c.Public = e.Carrier.Public
+	}
 	return a.flows.Update(f, c, flows.StateOpen)
 }
 
@@ -130,6 +135,7 @@ func (a *agent) openPicked(ctx context.Context, dp *datapath, lan, f session.Flo
 		a.drop(f, c)
 		return err
 	}
+	a.note(f, c)
 	pkts := held()
 	a.sendHeld(dp, lan, c, pkts)
 	err := a.confirm(ctx, f, c, token)
@@ -152,6 +158,7 @@ func (a *agent) openPicked(ctx context.Context, dp *datapath, lan, f session.Flo
 		a.Close(f, proto.CodeInternal)
 		return err
 	}
+	a.note(f, c)
 	a.sendHeld(dp, lan, c, pkts)
 	return nil
 }
