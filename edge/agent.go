@@ -229,11 +229,21 @@ func (a *agent) Open(ctx context.Context, f session.Flow, carrierProto session.P
 	}
 	c.Relay = g.Relay
 	a.claimRelayPort(c)
-	if err := a.flows.Update(f, c, flows.StateOpen); err != nil {
+	if err := a.markOpen(f, &c); err != nil {
 		a.drop(f, c)
 		return session.Carrier{}, err
 	}
 	return c, nil
+}
+
+// markOpen records that the relay granted f's carrier c. A CarrierBound
+// may have come first (with edge-chooses-r the relay binds the carrier
+// on an early packet while it grants): c takes the public side it told.
+func (a *agent) markOpen(f session.Flow, c *session.Carrier) error {
+	if e, ok := a.flows.Get(f); ok && !c.Public.IsValid() {
+		c.Public = e.Carrier.Public
+	}
+	return a.flows.Update(f, *c, flows.StateOpen)
 }
 
 // Close ends a flow here and at the relay.

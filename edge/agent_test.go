@@ -19,6 +19,7 @@ import (
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/relay"
 	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/flows"
 )
 
 // pkiDir makes a CA, a relay certificate for 127.0.0.1 and an edge
@@ -295,5 +296,32 @@ func TestPickedCarrier(t *testing.T) {
 	a.Close(flow(1), proto.CodeClosed)
 	if after := a.relayPool(session.UDP).InUse(); after != before-1 {
 		t.Errorf("relay ports in use %d after a close, want %d", after, before-1)
+	}
+}
+
+// TestBoundBeforeGrant: with edge-chooses-r the relay may bind a carrier
+// (and say so) before its grant reaches the edge; the grant must not
+// forget the public side, which a replay needs.
+func TestBoundBeforeGrant(t *testing.T) {
+	s := &Settings{CarrierPorts: confRange(61000, 61099)}
+	a, err := newAgent(s, netip.MustParseAddr("100.64.0.2"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := session.Flow{Proto: session.UDP, Site: netip.MustParseAddrPort("[2001:db8:5::2]:1"), Remote: netip.MustParseAddrPort("[2001:db8:6::2]:53")}
+	c, err := a.take(f, session.UDP, netip.MustParseAddrPort("198.51.100.6:20001"), 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	public := netip.MustParseAddrPort("198.51.100.2:4444")
+	a.Bound(&proto.CarrierBound{Flow: f, Public: public})
+	if err := a.markOpen(f, &c); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := a.flows.Get(f); e.Carrier.Public != public || e.State != flows.StateOpen {
+		t.Errorf("after the grant: %+v, want open with public %v", e, public)
+	}
+	if snap := a.Snapshot(); len(snap) != 1 || snap[0].Public != public {
+		t.Errorf("replay %+v, want the public side %v", snap, public)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/handshake"
 	"github.com/unmap-dev/unmap/session/xlat"
 	"github.com/unmap-dev/unmap/xdp"
 )
@@ -220,6 +221,9 @@ func (a *agent) classify(dp *datapath, m xdp.Miss) (lan, f session.Flow, cp sess
 		a.count("miss-not-site")
 		return lan, f, 0, 0, false
 	}
+	if _, known := a.flows.Get(lan); !known && a.lateAnswer(lan, m.Data) {
+		return lan, f, 0, 0, false
+	}
 	// TCP and UDP ride native carriers; everything else, ICMPv6 echo
 	// included, rides a UDP carrier. An ICMP echo carrier has a single
 	// identifier, which the CGNAT rewrites, so the relay could not find
@@ -247,6 +251,9 @@ func (a *agent) classify4(dp *datapath, m xdp.Miss, lan session.Flow) (_, f sess
 		// packet that raced the entries in).
 		return lan, f, lan.Proto, 0, true
 	}
+	if a.lateAnswer(lan, m.Data) {
+		return lan, f, 0, 0, false
+	}
 	f, err := a.nat.outbound(lan)
 	if err != nil {
 		a.count("miss-no-public-ipv4")
@@ -259,6 +266,21 @@ func (a *agent) classify4(dp *datapath, m xdp.Miss, lan session.Flow) (_, f sess
 	}
 	t, _ := session.Token(lan.Proto, m.Data[min(len(m.Data), 14+ihl):])
 	return lan, f, lan.Proto, proto.BindToken(t), true
+}
+
+// lateAnswer reports (and counts) a LAN host's TCP SYN/ACK or RST for no
+// flow: a late answer to an inbound SYN whose handshake was given up. It
+// never opens a flow.
+func (a *agent) lateAnswer(lan session.Flow, frame []byte) bool {
+	if lan.Proto != session.TCP {
+		return false
+	}
+	_, _, seg, err := handshake.Frame(frame)
+	if err != nil || !seg.Is(handshake.SYN|handshake.ACK) && seg.Flags&handshake.RST == 0 {
+		return false
+	}
+	a.count("miss-tcp-answer-no-flow")
+	return true
 }
 
 // openFlow opens the flow with the relay, installs both directions in the

@@ -67,6 +67,7 @@ func (a *agent) offerTCP(m *proto.FlowOffer, to netip.AddrPort) *proto.OfferRepl
 	}
 	c, err := a.take(m.Flow, session.TCP, m.Relay, 0)
 	if err != nil {
+		a.count("inbound-tcp-not-taken") // no carrier port, or the flow exists
 		a.log.Warn("inbound flow not taken", "flow", m.Flow, "err", err)
 		return &proto.OfferReply{Result: proto.CodeNoResources}
 	}
@@ -252,6 +253,7 @@ func (a *agent) handshakeWAN(frame []byte) bool {
 	// The carrier-to-host entry goes in before the ACK leaves: the relay
 	// releases the remote's segments only when the ACK reaches it.
 	if err := a.putBack(h.flow, h.carrier); err != nil {
+		a.count("handshake-map-failed")
 		a.log.Warn("inbound flow not mapped", "flow", h.flow, "err", err)
 		a.Close(h.flow, proto.CodeInternal)
 		return true

@@ -13,6 +13,8 @@ import (
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/flows"
 	"github.com/unmap-dev/unmap/session/handshake"
+	"github.com/unmap-dev/unmap/session/xlat"
+	"github.com/unmap-dev/unmap/xdp"
 )
 
 var (
@@ -217,8 +219,8 @@ func TestHandshakeEdge(t *testing.T) {
 
 	// Closing the flow forgets the handshake and frees the port.
 	a.Closed(&proto.FlowClose{Flow: hsFlow})
-	if len(a.handshakes) != 0 || len(a.byEdgePort) != 0 {
-		t.Errorf("handshake state left: %v %v", a.handshakes, a.byEdgePort)
+	if n, m := handshakesLeft(a); n != 0 || m != 0 {
+		t.Errorf("handshake state left: %d by flow, %d by port", n, m)
 	}
 	if a.handshakeWAN(frame(t, hsRelay.Addr(), hsWAN, rsa)) {
 		t.Error("a closed flow's carrier still taken")
@@ -256,7 +258,10 @@ func TestHandshakeEdgeRefusals(t *testing.T) {
 				next(t, sent)
 			}
 			noneSent(t, sent, "after the refusal")
-			if _, ok := a.flows.Get(hsFlow); ok || len(a.handshakes) != 0 || len(a.byEdgePort) != 0 {
+			if n, m := handshakesLeft(a); n != 0 || m != 0 {
+				t.Error("the refused flow's handshake was left behind")
+			}
+			if _, ok := a.flows.Get(hsFlow); ok {
 				t.Error("the refused flow was left behind")
 			}
 			if a.ports.InUse() != 0 {
@@ -266,5 +271,36 @@ func TestHandshakeEdgeRefusals(t *testing.T) {
 				t.Errorf("counts %v, want %s", a.Counts(), c.count)
 			}
 		})
+	}
+}
+
+func handshakesLeft(a *agent) (byFlow, byPort int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.handshakes), len(a.byEdgePort)
+}
+
+// TestLateAnswerOpensNothing: the host's SYN/ACK or RST for a flow the
+// edge does not have (its inbound handshake given up) is counted, not
+// opened as an outbound flow; a SYN is.
+func TestLateAnswerOpensNothing(t *testing.T) {
+	a, _ := handshakeAgent(t)
+	a.grant = &proto.Welcome{Prefix: netip.MustParsePrefix("2001:db8:5::/56")}
+	dp := &datapath{cfg: xlat.Config{CarrierAddr: hsWAN, PortLo: 61000, PortHi: 61099}}
+	for _, c := range []struct {
+		seg  handshake.Segment
+		open bool
+	}{
+		{hostSA, false},
+		{handshake.Segment{SrcPort: 443, DstPort: 40000, Ack: 1001, Flags: handshake.RST | handshake.ACK}, false},
+		{handshake.Segment{SrcPort: 443, DstPort: 40000, Seq: 9, Flags: handshake.SYN}, true},
+	} {
+		fr := frame(t, hsFlow.Site.Addr(), hsFlow.Remote.Addr(), c.seg)
+		if _, _, _, _, ok := a.classify(dp, xdp.Miss{Role: xlat.RoleEdgeLAN, Data: fr, Len: len(fr)}); ok != c.open {
+			t.Errorf("flags %#x: opens %v, want %v", c.seg.Flags, ok, c.open)
+		}
+	}
+	if n := a.Counts()["miss-tcp-answer-no-flow"]; n != 2 {
+		t.Errorf("counted %d, want 2", n)
 	}
 }

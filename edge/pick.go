@@ -115,12 +115,7 @@ func (a *agent) confirm(ctx context.Context, f session.Flow, c session.Carrier, 
 	if err != nil {
 		return err
 	}
-	// The carrier may have bound (CarrierBound) while the grant was on its
-	// way: keep the public side it learned, which a replay needs.
-	if e, ok := a.flows.Get(f); ok && e.Carrier.Public.IsValid() {
-		c.Public = e.Carrier.Public
-	}
-	return a.flows.Update(f, c, flows.StateOpen)
+	return a.markOpen(f, &c)
 }
 
 // openPicked installs a picked carrier, sends the held packets on at

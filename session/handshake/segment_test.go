@@ -201,3 +201,21 @@ func FuzzFrame(f *testing.F) {
 		WindowScale(s.Options)
 	})
 }
+
+func FuzzParse(f *testing.F) {
+	h, _ := sample().Header()
+	f.Add(h)
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := Parse(b)
+		if err != nil {
+			return
+		}
+		if 20+len(s.Options) > len(b) || len(s.Options)%4 != 0 || len(s.Options) > 40 {
+			t.Fatalf("%d option bytes from %d bytes", len(s.Options), len(b))
+		}
+		if _, ok := WindowScale(s.Options); ok && len(s.Options) < 3 {
+			t.Fatal("a window scale from under 3 option bytes")
+		}
+	})
+}

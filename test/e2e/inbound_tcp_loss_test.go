@@ -15,7 +15,7 @@ import (
 )
 
 // TestInboundIPv6TCPHandshakeLoss loses each of the handshake's segments
-// that crosses the Internet once, in the router between the relay, the
+// that crosses the Internet once (and, last, every SYN to a silent host), in the router between the relay, the
 // CGN and srv6, and checks the connection is made all the same by the
 // retransmission meant for it, the CGN sees nothing invalid, and data
 // goes both ways:
@@ -87,6 +87,51 @@ func testInboundIPv6TCPHandshakeLoss(t *testing.T, mode lab.CGNMode) {
 	}
 	if n := invalid(); n != 0 {
 		t.Errorf("the CGN dropped %d packets its conntrack found invalid", n)
+	}
+
+	// A host that never answers (its firewall drops the SYN): the edge
+	// refuses after 3 s, and the relay gives the carrier port back.
+	type relayStatus struct {
+		Slowpath map[string]uint64   `json:"slowpath"`
+		Ports    struct{ InUse int } `json:"ports"`
+	}
+	before := section(t, u.d.relaySock, "carriers", "the relay's ports", func(relayStatus) bool { return true })
+	dropInput(t, l.NS(lab.LAN), silentTCPPort)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	if c, err := l.NS(lab.Srv6).Dial(ctx, "tcp6", netip.AddrPortFrom(u.host, silentTCPPort).String()); err == nil {
+		c.Close()
+		t.Error("a connection to a silent host was made")
+	}
+	section(t, u.d.edgeS, "slowpath", "the edge's silent-host count", func(m map[string]uint64) bool { return m["inbound-tcp-host-silent"] >= 1 })
+	after := section(t, u.d.relaySock, "carriers", "the relay to give the ports back", func(s relayStatus) bool {
+		return s.Ports.InUse == before.Ports.InUse && s.Slowpath["inbound-tcp-refused"] >= 1
+	})
+	t.Logf("silent host: relay ports in use %d before, %d after; %d offers refused", before.Ports.InUse, after.Ports.InUse, after.Slowpath["inbound-tcp-refused"])
+}
+
+// silentTCPPort is a port the LAN host's firewall drops SYNs to.
+const silentTCPPort = 445
+
+// dropInput makes ns drop IPv6 TCP segments to port on input.
+func dropInput(t *testing.T, ns *lab.NS, port uint16) {
+	t.Helper()
+	c, err := nftables.New(nftables.WithNetNSFd(int(ns.Handle())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl := c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv6, Name: "unmap_e2e_silent"})
+	ch := c.AddChain(&nftables.Chain{Name: "input", Table: tbl, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter})
+	c.AddRule(&nftables.Rule{Table: tbl, Chain: ch, Exprs: []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{byte(port >> 8), byte(port)}},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	}})
+	if err := c.Flush(); err != nil {
+		t.Fatalf("%s: drop TCP to %d: %v", ns.Name, port, err)
 	}
 }
 

@@ -192,7 +192,7 @@ func outboundBaseline(t *testing.T, ctx context.Context, l *lab.Lab, host netip.
 	outTime := time.Since(start)
 	t.Logf("figures: first connect inbound %v, outbound %v (×%.2f); 50 MB each way inbound %v, outbound %v (inbound goodput ×%.2f of outbound)",
 		inConnect, outConnect, float64(inConnect)/float64(outConnect), inTime, outTime, float64(outTime)/float64(inTime))
-	const n = 5 // the lab's relay has 16 carrier ports, and TCP flows hold theirs until they idle out
+	const n = 5 // the lab's relay has 64 carrier ports, and TCP flows hold theirs until they idle out
 	inMed, inMax := connectTimes(t, ctx, l.NS(lab.Srv6), lanLn, netip.AddrPortFrom(host, inboundTCPPort), n)
 	outMed, outMax := connectTimes(t, ctx, l.NS(lab.LAN), ln, netip.AddrPortFrom(lab.Srv6Addr, inboundTCPPort), n)
 	t.Logf("figures: %d new connections each: inbound median %v max %v, outbound median %v max %v (inbound median ×%.2f)",

@@ -17,8 +17,9 @@ import (
 )
 
 // RelayCarrierPorts is the relay's carrier port range in a deployment:
-// narrow, so a test's attacker can cover all of it.
-const RelayCarrierPorts = "20000-20015"
+// narrow, so a test's attacker can cover all of it, yet room for the
+// tour's flows (TCP flows keep their port until they idle out).
+const RelayCarrierPorts = "20000-20063"
 
 // Deployment is what an operator sets up for the lab's site and relay:
 // certificates made by the binary's own `unmap cert`, and one config file

@@ -23,7 +23,7 @@ import (
 // that answered each hop, hop 1 first (invalid for a hop none answered),
 // and its output. UDP probes, `probes` a hop, one at a time (-N 1): each
 // probe past the edge is a flow with a carrier port of its own at the
-// relay (the lab's relay has 16, RelayCarrierPorts), and srv6
+// relay (the lab's relay has 64, RelayCarrierPorts), and srv6
 // rate-limits its port unreachables; at most 12 hops.
 func (n *NS) Traceroute6(ctx context.Context, dst netip.Addr, probes int) ([]netip.Addr, []byte, error) {
 	out, err := n.Output(ctx, "traceroute6", "-n", "-q", strconv.Itoa(probes), "-N", "1", "-w", "3", "-m", "12", dst.String())
