@@ -261,6 +261,7 @@ func (a *agent) handshakeWAN(frame []byte) bool {
 	if err := a.flows.Update(h.flow, h.carrier, flows.StateOpen); err != nil {
 		a.log.Warn("inbound flow", "flow", h.flow, "err", err)
 	}
+	a.note(h.flow, h.carrier)
 	a.sendSegment(ack, "handshake-completed")
 	go a.sendComplete(h)
 	return true

@@ -130,6 +130,7 @@ func (a *agent) openPicked(ctx context.Context, dp *datapath, lan, f session.Flo
 		a.drop(f, c)
 		return err
 	}
+	a.note(f, c)
 	pkts := held()
 	a.sendHeld(dp, lan, c, pkts)
 	err := a.confirm(ctx, f, c, token)
@@ -152,6 +153,7 @@ func (a *agent) openPicked(ctx context.Context, dp *datapath, lan, f session.Flo
 		a.Close(f, proto.CodeInternal)
 		return err
 	}
+	a.note(f, c)
 	a.sendHeld(dp, lan, c, pkts)
 	return nil
 }
