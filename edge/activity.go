@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/flows"
 	"github.com/unmap-dev/unmap/xdp"
 )
 
@@ -15,28 +16,31 @@ import (
 const activityEvery = 20 * time.Second
 
 // activity is the number of packets the datapath translated for a flow,
-// both directions; ok is false when the flow has no entries.
-type activity func(f session.Flow, c session.Carrier) (packets uint64, ok bool)
+// both directions, and whether its TCP connection ended (xdp.PairActivity);
+// ok is false when the flow has no entries.
+type activity func(f session.Flow, c session.Carrier) (packets uint64, closed, ok bool)
 
 // datapathActivity reads a flow's counters from its two entries.
 // lan gives a flow's LAN view (see siteNAT.lan).
 func datapathActivity(dp *datapath, lan func(session.Flow) session.Flow) activity {
-	return func(f session.Flow, c session.Carrier) (uint64, bool) {
+	return func(f session.Flow, c session.Carrier) (uint64, bool, bool) {
 		out, back, err := xdp.EdgePair(lan(f), c)
 		if err != nil {
-			return 0, false
+			return 0, false, false
 		}
-		return dp.d.PairPackets(out, back)
+		return dp.d.PairActivity(out, back)
 	}
 }
 
 // touchActive marks seen every flow whose counters moved since the last
-// call; seen holds the counts of the last call and is updated.
+// call, and moves a TCP flow whose connection ended to the transitory
+// timeout, so its ports come back in minutes, not hours; seen holds the
+// counts of the last call and is updated.
 func (a *agent) touchActive(seen map[session.Flow]uint64) {
 	live := make(map[session.Flow]bool, len(seen))
 	for _, e := range a.flows.Snapshot() {
 		live[e.Flow] = true
-		n, ok := a.activity(e.Flow, e.Carrier)
+		n, closed, ok := a.activity(e.Flow, e.Carrier)
 		if !ok {
 			continue
 		}
@@ -44,6 +48,11 @@ func (a *agent) touchActive(seen map[session.Flow]uint64) {
 			seen[e.Flow] = n
 			if known || n > 0 {
 				_ = a.flows.Touch(e.Flow)
+			}
+		}
+		if closed && e.State == flows.StateOpen {
+			if a.flows.Update(e.Flow, e.Carrier, flows.StateTransitory) == nil {
+				a.count("tcp-closed")
 			}
 		}
 	}

@@ -33,24 +33,36 @@ func TestActiveFlowsDoNotExpire(t *testing.T) {
 	busy := session.Flow{Proto: session.UDP, Site: netip.MustParseAddrPort("[2001:db8:5::2]:1000"), Remote: netip.MustParseAddrPort("[2001:db8:6::2]:53")}
 	idle := busy
 	idle.Site = netip.MustParseAddrPort("[2001:db8:5::2]:1001")
+	// done is a TCP connection that ends (FIN each way) after 5 minutes:
+	// the transitory timeout, not the established one, applies then.
+	done := session.Flow{Proto: session.TCP, Site: netip.MustParseAddrPort("[2001:db8:5::2]:1002"), Remote: netip.MustParseAddrPort("[2001:db8:6::2]:443")}
 	packets := map[session.Flow]uint64{}
-	a.activity = func(f session.Flow, _ session.Carrier) (uint64, bool) { return packets[f], true }
-	for _, f := range []session.Flow{busy, idle} {
-		if err := a.flows.Add(f, session.Carrier{Proto: session.UDP}, flows.StateOpen); err != nil {
+	closed := map[session.Flow]bool{}
+	a.activity = func(f session.Flow, _ session.Carrier) (uint64, bool, bool) { return packets[f], closed[f], true }
+	for _, f := range []session.Flow{busy, idle, done} {
+		if err := a.flows.Add(f, session.Carrier{Proto: f.Proto}, flows.StateOpen); err != nil {
 			t.Fatal(err)
 		}
 	}
 	seen := map[session.Flow]uint64{}
 	a.touchActive(seen) // first look: nothing moved yet
 	// Twenty minutes of traffic on busy only, looked at every 20 s.
-	for range 60 {
+	for i := range 60 {
 		advance(activityEvery)
 		packets[busy] += 10
+		if i < 15 {
+			packets[done] += 10
+		} else {
+			closed[done] = true
+		}
 		a.touchActive(seen)
 	}
 	gone := a.flows.Expire(nil, 0)
-	if len(gone) != 1 || gone[0].Flow != idle {
-		t.Fatalf("expired %v, want only the idle flow", gone)
+	if len(gone) != 2 || gone[0].Flow == busy || gone[1].Flow == busy {
+		t.Fatalf("expired %v, want the idle flow and the ended TCP connection", gone)
+	}
+	if a.Counts()["tcp-closed"] != 1 {
+		t.Errorf("tcp-closed counted %d, want 1", a.Counts()["tcp-closed"])
 	}
 	if _, ok := a.flows.Get(busy); !ok {
 		t.Error("the busy flow expired")

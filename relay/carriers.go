@@ -38,6 +38,7 @@ type carrier struct {
 	lifetime time.Duration
 	seen     time.Time
 	packets  uint64
+	closed   bool // its TCP connection ended (FIN both ways, or RST): transitory timeout
 	// An inbound TCP flow after its handshake: the host's SYN/ACK as the
 	// remote got it (sent again when the remote resends its SYN), and
 	// whether the remote-to-carrier entry is in: it waits for the

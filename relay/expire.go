@@ -24,25 +24,28 @@ const (
 
 // activity is the number of packets the datapath translated for a flow,
 // both directions; ok is false when it has no entries.
-type activity func(f session.Flow, c session.Carrier) (packets uint64, ok bool)
+type activity func(f session.Flow, c session.Carrier) (packets uint64, closed, ok bool)
 
 // datapathActivity reads a flow's counters from its two entries.
 func datapathActivity(dp *datapath) activity {
-	return func(f session.Flow, c session.Carrier) (uint64, bool) {
+	return func(f session.Flow, c session.Carrier) (uint64, bool, bool) {
 		out, back, err := xdp.RelayPair(f, c)
 		if err != nil {
-			return 0, false
+			return 0, false, false
 		}
-		return dp.d.PairPackets(out, back)
+		return dp.d.PairActivity(out, back)
 	}
 }
 
 // idleLimit is how long flow f may stay idle at the relay.
 func (c *carriers) idleLimit(f session.Flow, k *carrier) time.Duration {
 	state := flows.StateOpen
-	if !k.public.IsValid() {
+	switch {
+	case !k.public.IsValid():
 		// Never bound: its first packet is long overdue.
 		state = flows.StateOpening
+	case k.closed:
+		state = flows.StateTransitory // its TCP connection ended
 	}
 	d := c.timeouts.For(f.Proto, state)
 	if state == flows.StateOpen {
@@ -83,10 +86,14 @@ func (c *carriers) sweep() {
 		}
 	}
 	c.mu.Unlock()
-	counts := make(map[session.Flow]uint64, len(probes))
+	type seen struct {
+		packets uint64
+		closed  bool
+	}
+	counts := make(map[session.Flow]seen, len(probes))
 	for _, p := range probes {
-		if n, ok := c.activity(p.f, p.c); ok {
-			counts[p.f] = n
+		if n, closed, ok := c.activity(p.f, p.c); ok {
+			counts[p.f] = seen{n, closed}
 		}
 	}
 
@@ -101,8 +108,13 @@ func (c *carriers) sweep() {
 	var expired []gone
 	c.mu.Lock()
 	for f, k := range c.flows {
-		if n, ok := counts[f]; ok && n != k.packets {
-			k.packets, k.seen = n, now
+		n, ok := counts[f]
+		if ok && n.closed && !k.closed {
+			k.closed = true
+			c.countLocked("tcp-closed")
+		}
+		if ok && n.packets != k.packets {
+			k.packets, k.seen = n.packets, now
 			continue
 		}
 		if now.Sub(k.seen) > c.idleLimit(f, k) {

@@ -30,16 +30,17 @@ func TestSweep(t *testing.T) {
 	now := time.Unix(1e9, 0)
 	c.now = func() time.Time { return now }
 	packets := map[session.Flow]uint64{}
-	c.activity = func(f session.Flow, _ session.Carrier) (uint64, bool) {
+	endedConn := map[session.Flow]bool{}
+	c.activity = func(f session.Flow, _ session.Carrier) (uint64, bool, bool) {
 		n, ok := packets[f]
-		return n, ok
+		return n, endedConn[f], ok
 	}
 	flow := func(port uint16) session.Flow {
 		return session.Flow{Proto: session.UDP, Site: netip.AddrPortFrom(netip.MustParseAddr("2001:db8:5::2"), port),
 			Remote: netip.MustParseAddrPort("[2001:db8:6::2]:53")}
 	}
 	add := func(f session.Flow, bound bool, lifetime time.Duration) {
-		lease, err := c.ports.Grant("home", public, session.UDP)
+		lease, err := c.ports.Grant("home", public, f.Proto)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -57,6 +58,12 @@ func TestSweep(t *testing.T) {
 	add(idle, true, 0)
 	add(long, true, 10*time.Minute) // the edge asked for more than the relay's 2 min
 	add(unbound, false, 0)
+	// A TCP connection that ended (its FINs seen by the datapath) keeps
+	// only the transitory 4 min, not the established 124.
+	ended := flow(5)
+	ended.Proto = session.TCP
+	add(ended, true, 124*time.Minute)
+	endedConn[ended] = true
 
 	has := func(f session.Flow) bool {
 		c.mu.Lock()
@@ -79,14 +86,21 @@ func TestSweep(t *testing.T) {
 	if !has(active) || has(idle) || !has(long) || has(unbound) {
 		t.Fatalf("after 3m20s: active %v idle %v long %v unbound %v; want true false true false", has(active), has(idle), has(long), has(unbound))
 	}
-	step(8 * time.Minute) // past the edge's 10 min + grace
+	if !has(ended) {
+		t.Error("the ended TCP flow went before its transitory 4 min + grace")
+	}
+	step(2 * time.Minute)
+	if has(ended) {
+		t.Error("the ended TCP flow outlived its transitory 4 min + grace")
+	}
+	step(6 * time.Minute) // past the edge's 10 min + grace
 	if has(long) || !has(active) {
 		t.Errorf("after 11m20s: long %v active %v; want false true", has(long), has(active))
 	}
 	if got := c.ports.Stats().InUse; got != 1 {
 		t.Errorf("ports in use %d, want 1 (the active flow's)", got)
 	}
-	if got := c.counts["expired"]; got != 3 {
-		t.Errorf("expired counted %d, want 3", got)
+	if got := c.counts["expired"]; got != 4 {
+		t.Errorf("expired counted %d, want 4", got)
 	}
 }

@@ -174,7 +174,10 @@ func (d *Datapath) Delete(k xlat.Key) error {
 
 // Counters are a flow direction's translated packets and bytes (input
 // frame bytes), summed over CPUs.
-type Counters struct{ Packets, Bytes uint64 }
+type Counters struct {
+	Packets, Bytes uint64
+	Ended          uint16 // xlat.EndFIN, EndRST: what the entry's TCP segments carried
+}
 
 // FlowCounters reads k's counters.
 func (d *Datapath) FlowCounters(k xlat.Key) (Counters, error) {
@@ -190,6 +193,7 @@ func (d *Datapath) FlowCounters(k xlat.Key) (Counters, error) {
 	for _, v := range vals {
 		c.Packets += v.Packets
 		c.Bytes += v.Bytes
+		c.Ended |= v.Flags
 	}
 	return c, nil
 }

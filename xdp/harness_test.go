@@ -143,6 +143,9 @@ func (h *harness) compare(role xlat.Role, in []byte) (xlat.Result, error) {
 			if c.Packets-cBefore.Packets != 1 || c.Bytes-cBefore.Bytes != uint64(len(in)) {
 				return want, fmt.Errorf("flow counters moved by %d/%d, want 1/%d", c.Packets-cBefore.Packets, c.Bytes-cBefore.Bytes, len(in))
 			}
+			if c.Ended != cBefore.Ended|want.TCPEnd {
+				return want, fmt.Errorf("entry flags %#x after %#x, model adds %#x", c.Ended, cBefore.Ended, want.TCPEnd)
+			}
 		}
 	}
 	return want, nil

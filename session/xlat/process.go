@@ -24,6 +24,33 @@ type Result struct {
 	// ICMPError: the packet is an ICMP error, looked up by its embedded
 	// packet (Key is that packet's tuple reversed).
 	ICMPError bool
+	// TCPEnd is what the translated packet adds to its entry's flags
+	// (EndFIN, EndRST): how the agents learn a connection ended.
+	TCPEnd uint16
+}
+
+// Entry flags the datapath sets on a translated TCP segment with FIN or
+// RST, so the agents can move a closed connection to the transitory
+// timeout (RFC 5382 REQ-5, RFC 7857 3.1) instead of holding its ports
+// for the established one.
+const (
+	EndFIN uint16 = 1 << 0
+	EndRST uint16 = 1 << 1
+)
+
+// tcpEnd is the entry flags a plain TCP segment sets.
+func tcpEnd(p *pkt) uint16 {
+	if p.icmpErr || p.key.Proto != protoTCP || len(p.b) < p.l4+14 {
+		return 0
+	}
+	var f uint16
+	if p.b[p.l4+13]&0x01 != 0 {
+		f |= EndFIN
+	}
+	if p.b[p.l4+13]&0x04 != 0 {
+		f |= EndRST
+	}
+	return f
 }
 
 const (
@@ -80,6 +107,7 @@ func Process(role Role, cfg *Config, t Tables, fib FIB, b []byte) Result {
 			return res
 		}
 	}
+	end := tcpEnd(&p) // before apply moves the header
 	out, r := apply(&p, e)
 	if r != ReasonNone {
 		res := untouched(b, r)
@@ -87,7 +115,7 @@ func Process(role Role, cfg *Config, t Tables, fib FIB, b []byte) Result {
 		return res
 	}
 	res := forward(fib, out)
-	res.Hit, res.Key, res.ICMPError = true, p.key, p.icmpErr
+	res.Hit, res.Key, res.ICMPError, res.TCPEnd = true, p.key, p.icmpErr, end
 	return res
 }
 

@@ -96,3 +96,26 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("zero config: %v", err)
 	}
 }
+
+// TestTCPEnd: a translated FIN or RST marks its entry, in either
+// direction; any other segment, and an untranslated one, marks nothing.
+func TestTCPEnd(t *testing.T) {
+	world := xlattest.World()
+	want := map[string]uint16{"tcp/edge-lan/fin-to-carrier": xlat.EndFIN, "tcp/relay/carrier-rst-to-v6": xlat.EndRST}
+	seen := 0
+	for _, f := range xlattest.Fixtures() {
+		cfg := configFor(f.Role)
+		res := xlat.Process(f.Role, &cfg, world, nil, append([]byte(nil), f.In...))
+		if w, ok := want[f.Name]; ok {
+			seen++
+			if res.TCPEnd != w || !res.Hit {
+				t.Errorf("%s: TCPEnd %#x (hit %v), want %#x", f.Name, res.TCPEnd, res.Hit, w)
+			}
+		} else if res.TCPEnd != 0 {
+			t.Errorf("%s: TCPEnd %#x, want none", f.Name, res.TCPEnd)
+		}
+	}
+	if seen != len(want) {
+		t.Errorf("%d of the %d FIN/RST fixtures found", seen, len(want))
+	}
+}

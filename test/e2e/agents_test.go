@@ -223,6 +223,13 @@ func testOutboundIPv6(t *testing.T, mode lab.CGNMode) {
 	if sp["picked"] == 0 || sp["pick-taken"] != 0 {
 		t.Errorf("edge slow path %v: want flows on picked R, none refused", sp)
 	}
+	// The closed 50 MB connection's FINs were seen in the datapath: the
+	// edge moves it to the transitory timeout at its next look (20 s).
+	wctx, wcancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer wcancel()
+	if _, err := lab.WaitSection(wctx, u.d.edgeS, "slowpath", func(m map[string]uint64) bool { return m["tcp-closed"] >= 1 }); err != nil {
+		t.Errorf("the edge never saw a TCP connection end: %v", err)
+	}
 }
 
 // TestInboundIPv6UDP proves an Internet host can reach a LAN host first:

@@ -36,6 +36,12 @@ struct flow_key {
 };
 build_bug_on(sizeof(struct flow_key) != 40);
 
+/* Entry flags the program sets on a translated TCP segment with FIN or
+ * RST (Go: xlat.EndFIN, EndRST): the agents time closed connections out
+ * as transitory. */
+#define ENTRY_FIN (1 << 0)
+#define ENTRY_RST (1 << 1)
+
 /* What a key maps to; the counters are this CPU's (per-CPU hash). */
 struct flow_entry {
 	__u8 action;  /* enum action */

@@ -81,11 +81,22 @@ static __always_inline int is_keepalive(const struct pkt *p, const struct flow_e
 	return 1;
 }
 
+/* The entry flags a plain TCP segment sets: FIN, RST (see maps.h). */
+static __always_inline __u16 tcp_end(const struct pkt *p)
+{
+	__u8 *fl = (__u8 *)p->data + (p->key.family == 4 ? L4_4 : L4_6) + 13;
+
+	if (p->key.proto != IPPROTO_TCP || p->icmp_err || (void *)(fl + 1) > p->end)
+		return 0;
+	return (*fl & 0x01 ? ENTRY_FIN : 0) | (*fl & 0x04 ? ENTRY_RST : 0);
+}
+
 static __always_inline int unmap_process(struct xdp_md *ctx, enum role role)
 {
 	struct pkt p = {};
 	struct flow_entry *e;
 	enum reason r;
+	__u16 end = 0;
 
 	r = parse(ctx, &p);
 	if (r != REASON_NONE)
@@ -130,6 +141,7 @@ static __always_inline int unmap_process(struct xdp_md *ctx, enum role role)
 		return verdict(REASON_DROP_UDP_ZERO_CSUM);
 	if (is_keepalive(&p, e))
 		return verdict(REASON_KEEPALIVE);
+	end = tcp_end(&p); /* before translation moves the header */
 	switch (e->action) {
 	case ACT_XLAT64:
 		r = xlat64(ctx, &p, e);
@@ -151,6 +163,7 @@ done:
 		return verdict(r);
 	e->packets++;
 	e->bytes += p.len;
+	e->flags |= end;
 	return forward(ctx, e->action == ACT_XLAT64 || e->action == ACT_WRAP64 ||
 				    e->action == ACT_NAPT44);
 }

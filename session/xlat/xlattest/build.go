@@ -33,6 +33,9 @@ type Spec struct {
 	// behind (the embedded packet of an error).
 	ICMPType, ICMPCode uint8
 	ICMPRest           [4]byte
+	// TCPFlags, when non-zero, replaces a TCP segment's ACK|PSH flags
+	// (the byte at offset 13 of the header: FIN 0x01, RST 0x04...).
+	TCPFlags uint8
 	// Input-only oddities: an IPv6 flow label, an IPv4 option, the
 	// IPv4 more-fragments flag, a UDP checksum of zero.
 	FlowLabel   uint32
@@ -74,6 +77,9 @@ func Build(s Spec) []byte {
 	case s.Proto == 6:
 		t := &layers.TCP{SrcPort: layers.TCPPort(s.SPort), DstPort: layers.TCPPort(s.DPort),
 			Seq: 1000, Ack: 2000, ACK: true, PSH: true, Window: 512}
+		if f := s.TCPFlags; f != 0 {
+			t.FIN, t.SYN, t.RST, t.PSH, t.ACK, t.URG = f&0x01 != 0, f&0x02 != 0, f&0x04 != 0, f&0x08 != 0, f&0x10 != 0, f&0x20 != 0
+		}
 		_ = t.SetNetworkLayerForChecksum(nl)
 		ls = append(ls, t)
 	case s.Proto == 17:

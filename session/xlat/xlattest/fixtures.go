@@ -79,6 +79,13 @@ func Fixtures() []Fixture {
 	fl := sp(6, SiteHost, 40000, Remote6, 443, 64)
 	fl.FlowLabel = 0xabcde
 	fs = append(fs, xl("tcp/edge-lan/flow-label-dropped", lan, fl, sp(6, EdgeWAN, 20000, RelayAddr, 30000, 63)))
+	// FIN and RST are translated like any segment, and mark the entry
+	// (Result.TCPEnd) so the agents time the connection out early.
+	fin, finOut := sp(6, SiteHost, 40000, Remote6, 443, 64), sp(6, EdgeWAN, 20000, RelayAddr, 30000, 63)
+	fin.TCPFlags, finOut.TCPFlags = 0x11, 0x11
+	rst, rstOut := sp(6, CGNATPub, 20001, RelayAddr, 30000, 64), sp(6, SiteHost, 40000, Remote6, 443, 63)
+	rst.TCPFlags, rstOut.TCPFlags = 0x14, 0x14
+	fs = append(fs, xl("tcp/edge-lan/fin-to-carrier", lan, fin, finOut), xl("tcp/relay/carrier-rst-to-v6", rel, rst, rstOut))
 	// NAPT keeps a zero UDP checksum.
 	z, zo := sp(17, LANHost4, 5000, Remote4, 80, 64), sp(17, EdgeWAN, 20008, RelayAddr, 30008, 63)
 	z.ZeroUDPCsum, zo.ZeroUDPCsum = true, true
