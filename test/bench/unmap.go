@@ -106,4 +106,3 @@ func waitConnected(ctx context.Context, sock string, agents ...*proc) error {
 	}
 	return fmt.Errorf("the edge's session never came up: %w", err)
 }
-
