@@ -125,7 +125,7 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 		m.SYN = h
 	}
 	m.CarrierProto = cp
-	lease, err := c.ports.Grant(ss.Site(), publicAddr(ss), cp)
+	lease, err := c.offerLease(ss, cp)
 	if err != nil {
 		c.dropFlow(f, syn, "inbound-no-port")
 		return
@@ -148,7 +148,11 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 	defer cancel()
 	r, err := ss.Offer(ctx, m)
 	if err != nil {
-		_ = c.ports.Release(lease)
+		if r != nil {
+			c.spare(ss.Site(), lease) // the edge said no: it sent nothing on R
+		} else {
+			_ = c.ports.Release(lease) // it may answer late, and send
+		}
 		c.rememberRefusal(f, ss, r)
 		c.dropFlow(f, syn, "inbound-refused")
 		c.log.Debug("inbound flow refused", "flow", f, "err", err)

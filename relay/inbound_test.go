@@ -163,6 +163,10 @@ func TestInboundRefusedCached(t *testing.T) {
 	if got := e.offered(); got != 21 {
 		t.Errorf("%d offers for 21 refused flows, want 21", got)
 	}
+	// Their relay port carried nothing: offered again, not quarantined.
+	if st := c.ports.Stats(); st.Granted != 1 || c.countOf("inbound-port-reused") != 20 {
+		t.Errorf("21 refused offers took %d ports from the allocator; counts %v", st.Granted, c.counts)
+	}
 	if st := c.inboundStatus().(inboundStatus); st.Refused != 21 || len(st.Pending) != 0 {
 		t.Errorf("status %+v", st)
 	}
@@ -214,7 +218,7 @@ func TestInboundTCPClosedCached(t *testing.T) {
 // bounded in all, and all of it is given back when the offers end.
 func TestInboundPendingBound(t *testing.T) {
 	e := &fakeEdge{site: "home", id: 1, answer: refuseAll(proto.CodeRefused), hold: make(chan struct{})}
-	c, _ := inboundCarriers(t, e)
+	c, clk := inboundCarriers(t, e)
 	c.inb.maxHeld = 100
 	ctx := context.Background()
 	before := c.ports.Stats().InUse
@@ -250,17 +254,30 @@ func TestInboundPendingBound(t *testing.T) {
 	if c.countOf("inbound-no-session") != 1 {
 		t.Errorf("counts %v", c.counts)
 	}
+	for e.offered() < maxPendingPerSite {
+		time.Sleep(time.Millisecond)
+	}
+	if got := c.ports.Stats().InUse; got != before+maxPendingPerSite {
+		t.Errorf("offers out: ports in use %d, want %d", got, before+maxPendingPerSite)
+	}
 	close(e.hold)
 	waitIdle(t, c)
-	if got := c.ports.Stats().InUse; got != before || c.inb.heldN != 0 || c.countOf("inbound-refused") != 100 {
-		t.Errorf("after the offers: ports in use %d (want %d), held %d, counts %v", got, before, c.inb.heldN, c.counts)
+	// The refused offers' ports carried nothing: a few are kept for the
+	// next offers, the rest go back; the kept ones go after spareIdle.
+	if got := c.ports.Stats().InUse; got != before+sparePerSite || c.inb.heldN != 0 || c.countOf("inbound-refused") != 100 {
+		t.Errorf("after the offers: ports in use %d (want %d), held %d, counts %v", got, before+sparePerSite, c.inb.heldN, c.counts)
 	}
 	// Slots free again.
 	k, _ := udpTo("2001:db8:5::10", 20000)
 	c.inbound(ctx, k, []byte("x"))
 	waitIdle(t, c)
-	if got := e.offered(); got != maxPendingPerSite+1 {
-		t.Errorf("%d offers, want %d", got, maxPendingPerSite+1)
+	if got := e.offered(); got != maxPendingPerSite+1 || c.countOf("inbound-port-reused") != 1 {
+		t.Errorf("%d offers, want %d; counts %v", got, maxPendingPerSite+1, c.counts)
+	}
+	clk.add(spareIdle)
+	c.sweep()
+	if got := c.ports.Stats().InUse; got != before {
+		t.Errorf("after %v: ports in use %d, want %d", spareIdle, got, before)
 	}
 }
 

@@ -39,6 +39,7 @@ type inboundState struct {
 	pending map[string]int // offers out, by site
 	heldN   int            // packets in carriers.held
 	refused refusedCache
+	spares  map[string][]spareLease // unused ports of refused offers, by site (spare.go)
 
 	// Tests only: lower limits, and sessions that are not control
 	// sessions (by site; a live control session comes first).
@@ -81,14 +82,19 @@ type inboundStatus struct {
 	Refused       int            `json:"refused_flows_remembered"`
 	RefusedMax    int            `json:"refused_flows_max"`
 	RefusedTTLSec int            `json:"refused_ttl_sec"`
+	Spare         int            `json:"unused_ports_kept"`
 }
 
 func (c *carriers) inboundStatus() any {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := &c.inb
+	spare := 0
+	for _, sp := range s.spares {
+		spare += len(sp)
+	}
 	return inboundStatus{Pending: maps.Clone(s.pending), PendingMax: s.pendingCap(), Held: s.heldN, HeldMax: s.heldCap(),
-		Refused: s.refused.len(), RefusedMax: refusedMax, RefusedTTLSec: int(refusedTTL / time.Second)}
+		Refused: s.refused.len(), RefusedMax: refusedMax, RefusedTTLSec: int(refusedTTL / time.Second), Spare: spare}
 }
 
 // offerDone frees an offer's slot when it ends, whatever its end.
