@@ -132,6 +132,14 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 	}
 	m.Relay = lease.RelayAddr()
 	lk := leaseKey{lease.Key, lease.Port}
+	// A refused offer's port is kept for the next offer only once this
+	// one no longer marks it offered (deferred calls run last first).
+	unused := false
+	defer func() {
+		if unused {
+			c.spare(ss.Site(), lease)
+		}
+	}()
 	c.mu.Lock()
 	c.offering[lk] = true
 	c.mu.Unlock()
@@ -149,7 +157,7 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 	r, err := ss.Offer(ctx, m)
 	if err != nil {
 		if r != nil {
-			c.spare(ss.Site(), lease) // the edge said no: it sent nothing on R
+			unused = true // the edge said no: it sent nothing on R
 		} else {
 			_ = c.ports.Release(lease) // it may answer late, and send
 		}
