@@ -51,6 +51,7 @@ type agent struct {
 	// flow and by carrier port E.
 	handshakes map[session.Flow]*tcpInbound
 	byEdgePort map[uint16]*tcpInbound
+	hostWaits  int // inbound TCP offers waiting for the LAN host's answer (handshake.go)
 }
 
 // count records a slow-path event (a miss it could not use, a held packet

@@ -45,6 +45,15 @@ var (
 	completeSchedule   = []time.Duration{300 * time.Millisecond, time.Second, 2 * time.Second}
 )
 
+// maxHostWaits bounds the inbound TCP offers waiting for the LAN host's
+// answer at once: each holds a carrier port for up to 3 s
+// (hostAnswerSchedule), so a SYN flood to an allowed port could
+// otherwise hold the edge's ports. The relay offers at most 64 a site at
+// once; this holds whatever the relay does. Beyond it an offer is refused
+// with CodeNoResources (counted inbound-tcp-pending-full), which the
+// relay does not remember: the next SYN may be offered again.
+const maxHostWaits = 64
+
 // offerTCP runs the edge's part of an accepted inbound TCP offer up to
 // the carrier SYN: the reply carries the host's ISN as the bind token. to
 // is the LAN host's endpoint: the flow's site end, or for a port forward
@@ -65,6 +74,19 @@ func (a *agent) offerTCP(m *proto.FlowOffer, to netip.AddrPort) *proto.OfferRepl
 		a.count("inbound-tcp-bad-syn")
 		return &proto.OfferReply{Result: proto.CodeMalformed}
 	}
+	a.mu.Lock()
+	if a.hostWaits >= maxHostWaits {
+		a.counts["inbound-tcp-pending-full"]++
+		a.mu.Unlock()
+		return &proto.OfferReply{Result: proto.CodeNoResources}
+	}
+	a.hostWaits++
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		a.hostWaits--
+		a.mu.Unlock()
+	}()
 	c, err := a.take(m.Flow, session.TCP, m.Relay, 0)
 	if err != nil {
 		a.count("inbound-tcp-not-taken") // no carrier port, or the flow exists

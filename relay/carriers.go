@@ -85,6 +85,7 @@ type carriers struct {
 	done       map[session.Flow]chan struct{} // closed when a flow's held packets were released
 	icmpLimit  *ratelimit.Limiter             // ICMP errors relayed, by site; "": the relay's own
 	offering   map[leaseKey]bool              // carriers offered to an edge, not yet answered: their packets may come early
+	inb        inboundState                   // bounds of the inbound slow path (inboundlimits.go)
 }
 
 // sessionInfo is a session as `unmap status` shows it.
@@ -118,7 +119,7 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 
 // publicAddr is the CGNAT address a session's edge appears from: its
 // carriers come from the same address (RFC 4787 REQ-2, paired pooling).
-func publicAddr(ss *control.Session) netip.Addr {
+func publicAddr(ss interface{ RemoteAddr() net.Addr }) netip.Addr {
 	if u, ok := ss.RemoteAddr().(*net.UDPAddr); ok {
 		if a, ok := netip.AddrFromSlice(u.IP); ok {
 			return a.Unmap()

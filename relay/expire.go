@@ -100,6 +100,7 @@ func (c *carriers) sweep() {
 	now := c.now()
 	c.mu.Lock()
 	c.pruneEarlyLocked(now)
+	c.releaseSparesLocked(now)
 	c.mu.Unlock()
 	type gone struct {
 		f    session.Flow

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/unmap-dev/unmap/control"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/flows"
@@ -50,10 +49,13 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 		case syn != nil && syn.Flags&handshake.SYN != 0:
 			// The remote's SYN again: the edge has the first one.
 			c.countLocked("inbound-tcp-syn-again")
-		case len(h) < maxHeld || (syn != nil && len(h) < maxHeldTCP):
-			c.held[f] = append(h, frame)
-		default:
+		case len(h) >= maxHeldTCP || (syn == nil && len(h) >= maxHeld):
 			c.countLocked("inbound-held-overflow")
+		case c.inb.heldN >= c.inb.heldCap():
+			c.countLocked("inbound-held-full")
+		default:
+			c.held[f] = append(h, frame)
+			c.inb.heldAdd(1)
 		}
 		c.mu.Unlock()
 		return
@@ -75,9 +77,30 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 		c.mu.Unlock()
 		return
 	}
+	if code, ok := c.inb.refused.get(f, ss.ID(), c.now()); ok {
+		// Refused a moment ago: the edge is not asked again.
+		c.countLocked("inbound-refused-cached")
+		c.mu.Unlock()
+		if syn != nil && code == proto.CodeClosed {
+			c.resetRemote(f, *syn) // as the host did
+		}
+		return
+	}
+	if syn == nil && c.inb.heldN >= c.inb.heldCap() {
+		c.countLocked("inbound-held-full")
+		c.mu.Unlock()
+		return
+	}
+	if !c.inb.takeSlot(ss.Site()) {
+		c.countLocked("inbound-pending-full")
+		c.mu.Unlock()
+		return
+	}
 	c.held[f] = [][]byte{frame}
+	c.inb.heldAdd(1)
 	if syn != nil {
 		c.held[f] = [][]byte{} // the SYN itself goes in the offer
+		c.inb.heldAdd(-1)
 	}
 	released := make(chan struct{})
 	c.done[f] = released
@@ -88,7 +111,8 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 // offer asks the edge and, on accept, waits for the carrier to bind (TCP:
 // for its handshake to complete); the held packets go out when it does
 // (release closes released). syn is the remote's SYN of a TCP flow.
-func (c *carriers) offer(ctx context.Context, ss *control.Session, f session.Flow, syn *handshake.Segment, released <-chan struct{}) {
+func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *handshake.Segment, released <-chan struct{}) {
+	defer c.offerDone(ss.Site())
 	cp := session.UDP
 	m := &proto.FlowOffer{Flow: f, LifetimeSec: uint32(c.udpTimeout / time.Second)}
 	if syn != nil {
@@ -101,13 +125,21 @@ func (c *carriers) offer(ctx context.Context, ss *control.Session, f session.Flo
 		m.SYN = h
 	}
 	m.CarrierProto = cp
-	lease, err := c.ports.Grant(ss.Site(), publicAddr(ss), cp)
+	lease, err := c.offerLease(ss, cp)
 	if err != nil {
 		c.dropFlow(f, syn, "inbound-no-port")
 		return
 	}
 	m.Relay = lease.RelayAddr()
 	lk := leaseKey{lease.Key, lease.Port}
+	// A refused offer's port is kept for the next offer only once this
+	// one no longer marks it offered (deferred calls run last first).
+	unused := false
+	defer func() {
+		if unused {
+			c.spare(ss.Site(), lease)
+		}
+	}()
 	c.mu.Lock()
 	c.offering[lk] = true
 	c.mu.Unlock()
@@ -117,11 +149,19 @@ func (c *carriers) offer(ctx context.Context, ss *control.Session, f session.Flo
 		_ = c.takeEarlyLocked(lk) // nothing, unless the offer failed
 		c.mu.Unlock()
 	}()
-	ctx, cancel := context.WithTimeout(ctx, inboundSetup)
+	c.mu.Lock()
+	setup := c.inb.setupTime()
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, setup)
 	defer cancel()
 	r, err := ss.Offer(ctx, m)
 	if err != nil {
-		_ = c.ports.Release(lease)
+		if r != nil {
+			unused = true // the edge said no: it sent nothing on R
+		} else {
+			_ = c.ports.Release(lease) // it may answer late, and send
+		}
+		c.rememberRefusal(f, ss, r)
 		c.dropFlow(f, syn, "inbound-refused")
 		c.log.Debug("inbound flow refused", "flow", f, "err", err)
 		if syn != nil && errors.Is(err, proto.CodeClosed) {
@@ -143,20 +183,21 @@ func (c *carriers) offer(ctx context.Context, ss *control.Session, f session.Flo
 		c.carrierPacket(p.key, p.frame, true)
 	}
 	// The edge's opener binds the carrier (misses → bind → release); for
-	// TCP its completing ACK does. If it never comes, the held packets go.
+	// TCP its completing ACK does. If it never comes, the carrier, its
+	// port and the held packets go at once (not at the idle expiry,
+	// minutes later), and the edge is told to drop its side.
 	select {
 	case <-ctx.Done():
-		if syn != nil {
-			c.giveUp(ss, f, k) // before the held packets go: a SYN after that offers anew
-		}
+		c.giveUp(ss, f, k) // before the held packets go: a packet after that offers anew
 		c.dropFlow(f, syn, "inbound-not-opened")
 	case <-released:
 	}
 }
 
-// giveUp removes an inbound TCP flow whose handshake did not complete in
-// time: its port and any entries go, and the edge is told.
-func (c *carriers) giveUp(ss *control.Session, f session.Flow, k *carrier) {
+// giveUp removes an inbound flow whose carrier did not open in time (a
+// UDP opener that never came, a TCP handshake that did not complete): its
+// port and any entries go, and the edge is told.
+func (c *carriers) giveUp(ss edgeSide, f session.Flow, k *carrier) {
 	c.mu.Lock()
 	mine := c.flows[f] == k
 	if mine {
@@ -188,6 +229,7 @@ func (c *carriers) drop(f session.Flow, why string) {
 	for range c.held[f] {
 		c.countLocked(why)
 	}
+	c.inb.heldAdd(-len(c.held[f]))
 	delete(c.held, f)
 	delete(c.done, f)
 }
@@ -196,6 +238,7 @@ func (c *carriers) drop(f session.Flow, why string) {
 func (c *carriers) release(dp *datapath, f session.Flow, carrier session.Carrier) {
 	c.mu.Lock()
 	held := c.held[f]
+	c.inb.heldAdd(-len(held))
 	delete(c.held, f)
 	if ch, ok := c.done[f]; ok {
 		close(ch)
@@ -208,12 +251,19 @@ func (c *carriers) release(dp *datapath, f session.Flow, carrier session.Carrier
 }
 
 // owner is the live session of the site an address belongs to; c.mu held.
-func (c *carriers) owner(a netip.Addr) *control.Session {
+func (c *carriers) owner(a netip.Addr) edgeSide {
 	for site, p := range c.grants {
 		for _, pfx := range p {
-			if pfx.Contains(a) {
-				return c.live[site]
+			if !pfx.Contains(a) {
+				continue
 			}
+			if ss := c.live[site]; ss != nil {
+				return ss
+			}
+			if e := c.inb.edges[site]; e != nil {
+				return e
+			}
+			return nil
 		}
 	}
 	return nil

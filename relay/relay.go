@@ -86,6 +86,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		st := admin.NewServer("relay", o.Version)
 		st.Section("control", func() any { return srv.Counters().Snapshot() })
 		st.Section("carriers", c.status)
+		st.Section("inbound", c.inboundStatus)
 		if c.dp != nil {
 			st.Section("datapath", func() any {
 				m, err := c.dp.d.ReasonCounts()

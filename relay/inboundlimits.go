@@ -1,0 +1,117 @@
+package relay
+
+import (
+	"cmp"
+	"context"
+	"maps"
+	"net"
+	"time"
+
+	"github.com/unmap-dev/unmap/proto"
+	"github.com/unmap-dev/unmap/session"
+)
+
+// What one Internet host can make the relay's inbound slow path hold and
+// the edge decide. An offer holds a relay port, a goroutine and (TCP) an
+// edge port and a SYN at the LAN host until it is answered and its
+// carrier opened (at most inboundSetup): per site, at most
+// maxPendingPerSite at once; beyond, a new flow's packets are dropped
+// until one ends. Held packets are bounded per flow (maxHeld,
+// maxHeldTCP) and in all (maxHeldAll), whatever the number of sites.
+const (
+	maxPendingPerSite = 64
+	maxHeldAll        = 4096
+)
+
+// edgeSide is what an inbound offer needs of the site's session:
+// *control.Session, or a fake in tests.
+type edgeSide interface {
+	Site() string
+	ID() uint64
+	RemoteAddr() net.Addr
+	Offer(ctx context.Context, m *proto.FlowOffer) (*proto.OfferReply, error)
+	CloseFlow(f session.Flow, reason proto.Code) error
+}
+
+// inboundState is the inbound slow path's bookkeeping; guarded by
+// carriers.mu. Its zero value is ready, with the limits above.
+type inboundState struct {
+	pending map[string]int // offers out, by site
+	heldN   int            // packets in carriers.held
+	refused refusedCache
+	spares  map[string][]spareLease // unused ports of refused offers, by site (spare.go)
+
+	// Tests only: lower limits, and sessions that are not control
+	// sessions (by site; a live control session comes first).
+	maxPending, maxHeld int
+	setup               time.Duration
+	edges               map[string]edgeSide
+}
+
+func (s *inboundState) pendingCap() int          { return cmp.Or(s.maxPending, maxPendingPerSite) }
+func (s *inboundState) heldCap() int             { return cmp.Or(s.maxHeld, maxHeldAll) }
+func (s *inboundState) setupTime() time.Duration { return cmp.Or(s.setup, inboundSetup) }
+
+// held counts n packets more (or fewer) held; c.mu held.
+func (s *inboundState) heldAdd(n int) { s.heldN = max(0, s.heldN+n) }
+
+// takeSlot takes one of site's offer slots; false if none is free.
+func (s *inboundState) takeSlot(site string) bool {
+	if s.pending[site] >= s.pendingCap() {
+		return false
+	}
+	if s.pending == nil {
+		s.pending = map[string]int{}
+	}
+	s.pending[site]++
+	return true
+}
+
+func (s *inboundState) freeSlot(site string) {
+	if s.pending[site]--; s.pending[site] <= 0 {
+		delete(s.pending, site)
+	}
+}
+
+// inboundStatus is the relay's `inbound` status section.
+type inboundStatus struct {
+	Pending       map[string]int `json:"pending_offers_by_site"`
+	PendingMax    int            `json:"pending_offers_max_per_site"`
+	Held          int            `json:"held_packets"`
+	HeldMax       int            `json:"held_packets_max"`
+	Refused       int            `json:"refused_flows_remembered"`
+	RefusedMax    int            `json:"refused_flows_max"`
+	RefusedTTLSec int            `json:"refused_ttl_sec"`
+	Spare         int            `json:"unused_ports_kept"`
+}
+
+func (c *carriers) inboundStatus() any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := &c.inb
+	spare := 0
+	for _, sp := range s.spares {
+		spare += len(sp)
+	}
+	return inboundStatus{Pending: maps.Clone(s.pending), PendingMax: s.pendingCap(), Held: s.heldN, HeldMax: s.heldCap(),
+		Refused: s.refused.len(), RefusedMax: refusedMax, RefusedTTLSec: int(refusedTTL / time.Second), Spare: spare}
+}
+
+// offerDone frees an offer's slot when it ends, whatever its end.
+func (c *carriers) offerDone(site string) {
+	c.mu.Lock()
+	c.inb.freeSlot(site)
+	c.mu.Unlock()
+}
+
+// rememberRefusal keeps a refusal that holds for a while (refused.go).
+func (c *carriers) rememberRefusal(f session.Flow, ss edgeSide, r *proto.OfferReply) {
+	if r == nil || !refusedCodes[r.Result] {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := c.inb.refused.add(f, ss.ID(), r.Result, c.now()); n > 0 {
+		c.counts["inbound-refused-cache-full"] += uint64(n)
+	}
+}

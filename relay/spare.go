@@ -1,0 +1,81 @@
+package relay
+
+import (
+	"time"
+
+	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/ports"
+)
+
+// An inbound offer leases its relay port R before it asks the edge (the
+// offer names it), but the edge sends nothing on it unless it accepts.
+// Released to the allocator, the port of a refused offer would rest out
+// the quarantine (minutes) meant for ports that carried packets, and a
+// flood of refused flows would empty the carrier ports of every site
+// behind the edge's CGNAT address. So the relay keeps a few such unused
+// ports per site and offers them again; those not offered again within
+// spareIdle go back to the allocator after all.
+const (
+	sparePerSite = 8
+	spareIdle    = 2 * time.Second
+)
+
+type spareLease struct {
+	lease ports.Lease
+	at    time.Time // when its offer was refused
+}
+
+// offerLease leases R for an offer: an unused port of the site's for the
+// same CGNAT address and protocol if it has one, else a new one.
+func (c *carriers) offerLease(ss edgeSide, cp session.Proto) (ports.Lease, error) {
+	pub := publicAddr(ss).Unmap()
+	c.mu.Lock()
+	now := c.now()
+	c.releaseSparesLocked(now)
+	sp := c.inb.spares[ss.Site()]
+	for i := len(sp) - 1; i >= 0; i-- {
+		if l := sp[i].lease; l.Public == pub && l.Proto == cp {
+			c.inb.spares[ss.Site()] = append(sp[:i], sp[i+1:]...)
+			c.countLocked("inbound-port-reused")
+			c.mu.Unlock()
+			return l, nil
+		}
+	}
+	c.mu.Unlock()
+	return c.ports.Grant(ss.Site(), pub, cp)
+}
+
+// spare keeps the port of an offer the edge refused, which carried no
+// packet; past sparePerSite it goes back to the allocator.
+func (c *carriers) spare(site string, l ports.Lease) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.inb.spares[site]) >= sparePerSite {
+		_ = c.ports.Release(l)
+		return
+	}
+	if c.inb.spares == nil {
+		c.inb.spares = map[string][]spareLease{}
+	}
+	c.inb.spares[site] = append(c.inb.spares[site], spareLease{l, c.now()})
+}
+
+// releaseSparesLocked gives the allocator the unused ports kept longer
+// than spareIdle; c.mu held.
+func (c *carriers) releaseSparesLocked(now time.Time) {
+	for site, sp := range c.inb.spares {
+		keep := sp[:0]
+		for _, s := range sp {
+			if now.Sub(s.at) < spareIdle {
+				keep = append(keep, s)
+			} else if err := c.ports.Release(s.lease); err != nil {
+				c.log.Error("port release", "lease", s.lease, "err", err)
+			}
+		}
+		if len(keep) == 0 {
+			delete(c.inb.spares, site)
+		} else {
+			c.inb.spares[site] = keep
+		}
+	}
+}

@@ -1,0 +1,112 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/unmap-dev/unmap/test/lab"
+)
+
+// The flood: floodRounds rounds, floodGap apart (well inside the relay's
+// 10 s memory of refusals), each one datagram to every one of
+// floodPorts ports on floodAddrs addresses of the site that the edge's
+// policy refuses.
+const (
+	floodRounds = 8
+	floodGap    = 100 * time.Millisecond
+	floodPorts  = 8
+	floodAddrs  = 4
+)
+
+type relayInbound struct {
+	Refused int `json:"refused_flows_remembered"`
+}
+
+// TestInboundFloodRefused: srv6 sends round after round of datagrams to
+// ports and addresses of the site that the edge refuses. The relay asks
+// the edge about each flow once, not once per packet: the edge's count of
+// refused offers stays at the number of flows, and the relay counts the
+// rest as refused from memory. A legitimate inbound UDP flow opened
+// during the flood works, its first datagram not lost.
+func TestInboundFloodRefused(t *testing.T) { bothCGNs(t, testInboundFloodRefused) }
+
+func testInboundFloodRefused(t *testing.T, mode lab.CGNMode) {
+	u := upWithPolicy(t, mode, fmt.Sprintf("    - {proto: udp, hosts: %q, ports: \"%d\"}\n", lab.SitePrefix, lab.EchoPort))
+	l := u.lab
+	srv := echoServer(t, l.NS(lab.LAN))
+	policy := func() map[string]uint64 {
+		return section(t, u.d.edgeS, "inbound", "the edge's inbound counts", func(map[string]uint64) bool { return true })
+	}
+	before := policy()
+
+	targets := make([]netip.AddrPort, 0, floodPorts*floodAddrs)
+	for i := range floodAddrs {
+		a := u.host
+		if i > 0 {
+			b := lab.SitePrefix.Addr().As16()
+			b[14], b[15] = 0xf1, byte(i)
+			a = netip.AddrFrom16(b)
+		}
+		for p := range floodPorts {
+			targets = append(targets, netip.AddrPortFrom(a, uint16(20000+p)))
+		}
+	}
+	pc, err := l.NS(lab.Srv6).ListenPacket("udp6", "[::]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	legit := make(chan error, 1)
+	sent := 0
+	for round := range floodRounds {
+		for _, to := range targets {
+			if _, err := pc.WriteTo([]byte("flood"), net.UDPAddrFromAddrPort(to)); err != nil {
+				t.Fatalf("flood to %v: %v", to, err)
+			}
+			sent++
+		}
+		if round == 1 {
+			go func() {
+				_, err := l.NS(lab.Srv6).EchoUDP(ctx, netip.AddrPortFrom(u.host, lab.EchoPort), "inbound-during-flood")
+				legit <- err
+			}()
+		}
+		time.Sleep(floodGap)
+	}
+	if err := <-legit; err != nil {
+		t.Fatalf("srv6 → lan UDP during the flood: %v", err)
+	}
+	firstNotLost(t, srv, "inbound-during-flood")
+
+	// Every datagram is accounted for (the last offers took a round
+	// trip): refused by the edge or from memory, or, in the first round,
+	// dropped for want of a relay port (the lab's relay has 16 and the
+	// round offers 32 flows at once).
+	sp := section(t, u.d.relaySock, "carriers", "the relay's refusals", func(c relaySlowpath) bool {
+		return c.Slowpath["inbound-refused"]+c.Slowpath["inbound-refused-cached"]+c.Slowpath["inbound-no-port"] >= uint64(sent)
+	}).Slowpath
+	after := policy()
+	offers := after["no-rule"] - before["no-rule"]
+	t.Logf("%d flood datagrams to %d refused flows: the edge was offered %d (%.3f a datagram), the relay refused %d from memory, %d held and refused, %d with no port free",
+		sent, len(targets), offers, float64(offers)/float64(sent), sp["inbound-refused-cached"], sp["inbound-refused"], sp["inbound-no-port"])
+	if offers == 0 || offers > uint64(len(targets)) {
+		t.Errorf("the edge refused %d offers for %d flows: want at most one a flow", offers, len(targets))
+	}
+	if sp["inbound-refused-cached"] < uint64(sent-2*len(targets)) {
+		t.Errorf("the relay refused only %d of %d datagrams from memory", sp["inbound-refused-cached"], sent)
+	}
+	if after["accepted"]-before["accepted"] != 1 {
+		t.Errorf("edge accepted %d flows, want the legitimate one", after["accepted"]-before["accepted"])
+	}
+	in := section(t, u.d.relaySock, "inbound", "the relay's inbound section", func(relayInbound) bool { return true })
+	if in.Refused < len(targets) {
+		t.Errorf("the relay remembers %d refused flows, want %d", in.Refused, len(targets))
+	}
+}
