@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -14,6 +15,7 @@ import (
 type Datapath struct {
 	objs datapathObjects
 	cfg  xlat.Config
+	mu   sync.Mutex // serializes read-modify-writes of carrier slots
 }
 
 // Options tune loading; the zero value is fine.
@@ -53,6 +55,7 @@ func Load(cfg xlat.Config, opts Options) (*Datapath, error) {
 			return nil, fmt.Errorf("set %s: %w", name, err)
 		}
 	}
+	spec.Maps[datapathMapCarriers].MaxEntries = slotCount(cfg)
 	if opts.MaxFlows != 0 {
 		spec.Maps[datapathMapFlows].MaxEntries = opts.MaxFlows
 	}
@@ -104,6 +107,13 @@ func (d *Datapath) put(k xlat.Key, e xlat.Entry, flags ebpf.MapUpdateFlags) erro
 	if err != nil {
 		return err
 	}
+	if idx, ok := d.slotIndex(k); ok {
+		return d.putSlot(idx, ck, ce, flags)
+	}
+	return d.putFlows(ck, ce, flags)
+}
+
+func (d *Datapath) putFlows(ck datapathFlowKey, ce datapathFlowEntry, flags ebpf.MapUpdateFlags) error {
 	n, err := ebpf.PossibleCPU()
 	if err != nil {
 		return err
@@ -148,6 +158,9 @@ func (d *Datapath) Delete(k xlat.Key) error {
 	if err != nil {
 		return err
 	}
+	if idx, ok := d.slotIndex(k); ok {
+		return d.deleteSlot(idx, ck)
+	}
 	return d.objs.Flows.Delete(&ck)
 }
 
@@ -161,6 +174,13 @@ func (d *Datapath) FlowCounters(k xlat.Key) (Counters, error) {
 	if err != nil {
 		return Counters{}, err
 	}
+	if idx, ok := d.slotIndex(k); ok {
+		return d.slotCounters(idx, ck)
+	}
+	return d.flowsCounters(ck)
+}
+
+func (d *Datapath) flowsCounters(ck datapathFlowKey) (Counters, error) {
 	var vals []datapathFlowEntry
 	if err := d.objs.Flows.Lookup(&ck, &vals); err != nil {
 		return Counters{}, err

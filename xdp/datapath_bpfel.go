@@ -24,6 +24,15 @@ const (
 	datapathActionACT_UNWRAP46 datapathAction = 5
 )
 
+type datapathCarrierSlot struct {
+	_     structs.HostLayout
+	Saddr uint32
+	Sport uint16
+	Used  uint8
+	Spill uint8
+	E     datapathFlowEntry
+}
+
 type datapathFlowEntry struct {
 	_       structs.HostLayout
 	Action  uint8
@@ -105,28 +114,30 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	datapathMapFlows           = "flows"
-	datapathMapLocalAddrs      = "local_addrs"
-	datapathMapMisses          = "misses"
-	datapathMapReasons         = "reasons"
-	datapathMapSitePrefixes    = "site_prefixes"
-	datapathMapTxPorts         = "tx_ports"
-	datapathProgBenchLookup    = "bench_lookup"
-	datapathProgEdgeLan        = "edge_lan"
-	datapathProgEdgeWan        = "edge_wan"
-	datapathProgRelayExt       = "relay_ext"
-	datapathProgXdpPass        = "xdp_pass"
-	datapathVarCfgCarrierAddr  = "cfg_carrier_addr"
-	datapathVarCfgLanV4ToAgent = "cfg_lan_v4_to_agent"
-	datapathVarCfgPortHi       = "cfg_port_hi"
-	datapathVarCfgPortLo       = "cfg_port_lo"
-	datapathVarSwFib           = "sw_fib"
-	datapathVarUnusedAction    = "unused_action"
-	datapathVarUnusedFlowEntry = "unused_flow_entry"
-	datapathVarUnusedFlowKey   = "unused_flow_key"
-	datapathVarUnusedMissRec   = "unused_miss_rec"
-	datapathVarUnusedReason    = "unused_reason"
-	datapathVarUnusedRole      = "unused_role"
+	datapathMapCarriers          = "carriers"
+	datapathMapFlows             = "flows"
+	datapathMapLocalAddrs        = "local_addrs"
+	datapathMapMisses            = "misses"
+	datapathMapReasons           = "reasons"
+	datapathMapSitePrefixes      = "site_prefixes"
+	datapathMapTxPorts           = "tx_ports"
+	datapathProgBenchLookup      = "bench_lookup"
+	datapathProgEdgeLan          = "edge_lan"
+	datapathProgEdgeWan          = "edge_wan"
+	datapathProgRelayExt         = "relay_ext"
+	datapathProgXdpPass          = "xdp_pass"
+	datapathVarCfgCarrierAddr    = "cfg_carrier_addr"
+	datapathVarCfgLanV4ToAgent   = "cfg_lan_v4_to_agent"
+	datapathVarCfgPortHi         = "cfg_port_hi"
+	datapathVarCfgPortLo         = "cfg_port_lo"
+	datapathVarSwFib             = "sw_fib"
+	datapathVarUnusedAction      = "unused_action"
+	datapathVarUnusedCarrierSlot = "unused_carrier_slot"
+	datapathVarUnusedFlowEntry   = "unused_flow_entry"
+	datapathVarUnusedFlowKey     = "unused_flow_key"
+	datapathVarUnusedMissRec     = "unused_miss_rec"
+	datapathVarUnusedReason      = "unused_reason"
+	datapathVarUnusedRole        = "unused_role"
 )
 
 // loadDatapath returns the embedded CollectionSpec for datapath.
@@ -182,6 +193,7 @@ type datapathProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathMapSpecs struct {
+	Carriers     *ebpf.MapSpec `ebpf:"carriers"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
 	LocalAddrs   *ebpf.MapSpec `ebpf:"local_addrs"`
 	Misses       *ebpf.MapSpec `ebpf:"misses"`
@@ -194,17 +206,18 @@ type datapathMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathVariableSpecs struct {
-	CfgCarrierAddr  *ebpf.VariableSpec `ebpf:"cfg_carrier_addr"`
-	CfgLanV4ToAgent *ebpf.VariableSpec `ebpf:"cfg_lan_v4_to_agent"`
-	CfgPortHi       *ebpf.VariableSpec `ebpf:"cfg_port_hi"`
-	CfgPortLo       *ebpf.VariableSpec `ebpf:"cfg_port_lo"`
-	SwFib           *ebpf.VariableSpec `ebpf:"sw_fib"`
-	UnusedAction    *ebpf.VariableSpec `ebpf:"unused_action"`
-	UnusedFlowEntry *ebpf.VariableSpec `ebpf:"unused_flow_entry"`
-	UnusedFlowKey   *ebpf.VariableSpec `ebpf:"unused_flow_key"`
-	UnusedMissRec   *ebpf.VariableSpec `ebpf:"unused_miss_rec"`
-	UnusedReason    *ebpf.VariableSpec `ebpf:"unused_reason"`
-	UnusedRole      *ebpf.VariableSpec `ebpf:"unused_role"`
+	CfgCarrierAddr    *ebpf.VariableSpec `ebpf:"cfg_carrier_addr"`
+	CfgLanV4ToAgent   *ebpf.VariableSpec `ebpf:"cfg_lan_v4_to_agent"`
+	CfgPortHi         *ebpf.VariableSpec `ebpf:"cfg_port_hi"`
+	CfgPortLo         *ebpf.VariableSpec `ebpf:"cfg_port_lo"`
+	SwFib             *ebpf.VariableSpec `ebpf:"sw_fib"`
+	UnusedAction      *ebpf.VariableSpec `ebpf:"unused_action"`
+	UnusedCarrierSlot *ebpf.VariableSpec `ebpf:"unused_carrier_slot"`
+	UnusedFlowEntry   *ebpf.VariableSpec `ebpf:"unused_flow_entry"`
+	UnusedFlowKey     *ebpf.VariableSpec `ebpf:"unused_flow_key"`
+	UnusedMissRec     *ebpf.VariableSpec `ebpf:"unused_miss_rec"`
+	UnusedReason      *ebpf.VariableSpec `ebpf:"unused_reason"`
+	UnusedRole        *ebpf.VariableSpec `ebpf:"unused_role"`
 }
 
 // datapathObjects contains all objects after they have been loaded into the kernel.
@@ -227,6 +240,7 @@ func (o *datapathObjects) Close() error {
 //
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathMaps struct {
+	Carriers     *ebpf.Map `ebpf:"carriers"`
 	Flows        *ebpf.Map `ebpf:"flows"`
 	LocalAddrs   *ebpf.Map `ebpf:"local_addrs"`
 	Misses       *ebpf.Map `ebpf:"misses"`
@@ -237,6 +251,7 @@ type datapathMaps struct {
 
 func (m *datapathMaps) Close() error {
 	return _DatapathClose(
+		m.Carriers,
 		m.Flows,
 		m.LocalAddrs,
 		m.Misses,
@@ -250,17 +265,18 @@ func (m *datapathMaps) Close() error {
 //
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathVariables struct {
-	CfgCarrierAddr  *ebpf.Variable `ebpf:"cfg_carrier_addr"`
-	CfgLanV4ToAgent *ebpf.Variable `ebpf:"cfg_lan_v4_to_agent"`
-	CfgPortHi       *ebpf.Variable `ebpf:"cfg_port_hi"`
-	CfgPortLo       *ebpf.Variable `ebpf:"cfg_port_lo"`
-	SwFib           *ebpf.Variable `ebpf:"sw_fib"`
-	UnusedAction    *ebpf.Variable `ebpf:"unused_action"`
-	UnusedFlowEntry *ebpf.Variable `ebpf:"unused_flow_entry"`
-	UnusedFlowKey   *ebpf.Variable `ebpf:"unused_flow_key"`
-	UnusedMissRec   *ebpf.Variable `ebpf:"unused_miss_rec"`
-	UnusedReason    *ebpf.Variable `ebpf:"unused_reason"`
-	UnusedRole      *ebpf.Variable `ebpf:"unused_role"`
+	CfgCarrierAddr    *ebpf.Variable `ebpf:"cfg_carrier_addr"`
+	CfgLanV4ToAgent   *ebpf.Variable `ebpf:"cfg_lan_v4_to_agent"`
+	CfgPortHi         *ebpf.Variable `ebpf:"cfg_port_hi"`
+	CfgPortLo         *ebpf.Variable `ebpf:"cfg_port_lo"`
+	SwFib             *ebpf.Variable `ebpf:"sw_fib"`
+	UnusedAction      *ebpf.Variable `ebpf:"unused_action"`
+	UnusedCarrierSlot *ebpf.Variable `ebpf:"unused_carrier_slot"`
+	UnusedFlowEntry   *ebpf.Variable `ebpf:"unused_flow_entry"`
+	UnusedFlowKey     *ebpf.Variable `ebpf:"unused_flow_key"`
+	UnusedMissRec     *ebpf.Variable `ebpf:"unused_miss_rec"`
+	UnusedReason      *ebpf.Variable `ebpf:"unused_reason"`
+	UnusedRole        *ebpf.Variable `ebpf:"unused_role"`
 }
 
 // datapathPrograms contains all programs after they have been loaded into the kernel.

@@ -6,4 +6,4 @@ package xdp
 // where the tree is checked out (TestGenerateReproducible checks this).
 // -fno-strict-aliasing: checksums read headers as 32-bit words right after
 // writing their 8- and 16-bit fields; the kernel builds with it too.
-//go:generate go tool bpf2go -target bpfel -cflags "-O2 -g -Wall -Werror -fno-strict-aliasing -Ibpf/include" -type reason -type action -type role -type flow_key -type flow_entry -type miss_rec datapath bpf/unmap.c
+//go:generate go tool bpf2go -target bpfel -cflags "-O2 -g -Wall -Werror -fno-strict-aliasing -Ibpf/include" -type reason -type action -type role -type flow_key -type flow_entry -type carrier_slot -type miss_rec datapath bpf/unmap.c
