@@ -29,12 +29,25 @@ type Options struct {
 // loads them into the kernel. A verifier rejection is returned as an
 // *ebpf.VerifierError with the log.
 func Load(cfg xlat.Config, opts Options) (*Datapath, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
 	spec, err := loadDatapath()
 	if err != nil {
 		return nil, err
+	}
+	if err := configure(spec, cfg, opts); err != nil {
+		return nil, err
+	}
+	d := &Datapath{cfg: cfg}
+	if err := spec.LoadAndAssign(&d.objs, nil); err != nil {
+		return nil, fmt.Errorf("load datapath: %w", err)
+	}
+	return d, nil
+}
+
+// configure validates cfg and writes it, and the table sizes it implies,
+// into a spec of the datapath (or of a test build of the same C).
+func configure(spec *ebpf.CollectionSpec, cfg xlat.Config, opts Options) error {
+	if err := cfg.Validate(); err != nil {
+		return err
 	}
 	var addr uint32
 	if cfg.CarrierAddr.IsValid() {
@@ -52,18 +65,14 @@ func Load(cfg xlat.Config, opts Options) (*Datapath, error) {
 		datapathVarCfgLanV4ToAgent: v4agent,
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
-			return nil, fmt.Errorf("set %s: %w", name, err)
+			return fmt.Errorf("set %s: %w", name, err)
 		}
 	}
 	spec.Maps[datapathMapCarriers].MaxEntries = slotCount(cfg)
 	if opts.MaxFlows != 0 {
 		spec.Maps[datapathMapFlows].MaxEntries = opts.MaxFlows
 	}
-	d := &Datapath{cfg: cfg}
-	if err := spec.LoadAndAssign(&d.objs, nil); err != nil {
-		return nil, fmt.Errorf("load datapath: %w", err)
-	}
-	return d, nil
+	return nil
 }
 
 // Close releases the programs and maps (attached links stay until closed).
