@@ -12,3 +12,8 @@ package xdp
 // suffix keeps it out of the binary): every map lookup also increments the
 // global unmap_lookups, so TestOneLookupPerEstablishedPacket can count them.
 //go:generate go tool bpf2go -target bpfel -output-suffix _test -cflags "-O2 -g -Wall -Werror -fno-strict-aliasing -Ibpf/include -DUNMAP_COUNT_LOOKUPS" lookups bpf/unmap.c
+
+// Benchmark variants (bpf/bench.c, which builds unmap.c without flow
+// counters and adds one program per part of the established path), for
+// BenchmarkBreakdown only.
+//go:generate go tool bpf2go -target bpfel -output-suffix _test -cflags "-O2 -g -Wall -Werror -fno-strict-aliasing -Ibpf/include" benchvar bpf/bench.c
