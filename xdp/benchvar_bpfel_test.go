@@ -57,6 +57,17 @@ type benchvarFlowKey struct {
 	Daddr  [4]uint32
 }
 
+type benchvarFlowKey4 struct {
+	_     structs.HostLayout
+	Proto uint8
+	Pad   uint8
+	Sport uint16
+	Dport uint16
+	Pad2  uint16
+	Saddr uint32
+	Daddr uint32
+}
+
 type benchvarLpmKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -71,6 +82,7 @@ const (
 	benchvarMapBvFlowsShared     = "bv_flows_shared"
 	benchvarMapCarriers          = "carriers"
 	benchvarMapFlows             = "flows"
+	benchvarMapFlows4            = "flows4"
 	benchvarMapLocalAddrs        = "local_addrs"
 	benchvarMapMisses            = "misses"
 	benchvarMapReasons           = "reasons"
@@ -95,6 +107,7 @@ const (
 	benchvarVarUnusedCarrierSlot = "unused_carrier_slot"
 	benchvarVarUnusedFlowEntry   = "unused_flow_entry"
 	benchvarVarUnusedFlowKey     = "unused_flow_key"
+	benchvarVarUnusedFlowKey4    = "unused_flow_key4"
 	benchvarVarUnusedMissRec     = "unused_miss_rec"
 	benchvarVarUnusedReason      = "unused_reason"
 	benchvarVarUnusedRole        = "unused_role"
@@ -162,6 +175,7 @@ type benchvarMapSpecs struct {
 	BvFlowsShared *ebpf.MapSpec `ebpf:"bv_flows_shared"`
 	Carriers      *ebpf.MapSpec `ebpf:"carriers"`
 	Flows         *ebpf.MapSpec `ebpf:"flows"`
+	Flows4        *ebpf.MapSpec `ebpf:"flows4"`
 	LocalAddrs    *ebpf.MapSpec `ebpf:"local_addrs"`
 	Misses        *ebpf.MapSpec `ebpf:"misses"`
 	Reasons       *ebpf.MapSpec `ebpf:"reasons"`
@@ -182,6 +196,7 @@ type benchvarVariableSpecs struct {
 	UnusedCarrierSlot *ebpf.VariableSpec `ebpf:"unused_carrier_slot"`
 	UnusedFlowEntry   *ebpf.VariableSpec `ebpf:"unused_flow_entry"`
 	UnusedFlowKey     *ebpf.VariableSpec `ebpf:"unused_flow_key"`
+	UnusedFlowKey4    *ebpf.VariableSpec `ebpf:"unused_flow_key4"`
 	UnusedMissRec     *ebpf.VariableSpec `ebpf:"unused_miss_rec"`
 	UnusedReason      *ebpf.VariableSpec `ebpf:"unused_reason"`
 	UnusedRole        *ebpf.VariableSpec `ebpf:"unused_role"`
@@ -211,6 +226,7 @@ type benchvarMaps struct {
 	BvFlowsShared *ebpf.Map `ebpf:"bv_flows_shared"`
 	Carriers      *ebpf.Map `ebpf:"carriers"`
 	Flows         *ebpf.Map `ebpf:"flows"`
+	Flows4        *ebpf.Map `ebpf:"flows4"`
 	LocalAddrs    *ebpf.Map `ebpf:"local_addrs"`
 	Misses        *ebpf.Map `ebpf:"misses"`
 	Reasons       *ebpf.Map `ebpf:"reasons"`
@@ -224,6 +240,7 @@ func (m *benchvarMaps) Close() error {
 		m.BvFlowsShared,
 		m.Carriers,
 		m.Flows,
+		m.Flows4,
 		m.LocalAddrs,
 		m.Misses,
 		m.Reasons,
@@ -245,6 +262,7 @@ type benchvarVariables struct {
 	UnusedCarrierSlot *ebpf.Variable `ebpf:"unused_carrier_slot"`
 	UnusedFlowEntry   *ebpf.Variable `ebpf:"unused_flow_entry"`
 	UnusedFlowKey     *ebpf.Variable `ebpf:"unused_flow_key"`
+	UnusedFlowKey4    *ebpf.Variable `ebpf:"unused_flow_key4"`
 	UnusedMissRec     *ebpf.Variable `ebpf:"unused_miss_rec"`
 	UnusedReason      *ebpf.Variable `ebpf:"unused_reason"`
 	UnusedRole        *ebpf.Variable `ebpf:"unused_role"`

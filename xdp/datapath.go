@@ -20,7 +20,8 @@ type Datapath struct {
 
 // Options tune loading; the zero value is fine.
 type Options struct {
-	// MaxFlows sizes the flow map (both directions count); 0 keeps the
+	// MaxFlows sizes each of the flow hashes, IPv6 and IPv4 (both
+	// directions count; carriers in their slots do not); 0 keeps the
 	// object's default of 65536.
 	MaxFlows uint32
 }
@@ -71,6 +72,7 @@ func configure(spec *ebpf.CollectionSpec, cfg xlat.Config, opts Options) error {
 	spec.Maps[datapathMapCarriers].MaxEntries = slotCount(cfg)
 	if opts.MaxFlows != 0 {
 		spec.Maps[datapathMapFlows].MaxEntries = opts.MaxFlows
+		spec.Maps[datapathMapFlows4].MaxEntries = opts.MaxFlows
 	}
 	return nil
 }
@@ -131,7 +133,8 @@ func (d *Datapath) putFlows(ck datapathFlowKey, ce datapathFlowEntry, flags ebpf
 	for i := range vals {
 		vals[i] = ce
 	}
-	return d.objs.Flows.Update(&ck, vals, flags)
+	m, hk := d.hash(ck)
+	return m.Update(hk, vals, flags)
 }
 
 // Mapping is one direction of a flow: the key a packet arrives with and
@@ -170,7 +173,7 @@ func (d *Datapath) Delete(k xlat.Key) error {
 	if idx, ok := d.slotIndex(k); ok {
 		return d.deleteSlot(idx, ck)
 	}
-	return d.objs.Flows.Delete(&ck)
+	return d.deleteFlows(ck)
 }
 
 // Counters are a flow direction's translated packets and bytes (input
@@ -191,7 +194,8 @@ func (d *Datapath) FlowCounters(k xlat.Key) (Counters, error) {
 
 func (d *Datapath) flowsCounters(ck datapathFlowKey) (Counters, error) {
 	var vals []datapathFlowEntry
-	if err := d.objs.Flows.Lookup(&ck, &vals); err != nil {
+	m, hk := d.hash(ck)
+	if err := m.Lookup(hk, &vals); err != nil {
 		return Counters{}, err
 	}
 	var c Counters
@@ -271,4 +275,18 @@ func (d *Datapath) Attach(ifindex int, r xlat.Role) (link.Link, Mode, error) {
 
 func le32(b []byte) uint32 {
 	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
+
+// hash is the hash map a key not in a carrier slot lives in, and its key
+// there: IPv4 keys in flows4 (16 bytes), IPv6 keys in flows (40).
+func (d *Datapath) hash(ck datapathFlowKey) (*ebpf.Map, any) {
+	if ck.Family == 4 {
+		return d.objs.Flows4, &datapathFlowKey4{Proto: ck.Proto, Sport: ck.Sport, Dport: ck.Dport, Saddr: ck.Saddr[0], Daddr: ck.Daddr[0]}
+	}
+	return d.objs.Flows, &ck
+}
+
+func (d *Datapath) deleteFlows(ck datapathFlowKey) error {
+	m, hk := d.hash(ck)
+	return m.Delete(hk)
 }

@@ -57,6 +57,17 @@ type datapathFlowKey struct {
 	Daddr  [4]uint32
 }
 
+type datapathFlowKey4 struct {
+	_     structs.HostLayout
+	Proto uint8
+	Pad   uint8
+	Sport uint16
+	Dport uint16
+	Pad2  uint16
+	Saddr uint32
+	Daddr uint32
+}
+
 type datapathLpmKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -116,6 +127,7 @@ const (
 const (
 	datapathMapCarriers          = "carriers"
 	datapathMapFlows             = "flows"
+	datapathMapFlows4            = "flows4"
 	datapathMapLocalAddrs        = "local_addrs"
 	datapathMapMisses            = "misses"
 	datapathMapReasons           = "reasons"
@@ -135,6 +147,7 @@ const (
 	datapathVarUnusedCarrierSlot = "unused_carrier_slot"
 	datapathVarUnusedFlowEntry   = "unused_flow_entry"
 	datapathVarUnusedFlowKey     = "unused_flow_key"
+	datapathVarUnusedFlowKey4    = "unused_flow_key4"
 	datapathVarUnusedMissRec     = "unused_miss_rec"
 	datapathVarUnusedReason      = "unused_reason"
 	datapathVarUnusedRole        = "unused_role"
@@ -195,6 +208,7 @@ type datapathProgramSpecs struct {
 type datapathMapSpecs struct {
 	Carriers     *ebpf.MapSpec `ebpf:"carriers"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
+	Flows4       *ebpf.MapSpec `ebpf:"flows4"`
 	LocalAddrs   *ebpf.MapSpec `ebpf:"local_addrs"`
 	Misses       *ebpf.MapSpec `ebpf:"misses"`
 	Reasons      *ebpf.MapSpec `ebpf:"reasons"`
@@ -215,6 +229,7 @@ type datapathVariableSpecs struct {
 	UnusedCarrierSlot *ebpf.VariableSpec `ebpf:"unused_carrier_slot"`
 	UnusedFlowEntry   *ebpf.VariableSpec `ebpf:"unused_flow_entry"`
 	UnusedFlowKey     *ebpf.VariableSpec `ebpf:"unused_flow_key"`
+	UnusedFlowKey4    *ebpf.VariableSpec `ebpf:"unused_flow_key4"`
 	UnusedMissRec     *ebpf.VariableSpec `ebpf:"unused_miss_rec"`
 	UnusedReason      *ebpf.VariableSpec `ebpf:"unused_reason"`
 	UnusedRole        *ebpf.VariableSpec `ebpf:"unused_role"`
@@ -242,6 +257,7 @@ func (o *datapathObjects) Close() error {
 type datapathMaps struct {
 	Carriers     *ebpf.Map `ebpf:"carriers"`
 	Flows        *ebpf.Map `ebpf:"flows"`
+	Flows4       *ebpf.Map `ebpf:"flows4"`
 	LocalAddrs   *ebpf.Map `ebpf:"local_addrs"`
 	Misses       *ebpf.Map `ebpf:"misses"`
 	Reasons      *ebpf.Map `ebpf:"reasons"`
@@ -253,6 +269,7 @@ func (m *datapathMaps) Close() error {
 	return _DatapathClose(
 		m.Carriers,
 		m.Flows,
+		m.Flows4,
 		m.LocalAddrs,
 		m.Misses,
 		m.Reasons,
@@ -274,6 +291,7 @@ type datapathVariables struct {
 	UnusedCarrierSlot *ebpf.Variable `ebpf:"unused_carrier_slot"`
 	UnusedFlowEntry   *ebpf.Variable `ebpf:"unused_flow_entry"`
 	UnusedFlowKey     *ebpf.Variable `ebpf:"unused_flow_key"`
+	UnusedFlowKey4    *ebpf.Variable `ebpf:"unused_flow_key4"`
 	UnusedMissRec     *ebpf.Variable `ebpf:"unused_miss_rec"`
 	UnusedReason      *ebpf.Variable `ebpf:"unused_reason"`
 	UnusedRole        *ebpf.Variable `ebpf:"unused_role"`

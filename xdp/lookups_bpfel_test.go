@@ -46,6 +46,17 @@ type lookupsFlowKey struct {
 	Daddr  [4]uint32
 }
 
+type lookupsFlowKey4 struct {
+	_     structs.HostLayout
+	Proto uint8
+	Pad   uint8
+	Sport uint16
+	Dport uint16
+	Pad2  uint16
+	Saddr uint32
+	Daddr uint32
+}
+
 type lookupsLpmKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -58,6 +69,7 @@ type lookupsLpmKey struct {
 const (
 	lookupsMapCarriers          = "carriers"
 	lookupsMapFlows             = "flows"
+	lookupsMapFlows4            = "flows4"
 	lookupsMapLocalAddrs        = "local_addrs"
 	lookupsMapMisses            = "misses"
 	lookupsMapReasons           = "reasons"
@@ -78,6 +90,7 @@ const (
 	lookupsVarUnusedCarrierSlot = "unused_carrier_slot"
 	lookupsVarUnusedFlowEntry   = "unused_flow_entry"
 	lookupsVarUnusedFlowKey     = "unused_flow_key"
+	lookupsVarUnusedFlowKey4    = "unused_flow_key4"
 	lookupsVarUnusedMissRec     = "unused_miss_rec"
 	lookupsVarUnusedReason      = "unused_reason"
 	lookupsVarUnusedRole        = "unused_role"
@@ -138,6 +151,7 @@ type lookupsProgramSpecs struct {
 type lookupsMapSpecs struct {
 	Carriers     *ebpf.MapSpec `ebpf:"carriers"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
+	Flows4       *ebpf.MapSpec `ebpf:"flows4"`
 	LocalAddrs   *ebpf.MapSpec `ebpf:"local_addrs"`
 	Misses       *ebpf.MapSpec `ebpf:"misses"`
 	Reasons      *ebpf.MapSpec `ebpf:"reasons"`
@@ -159,6 +173,7 @@ type lookupsVariableSpecs struct {
 	UnusedCarrierSlot *ebpf.VariableSpec `ebpf:"unused_carrier_slot"`
 	UnusedFlowEntry   *ebpf.VariableSpec `ebpf:"unused_flow_entry"`
 	UnusedFlowKey     *ebpf.VariableSpec `ebpf:"unused_flow_key"`
+	UnusedFlowKey4    *ebpf.VariableSpec `ebpf:"unused_flow_key4"`
 	UnusedMissRec     *ebpf.VariableSpec `ebpf:"unused_miss_rec"`
 	UnusedReason      *ebpf.VariableSpec `ebpf:"unused_reason"`
 	UnusedRole        *ebpf.VariableSpec `ebpf:"unused_role"`
@@ -186,6 +201,7 @@ func (o *lookupsObjects) Close() error {
 type lookupsMaps struct {
 	Carriers     *ebpf.Map `ebpf:"carriers"`
 	Flows        *ebpf.Map `ebpf:"flows"`
+	Flows4       *ebpf.Map `ebpf:"flows4"`
 	LocalAddrs   *ebpf.Map `ebpf:"local_addrs"`
 	Misses       *ebpf.Map `ebpf:"misses"`
 	Reasons      *ebpf.Map `ebpf:"reasons"`
@@ -197,6 +213,7 @@ func (m *lookupsMaps) Close() error {
 	return _LookupsClose(
 		m.Carriers,
 		m.Flows,
+		m.Flows4,
 		m.LocalAddrs,
 		m.Misses,
 		m.Reasons,
@@ -219,6 +236,7 @@ type lookupsVariables struct {
 	UnusedCarrierSlot *ebpf.Variable `ebpf:"unused_carrier_slot"`
 	UnusedFlowEntry   *ebpf.Variable `ebpf:"unused_flow_entry"`
 	UnusedFlowKey     *ebpf.Variable `ebpf:"unused_flow_key"`
+	UnusedFlowKey4    *ebpf.Variable `ebpf:"unused_flow_key4"`
 	UnusedMissRec     *ebpf.Variable `ebpf:"unused_miss_rec"`
 	UnusedReason      *ebpf.Variable `ebpf:"unused_reason"`
 	UnusedRole        *ebpf.Variable `ebpf:"unused_role"`

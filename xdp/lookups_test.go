@@ -78,7 +78,7 @@ func (c *counting) run(tb testing.TB, role xlat.Role, w xlat.Tables, in []byte) 
 // TestOneLookupPerEstablishedPacket: every packet that takes the
 // established path (the model translates it with an entry), among all
 // fixtures and 20k random packets, made exactly one map lookup, both for
-// carrier keys (the carriers slot) and site-side keys (the flows hash).
+// carrier keys (the carriers slot) and site-side keys (the flows or flows4 hash).
 func TestOneLookupPerEstablishedPacket(t *testing.T) {
 	w := xlattest.World()
 	edge := loadCounting(t, xlattest.Config(xlattest.EdgeWAN), w)
@@ -115,14 +115,14 @@ func TestOneLookupPerEstablishedPacket(t *testing.T) {
 	}
 	// Both kinds of lookup were exercised, or the test proves nothing.
 	if slots < 10 || hashed < 10 {
-		t.Fatalf("established packets: %d by carrier slot, %d by flows hash; want both", slots, hashed)
+		t.Fatalf("established packets: %d by carrier slot, %d by hash; want both", slots, hashed)
 	}
-	t.Logf("established packets: %d by carrier slot, %d by flows hash, one lookup each", slots, hashed)
+	t.Logf("established packets: %d by carrier slot, %d by hash, one lookup each", slots, hashed)
 }
 
 // TestSpilledCarriers: at the relay, R is unique only per CGNAT public
 // address, so two carriers can share a slot. The second lives in the
-// flows hash (two lookups, counted: the counter can fail the test above);
+// flows4 hash (two lookups, counted: the counter can fail the test above);
 // both translate as the model does, a foreign far end on the same port
 // uses neither, and Put, Delete and FlowCounters keep a key in exactly
 // one place.

@@ -12,9 +12,9 @@ import (
 // slot per local port and protocol, so the program finds them with an
 // array lookup instead of a hash (bpf/lookup.h). A slot holds one key;
 // another key of the same port (at the relay, R is unique only per CGNAT
-// public address) goes to the flows hash and the slot is marked spill,
+// public address) goes to the flows4 hash and the slot is marked spill,
 // which tells the program to look there too. A key is always in exactly
-// one place: in flows only if its slot holds another key.
+// one place: in flows4 only if its slot holds another key.
 //
 // The program reads a slot without a lock. The kernel writes an update
 // word by word in order, and the slot's first 8 bytes (far end, used,
@@ -146,7 +146,7 @@ func (d *Datapath) deleteSlot(idx uint32, ck datapathFlowKey) error {
 		return d.writeSlot(idx, vals)
 	}
 	if vals[0].Spill == 1 {
-		return d.objs.Flows.Delete(&ck)
+		return d.deleteFlows(ck)
 	}
 	return fmt.Errorf("carrier slot %d: %w", idx, ebpf.ErrKeyNotExist)
 }
@@ -175,5 +175,6 @@ func (d *Datapath) slotCounters(idx uint32, ck datapathFlowKey) (Counters, error
 
 func (d *Datapath) inFlows(ck datapathFlowKey) bool {
 	var vals []datapathFlowEntry
-	return d.objs.Flows.Lookup(&ck, &vals) == nil
+	m, hk := d.hash(ck)
+	return m.Lookup(hk, &vals) == nil
 }

@@ -1,9 +1,10 @@
 /* lookup.h: the one map lookup of the fast path. A carrier key of this end
  * (IPv4 to cfg_carrier_addr, TCP/UDP/ICMP, destination port in the
- * carrier range) is looked up in its carriers slot; every other key, and
- * a carrier key whose slot holds another key while spill is set, in the
- * flows hash. The Go loader (xdp/slots.go) keeps the rule: a key is in
- * exactly one place, and in flows only if its slot is taken by another. */
+ * carrier range) is looked up in its carriers slot; every other IPv4 key,
+ * and a carrier key whose slot holds another key while spill is set, in
+ * the flows4 hash (16-byte key); an IPv6 key in the flows hash. The Go
+ * loader (xdp/slots.go) keeps the rule: a key is in exactly one place, a
+ * carrier key in flows4 only if its slot is taken by another. */
 #pragma once
 
 #include "common.h"
@@ -53,6 +54,17 @@ static __always_inline struct flow_entry *flow_lookup(const struct flow_key *k)
 			return &s->e;
 		if (!s->spill)
 			return NULL;
+	}
+	if (k->family == 4) {
+		struct flow_key4 k4 = {
+			.proto = k->proto,
+			.sport = k->sport,
+			.dport = k->dport,
+			.saddr = k->saddr[0],
+			.daddr = k->daddr[0],
+		};
+
+		return map_lookup(&flows4, &k4);
 	}
 	return map_lookup(&flows, k);
 }

@@ -36,6 +36,19 @@ struct flow_key {
 };
 build_bug_on(sizeof(struct flow_key) != 40);
 
+/* An IPv4 key as the flows4 hash holds it: the tuple alone, 16 bytes
+ * where struct flow_key needs 40 for IPv6 (a shorter key hashes faster). */
+struct flow_key4 {
+	__u8 proto;
+	__u8 pad;
+	__be16 sport;
+	__be16 dport;
+	__u16 pad2;
+	__u32 saddr;
+	__u32 daddr;
+};
+build_bug_on(sizeof(struct flow_key4) != 16);
+
 /* What a key maps to; the counters are this CPU's (per-CPU hash). */
 struct flow_entry {
 	__u8 action;  /* enum action */
@@ -50,14 +63,22 @@ struct flow_entry {
 };
 build_bug_on(sizeof(struct flow_entry) != 56);
 
-/* Flow entries of both directions, and carrier entries that have no slot
- * in carriers (lookup.h says which): the one lookup of a site-side packet. */
+/* IPv6 flow entries of both directions: the one lookup of an IPv6 packet. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct flow_key);
 	__type(value, struct flow_entry);
 } flows SEC(".maps");
+
+/* IPv4 entries that are not in a carriers slot (lookup.h says which):
+ * IPv4 flows (NAPT) and carriers whose slot holds another key. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct flow_key4);
+	__type(value, struct flow_entry);
+} flows4 SEC(".maps");
 
 /* A carrier slot: the entry of the carrier key that arrives on one local
  * carrier port (E at the edge, R at the relay) and protocol, with the
@@ -151,6 +172,7 @@ volatile __u32 sw_fib = 1;
 const struct flow_key *unused_flow_key __attribute__((unused));
 const struct flow_entry *unused_flow_entry __attribute__((unused));
 const struct carrier_slot *unused_carrier_slot __attribute__((unused));
+const struct flow_key4 *unused_flow_key4 __attribute__((unused));
 const struct miss_rec *unused_miss_rec __attribute__((unused));
 const enum action *unused_action __attribute__((unused));
 const enum role *unused_role __attribute__((unused));
