@@ -2,6 +2,7 @@ package xdp
 
 import (
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -99,6 +100,24 @@ func BenchmarkBreakdown(b *testing.B) {
 	site6 := benchPkt(6, X, 40000, R, 443)
 	carrier4 := benchPkt(6, E, 20000, Rl, 30000)
 	p := func(name string) *ebpf.Program { return coll.Programs[name] }
+	// Two NAPT pairs: one whose keys are both carrier keys (slots), the
+	// cost of a carrier-side direction alone, and one whose keys are both
+	// IPv4 flow keys (flows4), the cost of a site-side direction alone.
+	A, B := netip.MustParseAddr("198.51.100.20"), netip.MustParseAddr("198.51.100.21")
+	L, Rm4 := xlattest.LANHost4, xlattest.Remote4
+	nat := benchPkt(6, A, 1000, Rl, 30010)
+	nat4 := benchPkt(6, L, 5002, Rm4, 80)
+	for _, pair := range [][2]xlat.Key{
+		{{Proto: 6, Src: A, SPort: 1000, Dst: Rl, DPort: 30010}, {Proto: 6, Src: B, SPort: 2000, Dst: Rl, DPort: 30011}},
+		{{Proto: 6, Src: L, SPort: 5002, Dst: Rm4, DPort: 80}, {Proto: 6, Src: E, SPort: 21000, Dst: A, DPort: 80}},
+	} {
+		for i, k := range pair {
+			o := pair[1-i]
+			if err := v.Put(k, xlat.Entry{Action: xlat.ActNAPT44, Proto: 6, Src: o.Src, SPort: o.SPort, Dst: o.Dst, DPort: o.DPort}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 	paths := []benchPath{
 		{name: "baseline: empty XDP_PASS", prog: d.objs.XdpPass, pkt: site6},
 		{name: "parse ipv6 site packet", prog: p("bv_parse"), pkt: site6},
@@ -109,11 +128,14 @@ func BenchmarkBreakdown(b *testing.B) {
 		{name: "ipv4 + shared hash, 40 B key", prog: p("bv_hash40_shared"), pkt: carrier4},
 		{name: "ipv4 + per-cpu hash, 16 B key", prog: p("bv_hash16"), pkt: carrier4},
 		{name: "ipv4 + carrier slot", prog: p("bv_lookup"), pkt: carrier4},
+		{name: "ipv4 + carrier slot + adjust_head x2", prog: p("bv_adjust"), pkt: carrier4},
+		{name: "napt tcp, slot both ways", prog: v.Program(xlat.RoleRelayExt), pkt: nat},
+		{name: "napt tcp, flows4 both ways", prog: v.Program(xlat.RoleRelayExt), pkt: nat4},
 		{name: "tcp v6<->v4 whole path", prog: d.Program(xlat.RoleEdgeLAN), pkt: site6},
 		{name: "tcp v6<->v4 whole, no flow counters", prog: v.Program(xlat.RoleEdgeLAN), pkt: site6},
 	}
 	for b.Loop() {
-		res, err := runPaths(d.Reasons, paths, 2_000_000)
+		res, err := runPaths(d.Reasons, paths, 1_000_000)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -160,8 +182,11 @@ func loadBenchVariants(tb testing.TB) (*Datapath, *ebpf.Collection) {
 		if err := errors.Join(err1, err2); err != nil {
 			tb.Fatal(err)
 		}
-		vals := make([]benchvarFlowEntry, mustCPUs(tb))
-		if err := coll.Maps["flows"].Put(&ck, vals); err != nil { // IPv4 keys too, for bv_hash40
+		vals := make([]datapathFlowEntry, mustCPUs(tb))
+		for i := range vals {
+			vals[i] = ce
+		}
+		if err := d.objs.Flows.Put(&ck, vals); err != nil { // IPv4 keys too, for bv_hash40
 			tb.Fatal(err)
 		}
 		if err := coll.Maps["bv_flows_shared"].Put(&ck, &ce); err != nil {

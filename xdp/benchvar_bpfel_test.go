@@ -89,6 +89,7 @@ const (
 	benchvarMapSitePrefixes      = "site_prefixes"
 	benchvarMapTxPorts           = "tx_ports"
 	benchvarProgBenchLookup      = "bench_lookup"
+	benchvarProgBvAdjust         = "bv_adjust"
 	benchvarProgBvHash16         = "bv_hash16"
 	benchvarProgBvHash40         = "bv_hash40"
 	benchvarProgBvHash40Shared   = "bv_hash40_shared"
@@ -156,6 +157,7 @@ type benchvarSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type benchvarProgramSpecs struct {
 	BenchLookup    *ebpf.ProgramSpec `ebpf:"bench_lookup"`
+	BvAdjust       *ebpf.ProgramSpec `ebpf:"bv_adjust"`
 	BvHash16       *ebpf.ProgramSpec `ebpf:"bv_hash16"`
 	BvHash40       *ebpf.ProgramSpec `ebpf:"bv_hash40"`
 	BvHash40Shared *ebpf.ProgramSpec `ebpf:"bv_hash40_shared"`
@@ -273,6 +275,7 @@ type benchvarVariables struct {
 // It can be passed to loadBenchvarObjects or ebpf.CollectionSpec.LoadAndAssign.
 type benchvarPrograms struct {
 	BenchLookup    *ebpf.Program `ebpf:"bench_lookup"`
+	BvAdjust       *ebpf.Program `ebpf:"bv_adjust"`
 	BvHash16       *ebpf.Program `ebpf:"bv_hash16"`
 	BvHash40       *ebpf.Program `ebpf:"bv_hash40"`
 	BvHash40Shared *ebpf.Program `ebpf:"bv_hash40_shared"`
@@ -287,6 +290,7 @@ type benchvarPrograms struct {
 func (p *benchvarPrograms) Close() error {
 	return _BenchvarClose(
 		p.BenchLookup,
+		p.BvAdjust,
 		p.BvHash16,
 		p.BvHash40,
 		p.BvHash40Shared,
