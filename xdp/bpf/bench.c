@@ -77,16 +77,14 @@ SEC("xdp")
 int bv_hash16(struct xdp_md *ctx)
 {
 	struct pkt p = {};
-	struct bv_key4 k = {};
+	__u64 k[2];
 
 	if (!bv_parsed(ctx, &p))
 		return XDP_ABORTED;
-	k.proto = p.key.proto;
-	k.sport = p.key.sport;
-	k.dport = p.key.dport;
-	k.saddr = p.key.saddr[0];
-	k.daddr = p.key.daddr[0];
-	return map_lookup(&bv_flows4, &k) ? XDP_PASS : XDP_DROP;
+	/* struct bv_key4 in two whole-word stores, as lookup.h builds it */
+	k[0] = (__u64)p.key.proto | (__u64)p.key.sport << 16 | (__u64)p.key.dport << 32;
+	k[1] = (__u64)p.key.saddr[0] | (__u64)p.key.daddr[0] << 32;
+	return map_lookup(&bv_flows4, k) ? XDP_PASS : XDP_DROP;
 }
 
 /* Parsing and the datapath's lookup (a carrier key: its slot). */

@@ -56,15 +56,13 @@ static __always_inline struct flow_entry *flow_lookup(const struct flow_key *k)
 			return NULL;
 	}
 	if (k->family == 4) {
-		struct flow_key4 k4 = {
-			.proto = k->proto,
-			.sport = k->sport,
-			.dport = k->dport,
-			.saddr = k->saddr[0],
-			.daddr = k->daddr[0],
+		/* struct flow_key4, stored as two whole words (see seal_key). */
+		__u64 k4[2] = {
+			(__u64)k->proto | (__u64)k->sport << 16 | (__u64)k->dport << 32,
+			(__u64)k->saddr[0] | (__u64)k->daddr[0] << 32,
 		};
 
-		return map_lookup(&flows4, &k4);
+		return map_lookup(&flows4, k4);
 	}
 	return map_lookup(&flows, k);
 }
