@@ -63,6 +63,7 @@ func Bench(repeats int) ([]BenchResult, error) {
 		{name: "udp carrier wrap<->unwrap", prog: lan, pkt: benchPkt(50, X, 0, R, 0), note: "mean of wrap and unwrap"},
 		{name: "ipv4 napt tcp", prog: lan, pkt: benchPkt(6, L, 5000, Rm4, 80), note: "both directions NAPT"},
 		{name: "ipv4 napt udp", prog: lan, pkt: benchPkt(17, L, 5000, Rm4, 80), note: "both directions NAPT"},
+		{name: "ipv4 napt tcp, carrier side only", prog: lan, pkt: benchPkt(6, benchNATa, 1000, xlattest.RelayAddr, 30010), note: "a pair of two carrier keys: slot both ways"},
 		{name: "pass: not ours (ipv4 miss)", prog: lan, pkt: benchPkt(6, L, 5001, Rm4, 80), note: "lookup miss + classification"},
 		{name: "miss to agent ring", prog: lan, pkt: benchPkt(6, X, 40001, R, 443), note: "ring drained between calls; at most 1M runs"},
 	}
@@ -119,8 +120,15 @@ func benchFlows() map[xlat.Key]xlat.Entry {
 	}
 	f[k(50, X, 0, R, 0)] = e(xlat.ActWrap64, 0, E, 20004, Rl, 30004)
 	f[k(17, E, 20004, Rl, 30004)] = e(xlat.ActUnwrap46, 50, X, 0, R, 0)
+	// Not a real flow: NAPT between two carrier keys, so both directions
+	// take the carrier side's lookup (a slot), measuring that side alone.
+	f[k(6, benchNATa, 1000, Rl, 30010)] = e(xlat.ActNAPT44, 6, benchNATb, 2000, Rl, 30011)
+	f[k(6, benchNATb, 2000, Rl, 30011)] = e(xlat.ActNAPT44, 6, benchNATa, 1000, Rl, 30010)
 	return f
 }
+
+// The far ends of the carrier-side-only NAPT pair.
+var benchNATa, benchNATb = netip.MustParseAddr("198.51.100.20"), netip.MustParseAddr("198.51.100.21")
 
 // benchPkt is a bench packet with TTL 255 and 64 bytes of payload.
 func benchPkt(p uint8, s netip.Addr, sp uint16, t netip.Addr, tp uint16) []byte {
