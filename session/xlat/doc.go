@@ -8,4 +8,9 @@
 // (NAPT), wraps other IPv6 payloads in a UDP carrier and unwraps them,
 // and translates ICMP errors with their embedded packet.
 // Keep it simple and obviously right rather than fast.
+//
+// Tables.Lookup is an exact match on Key. How the XDP side stores keys
+// (carrier keys in an array slot by local port, other IPv4 keys and IPv6
+// keys in two hashes) is a matter of speed that does not change which
+// entry a packet gets, so the model has one map.
 package xlat
