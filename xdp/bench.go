@@ -32,27 +32,77 @@ type BenchResult struct {
 // stops it. Calls are repeated until the requested total is reached.
 const benchBatch = 254
 
+// benchConfig is the bench datapath's configuration: the relay's carrier
+// address and range, so the carrier direction of each flip-back pair is
+// a carrier key (slot) and the other a site-side key (flows hash), as at
+// either end of a real flow.
+var benchConfig = xlattest.Config(xlattest.RelayAddr)
+
 // Bench loads a datapath with flip-back entries and measures each path
 // for at least repeats runs. It needs root (CAP_BPF and CAP_NET_ADMIN).
 func Bench(repeats int) ([]BenchResult, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("bench xdp needs root: it loads BPF programs and runs them with BPF_PROG_RUN")
 	}
-	d, err := Load(xlat.Config{}, Options{})
+	d, err := Load(benchConfig, Options{})
 	if err != nil {
 		return nil, err
 	}
 	defer d.Close()
-	if err := d.SetFIB(false); err != nil {
+	if err := benchTables(d); err != nil {
 		return nil, err
 	}
-	X := xlattest.SiteHost
-	pair := func(a xlat.Key, ea xlat.Entry, b xlat.Key, eb xlat.Entry) error {
-		if err := d.Put(a, ea); err != nil {
+	X, R, L, Rm4 := xlattest.SiteHost, xlattest.Remote6, xlattest.LANHost4, xlattest.Remote4
+	lan := d.Program(xlat.RoleEdgeLAN)
+	paths := []benchPath{
+		{name: "baseline: empty XDP_PASS", prog: d.objs.XdpPass, pkt: benchPkt(6, X, 40000, R, 443)},
+		{name: "floor: parse + hash lookup", prog: d.objs.BenchLookup, pkt: benchPkt(6, X, 40000, R, 443), note: "site-side key (flows hash), no translation"},
+		{name: "floor: parse + slot lookup", prog: d.objs.BenchLookup, pkt: benchPkt(6, xlattest.EdgeWAN, 20000, xlattest.RelayAddr, 30000), note: "carrier key (carriers slot), no translation"},
+		{name: "tcp v6<->v4 established", prog: lan, pkt: benchPkt(6, X, 40000, R, 443), note: "mean of v6->v4 (hash) and v4->v6 (slot)"},
+		{name: "udp v6<->v4 established", prog: lan, pkt: benchPkt(17, X, 40000, R, 443), note: "mean of both directions"},
+		{name: "udp carrier wrap<->unwrap", prog: lan, pkt: benchPkt(50, X, 0, R, 0), note: "mean of wrap and unwrap"},
+		{name: "ipv4 napt tcp", prog: lan, pkt: benchPkt(6, L, 5000, Rm4, 80), note: "both directions NAPT"},
+		{name: "ipv4 napt udp", prog: lan, pkt: benchPkt(17, L, 5000, Rm4, 80), note: "both directions NAPT"},
+		{name: "ipv4 napt tcp, carrier side only", prog: lan, pkt: benchPkt(6, benchNATa, 1000, xlattest.RelayAddr, 30010), note: "a pair of two carrier keys: slot both ways"},
+		{name: "pass: not ours (ipv4 miss)", prog: lan, pkt: benchPkt(6, L, 5001, Rm4, 80), note: "lookup miss + classification"},
+		{name: "miss to agent ring", prog: lan, pkt: benchPkt(6, X, 40001, R, 443), note: "ring drained between calls; at most 1M runs"},
+	}
+	// Reading the records back dominates the wall time of the miss path.
+	miss := &paths[len(paths)-1]
+	miss.quota = min(repeats, 1_000_000)
+	m, err := d.Misses()
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	miss.drain = func() error {
+		for range benchBatch {
+			m.SetDeadline(time.Now().Add(time.Second))
+			if _, err := m.Read(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return runPaths(d.Reasons, paths, repeats)
+}
+
+// benchTables installs the bench flows, each as a flip-back pair: the
+// packet one entry makes is the key of the other, which makes it back.
+func benchTables(d *Datapath) error {
+	if err := d.SetFIB(false); err != nil {
+		return err
+	}
+	for k, e := range benchFlows() {
+		if err := d.Put(k, e); err != nil {
 			return err
 		}
-		return d.Put(b, eb)
 	}
+	return nil
+}
+
+func benchFlows() map[xlat.Key]xlat.Entry {
+	X := xlattest.SiteHost
 	k := func(p uint8, s netip.Addr, sp uint16, t netip.Addr, tp uint16) xlat.Key {
 		return xlat.Key{Proto: p, Src: s, SPort: sp, Dst: t, DPort: tp}
 	}
@@ -61,85 +111,70 @@ func Bench(repeats int) ([]BenchResult, error) {
 	}
 	R, E, L, Rm4 := xlattest.Remote6, xlattest.EdgeWAN, xlattest.LANHost4, xlattest.Remote4
 	Rl := xlattest.RelayAddr
+	f := map[xlat.Key]xlat.Entry{}
 	for _, p := range []uint8{6, 17} {
-		if err := pair(k(p, X, 40000, R, 443), e(xlat.ActXlat64, p, E, 20000, Rl, 30000),
-			k(p, E, 20000, Rl, 30000), e(xlat.ActXlat46, p, X, 40000, R, 443)); err != nil {
-			return nil, err
-		}
-		if err := pair(k(p, L, 5000, Rm4, 80), e(xlat.ActNAPT44, p, E, 20008, Rl, 30008),
-			k(p, E, 20008, Rl, 30008), e(xlat.ActNAPT44, p, L, 5000, Rm4, 80)); err != nil {
-			return nil, err
-		}
+		f[k(p, X, 40000, R, 443)] = e(xlat.ActXlat64, p, E, 20000, Rl, 30000)
+		f[k(p, E, 20000, Rl, 30000)] = e(xlat.ActXlat46, p, X, 40000, R, 443)
+		f[k(p, L, 5000, Rm4, 80)] = e(xlat.ActNAPT44, p, E, 20008, Rl, 30008)
+		f[k(p, E, 20008, Rl, 30008)] = e(xlat.ActNAPT44, p, L, 5000, Rm4, 80)
 	}
-	if err := pair(k(50, X, 0, R, 0), e(xlat.ActWrap64, 0, E, 20004, Rl, 30004),
-		k(17, E, 20004, Rl, 30004), e(xlat.ActUnwrap46, 50, X, 0, R, 0)); err != nil {
-		return nil, err
-	}
-	payload := make([]byte, 64)
-	spec := func(p uint8, s netip.Addr, sp uint16, t netip.Addr, tp uint16) []byte {
-		return xlattest.Build(xlattest.Spec{Proto: p, Src: s, SPort: sp, Dst: t, DPort: tp, TTL: 255, Payload: payload})
-	}
-	lan := d.Program(xlat.RoleEdgeLAN)
-	paths := []struct {
-		name string
-		prog *ebpf.Program
-		pkt  []byte
-		note string
-	}{
-		{"baseline: empty XDP_PASS", d.objs.XdpPass, spec(6, X, 40000, R, 443), ""},
-		{"floor: parse + flow lookup", d.objs.BenchLookup, spec(6, X, 40000, R, 443), "no translation: what any hit costs"},
-		{"tcp v6<->v4 established", lan, spec(6, X, 40000, R, 443), "mean of v6->v4 and v4->v6 (alternating)"},
-		{"udp v6<->v4 established", lan, spec(17, X, 40000, R, 443), "mean of both directions"},
-		{"udp carrier wrap<->unwrap", lan, spec(50, X, 0, R, 0), "mean of wrap and unwrap"},
-		{"ipv4 napt tcp", lan, spec(6, L, 5000, Rm4, 80), "both directions NAPT"},
-		{"ipv4 napt udp", lan, spec(17, L, 5000, Rm4, 80), "both directions NAPT"},
-		{"pass: not ours (ipv4 miss)", lan, spec(6, L, 5001, Rm4, 80), "lookup miss + classification"},
-		{"miss to agent ring", lan, spec(6, X, 40001, R, 443), "ring drained between calls; at most 1M runs"},
-	}
-	// Paths take turns in rounds, and each path's figure is the median of
-	// its round means: load from other processes then shifts all paths
-	// alike instead of whichever ran at the wrong moment.
+	f[k(50, X, 0, R, 0)] = e(xlat.ActWrap64, 0, E, 20004, Rl, 30004)
+	f[k(17, E, 20004, Rl, 30004)] = e(xlat.ActUnwrap46, 50, X, 0, R, 0)
+	// Not a real flow: NAPT between two carrier keys, so both directions
+	// take the carrier side's lookup (a slot), measuring that side alone.
+	f[k(6, benchNATa, 1000, Rl, 30010)] = e(xlat.ActNAPT44, 6, benchNATb, 2000, Rl, 30011)
+	f[k(6, benchNATb, 2000, Rl, 30011)] = e(xlat.ActNAPT44, 6, benchNATa, 1000, Rl, 30010)
+	return f
+}
+
+// The far ends of the carrier-side-only NAPT pair.
+var benchNATa, benchNATb = netip.MustParseAddr("198.51.100.20"), netip.MustParseAddr("198.51.100.21")
+
+// benchPkt is a bench packet with TTL 255 and 64 bytes of payload.
+func benchPkt(p uint8, s netip.Addr, sp uint16, t netip.Addr, tp uint16) []byte {
+	return xlattest.Build(xlattest.Spec{Proto: p, Src: s, SPort: sp, Dst: t, DPort: tp, TTL: 255, Payload: make([]byte, 64)})
+}
+
+// benchPath is one path to measure: a program and the packet that takes
+// the path through it.
+type benchPath struct {
+	name  string
+	prog  *ebpf.Program
+	pkt   []byte
+	note  string
+	quota int          // runs, if fewer than asked for
+	drain func() error // after each batch
+}
+
+// runPaths measures the paths for at least repeats runs each (or their
+// quota). Paths take turns in rounds, and each path's figure is the
+// median of its round means: load from other processes then shifts all
+// paths alike instead of whichever ran at the wrong moment. reasons reads
+// the reason counters the paths' programs count into.
+func runPaths(reasons func() ([xlat.NumReasons]uint64, error), paths []benchPath, repeats int) ([]BenchResult, error) {
 	rounds := benchRounds
 	if repeats < rounds*benchBatch {
 		rounds = 1
 	}
 	out := make([]BenchResult, len(paths))
 	means := make([][]time.Duration, len(paths))
-	drains := make([]func() error, len(paths))
-	quota := make([]int, len(paths))
 	for i, p := range paths {
 		out[i] = BenchResult{Path: p.name, Note: p.note, Reasons: map[xlat.Reason]uint64{}}
-		quota[i] = repeats
-		if p.name == "miss to agent ring" {
-			// Reading the records back dominates the wall time here.
-			quota[i] = min(repeats, 1_000_000)
-			m, err := d.Misses()
-			if err != nil {
-				return nil, err
-			}
-			defer m.Close()
-			drains[i] = func() error {
-				for range benchBatch {
-					m.SetDeadline(time.Now().Add(time.Second))
-					if _, err := m.Read(); err != nil {
-						return err
-					}
-				}
-				return nil
-			}
+		if p.quota == 0 {
+			paths[i].quota = repeats
 		}
 	}
 	for range rounds {
 		for i, p := range paths {
-			before, err := d.Reasons()
+			before, err := reasons()
 			if err != nil {
 				return nil, err
 			}
-			r, err := benchOne(p.prog, p.pkt, quota[i]/rounds, drains[i])
+			r, err := benchOne(p.prog, p.pkt, p.quota/rounds, p.drain)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", p.name, err)
 			}
-			after, err := d.Reasons()
+			after, err := reasons()
 			if err != nil {
 				return nil, err
 			}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -14,11 +15,13 @@ import (
 type Datapath struct {
 	objs datapathObjects
 	cfg  xlat.Config
+	mu   sync.Mutex // serializes read-modify-writes of carrier slots
 }
 
 // Options tune loading; the zero value is fine.
 type Options struct {
-	// MaxFlows sizes the flow map (both directions count); 0 keeps the
+	// MaxFlows sizes each of the flow hashes, IPv6 and IPv4 (both
+	// directions count; carriers in their slots do not); 0 keeps the
 	// object's default of 65536.
 	MaxFlows uint32
 	// PinPath, if set, is a bpffs folder where the maps are pinned, or
@@ -30,30 +33,12 @@ type Options struct {
 // loads them into the kernel. A verifier rejection is returned as an
 // *ebpf.VerifierError with the log.
 func Load(cfg xlat.Config, opts Options) (*Datapath, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
 	spec, err := loadDatapath()
 	if err != nil {
 		return nil, err
 	}
-	var addr uint32
-	if cfg.CarrierAddr.IsValid() {
-		b := cfg.CarrierAddr.As4()
-		addr = le32(b[:])
-	}
-	for name, v := range map[string]any{
-		datapathVarCfgCarrierAddr: addr,
-		datapathVarCfgPortLo:      cfg.PortLo,
-		datapathVarCfgPortHi:      cfg.PortHi,
-		datapathVarSwLanV4:        boolU32(cfg.LANv4ToAgent),
-	} {
-		if err := spec.Variables[name].Set(v); err != nil {
-			return nil, fmt.Errorf("set %s: %w", name, err)
-		}
-	}
-	if opts.MaxFlows != 0 {
-		spec.Maps[datapathMapFlows].MaxEntries = opts.MaxFlows
+	if err := configure(spec, cfg, opts); err != nil {
+		return nil, err
 	}
 	var copts *ebpf.CollectionOptions
 	if opts.PinPath != "" {
@@ -70,6 +55,35 @@ func Load(cfg xlat.Config, opts Options) (*Datapath, error) {
 		return nil, fmt.Errorf("load datapath: %w", err)
 	}
 	return d, nil
+}
+
+// configure validates cfg and writes it, and the table sizes it implies,
+// into a spec of the datapath (or of a test build of the same C).
+func configure(spec *ebpf.CollectionSpec, cfg xlat.Config, opts Options) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	var addr uint32
+	if cfg.CarrierAddr.IsValid() {
+		b := cfg.CarrierAddr.As4()
+		addr = le32(b[:])
+	}
+	for name, v := range map[string]any{
+		datapathVarCfgCarrierAddr: addr,
+		datapathVarCfgPortLo:      cfg.PortLo,
+		datapathVarCfgPortHi:      cfg.PortHi,
+		datapathVarSwLanV4:        boolU32(cfg.LANv4ToAgent),
+	} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	spec.Maps[datapathMapCarriers].MaxEntries = slotCount(cfg)
+	if opts.MaxFlows != 0 {
+		spec.Maps[datapathMapFlows].MaxEntries = opts.MaxFlows
+		spec.Maps[datapathMapFlows4].MaxEntries = opts.MaxFlows
+	}
+	return nil
 }
 
 // Close releases the programs and maps (attached links stay until closed).
@@ -125,6 +139,13 @@ func (d *Datapath) put(k xlat.Key, e xlat.Entry, flags ebpf.MapUpdateFlags) erro
 	if err != nil {
 		return err
 	}
+	if idx, ok := d.slotIndex(k); ok {
+		return d.putSlot(idx, ck, ce, flags)
+	}
+	return d.putFlows(ck, ce, flags)
+}
+
+func (d *Datapath) putFlows(ck datapathFlowKey, ce datapathFlowEntry, flags ebpf.MapUpdateFlags) error {
 	n, err := ebpf.PossibleCPU()
 	if err != nil {
 		return err
@@ -133,7 +154,8 @@ func (d *Datapath) put(k xlat.Key, e xlat.Entry, flags ebpf.MapUpdateFlags) erro
 	for i := range vals {
 		vals[i] = ce
 	}
-	return d.objs.Flows.Update(&ck, vals, flags)
+	m, hk := d.hash(ck)
+	return m.Update(hk, vals, flags)
 }
 
 // Mapping is one direction of a flow: the key a packet arrives with and
@@ -169,7 +191,10 @@ func (d *Datapath) Delete(k xlat.Key) error {
 	if err != nil {
 		return err
 	}
-	return d.objs.Flows.Delete(&ck)
+	if idx, ok := d.slotIndex(k); ok {
+		return d.deleteSlot(idx, ck)
+	}
+	return d.deleteFlows(ck)
 }
 
 // Counters are a flow direction's translated packets and bytes (input
@@ -185,8 +210,16 @@ func (d *Datapath) FlowCounters(k xlat.Key) (Counters, error) {
 	if err != nil {
 		return Counters{}, err
 	}
+	if idx, ok := d.slotIndex(k); ok {
+		return d.slotCounters(idx, ck)
+	}
+	return d.flowsCounters(ck)
+}
+
+func (d *Datapath) flowsCounters(ck datapathFlowKey) (Counters, error) {
 	var vals []datapathFlowEntry
-	if err := d.objs.Flows.Lookup(&ck, &vals); err != nil {
+	m, hk := d.hash(ck)
+	if err := m.Lookup(hk, &vals); err != nil {
 		return Counters{}, err
 	}
 	var c Counters
@@ -267,4 +300,18 @@ func (d *Datapath) Attach(ifindex int, r xlat.Role) (link.Link, Mode, error) {
 
 func le32(b []byte) uint32 {
 	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
+
+// hash is the hash map a key not in a carrier slot lives in, and its key
+// there: IPv4 keys in flows4 (16 bytes), IPv6 keys in flows (40).
+func (d *Datapath) hash(ck datapathFlowKey) (*ebpf.Map, any) {
+	if ck.Family == 4 {
+		return d.objs.Flows4, &datapathFlowKey4{Proto: ck.Proto, Sport: ck.Sport, Dport: ck.Dport, Saddr: ck.Saddr[0], Daddr: ck.Daddr[0]}
+	}
+	return d.objs.Flows, &ck
+}
+
+func (d *Datapath) deleteFlows(ck datapathFlowKey) error {
+	m, hk := d.hash(ck)
+	return m.Delete(hk)
 }

@@ -24,6 +24,15 @@ const (
 	datapathActionACT_UNWRAP46 datapathAction = 5
 )
 
+type datapathCarrierSlot struct {
+	_     structs.HostLayout
+	Saddr uint32
+	Sport uint16
+	Used  uint8
+	Spill uint8
+	E     datapathFlowEntry
+}
+
 type datapathFlowEntry struct {
 	_       structs.HostLayout
 	Action  uint8
@@ -46,6 +55,17 @@ type datapathFlowKey struct {
 	Pad    uint16
 	Saddr  [4]uint32
 	Daddr  [4]uint32
+}
+
+type datapathFlowKey4 struct {
+	_     structs.HostLayout
+	Proto uint8
+	Pad   uint8
+	Sport uint16
+	Dport uint16
+	Pad2  uint16
+	Saddr uint32
+	Daddr uint32
 }
 
 type datapathLpmKey struct {
@@ -107,28 +127,32 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	datapathMapFlows           = "flows"
-	datapathMapLocalAddrs      = "local_addrs"
-	datapathMapMisses          = "misses"
-	datapathMapReasons         = "reasons"
-	datapathMapSitePrefixes    = "site_prefixes"
-	datapathMapTxPorts         = "tx_ports"
-	datapathProgBenchLookup    = "bench_lookup"
-	datapathProgEdgeLan        = "edge_lan"
-	datapathProgEdgeWan        = "edge_wan"
-	datapathProgRelayExt       = "relay_ext"
-	datapathProgXdpPass        = "xdp_pass"
-	datapathVarCfgCarrierAddr  = "cfg_carrier_addr"
-	datapathVarCfgPortHi       = "cfg_port_hi"
-	datapathVarCfgPortLo       = "cfg_port_lo"
-	datapathVarSwFib           = "sw_fib"
-	datapathVarSwLanV4         = "sw_lan_v4"
-	datapathVarUnusedAction    = "unused_action"
-	datapathVarUnusedFlowEntry = "unused_flow_entry"
-	datapathVarUnusedFlowKey   = "unused_flow_key"
-	datapathVarUnusedMissRec   = "unused_miss_rec"
-	datapathVarUnusedReason    = "unused_reason"
-	datapathVarUnusedRole      = "unused_role"
+	datapathMapCarriers          = "carriers"
+	datapathMapFlows             = "flows"
+	datapathMapFlows4            = "flows4"
+	datapathMapLocalAddrs        = "local_addrs"
+	datapathMapMisses            = "misses"
+	datapathMapReasons           = "reasons"
+	datapathMapSitePrefixes      = "site_prefixes"
+	datapathMapTxPorts           = "tx_ports"
+	datapathProgBenchLookup      = "bench_lookup"
+	datapathProgEdgeLan          = "edge_lan"
+	datapathProgEdgeWan          = "edge_wan"
+	datapathProgRelayExt         = "relay_ext"
+	datapathProgXdpPass          = "xdp_pass"
+	datapathVarCfgCarrierAddr    = "cfg_carrier_addr"
+	datapathVarCfgPortHi         = "cfg_port_hi"
+	datapathVarCfgPortLo         = "cfg_port_lo"
+	datapathVarSwFib             = "sw_fib"
+	datapathVarSwLanV4           = "sw_lan_v4"
+	datapathVarUnusedAction      = "unused_action"
+	datapathVarUnusedCarrierSlot = "unused_carrier_slot"
+	datapathVarUnusedFlowEntry   = "unused_flow_entry"
+	datapathVarUnusedFlowKey     = "unused_flow_key"
+	datapathVarUnusedFlowKey4    = "unused_flow_key4"
+	datapathVarUnusedMissRec     = "unused_miss_rec"
+	datapathVarUnusedReason      = "unused_reason"
+	datapathVarUnusedRole        = "unused_role"
 )
 
 // loadDatapath returns the embedded CollectionSpec for datapath.
@@ -184,7 +208,9 @@ type datapathProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathMapSpecs struct {
+	Carriers     *ebpf.MapSpec `ebpf:"carriers"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
+	Flows4       *ebpf.MapSpec `ebpf:"flows4"`
 	LocalAddrs   *ebpf.MapSpec `ebpf:"local_addrs"`
 	Misses       *ebpf.MapSpec `ebpf:"misses"`
 	Reasons      *ebpf.MapSpec `ebpf:"reasons"`
@@ -196,17 +222,19 @@ type datapathMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathVariableSpecs struct {
-	CfgCarrierAddr  *ebpf.VariableSpec `ebpf:"cfg_carrier_addr"`
-	CfgPortHi       *ebpf.VariableSpec `ebpf:"cfg_port_hi"`
-	CfgPortLo       *ebpf.VariableSpec `ebpf:"cfg_port_lo"`
-	SwFib           *ebpf.VariableSpec `ebpf:"sw_fib"`
-	SwLanV4         *ebpf.VariableSpec `ebpf:"sw_lan_v4"`
-	UnusedAction    *ebpf.VariableSpec `ebpf:"unused_action"`
-	UnusedFlowEntry *ebpf.VariableSpec `ebpf:"unused_flow_entry"`
-	UnusedFlowKey   *ebpf.VariableSpec `ebpf:"unused_flow_key"`
-	UnusedMissRec   *ebpf.VariableSpec `ebpf:"unused_miss_rec"`
-	UnusedReason    *ebpf.VariableSpec `ebpf:"unused_reason"`
-	UnusedRole      *ebpf.VariableSpec `ebpf:"unused_role"`
+	CfgCarrierAddr    *ebpf.VariableSpec `ebpf:"cfg_carrier_addr"`
+	CfgPortHi         *ebpf.VariableSpec `ebpf:"cfg_port_hi"`
+	CfgPortLo         *ebpf.VariableSpec `ebpf:"cfg_port_lo"`
+	SwFib             *ebpf.VariableSpec `ebpf:"sw_fib"`
+	SwLanV4           *ebpf.VariableSpec `ebpf:"sw_lan_v4"`
+	UnusedAction      *ebpf.VariableSpec `ebpf:"unused_action"`
+	UnusedCarrierSlot *ebpf.VariableSpec `ebpf:"unused_carrier_slot"`
+	UnusedFlowEntry   *ebpf.VariableSpec `ebpf:"unused_flow_entry"`
+	UnusedFlowKey     *ebpf.VariableSpec `ebpf:"unused_flow_key"`
+	UnusedFlowKey4    *ebpf.VariableSpec `ebpf:"unused_flow_key4"`
+	UnusedMissRec     *ebpf.VariableSpec `ebpf:"unused_miss_rec"`
+	UnusedReason      *ebpf.VariableSpec `ebpf:"unused_reason"`
+	UnusedRole        *ebpf.VariableSpec `ebpf:"unused_role"`
 }
 
 // datapathObjects contains all objects after they have been loaded into the kernel.
@@ -229,7 +257,9 @@ func (o *datapathObjects) Close() error {
 //
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathMaps struct {
+	Carriers     *ebpf.Map `ebpf:"carriers"`
 	Flows        *ebpf.Map `ebpf:"flows"`
+	Flows4       *ebpf.Map `ebpf:"flows4"`
 	LocalAddrs   *ebpf.Map `ebpf:"local_addrs"`
 	Misses       *ebpf.Map `ebpf:"misses"`
 	Reasons      *ebpf.Map `ebpf:"reasons"`
@@ -239,7 +269,9 @@ type datapathMaps struct {
 
 func (m *datapathMaps) Close() error {
 	return _DatapathClose(
+		m.Carriers,
 		m.Flows,
+		m.Flows4,
 		m.LocalAddrs,
 		m.Misses,
 		m.Reasons,
@@ -252,17 +284,19 @@ func (m *datapathMaps) Close() error {
 //
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathVariables struct {
-	CfgCarrierAddr  *ebpf.Variable `ebpf:"cfg_carrier_addr"`
-	CfgPortHi       *ebpf.Variable `ebpf:"cfg_port_hi"`
-	CfgPortLo       *ebpf.Variable `ebpf:"cfg_port_lo"`
-	SwFib           *ebpf.Variable `ebpf:"sw_fib"`
-	SwLanV4         *ebpf.Variable `ebpf:"sw_lan_v4"`
-	UnusedAction    *ebpf.Variable `ebpf:"unused_action"`
-	UnusedFlowEntry *ebpf.Variable `ebpf:"unused_flow_entry"`
-	UnusedFlowKey   *ebpf.Variable `ebpf:"unused_flow_key"`
-	UnusedMissRec   *ebpf.Variable `ebpf:"unused_miss_rec"`
-	UnusedReason    *ebpf.Variable `ebpf:"unused_reason"`
-	UnusedRole      *ebpf.Variable `ebpf:"unused_role"`
+	CfgCarrierAddr    *ebpf.Variable `ebpf:"cfg_carrier_addr"`
+	CfgPortHi         *ebpf.Variable `ebpf:"cfg_port_hi"`
+	CfgPortLo         *ebpf.Variable `ebpf:"cfg_port_lo"`
+	SwFib             *ebpf.Variable `ebpf:"sw_fib"`
+	SwLanV4           *ebpf.Variable `ebpf:"sw_lan_v4"`
+	UnusedAction      *ebpf.Variable `ebpf:"unused_action"`
+	UnusedCarrierSlot *ebpf.Variable `ebpf:"unused_carrier_slot"`
+	UnusedFlowEntry   *ebpf.Variable `ebpf:"unused_flow_entry"`
+	UnusedFlowKey     *ebpf.Variable `ebpf:"unused_flow_key"`
+	UnusedFlowKey4    *ebpf.Variable `ebpf:"unused_flow_key4"`
+	UnusedMissRec     *ebpf.Variable `ebpf:"unused_miss_rec"`
+	UnusedReason      *ebpf.Variable `ebpf:"unused_reason"`
+	UnusedRole        *ebpf.Variable `ebpf:"unused_role"`
 }
 
 // datapathPrograms contains all programs after they have been loaded into the kernel.

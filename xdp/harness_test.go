@@ -48,6 +48,18 @@ func loadWorld(tb testing.TB, cfg xlat.Config, w *xlattest.Tables) (*Datapath, *
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { d.Close() })
+	populate(tb, d, w)
+	m, err := d.Misses()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { m.Close() })
+	return d, m
+}
+
+// populate switches forwarding off and installs w's tables into d.
+func populate(tb testing.TB, d *Datapath, w *xlattest.Tables) {
+	tb.Helper()
 	if err := d.SetFIB(false); err != nil {
 		tb.Fatal(err)
 	}
@@ -66,12 +78,6 @@ func loadWorld(tb testing.TB, cfg xlat.Config, w *xlattest.Tables) (*Datapath, *
 			tb.Fatal(err)
 		}
 	}
-	m, err := d.Misses()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { m.Close() })
-	return d, m
 }
 
 func (h *harness) forRole(r xlat.Role) (*Datapath, *MissReader, *xlat.Config) {

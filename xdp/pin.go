@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/bits"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -216,24 +217,54 @@ func Unpin(dir string) error {
 // Mappings lists the flow table's entries (what a restarted agent
 // rebuilds its table from). The counters are left out.
 func (d *Datapath) Mappings() ([]Mapping, error) {
+	var out []Mapping
+	add := func(k datapathFlowKey, e datapathFlowEntry) {
+		if m, err := mappingOf(k, e); err == nil {
+			out = append(out, m) // else not an entry an agent made: the caller cannot use it
+		}
+	}
 	var (
-		out  []Mapping
 		k    datapathFlowKey
+		k4   datapathFlowKey4
 		vals []datapathFlowEntry
 	)
 	it := d.objs.Flows.Iterate()
 	for it.Next(&k, &vals) {
-		if len(vals) == 0 {
-			continue
+		if len(vals) > 0 {
+			add(k, vals[0])
 		}
-		m, err := mappingOf(k, vals[0])
-		if err != nil {
-			continue // not an entry an agent made: the caller cannot use it
-		}
-		out = append(out, m)
 	}
 	if err := it.Err(); err != nil {
 		return out, fmt.Errorf("flow table: %w", err)
+	}
+	it = d.objs.Flows4.Iterate()
+	for it.Next(&k4, &vals) {
+		if len(vals) > 0 {
+			add(datapathFlowKey{Family: 4, Proto: k4.Proto, Sport: k4.Sport, Dport: k4.Dport,
+				Saddr: [4]uint32{k4.Saddr}, Daddr: [4]uint32{k4.Daddr}}, vals[0])
+		}
+	}
+	if err := it.Err(); err != nil {
+		return out, fmt.Errorf("IPv4 flow table: %w", err)
+	}
+	// The carrier slots: the key is the slot's place (protocol plane,
+	// local port) and the far end it holds.
+	c := d.cfg
+	if n := slotCount(c); n > 1 {
+		per := uint32(c.PortHi) - uint32(c.PortLo) + 1
+		b := c.CarrierAddr.As4()
+		for idx := range n {
+			slot, err := d.readSlot(idx)
+			if err != nil {
+				return out, err
+			}
+			if len(slot) == 0 || slot[0].Used != 1 {
+				continue
+			}
+			proto := [slotPlanes]uint8{6, 17, 1}[idx/per]
+			add(datapathFlowKey{Family: 4, Proto: proto, Sport: slot[0].Sport, Dport: bits.ReverseBytes16(c.PortLo + uint16(idx%per)),
+				Saddr: [4]uint32{slot[0].Saddr}, Daddr: [4]uint32{le32(b[:])}}, slot[0].E)
+		}
 	}
 	return out, nil
 }

@@ -34,7 +34,7 @@ func TestGenerateReproducible(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go generate at %s: %v\n%s", dst, err, out)
 	}
-	for _, f := range []string{"datapath_bpfel.o", "datapath_bpfel.go"} {
+	for _, f := range []string{"datapath_bpfel.o", "datapath_bpfel.go", "lookups_bpfel_test.o", "lookups_bpfel_test.go"} {
 		want, err := os.ReadFile(filepath.Join(root, "xdp", f))
 		if err != nil {
 			t.Fatal(err)

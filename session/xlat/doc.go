@@ -12,4 +12,9 @@
 // router must answer or relay itself (ReasonICMPErrToAgent,
 // ReasonTTLToAgent; TimeExceeded4/6 build the answers).
 // Keep it simple and obviously right rather than fast.
+//
+// Tables.Lookup is an exact match on Key. How the XDP side stores keys
+// (carrier keys in an array slot by local port, other IPv4 keys and IPv6
+// keys in two hashes) is a matter of speed that does not change which
+// entry a packet gets, so the model has one map.
 package xlat

@@ -20,3 +20,14 @@
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 #endif
+
+/* Every map lookup of the datapath goes through map_lookup. Built with
+ * -DUNMAP_COUNT_LOOKUPS (the test-only "lookups" object), it also counts
+ * them in the global unmap_lookups, so a test can prove how many lookups
+ * a packet took; the production object compiles it to the bare helper. */
+#ifdef UNMAP_COUNT_LOOKUPS
+__u64 unmap_lookups;
+#define map_lookup(map, key) (unmap_lookups++, bpf_map_lookup_elem(map, key))
+#else
+#define map_lookup(map, key) bpf_map_lookup_elem(map, key)
+#endif

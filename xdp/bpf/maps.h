@@ -42,6 +42,19 @@ build_bug_on(sizeof(struct flow_key) != 40);
 #define ENTRY_FIN (1 << 0)
 #define ENTRY_RST (1 << 1)
 
+/* An IPv4 key as the flows4 hash holds it: the tuple alone, 16 bytes
+ * where struct flow_key needs 40 for IPv6 (a shorter key hashes faster). */
+struct flow_key4 {
+	__u8 proto;
+	__u8 pad;
+	__be16 sport;
+	__be16 dport;
+	__u16 pad2;
+	__u32 saddr;
+	__u32 daddr;
+};
+build_bug_on(sizeof(struct flow_key4) != 16);
+
 /* What a key maps to; the counters are this CPU's (per-CPU hash). */
 struct flow_entry {
 	__u8 action;  /* enum action */
@@ -56,13 +69,49 @@ struct flow_entry {
 };
 build_bug_on(sizeof(struct flow_entry) != 56);
 
-/* Flow and carrier entries of both directions: the one lookup of the fast path. */
+/* IPv6 flow entries of both directions: the one lookup of an IPv6 packet. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct flow_key);
 	__type(value, struct flow_entry);
 } flows SEC(".maps");
+
+/* IPv4 entries that are not in a carriers slot (lookup.h says which):
+ * IPv4 flows (NAPT) and carriers whose slot holds another key. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct flow_key4);
+	__type(value, struct flow_entry);
+} flows4 SEC(".maps");
+
+/* A carrier slot: the entry of the carrier key that arrives on one local
+ * carrier port (E at the edge, R at the relay) and protocol, with the
+ * rest of that key (the carrier's far end: the relay's address and port
+ * at the edge, the CGNAT's public address and port at the relay) checked
+ * in the slot, so a foreign packet cannot use it. The first 8 bytes are
+ * one word, written whole by the kernel's update: a reader sees a slot
+ * used and matching only together with the entry written before it. */
+struct carrier_slot {
+	__u32 saddr;  /* far end's address, network order */
+	__be16 sport; /* far end's port */
+	__u8 used;    /* 1: the slot holds a key */
+	__u8 spill;   /* 1: other keys of this port live in flows */
+	struct flow_entry e;
+};
+build_bug_on(sizeof(struct carrier_slot) != 64);
+
+/* Carrier keys by local port: index (protocol plane: TCP 0, UDP 1, ICMP 2)
+ * x (range size) + (port - cfg_port_lo). An array lookup the verifier
+ * inlines to an address computation, where a hash costs a jhash of the
+ * 40-byte key and a compare. Sized at load time to the carrier range. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct carrier_slot);
+} carriers SEC(".maps");
 
 /* The router's own addresses (IPv4 as ::ffff:a.b.c.d), consulted on a miss. */
 struct {
@@ -131,6 +180,8 @@ volatile __u32 sw_lan_v4 SEC(".data") = 0;
 /* Keep the shared types in BTF for bpf2go. */
 const struct flow_key *unused_flow_key __attribute__((unused));
 const struct flow_entry *unused_flow_entry __attribute__((unused));
+const struct carrier_slot *unused_carrier_slot __attribute__((unused));
+const struct flow_key4 *unused_flow_key4 __attribute__((unused));
 const struct miss_rec *unused_miss_rec __attribute__((unused));
 const enum action *unused_action __attribute__((unused));
 const enum role *unused_role __attribute__((unused));

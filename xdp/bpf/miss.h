@@ -24,8 +24,8 @@ static __always_inline enum reason classify_miss(enum role role, struct pkt *p)
 	if (role == ROLE_EDGE_LAN) {
 		/* The router's own addresses, and the site's other segments
 		 * (the edge routes between its LANs), are not unmap's. */
-		if (bpf_map_lookup_elem(&local_addrs, dst) ||
-		    bpf_map_lookup_elem(&site_prefixes, &k))
+		if (map_lookup(&local_addrs, dst) ||
+		    map_lookup(&site_prefixes, &k))
 			return REASON_PASS_LOCAL;
 		/* TCP and UDP only: an ICMP echo carrier's one identifier is
 		 * rewritten by the CGNAT, so ping keeps the ordinary path. */
@@ -48,7 +48,7 @@ static __always_inline enum reason classify_miss(enum role role, struct pkt *p)
 		    port && port >= cfg_port_lo && port <= cfg_port_hi)
 			return REASON_MISS;
 	}
-	if (role == ROLE_RELAY_EXT && bpf_map_lookup_elem(&site_prefixes, &k))
+	if (role == ROLE_RELAY_EXT && map_lookup(&site_prefixes, &k))
 		return REASON_MISS;
 	return REASON_PASS_NOT_OURS;
 }

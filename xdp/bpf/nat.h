@@ -13,7 +13,7 @@ static __always_inline enum reason napt44(struct pkt *p, const struct flow_entry
 {
 	struct iphdr *ip = p->data + ETH_LEN;
 	__u8 *l4 = p->data + L4_4;
-	__u64 acc = 0;
+	__u64 acc = 0, sum;
 	int off;
 
 	if ((void *)(ip + 1) > p->end)
@@ -26,10 +26,13 @@ static __always_inline enum reason napt44(struct pkt *p, const struct flow_entry
 	}
 	off = rewrite_ports(p, l4, e, &acc);
 	finish_csum(p, l4, off, acc);
+	/* Header checksum from the unchanged words, loaded before any store
+	 * to the header, and the new ones in registers (see put_ipv4). */
+	sum = (__u64)((__u32 *)ip)[0] + ((__u32 *)ip)[1] +
+	      ((__u16)(p->ttl - 1) | (__u16)ip->protocol << 8) + e->saddr[0] + e->daddr[0];
 	ip->ttl = p->ttl - 1;
 	ip->saddr = e->saddr[0];
 	ip->daddr = e->daddr[0];
-	ip->check = 0;
-	ip->check = ~ipv4_sum(ip);
+	ip->check = ~csum_fold(sum);
 	return REASON_NONE;
 }

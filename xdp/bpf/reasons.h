@@ -45,7 +45,7 @@ struct {
 static __always_inline void count_reason(enum reason r)
 {
 	__u32 key = r;
-	__u64 *n = bpf_map_lookup_elem(&reasons, &key);
+	__u64 *n = map_lookup(&reasons, &key);
 
 	if (n)
 		*n += 1;

@@ -93,20 +93,26 @@ static __always_inline void echo_type(__u8 *l4, int to6, __u64 *acc)
 	*acc += *w;
 }
 
-/* Write a carrier IPv4 header: ID 0 with DF (RFC 6864 atomic datagram). */
+/* Write a carrier IPv4 header: ID 0 with DF (RFC 6864 atomic datagram).
+ * The header checksum is summed from the fields in registers, not read
+ * back: a 32-bit load over just-written 8- and 16-bit stores cannot be
+ * served from the store buffer and waits for them. */
 static __always_inline void put_ipv4(struct iphdr *ip, __u8 tos, __u16 tot,
 				     __u8 proto, __u8 ttl, __u32 saddr, __u32 daddr)
 {
-	*(__u16 *)ip = bpf_htons(0x4500 | tos);
-	ip->tot_len = bpf_htons(tot);
+	__u16 w0 = bpf_htons(0x4500 | tos);
+	__u16 w1 = bpf_htons(tot);
+	__u16 w3 = bpf_htons(0x4000);
+	__u16 w4 = (__u16)ttl | (__u16)proto << 8; /* bytes ttl, protocol as stored */
+
+	*(__u16 *)ip = w0;
+	ip->tot_len = w1;
 	ip->id = 0;
-	ip->frag_off = bpf_htons(0x4000);
-	ip->ttl = ttl;
-	ip->protocol = proto;
-	ip->check = 0;
+	ip->frag_off = w3;
+	*(__u16 *)&ip->ttl = w4;
 	ip->saddr = saddr;
 	ip->daddr = daddr;
-	ip->check = ~ipv4_sum(ip);
+	ip->check = ~csum_fold((__u64)w0 + w1 + w3 + w4 + saddr + daddr);
 }
 
 static __always_inline void put_ipv6(struct ipv6hdr *ip6, __u8 tos, __u16 plen,

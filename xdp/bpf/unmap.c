@@ -1,172 +1,11 @@
 //go:build ignore
 
 /* unmap.c: the XDP entry programs. Each is a thin wrapper around
- * unmap_process() with its role; the features live in the headers:
- * parse.h, csum.h, translate.h, nat.h, fwd.h, miss.h, maps.h, reasons.h. */
+ * unmap_process() (process.h) with its role; the features live in the
+ * headers: parse.h, lookup.h, csum.h, translate.h, nat.h, icmp.h, fwd.h,
+ * miss.h, maps.h, reasons.h. */
 
-#include "common.h"
-#include "reasons.h"
-#include "maps.h"
-#include "parse.h"
-#include "translate.h"
-#include "nat.h"
-#include "icmp.h"
-#include "fwd.h"
-#include "miss.h"
-
-static __always_inline int verdict(enum reason r)
-{
-	count_reason(r);
-	return r >= REASON_DROP_TRUNC_L3 ? XDP_DROP : XDP_PASS;
-}
-
-/* Does e's action fit packet p (family, protocol)? */
-static __always_inline int fits(const struct pkt *p, const struct flow_entry *e)
-{
-	__u8 proto = p->key.proto;
-
-	switch (e->action) {
-	case ACT_XLAT64:
-		return p->key.family == 6 &&
-		       (((proto == IPPROTO_TCP || proto == IPPROTO_UDP) && e->proto == proto) ||
-			(proto == IPPROTO_ICMPV6 && e->proto == IPPROTO_ICMP));
-	case ACT_XLAT46:
-		return p->key.family == 4 &&
-		       (((proto == IPPROTO_TCP || proto == IPPROTO_UDP) && e->proto == proto) ||
-			(proto == IPPROTO_ICMP && e->proto == IPPROTO_ICMPV6));
-	case ACT_WRAP64:
-		return p->key.family == 6;
-	case ACT_NAPT44:
-		return p->key.family == 4;
-	case ACT_UNWRAP46:
-		return p->key.family == 4 && proto == IPPROTO_UDP;
-	}
-	return 0;
-}
-
-/* UDP without a checksum: IPv6 forbids it and native IPv4 carriers are
- * ours, which always carry one. NAPT keeps a zero; a UDP carrier has none. */
-static __always_inline int bad_zero_csum(const struct pkt *p, const struct flow_entry *e)
-{
-	__u8 *l4 = p->data + (p->key.family == 4 ? L4_4 : L4_6);
-
-	if (p->key.proto != IPPROTO_UDP)
-		return 0;
-	if ((void *)(l4 + 8) > p->end)
-		return 1;
-	if (*(__u16 *)(l4 + 6))
-		return 0;
-	return p->key.family == 6 || e->action == ACT_XLAT46;
-}
-
-/* A carrier keepalive: a UDP datagram whose payload is exactly the 8
- * bytes "unmap-ka", sent by the edge on an idle UDP carrier to refresh the
- * CGNAT's mapping, or those 8 bytes and the carrier's bind token (a token
- * keepalive, proving a carrier the CGNAT moved). It arrives on a carrier
- * (an entry back to the flow) and goes no further. */
-static __always_inline int is_keepalive(const struct pkt *p, const struct flow_entry *e)
-{
-	static const char magic[8] = "unmap-ka";
-	__u8 *l4 = p->data + L4_4;
-	if (p->key.family != 4 || p->key.proto != IPPROTO_UDP ||
-	    (e->action != ACT_XLAT46 && e->action != ACT_UNWRAP46))
-		return 0;
-	if ((void *)(l4 + 16) > p->end ||
-	    (*(__u16 *)(l4 + 4) != bpf_htons(16) && *(__u16 *)(l4 + 4) != bpf_htons(24)))
-		return 0;
-#pragma unroll
-	for (int i = 0; i < 8; i++)
-		if (l4[8 + i] != (__u8)magic[i])
-			return 0;
-	return 1;
-}
-
-/* The entry flags a plain TCP segment sets: FIN, RST (see maps.h). */
-static __always_inline __u16 tcp_end(const struct pkt *p)
-{
-	__u8 *fl = (__u8 *)p->data + (p->key.family == 4 ? L4_4 : L4_6) + 13;
-
-	if (p->key.proto != IPPROTO_TCP || p->icmp_err || (void *)(fl + 1) > p->end)
-		return 0;
-	return (*fl & 0x01 ? ENTRY_FIN : 0) | (*fl & 0x04 ? ENTRY_RST : 0);
-}
-
-static __always_inline int unmap_process(struct xdp_md *ctx, enum role role)
-{
-	struct pkt p = {};
-	struct flow_entry *e;
-	enum reason r;
-	__u16 end = 0;
-
-	r = parse(ctx, &p);
-	if (r != REASON_NONE)
-		return verdict(r);
-	e = bpf_map_lookup_elem(&flows, &p.key);
-	if (!e) {
-		r = classify_miss(role, &p);
-		if (r == REASON_MISS || r == REASON_TTL_TO_AGENT) {
-			enum reason sent = send_miss(ctx, role, &p);
-
-			r = sent == REASON_MISS ? r : sent;
-		}
-		return verdict(r);
-	}
-	if (role == ROLE_RELAY_EXT || role == ROLE_EDGE_LAN) {
-		r = slow_path(role, &p);
-		if (r == REASON_ICMP_ERR_TO_AGENT || r == REASON_TTL_TO_AGENT) {
-			enum reason sent = send_miss(ctx, role, &p);
-
-			return verdict(sent == REASON_MISS ? r : sent);
-		}
-		if (r != REASON_NONE)
-			return verdict(r);
-	}
-	/* Errors about UDP carriers stay with the stack. */
-	if (p.icmp_err && (e->action == ACT_WRAP64 || e->action == ACT_UNWRAP46))
-		return verdict(REASON_PASS_ICMP_OTHER);
-	if (!fits(&p, e))
-		return verdict(REASON_DROP_BAD_ENTRY);
-	if (p.ttl <= 1)
-		return verdict(REASON_PASS_TTL);
-	if (p.icmp_err) {
-		if (e->action == ACT_XLAT64)
-			r = err64(ctx, &p, e);
-		else if (e->action == ACT_XLAT46)
-			r = err46(ctx, &p, e);
-		else
-			r = err_napt(&p, e);
-		goto done;
-	}
-	if (bad_zero_csum(&p, e))
-		return verdict(REASON_DROP_UDP_ZERO_CSUM);
-	if (is_keepalive(&p, e))
-		return verdict(REASON_KEEPALIVE);
-	end = tcp_end(&p); /* before translation moves the header */
-	switch (e->action) {
-	case ACT_XLAT64:
-		r = xlat64(ctx, &p, e);
-		break;
-	case ACT_XLAT46:
-		r = xlat46(ctx, &p, e);
-		break;
-	case ACT_NAPT44:
-		r = napt44(&p, e);
-		break;
-	case ACT_WRAP64:
-		r = wrap64(ctx, &p, e);
-		break;
-	default:
-		r = unwrap46(ctx, &p, e);
-	}
-done:
-	if (r != REASON_NONE)
-		return verdict(r);
-	e->packets++;
-	e->bytes += p.len;
-	e->flags |= end;
-	return forward(ctx, e->action == ACT_XLAT64 || e->action == ACT_WRAP64 ||
-				    e->action == ACT_NAPT44);
-}
+#include "process.h"
 
 /* Edge, site side: flows to carriers; misses of the site's IPv6 to the agent. */
 SEC("xdp")
@@ -197,7 +36,7 @@ int bench_lookup(struct xdp_md *ctx)
 
 	if (parse(ctx, &p) != REASON_NONE)
 		return XDP_ABORTED;
-	return bpf_map_lookup_elem(&flows, &p.key) ? XDP_PASS : XDP_DROP;
+	return flow_lookup(&p.key) ? XDP_PASS : XDP_DROP;
 }
 
 /* Baseline for benchmarks: the cheapest possible XDP program. */
