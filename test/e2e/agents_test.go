@@ -213,6 +213,12 @@ func testOutboundIPv6(t *testing.T, mode lab.CGNMode) {
 	} else {
 		t.Logf("ping lan → srv6: %v", rtt)
 	}
+	// Full MTU, proof 4: ICMPv6 echo of 1452 bytes (1500-byte packets)
+	// both ways, and the LAN host's TCP connection with a 1440-byte MSS.
+	if _, err := l.NS(lab.LAN).PingSize(ctx, lab.Srv6Addr, 1452); err != nil {
+		t.Errorf("1452-byte ping lan → srv6: %v", err)
+	}
+	checkMSS(t, ctx, l.NS(lab.LAN), to)
 	// 50 MB each way over one TCP connection, verified by hash.
 	if _, err := exchangeThrough(ctx, l.NS(lab.Srv6), l.NS(lab.LAN), netip.AddrPortFrom(lab.Srv6Addr, 443)); err != nil {
 		t.Errorf("50 MB each way lan ↔ srv6: %v", err)
@@ -257,6 +263,9 @@ func testInboundIPv6UDP(t *testing.T, mode lab.CGNMode) {
 	firstNotLost(t, srv, "inbound-udp")
 	if _, err := l.NS(lab.Srv6).EchoUDPPacket(ctx, netip.AddrPortFrom(host, lab.EchoPort), "inbound-1500", lab.MTU); err != nil {
 		t.Errorf("1500-byte IPv6 UDP srv6 → lan and back: %v", err)
+	}
+	if _, err := l.NS(lab.Srv6).PingSize(ctx, host, 1452); err != nil {
+		t.Errorf("1452-byte ping srv6 → lan: %v", err)
 	}
 	if rtt, err := l.NS(lab.Srv6).Ping(ctx, host); err != nil {
 		t.Errorf("ping srv6 → lan: %v", err)

@@ -49,6 +49,7 @@ func testSiteIPv4(t *testing.T, mode lab.CGNMode) {
 	if _, err := l.NS(lab.LAN).EchoUDPPacket(ctx, to, "site-ipv4-1500", lab.MTU); err != nil {
 		t.Errorf("1500-byte IPv4 UDP lan → srv4 and back: %v", err)
 	}
+	checkMSS(t, ctx, l.NS(lab.LAN), to)
 	// Ping keeps the ordinary path, from the CGN's address.
 	if _, err := l.NS(lab.LAN).Ping(ctx, lab.Srv4Addr); err != nil {
 		t.Errorf("ping lan → srv4: %v", err)

@@ -21,6 +21,14 @@ import (
 // example destination unreachable) ends it at once with that error. It
 // uses a raw socket (the lab runs as root), so no ping binary is needed.
 func (n *NS) Ping(ctx context.Context, dst netip.Addr) (time.Duration, error) {
+	return n.PingSize(ctx, dst, 0)
+}
+
+// PingSize is Ping with an echo payload of size bytes (at least the
+// per-call token), so the IP packet is size plus 28 (IPv4) or 48 (IPv6)
+// bytes: PingSize(ctx, dst, 1452) sends and expects back whole 1500-byte
+// IPv6 packets. A reply must carry the payload whole.
+func (n *NS) PingSize(ctx context.Context, dst netip.Addr, size int) (time.Duration, error) {
 	network, laddr, proto := "ip4:icmp", "0.0.0.0", 1
 	var echoType, replyType icmp.Type = ipv4.ICMPTypeEcho, ipv4.ICMPTypeEchoReply
 	if dst.Is6() {
@@ -40,7 +48,8 @@ func (n *NS) Ping(ctx context.Context, dst netip.Addr) (time.Duration, error) {
 	// A raw socket sees every ICMP message of the namespace: the id and
 	// a per-call payload pick out ours.
 	id := rand.IntN(0xffff) + 1
-	payload := fmt.Appendf(nil, "unmap-lab-ping-%016x", rand.Uint64())
+	token := fmt.Appendf(nil, "unmap-lab-ping-%016x", rand.Uint64())
+	payload := append(token, bytes.Repeat([]byte{'.'}, max(0, size-len(token)))...)
 	to := &net.IPAddr{IP: dst.AsSlice()}
 	buf := make([]byte, 1500)
 	for seq := 1; ; seq++ {
@@ -78,7 +87,7 @@ func (n *NS) Ping(ctx context.Context, dst netip.Addr) (time.Duration, error) {
 				}
 				continue
 			}
-			if quoted := icmpErrorQuote(rm); quoted != nil && bytes.Contains(quoted, payload) {
+			if quoted := icmpErrorQuote(rm); quoted != nil && bytes.Contains(quoted, token) {
 				return 0, fmt.Errorf("ping %s: %v from %v", dst, rm.Type, from)
 			}
 		}
