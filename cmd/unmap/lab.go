@@ -148,6 +148,8 @@ func tourWithUnmap(ctx context.Context, w io.Writer, l *lab.Lab, env *lab.Env, b
 		return nil, err
 	}
 	defer agents.Stop()
+	env.Agents = agents
+	defer func() { env.Agents = nil }()
 	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	host, err := l.NS(lab.LAN).WaitAddr(wctx, lab.SitePrefix)

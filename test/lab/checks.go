@@ -1,8 +1,11 @@
 package lab
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/netip"
 	"time"
@@ -141,6 +144,8 @@ func UnmapChecks(host netip.Addr) []Check {
 		},
 		EchoCheck("srv4 → lan: UDP to a forwarded port of the public IPv4", Works, Srv4, "udp", atLAN, forward, Srv4Addr),
 		EchoCheck("srv4 → lan: TCP to a forwarded port of the public IPv4", Works, Srv4, "tcp", atLAN, forward, Srv4Addr),
+		RestartCheck("lan → srv6: an established TCP connection outlives an edge agent restart", Edge, srv6),
+		RestartCheck("lan → srv6: an established TCP connection outlives a relay restart", Relay, srv6),
 		{
 			Name:    "lan → srv6: traceroute6 lists every hop (carrier path as 64:ff9b::, then beyond the relay)",
 			Expect:  Works,
@@ -164,4 +169,40 @@ func UnmapChecks(host netip.Addr) []Check {
 			},
 		},
 	}
+}
+
+// RestartCheck: the LAN host holds a TCP connection to to, exchanging a
+// line before and after the agent of role restarts; the connection
+// itself must carry on (no reconnect).
+func RestartCheck(name string, role Role, to netip.AddrPort) Check {
+	return Check{Name: name, Expect: Works, Run: func(ctx context.Context, e *Env) error {
+		if e.Agents == nil {
+			return errors.New("no agents to restart")
+		}
+		c, err := e.Lab.NS(LAN).Dial(ctx, "tcp", to.String())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		line := func(what string) error {
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			tok := newToken(LAN, what)
+			if _, err := io.WriteString(c, tok+"\n"); err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			got, err := r.ReadString('\n')
+			if err != nil || got != tok+"\n" {
+				return fmt.Errorf("%s: echo %q, %v", what, got, err)
+			}
+			return nil
+		}
+		if err := line("before"); err != nil {
+			return err
+		}
+		if err := e.Agents.Restart(ctx, role); err != nil {
+			return err
+		}
+		return line("after")
+	}}
 }

@@ -44,6 +44,9 @@ type Env struct {
 	// Echo servers (TCP and UDP, EchoPort) on srv4, srv6 and the lan
 	// host, the ends of the baseline paths.
 	Srv4, Srv6, LAN *EchoServer
+	// Agents are unmap's relay and edge, for the rows that restart them;
+	// nil in the baseline tour.
+	Agents *Agents
 }
 
 // NewEnv starts the tour's servers in l; Lab.Close stops them.
