@@ -166,27 +166,10 @@ func outboundBaseline(t *testing.T, ctx context.Context, l *lab.Lab, host netip.
 	if err != nil {
 		t.Fatal(err)
 	}
-	served := make(chan error, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			served <- err
-			return
-		}
-		defer c.Close()
-		served <- exchangeN(ctx, c, 4, 3, exchangeBytes)
-	}()
 	start := time.Now()
-	c, err := l.NS(lab.LAN).Dial(ctx, "tcp6", netip.AddrPortFrom(lab.Srv6Addr, inboundTCPPort).String())
+	outConnect, err := exchangeOver(ctx, ln, l.NS(lab.LAN), netip.AddrPortFrom(lab.Srv6Addr, inboundTCPPort))
 	if err != nil {
-		t.Errorf("baseline lan → srv6 connect: %v", err)
-		return
-	}
-	outConnect := time.Since(start)
-	err = exchangeN(ctx, c, 3, 4, exchangeBytes)
-	c.Close()
-	if serr := <-served; err != nil || serr != nil {
-		t.Errorf("baseline lan → srv6 exchange: %v, %v", err, serr)
+		t.Errorf("baseline lan → srv6: %v", err)
 		return
 	}
 	outTime := time.Since(start)
@@ -358,9 +341,9 @@ func carrierState(t *testing.T, ns *lab.NS) uint8 {
 	return 0
 }
 
-// exchangeThrough has client connect to server's listener on to and the
-// two exchange 50 MB each way, verified by hash; it returns the connect
-// time.
+// exchangeThrough has client connect to a listener of server's on to and
+// the two exchange 50 MB each way, verified by hash; it returns the
+// connect time.
 func exchangeThrough(ctx context.Context, server, client *lab.NS, to netip.AddrPort) (time.Duration, error) {
 	network := "tcp4"
 	if to.Addr().Is6() {
@@ -371,6 +354,11 @@ func exchangeThrough(ctx context.Context, server, client *lab.NS, to netip.AddrP
 		return 0, err
 	}
 	defer ln.Close()
+	return exchangeOver(ctx, ln, client, to)
+}
+
+// exchangeOver is exchangeThrough on a listener already open at to.
+func exchangeOver(ctx context.Context, ln net.Listener, client *lab.NS, to netip.AddrPort) (time.Duration, error) {
 	served := make(chan error, 1)
 	go func() {
 		c, err := ln.Accept()
@@ -382,7 +370,7 @@ func exchangeThrough(ctx context.Context, server, client *lab.NS, to netip.AddrP
 		served <- exchangeN(ctx, c, 4, 3, exchangeBytes)
 	}()
 	start := time.Now()
-	c, err := client.Dial(ctx, network, to.String())
+	c, err := client.Dial(ctx, ln.Addr().Network(), to.String())
 	if err != nil {
 		return 0, fmt.Errorf("connect: %w", err)
 	}
