@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 
 	"github.com/cilium/ebpf/link"
 
@@ -121,12 +120,6 @@ func (l local) IsLocal(a netip.Addr) bool {
 }
 func (local) InSite(netip.Addr) bool { return false }
 
-// maxHeld bounds the packets held for one flow while it opens.
-const maxHeld = 8
-
-// opening is a flow being set up, with the packets held for it.
-type opening struct{ held [][]byte }
-
 // misses serves the datapath's misses until ctx ends.
 func (a *agent) misses(ctx context.Context, dp *datapath) error {
 	r, err := dp.d.Misses()
@@ -134,8 +127,7 @@ func (a *agent) misses(ctx context.Context, dp *datapath) error {
 		return err
 	}
 	go func() { <-ctx.Done(); r.Close() }()
-	var mu sync.Mutex
-	pending := map[session.Flow]*opening{}
+	pending := newOpenings(maxOpening)
 	for {
 		m, err := r.Read()
 		if err != nil {
@@ -168,29 +160,22 @@ func (a *agent) misses(ctx context.Context, dp *datapath) error {
 			}
 			continue
 		}
-		mu.Lock()
-		if o := pending[f]; o != nil {
-			if len(o.held) < maxHeld && m.Len == len(m.Data) {
-				o.held = append(o.held, m.Data)
-			} else {
-				a.count("held-overflow")
+		var pkt []byte
+		if m.Len == len(m.Data) {
+			pkt = m.Data // else only part was handed over: the sender resends
+		}
+		first, why := pending.hold(f, pkt)
+		if why != "" {
+			a.count(why)
+			if why == "opening-full" {
+				a.nat.release(f) // classify may have bound a public IPv4 port for it
 			}
-			mu.Unlock()
+		}
+		if !first {
 			continue
 		}
-		o := &opening{}
-		if m.Len == len(m.Data) {
-			o.held = append(o.held, m.Data)
-		}
-		pending[f] = o
-		mu.Unlock()
 		go func() {
-			err := a.openFlow(ctx, dp, lan, f, cp, token, func() [][]byte {
-				mu.Lock()
-				defer mu.Unlock()
-				delete(pending, f)
-				return o.held
-			})
+			err := a.openFlow(ctx, dp, lan, f, cp, token, func() [][]byte { return pending.take(f) })
 			if err != nil {
 				a.log.Info("outbound flow not opened", "flow", f, "err", err)
 			}
