@@ -138,6 +138,17 @@ func (a *agent) openPicked(ctx context.Context, dp *datapath, lan, f session.Flo
 		a.count("picked")
 		return nil
 	}
+	var refused proto.Code
+	if !errors.As(err, &refused) && ctx.Err() == nil {
+		// No answer: the control channel went down with the FlowOpen or
+		// its grant on the way. The flow may already run (its packets
+		// went at once), so it stays; the replay after the reconnect
+		// settles it with the relay, which takes it or closes it.
+		if a.markOpen(f, &c) == nil {
+			a.count("pick-unconfirmed")
+			return nil
+		}
+	}
 	a.forget(f, c)
 	if !errors.Is(err, proto.CodeFlowExists) {
 		a.nat.release(f)
