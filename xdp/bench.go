@@ -34,7 +34,7 @@ const benchBatch = 254
 
 // benchConfig is the bench datapath's configuration: the relay's carrier
 // address and range, so the carrier direction of each flip-back pair is
-// a carrier key (slot) and the other a site-side key (flows hash), as at
+// a carrier key (slot) and the other a site-side key (flow table), as at
 // either end of a real flow.
 var benchConfig = xlattest.Config(xlattest.RelayAddr)
 
@@ -56,9 +56,9 @@ func Bench(repeats int) ([]BenchResult, error) {
 	lan := d.Program(xlat.RoleEdgeLAN)
 	paths := []benchPath{
 		{name: "baseline: empty XDP_PASS", prog: d.objs.XdpPass, pkt: benchPkt(6, X, 40000, R, 443)},
-		{name: "floor: parse + hash lookup", prog: d.objs.BenchLookup, pkt: benchPkt(6, X, 40000, R, 443), note: "site-side key (flows hash), no translation"},
+		{name: "floor: parse + table lookup", prog: d.objs.BenchLookup, pkt: benchPkt(6, X, 40000, R, 443), note: "site-side key (flow table), no translation"},
 		{name: "floor: parse + slot lookup", prog: d.objs.BenchLookup, pkt: benchPkt(6, xlattest.EdgeWAN, 20000, xlattest.RelayAddr, 30000), note: "carrier key (carriers slot), no translation"},
-		{name: "tcp v6<->v4 established", prog: lan, pkt: benchPkt(6, X, 40000, R, 443), note: "mean of v6->v4 (hash) and v4->v6 (slot)"},
+		{name: "tcp v6<->v4 established", prog: lan, pkt: benchPkt(6, X, 40000, R, 443), note: "mean of v6->v4 (table) and v4->v6 (slot)"},
 		{name: "udp v6<->v4 established", prog: lan, pkt: benchPkt(17, X, 40000, R, 443), note: "mean of both directions"},
 		{name: "udp carrier wrap<->unwrap", prog: lan, pkt: benchPkt(50, X, 0, R, 0), note: "mean of wrap and unwrap"},
 		{name: "ipv4 napt tcp", prog: lan, pkt: benchPkt(6, L, 5000, Rm4, 80), note: "both directions NAPT"},

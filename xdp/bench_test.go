@@ -66,7 +66,7 @@ func TestBenchPathsTranslate(t *testing.T) {
 }
 
 // The bench's flip-back pairs of real flows are one carrier key (a slot)
-// and one site-side key (a flows hash) each, so every translation figure
+// and one site-side key (the flow table) each, so every translation figure
 // is the mean of both kinds of lookup; the carrier-side-only pair is two
 // carrier keys.
 func TestBenchFlowsUseSlots(t *testing.T) {
@@ -106,7 +106,7 @@ func BenchmarkBreakdown(b *testing.B) {
 	site6 := benchPkt(6, X, 40000, R, 443)
 	carrier4 := benchPkt(6, E, 20000, Rl, 30000)
 	p := func(name string) *ebpf.Program { return coll.Programs[name] }
-	// A NAPT pair whose keys are both IPv4 flow keys (flows4): the cost
+	// A NAPT pair whose keys are both site-side keys (flow table): the cost
 	// of a site-side direction alone; the bench's carrier-side-only pair
 	// (slots both ways) is the carrier side alone.
 	A, L, Rm4 := netip.MustParseAddr("198.51.100.20"), xlattest.LANHost4, xlattest.Remote4
@@ -132,9 +132,11 @@ func BenchmarkBreakdown(b *testing.B) {
 		{name: "ipv4 + shared hash, 40 B key", prog: p("bv_hash40_shared"), pkt: carrier4},
 		{name: "ipv4 + per-cpu hash, 16 B key", prog: p("bv_hash16"), pkt: carrier4},
 		{name: "ipv4 + carrier slot", prog: p("bv_lookup"), pkt: carrier4},
+		{name: "ipv6 + flow table", prog: p("bv_lookup"), pkt: site6},
+		{name: "ipv4 + flow table", prog: p("bv_lookup"), pkt: nat4},
 		{name: "ipv4 + carrier slot + adjust_head x2", prog: p("bv_adjust"), pkt: carrier4},
 		{name: "napt tcp, slot both ways", prog: v.Program(xlat.RoleRelayExt), pkt: nat},
-		{name: "napt tcp, flows4 both ways", prog: v.Program(xlat.RoleRelayExt), pkt: nat4},
+		{name: "napt tcp, table both ways", prog: v.Program(xlat.RoleRelayExt), pkt: nat4},
 		{name: "tcp v6<->v4 whole path", prog: d.Program(xlat.RoleEdgeLAN), pkt: site6},
 		{name: "tcp v6<->v4 whole, no flow counters", prog: v.Program(xlat.RoleEdgeLAN), pkt: site6},
 	}
@@ -164,15 +166,16 @@ func loadBenchVariants(tb testing.TB) (*Datapath, *ebpf.Collection) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := configure(spec, benchConfig, Options{}); err != nil {
+	ts, err := configure(spec, benchConfig, Options{}, nil)
+	if err != nil {
 		tb.Fatal(err)
 	}
 	coll, err := ebpf.NewCollection(spec)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	d := &Datapath{cfg: benchConfig}
-	if err := coll.Assign(&d.objs); err != nil {
+	d, err := fromCollection(coll, benchConfig, ts)
+	if err != nil {
 		coll.Close()
 		tb.Fatal(err)
 	}

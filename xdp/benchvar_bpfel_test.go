@@ -33,6 +33,17 @@ type benchvarCarrierSlot struct {
 	E     benchvarFlowEntry
 }
 
+type benchvarFlowBucket struct {
+	_ structs.HostLayout
+	W [4]struct {
+		_ structs.HostLayout
+		K benchvarFlowKey
+		E benchvarFlowEntry
+	}
+	Spill uint32
+	Pad   uint32
+}
+
 type benchvarFlowEntry struct {
 	_       structs.HostLayout
 	Action  uint8
@@ -83,6 +94,7 @@ const (
 	benchvarMapCarriers          = "carriers"
 	benchvarMapFlows             = "flows"
 	benchvarMapFlows4            = "flows4"
+	benchvarMapFlowtab           = "flowtab"
 	benchvarMapLocalAddrs        = "local_addrs"
 	benchvarMapMisses            = "misses"
 	benchvarMapReasons           = "reasons"
@@ -99,13 +111,16 @@ const (
 	benchvarProgEdgeWan          = "edge_wan"
 	benchvarProgRelayExt         = "relay_ext"
 	benchvarProgXdpPass          = "xdp_pass"
+	benchvarVarCfgBucketBits     = "cfg_bucket_bits"
 	benchvarVarCfgCarrierAddr    = "cfg_carrier_addr"
 	benchvarVarCfgPortHi         = "cfg_port_hi"
 	benchvarVarCfgPortLo         = "cfg_port_lo"
+	benchvarVarCfgSeed           = "cfg_seed"
 	benchvarVarSwFib             = "sw_fib"
 	benchvarVarSwLanV4           = "sw_lan_v4"
 	benchvarVarUnusedAction      = "unused_action"
 	benchvarVarUnusedCarrierSlot = "unused_carrier_slot"
+	benchvarVarUnusedFlowBucket  = "unused_flow_bucket"
 	benchvarVarUnusedFlowEntry   = "unused_flow_entry"
 	benchvarVarUnusedFlowKey     = "unused_flow_key"
 	benchvarVarUnusedFlowKey4    = "unused_flow_key4"
@@ -178,6 +193,7 @@ type benchvarMapSpecs struct {
 	Carriers      *ebpf.MapSpec `ebpf:"carriers"`
 	Flows         *ebpf.MapSpec `ebpf:"flows"`
 	Flows4        *ebpf.MapSpec `ebpf:"flows4"`
+	Flowtab       *ebpf.MapSpec `ebpf:"flowtab"`
 	LocalAddrs    *ebpf.MapSpec `ebpf:"local_addrs"`
 	Misses        *ebpf.MapSpec `ebpf:"misses"`
 	Reasons       *ebpf.MapSpec `ebpf:"reasons"`
@@ -189,13 +205,16 @@ type benchvarMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type benchvarVariableSpecs struct {
+	CfgBucketBits     *ebpf.VariableSpec `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr    *ebpf.VariableSpec `ebpf:"cfg_carrier_addr"`
 	CfgPortHi         *ebpf.VariableSpec `ebpf:"cfg_port_hi"`
 	CfgPortLo         *ebpf.VariableSpec `ebpf:"cfg_port_lo"`
+	CfgSeed           *ebpf.VariableSpec `ebpf:"cfg_seed"`
 	SwFib             *ebpf.VariableSpec `ebpf:"sw_fib"`
 	SwLanV4           *ebpf.VariableSpec `ebpf:"sw_lan_v4"`
 	UnusedAction      *ebpf.VariableSpec `ebpf:"unused_action"`
 	UnusedCarrierSlot *ebpf.VariableSpec `ebpf:"unused_carrier_slot"`
+	UnusedFlowBucket  *ebpf.VariableSpec `ebpf:"unused_flow_bucket"`
 	UnusedFlowEntry   *ebpf.VariableSpec `ebpf:"unused_flow_entry"`
 	UnusedFlowKey     *ebpf.VariableSpec `ebpf:"unused_flow_key"`
 	UnusedFlowKey4    *ebpf.VariableSpec `ebpf:"unused_flow_key4"`
@@ -229,6 +248,7 @@ type benchvarMaps struct {
 	Carriers      *ebpf.Map `ebpf:"carriers"`
 	Flows         *ebpf.Map `ebpf:"flows"`
 	Flows4        *ebpf.Map `ebpf:"flows4"`
+	Flowtab       *ebpf.Map `ebpf:"flowtab"`
 	LocalAddrs    *ebpf.Map `ebpf:"local_addrs"`
 	Misses        *ebpf.Map `ebpf:"misses"`
 	Reasons       *ebpf.Map `ebpf:"reasons"`
@@ -243,6 +263,7 @@ func (m *benchvarMaps) Close() error {
 		m.Carriers,
 		m.Flows,
 		m.Flows4,
+		m.Flowtab,
 		m.LocalAddrs,
 		m.Misses,
 		m.Reasons,
@@ -255,13 +276,16 @@ func (m *benchvarMaps) Close() error {
 //
 // It can be passed to loadBenchvarObjects or ebpf.CollectionSpec.LoadAndAssign.
 type benchvarVariables struct {
+	CfgBucketBits     *ebpf.Variable `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr    *ebpf.Variable `ebpf:"cfg_carrier_addr"`
 	CfgPortHi         *ebpf.Variable `ebpf:"cfg_port_hi"`
 	CfgPortLo         *ebpf.Variable `ebpf:"cfg_port_lo"`
+	CfgSeed           *ebpf.Variable `ebpf:"cfg_seed"`
 	SwFib             *ebpf.Variable `ebpf:"sw_fib"`
 	SwLanV4           *ebpf.Variable `ebpf:"sw_lan_v4"`
 	UnusedAction      *ebpf.Variable `ebpf:"unused_action"`
 	UnusedCarrierSlot *ebpf.Variable `ebpf:"unused_carrier_slot"`
+	UnusedFlowBucket  *ebpf.Variable `ebpf:"unused_flow_bucket"`
 	UnusedFlowEntry   *ebpf.Variable `ebpf:"unused_flow_entry"`
 	UnusedFlowKey     *ebpf.Variable `ebpf:"unused_flow_key"`
 	UnusedFlowKey4    *ebpf.Variable `ebpf:"unused_flow_key4"`

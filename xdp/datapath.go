@@ -3,6 +3,7 @@ package xdp
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"sync"
 
@@ -15,14 +16,18 @@ import (
 type Datapath struct {
 	objs datapathObjects
 	cfg  xlat.Config
-	mu   sync.Mutex // serializes read-modify-writes of carrier slots
+	tab  *flowTable
+	mu   sync.Mutex // serializes writes of carrier slots and the flow table
 }
 
 // Options tune loading; the zero value is fine.
 type Options struct {
-	// MaxFlows sizes each of the flow hashes, IPv6 and IPv4 (both
-	// directions count; carriers in their slots do not); 0 keeps the
-	// object's default of 65536.
+	// Buckets sizes the flow table (four keys each, both directions of
+	// a flow count, carriers in their slots do not): a power of two up
+	// to 2^24; 0 is DefaultBuckets.
+	Buckets uint32
+	// MaxFlows sizes each of the spill hashes, IPv6 and IPv4, where keys
+	// go whose bucket is full; 0 keeps the object's default of 65536.
 	MaxFlows uint32
 	// PinPath, if set, is a bpffs folder where the maps are pinned, or
 	// reused from the last load (see pin.go).
@@ -37,15 +42,22 @@ func Load(cfg xlat.Config, opts Options) (*Datapath, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := configure(spec, cfg, opts); err != nil {
-		return nil, err
-	}
 	var copts *ebpf.CollectionOptions
+	var seed *tableSeed
 	if opts.PinPath != "" {
 		if err := pinSpec(spec, opts.PinPath); err != nil {
 			return nil, err
 		}
+		s, err := pinnedSeed(opts.PinPath)
+		if err != nil {
+			return nil, err
+		}
+		seed = &s
 		copts = &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: opts.PinPath}}
+	}
+	ts, err := configure(spec, cfg, opts, seed)
+	if err != nil {
+		return nil, err
 	}
 	d := &Datapath{cfg: cfg}
 	if err := spec.LoadAndAssign(&d.objs, copts); err != nil {
@@ -54,14 +66,39 @@ func Load(cfg xlat.Config, opts Options) (*Datapath, error) {
 		}
 		return nil, fmt.Errorf("load datapath: %w", err)
 	}
+	if err := d.openTable(ts); err != nil {
+		return nil, errors.Join(err, d.objs.Close())
+	}
 	return d, nil
 }
 
-// configure validates cfg and writes it, and the table sizes it implies,
-// into a spec of the datapath (or of a test build of the same C).
-func configure(spec *ebpf.CollectionSpec, cfg xlat.Config, opts Options) error {
+// tableSpec is the flow table a spec was configured with.
+type tableSpec struct {
+	buckets uint32
+	seed    tableSeed
+}
+
+// configure validates cfg and writes it, and the table sizes and hash
+// seed (a new one if seed is nil) it implies, into a spec of the
+// datapath (or of a test build of the same C).
+func configure(spec *ebpf.CollectionSpec, cfg xlat.Config, opts Options, seed *tableSeed) (tableSpec, error) {
+	ts := tableSpec{buckets: opts.Buckets}
+	if ts.buckets == 0 {
+		ts.buckets = DefaultBuckets
+	}
 	if err := cfg.Validate(); err != nil {
-		return err
+		return ts, err
+	}
+	if err := checkBuckets(ts.buckets); err != nil {
+		return ts, err
+	}
+	if seed != nil {
+		ts.seed = *seed
+	} else {
+		var err error
+		if ts.seed, err = newSeed(); err != nil {
+			return ts, err
+		}
 	}
 	var addr uint32
 	if cfg.CarrierAddr.IsValid() {
@@ -73,21 +110,64 @@ func configure(spec *ebpf.CollectionSpec, cfg xlat.Config, opts Options) error {
 		datapathVarCfgPortLo:      cfg.PortLo,
 		datapathVarCfgPortHi:      cfg.PortHi,
 		datapathVarSwLanV4:        boolU32(cfg.LANv4ToAgent),
+		datapathVarCfgSeed:        [5]uint64(ts.seed),
+		datapathVarCfgBucketBits:  uint32(bits.TrailingZeros32(ts.buckets)),
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
-			return fmt.Errorf("set %s: %w", name, err)
+			return ts, fmt.Errorf("set %s: %w", name, err)
 		}
 	}
 	spec.Maps[datapathMapCarriers].MaxEntries = slotCount(cfg)
+	spec.Maps[datapathMapFlowtab].MaxEntries = ts.buckets
 	if opts.MaxFlows != 0 {
 		spec.Maps[datapathMapFlows].MaxEntries = opts.MaxFlows
 		spec.Maps[datapathMapFlows4].MaxEntries = opts.MaxFlows
+	}
+	return ts, nil
+}
+
+// openTable maps the loaded flow table and counts, per bucket, the keys a
+// pinned table's last user left in the spill hashes.
+func (d *Datapath) openTable(ts tableSpec) error {
+	t, err := openTable(d.objs.Flowtab, ts.buckets, ts.seed)
+	if err != nil {
+		return err
+	}
+	d.tab = t
+	var (
+		k    datapathFlowKey
+		k4   datapathFlowKey4
+		vals []datapathFlowEntry
+		n    = map[uint32]int{}
+	)
+	count := func(ck datapathFlowKey) {
+		kb := keyBytes(ck)
+		if k, err := decodeKey(kb); err == nil {
+			if _, ok := d.slotIndex(k); ok {
+				return // a spilled carrier: its slot says so
+			}
+		}
+		n[t.bucket(kb)]++
+	}
+	it := d.objs.Flows.Iterate()
+	for it.Next(&k, &vals) {
+		count(k)
+	}
+	it4 := d.objs.Flows4.Iterate()
+	for it4.Next(&k4, &vals) {
+		count(key4(k4))
+	}
+	if err := errors.Join(it.Err(), it4.Err()); err != nil {
+		return fmt.Errorf("spill hashes: %w", err)
+	}
+	for b, c := range n {
+		t.setSpill(b, c)
 	}
 	return nil
 }
 
 // Close releases the programs and maps (attached links stay until closed).
-func (d *Datapath) Close() error { return d.objs.Close() }
+func (d *Datapath) Close() error { return errors.Join(d.tab.close(), d.objs.Close()) }
 
 // Program returns the entry program for a role.
 func (d *Datapath) Program(r xlat.Role) *ebpf.Program {
@@ -142,7 +222,7 @@ func (d *Datapath) put(k xlat.Key, e xlat.Entry, flags ebpf.MapUpdateFlags) erro
 	if idx, ok := d.slotIndex(k); ok {
 		return d.putSlot(idx, ck, ce, flags)
 	}
-	return d.putFlows(ck, ce, flags)
+	return d.putTable(ck, ce, flags)
 }
 
 func (d *Datapath) putFlows(ck datapathFlowKey, ce datapathFlowEntry, flags ebpf.MapUpdateFlags) error {
@@ -194,7 +274,7 @@ func (d *Datapath) Delete(k xlat.Key) error {
 	if idx, ok := d.slotIndex(k); ok {
 		return d.deleteSlot(idx, ck)
 	}
-	return d.deleteFlows(ck)
+	return d.deleteTable(ck)
 }
 
 // Counters are a flow direction's translated packets and bytes (input
@@ -213,7 +293,7 @@ func (d *Datapath) FlowCounters(k xlat.Key) (Counters, error) {
 	if idx, ok := d.slotIndex(k); ok {
 		return d.slotCounters(idx, ck)
 	}
-	return d.flowsCounters(ck)
+	return d.tableCounters(ck)
 }
 
 func (d *Datapath) flowsCounters(ck datapathFlowKey) (Counters, error) {
@@ -302,8 +382,9 @@ func le32(b []byte) uint32 {
 	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
 }
 
-// hash is the hash map a key not in a carrier slot lives in, and its key
-// there: IPv4 keys in flows4 (16 bytes), IPv6 keys in flows (40).
+// hash is the spill hash a key lives in when its slot or bucket has no
+// room, and its key there: IPv4 keys in flows4 (16 bytes), IPv6 keys in
+// flows (40).
 func (d *Datapath) hash(ck datapathFlowKey) (*ebpf.Map, any) {
 	if ck.Family == 4 {
 		return d.objs.Flows4, &datapathFlowKey4{Proto: ck.Proto, Sport: ck.Sport, Dport: ck.Dport, Saddr: ck.Saddr[0], Daddr: ck.Daddr[0]}
@@ -314,4 +395,17 @@ func (d *Datapath) hash(ck datapathFlowKey) (*ebpf.Map, any) {
 func (d *Datapath) deleteFlows(ck datapathFlowKey) error {
 	m, hk := d.hash(ck)
 	return m.Delete(hk)
+}
+
+// fromCollection makes a Datapath of a loaded test build of the same C,
+// configured by configure with ts.
+func fromCollection(coll *ebpf.Collection, cfg xlat.Config, ts tableSpec) (*Datapath, error) {
+	d := &Datapath{cfg: cfg}
+	if err := coll.Assign(&d.objs); err != nil {
+		return nil, err
+	}
+	if err := d.openTable(ts); err != nil {
+		return nil, errors.Join(err, d.objs.Close())
+	}
+	return d, nil
 }

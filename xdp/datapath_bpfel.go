@@ -33,6 +33,13 @@ type datapathCarrierSlot struct {
 	E     datapathFlowEntry
 }
 
+type datapathFlowBucket struct {
+	_     structs.HostLayout
+	W     [4]datapathFlowWay
+	Spill uint32
+	Pad   uint32
+}
+
 type datapathFlowEntry struct {
 	_       structs.HostLayout
 	Action  uint8
@@ -66,6 +73,12 @@ type datapathFlowKey4 struct {
 	Pad2  uint16
 	Saddr uint32
 	Daddr uint32
+}
+
+type datapathFlowWay struct {
+	_ structs.HostLayout
+	K datapathFlowKey
+	E datapathFlowEntry
 }
 
 type datapathLpmKey struct {
@@ -130,6 +143,7 @@ const (
 	datapathMapCarriers          = "carriers"
 	datapathMapFlows             = "flows"
 	datapathMapFlows4            = "flows4"
+	datapathMapFlowtab           = "flowtab"
 	datapathMapLocalAddrs        = "local_addrs"
 	datapathMapMisses            = "misses"
 	datapathMapReasons           = "reasons"
@@ -140,13 +154,16 @@ const (
 	datapathProgEdgeWan          = "edge_wan"
 	datapathProgRelayExt         = "relay_ext"
 	datapathProgXdpPass          = "xdp_pass"
+	datapathVarCfgBucketBits     = "cfg_bucket_bits"
 	datapathVarCfgCarrierAddr    = "cfg_carrier_addr"
 	datapathVarCfgPortHi         = "cfg_port_hi"
 	datapathVarCfgPortLo         = "cfg_port_lo"
+	datapathVarCfgSeed           = "cfg_seed"
 	datapathVarSwFib             = "sw_fib"
 	datapathVarSwLanV4           = "sw_lan_v4"
 	datapathVarUnusedAction      = "unused_action"
 	datapathVarUnusedCarrierSlot = "unused_carrier_slot"
+	datapathVarUnusedFlowBucket  = "unused_flow_bucket"
 	datapathVarUnusedFlowEntry   = "unused_flow_entry"
 	datapathVarUnusedFlowKey     = "unused_flow_key"
 	datapathVarUnusedFlowKey4    = "unused_flow_key4"
@@ -211,6 +228,7 @@ type datapathMapSpecs struct {
 	Carriers     *ebpf.MapSpec `ebpf:"carriers"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
 	Flows4       *ebpf.MapSpec `ebpf:"flows4"`
+	Flowtab      *ebpf.MapSpec `ebpf:"flowtab"`
 	LocalAddrs   *ebpf.MapSpec `ebpf:"local_addrs"`
 	Misses       *ebpf.MapSpec `ebpf:"misses"`
 	Reasons      *ebpf.MapSpec `ebpf:"reasons"`
@@ -222,13 +240,16 @@ type datapathMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathVariableSpecs struct {
+	CfgBucketBits     *ebpf.VariableSpec `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr    *ebpf.VariableSpec `ebpf:"cfg_carrier_addr"`
 	CfgPortHi         *ebpf.VariableSpec `ebpf:"cfg_port_hi"`
 	CfgPortLo         *ebpf.VariableSpec `ebpf:"cfg_port_lo"`
+	CfgSeed           *ebpf.VariableSpec `ebpf:"cfg_seed"`
 	SwFib             *ebpf.VariableSpec `ebpf:"sw_fib"`
 	SwLanV4           *ebpf.VariableSpec `ebpf:"sw_lan_v4"`
 	UnusedAction      *ebpf.VariableSpec `ebpf:"unused_action"`
 	UnusedCarrierSlot *ebpf.VariableSpec `ebpf:"unused_carrier_slot"`
+	UnusedFlowBucket  *ebpf.VariableSpec `ebpf:"unused_flow_bucket"`
 	UnusedFlowEntry   *ebpf.VariableSpec `ebpf:"unused_flow_entry"`
 	UnusedFlowKey     *ebpf.VariableSpec `ebpf:"unused_flow_key"`
 	UnusedFlowKey4    *ebpf.VariableSpec `ebpf:"unused_flow_key4"`
@@ -260,6 +281,7 @@ type datapathMaps struct {
 	Carriers     *ebpf.Map `ebpf:"carriers"`
 	Flows        *ebpf.Map `ebpf:"flows"`
 	Flows4       *ebpf.Map `ebpf:"flows4"`
+	Flowtab      *ebpf.Map `ebpf:"flowtab"`
 	LocalAddrs   *ebpf.Map `ebpf:"local_addrs"`
 	Misses       *ebpf.Map `ebpf:"misses"`
 	Reasons      *ebpf.Map `ebpf:"reasons"`
@@ -272,6 +294,7 @@ func (m *datapathMaps) Close() error {
 		m.Carriers,
 		m.Flows,
 		m.Flows4,
+		m.Flowtab,
 		m.LocalAddrs,
 		m.Misses,
 		m.Reasons,
@@ -284,13 +307,16 @@ func (m *datapathMaps) Close() error {
 //
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathVariables struct {
+	CfgBucketBits     *ebpf.Variable `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr    *ebpf.Variable `ebpf:"cfg_carrier_addr"`
 	CfgPortHi         *ebpf.Variable `ebpf:"cfg_port_hi"`
 	CfgPortLo         *ebpf.Variable `ebpf:"cfg_port_lo"`
+	CfgSeed           *ebpf.Variable `ebpf:"cfg_seed"`
 	SwFib             *ebpf.Variable `ebpf:"sw_fib"`
 	SwLanV4           *ebpf.Variable `ebpf:"sw_lan_v4"`
 	UnusedAction      *ebpf.Variable `ebpf:"unused_action"`
 	UnusedCarrierSlot *ebpf.Variable `ebpf:"unused_carrier_slot"`
+	UnusedFlowBucket  *ebpf.Variable `ebpf:"unused_flow_bucket"`
 	UnusedFlowEntry   *ebpf.Variable `ebpf:"unused_flow_entry"`
 	UnusedFlowKey     *ebpf.Variable `ebpf:"unused_flow_key"`
 	UnusedFlowKey4    *ebpf.Variable `ebpf:"unused_flow_key4"`

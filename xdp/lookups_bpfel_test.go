@@ -22,6 +22,17 @@ type lookupsCarrierSlot struct {
 	E     lookupsFlowEntry
 }
 
+type lookupsFlowBucket struct {
+	_ structs.HostLayout
+	W [4]struct {
+		_ structs.HostLayout
+		K lookupsFlowKey
+		E lookupsFlowEntry
+	}
+	Spill uint32
+	Pad   uint32
+}
+
 type lookupsFlowEntry struct {
 	_       structs.HostLayout
 	Action  uint8
@@ -70,6 +81,7 @@ const (
 	lookupsMapCarriers          = "carriers"
 	lookupsMapFlows             = "flows"
 	lookupsMapFlows4            = "flows4"
+	lookupsMapFlowtab           = "flowtab"
 	lookupsMapLocalAddrs        = "local_addrs"
 	lookupsMapMisses            = "misses"
 	lookupsMapReasons           = "reasons"
@@ -80,14 +92,17 @@ const (
 	lookupsProgEdgeWan          = "edge_wan"
 	lookupsProgRelayExt         = "relay_ext"
 	lookupsProgXdpPass          = "xdp_pass"
+	lookupsVarCfgBucketBits     = "cfg_bucket_bits"
 	lookupsVarCfgCarrierAddr    = "cfg_carrier_addr"
 	lookupsVarCfgPortHi         = "cfg_port_hi"
 	lookupsVarCfgPortLo         = "cfg_port_lo"
+	lookupsVarCfgSeed           = "cfg_seed"
 	lookupsVarSwFib             = "sw_fib"
 	lookupsVarSwLanV4           = "sw_lan_v4"
 	lookupsVarUnmapLookups      = "unmap_lookups"
 	lookupsVarUnusedAction      = "unused_action"
 	lookupsVarUnusedCarrierSlot = "unused_carrier_slot"
+	lookupsVarUnusedFlowBucket  = "unused_flow_bucket"
 	lookupsVarUnusedFlowEntry   = "unused_flow_entry"
 	lookupsVarUnusedFlowKey     = "unused_flow_key"
 	lookupsVarUnusedFlowKey4    = "unused_flow_key4"
@@ -152,6 +167,7 @@ type lookupsMapSpecs struct {
 	Carriers     *ebpf.MapSpec `ebpf:"carriers"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
 	Flows4       *ebpf.MapSpec `ebpf:"flows4"`
+	Flowtab      *ebpf.MapSpec `ebpf:"flowtab"`
 	LocalAddrs   *ebpf.MapSpec `ebpf:"local_addrs"`
 	Misses       *ebpf.MapSpec `ebpf:"misses"`
 	Reasons      *ebpf.MapSpec `ebpf:"reasons"`
@@ -163,14 +179,17 @@ type lookupsMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lookupsVariableSpecs struct {
+	CfgBucketBits     *ebpf.VariableSpec `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr    *ebpf.VariableSpec `ebpf:"cfg_carrier_addr"`
 	CfgPortHi         *ebpf.VariableSpec `ebpf:"cfg_port_hi"`
 	CfgPortLo         *ebpf.VariableSpec `ebpf:"cfg_port_lo"`
+	CfgSeed           *ebpf.VariableSpec `ebpf:"cfg_seed"`
 	SwFib             *ebpf.VariableSpec `ebpf:"sw_fib"`
 	SwLanV4           *ebpf.VariableSpec `ebpf:"sw_lan_v4"`
 	UnmapLookups      *ebpf.VariableSpec `ebpf:"unmap_lookups"`
 	UnusedAction      *ebpf.VariableSpec `ebpf:"unused_action"`
 	UnusedCarrierSlot *ebpf.VariableSpec `ebpf:"unused_carrier_slot"`
+	UnusedFlowBucket  *ebpf.VariableSpec `ebpf:"unused_flow_bucket"`
 	UnusedFlowEntry   *ebpf.VariableSpec `ebpf:"unused_flow_entry"`
 	UnusedFlowKey     *ebpf.VariableSpec `ebpf:"unused_flow_key"`
 	UnusedFlowKey4    *ebpf.VariableSpec `ebpf:"unused_flow_key4"`
@@ -202,6 +221,7 @@ type lookupsMaps struct {
 	Carriers     *ebpf.Map `ebpf:"carriers"`
 	Flows        *ebpf.Map `ebpf:"flows"`
 	Flows4       *ebpf.Map `ebpf:"flows4"`
+	Flowtab      *ebpf.Map `ebpf:"flowtab"`
 	LocalAddrs   *ebpf.Map `ebpf:"local_addrs"`
 	Misses       *ebpf.Map `ebpf:"misses"`
 	Reasons      *ebpf.Map `ebpf:"reasons"`
@@ -214,6 +234,7 @@ func (m *lookupsMaps) Close() error {
 		m.Carriers,
 		m.Flows,
 		m.Flows4,
+		m.Flowtab,
 		m.LocalAddrs,
 		m.Misses,
 		m.Reasons,
@@ -226,14 +247,17 @@ func (m *lookupsMaps) Close() error {
 //
 // It can be passed to loadLookupsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lookupsVariables struct {
+	CfgBucketBits     *ebpf.Variable `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr    *ebpf.Variable `ebpf:"cfg_carrier_addr"`
 	CfgPortHi         *ebpf.Variable `ebpf:"cfg_port_hi"`
 	CfgPortLo         *ebpf.Variable `ebpf:"cfg_port_lo"`
+	CfgSeed           *ebpf.Variable `ebpf:"cfg_seed"`
 	SwFib             *ebpf.Variable `ebpf:"sw_fib"`
 	SwLanV4           *ebpf.Variable `ebpf:"sw_lan_v4"`
 	UnmapLookups      *ebpf.Variable `ebpf:"unmap_lookups"`
 	UnusedAction      *ebpf.Variable `ebpf:"unused_action"`
 	UnusedCarrierSlot *ebpf.Variable `ebpf:"unused_carrier_slot"`
+	UnusedFlowBucket  *ebpf.Variable `ebpf:"unused_flow_bucket"`
 	UnusedFlowEntry   *ebpf.Variable `ebpf:"unused_flow_entry"`
 	UnusedFlowKey     *ebpf.Variable `ebpf:"unused_flow_key"`
 	UnusedFlowKey4    *ebpf.Variable `ebpf:"unused_flow_key4"`

@@ -22,22 +22,23 @@ type counting struct {
 	n   *ebpf.Variable // unmap_lookups: map lookups since it was last zeroed
 }
 
-func loadCounting(tb testing.TB, cfg xlat.Config, w *xlattest.Tables) *counting {
+func loadCounting(tb testing.TB, cfg xlat.Config, opts Options, w *xlattest.Tables) *counting {
 	tb.Helper()
 	priv.Require(tb)
 	spec, err := loadLookups()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := configure(spec, cfg, Options{}); err != nil {
+	ts, err := configure(spec, cfg, opts, nil)
+	if err != nil {
 		tb.Fatal(err)
 	}
 	coll, err := ebpf.NewCollection(spec)
 	if err != nil {
 		tb.Fatalf("load counting build: %v", err)
 	}
-	d := &Datapath{cfg: cfg}
-	if err := coll.Assign(&d.objs); err != nil {
+	d, err := fromCollection(coll, cfg, ts)
+	if err != nil {
 		coll.Close()
 		tb.Fatal(err)
 	}
@@ -81,8 +82,8 @@ func (c *counting) run(tb testing.TB, role xlat.Role, w xlat.Tables, in []byte) 
 // carrier keys (the carriers slot) and site-side keys (the flows or flows4 hash).
 func TestOneLookupPerEstablishedPacket(t *testing.T) {
 	w := xlattest.World()
-	edge := loadCounting(t, xlattest.Config(xlattest.EdgeWAN), w)
-	relay := loadCounting(t, xlattest.Config(xlattest.RelayAddr), w)
+	edge := loadCounting(t, xlattest.Config(xlattest.EdgeWAN), Options{}, w)
+	relay := loadCounting(t, xlattest.Config(xlattest.RelayAddr), Options{}, w)
 	byRole := func(r xlat.Role) *counting {
 		if r == xlat.RoleRelayExt {
 			return relay
@@ -128,7 +129,7 @@ func TestOneLookupPerEstablishedPacket(t *testing.T) {
 // one place.
 func TestSpilledCarriers(t *testing.T) {
 	cfg := xlattest.Config(xlattest.RelayAddr)
-	c := loadCounting(t, cfg, nil)
+	c := loadCounting(t, cfg, Options{}, nil)
 	if err := c.d.SetFIB(false); err != nil {
 		t.Fatal(err)
 	}

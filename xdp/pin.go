@@ -228,6 +228,13 @@ func (d *Datapath) Mappings() ([]Mapping, error) {
 		k4   datapathFlowKey4
 		vals []datapathFlowEntry
 	)
+	d.mu.Lock()
+	d.tab.each(func(kb, eb []byte) {
+		if m, err := parseMapping(kb, eb); err == nil {
+			out = append(out, m)
+		}
+	})
+	d.mu.Unlock()
 	it := d.objs.Flows.Iterate()
 	for it.Next(&k, &vals) {
 		if len(vals) > 0 {
@@ -240,8 +247,7 @@ func (d *Datapath) Mappings() ([]Mapping, error) {
 	it = d.objs.Flows4.Iterate()
 	for it.Next(&k4, &vals) {
 		if len(vals) > 0 {
-			add(datapathFlowKey{Family: 4, Proto: k4.Proto, Sport: k4.Sport, Dport: k4.Dport,
-				Saddr: [4]uint32{k4.Saddr}, Daddr: [4]uint32{k4.Daddr}}, vals[0])
+			add(key4(k4), vals[0])
 		}
 	}
 	if err := it.Err(); err != nil {
@@ -289,18 +295,9 @@ func parseMapping(kb, eb []byte) (Mapping, error) {
 		return Mapping{}, errors.New("short flow record")
 	}
 	var m Mapping
-	var is4 bool
-	switch kb[0] {
-	case 4:
-		is4 = true
-	case 6:
-	default:
-		return m, fmt.Errorf("flow key family %d", kb[0])
-	}
-	m.Key = xlat.Key{
-		Proto: kb[1],
-		SPort: binary.BigEndian.Uint16(kb[2:]), DPort: binary.BigEndian.Uint16(kb[4:]),
-		Src: addrOf(kb[8:24], is4), Dst: addrOf(kb[24:40], is4),
+	var err error
+	if m.Key, err = decodeKey(kb); err != nil {
+		return m, err
 	}
 	a := xlat.Action(eb[0])
 	want4 := a == xlat.ActXlat64 || a == xlat.ActWrap64 || a == xlat.ActNAPT44
@@ -315,9 +312,55 @@ func parseMapping(kb, eb []byte) (Mapping, error) {
 	return m, nil
 }
 
+// decodeKey is xlat.Key.MarshalBinary's inverse.
+func decodeKey(kb []byte) (xlat.Key, error) {
+	var is4 bool
+	switch kb[0] {
+	case 4:
+		is4 = true
+	case 6:
+	default:
+		return xlat.Key{}, fmt.Errorf("flow key family %d", kb[0])
+	}
+	return xlat.Key{
+		Proto: kb[1],
+		SPort: binary.BigEndian.Uint16(kb[2:]), DPort: binary.BigEndian.Uint16(kb[4:]),
+		Src: addrOf(kb[8:24], is4), Dst: addrOf(kb[24:40], is4),
+	}, nil
+}
+
 func addrOf(b []byte, is4 bool) netip.Addr {
 	if is4 {
 		return netip.AddrFrom4([4]byte(b[:4]))
 	}
 	return netip.AddrFrom16([16]byte(b[:16]))
+}
+
+// seedPin is the map, made here like layoutPin, that keeps the flow
+// table's hash seed beside the pinned table: a program loaded later must
+// hash keys to the buckets they were put in.
+const seedPin = "unmap_seed"
+
+// pinnedSeed returns the seed kept in dir, making one if there is none.
+func pinnedSeed(dir string) (tableSeed, error) {
+	m, err := ebpf.NewMapWithOptions(&ebpf.MapSpec{
+		Name: seedPin, Type: ebpf.Array, KeySize: 4, ValueSize: 40, MaxEntries: 1,
+		Pinning: ebpf.PinByName,
+	}, ebpf.MapOptions{PinPath: dir})
+	if err != nil {
+		return tableSeed{}, incompatible(dir, err)
+	}
+	defer m.Close()
+	var b [40]byte
+	if err := m.Lookup(uint32(0), &b); err != nil {
+		return tableSeed{}, err
+	}
+	if b != [40]byte{} {
+		return seedOf(b[:]), nil
+	}
+	s, err := newSeed()
+	if err != nil {
+		return s, err
+	}
+	return s, m.Update(uint32(0), s.bytes(), ebpf.UpdateAny)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/xlat"
+	"github.com/unmap-dev/unmap/session/xlat/xlattest"
 	"github.com/unmap-dev/unmap/test/priv"
 )
 
@@ -80,6 +81,19 @@ func TestPinnedFlowsOutliveTheLoad(t *testing.T) {
 	}
 	if len(got) != 2 {
 		t.Errorf("%d mappings, want 2: %v", len(got), got)
+	}
+	// The new programs hash keys with the pinned table's seed: the flow's
+	// packet is found in the bucket the first load put it in.
+	if err := d2.SetFIB(false); err != nil {
+		t.Fatal(err)
+	}
+	k := out.Key
+	in := xlattest.Build(xlattest.Spec{Proto: k.Proto, Src: k.Src, SPort: k.SPort, Dst: k.Dst, DPort: k.DPort, TTL: 64, Payload: []byte("again")})
+	if _, err := d2.Program(xlat.RoleEdgeLAN).Run(&ebpf.RunOptions{Data: in}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := d2.FlowCounters(k); err != nil || c.Packets != 1 {
+		t.Errorf("after reloading, the flow's packet: counters %+v, %v; want 1 packet", c, err)
 	}
 	if err := Unpin(dir); err != nil {
 		t.Fatal(err)

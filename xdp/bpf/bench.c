@@ -87,7 +87,8 @@ int bv_hash16(struct xdp_md *ctx)
 	return map_lookup(&bv_flows4, k) ? XDP_PASS : XDP_DROP;
 }
 
-/* Parsing and the datapath's lookup (a carrier key: its slot). */
+/* Parsing and the datapath's lookup (a carrier key: its slot; other
+ * keys: the flow table). */
 SEC("xdp")
 int bv_lookup(struct xdp_md *ctx)
 {

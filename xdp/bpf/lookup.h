@@ -1,10 +1,12 @@
 /* lookup.h: the one map lookup of the fast path. A carrier key of this end
  * (IPv4 to cfg_carrier_addr, TCP/UDP/ICMP, destination port in the
- * carrier range) is looked up in its carriers slot; every other IPv4 key,
- * and a carrier key whose slot holds another key while spill is set, in
- * the flows4 hash (16-byte key); an IPv6 key in the flows hash. The Go
- * loader (xdp/slots.go) keeps the rule: a key is in exactly one place, a
- * carrier key in flows4 only if its slot is taken by another. */
+ * carrier range) is looked up in its carriers slot; every other key in
+ * the flow table's bucket its hash picks. The hashes are the spill: an
+ * IPv4 key in flows4 (16-byte key), an IPv6 key in flows, consulted only
+ * when the slot holds another key while spill is set, or the bucket is
+ * full and marked spill. The Go loader (xdp/slots.go, xdp/table.go)
+ * keeps the rule: a key is in exactly one place, in a hash only if its
+ * slot or bucket has no room. */
 #pragma once
 
 #include "common.h"
@@ -39,22 +41,29 @@ static __always_inline long carrier_slot_index(const struct flow_key *k)
 	return plane * ((__u32)cfg_port_hi - cfg_port_lo + 1) + port - cfg_port_lo;
 }
 
-static __always_inline struct flow_entry *flow_lookup(const struct flow_key *k)
+/* The bucket of key words w: multiply-shift hashing (Dietzfelbinger et
+ * al.), the sum of each word times its own random odd multiplier, the
+ * index the sum's top bits. Universal: any two keys share a bucket with
+ * probability at most 2/buckets over the choice of multipliers, however
+ * alike they are. The five products are independent, so they pipeline.
+ * (h >> 1) >> (63 - bits) is h >> (64 - bits) that also works for one
+ * bucket. Mirrored by tableHash in xdp/table.go. */
+static __always_inline __u32 table_bucket(const __u64 *w)
 {
-	long idx = carrier_slot_index(k);
+	__u64 h = w[0] * cfg_seed[0] + w[1] * cfg_seed[1] + w[2] * cfg_seed[2] +
+		  w[3] * cfg_seed[3] + w[4] * cfg_seed[4];
 
-	if (idx >= 0) {
-		__u32 i = idx;
-		struct carrier_slot *s = map_lookup(&carriers, &i);
-		__u64 want = (__u64)k->saddr[0] | (__u64)k->sport << 32 | SLOT_USED;
+	return (h >> 1) >> (63 - cfg_bucket_bits);
+}
 
-		if (!s)
-			return NULL; /* not sized for the range: cannot happen after Load */
-		if ((*(__u64 *)s & SLOT_MATCH_MASK) == want)
-			return &s->e;
-		if (!s->spill)
-			return NULL;
-	}
+static __always_inline int key_eq(const __u64 *a, const __u64 *b)
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] && a[4] == b[4];
+}
+
+/* k in the spill hashes. */
+static __always_inline struct flow_entry *spill_lookup(const struct flow_key *k)
+{
 	if (k->family == 4) {
 		/* struct flow_key4, stored as two whole words (see seal_key). */
 		__u64 k4[2] = {
@@ -65,4 +74,35 @@ static __always_inline struct flow_entry *flow_lookup(const struct flow_key *k)
 		return map_lookup(&flows4, k4);
 	}
 	return map_lookup(&flows, k);
+}
+
+static __always_inline struct flow_entry *flow_lookup(const struct flow_key *k)
+{
+	long idx = carrier_slot_index(k);
+	struct flow_bucket *b;
+	__u64 w[5];
+	__u32 i;
+
+	if (idx >= 0) {
+		struct carrier_slot *s;
+		__u64 want = (__u64)k->saddr[0] | (__u64)k->sport << 32 | SLOT_USED;
+
+		i = idx;
+		s = map_lookup(&carriers, &i);
+		if (!s)
+			return NULL; /* not sized for the range: cannot happen after Load */
+		if ((*(__u64 *)s & SLOT_MATCH_MASK) == want)
+			return &s->e;
+		return s->spill ? spill_lookup(k) : NULL;
+	}
+	__builtin_memcpy(w, k, sizeof(w));
+	i = table_bucket(w);
+	b = map_lookup(&flowtab, &i);
+	if (!b)
+		return NULL; /* the mask fits the table: cannot happen after Load */
+#pragma unroll
+	for (int j = 0; j < FLOW_WAYS; j++)
+		if (key_eq((const __u64 *)&b->w[j].k, w))
+			return &b->w[j].e;
+	return b->spill ? spill_lookup(k) : NULL;
 }

@@ -33,7 +33,7 @@ struct flow_key {
 	__u16 pad;
 	__u32 saddr[4];
 	__u32 daddr[4];
-};
+} __attribute__((aligned(8))); /* read as five words by the flow table */
 build_bug_on(sizeof(struct flow_key) != 40);
 
 /* Entry flags the program sets on a translated TCP segment with FIN or
@@ -69,7 +69,41 @@ struct flow_entry {
 };
 build_bug_on(sizeof(struct flow_entry) != 56);
 
-/* IPv6 flow entries of both directions: the one lookup of an IPv6 packet. */
+/* One way of a flow bucket: a key and its entry. A way is empty while
+ * the key's first word is zero (family 0 matches no packet). */
+struct flow_way {
+	struct flow_key k;
+	struct flow_entry e;
+};
+build_bug_on(sizeof(struct flow_way) != 96);
+
+#define FLOW_WAYS 4
+
+/* A bucket of the flow table: the keys whose hash picks it, up to
+ * FLOW_WAYS, and whether more of them live in the spill hashes. */
+struct flow_bucket {
+	struct flow_way w[FLOW_WAYS];
+	__u32 spill; /* keys of this bucket in flows/flows4 */
+	__u32 pad;
+};
+build_bug_on(sizeof(struct flow_bucket) != 392);
+
+/* The flow table: every key that is not a carrier of this end (those
+ * are in carriers), in the bucket its seeded hash picks (lookup.h). An
+ * array lookup the verifier inlines, and a compare of five words, where
+ * a kernel hash costs a jhash, a bucket walk and a memcmp behind
+ * retpolines. Shared, not per-CPU, and mmapable: the agent writes ways
+ * in place with ordered stores (xdp/table.go), so publishing a key never
+ * rewrites the counters of its neighbours. Sized at load time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct flow_bucket);
+} flowtab SEC(".maps");
+
+/* IPv6 keys whose bucket is full: the spill of the flow table. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 65536);
@@ -77,8 +111,8 @@ struct {
 	__type(value, struct flow_entry);
 } flows SEC(".maps");
 
-/* IPv4 entries that are not in a carriers slot (lookup.h says which):
- * IPv4 flows (NAPT) and carriers whose slot holds another key. */
+/* IPv4 keys whose bucket is full (IPv4 flows: NAPT), and carriers whose
+ * slot holds another key (lookup.h says which). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 65536);
@@ -167,6 +201,10 @@ struct {
 volatile const __u32 cfg_carrier_addr;  /* IPv4, network order */
 volatile const __u16 cfg_port_lo;        /* carrier ports, host order */
 volatile const __u16 cfg_port_hi;
+/* The flow table's hash (lookup.h): a random odd multiplier per key
+ * word (kept beside the table when it is pinned), and log2(buckets). */
+volatile const __u64 cfg_seed[5];
+volatile const __u32 cfg_bucket_bits;
 
 /* Run-time switches, in the .data array map (a direct load, no lookup):
  * sw_fib = 0 passes translated packets to the stack instead of looking
@@ -181,6 +219,7 @@ volatile __u32 sw_lan_v4 SEC(".data") = 0;
 const struct flow_key *unused_flow_key __attribute__((unused));
 const struct flow_entry *unused_flow_entry __attribute__((unused));
 const struct carrier_slot *unused_carrier_slot __attribute__((unused));
+const struct flow_bucket *unused_flow_bucket __attribute__((unused));
 const struct flow_key4 *unused_flow_key4 __attribute__((unused));
 const struct miss_rec *unused_miss_rec __attribute__((unused));
 const enum action *unused_action __attribute__((unused));

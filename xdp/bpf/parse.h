@@ -158,8 +158,11 @@ static __always_inline enum reason parse4(struct pkt *p)
 	p->l4len = tot - 20;
 	p->key.family = 4;
 	p->key.proto = ip->protocol;
-	p->key.saddr[0] = ip->saddr;
-	p->key.daddr[0] = ip->daddr;
+	/* Whole words, the upper halves zero: the flow table reads the key
+	 * in 64-bit words, and a load over a narrower store just made cannot
+	 * be served from the store buffer (it stalled IPv4 lookups ~5 ns). */
+	*(__u64 *)p->key.saddr = ip->saddr;
+	*(__u64 *)p->key.daddr = ip->daddr;
 	return parse_l4(p, p->data + L4_4, IPPROTO_ICMP, ICMP_ECHO, ICMP_ECHOREPLY);
 }
 
