@@ -91,6 +91,11 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 		c.mu.Unlock()
 		return
 	}
+	if !c.inb.allowOffer(ss.Site(), f.Remote.Addr(), c.now()) {
+		c.countLocked("inbound-offer-rate")
+		c.mu.Unlock()
+		return
+	}
 	if !c.inb.takeSlot(ss.Site()) {
 		c.countLocked("inbound-pending-full")
 		c.mu.Unlock()

@@ -220,6 +220,7 @@ func TestInboundPendingBound(t *testing.T) {
 	e := &fakeEdge{site: "home", id: 1, answer: refuseAll(proto.CodeRefused), hold: make(chan struct{})}
 	c, clk := inboundCarriers(t, e)
 	c.inb.maxHeld = 100
+	c.inb.offers.Rate, c.inb.offers.Burst = 1, 1000 // one remote here: its offer limit is another test's
 	ctx := context.Background()
 	before := c.ports.Stats().InUse
 	keys := make([]xlat.Key, maxPendingPerSite+5)
@@ -278,6 +279,43 @@ func TestInboundPendingBound(t *testing.T) {
 	c.sweep()
 	if got := c.ports.Stats().InUse; got != before {
 		t.Errorf("after %v: ports in use %d, want %d", spareIdle, got, before)
+	}
+}
+
+// TestInboundOfferRate: one remote (an IPv6 /64) gets offerBurst of its
+// new flows offered to a site at once and offerRate a second after that;
+// the rest are counted and dropped. Another remote is not held up by it.
+func TestInboundOfferRate(t *testing.T) {
+	e := &fakeEdge{site: "home", id: 1, answer: refuseAll(proto.CodeRefused)}
+	c, clk := inboundCarriers(t, e)
+	ctx := context.Background()
+	from := func(remote string, port uint16) xlat.Key {
+		k, _ := udpTo("2001:db8:5::10", port)
+		k.Src = netip.MustParseAddr(remote)
+		return k
+	}
+	port := uint16(10000)
+	burst := func(remote string, n int) {
+		for range n {
+			c.inbound(ctx, from(remote, port), []byte("x"))
+			port++
+			waitIdle(t, c)
+		}
+	}
+	burst("2001:db8:6::2", offerBurst+5)
+	burst("2001:db8:6::3", 3) // the same /64
+	if got, n := e.offered(), c.countOf("inbound-offer-rate"); got != offerBurst || n != 8 {
+		t.Errorf("one /64's flood: %d offers (want %d), %d counted inbound-offer-rate (want 8)", got, offerBurst, n)
+	}
+	burst("2001:db8:7::2", 1)
+	burst("198.51.100.7", 1)
+	if got := e.offered(); got != offerBurst+2 {
+		t.Errorf("other remotes' flows held up: %d offers, want %d", got, offerBurst+2)
+	}
+	clk.add(time.Second)
+	burst("2001:db8:6::2", offerRate+5)
+	if got := e.offered(); got != offerBurst+2+offerRate {
+		t.Errorf("a second later: %d offers, want %d", got, offerBurst+2+offerRate)
 	}
 }
 

@@ -5,10 +5,12 @@ import (
 	"context"
 	"maps"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/ratelimit"
 )
 
 // What one Internet host can make the relay's inbound slow path hold and
@@ -21,6 +23,19 @@ import (
 const (
 	maxPendingPerSite = 64
 	maxHeldAll        = 4096
+)
+
+// What one remote (an IPv6 /64, which one host or network usually has
+// whole, or an IPv4 address) can make the relay offer one site: offerRate
+// new flows a second, offerBurst at once. A remote sweeping a site's ports,
+// or cycling its own source port, costs the site's edge a control message
+// and a decision per flow; this keeps it from taking the site's pending
+// offers from everyone else. Browsers open a handful of connections at
+// once and peers of a peer-to-peer application are many remotes, so a
+// legitimate remote stays well under it.
+const (
+	offerRate  = 20
+	offerBurst = 40
 )
 
 // edgeSide is what an inbound offer needs of the site's session:
@@ -40,6 +55,7 @@ type inboundState struct {
 	heldN   int            // packets in carriers.held
 	refused refusedCache
 	spares  map[string][]spareLease // unused ports of refused offers, by site (spare.go)
+	offers  ratelimit.Limiter       // new flows offered, by site and remote
 
 	// Tests only: lower limits, and sessions that are not control
 	// sessions (by site; a live control session comes first).
@@ -51,6 +67,24 @@ type inboundState struct {
 func (s *inboundState) pendingCap() int          { return cmp.Or(s.maxPending, maxPendingPerSite) }
 func (s *inboundState) heldCap() int             { return cmp.Or(s.maxHeld, maxHeldAll) }
 func (s *inboundState) setupTime() time.Duration { return cmp.Or(s.setup, inboundSetup) }
+
+// allowOffer takes one of remote's offers to site at now.
+func (s *inboundState) allowOffer(site string, remote netip.Addr, now time.Time) bool {
+	if s.offers.Rate == 0 {
+		s.offers.Rate, s.offers.Burst = offerRate, offerBurst
+	}
+	return s.offers.Allow(site+" "+remoteKey(remote), now)
+}
+
+// remoteKey is what the offer limit counts a remote by: its /64, or its
+// IPv4 address.
+func remoteKey(a netip.Addr) string {
+	a = a.Unmap()
+	if a.Is4() {
+		return a.String()
+	}
+	return netip.PrefixFrom(a, 64).Masked().String()
+}
 
 // held counts n packets more (or fewer) held; c.mu held.
 func (s *inboundState) heldAdd(n int) { s.heldN = max(0, s.heldN+n) }
@@ -83,6 +117,9 @@ type inboundStatus struct {
 	RefusedMax    int            `json:"refused_flows_max"`
 	RefusedTTLSec int            `json:"refused_ttl_sec"`
 	Spare         int            `json:"unused_ports_kept"`
+	OfferRate     int            `json:"offers_per_sec_per_remote"`
+	OfferBurst    int            `json:"offer_burst_per_remote"`
+	OfferRemotes  int            `json:"offer_remotes_tracked"`
 }
 
 func (c *carriers) inboundStatus() any {
@@ -94,7 +131,8 @@ func (c *carriers) inboundStatus() any {
 		spare += len(sp)
 	}
 	return inboundStatus{Pending: maps.Clone(s.pending), PendingMax: s.pendingCap(), Held: s.heldN, HeldMax: s.heldCap(),
-		Refused: s.refused.len(), RefusedMax: refusedMax, RefusedTTLSec: int(refusedTTL / time.Second), Spare: spare}
+		Refused: s.refused.len(), RefusedMax: refusedMax, RefusedTTLSec: int(refusedTTL / time.Second), Spare: spare,
+		OfferRate: offerRate, OfferBurst: offerBurst, OfferRemotes: s.offers.Names()}
 }
 
 // offerDone frees an offer's slot when it ends, whatever its end.
