@@ -4,7 +4,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"testing"
 )
 
 // BuildUnmap builds the unmap binary of the module under test into the
@@ -12,7 +11,7 @@ import (
 // that run the agents as programs inside the lab's namespaces (an agent
 // in the test process would open its sockets and attach its XDP programs
 // in whatever namespace each goroutine's thread happens to be in).
-func BuildUnmap(tb testing.TB) string {
+func BuildUnmap(tb TB) string {
 	tb.Helper()
 	return BuildBinary(tb, "./cmd/unmap")
 }
@@ -20,7 +19,7 @@ func BuildUnmap(tb testing.TB) string {
 // BuildBinary builds the main package pkg, a path relative to the module
 // root, into the test's temporary directory and returns the binary's
 // path. The Go build cache makes every call after the first cheap.
-func BuildBinary(tb testing.TB, pkg string) string {
+func BuildBinary(tb TB, pkg string) string {
 	tb.Helper()
 	gomod, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {

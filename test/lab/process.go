@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -20,7 +19,7 @@ import (
 type Process struct {
 	Cmd  *exec.Cmd
 	role Role
-	tb   testing.TB
+	tb   TB
 
 	mu    sync.Mutex
 	lines []string
@@ -36,7 +35,7 @@ const maxLines = 10000
 // it (SIGTERM, then SIGKILL after 5 s) if it is still running, so a
 // failing test never leaves a process behind. cmd's Stdout and Stderr
 // must be unset: the Process takes them.
-func (n *NS) StartProcess(tb testing.TB, cmd *exec.Cmd) *Process {
+func (n *NS) StartProcess(tb TB, cmd *exec.Cmd) *Process {
 	tb.Helper()
 	if cmd.Stdout != nil || cmd.Stderr != nil {
 		tb.Fatalf("%s: StartProcess takes the output of %s", n.Name, cmd.Path)

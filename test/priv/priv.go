@@ -6,10 +6,18 @@
 // instead, so a CI run can never pass by skipping them.
 package priv
 
-import (
-	"os"
-	"testing"
-)
+import "os"
+
+// TB is what Require and Unsupported use of a test: *testing.T,
+// *testing.B and testing.TB have it. An interface of its own keeps this
+// package, and the lab package that uses it, from linking the testing
+// package into the unmap binary.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Skip(args ...any)
+	Skipf(format string, args ...any)
+}
 
 // EnvRequire is the variable that turns skips into failures.
 const EnvRequire = "UNMAP_REQUIRE_PRIV"
@@ -19,7 +27,7 @@ func Required() bool { return os.Getenv(EnvRequire) == "1" }
 
 // Require skips t unless the process runs as root; when Required, a
 // non-root process fails t instead.
-func Require(tb testing.TB) {
+func Require(tb TB) {
 	tb.Helper()
 	if os.Geteuid() == 0 {
 		return
@@ -32,7 +40,7 @@ func Require(tb testing.TB) {
 
 // Unsupported handles an error that says the kernel lacks a feature
 // (for example ebpf.ErrNotSupported): skip normally, fail when Required.
-func Unsupported(tb testing.TB, err error) {
+func Unsupported(tb TB, err error) {
 	tb.Helper()
 	if Required() {
 		tb.Fatalf("kernel feature missing and %s=1 forbids skipping: %v", EnvRequire, err)
