@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/unmap-dev/unmap/control/admin"
 )
 
@@ -99,27 +97,6 @@ func (d *Deployment) Close() error {
 	err := UnmountPins(d.bpffs)
 	d.bpffs = ""
 	return err
-}
-
-// MountPins mounts a bpf filesystem of its own at dir (made if need be)
-// for an edge's pin_path: bpffs mounts are separate instances, so
-// parallel labs never share pins. UnmountPins undoes it.
-func MountPins(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	if err := unix.Mount("bpf", dir, "bpf", 0, ""); err != nil {
-		return fmt.Errorf("mount a bpffs for the edge's pins at %s: %w", dir, err)
-	}
-	return nil
-}
-
-// UnmountPins unmounts what MountPins mounted.
-func UnmountPins(dir string) error {
-	if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
-		return fmt.Errorf("unmount %s: %w", dir, err)
-	}
-	return nil
 }
 
 // RelayCmd and EdgeCmd are the agents' command lines, with debug logs.

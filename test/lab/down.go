@@ -82,12 +82,18 @@ func ownerOf(prefix string) (Ownership, int) {
 	if err != nil || pid <= 0 {
 		return Unowned, 0
 	}
-	// Signal 0 tests for existence; EPERM means it exists as someone
-	// else's. (A process in another pid namespace looks dead from here.)
-	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+	if !alive(pid) {
 		return Orphaned, pid
 	}
 	return InUse, pid
+}
+
+// alive reports whether process pid exists. Signal 0 tests for
+// existence; EPERM means it exists as someone else's. (A process in
+// another pid namespace looks dead from here.)
+func alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // Leftover is a lab found under NetnsDir.
@@ -129,12 +135,18 @@ func Leftovers() ([]Leftover, error) {
 	return res, nil
 }
 
-// Down removes leftover labs: every namespace named unmap-<6 hex>-<role>.
-// A lab whose building process is still alive is in use (a running test)
-// and is kept unless all is set. It returns what it removed and what it
-// kept.
+// Down removes leftover labs: every namespace named unmap-<6 hex>-<role>,
+// and the bpf filesystems mounted for their edges' pins ("bpffs <path>"
+// in removed). A lab whose building process is still alive is in use (a
+// running test) and is kept unless all is set. It returns what it
+// removed and what it kept.
 func Down(all bool) (removed []string, kept []Leftover, err error) {
-	return remove(downSelects(all))
+	removed, kept, err = remove(downSelects(all))
+	pins, perr := reapPins(all)
+	for _, dir := range pins {
+		removed = append(removed, "bpffs "+dir)
+	}
+	return removed, kept, errors.Join(err, perr)
 }
 
 // downSelects is Down's choice of what to remove.
@@ -147,7 +159,8 @@ func downSelects(all bool) func(Leftover) bool {
 // pile up namespaces. A kept lab is left for its user.
 func reapOrphans() error {
 	_, _, err := remove(func(lo Leftover) bool { return lo.Ownership == Orphaned })
-	return err
+	_, perr := reapPins(false)
+	return errors.Join(err, perr)
 }
 
 func remove(which func(Leftover) bool) (removed []string, kept []Leftover, err error) {
@@ -176,6 +189,9 @@ func remove(which func(Leftover) bool) (removed []string, kept []Leftover, err e
 	// claiming its prefix and building, or tearing down.
 	ents, _ := os.ReadDir(OwnerDir)
 	for _, e := range ents {
+		if e.IsDir() {
+			continue // PinsDir
+		}
 		prefix := e.Name()
 		if slices.ContainsFunc(los, func(lo Leftover) bool { return lo.Prefix == prefix }) {
 			continue
