@@ -29,10 +29,12 @@ type datapath struct {
 
 func openDatapath(s *Settings, log *slog.Logger) (*datapath, error) {
 	cfg := xlat.Config{CarrierAddr: s.Addresses[0], PortLo: s.CarrierPorts.First, PortHi: s.CarrierPorts.Last}
-	d, err := xdp.Load(cfg, xdp.Options{})
+	buckets := tableBuckets(s.Sites)
+	d, err := xdp.Load(cfg, xdp.Options{Buckets: buckets})
 	if err != nil {
 		return nil, err
 	}
+	log.Info("flow table", "buckets", buckets, "flows_half_full", buckets, "MiB", buckets*xdp.BucketBytes>>20)
 	dp := &datapath{d: d, cfg: cfg, log: log}
 	fail := func(err error) (*datapath, error) { return nil, errors.Join(err, dp.close()) }
 	for _, site := range s.Sites {
@@ -66,6 +68,28 @@ func openDatapath(s *Settings, log *slog.Logger) (*datapath, error) {
 		return fail(fmt.Errorf("accept_local: %w", err))
 	}
 	return dp, nil
+}
+
+// maxTableBuckets bounds the flow table the sites' quotas can ask for:
+// 2^18 buckets, 98 MiB, half full with 262144 flows.
+const maxTableBuckets = 1 << 18
+
+// tableBuckets sizes the flow table for the sites' quotas: a flow is two
+// keys, and a table half full of them almost never spills a key, so
+// each flow of quota gets one bucket (four ways), rounded up to a power
+// of two, between xdp.DefaultBuckets and maxTableBuckets. Quotas are
+// ceilings a relay rarely meets all at once: past the bound, keys spill
+// into the hashes and then are refused.
+func tableBuckets(sites []Site) uint32 {
+	sum := 0
+	for _, site := range sites {
+		sum += site.MaxFlows
+	}
+	n := uint32(xdp.DefaultBuckets)
+	for int(n) < sum && n < maxTableBuckets {
+		n <<= 1
+	}
+	return n
 }
 
 func (dp *datapath) close() error {

@@ -46,6 +46,9 @@ const (
 	wayQuarantine = time.Second
 )
 
+// BucketBytes is a flow-table bucket's size: four keys and entries.
+const BucketBytes = bucketLen
+
 // DefaultBuckets is the flow table's size when Options.Buckets is 0:
 // 131072 ways, 12.25 MiB shared by all CPUs. Half full with 65536 keys,
 // four-way buckets almost never overflow into the spill hashes.
