@@ -36,7 +36,7 @@ func openDatapath(s *Settings, wan netip.Addr, log *slog.Logger) (*datapath, err
 	cfg := xlat.Config{CarrierAddr: wan, PortLo: s.CarrierPorts.First, PortHi: s.CarrierPorts.Last}
 	// Maps and links are pinned: the programs go on forwarding the flows
 	// while the agent is down, and the next agent takes them back.
-	d, err := xdp.Load(cfg, xdp.Options{PinPath: s.PinPath, MaxFlows: maxFlows})
+	d, err := xdp.Load(cfg, xdp.Options{PinPath: s.PinPath, Buckets: maxFlows, MaxFlows: maxFlows})
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +102,10 @@ func (dp *datapath) close() error {
 	return errors.Join(append(errs, dp.d.Close())...)
 }
 
-// maxFlows sizes the flow table (both directions count) and the notes.
+// maxFlows bounds the edge's flows (the notes map has one entry a flow;
+// the relay's default quota is the same). The flow table gets a bucket
+// of four ways a flow, so it is half full at the bound and a key almost
+// never spills; the spill hashes get as many entries.
 const maxFlows = 65536
 
 // local is the edge's table view for classifying a missed packet: no
