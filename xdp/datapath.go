@@ -45,19 +45,23 @@ func Load(cfg xlat.Config, opts Options) (*Datapath, error) {
 	var copts *ebpf.CollectionOptions
 	var seed *tableSeed
 	if opts.PinPath != "" {
-		if err := pinSpec(spec, opts.PinPath); err != nil {
-			return nil, err
-		}
+		// The hash of a pinned table is the one it was filled with.
 		s, err := pinnedSeed(opts.PinPath)
 		if err != nil {
 			return nil, err
 		}
 		seed = &s
-		copts = &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: opts.PinPath}}
 	}
 	ts, err := configure(spec, cfg, opts, seed)
 	if err != nil {
 		return nil, err
+	}
+	if opts.PinPath != "" {
+		// After configure: the layout covers the configured sizes.
+		if err := pinSpec(spec, opts.PinPath); err != nil {
+			return nil, err
+		}
+		copts = &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: opts.PinPath}}
 	}
 	d := &Datapath{cfg: cfg}
 	if err := spec.LoadAndAssign(&d.objs, copts); err != nil {

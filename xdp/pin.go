@@ -343,6 +343,12 @@ const seedPin = "unmap_seed"
 
 // pinnedSeed returns the seed kept in dir, making one if there is none.
 func pinnedSeed(dir string) (tableSeed, error) {
+	if err := checkBPFFS(dir); err != nil {
+		return tableSeed{}, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return tableSeed{}, fmt.Errorf("pin path: %w", err)
+	}
 	m, err := ebpf.NewMapWithOptions(&ebpf.MapSpec{
 		Name: seedPin, Type: ebpf.Array, KeySize: 4, ValueSize: 40, MaxEntries: 1,
 		Pinning: ebpf.PinByName,
