@@ -32,6 +32,44 @@ type Options struct {
 	// PinPath, if set, is a bpffs folder where the maps are pinned, or
 	// reused from the last load (see pin.go).
 	PinPath string
+	// MissRate and MissBurst bound the misses one source hands to the
+	// agent (an IPv4 address, or an IPv6 /64; see bpf/miss.h): a token
+	// bucket of MissBurst packets refilled at MissRate a second, at most
+	// 1e9. A miss over it is dropped as drop-miss-rate. 0 is
+	// DefaultMissRate, DefaultMissBurst.
+	MissRate, MissBurst uint32
+	// NoMissLimit lifts that bound: for tests that compare the programs
+	// with the reference model, which has no clock.
+	NoMissLimit bool
+}
+
+// The default bound of one source's misses: a burst of 50 packets (a
+// LAN's page load opening flows, a carrier's first packets), 200 a second
+// after it (xdp/README.md argues the figures).
+const (
+	DefaultMissRate  = 200
+	DefaultMissBurst = 50
+)
+
+// missLimit is the bound of opts as the programs take it: the
+// nanoseconds one token takes to come back and the whole bucket takes
+// (0, 0: no limit).
+func missLimit(opts Options) (tokenNS, depthNS uint64, err error) {
+	if opts.NoMissLimit {
+		return 0, 0, nil
+	}
+	rate, burst := uint64(opts.MissRate), uint64(opts.MissBurst)
+	if rate == 0 {
+		rate = DefaultMissRate
+	}
+	if burst == 0 {
+		burst = DefaultMissBurst
+	}
+	if rate > 1e9 {
+		return 0, 0, fmt.Errorf("miss rate %d a second: at most 1e9 (one a nanosecond)", rate)
+	}
+	tokenNS = 1e9 / rate
+	return tokenNS, burst * tokenNS, nil
 }
 
 // Load validates cfg, writes it into the programs' load-time constants and
@@ -100,6 +138,10 @@ func configure(spec *ebpf.CollectionSpec, cfg xlat.Config, opts Options, seed *t
 			return ts, err
 		}
 	}
+	tokenNS, depthNS, err := missLimit(opts)
+	if err != nil {
+		return ts, err
+	}
 	var addr uint32
 	if cfg.CarrierAddr.IsValid() {
 		b := cfg.CarrierAddr.As4()
@@ -112,6 +154,8 @@ func configure(spec *ebpf.CollectionSpec, cfg xlat.Config, opts Options, seed *t
 		datapathVarSwLanV4:        boolU32(cfg.LANv4ToAgent),
 		datapathVarCfgSeed:        [5]uint64(ts.seed),
 		datapathVarCfgBucketBits:  uint32(bits.TrailingZeros32(ts.buckets)),
+		datapathVarCfgMissNs:      tokenNS,
+		datapathVarCfgMissDepthNs: depthNS,
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return ts, fmt.Errorf("set %s: %w", name, err)

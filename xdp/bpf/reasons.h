@@ -31,6 +31,7 @@ enum reason {
 	REASON_KEEPALIVE,        /* an edge's carrier keepalive: consumed */
 	REASON_ICMP_ERR_TO_AGENT, /* relay: ICMPv6 error from a router beyond it: to the agent */
 	REASON_TTL_TO_AGENT,     /* TTL ran out here (relay: a carrier; edge LAN: IPv6): to the agent */
+	REASON_DROP_MISS_RATE,   /* a miss over its source's rate (miss.h): dropped */
 	REASON_MAX,
 };
 
