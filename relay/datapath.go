@@ -29,7 +29,7 @@ type datapath struct {
 
 func openDatapath(s *Settings, log *slog.Logger) (*datapath, error) {
 	cfg := xlat.Config{CarrierAddr: s.Addresses[0], PortLo: s.CarrierPorts.First, PortHi: s.CarrierPorts.Last}
-	d, err := xdp.Load(cfg, xdp.Options{})
+	d, err := xdp.Load(cfg, xdp.Options{MissRate: s.Misses.Rate, MissBurst: s.Misses.Burst})
 	if err != nil {
 		return nil, err
 	}
