@@ -35,10 +35,17 @@ enum reason {
 	REASON_MAX,
 };
 
+/* The counters have room for more reasons than there are: the map is
+ * pinned (xdp/pin.go) and its size is part of the pinned layout, so a
+ * build that appends a reason still takes over the counters of the one
+ * before it, instead of refusing them and ending the flows pinned beside. */
+#define REASON_SLOTS 64
+build_bug_on(REASON_MAX > REASON_SLOTS);
+
 /* Per-CPU packet counters by reason, read and summed by the agent. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, REASON_MAX);
+	__uint(max_entries, REASON_SLOTS);
 	__type(key, __u32);
 	__type(value, __u64);
 } reasons SEC(".maps");
