@@ -43,35 +43,6 @@ type Options struct {
 	NoMissLimit bool
 }
 
-// The default bound of one source's misses: a burst of 50 packets (a
-// LAN's page load opening flows, a carrier's first packets), 200 a second
-// after it (xdp/README.md argues the figures).
-const (
-	DefaultMissRate  = 200
-	DefaultMissBurst = 50
-)
-
-// missLimit is the bound of opts as the programs take it: the
-// nanoseconds one token takes to come back and the whole bucket takes
-// (0, 0: no limit).
-func missLimit(opts Options) (tokenNS, depthNS uint64, err error) {
-	if opts.NoMissLimit {
-		return 0, 0, nil
-	}
-	rate, burst := uint64(opts.MissRate), uint64(opts.MissBurst)
-	if rate == 0 {
-		rate = DefaultMissRate
-	}
-	if burst == 0 {
-		burst = DefaultMissBurst
-	}
-	if rate > 1e9 {
-		return 0, 0, fmt.Errorf("miss rate %d a second: at most 1e9 (one a nanosecond)", rate)
-	}
-	tokenNS = 1e9 / rate
-	return tokenNS, burst * tokenNS, nil
-}
-
 // Load validates cfg, writes it into the programs' load-time constants and
 // loads them into the kernel. A verifier rejection is returned as an
 // *ebpf.VerifierError with the log.

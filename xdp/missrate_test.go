@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -159,10 +160,25 @@ func TestMissRateEdgeLAN(t *testing.T) {
 	other := netip.MustParseAddr("2001:db8:1:2::5")
 	r.expect("another /64", newFlow6(other, 50000, 0), xlat.ReasonMiss)
 	r.expect("another /64, hop limit 1", newFlow6(other, 50001, 1), xlat.ReasonTTLToAgent)
+	r.status("after the flood", "2001:db8:1::/64")
 
 	// A functional wait, not a timing assertion: the whole bucket back.
 	time.Sleep(testMissBurst*testMissToken + 100*time.Millisecond)
+	r.status("refilled")
 	r.flood("the same host, refilled", 100, func(i int) []byte { return newFlow6(host, uint16(51000+i), 0) })
+}
+
+// status checks what MissStatus says: the test bound, and exactly the
+// sources over it.
+func (r *missRig) status(when string, over ...string) {
+	r.t.Helper()
+	st, err := r.d.MissStatus()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if st.Rate != testMissRate || st.Burst != testMissBurst || !slices.Equal(st.Over, over) {
+		r.t.Errorf("%s: status %+v, want rate %d, burst %d, over %q", when, st, testMissRate, testMissBurst, over)
+	}
 }
 
 // TestMissRateRelay: at the relay, an IPv4 source spraying the carrier
@@ -179,6 +195,7 @@ func TestMissRateRelay(t *testing.T) {
 	pub := xlattest.CGNATPub
 	r.flood("one CGNAT address", 200, func(i int) []byte { return carrier(pub, uint16(40000+i), 0) })
 	r.expect("another CGNAT address", carrier(netip.MustParseAddr("198.51.100.8"), 40000, 0), xlat.ReasonMiss)
+	r.status("after the flood", pub.String())
 	r.expect("a carrier's TTL ran out", carrier(pub, 20001, 1), xlat.ReasonDropMissRate)
 
 	var tooBig []byte
@@ -226,5 +243,34 @@ func TestMissLimitOptions(t *testing.T) {
 	}
 	if _, _, err := missLimit(Options{MissRate: 1e9 + 1}); err == nil {
 		t.Error("a rate over one a nanosecond accepted")
+	}
+}
+
+// A datapath without the bound says so, and the agents' default is the
+// default.
+func TestMissStatusUnbound(t *testing.T) {
+	priv.Require(t)
+	for _, c := range []struct {
+		opts        Options
+		rate, burst uint64
+	}{{Options{NoMissLimit: true}, 0, 0}, {Options{}, DefaultMissRate, DefaultMissBurst}} {
+		d, _ := loadWorldOpts(t, xlattest.Config(xlattest.EdgeWAN), c.opts, &xlattest.Tables{})
+		st, err := d.MissStatus()
+		if err != nil || st.Rate != c.rate || st.Burst != c.burst || st.Over != nil {
+			t.Errorf("%+v: status %+v (%v), want rate %d burst %d", c.opts, st, err, c.rate, c.burst)
+		}
+	}
+}
+
+func TestMissSourceNames(t *testing.T) {
+	a4 := netip.MustParseAddr("198.51.100.7").As4()
+	a6 := netip.MustParseAddr("2001:db8:1:2:3:4:5:6").As16()
+	for k, want := range map[datapathMissSrc]string{
+		{Family: 4, Addr: [2]uint32{le32(a4[:])}}:                "198.51.100.7",
+		{Family: 6, Addr: [2]uint32{le32(a6[0:]), le32(a6[4:])}}: "2001:db8:1:2::/64",
+	} {
+		if got := missSource(k); got != want {
+			t.Errorf("%+v: %s, want %s", k, got, want)
+		}
 	}
 }
