@@ -31,7 +31,7 @@ import (
 // a miss nobody read while the agent was down is lost anyway (its sender
 // retries), a bucket forgotten is a full one, and the run-time switches
 // are set again by the agent. (So the buckets are not in the layout hash
-// either, and pins made before they existed stay usable.)
+// either: resizing them never makes the pins of another build unusable.)
 
 // ErrPinIncompatible is returned by Load when the maps pinned in
 // Options.PinPath were made by a build with another table layout; they
