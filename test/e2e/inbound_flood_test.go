@@ -95,6 +95,14 @@ func testInboundFloodRefused(t *testing.T, mode lab.CGNMode) {
 	// trip): dropped over srv6's miss bound, refused by the edge or from
 	// memory, or, in the first round, dropped for want of a relay port
 	// (the lab's relay has 16 and the round offers 32 flows at once).
+	// Both agents run with the default bound (the lab's files leave
+	// miss_limit out).
+	type missStatus struct{ Rate, Burst uint64 }
+	for _, sock := range []string{u.d.relaySock, u.d.edgeS} {
+		if ms := section(t, sock, "misses", "the miss bound", func(missStatus) bool { return true }); ms.Rate != 200 || ms.Burst != 50 {
+			t.Errorf("%s: miss bound %+v, want 200 a second, burst 50", sock, ms)
+		}
+	}
 	type counts map[string]uint64
 	overRate := section(t, u.d.relaySock, "datapath", "the relay's counters", func(counts) bool { return true })["drop-miss-rate"]
 	if overRate >= uint64(sent) {
