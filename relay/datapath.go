@@ -30,7 +30,7 @@ type datapath struct {
 func openDatapath(s *Settings, log *slog.Logger) (*datapath, error) {
 	cfg := xlat.Config{CarrierAddr: s.Addresses[0], PortLo: s.CarrierPorts.First, PortHi: s.CarrierPorts.Last}
 	buckets := tableBuckets(s.Sites)
-	d, err := xdp.Load(cfg, xdp.Options{Buckets: buckets})
+	d, err := xdp.Load(cfg, xdp.Options{Buckets: buckets, MissRate: s.Misses.Rate, MissBurst: s.Misses.Burst})
 	if err != nil {
 		return nil, err
 	}
