@@ -25,7 +25,7 @@ func TestExampleLoads(t *testing.T) {
 	if len(s.Forwards) != 2 || s.Forwards[1].Ports.Len() != 10 || s.Forwards[1].To.Port() != 51820 {
 		t.Errorf("forwards = %+v", s.Forwards)
 	}
-	if s.Misses != (conf.MissBound{Rate: 200, Burst: 50}) {
+	if s.Misses != (conf.MissBound{Rate: 1000, Burst: 200}) {
 		t.Errorf("miss_limit = %+v", s.Misses)
 	}
 	if s.Timers.TCPEstablished != 124*time.Minute {

@@ -81,6 +81,8 @@ type carriers struct {
 	earlyN     int                            // packets in early
 	pickers    map[netip.Addr]int             // sessions that pick R, by the CGNAT address they come from
 	pickerOf   map[uint64]netip.Addr          // and the other way, by session id
+	edgesFrom  map[netip.Addr]int             // sessions by the CGNAT address they come from: exempt from the miss bound
+	fromOf     map[uint64]netip.Addr          // and the other way, by session id
 	held       map[session.Flow][][]byte      // inbound flows' first packets, until their carrier binds
 	done       map[session.Flow]chan struct{} // closed when a flow's held packets were released
 	icmpLimit  *ratelimit.Limiter             // ICMP errors relayed, by site; "": the relay's own
@@ -113,7 +115,7 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 	return &carriers{log: log, ports: p, flows: map[session.Flow]*carrier{}, byLease: map[leaseKey]session.Flow{},
 		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, counts: map[string]uint64{},
 		grants: grants, udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now,
-		early: map[leaseKey][]earlyPkt{}, pickers: map[netip.Addr]int{}, pickerOf: map[uint64]netip.Addr{}, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
+		early: map[leaseKey][]earlyPkt{}, pickers: map[netip.Addr]int{}, pickerOf: map[uint64]netip.Addr{}, edgesFrom: map[netip.Addr]int{}, fromOf: map[uint64]netip.Addr{}, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
 		icmpLimit: newICMPLimit(), offering: map[leaseKey]bool{}}, nil
 }
 
@@ -152,7 +154,28 @@ func (c *carriers) Started(ss *control.Session) {
 		c.pickers[pub]++
 		c.pickerOf[ss.ID()] = pub
 	}
+	if pub := publicAddr(ss); pub.Is4() {
+		// Every new flow of the sites behind this address binds its
+		// carrier with a first packet from it: the datapath's per-source
+		// bound on misses must not hold them back.
+		c.fromOf[ss.ID()] = pub
+		if c.edgesFrom[pub]++; c.edgesFrom[pub] == 1 {
+			c.exemptMisses(pub, true)
+		}
+	}
 	c.mu.Unlock()
+}
+
+// exemptMisses lets carriers' first packets from pub past the miss
+// bound, or no longer; c.mu held.
+func (c *carriers) exemptMisses(pub netip.Addr, on bool) {
+	if c.dp == nil {
+		return
+	}
+	if err := c.dp.d.ExemptMissSource(pub, on); err != nil {
+		c.countLocked("miss-exempt-failed")
+		c.log.Warn("miss bound exemption", "from", pub, "on", on, "err", err)
+	}
 }
 
 // Open leases a relay port R for an outbound flow: the one the edge
@@ -270,6 +293,13 @@ func (c *carriers) Ended(ss *control.Session, err error) {
 		delete(c.pickerOf, ss.ID())
 		if c.pickers[pub]--; c.pickers[pub] <= 0 {
 			delete(c.pickers, pub)
+		}
+	}
+	if pub, ok := c.fromOf[ss.ID()]; ok {
+		delete(c.fromOf, ss.ID())
+		if c.edgesFrom[pub]--; c.edgesFrom[pub] <= 0 {
+			delete(c.edgesFrom, pub)
+			c.exemptMisses(pub, false)
 		}
 	}
 	c.mu.Unlock()

@@ -88,8 +88,8 @@ type benchvarLpmKey struct {
 type benchvarMissSrc struct {
 	_      structs.HostLayout
 	Family uint32
-	Pad    uint32
-	Addr   [2]uint32
+	Bits   uint32
+	Addr   [4]uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -103,6 +103,7 @@ const (
 	benchvarMapFlows4            = "flows4"
 	benchvarMapFlowtab           = "flowtab"
 	benchvarMapLocalAddrs        = "local_addrs"
+	benchvarMapMissExempt        = "miss_exempt"
 	benchvarMapMissSrcs          = "miss_srcs"
 	benchvarMapMisses            = "misses"
 	benchvarMapReasons           = "reasons"
@@ -205,6 +206,7 @@ type benchvarMapSpecs struct {
 	Flows4        *ebpf.MapSpec `ebpf:"flows4"`
 	Flowtab       *ebpf.MapSpec `ebpf:"flowtab"`
 	LocalAddrs    *ebpf.MapSpec `ebpf:"local_addrs"`
+	MissExempt    *ebpf.MapSpec `ebpf:"miss_exempt"`
 	MissSrcs      *ebpf.MapSpec `ebpf:"miss_srcs"`
 	Misses        *ebpf.MapSpec `ebpf:"misses"`
 	Reasons       *ebpf.MapSpec `ebpf:"reasons"`
@@ -263,6 +265,7 @@ type benchvarMaps struct {
 	Flows4        *ebpf.Map `ebpf:"flows4"`
 	Flowtab       *ebpf.Map `ebpf:"flowtab"`
 	LocalAddrs    *ebpf.Map `ebpf:"local_addrs"`
+	MissExempt    *ebpf.Map `ebpf:"miss_exempt"`
 	MissSrcs      *ebpf.Map `ebpf:"miss_srcs"`
 	Misses        *ebpf.Map `ebpf:"misses"`
 	Reasons       *ebpf.Map `ebpf:"reasons"`
@@ -279,6 +282,7 @@ func (m *benchvarMaps) Close() error {
 		m.Flows4,
 		m.Flowtab,
 		m.LocalAddrs,
+		m.MissExempt,
 		m.MissSrcs,
 		m.Misses,
 		m.Reasons,

@@ -101,8 +101,8 @@ type datapathMissRec struct {
 type datapathMissSrc struct {
 	_      structs.HostLayout
 	Family uint32
-	Pad    uint32
-	Addr   [2]uint32
+	Bits   uint32
+	Addr   [4]uint32
 }
 
 type datapathReason uint32
@@ -153,6 +153,7 @@ const (
 	datapathMapFlows4            = "flows4"
 	datapathMapFlowtab           = "flowtab"
 	datapathMapLocalAddrs        = "local_addrs"
+	datapathMapMissExempt        = "miss_exempt"
 	datapathMapMissSrcs          = "miss_srcs"
 	datapathMapMisses            = "misses"
 	datapathMapReasons           = "reasons"
@@ -241,6 +242,7 @@ type datapathMapSpecs struct {
 	Flows4       *ebpf.MapSpec `ebpf:"flows4"`
 	Flowtab      *ebpf.MapSpec `ebpf:"flowtab"`
 	LocalAddrs   *ebpf.MapSpec `ebpf:"local_addrs"`
+	MissExempt   *ebpf.MapSpec `ebpf:"miss_exempt"`
 	MissSrcs     *ebpf.MapSpec `ebpf:"miss_srcs"`
 	Misses       *ebpf.MapSpec `ebpf:"misses"`
 	Reasons      *ebpf.MapSpec `ebpf:"reasons"`
@@ -297,6 +299,7 @@ type datapathMaps struct {
 	Flows4       *ebpf.Map `ebpf:"flows4"`
 	Flowtab      *ebpf.Map `ebpf:"flowtab"`
 	LocalAddrs   *ebpf.Map `ebpf:"local_addrs"`
+	MissExempt   *ebpf.Map `ebpf:"miss_exempt"`
 	MissSrcs     *ebpf.Map `ebpf:"miss_srcs"`
 	Misses       *ebpf.Map `ebpf:"misses"`
 	Reasons      *ebpf.Map `ebpf:"reasons"`
@@ -311,6 +314,7 @@ func (m *datapathMaps) Close() error {
 		m.Flows4,
 		m.Flowtab,
 		m.LocalAddrs,
+		m.MissExempt,
 		m.MissSrcs,
 		m.Misses,
 		m.Reasons,

@@ -77,8 +77,8 @@ type lookupsLpmKey struct {
 type lookupsMissSrc struct {
 	_      structs.HostLayout
 	Family uint32
-	Pad    uint32
-	Addr   [2]uint32
+	Bits   uint32
+	Addr   [4]uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -90,6 +90,7 @@ const (
 	lookupsMapFlows4            = "flows4"
 	lookupsMapFlowtab           = "flowtab"
 	lookupsMapLocalAddrs        = "local_addrs"
+	lookupsMapMissExempt        = "miss_exempt"
 	lookupsMapMissSrcs          = "miss_srcs"
 	lookupsMapMisses            = "misses"
 	lookupsMapReasons           = "reasons"
@@ -179,6 +180,7 @@ type lookupsMapSpecs struct {
 	Flows4       *ebpf.MapSpec `ebpf:"flows4"`
 	Flowtab      *ebpf.MapSpec `ebpf:"flowtab"`
 	LocalAddrs   *ebpf.MapSpec `ebpf:"local_addrs"`
+	MissExempt   *ebpf.MapSpec `ebpf:"miss_exempt"`
 	MissSrcs     *ebpf.MapSpec `ebpf:"miss_srcs"`
 	Misses       *ebpf.MapSpec `ebpf:"misses"`
 	Reasons      *ebpf.MapSpec `ebpf:"reasons"`
@@ -236,6 +238,7 @@ type lookupsMaps struct {
 	Flows4       *ebpf.Map `ebpf:"flows4"`
 	Flowtab      *ebpf.Map `ebpf:"flowtab"`
 	LocalAddrs   *ebpf.Map `ebpf:"local_addrs"`
+	MissExempt   *ebpf.Map `ebpf:"miss_exempt"`
 	MissSrcs     *ebpf.Map `ebpf:"miss_srcs"`
 	Misses       *ebpf.Map `ebpf:"misses"`
 	Reasons      *ebpf.Map `ebpf:"reasons"`
@@ -250,6 +253,7 @@ func (m *lookupsMaps) Close() error {
 		m.Flows4,
 		m.Flowtab,
 		m.LocalAddrs,
+		m.MissExempt,
 		m.MissSrcs,
 		m.Misses,
 		m.Reasons,

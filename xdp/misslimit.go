@@ -3,19 +3,21 @@ package xdp
 import (
 	"cmp"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
 
-// The default bound of one source's misses: a burst of 50 packets (a
-// LAN's page load opening flows, a carrier's first packets), 200 a second
-// after it (xdp/README.md argues the figures).
+// The default bound of one source's misses: a burst of 200 packets (a
+// LAN host's page load opening its connections and resolving their
+// names), 1000 a second after it (xdp/README.md argues the figures).
 const (
-	DefaultMissRate  = 200
-	DefaultMissBurst = 50
+	DefaultMissRate  = 1000
+	DefaultMissBurst = 200
 )
 
 // missLimit is the bound of opts as the programs take it: the
@@ -45,9 +47,13 @@ type MissStatus struct {
 	Rate  uint64 `json:"rate"` // misses a second after the burst; 0: no bound
 	Burst uint64 `json:"burst"`
 	// Over are the sources whose bucket is empty now (their next miss is
-	// dropped as drop-miss-rate), IPv4 addresses and IPv6 /64s, the
-	// furthest over first, at most maxOverShown.
+	// dropped as drop-miss-rate), IPv4 addresses, IPv6 /64s and LAN
+	// hosts' IPv6 addresses, the furthest over first, at most
+	// maxOverShown.
 	Over []string `json:"over,omitempty"`
+	// Exempt are the IPv4 addresses whose carriers' first packets pass
+	// unbound (ExemptMissSource).
+	Exempt []string `json:"exempt,omitempty"`
 }
 
 // maxOverShown bounds MissStatus.Over: enough to name a flood's sources,
@@ -68,6 +74,20 @@ func (d *Datapath) MissStatus() (MissStatus, error) {
 		return MissStatus{}, nil
 	}
 	st := MissStatus{Rate: 1e9 / token, Burst: depth / token}
+	var (
+		a  uint32
+		on uint8
+	)
+	ex := d.objs.MissExempt.Iterate()
+	for ex.Next(&a, &on) {
+		var b [4]byte
+		binary.LittleEndian.PutUint32(b[:], a)
+		st.Exempt = append(st.Exempt, netip.AddrFrom4(b).String())
+	}
+	if err := ex.Err(); err != nil {
+		return st, fmt.Errorf("miss exemptions: %w", err)
+	}
+	slices.Sort(st.Exempt)
 	// bpf_ktime_get_ns is CLOCK_MONOTONIC.
 	var ts unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
@@ -100,13 +120,50 @@ func (d *Datapath) MissStatus() (MissStatus, error) {
 	return st, nil
 }
 
-// missSource names a bucket's source: an IPv4 address or an IPv6 /64.
+// missSource names a bucket's source: an IPv4 address, an IPv6 /64 or
+// (a LAN host at the edge) an IPv6 address.
 func missSource(k datapathMissSrc) string {
 	var b [16]byte
-	binary.LittleEndian.PutUint32(b[0:], k.Addr[0])
-	binary.LittleEndian.PutUint32(b[4:], k.Addr[1])
+	for i, w := range k.Addr {
+		binary.LittleEndian.PutUint32(b[4*i:], w)
+	}
 	if k.Family == 4 {
 		return netip.AddrFrom4([4]byte(b[:4])).String()
 	}
-	return netip.PrefixFrom(netip.AddrFrom16(b), 64).String()
+	if k.Bits == 128 {
+		return netip.AddrFrom16(b).String()
+	}
+	return netip.PrefixFrom(netip.AddrFrom16(b), int(k.Bits)).String()
+}
+
+// missSrcOf is the bucket key of a source as miss_allowed makes it.
+func missSrcOf(p netip.Prefix) datapathMissSrc {
+	k := datapathMissSrc{Family: 6, Bits: uint32(p.Bits())}
+	a := p.Masked().Addr()
+	if a.Is4() {
+		k.Family = 4
+	}
+	b := a.AsSlice()
+	for i := 0; i < len(b); i += 4 {
+		k.Addr[i/4] = le32(b[i:])
+	}
+	return k
+}
+
+// ExemptMissSource lets carriers' first packets from IPv4 address a past
+// the miss bound (on), or no longer (off): the relay's agent exempts
+// the CGNAT addresses its edges' sessions come from.
+func (d *Datapath) ExemptMissSource(a netip.Addr, on bool) error {
+	if !a.Is4() {
+		return fmt.Errorf("exempt %v from the miss bound: IPv4 addresses only", a)
+	}
+	b := a.As4()
+	k := le32(b[:])
+	if on {
+		return d.objs.MissExempt.Update(k, uint8(1), ebpf.UpdateAny)
+	}
+	if err := d.objs.MissExempt.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return err
+	}
+	return nil
 }

@@ -148,19 +148,20 @@ func newFlow6(src netip.Addr, port uint16, ttl uint8) []byte {
 
 // TestMissRateEdgeLAN: a LAN host opening flows as fast as it can reaches
 // the agent's ring a burst's worth of times and is then counted
-// drop-miss-rate; so is any address of its /64, and its hop-limit-1
-// packets (ttl-to-agent shares the bucket). Another /64 is not affected,
-// and the first host gets through again once its bucket refilled.
+// drop-miss-rate; so are its hop-limit-1 packets (ttl-to-agent shares
+// the bucket). A LAN host counts alone: another address of its /64 is
+// not affected, nor another /64, and the first host gets through again
+// once its bucket refilled.
 func TestMissRateEdgeLAN(t *testing.T) {
 	r := newMissRig(t, xlat.RoleEdgeLAN)
 	host := xlattest.SiteHost
 	r.flood("one LAN host", 200, func(i int) []byte { return newFlow6(host, uint16(50000+i), 0) })
-	r.expect("same /64, another address", newFlow6(netip.MustParseAddr("2001:db8:1::11"), 50000, 0), xlat.ReasonDropMissRate)
 	r.expect("same host, hop limit 1", newFlow6(host, 50001, 1), xlat.ReasonDropMissRate)
+	r.expect("same /64, another host", newFlow6(netip.MustParseAddr("2001:db8:1::11"), 50000, 0), xlat.ReasonMiss)
 	other := netip.MustParseAddr("2001:db8:1:2::5")
 	r.expect("another /64", newFlow6(other, 50000, 0), xlat.ReasonMiss)
 	r.expect("another /64, hop limit 1", newFlow6(other, 50001, 1), xlat.ReasonTTLToAgent)
-	r.status("after the flood", "2001:db8:1::/64")
+	r.status("after the flood", host.String())
 
 	// A functional wait, not a timing assertion: the whole bucket back.
 	time.Sleep(testMissBurst*testMissToken + 100*time.Millisecond)
@@ -197,6 +198,18 @@ func TestMissRateRelay(t *testing.T) {
 	r.expect("another CGNAT address", carrier(netip.MustParseAddr("198.51.100.8"), 40000, 0), xlat.ReasonMiss)
 	r.status("after the flood", pub.String())
 	r.expect("a carrier's TTL ran out", carrier(pub, 20001, 1), xlat.ReasonDropMissRate)
+	// An edge's session comes from pub: its carriers' first packets pass
+	// however many, until the exemption goes.
+	if err := r.d.ExemptMissSource(pub, true); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 * testMissBurst {
+		r.expect("exempt CGNAT address", carrier(pub, uint16(41000+i), 0), xlat.ReasonMiss)
+	}
+	if err := r.d.ExemptMissSource(pub, false); err != nil {
+		t.Fatal(err)
+	}
+	r.expect("exemption gone", carrier(pub, 42000, 0), xlat.ReasonDropMissRate)
 
 	var tooBig []byte
 	for _, f := range xlattest.Fixtures() {
@@ -231,7 +244,7 @@ func TestMissLimitOptions(t *testing.T) {
 		opts         Options
 		token, depth uint64
 	}{
-		{Options{}, 5_000_000, 250_000_000},
+		{Options{}, 1_000_000, 200_000_000},
 		{Options{MissRate: 1000, MissBurst: 10}, 1_000_000, 10_000_000},
 		{Options{MissRate: 1e9, MissBurst: 1}, 1, 1},
 		{Options{NoMissLimit: true, MissRate: 5}, 0, 0},
@@ -263,14 +276,18 @@ func TestMissStatusUnbound(t *testing.T) {
 }
 
 func TestMissSourceNames(t *testing.T) {
-	a4 := netip.MustParseAddr("198.51.100.7").As4()
-	a6 := netip.MustParseAddr("2001:db8:1:2:3:4:5:6").As16()
-	for k, want := range map[datapathMissSrc]string{
-		{Family: 4, Addr: [2]uint32{le32(a4[:])}}:                "198.51.100.7",
-		{Family: 6, Addr: [2]uint32{le32(a6[0:]), le32(a6[4:])}}: "2001:db8:1:2::/64",
-	} {
-		if got := missSource(k); got != want {
-			t.Errorf("%+v: %s, want %s", k, got, want)
+	for _, p := range []string{"198.51.100.7/32", "2001:db8:1:2::/64", "2001:db8:1:2:3:4:5:6/128"} {
+		want := netip.MustParsePrefix(p)
+		got := missSource(missSrcOf(want))
+		if want.Bits() != 64 {
+			want = netip.PrefixFrom(want.Addr(), want.Bits())
+			if got != want.Addr().String() {
+				t.Errorf("%v: %s", p, got)
+			}
+			continue
+		}
+		if got != p {
+			t.Errorf("%v: %s", p, got)
 		}
 	}
 }

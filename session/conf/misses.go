@@ -4,11 +4,11 @@ package conf
 // path: packets of flows the datapath has no entry for (a new flow's
 // first packets, a carrier's first packet at the relay, time exceeded
 // and ICMP errors the agent answers or relays). A source is an IPv4
-// address or an IPv6 /64. Over the bound the datapath drops them
+// address, an IPv6 /64 from the Internet, or an IPv6 LAN host. Over the bound the datapath drops them
 // (drop-miss-rate); the datapath's own defaults apply to zero fields.
 type MissLimit struct {
-	Rate  int `yaml:"rate"`  // misses a second after the burst; default 200
-	Burst int `yaml:"burst"` // misses at once; default 50
+	Rate  int `yaml:"rate"`  // misses a second after the burst; default 1000
+	Burst int `yaml:"burst"` // misses at once; default 200
 }
 
 // MissBound is a MissLimit parsed: 0 means the datapath's default.

@@ -193,10 +193,10 @@ struct {
  * source address, or the /64 of an IPv6 one. */
 struct miss_src {
 	__u32 family; /* 4 or 6 */
-	__u32 pad;
-	__u32 addr[2]; /* IPv4: the address, then 0; IPv6: the first 64 bits */
+	__u32 bits;   /* 32, 64 or 128: how much of the address counts */
+	__u32 addr[4]; /* the address, zero past bits */
 };
-build_bug_on(sizeof(struct miss_src) != 16);
+build_bug_on(sizeof(struct miss_src) != 24);
 
 /* Per-source rate buckets of the miss path: the time (bpf_ktime_get_ns)
  * at which the source's bucket is full again. Shared by the CPUs, not
@@ -213,6 +213,17 @@ struct {
 	__type(key, struct miss_src);
 	__type(value, __u64);
 } miss_srcs SEC(".maps");
+
+/* IPv4 sources whose carriers' first packets the miss bound lets
+ * through (miss.h): at the relay, the CGNAT public addresses its edges'
+ * sessions come from, which every new flow of every site behind them
+ * crosses. Written by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} miss_exempt SEC(".maps");
 
 /* Egress interfaces for XDP_REDIRECT, keyed by ifindex. */
 struct {

@@ -59,13 +59,17 @@ static __always_inline enum reason classify_miss(enum role role, struct pkt *p)
  * takes a token, cfg_miss_ns of that time, if the bucket is no more than
  * cfg_miss_depth_ns from full after it. The source is the key's: an ICMP
  * error's key is the packet it quotes, reversed, so errors about one flow
- * count against its far end. IPv6 sources are grouped by /64, because a
- * host may take any address of its /64 (privacy addresses, RFC 8981) and
- * anything finer is free to dodge; an IPv4 address is one host, or one
- * NAT. Plain loads and stores, no atomics: two CPUs that let a packet
- * through at the same instant may both write the same time, one token
- * lost to the bucket, and a refusal writes nothing. */
-static __always_inline int miss_allowed(const struct pkt *p)
+ * count against its far end. An IPv6 source from the Internet is grouped
+ * by /64, because a host may take any address of its /64 (privacy
+ * addresses, RFC 8981) and anything finer is free to dodge; at the edge
+ * LAN each IPv6 host counts alone, or the site's whole segment would
+ * share one bucket. An IPv4 address is one host, or one NAT. A carrier's
+ * first packet from an address in miss_exempt (a CGNAT that an edge's
+ * session comes from) is not bounded: every site behind it opens its
+ * flows that way. Plain loads and stores, no atomics: two CPUs that let
+ * a packet through at the same instant may both write the same time, one
+ * token lost to the bucket, and a refusal writes nothing. */
+static __always_inline int miss_allowed(const struct pkt *p, enum role role)
 {
 	struct miss_src src = { .family = p->key.family };
 	__u64 now, tat, next, *b;
@@ -73,8 +77,20 @@ static __always_inline int miss_allowed(const struct pkt *p)
 	if (!cfg_miss_ns)
 		return 1;
 	src.addr[0] = p->key.saddr[0];
-	if (p->key.family == 6)
+	if (p->key.family == 4) {
+		if (cfg_carrier_addr && p->key.daddr[0] == cfg_carrier_addr &&
+		    map_lookup(&miss_exempt, &p->key.saddr[0]))
+			return 1;
+		src.bits = 32;
+	} else if (role == ROLE_EDGE_LAN) {
+		src.bits = 128;
 		src.addr[1] = p->key.saddr[1];
+		src.addr[2] = p->key.saddr[2];
+		src.addr[3] = p->key.saddr[3];
+	} else {
+		src.bits = 64;
+		src.addr[1] = p->key.saddr[1];
+	}
 	now = bpf_ktime_get_ns();
 	b = map_lookup(&miss_srcs, &src);
 	if (!b) {
@@ -102,7 +118,7 @@ static __always_inline enum reason send_miss(struct xdp_md *ctx, enum role role,
 		cap = MISS_SNAP;
 	if (cap < ETH_LEN)
 		return REASON_DROP_HELPER;
-	if (!miss_allowed(p))
+	if (!miss_allowed(p, role))
 		return REASON_DROP_MISS_RATE;
 	rec = bpf_ringbuf_reserve(&misses, sizeof(*rec), 0);
 	if (!rec)
