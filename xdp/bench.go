@@ -108,7 +108,7 @@ func benchOverRate() (*Datapath, error) {
 		return nil, errors.Join(err, d.Close())
 	}
 	src := missSrcOf(netip.PrefixFrom(xlattest.SiteHost, 128)) // a LAN host counts alone
-	full := uint64(1) << 62 // ns of CLOCK_MONOTONIC: 146 years of uptime
+	full := uint64(1) << 62                                    // ns of CLOCK_MONOTONIC: 146 years of uptime
 	if err := d.objs.MissSrcs.Update(&src, full, ebpf.UpdateAny); err != nil {
 		return nil, errors.Join(fmt.Errorf("empty the bench's bucket: %w", err), d.Close())
 	}
