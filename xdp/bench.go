@@ -107,8 +107,10 @@ func benchOverRate() (*Datapath, error) {
 	if err := d.SetFIB(false); err != nil {
 		return nil, errors.Join(err, d.Close())
 	}
-	src := missSrcOf(netip.PrefixFrom(xlattest.SiteHost, 128)) // a LAN host counts alone
-	full := uint64(1) << 62                                    // ns of CLOCK_MONOTONIC: 146 years of uptime
+	// A LAN host counts alone; the bucket is full again in 146 years of
+	// CLOCK_MONOTONIC.
+	src := missSrcOf(netip.PrefixFrom(xlattest.SiteHost, 128))
+	full := uint64(1) << 62
 	if err := d.objs.MissSrcs.Update(&src, full, ebpf.UpdateAny); err != nil {
 		return nil, errors.Join(fmt.Errorf("empty the bench's bucket: %w", err), d.Close())
 	}
