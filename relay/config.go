@@ -16,7 +16,7 @@ type Config struct {
 	Interface    string        `yaml:"interface"`     // external interface (carriers and sites' traffic)
 	Addresses    []string      `yaml:"addresses"`     // relay IPv4 addresses that carriers use
 	CarrierPorts string        `yaml:"carrier_ports"` // relay ports R for carriers; default 20000-59999
-	PinPath      string        `yaml:"pin_path"`      // reserved: the relay does not pin its maps yet; default /sys/fs/bpf/unmap-relay
+	PinPath      string        `yaml:"pin_path"`      // bpffs folder where the XDP maps and link are pinned, so flows outlive the agent; default /sys/fs/bpf/unmap-relay
 	Timeouts     conf.Timeouts `yaml:"timeouts"`
 	Sites        []SiteConfig  `yaml:"sites"`
 }
