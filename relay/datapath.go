@@ -36,7 +36,7 @@ func openDatapath(s *Settings, log *slog.Logger) (*datapath, error) {
 	// as the edges replay them (pinned.go).
 	d, err := xdp.Load(cfg, xdp.Options{PinPath: s.PinPath, Buckets: buckets})
 	if errors.Is(err, xdp.ErrPinIncompatible) {
-		log.Error("pinned maps", "err", err)
+		log.Debug("pinned maps refused", "err", err)
 		return nil, fmt.Errorf("%w in %s: stop the relay and remove them with `unmap relay --unpin` (or rm -r %s), which ends the flows they carry", xdp.ErrPinIncompatible, s.PinPath, s.PinPath)
 	}
 	if err != nil {
