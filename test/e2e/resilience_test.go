@@ -29,8 +29,9 @@ func exchange(c net.Conn, r *bufio.Reader, line string, d time.Duration) error {
 }
 
 // TestRelayRestartKeepsFlows restarts the relay agent (SIGTERM, 3 s
-// down, start again) under a TCP connection that streams data all along
-// and a UDP flow that echoes all along. The relay's pinned datapath
+// down, start again) under a TCP connection that streams data all along,
+// a UDP flow that echoes all along and a UDP flow of the site's public
+// IPv4. The relay's pinned datapath
 // forwards while no agent runs: the stream moves and every UDP echo
 // comes back while the agent is down and while the edge reconnects. The
 // new agent finds the flows in its pinned maps and adopts them as the
@@ -52,6 +53,16 @@ func testRelayRestartKeepsFlows(t *testing.T, mode lab.CGNMode) {
 	defer uc.Close()
 	if err := retry(3*time.Second, func() error { return echoUDP(uc, "udp-before", time.Second) }); err != nil {
 		t.Fatalf("UDP before the restart: %v", err)
+	}
+	// A flow of the site's public IPv4: NAPT entries at the relay.
+	srv4 := echoServer(t, l.NS(lab.Srv4))
+	u4, err := l.NS(lab.LAN).Dial(ctx, "udp4", netip.AddrPortFrom(lab.Srv4Addr, lab.EchoPort).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u4.Close()
+	if err := retry(3*time.Second, func() error { return echoUDP(u4, "udp4-before", time.Second) }); err != nil {
+		t.Fatalf("UDP over the site's IPv4 before the restart: %v", err)
 	}
 	tc, err := l.NS(lab.LAN).Dial(ctx, "tcp", echoAt)
 	if err != nil {
@@ -95,10 +106,13 @@ func testRelayRestartKeepsFlows(t *testing.T, mode lab.CGNMode) {
 	if s.received.Load() <= downAt {
 		t.Errorf("the TCP stream stalled while the relay agent was down (%d bytes)", downAt)
 	}
+	if err := echoUDP(u4, "udp4-agent-down", 2*time.Second); err != nil {
+		t.Errorf("UDP over the site's IPv4 while the relay agent was down: %v", err)
+	}
 	d.startRelay(t, l)
 	section(t, d.edgeS, "session", "a new session", func(e edgeSession) bool { return e.Connected && e.Session != u.session.Session })
-	// Both flows came back from the pinned maps: adopted, not mapped anew.
-	rc := section(t, d.relaySock, "carriers", "the relay's adopted flows", func(c relaySlowpath) bool { return c.Slowpath["replayed-pinned"] >= 2 })
+	// The flows came back from the pinned maps: adopted, not mapped anew.
+	rc := section(t, d.relaySock, "carriers", "the relay's adopted flows", func(c relaySlowpath) bool { return c.Slowpath["replayed-pinned"] >= 3 })
 	mark := s.received.Load()
 	waitBytes(t, s, mark+16<<10, 5*time.Second, "after the restart")
 	close(stopUDP)
@@ -118,6 +132,14 @@ func testRelayRestartKeepsFlows(t *testing.T, mode lab.CGNMode) {
 	after, _ := srv.PeerOf("udp-after")
 	if before.Remote != after.Remote {
 		t.Errorf("srv6 saw the UDP flow from %v, then from %v: not the same flow", before.Remote, after.Remote)
+	}
+	if err := echoUDP(u4, "udp4-after", 2*time.Second); err != nil {
+		t.Fatalf("UDP over the site's IPv4 after the restart: %v", err)
+	}
+	before4, _ := srv4.PeerOf("udp4-before")
+	after4, _ := srv4.PeerOf("udp4-after")
+	if before4.Remote != after4.Remote || before4.Remote.Addr() != lab.SitePublic4 {
+		t.Errorf("srv4 saw the site's IPv4 flow from %v, then from %v: not the same public endpoint", before4.Remote, after4.Remote)
 	}
 	n, err := s.stop()
 	if err != nil {
