@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -371,12 +372,15 @@ func TestReadPinned(t *testing.T) {
 	}
 }
 
+// has reports whether the datapath has an entry for k.
 func has(t *testing.T, dp *datapath, k xlat.Key) bool {
 	t.Helper()
 	_, err := dp.d.FlowCounters(k)
 	return err == nil
 }
 
+// checkCounts checks c's slow-path counts against want, and that no
+// count of the pinned flows' is there that want does not name.
 func checkCounts(t *testing.T, c *carriers, when string, want map[string]uint64) {
 	t.Helper()
 	c.mu.Lock()
@@ -387,7 +391,7 @@ func checkCounts(t *testing.T, c *carriers, when string, want map[string]uint64)
 		}
 	}
 	for name, n := range c.counts {
-		if _, ok := want[name]; !ok && n != 0 && (len(name) > 6 && name[:6] == "pinned" || name == "replayed-pinned") {
+		if _, ok := want[name]; !ok && n != 0 && (strings.HasPrefix(name, "pinned") || name == "replayed-pinned") {
 			t.Errorf("%s: unexpected %s = %d", when, name, n)
 		}
 	}
