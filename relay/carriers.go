@@ -398,7 +398,7 @@ type carrierStatus struct {
 	Ports    ports.RelayStats        `json:"ports"`
 	Refused  map[ports.Reason]uint64 `json:"ports_refused"`
 	Rebound  []rebound               `json:"rebound,omitempty"` // carriers the CGNAT moved, at most maxRebound
-	Pinned   int                     `json:"pinned_waiting"`     // flows found in the pinned datapath at start, waiting for their replay
+	Pinned   int                     `json:"pinned_waiting"`    // flows found in the pinned datapath at start, waiting for their replay
 }
 
 // rebound is a re-bound carrier as `unmap status` shows it.
