@@ -396,3 +396,24 @@ func checkCounts(t *testing.T, c *carriers, when string, want map[string]uint64)
 		}
 	}
 }
+
+// TestPinIncompatible: pins of another table layout (here another size:
+// the sites' quotas changed) stop the relay with the way to clear them.
+func TestPinIncompatible(t *testing.T) {
+	s := pinSettings()
+	s.PinPath = pinBPFFS(t)
+	cfg := xlat.Config{CarrierAddr: s.Addresses[0], PortLo: s.CarrierPorts.First, PortHi: s.CarrierPorts.Last}
+	d, err := xdp.Load(cfg, xdp.Options{PinPath: s.PinPath, Buckets: 2 * tableBuckets(s.Sites)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	dp, err := openDatapath(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil {
+		dp.close()
+		t.Fatal("the relay took pins of another layout")
+	}
+	if !errors.Is(err, xdp.ErrPinIncompatible) || !strings.Contains(err.Error(), "unmap relay --unpin") {
+		t.Errorf("error %q does not say how to clear the pins", err)
+	}
+}
