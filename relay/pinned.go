@@ -18,8 +18,7 @@ import (
 // flows; a replayed flow whose pinned entries are exactly what the
 // replay would install is adopted as it is: nothing is rewritten, so no
 // packet of it misses and its counters go on. A pinned flow whose entries
-// differ (the CGNAT moved its carrier meanwhile, or only one direction is
-// in) has them replaced. Until a replay takes it, a pinned carrier keeps
+// differ (the CGNAT moved its carrier meanwhile) has them replaced. Until a replay takes it, a pinned carrier keeps
 // its port R claimed in the allocator, so no new flow is given that port
 // (edge-chooses-r included: the edge is refused and lets the relay
 // choose). Pinned flows no replay takes are removed: at once when their
@@ -44,12 +43,11 @@ type pinnedFlow struct {
 	lease   ports.Lease // R, claimed at start; Port 0 for an ICMP echo carrier
 	out     xdp.Mapping // carrier to remote
 	back    xdp.Mapping // remote to carrier
-	half    bool        // only out is in: an inbound TCP flow waiting for the remote's first segment
 }
 
 // pinnedSet is what is left of the pinned flows; guarded by carriers.mu.
 type pinnedSet struct {
-	byKey   map[xlat.Key]*pinnedFlow // by both their keys (out's only if half)
+	byKey   map[xlat.Key]*pinnedFlow // by both their keys
 	byLease map[leaseKey]*pinnedFlow // by the port they hold
 	until   time.Time                // end of the grace; zero when none are left
 }
@@ -65,22 +63,22 @@ func (s *pinnedSet) count() int {
 	return n
 }
 
-func (p *pinnedFlow) keys() []xlat.Key {
-	if p.half {
-		return []xlat.Key{p.out.Key}
-	}
-	return []xlat.Key{p.out.Key, p.back.Key}
-}
+func (p *pinnedFlow) keys() []xlat.Key { return []xlat.Key{p.out.Key, p.back.Key} }
 
 // matches reports whether the entries in place are the pair want.
 func (p *pinnedFlow) matches(out, back xdp.Mapping) bool {
-	return !p.half && p.out == out && p.back == back
+	return p.out == out && p.back == back
 }
 
 // readPinned pairs a datapath's entries into relay flows: an entry whose
 // key arrives on one of the relay's addresses is a carrier's way in, and
 // xdp.RelayPair says what it and the remote's way back must be. Entries
-// that pair with nothing are returned in rest.
+// that pair with nothing are returned in rest: half a pair (an inbound
+// TCP flow whose return entry waits for the remote's first segment, a
+// moment's state the replay maps whole), and the carrier slots of
+// another carrier address or port range of the same size (the pinned
+// layout is the same, and the slots read back as keys of the ports and
+// address configured now, which no return entry matches).
 func readPinned(ms []xdp.Mapping, addrs []netip.Addr) (flows []*pinnedFlow, rest []xlat.Key) {
 	entries := make(map[xlat.Key]xlat.Entry, len(ms))
 	for _, m := range ms {
@@ -95,12 +93,10 @@ func readPinned(ms []xdp.Mapping, addrs []netip.Addr) (flows []*pinnedFlow, rest
 		if !ok {
 			continue
 		}
-		if e, ok := entries[p.back.Key]; ok && e == p.back.Entry && !used[p.back.Key] {
-			used[p.back.Key] = true
-		} else {
-			p.half = true
+		if e, ok := entries[p.back.Key]; !ok || e != p.back.Entry || used[p.back.Key] {
+			continue
 		}
-		used[m.Key] = true
+		used[m.Key], used[p.back.Key] = true, true
 		flows = append(flows, p)
 	}
 	for _, m := range ms {
