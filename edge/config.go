@@ -15,17 +15,18 @@ import (
 // Config is edge.yaml. Fields are the file's text; Validate parses them
 // into Settings. A zero value of an optional field means its default.
 type Config struct {
-	Site         string        `yaml:"site"`          // site id; must match the certificate
-	Relay        string        `yaml:"relay"`         // control endpoint of the relay, host:port
-	ServerName   string        `yaml:"server_name"`   // TLS name of the relay; default: the host of Relay
-	TLS          conf.TLSFiles `yaml:"tls"`           // edge certificate, key, and the CA of the relay
-	LAN          string        `yaml:"lan_interface"` // interface toward the site's hosts
-	WAN          string        `yaml:"wan_interface"` // interface toward the upstream CGNAT
-	CarrierPorts string        `yaml:"carrier_ports"` // source ports E for carriers; default 61000-64999
-	Keepalive    string        `yaml:"keepalive"`     // control channel keepalive; default 15s, at most 25s
-	PinPath      string        `yaml:"pin_path"`      // bpffs folder for pinned maps and links; default /sys/fs/bpf/unmap/edge-<site>
-	Timeouts     conf.Timeouts `yaml:"timeouts"`
-	Inbound      Inbound       `yaml:"inbound"`
+	Site         string         `yaml:"site"`          // site id; must match the certificate
+	Relay        string         `yaml:"relay"`         // control endpoint of the relay, host:port
+	ServerName   string         `yaml:"server_name"`   // TLS name of the relay; default: the host of Relay
+	TLS          conf.TLSFiles  `yaml:"tls"`           // edge certificate, key, and the CA of the relay
+	LAN          string         `yaml:"lan_interface"` // interface toward the site's hosts
+	WAN          string         `yaml:"wan_interface"` // interface toward the upstream CGNAT
+	CarrierPorts string         `yaml:"carrier_ports"` // source ports E for carriers; default 61000-64999
+	Keepalive    string         `yaml:"keepalive"`     // control channel keepalive; default 15s, at most 25s
+	PinPath      string         `yaml:"pin_path"`      // bpffs folder for pinned maps and links; default /sys/fs/bpf/unmap/edge-<site>
+	Timeouts     conf.Timeouts  `yaml:"timeouts"`
+	Inbound      Inbound        `yaml:"inbound"`
+	MissLimit    conf.MissLimit `yaml:"miss_limit"` // slow-path packets per LAN /64 or IPv4 host, and from the WAN per source
 }
 
 // Inbound is the site's policy for flows the Internet opens. Anything it
@@ -61,6 +62,7 @@ type Settings struct {
 	Keepalive    time.Duration
 	PinPath      string
 	Timers       conf.Timers
+	Misses       conf.MissBound
 	Allow        []Allow
 	Forwards     []Forward
 }
@@ -140,6 +142,9 @@ func (c *Config) Validate() (*Settings, error) {
 		s.PinPath = "/sys/fs/bpf/unmap/edge-" + c.Site
 	}
 	if s.Timers, err = c.Timeouts.Parse("timeouts"); err != nil {
+		return nil, err
+	}
+	if s.Misses, err = c.MissLimit.Parse("miss_limit"); err != nil {
 		return nil, err
 	}
 	if s.Allow, err = c.Inbound.parseAllow(); err != nil {

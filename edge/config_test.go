@@ -25,6 +25,9 @@ func TestExampleLoads(t *testing.T) {
 	if len(s.Forwards) != 2 || s.Forwards[1].Ports.Len() != 10 || s.Forwards[1].To.Port() != 51820 {
 		t.Errorf("forwards = %+v", s.Forwards)
 	}
+	if s.Misses != (conf.MissBound{Rate: 200, Burst: 50}) {
+		t.Errorf("miss_limit = %+v", s.Misses)
+	}
 	if s.Timers.TCPEstablished != 124*time.Minute {
 		t.Errorf("tcp_established = %v", s.Timers.TCPEstablished)
 	}
@@ -63,6 +66,7 @@ func TestConfigErrors(t *testing.T) {
 		{"small range", base + "carrier_ports: 61000-61010\n", "edge.yaml: carrier_ports: 61000-61010 holds 11 ports; give at least 64"},
 		{"port zero", base + "carrier_ports: 0-100\n", `edge.yaml: carrier_ports: "0-100" is not a port range like 40000-49999`},
 		{"keepalive", base + "keepalive: 30s\n", "edge.yaml: keepalive: 30s is above 25s, too slow for a CGNAT with a 30 s UDP timeout"},
+		{"miss rate", base + "miss_limit: {rate: -1}\n", "edge.yaml: miss_limit.rate: -1 is not a rate from 1 to 1000000000 a second (0: default)"},
 		{"transitory", base + "timeouts: {tcp_transitory: 1m}\n", "edge.yaml: timeouts.tcp_transitory: 1m0s is below the minimum of 4m0s"},
 		{"allow proto", base + "inbound: {allow: [{proto: sctp, hosts: \"2001:db8:5::1\"}]}\n", `edge.yaml: inbound.allow[0].proto: "sctp" is not tcp, udp, icmp or any`},
 		{"allow hosts", base + "inbound: {allow: [{proto: tcp, hosts: \"2001:db8:5::/200\"}]}\n", "edge.yaml: inbound.allow[0].hosts: 2001:db8:5::/200 is not a prefix"},

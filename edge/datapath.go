@@ -36,7 +36,7 @@ func openDatapath(s *Settings, wan netip.Addr, log *slog.Logger) (*datapath, err
 	cfg := xlat.Config{CarrierAddr: wan, PortLo: s.CarrierPorts.First, PortHi: s.CarrierPorts.Last}
 	// Maps and links are pinned: the programs go on forwarding the flows
 	// while the agent is down, and the next agent takes them back.
-	d, err := xdp.Load(cfg, xdp.Options{PinPath: s.PinPath, Buckets: maxFlows, MaxFlows: maxFlows})
+	d, err := xdp.Load(cfg, xdp.Options{PinPath: s.PinPath, Buckets: maxFlows, MaxFlows: maxFlows, MissRate: s.Misses.Rate, MissBurst: s.Misses.Burst})
 	if err != nil {
 		return nil, err
 	}

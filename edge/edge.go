@@ -125,6 +125,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		st.Section("ipv4", func() any { return a.nat.stats() })
 		st.Section("slowpath", func() any { return a.Counts() })
 		st.Section("datapath", func() any { return statusOrError(dp.d.ReasonCounts()) })
+		st.Section("misses", func() any { return statusOrError(dp.d.MissStatus()) })
 		go func() { errc <- st.Serve(ctx, o.StatusSocket) }()
 	}
 	go func() { errc <- client.Run(ctx) }()

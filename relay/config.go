@@ -11,14 +11,15 @@ import (
 // Config is relay.yaml. Fields are the file's text; Validate parses them
 // into Settings. A zero value of an optional field means its default.
 type Config struct {
-	Listen       string        `yaml:"listen"`        // QUIC control endpoint; default [::]:443
-	TLS          conf.TLSFiles `yaml:"tls"`           // relay certificate, key, and the CA of the edges
-	Interface    string        `yaml:"interface"`     // external interface (carriers and sites' traffic)
-	Addresses    []string      `yaml:"addresses"`     // relay IPv4 addresses that carriers use
-	CarrierPorts string        `yaml:"carrier_ports"` // relay ports R for carriers; default 20000-59999
-	PinPath      string        `yaml:"pin_path"`      // bpffs folder where the XDP maps and link are pinned, so flows outlive the agent; default /sys/fs/bpf/unmap-relay
-	Timeouts     conf.Timeouts `yaml:"timeouts"`
-	Sites        []SiteConfig  `yaml:"sites"`
+	Listen       string         `yaml:"listen"`        // QUIC control endpoint; default [::]:443
+	TLS          conf.TLSFiles  `yaml:"tls"`           // relay certificate, key, and the CA of the edges
+	Interface    string         `yaml:"interface"`     // external interface (carriers and sites' traffic)
+	Addresses    []string       `yaml:"addresses"`     // relay IPv4 addresses that carriers use
+	CarrierPorts string         `yaml:"carrier_ports"` // relay ports R for carriers; default 20000-59999
+	PinPath      string         `yaml:"pin_path"`      // bpffs folder where the XDP maps and link are pinned, so flows outlive the agent; default /sys/fs/bpf/unmap-relay
+	Timeouts     conf.Timeouts  `yaml:"timeouts"`
+	MissLimit    conf.MissLimit `yaml:"miss_limit"` // slow-path packets per source: IPv4 address (a CGNAT's, for carriers) or IPv6 /64
+	Sites        []SiteConfig   `yaml:"sites"`
 }
 
 // SiteConfig is what the relay grants one site.
@@ -39,6 +40,7 @@ type Settings struct {
 	CarrierPorts conf.PortRange
 	PinPath      string
 	Timers       conf.Timers
+	Misses       conf.MissBound
 	Sites        []Site
 }
 
@@ -106,6 +108,9 @@ func (c *Config) Validate() (*Settings, error) {
 		s.PinPath = "/sys/fs/bpf/unmap-relay"
 	}
 	if s.Timers, err = c.Timeouts.Parse("timeouts"); err != nil {
+		return nil, err
+	}
+	if s.Misses, err = c.MissLimit.Parse("miss_limit"); err != nil {
 		return nil, err
 	}
 	if len(c.Sites) == 0 {

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/unmap-dev/unmap/session/conf"
 )
 
 func TestExampleLoads(t *testing.T) {
@@ -16,7 +18,7 @@ func TestExampleLoads(t *testing.T) {
 	if got, want := s.Sites[0].Prefix, netip.MustParsePrefix("2001:db8:5::/56"); got != want {
 		t.Errorf("sites[0].prefix = %v, want %v", got, want)
 	}
-	if s.Sites[1].IPv4Ports.First != 1024 || s.Sites[0].MaxFlows != 65536 || s.Listen.Port() != 443 {
+	if s.Sites[1].IPv4Ports.First != 1024 || s.Sites[0].MaxFlows != 65536 || s.Listen.Port() != 443 || s.Misses != (conf.MissBound{Rate: 200, Burst: 50}) {
 		t.Errorf("parsed %+v", s)
 	}
 }
@@ -55,6 +57,8 @@ func TestConfigErrors(t *testing.T) {
 		{"overlap", base + "  - {id: shop, prefix: \"2001:db8:5:80::/57\"}\n", "relay.yaml: sites[1].prefix: 2001:db8:5:80::/57 overlaps sites[0] (2001:db8:5::/56)"},
 		{"shared ipv4", base + "  - {id: shop, prefix: \"2001:db8:6::/56\", ipv4: 203.0.113.10, ipv4_ports: 2000-3000}\n", "relay.yaml: sites[1].ipv4_ports: 2000-3000 of 203.0.113.10 overlaps sites[0] (1-65535)"},
 		{"ports without ipv4", base + "  - {id: shop, prefix: \"2001:db8:6::/56\", ipv4_ports: 2000-3000}\n", "relay.yaml: sites[1].ipv4_ports: needs ipv4"},
+		{"miss rate", base + "miss_limit: {rate: 2000000000}\n", "relay.yaml: miss_limit.rate: 2000000000 is not a rate from 1 to 1000000000 a second (0: default)"},
+		{"miss burst", base + "miss_limit: {burst: -5}\n", "relay.yaml: miss_limit.burst: -5 is not a burst from 1 to 1000000 (0: default)"},
 		{"negative quota", base + "    max_flows: -1\n", "relay.yaml: sites[0].max_flows: -1 is negative"},
 		{"no sites", strings.SplitN(base, "sites:", 2)[0], "relay.yaml: sites: missing (a relay with no site serves nobody)"},
 		{"repeated key", base + "addresses: [198.51.100.7]\n", "relay.yaml: line 10: mapping key \"addresses\" already defined at line 5"},

@@ -34,7 +34,7 @@ func openDatapath(s *Settings, log *slog.Logger) (*datapath, error) {
 	// Maps and link are pinned: the program goes on forwarding the sites'
 	// flows while the agent is down, and the next agent takes them back
 	// as the edges replay them (pinned.go).
-	d, err := xdp.Load(cfg, xdp.Options{PinPath: s.PinPath, Buckets: buckets})
+	d, err := xdp.Load(cfg, xdp.Options{PinPath: s.PinPath, Buckets: buckets, MissRate: s.Misses.Rate, MissBurst: s.Misses.Burst})
 	if errors.Is(err, xdp.ErrPinIncompatible) {
 		log.Debug("pinned maps refused", "err", err)
 		return nil, fmt.Errorf("%w in %s: stop the relay and remove them with `unmap relay --unpin` (or rm -r %s), which ends the flows they carry", xdp.ErrPinIncompatible, s.PinPath, s.PinPath)

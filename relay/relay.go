@@ -102,6 +102,13 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 				}
 				return m
 			})
+			st.Section("misses", func() any {
+				m, err := c.dp.d.MissStatus()
+				if err != nil {
+					return map[string]string{"error": err.Error()}
+				}
+				return m
+			})
 		}
 		go func() {
 			if err := st.Serve(ctx, o.StatusSocket); err != nil {

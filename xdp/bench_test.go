@@ -46,6 +46,8 @@ func TestBenchPathsTranslate(t *testing.T) {
 	for _, r := range res {
 		want, reason := xlat.Pass, xlat.ReasonNone
 		switch {
+		case strings.HasPrefix(r.Path, "miss over"):
+			want, reason = xlat.Drop, xlat.ReasonDropMissRate
 		case strings.HasPrefix(r.Path, "miss"):
 			want, reason = xlat.Drop, xlat.ReasonMiss
 		case strings.HasPrefix(r.Path, "pass"):

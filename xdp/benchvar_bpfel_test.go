@@ -85,6 +85,13 @@ type benchvarLpmKey struct {
 	Addr      [4]uint32
 }
 
+type benchvarMissSrc struct {
+	_      structs.HostLayout
+	Family uint32
+	Pad    uint32
+	Addr   [2]uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -96,6 +103,7 @@ const (
 	benchvarMapFlows4            = "flows4"
 	benchvarMapFlowtab           = "flowtab"
 	benchvarMapLocalAddrs        = "local_addrs"
+	benchvarMapMissSrcs          = "miss_srcs"
 	benchvarMapMisses            = "misses"
 	benchvarMapReasons           = "reasons"
 	benchvarMapSitePrefixes      = "site_prefixes"
@@ -113,6 +121,8 @@ const (
 	benchvarProgXdpPass          = "xdp_pass"
 	benchvarVarCfgBucketBits     = "cfg_bucket_bits"
 	benchvarVarCfgCarrierAddr    = "cfg_carrier_addr"
+	benchvarVarCfgMissDepthNs    = "cfg_miss_depth_ns"
+	benchvarVarCfgMissNs         = "cfg_miss_ns"
 	benchvarVarCfgPortHi         = "cfg_port_hi"
 	benchvarVarCfgPortLo         = "cfg_port_lo"
 	benchvarVarCfgSeed           = "cfg_seed"
@@ -195,6 +205,7 @@ type benchvarMapSpecs struct {
 	Flows4        *ebpf.MapSpec `ebpf:"flows4"`
 	Flowtab       *ebpf.MapSpec `ebpf:"flowtab"`
 	LocalAddrs    *ebpf.MapSpec `ebpf:"local_addrs"`
+	MissSrcs      *ebpf.MapSpec `ebpf:"miss_srcs"`
 	Misses        *ebpf.MapSpec `ebpf:"misses"`
 	Reasons       *ebpf.MapSpec `ebpf:"reasons"`
 	SitePrefixes  *ebpf.MapSpec `ebpf:"site_prefixes"`
@@ -207,6 +218,8 @@ type benchvarMapSpecs struct {
 type benchvarVariableSpecs struct {
 	CfgBucketBits     *ebpf.VariableSpec `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr    *ebpf.VariableSpec `ebpf:"cfg_carrier_addr"`
+	CfgMissDepthNs    *ebpf.VariableSpec `ebpf:"cfg_miss_depth_ns"`
+	CfgMissNs         *ebpf.VariableSpec `ebpf:"cfg_miss_ns"`
 	CfgPortHi         *ebpf.VariableSpec `ebpf:"cfg_port_hi"`
 	CfgPortLo         *ebpf.VariableSpec `ebpf:"cfg_port_lo"`
 	CfgSeed           *ebpf.VariableSpec `ebpf:"cfg_seed"`
@@ -250,6 +263,7 @@ type benchvarMaps struct {
 	Flows4        *ebpf.Map `ebpf:"flows4"`
 	Flowtab       *ebpf.Map `ebpf:"flowtab"`
 	LocalAddrs    *ebpf.Map `ebpf:"local_addrs"`
+	MissSrcs      *ebpf.Map `ebpf:"miss_srcs"`
 	Misses        *ebpf.Map `ebpf:"misses"`
 	Reasons       *ebpf.Map `ebpf:"reasons"`
 	SitePrefixes  *ebpf.Map `ebpf:"site_prefixes"`
@@ -265,6 +279,7 @@ func (m *benchvarMaps) Close() error {
 		m.Flows4,
 		m.Flowtab,
 		m.LocalAddrs,
+		m.MissSrcs,
 		m.Misses,
 		m.Reasons,
 		m.SitePrefixes,
@@ -278,6 +293,8 @@ func (m *benchvarMaps) Close() error {
 type benchvarVariables struct {
 	CfgBucketBits     *ebpf.Variable `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr    *ebpf.Variable `ebpf:"cfg_carrier_addr"`
+	CfgMissDepthNs    *ebpf.Variable `ebpf:"cfg_miss_depth_ns"`
+	CfgMissNs         *ebpf.Variable `ebpf:"cfg_miss_ns"`
 	CfgPortHi         *ebpf.Variable `ebpf:"cfg_port_hi"`
 	CfgPortLo         *ebpf.Variable `ebpf:"cfg_port_lo"`
 	CfgSeed           *ebpf.Variable `ebpf:"cfg_seed"`

@@ -32,6 +32,15 @@ type Options struct {
 	// PinPath, if set, is a bpffs folder where the maps are pinned, or
 	// reused from the last load (see pin.go).
 	PinPath string
+	// MissRate and MissBurst bound the misses one source hands to the
+	// agent (an IPv4 address, or an IPv6 /64; see bpf/miss.h): a token
+	// bucket of MissBurst packets refilled at MissRate a second, at most
+	// 1e9. A miss over it is dropped as drop-miss-rate. 0 is
+	// DefaultMissRate, DefaultMissBurst.
+	MissRate, MissBurst uint32
+	// NoMissLimit lifts that bound: for tests that compare the programs
+	// with the reference model, which has no clock.
+	NoMissLimit bool
 }
 
 // Load validates cfg, writes it into the programs' load-time constants and
@@ -104,6 +113,10 @@ func configure(spec *ebpf.CollectionSpec, cfg xlat.Config, opts Options, seed *t
 			return ts, err
 		}
 	}
+	tokenNS, depthNS, err := missLimit(opts)
+	if err != nil {
+		return ts, err
+	}
 	var addr uint32
 	if cfg.CarrierAddr.IsValid() {
 		b := cfg.CarrierAddr.As4()
@@ -116,6 +129,8 @@ func configure(spec *ebpf.CollectionSpec, cfg xlat.Config, opts Options, seed *t
 		datapathVarSwLanV4:        boolU32(cfg.LANv4ToAgent),
 		datapathVarCfgSeed:        [5]uint64(ts.seed),
 		datapathVarCfgBucketBits:  uint32(bits.TrailingZeros32(ts.buckets)),
+		datapathVarCfgMissNs:      tokenNS,
+		datapathVarCfgMissDepthNs: depthNS,
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return ts, fmt.Errorf("set %s: %w", name, err)

@@ -98,6 +98,13 @@ type datapathMissRec struct {
 	Data    [1536]uint8
 }
 
+type datapathMissSrc struct {
+	_      structs.HostLayout
+	Family uint32
+	Pad    uint32
+	Addr   [2]uint32
+}
+
 type datapathReason uint32
 
 const (
@@ -125,7 +132,8 @@ const (
 	datapathReasonREASON_KEEPALIVE          datapathReason = 21
 	datapathReasonREASON_ICMP_ERR_TO_AGENT  datapathReason = 22
 	datapathReasonREASON_TTL_TO_AGENT       datapathReason = 23
-	datapathReasonREASON_MAX                datapathReason = 24
+	datapathReasonREASON_DROP_MISS_RATE     datapathReason = 24
+	datapathReasonREASON_MAX                datapathReason = 25
 )
 
 type datapathRole uint32
@@ -145,6 +153,7 @@ const (
 	datapathMapFlows4            = "flows4"
 	datapathMapFlowtab           = "flowtab"
 	datapathMapLocalAddrs        = "local_addrs"
+	datapathMapMissSrcs          = "miss_srcs"
 	datapathMapMisses            = "misses"
 	datapathMapReasons           = "reasons"
 	datapathMapSitePrefixes      = "site_prefixes"
@@ -156,6 +165,8 @@ const (
 	datapathProgXdpPass          = "xdp_pass"
 	datapathVarCfgBucketBits     = "cfg_bucket_bits"
 	datapathVarCfgCarrierAddr    = "cfg_carrier_addr"
+	datapathVarCfgMissDepthNs    = "cfg_miss_depth_ns"
+	datapathVarCfgMissNs         = "cfg_miss_ns"
 	datapathVarCfgPortHi         = "cfg_port_hi"
 	datapathVarCfgPortLo         = "cfg_port_lo"
 	datapathVarCfgSeed           = "cfg_seed"
@@ -230,6 +241,7 @@ type datapathMapSpecs struct {
 	Flows4       *ebpf.MapSpec `ebpf:"flows4"`
 	Flowtab      *ebpf.MapSpec `ebpf:"flowtab"`
 	LocalAddrs   *ebpf.MapSpec `ebpf:"local_addrs"`
+	MissSrcs     *ebpf.MapSpec `ebpf:"miss_srcs"`
 	Misses       *ebpf.MapSpec `ebpf:"misses"`
 	Reasons      *ebpf.MapSpec `ebpf:"reasons"`
 	SitePrefixes *ebpf.MapSpec `ebpf:"site_prefixes"`
@@ -242,6 +254,8 @@ type datapathMapSpecs struct {
 type datapathVariableSpecs struct {
 	CfgBucketBits     *ebpf.VariableSpec `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr    *ebpf.VariableSpec `ebpf:"cfg_carrier_addr"`
+	CfgMissDepthNs    *ebpf.VariableSpec `ebpf:"cfg_miss_depth_ns"`
+	CfgMissNs         *ebpf.VariableSpec `ebpf:"cfg_miss_ns"`
 	CfgPortHi         *ebpf.VariableSpec `ebpf:"cfg_port_hi"`
 	CfgPortLo         *ebpf.VariableSpec `ebpf:"cfg_port_lo"`
 	CfgSeed           *ebpf.VariableSpec `ebpf:"cfg_seed"`
@@ -283,6 +297,7 @@ type datapathMaps struct {
 	Flows4       *ebpf.Map `ebpf:"flows4"`
 	Flowtab      *ebpf.Map `ebpf:"flowtab"`
 	LocalAddrs   *ebpf.Map `ebpf:"local_addrs"`
+	MissSrcs     *ebpf.Map `ebpf:"miss_srcs"`
 	Misses       *ebpf.Map `ebpf:"misses"`
 	Reasons      *ebpf.Map `ebpf:"reasons"`
 	SitePrefixes *ebpf.Map `ebpf:"site_prefixes"`
@@ -296,6 +311,7 @@ func (m *datapathMaps) Close() error {
 		m.Flows4,
 		m.Flowtab,
 		m.LocalAddrs,
+		m.MissSrcs,
 		m.Misses,
 		m.Reasons,
 		m.SitePrefixes,
@@ -309,6 +325,8 @@ func (m *datapathMaps) Close() error {
 type datapathVariables struct {
 	CfgBucketBits     *ebpf.Variable `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr    *ebpf.Variable `ebpf:"cfg_carrier_addr"`
+	CfgMissDepthNs    *ebpf.Variable `ebpf:"cfg_miss_depth_ns"`
+	CfgMissNs         *ebpf.Variable `ebpf:"cfg_miss_ns"`
 	CfgPortHi         *ebpf.Variable `ebpf:"cfg_port_hi"`
 	CfgPortLo         *ebpf.Variable `ebpf:"cfg_port_lo"`
 	CfgSeed           *ebpf.Variable `ebpf:"cfg_seed"`

@@ -34,9 +34,18 @@ func newHarness(tb testing.TB) *harness {
 	return h
 }
 
+// loadWorld loads a datapath with w's tables and no bound on misses per
+// source: the model it is compared with has no clock, and the tests
+// send many misses from the world's few hosts (missrate_test.go tests
+// the bound).
 func loadWorld(tb testing.TB, cfg xlat.Config, w *xlattest.Tables) (*Datapath, *MissReader) {
 	tb.Helper()
-	d, err := Load(cfg, Options{})
+	return loadWorldOpts(tb, cfg, Options{NoMissLimit: true}, w)
+}
+
+func loadWorldOpts(tb testing.TB, cfg xlat.Config, opts Options, w *xlattest.Tables) (*Datapath, *MissReader) {
+	tb.Helper()
+	d, err := Load(cfg, opts)
 	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {

@@ -74,6 +74,13 @@ type lookupsLpmKey struct {
 	Addr      [4]uint32
 }
 
+type lookupsMissSrc struct {
+	_      structs.HostLayout
+	Family uint32
+	Pad    uint32
+	Addr   [2]uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -83,6 +90,7 @@ const (
 	lookupsMapFlows4            = "flows4"
 	lookupsMapFlowtab           = "flowtab"
 	lookupsMapLocalAddrs        = "local_addrs"
+	lookupsMapMissSrcs          = "miss_srcs"
 	lookupsMapMisses            = "misses"
 	lookupsMapReasons           = "reasons"
 	lookupsMapSitePrefixes      = "site_prefixes"
@@ -94,6 +102,8 @@ const (
 	lookupsProgXdpPass          = "xdp_pass"
 	lookupsVarCfgBucketBits     = "cfg_bucket_bits"
 	lookupsVarCfgCarrierAddr    = "cfg_carrier_addr"
+	lookupsVarCfgMissDepthNs    = "cfg_miss_depth_ns"
+	lookupsVarCfgMissNs         = "cfg_miss_ns"
 	lookupsVarCfgPortHi         = "cfg_port_hi"
 	lookupsVarCfgPortLo         = "cfg_port_lo"
 	lookupsVarCfgSeed           = "cfg_seed"
@@ -169,6 +179,7 @@ type lookupsMapSpecs struct {
 	Flows4       *ebpf.MapSpec `ebpf:"flows4"`
 	Flowtab      *ebpf.MapSpec `ebpf:"flowtab"`
 	LocalAddrs   *ebpf.MapSpec `ebpf:"local_addrs"`
+	MissSrcs     *ebpf.MapSpec `ebpf:"miss_srcs"`
 	Misses       *ebpf.MapSpec `ebpf:"misses"`
 	Reasons      *ebpf.MapSpec `ebpf:"reasons"`
 	SitePrefixes *ebpf.MapSpec `ebpf:"site_prefixes"`
@@ -181,6 +192,8 @@ type lookupsMapSpecs struct {
 type lookupsVariableSpecs struct {
 	CfgBucketBits     *ebpf.VariableSpec `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr    *ebpf.VariableSpec `ebpf:"cfg_carrier_addr"`
+	CfgMissDepthNs    *ebpf.VariableSpec `ebpf:"cfg_miss_depth_ns"`
+	CfgMissNs         *ebpf.VariableSpec `ebpf:"cfg_miss_ns"`
 	CfgPortHi         *ebpf.VariableSpec `ebpf:"cfg_port_hi"`
 	CfgPortLo         *ebpf.VariableSpec `ebpf:"cfg_port_lo"`
 	CfgSeed           *ebpf.VariableSpec `ebpf:"cfg_seed"`
@@ -223,6 +236,7 @@ type lookupsMaps struct {
 	Flows4       *ebpf.Map `ebpf:"flows4"`
 	Flowtab      *ebpf.Map `ebpf:"flowtab"`
 	LocalAddrs   *ebpf.Map `ebpf:"local_addrs"`
+	MissSrcs     *ebpf.Map `ebpf:"miss_srcs"`
 	Misses       *ebpf.Map `ebpf:"misses"`
 	Reasons      *ebpf.Map `ebpf:"reasons"`
 	SitePrefixes *ebpf.Map `ebpf:"site_prefixes"`
@@ -236,6 +250,7 @@ func (m *lookupsMaps) Close() error {
 		m.Flows4,
 		m.Flowtab,
 		m.LocalAddrs,
+		m.MissSrcs,
 		m.Misses,
 		m.Reasons,
 		m.SitePrefixes,
@@ -249,6 +264,8 @@ func (m *lookupsMaps) Close() error {
 type lookupsVariables struct {
 	CfgBucketBits     *ebpf.Variable `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr    *ebpf.Variable `ebpf:"cfg_carrier_addr"`
+	CfgMissDepthNs    *ebpf.Variable `ebpf:"cfg_miss_depth_ns"`
+	CfgMissNs         *ebpf.Variable `ebpf:"cfg_miss_ns"`
 	CfgPortHi         *ebpf.Variable `ebpf:"cfg_port_hi"`
 	CfgPortLo         *ebpf.Variable `ebpf:"cfg_port_lo"`
 	CfgSeed           *ebpf.Variable `ebpf:"cfg_seed"`

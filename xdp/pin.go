@@ -26,10 +26,12 @@ import (
 // programs on the same maps and swaps them into the same links.
 //
 // Only state worth keeping is pinned: the flow, address, prefix and
-// device tables and the reason counters. The miss ring and the programs'
-// data sections are fresh with each load: a miss nobody read while the
-// agent was down is lost anyway (its sender retries), and the run-time
-// switches are set again by the agent.
+// device tables and the reason counters. The miss ring, the miss path's
+// rate buckets and the programs' data sections are fresh with each load:
+// a miss nobody read while the agent was down is lost anyway (its sender
+// retries), a bucket forgotten is a full one, and the run-time switches
+// are set again by the agent. (So the buckets are not in the layout hash
+// either: resizing them never makes the pins of another build unusable.)
 
 // ErrPinIncompatible is returned by Load when the maps pinned in
 // Options.PinPath were made by a build with another table layout; they
@@ -47,7 +49,7 @@ const ModeKept Mode = "kept"
 
 // pinned reports whether a map of the object survives restarts.
 func pinned(name string, m *ebpf.MapSpec) bool {
-	return !strings.HasPrefix(name, ".") && m.Type != ebpf.RingBuf
+	return !strings.HasPrefix(name, ".") && m.Type != ebpf.RingBuf && name != datapathMapMissSrcs
 }
 
 // pinSpec marks the maps to pin and checks that maps already pinned in

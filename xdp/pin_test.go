@@ -2,7 +2,9 @@ package xdp
 
 import (
 	"errors"
+	"io/fs"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -56,6 +58,13 @@ func TestPinnedFlowsOutliveTheLoad(t *testing.T) {
 	d, err := Load(pinCfg, Options{PinPath: dir})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The miss path's rate buckets start full with each load (pin.go).
+	if _, err := os.Stat(filepath.Join(dir, datapathMapReasons)); err != nil {
+		t.Errorf("reasons not pinned: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, datapathMapMissSrcs)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("miss_srcs pinned (%v)", err)
 	}
 	out, back := pinFlow()
 	if err := d.PutPair(out, back); err != nil {

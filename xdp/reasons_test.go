@@ -34,6 +34,7 @@ func TestReasonsMatchC(t *testing.T) {
 		datapathReasonREASON_KEEPALIVE:          xlat.ReasonKeepalive,
 		datapathReasonREASON_ICMP_ERR_TO_AGENT:  xlat.ReasonICMPErrToAgent,
 		datapathReasonREASON_TTL_TO_AGENT:       xlat.ReasonTTLToAgent,
+		datapathReasonREASON_DROP_MISS_RATE:     xlat.ReasonDropMissRate,
 		datapathReasonREASON_MAX:                xlat.NumReasons,
 	}
 	for c, g := range pairs {

@@ -87,7 +87,7 @@ func (s tableSeed) bytes() []byte {
 type flowTable struct {
 	mem     []byte
 	seed    tableSeed
-	bits    int // log2(buckets)
+	bits    int               // log2(buckets)
 	freed   map[int]time.Time // way (its offset) -> when it was emptied
 	spilled map[uint32]int    // bucket -> its keys in flows/flows4
 	now     func() time.Time

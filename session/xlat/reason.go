@@ -33,6 +33,7 @@ const (
 	ReasonKeepalive                     // an edge's carrier keepalive: consumed
 	ReasonICMPErrToAgent                // relay: ICMPv6 error from a router beyond it: to the agent, for the edge
 	ReasonTTLToAgent                    // TTL ran out here (relay: a carrier; edge LAN: IPv6): to the agent, which answers time exceeded
+	ReasonDropMissRate                  // a miss over its source's rate (the datapath's, not modelled: the model has no clock)
 	NumReasons                          // number of reasons (not a reason)
 )
 
@@ -42,7 +43,7 @@ var reasonNames = [NumReasons]string{
 	"pass-no-neigh", "pass-fib", "drop-trunc-l3", "drop-bad-ip",
 	"drop-bad-len", "drop-bad-csum", "drop-trunc-l4", "drop-udp-zero-csum",
 	"drop-bad-entry", "drop-helper", "miss", "drop-miss-full", "keepalive",
-	"icmp-err-to-agent", "ttl-to-agent",
+	"icmp-err-to-agent", "ttl-to-agent", "drop-miss-rate",
 }
 
 func (r Reason) String() string {

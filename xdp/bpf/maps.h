@@ -189,6 +189,31 @@ struct {
 	__uint(max_entries, 1 << 20);
 } misses SEC(".maps");
 
+/* Whose misses a rate bucket counts (miss.h, miss_allowed): an IPv4
+ * source address, or the /64 of an IPv6 one. */
+struct miss_src {
+	__u32 family; /* 4 or 6 */
+	__u32 pad;
+	__u32 addr[2]; /* IPv4: the address, then 0; IPv6: the first 64 bits */
+};
+build_bug_on(sizeof(struct miss_src) != 16);
+
+/* Per-source rate buckets of the miss path: the time (bpf_ktime_get_ns)
+ * at which the source's bucket is full again. Shared by the CPUs, not
+ * per-CPU: RSS spreads a source that varies its ports over every queue,
+ * and per-CPU buckets would multiply its budget by the CPUs it reaches.
+ * A shared bucket costs no cache-line bouncing: a refused packet only
+ * reads it, and writes come at the configured rate. An LRU: a source
+ * pushed out had a full bucket or was quiet, so forgetting it loses
+ * little, and a flooding source keeps its own entry hot. Not pinned
+ * (xdp/pin.go): fresh with each load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct miss_src);
+	__type(value, __u64);
+} miss_srcs SEC(".maps");
+
 /* Egress interfaces for XDP_REDIRECT, keyed by ifindex. */
 struct {
 	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
@@ -205,6 +230,13 @@ volatile const __u16 cfg_port_hi;
  * word (kept beside the table when it is pinned), and log2(buckets). */
 volatile const __u64 cfg_seed[5];
 volatile const __u32 cfg_bucket_bits;
+/* The miss path's per-source rate bucket (miss.h): the time one token
+ * takes to come back (1e9 / rate, in ns; 0: no limit, for the tests that
+ * compare with the reference model, which has no clock), and the time
+ * the whole bucket takes (burst x cfg_miss_ns). Set by the loader, so
+ * the program divides nothing. */
+volatile const __u64 cfg_miss_ns;
+volatile const __u64 cfg_miss_depth_ns;
 
 /* Run-time switches, in the .data array map (a direct load, no lookup):
  * sw_fib = 0 passes translated packets to the stack instead of looking

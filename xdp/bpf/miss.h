@@ -1,6 +1,7 @@
 /* miss.h: what a packet without a flow entry is (the router's, unmap's or
  * someone else's) and the hand-over of unmap's misses to the agent through
- * the misses ring buffer (bytes included, bounded by MISS_SNAP). */
+ * the misses ring buffer (bytes included, bounded by MISS_SNAP), at most
+ * at a rate per source, so one source cannot fill the ring for all. */
 #pragma once
 
 #include "common.h"
@@ -53,6 +54,45 @@ static __always_inline enum reason classify_miss(enum role role, struct pkt *p)
 	return REASON_PASS_NOT_OURS;
 }
 
+/* May p's source hand one more packet to the agent? A token bucket per
+ * source (miss_srcs), kept as the time it is full again (GCRA): a packet
+ * takes a token, cfg_miss_ns of that time, if the bucket is no more than
+ * cfg_miss_depth_ns from full after it. The source is the key's: an ICMP
+ * error's key is the packet it quotes, reversed, so errors about one flow
+ * count against its far end. IPv6 sources are grouped by /64, because a
+ * host may take any address of its /64 (privacy addresses, RFC 8981) and
+ * anything finer is free to dodge; an IPv4 address is one host, or one
+ * NAT. Plain loads and stores, no atomics: two CPUs that let a packet
+ * through at the same instant may both write the same time, one token
+ * lost to the bucket, and a refusal writes nothing. */
+static __always_inline int miss_allowed(const struct pkt *p)
+{
+	struct miss_src src = { .family = p->key.family };
+	__u64 now, tat, next, *b;
+
+	if (!cfg_miss_ns)
+		return 1;
+	src.addr[0] = p->key.saddr[0];
+	if (p->key.family == 6)
+		src.addr[1] = p->key.saddr[1];
+	now = bpf_ktime_get_ns();
+	b = map_lookup(&miss_srcs, &src);
+	if (!b) {
+		/* A new source (or one the LRU forgot): a full bucket, less
+		 * this packet's token. If the insert fails, the ring still
+		 * bounds what passes. */
+		next = now + cfg_miss_ns;
+		bpf_map_update_elem(&miss_srcs, &src, &next, BPF_ANY);
+		return 1;
+	}
+	tat = *b;
+	next = (tat > now ? tat : now) + cfg_miss_ns;
+	if (next - now > cfg_miss_depth_ns)
+		return 0;
+	*b = next;
+	return 1;
+}
+
 static __always_inline enum reason send_miss(struct xdp_md *ctx, enum role role, struct pkt *p)
 {
 	struct miss_rec *rec;
@@ -62,6 +102,8 @@ static __always_inline enum reason send_miss(struct xdp_md *ctx, enum role role,
 		cap = MISS_SNAP;
 	if (cap < ETH_LEN)
 		return REASON_DROP_HELPER;
+	if (!miss_allowed(p))
+		return REASON_DROP_MISS_RATE;
 	rec = bpf_ringbuf_reserve(&misses, sizeof(*rec), 0);
 	if (!rec)
 		return REASON_DROP_MISS_FULL;

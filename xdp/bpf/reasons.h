@@ -31,13 +31,21 @@ enum reason {
 	REASON_KEEPALIVE,        /* an edge's carrier keepalive: consumed */
 	REASON_ICMP_ERR_TO_AGENT, /* relay: ICMPv6 error from a router beyond it: to the agent */
 	REASON_TTL_TO_AGENT,     /* TTL ran out here (relay: a carrier; edge LAN: IPv6): to the agent */
+	REASON_DROP_MISS_RATE,   /* a miss over its source's rate (miss.h): dropped */
 	REASON_MAX,
 };
+
+/* The counters have room for more reasons than there are: the map is
+ * pinned (xdp/pin.go) and its size is part of the pinned layout, so a
+ * build that appends a reason still takes over the counters of the one
+ * before it, instead of refusing them and ending the flows pinned beside. */
+#define REASON_SLOTS 64
+build_bug_on(REASON_MAX > REASON_SLOTS);
 
 /* Per-CPU packet counters by reason, read and summed by the agent. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, REASON_MAX);
+	__uint(max_entries, REASON_SLOTS);
 	__type(key, __u32);
 	__type(value, __u64);
 } reasons SEC(".maps");
