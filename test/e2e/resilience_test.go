@@ -37,9 +37,18 @@ func exchange(c net.Conn, r *bufio.Reader, line string, d time.Duration) error {
 // new agent finds the flows in its pinned maps and adopts them as the
 // edge replays them (their entries untouched), and every TCP byte comes
 // back intact.
-func TestRelayRestartKeepsFlows(t *testing.T) { bothCGNs(t, testRelayRestartKeepsFlows) }
+func TestRelayRestartKeepsFlows(t *testing.T) {
+	bothCGNs(t, func(t *testing.T, mode lab.CGNMode) { testRelayRestartKeepsFlows(t, mode, false) })
+}
 
-func testRelayRestartKeepsFlows(t *testing.T, mode lab.CGNMode) {
+// TestRelayRestartAfterCrashKeepsFlows is the same with the agent killed
+// (SIGKILL: no Goodbye, nothing closed in order); the edge finds its
+// session gone by its Pings.
+func TestRelayRestartAfterCrashKeepsFlows(t *testing.T) {
+	bothCGNs(t, func(t *testing.T, mode lab.CGNMode) { testRelayRestartKeepsFlows(t, mode, true) })
+}
+
+func testRelayRestartKeepsFlows(t *testing.T, mode lab.CGNMode, crash bool) {
 	u := up(t, mode)
 	l, d := u.lab, u.d
 	srv := echoServer(t, l.NS(lab.Srv6))
@@ -97,7 +106,14 @@ func testRelayRestartKeepsFlows(t *testing.T, mode lab.CGNMode) {
 	}()
 	stall := watchStall(s)
 
-	if err := u.relay.Stop(); err != nil && !isSIGTERM(err) {
+	if crash {
+		if err := u.relay.Cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		for exited, _ := u.relay.Exited(); !exited; exited, _ = u.relay.Exited() {
+			time.Sleep(10 * time.Millisecond)
+		}
+	} else if err := u.relay.Stop(); err != nil && !isSIGTERM(err) {
 		t.Fatalf("relay stop: %v", err)
 	}
 	downAt := s.received.Load()
