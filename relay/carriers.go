@@ -377,11 +377,7 @@ func (c *carriers) mapCarrier(f session.Flow, k *carrier) bool {
 	if c.dp == nil {
 		return true
 	}
-	if len(c.pinned.byKey) > 0 {
-		if out, back, err := xdp.RelayPair(f, k.carrier()); err == nil {
-			c.replacePinnedLocked(out.Key, back.Key)
-		}
-	}
+	c.replacePinnedOfLocked(f, k, true, true)
 	if err := c.dp.mapFlow(f, k.carrier()); err != nil {
 		c.countLocked("map-failed")
 		c.log.Error("datapath", "flow", f, "err", err)

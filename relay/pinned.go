@@ -233,6 +233,25 @@ func (c *carriers) replacePinnedLocked(keys ...xlat.Key) {
 	}
 }
 
+// replacePinnedOfLocked removes the pinned flows that hold the keys of
+// k's entries about to go in: its way in (out), its way back (back), or
+// both; c.mu held.
+func (c *carriers) replacePinnedOfLocked(f session.Flow, k *carrier, out, back bool) {
+	if len(c.pinned.byKey) == 0 {
+		return
+	}
+	o, b, err := xdp.RelayPair(f, k.carrier())
+	if err != nil {
+		return
+	}
+	if out {
+		c.replacePinnedLocked(o.Key)
+	}
+	if back {
+		c.replacePinnedLocked(b.Key)
+	}
+}
+
 // pinnedLeaseLocked hands over the port a pinned flow of site holds on
 // lk, if one does, for a replay: the pinned flow keeps its entries (the
 // replay adopts or replaces them) but no longer its port. Another site's
