@@ -15,6 +15,7 @@ import (
 	"github.com/unmap-dev/unmap/session/flows"
 	"github.com/unmap-dev/unmap/session/ports"
 	"github.com/unmap-dev/unmap/session/ratelimit"
+	"github.com/unmap-dev/unmap/xdp"
 )
 
 // carrier is what the relay keeps for one flow: the port R it leased and
@@ -88,6 +89,15 @@ type carriers struct {
 	icmpLimit  *ratelimit.Limiter             // ICMP errors relayed, by site; "": the relay's own
 	offering   map[leaseKey]bool              // carriers offered to an edge, not yet answered: their packets may come early
 	inb        inboundState                   // bounds of the inbound slow path (inboundlimits.go)
+	pinned     pinnedSet                      // flows the pinned datapath held at start, until replayed (pinned.go)
+}
+
+// peer is what the carriers need of the session a message came on:
+// *control.Session, or a fake in tests.
+type peer interface {
+	Site() string
+	ID() uint64
+	RemoteAddr() net.Addr
 }
 
 // sessionInfo is a session as `unmap status` shows it.
@@ -191,7 +201,7 @@ func (c *carriers) Open(ss *control.Session, m *proto.FlowOpen) *proto.FlowGrant
 	return g
 }
 
-func (c *carriers) open(ss *control.Session, m *proto.FlowOpen) (*proto.FlowGrant, []earlyPkt) {
+func (c *carriers) open(ss peer, m *proto.FlowOpen) (*proto.FlowGrant, []earlyPkt) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, ok := c.flows[m.Flow]; ok {
@@ -201,6 +211,9 @@ func (c *carriers) open(ss *control.Session, m *proto.FlowOpen) (*proto.FlowGran
 		old.gen, old.token = ss.ID(), m.Token
 		return &proto.FlowGrant{Relay: old.lease.RelayAddr(), LifetimeSec: m.LifetimeSec}, nil
 	}
+	// Pinned entries of the flow are not the edge's any more: it opens
+	// the flow anew.
+	c.replacePinnedLocked(backKey(m.Flow))
 	var lease ports.Lease
 	var err error
 	if m.Relay.IsValid() {
@@ -227,39 +240,94 @@ func (c *carriers) open(ss *control.Session, m *proto.FlowOpen) (*proto.FlowGran
 // Replayed takes back a flow the edge still has after a reconnect or a
 // relay restart, on the very port it had.
 func (c *carriers) Replayed(ss *control.Session, e *proto.ReplayEntry) proto.Code {
+	return c.replayed(ss, e)
+}
+
+func (c *carriers) replayed(ss peer, e *proto.ReplayEntry) proto.Code {
+	code, tell := c.replayedLocked(ss, e)
+	if tell != nil {
+		tell()
+	}
+	return code
+}
+
+// replayedLocked is Replayed's work; tell, if not nil, sends the edge
+// what it must hear once c.mu is released.
+func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, tell func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, ok := c.flows[e.Flow]; ok {
 		if old.site != ss.Site() || old.lease.RelayAddr() != e.Relay || old.lease.Proto != e.CarrierProto {
-			return proto.CodeFlowExists
+			return proto.CodeFlowExists, nil
 		}
 		old.gen = ss.ID()
 		c.countLocked("replayed") // kept across the edge's reconnect or restart
-		return proto.CodeOK
+		return proto.CodeOK, nil
 	}
 	pub := publicAddr(ss)
 	if e.Public.IsValid() {
-		pub = e.Public.Addr()
+		pub = e.Public.Addr().Unmap()
 	}
-	lease, err := c.ports.Claim(ss.Site(), ports.Key{Relay: e.Relay.Addr(), Public: pub, Proto: e.CarrierProto}, e.Relay.Port())
-	if err != nil {
-		return code(err)
+	lk := leaseKey{ports.Key{Relay: e.Relay.Addr(), Public: pub, Proto: e.CarrierProto}, e.Relay.Port()}
+	lease, ok := c.pinnedLeaseLocked(ss.Site(), lk)
+	if !ok {
+		var err error
+		if lease, err = c.ports.Claim(ss.Site(), lk.Key, lk.port); err != nil {
+			return code(err), nil
+		}
 	}
 	k := &carrier{site: ss.Site(), lease: lease, edgePort: e.EdgePort, token: e.Token, gen: ss.ID(),
 		lifetime: time.Duration(e.LifetimeSec) * time.Second}
 	c.add(e.Flow, k)
 	c.countLocked("replayed-claimed") // taken back after a relay restart
-	if e.Public.IsValid() {
-		// Bound before the restart: map it again at once, so the flow
-		// forwards without waiting for a packet to bind it.
-		k.public = e.Public
-		c.mapCarrier(e.Flow, k)
+	k.public = e.Public
+	if pc, same := c.pinnedCarrierLocked(e.Flow, lease); same && !k.public.IsValid() {
+		// The edge never heard its carrier bound (the last agent went
+		// before its CarrierBound did), but the entries it put in when a
+		// packet with the flow's token bound it are still there.
+		k.public = pc.Public
+		tell = c.tellBound(e.Flow, k)
 	}
-	return proto.CodeOK
+	if !k.public.IsValid() {
+		// Not bound yet: its first packet binds it. Entries of the flow
+		// on another carrier are the edge's no more.
+		c.replacePinnedLocked(backKey(e.Flow))
+		return proto.CodeOK, nil
+	}
+	if c.adoptPinnedLocked(e.Flow, k) {
+		return proto.CodeOK, tell
+	}
+	// Bound before the restart: map it again at once, so the flow
+	// forwards without waiting for a packet to bind it.
+	c.mapCarrier(e.Flow, k)
+	return proto.CodeOK, tell
 }
 
-// ReplayDone drops the site's flows the edge no longer has.
-func (c *carriers) ReplayDone(ss *control.Session) {
+// adoptPinnedLocked takes over the pinned entries of a replayed flow if
+// they are what mapping k would install: they stay as they are, so the
+// flow never stops and its counters go on. c.mu held.
+func (c *carriers) adoptPinnedLocked(f session.Flow, k *carrier) bool {
+	out, back, err := xdp.RelayPair(f, k.carrier())
+	if err != nil {
+		return false
+	}
+	p := c.pinned.byKey[out.Key]
+	if p == nil || p != c.pinned.byKey[back.Key] || !p.matches(out, back) {
+		return false // mapCarrier replaces what holds its keys
+	}
+	c.forgetPinnedLocked(p)
+	if p.lease.Port != 0 && p.lease != k.lease {
+		_ = c.ports.Release(p.lease) // not the replay's port: cannot be, but never leak one
+	}
+	c.countLocked("replayed-pinned")
+	return true
+}
+
+// ReplayDone drops the site's flows the edge no longer has, and the
+// pinned ones its replay left out.
+func (c *carriers) ReplayDone(ss *control.Session) { c.replayDone(ss) }
+
+func (c *carriers) replayDone(ss peer) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := 0
@@ -269,7 +337,8 @@ func (c *carriers) ReplayDone(ss *control.Session) {
 			n++
 		}
 	}
-	c.log.Info("replay done", "site", ss.Site(), "dropped", n)
+	pinned := c.dropSitePinnedLocked(ss.Site())
+	c.log.Info("replay done", "site", ss.Site(), "dropped", n, "pinned_dropped", pinned)
 }
 
 func (c *carriers) Closed(ss *control.Session, m *proto.FlowClose) {
@@ -332,11 +401,13 @@ func (k *carrier) carrier() session.Carrier {
 // count records a slow-path event; c.mu must be held.
 func (c *carriers) countLocked(name string) { c.counts[name]++ }
 
-// mapCarrier installs a bound carrier in the datapath; c.mu must be held.
+// mapCarrier installs a bound carrier in the datapath, replacing pinned
+// entries that hold its keys; c.mu must be held.
 func (c *carriers) mapCarrier(f session.Flow, k *carrier) bool {
 	if c.dp == nil {
 		return true
 	}
+	c.replacePinnedOfLocked(f, k, true, true)
 	if err := c.dp.mapFlow(f, k.carrier()); err != nil {
 		c.countLocked("map-failed")
 		c.log.Error("datapath", "flow", f, "err", err)
@@ -353,6 +424,7 @@ type carrierStatus struct {
 	Ports    ports.RelayStats        `json:"ports"`
 	Refused  map[ports.Reason]uint64 `json:"ports_refused"`
 	Rebound  []rebound               `json:"rebound,omitempty"` // carriers the CGNAT moved, at most maxRebound
+	Pinned   int                     `json:"pinned_waiting"`    // flows found in the pinned datapath at start, waiting for their replay
 }
 
 // rebound is a re-bound carrier as `unmap status` shows it.
@@ -376,6 +448,7 @@ func (c *carriers) status() any {
 	}
 	sessions := maps.Clone(c.sessions)
 	counts := maps.Clone(c.counts)
+	pinned := c.pinned.count()
 	c.mu.Unlock()
-	return carrierStatus{Sessions: sessions, Slowpath: counts, Flows: by, Ports: c.ports.Stats(), Refused: c.ports.Refused.Snapshot(), Rebound: rb}
+	return carrierStatus{Sessions: sessions, Slowpath: counts, Flows: by, Ports: c.ports.Stats(), Refused: c.ports.Refused.Snapshot(), Rebound: rb, Pinned: pinned}
 }

@@ -16,9 +16,9 @@ type Config struct {
 	Interface    string         `yaml:"interface"`     // external interface (carriers and sites' traffic)
 	Addresses    []string       `yaml:"addresses"`     // relay IPv4 addresses that carriers use
 	CarrierPorts string         `yaml:"carrier_ports"` // relay ports R for carriers; default 20000-59999
-	PinPath      string         `yaml:"pin_path"`      // reserved: the relay does not pin its maps yet; default /sys/fs/bpf/unmap-relay
+	PinPath      string         `yaml:"pin_path"`      // bpffs folder where the XDP maps and link are pinned, so flows outlive the agent; default /sys/fs/bpf/unmap-relay
 	Timeouts     conf.Timeouts  `yaml:"timeouts"`
-	MissLimit    conf.MissLimit `yaml:"miss_limit"` // slow-path packets per source: IPv4 address (a CGNAT's, for carriers) or IPv6 /64
+	MissLimit    conf.MissLimit `yaml:"miss_limit"` // slow-path packets per source: IPv4 address or IPv6 /64 (carriers from the edges' CGNAT addresses: not bound)
 	Sites        []SiteConfig   `yaml:"sites"`
 }
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 
 	"github.com/cilium/ebpf/link"
 
@@ -30,7 +31,14 @@ type datapath struct {
 func openDatapath(s *Settings, log *slog.Logger) (*datapath, error) {
 	cfg := xlat.Config{CarrierAddr: s.Addresses[0], PortLo: s.CarrierPorts.First, PortHi: s.CarrierPorts.Last}
 	buckets := tableBuckets(s.Sites)
-	d, err := xdp.Load(cfg, xdp.Options{Buckets: buckets, MissRate: s.Misses.Rate, MissBurst: s.Misses.Burst})
+	// Maps and link are pinned: the program goes on forwarding the sites'
+	// flows while the agent is down, and the next agent takes them back
+	// as the edges replay them (pinned.go).
+	d, err := xdp.Load(cfg, xdp.Options{PinPath: s.PinPath, Buckets: buckets, MissRate: s.Misses.Rate, MissBurst: s.Misses.Burst})
+	if errors.Is(err, xdp.ErrPinIncompatible) {
+		log.Debug("pinned maps refused", "err", err)
+		return nil, fmt.Errorf("%w in %s: stop the relay and remove them with `unmap relay --unpin` (or rm -r %s), which ends the flows they carry", xdp.ErrPinIncompatible, s.PinPath, s.PinPath)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +63,7 @@ func openDatapath(s *Settings, log *slog.Logger) (*datapath, error) {
 	if err != nil {
 		return fail(fmt.Errorf("interface: %w", err))
 	}
-	l, mode, err := d.Attach(ifi.Index, xlat.RoleRelayExt)
+	l, mode, err := d.AttachPinned(ifi.Index, xlat.RoleRelayExt, filepath.Join(s.PinPath, "link-"+xlat.RoleRelayExt.String()))
 	if err != nil {
 		return fail(err)
 	}

@@ -101,6 +101,7 @@ func (c *carriers) sweep() {
 	c.mu.Lock()
 	c.pruneEarlyLocked(now)
 	c.releaseSparesLocked(now)
+	c.expirePinnedLocked(now)
 	c.mu.Unlock()
 	type gone struct {
 		f    session.Flow

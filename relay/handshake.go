@@ -131,11 +131,13 @@ func (c *carriers) sendSynAcks(send func([]byte) error, f session.Flow, toCGN, t
 }
 
 // mapHalf installs one of an inbound TCP flow's entries (see
-// datapath.mapHalf); c.mu must be held.
+// datapath.mapHalf), in place of pinned entries that hold its key; c.mu
+// must be held.
 func (c *carriers) mapHalf(f session.Flow, k *carrier, toRemote bool) bool {
 	if c.dp == nil {
 		return true
 	}
+	c.replacePinnedOfLocked(f, k, toRemote, !toRemote)
 	if err := c.dp.mapHalf(f, k.carrier(), toRemote); err != nil {
 		c.countLocked("map-failed")
 		c.log.Error("datapath", "flow", f, "err", err)

@@ -63,6 +63,13 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		}
 		defer dp.close()
 		c.dp, c.activity = dp, datapathActivity(dp)
+		// Before any session: the edges' replays take these back.
+		ms, err := dp.d.Mappings()
+		if err != nil {
+			return fmt.Errorf("pinned flows: %w", err)
+		}
+		n := c.takePinned(ms, s.Addresses)
+		log.Info("pinned flows", "waiting_for_replay", n, "grace", pinnedGrace)
 		go func() { errc <- c.misses(ctx, dp) }()
 	}
 	go c.expire(ctx)

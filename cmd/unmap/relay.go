@@ -8,12 +8,14 @@ import (
 
 	"github.com/unmap-dev/unmap/relay"
 	"github.com/unmap-dev/unmap/session/conf"
+	"github.com/unmap-dev/unmap/xdp"
 )
 
 func newRelayCmd() *cobra.Command {
 	var (
 		path   string
 		check  bool
+		unpin  bool
 		socket string
 		over   relay.Config
 	)
@@ -22,7 +24,12 @@ func newRelayCmd() *cobra.Command {
 		Short: "Run the relay agent on the Internet server",
 		Long: `Run the relay agent: accept edges on the control channel, grant them their
 prefixes and carriers, and translate in XDP. Settings come from --config; a
-flag given on the command line overrides the file's field of the same name.`,
+flag given on the command line overrides the file's field of the same name.
+
+The agent pins its XDP maps and link under pin_path, so the sites'
+established flows keep forwarding while it is stopped or restarted; the next
+start takes them back as the edges replay them. A stop keeps the pins;
+--unpin removes them (ending those flows).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var c relay.Config
@@ -37,6 +44,15 @@ flag given on the command line overrides the file's field of the same name.`,
 			if err != nil {
 				return conf.InFile(fileName(path), err)
 			}
+			if unpin {
+				// The maps and link the agent pins so that the sites'
+				// flows outlive it: removing them ends those flows.
+				if err := xdp.Unpin(s.PinPath); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "removed %s: the sites' flows are gone from the datapath\n", s.PinPath)
+				return nil
+			}
 			if check {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d sites, listening on %v)\n", path, len(s.Sites), s.Listen)
 				return nil
@@ -47,6 +63,7 @@ flag given on the command line overrides the file's field of the same name.`,
 	f := cmd.Flags()
 	f.StringVarP(&path, "config", "c", "/etc/unmap/relay.yaml", "relay.yaml to read")
 	f.BoolVar(&check, "check", false, "validate the configuration and exit")
+	f.BoolVar(&unpin, "unpin", false, "remove the pinned maps and XDP link (pin_path) a stopped agent left forwarding, and exit")
 	f.StringVar(&socket, "status-socket", relaySocket, "where `unmap status` asks; empty for none")
 	f.StringVar(&over.Listen, "listen", "", "override listen (addr:port)")
 	f.StringVar(&over.Interface, "interface", "", "override interface")

@@ -47,9 +47,10 @@ func setupUnmap(ctx context.Context, l *lab.Lab, bin, dir string) (func() error,
 tls: {ca: %s/ca.pem, cert: %s/relay.pem, key: %s/relay-key.pem}
 interface: inet
 addresses: [%s]
+pin_path: %s
 sites:
   - {id: bench, prefix: "%s", ipv4: 203.0.113.10}
-`, lab.RelayAddr, rdir, rdir, rdir, lab.RelayAddr, lab.SiteGrant), 0o600),
+`, lab.RelayAddr, rdir, rdir, rdir, lab.RelayAddr, filepath.Join(pins, "unmap", "relay"), lab.SiteGrant), 0o600),
 		os.WriteFile(edgeYAML, fmt.Appendf(nil, `site: bench
 relay: "%s:443"
 tls: {ca: %s/ca.pem, cert: %s/edge.pem, key: %s/edge-key.pem}

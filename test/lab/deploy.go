@@ -26,11 +26,12 @@ type Deployment struct {
 	Bin, Dir                string
 	RelayConfig, EdgeConfig string
 	RelaySocket, EdgeSocket string // the agents' status sockets
-	// EdgePins is the edge's pin_path, on a bpf filesystem mounted for
-	// this deployment alone (bpffs mounts are separate instances), so
-	// parallel labs never share pins; Close unmounts it.
-	EdgePins string
-	bpffs    string
+	// EdgePins and RelayPins are the agents' pin_paths, each on a bpf
+	// filesystem mounted for this deployment's agent alone (bpffs mounts
+	// are separate instances), so parallel labs never share pins and the
+	// two agents share nothing, as on two machines; Close unmounts them.
+	EdgePins, RelayPins string
+	bpffs               []string // mounted, to unmount
 }
 
 // Deploy makes the certificates with bin and writes relay.yaml and
@@ -49,20 +50,25 @@ func Deploy(bin, dir string) (*Deployment, error) {
 			return nil, fmt.Errorf("unmap %v: %w\n%s", args, err, out)
 		}
 	}
-	d.bpffs = filepath.Join(dir, "bpffs")
-	if err := MountPins(d.bpffs); err != nil {
-		return nil, err
+	for _, agent := range []string{"edge", "relay"} {
+		mnt := filepath.Join(dir, "bpffs-"+agent)
+		if err := MountPins(mnt); err != nil {
+			return nil, errors.Join(err, d.Close())
+		}
+		d.bpffs = append(d.bpffs, mnt)
 	}
-	d.EdgePins = filepath.Join(d.bpffs, "unmap", "edge-home")
+	d.EdgePins = filepath.Join(d.bpffs[0], "unmap", "edge-home")
+	d.RelayPins = filepath.Join(d.bpffs[1], "unmap-relay")
 	d.RelayConfig = filepath.Join(dir, "relay.yaml")
 	relay := fmt.Sprintf(`listen: "%s:443"
 tls: {ca: %s/ca.pem, cert: %s/relay.pem, key: %s/relay-key.pem}
 interface: %s
 addresses: [%s]
 carrier_ports: %s
+pin_path: %s
 sites:
   - {id: home, prefix: "%s", ipv4: %s}
-`, RelayAddr, rdir, rdir, rdir, Inet, RelayAddr, RelayCarrierPorts, SiteGrant, SitePublic4)
+`, RelayAddr, rdir, rdir, rdir, Inet, RelayAddr, RelayCarrierPorts, d.RelayPins, SiteGrant, SitePublic4)
 	d.EdgeConfig = filepath.Join(dir, "edge.yaml")
 	edge := fmt.Sprintf(`site: home
 relay: "%s:443"
@@ -87,16 +93,16 @@ inbound:
 	return d, nil
 }
 
-// Close unmounts the deployment's bpffs, dropping the edge's pins (and
-// with them any program still attached through a pinned link). Stop the
-// agents first.
+// Close unmounts the deployment's bpf filesystems, dropping the agents'
+// pins (and with them any program still attached through a pinned
+// link). Stop the agents first.
 func (d *Deployment) Close() error {
-	if d.bpffs == "" {
-		return nil
+	var errs []error
+	for _, mnt := range d.bpffs {
+		errs = append(errs, UnmountPins(mnt))
 	}
-	err := UnmountPins(d.bpffs)
-	d.bpffs = ""
-	return err
+	d.bpffs = nil
+	return errors.Join(errs...)
 }
 
 // RelayCmd and EdgeCmd are the agents' command lines, with debug logs.

@@ -20,7 +20,7 @@ import (
 const PinsDir = OwnerDir + "/bpffs"
 
 // MountPins mounts a bpf filesystem of its own at dir (made if need be)
-// for an edge's pin_path: bpffs mounts are separate instances, so
+// for an agent's pin_path: bpffs mounts are separate instances, so
 // parallel labs never share pins. UnmountPins undoes it.
 func MountPins(dir string) error {
 	dir, err := filepath.Abs(dir)
@@ -34,7 +34,7 @@ func MountPins(dir string) error {
 		return err
 	}
 	if err := unix.Mount("bpf", dir, "bpf", 0, ""); err != nil {
-		return fmt.Errorf("mount a bpffs for the edge's pins at %s: %w", dir, err)
+		return fmt.Errorf("mount a bpffs for an agent's pins at %s: %w", dir, err)
 	}
 	rec := fmt.Sprintf("%d\n%s\n", os.Getpid(), dir)
 	if err := os.WriteFile(pinsRecord(dir), []byte(rec), 0o644); err != nil {
