@@ -17,9 +17,10 @@ import (
 // full of flows: the pinned ones. The edges reconnect and replay their
 // flows; a replayed flow whose pinned entries are exactly what the
 // replay would install is adopted as it is: nothing is rewritten, so no
-// packet of it misses and its counters go on. A pinned flow whose entries
-// differ (the CGNAT moved its carrier meanwhile) has them replaced. Until a replay takes it, a pinned carrier keeps
-// its port R claimed in the allocator, so no new flow is given that port
+// packet of it misses and its counters go on. A pinned flow whose
+// entries differ (the CGNAT moved its carrier meanwhile) has them
+// replaced. Until a replay takes it, a pinned carrier keeps its port R
+// claimed in the allocator, so no new flow is given that port
 // (edge-chooses-r included: the edge is refused and lets the relay
 // choose). Pinned flows no replay takes are removed: at once when their
 // site's replay is done (its edge no longer has them), and after

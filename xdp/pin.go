@@ -47,9 +47,12 @@ const layoutPin = "unmap_layout"
 // of a pinned link the last agent left: the link keeps its mode.
 const ModeKept Mode = "kept"
 
-// pinned reports whether a map of the object survives restarts.
+// pinned reports whether a map of the object survives restarts. Not the
+// miss bound's state: its buckets start full with each load, and its
+// exemptions are the live sessions' of the agent that loads it.
 func pinned(name string, m *ebpf.MapSpec) bool {
-	return !strings.HasPrefix(name, ".") && m.Type != ebpf.RingBuf && name != datapathMapMissSrcs
+	return !strings.HasPrefix(name, ".") && m.Type != ebpf.RingBuf &&
+		name != datapathMapMissSrcs && name != datapathMapMissExempt
 }
 
 // pinSpec marks the maps to pin and checks that maps already pinned in

@@ -217,7 +217,7 @@ struct {
 /* IPv4 sources whose carriers' first packets the miss bound lets
  * through (miss.h): at the relay, the CGNAT public addresses its edges'
  * sessions come from, which every new flow of every site behind them
- * crosses. Written by the agent. */
+ * crosses. Written by the agent; not pinned (xdp/pin.go). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
