@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
 
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
@@ -21,26 +20,9 @@ import (
 	"github.com/unmap-dev/unmap/session/ports"
 	"github.com/unmap-dev/unmap/session/xlat"
 	"github.com/unmap-dev/unmap/session/xlat/xlattest"
-	"github.com/unmap-dev/unmap/test/priv"
+	"github.com/unmap-dev/unmap/test/bpffs"
 	"github.com/unmap-dev/unmap/xdp"
 )
-
-// pinBPFFS mounts a bpf filesystem of the test's own (bpffs mounts are
-// separate instances) and unmounts it afterwards, dropping its pins.
-func pinBPFFS(t *testing.T) string {
-	t.Helper()
-	priv.Require(t)
-	dir := t.TempDir()
-	if err := unix.Mount("bpf", dir, "bpf", 0, ""); err != nil {
-		t.Fatalf("mount bpffs: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
-			t.Errorf("unmount bpffs: %v", err)
-		}
-	})
-	return filepath.Join(dir, "unmap-relay")
-}
 
 var (
 	pinRelay  = netip.MustParseAddr("198.51.100.6")
@@ -122,7 +104,7 @@ func (e edgePeer) RemoteAddr() net.Addr { return &net.UDPAddr{IP: e.from.AsSlice
 // came back. What makes no flow is removed at start.
 func TestPinnedFlowsAcrossRestart(t *testing.T) {
 	s := pinSettings()
-	dir := pinBPFFS(t)
+	dir := filepath.Join(bpffs.ForTest(t), "unmap-relay")
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	kept := newPinFlow(session.UDP, "2001:db8:5::2", pinPublic, 20001)     // replayed as it is: adopted
@@ -297,11 +279,29 @@ func TestPinnedFlowsAcrossRestart(t *testing.T) {
 	}
 }
 
+// takeOver is a new agent's start on the datapath pinned in dir: it
+// loads it and takes stock of the flows there, returning how many wait
+// for a replay.
+func takeOver(t *testing.T, s *Settings, dir string) (*carriers, *datapath, int) {
+	t.Helper()
+	dp := loadPinned(t, s, dir)
+	c, err := newCarriers(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.dp = dp
+	ms, err := dp.d.Mappings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, dp, c.takePinned(ms, s.Addresses)
+}
+
 // TestPinnedUnowned: pinned flows of a site no longer configured, or on
 // a port out of the carrier range, are removed at start.
 func TestPinnedUnowned(t *testing.T) {
 	s := pinSettings()
-	dir := pinBPFFS(t)
+	dir := filepath.Join(bpffs.ForTest(t), "unmap-relay")
 	old := loadPinned(t, s, dir)
 	away := newPinFlow(session.UDP, "2001:db8:7::2", pinAway, 20004)
 	home := newPinFlow(session.UDP, "2001:db8:5::2", pinPublic, 20001)
@@ -313,17 +313,8 @@ func TestPinnedUnowned(t *testing.T) {
 	old.d.Close()
 
 	s.Sites = s.Sites[:1] // away is no longer a site
-	dp := loadPinned(t, s, dir)
-	c, err := newCarriers(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.dp = dp
-	ms, err := dp.d.Mappings()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := c.takePinned(ms, s.Addresses); n != 1 {
+	c, dp, n := takeOver(t, s, dir)
+	if n != 1 {
 		t.Fatalf("%d pinned flows kept, want 1", n)
 	}
 	checkCounts(t, c, "at start", map[string]uint64{"pinned": 1, "pinned-unowned": 1})
@@ -339,7 +330,7 @@ func TestPinnedUnowned(t *testing.T) {
 // entry is removed at start rather than taken for a flow.
 func TestPinnedOtherRange(t *testing.T) {
 	s := pinSettings()
-	dir := pinBPFFS(t)
+	dir := filepath.Join(bpffs.ForTest(t), "unmap-relay")
 	old := loadPinned(t, s, dir)
 	p := newPinFlow(session.UDP, "2001:db8:5::2", pinPublic, 20001)
 	if err := old.mapFlow(p.f, p.c); err != nil {
@@ -348,17 +339,8 @@ func TestPinnedOtherRange(t *testing.T) {
 	old.d.Close()
 
 	s.CarrierPorts = conf.PortRange{First: 30000, Last: 30015}
-	dp := loadPinned(t, s, dir)
-	c, err := newCarriers(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.dp = dp
-	ms, err := dp.d.Mappings()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := c.takePinned(ms, s.Addresses); n != 0 {
+	c, dp, n := takeOver(t, s, dir)
+	if n != 0 {
 		t.Fatalf("%d pinned flows kept, want none", n)
 	}
 	checkCounts(t, c, "at start", map[string]uint64{"pinned-unusable": 2})
@@ -434,7 +416,7 @@ func checkCounts(t *testing.T, c *carriers, when string, want map[string]uint64)
 // the sites' quotas changed) stop the relay with the way to clear them.
 func TestPinIncompatible(t *testing.T) {
 	s := pinSettings()
-	s.PinPath = pinBPFFS(t)
+	s.PinPath = bpffs.ForTest(t)
 	cfg := xlat.Config{CarrierAddr: s.Addresses[0], PortLo: s.CarrierPorts.First, PortHi: s.CarrierPorts.Last}
 	d, err := xdp.Load(cfg, xdp.Options{PinPath: s.PinPath, Buckets: 2 * tableBuckets(s.Sites)})
 	if err != nil {

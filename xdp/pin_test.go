@@ -12,31 +12,13 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/xlat"
 	"github.com/unmap-dev/unmap/session/xlat/xlattest"
+	"github.com/unmap-dev/unmap/test/bpffs"
 	"github.com/unmap-dev/unmap/test/priv"
 )
-
-// bpffs mounts a bpf filesystem of the test's own (bpffs mounts are
-// separate instances) and unmounts it afterwards, dropping what was
-// pinned there.
-func bpffs(t *testing.T) string {
-	t.Helper()
-	priv.Require(t)
-	dir := t.TempDir()
-	if err := unix.Mount("bpf", dir, "bpf", 0, ""); err != nil {
-		t.Fatalf("mount bpffs: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
-			t.Errorf("unmount bpffs: %v", err)
-		}
-	})
-	return dir
-}
 
 var pinCfg = xlat.Config{CarrierAddr: netip.MustParseAddr("100.64.0.2"), PortLo: 61000, PortHi: 64999}
 
@@ -54,7 +36,7 @@ func pinFlow() (Mapping, Mapping) {
 // A flow installed by one load is found, with its counters, by the next
 // load on the same pin path: what an agent restart relies on.
 func TestPinnedFlowsOutliveTheLoad(t *testing.T) {
-	dir := filepath.Join(bpffs(t), "unmap", "edge")
+	dir := filepath.Join(bpffs.ForTest(t), "unmap", "edge")
 	d, err := Load(pinCfg, Options{PinPath: dir})
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +103,7 @@ func TestPinnedFlowsOutliveTheLoad(t *testing.T) {
 // to clear them, whether the kernel sees the difference (sizes) or only
 // the layout hash does.
 func TestPinnedMapsIncompatible(t *testing.T) {
-	dir := filepath.Join(bpffs(t), "edge")
+	dir := filepath.Join(bpffs.ForTest(t), "edge")
 	d, err := Load(pinCfg, Options{PinPath: dir, MaxFlows: 1024})
 	if err != nil {
 		t.Fatal(err)
@@ -167,7 +149,7 @@ func TestPinPathNotBPFFS(t *testing.T) {
 // A pinned link outlives its agent with the program attached, and the
 // next load swaps its own program into the same link.
 func TestAttachPinnedKeepsTheLink(t *testing.T) {
-	dir := bpffs(t)
+	dir := bpffs.ForTest(t)
 	inNetns(t, func(h *netlink.Handle) {
 		a, _ := veth(t, h, "pa", "pb")
 		path := filepath.Join(dir, "link-wan")
