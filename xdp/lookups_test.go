@@ -53,6 +53,26 @@ func loadCounting(tb testing.TB, cfg xlat.Config, opts Options, w *xlattest.Tabl
 	return c
 }
 
+// both returns put and delete functions that change an entry in the
+// counting build and in the model's tables w alike.
+func (c *counting) both(t *testing.T, w *xlattest.Tables) (put func(xlat.Key, xlat.Entry), del func(xlat.Key)) {
+	put = func(k xlat.Key, e xlat.Entry) {
+		t.Helper()
+		if err := c.d.Put(k, e); err != nil {
+			t.Fatal(err)
+		}
+		w.Flows[k] = e
+	}
+	del = func(k xlat.Key) {
+		t.Helper()
+		if err := c.d.Delete(k); err != nil {
+			t.Fatal(err)
+		}
+		delete(w.Flows, k)
+	}
+	return put, del
+}
+
 // run runs one packet and returns the model's result for it and the map
 // lookups the program made.
 func (c *counting) run(tb testing.TB, role xlat.Role, w xlat.Tables, in []byte) (xlat.Result, uint64) {
@@ -144,20 +164,7 @@ func TestSpilledCarriers(t *testing.T) {
 	pkt := func(k xlat.Key) []byte {
 		return xlattest.Build(xlattest.Spec{Proto: 17, Src: k.Src, SPort: k.SPort, Dst: k.Dst, DPort: k.DPort, TTL: 64, Payload: []byte("spill")})
 	}
-	put := func(k xlat.Key, e xlat.Entry) {
-		t.Helper()
-		if err := c.d.Put(k, e); err != nil {
-			t.Fatal(err)
-		}
-		w.Flows[k] = e
-	}
-	del := func(k xlat.Key) {
-		t.Helper()
-		if err := c.d.Delete(k); err != nil {
-			t.Fatal(err)
-		}
-		delete(w.Flows, k)
-	}
+	put, del := c.both(t, w)
 	// A miss adds three lookups: the exemptions of its source (a carrier
 	// miss), its source's rate bucket (miss.h) and its reason counter.
 	expect := func(what string, k xlat.Key, hit bool, lookups uint64) {

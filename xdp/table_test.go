@@ -33,20 +33,7 @@ func TestFlowTableSpill(t *testing.T) {
 	entry := func(r uint16) xlat.Entry {
 		return xlat.Entry{Action: xlat.ActXlat64, Proto: 6, Src: xlattest.RelayAddr, SPort: r, Dst: xlattest.CGNATPub, DPort: 20000}
 	}
-	put := func(k xlat.Key, e xlat.Entry) {
-		t.Helper()
-		if err := c.d.Put(k, e); err != nil {
-			t.Fatal(err)
-		}
-		w.Flows[k] = e
-	}
-	del := func(k xlat.Key) {
-		t.Helper()
-		if err := c.d.Delete(k); err != nil {
-			t.Fatal(err)
-		}
-		delete(w.Flows, k)
-	}
+	put, del := c.both(t, w)
 	run := func(k xlat.Key) (bool, uint64) {
 		t.Helper()
 		in := xlattest.Build(xlattest.Spec{Proto: 6, Src: k.Src, SPort: k.SPort, Dst: k.Dst, DPort: k.DPort, TTL: 64, Payload: []byte("table")})

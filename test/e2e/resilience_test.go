@@ -51,36 +51,10 @@ func TestRelayRestartAfterCrashKeepsFlows(t *testing.T) {
 func testRelayRestartKeepsFlows(t *testing.T, mode lab.CGNMode, crash bool) {
 	u := up(t, mode)
 	l, d := u.lab, u.d
-	srv := echoServer(t, l.NS(lab.Srv6))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	echoAt := netip.AddrPortFrom(lab.Srv6Addr, lab.EchoPort).String()
-	uc, err := l.NS(lab.LAN).Dial(ctx, "udp", echoAt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer uc.Close()
-	if err := retry(3*time.Second, func() error { return echoUDP(uc, "udp-before", time.Second) }); err != nil {
-		t.Fatalf("UDP before the restart: %v", err)
-	}
-	// A flow of the site's public IPv4: NAPT entries at the relay.
-	srv4 := echoServer(t, l.NS(lab.Srv4))
-	u4, err := l.NS(lab.LAN).Dial(ctx, "udp4", netip.AddrPortFrom(lab.Srv4Addr, lab.EchoPort).String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer u4.Close()
-	if err := retry(3*time.Second, func() error { return echoUDP(u4, "udp4-before", time.Second) }); err != nil {
-		t.Fatalf("UDP over the site's IPv4 before the restart: %v", err)
-	}
-	tc, err := l.NS(lab.LAN).Dial(ctx, "tcp", echoAt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Close()
-	s := startStream(tc)
-	defer s.stop()
-	waitBytes(t, s, 16<<10, 5*time.Second, "before the restart")
+	f := carryFlows(ctx, t, l)
+	srv, srv4, uc, u4, s := f.srv, f.srv4, f.uc, f.u4, f.s
 
 	// From here to the end of the replay every UDP echo must come back
 	// (the echo server is one hop past the relay: a packet the relay

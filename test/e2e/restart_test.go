@@ -34,38 +34,10 @@ func TestEdgeRestartKeepsFlows(t *testing.T) { bothCGNs(t, testEdgeRestartKeepsF
 func testEdgeRestartKeepsFlows(t *testing.T, mode lab.CGNMode) {
 	u := up(t, mode)
 	l, d := u.lab, u.d
-	srv := echoServer(t, l.NS(lab.Srv6))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	echoAt := netip.AddrPortFrom(lab.Srv6Addr, lab.EchoPort).String()
-
-	uc, err := l.NS(lab.LAN).Dial(ctx, "udp", echoAt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer uc.Close()
-	if err := echoUDP(uc, "udp-before", 2*time.Second); err != nil {
-		t.Fatalf("UDP before the restart: %v", err)
-	}
-	// A flow of the site's public IPv4: the edge's NAPT binding must come
-	// back too.
-	srv4 := echoServer(t, l.NS(lab.Srv4))
-	u4, err := l.NS(lab.LAN).Dial(ctx, "udp4", netip.AddrPortFrom(lab.Srv4Addr, lab.EchoPort).String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer u4.Close()
-	if err := retry(3*time.Second, func() error { return echoUDP(u4, "udp4-before", time.Second) }); err != nil {
-		t.Fatalf("UDP over the site's IPv4 before the restart: %v", err)
-	}
-	tc, err := l.NS(lab.LAN).Dial(ctx, "tcp", echoAt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Close()
-	s := startStream(tc)
-	defer s.stop()
-	waitBytes(t, s, 16<<10, 5*time.Second, "before the restart")
+	f := carryFlows(ctx, t, l)
+	srv, srv4, uc, u4, s := f.srv, f.srv4, f.uc, f.u4, f.s
 	// The stream's rate with the agent up is the baseline for its rate
 	// with the agent down (a figure, not asserted).
 	base0, baseT := s.received.Load(), time.Now()
@@ -176,6 +148,43 @@ type lineStream struct {
 }
 
 const streamMax = 900 << 10
+
+// carried are the flows a restart test carries across an agent restart,
+// each seen working first: UDP to srv6 (uc), UDP over the site's public
+// IPv4, NAPT at both ends, to srv4 (u4), and a TCP stream to srv6 (s).
+// The connections close and the stream stops when the test ends.
+type carried struct {
+	srv, srv4 *lab.EchoServer
+	uc, u4    net.Conn
+	s         *lineStream
+}
+
+func carryFlows(ctx context.Context, t *testing.T, l *lab.Lab) *carried {
+	t.Helper()
+	f := &carried{srv: echoServer(t, l.NS(lab.Srv6)), srv4: echoServer(t, l.NS(lab.Srv4))}
+	echoAt := netip.AddrPortFrom(lab.Srv6Addr, lab.EchoPort).String()
+	dial := func(network, at string) net.Conn {
+		t.Helper()
+		c, err := l.NS(lab.LAN).Dial(ctx, network, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	f.uc = dial("udp", echoAt)
+	if err := retry(3*time.Second, func() error { return echoUDP(f.uc, "udp-before", time.Second) }); err != nil {
+		t.Fatalf("UDP before the restart: %v", err)
+	}
+	f.u4 = dial("udp4", netip.AddrPortFrom(lab.Srv4Addr, lab.EchoPort).String())
+	if err := retry(3*time.Second, func() error { return echoUDP(f.u4, "udp4-before", time.Second) }); err != nil {
+		t.Fatalf("UDP over the site's IPv4 before the restart: %v", err)
+	}
+	f.s = startStream(dial("tcp", echoAt))
+	t.Cleanup(func() { f.s.stop() })
+	waitBytes(t, f.s, 16<<10, 5*time.Second, "before the restart")
+	return f
+}
 
 func startStream(c net.Conn) *lineStream {
 	s := &lineStream{quit: make(chan struct{}), finished: make(chan struct{})}
