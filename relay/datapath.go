@@ -51,10 +51,9 @@ func openDatapath(s *Settings, log *slog.Logger) (*datapath, error) {
 			dp.sites = append(dp.sites, netip.PrefixFrom(site.IPv4, 32))
 		}
 	}
-	for _, p := range dp.sites {
-		if err := d.AddSitePrefix(p); err != nil {
-			return fail(fmt.Errorf("site prefix %v: %w", p, err))
-		}
+	// The pinned map may hold sites an earlier relay.yaml had.
+	if err := d.SetSitePrefixes(dp.sites); err != nil {
+		return fail(err)
 	}
 	if dp.inj, err = xdp.NewInjector(); err != nil {
 		return fail(err)

@@ -357,12 +357,51 @@ func (d *Datapath) AddLocal(a netip.Addr) error {
 // misses to it go to the agent; at the edge LAN, they pass (the site's
 // other segments).
 func (d *Datapath) AddSitePrefix(p netip.Prefix) error {
+	k := lpmKeyOf(p)
+	return d.objs.SitePrefixes.Update(&k, uint8(1), ebpf.UpdateAny)
+}
+
+// SetSitePrefixes makes ps the sites' prefixes (see AddSitePrefix):
+// prefixes a pinned map kept from an earlier configuration go.
+func (d *Datapath) SetSitePrefixes(ps []netip.Prefix) error {
+	want := map[datapathLpmKey]bool{}
+	for _, p := range ps {
+		want[lpmKeyOf(p)] = true
+	}
+	var (
+		k     datapathLpmKey
+		v     uint8
+		stale []datapathLpmKey
+	)
+	it := d.objs.SitePrefixes.Iterate()
+	for it.Next(&k, &v) {
+		if !want[k] {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("site prefixes: %w", err)
+	}
+	for _, k := range stale {
+		if err := d.objs.SitePrefixes.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("site prefixes: %w", err)
+		}
+	}
+	for _, p := range ps {
+		if err := d.AddSitePrefix(p); err != nil {
+			return fmt.Errorf("site prefix %v: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// lpmKeyOf is p as site_prefixes holds it.
+func lpmKeyOf(p netip.Prefix) datapathLpmKey {
 	bits := p.Bits()
 	if p.Addr().Is4() {
 		bits += 96
 	}
-	k := datapathLpmKey{Prefixlen: uint32(bits), Addr: mapped(p.Masked().Addr())}
-	return d.objs.SitePrefixes.Update(&k, uint8(1), ebpf.UpdateAny)
+	return datapathLpmKey{Prefixlen: uint32(bits), Addr: mapped(p.Masked().Addr())}
 }
 
 // AddTXPort allows XDP_REDIRECT to the interface (it needs XDP support on

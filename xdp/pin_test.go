@@ -245,3 +245,54 @@ func FuzzParseMapping(f *testing.F) {
 		}
 	})
 }
+
+// SetSitePrefixes on pinned maps drops the prefixes an earlier load put
+// there and the new configuration lacks: the relay program then passes
+// packets to them (not ours) instead of taking them for a site's.
+func TestSetSitePrefixesDropsStale(t *testing.T) {
+	dir := filepath.Join(bpffs.ForTest(t), "unmap", "relay")
+	site6, site4 := netip.MustParsePrefix("2001:db8:5::/56"), netip.MustParsePrefix("203.0.113.10/32")
+	d, err := Load(pinCfg, Options{PinPath: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SetSitePrefixes([]netip.Prefix{site6, site4}); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	d, err = Load(pinCfg, Options{PinPath: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.SetSitePrefixes([]netip.Prefix{site6}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		to   netip.Addr
+		want xlat.Reason
+	}{
+		{netip.MustParseAddr("2001:db8:5::2"), xlat.ReasonMiss},
+		{site4.Addr(), xlat.ReasonPassNotOurs},
+	} {
+		from := netip.MustParseAddr("2001:db8:6::2")
+		if c.to.Is4() {
+			from = netip.MustParseAddr("198.51.100.9")
+		}
+		in := xlattest.Build(xlattest.Spec{Proto: 17, Src: from, SPort: 5000, Dst: c.to, DPort: 53, TTL: 64, Payload: []byte("site?")})
+		before, err := d.Reasons()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Program(xlat.RoleRelayExt).Run(&ebpf.RunOptions{Data: in}); err != nil {
+			t.Fatal(err)
+		}
+		after, err := d.Reasons()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after[c.want] != before[c.want]+1 {
+			t.Errorf("a packet to %v: reasons %v -> %v, want one more %v", c.to, before, after, c.want)
+		}
+	}
+}
