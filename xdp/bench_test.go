@@ -202,7 +202,7 @@ func loadBenchVariants(tb testing.TB) (*Datapath, *ebpf.Collection) {
 			tb.Fatal(err)
 		}
 		if k.Src.Is4() {
-			k4 := benchvarBvKey4{Proto: ck.Proto, Sport: ck.Sport, Dport: ck.Dport, Saddr: ck.Saddr[0], Daddr: ck.Daddr[0]}
+			k4 := benchvarFlowKey4{Proto: ck.Proto, Sport: ck.Sport, Dport: ck.Dport, Saddr: ck.Saddr[0], Daddr: ck.Daddr[0]}
 			if err := coll.Maps["bv_flows4"].Put(&k4, make([]benchvarFlowEntry, mustCPUs(tb))); err != nil {
 				tb.Fatal(err)
 			}

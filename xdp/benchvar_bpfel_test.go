@@ -13,17 +13,6 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type benchvarBvKey4 struct {
-	_     structs.HostLayout
-	Proto uint8
-	Pad   uint8
-	Sport uint16
-	Dport uint16
-	Pad2  uint16
-	Saddr uint32
-	Daddr uint32
-}
-
 type benchvarCarrierSlot struct {
 	_     structs.HostLayout
 	Saddr uint32

@@ -17,22 +17,12 @@ struct {
 	__type(value, struct flow_entry);
 } bv_flows_shared SEC(".maps");
 
-/* An IPv4 flow's tuple alone: 16 bytes instead of 40. */
-struct bv_key4 {
-	__u8 proto;
-	__u8 pad;
-	__be16 sport;
-	__be16 dport;
-	__u16 pad2;
-	__u32 saddr;
-	__u32 daddr;
-};
-build_bug_on(sizeof(struct bv_key4) != 16);
-
+/* The IPv4 keys in a hash of their own (flows4 holds only spilled keys):
+ * struct flow_key4, 16 bytes instead of 40. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 65536);
-	__type(key, struct bv_key4);
+	__type(key, struct flow_key4);
 	__type(value, struct flow_entry);
 } bv_flows4 SEC(".maps");
 
@@ -81,7 +71,7 @@ int bv_hash16(struct xdp_md *ctx)
 
 	if (!bv_parsed(ctx, &p))
 		return XDP_ABORTED;
-	/* struct bv_key4 in two whole-word stores, as lookup.h builds it */
+	/* struct flow_key4 in two whole-word stores, as lookup.h builds it */
 	k[0] = (__u64)p.key.proto | (__u64)p.key.sport << 16 | (__u64)p.key.dport << 32;
 	k[1] = (__u64)p.key.saddr[0] | (__u64)p.key.daddr[0] << 32;
 	return map_lookup(&bv_flows4, k) ? XDP_PASS : XDP_DROP;
