@@ -2,7 +2,6 @@ package relay
 
 import (
 	"context"
-	"log/slog"
 	"net/netip"
 	"testing"
 
@@ -65,14 +64,7 @@ func decoded(t *testing.T, p []byte) (gopacket.NetworkLayer, *layers.TCP) {
 // TCP flow that the edge accepted with the host's ISN as its token.
 func handshakeCarriers(t *testing.T) (*carriers, *carrier) {
 	t.Helper()
-	s, err := Load("../examples/relay.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := newCarriers(s, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := exampleCarriers(t)
 	lease, err := c.ports.Grant("home", cgnPublic, session.TCP)
 	if err != nil {
 		t.Fatal(err)

@@ -83,9 +83,9 @@ func (k *clock) add(d time.Duration) {
 	k.mu.Unlock()
 }
 
-// inboundCarriers is a relay without a datapath whose site "home" has
-// the fake session e, on a clock the test moves.
-func inboundCarriers(t *testing.T, e *fakeEdge) (*carriers, *clock) {
+// exampleCarriers is a relay without a datapath, configured by the
+// example relay.yaml.
+func exampleCarriers(t *testing.T) *carriers {
 	t.Helper()
 	s, err := Load("../examples/relay.yaml")
 	if err != nil {
@@ -95,6 +95,14 @@ func inboundCarriers(t *testing.T, e *fakeEdge) (*carriers, *clock) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+// inboundCarriers is a relay without a datapath whose site "home" has
+// the fake session e, on a clock the test moves.
+func inboundCarriers(t *testing.T, e *fakeEdge) (*carriers, *clock) {
+	t.Helper()
+	c := exampleCarriers(t)
 	k := &clock{t: time.Unix(1_000_000, 0)}
 	c.now = k.now
 	c.inb.edges = map[string]edgeSide{"home": e}
