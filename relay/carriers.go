@@ -81,9 +81,8 @@ type carriers struct {
 	early      map[leaseKey][]earlyPkt        // carrier packets that beat their FlowOpen (early.go)
 	earlyN     int                            // packets in early
 	pickers    map[netip.Addr]int             // sessions that pick R, by the CGNAT address they come from
-	pickerOf   map[uint64]netip.Addr          // and the other way, by session id
 	edgesFrom  map[netip.Addr]int             // sessions by the CGNAT address they come from: exempt from the miss bound
-	fromOf     map[uint64]netip.Addr          // and the other way, by session id
+	fromOf     map[uint64]edgeFrom            // and the other way, by session id
 	held       map[session.Flow][][]byte      // inbound flows' first packets, until their carrier binds
 	done       map[session.Flow]chan struct{} // closed when a flow's held packets were released
 	icmpLimit  *ratelimit.Limiter             // ICMP errors relayed, by site; "": the relay's own
@@ -125,7 +124,7 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 	return &carriers{log: log, ports: p, flows: map[session.Flow]*carrier{}, byLease: map[leaseKey]session.Flow{},
 		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, counts: map[string]uint64{},
 		grants: grants, udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now,
-		early: map[leaseKey][]earlyPkt{}, pickers: map[netip.Addr]int{}, pickerOf: map[uint64]netip.Addr{}, edgesFrom: map[netip.Addr]int{}, fromOf: map[uint64]netip.Addr{}, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
+		early: map[leaseKey][]earlyPkt{}, pickers: map[netip.Addr]int{}, edgesFrom: map[netip.Addr]int{}, fromOf: map[uint64]edgeFrom{}, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
 		icmpLimit: newICMPLimit(), offering: map[leaseKey]bool{}}, nil
 }
 
@@ -159,21 +158,27 @@ func (c *carriers) Started(ss *control.Session) {
 	c.mu.Lock()
 	c.sessions[ss.Site()] = sessionInfo{ID: ss.ID(), From: ss.RemoteAddr().String(), Since: time.Now()}
 	c.live[ss.Site()] = ss
-	if ss.Grant().Capabilities.Has(proto.CapEdgeChoosesR) {
-		pub := publicAddr(ss)
-		c.pickers[pub]++
-		c.pickerOf[ss.ID()] = pub
+	from := edgeFrom{addr: publicAddr(ss), picks: ss.Grant().Capabilities.Has(proto.CapEdgeChoosesR)}
+	c.fromOf[ss.ID()] = from
+	if from.picks {
+		c.pickers[from.addr]++
 	}
-	if pub := publicAddr(ss); pub.Is4() {
+	if from.addr.Is4() {
 		// Every new flow of the sites behind this address binds its
 		// carrier with a first packet from it: the datapath's per-source
 		// bound on misses must not hold them back.
-		c.fromOf[ss.ID()] = pub
-		if c.edgesFrom[pub]++; c.edgesFrom[pub] == 1 {
-			c.exemptMisses(pub, true)
+		if c.edgesFrom[from.addr]++; c.edgesFrom[from.addr] == 1 {
+			c.exemptMisses(from.addr, true)
 		}
 	}
 	c.mu.Unlock()
+}
+
+// edgeFrom is where a session comes from: its CGNAT's public address,
+// and whether the edge picks R itself (edge-chooses-r).
+type edgeFrom struct {
+	addr  netip.Addr
+	picks bool
 }
 
 // exemptMisses lets carriers' first packets from pub past the miss
@@ -358,17 +363,18 @@ func (c *carriers) Ended(ss *control.Session, err error) {
 		delete(c.sessions, ss.Site())
 		delete(c.live, ss.Site())
 	}
-	if pub, ok := c.pickerOf[ss.ID()]; ok {
-		delete(c.pickerOf, ss.ID())
-		if c.pickers[pub]--; c.pickers[pub] <= 0 {
-			delete(c.pickers, pub)
-		}
-	}
-	if pub, ok := c.fromOf[ss.ID()]; ok {
+	if from, ok := c.fromOf[ss.ID()]; ok {
 		delete(c.fromOf, ss.ID())
-		if c.edgesFrom[pub]--; c.edgesFrom[pub] <= 0 {
-			delete(c.edgesFrom, pub)
-			c.exemptMisses(pub, false)
+		if from.picks {
+			if c.pickers[from.addr]--; c.pickers[from.addr] <= 0 {
+				delete(c.pickers, from.addr)
+			}
+		}
+		if from.addr.Is4() {
+			if c.edgesFrom[from.addr]--; c.edgesFrom[from.addr] <= 0 {
+				delete(c.edgesFrom, from.addr)
+				c.exemptMisses(from.addr, false)
+			}
 		}
 	}
 	c.mu.Unlock()
