@@ -1,6 +1,7 @@
 package xlat
 
 import (
+	"cmp"
 	"encoding/binary"
 	"net/netip"
 )
@@ -90,15 +91,32 @@ func Process(role Role, cfg *Config, t Tables, fib FIB, b []byte) Result {
 	}
 	e, ok := t.Lookup(p.key)
 	if !ok {
-		res := untouched(b, classifyMiss(role, cfg, t, &p))
+		r := classifyMiss(role, cfg, t, &p)
+		if r == ReasonMiss || r == ReasonTTLToAgent {
+			if m := cmp.Or(martianSrc(cfg, &p), foreignSrc(role, t, &p)); m != ReasonNone {
+				r = m
+			}
+		}
+		res := untouched(b, r)
 		res.Key = p.key
 		if res.Reason.ToAgent() {
 			res.Miss = b[:min(len(b), MissSnap)]
 		}
 		return res
 	}
+	if r := martianSrc(cfg, &p); r != ReasonNone {
+		res := untouched(b, r)
+		res.Key, res.ICMPError = p.key, p.icmpErr
+		return res
+	}
 	if role == RoleRelayExt || role == RoleEdgeLAN {
-		if r := slowPath(role, cfg, &p); r != ReasonNone {
+		r := slowPath(role, cfg, &p)
+		if r.ToAgent() {
+			if m := foreignSrc(role, t, &p); m != ReasonNone {
+				r = m
+			}
+		}
+		if r != ReasonNone {
 			res := untouched(b, r)
 			res.Key, res.ICMPError = p.key, p.icmpErr
 			if r.ToAgent() {
@@ -120,11 +138,7 @@ func Process(role Role, cfg *Config, t Tables, fib FIB, b []byte) Result {
 }
 
 func untouched(b []byte, r Reason) Result {
-	v := Pass
-	if r >= ReasonDropTruncL3 {
-		v = Drop
-	}
-	return Result{Verdict: v, Reason: r, Out: b}
+	return Result{Verdict: r.Verdict(), Reason: r, Out: b}
 }
 
 func parse(b []byte) (pkt, Reason) {
@@ -243,6 +257,9 @@ func parseL4(p *pkt, icmp, echoReq, echoRep uint8) Reason {
 // classifyMiss decides what a packet without an entry is: the router's,
 // unmap's (to the agent), or someone else's.
 func classifyMiss(role Role, cfg *Config, t Tables, p *pkt) Reason {
+	if r := martianDst(p); r != ReasonNone {
+		return r
+	}
 	if role == RoleEdgeLAN {
 		// The router's own addresses, and the site's other segments
 		// (the edge routes between its LANs), are not unmap's.

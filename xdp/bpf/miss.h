@@ -6,13 +6,17 @@
 
 #include "common.h"
 #include "maps.h"
+#include "martian.h"
 #include "parse.h"
 #include "reasons.h"
 
 static __always_inline enum reason classify_miss(enum role role, struct pkt *p)
 {
 	__u32 dst[4] = {};
+	enum reason r = martian_dst(p);
 
+	if (r != REASON_NONE)
+		return r;
 	if (p->key.family == 4) {
 		dst[2] = bpf_htonl(0xffff); /* ::ffff:a.b.c.d */
 		dst[3] = p->key.daddr[0];
