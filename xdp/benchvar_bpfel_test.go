@@ -103,8 +103,10 @@ const (
 	benchvarProgBvHash16          = "bv_hash16"
 	benchvarProgBvHash40          = "bv_hash40"
 	benchvarProgBvHash40Shared    = "bv_hash40_shared"
+	benchvarProgBvLanUnfiltered   = "bv_lan_unfiltered"
 	benchvarProgBvLookup          = "bv_lookup"
 	benchvarProgBvParse           = "bv_parse"
+	benchvarProgBvRelayUnfiltered = "bv_relay_unfiltered"
 	benchvarProgEdgeLan           = "edge_lan"
 	benchvarProgEdgeWan           = "edge_wan"
 	benchvarProgRelayExt          = "relay_ext"
@@ -172,17 +174,19 @@ type benchvarSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type benchvarProgramSpecs struct {
-	BenchLookup    *ebpf.ProgramSpec `ebpf:"bench_lookup"`
-	BvAdjust       *ebpf.ProgramSpec `ebpf:"bv_adjust"`
-	BvHash16       *ebpf.ProgramSpec `ebpf:"bv_hash16"`
-	BvHash40       *ebpf.ProgramSpec `ebpf:"bv_hash40"`
-	BvHash40Shared *ebpf.ProgramSpec `ebpf:"bv_hash40_shared"`
-	BvLookup       *ebpf.ProgramSpec `ebpf:"bv_lookup"`
-	BvParse        *ebpf.ProgramSpec `ebpf:"bv_parse"`
-	EdgeLan        *ebpf.ProgramSpec `ebpf:"edge_lan"`
-	EdgeWan        *ebpf.ProgramSpec `ebpf:"edge_wan"`
-	RelayExt       *ebpf.ProgramSpec `ebpf:"relay_ext"`
-	XdpPass        *ebpf.ProgramSpec `ebpf:"xdp_pass"`
+	BenchLookup       *ebpf.ProgramSpec `ebpf:"bench_lookup"`
+	BvAdjust          *ebpf.ProgramSpec `ebpf:"bv_adjust"`
+	BvHash16          *ebpf.ProgramSpec `ebpf:"bv_hash16"`
+	BvHash40          *ebpf.ProgramSpec `ebpf:"bv_hash40"`
+	BvHash40Shared    *ebpf.ProgramSpec `ebpf:"bv_hash40_shared"`
+	BvLanUnfiltered   *ebpf.ProgramSpec `ebpf:"bv_lan_unfiltered"`
+	BvLookup          *ebpf.ProgramSpec `ebpf:"bv_lookup"`
+	BvParse           *ebpf.ProgramSpec `ebpf:"bv_parse"`
+	BvRelayUnfiltered *ebpf.ProgramSpec `ebpf:"bv_relay_unfiltered"`
+	EdgeLan           *ebpf.ProgramSpec `ebpf:"edge_lan"`
+	EdgeWan           *ebpf.ProgramSpec `ebpf:"edge_wan"`
+	RelayExt          *ebpf.ProgramSpec `ebpf:"relay_ext"`
+	XdpPass           *ebpf.ProgramSpec `ebpf:"xdp_pass"`
 }
 
 // benchvarMapSpecs contains maps before they are loaded into the kernel.
@@ -311,17 +315,19 @@ type benchvarVariables struct {
 //
 // It can be passed to loadBenchvarObjects or ebpf.CollectionSpec.LoadAndAssign.
 type benchvarPrograms struct {
-	BenchLookup    *ebpf.Program `ebpf:"bench_lookup"`
-	BvAdjust       *ebpf.Program `ebpf:"bv_adjust"`
-	BvHash16       *ebpf.Program `ebpf:"bv_hash16"`
-	BvHash40       *ebpf.Program `ebpf:"bv_hash40"`
-	BvHash40Shared *ebpf.Program `ebpf:"bv_hash40_shared"`
-	BvLookup       *ebpf.Program `ebpf:"bv_lookup"`
-	BvParse        *ebpf.Program `ebpf:"bv_parse"`
-	EdgeLan        *ebpf.Program `ebpf:"edge_lan"`
-	EdgeWan        *ebpf.Program `ebpf:"edge_wan"`
-	RelayExt       *ebpf.Program `ebpf:"relay_ext"`
-	XdpPass        *ebpf.Program `ebpf:"xdp_pass"`
+	BenchLookup       *ebpf.Program `ebpf:"bench_lookup"`
+	BvAdjust          *ebpf.Program `ebpf:"bv_adjust"`
+	BvHash16          *ebpf.Program `ebpf:"bv_hash16"`
+	BvHash40          *ebpf.Program `ebpf:"bv_hash40"`
+	BvHash40Shared    *ebpf.Program `ebpf:"bv_hash40_shared"`
+	BvLanUnfiltered   *ebpf.Program `ebpf:"bv_lan_unfiltered"`
+	BvLookup          *ebpf.Program `ebpf:"bv_lookup"`
+	BvParse           *ebpf.Program `ebpf:"bv_parse"`
+	BvRelayUnfiltered *ebpf.Program `ebpf:"bv_relay_unfiltered"`
+	EdgeLan           *ebpf.Program `ebpf:"edge_lan"`
+	EdgeWan           *ebpf.Program `ebpf:"edge_wan"`
+	RelayExt          *ebpf.Program `ebpf:"relay_ext"`
+	XdpPass           *ebpf.Program `ebpf:"xdp_pass"`
 }
 
 func (p *benchvarPrograms) Close() error {
@@ -331,8 +337,10 @@ func (p *benchvarPrograms) Close() error {
 		p.BvHash16,
 		p.BvHash40,
 		p.BvHash40Shared,
+		p.BvLanUnfiltered,
 		p.BvLookup,
 		p.BvParse,
+		p.BvRelayUnfiltered,
 		p.EdgeLan,
 		p.EdgeWan,
 		p.RelayExt,

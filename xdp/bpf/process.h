@@ -6,6 +6,8 @@
 
 #include "common.h"
 #include "reasons.h"
+#include "types.h"
+#include "config.h"
 #include "maps.h"
 #include "lookup.h"
 #include "parse.h"
@@ -83,7 +85,7 @@ static __always_inline int is_keepalive(const struct pkt *p, const struct flow_e
 	return 1;
 }
 
-/* The entry flags a plain TCP segment sets: FIN, RST (see maps.h). */
+/* The entry flags a plain TCP segment sets: FIN, RST (see types.h). */
 static __always_inline __u16 tcp_end(const struct pkt *p)
 {
 	__u8 *fl = (__u8 *)p->data + (p->key.family == 4 ? L4_4 : L4_6) + 13;
