@@ -147,6 +147,11 @@ func BenchmarkBreakdown(b *testing.B) {
 		{name: "tcp v6<->v4 relay, no flow counters", prog: v.Program(xlat.RoleRelayExt), pkt: site6},
 		{name: "tcp v6<->v4 relay, no counters, no martian check", prog: p("bv_relay_unfiltered"), pkt: site6},
 	}
+	var progs []*ebpf.Program
+	for _, p := range paths {
+		progs = append(progs, p.prog)
+	}
+	holdInDispatcher(b, progs...)
 	for b.Loop() {
 		res, err := runPaths(d.Reasons, paths, 1_000_000)
 		if err != nil {
