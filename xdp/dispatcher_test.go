@@ -21,7 +21,10 @@ import (
 // The figures do not change: the wait is outside the measured runs.
 func holdInDispatcher(tb testing.TB, progs ...*ebpf.Program) {
 	tb.Helper()
-	var links []link.Link
+	var (
+		links []link.Link
+		nsh   netns.NsHandle = -1
+	)
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -37,8 +40,9 @@ func holdInDispatcher(tb testing.TB, progs ...*ebpf.Program) {
 			if err != nil {
 				return err
 			}
-			// The namespace lives while the links hold its interfaces.
-			defer ns.Close()
+			// Its interfaces do not keep a namespace alive: its handle
+			// does, until the test's end.
+			nsh = ns
 			defer netns.Set(orig)
 			seen := map[*ebpf.Program]bool{}
 			for i, p := range progs {
@@ -64,10 +68,12 @@ func holdInDispatcher(tb testing.TB, progs ...*ebpf.Program) {
 		}()
 	}()
 	err := <-errc
-	// Closing the links frees the interfaces and with them the namespace.
 	tb.Cleanup(func() {
 		for _, l := range links {
 			l.Close()
+		}
+		if nsh != -1 {
+			nsh.Close() // the namespace goes, and its interfaces with it
 		}
 	})
 	if err != nil {
