@@ -17,6 +17,9 @@ import (
 //   - foreignSrc, at the relay, on what goes to the agent: a source in a
 //     site (prefix or public IPv4) or one of the relay's own addresses.
 
+// linkLocal4 is IPv4's link-local prefix (RFC 3927).
+var linkLocal4 = netip.MustParsePrefix("169.254.0.0/16")
+
 // MartianSrc is the reason the datapath drops a packet whose source is
 // a, or ReasonNone: the classes that need no table (unspecified,
 // loopback, multicast, link-local, IPv4 inside IPv6, reserved IPv4).

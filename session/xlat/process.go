@@ -273,6 +273,12 @@ func classifyMiss(role Role, cfg *Config, t Tables, p *pkt) Reason {
 		if p.v4 && (!cfg.LANv4ToAgent || p.key.Proto == protoICMP) {
 			return ReasonPassNotOurs
 		}
+		// IPv4 link-local is never forwarded (RFC 3927): not through the
+		// relay either, whose own 169.254.169.254 may be a cloud's
+		// metadata service.
+		if p.v4 && linkLocal4.Contains(p.key.Dst) {
+			return ReasonDropMartianDst
+		}
 		// A new flow's IPv6 packet that cannot leave the edge: the
 		// agent answers time exceeded (the stack, with no IPv6 route
 		// out, would answer no route).
