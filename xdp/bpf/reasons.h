@@ -47,7 +47,7 @@
 	X(DROP_MARTIAN_RESERVED,    XDP_DROP) /* source 240.0.0.0/4, 255.255.255.255 among them */ \
 	X(DROP_MARTIAN_OWN,         XDP_DROP) /* source is this router's own carrier (or, relay, local) address */ \
 	X(DROP_MARTIAN_SITE,        XDP_DROP) /* relay: source inside a site's prefix or public IPv4 */ \
-	X(DROP_MARTIAN_DST,         XDP_DROP) /* destination no packet from a wire may have (martian.h) */
+	X(DROP_MARTIAN_DST,         XDP_DROP) /* destination no wire may carry (martian.h); edge LAN: IPv4 link-local */
 
 enum reason {
 #define X(name, action) REASON_##name,
