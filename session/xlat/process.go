@@ -7,10 +7,11 @@ import (
 )
 
 // Tables is the state a program consults: the flow map and, on a miss,
-// the address sets that tell unmap's traffic from the router's.
+// the address sets that tell unmap's traffic from the router's (and, at
+// the relay, the sources it refuses: martian.go).
 type Tables interface {
 	Lookup(Key) (Entry, bool)
-	IsLocal(netip.Addr) bool // edge: an address of the router itself
+	IsLocal(netip.Addr) bool // an address of the router itself
 	InSite(netip.Addr) bool  // inside a site's prefix or public IPv4
 }
 
