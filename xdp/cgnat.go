@@ -1,0 +1,260 @@
+package xdp
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/unmap-dev/unmap/session/cgnat"
+)
+
+// The relay's CGNAT (bpf/cgnat.h, model session/cgnat): its load-time
+// configuration, the maps it sizes, and what the agent does to them:
+// grant blocks, say when to refuse, read mappings and block events.
+
+// DefaultCGNATMappings sizes the mapping hash (and the filters'
+// permissions) when Options.CGNATMappings is 0: 1M mappings, about 80 MB
+// preallocated (see xdp/README.md, CGNAT).
+const DefaultCGNATMappings = 1 << 20
+
+// Defaults of the bound on admin-prohibited answers, for the relay as a
+// whole: 100 a second, 50 at once.
+const (
+	DefaultRefuseRate  = 100
+	DefaultRefuseBurst = 50
+)
+
+// The generated mirrors have the C's sizes (bpf/types.h checks them there).
+var (
+	_ [0]struct{} = [8 - unsafe.Sizeof(datapathCgKey{})]struct{}{}
+	_ [0]struct{} = [8 - unsafe.Sizeof(datapathCgOut{})]struct{}{}
+	_ [0]struct{} = [8 - unsafe.Sizeof(datapathCgIn{})]struct{}{}
+	_ [0]struct{} = [224 - unsafe.Sizeof(datapathCgBlock{})]struct{}{}
+	_ [0]struct{} = [24 - unsafe.Sizeof(datapathCgSub{})]struct{}{}
+	_ [0]struct{} = [16 - unsafe.Sizeof(datapathCgEvent{})]struct{}{}
+)
+
+// configureCGNAT writes opts.CGNAT into a spec: its constants and the
+// sizes of its maps (one entry each when there is no CGNAT).
+func configureCGNAT(spec *ebpf.CollectionSpec, opts Options) error {
+	c := opts.CGNAT
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if !c.Enabled() {
+		return nil
+	}
+	n := opts.CGNATMappings
+	if n == 0 {
+		n = DefaultCGNATMappings
+	}
+	rate, burst := opts.RefuseRate, opts.RefuseBurst
+	if rate == 0 {
+		rate = DefaultRefuseRate
+	}
+	if burst == 0 {
+		burst = DefaultRefuseBurst
+	}
+	if rate > 1e9 {
+		return fmt.Errorf("cgnat: refusal rate %d a second: at most 1e9", rate)
+	}
+	tokenNS := uint64(time.Second) / uint64(rate)
+	if opts.NoRefuseLimit {
+		tokenNS = 0
+	}
+	var gw uint32
+	if c.Gateway.IsValid() {
+		b := c.Gateway.As4()
+		gw = le32(b[:])
+	}
+	for name, v := range map[string]any{
+		datapathVarCfgCgInNet:         hostU32(c.Inside.Addr()),
+		datapathVarCfgCgSubs:          uint32(c.Subscribers()),
+		datapathVarCfgCgGw:            gw,
+		datapathVarCfgCgPool:          hostU32(c.PoolFirst),
+		datapathVarCfgCgPoolN:         uint32(c.PoolAddrs),
+		datapathVarCfgCgPortLo:        uint32(c.PortLo),
+		datapathVarCfgCgBlkBits:       uint32(c.BlockBits),
+		datapathVarCfgCgNblk:          uint32(c.Blocks),
+		datapathVarCfgCgFilter:        uint32(c.Filter),
+		datapathVarCfgCgWarn:          c.WarnAt(),
+		datapathVarCfgCgRefuseNs:      tokenNS,
+		datapathVarCfgCgRefuseDepthNs: tokenNS * uint64(burst),
+	} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	spec.Maps[datapathMapCgMappings].MaxEntries = n
+	spec.Maps[datapathMapCgPerms].MaxEntries = n
+	spec.Maps[datapathMapCgSlots].MaxEntries = uint32(cgnat.Planes * c.PoolPorts())
+	spec.Maps[datapathMapCgBlocks].MaxEntries = uint32(c.NumBlocks())
+	spec.Maps[datapathMapCgSubs].MaxEntries = uint32(c.Subscribers())
+	return nil
+}
+
+// hostU32 is an IPv4 address as a number (host order).
+func hostU32(a netip.Addr) uint32 {
+	b := a.As4()
+	return binary.BigEndian.Uint32(b[:])
+}
+
+// net32 is an IPv4 address as the C holds it in network order.
+func net32(a netip.Addr) uint32 {
+	b := a.As4()
+	return le32(b[:])
+}
+
+func cgAddr(v uint32) netip.Addr {
+	var b [4]byte
+	binary.LittleEndian.PutUint32(b[:], v)
+	return netip.AddrFrom4(b)
+}
+
+// nport and hport convert a port between host order and the C's
+// network-order field as the generated struct holds it.
+func nport(p uint16) uint16 { return p>>8 | p<<8 }
+func hport(p uint16) uint16 { return p>>8 | p<<8 }
+
+// errNoCGNAT: the datapath was loaded without Options.CGNAT.
+var errNoCGNAT = errors.New("cgnat: not configured")
+
+func (d *Datapath) subIndex(sub netip.Addr) (uint32, error) {
+	if !d.cg.Enabled() {
+		return 0, errNoCGNAT
+	}
+	if !sub.Is4() || !d.cg.Inside.Contains(sub) {
+		return 0, fmt.Errorf("cgnat: %v is not a subscriber", sub)
+	}
+	return hostU32(sub) - hostU32(d.cg.Inside.Addr()), nil
+}
+
+// GrantBlock gives block id (cgnat.Config.BlockID) to subscriber sub,
+// behind the blocks it holds: the block is written empty first, then
+// published in the subscriber's record. The agent grants a block to one
+// subscriber at a time (callers serialize grants).
+func (d *Datapath) GrantBlock(sub netip.Addr, id uint32) error {
+	si, err := d.subIndex(sub)
+	if err != nil {
+		return err
+	}
+	if int(id) >= d.cg.NumBlocks() {
+		return fmt.Errorf("cgnat: block %d outside the pool's %d", id, d.cg.NumBlocks())
+	}
+	var s datapathCgSub
+	if err := d.objs.CgSubs.Lookup(si, &s); err != nil {
+		return fmt.Errorf("cgnat: subscriber %v: %w", sub, err)
+	}
+	if s.Nblocks >= cgnat.SubBlocks {
+		return fmt.Errorf("cgnat: %v holds %d blocks already", sub, s.Nblocks)
+	}
+	a, base := d.cg.BlockAt(id)
+	if err := d.objs.CgBlocks.Update(id, &datapathCgBlock{Addr: net32(a), Base: base}, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("cgnat: block %d: %w", id, err)
+	}
+	s.Block[s.Nblocks] = id + 1
+	s.Nblocks++
+	return d.objs.CgSubs.Update(si, &s, ebpf.UpdateAny)
+}
+
+// SetSpent says whether sub's new mappings are refused once its blocks
+// are full (its quota or the pool is spent) instead of asking the agent.
+func (d *Datapath) SetSpent(sub netip.Addr, spent bool) error {
+	si, err := d.subIndex(sub)
+	if err != nil {
+		return err
+	}
+	var s datapathCgSub
+	if err := d.objs.CgSubs.Lookup(si, &s); err != nil {
+		return fmt.Errorf("cgnat: subscriber %v: %w", sub, err)
+	}
+	s.Spent = boolU32(spent)
+	return d.objs.CgSubs.Update(si, &s, ebpf.UpdateAny)
+}
+
+// CGNATMappings reads the outbound mappings back.
+func (d *Datapath) CGNATMappings() (map[cgnat.Key]cgnat.Out, error) {
+	out := map[cgnat.Key]cgnat.Out{}
+	if !d.cg.Enabled() {
+		return out, nil
+	}
+	var (
+		k datapathCgKey
+		v datapathCgOut
+	)
+	it := d.objs.CgMappings.Iterate()
+	for it.Next(&k, &v) {
+		out[cgnat.Key{Addr: cgAddr(k.Addr), Port: hport(k.Port), Proto: k.Proto}] =
+			cgnat.Out{Addr: cgAddr(v.Addr), Port: hport(v.Port), Seen: v.Flags&cgSeen != 0}
+	}
+	return out, it.Err()
+}
+
+// The C's flags (bpf/types.h).
+const (
+	cgSeen = 1 << 0
+	cgUsed = 1 << 1
+)
+
+// CGNATSlots reads the inbound slots that hold a mapping.
+func (d *Datapath) CGNATSlots() (map[cgnat.Slot]cgnat.In, error) {
+	out := map[cgnat.Slot]cgnat.In{}
+	if !d.cg.Enabled() {
+		return out, nil
+	}
+	var (
+		k uint32
+		v datapathCgIn
+	)
+	per := d.cg.PoolPorts()
+	it := d.objs.CgSlots.Iterate()
+	for it.Next(&k, &v) {
+		if v.Flags&cgUsed == 0 {
+			continue
+		}
+		out[cgnat.Slot{Plane: int(k) / per, Off: int(k) % per}] =
+			cgnat.In{Addr: cgAddr(v.Addr), Port: hport(v.Port), Seen: v.Flags&cgSeen != 0, TCP: v.Tcp}
+	}
+	return out, it.Err()
+}
+
+// CGNATEvents opens a reader on the block events. Close it when done.
+func (d *Datapath) CGNATEvents() (*CGNATEventReader, error) {
+	r, err := ringbuf.NewReader(d.objs.CgEvents)
+	if err != nil {
+		return nil, err
+	}
+	return &CGNATEventReader{r: r}, nil
+}
+
+// CGNATEventReader reads block events (struct cg_event).
+type CGNATEventReader struct{ r *ringbuf.Reader }
+
+// SetDeadline bounds the next Read.
+func (e *CGNATEventReader) SetDeadline(t time.Time) { e.r.SetDeadline(t) }
+
+// Read waits for the next event.
+func (e *CGNATEventReader) Read() (cgnat.Event, error) {
+	rec, err := e.r.Read()
+	if err != nil {
+		return cgnat.Event{}, err
+	}
+	b := rec.RawSample
+	if len(b) < 16 {
+		return cgnat.Event{}, fmt.Errorf("cgnat event of %d bytes", len(b))
+	}
+	return cgnat.Event{
+		Sub:   cgAddr(binary.LittleEndian.Uint32(b[0:])),
+		Block: binary.LittleEndian.Uint32(b[4:]),
+		Used:  binary.LittleEndian.Uint32(b[8:]),
+		Plane: int(b[13]),
+	}, nil
+}
+
+// Close stops the reader.
+func (e *CGNATEventReader) Close() error { return e.r.Close() }
