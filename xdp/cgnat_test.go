@@ -1,0 +1,206 @@
+package xdp
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/unmap-dev/unmap/session/cgnat"
+	"github.com/unmap-dev/unmap/session/cgnat/cgnattest"
+	"github.com/unmap-dev/unmap/session/xlat"
+	"github.com/unmap-dev/unmap/session/xlat/xlattest"
+)
+
+// cgHarness runs packets through the relay's programs with a CGNAT
+// (relay_sub, relay_ext) and through the model (cgnat.Sub, cgnat.Ext),
+// both with the same state, and reports any difference in verdict,
+// reason, bytes or record handed to the agent; compareState compares the
+// mappings, slots and block events both sides hold after them.
+type cgHarness struct {
+	c            cgnat.Config
+	s            *cgnat.State
+	xc           xlat.Config
+	world        *xlattest.Tables
+	d            *Datapath
+	misses       *MissReader
+	events       *CGNATEventReader
+	checkReasons bool
+	nevents      int // model events already matched
+}
+
+func newCGHarness(tb testing.TB, f cgnat.Filtering) *cgHarness {
+	tb.Helper()
+	h := &cgHarness{c: cgnattest.Config(f), s: cgnat.NewState(), xc: xlattest.Config(xlattest.RelayAddr), world: xlattest.World()}
+	if err := h.c.ValidateSplit(h.xc, h.world.Prefix); err != nil {
+		tb.Fatal(err)
+	}
+	h.d, h.misses = loadWorldOpts(tb, h.xc, Options{NoMissLimit: true, NoRefuseLimit: true, CGNAT: h.c, CGNATMappings: 1 << 16}, h.world)
+	ev, err := h.d.CGNATEvents()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ev.Close() })
+	h.events = ev
+	g := cgnattest.ModelGrants(&h.c, h.s)
+	both := cgnattest.Grants{
+		Grant: func(sub netip.Addr, id uint32) error { return errors.Join(g.Grant(sub, id), h.d.GrantBlock(sub, id)) },
+		Spent: func(sub netip.Addr) error { return errors.Join(g.Spent(sub), h.d.SetSpent(sub, true)) },
+	}
+	if err := cgnattest.Setup(&h.c, both); err != nil {
+		tb.Fatal(err)
+	}
+	return h
+}
+
+func (h *cgHarness) model(role xlat.Role, in []byte) xlat.Result {
+	if role == xlat.RoleRelaySub {
+		return cgnat.Sub(&h.c, h.s, in)
+	}
+	return cgnat.Ext(&h.c, h.s, &h.xc, h.world, in)
+}
+
+func (h *cgHarness) compare(role xlat.Role, in []byte) (xlat.Result, error) {
+	want := h.model(role, append([]byte(nil), in...))
+	var before [xlat.NumReasons]uint64
+	var err error
+	if h.checkReasons {
+		if before, err = h.d.Reasons(); err != nil {
+			return want, err
+		}
+	}
+	opts := &ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+64)}
+	ret, err := h.d.Program(role).Run(opts)
+	if err != nil {
+		return want, fmt.Errorf("BPF_PROG_RUN: %w", err)
+	}
+	if xlat.Verdict(ret) != want.Verdict {
+		return want, fmt.Errorf("verdict %v, model %v (%v)", xlat.Verdict(ret), want.Verdict, want.Reason)
+	}
+	if !bytes.Equal(opts.DataOut, want.Out) {
+		return want, fmt.Errorf("bytes differ (model %v)\nxdp   %x\nmodel %x", want.Reason, opts.DataOut, want.Out)
+	}
+	if want.Reason.ToAgent() {
+		h.misses.SetDeadline(time.Now().Add(time.Second))
+		m, err := h.misses.Read()
+		if err != nil {
+			return want, fmt.Errorf("miss record: %w", err)
+		}
+		if !bytes.Equal(m.Data, want.Miss) || m.Role != role {
+			return want, fmt.Errorf("miss record %d bytes role %v, model %d role %v", len(m.Data), m.Role, len(want.Miss), role)
+		}
+	}
+	if h.checkReasons {
+		after, err := h.d.Reasons()
+		if err != nil {
+			return want, err
+		}
+		for r := range after {
+			exp := uint64(0)
+			if xlat.Reason(r) == want.Reason && want.Reason != xlat.ReasonNone {
+				exp = 1
+			}
+			if n := after[r] - before[r]; xlat.Reason(r) != xlat.ReasonNone && n != exp {
+				return want, fmt.Errorf("reason %v counted %d, want %d", xlat.Reason(r), n, exp)
+			}
+		}
+	}
+	return want, nil
+}
+
+// compareState: the datapath's mappings and slots are the model's, and
+// its block events are the model's new ones, in order.
+func (h *cgHarness) compareState(tb testing.TB) {
+	tb.Helper()
+	m, err := h.d.CGNATMappings()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if len(m) != len(h.s.Out) {
+		tb.Errorf("datapath holds %d mappings, model %d", len(m), len(h.s.Out))
+	}
+	for k, o := range h.s.Out {
+		if m[k] != o {
+			tb.Errorf("mapping %+v: datapath %+v, model %+v", k, m[k], o)
+		}
+	}
+	sl, err := h.d.CGNATSlots()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if len(sl) != len(h.s.In) {
+		tb.Errorf("datapath holds %d inbound slots, model %d", len(sl), len(h.s.In))
+	}
+	for k, v := range h.s.In {
+		if sl[k] != v {
+			tb.Errorf("slot %+v: datapath %+v, model %+v", k, sl[k], v)
+		}
+	}
+	for ; h.nevents < len(h.s.Events); h.nevents++ {
+		h.events.SetDeadline(time.Now().Add(time.Second))
+		ev, err := h.events.Read()
+		if err != nil {
+			tb.Fatalf("event %d: %v", h.nevents, err)
+		}
+		if want := h.s.Events[h.nevents]; ev != want {
+			tb.Errorf("event %d: datapath %+v, model %+v", h.nevents, ev, want)
+		}
+	}
+	h.events.SetDeadline(time.Now().Add(10 * time.Millisecond))
+	if ev, err := h.events.Read(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		tb.Errorf("datapath event the model did not make: %+v (%v)", ev, err)
+	}
+	h.misses.SetDeadline(time.Now().Add(10 * time.Millisecond))
+	if rec, err := h.misses.Read(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		tb.Errorf("unexpected miss record %+v (err %v)", rec, err)
+	}
+}
+
+var filterings = []cgnat.Filtering{cgnat.EIF, cgnat.ADF, cgnat.APDF}
+
+// TestCGNATFixtures: the CGNAT's fixtures in order through XDP and the
+// model, in each filtering mode (each with another block size): same
+// verdict, bytes, reason counter and record to the agent, and the
+// fixture's own expectation; then the same mappings, slots and events.
+func TestCGNATFixtures(t *testing.T) {
+	for _, f := range filterings {
+		t.Run(f.String(), func(t *testing.T) {
+			h := newCGHarness(t, f)
+			h.checkReasons = true
+			for _, fx := range cgnattest.Fixtures(f) {
+				res, err := h.compare(fx.Role, fx.In)
+				if err != nil {
+					t.Fatalf("%s: %v", fx.Name, err)
+				}
+				if res.Verdict != fx.Verdict || res.Reason != fx.Reason {
+					t.Fatalf("%s: got %v/%v, want %v/%v", fx.Name, res.Verdict, res.Reason, fx.Verdict, fx.Reason)
+				}
+				if fx.Out != nil && !bytes.Equal(res.Out, fx.Out) {
+					t.Fatalf("%s: output differs from the fixture", fx.Name)
+				}
+			}
+			h.compareState(t)
+		})
+	}
+}
+
+// The carriers' fixtures through the relay's Internet side with a CGNAT
+// beside them: the pool split leaves every one of them as it was.
+func TestCGNATCarriersUnchanged(t *testing.T) {
+	h := newCGHarness(t, cgnat.EIF)
+	for _, fx := range xlattest.Fixtures() {
+		res, err := h.compare(xlat.RoleRelayExt, fx.In)
+		if err != nil {
+			t.Errorf("%s: %v", fx.Name, err)
+			continue
+		}
+		if fx.Role == xlat.RoleRelayExt && (res.Verdict != fx.Verdict || res.Reason != fx.Reason) {
+			t.Errorf("%s: got %v/%v, want %v/%v", fx.Name, res.Verdict, res.Reason, fx.Verdict, fx.Reason)
+		}
+	}
+	h.compareState(t)
+}
