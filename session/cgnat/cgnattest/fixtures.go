@@ -202,8 +202,8 @@ func Fixtures(f cgnat.Filtering) []xlattest.Fixture {
 }
 
 func withTTL(s xlattest.Spec, ttl uint8) xlattest.Spec { s.TTL = ttl; return s }
-func frag(s xlattest.Spec) xlattest.Spec              { s.MoreFrags = true; return s }
-func opt(s xlattest.Spec) xlattest.Spec               { s.IPv4Option = true; return s }
+func frag(s xlattest.Spec) xlattest.Spec               { s.MoreFrags = true; return s }
+func opt(s xlattest.Spec) xlattest.Spec                { s.IPv4Option = true; return s }
 
 func itoa(n int) string {
 	if n < 10 {

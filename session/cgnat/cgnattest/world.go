@@ -23,9 +23,9 @@ var (
 	SubD    = netip.MustParseAddr("100.64.0.13") // holds none and is spent: refused
 	Spoofed = netip.MustParseAddr("10.9.9.9")    // no subscriber
 
-	Pub1 = xlattest.RelayAddr                  // 203.0.113.1, also the carrier address
-	Pub2 = netip.MustParseAddr("203.0.113.2")  // the pool's second address
-	R4   = xlattest.Remote4                    // 203.0.113.99
+	Pub1 = xlattest.RelayAddr                   // 203.0.113.1, also the carrier address
+	Pub2 = netip.MustParseAddr("203.0.113.2")   // the pool's second address
+	R4   = xlattest.Remote4                     // 203.0.113.99
 	R4b  = netip.MustParseAddr("198.51.100.99") // another remote A talks to
 	R4c  = netip.MustParseAddr("198.51.100.98") // a remote nobody talked to
 	Rtr  = netip.MustParseAddr("198.51.100.1")  // a router on the way
