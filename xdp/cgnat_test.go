@@ -204,3 +204,94 @@ func TestCGNATCarriersUnchanged(t *testing.T) {
 	}
 	h.compareState(t)
 }
+
+// TestCGNATExhaustion: a subscriber holding one block and told to refuse
+// (spent) gets exactly the block's ports, each once, the agent an event
+// when the block reaches its warn level, then an ICMP administratively
+// prohibited answer at once for the next new flow; another subscriber
+// goes on making mappings. XDP and the model agree on every packet and on
+// the state after.
+func TestCGNATExhaustion(t *testing.T) {
+	h := newCGHarness(t, cgnat.ADF) // 64-port blocks
+	e := netip.MustParseAddr("100.64.0.20")
+	id := h.c.BlockID(1, 3)
+	if err := errors.Join(h.s.Grant(&h.c, e, id), h.d.GrantBlock(e, id)); err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(cgnattest.ModelGrants(&h.c, h.s).Spent(e), h.d.SetSpent(e, true)); err != nil {
+		t.Fatal(err)
+	}
+	before, err := h.d.Reasons()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := map[uint16]bool{}
+	size := h.c.BlockSize()
+	for i := range size + 3 {
+		in := xlattest.Build(xlattest.Spec{Proto: 17, Src: e, SPort: uint16(10000 + i), Dst: cgnattest.R4, DPort: 53, Payload: []byte("x")})
+		res, err := h.compare(xlat.RoleRelaySub, in)
+		if err != nil {
+			t.Fatalf("flow %d: %v", i, err)
+		}
+		if i < size {
+			if !res.Hit {
+				t.Fatalf("flow %d of a %d-port block: %v", i, size, res.Reason)
+			}
+			p := uint16(res.Out[14+20])<<8 | uint16(res.Out[14+21])
+			if ports[p] {
+				t.Fatalf("port %d given twice", p)
+			}
+			ports[p] = true
+			continue
+		}
+		if res.Verdict != xlat.TX || res.Reason != xlat.ReasonCGNATRefused {
+			t.Fatalf("flow %d past the quota: %v/%v, want an admin-prohibited answer", i, res.Verdict, res.Reason)
+		}
+		if err := xlattest.VerifyChecksums(res.Out); err != nil || res.Out[14+20] != 3 || res.Out[14+21] != 13 {
+			t.Fatalf("answer %x: %v", res.Out, err)
+		}
+	}
+	a := xlattest.Build(xlattest.Spec{Proto: 17, Src: cgnattest.SubA, SPort: 9999, Dst: cgnattest.R4, DPort: 53})
+	if res, err := h.compare(xlat.RoleRelaySub, a); err != nil || !res.Hit {
+		t.Fatalf("another subscriber's new flow: %v %v", res.Reason, err)
+	}
+	after, err := h.d.Reasons()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := after[xlat.ReasonCGNATRefused] - before[xlat.ReasonCGNATRefused]; n != 3 {
+		t.Errorf("cgnat-refused counted %d, want 3", n)
+	}
+	if len(h.s.Events) != 1 || h.s.Events[0].Used != h.c.WarnAt() || h.s.Events[0].Sub != e {
+		t.Errorf("model events %+v, want one at %d ports", h.s.Events, h.c.WarnAt())
+	}
+	h.compareState(t)
+}
+
+// TestCGNATRefusalRate: with the bound on (a burst of 2, one a minute),
+// a spent subscriber's first packets are answered twice, then dropped
+// and counted as drop-cgnat-refused-rate.
+func TestCGNATRefusalRate(t *testing.T) {
+	c := cgnattest.Config(cgnat.EIF)
+	d, _ := loadWorldOpts(t, xlattest.Config(xlattest.RelayAddr), Options{NoMissLimit: true, CGNAT: c, CGNATMappings: 1024,
+		RefuseRate: 1, RefuseBurst: 2}, xlattest.World())
+	if err := d.SetSpent(cgnattest.SubD, true); err != nil {
+		t.Fatal(err)
+	}
+	verdicts := map[xlat.Verdict]int{}
+	for i := range 6 {
+		in := xlattest.Build(xlattest.Spec{Proto: 17, Src: cgnattest.SubD, SPort: uint16(1000 + i), Dst: cgnattest.R4, DPort: 53})
+		ret, err := d.Program(xlat.RoleRelaySub).Run(&ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+64)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		verdicts[xlat.Verdict(ret)]++
+	}
+	r, err := d.Reasons()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if verdicts[xlat.TX] != 2 || verdicts[xlat.Drop] != 4 || r[xlat.ReasonCGNATRefused] != 2 || r[xlat.ReasonDropCGNATRefusedRate] != 4 {
+		t.Errorf("verdicts %v, counted refused %d, over rate %d; want 2 answered, 4 dropped", verdicts, r[xlat.ReasonCGNATRefused], r[xlat.ReasonDropCGNATRefusedRate])
+	}
+}
