@@ -159,6 +159,9 @@ const (
 	benchvarMapTxPorts            = "tx_ports"
 	benchvarProgBenchLookup       = "bench_lookup"
 	benchvarProgBvAdjust          = "bv_adjust"
+	benchvarProgBvCgFresh         = "bv_cg_fresh"
+	benchvarProgBvCgNew           = "bv_cg_new"
+	benchvarProgBvCgPair          = "bv_cg_pair"
 	benchvarProgBvHash16          = "bv_hash16"
 	benchvarProgBvHash40          = "bv_hash40"
 	benchvarProgBvHash40Shared    = "bv_hash40_shared"
@@ -166,11 +169,16 @@ const (
 	benchvarProgBvLookup          = "bv_lookup"
 	benchvarProgBvParse           = "bv_parse"
 	benchvarProgBvRelayUnfiltered = "bv_relay_unfiltered"
+	benchvarProgBvSwap            = "bv_swap"
+	benchvarProgBvSwapExt         = "bv_swap_ext"
 	benchvarProgEdgeLan           = "edge_lan"
 	benchvarProgEdgeWan           = "edge_wan"
 	benchvarProgRelayExt          = "relay_ext"
 	benchvarProgRelaySub          = "relay_sub"
 	benchvarProgXdpPass           = "xdp_pass"
+	benchvarVarBvCount            = "bv_count"
+	benchvarVarBvFrame            = "bv_frame"
+	benchvarVarBvSaved            = "bv_saved"
 	benchvarVarCfgBucketBits      = "cfg_bucket_bits"
 	benchvarVarCfgCarrierAddr     = "cfg_carrier_addr"
 	benchvarVarCfgCgBlkBits       = "cfg_cg_blk_bits"
@@ -255,6 +263,9 @@ type benchvarSpecs struct {
 type benchvarProgramSpecs struct {
 	BenchLookup       *ebpf.ProgramSpec `ebpf:"bench_lookup"`
 	BvAdjust          *ebpf.ProgramSpec `ebpf:"bv_adjust"`
+	BvCgFresh         *ebpf.ProgramSpec `ebpf:"bv_cg_fresh"`
+	BvCgNew           *ebpf.ProgramSpec `ebpf:"bv_cg_new"`
+	BvCgPair          *ebpf.ProgramSpec `ebpf:"bv_cg_pair"`
 	BvHash16          *ebpf.ProgramSpec `ebpf:"bv_hash16"`
 	BvHash40          *ebpf.ProgramSpec `ebpf:"bv_hash40"`
 	BvHash40Shared    *ebpf.ProgramSpec `ebpf:"bv_hash40_shared"`
@@ -262,6 +273,8 @@ type benchvarProgramSpecs struct {
 	BvLookup          *ebpf.ProgramSpec `ebpf:"bv_lookup"`
 	BvParse           *ebpf.ProgramSpec `ebpf:"bv_parse"`
 	BvRelayUnfiltered *ebpf.ProgramSpec `ebpf:"bv_relay_unfiltered"`
+	BvSwap            *ebpf.ProgramSpec `ebpf:"bv_swap"`
+	BvSwapExt         *ebpf.ProgramSpec `ebpf:"bv_swap_ext"`
 	EdgeLan           *ebpf.ProgramSpec `ebpf:"edge_lan"`
 	EdgeWan           *ebpf.ProgramSpec `ebpf:"edge_wan"`
 	RelayExt          *ebpf.ProgramSpec `ebpf:"relay_ext"`
@@ -299,6 +312,9 @@ type benchvarMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type benchvarVariableSpecs struct {
+	BvCount            *ebpf.VariableSpec `ebpf:"bv_count"`
+	BvFrame            *ebpf.VariableSpec `ebpf:"bv_frame"`
+	BvSaved            *ebpf.VariableSpec `ebpf:"bv_saved"`
 	CfgBucketBits      *ebpf.VariableSpec `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr     *ebpf.VariableSpec `ebpf:"cfg_carrier_addr"`
 	CfgCgBlkBits       *ebpf.VariableSpec `ebpf:"cfg_cg_blk_bits"`
@@ -410,6 +426,9 @@ func (m *benchvarMaps) Close() error {
 //
 // It can be passed to loadBenchvarObjects or ebpf.CollectionSpec.LoadAndAssign.
 type benchvarVariables struct {
+	BvCount            *ebpf.Variable `ebpf:"bv_count"`
+	BvFrame            *ebpf.Variable `ebpf:"bv_frame"`
+	BvSaved            *ebpf.Variable `ebpf:"bv_saved"`
 	CfgBucketBits      *ebpf.Variable `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr     *ebpf.Variable `ebpf:"cfg_carrier_addr"`
 	CfgCgBlkBits       *ebpf.Variable `ebpf:"cfg_cg_blk_bits"`
@@ -456,6 +475,9 @@ type benchvarVariables struct {
 type benchvarPrograms struct {
 	BenchLookup       *ebpf.Program `ebpf:"bench_lookup"`
 	BvAdjust          *ebpf.Program `ebpf:"bv_adjust"`
+	BvCgFresh         *ebpf.Program `ebpf:"bv_cg_fresh"`
+	BvCgNew           *ebpf.Program `ebpf:"bv_cg_new"`
+	BvCgPair          *ebpf.Program `ebpf:"bv_cg_pair"`
 	BvHash16          *ebpf.Program `ebpf:"bv_hash16"`
 	BvHash40          *ebpf.Program `ebpf:"bv_hash40"`
 	BvHash40Shared    *ebpf.Program `ebpf:"bv_hash40_shared"`
@@ -463,6 +485,8 @@ type benchvarPrograms struct {
 	BvLookup          *ebpf.Program `ebpf:"bv_lookup"`
 	BvParse           *ebpf.Program `ebpf:"bv_parse"`
 	BvRelayUnfiltered *ebpf.Program `ebpf:"bv_relay_unfiltered"`
+	BvSwap            *ebpf.Program `ebpf:"bv_swap"`
+	BvSwapExt         *ebpf.Program `ebpf:"bv_swap_ext"`
 	EdgeLan           *ebpf.Program `ebpf:"edge_lan"`
 	EdgeWan           *ebpf.Program `ebpf:"edge_wan"`
 	RelayExt          *ebpf.Program `ebpf:"relay_ext"`
@@ -474,6 +498,9 @@ func (p *benchvarPrograms) Close() error {
 	return _BenchvarClose(
 		p.BenchLookup,
 		p.BvAdjust,
+		p.BvCgFresh,
+		p.BvCgNew,
+		p.BvCgPair,
 		p.BvHash16,
 		p.BvHash40,
 		p.BvHash40Shared,
@@ -481,6 +508,8 @@ func (p *benchvarPrograms) Close() error {
 		p.BvLookup,
 		p.BvParse,
 		p.BvRelayUnfiltered,
+		p.BvSwap,
+		p.BvSwapExt,
 		p.EdgeLan,
 		p.EdgeWan,
 		p.RelayExt,

@@ -117,3 +117,98 @@ int bv_relay_unfiltered(struct xdp_md *ctx)
 {
 	return unmap_process_filtered(ctx, ROLE_RELAY_EXT, 0);
 }
+
+/* The CGNAT (cgnat.h), for BenchmarkCGNAT. BPF_PROG_RUN runs one buffer
+ * over and over; a NAT's output is not its own input, but swapped (source
+ * and destination addresses and ports exchanged, which leaves every
+ * checksum as it is) it is the other direction's. So each run swaps, then
+ * a subscriber's packet takes the subscriber side and any other the
+ * Internet side, and runs alternate outbound and inbound over one
+ * mapping. bv_swap is the swap alone; bv_swap_ext the same wrapper around
+ * the carriers' path (a NAPT pair in the flow table), the baseline. */
+static __always_inline int bv_swap_frame(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct iphdr *ip = data + ETH_LEN;
+	__be16 *ports = data + L4_4, t16;
+	__u32 t;
+
+	if ((void *)(ports + 2) > end)
+		return -1;
+	t = ip->saddr;
+	ip->saddr = ip->daddr;
+	ip->daddr = t;
+	t16 = ports[0];
+	ports[0] = ports[1];
+	ports[1] = t16;
+	return 0;
+}
+
+SEC("xdp")
+int bv_swap(struct xdp_md *ctx)
+{
+	return bv_swap_frame(ctx) ? XDP_ABORTED : XDP_PASS;
+}
+
+SEC("xdp")
+int bv_swap_ext(struct xdp_md *ctx)
+{
+	if (bv_swap_frame(ctx))
+		return XDP_ABORTED;
+	return unmap_process(ctx, ROLE_RELAY_EXT);
+}
+
+SEC("xdp")
+int bv_cg_pair(struct xdp_md *ctx)
+{
+	struct iphdr *ip = (void *)(long)ctx->data + ETH_LEN;
+
+	if (bv_swap_frame(ctx) || (void *)(ip + 1) > (void *)(long)ctx->data_end)
+		return XDP_ABORTED;
+	if (cg_inside(ip->saddr))
+		return cg_sub_process(ctx);
+	return unmap_process(ctx, ROLE_RELAY_EXT);
+}
+
+/* New mappings: each run restores the frame's headers as the first run
+ * found them and gives it the next (subscriber, port) of a counter, 2048
+ * ports for each of 64 subscribers from the inside prefix's third
+ * address, so every run makes a mapping. bv_cg_fresh does the same and
+ * stops: what the restoring costs. */
+__u8 bv_frame[L4_4 + 8];
+__u32 bv_saved, bv_count;
+
+static __always_inline int bv_fresh(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct iphdr *ip = data + ETH_LEN;
+	__be16 *sport = data + L4_4;
+	__u32 n = bv_count++;
+
+	if (data + sizeof(bv_frame) > end)
+		return -1;
+	if (!bv_saved) {
+		__builtin_memcpy(bv_frame, data, sizeof(bv_frame));
+		bv_saved = 1;
+	}
+	__builtin_memcpy(data, bv_frame, sizeof(bv_frame));
+	ip->saddr = bpf_htonl(cfg_cg_in_net + 2 + ((n >> 11) & 63));
+	*sport = bpf_htons(1024 + (n & 2047));
+	ip->check = 0;
+	ip->check = ~ipv4_sum(ip);
+	return 0;
+}
+
+SEC("xdp")
+int bv_cg_fresh(struct xdp_md *ctx)
+{
+	return bv_fresh(ctx) ? XDP_ABORTED : XDP_PASS;
+}
+
+SEC("xdp")
+int bv_cg_new(struct xdp_md *ctx)
+{
+	if (bv_fresh(ctx))
+		return XDP_ABORTED;
+	return cg_sub_process(ctx);
+}

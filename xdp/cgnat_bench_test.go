@@ -1,0 +1,181 @@
+package xdp
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/unmap-dev/unmap/session/cgnat"
+	"github.com/unmap-dev/unmap/session/xlat"
+	"github.com/unmap-dev/unmap/session/xlat/xlattest"
+	"github.com/unmap-dev/unmap/test/priv"
+)
+
+// The CGNAT's bench: 64 subscribers from 100.64.0.2 with four 512-port
+// blocks each (131072 ports a protocol, room for the new-mapping path's
+// runs), on six pool addresses beside the bench's carrier address.
+var benchCGNAT = cgnat.Config{
+	Inside: netip.MustParsePrefix("100.64.0.0/16"), Gateway: netip.MustParseAddr("100.64.0.1"),
+	PoolFirst: netip.MustParseAddr("198.51.100.128"), PoolAddrs: 6,
+	PortLo: 40960, BlockBits: 9, Blocks: 48,
+}
+
+var (
+	benchSub    = netip.MustParseAddr("100.64.0.10")
+	benchNATPub = netip.MustParseAddr("198.51.100.20")
+)
+
+// cgnatBenchPaths loads bench.c's object with the CGNAT, grants the
+// blocks, makes the established mappings and a carriers' NAPT pair in the
+// flow table, and returns the paths to measure and the counters to read.
+func cgnatBenchPaths(tb testing.TB) ([]benchPath, *Datapath) {
+	tb.Helper()
+	priv.Require(tb)
+	spec, err := loadBenchvar()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	opts := Options{CGNAT: benchCGNAT, CGNATMappings: 1 << 18, NoRefuseLimit: true}
+	ts, err := configure(spec, benchConfig, opts, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	d, err := fromCollection(coll, benchConfig, ts)
+	if err != nil {
+		coll.Close()
+		tb.Fatal(err)
+	}
+	d.cg = benchCGNAT
+	tb.Cleanup(func() { d.Close(); coll.Close() })
+	if err := benchTables(d); err != nil {
+		tb.Fatal(err)
+	}
+	for i := range 64 {
+		sub := netip.AddrFrom4([4]byte{100, 64, 0, byte(2 + i)})
+		for j := range 4 {
+			if err := d.GrantBlock(sub, uint32(4*i+j)); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+	// The carriers' NAPT of the same shape as a CGNAT mapping, both
+	// directions in the flow table: L:5002 <-> P:21000 towards Rm4:80.
+	L, Rm4, P := xlattest.LANHost4, xlattest.Remote4, benchNATPub
+	for _, kv := range [][2]xlat.Key{
+		{{Proto: 17, Src: L, SPort: 5002, Dst: Rm4, DPort: 80}, {Proto: 17, Src: P, SPort: 21000, Dst: Rm4, DPort: 80}},
+		{{Proto: 17, Src: Rm4, SPort: 80, Dst: P, DPort: 21000}, {Proto: 17, Src: Rm4, SPort: 80, Dst: L, DPort: 5002}},
+	} {
+		o := kv[1]
+		if err := d.Put(kv[0], xlat.Entry{Action: xlat.ActNAPT44, Proto: 17, Src: o.Src, SPort: o.SPort, Dst: o.Dst, DPort: o.DPort}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	p := func(name string) *ebpf.Program { return coll.Programs[name] }
+	R4 := xlattest.Remote4
+	// The established mappings, made by a first packet each.
+	for _, in := range [][]byte{
+		benchPkt(17, benchSub, 5000, R4, 53),
+		xlattest.Build(xlattest.Spec{Proto: 6, Src: benchSub, SPort: 6000, Dst: R4, DPort: 443, TCPFlags: 0x02}),
+	} {
+		ret, err := d.Program(xlat.RoleRelaySub).Run(&ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+64)})
+		if err != nil || xlat.Verdict(ret) != xlat.Pass {
+			tb.Fatalf("making a bench mapping: %v %v", xlat.Verdict(ret), err)
+		}
+	}
+	paths := []benchPath{
+		{name: "baseline: empty XDP_PASS", prog: d.objs.XdpPass, pkt: benchPkt(17, R4, 53, benchSub, 5000)},
+		{name: "swap alone", prog: p("bv_swap"), pkt: benchPkt(17, R4, 53, benchSub, 5000)},
+		{name: "carrier napt udp (table both ways)", prog: p("bv_swap_ext"), pkt: benchPkt(17, Rm4, 80, L, 5002), note: "swap + relay_ext, mean of both directions"},
+		{name: "carrier napt udp (table/slot, no swap)", prog: d.Program(xlat.RoleRelayExt), pkt: benchPkt(17, L, 5000, Rm4, 80), note: "the bench's flip-back pair"},
+		{name: "cgnat udp established", prog: p("bv_cg_pair"), pkt: benchPkt(17, R4, 53, benchSub, 5000), note: "swap + relay_sub / relay_ext, mean of out and in"},
+		{name: "cgnat tcp established", prog: p("bv_cg_pair"), pkt: benchPkt(6, R4, 443, benchSub, 6000), note: "swap + relay_sub / relay_ext, mean of out and in"},
+		{name: "restore alone", prog: p("bv_cg_fresh"), pkt: benchPkt(17, benchSub, 1, R4, 53)},
+		{name: "cgnat udp new mapping", prog: p("bv_cg_new"), pkt: benchPkt(17, benchSub, 1, R4, 53), note: "restore + relay_sub, a new mapping each run", quota: 100_000},
+	}
+	var progs []*ebpf.Program
+	for _, pt := range paths {
+		progs = append(progs, pt.prog)
+	}
+	holdInDispatcher(tb, progs...)
+	return paths, d
+}
+
+// cgnatRatios are the CGNAT's figures against the carriers' NAPT of the
+// same run: each cost over the empty program, the wrappers' own work
+// (swap, restore) taken off both sides.
+func cgnatRatios(res []BenchResult) map[string]float64 {
+	by := map[string]float64{}
+	for _, r := range res {
+		by[r.Path] = float64(r.PerPkt.Nanoseconds())
+	}
+	swap, restore := by["swap alone"], by["restore alone"]
+	carrier := by["carrier napt udp (table both ways)"] - swap
+	return map[string]float64{
+		"udp-established": (by["cgnat udp established"] - swap) / carrier,
+		"tcp-established": (by["cgnat tcp established"] - swap) / carrier,
+		"udp-new-mapping": (by["cgnat udp new mapping"] - restore) / carrier,
+		"carrier-ns":      carrier,
+	}
+}
+
+// BenchmarkCGNAT: the subscriber path's cost per packet, established
+// mapping (outbound and inbound in turn) and new mapping, as ratios of
+// the carriers' NAPT measured in the same run (costs over the empty
+// program). `go test -run '^$' -bench CGNAT ./xdp`
+func BenchmarkCGNAT(b *testing.B) {
+	paths, d := cgnatBenchPaths(b)
+	for b.Loop() {
+		res, err := runPaths(d.Reasons, paths, 2_000_000)
+		if err != nil {
+			b.Fatal(err)
+		}
+		base := res[0].PerPkt
+		for _, r := range res {
+			b.Logf("%-40s %4d ns  %+4d ns  %d runs  %v", r.Path, r.PerPkt.Nanoseconds(), (r.PerPkt - base).Nanoseconds(), r.Repeats, r.Note)
+		}
+		q := cgnatRatios(res)
+		b.Logf("over the carriers' NAPT (%.0f ns over baseline): udp established %.2fx, tcp established %.2fx, udp new mapping %.2fx",
+			q["carrier-ns"], q["udp-established"], q["tcp-established"], q["udp-new-mapping"])
+		for k, v := range q {
+			if k != "carrier-ns" {
+				b.ReportMetric(v, strings.ReplaceAll(k, "-", "_")+"-x-carrier")
+			}
+		}
+	}
+}
+
+// TestCGNATBenchPaths: the bench's packets take the paths they are named
+// for: every run translated (no reason counted), and the new-mapping
+// path made a mapping each run.
+func TestCGNATBenchPaths(t *testing.T) {
+	paths, d := cgnatBenchPaths(t)
+	for i := range paths {
+		paths[i].quota = 2 * benchBatch
+	}
+	res, err := runPaths(d.Reasons, paths, 2*benchBatch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := d.CGNATMappings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m) != 2+2*benchBatch {
+		t.Errorf("%d mappings after the new-mapping path's %d runs and the two established ones", len(m), 2*benchBatch)
+	}
+	for _, r := range res {
+		if r.Verdict != xlat.Pass || len(r.Reasons) != 0 {
+			t.Errorf("%s: %v, reasons %v", r.Path, r.Verdict, r.Reasons)
+		}
+	}
+	q := cgnatRatios(res)
+	if fmt.Sprint(q["udp-established"]) == "NaN" {
+		t.Errorf("ratios %v", q)
+	}
+}
