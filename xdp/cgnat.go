@@ -116,9 +116,7 @@ func cgAddr(v uint32) netip.Addr {
 	return netip.AddrFrom4(b)
 }
 
-// nport and hport convert a port between host order and the C's
-// network-order field as the generated struct holds it.
-func nport(p uint16) uint16 { return p>>8 | p<<8 }
+// hport is a port as the C's network-order field holds it, in host order.
 func hport(p uint16) uint16 { return p>>8 | p<<8 }
 
 // errNoCGNAT: the datapath was loaded without Options.CGNAT.

@@ -446,9 +446,13 @@ static __always_inline int cg_inbound(struct xdp_md *ctx, struct pkt *p, long of
 	struct flow_entry e = {};
 	struct cg_in *s;
 	enum reason r;
+	__u64 v;
 
 	s = cg_slot(pl, off);
-	if (!s || !(s->flags & CG_USED))
+	if (!s)
+		return verdict(REASON_DROP_CGNAT_NO_MAPPING);
+	v = *(volatile __u64 *)s; /* whole, as cg_new writes it */
+	if (!((v >> 48) & CG_USED))
 		return verdict(REASON_DROP_CGNAT_NO_MAPPING);
 	r = martian_src(p);
 	if (r != REASON_NONE)
@@ -460,8 +464,8 @@ static __always_inline int cg_inbound(struct xdp_md *ctx, struct pkt *p, long of
 	cg_note(s, cg_tcp_bits(p, 0), 1, 0);
 	e.saddr[0] = p->key.saddr[0];
 	e.sport = p->key.sport;
-	e.daddr[0] = s->addr;
-	e.dport = s->port;
+	e.daddr[0] = (__u32)v;
+	e.dport = (__be16)(v >> 32);
 	r = p->icmp_err ? err_napt_src(p, &e, cg_outer_src(p)) : napt44(p, &e);
 	if (r != REASON_NONE)
 		return verdict(r);
@@ -549,14 +553,15 @@ static __always_inline int cg_sub_process(struct xdp_md *ctx)
 	e.dport = p.key.dport;
 	if (hp >= 0) {
 		struct cg_in *b = cg_slot(pl, hp);
+		__u64 v = b ? *(volatile __u64 *)b : 0; /* whole, as cg_new writes it */
 
-		if (!b || !(b->flags & CG_USED))
+		if (!((v >> 48) & CG_USED))
 			return verdict(REASON_DROP_CGNAT_NO_MAPPING);
 		if (!cg_permitted(dst, p.key.dport, p.key.proto, o->addr, o->port))
 			return verdict(REASON_DROP_CGNAT_FILTERED);
 		cg_note(b, cg_tcp_bits(&p, 0), 1, 0);
-		e.daddr[0] = b->addr;
-		e.dport = b->port;
+		e.daddr[0] = (__u32)v;
+		e.dport = (__be16)(v >> 32);
 	}
 	r = p.icmp_err ? err_napt(&p, &e) : napt44(&p, &e);
 	if (r != REASON_NONE)
