@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/unmap-dev/unmap/session/cgnat"
+	"golang.org/x/sys/unix"
 )
 
 // The relay's CGNAT (bpf/cgnat.h, model session/cgnat): its load-time
@@ -256,3 +258,94 @@ func (e *CGNATEventReader) Read() (cgnat.Event, error) {
 
 // Close stops the reader.
 func (e *CGNATEventReader) Close() error { return e.r.Close() }
+
+// Offsets in struct cg_block (bpf/types.h), which the agent changes
+// through the shared mapping; each must be the generated mirror's, or
+// this fails to compile.
+const (
+	cgBlockLen  = 224
+	cgBitsOff   = 0
+	cgUsedOff   = 192
+	cgBlockWord = 8 // bitmap words a protocol
+)
+
+var (
+	_ [0]struct{} = [cgBlockLen - unsafe.Sizeof(datapathCgBlock{})]struct{}{}
+	_ [0]struct{} = [cgUsedOff - unsafe.Offsetof(datapathCgBlock{}.Used)]struct{}{}
+	_ [0]struct{} = [cgBitsOff - unsafe.Offsetof(datapathCgBlock{}.Bits)]struct{}{}
+)
+
+// openBlocks maps cg_blocks, where the agent gives ports back.
+func (d *Datapath) openBlocks() error {
+	if !d.cg.Enabled() {
+		return nil
+	}
+	size := d.cg.NumBlocks() * cgBlockLen
+	if pg := unix.Getpagesize(); size%pg != 0 {
+		size += pg - size%pg
+	}
+	mem, err := unix.Mmap(d.objs.CgBlocks.FD(), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("map the cgnat blocks: %w", err)
+	}
+	d.cgBlocks = mem
+	return nil
+}
+
+func (d *Datapath) closeBlocks() error {
+	if d.cgBlocks == nil {
+		return nil
+	}
+	err := unix.Munmap(d.cgBlocks)
+	d.cgBlocks = nil
+	return err
+}
+
+// ReleaseMapping ends mapping k (the agent's expiry): the outbound
+// mapping goes first (no packet leaves on it after), then its inbound
+// slot, then its port goes back to its block: its bit cleared and the
+// block's count lowered, both with atomics, since the datapath may be
+// taking other ports of the block at the same time.
+func (d *Datapath) ReleaseMapping(k cgnat.Key) error {
+	if !d.cg.Enabled() || d.cgBlocks == nil {
+		return errNoCGNAT
+	}
+	pl := cgPlane(k.Proto)
+	if pl < 0 || !k.Addr.Is4() {
+		return fmt.Errorf("cgnat: no mapping has key %+v", k)
+	}
+	ck := datapathCgKey{Addr: net32(k.Addr), Port: hport(k.Port), Proto: k.Proto}
+	var o datapathCgOut
+	if err := d.objs.CgMappings.Lookup(&ck, &o); err != nil {
+		return fmt.Errorf("cgnat: mapping %+v: %w", k, err)
+	}
+	if err := d.objs.CgMappings.Delete(&ck); err != nil {
+		return fmt.Errorf("cgnat: mapping %+v: %w", k, err)
+	}
+	off, ok := d.cg.PoolPort(cgAddr(o.Addr), hport(o.Port))
+	if !ok {
+		return fmt.Errorf("cgnat: mapping %+v holds %v:%d, outside the pool", k, cgAddr(o.Addr), hport(o.Port))
+	}
+	slot := uint32(pl*d.cg.PoolPorts() + off)
+	if err := d.objs.CgSlots.Update(slot, &datapathCgIn{}, ebpf.UpdateExist); err != nil {
+		return fmt.Errorf("cgnat: slot of %+v: %w", k, err)
+	}
+	id, pos := off>>d.cg.BlockBits, off&(d.cg.BlockSize()-1)
+	b := d.cgBlocks[id*cgBlockLen:]
+	word := (*uint64)(unsafe.Pointer(&b[cgBitsOff+8*(pl*cgBlockWord+pos/64)]))
+	atomic.AndUint64(word, ^(uint64(1) << (pos % 64)))
+	atomic.AddUint32((*uint32)(unsafe.Pointer(&b[cgUsedOff+4*pl])), ^uint32(0))
+	return nil
+}
+
+func cgPlane(proto uint8) int {
+	switch proto {
+	case 6:
+		return 0
+	case 17:
+		return 1
+	case 1:
+		return 2
+	}
+	return -1
+}

@@ -390,3 +390,53 @@ func FuzzCGNAT(f *testing.F) {
 		}
 	})
 }
+
+// TestCGNATRelease: the agent's expiry (ReleaseMapping, the model's
+// Release) ends a mapping: packets to its public port are dropped, its
+// port is not taken again at once (the search goes on past the last port
+// taken) but is when the block's search comes round to it, and the
+// block's count goes down. XDP and the model agree throughout.
+func TestCGNATRelease(t *testing.T) {
+	h := newCGHarness(t, cgnat.ADF) // 64-port blocks
+	h.checkReasons = true
+	out := func(sport uint16) []byte {
+		return xlattest.Build(xlattest.Spec{Proto: 17, Src: cgnattest.SubA, SPort: sport, Dst: cgnattest.R4, DPort: 53, Payload: []byte("x")})
+	}
+	pubPort := func(sport uint16) uint16 {
+		t.Helper()
+		res, err := h.compare(xlat.RoleRelaySub, out(sport))
+		if err != nil || !res.Hit {
+			t.Fatalf("flow from %d: %v %v", sport, res.Reason, err)
+		}
+		return uint16(res.Out[14+20])<<8 | uint16(res.Out[14+21])
+	}
+	p0, p1 := pubPort(5000), pubPort(5001)
+	pubPort(5002)
+	k := cgnat.Key{Addr: cgnattest.SubA, Port: 5001, Proto: 17}
+	if err := errors.Join(h.s.Release(&h.c, k), h.d.ReleaseMapping(k)); err != nil {
+		t.Fatal(err)
+	}
+	in := xlattest.Build(xlattest.Spec{Proto: 17, Src: cgnattest.R4, SPort: 53, Dst: cgnattest.Pub1, DPort: p1, Payload: []byte("x")})
+	if res, err := h.compare(xlat.RoleRelayExt, in); err != nil || res.Reason != xlat.ReasonDropCGNATNoMapping {
+		t.Fatalf("to a released mapping: %v %v", res.Reason, err)
+	}
+	if p := pubPort(5003); p == p1 {
+		t.Fatalf("released port %d taken again at once", p)
+	}
+	// The block's remaining ports, then the search comes round to p1.
+	size := h.c.BlockSize()
+	for i := range size - 4 {
+		pubPort(uint16(6000 + i))
+	}
+	if p := pubPort(7000); p != p1 {
+		t.Fatalf("the block's last free port: got %d, want the released %d", p, p1)
+	}
+	if b := h.s.Blocks[h.c.BlockID(0, 0)]; b.Used[1] != uint32(size) || p0 != cgnattest.PortLo {
+		t.Fatalf("model block count %d, first port %d", b.Used[1], p0)
+	}
+	h.compareState(t)
+	var blk datapathCgBlock
+	if err := h.d.objs.CgBlocks.Lookup(h.c.BlockID(0, 0), &blk); err != nil || blk.Used[1] != uint32(size) || blk.Bits[1][0] != ^uint64(0) {
+		t.Fatalf("datapath block: used %d, bits %#x (%v)", blk.Used[1], blk.Bits[1][0], err)
+	}
+}

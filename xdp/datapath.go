@@ -18,8 +18,10 @@ type Datapath struct {
 	objs datapathObjects
 	cfg  xlat.Config
 	cg   cgnat.Config // the relay's CGNAT, if any (cgnat.go)
-	tab  *flowTable
-	mu   sync.Mutex // serializes writes of carrier slots and the flow table
+	// cgBlocks is cg_blocks mapped, where ports go back (cgnat.go).
+	cgBlocks []byte
+	tab      *flowTable
+	mu       sync.Mutex // serializes writes of carrier slots and the flow table
 }
 
 // Options tune loading; the zero value is fine.
@@ -95,6 +97,9 @@ func Load(cfg xlat.Config, opts Options) (*Datapath, error) {
 	}
 	if err := d.openTable(ts); err != nil {
 		return nil, errors.Join(err, d.objs.Close())
+	}
+	if err := d.openBlocks(); err != nil {
+		return nil, errors.Join(err, d.tab.close(), d.objs.Close())
 	}
 	return d, nil
 }
@@ -203,7 +208,9 @@ func (d *Datapath) openTable(ts tableSpec) error {
 }
 
 // Close releases the programs and maps (attached links stay until closed).
-func (d *Datapath) Close() error { return errors.Join(d.tab.close(), d.objs.Close()) }
+func (d *Datapath) Close() error {
+	return errors.Join(d.tab.close(), d.closeBlocks(), d.objs.Close())
+}
 
 // Program returns the entry program for a role.
 func (d *Datapath) Program(r xlat.Role) *ebpf.Program {

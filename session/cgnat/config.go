@@ -172,6 +172,11 @@ func (c *Config) inPool(a netip.Addr) bool {
 	return c.Enabled() && a.Is4() && u32(a)-u32(c.PoolFirst) < uint32(c.PoolAddrs)
 }
 
+// PoolPort is the offset of a pool address:port in a protocol's plane
+// of the inbound slots (address index x ports an address + port -
+// PortLo), or false if it is no block port of the pool.
+func (c *Config) PoolPort(a netip.Addr, port uint16) (int, bool) { return c.poolPort(a, port) }
+
 // poolPort is a's port's offset in a plane of the slots, or false.
 func (c *Config) poolPort(a netip.Addr, port uint16) (int, bool) {
 	if !c.inPool(a) || port < c.PortLo || int(port-c.PortLo) >= c.PerAddr() {

@@ -171,3 +171,25 @@ func (b *Block) give(pl, pos int) {
 	b.Bits[pl][pos>>6] &^= 1 << (pos & 63)
 	b.Used[pl]--
 }
+
+// Release ends mapping k, as the agent's expiry does
+// (xdp.Datapath.ReleaseMapping): the mapping, its inbound slot, and its
+// port back to its block.
+func (s *State) Release(c *Config, k Key) error {
+	o, ok := s.Out[k]
+	if !ok {
+		return fmt.Errorf("cgnat: no mapping %+v", k)
+	}
+	off, ok := c.poolPort(o.Addr, o.Port)
+	if !ok {
+		return fmt.Errorf("cgnat: mapping %+v outside the pool", k)
+	}
+	pl := plane(k.Proto)
+	delete(s.Out, k)
+	delete(s.In, Slot{pl, off})
+	id, pos := uint32(off>>c.BlockBits), off&(c.BlockSize()-1)
+	if b := s.Blocks[id]; b != nil {
+		b.give(pl, pos)
+	}
+	return nil
+}

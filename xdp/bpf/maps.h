@@ -141,10 +141,14 @@ struct {
 
 /* The pool's port blocks (struct cg_block), by address index x blocks
  * per address + block number. Written by the agent when it grants a
- * block; ports taken in them by the datapath with atomics. */
+ * block; ports taken in them by the datapath with atomics, and given
+ * back by the agent with atomics too, through a shared memory mapping
+ * (xdp/cgnat.go): a write of the whole block by the bpf syscall would
+ * wipe a bit another CPU set meanwhile, and give its port twice. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct cg_block);
 } cg_blocks SEC(".maps");
