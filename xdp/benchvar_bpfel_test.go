@@ -52,8 +52,7 @@ type benchvarCgOut struct {
 	_     structs.HostLayout
 	Addr  uint32
 	Port  uint16
-	Flags uint8
-	Pad   uint8
+	Epoch uint16
 }
 
 type benchvarCgPerm struct {
@@ -198,6 +197,7 @@ const (
 	benchvarVarCfgPortHi          = "cfg_port_hi"
 	benchvarVarCfgPortLo          = "cfg_port_lo"
 	benchvarVarCfgSeed            = "cfg_seed"
+	benchvarVarSwCgEpoch          = "sw_cg_epoch"
 	benchvarVarSwFib              = "sw_fib"
 	benchvarVarSwLanV4            = "sw_lan_v4"
 	benchvarVarUnusedAction       = "unused_action"
@@ -334,6 +334,7 @@ type benchvarVariableSpecs struct {
 	CfgPortHi          *ebpf.VariableSpec `ebpf:"cfg_port_hi"`
 	CfgPortLo          *ebpf.VariableSpec `ebpf:"cfg_port_lo"`
 	CfgSeed            *ebpf.VariableSpec `ebpf:"cfg_seed"`
+	SwCgEpoch          *ebpf.VariableSpec `ebpf:"sw_cg_epoch"`
 	SwFib              *ebpf.VariableSpec `ebpf:"sw_fib"`
 	SwLanV4            *ebpf.VariableSpec `ebpf:"sw_lan_v4"`
 	UnusedAction       *ebpf.VariableSpec `ebpf:"unused_action"`
@@ -448,6 +449,7 @@ type benchvarVariables struct {
 	CfgPortHi          *ebpf.Variable `ebpf:"cfg_port_hi"`
 	CfgPortLo          *ebpf.Variable `ebpf:"cfg_port_lo"`
 	CfgSeed            *ebpf.Variable `ebpf:"cfg_seed"`
+	SwCgEpoch          *ebpf.Variable `ebpf:"sw_cg_epoch"`
 	SwFib              *ebpf.Variable `ebpf:"sw_fib"`
 	SwLanV4            *ebpf.Variable `ebpf:"sw_lan_v4"`
 	UnusedAction       *ebpf.Variable `ebpf:"unused_action"`

@@ -190,16 +190,13 @@ func (d *Datapath) CGNATMappings() (map[cgnat.Key]cgnat.Out, error) {
 	it := d.objs.CgMappings.Iterate()
 	for it.Next(&k, &v) {
 		out[cgnat.Key{Addr: cgAddr(k.Addr), Port: hport(k.Port), Proto: k.Proto}] =
-			cgnat.Out{Addr: cgAddr(v.Addr), Port: hport(v.Port), Seen: v.Flags&cgSeen != 0}
+			cgnat.Out{Addr: cgAddr(v.Addr), Port: hport(v.Port), Epoch: v.Epoch}
 	}
 	return out, it.Err()
 }
 
-// The C's flags (bpf/types.h).
-const (
-	cgSeen = 1 << 0
-	cgUsed = 1 << 1
-)
+// cgUsed is the C's CG_USED (bpf/types.h): a slot that holds a mapping.
+const cgUsed = 1 << 1
 
 // CGNATSlots reads the inbound slots that hold a mapping.
 func (d *Datapath) CGNATSlots() (map[cgnat.Slot]cgnat.In, error) {
@@ -218,9 +215,16 @@ func (d *Datapath) CGNATSlots() (map[cgnat.Slot]cgnat.In, error) {
 			continue
 		}
 		out[cgnat.Slot{Plane: int(k) / per, Off: int(k) % per}] =
-			cgnat.In{Addr: cgAddr(v.Addr), Port: hport(v.Port), Seen: v.Flags&cgSeen != 0, TCP: v.Tcp}
+			cgnat.In{Addr: cgAddr(v.Addr), Port: hport(v.Port), TCP: v.Tcp}
 	}
 	return out, it.Err()
+}
+
+// SetCGNATEpoch sets the sweep epoch outbound packets stamp on their
+// mapping (cgnat.Out.Epoch): the agent advances it every sweep, from the
+// clock, and a mapping whose epoch stayed behind by its timeout is idle.
+func (d *Datapath) SetCGNATEpoch(e uint16) error {
+	return d.objs.SwCgEpoch.Set(uint32(e))
 }
 
 // CGNATEvents opens a reader on the block events. Close it when done.

@@ -317,6 +317,12 @@ func TestCGNATRandomCorpus(t *testing.T) {
 			gen := cgnattest.NewGen(&h.c, h.s, h.world, uint64(i+1))
 			mismatches, hits, errs, badOut := 0, 0, 0, 0
 			for j := range n {
+				if j%4096 == 0 { // the agent's sweeps: outbound packets stamp the new epoch
+					h.s.Epoch = uint16(j / 4096)
+					if err := h.d.SetCGNATEpoch(h.s.Epoch); err != nil {
+						t.Fatal(err)
+					}
+				}
 				role, in := gen.Packet()
 				res, err := h.compare(role, in)
 				if err != nil {
@@ -438,5 +444,37 @@ func TestCGNATRelease(t *testing.T) {
 	var blk datapathCgBlock
 	if err := h.d.objs.CgBlocks.Lookup(h.c.BlockID(0, 0), &blk); err != nil || blk.Used[1] != uint32(size) || blk.Bits[1][0] != ^uint64(0) {
 		t.Fatalf("datapath block: used %d, bits %#x (%v)", blk.Used[1], blk.Bits[1][0], err)
+	}
+}
+
+// TestCGNATEpoch: an outbound packet stamps its mapping with the sweep
+// epoch the agent set (an inbound one does not: outbound refresh, RFC
+// 4787 REQ-6), so the agent finds idle mappings by reading alone.
+func TestCGNATEpoch(t *testing.T) {
+	h := newCGHarness(t, cgnat.EIF)
+	k := cgnat.Key{Addr: cgnattest.SubA, Port: 5000, Proto: 17}
+	send := func(role xlat.Role, in []byte) {
+		t.Helper()
+		if res, err := h.compare(role, in); err != nil || !res.Hit {
+			t.Fatalf("%v %v", res.Reason, err)
+		}
+	}
+	out := xlattest.Build(xlattest.Spec{Proto: 17, Src: cgnattest.SubA, SPort: 5000, Dst: cgnattest.R4, DPort: 53})
+	back := xlattest.Build(xlattest.Spec{Proto: 17, Src: cgnattest.R4, SPort: 53, Dst: cgnattest.Pub1, DPort: cgnattest.PortLo})
+	send(xlat.RoleRelaySub, out)
+	h.s.Epoch = 9
+	if err := h.d.SetCGNATEpoch(9); err != nil {
+		t.Fatal(err)
+	}
+	send(xlat.RoleRelayExt, back)
+	h.compareState(t)
+	if e := h.s.Out[k].Epoch; e != 0 {
+		t.Fatalf("an inbound packet stamped epoch %d", e)
+	}
+	send(xlat.RoleRelaySub, out)
+	h.compareState(t)
+	m, err := h.d.CGNATMappings()
+	if err != nil || m[k].Epoch != 9 {
+		t.Fatalf("datapath epoch %d after an outbound packet in epoch 9 (%v)", m[k].Epoch, err)
 	}
 }

@@ -73,8 +73,7 @@ type datapathCgOut struct {
 	_     structs.HostLayout
 	Addr  uint32
 	Port  uint16
-	Flags uint8
-	Pad   uint8
+	Epoch uint16
 }
 
 type datapathCgPerm struct {
@@ -273,6 +272,7 @@ const (
 	datapathVarCfgPortHi          = "cfg_port_hi"
 	datapathVarCfgPortLo          = "cfg_port_lo"
 	datapathVarCfgSeed            = "cfg_seed"
+	datapathVarSwCgEpoch          = "sw_cg_epoch"
 	datapathVarSwFib              = "sw_fib"
 	datapathVarSwLanV4            = "sw_lan_v4"
 	datapathVarUnusedAction       = "unused_action"
@@ -391,6 +391,7 @@ type datapathVariableSpecs struct {
 	CfgPortHi          *ebpf.VariableSpec `ebpf:"cfg_port_hi"`
 	CfgPortLo          *ebpf.VariableSpec `ebpf:"cfg_port_lo"`
 	CfgSeed            *ebpf.VariableSpec `ebpf:"cfg_seed"`
+	SwCgEpoch          *ebpf.VariableSpec `ebpf:"sw_cg_epoch"`
 	SwFib              *ebpf.VariableSpec `ebpf:"sw_fib"`
 	SwLanV4            *ebpf.VariableSpec `ebpf:"sw_lan_v4"`
 	UnusedAction       *ebpf.VariableSpec `ebpf:"unused_action"`
@@ -498,6 +499,7 @@ type datapathVariables struct {
 	CfgPortHi          *ebpf.Variable `ebpf:"cfg_port_hi"`
 	CfgPortLo          *ebpf.Variable `ebpf:"cfg_port_lo"`
 	CfgSeed            *ebpf.Variable `ebpf:"cfg_seed"`
+	SwCgEpoch          *ebpf.Variable `ebpf:"sw_cg_epoch"`
 	SwFib              *ebpf.Variable `ebpf:"sw_fib"`
 	SwLanV4            *ebpf.Variable `ebpf:"sw_lan_v4"`
 	UnusedAction       *ebpf.Variable `ebpf:"unused_action"`

@@ -52,8 +52,7 @@ type lookupsCgOut struct {
 	_     structs.HostLayout
 	Addr  uint32
 	Port  uint16
-	Flags uint8
-	Pad   uint8
+	Epoch uint16
 }
 
 type lookupsCgPerm struct {
@@ -180,6 +179,7 @@ const (
 	lookupsVarCfgPortHi          = "cfg_port_hi"
 	lookupsVarCfgPortLo          = "cfg_port_lo"
 	lookupsVarCfgSeed            = "cfg_seed"
+	lookupsVarSwCgEpoch          = "sw_cg_epoch"
 	lookupsVarSwFib              = "sw_fib"
 	lookupsVarSwLanV4            = "sw_lan_v4"
 	lookupsVarUnmapLookups       = "unmap_lookups"
@@ -299,6 +299,7 @@ type lookupsVariableSpecs struct {
 	CfgPortHi          *ebpf.VariableSpec `ebpf:"cfg_port_hi"`
 	CfgPortLo          *ebpf.VariableSpec `ebpf:"cfg_port_lo"`
 	CfgSeed            *ebpf.VariableSpec `ebpf:"cfg_seed"`
+	SwCgEpoch          *ebpf.VariableSpec `ebpf:"sw_cg_epoch"`
 	SwFib              *ebpf.VariableSpec `ebpf:"sw_fib"`
 	SwLanV4            *ebpf.VariableSpec `ebpf:"sw_lan_v4"`
 	UnmapLookups       *ebpf.VariableSpec `ebpf:"unmap_lookups"`
@@ -407,6 +408,7 @@ type lookupsVariables struct {
 	CfgPortHi          *ebpf.Variable `ebpf:"cfg_port_hi"`
 	CfgPortLo          *ebpf.Variable `ebpf:"cfg_port_lo"`
 	CfgSeed            *ebpf.Variable `ebpf:"cfg_seed"`
+	SwCgEpoch          *ebpf.Variable `ebpf:"sw_cg_epoch"`
 	SwFib              *ebpf.Variable `ebpf:"sw_fib"`
 	SwLanV4            *ebpf.Variable `ebpf:"sw_lan_v4"`
 	UnmapLookups       *ebpf.Variable `ebpf:"unmap_lookups"`

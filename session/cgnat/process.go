@@ -54,10 +54,9 @@ func pick(c bool, a, b uint8) uint8 {
 // syn: a SYN without ACK, the one segment that makes a TCP mapping.
 func syn(d xlat.Parsed, b []byte) bool { return b[d.L4+13]&0x12 == 0x02 }
 
-// note records a packet on an inbound slot (cg_note).
-func (s *State) note(sl Slot, tcp uint8, seen, restart bool) {
+// note records a TCP segment's state bits on an inbound slot (cg_note).
+func (s *State) note(sl Slot, tcp uint8, restart bool) {
 	in := s.In[sl]
-	in.Seen = in.Seen || seen
 	if restart {
 		in.TCP = tcp
 	} else {
@@ -151,8 +150,8 @@ func Sub(c *Config, s *State, b []byte) xlat.Result {
 		default:
 			return untouched(b, r)
 		}
-	} else if !o.Seen {
-		o.Seen = true
+	} else if o.Epoch != s.Epoch {
+		o.Epoch = s.Epoch
 		s.Out[k] = o
 	}
 	if !d.ICMPError {
@@ -160,7 +159,7 @@ func Sub(c *Config, s *State, b []byte) xlat.Result {
 	}
 	if tcp != 0 && !fresh {
 		if off, ok := c.poolPort(o.Addr, o.Port); ok {
-			s.note(Slot{pl, off}, tcp, false, syn(d, b))
+			s.note(Slot{pl, off}, tcp, syn(d, b))
 		}
 	}
 	e := xlat.Entry{Src: o.Addr, SPort: o.Port, Dst: dst, DPort: d.Key.DPort}
@@ -173,7 +172,7 @@ func Sub(c *Config, s *State, b []byte) xlat.Result {
 		if !s.permitted(c, dst, d.Key.DPort, d.Key.Proto, o.Addr, o.Port) {
 			return untouched(b, xlat.ReasonDropCGNATFiltered)
 		}
-		s.note(sl, tcpBits(d, b, false), true, false)
+		s.note(sl, tcpBits(d, b, false), false)
 		e.Dst, e.DPort = in.Addr, in.Port
 	}
 	out, r := xlat.NAPT44(b, e, e.Src)
@@ -234,7 +233,7 @@ func (s *State) newMapping(c *Config, k Key, pl int, tcp uint8) (Out, xlat.Reaso
 			s.Events = append(s.Events, Event{Sub: k.Addr, Block: id, Used: b.Used[pl], Plane: pl})
 		}
 		s.In[Slot{pl, off}] = In{Addr: k.Addr, Port: k.Port, TCP: tcp}
-		o := Out{Addr: b.Addr, Port: port, Seen: true}
+		o := Out{Addr: b.Addr, Port: port, Epoch: s.Epoch}
 		s.Out[k] = o
 		return o, xlat.ReasonNone
 	}
@@ -318,7 +317,7 @@ func (s *State) inbound(c *Config, xc *xlat.Config, d xlat.Parsed, b []byte, sl 
 	if d.TTL <= 1 {
 		return untouched(b, xlat.ReasonPassTTL)
 	}
-	s.note(sl, tcpBits(d, b, false), true, false)
+	s.note(sl, tcpBits(d, b, false), false)
 	e := xlat.Entry{Src: d.Key.Src, SPort: d.Key.SPort, Dst: in.Addr, DPort: in.Port}
 	out, r := xlat.NAPT44(b, e, outerSrc(b))
 	if r != xlat.ReasonNone {

@@ -29,16 +29,15 @@ type Key struct {
 
 // Out is a mapping as the outbound side holds it.
 type Out struct {
-	Addr netip.Addr // public address
-	Port uint16     // public port
-	Seen bool       // an outbound packet used it since the agent cleared this
+	Addr  netip.Addr // public address
+	Port  uint16     // public port
+	Epoch uint16     // State.Epoch when an outbound packet last used it
 }
 
 // In is a mapping's inbound slot.
 type In struct {
 	Addr netip.Addr // subscriber address
 	Port uint16     // subscriber port
-	Seen bool       // an inbound packet used it since the agent cleared this
 	TCP  uint8      // TCP* bits
 }
 
@@ -93,6 +92,9 @@ type State struct {
 	In     map[Slot]In
 	Perms  map[Perm]bool
 	Events []Event
+	// Epoch is the agent's sweep epoch (sw_cg_epoch): outbound packets
+	// stamp it on their mapping, so a mapping whose epoch is old is idle.
+	Epoch uint16
 }
 
 // NewState is an empty CGNAT: no subscriber holds a block.

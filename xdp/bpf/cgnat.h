@@ -107,16 +107,13 @@ static __always_inline int cg_syn(const struct pkt *p)
 	return (void *)(fl + 1) <= p->end && (*fl & 0x12) == 0x02;
 }
 
-/* Note a packet on a mapping's inbound slot: seen (inbound packets),
- * and its TCP state; a new outbound SYN starts the state again (a new
- * connection on the mapping). Written only when something changes. */
-static __always_inline void cg_note(struct cg_in *s, __u8 tcp, int seen, int restart)
+/* Note a TCP segment's state bits on its mapping's inbound slot; a new
+ * outbound SYN starts them again (a new connection on the mapping).
+ * Written only when they change. */
+static __always_inline void cg_note(struct cg_in *s, __u8 tcp, int restart)
 {
-	__u8 f = s->flags | (seen ? CG_SEEN : 0);
 	__u8 t = restart ? tcp : s->tcp | tcp;
 
-	if (f != s->flags)
-		s->flags = f;
 	if (t != s->tcp)
 		s->tcp = t;
 }
@@ -262,8 +259,7 @@ static __always_inline enum reason cg_new(const struct cg_key *k, int pl, __u8 t
 			       (__u64)tcp << 56;
 		out->addr = b->addr;
 		out->port = bpf_htons(port);
-		out->flags = CG_SEEN;
-		out->pad = 0;
+		out->epoch = sw_cg_epoch;
 		if (!bpf_map_update_elem(&cg_mappings, k, out, BPF_NOEXIST)) {
 			*fresh = 1;
 			return REASON_NONE;
@@ -461,7 +457,7 @@ static __always_inline int cg_inbound(struct xdp_md *ctx, struct pkt *p, long of
 		return verdict(REASON_DROP_CGNAT_FILTERED);
 	if (p->ttl <= 1)
 		return verdict(REASON_PASS_TTL);
-	cg_note(s, cg_tcp_bits(p, 0), 1, 0);
+	cg_note(s, cg_tcp_bits(p, 0), 0);
 	e.saddr[0] = p->key.saddr[0];
 	e.sport = p->key.sport;
 	e.daddr[0] = (__u32)v;
@@ -535,8 +531,8 @@ static __always_inline int cg_sub_process(struct xdp_md *ctx)
 		if (r != REASON_NONE)
 			return verdict(r);
 		o = &nv;
-	} else if (!(o->flags & CG_SEEN)) {
-		o->flags |= CG_SEEN;
+	} else if (o->epoch != (__u16)sw_cg_epoch) {
+		o->epoch = sw_cg_epoch;
 	}
 	if (!p.icmp_err)
 		cg_permit(o->addr, o->port, p.key.proto, dst, p.key.dport);
@@ -545,7 +541,7 @@ static __always_inline int cg_sub_process(struct xdp_md *ctx)
 		struct cg_in *s = off >= 0 ? cg_slot(pl, off) : NULL;
 
 		if (s)
-			cg_note(s, tcp, 0, cg_syn(&p));
+			cg_note(s, tcp, cg_syn(&p));
 	}
 	e.saddr[0] = o->addr;
 	e.sport = o->port;
@@ -559,7 +555,7 @@ static __always_inline int cg_sub_process(struct xdp_md *ctx)
 			return verdict(REASON_DROP_CGNAT_NO_MAPPING);
 		if (!cg_permitted(dst, p.key.dport, p.key.proto, o->addr, o->port))
 			return verdict(REASON_DROP_CGNAT_FILTERED);
-		cg_note(b, cg_tcp_bits(&p, 0), 1, 0);
+		cg_note(b, cg_tcp_bits(&p, 0), 0);
 		e.daddr[0] = (__u32)v;
 		e.dport = (__be16)(v >> 32);
 	}

@@ -44,3 +44,7 @@ volatile __u32 sw_fib = 1;
  * has a public IPv4 on the relay); 0 passes them to the stack, the
  * ordinary path. Set when the relay's grant arrives, so a switch. */
 volatile __u32 sw_lan_v4 SEC(".data") = 0;
+/* sw_cg_epoch: the CGNAT agent's sweep epoch, stamped on a mapping by
+ * its outbound packets (struct cg_out). The agent derives it from the
+ * clock, so a restarted agent goes on with the same numbers. */
+volatile __u32 sw_cg_epoch SEC(".data") = 0;

@@ -152,7 +152,6 @@ struct cg_key {
 };
 build_bug_on(sizeof(struct cg_key) != 8);
 
-#define CG_SEEN (1 << 0) /* cg_out, cg_in: a packet used it since the agent's last sweep */
 #define CG_USED (1 << 1) /* cg_in: the slot holds a mapping */
 
 /* A mapping's TCP state (cg_in.tcp), ORed in by the datapath from the
@@ -165,11 +164,14 @@ build_bug_on(sizeof(struct cg_key) != 8);
 #define CG_TCP_FIN_IN  (1 << 3)
 #define CG_TCP_RST     (1 << 4)
 
+/* epoch: the agent's sweep epoch (sw_cg_epoch) when an outbound packet
+ * last used the mapping, written only when it changes (once a sweep):
+ * how the agent finds idle mappings without ever writing this hash
+ * (RFC 4787 REQ-6: outbound packets refresh a mapping). */
 struct cg_out {
 	__be32 addr;  /* public address */
 	__be16 port;  /* public port */
-	__u8 flags;   /* CG_SEEN */
-	__u8 pad;
+	__u16 epoch;
 };
 build_bug_on(sizeof(struct cg_out) != 8);
 
@@ -178,7 +180,7 @@ build_bug_on(sizeof(struct cg_out) != 8);
 struct cg_in {
 	__be32 addr;  /* subscriber address */
 	__be16 port;  /* subscriber port */
-	__u8 flags;   /* CG_USED, CG_SEEN */
+	__u8 flags;   /* CG_USED */
 	__u8 tcp;     /* CG_TCP_* */
 };
 build_bug_on(sizeof(struct cg_in) != 8);
