@@ -158,6 +158,9 @@ const (
 	benchvarMapTxPorts            = "tx_ports"
 	benchvarProgBenchLookup       = "bench_lookup"
 	benchvarProgBvAdjust          = "bv_adjust"
+	benchvarProgBvCgAgain         = "bv_cg_again"
+	benchvarProgBvCgAgainExt      = "bv_cg_again_ext"
+	benchvarProgBvCgAgainSub      = "bv_cg_again_sub"
 	benchvarProgBvCgFresh         = "bv_cg_fresh"
 	benchvarProgBvCgNew           = "bv_cg_new"
 	benchvarProgBvCgPair          = "bv_cg_pair"
@@ -176,7 +179,7 @@ const (
 	benchvarProgRelaySub          = "relay_sub"
 	benchvarProgXdpPass           = "xdp_pass"
 	benchvarVarBvCount            = "bv_count"
-	benchvarVarBvFrame            = "bv_frame"
+	benchvarVarBvFrames           = "bv_frames"
 	benchvarVarBvSaved            = "bv_saved"
 	benchvarVarCfgBucketBits      = "cfg_bucket_bits"
 	benchvarVarCfgCarrierAddr     = "cfg_carrier_addr"
@@ -263,6 +266,9 @@ type benchvarSpecs struct {
 type benchvarProgramSpecs struct {
 	BenchLookup       *ebpf.ProgramSpec `ebpf:"bench_lookup"`
 	BvAdjust          *ebpf.ProgramSpec `ebpf:"bv_adjust"`
+	BvCgAgain         *ebpf.ProgramSpec `ebpf:"bv_cg_again"`
+	BvCgAgainExt      *ebpf.ProgramSpec `ebpf:"bv_cg_again_ext"`
+	BvCgAgainSub      *ebpf.ProgramSpec `ebpf:"bv_cg_again_sub"`
 	BvCgFresh         *ebpf.ProgramSpec `ebpf:"bv_cg_fresh"`
 	BvCgNew           *ebpf.ProgramSpec `ebpf:"bv_cg_new"`
 	BvCgPair          *ebpf.ProgramSpec `ebpf:"bv_cg_pair"`
@@ -313,7 +319,7 @@ type benchvarMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type benchvarVariableSpecs struct {
 	BvCount            *ebpf.VariableSpec `ebpf:"bv_count"`
-	BvFrame            *ebpf.VariableSpec `ebpf:"bv_frame"`
+	BvFrames           *ebpf.VariableSpec `ebpf:"bv_frames"`
 	BvSaved            *ebpf.VariableSpec `ebpf:"bv_saved"`
 	CfgBucketBits      *ebpf.VariableSpec `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr     *ebpf.VariableSpec `ebpf:"cfg_carrier_addr"`
@@ -428,7 +434,7 @@ func (m *benchvarMaps) Close() error {
 // It can be passed to loadBenchvarObjects or ebpf.CollectionSpec.LoadAndAssign.
 type benchvarVariables struct {
 	BvCount            *ebpf.Variable `ebpf:"bv_count"`
-	BvFrame            *ebpf.Variable `ebpf:"bv_frame"`
+	BvFrames           *ebpf.Variable `ebpf:"bv_frames"`
 	BvSaved            *ebpf.Variable `ebpf:"bv_saved"`
 	CfgBucketBits      *ebpf.Variable `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr     *ebpf.Variable `ebpf:"cfg_carrier_addr"`
@@ -477,6 +483,9 @@ type benchvarVariables struct {
 type benchvarPrograms struct {
 	BenchLookup       *ebpf.Program `ebpf:"bench_lookup"`
 	BvAdjust          *ebpf.Program `ebpf:"bv_adjust"`
+	BvCgAgain         *ebpf.Program `ebpf:"bv_cg_again"`
+	BvCgAgainExt      *ebpf.Program `ebpf:"bv_cg_again_ext"`
+	BvCgAgainSub      *ebpf.Program `ebpf:"bv_cg_again_sub"`
 	BvCgFresh         *ebpf.Program `ebpf:"bv_cg_fresh"`
 	BvCgNew           *ebpf.Program `ebpf:"bv_cg_new"`
 	BvCgPair          *ebpf.Program `ebpf:"bv_cg_pair"`
@@ -500,6 +509,9 @@ func (p *benchvarPrograms) Close() error {
 	return _BenchvarClose(
 		p.BenchLookup,
 		p.BvAdjust,
+		p.BvCgAgain,
+		p.BvCgAgainExt,
+		p.BvCgAgainSub,
 		p.BvCgFresh,
 		p.BvCgNew,
 		p.BvCgPair,

@@ -88,6 +88,11 @@ func cgnatBenchPaths(tb testing.TB) ([]benchPath, *Datapath) {
 			tb.Fatalf("making a bench mapping: %v %v", xlat.Verdict(ret), err)
 		}
 	}
+	m, err := d.CGNATMappings()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pub := m[cgnat.Key{Addr: benchSub, Port: 5000, Proto: 17}]
 	paths := []benchPath{
 		{name: "baseline: empty XDP_PASS", prog: d.objs.XdpPass, pkt: benchPkt(17, R4, 53, benchSub, 5000)},
 		{name: "swap alone", prog: p("bv_swap"), pkt: benchPkt(17, R4, 53, benchSub, 5000)},
@@ -95,7 +100,10 @@ func cgnatBenchPaths(tb testing.TB) ([]benchPath, *Datapath) {
 		{name: "carrier napt udp (table/slot, no swap)", prog: d.Program(xlat.RoleRelayExt), pkt: benchPkt(17, L, 5000, Rm4, 80), note: "the bench's flip-back pair"},
 		{name: "cgnat udp established", prog: p("bv_cg_pair"), pkt: benchPkt(17, R4, 53, benchSub, 5000), note: "swap + relay_sub / relay_ext, mean of out and in"},
 		{name: "cgnat tcp established", prog: p("bv_cg_pair"), pkt: benchPkt(6, R4, 443, benchSub, 6000), note: "swap + relay_sub / relay_ext, mean of out and in"},
-		{name: "restore alone", prog: p("bv_cg_fresh"), pkt: benchPkt(17, benchSub, 1, R4, 53)},
+		{name: "restore alone", prog: p("bv_cg_again"), pkt: benchPkt(17, benchSub, 5000, R4, 53)},
+		{name: "cgnat udp established, out only", prog: p("bv_cg_again_sub"), pkt: benchPkt(17, benchSub, 5000, R4, 53), note: "restore + relay_sub"},
+		{name: "cgnat udp established, in only", prog: p("bv_cg_again_ext"), pkt: benchPkt(17, R4, 53, pub.Addr, pub.Port), note: "restore + relay_ext"},
+		{name: "restore and next subscriber port", prog: p("bv_cg_fresh"), pkt: benchPkt(17, benchSub, 1, R4, 53)},
 		{name: "cgnat udp new mapping", prog: p("bv_cg_new"), pkt: benchPkt(17, benchSub, 1, R4, 53), note: "restore + relay_sub, a new mapping each run", quota: 100_000},
 	}
 	var progs []*ebpf.Program
@@ -114,13 +122,15 @@ func cgnatRatios(res []BenchResult) map[string]float64 {
 	for _, r := range res {
 		by[r.Path] = float64(r.PerPkt.Nanoseconds())
 	}
-	swap, restore := by["swap alone"], by["restore alone"]
+	swap, restore, fresh := by["swap alone"], by["restore alone"], by["restore and next subscriber port"]
 	carrier := by["carrier napt udp (table both ways)"] - swap
 	return map[string]float64{
-		"udp-established": (by["cgnat udp established"] - swap) / carrier,
-		"tcp-established": (by["cgnat tcp established"] - swap) / carrier,
-		"udp-new-mapping": (by["cgnat udp new mapping"] - restore) / carrier,
-		"carrier-ns":      carrier,
+		"udp-established":     (by["cgnat udp established"] - swap) / carrier,
+		"tcp-established":     (by["cgnat tcp established"] - swap) / carrier,
+		"udp-established-out": (by["cgnat udp established, out only"] - restore) / carrier,
+		"udp-established-in":  (by["cgnat udp established, in only"] - restore) / carrier,
+		"udp-new-mapping":     (by["cgnat udp new mapping"] - fresh) / carrier,
+		"carrier-ns":          carrier,
 	}
 }
 
@@ -140,8 +150,8 @@ func BenchmarkCGNAT(b *testing.B) {
 			b.Logf("%-40s %4d ns  %+4d ns  %d runs  %v", r.Path, r.PerPkt.Nanoseconds(), (r.PerPkt - base).Nanoseconds(), r.Repeats, r.Note)
 		}
 		q := cgnatRatios(res)
-		b.Logf("over the carriers' NAPT (%.0f ns over baseline): udp established %.2fx, tcp established %.2fx, udp new mapping %.2fx",
-			q["carrier-ns"], q["udp-established"], q["tcp-established"], q["udp-new-mapping"])
+		b.Logf("over the carriers' NAPT (%.0f ns over baseline): udp established %.2fx (out %.2fx, in %.2fx), tcp established %.2fx, udp new mapping %.2fx",
+			q["carrier-ns"], q["udp-established"], q["udp-established-out"], q["udp-established-in"], q["tcp-established"], q["udp-new-mapping"])
 		for k, v := range q {
 			if k != "carrier-ns" {
 				b.ReportMetric(v, strings.ReplaceAll(k, "-", "_")+"-x-carrier")
@@ -166,7 +176,7 @@ func TestCGNATBenchPaths(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(m) != 2+2*benchBatch {
+	if len(m) != 2+2*benchBatch { // the established two, one a run of the new-mapping path
 		t.Errorf("%d mappings after the new-mapping path's %d runs and the two established ones", len(m), 2*benchBatch)
 	}
 	for _, r := range res {

@@ -170,28 +170,35 @@ int bv_cg_pair(struct xdp_md *ctx)
 	return unmap_process(ctx, ROLE_RELAY_EXT);
 }
 
-/* New mappings: each run restores the frame's headers as the first run
- * found them and gives it the next (subscriber, port) of a counter, 2048
- * ports for each of 64 subscribers from the inside prefix's third
- * address, so every run makes a mapping. bv_cg_fresh does the same and
- * stops: what the restoring costs. */
-__u8 bv_frame[L4_4 + 8];
-__u32 bv_saved, bv_count;
+/* Each run restores the frame's headers as the first run of its program
+ * found them (frame f of bv_frames), so BPF_PROG_RUN's repeats see the
+ * same packet. bv_cg_new also gives it the next (subscriber, port) of a
+ * counter, 2048 ports for each of 64 subscribers from the inside
+ * prefix's third address, so every run makes a mapping; bv_cg_fresh does
+ * that and stops (what restoring costs). bv_cg_again_sub and _ext run
+ * one direction of an established mapping alone; bv_cg_again restores
+ * and stops. */
+#define BV_FRAMES 4
+__u8 bv_frames[BV_FRAMES][L4_4 + 8];
+__u32 bv_saved[BV_FRAMES], bv_count;
 
-static __always_inline int bv_fresh(struct xdp_md *ctx)
+static __always_inline int bv_restore(struct xdp_md *ctx, int f, int bump)
 {
 	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
 	struct iphdr *ip = data + ETH_LEN;
 	__be16 *sport = data + L4_4;
-	__u32 n = bv_count++;
+	__u32 n;
 
-	if (data + sizeof(bv_frame) > end)
+	if (data + sizeof(bv_frames[0]) > end || f < 0 || f >= BV_FRAMES)
 		return -1;
-	if (!bv_saved) {
-		__builtin_memcpy(bv_frame, data, sizeof(bv_frame));
-		bv_saved = 1;
+	if (!bv_saved[f]) {
+		__builtin_memcpy(bv_frames[f], data, sizeof(bv_frames[0]));
+		bv_saved[f] = 1;
 	}
-	__builtin_memcpy(data, bv_frame, sizeof(bv_frame));
+	__builtin_memcpy(data, bv_frames[f], sizeof(bv_frames[0]));
+	if (!bump)
+		return 0;
+	n = bv_count++;
 	ip->saddr = bpf_htonl(cfg_cg_in_net + 2 + ((n >> 11) & 63));
 	*sport = bpf_htons(1024 + (n & 2047));
 	ip->check = 0;
@@ -202,13 +209,35 @@ static __always_inline int bv_fresh(struct xdp_md *ctx)
 SEC("xdp")
 int bv_cg_fresh(struct xdp_md *ctx)
 {
-	return bv_fresh(ctx) ? XDP_ABORTED : XDP_PASS;
+	return bv_restore(ctx, 0, 1) ? XDP_ABORTED : XDP_PASS;
 }
 
 SEC("xdp")
 int bv_cg_new(struct xdp_md *ctx)
 {
-	if (bv_fresh(ctx))
+	if (bv_restore(ctx, 1, 1))
 		return XDP_ABORTED;
 	return cg_sub_process(ctx);
+}
+
+SEC("xdp")
+int bv_cg_again(struct xdp_md *ctx)
+{
+	return bv_restore(ctx, 0, 0) ? XDP_ABORTED : XDP_PASS;
+}
+
+SEC("xdp")
+int bv_cg_again_sub(struct xdp_md *ctx)
+{
+	if (bv_restore(ctx, 2, 0))
+		return XDP_ABORTED;
+	return cg_sub_process(ctx);
+}
+
+SEC("xdp")
+int bv_cg_again_ext(struct xdp_md *ctx)
+{
+	if (bv_restore(ctx, 3, 0))
+		return XDP_ABORTED;
+	return unmap_process(ctx, ROLE_RELAY_EXT);
 }
