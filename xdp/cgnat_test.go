@@ -2,10 +2,14 @@ package xdp
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	mbits "math/bits"
 	"net/netip"
 	"os"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +18,8 @@ import (
 	"github.com/unmap-dev/unmap/session/cgnat/cgnattest"
 	"github.com/unmap-dev/unmap/session/xlat"
 	"github.com/unmap-dev/unmap/session/xlat/xlattest"
+	"github.com/unmap-dev/unmap/test/priv"
+	"golang.org/x/sys/unix"
 )
 
 // cgHarness runs packets through the relay's programs with a CGNAT
@@ -477,4 +483,123 @@ func TestCGNATEpoch(t *testing.T) {
 	if err != nil || m[k].Epoch != 9 {
 		t.Fatalf("datapath epoch %d after an outbound packet in epoch 9 (%v)", m[k].Epoch, err)
 	}
+}
+
+// TestCGNATConcurrentNewMappings: two CPUs make the same new mappings at
+// the same time (BPF_PROG_RUN from two threads, each on its own CPU, the
+// same first packets in the same order). Whoever loses a race gives its
+// port back and uses the winner's mapping: each key ends with one
+// mapping, both threads' packets left with that mapping's address and
+// port, no port is held twice, and the blocks' bits and counts equal the
+// mappings. (The model has no races; this is the C's own.) The log says
+// how many races were lost, as ports given back.
+func TestCGNATConcurrentNewMappings(t *testing.T) {
+	priv.Require(t)
+	if n, err := ebpf.PossibleCPU(); err != nil || n < 2 {
+		t.Skip("needs two CPUs")
+	}
+	c := cgnattest.Config(cgnat.EIF)
+	d, _ := loadWorldOpts(t, xlattest.Config(xlattest.RelayAddr), Options{NoMissLimit: true, NoRefuseLimit: true,
+		CGNAT: c, CGNATMappings: 1 << 14}, xlattest.World())
+	subs := []netip.Addr{cgnattest.SubA, cgnattest.SubB}
+	for i, s := range subs {
+		for j := range 4 {
+			if err := d.GrantBlock(s, c.BlockID(i, j)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	const perSub = 1500 // of the 2048 ports a protocol each holds
+	var pkts [][]byte
+	for i := range perSub {
+		for _, s := range subs {
+			pkts = append(pkts, xlattest.Build(xlattest.Spec{Proto: 17, Src: s, SPort: uint16(1000 + i), Dst: cgnattest.R4, DPort: 53}))
+		}
+	}
+	outs := [2][][]byte{}
+	errs := make(chan error, 2)
+	var ready atomic.Int64 // a spin barrier per packet: both threads start it together
+	for cpu := range 2 {
+		outs[cpu] = make([][]byte, len(pkts))
+		go func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			var set unix.CPUSet
+			set.Set(cpu)
+			if err := unix.SchedSetaffinity(0, &set); err != nil {
+				errs <- err
+				return
+			}
+			for i, in := range pkts {
+				ready.Add(1)
+				for ready.Load() < int64(2*(i+1)) {
+				}
+				opts := &ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+64)}
+				ret, err := d.Program(xlat.RoleRelaySub).Run(opts)
+				if err != nil || xlat.Verdict(ret) != xlat.Pass {
+					errs <- fmt.Errorf("cpu %d packet %d: %v %v", cpu, i, xlat.Verdict(ret), err)
+					return
+				}
+				outs[cpu][i] = opts.DataOut
+			}
+			errs <- nil
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := d.CGNATMappings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m) != len(pkts) {
+		t.Fatalf("%d mappings for %d keys", len(m), len(pkts))
+	}
+	held := map[[2]uint32]bool{}
+	for i := range pkts {
+		if !bytes.Equal(outs[0][i][26:], outs[1][i][26:]) {
+			t.Fatalf("packet %d left with two mappings:\n%x\n%x", i, outs[0][i], outs[1][i])
+		}
+		pub := [2]uint32{binary.BigEndian.Uint32(outs[0][i][26:30]), uint32(binary.BigEndian.Uint16(outs[0][i][34:36]))}
+		if held[pub] {
+			t.Fatalf("public %v given twice", pub)
+		}
+		held[pub] = true
+	}
+	sl, err := d.CGNATSlots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bits, used, holes := 0, uint32(0), 0
+	for i := range subs {
+		for j := range 4 {
+			var b datapathCgBlock
+			if err := d.objs.CgBlocks.Lookup(c.BlockID(i, j), &b); err != nil {
+				t.Fatal(err)
+			}
+			top := 0
+			for k, w := range b.Bits[1] {
+				bits += mbits.OnesCount64(w)
+				if w != 0 {
+					top = 64*k + 64 - mbits.LeadingZeros64(w)
+				}
+			}
+			// Ports are taken in order, so a free port below the highest
+			// taken one was taken by a race's loser and given back.
+			holes += top - mbits.OnesCount64(b.Bits[1][0]) - mbits.OnesCount64(b.Bits[1][1]) - mbits.OnesCount64(b.Bits[1][2]) -
+				mbits.OnesCount64(b.Bits[1][3]) - mbits.OnesCount64(b.Bits[1][4]) - mbits.OnesCount64(b.Bits[1][5]) -
+				mbits.OnesCount64(b.Bits[1][6]) - mbits.OnesCount64(b.Bits[1][7])
+			used += b.Used[1]
+		}
+	}
+	if len(sl) != len(pkts) || bits != len(pkts) || used != uint32(len(pkts)) {
+		t.Fatalf("%d keys: %d slots, %d bits, counts %d", len(pkts), len(sl), bits, used)
+	}
+	r, err := d.Reasons()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d keys made twice at once, %d races lost (ports given back); reasons %v", len(pkts), holes, nonZero(r))
 }
