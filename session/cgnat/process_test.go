@@ -18,7 +18,7 @@ type world struct {
 	t  *xlattest.Tables
 }
 
-func newWorld(t *testing.T, f cgnat.Filtering) *world {
+func newWorld(t testing.TB, f cgnat.Filtering) *world {
 	w := &world{c: cgnattest.Config(f), s: cgnat.NewState(), xc: xlattest.Config(xlattest.RelayAddr), t: xlattest.World()}
 	if err := w.c.Validate(); err != nil {
 		t.Fatal(err)
