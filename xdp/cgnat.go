@@ -353,3 +353,45 @@ func cgPlane(proto uint8) int {
 	}
 	return -1
 }
+
+// GrantDeterministic writes deterministic mode (cgnat.Deterministic)
+// into the datapath: every subscriber's computed blocks, each subscriber
+// spent (past its blocks it is refused, never sent to the agent).
+// Subscribers that already hold blocks (a pinned datapath) are left as
+// they are.
+func (d *Datapath) GrantDeterministic(m cgnat.Deterministic) error {
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	c := m.Config
+	for i := range c.Subscribers() {
+		sub := hostAddr(hostU32(c.Inside.Addr()) + uint32(i))
+		var s datapathCgSub
+		if err := d.objs.CgSubs.Lookup(uint32(i), &s); err != nil {
+			return fmt.Errorf("cgnat: subscriber %v: %w", sub, err)
+		}
+		if s.Nblocks > 0 {
+			continue
+		}
+		ids, err := m.Blocks(sub)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if err := d.GrantBlock(sub, id); err != nil {
+				return err
+			}
+		}
+		if err := d.SetSpent(sub, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hostAddr is an IPv4 address from a number (host order).
+func hostAddr(v uint32) netip.Addr {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], v)
+	return netip.AddrFrom4(b)
+}

@@ -603,3 +603,47 @@ func TestCGNATConcurrentNewMappings(t *testing.T) {
 	}
 	t.Logf("%d keys made twice at once, %d races lost (ports given back); reasons %v", len(pkts), holes, nonZero(r))
 }
+
+// TestCGNATDeterministic: deterministic mode written into the datapath
+// (GrantDeterministic): a subscriber's first flows take the ports of its
+// computed blocks, which look up to it (cgnat.Deterministic.Subscriber,
+// what `unmap relay lookup` answers), and a subscriber past its blocks
+// is refused at once, never sent to the agent.
+func TestCGNATDeterministic(t *testing.T) {
+	priv.Require(t)
+	c := cgnat.Config{Inside: netip.MustParsePrefix("100.64.0.0/26"), Gateway: netip.MustParseAddr("100.64.0.1"),
+		PoolFirst: cgnattest.Pub2, PoolAddrs: 6, PortLo: 1024, BlockBits: 6, Blocks: 64}
+	m := cgnat.Deterministic{Config: &c, Quota: 1}
+	d, _ := loadWorldOpts(t, xlattest.Config(xlattest.RelayAddr), Options{NoMissLimit: true, NoRefuseLimit: true,
+		CGNAT: c, CGNATMappings: 1 << 12}, xlattest.World())
+	if err := d.GrantDeterministic(m); err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{2, 33, 63} {
+		sub := netip.AddrFrom4([4]byte{100, 64, 0, byte(i)})
+		for n := range c.BlockSize() + 1 {
+			in := xlattest.Build(xlattest.Spec{Proto: 17, Src: sub, SPort: uint16(2000 + n), Dst: cgnattest.R4, DPort: 53})
+			opts := &ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+64)}
+			ret, err := d.Program(xlat.RoleRelaySub).Run(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == c.BlockSize() {
+				if xlat.Verdict(ret) != xlat.TX {
+					t.Fatalf("%v past its block: %v, want the admin-prohibited answer", sub, xlat.Verdict(ret))
+				}
+				continue
+			}
+			out := opts.DataOut
+			a := netip.AddrFrom4([4]byte(out[26:30]))
+			p := binary.BigEndian.Uint16(out[34:36])
+			if got, ok := m.Subscriber(a, p); xlat.Verdict(ret) != xlat.Pass || !ok || got != sub {
+				t.Fatalf("%v's flow %d left as %v:%d, which looks up to %v %v", sub, n, a, p, got, ok)
+			}
+		}
+	}
+	r, err := d.Reasons()
+	if err != nil || r[xlat.ReasonCGNATNoBlock] != 0 {
+		t.Fatalf("sent to the agent in deterministic mode: %d (%v)", r[xlat.ReasonCGNATNoBlock], err)
+	}
+}
