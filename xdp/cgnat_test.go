@@ -8,6 +8,7 @@ import (
 	mbits "math/bits"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/unmap-dev/unmap/session/cgnat/cgnattest"
 	"github.com/unmap-dev/unmap/session/xlat"
 	"github.com/unmap-dev/unmap/session/xlat/xlattest"
+	"github.com/unmap-dev/unmap/test/bpffs"
 	"github.com/unmap-dev/unmap/test/priv"
 	"golang.org/x/sys/unix"
 )
@@ -645,5 +647,64 @@ func TestCGNATDeterministic(t *testing.T) {
 	r, err := d.Reasons()
 	if err != nil || r[xlat.ReasonCGNATNoBlock] != 0 {
 		t.Fatalf("sent to the agent in deterministic mode: %d (%v)", r[xlat.ReasonCGNATNoBlock], err)
+	}
+}
+
+// TestCGNATPinnedAcrossReload: a relay restart (a new Load on the pinned
+// maps) keeps the subscribers' mappings, grants and taken ports: the
+// second load translates an established mapping both ways as the first
+// did, a new mapping takes the next port (not one already held), and a
+// release through the new load's mapping of cg_blocks gives the port
+// back.
+func TestCGNATPinnedAcrossReload(t *testing.T) {
+	priv.Require(t)
+	dir := filepath.Join(bpffs.ForTest(t), "unmap", "relay")
+	c := cgnattest.Config(cgnat.EIF)
+	opts := Options{PinPath: dir, NoMissLimit: true, NoRefuseLimit: true, CGNAT: c, CGNATMappings: 1 << 12}
+	xc := xlattest.Config(xlattest.RelayAddr)
+	run := func(d *Datapath, role xlat.Role, in []byte) []byte {
+		t.Helper()
+		opts := &ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+64)}
+		ret, err := d.Program(role).Run(opts)
+		if err != nil || xlat.Verdict(ret) != xlat.Pass {
+			t.Fatalf("%v: %v %v", role, xlat.Verdict(ret), err)
+		}
+		return opts.DataOut
+	}
+	flow := func(sport uint16) []byte {
+		return xlattest.Build(xlattest.Spec{Proto: 17, Src: cgnattest.SubA, SPort: sport, Dst: cgnattest.R4, DPort: 53})
+	}
+	back := xlattest.Build(xlattest.Spec{Proto: 17, Src: cgnattest.R4, SPort: 53, Dst: cgnattest.Pub1, DPort: cgnattest.PortLo})
+	d1, err := Load(xc, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(d1.SetFIB(false), d1.GrantBlock(cgnattest.SubA, c.BlockID(0, 0))); err != nil {
+		t.Fatal(err)
+	}
+	out1, in1 := run(d1, xlat.RoleRelaySub, flow(5000)), run(d1, xlat.RoleRelayExt, back)
+	if err := d1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d2, err := Load(xc, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.Close()
+	if err := d2.SetFIB(false); err != nil {
+		t.Fatal(err)
+	}
+	if out2, in2 := run(d2, xlat.RoleRelaySub, flow(5000)), run(d2, xlat.RoleRelayExt, back); !bytes.Equal(out1, out2) || !bytes.Equal(in1, in2) {
+		t.Fatal("the established mapping translates otherwise after the reload")
+	}
+	if p := binary.BigEndian.Uint16(run(d2, xlat.RoleRelaySub, flow(5001))[34:]); p != cgnattest.PortLo+1 {
+		t.Fatalf("a new mapping after the reload took port %d, want %d", p, cgnattest.PortLo+1)
+	}
+	if err := d2.ReleaseMapping(cgnat.Key{Addr: cgnattest.SubA, Port: 5000, Proto: 17}); err != nil {
+		t.Fatal(err)
+	}
+	var b datapathCgBlock
+	if err := d2.objs.CgBlocks.Lookup(c.BlockID(0, 0), &b); err != nil || b.Used[1] != 1 || b.Bits[1][0] != 2 {
+		t.Fatalf("block after the release: used %d bits %#x (%v)", b.Used[1], b.Bits[1][0], err)
 	}
 }
