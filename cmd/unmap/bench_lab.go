@@ -28,9 +28,9 @@ measures from the site's lan host to the IPv6-only server srv6:
 
   native     IPv6 routed on every link, no CGN: the limit of this lab
   unmap      unmap edge and unmap relay (this binary) through the CGN
-  wireguard  wireguard-go on edge and relay through the same CGN, set up
-             with wg (wireguard-tools); built with go install unless
-             --wireguard-go names a binary
+  wireguard  wireguard-go on edge and relay through the same CGN,
+             configured over its UAPI socket from Go; built with go
+             install unless --wireguard-go names a binary
 
 For each path, with the lab's offloads as they are and then with GRO, GSO
 and TSO off on every veth: TCP goodput of one stream (a Go sender and

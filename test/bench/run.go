@@ -195,7 +195,7 @@ func setupPath(ctx context.Context, cfg Config, name, dir string) (_ *pathLab, e
 			}
 		}
 		cfg.Log("%s: starting wireguard-go on edge and relay", name)
-		p.stop, err = setupWireGuard(ctx, l, wg, dir)
+		p.stop, err = setupWireGuard(ctx, l, wg)
 	}
 	if err != nil {
 		return nil, err

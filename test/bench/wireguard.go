@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,11 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/wgctrl"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/unmap-dev/unmap/test/lab"
 )
@@ -26,7 +26,8 @@ const WireGuardModule = "golang.zx2c4.com/wireguard@v0.0.0-20260522210424-ecfc5a
 
 // The WireGuard path: wireguard-go (userspace, over TUN; the kernel has
 // no WireGuard module) on the edge and on the relay, the same IPv6 as
-// unmap carries through the same CGN, configured with `wg`.
+// unmap carries through the same CGN, configured over the devices'
+// UAPI sockets (configureWireGuard).
 var (
 	wgNet       = netip.MustParsePrefix("2001:db8:ff::/64")
 	wgEdge      = netip.MustParseAddr("2001:db8:ff::1")
@@ -48,10 +49,9 @@ func BuildWireGuard(ctx context.Context, dir string) (string, error) {
 
 // setupWireGuard builds the tunnel between edge and relay and routes the
 // site's IPv6 through it: the lan host gets lab.SiteHost6Addr, statically.
-func setupWireGuard(ctx context.Context, l *lab.Lab, wgGo, dir string) (func() error, error) {
-	if _, err := exec.LookPath("wg"); err != nil {
-		return nil, fmt.Errorf("wireguard path: wg (Debian's wireguard-tools) is needed: %w", err)
-	}
+// Keys are made and the devices configured from Go (wgctrl speaks the
+// userspace device's UAPI socket), so no wg program is needed.
+func setupWireGuard(ctx context.Context, l *lab.Lab, wgGo string) (func() error, error) {
 	if wgGo == "" {
 		return nil, errors.New("wireguard path: no wireguard-go binary given")
 	}
@@ -59,27 +59,16 @@ func setupWireGuard(ctx context.Context, l *lab.Lab, wgGo, dir string) (func() e
 	ends := []struct {
 		ns   *lab.NS
 		name string
-		key  string
+		key  wgtypes.Key
 	}{
-		{l.NS(lab.Edge), "wg" + suffix + "e", filepath.Join(dir, "wg-edge.key")},
-		{l.NS(lab.Relay), "wg" + suffix + "r", filepath.Join(dir, "wg-relay.key")},
+		{ns: l.NS(lab.Edge), name: "wg" + suffix + "e"},
+		{ns: l.NS(lab.Relay), name: "wg" + suffix + "r"},
 	}
-	pubs := make([]string, 2)
-	for i, e := range ends {
-		priv, err := exec.CommandContext(ctx, "wg", "genkey").Output()
-		if err != nil {
-			return nil, fmt.Errorf("wg genkey: %w", err)
+	for i := range ends {
+		var err error
+		if ends[i].key, err = wgtypes.GeneratePrivateKey(); err != nil {
+			return nil, fmt.Errorf("wireguard path: key: %w", err)
 		}
-		if err := os.WriteFile(e.key, priv, 0o600); err != nil {
-			return nil, err
-		}
-		pc := exec.CommandContext(ctx, "wg", "pubkey")
-		pc.Stdin = bytes.NewReader(priv)
-		pub, err := pc.Output()
-		if err != nil {
-			return nil, fmt.Errorf("wg pubkey: %w", err)
-		}
-		pubs[i] = strings.TrimSpace(string(pub))
 	}
 
 	var procs []*proc
@@ -101,21 +90,8 @@ func setupWireGuard(ctx context.Context, l *lab.Lab, wgGo, dir string) (func() e
 			return nil, errors.Join(err, stop())
 		}
 	}
-	edge, relay := ends[0], ends[1]
-	relayEnd := netip.AddrPortFrom(lab.RelayAddr, uint16(wgRelayPort)).String()
-	cmds := []struct {
-		ns   *lab.NS
-		args []string
-	}{
-		{relay.ns, []string{"set", relay.name, "listen-port", fmt.Sprint(wgRelayPort), "private-key", relay.key,
-			"peer", pubs[0], "allowed-ips", lab.SitePrefix.String() + "," + netip.PrefixFrom(wgEdge, 128).String()}},
-		{edge.ns, []string{"set", edge.name, "private-key", edge.key,
-			"peer", pubs[1], "allowed-ips", "::/0", "endpoint", relayEnd, "persistent-keepalive", "25"}},
-	}
-	for _, c := range cmds {
-		if out, err := c.ns.Output(ctx, "wg", c.args...); err != nil {
-			return nil, errors.Join(fmt.Errorf("%w\n%s", err, out), stop())
-		}
+	if err := configureWireGuard(ends[0].name, ends[0].key, ends[1].name, ends[1].key); err != nil {
+		return nil, errors.Join(err, stop())
 	}
 	if err := wgRoutes(l, links[0], links[1]); err != nil {
 		return nil, errors.Join(err, stop())
@@ -200,4 +176,40 @@ func wgRoutes(l *lab.Lab, edgeWG, relayWG netlink.Link) error {
 
 func ipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+// configureWireGuard sets up the relay's device to listen on wgRelayPort
+// for the edge's key and the site's addresses, and the edge's device to
+// send everything to the relay's public address. wireguard-go serves
+// each device's UAPI socket under /var/run/wireguard, a path outside any
+// network namespace, so the client talks to both from here.
+func configureWireGuard(edgeDev string, edgeKey wgtypes.Key, relayDev string, relayKey wgtypes.Key) error {
+	c, err := wgctrl.New()
+	if err != nil {
+		return fmt.Errorf("wireguard path: wgctrl: %w", err)
+	}
+	defer c.Close()
+	port, keepalive := wgRelayPort, 25*time.Second
+	relayEnd := &net.UDPAddr{IP: lab.RelayAddr.AsSlice(), Port: wgRelayPort}
+	devs := []struct {
+		name string
+		cfg  wgtypes.Config
+	}{
+		{relayDev, wgtypes.Config{PrivateKey: &relayKey, ListenPort: &port, Peers: []wgtypes.PeerConfig{{
+			PublicKey:  edgeKey.PublicKey(),
+			AllowedIPs: []net.IPNet{*ipNet(lab.SitePrefix), *ipNet(netip.PrefixFrom(wgEdge, 128))},
+		}}}},
+		{edgeDev, wgtypes.Config{PrivateKey: &edgeKey, Peers: []wgtypes.PeerConfig{{
+			PublicKey:                   relayKey.PublicKey(),
+			Endpoint:                    relayEnd,
+			PersistentKeepaliveInterval: &keepalive,
+			AllowedIPs:                  []net.IPNet{*ipNet(netip.MustParsePrefix("::/0"))},
+		}}}},
+	}
+	for _, d := range devs {
+		if err := c.ConfigureDevice(d.name, d.cfg); err != nil {
+			return fmt.Errorf("wireguard path: configure %s: %w", d.name, err)
+		}
+	}
+	return nil
 }

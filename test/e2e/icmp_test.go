@@ -2,32 +2,53 @@ package e2e
 
 import (
 	"context"
+	"net/netip"
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/unmap-dev/unmap/test/lab"
+	"github.com/unmap-dev/unmap/test/priv"
 )
 
-// TestTraceroute6 (proof 5): traceroute6 from a LAN host to srv6 lists
+// TestTraceroute6 (proof 5): a traceroute from a LAN host to srv6 lists
 // every hop: the edge, the carrier path's routers as 64:ff9b::<IPv4>
 // (the CGN, inet, the relay itself), then the routers beyond the relay
-// with their own addresses (inet's relay side), and srv6 last.
+// with their own addresses (inet's relay side), and srv6 last. The Go
+// tracer the tour uses (lab.Trace6) runs always; the real traceroute6,
+// a client the test drives on purpose, runs when installed.
 func TestTraceroute6(t *testing.T) { bothCGNs(t, testTraceroute6) }
 
 func testTraceroute6(t *testing.T, mode lab.CGNMode) {
 	u := up(t, mode)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	hops, out, err := u.lab.NS(lab.LAN).Traceroute6(ctx, lab.Srv6Addr, 2)
-	t.Logf("%s", out)
-	if err != nil {
-		t.Fatal(err)
+	lan := u.lab.NS(lab.LAN)
+	tracers := []struct {
+		name  string
+		trace func(*testing.T) ([]netip.Addr, []byte, error)
+	}{
+		{"go", func(*testing.T) ([]netip.Addr, []byte, error) { return lan.Trace6(ctx, lab.Srv6Addr, 2) }},
+		{"traceroute6", func(t *testing.T) ([]netip.Addr, []byte, error) {
+			priv.Tool(t, "traceroute6", "traceroute")
+			return lan.Traceroute6(ctx, lab.Srv6Addr, 2)
+		}},
 	}
-	if err := lab.CheckHops(hops, lab.TraceToSrv6()); err != nil {
-		t.Error(err)
-		a, _ := u.lab.NS(lab.LAN).Output(ctx, "ip", "-6", "addr")
-		r, _ := u.lab.NS(lab.LAN).Output(ctx, "ip", "-6", "route")
-		t.Logf("lan (host %v):\n%s\n%s", u.host, a, r)
+	for _, tr := range tracers {
+		t.Run(tr.name, func(t *testing.T) {
+			hops, out, err := tr.trace(t)
+			t.Logf("%s", out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := lab.CheckHops(hops, lab.TraceToSrv6()); err != nil {
+				t.Error(err)
+				a, _ := lan.Netlink().AddrList(nil, netlink.FAMILY_V6)
+				r, _ := lan.Netlink().RouteList(nil, netlink.FAMILY_V6)
+				t.Logf("lan (host %v): addresses %v, routes %v", u.host, a, r)
+			}
+		})
 	}
 	counts := section(t, u.d.relaySock, "carriers", "the relay's relayed errors", func(c struct {
 		Slowpath map[string]uint64 `json:"slowpath"`

@@ -147,12 +147,13 @@ func UnmapChecks(host netip.Addr) []Check {
 		RestartCheck("lan → srv6: an established TCP connection outlives an edge agent restart", Edge, srv6),
 		RestartCheck("lan → srv6: an established TCP connection outlives a relay restart", Relay, srv6),
 		{
-			Name:    "lan → srv6: traceroute6 lists every hop (carrier path as 64:ff9b::, then beyond the relay)",
+			Name:    "lan → srv6: traceroute lists every hop (carrier path as 64:ff9b::, then beyond the relay)",
 			Expect:  Works,
 			Timeout: 30 * time.Second,
 			Run: func(ctx context.Context, e *Env) error {
 				// One probe a hop: the tour's other rows hold carrier ports too.
-				hops, _, err := e.Lab.NS(LAN).Traceroute6(ctx, Srv6Addr, 1)
+				// Trace6 probes as traceroute6 does; TestTraceroute6 runs the real one.
+				hops, _, err := e.Lab.NS(LAN).Trace6(ctx, Srv6Addr, 1)
 				if err != nil {
 					return err
 				}

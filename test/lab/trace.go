@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -19,9 +18,10 @@ import (
 // What proof 5 looks at: the hops traceroute6 lists, and the path MTU a
 // host learns from a Packet Too Big.
 
-// Traceroute6 runs traceroute6 in n to dst and returns the first address
-// that answered each hop, hop 1 first (invalid for a hop none answered),
-// and its output. UDP probes, `probes` a hop, one at a time (-N 1): each
+// Traceroute6 runs the real traceroute6 (Debian's traceroute package) in
+// n to dst and returns the first address that answered each hop, hop 1
+// first (invalid for a hop none answered), and its output; Trace6 does
+// the same in Go. UDP probes, `probes` a hop, one at a time (-N 1): each
 // probe past the edge is a flow with a carrier port of its own at the
 // relay (the lab's relay has 64, RelayCarrierPorts), and srv6
 // rate-limits its port unreachables; at most 12 hops.
@@ -126,20 +126,21 @@ func Upload(ctx context.Context, from, to *NS, addr netip.AddrPort, size int) (t
 	return time.Since(start), nil
 }
 
-var mtuRE = regexp.MustCompile(`\bmtu (\d+)\b`)
-
-// RouteMTU is the path MTU n's kernel holds for dst (`ip -6 route get`),
-// 0 if it holds none (the interface's MTU applies).
+// RouteMTU is the path MTU n's kernel holds for dst (what `ip route get`
+// shows as mtu: the route cache's metric, asked over netlink), 0 if it
+// holds none (the interface's MTU applies).
 func (n *NS) RouteMTU(ctx context.Context, dst netip.Addr) (int, error) {
-	out, err := n.Output(ctx, "ip", "route", "get", dst.String())
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	m := mtuRE.FindSubmatch(out)
-	if m == nil {
-		return 0, nil
+	rs, err := n.nl.RouteGet(dst.AsSlice())
+	if err != nil {
+		return 0, fmt.Errorf("%s: route get %s: %w", n.Name, dst, err)
 	}
-	return strconv.Atoi(string(m[1]))
+	if len(rs) == 0 {
+		return 0, fmt.Errorf("%s: no route to %s", n.Name, dst)
+	}
+	return rs[0].MTU, nil
 }
 
 // UploadPastNarrow uploads size bytes from the lan host to srvn across the
