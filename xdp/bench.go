@@ -40,7 +40,11 @@ var benchConfig = xlattest.Config(xlattest.RelayAddr)
 
 // Bench loads a datapath with flip-back entries and measures each path
 // for at least repeats runs. It needs root (CAP_BPF and CAP_NET_ADMIN).
-func Bench(repeats int) ([]BenchResult, error) {
+func Bench(repeats int) ([]BenchResult, error) { return BenchProgress(repeats, nil) }
+
+// BenchProgress is Bench that calls step, if not nil, before each path's
+// turn in each round: a full run takes minutes.
+func BenchProgress(repeats int, step func(round, rounds int, path string)) ([]BenchResult, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("bench xdp needs root: it loads BPF programs and runs them with BPF_PROG_RUN")
 	}
@@ -93,7 +97,7 @@ func Bench(repeats int) ([]BenchResult, error) {
 		}
 		return nil
 	}
-	return runPaths(d.Reasons, paths, repeats)
+	return runPaths(d.Reasons, paths, repeats, step)
 }
 
 // benchOverRate is a datapath with the default miss bound whose bucket
@@ -183,7 +187,7 @@ type benchPath struct {
 // median of its round means: load from other processes then shifts all
 // paths alike instead of whichever ran at the wrong moment. reasons reads
 // the reason counters the paths' programs count into.
-func runPaths(reasons func() ([xlat.NumReasons]uint64, error), paths []benchPath, repeats int) ([]BenchResult, error) {
+func runPaths(reasons func() ([xlat.NumReasons]uint64, error), paths []benchPath, repeats int, step func(round, rounds int, path string)) ([]BenchResult, error) {
 	rounds := benchRounds
 	if repeats < rounds*benchBatch {
 		rounds = 1
@@ -196,8 +200,11 @@ func runPaths(reasons func() ([xlat.NumReasons]uint64, error), paths []benchPath
 			paths[i].quota = repeats
 		}
 	}
-	for range rounds {
+	for round := range rounds {
 		for i, p := range paths {
+			if step != nil {
+				step(round+1, rounds, p.name)
+			}
 			counted := reasons
 			if p.reasons != nil {
 				counted = p.reasons

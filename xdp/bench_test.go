@@ -143,7 +143,7 @@ func BenchmarkBreakdown(b *testing.B) {
 		{name: "tcp v6<->v4 whole, no flow counters", prog: v.Program(xlat.RoleEdgeLAN), pkt: site6},
 	}
 	for b.Loop() {
-		res, err := runPaths(d.Reasons, paths, 1_000_000)
+		res, err := runPaths(d.Reasons, paths, 1_000_000, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -35,7 +35,18 @@ the kernel reuses one buffer across repeats; their figure is the mean of both.`,
 			if repeats < 1 {
 				return fmt.Errorf("--repeats must be positive")
 			}
-			res, err := xdp.Bench(repeats)
+			// A terminal's line follows each path; a log gets a line a round.
+			p, last := newProgress(cmd.ErrOrStderr()), 0
+			res, err := xdp.BenchProgress(repeats, func(round, rounds int, path string) {
+				switch {
+				case p.tty:
+					p.Step("round %d of %d: %s", round, rounds, path)
+				case round != last:
+					p.Step("round %d of %d, every path", round, rounds)
+				}
+				last = round
+			})
+			p.Clear()
 			if err != nil {
 				return err
 			}

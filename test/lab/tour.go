@@ -47,6 +47,9 @@ type Env struct {
 	// Agents are unmap's relay and edge, for the rows that restart them;
 	// nil in the baseline tour.
 	Agents *Agents
+	// Step, if set, hears of each check as it starts (the i-th of n), so
+	// a command can show progress: a tour takes tens of seconds.
+	Step func(i, n int, name string)
 }
 
 // NewEnv starts the tour's servers in l; Lab.Close stops them.
@@ -84,7 +87,10 @@ func (r Result) OK() bool { return !r.Stopped && (r.Err == nil) == bool(r.Check.
 // conntrack tables, so running them at once could blur what each shows).
 func RunTour(ctx context.Context, e *Env, checks []Check) []Result {
 	res := make([]Result, 0, len(checks))
-	for _, c := range checks {
+	for i, c := range checks {
+		if e.Step != nil {
+			e.Step(i+1, len(checks), c.Name)
+		}
 		if ctx.Err() != nil {
 			res = append(res, Result{Check: c, Err: fmt.Errorf("not run: %w", ctx.Err()), Stopped: true})
 			continue
