@@ -17,6 +17,7 @@ import (
 	"github.com/unmap-dev/unmap/control/pki"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session/ports"
+	"github.com/unmap-dev/unmap/xdp/ifcheck"
 )
 
 // Options are what the command line gives the agent besides edge.yaml.
@@ -68,6 +69,8 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		return fmt.Errorf("datapath: %w", err)
 	}
 	defer dp.close()
+	// Veth setups that lose or corrupt XDP's frames silently: warn, with the fix.
+	ifcheck.Warn(log.With("part", "xdp"), s.LAN, s.WAN)
 	a.dp, a.activity, a.inject = dp, datapathActivity(dp, a.nat.lan), dp.inj.Packet
 	// Flows the last agent left forwarding come back before the first
 	// session, so the client replays them to the relay.

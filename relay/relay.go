@@ -14,6 +14,7 @@ import (
 	"github.com/unmap-dev/unmap/control/pki"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session/ports"
+	"github.com/unmap-dev/unmap/xdp/ifcheck"
 )
 
 // Options are what the command line gives the agent besides relay.yaml.
@@ -62,6 +63,8 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 			return fmt.Errorf("datapath: %w", err)
 		}
 		defer dp.close()
+		// Veth setups that lose or corrupt XDP's frames silently: warn, with the fix.
+		ifcheck.Warn(log.With("part", "xdp"), s.Interface)
 		c.dp, c.activity = dp, datapathActivity(dp)
 		// Before any session: the edges' replays take these back.
 		ms, err := dp.d.Mappings()
