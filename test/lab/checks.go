@@ -174,9 +174,11 @@ func UnmapChecks(host netip.Addr) []Check {
 
 // RestartCheck: the LAN host holds a TCP connection to to, exchanging a
 // line before and after the agent of role restarts; the connection
-// itself must carry on (no reconnect).
+// itself must carry on (no reconnect). The agent loads and verifies its
+// XDP programs again before it connects: under load from other processes
+// that alone has taken over the default 3 s, so the row has 10.
 func RestartCheck(name string, role Role, to netip.AddrPort) Check {
-	return Check{Name: name, Expect: Works, Run: func(ctx context.Context, e *Env) error {
+	return Check{Name: name, Expect: Works, Timeout: 10 * time.Second, Run: func(ctx context.Context, e *Env) error {
 		if e.Agents == nil {
 			return errors.New("no agents to restart")
 		}
