@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -52,11 +53,19 @@ func namespacesOf(t *testing.T, prefix string) []string {
 	return m
 }
 
-// TestLabCommand runs `unmap lab`: a table with every baseline check ok,
-// a progress line (not a terminal: plain lines) for each check of either
+// TestLabCommand runs `unmap lab`: a table with every check ok, a
+// progress line (not a terminal: plain lines) for each check of either
 // tour, and the lab gone afterwards.
+//
+// PATH holds only Go's own directory while it runs, as on a fresh machine
+// with Go and nothing else: no row may need ip, nft, traceroute6 or wg.
 func TestLabCommand(t *testing.T) {
 	priv.Require(t)
+	goroot, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		t.Fatalf("go env GOROOT: %v", err)
+	}
+	t.Setenv("PATH", filepath.Join(strings.TrimSpace(string(goroot)), "bin"))
 	out, progress, err := runLabCmdProgress(t)
 	if err != nil {
 		t.Fatalf("unmap lab: %v\n%s\nprogress:\n%s", err, out, progress)
