@@ -62,6 +62,7 @@ func runLab(ctx context.Context, w io.Writer, p *progress, o labOptions) (err er
 	if os.Geteuid() != 0 {
 		return errors.New("lab needs root: it creates network namespaces and nftables rules")
 	}
+	defer p.Clear() // an error message starts on a line of its own
 	p.Step("building the lab: %d network namespaces", len(lab.Roles))
 	l, err := lab.New(ctx, opts)
 	if err != nil {
