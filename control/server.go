@@ -77,7 +77,7 @@ type ServerConfig struct {
 	IdleTimeout  time.Duration // QUIC idle timeout; default 60s (edges send keepalives every ≤25s)
 	// What a session may leave unwritten to an edge that does not read
 	// (sendqueue.go): SendTimeout bounds one write, default 5s;
-	// SendQueue the bytes queued, default 256 KiB. Past either the
+	// SendQueue the bytes queued, default 1 MiB. Past either the
 	// session is closed (an ICMPError finding the queue full is dropped
 	// instead).
 	SendTimeout  time.Duration
@@ -123,10 +123,11 @@ func (c *ServerConfig) withDefaults() (ServerConfig, error) {
 	return o, nil
 }
 
-// DefaultSendQueue is ServerConfig.SendQueue's default: some 5000
-// CarrierBound messages, or 200 full ICMP errors, on top of what the QUIC
+// DefaultSendQueue is ServerConfig.SendQueue's default: some 25000
+// FlowClose or CarrierBound messages (an expiry sweep that ends many
+// flows at once), or 800 full ICMP errors, on top of what the QUIC
 // stream's flow control window already holds.
-const DefaultSendQueue = 256 << 10
+const DefaultSendQueue = 1 << 20
 
 // Server accepts edges. Make one with Listen.
 type Server struct {
