@@ -88,6 +88,7 @@ type carriers struct {
 	icmpLimit  *ratelimit.Limiter             // ICMP errors relayed, by site; "": the relay's own
 	offering   map[leaseKey]bool              // carriers offered to an edge, not yet answered: their packets may come early
 	inb        inboundState                   // bounds of the inbound slow path (inboundlimits.go)
+	gate       inboundGate                    // the inbound slow path's bounds passed before mu (inboundgate.go)
 	pinned     pinnedSet                      // flows the pinned datapath held at start, until replayed (pinned.go)
 }
 
@@ -456,5 +457,6 @@ func (c *carriers) status() any {
 	counts := maps.Clone(c.counts)
 	pinned := c.pinned.count()
 	c.mu.Unlock()
+	c.gate.counts(counts)
 	return carrierStatus{Sessions: sessions, Slowpath: counts, Flows: by, Ports: c.ports.Stats(), Refused: c.ports.Refused.Snapshot(), Rebound: rb, Pinned: pinned}
 }
