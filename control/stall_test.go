@@ -112,3 +112,40 @@ func TestOfferToStalledEdgeTimesOut(t *testing.T) {
 		t.Fatalf("offer to a stalled edge: %v after %v, want timeout after 300 ms", err, took)
 	}
 }
+
+// TestReplayThrottled: an edge that ends replay after replay (each a
+// 6-byte Replay with last, each making the relay walk the site's flows)
+// gets them taken one per replayEvery: the first at once, the next ones
+// spaced, counted; only its own session waits.
+func TestReplayThrottled(t *testing.T) {
+	p := newPKI(t)
+	relay := newFakeRelay()
+	const every = 300 * time.Millisecond
+	srv := startRelay(t, p, relay, "", func(c *ServerConfig) { c.replayEvery = every })
+	r := dialRaw(t, p, "home-1", srv.Addr())
+	r.hello(t, "home-1")
+	for range 3 {
+		if err := proto.WriteMessage(r.str, &proto.Replay{Last: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var at []time.Time
+	r.str.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for len(at) < 3 {
+		m, err := proto.ReadMessage(r.str, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := m.(*proto.ReplayDone); ok {
+			at = append(at, time.Now())
+		}
+	}
+	for i := 1; i < 3; i++ {
+		if gap := at[i].Sub(at[i-1]); gap < every-50*time.Millisecond {
+			t.Errorf("replay %d ended %v after the one before, want ≥ %v", i+1, gap, every)
+		}
+	}
+	if n := srv.Counters().Get("replay_throttled"); n != 2 {
+		t.Errorf("replay_throttled = %d, want 2", n)
+	}
+}
