@@ -79,6 +79,28 @@ func (l *Limiter) Allow(name string, now time.Time) bool {
 	return true
 }
 
+// Peek says whether Allow(name, now) would take a token, without taking
+// it or changing the names kept: a caller can refuse early, before
+// locks of its own, and take the token once it knows it needs it.
+func (l *Limiter) Peek(name string, now time.Time) bool {
+	if l.Rate <= 0 || l.Burst <= 0 {
+		return false
+	}
+	t := now.UnixNano()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.by[name]
+	if e == nil {
+		limit := l.MaxNames
+		if limit == 0 {
+			limit = DefaultMaxNames
+		}
+		return len(l.by) < limit || l.head.prev.full <= t
+	}
+	token := int64(float64(time.Second) / l.Rate)
+	return max(e.full, t)+token-t <= int64(l.Burst)*token
+}
+
 // room returns an entry for a new name, unlinked: a fresh one while
 // fewer than MaxNames are kept, else the least recently seen one if its
 // bucket is full again, else nil; l.mu held.

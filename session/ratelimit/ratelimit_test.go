@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"runtime"
 	"testing"
 	"time"
 )
@@ -95,17 +96,45 @@ func TestLimiterEvictsLeastRecent(t *testing.T) {
 func TestLimiterConstantTime(t *testing.T) {
 	run := func(n int) time.Duration {
 		l, now := crowdedLimiter(n)
-		start := time.Now()
-		for i := range 10000 {
-			if l.Allow(newcomer(i), now) {
-				t.Fatal("a newcomer got room in a crowded limiter")
+		best := time.Hour
+		for range 5 { // the best of five: a GC or a busy machine only slows some
+			runtime.GC()
+			start := time.Now()
+			for i := range 10000 {
+				if l.Allow(newcomer(i), now) {
+					t.Fatal("a newcomer got room in a crowded limiter")
+				}
 			}
+			best = min(best, time.Since(start))
 		}
-		return time.Since(start)
+		return best
 	}
-	run(1024) // warm up
 	small, large := run(1024), run(65536)
 	if large > 8*small+5*time.Millisecond {
 		t.Errorf("refusing 10000 newcomers: %v with 65536 names, %v with 1024: grows with the names", large, small)
+	}
+}
+
+// Peek answers what Allow would, and changes nothing.
+func TestLimiterPeek(t *testing.T) {
+	l := Limiter{Rate: 10, Burst: 2, MaxNames: 2}
+	now := time.Unix(1000, 0)
+	if !l.Peek("a", now) || l.Names() != 0 {
+		t.Fatal("peek at a new name: refused, or it took a bucket")
+	}
+	l.Allow("a", now)
+	l.Allow("a", now)
+	if l.Peek("a", now) {
+		t.Error("peek allows a spent bucket")
+	}
+	if !l.Peek("a", now.Add(100*time.Millisecond)) {
+		t.Error("peek refuses a bucket with a token back")
+	}
+	l.Allow("b", now)
+	if l.Peek("c", now) || !l.Peek("c", now.Add(time.Second)) {
+		t.Error("peek at a newcomer does not follow the room Allow would find")
+	}
+	if l.Names() != 2 || l.Crowded() != 0 {
+		t.Errorf("peek changed the limiter: %d names, %d crowded", l.Names(), l.Crowded())
 	}
 }
