@@ -21,6 +21,9 @@ import (
 //	sessions_started, sessions_ended, flows_opened, flows_closed,
 //	offers_sent, offers_accepted, replay_entries, advisory_skipped,
 //	late_replies, reconnects, dial_failed
+//	send_queue_full, send_stalled, send_failed  a session closed: its edge did not read what it was sent
+//	send_dropped_<type>           an advisory message (icmp-error) dropped: the edge's queue was full
+//	replay_throttled              a complete replay that waited its turn (one per 5 s per session)
 type Counters struct {
 	mu sync.RWMutex
 	m  map[string]*atomic.Uint64

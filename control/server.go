@@ -75,6 +75,14 @@ type ServerConfig struct {
 	HelloTimeout time.Duration // wait for Hello; default 10s
 	OfferTimeout time.Duration // wait for an OfferReply; default 5s
 	IdleTimeout  time.Duration // QUIC idle timeout; default 60s (edges send keepalives every ≤25s)
+	// What a session may leave unwritten to an edge that does not read
+	// (sendqueue.go): SendTimeout bounds one write, default 5s;
+	// SendQueue the bytes queued, default 1 MiB. Past either the
+	// session is closed (an ICMPError finding the queue full is dropped
+	// instead).
+	SendTimeout  time.Duration
+	SendQueue    int
+	replayEvery  time.Duration // tests: replayEvery (session.go) instead
 	Capabilities proto.Capabilities
 	Counters     func(*Session) []proto.Counter // counters sent in Pong; may be nil
 	Log          *slog.Logger                   // default: discard
@@ -103,11 +111,23 @@ func (c *ServerConfig) withDefaults() (ServerConfig, error) {
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = 60 * time.Second
 	}
+	if o.SendTimeout <= 0 {
+		o.SendTimeout = 5 * time.Second
+	}
+	if o.SendQueue <= 0 {
+		o.SendQueue = DefaultSendQueue
+	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	return o, nil
 }
+
+// DefaultSendQueue is ServerConfig.SendQueue's default: some 25000
+// FlowClose or CarrierBound messages (an expiry sweep that ends many
+// flows at once), or 800 full ICMP errors, on top of what the QUIC
+// stream's flow control window already holds.
+const DefaultSendQueue = 1 << 20
 
 // Server accepts edges. Make one with Listen.
 type Server struct {
@@ -336,8 +356,13 @@ func (s *Server) newSession(site string, g *proto.Welcome, conn *quic.Conn, str 
 	}
 	g.SessionID = s.nextID
 	ss := &Session{
-		srv: s, site: site, grant: g, conn: conn, str: str, w: w,
+		srv: s, site: site, grant: g, conn: conn, str: str, w: w, q: newSendQueue(s.cfg.SendQueue), wrote: make(chan struct{}),
 		offers: map[uint32]chan *proto.OfferReply{}, done: make(chan struct{}),
+	}
+	// Welcome first, before anyone who finds the session can queue.
+	if _, err := ss.q.push(g); err != nil {
+		s.mu.Unlock()
+		return nil
 	}
 	old := s.sessions[site]
 	s.sessions[site] = ss
@@ -350,19 +375,19 @@ func (s *Server) newSession(site string, g *proto.Welcome, conn *quic.Conn, str 
 	return ss
 }
 
-// run sends Welcome and reads the session's messages until it ends.
+// run starts the session's writer, which sends the Welcome queued first,
+// and reads the session's messages until it ends.
 func (s *Server) run(ss *Session, resumed bool) {
-	err := ss.w.send(ss.grant)
-	if err == nil {
-		s.counters.add("sessions_started")
-		if resumed {
-			s.counters.add("sessions_resumed")
-		}
-		s.cfg.Log.Info("session started", "site", ss.site, "session", ss.grant.SessionID, "remote", ss.conn.RemoteAddr())
-		s.cfg.Handler.Started(ss)
-		err = ss.readLoop()
+	go ss.writer()
+	s.counters.add("sessions_started")
+	if resumed {
+		s.counters.add("sessions_resumed")
 	}
+	s.cfg.Log.Info("session started", "site", ss.site, "session", ss.grant.SessionID, "remote", ss.conn.RemoteAddr())
+	s.cfg.Handler.Started(ss)
+	err := ss.readLoop()
 	ss.end(err)
+	<-ss.wrote
 	s.mu.Lock()
 	if s.sessions[ss.site] == ss {
 		delete(s.sessions, ss.site)

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -44,6 +45,13 @@ type Session struct {
 	conn  quicConn
 	str   quicStream
 	w     *wire
+	q     *sendQueue    // what the writer goroutine has yet to write
+	wrote chan struct{} // closed when the writer has returned
+	stall sync.Once     // the session is closed once for not reading
+
+	// lastReplay is when the edge's last complete replay was taken
+	// (read loop only): the next waits replayEvery after it.
+	lastReplay time.Time
 
 	mu        sync.Mutex
 	offers    map[uint32]chan *proto.OfferReply
@@ -99,7 +107,7 @@ func (ss *Session) Offer(ctx context.Context, m *proto.FlowOffer) (*proto.OfferR
 	}()
 	o := *m
 	o.ID = id
-	if err := ss.send(&o); err != nil {
+	if err := ss.post(&o, false); err != nil {
 		return nil, err
 	}
 	ss.srv.counters.add("offers_sent")
@@ -123,14 +131,20 @@ func (ss *Session) Offer(ctx context.Context, m *proto.FlowOffer) (*proto.OfferR
 	}
 }
 
-// Bound tells the edge a carrier was bound or re-bound.
-func (ss *Session) Bound(m *proto.CarrierBound) error { return ss.send(m) }
+// Bound tells the edge a carrier was bound or re-bound. Like every
+// message the relay sends on its own (Moved, ICMPError, CloseFlow,
+// Offer), it is queued, never waited for (sendqueue.go).
+func (ss *Session) Bound(m *proto.CarrierBound) error { return ss.post(m, false) }
 
 // ICMPError sends the edge an ICMPv6 error about one of its flows (the
-// caller checked it is, and rate-limits).
+// caller checked it is, and rate-limits). It is advisory: with the
+// session's queue full it is dropped (send_dropped_icmp-error).
 func (ss *Session) ICMPError(packet []byte) error {
+	if err := ss.post(&proto.ICMPError{Packet: packet}, true); err != nil {
+		return err
+	}
 	ss.srv.counters.add("icmp_errors_sent")
-	return ss.send(&proto.ICMPError{Packet: packet})
+	return nil
 }
 
 // Moved asks the edge to prove a carrier with a token keepalive; an edge
@@ -139,7 +153,7 @@ func (ss *Session) Moved(m *proto.CarrierMoved) error {
 	if !ss.grant.Capabilities.Has(proto.CapRebind) {
 		return ErrNoRebind
 	}
-	return ss.send(m)
+	return ss.post(m, false)
 }
 
 // ErrNoRebind: the session's edge does not answer CarrierMoved.
@@ -147,8 +161,11 @@ var ErrNoRebind = errors.New("control: the edge does not re-bind carriers")
 
 // CloseFlow tells the edge a flow ended (CodeClosed, CodeExpired...).
 func (ss *Session) CloseFlow(f session.Flow, reason proto.Code) error {
+	if err := ss.post(&proto.FlowClose{Flow: f, Reason: reason}, false); err != nil {
+		return err
+	}
 	ss.srv.counters.add("flows_closed")
-	return ss.send(&proto.FlowClose{Flow: f, Reason: reason})
+	return nil
 }
 
 // Shutdown ends the session gracefully: Goodbye(shutdown), then the
@@ -156,6 +173,7 @@ func (ss *Session) CloseFlow(f session.Flow, reason proto.Code) error {
 // after a second. retry asks the edge to wait that long before
 // reconnecting.
 func (ss *Session) Shutdown(retry time.Duration, reason string) {
+	ss.q.stop() // nothing after the Goodbye
 	sayGoodbye(ss.conn, ss.str, ss.w, &proto.Goodbye{Code: proto.CodeShutdown, RetryMS: uint32(retry.Milliseconds()), Reason: clipReason(reason)})
 }
 
@@ -178,16 +196,8 @@ func sayGoodbye(conn quicConn, str quicStream, w *wire, g *proto.Goodbye) {
 	conn.CloseWithError(quic.ApplicationErrorCode(g.Code), g.Reason)
 }
 
-func (ss *Session) send(m proto.Message) error {
-	select {
-	case <-ss.done:
-		return ErrSessionEnded
-	default:
-	}
-	return ss.w.send(m)
-}
-
 func (ss *Session) end(err error) {
+	ss.q.stop()
 	ss.mu.Lock()
 	if ss.err == nil {
 		if err == nil {
@@ -224,7 +234,7 @@ func (ss *Session) readLoop() error {
 		case *proto.FlowOpen:
 			g := ss.open(m)
 			g.ID = m.ID
-			if err := ss.w.send(g); err != nil {
+			if err := ss.reply(g); err != nil {
 				return err
 			}
 		case *proto.FlowClose:
@@ -254,13 +264,16 @@ func (ss *Session) readLoop() error {
 				}
 				replayRefused++
 				s.counters.code("flow_refused_", code)
-				if err := ss.w.send(&proto.FlowClose{Flow: e.Flow, Reason: code}); err != nil {
+				if err := ss.reply(&proto.FlowClose{Flow: e.Flow, Reason: code}); err != nil {
 					return err
 				}
 			}
 			if m.Last {
+				if err := ss.replayTurn(); err != nil {
+					return err
+				}
 				h.ReplayDone(ss)
-				if err := ss.w.send(&proto.ReplayDone{Accepted: replayAccepted, Refused: replayRefused}); err != nil {
+				if err := ss.reply(&proto.ReplayDone{Accepted: replayAccepted, Refused: replayRefused}); err != nil {
 					return err
 				}
 				replayAccepted, replayRefused = 0, 0
@@ -270,7 +283,7 @@ func (ss *Session) readLoop() error {
 			if s.cfg.Counters != nil && ss.grant.Capabilities.Has(proto.CapCounters) {
 				c = s.cfg.Counters(ss)
 			}
-			if err := ss.w.send(&proto.Pong{Seq: m.Seq, Counters: c}); err != nil {
+			if err := ss.reply(&proto.Pong{Seq: m.Seq, Counters: c}); err != nil {
 				return err
 			}
 		case *proto.Pong:
@@ -283,6 +296,35 @@ func (ss *Session) readLoop() error {
 			return ss.fail(proto.CodeProtocolViolation, fmt.Errorf("%v from an edge", m.Type()))
 		}
 	}
+}
+
+// replayEvery spaces an edge's complete replays: ending one (Replay with
+// last) makes the relay walk the site's flows, while the message is 6
+// bytes. An edge replays once per session; one that asks again waits,
+// its own reads paused, so no edge can make the relay walk its flows
+// more often (replay_throttled).
+const replayEvery = 5 * time.Second
+
+// replayTurn waits until the session may end another replay.
+func (ss *Session) replayTurn() error {
+	now := time.Now()
+	if !ss.lastReplay.IsZero() {
+		if wait := ss.lastReplay.Add(cmp.Or(ss.srv.cfg.replayEvery, replayEvery)).Sub(now); wait > 0 {
+			ss.srv.counters.add("replay_throttled")
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-ss.done:
+				return ErrSessionEnded
+			case <-ss.conn.Context().Done():
+				return peerError(context.Cause(ss.conn.Context()))
+			}
+			now = time.Now()
+		}
+	}
+	ss.lastReplay = now
+	return nil
 }
 
 // open checks a FlowOpen against the grant and hands it to the handler.

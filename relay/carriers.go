@@ -68,6 +68,7 @@ type carriers struct {
 
 	mu       sync.Mutex
 	flows    map[session.Flow]*carrier
+	bySite   map[string]map[session.Flow]*carrier // flows again, by site: a site's replay ends in O(its flows)
 	byLease  map[leaseKey]session.Flow
 	sessions map[string]sessionInfo // by site
 	live     map[string]*control.Session
@@ -88,6 +89,7 @@ type carriers struct {
 	icmpLimit  *ratelimit.Limiter             // ICMP errors relayed, by site; "": the relay's own
 	offering   map[leaseKey]bool              // carriers offered to an edge, not yet answered: their packets may come early
 	inb        inboundState                   // bounds of the inbound slow path (inboundlimits.go)
+	gate       inboundGate                    // the inbound slow path's bounds passed before mu (inboundgate.go)
 	pinned     pinnedSet                      // flows the pinned datapath held at start, until replayed (pinned.go)
 }
 
@@ -121,7 +123,7 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 			grants[site.ID] = append(grants[site.ID], netip.PrefixFrom(site.IPv4, 32))
 		}
 	}
-	return &carriers{log: log, ports: p, flows: map[session.Flow]*carrier{}, byLease: map[leaseKey]session.Flow{},
+	return &carriers{log: log, ports: p, flows: map[session.Flow]*carrier{}, bySite: map[string]map[session.Flow]*carrier{}, byLease: map[leaseKey]session.Flow{},
 		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, counts: map[string]uint64{},
 		grants: grants, udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now,
 		early: map[leaseKey][]earlyPkt{}, pickers: map[netip.Addr]int{}, edgesFrom: map[netip.Addr]int{}, fromOf: map[uint64]edgeFrom{}, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
@@ -336,8 +338,8 @@ func (c *carriers) replayDone(ss peer) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := 0
-	for f, k := range c.flows {
-		if k.site == ss.Site() && k.gen != ss.ID() {
+	for f, k := range c.bySite[ss.Site()] { // removing while ranging is safe
+		if k.gen != ss.ID() {
 			c.remove(f, k)
 			n++
 		}
@@ -384,8 +386,25 @@ func (c *carriers) add(f session.Flow, k *carrier) {
 	if k.seen.IsZero() {
 		k.seen = c.now()
 	}
+	if old := c.flows[f]; old != nil {
+		c.unindex(f, old)
+	}
 	c.flows[f] = k
+	if c.bySite[k.site] == nil {
+		c.bySite[k.site] = map[session.Flow]*carrier{}
+	}
+	c.bySite[k.site][f] = k
 	c.byLease[leaseKey{k.lease.Key, k.lease.Port}] = f
+}
+
+// unindex takes k, flow f's carrier, out of the by-site index.
+func (c *carriers) unindex(f session.Flow, k *carrier) {
+	if c.bySite[k.site][f] != k {
+		return
+	}
+	if delete(c.bySite[k.site], f); len(c.bySite[k.site]) == 0 {
+		delete(c.bySite, k.site)
+	}
 }
 
 func (c *carriers) remove(f session.Flow, k *carrier) {
@@ -397,6 +416,7 @@ func (c *carriers) remove(f session.Flow, k *carrier) {
 	}
 	delete(c.byLease, leaseKey{k.lease.Key, k.lease.Port})
 	delete(c.flows, f)
+	c.unindex(f, k)
 }
 
 // carrier is k as the datapath needs it.
@@ -456,5 +476,6 @@ func (c *carriers) status() any {
 	counts := maps.Clone(c.counts)
 	pinned := c.pinned.count()
 	c.mu.Unlock()
+	c.gate.counts(counts)
 	return carrierStatus{Sessions: sessions, Slowpath: counts, Flows: by, Ports: c.ports.Stats(), Refused: c.ports.Refused.Snapshot(), Rebound: rb, Pinned: pinned}
 }

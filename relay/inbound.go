@@ -43,6 +43,9 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 		}
 		syn = &seg
 	}
+	if !c.admitNew(f, syn) { // inboundgate.go: without the relay's lock
+		return
+	}
 	c.mu.Lock()
 	if h, ok := c.held[f]; ok {
 		switch {
@@ -93,6 +96,11 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 	}
 	if !c.inb.allowOffer(ss.Site(), f.Remote.Addr(), c.now()) {
 		c.countLocked("inbound-offer-rate")
+		c.mu.Unlock()
+		return
+	}
+	if !c.gate.allow(c.now(), true) {
+		c.countLocked("inbound-over-budget")
 		c.mu.Unlock()
 		return
 	}

@@ -137,7 +137,9 @@ func waitIdle(t *testing.T, c *carriers) {
 func (c *carriers) countOf(name string) uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.counts[name]
+	n := map[string]uint64{name: c.counts[name]}
+	c.gate.counts(n)
+	return n[name]
 }
 
 // TestInboundRefusedCached: a flow the edge refused is offered once per

@@ -68,12 +68,23 @@ func (s *inboundState) pendingCap() int          { return cmp.Or(s.maxPending, m
 func (s *inboundState) heldCap() int             { return cmp.Or(s.maxHeld, maxHeldAll) }
 func (s *inboundState) setupTime() time.Duration { return cmp.Or(s.setup, inboundSetup) }
 
-// allowOffer takes one of remote's offers to site at now.
+// allowOffer takes one of remote's offers to site at now; peekOffer says
+// whether it could, taking nothing (inboundgate.go, before c.mu).
 func (s *inboundState) allowOffer(site string, remote netip.Addr, now time.Time) bool {
+	return s.offerLimit().Allow(site+" "+remoteKey(remote), now)
+}
+
+func (s *inboundState) peekOffer(site string, remote netip.Addr, now time.Time) bool {
+	return s.offerLimit().Peek(site+" "+remoteKey(remote), now)
+}
+
+// offerLimit is the offer limiter, its rates set on first use (tests set
+// their own first); only the miss loop's goroutine calls it.
+func (s *inboundState) offerLimit() *ratelimit.Limiter {
 	if s.offers.Rate == 0 {
 		s.offers.Rate, s.offers.Burst = offerRate, offerBurst
 	}
-	return s.offers.Allow(site+" "+remoteKey(remote), now)
+	return &s.offers
 }
 
 // remoteKey is what the offer limit counts a remote by: its /64, or its
