@@ -109,7 +109,7 @@ type sessionInfo struct {
 var _ control.Handler = (*carriers)(nil)
 
 func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
-	p, err := ports.NewRelay(ports.RelayConfig{Addrs: s.Addresses, Ports: s.CarrierPorts})
+	p, err := ports.NewRelay(ports.RelayConfig{Addrs: s.Addresses, Ports: s.CarrierPorts, InboundShare: s.Inbound.PortShare})
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +125,7 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, counts: map[string]uint64{},
 		grants: grants, udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now,
 		early: map[leaseKey][]earlyPkt{}, pickers: map[netip.Addr]int{}, edgesFrom: map[netip.Addr]int{}, fromOf: map[uint64]edgeFrom{}, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
-		icmpLimit: newICMPLimit(), offering: map[leaseKey]bool{}}, nil
+		icmpLimit: newICMPLimit(), offering: map[leaseKey]bool{}, inb: inboundState{quota: quota{limits: s.Inbound}}}, nil
 }
 
 // publicAddr is the CGNAT address a session's edge appears from: its
@@ -397,6 +397,7 @@ func (c *carriers) remove(f session.Flow, k *carrier) {
 	}
 	delete(c.byLease, leaseKey{k.lease.Key, k.lease.Port})
 	delete(c.flows, f)
+	c.inb.quota.forget(f) // an inbound flow no longer counts against its site's and remote's quotas
 }
 
 // carrier is k as the datapath needs it.

@@ -11,6 +11,7 @@ import (
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/flows"
 	"github.com/unmap-dev/unmap/session/handshake"
+	"github.com/unmap-dev/unmap/session/ports"
 	"github.com/unmap-dev/unmap/session/xlat"
 )
 
@@ -96,7 +97,13 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 		c.mu.Unlock()
 		return
 	}
+	if why := c.inb.quota.admit(f, ss.Site(), c.now()); why != "" {
+		c.countLocked(why)
+		c.mu.Unlock()
+		return
+	}
 	if !c.inb.takeSlot(ss.Site()) {
+		c.inb.quota.forget(f)
 		c.countLocked("inbound-pending-full")
 		c.mu.Unlock()
 		return
@@ -118,6 +125,16 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 // (release closes released). syn is the remote's SYN of a TCP flow.
 func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *handshake.Segment, released <-chan struct{}) {
 	defer c.offerDone(ss.Site())
+	// A flow the edge did not take no longer counts against the quotas;
+	// one it took counts until it is removed (carriers.remove).
+	taken := false
+	defer func() {
+		if !taken {
+			c.mu.Lock()
+			c.inb.quota.forget(f)
+			c.mu.Unlock()
+		}
+	}()
 	cp := session.UDP
 	m := &proto.FlowOffer{Flow: f, LifetimeSec: uint32(c.udpTimeout / time.Second)}
 	if syn != nil {
@@ -132,7 +149,11 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 	m.CarrierProto = cp
 	lease, err := c.offerLease(ss, cp)
 	if err != nil {
-		c.dropFlow(f, syn, "inbound-no-port")
+		why := "inbound-no-port"
+		if errors.Is(err, ports.ErrInboundShare) {
+			why = "inbound-port-share" // the rest of the ports is kept for outbound flows
+		}
+		c.dropFlow(f, syn, why)
 		return
 	}
 	m.Relay = lease.RelayAddr()
@@ -181,6 +202,7 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 	}
 	c.mu.Lock()
 	c.add(f, k)
+	taken = true
 	early := c.takeEarlyLocked(leaseKey{lease.Key, lease.Port})
 	c.mu.Unlock()
 	// The edge sends its opener as it replies: it may have come first.

@@ -56,6 +56,7 @@ type inboundState struct {
 	refused refusedCache
 	spares  map[string][]spareLease // unused ports of refused offers, by site (spare.go)
 	offers  ratelimit.Limiter       // new flows offered, by site and remote
+	quota   quota                   // inbound flows by site and remote, from offer to end (inboundquota.go)
 
 	// Tests only: lower limits, and sessions that are not control
 	// sessions (by site; a live control session comes first).
