@@ -114,7 +114,11 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 		return nil, err
 	}
 	grants := map[string][]netip.Prefix{}
+	a4p := map[string]ports.Range{}
 	for _, site := range s.Sites {
+		if site.IPv4.IsValid() && site.IPv4Ports.Len() < 65535 {
+			a4p[site.ID] = site.IPv4Ports // A+P: the address is shared by port
+		}
 		p.SetSite(site.ID, site.MaxFlows)
 		grants[site.ID] = append(grants[site.ID], site.Prefix)
 		if site.IPv4.IsValid() {
@@ -125,7 +129,7 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, counts: map[string]uint64{},
 		grants: grants, udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now,
 		early: map[leaseKey][]earlyPkt{}, pickers: map[netip.Addr]int{}, edgesFrom: map[netip.Addr]int{}, fromOf: map[uint64]edgeFrom{}, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
-		icmpLimit: newICMPLimit(), offering: map[leaseKey]bool{}, inb: inboundState{quota: quota{limits: s.Inbound}}}, nil
+		icmpLimit: newICMPLimit(), offering: map[leaseKey]bool{}, inb: inboundState{quota: quota{limits: s.Inbound}, ipv4Ports: a4p}}, nil
 }
 
 // publicAddr is the CGNAT address a session's edge appears from: its

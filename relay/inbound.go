@@ -72,7 +72,7 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 			return
 		}
 	}
-	ss := c.owner(k.Dst)
+	ss := c.owner(f.Site)
 	if ss == nil {
 		c.countLocked("inbound-no-session")
 		c.mu.Unlock()
@@ -277,11 +277,12 @@ func (c *carriers) release(dp *datapath, f session.Flow, carrier session.Carrier
 	}
 }
 
-// owner is the live session of the site an address belongs to; c.mu held.
-func (c *carriers) owner(a netip.Addr) edgeSide {
+// owner is the live session of the site an endpoint belongs to; c.mu
+// held.
+func (c *carriers) owner(a netip.AddrPort) edgeSide {
 	for site, p := range c.grants {
 		for _, pfx := range p {
-			if !pfx.Contains(a) {
+			if !c.holds(site, pfx, a) {
 				continue
 			}
 			if ss := c.live[site]; ss != nil {
@@ -294,6 +295,20 @@ func (c *carriers) owner(a netip.Addr) edgeSide {
 		}
 	}
 	return nil
+}
+
+// holds reports whether site's granted prefix pfx holds endpoint a. A
+// public IPv4 may be shared by sites with disjoint port sets (A+P, RFC
+// 6346: ipv4_ports): the address alone does not say whose a flow is, its
+// port does (for ICMP, the echo identifier the key carries as a port).
+func (c *carriers) holds(site string, pfx netip.Prefix, a netip.AddrPort) bool {
+	if !pfx.Contains(a.Addr()) {
+		return false
+	}
+	if r, ok := c.inb.ipv4Ports[site]; ok && a.Addr().Is4() {
+		return r.Contains(a.Port())
+	}
+	return true
 }
 
 // resetRemote answers the remote's SYN with the RST the LAN host sent,
