@@ -138,7 +138,7 @@ func TestHandshakeEdge(t *testing.T) {
 		t.Fatal("the host's SYN/ACK went the ordinary way")
 	}
 	r := <-replies
-	if r == nil || r.Result != proto.CodeOK || r.Token != proto.BindToken(hostSA.Seq) || r.EdgePort < 61000 || r.EdgePort > 61099 {
+	if r == nil || r.Result != proto.CodeOK || r.Token != proto.BindToken(hostSA.Seq) || r.EdgePort < 61000 || r.EdgePort > 61199 {
 		t.Fatalf("offer reply %+v", r)
 	}
 	pkt, tcp = next(t, sent)
