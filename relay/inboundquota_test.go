@@ -13,6 +13,7 @@ import (
 	"github.com/unmap-dev/unmap/session/conf"
 	"github.com/unmap-dev/unmap/session/flows"
 	"github.com/unmap-dev/unmap/session/handshake"
+	"github.com/unmap-dev/unmap/session/ports"
 	"github.com/unmap-dev/unmap/session/xlat"
 )
 
@@ -225,4 +226,40 @@ func TestHalfOpenUntilAcked(t *testing.T) {
 	if got := c.idleLimit(tcpFlow, k); got != c.timeouts.TCPEstablished+expireGrace {
 		t.Errorf("acknowledged idle limit %v, want the established %v", got, c.timeouts.TCPEstablished+expireGrace)
 	}
+}
+
+// TestInboundPortShareOnPath: an offer leases its relay port within the
+// inbound share of the pool; past it the flow is not offered, counted
+// inbound-port-share, and the site's outbound flows still get the rest.
+func TestInboundPortShareOnPath(t *testing.T) {
+	e := &fakeEdge{site: "home", id: 1, answer: refuseAll(proto.CodeNoResources), hold: make(chan struct{})}
+	c, _ := inboundCarriers(t, e)
+	p, err := ports.NewRelay(ports.RelayConfig{Addrs: []netip.Addr{netip.MustParseAddr("198.51.100.6")}, Ports: ports.Range{First: 20000, Last: 20003}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SetSite("home", 100)
+	c.ports = p
+	ctx := context.Background()
+	for i := range 3 {
+		k, _ := udpTo(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 5, 15: byte(i + 1)}).String(), uint16(7000+i))
+		c.inbound(ctx, k, []byte("x"))
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for c.countOf("inbound-port-share") == 0 && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	if got := c.countOf("inbound-port-share"); got != 1 {
+		t.Fatalf("inbound-port-share %d, want 1 (counts %v)", got, c.counts)
+	}
+	if got := e.offered(); got != 2 {
+		t.Errorf("%d offers, want the 2 of the share of 4 ports", got)
+	}
+	for i := range 2 {
+		if _, err := c.ports.Grant("home", cgnPublic, session.UDP); err != nil {
+			t.Errorf("outbound grant %d with inbound at its share: %v", i+1, err)
+		}
+	}
+	close(e.hold)
+	waitIdle(t, c)
 }
