@@ -15,20 +15,33 @@ import (
 // adds to an idle timeout (2 min at the least) is at most this.
 const activityEvery = 20 * time.Second
 
-// activity is the number of packets the datapath translated for a flow,
-// both directions, and whether its TCP connection ended (xdp.PairActivity);
-// ok is false when the flow has no entries.
-type activity func(f session.Flow, c session.Carrier) (packets uint64, closed, ok bool)
+// activity is what the datapath counted for a flow; ok is false when
+// the flow has no entries.
+type activity func(f session.Flow, c session.Carrier) (fa flowActivity, ok bool)
+
+// flowActivity is a flow's packets from the LAN host (out) and to it
+// (back), and whether its TCP connection ended (xdp.PairActivity).
+type flowActivity struct {
+	out, back uint64
+	closed    bool
+}
+
+func (fa flowActivity) packets() uint64 { return fa.out + fa.back }
 
 // datapathActivity reads a flow's counters from its two entries.
 // lan gives a flow's LAN view (see siteNAT.lan).
 func datapathActivity(dp *datapath, lan func(session.Flow) session.Flow) activity {
-	return func(f session.Flow, c session.Carrier) (uint64, bool, bool) {
+	return func(f session.Flow, c session.Carrier) (flowActivity, bool) {
 		out, back, err := xdp.EdgePair(lan(f), c)
 		if err != nil {
-			return 0, false, false
+			return flowActivity{}, false
 		}
-		return dp.d.PairActivity(out, back)
+		n, closed, ok := dp.d.PairActivity(out, back)
+		co, err := dp.d.FlowCounters(out.Key)
+		if err != nil {
+			co.Packets = 0 // not in yet (an inbound TCP flow's, until the host's first segment)
+		}
+		return flowActivity{out: co.Packets, back: n - co.Packets, closed: closed}, ok
 	}
 }
 
@@ -40,10 +53,11 @@ func (a *agent) touchActive(seen map[session.Flow]uint64) {
 	live := make(map[session.Flow]bool, len(seen))
 	for _, e := range a.flows.Snapshot() {
 		live[e.Flow] = true
-		n, closed, ok := a.activity(e.Flow, e.Carrier)
+		fa, ok := a.activity(e.Flow, e.Carrier)
 		if !ok {
 			continue
 		}
+		n, closed := fa.packets(), fa.closed
 		if last, known := seen[e.Flow]; !known || n != last {
 			seen[e.Flow] = n
 			if known || n > 0 {
@@ -55,6 +69,7 @@ func (a *agent) touchActive(seen map[session.Flow]uint64) {
 				a.count("tcp-closed")
 			}
 		}
+		a.checkInbound(e, fa) // inbound flows that prove nothing end soon (inboundquota.go)
 	}
 	for f := range seen {
 		if !live[f] {

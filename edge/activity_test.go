@@ -38,7 +38,9 @@ func TestActiveFlowsDoNotExpire(t *testing.T) {
 	done := session.Flow{Proto: session.TCP, Site: netip.MustParseAddrPort("[2001:db8:5::2]:1002"), Remote: netip.MustParseAddrPort("[2001:db8:6::2]:443")}
 	packets := map[session.Flow]uint64{}
 	closed := map[session.Flow]bool{}
-	a.activity = func(f session.Flow, _ session.Carrier) (uint64, bool, bool) { return packets[f], closed[f], true }
+	a.activity = func(f session.Flow, _ session.Carrier) (flowActivity, bool) {
+		return flowActivity{out: packets[f], closed: closed[f]}, true
+	}
 	for _, f := range []session.Flow{busy, idle, done} {
 		if err := a.flows.Add(f, session.Carrier{Proto: f.Proto}, flows.StateOpen); err != nil {
 			t.Fatal(err)

@@ -52,6 +52,8 @@ type agent struct {
 	handshakes map[session.Flow]*tcpInbound
 	byEdgePort map[uint16]*tcpInbound
 	hostWaits  int // inbound TCP offers waiting for the LAN host's answer (handshake.go)
+	// inq counts the accepted inbound flows (inboundquota.go).
+	inq *inboundQuota
 }
 
 // count records a slow-path event (a miss it could not use, a held packet
@@ -76,14 +78,14 @@ func newAgent(s *Settings, wan netip.Addr, log *slog.Logger) (*agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := ports.NewEdge(ports.EdgeConfig{Ports: s.CarrierPorts})
+	p, err := ports.NewEdge(ports.EdgeConfig{Ports: s.CarrierPorts, InboundShare: s.Inbound.PortShare})
 	if err != nil {
 		return nil, err
 	}
 	return &agent{s: s, log: log, wan: wan, flows: t, ports: p, policy: NewPolicy(s.Allow, s.Forwards),
 		nat:    newSiteNAT(),
 		tokens: map[session.Flow]proto.BindToken{}, counts: map[string]uint64{}, icmpLimit: newICMPLimit(),
-		handshakes: map[session.Flow]*tcpInbound{}, byEdgePort: map[uint16]*tcpInbound{}}, nil
+		handshakes: map[session.Flow]*tcpInbound{}, byEdgePort: map[uint16]*tcpInbound{}, inq: newInboundQuota(s.Inbound)}, nil
 }
 
 // Grant is the last session's grant, nil before the first one; up says
@@ -151,7 +153,7 @@ func (a *agent) Offer(m *proto.FlowOffer) *proto.OfferReply {
 	}
 	payload := opener()
 	token, _ := session.Token(session.UDP, append(make([]byte, 8), payload...))
-	c, err := a.take(m.Flow, m.CarrierProto, m.Relay, proto.BindToken(token))
+	c, err := a.takeInbound(m.Flow, m.CarrierProto, m.Relay, proto.BindToken(token))
 	if err != nil {
 		a.log.Warn("inbound flow not taken", "flow", m.Flow, "err", err)
 		return &proto.OfferReply{Result: proto.CodeNoResources}
@@ -261,7 +263,13 @@ func (a *agent) Close(f session.Flow, reason proto.Code) {
 
 // take reserves a carrier port and puts the flow in the table, opening.
 func (a *agent) take(f session.Flow, carrierProto session.Proto, relay netip.AddrPort, token proto.BindToken) (session.Carrier, error) {
-	port, err := a.ports.Grant(carrierProto)
+	return a.takeFrom(a.ports.Grant, f, carrierProto, relay, token)
+}
+
+// takeFrom is take with the port from grant (an inbound flow's is
+// within the inbound share: takeInbound).
+func (a *agent) takeFrom(grant func(session.Proto) (uint16, error), f session.Flow, carrierProto session.Proto, relay netip.AddrPort, token proto.BindToken) (session.Carrier, error) {
+	port, err := grant(carrierProto)
 	if err != nil {
 		return session.Carrier{}, err
 	}
@@ -293,6 +301,7 @@ func (a *agent) forget(f session.Flow, c session.Carrier) bool {
 	delete(a.tokens, f)
 	a.forgetHandshake(f)
 	a.mu.Unlock()
+	a.inq.forget(f)
 	a.unmap(f, c)
 	a.releasePort(c)
 	return true
@@ -344,6 +353,7 @@ func (a *agent) expire(ctx context.Context) {
 				delete(a.tokens, e.Flow)
 				a.forgetHandshake(e.Flow)
 				a.mu.Unlock()
+				a.inq.forget(e.Flow)
 				a.unmap(e.Flow, e.Carrier)
 				a.releasePort(e.Carrier)
 				a.nat.release(e.Flow)

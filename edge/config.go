@@ -27,6 +27,10 @@ type Config struct {
 	Timeouts     conf.Timeouts  `yaml:"timeouts"`
 	Inbound      Inbound        `yaml:"inbound"`
 	MissLimit    conf.MissLimit `yaml:"miss_limit"` // slow-path packets per LAN /64 or IPv4 host, and from the WAN per source
+
+	// Bounds on inbound flows (what an Internet host can make the agent
+	// hold for a site): session/conf.InboundLimits.
+	InboundLimits conf.InboundLimits `yaml:"inbound_limits"`
 }
 
 // Inbound is the site's policy for flows the Internet opens. Anything it
@@ -65,6 +69,9 @@ type Settings struct {
 	Misses       conf.MissBound
 	Allow        []Allow
 	Forwards     []Forward
+
+	// Inbound flow bounds, defaults filled in.
+	Inbound conf.InboundBounds
 }
 
 // Allow is a parsed AllowRule; Proto 0 means any protocol.
@@ -145,6 +152,9 @@ func (c *Config) Validate() (*Settings, error) {
 		return nil, err
 	}
 	if s.Misses, err = c.MissLimit.Parse("miss_limit"); err != nil {
+		return nil, err
+	}
+	if s.Inbound, err = c.InboundLimits.Parse("inbound_limits"); err != nil {
 		return nil, err
 	}
 	if s.Allow, err = c.Inbound.parseAllow(); err != nil {

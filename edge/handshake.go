@@ -87,7 +87,7 @@ func (a *agent) offerTCP(m *proto.FlowOffer, to netip.AddrPort) *proto.OfferRepl
 		a.hostWaits--
 		a.mu.Unlock()
 	}()
-	c, err := a.take(m.Flow, session.TCP, m.Relay, 0)
+	c, err := a.takeInbound(m.Flow, session.TCP, m.Relay, 0)
 	if err != nil {
 		a.count("inbound-tcp-not-taken") // no carrier port, or the flow exists
 		a.log.Warn("inbound flow not taken", "flow", m.Flow, "err", err)
@@ -280,9 +280,13 @@ func (a *agent) handshakeWAN(frame []byte) bool {
 		a.Close(h.flow, proto.CodeInternal)
 		return true
 	}
-	if err := a.flows.Update(h.flow, h.carrier, flows.StateOpen); err != nil {
+	// Transitory, not established, until the remote proves it saw the
+	// host's SYN/ACK (inboundquota.go): a spoofed SYN's flow must not
+	// hold its ports for the established timeout.
+	if err := a.flows.Update(h.flow, h.carrier, flows.StateTransitory); err != nil {
 		a.log.Warn("inbound flow", "flow", h.flow, "err", err)
 	}
+	a.inq.setHalfOpen(h.flow)
 	a.note(h.flow, h.carrier)
 	a.sendSegment(ack, "handshake-completed")
 	go a.sendComplete(h)

@@ -111,12 +111,16 @@ type sessionInfo struct {
 var _ control.Handler = (*carriers)(nil)
 
 func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
-	p, err := ports.NewRelay(ports.RelayConfig{Addrs: s.Addresses, Ports: s.CarrierPorts})
+	p, err := ports.NewRelay(ports.RelayConfig{Addrs: s.Addresses, Ports: s.CarrierPorts, InboundShare: s.Inbound.PortShare})
 	if err != nil {
 		return nil, err
 	}
 	grants := map[string][]netip.Prefix{}
+	a4p := map[string]ports.Range{}
 	for _, site := range s.Sites {
+		if site.IPv4.IsValid() && site.IPv4Ports.Len() < 65535 {
+			a4p[site.ID] = site.IPv4Ports // A+P: the address is shared by port
+		}
 		p.SetSite(site.ID, site.MaxFlows)
 		grants[site.ID] = append(grants[site.ID], site.Prefix)
 		if site.IPv4.IsValid() {
@@ -127,7 +131,7 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, counts: map[string]uint64{},
 		grants: grants, udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now,
 		early: map[leaseKey][]earlyPkt{}, pickers: map[netip.Addr]int{}, edgesFrom: map[netip.Addr]int{}, fromOf: map[uint64]edgeFrom{}, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
-		icmpLimit: newICMPLimit(), offering: map[leaseKey]bool{}}, nil
+		icmpLimit: newICMPLimit(), offering: map[leaseKey]bool{}, inb: inboundState{quota: quota{limits: s.Inbound}, ipv4Ports: a4p}}, nil
 }
 
 // publicAddr is the CGNAT address a session's edge appears from: its
@@ -417,6 +421,7 @@ func (c *carriers) remove(f session.Flow, k *carrier) {
 	delete(c.byLease, leaseKey{k.lease.Key, k.lease.Port})
 	delete(c.flows, f)
 	c.unindex(f, k)
+	c.inb.quota.forget(f) // an inbound flow no longer counts against its site's and remote's quotas
 }
 
 // carrier is k as the datapath needs it.

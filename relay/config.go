@@ -20,6 +20,10 @@ type Config struct {
 	Timeouts     conf.Timeouts  `yaml:"timeouts"`
 	MissLimit    conf.MissLimit `yaml:"miss_limit"` // slow-path packets per source: IPv4 address or IPv6 /64 (carriers from the edges' CGNAT addresses: not bound)
 	Sites        []SiteConfig   `yaml:"sites"`
+
+	// Bounds on inbound flows (what an Internet host can make the agent
+	// hold for a site): session/conf.InboundLimits.
+	InboundLimits conf.InboundLimits `yaml:"inbound_limits"`
 }
 
 // SiteConfig is what the relay grants one site.
@@ -42,6 +46,9 @@ type Settings struct {
 	Timers       conf.Timers
 	Misses       conf.MissBound
 	Sites        []Site
+
+	// Inbound flow bounds, defaults filled in.
+	Inbound conf.InboundBounds
 }
 
 // Site is a parsed SiteConfig; IPv4 is invalid when the site has none.
@@ -111,6 +118,9 @@ func (c *Config) Validate() (*Settings, error) {
 		return nil, err
 	}
 	if s.Misses, err = c.MissLimit.Parse("miss_limit"); err != nil {
+		return nil, err
+	}
+	if s.Inbound, err = c.InboundLimits.Parse("inbound_limits"); err != nil {
 		return nil, err
 	}
 	if len(c.Sites) == 0 {

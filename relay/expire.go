@@ -22,18 +22,29 @@ const (
 	expireGrace = time.Minute
 )
 
-// activity is the number of packets the datapath translated for a flow,
-// both directions; ok is false when it has no entries.
-type activity func(f session.Flow, c session.Carrier) (packets uint64, closed, ok bool)
+// activity is what the datapath counted for a flow; ok is false when it
+// has no entries.
+type activity func(f session.Flow, c session.Carrier) (a flowActivity, ok bool)
+
+// flowActivity is a flow's packets both directions, whether any came
+// from the site's side (carrier to remote: the LAN host answered), and
+// whether its TCP connection ended (xdp.PairActivity).
+type flowActivity struct {
+	packets  uint64
+	answered bool
+	closed   bool
+}
 
 // datapathActivity reads a flow's counters from its two entries.
 func datapathActivity(dp *datapath) activity {
-	return func(f session.Flow, c session.Carrier) (uint64, bool, bool) {
+	return func(f session.Flow, c session.Carrier) (flowActivity, bool) {
 		out, back, err := xdp.RelayPair(f, c)
 		if err != nil {
-			return 0, false, false
+			return flowActivity{}, false
 		}
-		return dp.d.PairActivity(out, back)
+		n, closed, ok := dp.d.PairActivity(out, back)
+		co, err := dp.d.FlowCounters(out.Key)
+		return flowActivity{packets: n, answered: err == nil && co.Packets > 0, closed: closed}, ok
 	}
 }
 
@@ -47,6 +58,7 @@ func (c *carriers) idleLimit(f session.Flow, k *carrier) time.Duration {
 	case k.closed:
 		state = flows.StateTransitory // its TCP connection ended
 	}
+	state = idleState(f, k, state) // an inbound TCP flow its remote never acknowledged: transitory
 	d := c.timeouts.For(f.Proto, state)
 	if state == flows.StateOpen {
 		d = max(d, k.lifetime)
@@ -86,14 +98,10 @@ func (c *carriers) sweep() {
 		}
 	}
 	c.mu.Unlock()
-	type seen struct {
-		packets uint64
-		closed  bool
-	}
-	counts := make(map[session.Flow]seen, len(probes))
+	counts := make(map[session.Flow]flowActivity, len(probes))
 	for _, p := range probes {
-		if n, closed, ok := c.activity(p.f, p.c); ok {
-			counts[p.f] = seen{n, closed}
+		if a, ok := c.activity(p.f, p.c); ok {
+			counts[p.f] = a
 		}
 	}
 
@@ -114,6 +122,14 @@ func (c *carriers) sweep() {
 		if ok && n.closed && !k.closed {
 			k.closed = true
 			c.countLocked("tcp-closed")
+		}
+		if ok && c.inb.quota.unanswered(f, k, n.answered, now) {
+			// An inbound flow its LAN host never answered: whatever
+			// the remote sends, it ends soon (inboundquota.go).
+			c.remove(f, k)
+			c.countLocked("inbound-unanswered")
+			expired = append(expired, gone{f, k.site})
+			continue
 		}
 		if ok && n.packets != k.packets {
 			k.packets, k.seen = n.packets, now

@@ -31,9 +31,9 @@ func TestSweep(t *testing.T) {
 	c.now = func() time.Time { return now }
 	packets := map[session.Flow]uint64{}
 	endedConn := map[session.Flow]bool{}
-	c.activity = func(f session.Flow, _ session.Carrier) (uint64, bool, bool) {
+	c.activity = func(f session.Flow, _ session.Carrier) (flowActivity, bool) {
 		n, ok := packets[f]
-		return n, endedConn[f], ok
+		return flowActivity{packets: n, answered: n > 0, closed: endedConn[f]}, ok
 	}
 	flow := func(port uint16) session.Flow {
 		return session.Flow{Proto: session.UDP, Site: netip.AddrPortFrom(netip.MustParseAddr("2001:db8:5::2"), port),

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/unmap-dev/unmap/proto"
@@ -79,10 +80,11 @@ func (c *carriers) handshakeSegment(b bound, frame []byte, send func([]byte) err
 		return carrier, false
 	case hs.seen && handshake.IsCompletingACK(seg, hs.syn, hs.carrierSYN):
 		k.hs, k.synAck = nil, hs.toRemote
-		// The carrier-to-remote entry now; the other one too if the
-		// remote's first segment without SYN is held already.
+		// The carrier-to-remote entry now; the other one too if a
+		// segment of the remote's that acknowledges the host's SYN/ACK
+		// is held already.
 		mapped := c.mapHalf(b.flow, k, true)
-		if mapped && len(c.held[b.flow]) > 0 {
+		if mapped && slices.ContainsFunc(c.held[b.flow], func(p []byte) bool { return acksHost(k, p) }) {
 			k.backIn = c.mapHalf(b.flow, k, false)
 		}
 		ss := c.live[k.site]
@@ -103,6 +105,28 @@ func (c *carriers) handshakeSegment(b bound, frame []byte, send func([]byte) err
 		c.mu.Unlock()
 		return carrier, false
 	}
+}
+
+// maxAckAhead bounds how far past the host's ISN+1 the remote's first
+// segment may acknowledge: its handshake ACK acknowledges exactly ISN+1;
+// if that was lost, the next acknowledges what the host sent since,
+// which cannot be more than the host's initial window (RFC 6928: 10
+// segments). A host that never saw the host's SYN/ACK (a spoofed SYN's
+// source) guesses right once in 2^32/maxAckAhead tries.
+const maxAckAhead = 1 << 16
+
+// acksSeg reports whether seg, the remote's first segment after the
+// carrier handshake, acknowledges the host's SYN/ACK, whose ISN is the
+// carrier's bind token: the remote saw it, so its address is real.
+func acksSeg(k *carrier, seg handshake.Segment) bool {
+	isn := uint32(k.token)
+	return seg.Flags&handshake.ACK != 0 && seg.Flags&(handshake.SYN|handshake.RST) == 0 && seg.Ack-(isn+1) < maxAckAhead
+}
+
+// acksHost is acksSeg for a frame held during the handshake.
+func acksHost(k *carrier, frame []byte) bool {
+	_, _, seg, err := handshake.Frame(frame)
+	return err == nil && acksSeg(k, seg)
 }
 
 // synAcks are the two answers to a carrier SYN: the relay's SYN/ACK to
@@ -163,7 +187,22 @@ func (c *carriers) afterHandshake(f session.Flow, k *carrier, seg handshake.Segm
 		return
 	}
 	if !k.backIn {
+		if !acksSeg(k, seg) {
+			// Not (yet) the remote's ACK of the host's SYN/ACK: a blind
+			// or spoofed segment, or a RST. It goes on to the host, which
+			// judges it, but the remote-to-carrier entry waits, so the
+			// next segment comes here too, and the flow stays half-open
+			// (transitory timeout, inboundquota.go).
+			c.countLocked("inbound-tcp-ack-unproven")
+			carrier := k.carrier()
+			c.mu.Unlock()
+			if c.dp != nil {
+				c.dp.send(f, carrier, [][]byte{frame}, c.count)
+			}
+			return
+		}
 		k.backIn = c.mapHalf(f, k, false)
+		c.countLocked("inbound-tcp-acked")
 	}
 	carrier := k.carrier()
 	c.mu.Unlock()

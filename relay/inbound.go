@@ -11,6 +11,7 @@ import (
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/flows"
 	"github.com/unmap-dev/unmap/session/handshake"
+	"github.com/unmap-dev/unmap/session/ports"
 	"github.com/unmap-dev/unmap/session/xlat"
 )
 
@@ -74,7 +75,7 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 			return
 		}
 	}
-	ss := c.owner(k.Dst)
+	ss := c.owner(f.Site)
 	if ss == nil {
 		c.countLocked("inbound-no-session")
 		c.mu.Unlock()
@@ -99,12 +100,19 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 		c.mu.Unlock()
 		return
 	}
+	if why := c.inb.quota.admit(f, ss.Site(), c.now()); why != "" {
+		c.countLocked(why)
+		c.mu.Unlock()
+		return
+	}
 	if !c.gate.allow(c.now(), true) {
+		c.inb.quota.forget(f)
 		c.countLocked("inbound-over-budget")
 		c.mu.Unlock()
 		return
 	}
 	if !c.inb.takeSlot(ss.Site()) {
+		c.inb.quota.forget(f)
 		c.countLocked("inbound-pending-full")
 		c.mu.Unlock()
 		return
@@ -126,6 +134,16 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 // (release closes released). syn is the remote's SYN of a TCP flow.
 func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *handshake.Segment, released <-chan struct{}) {
 	defer c.offerDone(ss.Site())
+	// A flow the edge did not take no longer counts against the quotas;
+	// one it took counts until it is removed (carriers.remove).
+	taken := false
+	defer func() {
+		if !taken {
+			c.mu.Lock()
+			c.inb.quota.forget(f)
+			c.mu.Unlock()
+		}
+	}()
 	cp := session.UDP
 	m := &proto.FlowOffer{Flow: f, LifetimeSec: uint32(c.udpTimeout / time.Second)}
 	if syn != nil {
@@ -140,7 +158,11 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 	m.CarrierProto = cp
 	lease, err := c.offerLease(ss, cp)
 	if err != nil {
-		c.dropFlow(f, syn, "inbound-no-port")
+		why := "inbound-no-port"
+		if errors.Is(err, ports.ErrInboundShare) {
+			why = "inbound-port-share" // the rest of the ports is kept for outbound flows
+		}
+		c.dropFlow(f, syn, why)
 		return
 	}
 	m.Relay = lease.RelayAddr()
@@ -189,6 +211,7 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 	}
 	c.mu.Lock()
 	c.add(f, k)
+	taken = true
 	early := c.takeEarlyLocked(leaseKey{lease.Key, lease.Port})
 	c.mu.Unlock()
 	// The edge sends its opener as it replies: it may have come first.
@@ -263,11 +286,12 @@ func (c *carriers) release(dp *datapath, f session.Flow, carrier session.Carrier
 	}
 }
 
-// owner is the live session of the site an address belongs to; c.mu held.
-func (c *carriers) owner(a netip.Addr) edgeSide {
+// owner is the live session of the site an endpoint belongs to; c.mu
+// held.
+func (c *carriers) owner(a netip.AddrPort) edgeSide {
 	for site, p := range c.grants {
 		for _, pfx := range p {
-			if !pfx.Contains(a) {
+			if !c.holds(site, pfx, a) {
 				continue
 			}
 			if ss := c.live[site]; ss != nil {
@@ -280,6 +304,20 @@ func (c *carriers) owner(a netip.Addr) edgeSide {
 		}
 	}
 	return nil
+}
+
+// holds reports whether site's granted prefix pfx holds endpoint a. A
+// public IPv4 may be shared by sites with disjoint port sets (A+P, RFC
+// 6346: ipv4_ports): the address alone does not say whose a flow is, its
+// port does (for ICMP, the echo identifier the key carries as a port).
+func (c *carriers) holds(site string, pfx netip.Prefix, a netip.AddrPort) bool {
+	if !pfx.Contains(a.Addr()) {
+		return false
+	}
+	if r, ok := c.inb.ipv4Ports[site]; ok && a.Addr().Is4() {
+		return r.Contains(a.Port())
+	}
+	return true
 }
 
 // resetRemote answers the remote's SYN with the RST the LAN host sent,

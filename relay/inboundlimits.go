@@ -10,6 +10,7 @@ import (
 
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/ports"
 	"github.com/unmap-dev/unmap/session/ratelimit"
 )
 
@@ -56,6 +57,10 @@ type inboundState struct {
 	refused refusedCache
 	spares  map[string][]spareLease // unused ports of refused offers, by site (spare.go)
 	offers  ratelimit.Limiter       // new flows offered, by site and remote
+	quota   quota                   // inbound flows by site and remote, from offer to end (inboundquota.go)
+	// The port set of each site whose public IPv4 has one (A+P), by
+	// site: who owns a flow to that address depends on its port.
+	ipv4Ports map[string]ports.Range
 
 	// Tests only: lower limits, and sessions that are not control
 	// sessions (by site; a live control session comes first).
@@ -131,6 +136,12 @@ type inboundStatus struct {
 	OfferRate     int            `json:"offers_per_sec_per_remote"`
 	OfferBurst    int            `json:"offer_burst_per_remote"`
 	OfferRemotes  int            `json:"offer_remotes_tracked"`
+	// Inbound flows counted against inbound_limits (inboundquota.go).
+	Flows         map[string]int `json:"inbound_flows_by_site"`
+	FlowsMax      int            `json:"inbound_flows_max_per_site"`
+	PerRemoteMax  int            `json:"inbound_flows_max_per_remote"`
+	PortShare     int            `json:"inbound_port_share_percent"`
+	UnansweredSec int            `json:"unanswered_udp_sec"`
 }
 
 func (c *carriers) inboundStatus() any {
@@ -141,9 +152,12 @@ func (c *carriers) inboundStatus() any {
 	for _, sp := range s.spares {
 		spare += len(sp)
 	}
+	b := s.quota.bounds()
 	return inboundStatus{Pending: maps.Clone(s.pending), PendingMax: s.pendingCap(), Held: s.heldN, HeldMax: s.heldCap(),
 		Refused: s.refused.len(), RefusedMax: refusedMax, RefusedTTLSec: int(refusedTTL / time.Second), Spare: spare,
-		OfferRate: offerRate, OfferBurst: offerBurst, OfferRemotes: s.offers.Names()}
+		OfferRate: offerRate, OfferBurst: offerBurst, OfferRemotes: s.offers.Names(),
+		Flows: maps.Clone(s.quota.bySite), FlowsMax: b.PerSite, PerRemoteMax: b.PerRemote, PortShare: b.PortShare,
+		UnansweredSec: int(b.Unanswered / time.Second)}
 }
 
 // offerDone frees an offer's slot when it ends, whatever its end.

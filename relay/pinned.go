@@ -142,7 +142,7 @@ func (c *carriers) takePinned(ms []xdp.Mapping, addrs []netip.Addr) int {
 	c.pinned = pinnedSet{byKey: map[xlat.Key]*pinnedFlow{}, byLease: map[leaseKey]*pinnedFlow{}}
 	n := 0
 	for _, p := range flows {
-		site, ok := c.siteOf(p.flow.Site.Addr())
+		site, ok := c.siteOf(p.flow.Site)
 		if ok && p.carrier.Relay.Port() != 0 {
 			k := ports.Key{Relay: p.carrier.Relay.Addr(), Public: p.carrier.Public.Addr(), Proto: p.carrier.Proto}
 			lease, err := c.ports.Claim(site, k, p.carrier.Relay.Port())
@@ -174,11 +174,12 @@ func (c *carriers) takePinned(ms []xdp.Mapping, addrs []netip.Addr) int {
 	return n
 }
 
-// siteOf is the site an address of a flow belongs to; c.mu held.
-func (c *carriers) siteOf(a netip.Addr) (string, bool) {
+// siteOf is the site a flow's site endpoint belongs to (by its port
+// too, on a shared IPv4: holds); c.mu held.
+func (c *carriers) siteOf(a netip.AddrPort) (string, bool) {
 	for site, ps := range c.grants {
 		for _, p := range ps {
-			if p.Contains(a) {
+			if c.holds(site, p, a) {
 				return site, true
 			}
 		}

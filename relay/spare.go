@@ -42,7 +42,7 @@ func (c *carriers) offerLease(ss edgeSide, cp session.Proto) (ports.Lease, error
 		}
 	}
 	c.mu.Unlock()
-	return c.ports.Grant(ss.Site(), pub, cp)
+	return c.ports.GrantInbound(ss.Site(), pub, cp) // within the inbound share (session/ports)
 }
 
 // spare keeps the port of an offer the edge refused, which carried no
