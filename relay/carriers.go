@@ -214,7 +214,7 @@ func (c *carriers) open(ss peer, m *proto.FlowOpen) (*proto.FlowGrant, []earlyPk
 			return &proto.FlowGrant{Result: proto.CodeFlowExists}, nil
 		}
 		old.gen, old.token = ss.ID(), m.Token
-		return &proto.FlowGrant{Relay: old.lease.RelayAddr(), LifetimeSec: m.LifetimeSec}, nil
+		return &proto.FlowGrant{Relay: old.lease.RelayAddr(), LifetimeSec: uint32(old.lifetime / time.Second)}, nil
 	}
 	// Pinned entries of the flow are not the edge's any more: it opens
 	// the flow anew.
@@ -236,10 +236,10 @@ func (c *carriers) open(ss peer, m *proto.FlowOpen) (*proto.FlowGrant, []earlyPk
 		c.log.Debug("flow refused", "site", ss.Site(), "flow", m.Flow, "relay", m.Relay, "err", err)
 		return &proto.FlowGrant{Result: code(err)}, nil
 	}
-	c.add(m.Flow, &carrier{site: ss.Site(), lease: lease, edgePort: m.EdgePort, token: m.Token, gen: ss.ID(),
-		lifetime: time.Duration(m.LifetimeSec) * time.Second})
+	life := c.lifetimeCap(m.Flow.Proto, m.LifetimeSec)
+	c.add(m.Flow, &carrier{site: ss.Site(), lease: lease, edgePort: m.EdgePort, token: m.Token, gen: ss.ID(), lifetime: life})
 	c.countLocked("opened")
-	return &proto.FlowGrant{Relay: lease.RelayAddr(), LifetimeSec: m.LifetimeSec}, c.takeEarlyLocked(leaseKey{lease.Key, lease.Port})
+	return &proto.FlowGrant{Relay: lease.RelayAddr(), LifetimeSec: uint32(life / time.Second)}, c.takeEarlyLocked(leaseKey{lease.Key, lease.Port})
 }
 
 // Replayed takes back a flow the edge still has after a reconnect or a
@@ -270,19 +270,22 @@ func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, 
 		return proto.CodeOK, nil
 	}
 	pub := publicAddr(ss)
-	if e.Public.IsValid() {
-		pub = e.Public.Addr().Unmap()
+	if why := c.checkReplayLocked(pub, e); why != "" {
+		c.countLocked("replay-refused-" + why)
+		c.log.Warn("replayed flow refused", "site", ss.Site(), "flow", e.Flow, "relay", e.Relay, "public", e.Public, "why", why)
+		return proto.CodeAddressNotGranted, nil
 	}
 	lk := leaseKey{ports.Key{Relay: e.Relay.Addr(), Public: pub, Proto: e.CarrierProto}, e.Relay.Port()}
 	lease, ok := c.pinnedLeaseLocked(ss.Site(), lk)
 	if !ok {
 		var err error
 		if lease, err = c.ports.Claim(ss.Site(), lk.Key, lk.port); err != nil {
+			c.countLocked("replay-refused-" + code(err).String())
 			return code(err), nil
 		}
 	}
 	k := &carrier{site: ss.Site(), lease: lease, edgePort: e.EdgePort, token: e.Token, gen: ss.ID(),
-		lifetime: time.Duration(e.LifetimeSec) * time.Second}
+		lifetime: c.lifetimeCap(e.Flow.Proto, e.LifetimeSec)}
 	c.add(e.Flow, k)
 	c.countLocked("replayed-claimed") // taken back after a relay restart
 	k.public = e.Public
@@ -303,9 +306,54 @@ func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, 
 		return proto.CodeOK, tell
 	}
 	// Bound before the restart: map it again at once, so the flow
-	// forwards without waiting for a packet to bind it.
-	c.mapCarrier(e.Flow, k)
+	// forwards without waiting for a packet to bind it. A flow the
+	// datapath cannot hold is refused, not kept half-installed: the edge
+	// hears FlowClose and opens it anew.
+	if !c.mapCarrier(e.Flow, k) {
+		c.remove(e.Flow, k)
+		c.countLocked("replay-refused-" + proto.CodeNoResources.String())
+		return proto.CodeNoResources, nil
+	}
 	return proto.CodeOK, tell
+}
+
+// checkReplayLocked checks what a replayed entry says about a carrier the
+// relay does not know, as a FlowOpen's would be: the relay can only trust
+// what it saw itself. pub is the CGNAT address the session comes from.
+// It returns why the entry is refused, "" if it is not. c.mu held.
+func (c *carriers) checkReplayLocked(pub netip.Addr, e *proto.ReplayEntry) string {
+	if !e.Public.IsValid() {
+		return "" // never bound: its first packet binds it, from pub
+	}
+	// The carrier's CGNAT side is the session's own CGNAT address (paired
+	// pooling, RFC 4787 REQ-2; the relay grants R keyed on it too): any
+	// other address would let an edge aim the relay's carrier traffic at
+	// a host of its choosing (a reflector from the relay's own address),
+	// or hold ports keyed on another site's CGNAT address.
+	if e.Public.Addr() != pub {
+		return "public-address"
+	}
+	// A NAT maps a port of 1024 and up to one of 1024 and up (RFC 4787
+	// §4.2.1), and the edge's carrier ports are above the system ports
+	// (edge.yaml carrier_ports): a lower TCP or UDP port is not a
+	// carrier's. ICMP carriers have an echo identifier instead, any value.
+	if e.CarrierProto != session.ICMP && e.Public.Port() < minCarrierPort {
+		return "public-port"
+	}
+	return ""
+}
+
+// minCarrierPort is the lowest CGNAT-side port a replayed TCP or UDP
+// carrier may name: the system ports below it are never a NAT's mapping
+// of an edge's carrier port.
+const minCarrierPort = 1024
+
+// lifetimeCap is the lifetime the relay keeps an idle flow for at most:
+// its own timeout for the flow's protocol. An edge asks for what its
+// timeouts say, but may not hold the relay's ports for longer (a lifetime
+// of a century would never expire).
+func (c *carriers) lifetimeCap(p session.Proto, sec uint32) time.Duration {
+	return min(time.Duration(sec)*time.Second, c.timeouts.For(p, flows.StateOpen))
 }
 
 // adoptPinnedLocked takes over the pinned entries of a replayed flow if
