@@ -12,7 +12,6 @@ import (
 	"github.com/unmap-dev/unmap/control"
 	"github.com/unmap-dev/unmap/control/admin"
 	"github.com/unmap-dev/unmap/control/pki"
-	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session/ports"
 )
 
@@ -36,7 +35,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	if log == nil {
 		log = slog.Default()
 	}
-	_, cert, err := pki.LoadIdentity(s.TLS.Cert, s.TLS.Key)
+	id, cert, err := pki.LoadIdentity(s.TLS.Cert, s.TLS.Key)
 	if err != nil {
 		return fmt.Errorf("tls.cert/tls.key: %w", err)
 	}
@@ -75,14 +74,11 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	go c.expire(ctx)
 	// Close, not ctx, ends the server: it says Goodbye to every edge so
 	// they reconnect at once to the relay's successor.
-	srv, err := control.Listen(context.WithoutCancel(ctx), control.ServerConfig{
-		Addr:      s.Listen.String(),
-		Identity:  cert,
-		ClientCAs: cas,
-		Authorize: func(site string, _ *proto.Hello) (*proto.Welcome, error) { return s.grant(site, keepalive) },
-		Handler:   c,
-		Log:       log.With("part", "control"),
-	})
+	cfg, err := serverConfig(s, id, cert, cas, c, log.With("part", "control"))
+	if err != nil {
+		return err
+	}
+	srv, err := control.Listen(context.WithoutCancel(ctx), cfg)
 	if err != nil {
 		return err
 	}
