@@ -75,6 +75,12 @@ type ServerConfig struct {
 	HelloTimeout time.Duration // wait for Hello; default 10s
 	OfferTimeout time.Duration // wait for an OfferReply; default 5s
 	IdleTimeout  time.Duration // QUIC idle timeout; default 60s (edges send keepalives every ≤25s)
+	// Handshakes in progress at once (gate.go): above RetryAbove an
+	// unvalidated source must answer a QUIC Retry first; at
+	// MaxHandshakes new ones are refused. Defaults DefaultRetryAbove and
+	// DefaultMaxHandshakes.
+	MaxHandshakes int
+	RetryAbove    int
 	Capabilities proto.Capabilities
 	Counters     func(*Session) []proto.Counter // counters sent in Pong; may be nil
 	Log          *slog.Logger                   // default: discard
@@ -103,6 +109,12 @@ func (c *ServerConfig) withDefaults() (ServerConfig, error) {
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = 60 * time.Second
 	}
+	if o.MaxHandshakes <= 0 {
+		o.MaxHandshakes = DefaultMaxHandshakes
+	}
+	if o.RetryAbove <= 0 {
+		o.RetryAbove = min(DefaultRetryAbove, o.MaxHandshakes)
+	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -116,6 +128,7 @@ type Server struct {
 	ln       *quic.Listener
 	ownConn  net.PacketConn // closed by Close if Listen opened it
 	counters Counters
+	gate     handshakeGate
 
 	mu       sync.Mutex
 	sessions map[string]*Session // by site: one session per site
@@ -139,7 +152,8 @@ func Listen(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		}
 		s.ownConn = pc
 	}
-	s.tr = &quic.Transport{Conn: pc, ConnectionIDLength: 8}
+	s.gate = handshakeGate{max: int64(o.MaxHandshakes), retry: int64(o.RetryAbove), counters: &s.counters}
+	s.tr = &quic.Transport{Conn: pc, ConnectionIDLength: 8, VerifySourceAddress: s.gate.verify, ConnContext: s.gate.enter}
 	if o.StatelessResetKey != nil {
 		k := quic.StatelessResetKey(*o.StatelessResetKey)
 		s.tr.StatelessResetKey = &k
@@ -173,6 +187,10 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
 // Counters are the server's named counters.
 func (s *Server) Counters() *Counters { return &s.counters }
+
+// Handshakes is the number of QUIC handshakes in progress (half-open
+// connections), bounded by ServerConfig.MaxHandshakes.
+func (s *Server) Handshakes() int { return s.gate.inProgress() }
 
 // Session returns the current session of site, or nil.
 func (s *Server) Session(site string) *Session {
@@ -222,6 +240,7 @@ func (s *Server) accept(ctx context.Context) {
 		if err != nil {
 			return
 		}
+		s.gate.done(conn)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
