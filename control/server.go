@@ -81,9 +81,9 @@ type ServerConfig struct {
 	// DefaultMaxHandshakes.
 	MaxHandshakes int
 	RetryAbove    int
-	Capabilities proto.Capabilities
-	Counters     func(*Session) []proto.Counter // counters sent in Pong; may be nil
-	Log          *slog.Logger                   // default: discard
+	Capabilities  proto.Capabilities
+	Counters      func(*Session) []proto.Counter // counters sent in Pong; may be nil
+	Log           *slog.Logger                   // default: discard
 }
 
 func (c *ServerConfig) withDefaults() (ServerConfig, error) {
