@@ -88,6 +88,7 @@ type carriers struct {
 	icmpLimit  *ratelimit.Limiter             // ICMP errors relayed, by site; "": the relay's own
 	offering   map[leaseKey]bool              // carriers offered to an edge, not yet answered: their packets may come early
 	inb        inboundState                   // bounds of the inbound slow path (inboundlimits.go)
+	mapLog     mapLog                         // when a datapath refusal was last logged (maplog.go)
 	pinned     pinnedSet                      // flows the pinned datapath held at start, until replayed (pinned.go)
 }
 
@@ -463,8 +464,7 @@ func (c *carriers) mapCarrier(f session.Flow, k *carrier) bool {
 	}
 	c.replacePinnedOfLocked(f, k, true, true)
 	if err := c.dp.mapFlow(f, k.carrier()); err != nil {
-		c.countLocked("map-failed")
-		c.log.Error("datapath", "flow", f, "err", err)
+		c.mapFailedLocked(f, err)
 		return false
 	}
 	return true

@@ -146,29 +146,8 @@ func TestLifetimeCapped(t *testing.T) {
 // no-resources and gives its port back, instead of being accepted with
 // no entries (the edge would send into a carrier that forwards nothing).
 func TestReplayMapFailureRefused(t *testing.T) {
-	priv.Require(t)
-	s := pinSettings()
-	cfg := xlat.Config{CarrierAddr: s.Addresses[0], PortLo: s.CarrierPorts.First, PortHi: s.CarrierPorts.Last}
-	d, err := xdp.Load(cfg, xdp.Options{Buckets: 1, MaxFlows: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	dp := &datapath{d: d, cfg: cfg}
 	c := replayCarriers(t)
-	c.dp = dp
-	// Fill the table with away's flows until it takes no more.
-	full := false
-	for i := range 64 {
-		p := newPinFlow(session.TCP, "2001:db8:7::2", pinAway, 20000+uint16(i))
-		if dp.mapFlow(p.f, p.c) != nil {
-			full = true
-			break
-		}
-	}
-	if !full {
-		t.Fatal("a table of one bucket and spill hashes of one took 64 flows")
-	}
+	c.dp = fullDatapath(t)
 
 	home := edgePeer{"home", 1, pinPublic}
 	p := newPinFlow(session.UDP, "2001:db8:5::2", pinPublic, 20001)
@@ -181,4 +160,27 @@ func TestReplayMapFailureRefused(t *testing.T) {
 	if n := c.ports.Held("home"); n != 0 || len(c.flows) != 0 {
 		t.Errorf("home holds %d ports and the relay %d flows", n, len(c.flows))
 	}
+}
+
+// fullDatapath is a relay datapath (no interface) whose flow table takes
+// no more flows: away's flows fill it.
+func fullDatapath(t *testing.T) *datapath {
+	t.Helper()
+	priv.Require(t)
+	s := pinSettings()
+	cfg := xlat.Config{CarrierAddr: s.Addresses[0], PortLo: s.CarrierPorts.First, PortHi: s.CarrierPorts.Last}
+	d, err := xdp.Load(cfg, xdp.Options{Buckets: 1, MaxFlows: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	dp := &datapath{d: d, cfg: cfg}
+	for i := range 64 {
+		p := newPinFlow(session.TCP, "2001:db8:7::2", pinAway, 20000+uint16(i))
+		if dp.mapFlow(p.f, p.c) != nil {
+			return dp
+		}
+	}
+	t.Fatal("a table of one bucket and spill hashes of one took 64 flows")
+	return nil
 }
