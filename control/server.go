@@ -129,6 +129,7 @@ type Server struct {
 	ownConn  net.PacketConn // closed by Close if Listen opened it
 	counters Counters
 	gate     handshakeGate
+	refusals refusalLog
 
 	mu       sync.Mutex
 	sessions map[string]*Session // by site: one session per site
@@ -161,7 +162,7 @@ func Listen(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	tlsConf := pki.ServerConfig(o.Identity, o.ClientCAs, pki.ServerOptions{
 		NextProtos: []string{proto.ALPN},
 		Time:       o.Time,
-		Refused:    func(e *pki.RefusedError) { s.counters.tls(e.Reason) },
+		Refused:    s.refused,
 	})
 	if len(o.TicketKeys) > 0 {
 		tlsConf.SetSessionTicketKeys(o.TicketKeys)
