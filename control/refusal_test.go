@@ -3,8 +3,8 @@ package control
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
