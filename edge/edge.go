@@ -127,6 +127,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		st := admin.NewServer("edge", o.Version)
 		st.Section("session", func() any { return sessionStatus(a.Grant()) })
 		st.Section("control", func() any { return client.Counters().Snapshot() })
+		st.Section("relay", func() any { return relayStatus(client.RelayCounters()) })
 		st.Section("flows", func() any { return a.flows.Stats() })
 		st.Section("inbound", func() any { return a.policy.Counts() })
 		st.Section("ipv4", func() any { return a.nat.stats() })

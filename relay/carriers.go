@@ -89,6 +89,7 @@ type carriers struct {
 	offering   map[leaseKey]bool              // carriers offered to an edge, not yet answered: their packets may come early
 	inb        inboundState                   // bounds of the inbound slow path (inboundlimits.go)
 	mapLog     mapLog                         // when a datapath refusal was last logged (maplog.go)
+	perSite    map[string]*siteCounts         // flow events by site, for its edge's Pongs (pong.go)
 	pinned     pinnedSet                      // flows the pinned datapath held at start, until replayed (pinned.go)
 }
 
@@ -126,7 +127,7 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, counts: map[string]uint64{},
 		grants: grants, udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now,
 		early: map[leaseKey][]earlyPkt{}, pickers: map[netip.Addr]int{}, edgesFrom: map[netip.Addr]int{}, fromOf: map[uint64]edgeFrom{}, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
-		icmpLimit: newICMPLimit(), offering: map[leaseKey]bool{}}, nil
+		icmpLimit: newICMPLimit(), offering: map[leaseKey]bool{}, perSite: map[string]*siteCounts{}}, nil
 }
 
 // publicAddr is the CGNAT address a session's edge appears from: its
@@ -212,6 +213,7 @@ func (c *carriers) open(ss peer, m *proto.FlowOpen) (*proto.FlowGrant, []earlyPk
 	defer c.mu.Unlock()
 	if old, ok := c.flows[m.Flow]; ok {
 		if old.site != ss.Site() || old.edgePort != m.EdgePort || old.lease.Proto != m.CarrierProto {
+			c.siteCountLocked(ss.Site()).refusals++
 			return &proto.FlowGrant{Result: proto.CodeFlowExists}, nil
 		}
 		old.gen, old.token = ss.ID(), m.Token
@@ -235,11 +237,13 @@ func (c *carriers) open(ss peer, m *proto.FlowOpen) (*proto.FlowGrant, []earlyPk
 	}
 	if err != nil {
 		c.log.Debug("flow refused", "site", ss.Site(), "flow", m.Flow, "relay", m.Relay, "err", err)
+		c.siteCountLocked(ss.Site()).refusals++
 		return &proto.FlowGrant{Result: code(err)}, nil
 	}
 	life := c.lifetimeCap(m.Flow.Proto, m.LifetimeSec)
 	c.add(m.Flow, &carrier{site: ss.Site(), lease: lease, edgePort: m.EdgePort, token: m.Token, gen: ss.ID(), lifetime: life})
 	c.countLocked("opened")
+	c.siteCountLocked(ss.Site()).opens++
 	return &proto.FlowGrant{Relay: lease.RelayAddr(), LifetimeSec: uint32(life / time.Second)}, c.takeEarlyLocked(leaseKey{lease.Key, lease.Port})
 }
 
@@ -253,6 +257,11 @@ func (c *carriers) replayed(ss peer, e *proto.ReplayEntry) proto.Code {
 	code, tell := c.replayedLocked(ss, e)
 	if tell != nil {
 		tell()
+	}
+	if code != proto.CodeOK {
+		c.mu.Lock()
+		c.siteCountLocked(ss.Site()).refusals++
+		c.mu.Unlock()
 	}
 	return code
 }
@@ -400,6 +409,7 @@ func (c *carriers) Closed(ss *control.Session, m *proto.FlowClose) {
 	defer c.mu.Unlock()
 	if k, ok := c.flows[m.Flow]; ok && k.site == ss.Site() {
 		c.remove(m.Flow, k)
+		c.siteCountLocked(k.site).closes++
 	}
 }
 
