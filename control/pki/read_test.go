@@ -1,7 +1,9 @@
 package pki
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,5 +110,28 @@ func TestOwnCertificateChecks(t *testing.T) {
 	}
 	if left, _ := CheckValid(edge.Cert, edge.Cert.NotAfter.Add(-time.Hour)); left != time.Hour {
 		t.Errorf("left %v, want 1h", left)
+	}
+}
+
+// TestLogExpiry: what a running agent logs of its certificate: nothing
+// while it has more than ExpiryWarning left, a warning within it, an
+// error once it has expired.
+func TestLogExpiry(t *testing.T) {
+	ca, _ := NewCA("", Validity{})
+	id, _ := ca.IssueEdge("home", Validity{})
+	end := id.Cert.NotAfter
+	for _, tc := range []struct {
+		at   time.Time
+		want string
+	}{
+		{end.Add(-ExpiryWarning - time.Hour), ""},
+		{end.Add(-ExpiryWarning + time.Hour), "level=WARN msg=\"certificate expires soon"},
+		{end.Add(time.Hour), "level=ERROR msg=\"certificate not valid"},
+	} {
+		var buf bytes.Buffer
+		LogExpiry(id.Cert, "edge.pem", slog.New(slog.NewTextHandler(&buf, nil)), tc.at)
+		if tc.want == "" && buf.Len() != 0 || !strings.Contains(buf.String(), tc.want) {
+			t.Errorf("at %v: logged %q, want %q", tc.at, buf.String(), tc.want)
+		}
 	}
 }
