@@ -67,3 +67,20 @@ func TestRefusedCertificateExplained(t *testing.T) {
 		}
 	}
 }
+
+// TestEdgeRefusalExplained: an edge that does not trust the relay's
+// certificate says so, with the reason, and backs off as long.
+func TestEdgeRefusalExplained(t *testing.T) {
+	p := newPKI(t)
+	srv := startRelay(t, p, newFakeRelay(), "")
+	var edgeLog syncBuffer
+	c := startEdge(t, p, "home-1", srv.Addr(), newFakeEdge(), func(c *ClientConfig) {
+		c.RelayCAs = newPKI(t).ca.Pool()
+		c.MaxBackoff = 300 * time.Millisecond
+		c.Log = slog.New(slog.NewTextHandler(&edgeLog, nil))
+	})
+	waitCounter(t, c.Counters(), "handshakes_refused", 1)
+	if el := edgeLog.String(); !strings.Contains(el, "this edge refused the relay's certificate (unknown-ca)") || !strings.Contains(el, "retry_in=300ms") {
+		t.Errorf("edge log:\n%s", el)
+	}
+}
