@@ -75,15 +75,16 @@ type ServerConfig struct {
 	HelloTimeout time.Duration // wait for Hello; default 10s
 	OfferTimeout time.Duration // wait for an OfferReply; default 5s
 	IdleTimeout  time.Duration // QUIC idle timeout; default 60s (edges send keepalives every ≤25s)
+	Capabilities proto.Capabilities
+	Counters     func(*Session) []proto.Counter // counters sent in Pong; may be nil
+	Log          *slog.Logger                   // default: discard
+
 	// Handshakes in progress at once (gate.go): above RetryAbove an
 	// unvalidated source must answer a QUIC Retry first; at
 	// MaxHandshakes new ones are refused. Defaults DefaultRetryAbove and
 	// DefaultMaxHandshakes.
 	MaxHandshakes int
 	RetryAbove    int
-	Capabilities  proto.Capabilities
-	Counters      func(*Session) []proto.Counter // counters sent in Pong; may be nil
-	Log           *slog.Logger                   // default: discard
 }
 
 func (c *ServerConfig) withDefaults() (ServerConfig, error) {
