@@ -12,6 +12,7 @@ import (
 	"github.com/unmap-dev/unmap/control"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/conf"
 	"github.com/unmap-dev/unmap/session/flows"
 	"github.com/unmap-dev/unmap/session/ports"
 	"github.com/unmap-dev/unmap/session/ratelimit"
@@ -282,7 +283,9 @@ func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, 
 	pub := publicAddr(ss)
 	if why := c.checkReplayLocked(pub, e); why != "" {
 		c.countLocked("replay-refused-" + why)
-		c.log.Warn("replayed flow refused", "site", ss.Site(), "flow", e.Flow, "relay", e.Relay, "public", e.Public, "why", why)
+		// Debug, as a refused open: a replay is up to 512 entries a
+		// message, and the counter says it.
+		c.log.Debug("replayed flow refused", "site", ss.Site(), "flow", e.Flow, "relay", e.Relay, "public", e.Public, "why", why)
 		return proto.CodeAddressNotGranted, nil
 	}
 	lk := leaseKey{ports.Key{Relay: e.Relay.Addr(), Public: pub, Proto: e.CarrierProto}, e.Relay.Port()}
@@ -347,16 +350,11 @@ func (c *carriers) checkReplayLocked(pub netip.Addr, e *proto.ReplayEntry) strin
 	// §4.2.1), and the edge's carrier ports are above the system ports
 	// (edge.yaml carrier_ports): a lower TCP or UDP port is not a
 	// carrier's. ICMP carriers have an echo identifier instead, any value.
-	if e.CarrierProto != session.ICMP && e.Public.Port() < minCarrierPort {
+	if e.CarrierProto != session.ICMP && e.Public.Port() < conf.MinCarrierPort {
 		return "public-port"
 	}
 	return ""
 }
-
-// minCarrierPort is the lowest CGNAT-side port a replayed TCP or UDP
-// carrier may name: the system ports below it are never a NAT's mapping
-// of an edge's carrier port.
-const minCarrierPort = 1024
 
 // lifetimeCap is the lifetime the relay keeps an idle flow for at most:
 // its own timeout for the flow's protocol. An edge asks for what its
