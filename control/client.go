@@ -247,7 +247,15 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		wait := max(bo.next(), retry)
 		c.counters.add("reconnects")
-		c.cfg.Log.Info("control channel down", "err", err, "retry_in", wait)
+		if why := c.handshakeRefusal(err); why != "" {
+			// Not a network hiccup: say why, and do not hammer the relay
+			// with a certificate it will refuse again (refusal.go).
+			wait = max(wait, c.cfg.MaxBackoff)
+			c.counters.add("handshakes_refused")
+			c.cfg.Log.Warn(why, "err", err, "retry_in", wait)
+		} else {
+			c.cfg.Log.Info("control channel down", "err", err, "retry_in", wait)
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:

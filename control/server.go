@@ -86,6 +86,13 @@ type ServerConfig struct {
 	Capabilities proto.Capabilities
 	Counters     func(*Session) []proto.Counter // counters sent in Pong; may be nil
 	Log          *slog.Logger                   // default: discard
+
+	// Handshakes in progress at once (gate.go): above RetryAbove an
+	// unvalidated source must answer a QUIC Retry first; at
+	// MaxHandshakes new ones are refused. Defaults DefaultRetryAbove and
+	// DefaultMaxHandshakes.
+	MaxHandshakes int
+	RetryAbove    int
 }
 
 func (c *ServerConfig) withDefaults() (ServerConfig, error) {
@@ -117,6 +124,12 @@ func (c *ServerConfig) withDefaults() (ServerConfig, error) {
 	if o.SendQueue <= 0 {
 		o.SendQueue = DefaultSendQueue
 	}
+	if o.MaxHandshakes <= 0 {
+		o.MaxHandshakes = DefaultMaxHandshakes
+	}
+	if o.RetryAbove <= 0 {
+		o.RetryAbove = min(DefaultRetryAbove, o.MaxHandshakes)
+	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -136,6 +149,8 @@ type Server struct {
 	ln       *quic.Listener
 	ownConn  net.PacketConn // closed by Close if Listen opened it
 	counters Counters
+	gate     handshakeGate
+	refusals refusalLog
 
 	mu       sync.Mutex
 	sessions map[string]*Session // by site: one session per site
@@ -159,7 +174,8 @@ func Listen(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		}
 		s.ownConn = pc
 	}
-	s.tr = &quic.Transport{Conn: pc, ConnectionIDLength: 8}
+	s.gate = handshakeGate{max: int64(o.MaxHandshakes), retry: int64(o.RetryAbove), counters: &s.counters}
+	s.tr = &quic.Transport{Conn: pc, ConnectionIDLength: 8, VerifySourceAddress: s.gate.verify, ConnContext: s.gate.enter}
 	if o.StatelessResetKey != nil {
 		k := quic.StatelessResetKey(*o.StatelessResetKey)
 		s.tr.StatelessResetKey = &k
@@ -167,7 +183,7 @@ func Listen(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	tlsConf := pki.ServerConfig(o.Identity, o.ClientCAs, pki.ServerOptions{
 		NextProtos: []string{proto.ALPN},
 		Time:       o.Time,
-		Refused:    func(e *pki.RefusedError) { s.counters.tls(e.Reason) },
+		Refused:    s.refused,
 	})
 	if len(o.TicketKeys) > 0 {
 		tlsConf.SetSessionTicketKeys(o.TicketKeys)
@@ -193,6 +209,10 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
 // Counters are the server's named counters.
 func (s *Server) Counters() *Counters { return &s.counters }
+
+// Handshakes is the number of QUIC handshakes in progress (half-open
+// connections), bounded by ServerConfig.MaxHandshakes.
+func (s *Server) Handshakes() int { return s.gate.inProgress() }
 
 // Session returns the current session of site, or nil.
 func (s *Server) Session(site string) *Session {
@@ -242,6 +262,7 @@ func (s *Server) accept(ctx context.Context) {
 		if err != nil {
 			return
 		}
+		s.gate.done(conn)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()

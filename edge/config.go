@@ -88,6 +88,15 @@ type Forward struct {
 	To    netip.AddrPort
 }
 
+// maxCarrierPorts bounds carrier_ports. The edge reserves every carrier
+// port from the router's own sockets (ip_local_reserved_ports), so a
+// range as wide as 1024-65535 leaves the router no port for its own DNS,
+// NTP or SSH connections. 32768 ports are already more carriers than the
+// edge's flow table holds (65536 flows; a port carries one carrier per
+// protocol: 98304 with TCP, UDP and ICMP), and leave the kernel's whole
+// default ephemeral range (32768-60999) or the rest free.
+const maxCarrierPorts = 32768
+
 // Load reads and validates an edge.yaml.
 func Load(path string) (*Settings, error) {
 	var c Config
@@ -137,6 +146,12 @@ func (c *Config) Validate() (*Settings, error) {
 	if s.CarrierPorts.Len() < 64 {
 		return nil, conf.Errorf("carrier_ports", "%v holds %d ports; give at least 64", s.CarrierPorts, s.CarrierPorts.Len())
 	}
+	if s.CarrierPorts.First < conf.MinCarrierPort {
+		return nil, conf.Errorf("carrier_ports", "%v holds system ports (below %d), which the router's own services use and a CGNAT maps only to system ports", s.CarrierPorts, conf.MinCarrierPort)
+	}
+	if s.CarrierPorts.Len() > maxCarrierPorts {
+		return nil, conf.Errorf("carrier_ports", "%v holds %d ports; give at most %d (the edge reserves them all from the router's own sockets)", s.CarrierPorts, s.CarrierPorts.Len(), maxCarrierPorts)
+	}
 	if s.Keepalive, err = conf.ParseDuration("keepalive", c.Keepalive, 15*time.Second, time.Second); err != nil {
 		return nil, err
 	}
@@ -147,6 +162,9 @@ func (c *Config) Validate() (*Settings, error) {
 	}
 	if s.PinPath == "" {
 		s.PinPath = "/sys/fs/bpf/unmap/edge-" + c.Site
+	}
+	if !filepath.IsAbs(s.PinPath) {
+		return nil, conf.Errorf("pin_path", "%q is not an absolute path (a folder on the bpf filesystem, such as /sys/fs/bpf/unmap/edge-%s)", s.PinPath, c.Site)
 	}
 	if s.Timers, err = c.Timeouts.Parse("timeouts"); err != nil {
 		return nil, err
@@ -209,6 +227,9 @@ func (in Inbound) parseForwards() ([]Forward, error) {
 		}
 		if !f.To.Addr().Is4() {
 			return nil, conf.Errorf(field+".to", "%s is not an IPv4 LAN host (forwards serve the site's public IPv4)", r.To)
+		}
+		if why := conf.Unicast(f.To.Addr()); why != "" {
+			return nil, conf.Errorf(field+".to", "%s is %s, not a LAN host", r.To, why)
 		}
 		if int(f.To.Port())+f.Ports.Len()-1 > 65535 {
 			return nil, conf.Errorf(field+".to", "port %d plus the %d ports of the range runs past 65535", f.To.Port(), f.Ports.Len())

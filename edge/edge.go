@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"time"
 
 	"github.com/unmap-dev/unmap/control"
 	"github.com/unmap-dev/unmap/control/admin"
@@ -30,6 +31,10 @@ type Options struct {
 // capabilities are what this edge supports.
 const capabilities = proto.CapIPv4Public | proto.CapTCPOffer | proto.CapUDPCarrier | proto.CapCounters | proto.CapEdgeChoosesR | proto.CapRebind
 
+// expiryCheckEvery is how often a running agent checks its certificate's
+// expiry (pki.WatchExpiry).
+const expiryCheckEvery = 6 * time.Hour
+
 // Run runs the edge agent until ctx ends.
 func Run(ctx context.Context, s *Settings, o Options) error {
 	log := o.Log
@@ -48,13 +53,14 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	if err := ports.Reserve(s.CarrierPorts); err != nil {
 		return err
 	}
-	_, cert, err := pki.LoadIdentity(s.TLS.Cert, s.TLS.Key)
+	tf, err := s.loadTLS(time.Now())
 	if err != nil {
-		return fmt.Errorf("tls.cert/tls.key: %w", err)
+		return err
 	}
-	cas, err := pki.LoadPool(s.TLS.CA)
-	if err != nil {
-		return fmt.Errorf("tls.ca: %w", err)
+	cert, cas := tf.cert, tf.cas
+	pki.LogExpiry(tf.id.Cert, s.TLS.Cert, log, time.Now())
+	if err := checkForwardsOnLAN(s.Forwards, s.LAN); err != nil {
+		return err
 	}
 	a, err := newAgent(s, wan, log)
 	if err != nil {
@@ -115,6 +121,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	a.ctl = client
 	errc := make(chan error, 3)
 	go a.expire(ctx)
+	go pki.WatchExpiry(ctx, tf.id.Cert, s.TLS.Cert, log, expiryCheckEvery, nil)
 	go a.watchActivity(ctx)
 	go a.keepCarriers(ctx, dp)
 	go func() { errc <- a.misses(ctx, dp) }()
@@ -123,6 +130,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		st := admin.NewServer("edge", o.Version)
 		st.Section("session", func() any { return sessionStatus(a.Grant()) })
 		st.Section("control", func() any { return client.Counters().Snapshot() })
+		st.Section("relay", func() any { return relayStatus(client.RelayCounters()) })
 		st.Section("flows", func() any { return a.flows.Stats() })
 		st.Section("inbound", func() any { return a.policy.Counts() })
 		st.Section("ipv4", func() any { return a.nat.stats() })

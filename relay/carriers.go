@@ -12,6 +12,7 @@ import (
 	"github.com/unmap-dev/unmap/control"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/conf"
 	"github.com/unmap-dev/unmap/session/flows"
 	"github.com/unmap-dev/unmap/session/ports"
 	"github.com/unmap-dev/unmap/session/ratelimit"
@@ -90,6 +91,8 @@ type carriers struct {
 	offering   map[leaseKey]bool              // carriers offered to an edge, not yet answered: their packets may come early
 	inb        inboundState                   // bounds of the inbound slow path (inboundlimits.go)
 	gate       inboundGate                    // the inbound slow path's bounds passed before mu (inboundgate.go)
+	mapLog     mapLog                         // when a datapath refusal was last logged (maplog.go)
+	perSite    map[string]*siteCounts         // flow events by site, for its edge's Pongs (pong.go)
 	pinned     pinnedSet                      // flows the pinned datapath held at start, until replayed (pinned.go)
 }
 
@@ -131,7 +134,7 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, counts: map[string]uint64{},
 		grants: grants, udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now,
 		early: map[leaseKey][]earlyPkt{}, pickers: map[netip.Addr]int{}, edgesFrom: map[netip.Addr]int{}, fromOf: map[uint64]edgeFrom{}, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
-		icmpLimit: newICMPLimit(), offering: map[leaseKey]bool{}, inb: inboundState{quota: quota{limits: s.Inbound}, ipv4Ports: a4p}}, nil
+		icmpLimit: newICMPLimit(), offering: map[leaseKey]bool{}, inb: inboundState{quota: quota{limits: s.Inbound}, ipv4Ports: a4p}, perSite: map[string]*siteCounts{}}, nil
 }
 
 // publicAddr is the CGNAT address a session's edge appears from: its
@@ -217,10 +220,11 @@ func (c *carriers) open(ss peer, m *proto.FlowOpen) (*proto.FlowGrant, []earlyPk
 	defer c.mu.Unlock()
 	if old, ok := c.flows[m.Flow]; ok {
 		if old.site != ss.Site() || old.edgePort != m.EdgePort || old.lease.Proto != m.CarrierProto {
+			c.siteCountLocked(ss.Site()).refusals++
 			return &proto.FlowGrant{Result: proto.CodeFlowExists}, nil
 		}
 		old.gen, old.token = ss.ID(), m.Token
-		return &proto.FlowGrant{Relay: old.lease.RelayAddr(), LifetimeSec: m.LifetimeSec}, nil
+		return &proto.FlowGrant{Relay: old.lease.RelayAddr(), LifetimeSec: uint32(old.lifetime / time.Second)}, nil
 	}
 	// Pinned entries of the flow are not the edge's any more: it opens
 	// the flow anew.
@@ -240,12 +244,14 @@ func (c *carriers) open(ss peer, m *proto.FlowOpen) (*proto.FlowGrant, []earlyPk
 	}
 	if err != nil {
 		c.log.Debug("flow refused", "site", ss.Site(), "flow", m.Flow, "relay", m.Relay, "err", err)
+		c.siteCountLocked(ss.Site()).refusals++
 		return &proto.FlowGrant{Result: code(err)}, nil
 	}
-	c.add(m.Flow, &carrier{site: ss.Site(), lease: lease, edgePort: m.EdgePort, token: m.Token, gen: ss.ID(),
-		lifetime: time.Duration(m.LifetimeSec) * time.Second})
+	life := c.lifetimeCap(m.Flow.Proto, m.LifetimeSec)
+	c.add(m.Flow, &carrier{site: ss.Site(), lease: lease, edgePort: m.EdgePort, token: m.Token, gen: ss.ID(), lifetime: life})
 	c.countLocked("opened")
-	return &proto.FlowGrant{Relay: lease.RelayAddr(), LifetimeSec: m.LifetimeSec}, c.takeEarlyLocked(leaseKey{lease.Key, lease.Port})
+	c.siteCountLocked(ss.Site()).opens++
+	return &proto.FlowGrant{Relay: lease.RelayAddr(), LifetimeSec: uint32(life / time.Second)}, c.takeEarlyLocked(leaseKey{lease.Key, lease.Port})
 }
 
 // Replayed takes back a flow the edge still has after a reconnect or a
@@ -258,6 +264,11 @@ func (c *carriers) replayed(ss peer, e *proto.ReplayEntry) proto.Code {
 	code, tell := c.replayedLocked(ss, e)
 	if tell != nil {
 		tell()
+	}
+	if code != proto.CodeOK {
+		c.mu.Lock()
+		c.siteCountLocked(ss.Site()).refusals++
+		c.mu.Unlock()
 	}
 	return code
 }
@@ -276,19 +287,24 @@ func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, 
 		return proto.CodeOK, nil
 	}
 	pub := publicAddr(ss)
-	if e.Public.IsValid() {
-		pub = e.Public.Addr().Unmap()
+	if why := c.checkReplayLocked(pub, e); why != "" {
+		c.countLocked("replay-refused-" + why)
+		// Debug, as a refused open: a replay is up to 512 entries a
+		// message, and the counter says it.
+		c.log.Debug("replayed flow refused", "site", ss.Site(), "flow", e.Flow, "relay", e.Relay, "public", e.Public, "why", why)
+		return proto.CodeAddressNotGranted, nil
 	}
 	lk := leaseKey{ports.Key{Relay: e.Relay.Addr(), Public: pub, Proto: e.CarrierProto}, e.Relay.Port()}
 	lease, ok := c.pinnedLeaseLocked(ss.Site(), lk)
 	if !ok {
 		var err error
 		if lease, err = c.ports.Claim(ss.Site(), lk.Key, lk.port); err != nil {
+			c.countLocked("replay-refused-" + code(err).String())
 			return code(err), nil
 		}
 	}
 	k := &carrier{site: ss.Site(), lease: lease, edgePort: e.EdgePort, token: e.Token, gen: ss.ID(),
-		lifetime: time.Duration(e.LifetimeSec) * time.Second}
+		lifetime: c.lifetimeCap(e.Flow.Proto, e.LifetimeSec)}
 	c.add(e.Flow, k)
 	c.countLocked("replayed-claimed") // taken back after a relay restart
 	k.public = e.Public
@@ -309,9 +325,49 @@ func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, 
 		return proto.CodeOK, tell
 	}
 	// Bound before the restart: map it again at once, so the flow
-	// forwards without waiting for a packet to bind it.
-	c.mapCarrier(e.Flow, k)
+	// forwards without waiting for a packet to bind it. A flow the
+	// datapath cannot hold is refused, not kept half-installed: the edge
+	// hears FlowClose and opens it anew.
+	if !c.mapCarrier(e.Flow, k) {
+		c.remove(e.Flow, k)
+		c.countLocked("replay-refused-" + proto.CodeNoResources.String())
+		return proto.CodeNoResources, nil
+	}
 	return proto.CodeOK, tell
+}
+
+// checkReplayLocked checks what a replayed entry says about a carrier the
+// relay does not know, as a FlowOpen's would be: the relay can only trust
+// what it saw itself. pub is the CGNAT address the session comes from.
+// It returns why the entry is refused, "" if it is not. c.mu held.
+func (c *carriers) checkReplayLocked(pub netip.Addr, e *proto.ReplayEntry) string {
+	if !e.Public.IsValid() {
+		return "" // never bound: its first packet binds it, from pub
+	}
+	// The carrier's CGNAT side is the session's own CGNAT address (paired
+	// pooling, RFC 4787 REQ-2; the relay grants R keyed on it too): any
+	// other address would let an edge aim the relay's carrier traffic at
+	// a host of its choosing (a reflector from the relay's own address),
+	// or hold ports keyed on another site's CGNAT address.
+	if e.Public.Addr() != pub {
+		return "public-address"
+	}
+	// A NAT maps a port of 1024 and up to one of 1024 and up (RFC 4787
+	// §4.2.1), and the edge's carrier ports are above the system ports
+	// (edge.yaml carrier_ports): a lower TCP or UDP port is not a
+	// carrier's. ICMP carriers have an echo identifier instead, any value.
+	if e.CarrierProto != session.ICMP && e.Public.Port() < conf.MinCarrierPort {
+		return "public-port"
+	}
+	return ""
+}
+
+// lifetimeCap is the lifetime the relay keeps an idle flow for at most:
+// its own timeout for the flow's protocol. An edge asks for what its
+// timeouts say, but may not hold the relay's ports for longer (a lifetime
+// of a century would never expire).
+func (c *carriers) lifetimeCap(p session.Proto, sec uint32) time.Duration {
+	return min(time.Duration(sec)*time.Second, c.timeouts.For(p, flows.StateOpen))
 }
 
 // adoptPinnedLocked takes over the pinned entries of a replayed flow if
@@ -357,6 +413,7 @@ func (c *carriers) Closed(ss *control.Session, m *proto.FlowClose) {
 	defer c.mu.Unlock()
 	if k, ok := c.flows[m.Flow]; ok && k.site == ss.Site() {
 		c.remove(m.Flow, k)
+		c.siteCountLocked(k.site).closes++
 	}
 }
 
@@ -440,8 +497,7 @@ func (c *carriers) mapCarrier(f session.Flow, k *carrier) bool {
 	}
 	c.replacePinnedOfLocked(f, k, true, true)
 	if err := c.dp.mapFlow(f, k.carrier()); err != nil {
-		c.countLocked("map-failed")
-		c.log.Error("datapath", "flow", f, "err", err)
+		c.mapFailedLocked(f, err)
 		return false
 	}
 	return true

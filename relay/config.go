@@ -100,6 +100,14 @@ func (c *Config) Validate() (*Settings, error) {
 		if !addr.Is4() {
 			return nil, conf.Errorf(field, "%s is not IPv4 (carriers cross an IPv4 CGNAT)", a)
 		}
+		if why := conf.Unicast(addr); why != "" {
+			return nil, conf.Errorf(field, "%s is %s, not an address edges can send carriers to", a, why)
+		}
+		for j, prev := range s.Addresses {
+			if prev == addr {
+				return nil, conf.Errorf(field, "%s is already addresses[%d]", a, j)
+			}
+		}
 		s.Addresses = append(s.Addresses, addr)
 	}
 	s.CarrierPorts = conf.PortRange{First: 20000, Last: 59999}
@@ -108,11 +116,17 @@ func (c *Config) Validate() (*Settings, error) {
 			return nil, err
 		}
 	}
+	if s.CarrierPorts.First < conf.MinCarrierPort {
+		return nil, conf.Errorf("carrier_ports", "%v holds system ports (below %d): the datapath would take the relay's own services' packets for carriers'", s.CarrierPorts, conf.MinCarrierPort)
+	}
 	if s.CarrierPorts.Contains(s.Listen.Port()) {
 		return nil, conf.Errorf("carrier_ports", "%v contains the control port %d of listen", s.CarrierPorts, s.Listen.Port())
 	}
 	if s.PinPath == "" {
 		s.PinPath = "/sys/fs/bpf/unmap-relay"
+	}
+	if !filepath.IsAbs(s.PinPath) {
+		return nil, conf.Errorf("pin_path", "%q is not an absolute path (a folder on the bpf filesystem, such as /sys/fs/bpf/unmap-relay)", s.PinPath)
 	}
 	if s.Timers, err = c.Timeouts.Parse("timeouts"); err != nil {
 		return nil, err
@@ -132,6 +146,9 @@ func (c *Config) Validate() (*Settings, error) {
 			return nil, err
 		}
 		if err := clash(s.Sites, site, i); err != nil {
+			return nil, err
+		}
+		if err := site.checkIPv4(fmt.Sprintf("sites[%d].ipv4", i), s.Addresses); err != nil {
 			return nil, err
 		}
 		s.Sites = append(s.Sites, site)
@@ -174,8 +191,34 @@ func (sc SiteConfig) parse(field string) (Site, error) {
 		site.MaxFlows = 65536
 	case sc.MaxFlows < 0:
 		return site, conf.Errorf(field+".max_flows", "%d is negative", sc.MaxFlows)
+	case sc.MaxFlows > maxSiteFlows:
+		return site, conf.Errorf(field+".max_flows", "%d is more than the relay's flow table can ever hold (%d)", sc.MaxFlows, maxSiteFlows)
 	}
 	return site, nil
+}
+
+// maxSiteFlows bounds a site's max_flows: the flows the relay's largest
+// table holds (maxTableBuckets buckets of four keys, two keys a flow).
+// A quota above it could never be met, and the sum of quotas sizes the
+// table (tableBuckets): bounded quotas keep that sum from overflowing.
+const maxSiteFlows = maxTableBuckets * 4 / 2
+
+// checkIPv4 refuses a site's public IPv4 that no Internet host can
+// reach the site at, or that is one of the relay's carrier addresses
+// (whose packets are carriers, not the site's).
+func (s Site) checkIPv4(field string, relay []netip.Addr) error {
+	if !s.IPv4.IsValid() {
+		return nil
+	}
+	if why := conf.Unicast(s.IPv4); why != "" {
+		return conf.Errorf(field, "%v is %s, not a public address for a site", s.IPv4, why)
+	}
+	for j, a := range relay {
+		if a == s.IPv4 {
+			return conf.Errorf(field, "%v is addresses[%d], a carrier address of the relay", s.IPv4, j)
+		}
+	}
+	return nil
 }
 
 // clash reports a site that repeats an id, overlaps a prefix, or shares

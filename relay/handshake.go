@@ -163,8 +163,7 @@ func (c *carriers) mapHalf(f session.Flow, k *carrier, toRemote bool) bool {
 	}
 	c.replacePinnedOfLocked(f, k, toRemote, !toRemote)
 	if err := c.dp.mapHalf(f, k.carrier(), toRemote); err != nil {
-		c.countLocked("map-failed")
-		c.log.Error("datapath", "flow", f, "err", err)
+		c.mapFailedLocked(f, err)
 		return false
 	}
 	return true

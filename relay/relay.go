@@ -12,7 +12,6 @@ import (
 	"github.com/unmap-dev/unmap/control"
 	"github.com/unmap-dev/unmap/control/admin"
 	"github.com/unmap-dev/unmap/control/pki"
-	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session/ports"
 	"github.com/unmap-dev/unmap/xdp/ifcheck"
 )
@@ -31,20 +30,21 @@ type Options struct {
 // timeout with room for a lost packet.
 const keepalive = 15 * time.Second
 
+// expiryCheckEvery is how often a running agent checks its certificate's
+// expiry (pki.WatchExpiry).
+const expiryCheckEvery = 6 * time.Hour
+
 // Run runs the relay agent until ctx ends.
 func Run(ctx context.Context, s *Settings, o Options) error {
 	log := o.Log
 	if log == nil {
 		log = slog.Default()
 	}
-	_, cert, err := pki.LoadIdentity(s.TLS.Cert, s.TLS.Key)
+	tf, err := s.loadTLS(time.Now())
 	if err != nil {
-		return fmt.Errorf("tls.cert/tls.key: %w", err)
+		return err
 	}
-	cas, err := pki.LoadPool(s.TLS.CA)
-	if err != nil {
-		return fmt.Errorf("tls.ca: %w", err)
-	}
+	pki.LogExpiry(tf.id.Cert, s.TLS.Cert, log, time.Now())
 	c, err := newCarriers(s, log)
 	if err != nil {
 		return err
@@ -78,14 +78,12 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	go c.expire(ctx)
 	// Close, not ctx, ends the server: it says Goodbye to every edge so
 	// they reconnect at once to the relay's successor.
-	srv, err := control.Listen(context.WithoutCancel(ctx), control.ServerConfig{
-		Addr:      s.Listen.String(),
-		Identity:  cert,
-		ClientCAs: cas,
-		Authorize: func(site string, _ *proto.Hello) (*proto.Welcome, error) { return s.grant(site, keepalive) },
-		Handler:   c,
-		Log:       log.With("part", "control"),
-	})
+	go pki.WatchExpiry(ctx, tf.id.Cert, s.TLS.Cert, log, expiryCheckEvery, nil)
+	cfg, err := serverConfig(s, tf.id, tf.cert, tf.cas, c, log.With("part", "control"))
+	if err != nil {
+		return err
+	}
+	srv, err := control.Listen(context.WithoutCancel(ctx), cfg)
 	if err != nil {
 		return err
 	}

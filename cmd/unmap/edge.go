@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -56,6 +57,13 @@ them back. A stop keeps the pins; --unpin removes them (ending those flows).`,
 				return nil
 			}
 			if check {
+				// The TLS files too: a key the agent cannot read, or a
+				// certificate the peer will refuse, is found now.
+				note, err := s.CheckTLS(time.Now())
+				if err != nil {
+					return conf.InFile(fileName(path), err)
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), note)
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (site %s, relay %s)\n", path, s.Site, s.Relay)
 				return nil
 			}

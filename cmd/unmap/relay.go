@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -54,6 +55,13 @@ start takes them back as the edges replay them. A stop keeps the pins;
 				return nil
 			}
 			if check {
+				// The TLS files too: a key the agent cannot read, or a
+				// certificate the peer will refuse, is found now.
+				note, err := s.CheckTLS(time.Now())
+				if err != nil {
+					return conf.InFile(fileName(path), err)
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), note)
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d sites, listening on %v)\n", path, len(s.Sites), s.Listen)
 				return nil
 			}
