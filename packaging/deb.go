@@ -37,7 +37,8 @@ var debArch = map[string]string{
 // The units, as installed (systemd's own folder on a merged-/usr Debian).
 const unitDir = "/usr/lib/systemd/system"
 
-var units = []string{"unmap-relay.service", "unmap-edge.service", "unmap-edge@.service"}
+// unmap-bpffs.service mounts /sys/fs/bpf where systemd did not (see it).
+var units = []string{"unmap-relay.service", "unmap-edge.service", "unmap-edge@.service", "unmap-bpffs.service"}
 
 // build makes the .deb and returns its path.
 func build(ctx context.Context, o options) (string, error) {
