@@ -232,12 +232,12 @@ func gzipFile(p string) (string, error) {
 	return p + ".gz", os.WriteFile(p+".gz", buf.Bytes(), 0o644)
 }
 
-// goCmd runs the go command that runs this program (go run and go test
-// put its folder first in PATH), falling back to GOROOT's.
+// goCmd runs the go command that runs this program: go run and go test
+// put its folder first in PATH.
 func goCmd(ctx context.Context, dir string, env []string, args ...string) ([]byte, error) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return nil, fmt.Errorf("no go command in PATH (run this with go run ./packaging): %w", err)
 	}
 	cmd := exec.CommandContext(ctx, goBin, args...)
 	cmd.Dir = dir
