@@ -89,6 +89,7 @@ type carriers struct {
 	offering   map[leaseKey]bool              // carriers offered to an edge, not yet answered: their packets may come early
 	inb        inboundState                   // bounds of the inbound slow path (inboundlimits.go)
 	pinned     pinnedSet                      // flows the pinned datapath held at start, until replayed (pinned.go)
+	bindBudget bindBudgets                    // failed binds by CGNAT address (bindlimit.go)
 }
 
 // peer is what the carriers need of the session a message came on:
