@@ -41,12 +41,12 @@ func bindsByProof(p session.Proto) bool { return p == session.UDP }
 
 // sendProof sends one proof of c with token; false if it could not.
 func (a *agent) sendProof(c session.Carrier, token proto.BindToken) bool {
-	if a.dp == nil {
+	if a.inject == nil {
 		return false
 	}
 	pkt, err := udp4(c, xlat.TokenKeepalive(uint64(token)))
 	if err == nil {
-		err = a.dp.inj.Packet(pkt)
+		err = a.inject(pkt)
 	}
 	if err != nil {
 		a.count("proof-send-failed")
@@ -61,7 +61,7 @@ func (a *agent) sendProof(c session.Carrier, token proto.BindToken) bool {
 // the flow's first packets, and the rest of proofSchedule in the
 // background.
 func (a *agent) proveFirst(f session.Flow, c session.Carrier, token proto.BindToken) {
-	if !bindsByProof(c.Proto) || a.dp == nil {
+	if !bindsByProof(c.Proto) || a.inject == nil {
 		return
 	}
 	start := time.Now()
