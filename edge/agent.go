@@ -151,9 +151,9 @@ func (a *agent) Offer(m *proto.FlowOffer) *proto.OfferReply {
 		a.count("inbound-unsupported")
 		return &proto.OfferReply{Result: proto.CodeUnsupportedProto}
 	}
-	payload := opener()
-	token, _ := session.Token(session.UDP, append(make([]byte, 8), payload...))
-	c, err := a.takeInbound(m.Flow, m.CarrierProto, m.Relay, proto.BindToken(token))
+	// The opener that binds the carrier is its proof (proof.go).
+	token := proto.BindToken(session.NewSecret())
+	c, err := a.takeInbound(m.Flow, m.CarrierProto, m.Relay, token)
 	if err != nil {
 		a.log.Warn("inbound flow not taken", "flow", m.Flow, "err", err)
 		return &proto.OfferReply{Result: proto.CodeNoResources}
@@ -175,9 +175,9 @@ func (a *agent) Offer(m *proto.FlowOffer) *proto.OfferReply {
 			return &proto.OfferReply{Result: proto.CodeInternal}
 		}
 		a.note(m.Flow, c)
-		go a.sendOpener(m.Flow, c, payload)
+		a.proveFirst(m.Flow, c, token)
 	}
-	return &proto.OfferReply{EdgePort: c.Edge.Port(), Token: proto.BindToken(token)}
+	return &proto.OfferReply{EdgePort: c.Edge.Port(), Token: token}
 }
 
 func (a *agent) Bound(m *proto.CarrierBound) {
@@ -212,8 +212,8 @@ func (a *agent) Disconnected(err error) {
 }
 
 // Open maps an outbound flow: a carrier port E, the relay's R, and the
-// flow in the table. token is what the relay will find in the carrier's
-// first packet (session.Token of the flow's first packet). On any refusal
+// flow in the table. token binds the carrier: a TCP carrier's ISN, or the
+// secret a UDP carrier's proofs carry (proof.go). On any refusal
 // nothing is left behind.
 func (a *agent) Open(ctx context.Context, f session.Flow, carrierProto session.Proto, token proto.BindToken) (session.Carrier, error) {
 	c, err := a.take(f, carrierProto, netip.AddrPort{}, token)

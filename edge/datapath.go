@@ -221,8 +221,7 @@ func (a *agent) classify(dp *datapath, m xdp.Miss) (lan, f session.Flow, cp sess
 	if lan.Proto == session.TCP {
 		cp = session.TCP
 	}
-	t, _ := session.CarrierToken(lan.Proto, cp, m.Data[min(len(m.Data), 14+40):])
-	return lan, lan, cp, proto.BindToken(t), true
+	return lan, lan, cp, bindToken(cp, m.Data[min(len(m.Data), 14+40):]), true
 }
 
 // classify4 maps a LAN host's IPv4 flow onto the site's public IPv4. It
@@ -252,8 +251,21 @@ func (a *agent) classify4(dp *datapath, m xdp.Miss, lan session.Flow) (_, f sess
 	if len(m.Data) > 14 {
 		ihl = int(m.Data[14]&0xf) * 4
 	}
-	t, _ := session.Token(lan.Proto, m.Data[min(len(m.Data), 14+ihl):])
-	return lan, f, lan.Proto, proto.BindToken(t), true
+	return lan, f, lan.Proto, bindToken(lan.Proto, m.Data[min(len(m.Data), 14+ihl):]), true
+}
+
+// bindToken is what will bind a new outbound flow's carrier of protocol
+// cp, l4 the flow's first packet from its L4 header on: a TCP carrier's
+// SYN keeps the host's ISN, which the relay reads; any other carrier gets
+// a fresh secret, which the edge proves on it (proof.go). Never a value
+// taken from the payload: a host behind the same CGNAT address may
+// predict that.
+func bindToken(cp session.Proto, l4 []byte) proto.BindToken {
+	if cp == session.TCP {
+		t, _ := session.TCPToken(l4)
+		return proto.BindToken(t)
+	}
+	return proto.BindToken(session.NewSecret())
 }
 
 // lateAnswer reports (and counts) a LAN host's TCP SYN/ACK or RST for no
@@ -292,6 +304,7 @@ func (a *agent) openFlow(ctx context.Context, dp *datapath, lan, f session.Flow,
 		return err
 	}
 	a.note(f, c)
+	a.proveFirst(f, c, token)
 	a.sendHeld(dp, lan, c, pkts)
 	return nil
 }

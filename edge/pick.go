@@ -132,6 +132,7 @@ func (a *agent) openPicked(ctx context.Context, dp *datapath, lan, f session.Flo
 	}
 	a.note(f, c)
 	pkts := held()
+	a.proveFirst(f, c, token)
 	a.sendHeld(dp, lan, c, pkts)
 	err := a.confirm(ctx, f, c, token)
 	if err == nil {
@@ -165,6 +166,7 @@ func (a *agent) openPicked(ctx context.Context, dp *datapath, lan, f session.Flo
 		return err
 	}
 	a.note(f, c)
+	a.proveFirst(f, c, token)
 	a.sendHeld(dp, lan, c, pkts)
 	return nil
 }

@@ -94,6 +94,7 @@ type carriers struct {
 	mapLog     mapLog                         // when a datapath refusal was last logged (maplog.go)
 	perSite    map[string]*siteCounts         // flow events by site, for its edge's Pongs (pong.go)
 	pinned     pinnedSet                      // flows the pinned datapath held at start, until replayed (pinned.go)
+	bindBudget bindBudgets                    // failed binds by CGNAT address (bindlimit.go)
 }
 
 // peer is what the carriers need of the session a message came on:

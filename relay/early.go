@@ -11,7 +11,9 @@ import (
 // often wins: the relay holds it until the FlowOpen names its carrier,
 // and binds it then. Only a session that may pick R has packets held, on
 // the CGNAT address it comes from, and the hold is bounded in packets
-// and time, so strays cost little.
+// and time, so strays cost little. The same hold keeps a UDP carrier's
+// packets that come before its proof (bind.go): they go on once the
+// proof binds the carrier, if they came from the port it bound.
 const (
 	earlyPerCarrier = 4               // packets held per carrier
 	earlyMax        = 1024            // packets held in all
@@ -29,7 +31,17 @@ type earlyPkt struct {
 // offered to an edge that has not answered yet (its opener or carrier
 // SYN goes as it replies); c.mu held.
 func (c *carriers) holdEarlyLocked(lk leaseKey, key xlat.Key, frame []byte) bool {
-	if c.pickers[lk.Public] == 0 && !c.offering[lk] || frame == nil {
+	if c.pickers[lk.Public] == 0 && !c.offering[lk] {
+		return false
+	}
+	return c.holdLocked(lk, key, frame, "early-held")
+}
+
+// holdLocked keeps a carrier packet for lk within the bounds, counted
+// under held; false if it cannot (only part of it was handed over, or
+// the hold is full). c.mu held.
+func (c *carriers) holdLocked(lk leaseKey, key xlat.Key, frame []byte, held string) bool {
+	if frame == nil {
 		return false
 	}
 	now := c.now()
@@ -42,7 +54,7 @@ func (c *carriers) holdEarlyLocked(lk leaseKey, key xlat.Key, frame []byte) bool
 	}
 	c.early[lk] = append(c.early[lk], earlyPkt{key, frame, now})
 	c.earlyN++
-	c.countLocked("early-held")
+	c.countLocked(held)
 	return true
 }
 
