@@ -27,6 +27,7 @@ type Config struct {
 	Timeouts     conf.Timeouts  `yaml:"timeouts"`
 	Inbound      Inbound        `yaml:"inbound"`
 	MissLimit    conf.MissLimit `yaml:"miss_limit"` // slow-path packets per LAN /64 or IPv4 host, and from the WAN per source
+	User         string         `yaml:"user"`       // become this user (name or uid) once set up; default: stay root, with only the capabilities still needed
 }
 
 // Inbound is the site's policy for flows the Internet opens. Anything it
@@ -65,6 +66,7 @@ type Settings struct {
 	Misses       conf.MissBound
 	Allow        []Allow
 	Forwards     []Forward
+	User         string // empty: stay root
 }
 
 // Allow is a parsed AllowRule; Proto 0 means any protocol.
@@ -94,7 +96,10 @@ func Load(path string) (*Settings, error) {
 // Validate checks every field and returns the parsed settings; the error
 // names the first field that is wrong.
 func (c *Config) Validate() (*Settings, error) {
-	s := &Settings{Site: c.Site, Relay: c.Relay, TLS: c.TLS, LAN: c.LAN, WAN: c.WAN, PinPath: c.PinPath}
+	s := &Settings{Site: c.Site, Relay: c.Relay, TLS: c.TLS, LAN: c.LAN, WAN: c.WAN, PinPath: c.PinPath, User: c.User}
+	if err := conf.CheckUser("user", c.User); err != nil {
+		return nil, err
+	}
 	if err := conf.CheckSiteID("site", c.Site); err != nil {
 		return nil, err
 	}

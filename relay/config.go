@@ -20,6 +20,7 @@ type Config struct {
 	Timeouts     conf.Timeouts  `yaml:"timeouts"`
 	MissLimit    conf.MissLimit `yaml:"miss_limit"` // slow-path packets per source: IPv4 address or IPv6 /64 (carriers from the edges' CGNAT addresses: not bound)
 	Sites        []SiteConfig   `yaml:"sites"`
+	User         string         `yaml:"user"` // become this user (name or uid) once set up; default: stay root, with only the capabilities still needed
 }
 
 // SiteConfig is what the relay grants one site.
@@ -42,6 +43,7 @@ type Settings struct {
 	Timers       conf.Timers
 	Misses       conf.MissBound
 	Sites        []Site
+	User         string // empty: stay root
 }
 
 // Site is a parsed SiteConfig; IPv4 is invalid when the site has none.
@@ -66,7 +68,7 @@ func Load(path string) (*Settings, error) {
 // Validate checks every field and returns the parsed settings; the error
 // names the first field that is wrong.
 func (c *Config) Validate() (*Settings, error) {
-	s := &Settings{TLS: c.TLS, Interface: c.Interface, PinPath: c.PinPath}
+	s := &Settings{TLS: c.TLS, Interface: c.Interface, PinPath: c.PinPath, User: c.User}
 	var err error
 	listen := c.Listen
 	if listen == "" {
@@ -111,6 +113,9 @@ func (c *Config) Validate() (*Settings, error) {
 		return nil, err
 	}
 	if s.Misses, err = c.MissLimit.Parse("miss_limit"); err != nil {
+		return nil, err
+	}
+	if err := conf.CheckUser("user", c.User); err != nil {
 		return nil, err
 	}
 	if len(c.Sites) == 0 {

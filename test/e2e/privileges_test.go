@@ -1,0 +1,87 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"kernel.org/pub/linux/libs/security/libcap/cap"
+
+	"github.com/unmap-dev/unmap/cmd/unmap/privdrop"
+	"github.com/unmap-dev/unmap/test/lab"
+)
+
+// TestAgentsDropPrivileges runs the real `unmap relay` and `unmap edge`
+// and reads their /proc status once the edge's session is up and its LAN
+// served (so the edge's netlink and router-advertisement work after the
+// drop has happened): each has exactly its documented capabilities
+// (privdrop.Relay, privdrop.Edge; OPERATING.md "Privileges") effective,
+// permitted and as its bounding set, none inheritable or ambient, and
+// no_new_privs, on every thread. Then new flows still open both ways
+// (the slow paths' map updates, held packets re-sent through the raw
+// sockets, the inbound offer), so the kept sets are enough.
+func TestAgentsDropPrivileges(t *testing.T) {
+	u := up(t, lab.CGNPreserve)
+	checkCaps(t, "relay", u.relay, privdrop.Relay)
+	checkCaps(t, "edge", u.edge, privdrop.Edge)
+
+	l := u.lab
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	echoServer(t, l.NS(lab.Srv6))
+	if _, err := l.NS(lab.LAN).EchoUDP(ctx, netip.AddrPortFrom(lab.Srv6Addr, lab.EchoPort), "privileges-out"); err != nil {
+		t.Errorf("new outbound flow after the drop: %v", err)
+	}
+	if _, err := l.NS(lab.LAN).EchoTCP(ctx, netip.AddrPortFrom(lab.Srv6Addr, lab.EchoPort), "privileges-tcp"); err != nil {
+		t.Errorf("new outbound TCP flow after the drop: %v", err)
+	}
+	echoServer(t, l.NS(lab.LAN))
+	if _, err := l.NS(lab.Srv6).EchoUDP(ctx, netip.AddrPortFrom(u.host, lab.EchoPort), "privileges-in"); err != nil {
+		t.Errorf("new inbound flow after the drop: %v", err)
+	}
+	// Still the same sets: nothing raised anything back.
+	checkCaps(t, "relay", u.relay, privdrop.Relay)
+	checkCaps(t, "edge", u.edge, privdrop.Edge)
+}
+
+func checkCaps(t *testing.T, name string, p *lab.Process, keep []cap.Value) {
+	t.Helper()
+	want := privdrop.Mask(keep)
+	pid := p.Cmd.Process.Pid
+	st, err := privdrop.ReadStatus(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	if st.Eff != want || st.Prm != want || st.Bnd != want || st.Inh != 0 || st.Amb != 0 || !st.NoNewPrivs {
+		t.Errorf("%s (pid %d): CapEff=%x CapPrm=%x CapBnd=%x CapInh=%x CapAmb=%x NoNewPrivs=%v; want %x (%s) effective, permitted and bounding, nothing else, no_new_privs",
+			name, pid, st.Eff, st.Prm, st.Bnd, st.Inh, st.Amb, st.NoNewPrivs, want, privdrop.Names(keep))
+	}
+	// The process-wide line is the main thread's: the other threads
+	// must say the same.
+	if err := threadsHave(pid, want); err != nil {
+		t.Errorf("%s: %v", name, err)
+	}
+}
+
+func threadsHave(pid int, want uint64) error {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+	if err != nil {
+		return err
+	}
+	if len(tasks) < 2 {
+		return fmt.Errorf("%d threads found", len(tasks))
+	}
+	for _, f := range tasks {
+		st, err := privdrop.ReadStatus(f)
+		if err != nil {
+			continue // ended
+		}
+		if st.Eff != want || st.Prm != want || st.Bnd != want || !st.NoNewPrivs {
+			return fmt.Errorf("%s: CapEff=%x CapPrm=%x CapBnd=%x NoNewPrivs=%v, want %x", f, st.Eff, st.Prm, st.Bnd, st.NoNewPrivs, want)
+		}
+	}
+	return nil
+}
