@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,4 +86,48 @@ func threadsHave(pid int, want uint64) error {
 		}
 	}
 	return nil
+}
+
+// Start-up sets: what a service manager must grant each agent
+// (OPERATING.md "Privileges"; systemd CapabilityBoundingSet=). The relay's
+// CAP_NET_BIND_SERVICE is for a listen port below 1024 (the lab's is 443).
+const (
+	relayStartCaps = "bpf,perfmon,net_admin,net_raw,setpcap,net_bind_service"
+	edgeStartCaps  = "bpf,perfmon,net_admin,net_raw,setpcap"
+)
+
+// TestAgentsStartWithDocumentedCaps starts both agents as root with only
+// their documented start-up capabilities (setpriv bounds them before the
+// exec: no CAP_SYS_ADMIN, no CAP_DAC_OVERRIDE, ...): they load, attach
+// and pin the datapath, write their sysctls and routes, connect, serve
+// the LAN and carry a new flow, and end with their kept sets.
+func TestAgentsStartWithDocumentedCaps(t *testing.T) {
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("setpriv (util-linux) not installed")
+	}
+	bounded := func(cmd *exec.Cmd, caps string) *exec.Cmd {
+		args := append([]string{"--inh-caps=-all", "--bounding-set=-all," + plusEach(caps), "--"}, cmd.Args...)
+		return exec.Command(setpriv, args...)
+	}
+	l := lab.NewForTest(t, lab.Options{})
+	d := deploy(t, lab.BuildUnmap(t))
+	relay := l.NS(lab.Relay).StartProcess(t, bounded(d.RelayCmd(), relayStartCaps))
+	edge := l.NS(lab.Edge).StartProcess(t, bounded(d.EdgeCmd(), edgeStartCaps))
+	d.dumpOnFailure(t)
+	section(t, d.edgeS, "session", "the edge's session", func(s edgeSession) bool { return s.Connected })
+	waitAddr(t, l.NS(lab.LAN), lab.SitePrefix)
+	checkCaps(t, "relay", relay, privdrop.Relay)
+	checkCaps(t, "edge", edge, privdrop.Edge)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	echoServer(t, l.NS(lab.Srv6))
+	if _, err := l.NS(lab.LAN).EchoUDP(ctx, netip.AddrPortFrom(lab.Srv6Addr, lab.EchoPort), "start-caps"); err != nil {
+		t.Errorf("new outbound flow: %v", err)
+	}
+}
+
+// plusEach turns "a,b" into "+a,+b" for setpriv.
+func plusEach(caps string) string {
+	return "+" + strings.ReplaceAll(caps, ",", ",+")
 }
