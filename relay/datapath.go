@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
 
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/xlat"
@@ -73,6 +74,16 @@ func openDatapath(s *Settings, log *slog.Logger) (*datapath, error) {
 	// take it for a spoofed packet of its own.
 	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+s.Interface+"/accept_local", []byte("1"), 0); err != nil {
 		return fail(fmt.Errorf("accept_local: %w", err))
+	}
+	// What the program passes to the kernel for a site must end here
+	// (routes.go).
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return fail(fmt.Errorf("routes: %w", err))
+	}
+	defer h.Close()
+	if err := syncRoutes(h, siteRoutes(s.Sites), log); err != nil {
+		return fail(err)
 	}
 	return dp, nil
 }
