@@ -69,9 +69,12 @@ func openDatapath(s *Settings, log *slog.Logger) (*datapath, error) {
 	}
 	dp.link = l
 	log.Info("XDP attached", "if", s.Interface, "mode", mode)
-	// Carriers toward the sites leave with the relay's address as their
-	// source; when the program passes one to the stack the kernel must not
-	// take it for a spoofed packet of its own.
+	// Carriers toward the sites leave the program with the relay's
+	// address as their source. When it passes one to the stack (no
+	// neighbour entry for the next hop yet, `pass-no-neigh`), the kernel
+	// sees a packet come in from outside with one of its own addresses as
+	// the source: a martian, dropped unless accept_local is set on the
+	// interface (test/e2e TestCarriersPassedBeforeNeighbour).
 	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+s.Interface+"/accept_local", []byte("1"), 0); err != nil {
 		return fail(fmt.Errorf("accept_local: %w", err))
 	}
