@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -98,16 +99,17 @@ const (
 
 // TestAgentsStartWithDocumentedCaps starts both agents as root with only
 // their documented start-up capabilities (setpriv bounds them before the
-// exec: no CAP_SYS_ADMIN, no CAP_DAC_OVERRIDE, ...): they load, attach
-// and pin the datapath, write their sysctls and routes, connect, serve
-// the LAN and carry a new flow, and end with their kept sets.
+// exec and sets no_new_privs, as a systemd unit would: no CAP_SYS_ADMIN,
+// no CAP_DAC_OVERRIDE, ...): they load, attach and pin the datapath,
+// write their sysctls and routes, connect, serve the LAN and carry a new
+// flow, and end with their kept sets.
 func TestAgentsStartWithDocumentedCaps(t *testing.T) {
 	setpriv, err := exec.LookPath("setpriv")
 	if err != nil {
 		t.Skip("setpriv (util-linux) not installed")
 	}
 	bounded := func(cmd *exec.Cmd, caps string) *exec.Cmd {
-		args := append([]string{"--inh-caps=-all", "--bounding-set=-all," + plusEach(caps), "--"}, cmd.Args...)
+		args := append([]string{"--no-new-privs", "--inh-caps=-all", "--bounding-set=-all," + plusEach(caps), "--"}, cmd.Args...)
 		return exec.Command(setpriv, args...)
 	}
 	l := lab.NewForTest(t, lab.Options{})
@@ -130,4 +132,57 @@ func TestAgentsStartWithDocumentedCaps(t *testing.T) {
 // plusEach turns "a,b" into "+a,+b" for setpriv.
 func plusEach(caps string) string {
 	return "+" + strings.ReplaceAll(caps, ",", ",+")
+}
+
+// TestAgentsRunAsUser gives both agents `user: nobody`: once set up they
+// run as nobody with their kept capabilities, serve their status sockets
+// from the folder they handed to nobody, and still open flows both ways.
+func TestAgentsRunAsUser(t *testing.T) {
+	uid, _, err := privdrop.LookupUser("nobody")
+	if err != nil {
+		t.Skip("no user nobody:", err)
+	}
+	l := lab.NewForTest(t, lab.Options{})
+	d := deploy(t, lab.BuildUnmap(t))
+	for _, f := range []string{d.RelayConfig, d.EdgeConfig} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, append(b, "\nuser: nobody\n"...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The status sockets' folder is the deployment's; nobody must reach
+	// it through the test's own temporary folder, as it does /run/unmap
+	// through /run.
+	if err := os.Chmod(filepath.Dir(filepath.Dir(d.RelaySocket)), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	relay := d.startRelay(t, l)
+	edge := d.startEdge(t, l)
+	d.dumpOnFailure(t)
+	section(t, d.edgeS, "session", "the edge's session", func(s edgeSession) bool { return s.Connected })
+	host := waitAddr(t, l.NS(lab.LAN), lab.SitePrefix)
+	for _, a := range []struct {
+		name string
+		p    *lab.Process
+		keep []cap.Value
+	}{{"relay", relay, privdrop.Relay}, {"edge", edge, privdrop.Edge}} {
+		checkCaps(t, a.name, a.p, a.keep)
+		st, err := privdrop.ReadStatus(fmt.Sprintf("/proc/%d/status", a.p.Cmd.Process.Pid))
+		if err != nil || st.UID != uid {
+			t.Errorf("%s runs as uid %d (%v), want nobody (%d)", a.name, st.UID, err, uid)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	echoServer(t, l.NS(lab.Srv6))
+	if _, err := l.NS(lab.LAN).EchoUDP(ctx, netip.AddrPortFrom(lab.Srv6Addr, lab.EchoPort), "as-nobody-out"); err != nil {
+		t.Errorf("new outbound flow: %v", err)
+	}
+	echoServer(t, l.NS(lab.LAN))
+	if _, err := l.NS(lab.Srv6).EchoUDP(ctx, netip.AddrPortFrom(host, lab.EchoPort), "as-nobody-in"); err != nil {
+		t.Errorf("new inbound flow: %v", err)
+	}
 }
