@@ -270,8 +270,8 @@ func LookupUser(name string) (uid, gid int, err error) {
 	return uid, gid, nil
 }
 
-// What each agent keeps after its set-up (OPERATING.md, "Privileges"
-// says the same for operators).
+// What each agent keeps after its set-up (OPERATING.md, "Privileges and
+// kernel settings" says the same for operators).
 var (
 	// Relay keeps CAP_BPF only: the flow table's updates, the reason and
 	// activity counters and the pinned maps' reads are bpf() calls on
