@@ -27,6 +27,7 @@ type Config struct {
 	Timeouts     conf.Timeouts  `yaml:"timeouts"`
 	Inbound      Inbound        `yaml:"inbound"`
 	MissLimit    conf.MissLimit `yaml:"miss_limit"` // slow-path packets per LAN /64 or IPv4 host, and from the WAN per source
+	User         string         `yaml:"user"`       // become this user (name or uid) once set up; default: stay root, with only the capabilities still needed
 
 	// Bounds on inbound flows (what an Internet host can make the agent
 	// hold for a site): session/conf.InboundLimits.
@@ -69,6 +70,7 @@ type Settings struct {
 	Misses       conf.MissBound
 	Allow        []Allow
 	Forwards     []Forward
+	User         string // empty: stay root
 
 	// Inbound flow bounds, defaults filled in.
 	Inbound conf.InboundBounds
@@ -110,7 +112,10 @@ func Load(path string) (*Settings, error) {
 // Validate checks every field and returns the parsed settings; the error
 // names the first field that is wrong.
 func (c *Config) Validate() (*Settings, error) {
-	s := &Settings{Site: c.Site, Relay: c.Relay, TLS: c.TLS, LAN: c.LAN, WAN: c.WAN, PinPath: c.PinPath}
+	s := &Settings{Site: c.Site, Relay: c.Relay, TLS: c.TLS, LAN: c.LAN, WAN: c.WAN, PinPath: c.PinPath, User: c.User}
+	if err := conf.CheckUser("user", c.User); err != nil {
+		return nil, err
+	}
 	if err := conf.CheckSiteID("site", c.Site); err != nil {
 		return nil, err
 	}

@@ -79,9 +79,15 @@ func openDatapath(s *Settings, wan netip.Addr, log *slog.Logger) (*datapath, err
 		}
 		log.Info("XDP attached", "if", at.ifname, "role", at.role, "mode", mode)
 	}
-	// Carriers leave the LAN program with the WAN address as their source;
-	// when the program passes one to the stack (no XDP route yet) the
-	// kernel must not take it for a spoofed packet of its own.
+	// Carriers leave the LAN program with the WAN address as their source.
+	// When the program passes one to the stack (no neighbour entry for
+	// the next hop yet, `pass-no-neigh`, or no XDP route), the kernel sees
+	// a packet come in on the LAN with one of its own addresses as the
+	// source: a martian, dropped unless accept_local is set there
+	// (test/e2e TestCarriersPassedBeforeNeighbour). The price: a LAN
+	// host's packet forged with one of the router's IPv4 addresses as
+	// its source is no longer refused as a martian either (OPERATING.md,
+	// "Privileges and kernel settings").
 	if err := sysctl("/proc/sys/net/ipv4/conf/"+s.LAN+"/accept_local", "1"); err != nil {
 		return nil, errors.Join(err, dp.close())
 	}

@@ -26,6 +26,11 @@ type Options struct {
 	Version      string       // reported by `unmap status`
 	StatusSocket string       // where `unmap status` asks; empty: no status socket
 	Log          *slog.Logger // default slog.Default()
+	// Drop, when set, lowers the agent's privileges. It is called once
+	// the privileged set-up is done (datapath loaded, attached and
+	// restored, sysctls written, raw sockets open) and before the agent
+	// reads a packet or a message from the network.
+	Drop func() error
 }
 
 // capabilities are what this edge supports.
@@ -119,6 +124,11 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		return err
 	}
 	a.ctl = client
+	if o.Drop != nil {
+		if err := o.Drop(); err != nil {
+			return err
+		}
+	}
 	errc := make(chan error, 3)
 	go a.expire(ctx)
 	go pki.WatchExpiry(ctx, tf.id.Cert, s.TLS.Cert, log, expiryCheckEvery, nil)

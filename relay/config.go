@@ -20,6 +20,7 @@ type Config struct {
 	Timeouts     conf.Timeouts  `yaml:"timeouts"`
 	MissLimit    conf.MissLimit `yaml:"miss_limit"` // slow-path packets per source: IPv4 address or IPv6 /64 (carriers from the edges' CGNAT addresses: not bound)
 	Sites        []SiteConfig   `yaml:"sites"`
+	User         string         `yaml:"user"` // become this user (name or uid) once set up; default: stay root, with only the capabilities still needed
 
 	// Bounds on inbound flows (what an Internet host can make the agent
 	// hold for a site): session/conf.InboundLimits.
@@ -46,6 +47,7 @@ type Settings struct {
 	Timers       conf.Timers
 	Misses       conf.MissBound
 	Sites        []Site
+	User         string // empty: stay root
 
 	// Inbound flow bounds, defaults filled in.
 	Inbound conf.InboundBounds
@@ -73,7 +75,7 @@ func Load(path string) (*Settings, error) {
 // Validate checks every field and returns the parsed settings; the error
 // names the first field that is wrong.
 func (c *Config) Validate() (*Settings, error) {
-	s := &Settings{TLS: c.TLS, Interface: c.Interface, PinPath: c.PinPath}
+	s := &Settings{TLS: c.TLS, Interface: c.Interface, PinPath: c.PinPath, User: c.User}
 	var err error
 	listen := c.Listen
 	if listen == "" {
@@ -135,6 +137,9 @@ func (c *Config) Validate() (*Settings, error) {
 		return nil, err
 	}
 	if s.Inbound, err = c.InboundLimits.Parse("inbound_limits"); err != nil {
+		return nil, err
+	}
+	if err := conf.CheckUser("user", c.User); err != nil {
 		return nil, err
 	}
 	if len(c.Sites) == 0 {

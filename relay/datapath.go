@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
 
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/xlat"
@@ -68,11 +69,24 @@ func openDatapath(s *Settings, log *slog.Logger) (*datapath, error) {
 	}
 	dp.link = l
 	log.Info("XDP attached", "if", s.Interface, "mode", mode)
-	// Carriers toward the sites leave with the relay's address as their
-	// source; when the program passes one to the stack the kernel must not
-	// take it for a spoofed packet of its own.
+	// Carriers toward the sites leave the program with the relay's
+	// address as their source. When it passes one to the stack (no
+	// neighbour entry for the next hop yet, `pass-no-neigh`), the kernel
+	// sees a packet come in from outside with one of its own addresses as
+	// the source: a martian, dropped unless accept_local is set on the
+	// interface (test/e2e TestCarriersPassedBeforeNeighbour).
 	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+s.Interface+"/accept_local", []byte("1"), 0); err != nil {
 		return fail(fmt.Errorf("accept_local: %w", err))
+	}
+	// What the program passes to the kernel for a site must end here
+	// (routes.go).
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return fail(fmt.Errorf("routes: %w", err))
+	}
+	defer h.Close()
+	if err := syncRoutes(h, siteRoutes(s.Sites), log); err != nil {
+		return fail(err)
 	}
 	return dp, nil
 }

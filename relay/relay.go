@@ -24,6 +24,11 @@ type Options struct {
 	// ControlOnly runs the control channel without loading XDP: for tests
 	// that must not touch the interfaces of the namespace they run in.
 	ControlOnly bool
+	// Drop, when set, lowers the agent's privileges. It is called once
+	// everything privileged is done (datapath loaded and attached, routes
+	// and sysctls written, raw sockets and the control socket open) and
+	// before the agent reads a packet or a handshake from the network.
+	Drop func() error
 }
 
 // keepalive is what the relay asks edges for: below a CGNAT's 30 s UDP
@@ -73,7 +78,19 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		}
 		n := c.takePinned(ms, s.Addresses)
 		log.Info("pinned flows", "waiting_for_replay", n, "grace", pinnedGrace)
-		go func() { errc <- c.misses(ctx, dp) }()
+	}
+	pc, err := listenControl(s.Listen)
+	if err != nil {
+		return err
+	}
+	defer pc.Close()
+	if o.Drop != nil {
+		if err := o.Drop(); err != nil {
+			return err
+		}
+	}
+	if c.dp != nil {
+		go func() { errc <- c.misses(ctx, c.dp) }()
 	}
 	go c.expire(ctx)
 	// Close, not ctx, ends the server: it says Goodbye to every edge so
@@ -83,6 +100,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	if err != nil {
 		return err
 	}
+	cfg.PacketConn = pc // bound before the privileges were dropped
 	srv, err := control.Listen(context.WithoutCancel(ctx), cfg)
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/unmap-dev/unmap/cmd/unmap/privdrop"
 	"github.com/unmap-dev/unmap/edge"
 	"github.com/unmap-dev/unmap/session/conf"
 	"github.com/unmap-dev/unmap/xdp"
@@ -67,7 +68,8 @@ them back. A stop keeps the pins; --unpin removes them (ending those flows).`,
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (site %s, relay %s)\n", path, s.Site, s.Relay)
 				return nil
 			}
-			return edge.Run(cmd.Context(), s, edge.Options{Version: buildVersion(), StatusSocket: socket, Log: slog.Default()})
+			return edge.Run(cmd.Context(), s, edge.Options{Version: buildVersion(), StatusSocket: socket, Log: slog.Default(),
+				Drop: dropPrivileges(privdrop.Edge, s.User, socket)})
 		},
 	}
 	f := cmd.Flags()

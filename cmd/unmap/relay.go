@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/unmap-dev/unmap/cmd/unmap/privdrop"
 	"github.com/unmap-dev/unmap/relay"
 	"github.com/unmap-dev/unmap/session/conf"
 	"github.com/unmap-dev/unmap/xdp"
@@ -65,7 +66,8 @@ start takes them back as the edges replay them. A stop keeps the pins;
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d sites, listening on %v)\n", path, len(s.Sites), s.Listen)
 				return nil
 			}
-			return relay.Run(cmd.Context(), s, relay.Options{Version: buildVersion(), StatusSocket: socket, Log: slog.Default()})
+			return relay.Run(cmd.Context(), s, relay.Options{Version: buildVersion(), StatusSocket: socket, Log: slog.Default(),
+				Drop: dropPrivileges(privdrop.Relay, s.User, socket)})
 		},
 	}
 	f := cmd.Flags()

@@ -80,9 +80,12 @@ var routes = []route{
 	{In: Inet, Dst: SitePrefixes, Via: Relay6Addr},
 	{In: Relay, Dst: default4, Via: InetRelayAddr},
 	{In: Relay, Dst: default6, Via: InetRelay6Addr},
-	// Until the relay agent serves them, its pools are unreachable here
-	// instead of bouncing back to inet; the agent's routes are more
-	// specific, or its XDP program takes the packets before routing.
+	// Before the relay agent runs (the tour without unmap) and for pool
+	// addresses no site has, the pools are unreachable here instead of
+	// bouncing back to inet. The agent installs its own unreachable route
+	// for each site's prefix and public IPv4 (relay/routes.go; a test
+	// removes these two to prove it), and its XDP program takes the
+	// sites' packets before routing.
 	{In: Relay, Dst: RelayPool4},
 	{In: Relay, Dst: SitePrefixes},
 	{In: Srv4, Dst: default4, Via: InetSrv4Addr},
