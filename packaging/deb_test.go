@@ -177,9 +177,23 @@ func TestPackagedBinary(t *testing.T) {
 		t.Logf("no git here (%v): the revision is not checked", err)
 	}
 
+	// --check opens the TLS files the configurations name under
+	// /etc/unmap: issue them with the packaged binary, as OPERATING
+	// tells an operator to, into a directory standing for /etc/unmap.
+	etc := filepath.Join(dir, "etc")
+	for _, args := range [][]string{
+		{"cert", "ca", "--out", etc},
+		{"cert", "relay", "--ca", etc, "--name", "relay.example.net", "--ip", "198.51.100.6", "--out", etc},
+		{"cert", "edge", "--ca", etc, "--site", "home", "--out", etc},
+	} {
+		if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+			t.Fatalf("unmap %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
 	for _, agent := range []string{"edge", "relay"} {
 		conf := filepath.Join(dir, agent+".yaml")
-		if err := os.WriteFile(conf, d.data["/etc/unmap/"+agent+".yaml"].data, 0o644); err != nil {
+		text := strings.ReplaceAll(string(d.data["/etc/unmap/"+agent+".yaml"].data), "/etc/unmap/", etc+"/")
+		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		if out, err := exec.Command(bin, agent, "-c", conf, "--check").CombinedOutput(); err != nil {
