@@ -56,6 +56,10 @@ func openDatapath(s *Settings, log *slog.Logger) (*datapath, error) {
 	if err := d.SetSitePrefixes(dp.sites); err != nil {
 		return fail(err)
 	}
+	// Its own addresses: no packet from the Internet comes from them.
+	if err := d.SetLocal(s.Addresses); err != nil {
+		return fail(err)
+	}
 	if dp.inj, err = xdp.NewInjector(); err != nil {
 		return fail(err)
 	}

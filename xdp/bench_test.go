@@ -138,10 +138,20 @@ func BenchmarkBreakdown(b *testing.B) {
 		{name: "ipv4 + flow table", prog: p("bv_lookup"), pkt: nat4},
 		{name: "ipv4 + carrier slot + adjust_head x2", prog: p("bv_adjust"), pkt: carrier4},
 		{name: "napt tcp, slot both ways", prog: v.Program(xlat.RoleRelayExt), pkt: nat},
+		{name: "napt tcp, slot both ways, no martian check", prog: p("bv_relay_unfiltered"), pkt: nat},
 		{name: "napt tcp, table both ways", prog: v.Program(xlat.RoleRelayExt), pkt: nat4},
+		{name: "napt tcp, table both ways, no martian check", prog: p("bv_relay_unfiltered"), pkt: nat4},
 		{name: "tcp v6<->v4 whole path", prog: d.Program(xlat.RoleEdgeLAN), pkt: site6},
 		{name: "tcp v6<->v4 whole, no flow counters", prog: v.Program(xlat.RoleEdgeLAN), pkt: site6},
+		{name: "tcp v6<->v4 whole, no counters, no martian check", prog: p("bv_lan_unfiltered"), pkt: site6},
+		{name: "tcp v6<->v4 relay, no flow counters", prog: v.Program(xlat.RoleRelayExt), pkt: site6},
+		{name: "tcp v6<->v4 relay, no counters, no martian check", prog: p("bv_relay_unfiltered"), pkt: site6},
 	}
+	var progs []*ebpf.Program
+	for _, p := range paths {
+		progs = append(progs, p.prog)
+	}
+	holdInDispatcher(b, progs...)
 	for b.Loop() {
 		res, err := runPaths(d.Reasons, paths, 1_000_000, nil)
 		if err != nil {

@@ -85,48 +85,51 @@ type benchvarMissSrc struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	benchvarMapBvFlows4          = "bv_flows4"
-	benchvarMapBvFlowsShared     = "bv_flows_shared"
-	benchvarMapCarriers          = "carriers"
-	benchvarMapFlows             = "flows"
-	benchvarMapFlows4            = "flows4"
-	benchvarMapFlowtab           = "flowtab"
-	benchvarMapLocalAddrs        = "local_addrs"
-	benchvarMapMissExempt        = "miss_exempt"
-	benchvarMapMissSrcs          = "miss_srcs"
-	benchvarMapMisses            = "misses"
-	benchvarMapReasons           = "reasons"
-	benchvarMapSitePrefixes      = "site_prefixes"
-	benchvarMapTxPorts           = "tx_ports"
-	benchvarProgBenchLookup      = "bench_lookup"
-	benchvarProgBvAdjust         = "bv_adjust"
-	benchvarProgBvHash16         = "bv_hash16"
-	benchvarProgBvHash40         = "bv_hash40"
-	benchvarProgBvHash40Shared   = "bv_hash40_shared"
-	benchvarProgBvLookup         = "bv_lookup"
-	benchvarProgBvParse          = "bv_parse"
-	benchvarProgEdgeLan          = "edge_lan"
-	benchvarProgEdgeWan          = "edge_wan"
-	benchvarProgRelayExt         = "relay_ext"
-	benchvarProgXdpPass          = "xdp_pass"
-	benchvarVarCfgBucketBits     = "cfg_bucket_bits"
-	benchvarVarCfgCarrierAddr    = "cfg_carrier_addr"
-	benchvarVarCfgMissDepthNs    = "cfg_miss_depth_ns"
-	benchvarVarCfgMissNs         = "cfg_miss_ns"
-	benchvarVarCfgPortHi         = "cfg_port_hi"
-	benchvarVarCfgPortLo         = "cfg_port_lo"
-	benchvarVarCfgSeed           = "cfg_seed"
-	benchvarVarSwFib             = "sw_fib"
-	benchvarVarSwLanV4           = "sw_lan_v4"
-	benchvarVarUnusedAction      = "unused_action"
-	benchvarVarUnusedCarrierSlot = "unused_carrier_slot"
-	benchvarVarUnusedFlowBucket  = "unused_flow_bucket"
-	benchvarVarUnusedFlowEntry   = "unused_flow_entry"
-	benchvarVarUnusedFlowKey     = "unused_flow_key"
-	benchvarVarUnusedFlowKey4    = "unused_flow_key4"
-	benchvarVarUnusedMissRec     = "unused_miss_rec"
-	benchvarVarUnusedReason      = "unused_reason"
-	benchvarVarUnusedRole        = "unused_role"
+	benchvarMapBvFlows4           = "bv_flows4"
+	benchvarMapBvFlowsShared      = "bv_flows_shared"
+	benchvarMapCarriers           = "carriers"
+	benchvarMapFlows              = "flows"
+	benchvarMapFlows4             = "flows4"
+	benchvarMapFlowtab            = "flowtab"
+	benchvarMapLocalAddrs         = "local_addrs"
+	benchvarMapMissExempt         = "miss_exempt"
+	benchvarMapMissSrcs           = "miss_srcs"
+	benchvarMapMisses             = "misses"
+	benchvarMapReasons            = "reasons"
+	benchvarMapSitePrefixes       = "site_prefixes"
+	benchvarMapTxPorts            = "tx_ports"
+	benchvarProgBenchLookup       = "bench_lookup"
+	benchvarProgBvAdjust          = "bv_adjust"
+	benchvarProgBvHash16          = "bv_hash16"
+	benchvarProgBvHash40          = "bv_hash40"
+	benchvarProgBvHash40Shared    = "bv_hash40_shared"
+	benchvarProgBvLanUnfiltered   = "bv_lan_unfiltered"
+	benchvarProgBvLookup          = "bv_lookup"
+	benchvarProgBvParse           = "bv_parse"
+	benchvarProgBvRelayUnfiltered = "bv_relay_unfiltered"
+	benchvarProgEdgeLan           = "edge_lan"
+	benchvarProgEdgeWan           = "edge_wan"
+	benchvarProgRelayExt          = "relay_ext"
+	benchvarProgXdpPass           = "xdp_pass"
+	benchvarVarCfgBucketBits      = "cfg_bucket_bits"
+	benchvarVarCfgCarrierAddr     = "cfg_carrier_addr"
+	benchvarVarCfgMissDepthNs     = "cfg_miss_depth_ns"
+	benchvarVarCfgMissNs          = "cfg_miss_ns"
+	benchvarVarCfgPortHi          = "cfg_port_hi"
+	benchvarVarCfgPortLo          = "cfg_port_lo"
+	benchvarVarCfgSeed            = "cfg_seed"
+	benchvarVarSwFib              = "sw_fib"
+	benchvarVarSwLanV4            = "sw_lan_v4"
+	benchvarVarUnusedAction       = "unused_action"
+	benchvarVarUnusedCarrierSlot  = "unused_carrier_slot"
+	benchvarVarUnusedFlowBucket   = "unused_flow_bucket"
+	benchvarVarUnusedFlowEntry    = "unused_flow_entry"
+	benchvarVarUnusedFlowKey      = "unused_flow_key"
+	benchvarVarUnusedFlowKey4     = "unused_flow_key4"
+	benchvarVarUnusedMissRec      = "unused_miss_rec"
+	benchvarVarUnusedReason       = "unused_reason"
+	benchvarVarUnusedReasonAction = "unused_reason_action"
+	benchvarVarUnusedRole         = "unused_role"
 )
 
 // loadBenchvar returns the embedded CollectionSpec for benchvar.
@@ -171,17 +174,19 @@ type benchvarSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type benchvarProgramSpecs struct {
-	BenchLookup    *ebpf.ProgramSpec `ebpf:"bench_lookup"`
-	BvAdjust       *ebpf.ProgramSpec `ebpf:"bv_adjust"`
-	BvHash16       *ebpf.ProgramSpec `ebpf:"bv_hash16"`
-	BvHash40       *ebpf.ProgramSpec `ebpf:"bv_hash40"`
-	BvHash40Shared *ebpf.ProgramSpec `ebpf:"bv_hash40_shared"`
-	BvLookup       *ebpf.ProgramSpec `ebpf:"bv_lookup"`
-	BvParse        *ebpf.ProgramSpec `ebpf:"bv_parse"`
-	EdgeLan        *ebpf.ProgramSpec `ebpf:"edge_lan"`
-	EdgeWan        *ebpf.ProgramSpec `ebpf:"edge_wan"`
-	RelayExt       *ebpf.ProgramSpec `ebpf:"relay_ext"`
-	XdpPass        *ebpf.ProgramSpec `ebpf:"xdp_pass"`
+	BenchLookup       *ebpf.ProgramSpec `ebpf:"bench_lookup"`
+	BvAdjust          *ebpf.ProgramSpec `ebpf:"bv_adjust"`
+	BvHash16          *ebpf.ProgramSpec `ebpf:"bv_hash16"`
+	BvHash40          *ebpf.ProgramSpec `ebpf:"bv_hash40"`
+	BvHash40Shared    *ebpf.ProgramSpec `ebpf:"bv_hash40_shared"`
+	BvLanUnfiltered   *ebpf.ProgramSpec `ebpf:"bv_lan_unfiltered"`
+	BvLookup          *ebpf.ProgramSpec `ebpf:"bv_lookup"`
+	BvParse           *ebpf.ProgramSpec `ebpf:"bv_parse"`
+	BvRelayUnfiltered *ebpf.ProgramSpec `ebpf:"bv_relay_unfiltered"`
+	EdgeLan           *ebpf.ProgramSpec `ebpf:"edge_lan"`
+	EdgeWan           *ebpf.ProgramSpec `ebpf:"edge_wan"`
+	RelayExt          *ebpf.ProgramSpec `ebpf:"relay_ext"`
+	XdpPass           *ebpf.ProgramSpec `ebpf:"xdp_pass"`
 }
 
 // benchvarMapSpecs contains maps before they are loaded into the kernel.
@@ -207,24 +212,25 @@ type benchvarMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type benchvarVariableSpecs struct {
-	CfgBucketBits     *ebpf.VariableSpec `ebpf:"cfg_bucket_bits"`
-	CfgCarrierAddr    *ebpf.VariableSpec `ebpf:"cfg_carrier_addr"`
-	CfgMissDepthNs    *ebpf.VariableSpec `ebpf:"cfg_miss_depth_ns"`
-	CfgMissNs         *ebpf.VariableSpec `ebpf:"cfg_miss_ns"`
-	CfgPortHi         *ebpf.VariableSpec `ebpf:"cfg_port_hi"`
-	CfgPortLo         *ebpf.VariableSpec `ebpf:"cfg_port_lo"`
-	CfgSeed           *ebpf.VariableSpec `ebpf:"cfg_seed"`
-	SwFib             *ebpf.VariableSpec `ebpf:"sw_fib"`
-	SwLanV4           *ebpf.VariableSpec `ebpf:"sw_lan_v4"`
-	UnusedAction      *ebpf.VariableSpec `ebpf:"unused_action"`
-	UnusedCarrierSlot *ebpf.VariableSpec `ebpf:"unused_carrier_slot"`
-	UnusedFlowBucket  *ebpf.VariableSpec `ebpf:"unused_flow_bucket"`
-	UnusedFlowEntry   *ebpf.VariableSpec `ebpf:"unused_flow_entry"`
-	UnusedFlowKey     *ebpf.VariableSpec `ebpf:"unused_flow_key"`
-	UnusedFlowKey4    *ebpf.VariableSpec `ebpf:"unused_flow_key4"`
-	UnusedMissRec     *ebpf.VariableSpec `ebpf:"unused_miss_rec"`
-	UnusedReason      *ebpf.VariableSpec `ebpf:"unused_reason"`
-	UnusedRole        *ebpf.VariableSpec `ebpf:"unused_role"`
+	CfgBucketBits      *ebpf.VariableSpec `ebpf:"cfg_bucket_bits"`
+	CfgCarrierAddr     *ebpf.VariableSpec `ebpf:"cfg_carrier_addr"`
+	CfgMissDepthNs     *ebpf.VariableSpec `ebpf:"cfg_miss_depth_ns"`
+	CfgMissNs          *ebpf.VariableSpec `ebpf:"cfg_miss_ns"`
+	CfgPortHi          *ebpf.VariableSpec `ebpf:"cfg_port_hi"`
+	CfgPortLo          *ebpf.VariableSpec `ebpf:"cfg_port_lo"`
+	CfgSeed            *ebpf.VariableSpec `ebpf:"cfg_seed"`
+	SwFib              *ebpf.VariableSpec `ebpf:"sw_fib"`
+	SwLanV4            *ebpf.VariableSpec `ebpf:"sw_lan_v4"`
+	UnusedAction       *ebpf.VariableSpec `ebpf:"unused_action"`
+	UnusedCarrierSlot  *ebpf.VariableSpec `ebpf:"unused_carrier_slot"`
+	UnusedFlowBucket   *ebpf.VariableSpec `ebpf:"unused_flow_bucket"`
+	UnusedFlowEntry    *ebpf.VariableSpec `ebpf:"unused_flow_entry"`
+	UnusedFlowKey      *ebpf.VariableSpec `ebpf:"unused_flow_key"`
+	UnusedFlowKey4     *ebpf.VariableSpec `ebpf:"unused_flow_key4"`
+	UnusedMissRec      *ebpf.VariableSpec `ebpf:"unused_miss_rec"`
+	UnusedReason       *ebpf.VariableSpec `ebpf:"unused_reason"`
+	UnusedReasonAction *ebpf.VariableSpec `ebpf:"unused_reason_action"`
+	UnusedRole         *ebpf.VariableSpec `ebpf:"unused_role"`
 }
 
 // benchvarObjects contains all objects after they have been loaded into the kernel.
@@ -284,41 +290,44 @@ func (m *benchvarMaps) Close() error {
 //
 // It can be passed to loadBenchvarObjects or ebpf.CollectionSpec.LoadAndAssign.
 type benchvarVariables struct {
-	CfgBucketBits     *ebpf.Variable `ebpf:"cfg_bucket_bits"`
-	CfgCarrierAddr    *ebpf.Variable `ebpf:"cfg_carrier_addr"`
-	CfgMissDepthNs    *ebpf.Variable `ebpf:"cfg_miss_depth_ns"`
-	CfgMissNs         *ebpf.Variable `ebpf:"cfg_miss_ns"`
-	CfgPortHi         *ebpf.Variable `ebpf:"cfg_port_hi"`
-	CfgPortLo         *ebpf.Variable `ebpf:"cfg_port_lo"`
-	CfgSeed           *ebpf.Variable `ebpf:"cfg_seed"`
-	SwFib             *ebpf.Variable `ebpf:"sw_fib"`
-	SwLanV4           *ebpf.Variable `ebpf:"sw_lan_v4"`
-	UnusedAction      *ebpf.Variable `ebpf:"unused_action"`
-	UnusedCarrierSlot *ebpf.Variable `ebpf:"unused_carrier_slot"`
-	UnusedFlowBucket  *ebpf.Variable `ebpf:"unused_flow_bucket"`
-	UnusedFlowEntry   *ebpf.Variable `ebpf:"unused_flow_entry"`
-	UnusedFlowKey     *ebpf.Variable `ebpf:"unused_flow_key"`
-	UnusedFlowKey4    *ebpf.Variable `ebpf:"unused_flow_key4"`
-	UnusedMissRec     *ebpf.Variable `ebpf:"unused_miss_rec"`
-	UnusedReason      *ebpf.Variable `ebpf:"unused_reason"`
-	UnusedRole        *ebpf.Variable `ebpf:"unused_role"`
+	CfgBucketBits      *ebpf.Variable `ebpf:"cfg_bucket_bits"`
+	CfgCarrierAddr     *ebpf.Variable `ebpf:"cfg_carrier_addr"`
+	CfgMissDepthNs     *ebpf.Variable `ebpf:"cfg_miss_depth_ns"`
+	CfgMissNs          *ebpf.Variable `ebpf:"cfg_miss_ns"`
+	CfgPortHi          *ebpf.Variable `ebpf:"cfg_port_hi"`
+	CfgPortLo          *ebpf.Variable `ebpf:"cfg_port_lo"`
+	CfgSeed            *ebpf.Variable `ebpf:"cfg_seed"`
+	SwFib              *ebpf.Variable `ebpf:"sw_fib"`
+	SwLanV4            *ebpf.Variable `ebpf:"sw_lan_v4"`
+	UnusedAction       *ebpf.Variable `ebpf:"unused_action"`
+	UnusedCarrierSlot  *ebpf.Variable `ebpf:"unused_carrier_slot"`
+	UnusedFlowBucket   *ebpf.Variable `ebpf:"unused_flow_bucket"`
+	UnusedFlowEntry    *ebpf.Variable `ebpf:"unused_flow_entry"`
+	UnusedFlowKey      *ebpf.Variable `ebpf:"unused_flow_key"`
+	UnusedFlowKey4     *ebpf.Variable `ebpf:"unused_flow_key4"`
+	UnusedMissRec      *ebpf.Variable `ebpf:"unused_miss_rec"`
+	UnusedReason       *ebpf.Variable `ebpf:"unused_reason"`
+	UnusedReasonAction *ebpf.Variable `ebpf:"unused_reason_action"`
+	UnusedRole         *ebpf.Variable `ebpf:"unused_role"`
 }
 
 // benchvarPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadBenchvarObjects or ebpf.CollectionSpec.LoadAndAssign.
 type benchvarPrograms struct {
-	BenchLookup    *ebpf.Program `ebpf:"bench_lookup"`
-	BvAdjust       *ebpf.Program `ebpf:"bv_adjust"`
-	BvHash16       *ebpf.Program `ebpf:"bv_hash16"`
-	BvHash40       *ebpf.Program `ebpf:"bv_hash40"`
-	BvHash40Shared *ebpf.Program `ebpf:"bv_hash40_shared"`
-	BvLookup       *ebpf.Program `ebpf:"bv_lookup"`
-	BvParse        *ebpf.Program `ebpf:"bv_parse"`
-	EdgeLan        *ebpf.Program `ebpf:"edge_lan"`
-	EdgeWan        *ebpf.Program `ebpf:"edge_wan"`
-	RelayExt       *ebpf.Program `ebpf:"relay_ext"`
-	XdpPass        *ebpf.Program `ebpf:"xdp_pass"`
+	BenchLookup       *ebpf.Program `ebpf:"bench_lookup"`
+	BvAdjust          *ebpf.Program `ebpf:"bv_adjust"`
+	BvHash16          *ebpf.Program `ebpf:"bv_hash16"`
+	BvHash40          *ebpf.Program `ebpf:"bv_hash40"`
+	BvHash40Shared    *ebpf.Program `ebpf:"bv_hash40_shared"`
+	BvLanUnfiltered   *ebpf.Program `ebpf:"bv_lan_unfiltered"`
+	BvLookup          *ebpf.Program `ebpf:"bv_lookup"`
+	BvParse           *ebpf.Program `ebpf:"bv_parse"`
+	BvRelayUnfiltered *ebpf.Program `ebpf:"bv_relay_unfiltered"`
+	EdgeLan           *ebpf.Program `ebpf:"edge_lan"`
+	EdgeWan           *ebpf.Program `ebpf:"edge_wan"`
+	RelayExt          *ebpf.Program `ebpf:"relay_ext"`
+	XdpPass           *ebpf.Program `ebpf:"xdp_pass"`
 }
 
 func (p *benchvarPrograms) Close() error {
@@ -328,8 +337,10 @@ func (p *benchvarPrograms) Close() error {
 		p.BvHash16,
 		p.BvHash40,
 		p.BvHash40Shared,
+		p.BvLanUnfiltered,
 		p.BvLookup,
 		p.BvParse,
+		p.BvRelayUnfiltered,
 		p.EdgeLan,
 		p.EdgeWan,
 		p.RelayExt,

@@ -347,10 +347,47 @@ func (d *Datapath) Reasons() ([xlat.NumReasons]uint64, error) {
 }
 
 // AddLocal marks a as one of the router's own addresses (the edge LAN
-// program passes misses to it to the stack).
+// program passes misses to it to the stack; the relay's refuses it as a
+// source of what it hands to the agent).
 func (d *Datapath) AddLocal(a netip.Addr) error {
 	k := mapped(a)
 	return d.objs.LocalAddrs.Update(&k, uint8(1), ebpf.UpdateAny)
+}
+
+// SetLocal makes as the router's own addresses (see AddLocal): addresses
+// a pinned map kept from an earlier configuration go. At the relay, its
+// carrier addresses: the program refuses them as sources of what it hands
+// to the agent (bpf/martian.h).
+func (d *Datapath) SetLocal(as []netip.Addr) error {
+	want := map[[4]uint32]bool{}
+	for _, a := range as {
+		want[mapped(a)] = true
+	}
+	var (
+		k     [4]uint32
+		v     uint8
+		stale [][4]uint32
+	)
+	it := d.objs.LocalAddrs.Iterate()
+	for it.Next(&k, &v) {
+		if !want[k] {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("local addresses: %w", err)
+	}
+	for _, k := range stale {
+		if err := d.objs.LocalAddrs.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("local addresses: %w", err)
+		}
+	}
+	for _, a := range as {
+		if err := d.AddLocal(a); err != nil {
+			return fmt.Errorf("local address %v: %w", a, err)
+		}
+	}
+	return nil
 }
 
 // AddSitePrefix adds a site's prefix (or public IPv4): at the relay,

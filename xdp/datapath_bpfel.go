@@ -108,32 +108,41 @@ type datapathMissSrc struct {
 type datapathReason uint32
 
 const (
-	datapathReasonREASON_NONE               datapathReason = 0
-	datapathReasonREASON_PASS_NOT_IP        datapathReason = 1
-	datapathReasonREASON_PASS_LOCAL         datapathReason = 2
-	datapathReasonREASON_PASS_NOT_OURS      datapathReason = 3
-	datapathReasonREASON_PASS_FRAGMENT      datapathReason = 4
-	datapathReasonREASON_PASS_IP_OPTIONS    datapathReason = 5
-	datapathReasonREASON_PASS_IPV6EXT       datapathReason = 6
-	datapathReasonREASON_PASS_TTL           datapathReason = 7
-	datapathReasonREASON_PASS_ICMP_OTHER    datapathReason = 8
-	datapathReasonREASON_PASS_NO_NEIGH      datapathReason = 9
-	datapathReasonREASON_PASS_FIB           datapathReason = 10
-	datapathReasonREASON_DROP_TRUNC_L3      datapathReason = 11
-	datapathReasonREASON_DROP_BAD_IP        datapathReason = 12
-	datapathReasonREASON_DROP_BAD_LEN       datapathReason = 13
-	datapathReasonREASON_DROP_BAD_CSUM      datapathReason = 14
-	datapathReasonREASON_DROP_TRUNC_L4      datapathReason = 15
-	datapathReasonREASON_DROP_UDP_ZERO_CSUM datapathReason = 16
-	datapathReasonREASON_DROP_BAD_ENTRY     datapathReason = 17
-	datapathReasonREASON_DROP_HELPER        datapathReason = 18
-	datapathReasonREASON_MISS               datapathReason = 19
-	datapathReasonREASON_DROP_MISS_FULL     datapathReason = 20
-	datapathReasonREASON_KEEPALIVE          datapathReason = 21
-	datapathReasonREASON_ICMP_ERR_TO_AGENT  datapathReason = 22
-	datapathReasonREASON_TTL_TO_AGENT       datapathReason = 23
-	datapathReasonREASON_DROP_MISS_RATE     datapathReason = 24
-	datapathReasonREASON_MAX                datapathReason = 25
+	datapathReasonREASON_NONE                     datapathReason = 0
+	datapathReasonREASON_PASS_NOT_IP              datapathReason = 1
+	datapathReasonREASON_PASS_LOCAL               datapathReason = 2
+	datapathReasonREASON_PASS_NOT_OURS            datapathReason = 3
+	datapathReasonREASON_PASS_FRAGMENT            datapathReason = 4
+	datapathReasonREASON_PASS_IP_OPTIONS          datapathReason = 5
+	datapathReasonREASON_PASS_IPV6EXT             datapathReason = 6
+	datapathReasonREASON_PASS_TTL                 datapathReason = 7
+	datapathReasonREASON_PASS_ICMP_OTHER          datapathReason = 8
+	datapathReasonREASON_PASS_NO_NEIGH            datapathReason = 9
+	datapathReasonREASON_PASS_FIB                 datapathReason = 10
+	datapathReasonREASON_DROP_TRUNC_L3            datapathReason = 11
+	datapathReasonREASON_DROP_BAD_IP              datapathReason = 12
+	datapathReasonREASON_DROP_BAD_LEN             datapathReason = 13
+	datapathReasonREASON_DROP_BAD_CSUM            datapathReason = 14
+	datapathReasonREASON_DROP_TRUNC_L4            datapathReason = 15
+	datapathReasonREASON_DROP_UDP_ZERO_CSUM       datapathReason = 16
+	datapathReasonREASON_DROP_BAD_ENTRY           datapathReason = 17
+	datapathReasonREASON_DROP_HELPER              datapathReason = 18
+	datapathReasonREASON_MISS                     datapathReason = 19
+	datapathReasonREASON_DROP_MISS_FULL           datapathReason = 20
+	datapathReasonREASON_KEEPALIVE                datapathReason = 21
+	datapathReasonREASON_ICMP_ERR_TO_AGENT        datapathReason = 22
+	datapathReasonREASON_TTL_TO_AGENT             datapathReason = 23
+	datapathReasonREASON_DROP_MISS_RATE           datapathReason = 24
+	datapathReasonREASON_DROP_MARTIAN_UNSPECIFIED datapathReason = 25
+	datapathReasonREASON_DROP_MARTIAN_LOOPBACK    datapathReason = 26
+	datapathReasonREASON_DROP_MARTIAN_MULTICAST   datapathReason = 27
+	datapathReasonREASON_DROP_MARTIAN_LINK_LOCAL  datapathReason = 28
+	datapathReasonREASON_DROP_MARTIAN_MAPPED      datapathReason = 29
+	datapathReasonREASON_DROP_MARTIAN_RESERVED    datapathReason = 30
+	datapathReasonREASON_DROP_MARTIAN_OWN         datapathReason = 31
+	datapathReasonREASON_DROP_MARTIAN_SITE        datapathReason = 32
+	datapathReasonREASON_DROP_MARTIAN_DST         datapathReason = 33
+	datapathReasonREASON_MAX                      datapathReason = 34
 )
 
 type datapathRole uint32
@@ -148,40 +157,41 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	datapathMapCarriers          = "carriers"
-	datapathMapFlows             = "flows"
-	datapathMapFlows4            = "flows4"
-	datapathMapFlowtab           = "flowtab"
-	datapathMapLocalAddrs        = "local_addrs"
-	datapathMapMissExempt        = "miss_exempt"
-	datapathMapMissSrcs          = "miss_srcs"
-	datapathMapMisses            = "misses"
-	datapathMapReasons           = "reasons"
-	datapathMapSitePrefixes      = "site_prefixes"
-	datapathMapTxPorts           = "tx_ports"
-	datapathProgBenchLookup      = "bench_lookup"
-	datapathProgEdgeLan          = "edge_lan"
-	datapathProgEdgeWan          = "edge_wan"
-	datapathProgRelayExt         = "relay_ext"
-	datapathProgXdpPass          = "xdp_pass"
-	datapathVarCfgBucketBits     = "cfg_bucket_bits"
-	datapathVarCfgCarrierAddr    = "cfg_carrier_addr"
-	datapathVarCfgMissDepthNs    = "cfg_miss_depth_ns"
-	datapathVarCfgMissNs         = "cfg_miss_ns"
-	datapathVarCfgPortHi         = "cfg_port_hi"
-	datapathVarCfgPortLo         = "cfg_port_lo"
-	datapathVarCfgSeed           = "cfg_seed"
-	datapathVarSwFib             = "sw_fib"
-	datapathVarSwLanV4           = "sw_lan_v4"
-	datapathVarUnusedAction      = "unused_action"
-	datapathVarUnusedCarrierSlot = "unused_carrier_slot"
-	datapathVarUnusedFlowBucket  = "unused_flow_bucket"
-	datapathVarUnusedFlowEntry   = "unused_flow_entry"
-	datapathVarUnusedFlowKey     = "unused_flow_key"
-	datapathVarUnusedFlowKey4    = "unused_flow_key4"
-	datapathVarUnusedMissRec     = "unused_miss_rec"
-	datapathVarUnusedReason      = "unused_reason"
-	datapathVarUnusedRole        = "unused_role"
+	datapathMapCarriers           = "carriers"
+	datapathMapFlows              = "flows"
+	datapathMapFlows4             = "flows4"
+	datapathMapFlowtab            = "flowtab"
+	datapathMapLocalAddrs         = "local_addrs"
+	datapathMapMissExempt         = "miss_exempt"
+	datapathMapMissSrcs           = "miss_srcs"
+	datapathMapMisses             = "misses"
+	datapathMapReasons            = "reasons"
+	datapathMapSitePrefixes       = "site_prefixes"
+	datapathMapTxPorts            = "tx_ports"
+	datapathProgBenchLookup       = "bench_lookup"
+	datapathProgEdgeLan           = "edge_lan"
+	datapathProgEdgeWan           = "edge_wan"
+	datapathProgRelayExt          = "relay_ext"
+	datapathProgXdpPass           = "xdp_pass"
+	datapathVarCfgBucketBits      = "cfg_bucket_bits"
+	datapathVarCfgCarrierAddr     = "cfg_carrier_addr"
+	datapathVarCfgMissDepthNs     = "cfg_miss_depth_ns"
+	datapathVarCfgMissNs          = "cfg_miss_ns"
+	datapathVarCfgPortHi          = "cfg_port_hi"
+	datapathVarCfgPortLo          = "cfg_port_lo"
+	datapathVarCfgSeed            = "cfg_seed"
+	datapathVarSwFib              = "sw_fib"
+	datapathVarSwLanV4            = "sw_lan_v4"
+	datapathVarUnusedAction       = "unused_action"
+	datapathVarUnusedCarrierSlot  = "unused_carrier_slot"
+	datapathVarUnusedFlowBucket   = "unused_flow_bucket"
+	datapathVarUnusedFlowEntry    = "unused_flow_entry"
+	datapathVarUnusedFlowKey      = "unused_flow_key"
+	datapathVarUnusedFlowKey4     = "unused_flow_key4"
+	datapathVarUnusedMissRec      = "unused_miss_rec"
+	datapathVarUnusedReason       = "unused_reason"
+	datapathVarUnusedReasonAction = "unused_reason_action"
+	datapathVarUnusedRole         = "unused_role"
 )
 
 // loadDatapath returns the embedded CollectionSpec for datapath.
@@ -254,24 +264,25 @@ type datapathMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathVariableSpecs struct {
-	CfgBucketBits     *ebpf.VariableSpec `ebpf:"cfg_bucket_bits"`
-	CfgCarrierAddr    *ebpf.VariableSpec `ebpf:"cfg_carrier_addr"`
-	CfgMissDepthNs    *ebpf.VariableSpec `ebpf:"cfg_miss_depth_ns"`
-	CfgMissNs         *ebpf.VariableSpec `ebpf:"cfg_miss_ns"`
-	CfgPortHi         *ebpf.VariableSpec `ebpf:"cfg_port_hi"`
-	CfgPortLo         *ebpf.VariableSpec `ebpf:"cfg_port_lo"`
-	CfgSeed           *ebpf.VariableSpec `ebpf:"cfg_seed"`
-	SwFib             *ebpf.VariableSpec `ebpf:"sw_fib"`
-	SwLanV4           *ebpf.VariableSpec `ebpf:"sw_lan_v4"`
-	UnusedAction      *ebpf.VariableSpec `ebpf:"unused_action"`
-	UnusedCarrierSlot *ebpf.VariableSpec `ebpf:"unused_carrier_slot"`
-	UnusedFlowBucket  *ebpf.VariableSpec `ebpf:"unused_flow_bucket"`
-	UnusedFlowEntry   *ebpf.VariableSpec `ebpf:"unused_flow_entry"`
-	UnusedFlowKey     *ebpf.VariableSpec `ebpf:"unused_flow_key"`
-	UnusedFlowKey4    *ebpf.VariableSpec `ebpf:"unused_flow_key4"`
-	UnusedMissRec     *ebpf.VariableSpec `ebpf:"unused_miss_rec"`
-	UnusedReason      *ebpf.VariableSpec `ebpf:"unused_reason"`
-	UnusedRole        *ebpf.VariableSpec `ebpf:"unused_role"`
+	CfgBucketBits      *ebpf.VariableSpec `ebpf:"cfg_bucket_bits"`
+	CfgCarrierAddr     *ebpf.VariableSpec `ebpf:"cfg_carrier_addr"`
+	CfgMissDepthNs     *ebpf.VariableSpec `ebpf:"cfg_miss_depth_ns"`
+	CfgMissNs          *ebpf.VariableSpec `ebpf:"cfg_miss_ns"`
+	CfgPortHi          *ebpf.VariableSpec `ebpf:"cfg_port_hi"`
+	CfgPortLo          *ebpf.VariableSpec `ebpf:"cfg_port_lo"`
+	CfgSeed            *ebpf.VariableSpec `ebpf:"cfg_seed"`
+	SwFib              *ebpf.VariableSpec `ebpf:"sw_fib"`
+	SwLanV4            *ebpf.VariableSpec `ebpf:"sw_lan_v4"`
+	UnusedAction       *ebpf.VariableSpec `ebpf:"unused_action"`
+	UnusedCarrierSlot  *ebpf.VariableSpec `ebpf:"unused_carrier_slot"`
+	UnusedFlowBucket   *ebpf.VariableSpec `ebpf:"unused_flow_bucket"`
+	UnusedFlowEntry    *ebpf.VariableSpec `ebpf:"unused_flow_entry"`
+	UnusedFlowKey      *ebpf.VariableSpec `ebpf:"unused_flow_key"`
+	UnusedFlowKey4     *ebpf.VariableSpec `ebpf:"unused_flow_key4"`
+	UnusedMissRec      *ebpf.VariableSpec `ebpf:"unused_miss_rec"`
+	UnusedReason       *ebpf.VariableSpec `ebpf:"unused_reason"`
+	UnusedReasonAction *ebpf.VariableSpec `ebpf:"unused_reason_action"`
+	UnusedRole         *ebpf.VariableSpec `ebpf:"unused_role"`
 }
 
 // datapathObjects contains all objects after they have been loaded into the kernel.
@@ -327,24 +338,25 @@ func (m *datapathMaps) Close() error {
 //
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathVariables struct {
-	CfgBucketBits     *ebpf.Variable `ebpf:"cfg_bucket_bits"`
-	CfgCarrierAddr    *ebpf.Variable `ebpf:"cfg_carrier_addr"`
-	CfgMissDepthNs    *ebpf.Variable `ebpf:"cfg_miss_depth_ns"`
-	CfgMissNs         *ebpf.Variable `ebpf:"cfg_miss_ns"`
-	CfgPortHi         *ebpf.Variable `ebpf:"cfg_port_hi"`
-	CfgPortLo         *ebpf.Variable `ebpf:"cfg_port_lo"`
-	CfgSeed           *ebpf.Variable `ebpf:"cfg_seed"`
-	SwFib             *ebpf.Variable `ebpf:"sw_fib"`
-	SwLanV4           *ebpf.Variable `ebpf:"sw_lan_v4"`
-	UnusedAction      *ebpf.Variable `ebpf:"unused_action"`
-	UnusedCarrierSlot *ebpf.Variable `ebpf:"unused_carrier_slot"`
-	UnusedFlowBucket  *ebpf.Variable `ebpf:"unused_flow_bucket"`
-	UnusedFlowEntry   *ebpf.Variable `ebpf:"unused_flow_entry"`
-	UnusedFlowKey     *ebpf.Variable `ebpf:"unused_flow_key"`
-	UnusedFlowKey4    *ebpf.Variable `ebpf:"unused_flow_key4"`
-	UnusedMissRec     *ebpf.Variable `ebpf:"unused_miss_rec"`
-	UnusedReason      *ebpf.Variable `ebpf:"unused_reason"`
-	UnusedRole        *ebpf.Variable `ebpf:"unused_role"`
+	CfgBucketBits      *ebpf.Variable `ebpf:"cfg_bucket_bits"`
+	CfgCarrierAddr     *ebpf.Variable `ebpf:"cfg_carrier_addr"`
+	CfgMissDepthNs     *ebpf.Variable `ebpf:"cfg_miss_depth_ns"`
+	CfgMissNs          *ebpf.Variable `ebpf:"cfg_miss_ns"`
+	CfgPortHi          *ebpf.Variable `ebpf:"cfg_port_hi"`
+	CfgPortLo          *ebpf.Variable `ebpf:"cfg_port_lo"`
+	CfgSeed            *ebpf.Variable `ebpf:"cfg_seed"`
+	SwFib              *ebpf.Variable `ebpf:"sw_fib"`
+	SwLanV4            *ebpf.Variable `ebpf:"sw_lan_v4"`
+	UnusedAction       *ebpf.Variable `ebpf:"unused_action"`
+	UnusedCarrierSlot  *ebpf.Variable `ebpf:"unused_carrier_slot"`
+	UnusedFlowBucket   *ebpf.Variable `ebpf:"unused_flow_bucket"`
+	UnusedFlowEntry    *ebpf.Variable `ebpf:"unused_flow_entry"`
+	UnusedFlowKey      *ebpf.Variable `ebpf:"unused_flow_key"`
+	UnusedFlowKey4     *ebpf.Variable `ebpf:"unused_flow_key4"`
+	UnusedMissRec      *ebpf.Variable `ebpf:"unused_miss_rec"`
+	UnusedReason       *ebpf.Variable `ebpf:"unused_reason"`
+	UnusedReasonAction *ebpf.Variable `ebpf:"unused_reason_action"`
+	UnusedRole         *ebpf.Variable `ebpf:"unused_role"`
 }
 
 // datapathPrograms contains all programs after they have been loaded into the kernel.

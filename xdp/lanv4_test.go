@@ -33,6 +33,18 @@ func TestSetLANv4ToAgent(t *testing.T) {
 		if res.Reason != want {
 			t.Errorf("switch %v: reason %v, want %v", on, res.Reason, want)
 		}
+		// A link-local destination is never taken to the relay (its
+		// cloud's metadata service may live there); it is the stack's
+		// while the switch is off, as any IPv4.
+		meta := xlattest.Build(xlattest.Spec{Src: netip.MustParseAddr("192.0.2.2"), Dst: netip.MustParseAddr("169.254.169.254"),
+			Proto: 6, SPort: 40001, DPort: 80, Payload: []byte("GET"), TTL: 64})
+		wantMeta := xlat.ReasonPassNotOurs
+		if on {
+			wantMeta = xlat.ReasonDropMartianDst
+		}
+		if res, err := h.compare(xlat.RoleEdgeLAN, meta); err != nil || res.Reason != wantMeta {
+			t.Errorf("switch %v: to 169.254.169.254 %v, %v; want %v", on, res.Reason, err, wantMeta)
+		}
 		// Ping keeps the ordinary path either way.
 		if res, err := h.compare(xlat.RoleEdgeLAN, append([]byte(nil), ping...)); err != nil || res.Reason != xlat.ReasonPassNotOurs {
 			t.Errorf("switch %v: ping %v, %v; want %v", on, res.Reason, err, xlat.ReasonPassNotOurs)

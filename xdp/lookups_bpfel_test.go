@@ -85,41 +85,42 @@ type lookupsMissSrc struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	lookupsMapCarriers          = "carriers"
-	lookupsMapFlows             = "flows"
-	lookupsMapFlows4            = "flows4"
-	lookupsMapFlowtab           = "flowtab"
-	lookupsMapLocalAddrs        = "local_addrs"
-	lookupsMapMissExempt        = "miss_exempt"
-	lookupsMapMissSrcs          = "miss_srcs"
-	lookupsMapMisses            = "misses"
-	lookupsMapReasons           = "reasons"
-	lookupsMapSitePrefixes      = "site_prefixes"
-	lookupsMapTxPorts           = "tx_ports"
-	lookupsProgBenchLookup      = "bench_lookup"
-	lookupsProgEdgeLan          = "edge_lan"
-	lookupsProgEdgeWan          = "edge_wan"
-	lookupsProgRelayExt         = "relay_ext"
-	lookupsProgXdpPass          = "xdp_pass"
-	lookupsVarCfgBucketBits     = "cfg_bucket_bits"
-	lookupsVarCfgCarrierAddr    = "cfg_carrier_addr"
-	lookupsVarCfgMissDepthNs    = "cfg_miss_depth_ns"
-	lookupsVarCfgMissNs         = "cfg_miss_ns"
-	lookupsVarCfgPortHi         = "cfg_port_hi"
-	lookupsVarCfgPortLo         = "cfg_port_lo"
-	lookupsVarCfgSeed           = "cfg_seed"
-	lookupsVarSwFib             = "sw_fib"
-	lookupsVarSwLanV4           = "sw_lan_v4"
-	lookupsVarUnmapLookups      = "unmap_lookups"
-	lookupsVarUnusedAction      = "unused_action"
-	lookupsVarUnusedCarrierSlot = "unused_carrier_slot"
-	lookupsVarUnusedFlowBucket  = "unused_flow_bucket"
-	lookupsVarUnusedFlowEntry   = "unused_flow_entry"
-	lookupsVarUnusedFlowKey     = "unused_flow_key"
-	lookupsVarUnusedFlowKey4    = "unused_flow_key4"
-	lookupsVarUnusedMissRec     = "unused_miss_rec"
-	lookupsVarUnusedReason      = "unused_reason"
-	lookupsVarUnusedRole        = "unused_role"
+	lookupsMapCarriers           = "carriers"
+	lookupsMapFlows              = "flows"
+	lookupsMapFlows4             = "flows4"
+	lookupsMapFlowtab            = "flowtab"
+	lookupsMapLocalAddrs         = "local_addrs"
+	lookupsMapMissExempt         = "miss_exempt"
+	lookupsMapMissSrcs           = "miss_srcs"
+	lookupsMapMisses             = "misses"
+	lookupsMapReasons            = "reasons"
+	lookupsMapSitePrefixes       = "site_prefixes"
+	lookupsMapTxPorts            = "tx_ports"
+	lookupsProgBenchLookup       = "bench_lookup"
+	lookupsProgEdgeLan           = "edge_lan"
+	lookupsProgEdgeWan           = "edge_wan"
+	lookupsProgRelayExt          = "relay_ext"
+	lookupsProgXdpPass           = "xdp_pass"
+	lookupsVarCfgBucketBits      = "cfg_bucket_bits"
+	lookupsVarCfgCarrierAddr     = "cfg_carrier_addr"
+	lookupsVarCfgMissDepthNs     = "cfg_miss_depth_ns"
+	lookupsVarCfgMissNs          = "cfg_miss_ns"
+	lookupsVarCfgPortHi          = "cfg_port_hi"
+	lookupsVarCfgPortLo          = "cfg_port_lo"
+	lookupsVarCfgSeed            = "cfg_seed"
+	lookupsVarSwFib              = "sw_fib"
+	lookupsVarSwLanV4            = "sw_lan_v4"
+	lookupsVarUnmapLookups       = "unmap_lookups"
+	lookupsVarUnusedAction       = "unused_action"
+	lookupsVarUnusedCarrierSlot  = "unused_carrier_slot"
+	lookupsVarUnusedFlowBucket   = "unused_flow_bucket"
+	lookupsVarUnusedFlowEntry    = "unused_flow_entry"
+	lookupsVarUnusedFlowKey      = "unused_flow_key"
+	lookupsVarUnusedFlowKey4     = "unused_flow_key4"
+	lookupsVarUnusedMissRec      = "unused_miss_rec"
+	lookupsVarUnusedReason       = "unused_reason"
+	lookupsVarUnusedReasonAction = "unused_reason_action"
+	lookupsVarUnusedRole         = "unused_role"
 )
 
 // loadLookups returns the embedded CollectionSpec for lookups.
@@ -192,25 +193,26 @@ type lookupsMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lookupsVariableSpecs struct {
-	CfgBucketBits     *ebpf.VariableSpec `ebpf:"cfg_bucket_bits"`
-	CfgCarrierAddr    *ebpf.VariableSpec `ebpf:"cfg_carrier_addr"`
-	CfgMissDepthNs    *ebpf.VariableSpec `ebpf:"cfg_miss_depth_ns"`
-	CfgMissNs         *ebpf.VariableSpec `ebpf:"cfg_miss_ns"`
-	CfgPortHi         *ebpf.VariableSpec `ebpf:"cfg_port_hi"`
-	CfgPortLo         *ebpf.VariableSpec `ebpf:"cfg_port_lo"`
-	CfgSeed           *ebpf.VariableSpec `ebpf:"cfg_seed"`
-	SwFib             *ebpf.VariableSpec `ebpf:"sw_fib"`
-	SwLanV4           *ebpf.VariableSpec `ebpf:"sw_lan_v4"`
-	UnmapLookups      *ebpf.VariableSpec `ebpf:"unmap_lookups"`
-	UnusedAction      *ebpf.VariableSpec `ebpf:"unused_action"`
-	UnusedCarrierSlot *ebpf.VariableSpec `ebpf:"unused_carrier_slot"`
-	UnusedFlowBucket  *ebpf.VariableSpec `ebpf:"unused_flow_bucket"`
-	UnusedFlowEntry   *ebpf.VariableSpec `ebpf:"unused_flow_entry"`
-	UnusedFlowKey     *ebpf.VariableSpec `ebpf:"unused_flow_key"`
-	UnusedFlowKey4    *ebpf.VariableSpec `ebpf:"unused_flow_key4"`
-	UnusedMissRec     *ebpf.VariableSpec `ebpf:"unused_miss_rec"`
-	UnusedReason      *ebpf.VariableSpec `ebpf:"unused_reason"`
-	UnusedRole        *ebpf.VariableSpec `ebpf:"unused_role"`
+	CfgBucketBits      *ebpf.VariableSpec `ebpf:"cfg_bucket_bits"`
+	CfgCarrierAddr     *ebpf.VariableSpec `ebpf:"cfg_carrier_addr"`
+	CfgMissDepthNs     *ebpf.VariableSpec `ebpf:"cfg_miss_depth_ns"`
+	CfgMissNs          *ebpf.VariableSpec `ebpf:"cfg_miss_ns"`
+	CfgPortHi          *ebpf.VariableSpec `ebpf:"cfg_port_hi"`
+	CfgPortLo          *ebpf.VariableSpec `ebpf:"cfg_port_lo"`
+	CfgSeed            *ebpf.VariableSpec `ebpf:"cfg_seed"`
+	SwFib              *ebpf.VariableSpec `ebpf:"sw_fib"`
+	SwLanV4            *ebpf.VariableSpec `ebpf:"sw_lan_v4"`
+	UnmapLookups       *ebpf.VariableSpec `ebpf:"unmap_lookups"`
+	UnusedAction       *ebpf.VariableSpec `ebpf:"unused_action"`
+	UnusedCarrierSlot  *ebpf.VariableSpec `ebpf:"unused_carrier_slot"`
+	UnusedFlowBucket   *ebpf.VariableSpec `ebpf:"unused_flow_bucket"`
+	UnusedFlowEntry    *ebpf.VariableSpec `ebpf:"unused_flow_entry"`
+	UnusedFlowKey      *ebpf.VariableSpec `ebpf:"unused_flow_key"`
+	UnusedFlowKey4     *ebpf.VariableSpec `ebpf:"unused_flow_key4"`
+	UnusedMissRec      *ebpf.VariableSpec `ebpf:"unused_miss_rec"`
+	UnusedReason       *ebpf.VariableSpec `ebpf:"unused_reason"`
+	UnusedReasonAction *ebpf.VariableSpec `ebpf:"unused_reason_action"`
+	UnusedRole         *ebpf.VariableSpec `ebpf:"unused_role"`
 }
 
 // lookupsObjects contains all objects after they have been loaded into the kernel.
@@ -266,25 +268,26 @@ func (m *lookupsMaps) Close() error {
 //
 // It can be passed to loadLookupsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lookupsVariables struct {
-	CfgBucketBits     *ebpf.Variable `ebpf:"cfg_bucket_bits"`
-	CfgCarrierAddr    *ebpf.Variable `ebpf:"cfg_carrier_addr"`
-	CfgMissDepthNs    *ebpf.Variable `ebpf:"cfg_miss_depth_ns"`
-	CfgMissNs         *ebpf.Variable `ebpf:"cfg_miss_ns"`
-	CfgPortHi         *ebpf.Variable `ebpf:"cfg_port_hi"`
-	CfgPortLo         *ebpf.Variable `ebpf:"cfg_port_lo"`
-	CfgSeed           *ebpf.Variable `ebpf:"cfg_seed"`
-	SwFib             *ebpf.Variable `ebpf:"sw_fib"`
-	SwLanV4           *ebpf.Variable `ebpf:"sw_lan_v4"`
-	UnmapLookups      *ebpf.Variable `ebpf:"unmap_lookups"`
-	UnusedAction      *ebpf.Variable `ebpf:"unused_action"`
-	UnusedCarrierSlot *ebpf.Variable `ebpf:"unused_carrier_slot"`
-	UnusedFlowBucket  *ebpf.Variable `ebpf:"unused_flow_bucket"`
-	UnusedFlowEntry   *ebpf.Variable `ebpf:"unused_flow_entry"`
-	UnusedFlowKey     *ebpf.Variable `ebpf:"unused_flow_key"`
-	UnusedFlowKey4    *ebpf.Variable `ebpf:"unused_flow_key4"`
-	UnusedMissRec     *ebpf.Variable `ebpf:"unused_miss_rec"`
-	UnusedReason      *ebpf.Variable `ebpf:"unused_reason"`
-	UnusedRole        *ebpf.Variable `ebpf:"unused_role"`
+	CfgBucketBits      *ebpf.Variable `ebpf:"cfg_bucket_bits"`
+	CfgCarrierAddr     *ebpf.Variable `ebpf:"cfg_carrier_addr"`
+	CfgMissDepthNs     *ebpf.Variable `ebpf:"cfg_miss_depth_ns"`
+	CfgMissNs          *ebpf.Variable `ebpf:"cfg_miss_ns"`
+	CfgPortHi          *ebpf.Variable `ebpf:"cfg_port_hi"`
+	CfgPortLo          *ebpf.Variable `ebpf:"cfg_port_lo"`
+	CfgSeed            *ebpf.Variable `ebpf:"cfg_seed"`
+	SwFib              *ebpf.Variable `ebpf:"sw_fib"`
+	SwLanV4            *ebpf.Variable `ebpf:"sw_lan_v4"`
+	UnmapLookups       *ebpf.Variable `ebpf:"unmap_lookups"`
+	UnusedAction       *ebpf.Variable `ebpf:"unused_action"`
+	UnusedCarrierSlot  *ebpf.Variable `ebpf:"unused_carrier_slot"`
+	UnusedFlowBucket   *ebpf.Variable `ebpf:"unused_flow_bucket"`
+	UnusedFlowEntry    *ebpf.Variable `ebpf:"unused_flow_entry"`
+	UnusedFlowKey      *ebpf.Variable `ebpf:"unused_flow_key"`
+	UnusedFlowKey4     *ebpf.Variable `ebpf:"unused_flow_key4"`
+	UnusedMissRec      *ebpf.Variable `ebpf:"unused_miss_rec"`
+	UnusedReason       *ebpf.Variable `ebpf:"unused_reason"`
+	UnusedReasonAction *ebpf.Variable `ebpf:"unused_reason_action"`
+	UnusedRole         *ebpf.Variable `ebpf:"unused_role"`
 }
 
 // lookupsPrograms contains all programs after they have been loaded into the kernel.

@@ -296,3 +296,51 @@ func TestSetSitePrefixesDropsStale(t *testing.T) {
 		}
 	}
 }
+
+// SetLocal makes the relay's own addresses what its program refuses as
+// sources towards a site (drop-martian-own), and on pinned maps drops an
+// address an earlier load put there: a packet from it is a new flow again.
+func TestSetLocalRefusesOwnSources(t *testing.T) {
+	dir := filepath.Join(bpffs.ForTest(t), "unmap", "relay")
+	site4 := netip.MustParsePrefix("203.0.113.10/32")
+	was, is := netip.MustParseAddr("198.51.100.66"), netip.MustParseAddr("198.51.100.67")
+	d, err := Load(pinCfg, Options{PinPath: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SetLocal([]netip.Addr{was}); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	d, err = Load(pinCfg, Options{PinPath: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := errors.Join(d.SetSitePrefixes([]netip.Prefix{site4}), d.SetLocal([]netip.Addr{is})); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		from netip.Addr
+		want xlat.Reason
+	}{
+		{is, xlat.ReasonDropMartianOwn},
+		{was, xlat.ReasonMiss},
+	} {
+		in := xlattest.Build(xlattest.Spec{Proto: 17, Src: c.from, SPort: 5000, Dst: site4.Addr(), DPort: 53, TTL: 64, Payload: []byte("own?")})
+		before, err := d.Reasons()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Program(xlat.RoleRelayExt).Run(&ebpf.RunOptions{Data: in}); err != nil {
+			t.Fatal(err)
+		}
+		after, err := d.Reasons()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after[c.want] != before[c.want]+1 {
+			t.Errorf("a packet from %v: want one more %v (%d -> %d)", c.from, c.want, before[c.want], after[c.want])
+		}
+	}
+}

@@ -1,54 +1,60 @@
 package xdp
 
 import (
+	"strings"
 	"testing"
 	"unsafe"
+
+	"github.com/cilium/ebpf/btf"
 
 	"github.com/unmap-dev/unmap/session/xlat"
 )
 
-// The C enum and the Go mirror must name the same numbers.
+// The C's reason table (UNMAP_REASONS in bpf/reasons.h, read from the
+// object's BTF: enum reason and enum reason_action) and the Go mirror
+// (xlat.Reason, its names and verdicts) list the same reasons under the
+// same numbers, names and actions: a reason added to one side only, or
+// with another action, fails here, whatever its place in the list.
 func TestReasonsMatchC(t *testing.T) {
-	pairs := map[datapathReason]xlat.Reason{
-		datapathReasonREASON_NONE:               xlat.ReasonNone,
-		datapathReasonREASON_PASS_NOT_IP:        xlat.ReasonPassNotIP,
-		datapathReasonREASON_PASS_LOCAL:         xlat.ReasonPassLocal,
-		datapathReasonREASON_PASS_NOT_OURS:      xlat.ReasonPassNotOurs,
-		datapathReasonREASON_PASS_FRAGMENT:      xlat.ReasonPassFragment,
-		datapathReasonREASON_PASS_IP_OPTIONS:    xlat.ReasonPassIPOptions,
-		datapathReasonREASON_PASS_IPV6EXT:       xlat.ReasonPassIPv6Ext,
-		datapathReasonREASON_PASS_TTL:           xlat.ReasonPassTTL,
-		datapathReasonREASON_PASS_ICMP_OTHER:    xlat.ReasonPassICMPOther,
-		datapathReasonREASON_PASS_NO_NEIGH:      xlat.ReasonPassNoNeigh,
-		datapathReasonREASON_PASS_FIB:           xlat.ReasonPassFIB,
-		datapathReasonREASON_DROP_TRUNC_L3:      xlat.ReasonDropTruncL3,
-		datapathReasonREASON_DROP_BAD_IP:        xlat.ReasonDropBadIP,
-		datapathReasonREASON_DROP_BAD_LEN:       xlat.ReasonDropBadLen,
-		datapathReasonREASON_DROP_BAD_CSUM:      xlat.ReasonDropBadCsum,
-		datapathReasonREASON_DROP_TRUNC_L4:      xlat.ReasonDropTruncL4,
-		datapathReasonREASON_DROP_UDP_ZERO_CSUM: xlat.ReasonDropUDPZeroCsum,
-		datapathReasonREASON_DROP_BAD_ENTRY:     xlat.ReasonDropBadEntry,
-		datapathReasonREASON_DROP_HELPER:        xlat.ReasonDropHelper,
-		datapathReasonREASON_MISS:               xlat.ReasonMiss,
-		datapathReasonREASON_DROP_MISS_FULL:     xlat.ReasonDropMissFull,
-		datapathReasonREASON_KEEPALIVE:          xlat.ReasonKeepalive,
-		datapathReasonREASON_ICMP_ERR_TO_AGENT:  xlat.ReasonICMPErrToAgent,
-		datapathReasonREASON_TTL_TO_AGENT:       xlat.ReasonTTLToAgent,
-		datapathReasonREASON_DROP_MISS_RATE:     xlat.ReasonDropMissRate,
-		datapathReasonREASON_MAX:                xlat.NumReasons,
+	spec, err := loadDatapath()
+	if err != nil {
+		t.Fatal(err)
 	}
-	for c, g := range pairs {
-		if uint32(c) != uint32(g) {
-			t.Errorf("C reason %d is Go %d (%v)", c, g, g)
+	var reasons, actions *btf.Enum
+	if err := spec.Types.TypeByName("reason", &reasons); err != nil {
+		t.Fatal(err)
+	}
+	if err := spec.Types.TypeByName("reason_action", &actions); err != nil {
+		t.Fatal(err)
+	}
+	action := map[string]xlat.Verdict{}
+	for _, v := range actions.Values {
+		action[strings.TrimPrefix(v.Name, "REASON_ACTION_")] = xlat.Verdict(v.Value)
+	}
+	n := 0
+	for _, v := range reasons.Values {
+		name := strings.TrimPrefix(v.Name, "REASON_")
+		if name == "MAX" {
+			if v.Value != uint64(xlat.NumReasons) {
+				t.Errorf("C has %d reasons, Go %d", v.Value, xlat.NumReasons)
+			}
+			continue
+		}
+		n++
+		r := xlat.Reason(v.Value)
+		if want := strings.ToLower(strings.ReplaceAll(name, "_", "-")); r.String() != want {
+			t.Errorf("C reason %d is %s, Go names it %q", v.Value, v.Name, r)
+		}
+		a, ok := action[name]
+		if !ok {
+			t.Errorf("C reason %s has no action", v.Name)
+		}
+		if r.Verdict() != a {
+			t.Errorf("C reason %s: action %v, Go %v", v.Name, a, r.Verdict())
 		}
 	}
-	if len(pairs) != int(xlat.NumReasons)+1 {
-		t.Errorf("mirror lists %d reasons, Go has %d", len(pairs)-1, xlat.NumReasons)
-	}
-	for r := xlat.Reason(0); r < xlat.NumReasons; r++ {
-		if r.String() == "" {
-			t.Errorf("reason %d has no name", r)
-		}
+	if n != int(xlat.NumReasons) {
+		t.Errorf("C lists %d reasons, Go %d", n, xlat.NumReasons)
 	}
 }
 

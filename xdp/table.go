@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The flow table (flowtab in bpf/maps.h) holds every key that is not a
+// The flow table (flowtab in bpf/maps.h, its types in bpf/types.h) holds every key that is not a
 // carrier of this end: an array of buckets of four ways, the bucket picked
 // by a seeded hash of the key (tableHash, the same multiply-shift hash
 // as table_bucket in bpf/lookup.h), the key compared whole in each way. A
@@ -44,6 +44,23 @@ const (
 	flagsOff      = entryOff + 2
 	maxBuckets    = 1 << 24
 	wayQuarantine = time.Second
+)
+
+// The offsets above are the C's (struct flow_bucket, flow_way, flow_entry
+// in bpf/types.h), which the table is written at through raw memory:
+// each must equal the bpf2go-generated mirror's, or this fails to
+// compile (an array length of their difference, which must be 0).
+var (
+	_ [0]struct{} = [flowWays - len(datapathFlowBucket{}.W)]struct{}{}
+	_ [0]struct{} = [wayLen - unsafe.Sizeof(datapathFlowWay{})]struct{}{}
+	_ [0]struct{} = [bucketLen - unsafe.Sizeof(datapathFlowBucket{})]struct{}{}
+	_ [0]struct{} = [spillOff - unsafe.Offsetof(datapathFlowBucket{}.Spill)]struct{}{}
+	_ [0]struct{} = [entryOff - unsafe.Offsetof(datapathFlowWay{}.E)]struct{}{}
+	_ [0]struct{} = [entryOff - unsafe.Sizeof(datapathFlowKey{})]struct{}{} // a way's key, then its entry
+	_ [0]struct{} = [packetsOff - entryOff - unsafe.Offsetof(datapathFlowEntry{}.Packets)]struct{}{}
+	_ [0]struct{} = [bytesOff - entryOff - unsafe.Offsetof(datapathFlowEntry{}.Bytes)]struct{}{}
+	_ [0]struct{} = [flagsOff - entryOff - unsafe.Offsetof(datapathFlowEntry{}.Flags)]struct{}{}
+	_ [0]struct{} = [wayLen - entryOff - unsafe.Sizeof(datapathFlowEntry{})]struct{}{}
 )
 
 // BucketBytes is a flow-table bucket's size: four keys and entries.

@@ -1,15 +1,17 @@
 package xlat
 
 import (
+	"cmp"
 	"encoding/binary"
 	"net/netip"
 )
 
 // Tables is the state a program consults: the flow map and, on a miss,
-// the address sets that tell unmap's traffic from the router's.
+// the address sets that tell unmap's traffic from the router's (and, at
+// the relay, the sources it refuses: martian.go).
 type Tables interface {
 	Lookup(Key) (Entry, bool)
-	IsLocal(netip.Addr) bool // edge: an address of the router itself
+	IsLocal(netip.Addr) bool // an address of the router itself
 	InSite(netip.Addr) bool  // inside a site's prefix or public IPv4
 }
 
@@ -90,15 +92,32 @@ func Process(role Role, cfg *Config, t Tables, fib FIB, b []byte) Result {
 	}
 	e, ok := t.Lookup(p.key)
 	if !ok {
-		res := untouched(b, classifyMiss(role, cfg, t, &p))
+		r := classifyMiss(role, cfg, t, &p)
+		if r == ReasonMiss || r == ReasonTTLToAgent {
+			if m := cmp.Or(martianSrc(cfg, &p), foreignSrc(role, t, &p)); m != ReasonNone {
+				r = m
+			}
+		}
+		res := untouched(b, r)
 		res.Key = p.key
 		if res.Reason.ToAgent() {
 			res.Miss = b[:min(len(b), MissSnap)]
 		}
 		return res
 	}
+	if r := martianSrc(cfg, &p); r != ReasonNone {
+		res := untouched(b, r)
+		res.Key, res.ICMPError = p.key, p.icmpErr
+		return res
+	}
 	if role == RoleRelayExt || role == RoleEdgeLAN {
-		if r := slowPath(role, cfg, &p); r != ReasonNone {
+		r := slowPath(role, cfg, &p)
+		if r.ToAgent() {
+			if m := foreignSrc(role, t, &p); m != ReasonNone {
+				r = m
+			}
+		}
+		if r != ReasonNone {
 			res := untouched(b, r)
 			res.Key, res.ICMPError = p.key, p.icmpErr
 			if r.ToAgent() {
@@ -127,11 +146,7 @@ func carrierKey(cfg *Config, p *pkt) bool {
 }
 
 func untouched(b []byte, r Reason) Result {
-	v := Pass
-	if r >= ReasonDropTruncL3 {
-		v = Drop
-	}
-	return Result{Verdict: v, Reason: r, Out: b}
+	return Result{Verdict: r.Verdict(), Reason: r, Out: b}
 }
 
 func parse(b []byte) (pkt, Reason) {
@@ -250,6 +265,9 @@ func parseL4(p *pkt, icmp, echoReq, echoRep uint8) Reason {
 // classifyMiss decides what a packet without an entry is: the router's,
 // unmap's (to the agent), or someone else's.
 func classifyMiss(role Role, cfg *Config, t Tables, p *pkt) Reason {
+	if r := martianDst(p); r != ReasonNone {
+		return r
+	}
 	if role == RoleEdgeLAN {
 		// The router's own addresses, and the site's other segments
 		// (the edge routes between its LANs), are not unmap's.
@@ -262,6 +280,12 @@ func classifyMiss(role Role, cfg *Config, t Tables, p *pkt) Reason {
 		// ordinary path.
 		if p.v4 && (!cfg.LANv4ToAgent || p.key.Proto == protoICMP) {
 			return ReasonPassNotOurs
+		}
+		// IPv4 link-local is never forwarded (RFC 3927): not through the
+		// relay either, whose own 169.254.169.254 may be a cloud's
+		// metadata service.
+		if p.v4 && linkLocal4.Contains(p.key.Dst) {
+			return ReasonDropMartianDst
 		}
 		// A new flow's IPv6 packet that cannot leave the edge: the
 		// agent answers time exceeded (the stack, with no IPv6 route

@@ -102,3 +102,18 @@ int bv_adjust(struct xdp_md *ctx)
 		return XDP_ABORTED;
 	return XDP_PASS;
 }
+
+/* The whole datapath without the martian check of established packets
+ * (martian.h): against the entry programs of this object, what the
+ * check costs. */
+SEC("xdp")
+int bv_lan_unfiltered(struct xdp_md *ctx)
+{
+	return unmap_process_filtered(ctx, ROLE_EDGE_LAN, 0);
+}
+
+SEC("xdp")
+int bv_relay_unfiltered(struct xdp_md *ctx)
+{
+	return unmap_process_filtered(ctx, ROLE_RELAY_EXT, 0);
+}

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "common.h"
+#include "config.h"
 #include "maps.h"
 #include "parse.h"
 #include "reasons.h"

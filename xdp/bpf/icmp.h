@@ -10,7 +10,8 @@
 
 #include "common.h"
 #include "csum.h"
-#include "maps.h"
+#include "config.h"
+#include "types.h"
 #include "parse.h"
 #include "reasons.h"
 #include "translate.h"

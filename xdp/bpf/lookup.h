@@ -10,6 +10,7 @@
 #pragma once
 
 #include "common.h"
+#include "config.h"
 #include "maps.h"
 
 #define SLOT_USED (1ULL << 48)

@@ -5,14 +5,19 @@
 #pragma once
 
 #include "common.h"
+#include "config.h"
 #include "maps.h"
+#include "martian.h"
 #include "parse.h"
 #include "reasons.h"
 
 static __always_inline enum reason classify_miss(enum role role, struct pkt *p)
 {
 	__u32 dst[4] = {};
+	enum reason r = martian_dst(p);
 
+	if (r != REASON_NONE)
+		return r;
 	if (p->key.family == 4) {
 		dst[2] = bpf_htonl(0xffff); /* ::ffff:a.b.c.d */
 		dst[3] = p->key.daddr[0];
@@ -32,6 +37,11 @@ static __always_inline enum reason classify_miss(enum role role, struct pkt *p)
 		 * rewritten by the CGNAT, so ping keeps the ordinary path. */
 		if (p->key.family == 4 && (!sw_lan_v4 || p->key.proto == IPPROTO_ICMP))
 			return REASON_PASS_NOT_OURS;
+		/* IPv4 link-local is never forwarded (RFC 3927): not through
+		 * the relay either, whose own 169.254.169.254 may be a cloud's
+		 * metadata service. */
+		if (p->key.family == 4 && (p->key.daddr[0] & 0xffff) == 0xfea9)
+			return REASON_DROP_MARTIAN_DST;
 		/* A new flow's IPv6 packet that cannot leave the edge: the
 		 * agent answers time exceeded (the stack, with no IPv6 route
 		 * out, would answer no route). */

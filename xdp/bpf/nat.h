@@ -5,7 +5,7 @@
 
 #include "common.h"
 #include "csum.h"
-#include "maps.h"
+#include "types.h"
 #include "parse.h"
 #include "translate.h"
 

@@ -6,6 +6,8 @@
 
 #include "common.h"
 #include "reasons.h"
+#include "types.h"
+#include "config.h"
 #include "maps.h"
 #include "lookup.h"
 #include "parse.h"
@@ -13,12 +15,13 @@
 #include "nat.h"
 #include "icmp.h"
 #include "fwd.h"
+#include "martian.h"
 #include "miss.h"
 
 static __always_inline int verdict(enum reason r)
 {
 	count_reason(r);
-	return r >= REASON_DROP_TRUNC_L3 ? XDP_DROP : XDP_PASS;
+	return reason_action(r);
 }
 
 /* Does e's action fit packet p (family, protocol)? */
@@ -86,7 +89,7 @@ static __always_inline int is_keepalive(const struct pkt *p, const struct flow_e
 	return 1;
 }
 
-/* The entry flags a plain TCP segment sets: FIN, RST (see maps.h). */
+/* The entry flags a plain TCP segment sets: FIN, RST (see types.h). */
 static __always_inline __u16 tcp_end(const struct pkt *p)
 {
 	__u8 *fl = (__u8 *)p->data + (p->key.family == 4 ? L4_4 : L4_6) + 13;
@@ -96,7 +99,25 @@ static __always_inline __u16 tcp_end(const struct pkt *p)
 	return (*fl & 0x01 ? ENTRY_FIN : 0) | (*fl & 0x04 ? ENTRY_RST : 0);
 }
 
-static __always_inline int unmap_process(struct xdp_md *ctx, enum role role)
+/* A packet the program takes to the agent: its source checked first
+ * (martian.h), then handed over. r is why it goes (MISS or *_TO_AGENT). */
+static __always_inline int to_agent(struct xdp_md *ctx, enum role role, struct pkt *p,
+				    enum reason r, int hit)
+{
+	enum reason m = hit ? REASON_NONE : martian_src(p);
+
+	if (m == REASON_NONE)
+		m = foreign_src(role, p);
+	if (m != REASON_NONE)
+		return verdict(m);
+	m = send_miss(ctx, role, p);
+	return verdict(m == REASON_MISS ? r : m);
+}
+
+/* unmap_process with the martian check of established packets
+ * switchable (filter = 0), so the benchmark variants can measure it
+ * against the same program without it; the entry programs pass 1. */
+static __always_inline int unmap_process_filtered(struct xdp_md *ctx, enum role role, int filter)
 {
 	struct pkt p = {};
 	struct flow_entry *e;
@@ -109,20 +130,19 @@ static __always_inline int unmap_process(struct xdp_md *ctx, enum role role)
 	e = flow_lookup(&p.key);
 	if (!e) {
 		r = classify_miss(role, &p);
-		if (r == REASON_MISS || r == REASON_TTL_TO_AGENT) {
-			enum reason sent = send_miss(ctx, role, &p);
-
-			r = sent == REASON_MISS ? r : sent;
-		}
+		if (r == REASON_MISS || r == REASON_TTL_TO_AGENT)
+			return to_agent(ctx, role, &p, r, 0);
 		return verdict(r);
+	}
+	if (filter) {
+		r = martian_src(&p);
+		if (r != REASON_NONE)
+			return verdict(r);
 	}
 	if (role == ROLE_RELAY_EXT || role == ROLE_EDGE_LAN) {
 		r = slow_path(role, &p);
-		if (r == REASON_ICMP_ERR_TO_AGENT || r == REASON_TTL_TO_AGENT) {
-			enum reason sent = send_miss(ctx, role, &p);
-
-			return verdict(sent == REASON_MISS ? r : sent);
-		}
+		if (r == REASON_ICMP_ERR_TO_AGENT || r == REASON_TTL_TO_AGENT)
+			return to_agent(ctx, role, &p, r, 1);
 		if (r != REASON_NONE)
 			return verdict(r);
 	}
@@ -175,4 +195,9 @@ done:
 #endif
 	return forward(ctx, e->action == ACT_XLAT64 || e->action == ACT_WRAP64 ||
 				    e->action == ACT_NAPT44);
+}
+
+static __always_inline int unmap_process(struct xdp_md *ctx, enum role role)
+{
+	return unmap_process_filtered(ctx, role, 1);
 }

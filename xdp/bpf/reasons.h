@@ -1,39 +1,74 @@
-/* reasons.h: why a packet left the fast path (enum reason), and the per-CPU
- * counter keyed by it. Every XDP_PASS and XDP_DROP the datapath decides is
- * counted here under one name; the Go mirror is xlat.Reason (same numbers,
- * String() names), checked by TestReasonsMatchC. */
+/* reasons.h: why a packet left the fast path (enum reason), what the
+ * program then does with it (each reason's XDP action, named beside it),
+ * and the per-CPU counter keyed by it. Every XDP_PASS and XDP_DROP the
+ * datapath decides is counted here under one name; the Go mirror is
+ * xlat.Reason (same numbers, names and actions), checked against this
+ * header's BTF by TestReasonsMatchC. */
 #pragma once
 
 #include "common.h"
 
+/* The reasons, one line each: name, the XDP action a packet of that
+ * reason gets, and what it means. The order is the counters' index, so
+ * a new reason is appended (the counters are pinned); its action is
+ * written out with it, never implied by where it sits. XDP_DROP also
+ * covers a packet consumed or handed to the agent: it goes no further. */
+#define UNMAP_REASONS(X) \
+	X(NONE,               XDP_PASS) /* translated and forwarded: counted per flow (this action unused) */ \
+	X(PASS_NOT_IP,        XDP_PASS) /* not IPv4/IPv6 (ARP, LLDP, VLAN...) or runt */ \
+	X(PASS_LOCAL,         XDP_PASS) /* for the router itself: own, link-local, multicast */ \
+	X(PASS_NOT_OURS,      XDP_PASS) /* no flow entry and outside unmap's ranges */ \
+	X(PASS_FRAGMENT,      XDP_PASS) /* IPv4 fragment or IPv6 fragment header */ \
+	X(PASS_IP_OPTIONS,    XDP_PASS) /* IPv4 header with options (IHL > 5) */ \
+	X(PASS_IPV6_EXT,      XDP_PASS) /* IPv6 extension header chain */ \
+	X(PASS_TTL,           XDP_PASS) /* TTL/hop limit <= 1: the stack sends time exceeded */ \
+	X(PASS_ICMP_OTHER,    XDP_PASS) /* ICMP other than echo (errors too): left to the stack */ \
+	X(PASS_NO_NEIGH,      XDP_PASS) /* translated; FIB has no neighbour yet: stack resolves */ \
+	X(PASS_FIB,           XDP_PASS) /* translated; FIB gave no XDP route: stack decides */ \
+	X(DROP_TRUNC_L3,      XDP_DROP) /* frame shorter than its IP header */ \
+	X(DROP_BAD_IP,        XDP_DROP) /* wrong IP version or IHL < 5 */ \
+	X(DROP_BAD_LEN,       XDP_DROP) /* IP or UDP length disagrees with the frame */ \
+	X(DROP_BAD_CSUM,      XDP_DROP) /* IPv4 header checksum wrong */ \
+	X(DROP_TRUNC_L4,      XDP_DROP) /* L4 header does not fit in the IP payload */ \
+	X(DROP_UDP_ZERO_CSUM, XDP_DROP) /* UDP without checksum where one is needed */ \
+	X(DROP_BAD_ENTRY,     XDP_DROP) /* flow entry's action does not fit this packet */ \
+	X(DROP_HELPER,        XDP_DROP) /* a BPF helper failed (adjust_head) */ \
+	X(MISS,               XDP_DROP) /* ours but no entry: sent to the agent, not forwarded */ \
+	X(DROP_MISS_FULL,     XDP_DROP) /* miss ring buffer full: dropped */ \
+	X(KEEPALIVE,          XDP_DROP) /* an edge's carrier keepalive: consumed */ \
+	X(ICMP_ERR_TO_AGENT,  XDP_DROP) /* relay: ICMPv6 error from a router beyond it: to the agent */ \
+	X(TTL_TO_AGENT,       XDP_DROP) /* TTL ran out here (relay: a carrier; edge LAN: IPv6): to the agent */ \
+	X(DROP_MISS_RATE,     XDP_DROP) /* a miss over its source's rate (miss.h): dropped */ \
+	X(DROP_MARTIAN_UNSPECIFIED, XDP_DROP) /* source :: or 0.0.0.0/8 (martian.h) */ \
+	X(DROP_MARTIAN_LOOPBACK,    XDP_DROP) /* source ::1 or 127.0.0.0/8 */ \
+	X(DROP_MARTIAN_MULTICAST,   XDP_DROP) /* source ff00::/8 or 224.0.0.0/4 */ \
+	X(DROP_MARTIAN_LINK_LOCAL,  XDP_DROP) /* source fe80::/10 or 169.254.0.0/16 */ \
+	X(DROP_MARTIAN_MAPPED,      XDP_DROP) /* IPv6 source with an IPv4 inside: ::ffff:0:0/96, ::/96 */ \
+	X(DROP_MARTIAN_RESERVED,    XDP_DROP) /* source 240.0.0.0/4, 255.255.255.255 among them */ \
+	X(DROP_MARTIAN_OWN,         XDP_DROP) /* source is this router's own carrier (or, relay, local) address */ \
+	X(DROP_MARTIAN_SITE,        XDP_DROP) /* relay: source inside a site's prefix or public IPv4 */ \
+	X(DROP_MARTIAN_DST,         XDP_DROP) /* destination no wire may carry (martian.h); edge LAN: IPv4 link-local */
+
 enum reason {
-	REASON_NONE = 0,         /* translated and forwarded: counted per flow */
-	REASON_PASS_NOT_IP,      /* not IPv4/IPv6 (ARP, LLDP, VLAN...) or runt */
-	REASON_PASS_LOCAL,       /* for the router itself: own, link-local, multicast */
-	REASON_PASS_NOT_OURS,    /* no flow entry and outside unmap's ranges */
-	REASON_PASS_FRAGMENT,    /* IPv4 fragment or IPv6 fragment header */
-	REASON_PASS_IP_OPTIONS,  /* IPv4 header with options (IHL > 5) */
-	REASON_PASS_IPV6_EXT,    /* IPv6 extension header chain */
-	REASON_PASS_TTL,         /* TTL/hop limit <= 1: the stack sends time exceeded */
-	REASON_PASS_ICMP_OTHER,  /* ICMP other than echo (errors too): left to the stack */
-	REASON_PASS_NO_NEIGH,    /* translated; FIB has no neighbour yet: stack resolves */
-	REASON_PASS_FIB,         /* translated; FIB gave no XDP route: stack decides */
-	REASON_DROP_TRUNC_L3,    /* frame shorter than its IP header */
-	REASON_DROP_BAD_IP,      /* wrong IP version or IHL < 5 */
-	REASON_DROP_BAD_LEN,     /* IP or UDP length disagrees with the frame */
-	REASON_DROP_BAD_CSUM,    /* IPv4 header checksum wrong */
-	REASON_DROP_TRUNC_L4,    /* L4 header does not fit in the IP payload */
-	REASON_DROP_UDP_ZERO_CSUM, /* UDP without checksum where one is needed */
-	REASON_DROP_BAD_ENTRY,   /* flow entry's action does not fit this packet */
-	REASON_DROP_HELPER,      /* a BPF helper failed (adjust_head) */
-	REASON_MISS,             /* ours but no entry: sent to the agent, not forwarded */
-	REASON_DROP_MISS_FULL,   /* miss ring buffer full: dropped */
-	REASON_KEEPALIVE,        /* an edge's carrier keepalive: consumed */
-	REASON_ICMP_ERR_TO_AGENT, /* relay: ICMPv6 error from a router beyond it: to the agent */
-	REASON_TTL_TO_AGENT,     /* TTL ran out here (relay: a carrier; edge LAN: IPv6): to the agent */
-	REASON_DROP_MISS_RATE,   /* a miss over its source's rate (miss.h): dropped */
+#define X(name, action) REASON_##name,
+	UNMAP_REASONS(X)
+#undef X
 	REASON_MAX,
 };
+
+/* Each reason's action, as an enum of its own for the Go side: BTF keeps
+ * it, and TestReasonsMatchC reads it instead of trusting any order. */
+enum reason_action {
+#define X(name, action) REASON_ACTION_##name = action,
+	UNMAP_REASONS(X)
+#undef X
+};
+
+/* Every action is one of the two a reason may have. */
+#define X(name, action) \
+	_Static_assert((action) == XDP_PASS || (action) == XDP_DROP, "reason " #name ": action must be XDP_PASS or XDP_DROP");
+UNMAP_REASONS(X)
+#undef X
 
 /* The counters have room for more reasons than there are: the map is
  * pinned (xdp/pin.go) and its size is part of the pinned layout, so a
@@ -41,6 +76,16 @@ enum reason {
  * before it, instead of refusing them and ending the flows pinned beside. */
 #define REASON_SLOTS 64
 build_bug_on(REASON_MAX > REASON_SLOTS);
+
+/* What the program returns for a packet it leaves with reason r: the
+ * drop reasons as one bit each of a constant, so a shift and a test
+ * (reason numbers are below 64, checked above). */
+#define X(name, action) | ((action) == XDP_DROP ? 1ULL << REASON_##name : 0)
+static __always_inline int reason_action(enum reason r)
+{
+	return ((0ULL UNMAP_REASONS(X)) >> (r & (REASON_SLOTS - 1))) & 1 ? XDP_DROP : XDP_PASS;
+}
+#undef X
 
 /* Per-CPU packet counters by reason, read and summed by the agent. */
 struct {
@@ -59,5 +104,7 @@ static __always_inline void count_reason(enum reason r)
 		*n += 1;
 }
 
-/* Keep the enum in BTF so bpf2go emits it for the Go mirror check. */
+/* Keep the enums in BTF so bpf2go emits them and the Go mirror check
+ * can read them. */
 const enum reason *unused_reason __attribute__((unused));
+const enum reason_action *unused_reason_action __attribute__((unused));

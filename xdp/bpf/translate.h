@@ -6,7 +6,7 @@
 
 #include "common.h"
 #include "csum.h"
-#include "maps.h"
+#include "types.h"
 #include "parse.h"
 #include "reasons.h"
 

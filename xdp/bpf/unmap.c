@@ -3,7 +3,8 @@
 /* unmap.c: the XDP entry programs. Each is a thin wrapper around
  * unmap_process() (process.h) with its role; the features live in the
  * headers: parse.h, lookup.h, csum.h, translate.h, nat.h, icmp.h, fwd.h,
- * miss.h, maps.h, reasons.h. */
+ * martian.h, miss.h, reasons.h; what they share in types.h (structs),
+ * maps.h (maps) and config.h (load-time constants, run-time switches). */
 
 #include "process.h"
 

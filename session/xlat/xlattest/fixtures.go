@@ -33,11 +33,7 @@ func xl(name string, role xlat.Role, in, out Spec) Fixture {
 }
 
 func untouched(name string, role xlat.Role, in []byte, r xlat.Reason) Fixture {
-	v := xlat.Pass
-	if r >= xlat.ReasonDropTruncL3 {
-		v = xlat.Drop
-	}
-	return Fixture{Name: name, Role: role, In: in, Verdict: v, Reason: r}
+	return Fixture{Name: name, Role: role, In: in, Verdict: r.Verdict(), Reason: r}
 }
 
 // Fixtures returns the table cases: every translation rule both ways at
@@ -188,6 +184,7 @@ func Fixtures() []Fixture {
 		untouched("drop/bad-entry", rel, Build(sp(6, Remote4, 81, SitePub4, 5001, 64)), xlat.ReasonDropBadEntry),
 	)
 	fs = append(fs, errorFixtures()...)
+	fs = append(fs, martianFixtures()...)
 	fs = append(fs, malformed(tcp4, tcp6)...)
 	return fs
 }

@@ -30,7 +30,12 @@ func NewGen(w *Tables, seed uint64) *Gen {
 	})
 	g.addr = []netip.Addr{SiteHost, Remote6, EdgeWAN, RelayAddr, CGNATPub, LANHost4, SitePub4, Remote4, EdgeLocal,
 		netip.MustParseAddr("2001:db8:1::99"), netip.MustParseAddr("2001:db8:7::1"), netip.MustParseAddr("ff02::1"),
-		netip.MustParseAddr("fe80::1"), netip.MustParseAddr("203.0.113.7"), netip.MustParseAddr("100.64.9.9")}
+		netip.MustParseAddr("fe80::1"), netip.MustParseAddr("203.0.113.7"), netip.MustParseAddr("100.64.9.9"),
+		// martian.go's classes and the other site, as sources and destinations
+		netip.MustParseAddr("::"), netip.MustParseAddr("::1"), netip.MustParseAddr("::ffff:198.51.100.50"),
+		netip.MustParseAddr("::203.0.113.7"), netip.MustParseAddr("0.0.0.0"), netip.MustParseAddr("127.0.0.1"),
+		netip.MustParseAddr("169.254.1.1"), netip.MustParseAddr("224.0.0.5"), netip.MustParseAddr("255.255.255.255"),
+		OtherSitePub, netip.MustParseAddr("2001:db8:3::5")}
 	return g
 }
 

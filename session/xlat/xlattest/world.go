@@ -19,6 +19,16 @@ var (
 	EdgeLocal = netip.MustParseAddr("2001:db8:1::1")  // the edge router's LAN address
 
 	SitePrefix = netip.MustParsePrefix("2001:db8:1::/48")
+
+	// Another site on the same relay: its prefix and public IPv4.
+	OtherSite    = netip.MustParsePrefix("2001:db8:3::/48")
+	OtherSitePub = netip.MustParseAddr("198.51.100.60")
+
+	// Far ends no packet may come from (martian.go), with entries all the
+	// same: a flow the site named (say, to ::ffff:127.0.0.1), whose
+	// replies the datapath drops anyway.
+	MartianRemote6 = netip.MustParseAddr("::ffff:127.0.0.1")
+	MartianRemote4 = netip.MustParseAddr("127.0.0.9")
 )
 
 // Config is the datapath configuration of both ends in the world (the
@@ -58,7 +68,7 @@ func e(a xlat.Action, proto uint8, s netip.Addr, sp uint16, d netip.Addr, dp uin
 // All live in one table, as they would in one test datapath.
 func World() *Tables {
 	t := &Tables{Flows: map[xlat.Key]xlat.Entry{}, Local: map[netip.Addr]bool{EdgeLocal: true, EdgeWAN: true},
-		Prefix: []netip.Prefix{SitePrefix, netip.PrefixFrom(SitePub4, 32)}}
+		Prefix: []netip.Prefix{SitePrefix, netip.PrefixFrom(SitePub4, 32), OtherSite, netip.PrefixFrom(OtherSitePub, 32)}}
 	add := func(kk xlat.Key, ee xlat.Entry) { t.Flows[kk] = ee }
 	// Native TCP and UDP: site:40000 <-> remote:443, carrier E=20000,
 	// R=30000, C=20001 (per protocol the same numbers).
@@ -96,6 +106,11 @@ func World() *Tables {
 	// NAPT ICMP echo: LAN host id 55 <-> carrier id 20010.
 	add(k(1, LANHost4, 55, Remote4, 0), e(xlat.ActNAPT44, 1, EdgeWAN, 20010, RelayAddr, 0))
 	add(k(1, RelayAddr, 0, EdgeWAN, 20010), e(xlat.ActNAPT44, 1, Remote4, 0, LANHost4, 55))
+	// Replies from martian far ends: an IPv6 one at the relay, an IPv4
+	// one NAPTed at the relay and one carrier-side at the edge.
+	add(k(6, MartianRemote6, 443, SiteHost, 40002), e(xlat.ActXlat64, 6, RelayAddr, 30012, CGNATPub, 20013))
+	add(k(6, MartianRemote4, 80, SitePub4, 5002), e(xlat.ActNAPT44, 6, RelayAddr, 30014, CGNATPub, 20015))
+	add(k(6, MartianRemote4, 30016, EdgeWAN, 20016), e(xlat.ActNAPT44, 6, Remote4, 80, LANHost4, 5003))
 	// A broken entry: an IPv6 action on an IPv4 key.
 	add(k(6, Remote4, 81, SitePub4, 5001), e(xlat.ActXlat64, 6, RelayAddr, 1, CGNATPub, 2))
 	return t

@@ -1,0 +1,31 @@
+/* config.h: what the agent sets and the program reads as plain globals:
+ * load-time constants (cfg_*, .rodata, fixed for the program's life) and
+ * run-time switches (sw_*, .data, written while it runs). */
+#pragma once
+
+#include "common.h"
+
+/* Load-time configuration, set from Go through CollectionSpec.Variables. */
+volatile const __u32 cfg_carrier_addr;  /* IPv4, network order */
+volatile const __u16 cfg_port_lo;        /* carrier ports, host order */
+volatile const __u16 cfg_port_hi;
+/* The flow table's hash (lookup.h): a random odd multiplier per key
+ * word (kept beside the table when it is pinned), and log2(buckets). */
+volatile const __u64 cfg_seed[5];
+volatile const __u32 cfg_bucket_bits;
+/* The miss path's per-source rate bucket (miss.h): the time one token
+ * takes to come back (1e9 / rate, in ns; 0: no limit, for the tests that
+ * compare with the reference model, which has no clock), and the time
+ * the whole bucket takes (burst x cfg_miss_ns). Set by the loader, so
+ * the program divides nothing. */
+volatile const __u64 cfg_miss_ns;
+volatile const __u64 cfg_miss_depth_ns;
+
+/* Run-time switches, in the .data array map (a direct load, no lookup):
+ * sw_fib = 0 passes translated packets to the stack instead of looking
+ * up the FIB, the mode the differential tests compare bytes in. */
+volatile __u32 sw_fib = 1;
+/* sw_lan_v4 = 1 hands the edge LAN's IPv4 misses to the agent (the site
+ * has a public IPv4 on the relay); 0 passes them to the stack, the
+ * ordinary path. Set when the relay's grant arrives, so a switch. */
+volatile __u32 sw_lan_v4 SEC(".data") = 0;
