@@ -79,7 +79,7 @@ func (c *carriers) carrierPacket(key xlat.Key, frame []byte, whole bool) {
 	}
 	switch {
 	case !whole: // only part was handed over: the sender resends
-	case ttlExpired(frame, c.dp.cfg.CarrierAddr):
+	case ttlExpired(frame, c.dp.Cfg.CarrierAddr):
 		c.timeExceeded(c.dp, frame) // the datapath's ttl-to-agent, or a first packet
 	default:
 		c.dp.send(b.flow, b.carrier, [][]byte{frame}, c.count)

@@ -42,8 +42,8 @@ func datapathActivity(dp *datapath) activity {
 		if err != nil {
 			return flowActivity{}, false
 		}
-		n, closed, ok := dp.d.PairActivity(out, back)
-		co, err := dp.d.FlowCounters(out.Key)
+		n, closed, ok := dp.XDP.PairActivity(out, back)
+		co, err := dp.XDP.FlowCounters(out.Key)
 		return flowActivity{packets: n, answered: err == nil && co.Packets > 0, closed: closed}, ok
 	}
 }

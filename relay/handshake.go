@@ -35,7 +35,7 @@ const synAckEvery = 500 * time.Millisecond
 // handshakeStep handles a segment on a carrier in its handshake; b is
 // what bind found, frame the missed packet. Every segment stops here.
 func (c *carriers) handshakeStep(dp *datapath, b bound, frame []byte) {
-	if carrier, done := c.handshakeSegment(b, frame, dp.inj.Packet); done {
+	if carrier, done := c.handshakeSegment(b, frame, dp.Inj.Packet); done {
 		c.release(dp, b.flow, carrier)
 	}
 }
@@ -179,7 +179,7 @@ func (c *carriers) afterHandshake(f session.Flow, k *carrier, seg handshake.Segm
 		c.countLocked("inbound-tcp-syn-answered")
 		c.mu.Unlock()
 		if pkt != nil && c.dp != nil {
-			if err := c.dp.inj.Packet(pkt); err != nil {
+			if err := c.dp.Inj.Packet(pkt); err != nil {
 				c.count("handshake-send-failed")
 			}
 		}

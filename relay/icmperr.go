@@ -7,7 +7,6 @@ import (
 
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
-	"github.com/unmap-dev/unmap/session/ratelimit"
 	"github.com/unmap-dev/unmap/session/xlat"
 	"github.com/unmap-dev/unmap/xdp"
 )
@@ -16,11 +15,6 @@ import (
 // ICMPv6 error from a router beyond the relay goes to the edge of the
 // flow it is about, whole, on the control channel; a carrier whose TTL
 // runs out at the relay gets the time exceeded a router would send.
-
-// newICMPLimit is the rate of ICMP errors relayed per site (traceroute
-// sends 3 probes a hop, a few hops at once), and under "" of the relay's
-// own time exceeded.
-func newICMPLimit() *ratelimit.Limiter { return &ratelimit.Limiter{Rate: 100, Burst: 50} }
 
 // errorFlow is the flow an ICMP error is about, from its key (the
 // embedded packet's tuple reversed: from the remote to the site).
@@ -92,12 +86,12 @@ func (c *carriers) timeExceeded(dp *datapath, frame []byte) {
 		c.count("ttl-exceeded-rate-limited")
 		return
 	}
-	out := xlat.TimeExceeded4(dp.cfg.CarrierAddr, ip)
+	out := xlat.TimeExceeded4(dp.Cfg.CarrierAddr, ip)
 	if out == nil {
 		c.count("ttl-exceeded-malformed")
 		return
 	}
-	if err := dp.inj.Packet(out); err != nil {
+	if err := dp.Inj.Packet(out); err != nil {
 		c.count("ttl-exceeded-send-failed")
 		return
 	}

@@ -328,7 +328,7 @@ func (c *carriers) resetRemote(f session.Flow, syn handshake.Segment) {
 	if err != nil || c.dp == nil {
 		return
 	}
-	if err := c.dp.inj.Packet(pkt); err != nil {
+	if err := c.dp.Inj.Packet(pkt); err != nil {
 		c.count("handshake-send-failed")
 		return
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/xlat"
+	"github.com/unmap-dev/unmap/slowpath"
 	"github.com/unmap-dev/unmap/test/priv"
 	"github.com/unmap-dev/unmap/xdp"
 )
@@ -174,7 +175,7 @@ func fullDatapath(t *testing.T) *datapath {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	dp := &datapath{d: d, cfg: cfg}
+	dp := &datapath{Datapath: &slowpath.Datapath{XDP: d, Cfg: cfg}}
 	for i := range 64 {
 		p := newPinFlow(session.TCP, "2001:db8:7::2", pinAway, 20000+uint16(i))
 		if dp.mapFlow(p.f, p.c) != nil {

@@ -3,6 +3,7 @@ package flows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,6 +15,10 @@ type Options struct {
 	Timeouts Timeouts         // zero fields mean defaults
 	Now      func() time.Time // clock; nil means time.Now
 	MaxFlows int              // refuse Add beyond this many flows; 0 means no limit
+	// Grace is added to every flow's timeout: the relay waits it past a
+	// flow's idle time for the edge, whose table is authoritative, to
+	// close the flow first. Zero at the edge.
+	Grace time.Duration
 }
 
 // Entry is a flow as Snapshot, Get and Expire report it.
@@ -23,6 +28,10 @@ type Entry struct {
 	State    State
 	LastSeen time.Time
 	Expires  time.Time // when it expires if not seen again
+	// Lifetime, if longer than the table's timeout for the flow, is how
+	// long it may stay idle while open: what the edge asked the relay
+	// for. AddEntry takes it; zero everywhere else.
+	Lifetime time.Duration
 }
 
 // Refusal reasons, counted in Table.Refused. Values are stable.
@@ -48,6 +57,7 @@ type entry struct {
 	carrier session.Carrier
 	seen    int64 // last seen
 	due     int64 // heap key; never later than the real deadline
+	life    int64 // Entry.Lifetime
 	idx     int32 // position in the heap
 	state   State
 }
@@ -59,6 +69,7 @@ type Table struct {
 	now   func() time.Time
 	epoch time.Time
 	max   int
+	grace int64
 	m     map[session.Flow]*entry
 	h     []*entry // min-heap on due
 
@@ -70,6 +81,9 @@ type Table struct {
 func New(o Options) (*Table, error) {
 	if err := o.Timeouts.Check(); err != nil {
 		return nil, err
+	}
+	if o.Grace < 0 {
+		return nil, fmt.Errorf("flows: Grace %v is negative", o.Grace)
 	}
 	if o.MaxFlows < 0 {
 		return nil, fmt.Errorf("flows: MaxFlows %d is negative", o.MaxFlows)
@@ -83,6 +97,7 @@ func New(o Options) (*Table, error) {
 		now:     now,
 		epoch:   now(),
 		max:     o.MaxFlows,
+		grace:   int64(o.Grace),
 		m:       make(map[session.Flow]*entry),
 		refused: make(map[string]uint64),
 	}, nil
@@ -99,11 +114,23 @@ func (t *Table) refuse(reason string, err error, f session.Flow) error {
 }
 
 func (t *Table) deadline(e *entry) int64 {
-	return e.seen + int64(t.t.For(e.flow.Proto, e.state))
+	d := int64(t.t.For(e.flow.Proto, e.state))
+	if e.state == StateOpen {
+		d = max(d, e.life)
+	}
+	return e.seen + d + t.grace
 }
 
 // Add puts a new flow in the table, seen now.
 func (t *Table) Add(f session.Flow, c session.Carrier, s State) error {
+	return t.AddEntry(Entry{Flow: f, Carrier: c, State: s})
+}
+
+// AddEntry puts a new flow in the table as e has it: its flow, carrier,
+// state, lifetime, and when it was last seen (zero: now; a time later
+// than now counts as now). Expires is ignored.
+func (t *Table) AddEntry(x Entry) error {
+	f, s := x.Flow, x.State
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if s >= numStates {
@@ -115,7 +142,10 @@ func (t *Table) Add(f session.Flow, c session.Carrier, s State) error {
 	if t.max > 0 && len(t.m) >= t.max {
 		return t.refuse(ReasonFull, ErrFull, f)
 	}
-	e := &entry{flow: f, carrier: c, seen: t.tick(), state: s}
+	e := &entry{flow: f, carrier: x.Carrier, seen: t.tick(), state: s, life: int64(max(x.Lifetime, 0))}
+	if !x.LastSeen.IsZero() {
+		e.seen = min(int64(x.LastSeen.Sub(t.epoch)), e.seen)
+	}
 	e.due = t.deadline(e)
 	t.m[f] = e
 	t.push(e)
@@ -239,14 +269,19 @@ func (t *Table) Len() int {
 }
 
 // Snapshot copies every flow, for replay to the relay after a reconnect.
-func (t *Table) Snapshot() []Entry {
+func (t *Table) Snapshot() []Entry { return t.AppendSnapshot(nil) }
+
+// AppendSnapshot appends every flow to dst: a poller that reads them all
+// again and again reuses its slice. It walks the heap's array, not the
+// map: a slice is read in order, a map is not.
+func (t *Table) AppendSnapshot(dst []Entry) []Entry {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := make([]Entry, 0, len(t.m))
-	for _, e := range t.m {
-		out = append(out, t.export(e))
+	dst = slices.Grow(dst, len(t.h))
+	for _, e := range t.h {
+		dst = append(dst, t.export(e))
 	}
-	return out
+	return dst
 }
 
 // Stats is a snapshot of a table's counters.
@@ -274,6 +309,7 @@ func (t *Table) export(e *entry) Entry {
 		State:    e.state,
 		LastSeen: t.epoch.Add(time.Duration(e.seen)),
 		Expires:  t.epoch.Add(time.Duration(t.deadline(e))),
+		Lifetime: time.Duration(e.life),
 	}
 }
 
