@@ -175,11 +175,13 @@ func (c *carriers) bindLocked(key xlat.Key, l4, frame []byte) (_ bound, tell fun
 	if k.hs != nil {
 		// The carrier SYN: entries and CarrierBound wait for the
 		// edge's completing ACK (handshake.go).
+		c.syncLocked(f, k)
 		c.countLocked("bound")
 		return bound{flow: f, carrier: k.carrier(), inbound: k.inbound, hs: k.hs}, nil, nil
 	}
 	if !c.mapCarrier(f, k) {
 		k.public = netip.AddrPort{}
+		c.syncLocked(f, k)
 		return bound{}, nil, errors.New("datapath refused the entries")
 	}
 	c.countLocked("bound")

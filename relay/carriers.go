@@ -36,11 +36,8 @@ type carrier struct {
 	// (CarrierMoved), which is rate-limited.
 	movedAsked time.Time
 
-	// Idle expiry (expire.go): the lifetime the edge asked for, and when
-	// the datapath's counters for the flow last moved.
+	// Idle expiry (expire.go): the lifetime the edge asked for.
 	lifetime time.Duration
-	seen     time.Time
-	packets  uint64
 	closed   bool // its TCP connection ended (FIN both ways, or RST): transitory timeout
 	// An inbound TCP flow after its handshake: the host's SYN/ACK as the
 	// remote got it (sent again when the remote resends its SYN), and
@@ -81,6 +78,8 @@ type carriers struct {
 	timeouts   flows.Timeouts
 	now        func() time.Time
 	activity   activity                       // reads a flow's packet counters; nil without a datapath
+	expiry     *flows.Table                   // the flows' idle deadlines, in a heap (expire.go)
+	poll       slowpath.Poller                // reads activity into expiry; used by sweep alone
 	early      map[leaseKey][]earlyPkt        // carrier packets that beat their FlowOpen (early.go)
 	earlyN     int                            // packets in early
 	pickers    map[netip.Addr]int             // sessions that pick R, by the CGNAT address they come from
@@ -132,11 +131,13 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 			grants[site.ID] = append(grants[site.ID], netip.PrefixFrom(site.IPv4, 32))
 		}
 	}
-	return &carriers{log: log, ports: p, flows: map[session.Flow]*carrier{}, bySite: map[string]map[session.Flow]*carrier{}, byLease: map[leaseKey]session.Flow{},
+	c := &carriers{log: log, ports: p, flows: map[session.Flow]*carrier{}, bySite: map[string]map[session.Flow]*carrier{}, byLease: map[leaseKey]session.Flow{},
 		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, counts: map[string]uint64{},
 		grants: grants, udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now,
 		early: map[leaseKey][]earlyPkt{}, pickers: map[netip.Addr]int{}, edgesFrom: map[netip.Addr]int{}, fromOf: map[uint64]edgeFrom{}, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
-		icmpLimit: slowpath.NewICMPLimit(), offering: map[leaseKey]bool{}, inb: inboundState{quota: quota{limits: s.Inbound}, ipv4Ports: a4p}, perSite: map[string]*siteCounts{}}, nil
+		icmpLimit: slowpath.NewICMPLimit(), offering: map[leaseKey]bool{}, inb: inboundState{quota: quota{limits: s.Inbound}, ipv4Ports: a4p}, perSite: map[string]*siteCounts{}}
+	c.expiry = newExpiry(c)
+	return c, nil
 }
 
 // publicAddr is the CGNAT address a session's edge appears from: its
@@ -385,6 +386,7 @@ func (c *carriers) adoptPinnedLocked(f session.Flow, k *carrier) bool {
 		return false // mapCarrier replaces what holds its keys
 	}
 	c.forgetPinnedLocked(p)
+	c.syncLocked(f, k) // bound, as the entries say
 	if p.lease.Port != 0 && p.lease != k.lease {
 		_ = c.ports.Release(p.lease) // not the replay's port: cannot be, but never leak one
 	}
@@ -446,12 +448,11 @@ func (c *carriers) Ended(ss *control.Session, err error) {
 }
 
 func (c *carriers) add(f session.Flow, k *carrier) {
-	if k.seen.IsZero() {
-		k.seen = c.now()
-	}
 	if old := c.flows[f]; old != nil {
 		c.unindex(f, old)
+		_, _ = c.expiry.Delete(f)
 	}
+	_ = c.expiry.AddEntry(expiryEntry(f, k)) // seen now
 	c.flows[f] = k
 	if c.bySite[k.site] == nil {
 		c.bySite[k.site] = map[session.Flow]*carrier{}
@@ -470,7 +471,14 @@ func (c *carriers) unindex(f session.Flow, k *carrier) {
 	}
 }
 
+// remove ends flow f on carrier k: its entries, its port, its deadline.
 func (c *carriers) remove(f session.Flow, k *carrier) {
+	_, _ = c.expiry.Delete(f)
+	c.releaseFlow(f, k)
+}
+
+// releaseFlow is remove for a flow the expiry table no longer has.
+func (c *carriers) releaseFlow(f session.Flow, k *carrier) {
 	if c.dp != nil && k.public.IsValid() {
 		c.dp.unmap(f, k.carrier())
 	}
@@ -495,6 +503,7 @@ func (c *carriers) countLocked(name string) { c.counts[name]++ }
 // entries that hold its keys; c.mu must be held.
 func (c *carriers) mapCarrier(f session.Flow, k *carrier) bool {
 	if c.dp == nil {
+		c.syncLocked(f, k)
 		return true
 	}
 	c.replacePinnedOfLocked(f, k, true, true)
@@ -502,6 +511,7 @@ func (c *carriers) mapCarrier(f session.Flow, k *carrier) bool {
 		c.mapFailedLocked(f, err)
 		return false
 	}
+	c.syncLocked(f, k)
 	return true
 }
 

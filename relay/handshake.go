@@ -86,6 +86,7 @@ func (c *carriers) handshakeSegment(b bound, frame []byte, send func([]byte) err
 		mapped := c.mapHalf(b.flow, k, true)
 		if mapped && slices.ContainsFunc(c.held[b.flow], func(p []byte) bool { return acksHost(k, p) }) {
 			k.backIn = c.mapHalf(b.flow, k, false)
+			c.syncLocked(b.flow, k) // established: its timeout no longer the transitory one
 		}
 		ss := c.live[k.site]
 		carrier = k.carrier()
@@ -201,6 +202,7 @@ func (c *carriers) afterHandshake(f session.Flow, k *carrier, seg handshake.Segm
 			return
 		}
 		k.backIn = c.mapHalf(f, k, false)
+		c.syncLocked(f, k) // established: its timeout no longer the transitory one
 		c.countLocked("inbound-tcp-acked")
 	}
 	carrier := k.carrier()

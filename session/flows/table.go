@@ -56,10 +56,19 @@ type entry struct {
 	flow    session.Flow
 	carrier session.Carrier
 	seen    int64 // last seen
-	due     int64 // heap key; never later than the real deadline
 	life    int64 // Entry.Lifetime
 	idx     int32 // position in the heap
 	state   State
+}
+
+// slot is a place in the heap: a flow and its heap key, which is never
+// later than its real deadline. The key is kept in the heap's array, so
+// ordering it reads no entry. A removed flow leaves its slot empty (e
+// nil) until it comes to the top or the heap is compacted: removing a
+// flow costs no sifting.
+type slot struct {
+	due int64
+	e   *entry
 }
 
 // Table is the flow table. It is safe for concurrent use.
@@ -71,7 +80,8 @@ type Table struct {
 	max   int
 	grace int64
 	m     map[session.Flow]*entry
-	h     []*entry // min-heap on due
+	h     []slot // min-heap on due
+	empty int    // slots of h left by removed flows
 
 	added, expired, deleted uint64
 	refused                 map[string]uint64
@@ -146,9 +156,8 @@ func (t *Table) AddEntry(x Entry) error {
 	if !x.LastSeen.IsZero() {
 		e.seen = min(int64(x.LastSeen.Sub(t.epoch)), e.seen)
 	}
-	e.due = t.deadline(e)
 	t.m[f] = e
-	t.push(e)
+	t.push(e, t.deadline(e))
 	t.added++
 	return nil
 }
@@ -203,8 +212,8 @@ func (t *Table) Update(f session.Flow, c session.Carrier, s State) error {
 		return t.refuse(ReasonUnknownFlow, ErrUnknownFlow, f)
 	}
 	e.carrier, e.state = c, s
-	if d := t.deadline(e); d < e.due {
-		e.due = d
+	if d := t.deadline(e); d < t.h[e.idx].due {
+		t.h[e.idx].due = d
 		t.up(int(e.idx))
 	}
 	return nil
@@ -233,11 +242,11 @@ func (t *Table) Expire(dst []Entry, limit int) []Entry {
 	defer t.mu.Unlock()
 	now := t.tick()
 	n := 0
-	for len(t.h) > 0 && t.h[0].due <= now && (limit <= 0 || n < limit) {
-		e := t.h[0]
+	for t.dropEmptyTop() && t.h[0].due <= now && (limit <= 0 || n < limit) {
+		e := t.h[0].e
 		if d := t.deadline(e); d > now {
 			// Seen since it was queued: move it to its real deadline.
-			e.due = d
+			t.h[0].due = d
 			t.down(0)
 			continue
 		}
@@ -255,7 +264,7 @@ func (t *Table) Expire(dst []Entry, limit int) []Entry {
 func (t *Table) NextDue() (when time.Time, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.h) == 0 {
+	if !t.dropEmptyTop() {
 		return time.Time{}, false
 	}
 	return t.epoch.Add(time.Duration(t.h[0].due)), true
@@ -277,9 +286,11 @@ func (t *Table) Snapshot() []Entry { return t.AppendSnapshot(nil) }
 func (t *Table) AppendSnapshot(dst []Entry) []Entry {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	dst = slices.Grow(dst, len(t.h))
-	for _, e := range t.h {
-		dst = append(dst, t.export(e))
+	dst = slices.Grow(dst, len(t.m))
+	for _, sl := range t.h {
+		if sl.e != nil {
+			dst = append(dst, t.export(sl.e))
+		}
 	}
 	return dst
 }
@@ -315,30 +326,60 @@ func (t *Table) export(e *entry) Entry {
 
 func (t *Table) remove(e *entry) {
 	delete(t.m, e.flow)
-	i := int(e.idx)
-	last := len(t.h) - 1
-	if i != last {
-		t.swap(i, last)
-	}
-	t.h[last] = nil
-	t.h = t.h[:last]
-	if i != last {
-		t.down(i)
-		t.up(i)
-	}
+	t.h[e.idx].e = nil
 	e.idx = -1
+	t.empty++
+	if t.empty > 64 && t.empty > len(t.h)/2 {
+		t.compact()
+	}
 }
 
-func (t *Table) push(e *entry) {
+// compact takes the empty slots out of the heap and orders it again: a
+// pass over the array every time as many flows were removed as are left,
+// so each removal costs O(1) in the long run.
+func (t *Table) compact() {
+	live := t.h[:0]
+	for _, sl := range t.h {
+		if sl.e != nil {
+			sl.e.idx = int32(len(live))
+			live = append(live, sl)
+		}
+	}
+	clear(t.h[len(live):])
+	t.h, t.empty = live, 0
+	for i := len(t.h)/2 - 1; i >= 0; i-- {
+		t.down(i)
+	}
+}
+
+// dropEmptyTop pops the empty slots at the top of the heap and reports
+// whether a flow is left at the top.
+func (t *Table) dropEmptyTop() bool {
+	for len(t.h) > 0 && t.h[0].e == nil {
+		last := len(t.h) - 1
+		t.swap(0, last)
+		t.h[last] = slot{}
+		t.h = t.h[:last]
+		t.empty--
+		t.down(0)
+	}
+	return len(t.h) > 0
+}
+
+func (t *Table) push(e *entry, due int64) {
 	e.idx = int32(len(t.h))
-	t.h = append(t.h, e)
+	t.h = append(t.h, slot{due, e})
 	t.up(len(t.h) - 1)
 }
 
 func (t *Table) swap(i, j int) {
 	t.h[i], t.h[j] = t.h[j], t.h[i]
-	t.h[i].idx = int32(i)
-	t.h[j].idx = int32(j)
+	if e := t.h[i].e; e != nil {
+		e.idx = int32(i)
+	}
+	if e := t.h[j].e; e != nil {
+		e.idx = int32(j)
+	}
 }
 
 func (t *Table) up(i int) {

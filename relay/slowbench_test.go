@@ -1,0 +1,135 @@
+package relay
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/unmap-dev/unmap/proto"
+	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/conf"
+)
+
+// Benchmarks of the relay's slow path without a datapath: the same file
+// builds on the code before the expiry moved to session/flows, so both
+// are measured in one run (bench_activity_test.go differs).
+
+const benchEdges = 100
+
+// benchCarriers is a relay with benchEdges sites, each behind a CGNAT
+// address of its own, and a peer for each.
+func benchCarriers(b *testing.B) (*carriers, []edgePeer) {
+	s := &Settings{
+		Addresses:    []netip.Addr{netip.MustParseAddr("198.51.100.6")},
+		CarrierPorts: conf.PortRange{First: 1024, Last: 65535},
+		Timers:       conf.Timers{UDP: 5 * time.Minute, TCPEstablished: 124 * time.Minute, TCPTransitory: 4 * time.Minute, ICMP: time.Minute},
+	}
+	var peers []edgePeer
+	for i := range benchEdges {
+		site := fmt.Sprintf("site-%d", i)
+		s.Sites = append(s.Sites, Site{ID: site, Prefix: netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0x10, byte(i)}), 56), MaxFlows: 60000})
+		peers = append(peers, edgePeer{site, uint64(i + 1), netip.AddrFrom4([4]byte{100, 64, byte(i), 1})})
+	}
+	c, err := newCarriers(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c, peers
+}
+
+// benchFlow is flow n of edge e.
+func benchFlow(e, n int) session.Flow {
+	return session.Flow{Proto: session.UDP,
+		Site:   netip.AddrPortFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0x10, byte(e), 15: 2}), uint16(1024+n%60000)),
+		Remote: netip.AddrPortFrom(netip.MustParseAddr("2001:db8:6::2"), uint16(1+n/60000))}
+}
+
+// BenchmarkOpenFlood100Edges: benchEdges edges open new flows at once,
+// as fast as the relay takes them, each closing its flows 512 opens
+// later (a steady flood): what one FlowOpen costs the relay's slow path
+// (lease, books, expiry) and how it scales across the edges' goroutines.
+func BenchmarkOpenFlood100Edges(b *testing.B) {
+	c, peers := benchCarriers(b)
+	const window = 512
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for e, p := range peers {
+		wg.Go(func() {
+			for n := 0; e+n*benchEdges < b.N; n++ {
+				f := benchFlow(e, n)
+				g, _ := c.open(p, &proto.FlowOpen{Flow: f, CarrierProto: session.UDP, EdgePort: uint16(1024 + n%60000), Token: 7, LifetimeSec: 300})
+				if g.Result != proto.CodeOK {
+					b.Error(g.Result)
+					return
+				}
+				if n >= window {
+					old := benchFlow(e, n-window)
+					c.mu.Lock()
+					if k := c.flows[old]; k != nil {
+						c.remove(old, k)
+					}
+					c.mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "opens/s")
+}
+
+// BenchmarkSweep200k: one expiry sweep of 200k bound flows none of which
+// is due and whose counters did not move (the common case), and the
+// longest wait for c.mu a goroutine locking it every 50 µs saw.
+func BenchmarkSweep200k(b *testing.B) {
+	c, peers := benchCarriers(b)
+	now := time.Unix(1e9, 0) // stands still: no flow comes due
+	c.now = func() time.Time { return now }
+	const flows = 200_000
+	for i := range flows {
+		e, n := i%benchEdges, i/benchEdges
+		f := benchFlow(e, n)
+		g, _ := c.open(peers[e], &proto.FlowOpen{Flow: f, CarrierProto: session.UDP, EdgePort: uint16(1024 + n%60000), Token: 7, LifetimeSec: 300})
+		if g.Result != proto.CodeOK {
+			b.Fatal(g.Result)
+		}
+		c.mu.Lock()
+		k := c.flows[f]
+		k.public = netip.AddrPortFrom(peers[e].from, uint16(1024+n%60000))
+		c.mapCarrier(f, k)
+		c.mu.Unlock()
+	}
+	benchActivity(c)
+	c.sweep() // the first look
+	stop := make(chan struct{})
+	var worst time.Duration
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Microsecond):
+			}
+			t := time.Now()
+			c.mu.Lock()
+			worst = max(worst, time.Since(t))
+			c.mu.Unlock()
+		}
+	})
+	b.ResetTimer()
+	for b.Loop() {
+		c.sweep()
+	}
+	b.StopTimer()
+	close(stop)
+	wg.Wait()
+	if n := len(c.flows); n != flows {
+		b.Fatalf("%d flows left of %d", n, flows)
+	}
+	b.ReportMetric(float64(worst.Microseconds()), "µs-max-lock-wait")
+}
