@@ -128,7 +128,7 @@ func (c *carriers) bindLocked(key xlat.Key, l4, frame []byte) (_ bound, tell fun
 		c.countLocked(errNoCarrier.Error())
 		return bound{}, nil, errNoCarrier
 	}
-	k := c.flows[f]
+	k := c.flows.get(f)
 	public := netip.AddrPortFrom(key.Src, key.SPort)
 	secret, isProof := proofOf(key, l4)
 	switch {

@@ -66,7 +66,7 @@ type carriers struct {
 	dp *datapath // nil when the relay runs without XDP (tests)
 
 	mu       sync.Mutex
-	flows    map[session.Flow]*carrier
+	flows    registry // every flow and its carrier, by flow and by deadline (registry.go, expire.go)
 	bySite   map[string]map[session.Flow]*carrier // flows again, by site: a site's replay ends in O(its flows)
 	byLease  map[leaseKey]session.Flow
 	sessions map[string]sessionInfo // by site
@@ -78,8 +78,7 @@ type carriers struct {
 	timeouts   flows.Timeouts
 	now        func() time.Time
 	activity   activity                       // reads a flow's packet counters; nil without a datapath
-	expiry     *flows.Table                   // the flows' idle deadlines, in a heap (expire.go)
-	poll       slowpath.Poller                // reads activity into expiry; used by sweep alone
+	poll       slowpath.Poller                // reads activity into flows; used by sweep alone
 	early      map[leaseKey][]earlyPkt        // carrier packets that beat their FlowOpen (early.go)
 	earlyN     int                            // packets in early
 	pickers    map[netip.Addr]int             // sessions that pick R, by the CGNAT address they come from
@@ -131,12 +130,12 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 			grants[site.ID] = append(grants[site.ID], netip.PrefixFrom(site.IPv4, 32))
 		}
 	}
-	c := &carriers{log: log, ports: p, flows: map[session.Flow]*carrier{}, bySite: map[string]map[session.Flow]*carrier{}, byLease: map[leaseKey]session.Flow{},
+	c := &carriers{log: log, ports: p, bySite: map[string]map[session.Flow]*carrier{}, byLease: map[leaseKey]session.Flow{},
 		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, counts: map[string]uint64{},
 		grants: grants, udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now,
 		early: map[leaseKey][]earlyPkt{}, pickers: map[netip.Addr]int{}, edgesFrom: map[netip.Addr]int{}, fromOf: map[uint64]edgeFrom{}, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
 		icmpLimit: slowpath.NewICMPLimit(), offering: map[leaseKey]bool{}, inb: inboundState{quota: quota{limits: s.Inbound}, ipv4Ports: a4p}, perSite: map[string]*siteCounts{}}
-	c.expiry = newExpiry(c)
+	c.flows = registry{newExpiry(c)}
 	return c, nil
 }
 
@@ -221,7 +220,7 @@ func (c *carriers) Open(ss *control.Session, m *proto.FlowOpen) *proto.FlowGrant
 func (c *carriers) open(ss peer, m *proto.FlowOpen) (*proto.FlowGrant, []earlyPkt) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, ok := c.flows[m.Flow]; ok {
+	if old, ok := c.flows.lookup(m.Flow); ok {
 		if old.site != ss.Site() || old.edgePort != m.EdgePort || old.lease.Proto != m.CarrierProto {
 			c.siteCountLocked(ss.Site()).refusals++
 			return &proto.FlowGrant{Result: proto.CodeFlowExists}, nil
@@ -281,7 +280,7 @@ func (c *carriers) replayed(ss peer, e *proto.ReplayEntry) proto.Code {
 func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, tell func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, ok := c.flows[e.Flow]; ok {
+	if old, ok := c.flows.lookup(e.Flow); ok {
 		if old.site != ss.Site() || old.lease.RelayAddr() != e.Relay || old.lease.Proto != e.CarrierProto {
 			return proto.CodeFlowExists, nil
 		}
@@ -415,7 +414,7 @@ func (c *carriers) replayDone(ss peer) {
 func (c *carriers) Closed(ss *control.Session, m *proto.FlowClose) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if k, ok := c.flows[m.Flow]; ok && k.site == ss.Site() {
+	if k, ok := c.flows.lookup(m.Flow); ok && k.site == ss.Site() {
 		c.remove(m.Flow, k)
 		c.siteCountLocked(k.site).closes++
 	}
@@ -448,12 +447,10 @@ func (c *carriers) Ended(ss *control.Session, err error) {
 }
 
 func (c *carriers) add(f session.Flow, k *carrier) {
-	if old := c.flows[f]; old != nil {
-		c.unindex(f, old)
-		_, _ = c.expiry.Delete(f)
+	// Seen now; the table has no bound.
+	if old, replaced, _ := c.flows.t.Put(expiryEntry(f, k)); replaced {
+		c.unindex(f, old.Value.(*carrier))
 	}
-	_ = c.expiry.AddEntry(expiryEntry(f, k)) // seen now
-	c.flows[f] = k
 	if c.bySite[k.site] == nil {
 		c.bySite[k.site] = map[session.Flow]*carrier{}
 	}
@@ -473,7 +470,7 @@ func (c *carriers) unindex(f session.Flow, k *carrier) {
 
 // remove ends flow f on carrier k: its entries, its port, its deadline.
 func (c *carriers) remove(f session.Flow, k *carrier) {
-	_, _ = c.expiry.Delete(f)
+	_, _ = c.flows.t.Delete(f)
 	c.releaseFlow(f, k)
 }
 
@@ -486,7 +483,6 @@ func (c *carriers) releaseFlow(f session.Flow, k *carrier) {
 		c.log.Error("port release", "flow", f, "err", err)
 	}
 	delete(c.byLease, leaseKey{k.lease.Key, k.lease.Port})
-	delete(c.flows, f)
 	c.unindex(f, k)
 	c.inb.quota.forget(f) // an inbound flow no longer counts against its site's and remote's quotas
 }
@@ -539,7 +535,7 @@ func (c *carriers) status() any {
 	c.mu.Lock()
 	by := map[string]int{}
 	var rb []rebound
-	for f, k := range c.flows {
+	for f, k := range c.flows.all() {
 		by[k.site]++
 		if k.rebinds > 0 && len(rb) < maxRebound {
 			rb = append(rb, rebound{Flow: f.String(), Public: k.public.String(), Generation: k.rebinds})

@@ -68,13 +68,13 @@ func stateOf(f session.Flow, k *carrier) flows.State {
 
 // expiryEntry is f as the expiry table keeps it.
 func expiryEntry(f session.Flow, k *carrier) flows.Entry {
-	return flows.Entry{Flow: f, Carrier: k.carrier(), State: stateOf(f, k), Lifetime: k.lifetime}
+	return flows.Entry{Flow: f, Carrier: k.carrier(), State: stateOf(f, k), Lifetime: k.lifetime, Value: k}
 }
 
 // syncLocked tells the expiry table what changed of k that its deadline
 // or its counters depend on: its binding, its state. c.mu held.
 func (c *carriers) syncLocked(f session.Flow, k *carrier) {
-	_ = c.expiry.Update(f, k.carrier(), stateOf(f, k))
+	_ = c.flows.t.Update(f, k.carrier(), stateOf(f, k))
 }
 
 // idleLimit is how long flow f may stay idle at the relay.
@@ -144,10 +144,10 @@ func (c *carriers) pollActivity() []gone {
 	// The inbound flows still to prove themselves: few (the inbound
 	// quotas bound them), looked up under c.mu once.
 	c.mu.Lock()
-	watch := c.inb.quota.unproven(c.flows)
+	watch := c.inb.quota.unproven(c.flows.get)
 	c.mu.Unlock()
 	answered := make(map[session.Flow]bool, len(watch))
-	c.poll.Table = c.expiry
+	c.poll.Table = c.flows.t
 	c.poll.Read = func(e flows.Entry) (slowpath.Activity, bool) {
 		if !e.Carrier.Public.IsValid() {
 			return slowpath.Activity{}, false // no entries before its first packet
@@ -160,7 +160,7 @@ func (c *carriers) pollActivity() []gone {
 		}
 		if a.Closed && e.State != flows.StateTransitory {
 			c.mu.Lock()
-			if k := c.flows[e.Flow]; k != nil && !k.closed {
+			if k := c.flows.get(e.Flow); k != nil && !k.closed {
 				k.closed = true
 				c.countLocked("tcp-closed")
 				c.syncLocked(e.Flow, k)
@@ -173,7 +173,7 @@ func (c *carriers) pollActivity() []gone {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for f, ans := range answered {
-		if k := c.flows[f]; k != nil && c.inb.quota.unanswered(f, k, ans, now) {
+		if k := c.flows.get(f); k != nil && c.inb.quota.unanswered(f, k, ans, now) {
 			// An inbound flow its LAN host never answered: whatever
 			// the remote sends, it ends soon (inboundquota.go).
 			c.remove(f, k)
@@ -192,15 +192,13 @@ func (c *carriers) expireDue(expired []gone) []gone {
 	var due []flows.Entry
 	for {
 		c.mu.Lock()
-		due = c.expiry.Expire(due[:0], expireBatch)
+		due = c.flows.t.Expire(due[:0], expireBatch)
 		for _, e := range due {
-			k := c.flows[e.Flow]
-			if k == nil {
-				continue
-			}
+			k := e.Value.(*carrier) // out of the registry now
+
 			if now := expiryEntry(e.Flow, k); now.State != e.State || now.Carrier != e.Carrier || now.Lifetime != e.Lifetime {
 				now.LastSeen = e.LastSeen
-				_ = c.expiry.AddEntry(now)
+				_ = c.flows.t.AddEntry(now)
 				continue
 			}
 			c.releaseFlow(e.Flow, k)

@@ -50,7 +50,7 @@ func (c *carriers) handshakeSegment(b bound, frame []byte, send func([]byte) err
 		return carrier, false
 	}
 	c.mu.Lock()
-	k := c.flows[b.flow]
+	k := c.flows.get(b.flow)
 	if k == nil || k.hs != b.hs {
 		c.countLocked("handshake-stale") // completed or given up meanwhile
 		c.mu.Unlock()

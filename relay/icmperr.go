@@ -49,7 +49,7 @@ func (c *carriers) relayICMPError(k xlat.Key, m xdp.Miss) {
 	}
 	f := errorFlow(k)
 	c.mu.Lock()
-	cr := c.flows[f]
+	cr := c.flows.get(f)
 	var ss interface{ ICMPError([]byte) error }
 	if cr != nil {
 		if s := c.live[cr.site]; s != nil {

@@ -102,11 +102,11 @@ func (q *quota) unanswered(f session.Flow, k *carrier, answered bool, now time.T
 }
 
 // unproven is the inbound flows on a UDP carrier whose LAN host has not
-// answered yet: those unanswered judges. flows is carriers.flows.
-func (q *quota) unproven(flows map[session.Flow]*carrier) map[session.Flow]bool {
+// answered yet: those unanswered judges. carrier is carriers.flows.get.
+func (q *quota) unproven(carrier func(session.Flow) *carrier) map[session.Flow]bool {
 	out := map[session.Flow]bool{}
 	for f, in := range q.flows {
-		if k := flows[f]; k != nil && !in.answered && k.lease.Proto == session.UDP {
+		if k := carrier(f); k != nil && !in.answered && k.lease.Proto == session.UDP {
 			out[f] = true
 		}
 	}

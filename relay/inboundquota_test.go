@@ -156,7 +156,7 @@ func TestSweepInboundProof(t *testing.T) {
 	has := func(f session.Flow) bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		_, ok := c.flows[f]
+		_, ok := c.flows.lookup(f)
 		return ok
 	}
 	step := func(d time.Duration) {

@@ -195,7 +195,7 @@ func TestPinnedFlowsAcrossRestart(t *testing.T) {
 	if got, err := dp.XDP.FlowCounters(kOut.Key); err != nil || got.Packets != before.Packets {
 		t.Errorf("the adopted flow's counters: %+v, %v; want %d packets (its entry rewritten?)", got, err, before.Packets)
 	}
-	if k := c.flows[kept.f]; k == nil || k.public != kept.c.Public || k.lease.Port != kept.c.Relay.Port() {
+	if k := c.flows.get(kept.f); k == nil || k.public != kept.c.Public || k.lease.Port != kept.c.Relay.Port() {
 		t.Fatalf("adopted carrier: %+v", k)
 	}
 
@@ -212,7 +212,7 @@ func TestPinnedFlowsAcrossRestart(t *testing.T) {
 	want["replayed-pinned"]++ // unheard
 	want["pinned-replaced"]++ // moved
 	checkCounts(t, c, "replays", want)
-	if k := c.flows[unheard.f]; k == nil || k.public != unheard.c.Public {
+	if k := c.flows.get(unheard.f); k == nil || k.public != unheard.c.Public {
 		t.Errorf("carrier of the flow replayed unbound: %+v, want it bound to %v as pinned", k, unheard.c.Public)
 	}
 	mOut, mBack := moved.pair(t)

@@ -45,8 +45,8 @@ func BenchmarkReplayDone(b *testing.B) {
 	for b.Loop() {
 		c.replayDone(e)
 	}
-	if len(c.flows) != 200000 {
-		b.Fatalf("%d flows left, want all 200000", len(c.flows))
+	if c.flows.len() != 200000 {
+		b.Fatalf("%d flows left, want all 200000", c.flows.len())
 	}
 }
 
@@ -57,7 +57,7 @@ func TestReplayDoneBySite(t *testing.T) {
 	c := manySites(t, 4, 400)
 	c.mu.Lock()
 	n := 0
-	for f, k := range c.flows {
+	for f, k := range c.flows.all() {
 		if k.site == "site-1" && n < 30 {
 			k.gen = 2 // replayed by the new session
 			n++
@@ -70,7 +70,7 @@ func TestReplayDoneBySite(t *testing.T) {
 	c.mu.Unlock()
 	c.replayDone(&fakeEdge{site: "site-1", id: 2})
 	by := map[string]int{}
-	for _, k := range c.flows {
+	for _, k := range c.flows.all() {
 		by[k.site]++
 	}
 	if by["site-1"] != 30 || by["site-0"] != 100 || by["site-2"] != 100 || by["site-3"] != 90 {
@@ -81,7 +81,7 @@ func TestReplayDoneBySite(t *testing.T) {
 			t.Errorf("index of %s: %d flows, table %d", site, len(fs), by[site])
 		}
 		for f, k := range fs {
-			if c.flows[f] != k {
+			if c.flows.get(f) != k {
 				t.Errorf("index of %s holds %v, not in the table", site, f)
 			}
 		}

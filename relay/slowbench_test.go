@@ -70,7 +70,7 @@ func BenchmarkOpenFlood100Edges(b *testing.B) {
 				if n >= window {
 					old := benchFlow(e, n-window)
 					c.mu.Lock()
-					if k := c.flows[old]; k != nil {
+					if k := c.flows.get(old); k != nil {
 						c.remove(old, k)
 					}
 					c.mu.Unlock()
@@ -98,7 +98,7 @@ func BenchmarkSweep200k(b *testing.B) {
 			b.Fatal(g.Result)
 		}
 		c.mu.Lock()
-		k := c.flows[f]
+		k := c.flows.get(f)
 		k.public = netip.AddrPortFrom(peers[e].from, uint16(1024+n%60000))
 		c.mapCarrier(f, k)
 		c.mu.Unlock()
@@ -128,7 +128,7 @@ func BenchmarkSweep200k(b *testing.B) {
 	b.StopTimer()
 	close(stop)
 	wg.Wait()
-	if n := len(c.flows); n != flows {
+	if n := c.flows.len(); n != flows {
 		b.Fatalf("%d flows left of %d", n, flows)
 	}
 	b.ReportMetric(float64(worst.Microseconds()), "µs-max-lock-wait")

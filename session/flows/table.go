@@ -32,6 +32,9 @@ type Entry struct {
 	// long it may stay idle while open: what the edge asked the relay
 	// for. AddEntry takes it; zero everywhere else.
 	Lifetime time.Duration
+	// Value is what the table's user keeps with the flow (AddEntry; the
+	// relay's carrier books): the table is its index by flow.
+	Value any
 }
 
 // Refusal reasons, counted in Table.Refused. Values are stable.
@@ -57,6 +60,7 @@ type entry struct {
 	carrier session.Carrier
 	seen    int64 // last seen
 	life    int64 // Entry.Lifetime
+	value   any   // Entry.Value
 	idx     int32 // position in the heap
 	state   State
 }
@@ -81,6 +85,7 @@ type Table struct {
 	grace int64
 	m     map[session.Flow]*entry
 	h     []slot // min-heap on due
+	free  []*entry // removed entries, reused by add: a flood of short flows allocates none
 	empty int    // slots of h left by removed flows
 
 	added, expired, deleted uint64
@@ -136,23 +141,47 @@ func (t *Table) Add(f session.Flow, c session.Carrier, s State) error {
 	return t.AddEntry(Entry{Flow: f, Carrier: c, State: s})
 }
 
-// AddEntry puts a new flow in the table as e has it: its flow, carrier,
-// state, lifetime, and when it was last seen (zero: now; a time later
-// than now counts as now). Expires is ignored.
+// AddEntry puts a new flow in the table as x has it: its flow, carrier,
+// state, lifetime, value, and when it was last seen (zero: now; a time
+// later than now counts as now). Expires is ignored.
 func (t *Table) AddEntry(x Entry) error {
-	f, s := x.Flow, x.State
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if _, ok := t.m[x.Flow]; ok {
+		return t.refuse(ReasonDuplicate, ErrDuplicate, x.Flow)
+	}
+	return t.add(x)
+}
+
+// Put is AddEntry, but a flow already in the table is replaced: its
+// entry as it was is returned.
+func (t *Table) Put(x Entry) (old Entry, replaced bool, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e, ok := t.m[x.Flow]; ok && x.State < numStates {
+		old, replaced = t.export(e), true
+		t.remove(e)
+		t.deleted++
+	}
+	return old, replaced, t.add(x)
+}
+
+// add is AddEntry's work once x.Flow is known not to be in; t.mu held.
+func (t *Table) add(x Entry) error {
+	f, s := x.Flow, x.State
 	if s >= numStates {
 		return t.refuse(ReasonBadState, ErrBadState, f)
-	}
-	if _, ok := t.m[f]; ok {
-		return t.refuse(ReasonDuplicate, ErrDuplicate, f)
 	}
 	if t.max > 0 && len(t.m) >= t.max {
 		return t.refuse(ReasonFull, ErrFull, f)
 	}
-	e := &entry{flow: f, carrier: x.Carrier, seen: t.tick(), state: s, life: int64(max(x.Lifetime, 0))}
+	var e *entry
+	if n := len(t.free); n > 0 {
+		e, t.free = t.free[n-1], t.free[:n-1]
+	} else {
+		e = new(entry)
+	}
+	*e = entry{flow: f, carrier: x.Carrier, seen: t.tick(), state: s, life: int64(max(x.Lifetime, 0)), value: x.Value}
 	if !x.LastSeen.IsZero() {
 		e.seen = min(int64(x.LastSeen.Sub(t.epoch)), e.seen)
 	}
@@ -171,6 +200,17 @@ func (t *Table) Get(f session.Flow) (Entry, bool) {
 		return Entry{}, false
 	}
 	return t.export(e), true
+}
+
+// Value is what f was added with (Entry.Value).
+func (t *Table) Value(f session.Flow) (any, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.m[f]
+	if !ok {
+		return nil, false
+	}
+	return e.value, true
 }
 
 // Touch marks f seen now.
@@ -321,18 +361,25 @@ func (t *Table) export(e *entry) Entry {
 		LastSeen: t.epoch.Add(time.Duration(e.seen)),
 		Expires:  t.epoch.Add(time.Duration(t.deadline(e))),
 		Lifetime: time.Duration(e.life),
+		Value:    e.value,
 	}
 }
 
 func (t *Table) remove(e *entry) {
 	delete(t.m, e.flow)
 	t.h[e.idx].e = nil
-	e.idx = -1
+	*e = entry{idx: -1}
+	if len(t.free) < maxFree {
+		t.free = append(t.free, e)
+	}
 	t.empty++
 	if t.empty > 64 && t.empty > len(t.h)/2 {
 		t.compact()
 	}
 }
+
+// maxFree bounds the entries kept for reuse.
+const maxFree = 4096
 
 // compact takes the empty slots out of the heap and orders it again: a
 // pass over the array every time as many flows were removed as are left,
