@@ -66,7 +66,7 @@ type carriers struct {
 	dp *datapath // nil when the relay runs without XDP (tests)
 
 	mu       sync.Mutex
-	flows    registry // every flow and its carrier, by flow and by deadline (registry.go, expire.go)
+	flows    registry                             // every flow and its carrier, by flow and by deadline (registry.go, expire.go)
 	bySite   map[string]map[session.Flow]*carrier // flows again, by site: a site's replay ends in O(its flows)
 	byLease  map[leaseKey]session.Flow
 	sessions map[string]sessionInfo // by site

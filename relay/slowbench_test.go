@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -22,7 +23,7 @@ const benchEdges = 100
 
 // benchCarriers is a relay with benchEdges sites, each behind a CGNAT
 // address of its own, and a peer for each.
-func benchCarriers(b *testing.B) (*carriers, []edgePeer) {
+func benchCarriers(b testing.TB) (*carriers, []edgePeer) {
 	s := &Settings{
 		Addresses:    []netip.Addr{netip.MustParseAddr("198.51.100.6")},
 		CarrierPorts: conf.PortRange{First: 1024, Last: 65535},
@@ -82,6 +83,51 @@ func BenchmarkOpenFlood100Edges(b *testing.B) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "opens/s")
 }
 
+// bindAll gives the relay n bound UDP flows, spread over the edges.
+func bindAll(t testing.TB, c *carriers, peers []edgePeer, n int) {
+	for i := range n {
+		e, j := i%benchEdges, i/benchEdges
+		f := benchFlow(e, j)
+		g, _ := c.open(peers[e], &proto.FlowOpen{Flow: f, CarrierProto: session.UDP, EdgePort: uint16(1024 + j%60000), Token: 7, LifetimeSec: 300})
+		if g.Result != proto.CodeOK {
+			t.Fatal(g.Result)
+		}
+		c.mu.Lock()
+		k := c.flows.get(f)
+		k.public = netip.AddrPortFrom(peers[e].from, uint16(1024+j%60000))
+		c.mapCarrier(f, k)
+		c.mu.Unlock()
+	}
+}
+
+// TestSweepCostsNothingPerFlow: a sweep of flows none of which is due
+// and whose counters did not move reads their counters and leaves them
+// be: it copies no flow and allocates nothing per flow (the relay's own
+// sweep before the flows table copied each twice, under the carriers'
+// lock and after it: 18 MiB for 20000 flows). What it still does per
+// flow is read its counters.
+func TestSweepCostsNothingPerFlow(t *testing.T) {
+	c, peers := benchCarriers(t)
+	now := time.Unix(1e9, 0)
+	c.now = func() time.Time { return now }
+	const flows = 20_000
+	bindAll(t, c, peers, flows)
+	benchActivity(c)
+	c.sweep() // the first look
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	c.sweep()
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 100<<10 {
+		t.Errorf("a sweep of %d flows allocated %d KiB, want none per flow (< 100 KiB)", flows, got>>10)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := c.flows.len(); n != flows {
+		t.Errorf("%d flows left of %d", n, flows)
+	}
+}
+
 // BenchmarkSweep200k: one expiry sweep of 200k bound flows none of which
 // is due and whose counters did not move (the common case), and the
 // longest wait for c.mu a goroutine locking it every 50 µs saw.
@@ -90,19 +136,7 @@ func BenchmarkSweep200k(b *testing.B) {
 	now := time.Unix(1e9, 0) // stands still: no flow comes due
 	c.now = func() time.Time { return now }
 	const flows = 200_000
-	for i := range flows {
-		e, n := i%benchEdges, i/benchEdges
-		f := benchFlow(e, n)
-		g, _ := c.open(peers[e], &proto.FlowOpen{Flow: f, CarrierProto: session.UDP, EdgePort: uint16(1024 + n%60000), Token: 7, LifetimeSec: 300})
-		if g.Result != proto.CodeOK {
-			b.Fatal(g.Result)
-		}
-		c.mu.Lock()
-		k := c.flows.get(f)
-		k.public = netip.AddrPortFrom(peers[e].from, uint16(1024+n%60000))
-		c.mapCarrier(f, k)
-		c.mu.Unlock()
-	}
+	bindAll(b, c, peers, flows)
 	benchActivity(c)
 	c.sweep() // the first look
 	stop := make(chan struct{})
