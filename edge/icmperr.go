@@ -3,7 +3,6 @@ package edge
 import (
 	"encoding/binary"
 	"net/netip"
-	"time"
 
 	"github.com/unmap-dev/unmap/control"
 	"github.com/unmap-dev/unmap/proto"
@@ -32,20 +31,8 @@ func (a *agent) timeExceeded(dp *datapath, ip []byte) {
 		a.count("ttl-exceeded-no-prefix")
 		return
 	}
-	if !a.icmpLimit.Allow("", time.Now()) {
-		a.count("ttl-exceeded-rate-limited")
-		return
-	}
-	out := xlat.TimeExceeded6(lanPrefix(g.Prefix).Addr().Next(), ip)
-	if out == nil {
-		a.count("ttl-exceeded-malformed")
-		return
-	}
-	if err := dp.Inj.Packet(out); err != nil {
-		a.count("ttl-exceeded-send-failed")
-		return
-	}
-	a.count("ttl-exceeded-sent")
+	from := lanPrefix(g.Prefix).Addr().Next()
+	dp.SendTimeExceeded(a.icmpLimit, func() []byte { return xlat.TimeExceeded6(from, ip) }, a.count)
 }
 
 // ICMPError injects a relayed ICMPv6 error toward its LAN host.

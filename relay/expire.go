@@ -88,18 +88,7 @@ func (c *carriers) idleLimit(f session.Flow, k *carrier) time.Duration {
 }
 
 // expire sweeps idle flows every expireEvery until ctx ends.
-func (c *carriers) expire(ctx context.Context) {
-	t := time.NewTicker(expireEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			c.sweep()
-		}
-	}
-}
+func (c *carriers) expire(ctx context.Context) { slowpath.Every(ctx, expireEvery, c.sweep) }
 
 // gone is a flow the relay expired, to tell its edge of.
 type gone struct {

@@ -82,20 +82,8 @@ func (c *carriers) relayICMPError(k xlat.Key, m xdp.Miss) {
 // address. The edge shows it as a hop, 64:ff9b::<relay>.
 func (c *carriers) timeExceeded(dp *datapath, frame []byte) {
 	ip := frame[14:]
-	if !c.icmpLimit.Allow("", time.Now()) { // "" is no site: the relay's own
-		c.count("ttl-exceeded-rate-limited")
-		return
-	}
-	out := xlat.TimeExceeded4(dp.Cfg.CarrierAddr, ip)
-	if out == nil {
-		c.count("ttl-exceeded-malformed")
-		return
-	}
-	if err := dp.Inj.Packet(out); err != nil {
-		c.count("ttl-exceeded-send-failed")
-		return
-	}
-	c.count("ttl-exceeded-sent")
+	// The limit's "" is no site: the relay's own.
+	dp.SendTimeExceeded(c.icmpLimit, func() []byte { return xlat.TimeExceeded4(dp.Cfg.CarrierAddr, ip) }, c.count)
 }
 
 // ttlExpired reports whether frame is an IPv4 packet to the relay's

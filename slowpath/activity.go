@@ -89,14 +89,19 @@ func (p *Poller) Poll(each func(flows.Entry, Activity)) {
 
 // Run polls every ActivityEvery until ctx ends.
 func (p *Poller) Run(ctx context.Context, each func(flows.Entry, Activity)) {
-	t := time.NewTicker(ActivityEvery)
+	Every(ctx, ActivityEvery, func() { p.Poll(each) })
+}
+
+// Every runs fn every d until ctx ends.
+func Every(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			p.Poll(each)
+			fn()
 		}
 	}
 }

@@ -84,9 +84,9 @@ type Table struct {
 	max   int
 	grace int64
 	m     map[session.Flow]*entry
-	h     []slot // min-heap on due
+	h     []slot   // min-heap on due
 	free  []*entry // removed entries, reused by add: a flood of short flows allocates none
-	empty int    // slots of h left by removed flows
+	empty int      // slots of h left by removed flows
 
 	added, expired, deleted uint64
 	refused                 map[string]uint64
