@@ -470,7 +470,7 @@ func (c *carriers) unindex(f session.Flow, k *carrier) {
 
 // remove ends flow f on carrier k: its entries, its port, its deadline.
 func (c *carriers) remove(f session.Flow, k *carrier) {
-	_, _ = c.flows.t.Delete(f)
+	c.flows.t.Remove(f)
 	c.releaseFlow(f, k)
 }
 

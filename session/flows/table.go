@@ -273,6 +273,19 @@ func (t *Table) Delete(f session.Flow) (Entry, error) {
 	return out, nil
 }
 
+// Remove is Delete without the entry's copy, for a user that keeps its
+// own (the relay): it reports whether f was in.
+func (t *Table) Remove(f session.Flow) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.m[f]
+	if ok {
+		t.remove(e)
+		t.deleted++
+	}
+	return ok
+}
+
 // Expire removes flows whose idle time is up, at most limit of them (no
 // limit when limit <= 0), and appends them to dst. A sweeper that calls
 // it in batches until it returns fewer than limit keeps the table's lock
