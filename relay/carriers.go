@@ -535,10 +535,12 @@ func (c *carriers) status() any {
 	c.mu.Lock()
 	by := map[string]int{}
 	var rb []rebound
-	for f, k := range c.flows.all() {
-		by[k.site]++
-		if k.rebinds > 0 && len(rb) < maxRebound {
-			rb = append(rb, rebound{Flow: f.String(), Public: k.public.String(), Generation: k.rebinds})
+	for site, fs := range c.bySite {
+		by[site] = len(fs)
+		for f, k := range fs {
+			if k.rebinds > 0 && len(rb) < maxRebound {
+				rb = append(rb, rebound{Flow: f.String(), Public: k.public.String(), Generation: k.rebinds})
+			}
 		}
 	}
 	sessions := maps.Clone(c.sessions)
