@@ -46,6 +46,8 @@ type carrier struct {
 	// never put on the carrier.
 	synAck []byte
 	backIn bool
+
+	sl siteLink // its place among its site's flows (sitelist.go)
 }
 
 // leaseKey finds a carrier by what its packets arrive with: the relay
@@ -66,8 +68,8 @@ type carriers struct {
 	dp *datapath // nil when the relay runs without XDP (tests)
 
 	mu       sync.Mutex
-	flows    registry                             // every flow and its carrier, by flow and by deadline (registry.go, expire.go)
-	bySite   map[string]map[session.Flow]*carrier // flows again, by site: a site's replay ends in O(its flows)
+	flows    registry              // every flow and its carrier, by flow and by deadline (registry.go, expire.go)
+	bySite   map[string]*siteFlows // flows again, by site (sitelist.go)
 	byLease  map[leaseKey]session.Flow
 	sessions map[string]sessionInfo // by site
 	live     map[string]*control.Session
@@ -130,7 +132,7 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 			grants[site.ID] = append(grants[site.ID], netip.PrefixFrom(site.IPv4, 32))
 		}
 	}
-	c := &carriers{log: log, ports: p, bySite: map[string]map[session.Flow]*carrier{}, byLease: map[leaseKey]session.Flow{},
+	c := &carriers{log: log, ports: p, bySite: map[string]*siteFlows{}, byLease: map[leaseKey]session.Flow{},
 		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, counts: map[string]uint64{},
 		grants: grants, udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now,
 		early: map[leaseKey][]earlyPkt{}, pickers: map[netip.Addr]int{}, edgesFrom: map[netip.Addr]int{}, fromOf: map[uint64]edgeFrom{}, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
@@ -401,12 +403,12 @@ func (c *carriers) replayDone(ss peer) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := 0
-	for f, k := range c.bySite[ss.Site()] { // removing while ranging is safe
+	c.bySite[ss.Site()].each(func(f session.Flow, k *carrier) {
 		if k.gen != ss.ID() {
 			c.remove(f, k)
 			n++
 		}
-	}
+	})
 	pinned := c.dropSitePinnedLocked(ss.Site())
 	c.log.Info("replay done", "site", ss.Site(), "dropped", n, "pinned_dropped", pinned)
 }
@@ -451,21 +453,8 @@ func (c *carriers) add(f session.Flow, k *carrier) {
 	if old, replaced, _ := c.flows.t.Put(expiryEntry(f, k)); replaced {
 		c.unindex(f, old.Value.(*carrier))
 	}
-	if c.bySite[k.site] == nil {
-		c.bySite[k.site] = map[session.Flow]*carrier{}
-	}
-	c.bySite[k.site][f] = k
+	c.link(f, k)
 	c.byLease[leaseKey{k.lease.Key, k.lease.Port}] = f
-}
-
-// unindex takes k, flow f's carrier, out of the by-site index.
-func (c *carriers) unindex(f session.Flow, k *carrier) {
-	if c.bySite[k.site][f] != k {
-		return
-	}
-	if delete(c.bySite[k.site], f); len(c.bySite[k.site]) == 0 {
-		delete(c.bySite, k.site)
-	}
 }
 
 // remove ends flow f on carrier k: its entries, its port, its deadline.
@@ -536,12 +525,12 @@ func (c *carriers) status() any {
 	by := map[string]int{}
 	var rb []rebound
 	for site, fs := range c.bySite {
-		by[site] = len(fs)
-		for f, k := range fs {
+		by[site] = fs.n
+		fs.each(func(f session.Flow, k *carrier) {
 			if k.rebinds > 0 && len(rb) < maxRebound {
 				rb = append(rb, rebound{Flow: f.String(), Public: k.public.String(), Generation: k.rebinds})
 			}
-		}
+		})
 	}
 	sessions := maps.Clone(c.sessions)
 	counts := maps.Clone(c.counts)

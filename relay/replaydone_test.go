@@ -77,13 +77,15 @@ func TestReplayDoneBySite(t *testing.T) {
 		t.Errorf("flows by site after site-1's replay: %v, want site-1 30 (its replayed), site-3 90, the others 100", by)
 	}
 	for site, fs := range c.bySite {
-		if len(fs) != by[site] {
-			t.Errorf("index of %s: %d flows, table %d", site, len(fs), by[site])
-		}
-		for f, k := range fs {
+		n := 0
+		fs.each(func(f session.Flow, k *carrier) {
+			n++
 			if c.flows.get(f) != k {
 				t.Errorf("index of %s holds %v, not in the table", site, f)
 			}
+		})
+		if n != by[site] || fs.n != n {
+			t.Errorf("index of %s: %d flows linked, %d counted, table %d", site, n, fs.n, by[site])
 		}
 	}
 }
