@@ -137,7 +137,9 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 		grants: grants, udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now,
 		early: map[leaseKey][]earlyPkt{}, pickers: map[netip.Addr]int{}, edgesFrom: map[netip.Addr]int{}, fromOf: map[uint64]edgeFrom{}, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
 		icmpLimit: slowpath.NewICMPLimit(), offering: map[leaseKey]bool{}, inb: inboundState{quota: quota{limits: s.Inbound}, ipv4Ports: a4p}, perSite: map[string]*siteCounts{}}
-	c.flows = registry{newExpiry(c)}
+	if c.flows, err = newRegistry(c); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 

@@ -43,14 +43,11 @@ func datapathActivity(dp *datapath) activity {
 	}
 }
 
-// newExpiry is the table that orders the flows' deadlines; its clock is
-// c.now.
-func newExpiry(c *carriers) *flows.Table {
+// newRegistry is the table of the relay's flows, which orders their
+// deadlines; its clock is c.now.
+func newRegistry(c *carriers) (registry, error) {
 	t, err := flows.New(flows.Options{Timeouts: c.timeouts, Grace: expireGrace, Now: func() time.Time { return c.now() }})
-	if err != nil {
-		panic(err) // c.timeouts were checked with the settings
-	}
-	return t
+	return registry{t}, err
 }
 
 // stateOf is the timeout state of flow f on carrier k.
