@@ -144,7 +144,7 @@ func (c *carriers) pollActivity() []gone {
 		if watch[e.Flow] {
 			answered[e.Flow] = a.Out > 0
 		}
-		if a.Closed { // a half-open flow too: it stays transitory once established
+		if a.Closed { // a half-open one too: acknowledged later, it stays transitory
 			c.mu.Lock()
 			if k := c.flows.get(e.Flow); k != nil && !k.closed {
 				k.closed = true
