@@ -15,9 +15,11 @@ import (
 	"github.com/unmap-dev/unmap/session/conf"
 )
 
-// Benchmarks of the relay's slow path without a datapath: the same file
-// builds on the code before the expiry moved to session/flows, so both
-// are measured in one run (bench_activity_test.go differs).
+// Benchmarks of the relay's slow path without a datapath. To compare in
+// one run with the code before the flows table became the relay's
+// registry, this file builds there with c.flows[f] for c.flows.get(f)
+// and len(c.flows) for c.flows.len(), and bench_activity_test.go with
+// that code's flowActivity.
 
 const benchEdges = 100
 
