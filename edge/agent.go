@@ -14,6 +14,7 @@ import (
 	"github.com/unmap-dev/unmap/session/flows"
 	"github.com/unmap-dev/unmap/session/ports"
 	"github.com/unmap-dev/unmap/session/ratelimit"
+	"github.com/unmap-dev/unmap/slowpath"
 	"github.com/unmap-dev/unmap/xdp"
 )
 
@@ -33,6 +34,7 @@ type agent struct {
 	// activity reads a flow's packet counters (datapathActivity, or a
 	// fake in tests).
 	activity activity
+	poll     slowpath.Poller // reads activity into flows (activity.go)
 	// inject sends an IP packet the agent made (the inbound TCP
 	// handshake's segments); nil without a datapath.
 	inject func([]byte) error
@@ -84,7 +86,7 @@ func newAgent(s *Settings, wan netip.Addr, log *slog.Logger) (*agent, error) {
 	}
 	return &agent{s: s, log: log, wan: wan, flows: t, ports: p, policy: NewPolicy(s.Allow, s.Forwards),
 		nat:    newSiteNAT(),
-		tokens: map[session.Flow]proto.BindToken{}, counts: map[string]uint64{}, icmpLimit: newICMPLimit(),
+		tokens: map[session.Flow]proto.BindToken{}, counts: map[string]uint64{}, icmpLimit: slowpath.NewICMPLimit(),
 		handshakes: map[session.Flow]*tcpInbound{}, byEdgePort: map[uint16]*tcpInbound{}, inq: newInboundQuota(s.Inbound)}, nil
 }
 
@@ -313,8 +315,8 @@ func (a *agent) unmap(f session.Flow, c session.Carrier) {
 		return
 	}
 	if out, back, err := a.edgePair(f, c); err == nil {
-		_ = a.dp.d.Delete(out.Key)
-		_ = a.dp.d.Delete(back.Key)
+		_ = a.dp.XDP.Delete(out.Key)
+		_ = a.dp.XDP.Delete(back.Key)
 		if a.dp.notes != nil {
 			a.dp.notes.delete(out.Key)
 		}

@@ -82,7 +82,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	defer dp.close()
 	// Veth setups that lose or corrupt XDP's frames silently: warn, with the fix.
 	ifcheck.Warn(log.With("part", "xdp"), s.LAN, s.WAN)
-	a.dp, a.activity, a.inject = dp, datapathActivity(dp, a.nat.lan), dp.inj.Packet
+	a.dp, a.activity, a.inject = dp, datapathActivity(dp, a.nat.lan), dp.Inj.Packet
 	// Flows the last agent left forwarding come back before the first
 	// session, so the client replays them to the relay.
 	n, err := a.restore(dp)
@@ -98,7 +98,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 			log.Error("cannot serve the LAN", "err", err)
 			return
 		}
-		if err := dp.d.AddLocal(lanPrefix(w.Prefix).Addr().Next()); err != nil {
+		if err := dp.XDP.AddLocal(lanPrefix(w.Prefix).Addr().Next()); err != nil {
 			log.Error("datapath: the LAN address", "err", err)
 		}
 		// The LAN's IPv4 rides carriers to the site's public IPv4 when the
@@ -106,7 +106,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		pp := ports.Range{First: w.PublicPorts.First, Last: w.PublicPorts.Last}
 		if err := a.nat.grant(w.PublicIPv4, pp, s.Forwards); err != nil {
 			log.Error("site IPv4", "err", err)
-		} else if err := dp.d.SetLANv4ToAgent(w.PublicIPv4.IsValid()); err != nil {
+		} else if err := dp.XDP.SetLANv4ToAgent(w.PublicIPv4.IsValid()); err != nil {
 			log.Error("datapath: the LAN's IPv4 switch", "err", err)
 		}
 	}
@@ -145,8 +145,8 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		st.Section("inbound", func() any { return a.policy.Counts() })
 		st.Section("ipv4", func() any { return a.nat.stats() })
 		st.Section("slowpath", func() any { return a.Counts() })
-		st.Section("datapath", func() any { return statusOrError(dp.d.ReasonCounts()) })
-		st.Section("misses", func() any { return statusOrError(dp.d.MissStatus()) })
+		st.Section("datapath", func() any { return statusOrError(dp.XDP.ReasonCounts()) })
+		st.Section("misses", func() any { return statusOrError(dp.XDP.MissStatus()) })
 		go func() { errc <- st.Serve(ctx, o.StatusSocket) }()
 	}
 	go func() { errc <- client.Run(ctx) }()

@@ -303,7 +303,7 @@ func (a *agent) putBack(f session.Flow, c session.Carrier) error {
 	if err != nil {
 		return err
 	}
-	return a.dp.d.Put(back.Key, back.Entry)
+	return a.dp.XDP.Put(back.Key, back.Entry)
 }
 
 func (a *agent) putOut(f session.Flow, c session.Carrier) error {
@@ -314,7 +314,7 @@ func (a *agent) putOut(f session.Flow, c session.Carrier) error {
 	if err != nil {
 		return err
 	}
-	return a.dp.d.Put(out.Key, out.Entry)
+	return a.dp.XDP.Put(out.Key, out.Entry)
 }
 
 // forgetHandshake drops a flow's handshake state; a.mu held.

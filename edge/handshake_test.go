@@ -14,6 +14,7 @@ import (
 	"github.com/unmap-dev/unmap/session/flows"
 	"github.com/unmap-dev/unmap/session/handshake"
 	"github.com/unmap-dev/unmap/session/xlat"
+	"github.com/unmap-dev/unmap/slowpath"
 	"github.com/unmap-dev/unmap/xdp"
 )
 
@@ -287,7 +288,7 @@ func handshakesLeft(a *agent) (byFlow, byPort int) {
 func TestLateAnswerOpensNothing(t *testing.T) {
 	a, _ := handshakeAgent(t)
 	a.grant = &proto.Welcome{Prefix: netip.MustParsePrefix("2001:db8:5::/56")}
-	dp := &datapath{cfg: xlat.Config{CarrierAddr: hsWAN, PortLo: 61000, PortHi: 61099}}
+	dp := &datapath{Datapath: &slowpath.Datapath{Cfg: xlat.Config{CarrierAddr: hsWAN, PortLo: 61000, PortHi: 61099}}}
 	for _, c := range []struct {
 		seg  handshake.Segment
 		open bool

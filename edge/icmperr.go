@@ -3,12 +3,10 @@ package edge
 import (
 	"encoding/binary"
 	"net/netip"
-	"time"
 
 	"github.com/unmap-dev/unmap/control"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
-	"github.com/unmap-dev/unmap/session/ratelimit"
 	"github.com/unmap-dev/unmap/session/xlat"
 )
 
@@ -19,10 +17,6 @@ import (
 // refusal is counted.
 
 var _ control.ICMPErrorHandler = (*agent)(nil)
-
-// newICMPLimit bounds the time exceeded the edge sends, as a router's
-// stack does its own ICMP errors.
-func newICMPLimit() *ratelimit.Limiter { return &ratelimit.Limiter{Rate: 100, Burst: 50} }
 
 func isIPv6(frame []byte) bool {
 	return len(frame) >= 14+40 && binary.BigEndian.Uint16(frame[12:]) == 0x86dd && frame[14]>>4 == 6
@@ -37,20 +31,8 @@ func (a *agent) timeExceeded(dp *datapath, ip []byte) {
 		a.count("ttl-exceeded-no-prefix")
 		return
 	}
-	if !a.icmpLimit.Allow("", time.Now()) {
-		a.count("ttl-exceeded-rate-limited")
-		return
-	}
-	out := xlat.TimeExceeded6(lanPrefix(g.Prefix).Addr().Next(), ip)
-	if out == nil {
-		a.count("ttl-exceeded-malformed")
-		return
-	}
-	if err := dp.inj.Packet(out); err != nil {
-		a.count("ttl-exceeded-send-failed")
-		return
-	}
-	a.count("ttl-exceeded-sent")
+	from := lanPrefix(g.Prefix).Addr().Next()
+	dp.SendTimeExceeded(a.icmpLimit, func() []byte { return xlat.TimeExceeded6(from, ip) }, a.count)
 }
 
 // ICMPError injects a relayed ICMPv6 error toward its LAN host.
@@ -82,7 +64,7 @@ func (a *agent) ICMPError(m *proto.ICMPError) {
 	}
 	out := append([]byte(nil), pkt...)
 	out[7]-- // the edge is a hop (the hop limit is outside the checksum)
-	if err := a.dp.inj.Packet(out); err != nil {
+	if err := a.dp.Inj.Packet(out); err != nil {
 		a.count("icmp-err-inject-failed")
 		a.log.Debug("ICMP error not injected", "flow", f, "err", err)
 		return

@@ -12,6 +12,7 @@ import (
 	"github.com/unmap-dev/unmap/session/conf"
 	"github.com/unmap-dev/unmap/session/flows"
 	"github.com/unmap-dev/unmap/session/ports"
+	"github.com/unmap-dev/unmap/slowpath"
 )
 
 // The edge owns its carrier ports, so it bounds the inbound flows it
@@ -115,7 +116,7 @@ const (
 )
 
 // check judges inbound flow f on carrier c by its datapath counters.
-func (q *inboundQuota) check(f session.Flow, c session.Carrier, fa flowActivity) verdict {
+func (q *inboundQuota) check(f session.Flow, c session.Carrier, fa slowpath.Activity) verdict {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	in, ok := q.flows[f]
@@ -123,12 +124,12 @@ func (q *inboundQuota) check(f session.Flow, c session.Carrier, fa flowActivity)
 		return keep
 	}
 	switch {
-	case in.halfOpen && !fa.closed && fa.out > 0 && fa.back > 0:
+	case in.halfOpen && !fa.Closed && fa.Out > 0 && fa.Back > 0:
 		in.halfOpen = false
 		return proved
 	case c.Proto != session.UDP || in.answered:
 		return keep
-	case fa.out > 0:
+	case fa.Out > 0:
 		in.answered = true
 		return keep
 	case q.now().Sub(in.since) > q.limits.Unanswered:
@@ -162,7 +163,7 @@ func (a *agent) takeInbound(f session.Flow, cp session.Proto, relay netip.AddrPo
 }
 
 // checkInbound applies check's verdicts to f (touchActive).
-func (a *agent) checkInbound(e flows.Entry, fa flowActivity) {
+func (a *agent) checkInbound(e flows.Entry, fa slowpath.Activity) {
 	switch a.inq.check(e.Flow, e.Carrier, fa) {
 	case unanswered:
 		a.count("inbound-unanswered")

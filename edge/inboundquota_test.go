@@ -10,6 +10,7 @@ import (
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/flows"
+	"github.com/unmap-dev/unmap/slowpath"
 )
 
 // quotaAgent is an agent without a datapath, granted 2001:db8:5::/56,
@@ -136,26 +137,25 @@ func TestEdgeInboundProof(t *testing.T) {
 		}
 		a.inq.setHalfOpen(f)
 	}
-	act := map[session.Flow]flowActivity{}
-	a.activity = func(f session.Flow, _ session.Carrier) (flowActivity, bool) { return act[f], true }
-	seen := map[session.Flow]uint64{}
+	act := map[session.Flow]slowpath.Activity{}
+	a.activity = func(f session.Flow, _ session.Carrier) (slowpath.Activity, bool) { return act[f], true }
 	look := func(d time.Duration) {
 		now = now.Add(d)
 		for _, f := range []session.Flow{silent.Flow, talks.Flow} {
 			fa := act[f]
-			fa.back += 3 // the remote keeps sending
+			fa.Back += 3 // the remote keeps sending
 			act[f] = fa
 		}
-		a.touchActive(seen)
+		a.touchActive()
 	}
-	act[talks.Flow] = flowActivity{out: 1}
-	act[proved] = flowActivity{out: 2, back: 1}
-	act[spoofed] = flowActivity{back: 1}
-	look(activityEvery)
+	act[talks.Flow] = slowpath.Activity{Out: 1}
+	act[proved] = slowpath.Activity{Out: 2, Back: 1}
+	act[spoofed] = slowpath.Activity{Back: 1}
+	look(slowpath.ActivityEvery)
 	if _, ok := a.flows.Get(silent.Flow); !ok {
 		t.Fatal("the unanswered flow ended before 30 s")
 	}
-	look(activityEvery)
+	look(slowpath.ActivityEvery)
 	if _, ok := a.flows.Get(silent.Flow); ok {
 		t.Error("the unanswered flow outlived 40 s")
 	}

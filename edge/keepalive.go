@@ -54,7 +54,7 @@ func (a *agent) keepCarriers(ctx context.Context, dp *datapath) {
 			if err != nil {
 				continue
 			}
-			n, err := dp.d.FlowCounters(out.Key)
+			n, err := dp.XDP.FlowCounters(out.Key)
 			if err != nil {
 				continue
 			}
@@ -92,7 +92,7 @@ func (a *agent) keepCarriers(ctx context.Context, dp *datapath) {
 func (a *agent) sendKeepalive(dp *datapath, c session.Carrier) {
 	pkt, err := udp4(c, xlat.KeepaliveMagic[:])
 	if err == nil {
-		err = dp.inj.Packet(pkt)
+		err = dp.Inj.Packet(pkt)
 	}
 	if err != nil {
 		a.count("keepalive-failed")

@@ -44,7 +44,7 @@ func (a *agent) Moved(m *proto.CarrierMoved) {
 	a.mu.Unlock()
 	pkt, err := udp4(e.Carrier, xlat.TokenKeepalive(uint64(token)))
 	if err == nil {
-		err = a.dp.inj.Packet(pkt)
+		err = a.dp.Inj.Packet(pkt)
 	}
 	if err != nil {
 		a.count("rebind-proof-failed")

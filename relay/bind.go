@@ -79,7 +79,7 @@ func (c *carriers) carrierPacket(key xlat.Key, frame []byte, whole bool) {
 	}
 	switch {
 	case !whole: // only part was handed over: the sender resends
-	case ttlExpired(frame, c.dp.cfg.CarrierAddr):
+	case ttlExpired(frame, c.dp.Cfg.CarrierAddr):
 		c.timeExceeded(c.dp, frame) // the datapath's ttl-to-agent, or a first packet
 	default:
 		c.dp.send(b.flow, b.carrier, [][]byte{frame}, c.count)
@@ -128,7 +128,7 @@ func (c *carriers) bindLocked(key xlat.Key, l4, frame []byte) (_ bound, tell fun
 		c.countLocked(errNoCarrier.Error())
 		return bound{}, nil, errNoCarrier
 	}
-	k := c.flows[f]
+	k := c.flows.get(f)
 	public := netip.AddrPortFrom(key.Src, key.SPort)
 	secret, isProof := proofOf(key, l4)
 	switch {
@@ -175,11 +175,13 @@ func (c *carriers) bindLocked(key xlat.Key, l4, frame []byte) (_ bound, tell fun
 	if k.hs != nil {
 		// The carrier SYN: entries and CarrierBound wait for the
 		// edge's completing ACK (handshake.go).
+		c.syncLocked(f, k)
 		c.countLocked("bound")
 		return bound{flow: f, carrier: k.carrier(), inbound: k.inbound, hs: k.hs}, nil, nil
 	}
 	if !c.mapCarrier(f, k) {
 		k.public = netip.AddrPort{}
+		c.syncLocked(f, k)
 		return bound{}, nil, errors.New("datapath refused the entries")
 	}
 	c.countLocked("bound")

@@ -16,6 +16,7 @@ import (
 	"github.com/unmap-dev/unmap/session/flows"
 	"github.com/unmap-dev/unmap/session/ports"
 	"github.com/unmap-dev/unmap/session/ratelimit"
+	"github.com/unmap-dev/unmap/slowpath"
 	"github.com/unmap-dev/unmap/xdp"
 )
 
@@ -35,11 +36,8 @@ type carrier struct {
 	// (CarrierMoved), which is rate-limited.
 	movedAsked time.Time
 
-	// Idle expiry (expire.go): the lifetime the edge asked for, and when
-	// the datapath's counters for the flow last moved.
+	// Idle expiry (expire.go): the lifetime the edge asked for.
 	lifetime time.Duration
-	seen     time.Time
-	packets  uint64
 	closed   bool // its TCP connection ended (FIN both ways, or RST): transitory timeout
 	// An inbound TCP flow after its handshake: the host's SYN/ACK as the
 	// remote got it (sent again when the remote resends its SYN), and
@@ -48,6 +46,8 @@ type carrier struct {
 	// never put on the carrier.
 	synAck []byte
 	backIn bool
+
+	sl siteLink // its place among its site's flows (sitelist.go)
 }
 
 // leaseKey finds a carrier by what its packets arrive with: the relay
@@ -68,8 +68,8 @@ type carriers struct {
 	dp *datapath // nil when the relay runs without XDP (tests)
 
 	mu       sync.Mutex
-	flows    map[session.Flow]*carrier
-	bySite   map[string]map[session.Flow]*carrier // flows again, by site: a site's replay ends in O(its flows)
+	flows    registry              // every flow and its carrier, by flow and by deadline (registry.go, expire.go)
+	bySite   map[string]*siteFlows // flows again, by site (sitelist.go)
 	byLease  map[leaseKey]session.Flow
 	sessions map[string]sessionInfo // by site
 	live     map[string]*control.Session
@@ -80,6 +80,7 @@ type carriers struct {
 	timeouts   flows.Timeouts
 	now        func() time.Time
 	activity   activity                       // reads a flow's packet counters; nil without a datapath
+	poll       slowpath.Poller                // reads activity into flows; used by sweep alone
 	early      map[leaseKey][]earlyPkt        // carrier packets that beat their FlowOpen (early.go)
 	earlyN     int                            // packets in early
 	pickers    map[netip.Addr]int             // sessions that pick R, by the CGNAT address they come from
@@ -131,11 +132,15 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 			grants[site.ID] = append(grants[site.ID], netip.PrefixFrom(site.IPv4, 32))
 		}
 	}
-	return &carriers{log: log, ports: p, flows: map[session.Flow]*carrier{}, bySite: map[string]map[session.Flow]*carrier{}, byLease: map[leaseKey]session.Flow{},
+	c := &carriers{log: log, ports: p, bySite: map[string]*siteFlows{}, byLease: map[leaseKey]session.Flow{},
 		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, counts: map[string]uint64{},
 		grants: grants, udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now,
 		early: map[leaseKey][]earlyPkt{}, pickers: map[netip.Addr]int{}, edgesFrom: map[netip.Addr]int{}, fromOf: map[uint64]edgeFrom{}, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
-		icmpLimit: newICMPLimit(), offering: map[leaseKey]bool{}, inb: inboundState{quota: quota{limits: s.Inbound}, ipv4Ports: a4p}, perSite: map[string]*siteCounts{}}, nil
+		icmpLimit: slowpath.NewICMPLimit(), offering: map[leaseKey]bool{}, inb: inboundState{quota: quota{limits: s.Inbound}, ipv4Ports: a4p}, perSite: map[string]*siteCounts{}}
+	if c.flows, err = newRegistry(c); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // publicAddr is the CGNAT address a session's edge appears from: its
@@ -197,7 +202,7 @@ func (c *carriers) exemptMisses(pub netip.Addr, on bool) {
 	if c.dp == nil {
 		return
 	}
-	if err := c.dp.d.ExemptMissSource(pub, on); err != nil {
+	if err := c.dp.XDP.ExemptMissSource(pub, on); err != nil {
 		c.countLocked("miss-exempt-failed")
 		c.log.Warn("miss bound exemption", "from", pub, "on", on, "err", err)
 	}
@@ -219,7 +224,7 @@ func (c *carriers) Open(ss *control.Session, m *proto.FlowOpen) *proto.FlowGrant
 func (c *carriers) open(ss peer, m *proto.FlowOpen) (*proto.FlowGrant, []earlyPkt) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, ok := c.flows[m.Flow]; ok {
+	if old, ok := c.flows.lookup(m.Flow); ok {
 		if old.site != ss.Site() || old.edgePort != m.EdgePort || old.lease.Proto != m.CarrierProto {
 			c.siteCountLocked(ss.Site()).refusals++
 			return &proto.FlowGrant{Result: proto.CodeFlowExists}, nil
@@ -279,7 +284,7 @@ func (c *carriers) replayed(ss peer, e *proto.ReplayEntry) proto.Code {
 func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, tell func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, ok := c.flows[e.Flow]; ok {
+	if old, ok := c.flows.lookup(e.Flow); ok {
 		if old.site != ss.Site() || old.lease.RelayAddr() != e.Relay || old.lease.Proto != e.CarrierProto {
 			return proto.CodeFlowExists, nil
 		}
@@ -384,6 +389,7 @@ func (c *carriers) adoptPinnedLocked(f session.Flow, k *carrier) bool {
 		return false // mapCarrier replaces what holds its keys
 	}
 	c.forgetPinnedLocked(p)
+	c.syncLocked(f, k) // bound, as the entries say
 	if p.lease.Port != 0 && p.lease != k.lease {
 		_ = c.ports.Release(p.lease) // not the replay's port: cannot be, but never leak one
 	}
@@ -399,12 +405,12 @@ func (c *carriers) replayDone(ss peer) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := 0
-	for f, k := range c.bySite[ss.Site()] { // removing while ranging is safe
+	c.bySite[ss.Site()].each(func(f session.Flow, k *carrier) {
 		if k.gen != ss.ID() {
 			c.remove(f, k)
 			n++
 		}
-	}
+	})
 	pinned := c.dropSitePinnedLocked(ss.Site())
 	c.log.Info("replay done", "site", ss.Site(), "dropped", n, "pinned_dropped", pinned)
 }
@@ -412,7 +418,7 @@ func (c *carriers) replayDone(ss peer) {
 func (c *carriers) Closed(ss *control.Session, m *proto.FlowClose) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if k, ok := c.flows[m.Flow]; ok && k.site == ss.Site() {
+	if k, ok := c.flows.lookup(m.Flow); ok && k.site == ss.Site() {
 		c.remove(m.Flow, k)
 		c.siteCountLocked(k.site).closes++
 	}
@@ -445,31 +451,22 @@ func (c *carriers) Ended(ss *control.Session, err error) {
 }
 
 func (c *carriers) add(f session.Flow, k *carrier) {
-	if k.seen.IsZero() {
-		k.seen = c.now()
+	// Seen now; the table has no bound.
+	if old, replaced, _ := c.flows.t.Put(expiryEntry(f, k)); replaced {
+		c.unindex(f, old.Value.(*carrier))
 	}
-	if old := c.flows[f]; old != nil {
-		c.unindex(f, old)
-	}
-	c.flows[f] = k
-	if c.bySite[k.site] == nil {
-		c.bySite[k.site] = map[session.Flow]*carrier{}
-	}
-	c.bySite[k.site][f] = k
+	c.link(f, k)
 	c.byLease[leaseKey{k.lease.Key, k.lease.Port}] = f
 }
 
-// unindex takes k, flow f's carrier, out of the by-site index.
-func (c *carriers) unindex(f session.Flow, k *carrier) {
-	if c.bySite[k.site][f] != k {
-		return
-	}
-	if delete(c.bySite[k.site], f); len(c.bySite[k.site]) == 0 {
-		delete(c.bySite, k.site)
-	}
+// remove ends flow f on carrier k: its entries, its port, its deadline.
+func (c *carriers) remove(f session.Flow, k *carrier) {
+	c.flows.t.Remove(f)
+	c.releaseFlow(f, k)
 }
 
-func (c *carriers) remove(f session.Flow, k *carrier) {
+// releaseFlow is remove for a flow the expiry table no longer has.
+func (c *carriers) releaseFlow(f session.Flow, k *carrier) {
 	if c.dp != nil && k.public.IsValid() {
 		c.dp.unmap(f, k.carrier())
 	}
@@ -477,7 +474,6 @@ func (c *carriers) remove(f session.Flow, k *carrier) {
 		c.log.Error("port release", "flow", f, "err", err)
 	}
 	delete(c.byLease, leaseKey{k.lease.Key, k.lease.Port})
-	delete(c.flows, f)
 	c.unindex(f, k)
 	c.inb.quota.forget(f) // an inbound flow no longer counts against its site's and remote's quotas
 }
@@ -494,6 +490,7 @@ func (c *carriers) countLocked(name string) { c.counts[name]++ }
 // entries that hold its keys; c.mu must be held.
 func (c *carriers) mapCarrier(f session.Flow, k *carrier) bool {
 	if c.dp == nil {
+		c.syncLocked(f, k)
 		return true
 	}
 	c.replacePinnedOfLocked(f, k, true, true)
@@ -501,6 +498,7 @@ func (c *carriers) mapCarrier(f session.Flow, k *carrier) bool {
 		c.mapFailedLocked(f, err)
 		return false
 	}
+	c.syncLocked(f, k)
 	return true
 }
 
@@ -528,11 +526,13 @@ func (c *carriers) status() any {
 	c.mu.Lock()
 	by := map[string]int{}
 	var rb []rebound
-	for f, k := range c.flows {
-		by[k.site]++
-		if k.rebinds > 0 && len(rb) < maxRebound {
-			rb = append(rb, rebound{Flow: f.String(), Public: k.public.String(), Generation: k.rebinds})
-		}
+	for site, fs := range c.bySite {
+		by[site] = fs.n
+		fs.each(func(f session.Flow, k *carrier) {
+			if k.rebinds > 0 && len(rb) < maxRebound {
+				rb = append(rb, rebound{Flow: f.String(), Public: k.public.String(), Generation: k.rebinds})
+			}
+		})
 	}
 	sessions := maps.Clone(c.sessions)
 	counts := maps.Clone(c.counts)

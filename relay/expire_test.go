@@ -9,6 +9,7 @@ import (
 
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/conf"
+	"github.com/unmap-dev/unmap/slowpath"
 )
 
 // TestSweep drives the relay's own expiry with a fake clock and fake
@@ -31,9 +32,9 @@ func TestSweep(t *testing.T) {
 	c.now = func() time.Time { return now }
 	packets := map[session.Flow]uint64{}
 	endedConn := map[session.Flow]bool{}
-	c.activity = func(f session.Flow, _ session.Carrier) (flowActivity, bool) {
+	c.activity = func(f session.Flow, _ session.Carrier) (slowpath.Activity, bool) {
 		n, ok := packets[f]
-		return flowActivity{packets: n, answered: n > 0, closed: endedConn[f]}, ok
+		return slowpath.Activity{Out: n, Closed: endedConn[f]}, ok
 	}
 	flow := func(port uint16) session.Flow {
 		return session.Flow{Proto: session.UDP, Site: netip.AddrPortFrom(netip.MustParseAddr("2001:db8:5::2"), port),
@@ -68,7 +69,7 @@ func TestSweep(t *testing.T) {
 	has := func(f session.Flow) bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		_, ok := c.flows[f]
+		_, ok := c.flows.lookup(f)
 		return ok
 	}
 	step := func(d time.Duration) {

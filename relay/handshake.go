@@ -35,7 +35,7 @@ const synAckEvery = 500 * time.Millisecond
 // handshakeStep handles a segment on a carrier in its handshake; b is
 // what bind found, frame the missed packet. Every segment stops here.
 func (c *carriers) handshakeStep(dp *datapath, b bound, frame []byte) {
-	if carrier, done := c.handshakeSegment(b, frame, dp.inj.Packet); done {
+	if carrier, done := c.handshakeSegment(b, frame, dp.Inj.Packet); done {
 		c.release(dp, b.flow, carrier)
 	}
 }
@@ -50,7 +50,7 @@ func (c *carriers) handshakeSegment(b bound, frame []byte, send func([]byte) err
 		return carrier, false
 	}
 	c.mu.Lock()
-	k := c.flows[b.flow]
+	k := c.flows.get(b.flow)
 	if k == nil || k.hs != b.hs {
 		c.countLocked("handshake-stale") // completed or given up meanwhile
 		c.mu.Unlock()
@@ -86,6 +86,7 @@ func (c *carriers) handshakeSegment(b bound, frame []byte, send func([]byte) err
 		mapped := c.mapHalf(b.flow, k, true)
 		if mapped && slices.ContainsFunc(c.held[b.flow], func(p []byte) bool { return acksHost(k, p) }) {
 			k.backIn = c.mapHalf(b.flow, k, false)
+			c.syncLocked(b.flow, k) // established: its timeout no longer the transitory one
 		}
 		ss := c.live[k.site]
 		carrier = k.carrier()
@@ -179,7 +180,7 @@ func (c *carriers) afterHandshake(f session.Flow, k *carrier, seg handshake.Segm
 		c.countLocked("inbound-tcp-syn-answered")
 		c.mu.Unlock()
 		if pkt != nil && c.dp != nil {
-			if err := c.dp.inj.Packet(pkt); err != nil {
+			if err := c.dp.Inj.Packet(pkt); err != nil {
 				c.count("handshake-send-failed")
 			}
 		}
@@ -201,6 +202,7 @@ func (c *carriers) afterHandshake(f session.Flow, k *carrier, seg handshake.Segm
 			return
 		}
 		k.backIn = c.mapHalf(f, k, false)
+		c.syncLocked(f, k) // established: its timeout no longer the transitory one
 		c.countLocked("inbound-tcp-acked")
 	}
 	carrier := k.carrier()

@@ -227,8 +227,8 @@ func TestHandshakeRelayGiveUp(t *testing.T) {
 	before := c.ports.Stats().InUse
 	c.giveUp(nil, tcpFlow, k)
 	c.dropFlow(tcpFlow, &remoteSYN, "inbound-not-opened")
-	if len(c.flows) != 0 || len(c.byLease) != 0 || len(c.held) != 0 || len(c.done) != 0 {
-		t.Errorf("left behind: flows %v, leases %v, held %v, done %v", c.flows, c.byLease, c.held, c.done)
+	if c.flows.len() != 0 || len(c.byLease) != 0 || len(c.held) != 0 || len(c.done) != 0 {
+		t.Errorf("left behind: flows %v, leases %v, held %v, done %v", c.flows.all(), c.byLease, c.held, c.done)
 	}
 	if got := c.ports.Stats().InUse; got != before-1 {
 		t.Errorf("ports in use %d, want %d", got, before-1)
@@ -245,7 +245,7 @@ func TestHandshakeRelayGiveUp(t *testing.T) {
 	// Giving up on a flow that was replaced meanwhile leaves the new one.
 	c2, k2 := handshakeCarriers(t)
 	c2.giveUp(nil, tcpFlow, &carrier{})
-	if c2.flows[tcpFlow] != k2 {
+	if c2.flows.get(tcpFlow) != k2 {
 		t.Error("gave up another offer's flow")
 	}
 }

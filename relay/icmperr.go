@@ -7,7 +7,6 @@ import (
 
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
-	"github.com/unmap-dev/unmap/session/ratelimit"
 	"github.com/unmap-dev/unmap/session/xlat"
 	"github.com/unmap-dev/unmap/xdp"
 )
@@ -16,11 +15,6 @@ import (
 // ICMPv6 error from a router beyond the relay goes to the edge of the
 // flow it is about, whole, on the control channel; a carrier whose TTL
 // runs out at the relay gets the time exceeded a router would send.
-
-// newICMPLimit is the rate of ICMP errors relayed per site (traceroute
-// sends 3 probes a hop, a few hops at once), and under "" of the relay's
-// own time exceeded.
-func newICMPLimit() *ratelimit.Limiter { return &ratelimit.Limiter{Rate: 100, Burst: 50} }
 
 // errorFlow is the flow an ICMP error is about, from its key (the
 // embedded packet's tuple reversed: from the remote to the site).
@@ -55,7 +49,7 @@ func (c *carriers) relayICMPError(k xlat.Key, m xdp.Miss) {
 	}
 	f := errorFlow(k)
 	c.mu.Lock()
-	cr := c.flows[f]
+	cr := c.flows.get(f)
 	var ss interface{ ICMPError([]byte) error }
 	if cr != nil {
 		if s := c.live[cr.site]; s != nil {
@@ -88,20 +82,8 @@ func (c *carriers) relayICMPError(k xlat.Key, m xdp.Miss) {
 // address. The edge shows it as a hop, 64:ff9b::<relay>.
 func (c *carriers) timeExceeded(dp *datapath, frame []byte) {
 	ip := frame[14:]
-	if !c.icmpLimit.Allow("", time.Now()) { // "" is no site: the relay's own
-		c.count("ttl-exceeded-rate-limited")
-		return
-	}
-	out := xlat.TimeExceeded4(dp.cfg.CarrierAddr, ip)
-	if out == nil {
-		c.count("ttl-exceeded-malformed")
-		return
-	}
-	if err := dp.inj.Packet(out); err != nil {
-		c.count("ttl-exceeded-send-failed")
-		return
-	}
-	c.count("ttl-exceeded-sent")
+	// The limit's "" is no site: the relay's own.
+	dp.SendTimeExceeded(c.icmpLimit, func() []byte { return xlat.TimeExceeded4(dp.Cfg.CarrierAddr, ip) }, c.count)
 }
 
 // ttlExpired reports whether frame is an IPv4 packet to the relay's

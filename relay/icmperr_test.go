@@ -54,7 +54,7 @@ func TestRelayICMPErrorRefusals(t *testing.T) {
 	host, remote := netip.MustParseAddr("2001:db8:5::2"), netip.MustParseAddr("2001:db8:6::2")
 	f := session.Flow{Proto: session.UDP, Site: netip.AddrPortFrom(host, 40000), Remote: netip.AddrPortFrom(remote, 33434)}
 	c.mu.Lock()
-	c.flows[f] = &carrier{site: "home"}
+	c.add(f, &carrier{site: "home"})
 	c.mu.Unlock()
 	send := func(frame []byte, caplen int) {
 		t.Helper()

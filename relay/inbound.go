@@ -65,7 +65,7 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 		return
 	}
 	if syn != nil {
-		if kc, ok := c.flows[f]; ok && kc.public.IsValid() && kc.hs == nil {
+		if kc, ok := c.flows.lookup(f); ok && kc.public.IsValid() && kc.hs == nil {
 			c.afterHandshake(f, kc, *syn, frame) // unlocks
 			return
 		}
@@ -235,7 +235,7 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 // port and any entries go, and the edge is told.
 func (c *carriers) giveUp(ss edgeSide, f session.Flow, k *carrier) {
 	c.mu.Lock()
-	mine := c.flows[f] == k
+	mine := c.flows.get(f) == k
 	if mine {
 		c.remove(f, k)
 	}
@@ -328,7 +328,7 @@ func (c *carriers) resetRemote(f session.Flow, syn handshake.Segment) {
 	if err != nil || c.dp == nil {
 		return
 	}
-	if err := c.dp.inj.Packet(pkt); err != nil {
+	if err := c.dp.Inj.Packet(pkt); err != nil {
 		c.count("handshake-send-failed")
 		return
 	}

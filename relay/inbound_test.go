@@ -346,8 +346,8 @@ func TestInboundUDPNotOpenedReleased(t *testing.T) {
 	e.mu.Lock()
 	closed := e.closed[f]
 	e.mu.Unlock()
-	if len(c.flows) != 0 || len(c.byLease) != 0 || c.ports.Stats().InUse != before || closed != proto.CodeTimeout {
-		t.Errorf("left behind: flows %v, leases %v, ports in use %d (want %d), edge told %v", c.flows, c.byLease, c.ports.Stats().InUse, before, closed)
+	if c.flows.len() != 0 || len(c.byLease) != 0 || c.ports.Stats().InUse != before || closed != proto.CodeTimeout {
+		t.Errorf("left behind: flows %v, leases %v, ports in use %d (want %d), edge told %v", c.flows.all(), c.byLease, c.ports.Stats().InUse, before, closed)
 	}
 	if c.countOf("inbound-not-opened") != 1 {
 		t.Errorf("counts %v", c.counts)
@@ -359,7 +359,7 @@ func TestInboundUDPNotOpenedReleased(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		c.mu.Lock()
-		kc := c.flows[f]
+		kc := c.flows.get(f)
 		c.mu.Unlock()
 		if kc != nil {
 			c.release(nil, f, kc.carrier()) // what the opener's bind does
@@ -371,8 +371,8 @@ func TestInboundUDPNotOpenedReleased(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	waitIdle(t, c)
-	if len(c.flows) != 1 || c.ports.Stats().InUse != before+1 {
-		t.Errorf("an opened flow: flows %v, ports in use %d", c.flows, c.ports.Stats().InUse)
+	if c.flows.len() != 1 || c.ports.Stats().InUse != before+1 {
+		t.Errorf("an opened flow: flows %v, ports in use %d", c.flows.all(), c.ports.Stats().InUse)
 	}
 }
 

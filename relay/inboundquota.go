@@ -101,6 +101,18 @@ func (q *quota) unanswered(f session.Flow, k *carrier, answered bool, now time.T
 	return now.Sub(in.since) > q.bounds().Unanswered
 }
 
+// unproven is the inbound flows on a UDP carrier whose LAN host has not
+// answered yet: those unanswered judges. carrier is carriers.flows.get.
+func (q *quota) unproven(carrier func(session.Flow) *carrier) map[session.Flow]bool {
+	out := map[session.Flow]bool{}
+	for f, in := range q.flows {
+		if k := carrier(f); k != nil && !in.answered && k.lease.Proto == session.UDP {
+			out[f] = true
+		}
+	}
+	return out
+}
+
 // halfOpen reports whether k is an inbound TCP flow whose remote has not
 // acknowledged the host's SYN/ACK yet: it stays on the transitory
 // timeout. backIn is set only by a segment that does (handshake.go).

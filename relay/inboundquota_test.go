@@ -15,6 +15,7 @@ import (
 	"github.com/unmap-dev/unmap/session/handshake"
 	"github.com/unmap-dev/unmap/session/ports"
 	"github.com/unmap-dev/unmap/session/xlat"
+	"github.com/unmap-dev/unmap/slowpath"
 )
 
 // quotaCarriers is a relay with one site behind public, its carrier
@@ -125,8 +126,12 @@ func TestSweepInboundProof(t *testing.T) {
 	c.now = func() time.Time { return now }
 	fromRemote := map[session.Flow]uint64{}
 	answered := map[session.Flow]bool{}
-	c.activity = func(f session.Flow, _ session.Carrier) (flowActivity, bool) {
-		return flowActivity{packets: fromRemote[f], answered: answered[f]}, true
+	c.activity = func(f session.Flow, _ session.Carrier) (slowpath.Activity, bool) {
+		a := slowpath.Activity{Back: fromRemote[f]}
+		if answered[f] {
+			a.Out = 1
+		}
+		return a, true
 	}
 	add := func(f session.Flow, backIn bool) {
 		c.mu.Lock()
@@ -151,7 +156,7 @@ func TestSweepInboundProof(t *testing.T) {
 	has := func(f session.Flow) bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		_, ok := c.flows[f]
+		_, ok := c.flows.lookup(f)
 		return ok
 	}
 	step := func(d time.Duration) {

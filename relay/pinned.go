@@ -8,6 +8,7 @@ import (
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/ports"
 	"github.com/unmap-dev/unmap/session/xlat"
+	"github.com/unmap-dev/unmap/slowpath"
 	"github.com/unmap-dev/unmap/xdp"
 )
 
@@ -81,50 +82,14 @@ func (p *pinnedFlow) matches(out, back xdp.Mapping) bool {
 // layout is the same, and the slots read back as keys of the ports and
 // address configured now, which no return entry matches).
 func readPinned(ms []xdp.Mapping, addrs []netip.Addr) (flows []*pinnedFlow, rest []xlat.Key) {
-	entries := make(map[xlat.Key]xlat.Entry, len(ms))
-	for _, m := range ms {
-		entries[m.Key] = m.Entry
+	pinned, others := slowpath.ReadPinned(ms, slowpath.RelayPairing, func(m xdp.Mapping) bool { return slices.Contains(addrs, m.Key.Dst) })
+	for _, p := range pinned {
+		flows = append(flows, &pinnedFlow{flow: p.Flow, carrier: p.Carrier, out: p.Out, back: p.Back})
 	}
-	used := make(map[xlat.Key]bool, len(ms))
-	for _, m := range ms {
-		if used[m.Key] || !slices.Contains(addrs, m.Key.Dst) {
-			continue
-		}
-		p, ok := pairOf(m)
-		if !ok {
-			continue
-		}
-		if e, ok := entries[p.back.Key]; !ok || e != p.back.Entry || used[p.back.Key] {
-			continue
-		}
-		used[m.Key], used[p.back.Key] = true, true
-		flows = append(flows, p)
-	}
-	for _, m := range ms {
-		if !used[m.Key] {
-			rest = append(rest, m.Key)
-		}
+	for _, m := range others {
+		rest = append(rest, m.Key)
 	}
 	return flows, rest
-}
-
-// pairOf reads m as a carrier's way in: the flow and carrier it names,
-// if the relay would have made m for them.
-func pairOf(m xdp.Mapping) (*pinnedFlow, bool) {
-	switch session.Proto(m.Key.Proto) {
-	case session.TCP, session.UDP, session.ICMP:
-	default:
-		return nil, false
-	}
-	f := session.Flow{Proto: session.Proto(m.Entry.Proto),
-		Site: netip.AddrPortFrom(m.Entry.Src, m.Entry.SPort), Remote: netip.AddrPortFrom(m.Entry.Dst, m.Entry.DPort)}
-	c := session.Carrier{Proto: session.Proto(m.Key.Proto),
-		Relay: netip.AddrPortFrom(m.Key.Dst, m.Key.DPort), Public: netip.AddrPortFrom(m.Key.Src, m.Key.SPort)}
-	out, back, err := xdp.RelayPair(f, c)
-	if err != nil || out != m {
-		return nil, false
-	}
-	return &pinnedFlow{flow: f, carrier: c, out: out, back: back}, true
 }
 
 // takePinned takes stock of the flows in the datapath at start (ms) and
@@ -190,7 +155,7 @@ func (c *carriers) siteOf(a netip.AddrPort) (string, bool) {
 // deleteKey removes one pinned entry; c.mu held.
 func (c *carriers) deleteKey(k xlat.Key) {
 	if c.dp != nil {
-		_ = c.dp.d.Delete(k)
+		_ = c.dp.XDP.Delete(k)
 	}
 }
 

@@ -72,7 +72,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		ifcheck.Warn(log.With("part", "xdp"), s.Interface)
 		c.dp, c.activity = dp, datapathActivity(dp)
 		// Before any session: the edges' replays take these back.
-		ms, err := dp.d.Mappings()
+		ms, err := dp.XDP.Mappings()
 		if err != nil {
 			return fmt.Errorf("pinned flows: %w", err)
 		}
@@ -115,14 +115,14 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		st.Section("inbound", c.inboundStatus)
 		if c.dp != nil {
 			st.Section("datapath", func() any {
-				m, err := c.dp.d.ReasonCounts()
+				m, err := c.dp.XDP.ReasonCounts()
 				if err != nil {
 					return map[string]string{"error": err.Error()}
 				}
 				return m
 			})
 			st.Section("misses", func() any {
-				m, err := c.dp.d.MissStatus()
+				m, err := c.dp.XDP.MissStatus()
 				if err != nil {
 					return map[string]string{"error": err.Error()}
 				}

@@ -10,6 +10,7 @@ import (
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/xlat"
+	"github.com/unmap-dev/unmap/slowpath"
 	"github.com/unmap-dev/unmap/test/priv"
 	"github.com/unmap-dev/unmap/xdp"
 )
@@ -60,8 +61,8 @@ func TestReplayRefusesWhatTheRelayWouldNotGrant(t *testing.T) {
 			if c.counts[tc.count] != 1 {
 				t.Errorf("counts %v, want %s = 1", c.counts, tc.count)
 			}
-			if n := c.ports.Held("home"); n != 0 || len(c.flows) != 0 {
-				t.Errorf("home holds %d ports and the relay %d flows after a refused replay", n, len(c.flows))
+			if n := c.ports.Held("home"); n != 0 || c.flows.len() != 0 {
+				t.Errorf("home holds %d ports and the relay %d flows after a refused replay", n, c.flows.len())
 			}
 		})
 	}
@@ -118,10 +119,10 @@ func TestLifetimeCapped(t *testing.T) {
 	if got := c.replayed(home, e); got != proto.CodeOK {
 		t.Fatalf("replay: %v", got)
 	}
-	if k := c.flows[p.f]; k.lifetime != udp {
+	if k := c.flows.get(p.f); k.lifetime != udp {
 		t.Errorf("replayed lifetime %v, want the relay's UDP timeout %v", k.lifetime, udp)
 	}
-	if lim := c.idleLimit(p.f, c.flows[p.f]); lim > udp+expireGrace {
+	if lim := c.idleLimit(p.f, c.flows.get(p.f)); lim > udp+expireGrace {
 		t.Errorf("idle limit %v, want at most %v", lim, udp+expireGrace)
 	}
 
@@ -130,8 +131,8 @@ func TestLifetimeCapped(t *testing.T) {
 	if g.Result != proto.CodeOK {
 		t.Fatalf("open: %v", g.Result)
 	}
-	if g.LifetimeSec != uint32(udp/time.Second) || c.flows[o.f].lifetime != udp {
-		t.Errorf("opened: granted %d s, kept %v; want %v", g.LifetimeSec, c.flows[o.f].lifetime, udp)
+	if g.LifetimeSec != uint32(udp/time.Second) || c.flows.get(o.f).lifetime != udp {
+		t.Errorf("opened: granted %d s, kept %v; want %v", g.LifetimeSec, c.flows.get(o.f).lifetime, udp)
 	}
 	// A shorter lifetime is kept as asked.
 	s := newPinFlow(session.UDP, "2001:db8:5::4", pinPublic, 20003)
@@ -157,8 +158,8 @@ func TestReplayMapFailureRefused(t *testing.T) {
 	if c.counts["map-failed"] != 1 || c.counts["replay-refused-no-resources"] != 1 {
 		t.Errorf("counts %v", c.counts)
 	}
-	if n := c.ports.Held("home"); n != 0 || len(c.flows) != 0 {
-		t.Errorf("home holds %d ports and the relay %d flows", n, len(c.flows))
+	if n := c.ports.Held("home"); n != 0 || c.flows.len() != 0 {
+		t.Errorf("home holds %d ports and the relay %d flows", n, c.flows.len())
 	}
 }
 
@@ -174,7 +175,7 @@ func fullDatapath(t *testing.T) *datapath {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	dp := &datapath{d: d, cfg: cfg}
+	dp := &datapath{Datapath: &slowpath.Datapath{XDP: d, Cfg: cfg}}
 	for i := range 64 {
 		p := newPinFlow(session.TCP, "2001:db8:7::2", pinAway, 20000+uint16(i))
 		if dp.mapFlow(p.f, p.c) != nil {

@@ -45,8 +45,8 @@ func BenchmarkReplayDone(b *testing.B) {
 	for b.Loop() {
 		c.replayDone(e)
 	}
-	if len(c.flows) != 200000 {
-		b.Fatalf("%d flows left, want all 200000", len(c.flows))
+	if c.flows.len() != 200000 {
+		b.Fatalf("%d flows left, want all 200000", c.flows.len())
 	}
 }
 
@@ -57,7 +57,7 @@ func TestReplayDoneBySite(t *testing.T) {
 	c := manySites(t, 4, 400)
 	c.mu.Lock()
 	n := 0
-	for f, k := range c.flows {
+	for f, k := range c.flows.all() {
 		if k.site == "site-1" && n < 30 {
 			k.gen = 2 // replayed by the new session
 			n++
@@ -70,20 +70,22 @@ func TestReplayDoneBySite(t *testing.T) {
 	c.mu.Unlock()
 	c.replayDone(&fakeEdge{site: "site-1", id: 2})
 	by := map[string]int{}
-	for _, k := range c.flows {
+	for _, k := range c.flows.all() {
 		by[k.site]++
 	}
 	if by["site-1"] != 30 || by["site-0"] != 100 || by["site-2"] != 100 || by["site-3"] != 90 {
 		t.Errorf("flows by site after site-1's replay: %v, want site-1 30 (its replayed), site-3 90, the others 100", by)
 	}
 	for site, fs := range c.bySite {
-		if len(fs) != by[site] {
-			t.Errorf("index of %s: %d flows, table %d", site, len(fs), by[site])
-		}
-		for f, k := range fs {
-			if c.flows[f] != k {
+		n := 0
+		fs.each(func(f session.Flow, k *carrier) {
+			n++
+			if c.flows.get(f) != k {
 				t.Errorf("index of %s holds %v, not in the table", site, f)
 			}
+		})
+		if n != by[site] || fs.n != n {
+			t.Errorf("index of %s: %d flows linked, %d counted, table %d", site, n, fs.n, by[site])
 		}
 	}
 }
