@@ -147,7 +147,7 @@ func (a *agent) misses(ctx context.Context, dp *datapath) error {
 		}
 		if m.Role != xlat.RoleEdgeLAN {
 			if !a.handshakeWAN(m.Data) {
-				a.count("miss-wan") // a carrier packet with no flow: nothing to open
+				a.m.Inc(mMissWan) // a carrier packet with no flow: nothing to open
 			}
 			continue
 		}
@@ -203,7 +203,7 @@ func (a *agent) classify(dp *datapath, m xdp.Miss) (lan, f session.Flow, cp sess
 	res := xlat.Process(xlat.RoleEdgeLAN, &cfg, local{}, nil, m.Data)
 	k := res.Key
 	if res.Reason != xlat.ReasonMiss {
-		a.count("miss-unusable")
+		a.m.Inc(mMissUnusable)
 		return lan, f, 0, 0, false
 	}
 	lan = session.Flow{Proto: session.Proto(k.Proto), Site: netip.AddrPortFrom(k.Src, k.SPort), Remote: netip.AddrPortFrom(k.Dst, k.DPort)}
@@ -212,7 +212,7 @@ func (a *agent) classify(dp *datapath, m xdp.Miss) (lan, f session.Flow, cp sess
 	}
 	if g, _ := a.Grant(); g == nil || !g.Prefix.Contains(k.Src) {
 		a.log.Debug("miss from outside the site", "key", k, "granted", g != nil)
-		a.count("miss-not-site")
+		a.m.Inc(mMissNotSite)
 		return lan, f, 0, 0, false
 	}
 	if _, known := a.flows.Get(lan); !known && a.lateAnswer(lan, m.Data) {
@@ -236,7 +236,7 @@ func (a *agent) classify(dp *datapath, m xdp.Miss) (lan, f session.Flow, cp sess
 // its token where the host put it.
 func (a *agent) classify4(dp *datapath, m xdp.Miss, lan session.Flow) (_, f session.Flow, cp session.Proto, token proto.BindToken, ok bool) {
 	if !slices.ContainsFunc(dp.lan4, func(p netip.Prefix) bool { return p.Contains(lan.Site.Addr()) }) {
-		a.count("miss-not-site")
+		a.m.Inc(mMissNotSite)
 		return lan, f, 0, 0, false
 	}
 	if f, ok := a.nat.forwarded(lan); ok {
@@ -249,7 +249,7 @@ func (a *agent) classify4(dp *datapath, m xdp.Miss, lan session.Flow) (_, f sess
 	}
 	f, err := a.nat.outbound(lan)
 	if err != nil {
-		a.count("miss-no-public-ipv4")
+		a.m.Inc(mMissNoPublicIpv4)
 		a.log.Debug("no public IPv4 port", "flow", lan, "err", err)
 		return lan, f, 0, 0, false
 	}
@@ -285,7 +285,7 @@ func (a *agent) lateAnswer(lan session.Flow, frame []byte) bool {
 	if err != nil || !seg.Is(handshake.SYN|handshake.ACK) && seg.Flags&handshake.RST == 0 {
 		return false
 	}
-	a.count("miss-tcp-answer-no-flow")
+	a.m.Inc(mMissTcpAnswerNoFlow)
 	return true
 }
 
@@ -298,7 +298,7 @@ func (a *agent) openFlow(ctx context.Context, dp *datapath, lan, f session.Flow,
 	c, err := a.Open(ctx, f, cp, token)
 	if err != nil {
 		for range held() {
-			a.count("held-dropped")
+			a.m.Inc(mHeldDropped)
 		}
 		a.nat.release(f)
 		return err
@@ -326,11 +326,11 @@ func (a *agent) sendHeld(dp *datapath, lan session.Flow, c session.Carrier, pkts
 	for _, p := range pkts {
 		res := xlat.Process(xlat.RoleEdgeLAN, &dp.cfg, xdp.Pair{out, back}, nil, p)
 		if !res.Hit {
-			a.count("held-untranslated")
+			a.m.Inc(mHeldUntranslated)
 			continue
 		}
 		if err := dp.inj.Frame(res.Out); err != nil {
-			a.count("held-inject-failed")
+			a.m.Inc(mHeldInjectFailed)
 			a.log.Debug("held packet not sent", "flow", lan, "err", err)
 		}
 	}

@@ -61,22 +61,22 @@ const maxHostWaits = 64
 func (a *agent) offerTCP(m *proto.FlowOffer, to netip.AddrPort) *proto.OfferReply {
 	syn, err := handshake.Parse(m.SYN)
 	if err != nil || !syn.Is(handshake.SYN) || syn.SrcPort != m.Flow.Remote.Port() || syn.DstPort != m.Flow.Site.Port() {
-		a.count("inbound-tcp-bad-syn")
+		a.m.Inc(mInboundTcpBadSyn)
 		return &proto.OfferReply{Result: proto.CodeMalformed}
 	}
 	if a.inject == nil {
-		a.count("inbound-unsupported")
+		a.m.Inc(mInboundUnsupported)
 		return &proto.OfferReply{Result: proto.CodeUnsupportedProto}
 	}
 	syn.DstPort = to.Port()
 	toHost, err := handshake.Packet(m.Flow.Remote.Addr(), to.Addr(), syn)
 	if err != nil {
-		a.count("inbound-tcp-bad-syn")
+		a.m.Inc(mInboundTcpBadSyn)
 		return &proto.OfferReply{Result: proto.CodeMalformed}
 	}
 	a.mu.Lock()
 	if a.hostWaits >= maxHostWaits {
-		a.counts["inbound-tcp-pending-full"]++
+		a.m.Inc(mInboundTcpPendingFull)
 		a.mu.Unlock()
 		return &proto.OfferReply{Result: proto.CodeNoResources}
 	}
@@ -89,7 +89,7 @@ func (a *agent) offerTCP(m *proto.FlowOffer, to netip.AddrPort) *proto.OfferRepl
 	}()
 	c, err := a.takeInbound(m.Flow, session.TCP, m.Relay, 0)
 	if err != nil {
-		a.count("inbound-tcp-not-taken") // no carrier port, or the flow exists
+		a.m.Inc(mInboundTcpNotTaken) // no carrier port, or the flow exists
 		a.log.Warn("inbound flow not taken", "flow", m.Flow, "err", err)
 		return &proto.OfferReply{Result: proto.CodeNoResources}
 	}
@@ -106,7 +106,7 @@ func (a *agent) offerTCP(m *proto.FlowOffer, to netip.AddrPort) *proto.OfferRepl
 	answered := false
 	for _, wait := range hostAnswerSchedule {
 		if err := a.inject(toHost); err != nil {
-			a.count("handshake-send-failed")
+			a.m.Inc(mHandshakeSendFailed)
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -124,12 +124,12 @@ func (a *agent) offerTCP(m *proto.FlowOffer, to netip.AddrPort) *proto.OfferRepl
 	a.mu.Unlock()
 	switch {
 	case !answered:
-		a.count("inbound-tcp-host-silent")
+		a.m.Inc(mInboundTcpHostSilent)
 		a.drop(m.Flow, c)
 		return &proto.OfferReply{Result: proto.CodeTimeout}
 	case reset:
 		// Nothing listens there: the relay resets the remote's connect.
-		a.count("inbound-tcp-host-reset")
+		a.m.Inc(mInboundTcpHostReset)
 		a.drop(m.Flow, c)
 		return &proto.OfferReply{Result: proto.CodeClosed}
 	}
@@ -177,7 +177,7 @@ func (a *agent) sendComplete(h *tcpInbound) {
 
 func (a *agent) sendSegment(pkt []byte, counter string) {
 	if err := a.inject(pkt); err != nil {
-		a.count("handshake-send-failed")
+		a.m.Inc(mHandshakeSendFailed)
 		return
 	}
 	a.count(counter)
@@ -194,7 +194,7 @@ func (a *agent) handshakeLAN(f session.Flow, frame []byte) bool {
 	}
 	_, _, seg, err := handshake.Frame(frame)
 	if err != nil {
-		a.count("handshake-unreadable")
+		a.m.Inc(mHandshakeUnreadable)
 		return true
 	}
 	a.mu.Lock()
@@ -206,14 +206,14 @@ func (a *agent) handshakeLAN(f session.Flow, frame []byte) bool {
 			// The host's first segment after the handshake: from now on
 			// the datapath carries its side too.
 			if err := a.putOut(f, h.carrier); err != nil {
-				a.counts["handshake-map-failed"]++
+				a.m.Inc(mHandshakeMapFailed)
 				return true
 			}
 			h.outIn = true
 		}
 		return false
 	case h.done:
-		a.counts["handshake-host-synack-late"]++ // the remote's ACK is on its way through the relay
+		a.m.Inc(mHandshakeHostSynackLate) // the remote's ACK is on its way through the relay
 	case seg.Flags&handshake.RST != 0 && first:
 		h.reset = true
 		close(h.answered)
@@ -221,19 +221,19 @@ func (a *agent) handshakeLAN(f session.Flow, frame []byte) bool {
 		h.hostSA = seg
 		pkt, err := handshake.Packet(h.carrier.Edge.Addr(), h.carrier.Relay.Addr(), handshake.CarrierSYN(seg, h.carrier.Edge.Port(), h.carrier.Relay.Port()))
 		if err != nil {
-			a.counts["handshake-build-failed"]++
+			a.m.Inc(mHandshakeBuildFailed)
 			return true
 		}
 		h.carrierSYN = pkt
 		close(h.answered)
 	case handshake.Answers(seg, h.syn) && seg.Seq == h.hostSA.Seq:
 		// The host sends its SYN/ACK again: so does the carrier, at once.
-		a.counts["handshake-host-synack-again"]++
+		a.m.Inc(mHandshakeHostSynackAgain)
 		if err := a.inject(h.carrierSYN); err != nil {
-			a.counts["handshake-send-failed"]++
+			a.m.Inc(mHandshakeSendFailed)
 		}
 	default:
-		a.counts["handshake-host-unexpected"]++
+		a.m.Inc(mHandshakeHostUnexpected)
 	}
 	return true
 }
@@ -253,11 +253,11 @@ func (a *agent) handshakeWAN(frame []byte) bool {
 	}
 	switch {
 	case h.carrierSYN == nil || !handshake.IsRelaySynAck(seg, h.syn, h.hostSA):
-		a.counts["handshake-relay-unexpected"]++
+		a.m.Inc(mHandshakeRelayUnexpected)
 		a.mu.Unlock()
 		return true
 	case h.done:
-		a.counts["handshake-relay-synack-again"]++ // our ACK was lost
+		a.m.Inc(mHandshakeRelaySynackAgain) // our ACK was lost
 		pkt := h.ack
 		a.mu.Unlock()
 		a.sendSegment(pkt, "handshake-ack-sent-again")
@@ -266,7 +266,7 @@ func (a *agent) handshakeWAN(frame []byte) bool {
 	ack, err := handshake.Packet(h.carrier.Edge.Addr(), h.carrier.Relay.Addr(),
 		handshake.CompletingACK(h.syn, h.hostSA, h.carrier.Edge.Port(), h.carrier.Relay.Port()))
 	if err != nil {
-		a.counts["handshake-build-failed"]++
+		a.m.Inc(mHandshakeBuildFailed)
 		a.mu.Unlock()
 		return true
 	}
@@ -275,7 +275,7 @@ func (a *agent) handshakeWAN(frame []byte) bool {
 	// The carrier-to-host entry goes in before the ACK leaves: the relay
 	// releases the remote's segments only when the ACK reaches it.
 	if err := a.putBack(h.flow, h.carrier); err != nil {
-		a.count("handshake-map-failed")
+		a.m.Inc(mHandshakeMapFailed)
 		a.log.Warn("inbound flow not mapped", "flow", h.flow, "err", err)
 		a.Close(h.flow, proto.CodeInternal)
 		return true

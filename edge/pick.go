@@ -91,7 +91,7 @@ func (a *agent) pick(f session.Flow, cp session.Proto, token proto.BindToken) (s
 	}
 	r, err := pool.Grant(cp)
 	if err != nil {
-		a.count("pick-no-port")
+		a.m.Inc(mPickNoPort)
 		return session.Carrier{}, false
 	}
 	c, err := a.take(f, cp, netip.AddrPortFrom(a.raddrOf(), r), token)
@@ -125,7 +125,7 @@ func (a *agent) confirm(ctx context.Context, f session.Flow, c session.Carrier, 
 func (a *agent) openPicked(ctx context.Context, dp *datapath, lan, f session.Flow, c session.Carrier, token proto.BindToken, held func() [][]byte) error {
 	if err := dp.mapFlow(lan, c); err != nil {
 		for range held() {
-			a.count("held-dropped")
+			a.m.Inc(mHeldDropped)
 		}
 		a.drop(f, c)
 		return err
@@ -136,7 +136,7 @@ func (a *agent) openPicked(ctx context.Context, dp *datapath, lan, f session.Flo
 	a.sendHeld(dp, lan, c, pkts)
 	err := a.confirm(ctx, f, c, token)
 	if err == nil {
-		a.count("picked")
+		a.m.Inc(mPicked)
 		return nil
 	}
 	var refused proto.Code
@@ -146,7 +146,7 @@ func (a *agent) openPicked(ctx context.Context, dp *datapath, lan, f session.Flo
 		// went at once), so it stays; the replay after the reconnect
 		// settles it with the relay, which takes it or closes it.
 		if a.markOpen(f, &c) == nil {
-			a.count("pick-unconfirmed")
+			a.m.Inc(mPickUnconfirmed)
 			return nil
 		}
 	}
@@ -155,7 +155,7 @@ func (a *agent) openPicked(ctx context.Context, dp *datapath, lan, f session.Flo
 		a.nat.release(f)
 		return err
 	}
-	a.count("pick-taken")
+	a.m.Inc(mPickTaken)
 	c, err = a.Open(ctx, f, c.Proto, token)
 	if err != nil {
 		a.nat.release(f)

@@ -41,11 +41,11 @@ func (a *agent) restore(dp *datapath) (int, error) {
 		if !kept[m.Key] {
 			_ = dp.d.Delete(m.Key)
 			dp.notes.delete(m.Key)
-			a.count("restore-stale-entry")
+			a.m.Inc(mRestoreStaleEntry)
 		}
 	}
 	a.mu.Lock()
-	a.counts["restored"] += uint64(n)
+	a.m.Add(mRestored, uint64(n))
 	a.mu.Unlock()
 	return n, nil
 }
@@ -70,7 +70,7 @@ func (a *agent) restoreOne(dp *datapath, m xdp.Mapping, entries map[xlat.Key]xla
 		Edge: netip.AddrPortFrom(m.Entry.Src, m.Entry.SPort), Relay: netip.AddrPortFrom(m.Entry.Dst, m.Entry.DPort)}
 	out, b, err := xdp.EdgePair(lan, c)
 	if got, ok := entries[b.Key]; err != nil || out != m || !ok || got != b.Entry {
-		a.count("restore-half-pair")
+		a.m.Inc(mRestoreHalfPair)
 		return back, false
 	}
 	notes, noted := dp.notes.get(m.Key)
@@ -79,23 +79,23 @@ func (a *agent) restoreOne(dp *datapath, m xdp.Mapping, entries map[xlat.Key]xla
 		// The relay knows this flow by the site's public endpoint, which
 		// only the notes hold.
 		if !noted || !notes.Site.IsValid() {
-			a.count("restore-no-notes")
+			a.m.Inc(mRestoreNoNotes)
 			return back, false
 		}
 		f.Site = notes.Site
 	} else if !noted {
 		// The relay has the token already; a relay that restarted too
 		// binds the carrier again only if the CGNAT kept its port.
-		a.count("restore-no-notes")
+		a.m.Inc(mRestoreNoNotes)
 	}
 	c.Public = notes.Public
 	if err := a.ports.Claim(cp, c.Edge.Port()); err != nil {
-		a.count("restore-port-taken")
+		a.m.Inc(mRestorePortTaken)
 		return back, false
 	}
 	if err := a.flows.Add(f, c, flows.StateOpen); err != nil {
 		a.releasePort(c)
-		a.count("restore-refused")
+		a.m.Inc(mRestoreRefused)
 		return back, false
 	}
 	a.mu.Lock()
@@ -125,6 +125,6 @@ func (a *agent) note(f session.Flow, c session.Carrier) {
 		v.Site, v.Forward = f.Site, a.nat.isForward(f)
 	}
 	if err := a.dp.notes.put(out.Key, v); err != nil {
-		a.count("notes-failed")
+		a.m.Inc(mNotesFailed)
 	}
 }

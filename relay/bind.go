@@ -175,14 +175,14 @@ func (c *carriers) bindLocked(key xlat.Key, l4, frame []byte) (_ bound, tell fun
 	if k.hs != nil {
 		// The carrier SYN: entries and CarrierBound wait for the
 		// edge's completing ACK (handshake.go).
-		c.countLocked("bound")
+		c.m.Inc(mBound)
 		return bound{flow: f, carrier: k.carrier(), inbound: k.inbound, hs: k.hs}, nil, nil
 	}
 	if !c.mapCarrier(f, k) {
 		k.public = netip.AddrPort{}
 		return bound{}, nil, errors.New("datapath refused the entries")
 	}
-	c.countLocked("bound")
+	c.m.Inc(mBound)
 	return bound{flow: f, carrier: k.carrier(), inbound: k.inbound, proof: isProof, held: c.heldFromLocked(lk, public)},
 		c.tellBound(f, k), nil
 }
@@ -197,7 +197,7 @@ func (c *carriers) heldFromLocked(lk leaseKey, public netip.AddrPort) []earlyPkt
 		if p.key.SPort == public.Port() {
 			out = append(out, p)
 		} else {
-			c.countLocked("bind-held-other-port")
+			c.m.Inc(mBindHeldOtherPort)
 		}
 	}
 	return out
@@ -217,11 +217,11 @@ func (c *carriers) rebindLocked(f session.Flow, k *carrier, public netip.AddrPor
 		c.countLocked(errBound.Error())
 		ss := c.live[k.site]
 		if ss == nil || c.now().Sub(k.movedAsked) < movedEvery {
-			c.countLocked("moved-not-asked") // no session, or asked a moment ago
+			c.m.Inc(mMovedNotAsked) // no session, or asked a moment ago
 			return bound{}, nil, errBound
 		}
 		k.movedAsked = c.now()
-		c.countLocked("moved-asked")
+		c.m.Inc(mMovedAsked)
 		return bound{}, func() {
 			if err := ss.Moved(&proto.CarrierMoved{Flow: f, Public: public}); err != nil {
 				c.log.Debug("carrier moved not sent", "flow", f, "err", err)
@@ -244,7 +244,7 @@ func (c *carriers) rebindLocked(f session.Flow, k *carrier, public netip.AddrPor
 		return bound{}, nil, errors.New("datapath refused the re-bound entries")
 	}
 	k.rebinds++
-	c.countLocked("rebound")
+	c.m.Inc(mRebound)
 	c.log.Info("carrier re-bound", "flow", f, "from", old.Public, "to", public, "generation", k.rebinds)
 	return bound{flow: f, carrier: k.carrier(), proof: true}, c.tellBound(f, k), nil
 }

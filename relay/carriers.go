@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/unmap-dev/unmap/control"
+	"github.com/unmap-dev/unmap/metrics"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/conf"
@@ -73,7 +74,7 @@ type carriers struct {
 	byLease  map[leaseKey]session.Flow
 	sessions map[string]sessionInfo // by site
 	live     map[string]*control.Session
-	counts   map[string]uint64 // slow-path events by name
+	m        *metrics.Counters // slow-path events (metrics.go)
 
 	grants     map[string][]netip.Prefix // by site: its prefix and public IPv4
 	udpTimeout time.Duration
@@ -132,7 +133,7 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 		}
 	}
 	return &carriers{log: log, ports: p, flows: map[session.Flow]*carrier{}, bySite: map[string]map[session.Flow]*carrier{}, byLease: map[leaseKey]session.Flow{},
-		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, counts: map[string]uint64{},
+		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, m: relayMetrics.New(),
 		grants: grants, udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now,
 		early: map[leaseKey][]earlyPkt{}, pickers: map[netip.Addr]int{}, edgesFrom: map[netip.Addr]int{}, fromOf: map[uint64]edgeFrom{}, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
 		icmpLimit: newICMPLimit(), offering: map[leaseKey]bool{}, inb: inboundState{quota: quota{limits: s.Inbound}, ipv4Ports: a4p}, perSite: map[string]*siteCounts{}}, nil
@@ -198,7 +199,7 @@ func (c *carriers) exemptMisses(pub netip.Addr, on bool) {
 		return
 	}
 	if err := c.dp.d.ExemptMissSource(pub, on); err != nil {
-		c.countLocked("miss-exempt-failed")
+		c.m.Inc(mMissExemptFailed)
 		c.log.Warn("miss bound exemption", "from", pub, "on", on, "err", err)
 	}
 }
@@ -250,7 +251,7 @@ func (c *carriers) open(ss peer, m *proto.FlowOpen) (*proto.FlowGrant, []earlyPk
 	}
 	life := c.lifetimeCap(m.Flow.Proto, m.LifetimeSec)
 	c.add(m.Flow, &carrier{site: ss.Site(), lease: lease, edgePort: m.EdgePort, token: m.Token, gen: ss.ID(), lifetime: life})
-	c.countLocked("opened")
+	c.m.Inc(mOpened)
 	c.siteCountLocked(ss.Site()).opens++
 	return &proto.FlowGrant{Relay: lease.RelayAddr(), LifetimeSec: uint32(life / time.Second)}, c.takeEarlyLocked(leaseKey{lease.Key, lease.Port})
 }
@@ -284,7 +285,7 @@ func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, 
 			return proto.CodeFlowExists, nil
 		}
 		old.gen = ss.ID()
-		c.countLocked("replayed") // kept across the edge's reconnect or restart
+		c.m.Inc(mReplayed) // kept across the edge's reconnect or restart
 		return proto.CodeOK, nil
 	}
 	pub := publicAddr(ss)
@@ -307,7 +308,7 @@ func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, 
 	k := &carrier{site: ss.Site(), lease: lease, edgePort: e.EdgePort, token: e.Token, gen: ss.ID(),
 		lifetime: c.lifetimeCap(e.Flow.Proto, e.LifetimeSec)}
 	c.add(e.Flow, k)
-	c.countLocked("replayed-claimed") // taken back after a relay restart
+	c.m.Inc(mReplayedClaimed) // taken back after a relay restart
 	k.public = e.Public
 	if pc, same := c.pinnedCarrierLocked(e.Flow, lease); same && !k.public.IsValid() {
 		// The edge never heard its carrier bound (the last agent went
@@ -387,7 +388,7 @@ func (c *carriers) adoptPinnedLocked(f session.Flow, k *carrier) bool {
 	if p.lease.Port != 0 && p.lease != k.lease {
 		_ = c.ports.Release(p.lease) // not the replay's port: cannot be, but never leak one
 	}
-	c.countLocked("replayed-pinned")
+	c.m.Inc(mReplayedPinned)
 	return true
 }
 
@@ -488,7 +489,10 @@ func (k *carrier) carrier() session.Carrier {
 }
 
 // count records a slow-path event; c.mu must be held.
-func (c *carriers) countLocked(name string) { c.counts[name]++ }
+// countLocked counts under name, one of the declared counters
+// (metrics.go) passed down as a reason; c.mu held, as its callers are,
+// though counting needs no lock.
+func (c *carriers) countLocked(name string) { c.m.IncName(name) }
 
 // mapCarrier installs a bound carrier in the datapath, replacing pinned
 // entries that hold its keys; c.mu must be held.
@@ -535,9 +539,8 @@ func (c *carriers) status() any {
 		}
 	}
 	sessions := maps.Clone(c.sessions)
-	counts := maps.Clone(c.counts)
+	counts := c.m.Snapshot()
 	pinned := c.pinned.count()
 	c.mu.Unlock()
-	c.gate.counts(counts)
 	return carrierStatus{Sessions: sessions, Slowpath: counts, Flows: by, Ports: c.ports.Stats(), Refused: c.ports.Refused.Snapshot(), Rebound: rb, Pinned: pinned}
 }

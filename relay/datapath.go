@@ -192,12 +192,12 @@ func (c *carriers) misses(ctx context.Context, dp *datapath) error {
 		res := xlat.Process(xlat.RoleRelayExt, &dp.cfg, sitesTable(dp.sites), nil, m.Data)
 		k := res.Key
 		if res.Reason != xlat.ReasonMiss {
-			c.count("miss-unusable")
+			c.m.Inc(mMissUnusable)
 			continue
 		}
 		if k.Dst != dp.cfg.CarrierAddr {
 			if m.Len != len(m.Data) {
-				c.count("inbound-truncated") // cannot be held whole
+				c.m.Inc(mInboundTruncated) // cannot be held whole
 				continue
 			}
 			c.inbound(ctx, k, m.Data)
@@ -229,9 +229,5 @@ func (dp *datapath) send(f session.Flow, c session.Carrier, frames [][]byte, cou
 	}
 }
 
-// count records a slow-path event under a stable name.
-func (c *carriers) count(name string) {
-	c.mu.Lock()
-	c.countLocked(name)
-	c.mu.Unlock()
-}
+// count records a slow-path event under a declared name (metrics.go).
+func (c *carriers) count(name string) { c.m.IncName(name) }

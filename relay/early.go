@@ -49,7 +49,7 @@ func (c *carriers) holdLocked(lk leaseKey, key xlat.Key, frame []byte, held stri
 		c.pruneEarlyLocked(now)
 	}
 	if c.earlyN >= earlyMax || len(c.early[lk]) >= earlyPerCarrier {
-		c.countLocked("early-overflow")
+		c.m.Inc(mEarlyOverflow)
 		return false
 	}
 	c.early[lk] = append(c.early[lk], earlyPkt{key, frame, now})
@@ -72,7 +72,7 @@ func (c *carriers) takeEarlyLocked(lk leaseKey) []earlyPkt {
 		if now.Sub(p.at) <= earlyWait {
 			out = append(out, p)
 		} else {
-			c.countLocked("early-expired")
+			c.m.Inc(mEarlyExpired)
 		}
 	}
 	return out
@@ -87,7 +87,7 @@ func (c *carriers) pruneEarlyLocked(now time.Time) {
 				keep = append(keep, p)
 			} else {
 				c.earlyN--
-				c.countLocked("early-expired")
+				c.m.Inc(mEarlyExpired)
 			}
 		}
 		if len(keep) == 0 {

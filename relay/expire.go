@@ -121,13 +121,13 @@ func (c *carriers) sweep() {
 		n, ok := counts[f]
 		if ok && n.closed && !k.closed {
 			k.closed = true
-			c.countLocked("tcp-closed")
+			c.m.Inc(mTcpClosed)
 		}
 		if ok && c.inb.quota.unanswered(f, k, n.answered, now) {
 			// An inbound flow its LAN host never answered: whatever
 			// the remote sends, it ends soon (inboundquota.go).
 			c.remove(f, k)
-			c.countLocked("inbound-unanswered")
+			c.m.Inc(mInboundUnanswered)
 			expired = append(expired, gone{f, k.site})
 			continue
 		}
@@ -137,7 +137,7 @@ func (c *carriers) sweep() {
 		}
 		if now.Sub(k.seen) > c.idleLimit(f, k) {
 			c.remove(f, k)
-			c.countLocked("expired")
+			c.m.Inc(mExpired)
 			expired = append(expired, gone{f, k.site})
 		}
 	}

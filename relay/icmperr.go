@@ -32,25 +32,25 @@ func errorFlow(k xlat.Key) session.Flow {
 // the edge whose flow it is about. Every refusal is counted.
 func (c *carriers) relayICMPError(k xlat.Key, m xdp.Miss) {
 	if m.Len != len(m.Data) {
-		c.count("icmp-err-truncated")
+		c.m.Inc(mIcmpErrTruncated)
 		return
 	}
 	pkt := m.Data[14:]
 	if len(pkt) < 40 || len(pkt) < 40+int(binary.BigEndian.Uint16(pkt[4:])) {
-		c.count("icmp-err-malformed")
+		c.m.Inc(mIcmpErrMalformed)
 		return
 	}
 	pkt = pkt[:40+int(binary.BigEndian.Uint16(pkt[4:]))]
 	if len(pkt) > proto.MaxICMPErrorLen {
-		c.count("icmp-err-too-long")
+		c.m.Inc(mIcmpErrTooLong)
 		return
 	}
 	if netip.AddrFrom16([16]byte(pkt[24:40])) != k.Dst {
-		c.count("icmp-err-malformed") // not to the embedded packet's source
+		c.m.Inc(mIcmpErrMalformed) // not to the embedded packet's source
 		return
 	}
 	if pkt[7] <= 1 {
-		c.count("icmp-err-hop-limit")
+		c.m.Inc(mIcmpErrHopLimit)
 		return
 	}
 	f := errorFlow(k)
@@ -65,22 +65,22 @@ func (c *carriers) relayICMPError(k xlat.Key, m xdp.Miss) {
 	c.mu.Unlock()
 	switch {
 	case cr == nil:
-		c.count("icmp-err-not-flow")
+		c.m.Inc(mIcmpErrNotFlow)
 		return
 	case ss == nil:
-		c.count("icmp-err-no-session")
+		c.m.Inc(mIcmpErrNoSession)
 		return
 	case !c.icmpLimit.Allow(cr.site, time.Now()):
-		c.count("icmp-err-rate-limited")
+		c.m.Inc(mIcmpErrRateLimited)
 		return
 	}
 	out := append([]byte(nil), pkt...)
 	out[7]-- // the relay is a hop (the hop limit is outside the checksum)
 	if err := ss.ICMPError(out); err != nil {
-		c.count("icmp-err-send-failed")
+		c.m.Inc(mIcmpErrSendFailed)
 		return
 	}
-	c.count("icmp-err-relayed")
+	c.m.Inc(mIcmpErrRelayed)
 }
 
 // timeExceeded answers a carrier whose TTL ran out at the relay as a
@@ -89,19 +89,19 @@ func (c *carriers) relayICMPError(k xlat.Key, m xdp.Miss) {
 func (c *carriers) timeExceeded(dp *datapath, frame []byte) {
 	ip := frame[14:]
 	if !c.icmpLimit.Allow("", time.Now()) { // "" is no site: the relay's own
-		c.count("ttl-exceeded-rate-limited")
+		c.m.Inc(mTtlExceededRateLimited)
 		return
 	}
 	out := xlat.TimeExceeded4(dp.cfg.CarrierAddr, ip)
 	if out == nil {
-		c.count("ttl-exceeded-malformed")
+		c.m.Inc(mTtlExceededMalformed)
 		return
 	}
 	if err := dp.inj.Packet(out); err != nil {
-		c.count("ttl-exceeded-send-failed")
+		c.m.Inc(mTtlExceededSendFailed)
 		return
 	}
-	c.count("ttl-exceeded-sent")
+	c.m.Inc(mTtlExceededSent)
 }
 
 // ttlExpired reports whether frame is an IPv4 packet to the relay's

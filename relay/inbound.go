@@ -39,7 +39,7 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 	if f.Proto == session.TCP {
 		_, _, seg, err := handshake.Frame(frame)
 		if err != nil {
-			c.count("inbound-tcp-unreadable")
+			c.m.Inc(mInboundTcpUnreadable)
 			return
 		}
 		syn = &seg
@@ -52,11 +52,11 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 		switch {
 		case syn != nil && syn.Flags&handshake.SYN != 0:
 			// The remote's SYN again: the edge has the first one.
-			c.countLocked("inbound-tcp-syn-again")
+			c.m.Inc(mInboundTcpSynAgain)
 		case len(h) >= maxHeldTCP || (syn == nil && len(h) >= maxHeld):
-			c.countLocked("inbound-held-overflow")
+			c.m.Inc(mInboundHeldOverflow)
 		case c.inb.heldN >= c.inb.heldCap():
-			c.countLocked("inbound-held-full")
+			c.m.Inc(mInboundHeldFull)
 		default:
 			c.held[f] = append(h, frame)
 			c.inb.heldAdd(1)
@@ -70,20 +70,20 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 			return
 		}
 		if !syn.Is(handshake.SYN) {
-			c.countLocked("inbound-tcp-not-syn") // no flow to carry it: the remote's stack resets or retries
+			c.m.Inc(mInboundTcpNotSyn) // no flow to carry it: the remote's stack resets or retries
 			c.mu.Unlock()
 			return
 		}
 	}
 	ss := c.owner(f.Site)
 	if ss == nil {
-		c.countLocked("inbound-no-session")
+		c.m.Inc(mInboundNoSession)
 		c.mu.Unlock()
 		return
 	}
 	if code, ok := c.inb.refused.get(f, ss.ID(), c.now()); ok {
 		// Refused a moment ago: the edge is not asked again.
-		c.countLocked("inbound-refused-cached")
+		c.m.Inc(mInboundRefusedCached)
 		c.mu.Unlock()
 		if syn != nil && code == proto.CodeClosed {
 			c.resetRemote(f, *syn) // as the host did
@@ -91,12 +91,12 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 		return
 	}
 	if syn == nil && c.inb.heldN >= c.inb.heldCap() {
-		c.countLocked("inbound-held-full")
+		c.m.Inc(mInboundHeldFull)
 		c.mu.Unlock()
 		return
 	}
 	if !c.inb.allowOffer(ss.Site(), f.Remote.Addr(), c.now()) {
-		c.countLocked("inbound-offer-rate")
+		c.m.Inc(mInboundOfferRate)
 		c.mu.Unlock()
 		return
 	}
@@ -107,13 +107,13 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 	}
 	if !c.gate.allow(c.now(), true) {
 		c.inb.quota.forget(f)
-		c.countLocked("inbound-over-budget")
+		c.m.Inc(mInboundOverBudget)
 		c.mu.Unlock()
 		return
 	}
 	if !c.inb.takeSlot(ss.Site()) {
 		c.inb.quota.forget(f)
-		c.countLocked("inbound-pending-full")
+		c.m.Inc(mInboundPendingFull)
 		c.mu.Unlock()
 		return
 	}
@@ -329,8 +329,8 @@ func (c *carriers) resetRemote(f session.Flow, syn handshake.Segment) {
 		return
 	}
 	if err := c.dp.inj.Packet(pkt); err != nil {
-		c.count("handshake-send-failed")
+		c.m.Inc(mHandshakeSendFailed)
 		return
 	}
-	c.count("inbound-tcp-reset-sent")
+	c.m.Inc(mInboundTcpResetSent)
 }

@@ -137,7 +137,7 @@ func (c *carriers) takePinned(ms []xdp.Mapping, addrs []netip.Addr) int {
 	defer c.mu.Unlock()
 	for _, k := range rest {
 		c.deleteKey(k)
-		c.countLocked("pinned-unusable") // half of a pair, or no relay carrier's
+		c.m.Inc(mPinnedUnusable) // half of a pair, or no relay carrier's
 	}
 	c.pinned = pinnedSet{byKey: map[xlat.Key]*pinnedFlow{}, byLease: map[leaseKey]*pinnedFlow{}}
 	n := 0
@@ -155,7 +155,7 @@ func (c *carriers) takePinned(ms []xdp.Mapping, addrs []netip.Addr) int {
 			for _, k := range p.keys() {
 				c.deleteKey(k)
 			}
-			c.countLocked("pinned-unowned")
+			c.m.Inc(mPinnedUnowned)
 			continue
 		}
 		p.site = site
@@ -165,7 +165,7 @@ func (c *carriers) takePinned(ms []xdp.Mapping, addrs []netip.Addr) int {
 		if p.lease.Port != 0 {
 			c.pinned.byLease[leaseKey{p.lease.Key, p.lease.Port}] = p
 		}
-		c.countLocked("pinned")
+		c.m.Inc(mPinned)
 		n++
 	}
 	if n > 0 {
