@@ -24,19 +24,20 @@ type Set struct {
 // Family is one Prometheus counter (name ends in _total), with an
 // optional label.
 type Family struct {
-	set         *Set
-	Name, Help  string
-	Label       string // "" for a counter without labels
-	values      []Counter
-	desc        *prometheus.Desc
+	set        *Set
+	Name, Help string
+	Label      string // "" for a counter without labels
+	values     []Counter
+	desc       *prometheus.Desc
 }
 
 // Counter is a declared counter (a family, and a label value if the
 // family has a label): the typed handle call sites count through.
 type Counter struct {
-	id   int
-	fam  *Family
-	name string // readable name: the label value, or the family's short name
+	id    int
+	fam   *Family
+	name  string // readable name: the label value, or the family's short name
+	label string // the label value
 }
 
 // Name is the counter's readable name in `unmap status`.
@@ -80,11 +81,20 @@ func (s *Set) Family(promName, help, label string) *Family {
 
 // Value declares the counter of label value v; v is also its readable
 // name in `unmap status`, so it is unique in the set.
-func (f *Family) Value(v string) Counter {
+func (f *Family) Value(v string) Counter { return f.ValueNamed(v, v) }
+
+// ValueNamed declares the counter of label value v, shown in `unmap
+// status` as name (unique in the set): for families whose label values
+// repeat across families (protocol codes).
+func (f *Family) ValueNamed(v, name string) Counter {
 	if f.Label == "" {
 		panic(fmt.Sprintf("metrics: %s has no label", f.Name))
 	}
-	return f.add(v)
+	c := f.add(name)
+	c.label = v
+	f.values[len(f.values)-1] = c
+	f.set.byName[name] = c
+	return c
 }
 
 // Values declares several label values at once.
@@ -124,7 +134,7 @@ func (f *Family) LabelValues() []string {
 	out := make([]string, 0, len(f.values))
 	for _, c := range f.values {
 		if f.Label != "" {
-			out = append(out, c.name)
+			out = append(out, c.label)
 		}
 	}
 	return out
@@ -169,6 +179,23 @@ func (c *Counters) IncName(name string) {
 	c.Inc(k)
 }
 
+// Sum adds up the counters of family f.
+func (c *Counters) Sum(f *Family) uint64 {
+	var n uint64
+	for _, k := range f.values {
+		n += c.v[k.id].Load()
+	}
+	return n
+}
+
+// GetName is the counter named name (0 if none is).
+func (c *Counters) GetName(name string) uint64 {
+	if k, ok := c.set.byName[name]; ok {
+		return c.Get(k)
+	}
+	return 0
+}
+
 // Unknown is the set's count of undeclared names (0 unless a bug).
 func (c *Counters) Unknown() uint64 { return c.Get(c.set.unknown) }
 
@@ -200,7 +227,7 @@ func (c *Counters) Collect(ch chan<- prometheus.Metric) {
 			if f.Label == "" {
 				ch <- prometheus.MustNewConstMetric(f.desc, prometheus.CounterValue, v)
 			} else {
-				ch <- prometheus.MustNewConstMetric(f.desc, prometheus.CounterValue, v, k.name)
+				ch <- prometheus.MustNewConstMetric(f.desc, prometheus.CounterValue, v, k.label)
 			}
 		}
 	}
