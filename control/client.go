@@ -297,11 +297,13 @@ func (c *Client) Open(ctx context.Context, m *proto.FlowOpen) (*proto.FlowGrant,
 		delete(cc.pending, o.ID)
 		cc.mu.Unlock()
 	}()
+	sent := time.Now()
 	if err := cc.w.send(&o); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrDisconnected, err)
 	}
 	select {
 	case g := <-ch:
+		c.counters.observeGrant(time.Since(sent))
 		if g.Result == proto.CodeOK && o.Relay.IsValid() && g.Relay != o.Relay {
 			// The relay granted another R than the one the edge picked
 			// and may already be sending to: do not install it.
@@ -380,6 +382,8 @@ type clientConn struct {
 	retry    time.Duration // asked for by the relay's Goodbye
 	err      error         // why the session ended, if known before the close
 	lastPong time.Time
+	pingSeq  uint32    // the last Ping's
+	pingAt   time.Time // when it was sent; zero once its Pong came (RTT)
 }
 
 func (cc *clientConn) setErr(err error) {
@@ -588,6 +592,10 @@ func (cc *clientConn) readLoop() {
 		case *proto.Pong:
 			cc.mu.Lock()
 			cc.lastPong = time.Now()
+			if m.Seq == cc.pingSeq && !cc.pingAt.IsZero() {
+				c.counters.observePing(cc.lastPong.Sub(cc.pingAt))
+				cc.pingAt = time.Time{}
+			}
 			cc.mu.Unlock()
 			c.mu.Lock()
 			c.relayCounters = m.Counters
@@ -649,6 +657,9 @@ func (cc *clientConn) pinger(stop <-chan struct{}) {
 			return
 		}
 		seq++
+		cc.mu.Lock()
+		cc.pingSeq, cc.pingAt = seq, time.Now()
+		cc.mu.Unlock()
 		cc.w.send(&proto.Ping{Seq: seq, Counters: cc.c.pingCounters()})
 	}
 }

@@ -2,6 +2,7 @@ package control
 
 import (
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -29,13 +30,39 @@ import (
 //
 // The zero value is ready; it is a prometheus.Collector.
 type Counters struct {
-	once sync.Once
-	m    *metrics.Counters
+	once       sync.Once
+	m          *metrics.Counters
+	rtt, grant prometheus.Histogram // edge: Ping -> Pong, FlowOpen -> FlowGrant
 }
 
+// Control round-trip histograms: the edge's Ping to the relay's Pong,
+// and its FlowOpen to the relay's FlowGrant (what a new outbound flow
+// waits for when the edge does not pick its relay port itself).
+const (
+	PingRTTName   = "unmap_control_ping_rtt_seconds"
+	FlowGrantName = "unmap_control_flow_grant_seconds"
+)
+
+// rttBuckets span a LAN (0.5 ms) to a congested intercontinental path (4 s).
+var rttBuckets = prometheus.ExponentialBuckets(0.0005, 2, 14)
+
 func (c *Counters) vals() *metrics.Counters {
-	c.once.Do(func() { c.m = controlMetrics.New() })
+	c.once.Do(func() {
+		c.m = controlMetrics.New()
+		c.rtt = prometheus.NewHistogram(prometheus.HistogramOpts{Name: PingRTTName, Help: "Control channel round trips: a Ping to its Pong (edge).", Buckets: rttBuckets})
+		c.grant = prometheus.NewHistogram(prometheus.HistogramOpts{Name: FlowGrantName, Help: "A FlowOpen to its FlowGrant, granted or refused (edge).", Buckets: rttBuckets})
+	})
 	return c.m
+}
+
+func (c *Counters) observePing(d time.Duration) {
+	c.vals()
+	c.rtt.Observe(d.Seconds())
+}
+
+func (c *Counters) observeGrant(d time.Duration) {
+	c.vals()
+	c.grant.Observe(d.Seconds())
 }
 
 func (c *Counters) inc(k metrics.Counter) { c.vals().Inc(k) }
@@ -64,7 +91,15 @@ func (c *Counters) tls(r pki.Reason) {
 func (c *Counters) sum(f *codes) uint64 { return c.vals().Sum(f.fam) }
 
 // Describe is prometheus.Collector's.
-func (c *Counters) Describe(ch chan<- *prometheus.Desc) { c.vals().Describe(ch) }
+func (c *Counters) Describe(ch chan<- *prometheus.Desc) {
+	c.vals().Describe(ch)
+	c.rtt.Describe(ch)
+	c.grant.Describe(ch)
+}
 
 // Collect is prometheus.Collector's.
-func (c *Counters) Collect(ch chan<- prometheus.Metric) { c.vals().Collect(ch) }
+func (c *Counters) Collect(ch chan<- prometheus.Metric) {
+	c.vals().Collect(ch)
+	c.rtt.Collect(ch)
+	c.grant.Collect(ch)
+}

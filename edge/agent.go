@@ -37,16 +37,17 @@ type agent struct {
 	// handshake's segments); nil without a datapath.
 	inject func([]byte) error
 
-	mu        sync.Mutex
-	grant     *proto.Welcome // the last session's grant, kept while disconnected
-	up        bool           // a session is up
-	tokens    map[session.Flow]proto.BindToken
-	rports    map[session.Proto]*ports.Edge // relay ports R in use, by carrier protocol (pick.go)
-	raddr     netip.Addr                    // the relay address they are on
-	connected func(*proto.Welcome)          // called on each new grant; may be nil
-	m         *metrics.Counters             // slow-path events (metrics.go), for `unmap status` and /metrics
-	proved    map[session.Flow]time.Time    // last token keepalive per carrier (rebind.go)
-	icmpLimit *ratelimit.Limiter            // the time exceeded the edge sends (icmperr.go)
+	mu          sync.Mutex
+	grant       *proto.Welcome // the last session's grant, kept while disconnected
+	up          bool           // a session is up
+	tokens      map[session.Flow]proto.BindToken
+	rports      map[session.Proto]*ports.Edge // relay ports R in use, by carrier protocol (pick.go)
+	raddr       netip.Addr                    // the relay address they are on
+	connected   func(*proto.Welcome)          // called on each new grant; may be nil
+	openLatency *metrics.Latency              // outbound flows' miss to entries installed (registry.go)
+	m           *metrics.Counters             // slow-path events (metrics.go), for `unmap status` and /metrics
+	proved      map[session.Flow]time.Time    // last token keepalive per carrier (rebind.go)
+	icmpLimit   *ratelimit.Limiter            // the time exceeded the edge sends (icmperr.go)
 	// Inbound TCP flows in their carrier handshake (handshake.go), by
 	// flow and by carrier port E.
 	handshakes map[session.Flow]*tcpInbound
@@ -76,7 +77,7 @@ func newAgent(s *Settings, wan netip.Addr, log *slog.Logger) (*agent, error) {
 	}
 	return &agent{s: s, log: log, wan: wan, flows: t, ports: p, policy: NewPolicy(s.Allow, s.Forwards),
 		nat:    newSiteNAT(),
-		tokens: map[session.Flow]proto.BindToken{}, m: edgeMetrics.New(), icmpLimit: newICMPLimit(),
+		tokens: map[session.Flow]proto.BindToken{}, m: edgeMetrics.New(), openLatency: newOpenLatency(), icmpLimit: newICMPLimit(),
 		handshakes: map[session.Flow]*tcpInbound{}, byEdgePort: map[uint16]*tcpInbound{}, inq: newInboundQuota(s.Inbound)}, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/cilium/ebpf/link"
 
@@ -292,8 +293,9 @@ func (a *agent) lateAnswer(lan session.Flow, frame []byte) bool {
 // openFlow opens the flow with the relay, installs both directions in the
 // datapath and sends the held packets on, translated.
 func (a *agent) openFlow(ctx context.Context, dp *datapath, lan, f session.Flow, cp session.Proto, token proto.BindToken, held func() [][]byte) error {
+	start := time.Now() // the miss was read a moment ago
 	if c, ok := a.pick(f, cp, token); ok {
-		return a.openPicked(ctx, dp, lan, f, c, token, held)
+		return a.openPicked(ctx, dp, lan, f, c, token, held, start)
 	}
 	c, err := a.Open(ctx, f, cp, token)
 	if err != nil {
@@ -309,6 +311,7 @@ func (a *agent) openFlow(ctx context.Context, dp *datapath, lan, f session.Flow,
 		a.Close(f, proto.CodeInternal)
 		return err
 	}
+	a.openLatency.Observe(f.Proto.String(), time.Since(start))
 	a.note(f, c)
 	a.proveFirst(f, c, token)
 	a.sendHeld(dp, lan, c, pkts)

@@ -122,7 +122,7 @@ func (a *agent) confirm(ctx context.Context, f session.Flow, c session.Carrier, 
 // once and confirms with the relay. If the relay refuses the R as taken,
 // the flow opens again with an R of the relay's choosing and the packets
 // go once more (on the first carrier they were dropped at the relay).
-func (a *agent) openPicked(ctx context.Context, dp *datapath, lan, f session.Flow, c session.Carrier, token proto.BindToken, held func() [][]byte) error {
+func (a *agent) openPicked(ctx context.Context, dp *datapath, lan, f session.Flow, c session.Carrier, token proto.BindToken, held func() [][]byte, start time.Time) error {
 	if err := dp.mapFlow(lan, c); err != nil {
 		for range held() {
 			a.m.Inc(mHeldDropped)
@@ -130,6 +130,7 @@ func (a *agent) openPicked(ctx context.Context, dp *datapath, lan, f session.Flo
 		a.drop(f, c)
 		return err
 	}
+	a.openLatency.Observe(f.Proto.String(), time.Since(start))
 	a.note(f, c)
 	pkts := held()
 	a.proveFirst(f, c, token)

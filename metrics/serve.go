@@ -3,9 +3,12 @@ package metrics
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"regexp"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -70,4 +73,24 @@ func Names(cs ...prometheus.Collector) []string {
 		}
 	}
 	return out
+}
+
+// CheckListen validates a metrics_listen value: empty (off), or a
+// host:port with a port (an address, a name such as localhost, or an
+// empty host for every address).
+func CheckListen(field, addr string) error {
+	if addr == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s: %q: %w", field, addr, err)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Errorf("%s: %q: want host:port with a port 1-65535", field, addr)
+	}
+	if strings.ContainsAny(host, " /") {
+		return fmt.Errorf("%s: %q: bad host", field, addr)
+	}
+	return nil
 }

@@ -68,13 +68,14 @@ type carriers struct {
 
 	dp *datapath // nil when the relay runs without XDP (tests)
 
-	mu       sync.Mutex
-	flows    map[session.Flow]*carrier
-	bySite   map[string]map[session.Flow]*carrier // flows again, by site: a site's replay ends in O(its flows)
-	byLease  map[leaseKey]session.Flow
-	sessions map[string]sessionInfo // by site
-	live     map[string]*control.Session
-	m        *metrics.Counters // slow-path events (metrics.go)
+	mu          sync.Mutex
+	flows       map[session.Flow]*carrier
+	bySite      map[string]map[session.Flow]*carrier // flows again, by site: a site's replay ends in O(its flows)
+	byLease     map[leaseKey]session.Flow
+	sessions    map[string]sessionInfo // by site
+	live        map[string]*control.Session
+	m           *metrics.Counters // slow-path events (metrics.go)
+	openLatency *metrics.Latency  // inbound flows' miss to entries installed (registry.go)
 
 	grants     map[string][]netip.Prefix // by site: its prefix and public IPv4
 	udpTimeout time.Duration
@@ -133,7 +134,7 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 		}
 	}
 	return &carriers{log: log, ports: p, flows: map[session.Flow]*carrier{}, bySite: map[string]map[session.Flow]*carrier{}, byLease: map[leaseKey]session.Flow{},
-		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, m: relayMetrics.New(),
+		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, m: relayMetrics.New(), openLatency: newOpenLatency(),
 		grants: grants, udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now,
 		early: map[leaseKey][]earlyPkt{}, pickers: map[netip.Addr]int{}, edgesFrom: map[netip.Addr]int{}, fromOf: map[uint64]edgeFrom{}, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
 		icmpLimit: newICMPLimit(), offering: map[leaseKey]bool{}, inb: inboundState{quota: quota{limits: s.Inbound}, ipv4Ports: a4p}, perSite: map[string]*siteCounts{}}, nil

@@ -133,6 +133,7 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 // for its handshake to complete); the held packets go out when it does
 // (release closes released). syn is the remote's SYN of a TCP flow.
 func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *handshake.Segment, released <-chan struct{}) {
+	start := time.Now() // the miss was read a moment ago (inbound's caller)
 	defer c.offerDone(ss.Site())
 	// A flow the edge did not take no longer counts against the quotas;
 	// one it took counts until it is removed (carriers.remove).
@@ -227,6 +228,7 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 		c.giveUp(ss, f, k) // before the held packets go: a packet after that offers anew
 		c.dropFlow(f, syn, "inbound-not-opened")
 	case <-released:
+		c.openLatency.Observe(f.Proto.String(), time.Since(start))
 	}
 }
 
