@@ -110,3 +110,7 @@ func tlsFamily() *tlsRefusals {
 	}
 	return t
 }
+
+// MetricFamilies are the control channel's declared counters (for the
+// documentation test and `unmap status`).
+func MetricFamilies() []*metrics.Family { return controlMetrics.Families() }

@@ -26,8 +26,8 @@ func newOpenLatency() *metrics.Latency {
 }
 
 // collectors are everything the edge's /metrics serves, the control
-// channel's (client) and the datapath's (dp) included.
-func (a *agent) collectors(client *control.Client, dp *datapath) ([]prometheus.Collector, error) {
+// channel's counters (ctl) and the datapath's (dp, may be nil) included.
+func (a *agent) collectors(ctl *control.Counters, dp *datapath) ([]prometheus.Collector, error) {
 	reasons := func() []string {
 		out := make([]string, len(ports.Reasons))
 		for i, r := range ports.Reasons {
@@ -43,7 +43,7 @@ func (a *agent) collectors(client *control.Client, dp *datapath) ([]prometheus.C
 		return out
 	}
 	cs := []prometheus.Collector{
-		a.m, client.Counters(), a.openLatency,
+		a.m, ctl, a.openLatency,
 		metrics.Gauge(flowsName, "Flows in the edge's table (it is authoritative: the relay follows it).", func() float64 { return float64(a.flows.Stats().Flows) }),
 		metrics.Gauge(sessionName, "1 while the control session with the relay is up.", func() float64 {
 			if _, up := a.Grant(); up {

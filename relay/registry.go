@@ -29,8 +29,8 @@ func newOpenLatency() *metrics.Latency {
 }
 
 // collectors are everything the relay's /metrics serves, srv's (the
-// control channel) included; c.dp may be nil (control only).
-func (c *carriers) collectors(s *Settings, srv *control.Server) ([]prometheus.Collector, error) {
+// control channel's counters: ctl) included; c.dp may be nil (control only).
+func (c *carriers) collectors(s *Settings, ctl *control.Counters) ([]prometheus.Collector, error) {
 	ids := make([]string, len(s.Sites))
 	for i, site := range s.Sites {
 		ids[i] = site.ID
@@ -51,7 +51,7 @@ func (c *carriers) collectors(s *Settings, srv *control.Server) ([]prometheus.Co
 		return out
 	}
 	cs := []prometheus.Collector{
-		c.m, srv.Counters(), c.openLatency,
+		c.m, ctl, c.openLatency,
 		metrics.NewLabeledGauge(siteFlowsName, "Flows the relay holds for each site (the carrier ports they hold).", "site", sites,
 			func(site string) float64 { return float64(c.ports.Held(site)) }),
 		metrics.NewLabeledCounter(siteOpenedName, "Flows opened for each site (FlowOpens granted, inbound offers taken).", "site", sites,

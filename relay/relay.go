@@ -119,7 +119,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	log.Info("relay listening", "addr", srv.Addr(), "sites", len(s.Sites))
 
 	if mln != nil {
-		cs, err := c.collectors(s, srv)
+		cs, err := c.collectors(s, srv.Counters())
 		if err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
