@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"sync/atomic"
+	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -150,6 +151,9 @@ func (s *Set) Names() []string {
 	return out
 }
 
+// strict makes IncName panic on an undeclared name: in test binaries.
+var strict = testing.Testing()
+
 // Counters are one agent's values of a Set; safe for concurrent use, an
 // increment is one atomic add.
 type Counters struct {
@@ -171,9 +175,15 @@ func (c *Counters) Get(k Counter) uint64 { return c.v[k.id].Load() }
 
 // IncName counts one under the declared counter named name; an
 // undeclared name counts under the set's unknown counter instead (a bug).
+//
+// In a test binary an undeclared name panics instead, so every test that
+// reaches such a call site checks its set is closed.
 func (c *Counters) IncName(name string) {
 	k, ok := c.set.byName[name]
 	if !ok {
+		if strict {
+			panic(fmt.Sprintf("metrics: counter %q not declared", name))
+		}
 		k = c.set.unknown
 	}
 	c.Inc(k)
