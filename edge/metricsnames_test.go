@@ -12,7 +12,8 @@ import (
 
 // TestMetricsDocumented: every metric the edge's /metrics registers is
 // in OPERATING.md's metrics table with every label value of its
-// counters, and every unmap_edge_ metric the table lists is registered.
+// counters, and every unmap_edge_ metric the table lists is registered, and every such metric the Grafana dashboard
+// (packaging/grafana) queries is registered.
 func TestMetricsDocumented(t *testing.T) {
 	md, err := os.ReadFile("../OPERATING.md")
 	if err != nil {
@@ -31,7 +32,15 @@ func TestMetricsDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, bad := range metrics.CheckDocs(metrics.DocTable(string(md)), []string{"unmap_edge_"}, metrics.Names(cs...), edgeMetrics.Families()) {
+	names := metrics.Names(cs...)
+	for _, bad := range metrics.CheckDocs(metrics.DocTable(string(md)), []string{"unmap_edge_"}, names, edgeMetrics.Families()) {
+		t.Error(bad)
+	}
+	dash, err := os.ReadFile("../packaging/grafana/unmap.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range metrics.CheckDashboard(string(dash), []string{"unmap_edge_"}, names) {
 		t.Error(bad)
 	}
 }

@@ -53,3 +53,38 @@ func CheckDocs(doc map[string]string, prefixes, names []string, fams []*Family) 
 	slices.Sort(bad)
 	return bad
 }
+
+// dashExpr finds the metric names a Grafana dashboard's queries use.
+var dashExpr = regexp.MustCompile(`\bunmap_[a-z0-9_]+`)
+
+// DashboardNames are the metrics a dashboard (its JSON) queries, the
+// suffixes of a histogram's series (_bucket, _count, _sum) taken off.
+func DashboardNames(dashboard string) []string {
+	var out []string
+	for _, n := range dashExpr.FindAllString(dashboard, -1) {
+		for _, suffix := range []string{"_bucket", "_count", "_sum"} {
+			if strings.HasSuffix(n, "_seconds"+suffix) {
+				n = strings.TrimSuffix(n, suffix)
+			}
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// CheckDashboard returns the metrics under prefixes that dashboard
+// queries and names do not have.
+func CheckDashboard(dashboard string, prefixes, names []string) []string {
+	var bad []string
+	for _, n := range DashboardNames(dashboard) {
+		for _, p := range prefixes {
+			if strings.HasPrefix(n, p) && !slices.Contains(names, n) {
+				bad = append(bad, fmt.Sprintf("the dashboard queries %s, which nothing registers", n))
+			}
+		}
+	}
+	return bad
+}

@@ -25,7 +25,15 @@ func TestMetricsDocumented(t *testing.T) {
 		t.Fatal(err)
 	}
 	fams := slices.Concat(relayMetrics.Families(), control.MetricFamilies())
-	for _, bad := range metrics.CheckDocs(metrics.DocTable(string(md)), []string{"unmap_relay_", "unmap_control_"}, metrics.Names(cs...), fams) {
+	names := metrics.Names(cs...)
+	for _, bad := range metrics.CheckDocs(metrics.DocTable(string(md)), []string{"unmap_relay_", "unmap_control_"}, names, fams) {
+		t.Error(bad)
+	}
+	dash, err := os.ReadFile("../packaging/grafana/unmap.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range metrics.CheckDashboard(string(dash), []string{"unmap_relay_", "unmap_control_"}, names) {
 		t.Error(bad)
 	}
 }
