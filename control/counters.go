@@ -103,3 +103,13 @@ func (c *Counters) Collect(ch chan<- prometheus.Metric) {
 	c.rtt.Collect(ch)
 	c.grant.Collect(ch)
 }
+
+// dropped counts an advisory message of type typ dropped for a full
+// queue; a type that is not advisory is a bug (counted as unknown).
+func (c *Counters) dropped(typ proto.Type) {
+	if k, ok := sendDropped[typ]; ok {
+		c.inc(k)
+		return
+	}
+	c.vals().IncName("send_dropped_" + typ.String())
+}

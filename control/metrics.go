@@ -68,6 +68,9 @@ var (
 	// Advisory messages dropped because the edge's queue was full, by type.
 	fSendDropped          = controlMetrics.Family("unmap_control_send_dropped_total", "Advisory messages (icmp-error) dropped because the edge's send queue was full, by message type.", "type")
 	mSendDroppedICMPError = fSendDropped.ValueNamed(proto.TypeICMPError.String(), "send_dropped_"+proto.TypeICMPError.String())
+
+	// sendDropped are the advisory types, the messages a full queue drops.
+	sendDropped = map[proto.Type]metrics.Counter{proto.TypeICMPError: mSendDroppedICMPError}
 )
 
 // codes is a family counted by protocol code: a counter per code SPEC

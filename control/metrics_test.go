@@ -30,7 +30,7 @@ func TestCountersClosedSets(t *testing.T) {
 	if c.Get("offer_refused_other") != 1 {
 		t.Errorf("a code outside SPEC: %v", c.Snapshot())
 	}
-	c.vals().IncName("send_dropped_" + proto.TypeICMPError.String())
+	c.dropped(proto.TypeICMPError)
 	if c.Get("send_dropped_icmp-error") != 1 || c.vals().Unknown() != 0 {
 		t.Errorf("%v", c.Snapshot())
 	}

@@ -113,7 +113,7 @@ func (ss *Session) post(m proto.Message, advisory bool) error {
 	case res == stopped:
 		return ErrSessionEnded
 	case res == full && advisory:
-		ss.srv.counters.vals().IncName("send_dropped_" + m.Type().String()) // declared for each advisory type (metrics.go)
+		ss.srv.counters.dropped(m.Type())
 		return errQueueFull
 	case res == full:
 		ss.stalled(mSendQueueFull, fmt.Errorf("%d bytes queued for the edge, %v refused", ss.q.max, m.Type()))

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/unmap-dev/unmap/metrics"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/flows"
@@ -155,7 +156,7 @@ func (a *agent) sendCarrierSYN(h *tcpInbound) {
 		if stop {
 			return
 		}
-		a.sendSegment(pkt, "handshake-carrier-syn-sent")
+		a.sendSegment(pkt, mHandshakeCarrierSynSent)
 	}
 }
 
@@ -171,16 +172,16 @@ func (a *agent) sendComplete(h *tcpInbound) {
 		a.mu.Lock()
 		pkt := h.ack
 		a.mu.Unlock()
-		a.sendSegment(pkt, "handshake-ack-sent-again")
+		a.sendSegment(pkt, mHandshakeAckSentAgain)
 	}
 }
 
-func (a *agent) sendSegment(pkt []byte, counter string) {
+func (a *agent) sendSegment(pkt []byte, counter metrics.Counter) {
 	if err := a.inject(pkt); err != nil {
 		a.m.Inc(mHandshakeSendFailed)
 		return
 	}
-	a.count(counter)
+	a.m.Inc(counter)
 }
 
 // handshakeLAN takes a LAN miss of flow f if the flow is in its
@@ -260,7 +261,7 @@ func (a *agent) handshakeWAN(frame []byte) bool {
 		a.m.Inc(mHandshakeRelaySynackAgain) // our ACK was lost
 		pkt := h.ack
 		a.mu.Unlock()
-		a.sendSegment(pkt, "handshake-ack-sent-again")
+		a.sendSegment(pkt, mHandshakeAckSentAgain)
 		return true
 	}
 	ack, err := handshake.Packet(h.carrier.Edge.Addr(), h.carrier.Relay.Addr(),
@@ -288,7 +289,7 @@ func (a *agent) handshakeWAN(frame []byte) bool {
 	}
 	a.inq.setHalfOpen(h.flow)
 	a.note(h.flow, h.carrier)
-	a.sendSegment(ack, "handshake-completed")
+	a.sendSegment(ack, mHandshakeCompleted)
 	go a.sendComplete(h)
 	return true
 }

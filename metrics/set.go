@@ -41,6 +41,10 @@ type Counter struct {
 	label string // the label value
 }
 
+// IsZero reports whether c is the zero Counter (none declared): what a
+// function returning a reason to count returns when there is none.
+func (c Counter) IsZero() bool { return c.fam == nil }
+
 // Name is the counter's readable name in `unmap status`.
 func (c Counter) Name() string { return c.name }
 

@@ -125,7 +125,7 @@ func (c *carriers) bindLocked(key xlat.Key, l4, frame []byte) (_ bound, tell fun
 		if c.holdEarlyLocked(lk, key, frame) {
 			return bound{}, nil, errEarly
 		}
-		c.countLocked(errNoCarrier.Error())
+		c.m.Inc(mBindNoCarrier)
 		return bound{}, nil, errNoCarrier
 	}
 	k := c.flows[f]
@@ -139,36 +139,36 @@ func (c *carriers) bindLocked(key xlat.Key, l4, frame []byte) (_ bound, tell fun
 	case k.public.IsValid() && k.public.Addr() == public.Addr() && k.lease.Proto == session.UDP && k.hs == nil:
 		return c.rebindLocked(f, k, public, secret, isProof)
 	case k.public.IsValid():
-		c.countLocked(errBound.Error())
+		c.m.Inc(mBindAlreadyBound)
 		return bound{}, nil, errBound
 	}
 	now := c.now()
 	switch k.lease.Proto {
 	case session.TCP:
 		if !c.bindBudget.allowed(key.Src, now) {
-			c.countLocked(errLimited.Error())
+			c.m.Inc(mBindLimited)
 			return bound{}, nil, errLimited
 		}
 		if t, ok := session.TCPToken(l4); !ok || proto.BindToken(t) != k.token {
 			c.bindBudget.spend(key.Src, now)
-			c.countLocked(errToken.Error())
+			c.m.Inc(mBindBadToken)
 			return bound{}, nil, errToken
 		}
 	case session.UDP:
 		if !isProof {
-			if c.holdLocked(lk, key, frame, "bind-held") {
+			if c.holdLocked(lk, key, frame, mBindHeld) {
 				return bound{}, nil, errHeld
 			}
-			c.countLocked(errNoProof.Error())
+			c.m.Inc(mBindNoProof)
 			return bound{}, nil, errNoProof
 		}
 		if secret != k.token {
 			c.bindBudget.spend(key.Src, now)
-			c.countLocked(errToken.Error())
+			c.m.Inc(mBindBadToken)
 			return bound{}, nil, errToken
 		}
 	default:
-		c.countLocked(errProto.Error())
+		c.m.Inc(mBindUnsupported)
 		return bound{}, nil, errProto
 	}
 	k.public = public
@@ -214,7 +214,7 @@ func (c *carriers) heldFromLocked(lk leaseKey, public netip.AddrPort) []earlyPkt
 // entry consumes it.
 func (c *carriers) rebindLocked(f session.Flow, k *carrier, public netip.AddrPort, secret proto.BindToken, isProof bool) (bound, func(), error) {
 	if !isProof {
-		c.countLocked(errBound.Error())
+		c.m.Inc(mBindAlreadyBound)
 		ss := c.live[k.site]
 		if ss == nil || c.now().Sub(k.movedAsked) < movedEvery {
 			c.m.Inc(mMovedNotAsked) // no session, or asked a moment ago
@@ -230,7 +230,7 @@ func (c *carriers) rebindLocked(f session.Flow, k *carrier, public netip.AddrPor
 	}
 	if secret != k.token {
 		c.bindBudget.spend(public.Addr(), c.now())
-		c.countLocked(errRebind.Error())
+		c.m.Inc(mRebindBadToken)
 		return bound{}, nil, errRebind
 	}
 	old := k.carrier()

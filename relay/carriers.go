@@ -290,11 +290,11 @@ func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, 
 		return proto.CodeOK, nil
 	}
 	pub := publicAddr(ss)
-	if why := c.checkReplayLocked(pub, e); why != "" {
-		c.countLocked("replay-refused-" + why)
+	if why := c.checkReplayLocked(pub, e); !why.IsZero() {
+		c.m.Inc(why)
 		// Debug, as a refused open: a replay is up to 512 entries a
 		// message, and the counter says it.
-		c.log.Debug("replayed flow refused", "site", ss.Site(), "flow", e.Flow, "relay", e.Relay, "public", e.Public, "why", why)
+		c.log.Debug("replayed flow refused", "site", ss.Site(), "flow", e.Flow, "relay", e.Relay, "public", e.Public, "why", why.Name())
 		return proto.CodeAddressNotGranted, nil
 	}
 	lk := leaseKey{ports.Key{Relay: e.Relay.Addr(), Public: pub, Proto: e.CarrierProto}, e.Relay.Port()}
@@ -302,7 +302,7 @@ func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, 
 	if !ok {
 		var err error
 		if lease, err = c.ports.Claim(ss.Site(), lk.Key, lk.port); err != nil {
-			c.countLocked("replay-refused-" + code(err).String())
+			c.m.Inc(replayRefusedByCode(code(err)))
 			return code(err), nil
 		}
 	}
@@ -333,7 +333,7 @@ func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, 
 	// hears FlowClose and opens it anew.
 	if !c.mapCarrier(e.Flow, k) {
 		c.remove(e.Flow, k)
-		c.countLocked("replay-refused-" + proto.CodeNoResources.String())
+		c.m.Inc(replayRefusedByCode(proto.CodeNoResources))
 		return proto.CodeNoResources, nil
 	}
 	return proto.CodeOK, tell
@@ -342,10 +342,11 @@ func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, 
 // checkReplayLocked checks what a replayed entry says about a carrier the
 // relay does not know, as a FlowOpen's would be: the relay can only trust
 // what it saw itself. pub is the CGNAT address the session comes from.
-// It returns why the entry is refused, "" if it is not. c.mu held.
-func (c *carriers) checkReplayLocked(pub netip.Addr, e *proto.ReplayEntry) string {
+// It returns the counter of why the entry is refused, none if it is not.
+// c.mu held.
+func (c *carriers) checkReplayLocked(pub netip.Addr, e *proto.ReplayEntry) metrics.Counter {
 	if !e.Public.IsValid() {
-		return "" // never bound: its first packet binds it, from pub
+		return metrics.Counter{} // never bound: its first packet binds it, from pub
 	}
 	// The carrier's CGNAT side is the session's own CGNAT address (paired
 	// pooling, RFC 4787 REQ-2; the relay grants R keyed on it too): any
@@ -353,16 +354,16 @@ func (c *carriers) checkReplayLocked(pub netip.Addr, e *proto.ReplayEntry) strin
 	// a host of its choosing (a reflector from the relay's own address),
 	// or hold ports keyed on another site's CGNAT address.
 	if e.Public.Addr() != pub {
-		return "public-address"
+		return mReplayRefusedPublicAddress
 	}
 	// A NAT maps a port of 1024 and up to one of 1024 and up (RFC 4787
 	// §4.2.1), and the edge's carrier ports are above the system ports
 	// (edge.yaml carrier_ports): a lower TCP or UDP port is not a
 	// carrier's. ICMP carriers have an echo identifier instead, any value.
 	if e.CarrierProto != session.ICMP && e.Public.Port() < conf.MinCarrierPort {
-		return "public-port"
+		return mReplayRefusedPublicPort
 	}
-	return ""
+	return metrics.Counter{}
 }
 
 // lifetimeCap is the lifetime the relay keeps an idle flow for at most:

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"strings"
 	"time"
 
+	"github.com/unmap-dev/unmap/metrics"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/flows"
@@ -151,7 +151,7 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 		cp = session.TCP
 		h, err := syn.Header()
 		if err != nil {
-			c.dropFlow(f, syn, "inbound-unreadable")
+			c.dropFlow(f, syn, mInboundUnreadable, mInboundTcpUnreadable)
 			return
 		}
 		m.SYN = h
@@ -159,11 +159,11 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 	m.CarrierProto = cp
 	lease, err := c.offerLease(ss, cp)
 	if err != nil {
-		why := "inbound-no-port"
 		if errors.Is(err, ports.ErrInboundShare) {
-			why = "inbound-port-share" // the rest of the ports is kept for outbound flows
+			c.dropFlow(f, syn, mInboundPortShare, mInboundTcpPortShare) // the rest of the ports is kept for outbound flows
+		} else {
+			c.dropFlow(f, syn, mInboundNoPort, mInboundTcpNoPort)
 		}
-		c.dropFlow(f, syn, why)
 		return
 	}
 	m.Relay = lease.RelayAddr()
@@ -198,7 +198,7 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 			_ = c.ports.Release(lease) // it may answer late, and send
 		}
 		c.rememberRefusal(f, ss, r)
-		c.dropFlow(f, syn, "inbound-refused")
+		c.dropFlow(f, syn, mInboundRefused, mInboundTcpRefused)
 		c.log.Debug("inbound flow refused", "flow", f, "err", err)
 		if syn != nil && errors.Is(err, proto.CodeClosed) {
 			c.resetRemote(f, *syn) // the host itself said no: so does the remote's connect, at once
@@ -226,7 +226,7 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 	select {
 	case <-ctx.Done():
 		c.giveUp(ss, f, k) // before the held packets go: a packet after that offers anew
-		c.dropFlow(f, syn, "inbound-not-opened")
+		c.dropFlow(f, syn, mInboundNotOpened, mInboundTcpNotOpened)
 	case <-released:
 		c.openLatency.Observe(f.Proto.String(), time.Since(start))
 	}
@@ -251,22 +251,20 @@ func (c *carriers) giveUp(ss edgeSide, f session.Flow, k *carrier) {
 
 // dropFlow is drop for a flow of either kind: a TCP flow holds no packet
 // of its own (its SYN went in the offer), so its end is counted once,
-// under why with a "-tcp" mark.
-func (c *carriers) dropFlow(f session.Flow, syn *handshake.Segment, why string) {
+// under whyTCP.
+func (c *carriers) dropFlow(f session.Flow, syn *handshake.Segment, why, whyTCP metrics.Counter) {
 	if syn != nil {
-		c.count(strings.Replace(why, "inbound-", "inbound-tcp-", 1))
+		c.m.Inc(whyTCP)
 	}
 	c.drop(f, why)
 }
 
 // drop forgets an inbound flow's held packets (if still held), counting
-// them.
-func (c *carriers) drop(f session.Flow, why string) {
+// them under why.
+func (c *carriers) drop(f session.Flow, why metrics.Counter) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for range c.held[f] {
-		c.countLocked(why)
-	}
+	c.m.Add(why, uint64(len(c.held[f])))
 	c.inb.heldAdd(-len(c.held[f]))
 	delete(c.held, f)
 	delete(c.done, f)

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/unmap-dev/unmap/metrics"
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/ports"
 	"github.com/unmap-dev/unmap/session/xlat"
@@ -196,7 +197,7 @@ func (c *carriers) deleteKey(k xlat.Key) {
 
 // dropPinnedLocked removes a pinned flow, its entries and its port,
 // counted under why; c.mu held.
-func (c *carriers) dropPinnedLocked(p *pinnedFlow, why string) {
+func (c *carriers) dropPinnedLocked(p *pinnedFlow, why metrics.Counter) {
 	for _, k := range p.keys() {
 		c.deleteKey(k)
 	}
@@ -206,7 +207,7 @@ func (c *carriers) dropPinnedLocked(p *pinnedFlow, why string) {
 			c.log.Error("port release", "lease", p.lease, "err", err)
 		}
 	}
-	c.countLocked(why)
+	c.m.Inc(why)
 }
 
 // forgetPinnedLocked takes p out of the set (its entries stay); c.mu held.
@@ -230,7 +231,7 @@ func (c *carriers) forgetPinnedLocked(p *pinnedFlow) {
 func (c *carriers) replacePinnedLocked(keys ...xlat.Key) {
 	for _, k := range keys {
 		if p := c.pinned.byKey[k]; p != nil {
-			c.dropPinnedLocked(p, "pinned-replaced")
+			c.dropPinnedLocked(p, mPinnedReplaced)
 		}
 	}
 }
@@ -299,7 +300,7 @@ func (c *carriers) expirePinnedLocked(now time.Time) {
 	n := 0
 	for _, p := range c.pinned.byKey {
 		if c.pinned.byKey[p.out.Key] == p {
-			c.dropPinnedLocked(p, "pinned-stale")
+			c.dropPinnedLocked(p, mPinnedStale)
 			n++
 		}
 	}
@@ -314,7 +315,7 @@ func (c *carriers) dropSitePinnedLocked(site string) int {
 	n := 0
 	for _, p := range c.pinned.byKey {
 		if p.site == site && c.pinned.byKey[p.out.Key] == p {
-			c.dropPinnedLocked(p, "pinned-not-replayed")
+			c.dropPinnedLocked(p, mPinnedNotReplayed)
 			n++
 		}
 	}
