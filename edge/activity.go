@@ -66,7 +66,7 @@ func (a *agent) touchActive(seen map[session.Flow]uint64) {
 		}
 		if closed && e.State == flows.StateOpen {
 			if a.flows.Update(e.Flow, e.Carrier, flows.StateTransitory) == nil {
-				a.m.Inc(mTcpClosed)
+				a.m.Inc(mTCPClosed)
 			}
 		}
 		a.checkInbound(e, fa) // inbound flows that prove nothing end soon (inboundquota.go)

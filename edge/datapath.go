@@ -250,7 +250,7 @@ func (a *agent) classify4(dp *datapath, m xdp.Miss, lan session.Flow) (_, f sess
 	}
 	f, err := a.nat.outbound(lan)
 	if err != nil {
-		a.m.Inc(mMissNoPublicIpv4)
+		a.m.Inc(mMissNoPublicIPv4)
 		a.log.Debug("no public IPv4 port", "flow", lan, "err", err)
 		return lan, f, 0, 0, false
 	}
@@ -286,7 +286,7 @@ func (a *agent) lateAnswer(lan session.Flow, frame []byte) bool {
 	if err != nil || !seg.Is(handshake.SYN|handshake.ACK) && seg.Flags&handshake.RST == 0 {
 		return false
 	}
-	a.m.Inc(mMissTcpAnswerNoFlow)
+	a.m.Inc(mMissTCPAnswerNoFlow)
 	return true
 }
 

@@ -62,7 +62,7 @@ const maxHostWaits = 64
 func (a *agent) offerTCP(m *proto.FlowOffer, to netip.AddrPort) *proto.OfferReply {
 	syn, err := handshake.Parse(m.SYN)
 	if err != nil || !syn.Is(handshake.SYN) || syn.SrcPort != m.Flow.Remote.Port() || syn.DstPort != m.Flow.Site.Port() {
-		a.m.Inc(mInboundTcpBadSyn)
+		a.m.Inc(mInboundTCPBadSyn)
 		return &proto.OfferReply{Result: proto.CodeMalformed}
 	}
 	if a.inject == nil {
@@ -72,12 +72,12 @@ func (a *agent) offerTCP(m *proto.FlowOffer, to netip.AddrPort) *proto.OfferRepl
 	syn.DstPort = to.Port()
 	toHost, err := handshake.Packet(m.Flow.Remote.Addr(), to.Addr(), syn)
 	if err != nil {
-		a.m.Inc(mInboundTcpBadSyn)
+		a.m.Inc(mInboundTCPBadSyn)
 		return &proto.OfferReply{Result: proto.CodeMalformed}
 	}
 	a.mu.Lock()
 	if a.hostWaits >= maxHostWaits {
-		a.m.Inc(mInboundTcpPendingFull)
+		a.m.Inc(mInboundTCPPendingFull)
 		a.mu.Unlock()
 		return &proto.OfferReply{Result: proto.CodeNoResources}
 	}
@@ -90,7 +90,7 @@ func (a *agent) offerTCP(m *proto.FlowOffer, to netip.AddrPort) *proto.OfferRepl
 	}()
 	c, err := a.takeInbound(m.Flow, session.TCP, m.Relay, 0)
 	if err != nil {
-		a.m.Inc(mInboundTcpNotTaken) // no carrier port, or the flow exists
+		a.m.Inc(mInboundTCPNotTaken) // no carrier port, or the flow exists
 		a.log.Warn("inbound flow not taken", "flow", m.Flow, "err", err)
 		return &proto.OfferReply{Result: proto.CodeNoResources}
 	}
@@ -125,12 +125,12 @@ func (a *agent) offerTCP(m *proto.FlowOffer, to netip.AddrPort) *proto.OfferRepl
 	a.mu.Unlock()
 	switch {
 	case !answered:
-		a.m.Inc(mInboundTcpHostSilent)
+		a.m.Inc(mInboundTCPHostSilent)
 		a.drop(m.Flow, c)
 		return &proto.OfferReply{Result: proto.CodeTimeout}
 	case reset:
 		// Nothing listens there: the relay resets the remote's connect.
-		a.m.Inc(mInboundTcpHostReset)
+		a.m.Inc(mInboundTCPHostReset)
 		a.drop(m.Flow, c)
 		return &proto.OfferReply{Result: proto.CodeClosed}
 	}

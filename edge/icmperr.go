@@ -34,23 +34,23 @@ func isIPv6(frame []byte) bool {
 func (a *agent) timeExceeded(dp *datapath, ip []byte) {
 	g, _ := a.Grant()
 	if g == nil {
-		a.m.Inc(mTtlExceededNoPrefix)
+		a.m.Inc(mTTLExceededNoPrefix)
 		return
 	}
 	if !a.icmpLimit.Allow("", time.Now()) {
-		a.m.Inc(mTtlExceededRateLimited)
+		a.m.Inc(mTTLExceededRateLimited)
 		return
 	}
 	out := xlat.TimeExceeded6(lanPrefix(g.Prefix).Addr().Next(), ip)
 	if out == nil {
-		a.m.Inc(mTtlExceededMalformed)
+		a.m.Inc(mTTLExceededMalformed)
 		return
 	}
 	if err := dp.inj.Packet(out); err != nil {
-		a.m.Inc(mTtlExceededSendFailed)
+		a.m.Inc(mTTLExceededSendFailed)
 		return
 	}
-	a.m.Inc(mTtlExceededSent)
+	a.m.Inc(mTTLExceededSent)
 }
 
 // ICMPError injects a relayed ICMPv6 error toward its LAN host.
@@ -59,33 +59,33 @@ func (a *agent) ICMPError(m *proto.ICMPError) {
 	frame := append([]byte{12: 0x86, 13: 0xdd}, pkt...)
 	k, ok := xlat.ErrorKey(frame)
 	if !ok || !k.Src.Is6() {
-		a.m.Inc(mIcmpErrUnusable)
+		a.m.Inc(mICMPErrUnusable)
 		return
 	}
 	dst := netip.AddrFrom16([16]byte(pkt[24:40]))
 	if g, _ := a.Grant(); g == nil || !g.Prefix.Contains(dst) || dst != k.Dst {
-		a.m.Inc(mIcmpErrNotPrefix) // not for the site, or not for the packet's sender
+		a.m.Inc(mICMPErrNotPrefix) // not for the site, or not for the packet's sender
 		return
 	}
 	f := session.Flow{Proto: session.Proto(k.Proto), Site: netip.AddrPortFrom(k.Dst, k.DPort), Remote: netip.AddrPortFrom(k.Src, k.SPort)}
 	if _, ok := a.flows.Get(f); !ok {
-		a.m.Inc(mIcmpErrNotFlow)
+		a.m.Inc(mICMPErrNotFlow)
 		return
 	}
 	if pkt[7] <= 1 {
-		a.m.Inc(mIcmpErrHopLimit)
+		a.m.Inc(mICMPErrHopLimit)
 		return
 	}
 	if a.dp == nil {
-		a.m.Inc(mIcmpErrNoDatapath)
+		a.m.Inc(mICMPErrNoDatapath)
 		return
 	}
 	out := append([]byte(nil), pkt...)
 	out[7]-- // the edge is a hop (the hop limit is outside the checksum)
 	if err := a.dp.inj.Packet(out); err != nil {
-		a.m.Inc(mIcmpErrInjectFailed)
+		a.m.Inc(mICMPErrInjectFailed)
 		a.log.Debug("ICMP error not injected", "flow", f, "err", err)
 		return
 	}
-	a.m.Inc(mIcmpErrInjected)
+	a.m.Inc(mICMPErrInjected)
 }

@@ -174,7 +174,7 @@ func (a *agent) checkInbound(e flows.Entry, fa flowActivity) {
 		}
 	case proved:
 		if e.State == flows.StateTransitory && a.flows.Update(e.Flow, e.Carrier, flows.StateOpen) == nil {
-			a.m.Inc(mInboundTcpEstablished)
+			a.m.Inc(mInboundTCPEstablished)
 		}
 	}
 }

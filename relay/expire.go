@@ -121,7 +121,7 @@ func (c *carriers) sweep() {
 		n, ok := counts[f]
 		if ok && n.closed && !k.closed {
 			k.closed = true
-			c.m.Inc(mTcpClosed)
+			c.m.Inc(mTCPClosed)
 		}
 		if ok && c.inb.quota.unanswered(f, k, n.answered, now) {
 			// An inbound flow its LAN host never answered: whatever

@@ -176,7 +176,7 @@ func (c *carriers) mapHalf(f session.Flow, k *carrier, toRemote bool) bool {
 func (c *carriers) afterHandshake(f session.Flow, k *carrier, seg handshake.Segment, frame []byte) {
 	if seg.Flags&handshake.SYN != 0 {
 		pkt := k.synAck
-		c.m.Inc(mInboundTcpSynAnswered)
+		c.m.Inc(mInboundTCPSynAnswered)
 		c.mu.Unlock()
 		if pkt != nil && c.dp != nil {
 			if err := c.dp.inj.Packet(pkt); err != nil {
@@ -192,7 +192,7 @@ func (c *carriers) afterHandshake(f session.Flow, k *carrier, seg handshake.Segm
 			// judges it, but the remote-to-carrier entry waits, so the
 			// next segment comes here too, and the flow stays half-open
 			// (transitory timeout, inboundquota.go).
-			c.m.Inc(mInboundTcpAckUnproven)
+			c.m.Inc(mInboundTCPAckUnproven)
 			carrier := k.carrier()
 			c.mu.Unlock()
 			if c.dp != nil {
@@ -201,7 +201,7 @@ func (c *carriers) afterHandshake(f session.Flow, k *carrier, seg handshake.Segm
 			return
 		}
 		k.backIn = c.mapHalf(f, k, false)
-		c.m.Inc(mInboundTcpAcked)
+		c.m.Inc(mInboundTCPAcked)
 	}
 	carrier := k.carrier()
 	c.mu.Unlock()

@@ -226,7 +226,7 @@ func TestHandshakeRelayGiveUp(t *testing.T) {
 	c, k := handshakeCarriers(t)
 	before := c.ports.Stats().InUse
 	c.giveUp(nil, tcpFlow, k)
-	c.dropFlow(tcpFlow, &remoteSYN, mInboundNotOpened, mInboundTcpNotOpened)
+	c.dropFlow(tcpFlow, &remoteSYN, mInboundNotOpened, mInboundTCPNotOpened)
 	if len(c.flows) != 0 || len(c.byLease) != 0 || len(c.held) != 0 || len(c.done) != 0 {
 		t.Errorf("left behind: flows %v, leases %v, held %v, done %v", c.flows, c.byLease, c.held, c.done)
 	}

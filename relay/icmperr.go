@@ -32,25 +32,25 @@ func errorFlow(k xlat.Key) session.Flow {
 // the edge whose flow it is about. Every refusal is counted.
 func (c *carriers) relayICMPError(k xlat.Key, m xdp.Miss) {
 	if m.Len != len(m.Data) {
-		c.m.Inc(mIcmpErrTruncated)
+		c.m.Inc(mICMPErrTruncated)
 		return
 	}
 	pkt := m.Data[14:]
 	if len(pkt) < 40 || len(pkt) < 40+int(binary.BigEndian.Uint16(pkt[4:])) {
-		c.m.Inc(mIcmpErrMalformed)
+		c.m.Inc(mICMPErrMalformed)
 		return
 	}
 	pkt = pkt[:40+int(binary.BigEndian.Uint16(pkt[4:]))]
 	if len(pkt) > proto.MaxICMPErrorLen {
-		c.m.Inc(mIcmpErrTooLong)
+		c.m.Inc(mICMPErrTooLong)
 		return
 	}
 	if netip.AddrFrom16([16]byte(pkt[24:40])) != k.Dst {
-		c.m.Inc(mIcmpErrMalformed) // not to the embedded packet's source
+		c.m.Inc(mICMPErrMalformed) // not to the embedded packet's source
 		return
 	}
 	if pkt[7] <= 1 {
-		c.m.Inc(mIcmpErrHopLimit)
+		c.m.Inc(mICMPErrHopLimit)
 		return
 	}
 	f := errorFlow(k)
@@ -65,22 +65,22 @@ func (c *carriers) relayICMPError(k xlat.Key, m xdp.Miss) {
 	c.mu.Unlock()
 	switch {
 	case cr == nil:
-		c.m.Inc(mIcmpErrNotFlow)
+		c.m.Inc(mICMPErrNotFlow)
 		return
 	case ss == nil:
-		c.m.Inc(mIcmpErrNoSession)
+		c.m.Inc(mICMPErrNoSession)
 		return
 	case !c.icmpLimit.Allow(cr.site, time.Now()):
-		c.m.Inc(mIcmpErrRateLimited)
+		c.m.Inc(mICMPErrRateLimited)
 		return
 	}
 	out := append([]byte(nil), pkt...)
 	out[7]-- // the relay is a hop (the hop limit is outside the checksum)
 	if err := ss.ICMPError(out); err != nil {
-		c.m.Inc(mIcmpErrSendFailed)
+		c.m.Inc(mICMPErrSendFailed)
 		return
 	}
-	c.m.Inc(mIcmpErrRelayed)
+	c.m.Inc(mICMPErrRelayed)
 }
 
 // timeExceeded answers a carrier whose TTL ran out at the relay as a
@@ -89,19 +89,19 @@ func (c *carriers) relayICMPError(k xlat.Key, m xdp.Miss) {
 func (c *carriers) timeExceeded(dp *datapath, frame []byte) {
 	ip := frame[14:]
 	if !c.icmpLimit.Allow("", time.Now()) { // "" is no site: the relay's own
-		c.m.Inc(mTtlExceededRateLimited)
+		c.m.Inc(mTTLExceededRateLimited)
 		return
 	}
 	out := xlat.TimeExceeded4(dp.cfg.CarrierAddr, ip)
 	if out == nil {
-		c.m.Inc(mTtlExceededMalformed)
+		c.m.Inc(mTTLExceededMalformed)
 		return
 	}
 	if err := dp.inj.Packet(out); err != nil {
-		c.m.Inc(mTtlExceededSendFailed)
+		c.m.Inc(mTTLExceededSendFailed)
 		return
 	}
-	c.m.Inc(mTtlExceededSent)
+	c.m.Inc(mTTLExceededSent)
 }
 
 // ttlExpired reports whether frame is an IPv4 packet to the relay's

@@ -39,7 +39,7 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 	if f.Proto == session.TCP {
 		_, _, seg, err := handshake.Frame(frame)
 		if err != nil {
-			c.m.Inc(mInboundTcpUnreadable)
+			c.m.Inc(mInboundTCPUnreadable)
 			return
 		}
 		syn = &seg
@@ -52,7 +52,7 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 		switch {
 		case syn != nil && syn.Flags&handshake.SYN != 0:
 			// The remote's SYN again: the edge has the first one.
-			c.m.Inc(mInboundTcpSynAgain)
+			c.m.Inc(mInboundTCPSynAgain)
 		case len(h) >= maxHeldTCP || (syn == nil && len(h) >= maxHeld):
 			c.m.Inc(mInboundHeldOverflow)
 		case c.inb.heldN >= c.inb.heldCap():
@@ -70,7 +70,7 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 			return
 		}
 		if !syn.Is(handshake.SYN) {
-			c.m.Inc(mInboundTcpNotSyn) // no flow to carry it: the remote's stack resets or retries
+			c.m.Inc(mInboundTCPNotSyn) // no flow to carry it: the remote's stack resets or retries
 			c.mu.Unlock()
 			return
 		}
@@ -151,7 +151,7 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 		cp = session.TCP
 		h, err := syn.Header()
 		if err != nil {
-			c.dropFlow(f, syn, mInboundUnreadable, mInboundTcpUnreadable)
+			c.dropFlow(f, syn, mInboundUnreadable, mInboundTCPUnreadable)
 			return
 		}
 		m.SYN = h
@@ -160,9 +160,9 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 	lease, err := c.offerLease(ss, cp)
 	if err != nil {
 		if errors.Is(err, ports.ErrInboundShare) {
-			c.dropFlow(f, syn, mInboundPortShare, mInboundTcpPortShare) // the rest of the ports is kept for outbound flows
+			c.dropFlow(f, syn, mInboundPortShare, mInboundTCPPortShare) // the rest of the ports is kept for outbound flows
 		} else {
-			c.dropFlow(f, syn, mInboundNoPort, mInboundTcpNoPort)
+			c.dropFlow(f, syn, mInboundNoPort, mInboundTCPNoPort)
 		}
 		return
 	}
@@ -198,7 +198,7 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 			_ = c.ports.Release(lease) // it may answer late, and send
 		}
 		c.rememberRefusal(f, ss, r)
-		c.dropFlow(f, syn, mInboundRefused, mInboundTcpRefused)
+		c.dropFlow(f, syn, mInboundRefused, mInboundTCPRefused)
 		c.log.Debug("inbound flow refused", "flow", f, "err", err)
 		if syn != nil && errors.Is(err, proto.CodeClosed) {
 			c.resetRemote(f, *syn) // the host itself said no: so does the remote's connect, at once
@@ -226,7 +226,7 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 	select {
 	case <-ctx.Done():
 		c.giveUp(ss, f, k) // before the held packets go: a packet after that offers anew
-		c.dropFlow(f, syn, mInboundNotOpened, mInboundTcpNotOpened)
+		c.dropFlow(f, syn, mInboundNotOpened, mInboundTCPNotOpened)
 	case <-released:
 		c.openLatency.Observe(f.Proto.String(), time.Since(start))
 	}
@@ -332,5 +332,5 @@ func (c *carriers) resetRemote(f session.Flow, syn handshake.Segment) {
 		c.m.Inc(mHandshakeSendFailed)
 		return
 	}
-	c.m.Inc(mInboundTcpResetSent)
+	c.m.Inc(mInboundTCPResetSent)
 }
