@@ -5,6 +5,7 @@ import (
 
 	"github.com/unmap-dev/unmap/control"
 	"github.com/unmap-dev/unmap/metrics"
+	"github.com/unmap-dev/unmap/session/flows"
 	"github.com/unmap-dev/unmap/session/ports"
 )
 
@@ -16,6 +17,15 @@ const (
 	portsInUseName    = "unmap_edge_ports_in_use"
 	portsRefusedName  = "unmap_edge_ports_refused_total"
 	inboundPolicyName = "unmap_edge_inbound_policy_total"
+	flowEventsName    = "unmap_edge_flow_table_total"
+	flowsRefusedName  = "unmap_edge_flow_table_refused_total"
+)
+
+// flowEvents and flowRefusals are the closed sets of the flow table's
+// counters (flows.Stats).
+var (
+	flowEvents   = []string{"added", "expired", "deleted"}
+	flowRefusals = []string{flows.ReasonDuplicate, flows.ReasonFull, flows.ReasonUnknownFlow, flows.ReasonBadState}
 )
 
 // newOpenLatency is the outbound flow-open latency: a LAN host's first
@@ -45,6 +55,13 @@ func (a *agent) collectors(ctl *control.Counters, dp *datapath) ([]prometheus.Co
 	cs := []prometheus.Collector{
 		a.m, ctl, a.openLatency,
 		metrics.Gauge(flowsName, "Flows in the edge's table (it is authoritative: the relay follows it).", func() float64 { return float64(a.flows.Stats().Flows) }),
+		metrics.NewLabeledCounter(flowEventsName, "Flows added to the edge's table, expired (idle past their timeout) and deleted (closed), by event.", "event",
+			func() []string { return flowEvents }, func(ev string) float64 {
+				st := a.flows.Stats()
+				return float64(map[string]uint64{"added": st.Added, "expired": st.Expired, "deleted": st.Deleted}[ev])
+			}),
+		metrics.NewLabeledCounter(flowsRefusedName, "Flow-table operations refused, by reason (table-full: the table's bound on flows).", "reason",
+			func() []string { return flowRefusals }, func(r string) float64 { return float64(a.flows.Stats().Refused[r]) }),
 		metrics.Gauge(sessionName, "1 while the control session with the relay is up.", func() float64 {
 			if _, up := a.Grant(); up {
 				return 1
