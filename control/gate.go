@@ -54,7 +54,7 @@ func (t *gateTicket) release() { t.once.Do(func() { t.g.n.Add(-1) }) }
 // unvalidated source while many handshakes are in progress.
 func (g *handshakeGate) verify(net.Addr) bool {
 	if g.n.Load() >= g.retry {
-		g.counters.add("handshakes_retry_sent")
+		g.counters.inc(mHandshakesRetrySent)
 		return true
 	}
 	return false
@@ -68,7 +68,7 @@ func (g *handshakeGate) enter(ctx context.Context, _ *quic.ClientInfo) (context.
 	for {
 		n := g.n.Load()
 		if n >= g.max {
-			g.counters.add("handshakes_refused")
+			g.counters.inc(mHandshakesRefused)
 			return nil, errTooManyHandshakes
 		}
 		if g.n.CompareAndSwap(n, n+1) {

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/unmap-dev/unmap/metrics"
 	"github.com/unmap-dev/unmap/proto"
 )
 
@@ -112,10 +113,10 @@ func (ss *Session) post(m proto.Message, advisory bool) error {
 	case res == stopped:
 		return ErrSessionEnded
 	case res == full && advisory:
-		ss.srv.counters.add("send_dropped_" + m.Type().String())
+		ss.srv.counters.dropped(m.Type())
 		return errQueueFull
 	case res == full:
-		ss.stalled("send_queue_full", fmt.Errorf("%d bytes queued for the edge, %v refused", ss.q.max, m.Type()))
+		ss.stalled(mSendQueueFull, fmt.Errorf("%d bytes queued for the edge, %v refused", ss.q.max, m.Type()))
 		return ErrSessionEnded
 	}
 	return nil
@@ -165,9 +166,9 @@ func (ss *Session) writer() {
 			switch {
 			case ss.conn.Context().Err() != nil: // the connection ended first
 			case errors.As(err, &ne) && ne.Timeout():
-				ss.stalled("send_stalled", fmt.Errorf("a write to the edge took over %v", ss.srv.cfg.SendTimeout))
+				ss.stalled(mSendStalled, fmt.Errorf("a write to the edge took over %v", ss.srv.cfg.SendTimeout))
 			default:
-				ss.stalled("send_failed", err)
+				ss.stalled(mSendFailed, err)
 			}
 			return
 		}
@@ -177,11 +178,11 @@ func (ss *Session) writer() {
 // stalled closes a session whose edge does not take what it is sent,
 // once, counting why. The close runs on its own goroutine: the caller
 // may be the relay's miss loop.
-func (ss *Session) stalled(counter string, err error) {
+func (ss *Session) stalled(counter metrics.Counter, err error) {
 	ss.stall.Do(func() {
 		ss.q.stop()
-		ss.srv.counters.add(counter)
-		ss.srv.cfg.Log.Warn("session closed: the edge is not reading", "site", ss.site, "why", counter, "err", err)
-		go ss.srv.closeConn(ss.conn, "conn_closed_", proto.CodeTimeout, counter)
+		ss.srv.counters.inc(counter)
+		ss.srv.cfg.Log.Warn("session closed: the edge is not reading", "site", ss.site, "why", counter.Name(), "err", err)
+		go ss.srv.closeConn(ss.conn, fConnClosed, proto.CodeTimeout, counter.Name())
 	})
 }

@@ -272,8 +272,8 @@ func (s *Server) accept(ctx context.Context) {
 }
 
 // closeConn ends a connection with a code, counting it.
-func (s *Server) closeConn(conn quicConn, prefix string, code proto.Code, msg string) {
-	s.counters.code(prefix, code)
+func (s *Server) closeConn(conn quicConn, f *codes, code proto.Code, msg string) {
+	s.counters.code(f, code)
 	conn.CloseWithError(quic.ApplicationErrorCode(code), msg)
 }
 
@@ -284,42 +284,42 @@ func (s *Server) serve(ctx context.Context, conn *quic.Conn) {
 	tlsState := conn.ConnectionState().TLS
 	site, err := pki.PeerSite(tlsState)
 	if err != nil { // VerifyConnection let it through, so this is a bug
-		s.closeConn(conn, "session_refused_", proto.CodeInternal, err.Error())
+		s.closeConn(conn, fSessionRefused, proto.CodeInternal, err.Error())
 		return
 	}
 	hctx, cancel := context.WithTimeout(ctx, s.cfg.HelloTimeout)
 	str, err := conn.AcceptStream(hctx)
 	cancel()
 	if err != nil {
-		s.closeConn(conn, "conn_closed_", proto.CodeTimeout, "no control stream")
+		s.closeConn(conn, fConnClosed, proto.CodeTimeout, "no control stream")
 		return
 	}
 	w := newWire(str, s.cfg.MaxMessage)
 	str.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
-	m, err := w.recv(func() { s.counters.add("advisory_skipped") })
+	m, err := w.recv(func() { s.counters.inc(mAdvisorySkipped) })
 	str.SetReadDeadline(time.Time{})
 	if err != nil {
 		code := proto.CodeOf(err)
 		if code == proto.CodeInternal {
 			if conn.Context().Err() != nil { // the edge went away
-				s.counters.add("conn_lost_before_hello")
+				s.counters.inc(mConnLostBeforeHello)
 				return
 			}
 			code = proto.CodeTimeout // the read deadline
 		}
-		s.closeConn(conn, "conn_closed_", code, err.Error())
+		s.closeConn(conn, fConnClosed, code, err.Error())
 		return
 	}
 	hello, ok := m.(*proto.Hello)
 	if !ok {
-		s.closeConn(conn, "conn_closed_", proto.CodeProtocolViolation, fmt.Sprintf("%v before hello", m.Type()))
+		s.closeConn(conn, fConnClosed, proto.CodeProtocolViolation, fmt.Sprintf("%v before hello", m.Type()))
 		return
 	}
 	grant, code, msg := s.authorize(site, hello)
 	if code != proto.CodeOK {
 		s.cfg.Log.Info("session refused", "site", site, "remote", conn.RemoteAddr(), "code", code, "why", msg)
 		w.send(&proto.Goodbye{Code: code, Reason: clipReason(msg)})
-		s.closeConn(conn, "session_refused_", code, msg)
+		s.closeConn(conn, fSessionRefused, code, msg)
 		return
 	}
 	ss := s.newSession(site, grant, conn, str, w)
@@ -389,7 +389,7 @@ func (s *Server) newSession(site string, g *proto.Welcome, conn *quic.Conn, str 
 	s.sessions[site] = ss
 	s.mu.Unlock()
 	if old != nil {
-		s.counters.add("sessions_replaced")
+		s.counters.inc(mSessionsReplaced)
 		old.Shutdown(0, "replaced by a new session of the site")
 		<-old.done
 	}
@@ -400,9 +400,9 @@ func (s *Server) newSession(site string, g *proto.Welcome, conn *quic.Conn, str 
 // and reads the session's messages until it ends.
 func (s *Server) run(ss *Session, resumed bool) {
 	go ss.writer()
-	s.counters.add("sessions_started")
+	s.counters.inc(mSessionsStarted)
 	if resumed {
-		s.counters.add("sessions_resumed")
+		s.counters.inc(mSessionsResumed)
 	}
 	s.cfg.Log.Info("session started", "site", ss.site, "session", ss.grant.SessionID, "remote", ss.conn.RemoteAddr())
 	s.cfg.Handler.Started(ss)
@@ -414,6 +414,6 @@ func (s *Server) run(ss *Session, resumed bool) {
 		delete(s.sessions, ss.site)
 	}
 	s.mu.Unlock()
-	s.counters.add("sessions_ended")
+	s.counters.inc(mSessionsEnded)
 	s.cfg.Handler.Ended(ss, err)
 }

@@ -110,19 +110,19 @@ func (ss *Session) Offer(ctx context.Context, m *proto.FlowOffer) (*proto.OfferR
 	if err := ss.post(&o, false); err != nil {
 		return nil, err
 	}
-	ss.srv.counters.add("offers_sent")
+	ss.srv.counters.inc(mOffersSent)
 	t := time.NewTimer(ss.srv.cfg.OfferTimeout)
 	defer t.Stop()
 	select {
 	case r := <-ch:
 		if r.Result != proto.CodeOK {
-			ss.srv.counters.code("offer_refused_", r.Result)
+			ss.srv.counters.code(fOfferRefused, r.Result)
 			return r, r.Result
 		}
-		ss.srv.counters.add("offers_accepted")
+		ss.srv.counters.inc(mOffersAccepted)
 		return r, nil
 	case <-t.C:
-		ss.srv.counters.code("offer_refused_", proto.CodeTimeout)
+		ss.srv.counters.code(fOfferRefused, proto.CodeTimeout)
 		return nil, proto.CodeTimeout
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -143,7 +143,7 @@ func (ss *Session) ICMPError(packet []byte) error {
 	if err := ss.post(&proto.ICMPError{Packet: packet}, true); err != nil {
 		return err
 	}
-	ss.srv.counters.add("icmp_errors_sent")
+	ss.srv.counters.inc(mICMPErrorsSent)
 	return nil
 }
 
@@ -164,7 +164,7 @@ func (ss *Session) CloseFlow(f session.Flow, reason proto.Code) error {
 	if err := ss.post(&proto.FlowClose{Flow: f, Reason: reason}, false); err != nil {
 		return err
 	}
-	ss.srv.counters.add("flows_closed")
+	ss.srv.counters.inc(mFlowsClosed)
 	return nil
 }
 
@@ -212,7 +212,7 @@ func (ss *Session) end(err error) {
 // fail closes the connection for a protocol error and returns the error
 // the session ends with.
 func (ss *Session) fail(code proto.Code, err error) error {
-	ss.srv.closeConn(ss.conn, "conn_closed_", code, err.Error())
+	ss.srv.closeConn(ss.conn, fConnClosed, code, err.Error())
 	ss.srv.cfg.Log.Warn("session closed for a protocol error", "site", ss.site, "code", code, "err", err)
 	return fmt.Errorf("%w: %w", code, err)
 }
@@ -223,7 +223,7 @@ func (ss *Session) readLoop() error {
 	h := s.cfg.Handler
 	var replayAccepted, replayRefused uint32
 	for {
-		m, err := ss.w.recv(func() { s.counters.add("advisory_skipped") })
+		m, err := ss.w.recv(func() { s.counters.inc(mAdvisorySkipped) })
 		if err != nil {
 			if code := proto.CodeOf(err); code != proto.CodeInternal {
 				return ss.fail(code, err)
@@ -238,7 +238,7 @@ func (ss *Session) readLoop() error {
 				return err
 			}
 		case *proto.FlowClose:
-			s.counters.add("flows_closed")
+			s.counters.inc(mFlowsClosed)
 			h.Closed(ss, m)
 		case *proto.OfferReply:
 			ss.mu.Lock()
@@ -246,14 +246,14 @@ func (ss *Session) readLoop() error {
 			delete(ss.offers, m.ID)
 			ss.mu.Unlock()
 			if ch == nil {
-				s.counters.add("late_replies") // after its timeout: ignored
+				s.counters.inc(mLateReplies) // after its timeout: ignored
 				continue
 			}
 			ch <- m
 		case *proto.Replay:
 			for i := range m.Entries {
 				e := &m.Entries[i]
-				s.counters.add("replay_entries")
+				s.counters.inc(mReplayEntries)
 				code := proto.CodeAddressNotGranted
 				if siteOwns(ss.grant, e.Flow.Site) {
 					code = h.Replayed(ss, e)
@@ -263,7 +263,7 @@ func (ss *Session) readLoop() error {
 					continue
 				}
 				replayRefused++
-				s.counters.code("flow_refused_", code)
+				s.counters.code(fFlowRefused, code)
 				if err := ss.reply(&proto.FlowClose{Flow: e.Flow, Reason: code}); err != nil {
 					return err
 				}
@@ -289,7 +289,7 @@ func (ss *Session) readLoop() error {
 		case *proto.Pong:
 			// the relay sends no Pings; a stray Pong is harmless
 		case *proto.Goodbye:
-			s.counters.code("goodbye_", m.Code)
+			s.counters.code(fGoodbye, m.Code)
 			ss.conn.CloseWithError(quic.ApplicationErrorCode(proto.CodeShutdown), "goodbye")
 			return fmt.Errorf("%w (%s): %w", ErrGoodbye, m.Reason, m.Code)
 		default: // a relay-to-edge message, or a second Hello
@@ -310,7 +310,7 @@ func (ss *Session) replayTurn() error {
 	now := time.Now()
 	if !ss.lastReplay.IsZero() {
 		if wait := ss.lastReplay.Add(cmp.Or(ss.srv.cfg.replayEvery, replayEvery)).Sub(now); wait > 0 {
-			ss.srv.counters.add("replay_throttled")
+			ss.srv.counters.inc(mReplayThrottled)
 			t := time.NewTimer(wait)
 			defer t.Stop()
 			select {
@@ -331,11 +331,11 @@ func (ss *Session) replayTurn() error {
 func (ss *Session) open(m *proto.FlowOpen) *proto.FlowGrant {
 	s := ss.srv
 	if !siteOwns(ss.grant, m.Flow.Site) {
-		s.counters.code("flow_refused_", proto.CodeAddressNotGranted)
+		s.counters.code(fFlowRefused, proto.CodeAddressNotGranted)
 		return &proto.FlowGrant{Result: proto.CodeAddressNotGranted}
 	}
 	if m.Relay.IsValid() && !relayPickOK(ss.grant, m.CarrierProto, m.Relay) {
-		s.counters.code("flow_refused_", proto.CodeAddressNotGranted)
+		s.counters.code(fFlowRefused, proto.CodeAddressNotGranted)
 		return &proto.FlowGrant{Result: proto.CodeAddressNotGranted}
 	}
 	g := s.cfg.Handler.Open(ss, m)
@@ -348,9 +348,9 @@ func (ss *Session) open(m *proto.FlowOpen) *proto.FlowGrant {
 		g = &proto.FlowGrant{Result: proto.CodeInternal}
 	}
 	if g.Result != proto.CodeOK {
-		s.counters.code("flow_refused_", g.Result)
+		s.counters.code(fFlowRefused, g.Result)
 	} else {
-		s.counters.add("flows_opened")
+		s.counters.inc(mFlowsOpened)
 	}
 	return g
 }

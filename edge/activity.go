@@ -47,7 +47,7 @@ func (a *agent) poller() *slowpath.Poller {
 func (a *agent) flowActivity(e flows.Entry, fa slowpath.Activity) {
 	if fa.Closed && e.State == flows.StateOpen {
 		if a.flows.Update(e.Flow, e.Carrier, flows.StateTransitory) == nil {
-			a.count("tcp-closed")
+			a.m.Inc(mTCPClosed)
 		}
 	}
 	a.checkInbound(e, fa) // inboundquota.go

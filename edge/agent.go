@@ -3,12 +3,12 @@ package edge
 import (
 	"context"
 	"log/slog"
-	"maps"
 	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/unmap-dev/unmap/control"
+	"github.com/unmap-dev/unmap/metrics"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/flows"
@@ -39,16 +39,17 @@ type agent struct {
 	// handshake's segments); nil without a datapath.
 	inject func([]byte) error
 
-	mu        sync.Mutex
-	grant     *proto.Welcome // the last session's grant, kept while disconnected
-	up        bool           // a session is up
-	tokens    map[session.Flow]proto.BindToken
-	rports    map[session.Proto]*ports.Edge // relay ports R in use, by carrier protocol (pick.go)
-	raddr     netip.Addr                    // the relay address they are on
-	connected func(*proto.Welcome)          // called on each new grant; may be nil
-	counts    map[string]uint64             // slow-path events by name, for `unmap status`
-	proved    map[session.Flow]time.Time    // last token keepalive per carrier (rebind.go)
-	icmpLimit *ratelimit.Limiter            // the time exceeded the edge sends (icmperr.go)
+	mu          sync.Mutex
+	grant       *proto.Welcome // the last session's grant, kept while disconnected
+	up          bool           // a session is up
+	tokens      map[session.Flow]proto.BindToken
+	rports      map[session.Proto]*ports.Edge // relay ports R in use, by carrier protocol (pick.go)
+	raddr       netip.Addr                    // the relay address they are on
+	connected   func(*proto.Welcome)          // called on each new grant; may be nil
+	openLatency *metrics.Latency              // outbound flows' miss to entries installed (collectors.go)
+	m           *metrics.Counters             // slow-path events (metrics.go), for `unmap status` and /metrics
+	proved      map[session.Flow]time.Time    // last token keepalive per carrier (rebind.go)
+	icmpLimit   *ratelimit.Limiter            // the time exceeded the edge sends (icmperr.go)
 	// Inbound TCP flows in their carrier handshake (handshake.go), by
 	// flow and by carrier port E.
 	handshakes map[session.Flow]*tcpInbound
@@ -60,18 +61,10 @@ type agent struct {
 
 // count records a slow-path event (a miss it could not use, a held packet
 // it dropped) under a stable name.
-func (a *agent) count(name string) {
-	a.mu.Lock()
-	a.counts[name]++
-	a.mu.Unlock()
-}
+func (a *agent) count(name string) { a.m.IncName(name) }
 
-// Counts copies the slow-path counters.
-func (a *agent) Counts() map[string]uint64 {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return maps.Clone(a.counts)
-}
+// Counts copies the slow-path counters that moved, by readable name.
+func (a *agent) Counts() map[string]uint64 { return a.m.Snapshot() }
 
 var _ control.ClientHandler = (*agent)(nil)
 
@@ -86,7 +79,7 @@ func newAgent(s *Settings, wan netip.Addr, log *slog.Logger) (*agent, error) {
 	}
 	return &agent{s: s, log: log, wan: wan, flows: t, ports: p, policy: NewPolicy(s.Allow, s.Forwards),
 		nat:    newSiteNAT(),
-		tokens: map[session.Flow]proto.BindToken{}, counts: map[string]uint64{}, icmpLimit: slowpath.NewICMPLimit(),
+		tokens: map[session.Flow]proto.BindToken{}, m: edgeMetrics.New(), openLatency: newOpenLatency(), icmpLimit: slowpath.NewICMPLimit(),
 		handshakes: map[session.Flow]*tcpInbound{}, byEdgePort: map[uint16]*tcpInbound{}, inq: newInboundQuota(s.Inbound)}, nil
 }
 
@@ -150,7 +143,7 @@ func (a *agent) Offer(m *proto.FlowOffer) *proto.OfferReply {
 		return a.offerTCP(m, to)
 	}
 	if m.CarrierProto != session.UDP {
-		a.count("inbound-unsupported")
+		a.m.Inc(mInboundUnsupported)
 		return &proto.OfferReply{Result: proto.CodeUnsupportedProto}
 	}
 	// The opener that binds the carrier is its proof (proof.go).
@@ -188,7 +181,7 @@ func (a *agent) Bound(m *proto.CarrierBound) {
 		return
 	}
 	if m.Generation > 0 && e.Carrier.Public != m.Public {
-		a.count("rebound")
+		a.m.Inc(mRebound)
 		a.log.Info("carrier re-bound by the relay", "flow", m.Flow, "from", e.Carrier.Public, "to", m.Public, "generation", m.Generation)
 	}
 	e.Carrier.Public = m.Public

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/unmap-dev/unmap/metrics"
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/conf"
 )
@@ -15,19 +16,20 @@ import (
 // Config is edge.yaml. Fields are the file's text; Validate parses them
 // into Settings. A zero value of an optional field means its default.
 type Config struct {
-	Site         string         `yaml:"site"`          // site id; must match the certificate
-	Relay        string         `yaml:"relay"`         // control endpoint of the relay, host:port
-	ServerName   string         `yaml:"server_name"`   // TLS name of the relay; default: the host of Relay
-	TLS          conf.TLSFiles  `yaml:"tls"`           // edge certificate, key, and the CA of the relay
-	LAN          string         `yaml:"lan_interface"` // interface toward the site's hosts
-	WAN          string         `yaml:"wan_interface"` // interface toward the upstream CGNAT
-	CarrierPorts string         `yaml:"carrier_ports"` // source ports E for carriers; default 61000-64999
-	Keepalive    string         `yaml:"keepalive"`     // control channel keepalive; default 15s, at most 25s
-	PinPath      string         `yaml:"pin_path"`      // bpffs folder for pinned maps and links; default /sys/fs/bpf/unmap/edge-<site>
-	Timeouts     conf.Timeouts  `yaml:"timeouts"`
-	Inbound      Inbound        `yaml:"inbound"`
-	MissLimit    conf.MissLimit `yaml:"miss_limit"` // slow-path packets per LAN /64 or IPv4 host, and from the WAN per source
-	User         string         `yaml:"user"`       // become this user (name or uid) once set up; default: stay root, with only the capabilities still needed
+	Site          string         `yaml:"site"`          // site id; must match the certificate
+	Relay         string         `yaml:"relay"`         // control endpoint of the relay, host:port
+	ServerName    string         `yaml:"server_name"`   // TLS name of the relay; default: the host of Relay
+	TLS           conf.TLSFiles  `yaml:"tls"`           // edge certificate, key, and the CA of the relay
+	LAN           string         `yaml:"lan_interface"` // interface toward the site's hosts
+	WAN           string         `yaml:"wan_interface"` // interface toward the upstream CGNAT
+	CarrierPorts  string         `yaml:"carrier_ports"` // source ports E for carriers; default 61000-64999
+	Keepalive     string         `yaml:"keepalive"`     // control channel keepalive; default 15s, at most 25s
+	PinPath       string         `yaml:"pin_path"`      // bpffs folder for pinned maps and links; default /sys/fs/bpf/unmap/edge-<site>
+	Timeouts      conf.Timeouts  `yaml:"timeouts"`
+	Inbound       Inbound        `yaml:"inbound"`
+	MissLimit     conf.MissLimit `yaml:"miss_limit"`     // slow-path packets per LAN /64 or IPv4 host, and from the WAN per source
+	MetricsListen string         `yaml:"metrics_listen"` // host:port of the Prometheus /metrics server; default: none. Unauthenticated: bind it to localhost or a management network
+	User          string         `yaml:"user"`           // become this user (name or uid) once set up; default: stay root, with only the capabilities still needed
 
 	// Bounds on inbound flows (what an Internet host can make the agent
 	// hold for a site): session/conf.InboundLimits.
@@ -58,19 +60,20 @@ type ForwardRule struct {
 
 // Settings is a validated Config.
 type Settings struct {
-	Site         string
-	Relay        string
-	ServerName   string
-	TLS          conf.TLSFiles
-	LAN, WAN     string
-	CarrierPorts conf.PortRange
-	Keepalive    time.Duration
-	PinPath      string
-	Timers       conf.Timers
-	Misses       conf.MissBound
-	Allow        []Allow
-	Forwards     []Forward
-	User         string // empty: stay root
+	Site          string
+	Relay         string
+	ServerName    string
+	TLS           conf.TLSFiles
+	LAN, WAN      string
+	CarrierPorts  conf.PortRange
+	Keepalive     time.Duration
+	PinPath       string
+	Timers        conf.Timers
+	Misses        conf.MissBound
+	Allow         []Allow
+	Forwards      []Forward
+	User          string // empty: stay root
+	MetricsListen string // empty: no /metrics
 
 	// Inbound flow bounds, defaults filled in.
 	Inbound conf.InboundBounds
@@ -112,7 +115,10 @@ func Load(path string) (*Settings, error) {
 // Validate checks every field and returns the parsed settings; the error
 // names the first field that is wrong.
 func (c *Config) Validate() (*Settings, error) {
-	s := &Settings{Site: c.Site, Relay: c.Relay, TLS: c.TLS, LAN: c.LAN, WAN: c.WAN, PinPath: c.PinPath, User: c.User}
+	s := &Settings{Site: c.Site, Relay: c.Relay, TLS: c.TLS, LAN: c.LAN, WAN: c.WAN, PinPath: c.PinPath, User: c.User, MetricsListen: c.MetricsListen}
+	if err := metrics.CheckListen("metrics_listen", c.MetricsListen); err != nil {
+		return nil, err
+	}
 	if err := conf.CheckUser("user", c.User); err != nil {
 		return nil, err
 	}

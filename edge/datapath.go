@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
@@ -106,7 +107,7 @@ func (a *agent) misses(ctx context.Context, dp *datapath) error {
 func (a *agent) miss(ctx context.Context, dp *datapath, pending *openings, m xdp.Miss) {
 	if m.Role != xlat.RoleEdgeLAN {
 		if !a.handshakeWAN(m.Data) {
-			a.count("miss-wan") // a carrier packet with no flow: nothing to open
+			a.m.Inc(mMissWan) // a carrier packet with no flow: nothing to open
 		}
 		return
 	}
@@ -161,7 +162,7 @@ func (a *agent) classify(dp *datapath, m xdp.Miss) (lan, f session.Flow, cp sess
 	res := xlat.Process(xlat.RoleEdgeLAN, &cfg, local{}, nil, m.Data)
 	k := res.Key
 	if res.Reason != xlat.ReasonMiss {
-		a.count("miss-unusable")
+		a.m.Inc(mMissUnusable)
 		return lan, f, 0, 0, false
 	}
 	lan = session.Flow{Proto: session.Proto(k.Proto), Site: netip.AddrPortFrom(k.Src, k.SPort), Remote: netip.AddrPortFrom(k.Dst, k.DPort)}
@@ -170,7 +171,7 @@ func (a *agent) classify(dp *datapath, m xdp.Miss) (lan, f session.Flow, cp sess
 	}
 	if g, _ := a.Grant(); g == nil || !g.Prefix.Contains(k.Src) {
 		a.log.Debug("miss from outside the site", "key", k, "granted", g != nil)
-		a.count("miss-not-site")
+		a.m.Inc(mMissNotSite)
 		return lan, f, 0, 0, false
 	}
 	if _, known := a.flows.Get(lan); !known && a.lateAnswer(lan, m.Data) {
@@ -194,7 +195,7 @@ func (a *agent) classify(dp *datapath, m xdp.Miss) (lan, f session.Flow, cp sess
 // its token where the host put it.
 func (a *agent) classify4(dp *datapath, m xdp.Miss, lan session.Flow) (_, f session.Flow, cp session.Proto, token proto.BindToken, ok bool) {
 	if !slices.ContainsFunc(dp.lan4, func(p netip.Prefix) bool { return p.Contains(lan.Site.Addr()) }) {
-		a.count("miss-not-site")
+		a.m.Inc(mMissNotSite)
 		return lan, f, 0, 0, false
 	}
 	if f, ok := a.nat.forwarded(lan); ok {
@@ -207,7 +208,7 @@ func (a *agent) classify4(dp *datapath, m xdp.Miss, lan session.Flow) (_, f sess
 	}
 	f, err := a.nat.outbound(lan)
 	if err != nil {
-		a.count("miss-no-public-ipv4")
+		a.m.Inc(mMissNoPublicIPv4)
 		a.log.Debug("no public IPv4 port", "flow", lan, "err", err)
 		return lan, f, 0, 0, false
 	}
@@ -243,20 +244,21 @@ func (a *agent) lateAnswer(lan session.Flow, frame []byte) bool {
 	if err != nil || !seg.Is(handshake.SYN|handshake.ACK) && seg.Flags&handshake.RST == 0 {
 		return false
 	}
-	a.count("miss-tcp-answer-no-flow")
+	a.m.Inc(mMissTCPAnswerNoFlow)
 	return true
 }
 
 // openFlow opens the flow with the relay, installs both directions in the
 // datapath and sends the held packets on, translated.
 func (a *agent) openFlow(ctx context.Context, dp *datapath, lan, f session.Flow, cp session.Proto, token proto.BindToken, held func() [][]byte) error {
+	start := time.Now() // the miss was read a moment ago
 	if c, ok := a.pick(f, cp, token); ok {
-		return a.openPicked(ctx, dp, lan, f, c, token, held)
+		return a.openPicked(ctx, dp, lan, f, c, token, held, start)
 	}
 	c, err := a.Open(ctx, f, cp, token)
 	if err != nil {
 		for range held() {
-			a.count("held-dropped")
+			a.m.Inc(mHeldDropped)
 		}
 		a.nat.release(f)
 		return err
@@ -267,6 +269,7 @@ func (a *agent) openFlow(ctx context.Context, dp *datapath, lan, f session.Flow,
 		a.Close(f, proto.CodeInternal)
 		return err
 	}
+	a.openLatency.Observe(f.Proto.String(), time.Since(start))
 	a.note(f, c)
 	a.proveFirst(f, c, token)
 	a.sendHeld(dp, lan, c, pkts)
@@ -277,7 +280,7 @@ func (a *agent) openFlow(ctx context.Context, dp *datapath, lan, f session.Flow,
 // installed and sends them on; lan is the flow as the LAN host sent it.
 func (a *agent) sendHeld(dp *datapath, lan session.Flow, c session.Carrier, pkts [][]byte) {
 	if out, back, err := xdp.EdgePair(lan, c); err == nil {
-		dp.SendHeld(xlat.RoleEdgeLAN, out, back, pkts, a.count)
+		dp.SendHeld(xlat.RoleEdgeLAN, out, back, pkts, a.m, heldCounters)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/unmap-dev/unmap/control"
 	"github.com/unmap-dev/unmap/control/admin"
 	"github.com/unmap-dev/unmap/control/pki"
+	"github.com/unmap-dev/unmap/metrics"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session/ports"
 	"github.com/unmap-dev/unmap/xdp/ifcheck"
@@ -124,18 +125,39 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		return err
 	}
 	a.ctl = client
+	// Bound before the privileges go: an operator may pick a port < 1024.
+	var mln net.Listener
+	if s.MetricsListen != "" {
+		if mln, err = metrics.Listen(s.MetricsListen); err != nil {
+			return fmt.Errorf("metrics_listen: %w", err)
+		}
+		defer mln.Close()
+	}
 	if o.Drop != nil {
 		if err := o.Drop(); err != nil {
 			return err
 		}
 	}
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	go a.expire(ctx)
 	go pki.WatchExpiry(ctx, tf.id.Cert, s.TLS.Cert, log, expiryCheckEvery, nil)
 	go a.watchActivity(ctx)
 	go a.keepCarriers(ctx, dp)
 	go func() { errc <- a.misses(ctx, dp) }()
 
+	if mln != nil {
+		cs, err := a.collectors(client.Counters(), dp)
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		reg := metrics.NewRegistry(cs...)
+		log.Info("metrics listening", "addr", mln.Addr())
+		go func() {
+			if err := metrics.Serve(ctx, mln, reg); err != nil {
+				errc <- fmt.Errorf("metrics_listen: %w", err)
+			}
+		}()
+	}
 	if o.StatusSocket != "" {
 		st := admin.NewServer("edge", o.Version)
 		st.Section("session", func() any { return sessionStatus(a.Grant()) })

@@ -28,11 +28,11 @@ func isIPv6(frame []byte) bool {
 func (a *agent) timeExceeded(dp *datapath, ip []byte) {
 	g, _ := a.Grant()
 	if g == nil {
-		a.count("ttl-exceeded-no-prefix")
+		a.m.Inc(mTTLExceededNoPrefix)
 		return
 	}
 	from := lanPrefix(g.Prefix).Addr().Next()
-	dp.SendTimeExceeded(a.icmpLimit, func() []byte { return xlat.TimeExceeded6(from, ip) }, a.count)
+	dp.SendTimeExceeded(a.icmpLimit, func() []byte { return xlat.TimeExceeded6(from, ip) }, a.m, timeExceededCounters)
 }
 
 // ICMPError injects a relayed ICMPv6 error toward its LAN host.
@@ -41,33 +41,33 @@ func (a *agent) ICMPError(m *proto.ICMPError) {
 	frame := append([]byte{12: 0x86, 13: 0xdd}, pkt...)
 	k, ok := xlat.ErrorKey(frame)
 	if !ok || !k.Src.Is6() {
-		a.count("icmp-err-unusable")
+		a.m.Inc(mICMPErrUnusable)
 		return
 	}
 	dst := netip.AddrFrom16([16]byte(pkt[24:40]))
 	if g, _ := a.Grant(); g == nil || !g.Prefix.Contains(dst) || dst != k.Dst {
-		a.count("icmp-err-not-prefix") // not for the site, or not for the packet's sender
+		a.m.Inc(mICMPErrNotPrefix) // not for the site, or not for the packet's sender
 		return
 	}
 	f := session.Flow{Proto: session.Proto(k.Proto), Site: netip.AddrPortFrom(k.Dst, k.DPort), Remote: netip.AddrPortFrom(k.Src, k.SPort)}
 	if _, ok := a.flows.Get(f); !ok {
-		a.count("icmp-err-not-flow")
+		a.m.Inc(mICMPErrNotFlow)
 		return
 	}
 	if pkt[7] <= 1 {
-		a.count("icmp-err-hop-limit")
+		a.m.Inc(mICMPErrHopLimit)
 		return
 	}
 	if a.dp == nil {
-		a.count("icmp-err-no-datapath")
+		a.m.Inc(mICMPErrNoDatapath)
 		return
 	}
 	out := append([]byte(nil), pkt...)
 	out[7]-- // the edge is a hop (the hop limit is outside the checksum)
 	if err := a.dp.Inj.Packet(out); err != nil {
-		a.count("icmp-err-inject-failed")
+		a.m.Inc(mICMPErrInjectFailed)
 		a.log.Debug("ICMP error not injected", "flow", f, "err", err)
 		return
 	}
-	a.count("icmp-err-injected")
+	a.m.Inc(mICMPErrInjected)
 }

@@ -156,7 +156,7 @@ func (a *agent) takeInbound(f session.Flow, cp session.Proto, relay netip.AddrPo
 	if err != nil {
 		a.inq.forget(f)
 		if errors.Is(err, ports.ErrInboundShare) {
-			a.count("inbound-port-share") // the rest of the ports is kept for outbound flows
+			a.m.Inc(mInboundPortShare) // the rest of the ports is kept for outbound flows
 		}
 	}
 	return c, err
@@ -166,7 +166,7 @@ func (a *agent) takeInbound(f session.Flow, cp session.Proto, relay netip.AddrPo
 func (a *agent) checkInbound(e flows.Entry, fa slowpath.Activity) {
 	switch a.inq.check(e.Flow, e.Carrier, fa) {
 	case unanswered:
-		a.count("inbound-unanswered")
+		a.m.Inc(mInboundUnanswered)
 		a.drop(e.Flow, e.Carrier)
 		if a.ctl != nil {
 			if err := a.ctl.Close(e.Flow, proto.CodeExpired); err != nil {
@@ -175,7 +175,7 @@ func (a *agent) checkInbound(e flows.Entry, fa slowpath.Activity) {
 		}
 	case proved:
 		if e.State == flows.StateTransitory && a.flows.Update(e.Flow, e.Carrier, flows.StateOpen) == nil {
-			a.count("inbound-tcp-established")
+			a.m.Inc(mInboundTCPEstablished)
 		}
 	}
 }

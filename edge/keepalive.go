@@ -95,8 +95,8 @@ func (a *agent) sendKeepalive(dp *datapath, c session.Carrier) {
 		err = dp.Inj.Packet(pkt)
 	}
 	if err != nil {
-		a.count("keepalive-failed")
+		a.m.Inc(mKeepaliveFailed)
 		return
 	}
-	a.count("keepalive-sent")
+	a.m.Inc(mKeepaliveSent)
 }

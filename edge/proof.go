@@ -49,11 +49,11 @@ func (a *agent) sendProof(c session.Carrier, token proto.BindToken) bool {
 		err = a.inject(pkt)
 	}
 	if err != nil {
-		a.count("proof-send-failed")
+		a.m.Inc(mProofSendFailed)
 		a.log.Debug("proof not sent", "carrier", c, "err", err)
 		return false
 	}
-	a.count("proof-sent")
+	a.m.Inc(mProofSent)
 	return true
 }
 

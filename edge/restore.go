@@ -28,7 +28,7 @@ func (a *agent) restore(dp *datapath) (int, error) {
 	pinned, rest := slowpath.ReadPinned(ms, slowpath.EdgePairing, func(m xdp.Mapping) bool { return a.carrierSide(m.Entry.Src, m.Entry.SPort) })
 	for _, m := range rest {
 		if a.carrierSide(m.Entry.Src, m.Entry.SPort) {
-			a.count("restore-half-pair")
+			a.m.Inc(mRestoreHalfPair)
 		}
 	}
 	kept := map[xlat.Key]bool{}
@@ -43,11 +43,11 @@ func (a *agent) restore(dp *datapath) (int, error) {
 		if !kept[m.Key] {
 			_ = dp.XDP.Delete(m.Key)
 			dp.notes.delete(m.Key)
-			a.count("restore-stale-entry")
+			a.m.Inc(mRestoreStaleEntry)
 		}
 	}
 	a.mu.Lock()
-	a.counts["restored"] += uint64(n)
+	a.m.Add(mRestored, uint64(n))
 	a.mu.Unlock()
 	return n, nil
 }
@@ -69,23 +69,23 @@ func (a *agent) restoreOne(dp *datapath, p slowpath.Pinned) bool {
 		// The relay knows this flow by the site's public endpoint, which
 		// only the notes hold.
 		if !noted || !notes.Site.IsValid() {
-			a.count("restore-no-notes")
+			a.m.Inc(mRestoreNoNotes)
 			return false
 		}
 		f.Site = notes.Site
 	} else if !noted {
 		// The relay has the token already; a relay that restarted too
 		// binds the carrier again only if the CGNAT kept its port.
-		a.count("restore-no-notes")
+		a.m.Inc(mRestoreNoNotes)
 	}
 	c.Public = notes.Public
 	if err := a.ports.Claim(c.Proto, c.Edge.Port()); err != nil {
-		a.count("restore-port-taken")
+		a.m.Inc(mRestorePortTaken)
 		return false
 	}
 	if err := a.flows.Add(f, c, flows.StateOpen); err != nil {
 		a.releasePort(c)
-		a.count("restore-refused")
+		a.m.Inc(mRestoreRefused)
 		return false
 	}
 	a.mu.Lock()
@@ -115,6 +115,6 @@ func (a *agent) note(f session.Flow, c session.Carrier) {
 		v.Site, v.Forward = f.Site, a.nat.isForward(f)
 	}
 	if err := a.dp.notes.put(out.Key, v); err != nil {
-		a.count("notes-failed")
+		a.m.Inc(mNotesFailed)
 	}
 }

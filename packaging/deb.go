@@ -89,6 +89,8 @@ func build(ctx context.Context, o options) (string, error) {
 		{Destination: "/etc/unmap", Type: files.TypeDir, FileInfo: &files.ContentFileInfo{Mode: 0o755}},
 		{Source: filepath.Join(root, "README.md"), Destination: "/usr/share/doc/unmap/README.md", FileInfo: &files.ContentFileInfo{Mode: 0o644}},
 		{Source: filepath.Join(root, "OPERATING.md"), Destination: "/usr/share/doc/unmap/OPERATING.md", FileInfo: &files.ContentFileInfo{Mode: 0o644}},
+		// The dashboard of the agents' /metrics, for Grafana to import.
+		{Source: filepath.Join(root, "packaging", "grafana", "unmap.json"), Destination: "/usr/share/unmap/grafana/unmap.json", FileInfo: &files.ContentFileInfo{Mode: 0o644}},
 	}
 	for _, u := range units {
 		contents = append(contents, &files.Content{Source: filepath.Join(root, "packaging", "systemd", u), Destination: unitDir + "/" + u, FileInfo: &files.ContentFileInfo{Mode: 0o644}})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
@@ -103,6 +104,7 @@ func TestPackageContents(t *testing.T) {
 		"/usr/share/fish/vendor_completions.d/unmap.fish": 0o644,
 		"/usr/share/doc/unmap/OPERATING.md":               0o644,
 		"/usr/share/doc/unmap/README.md":                  0o644,
+		"/usr/share/unmap/grafana/unmap.json":             0o644,
 	}
 	for p, mode := range want {
 		e, ok := d.data[p]
@@ -132,6 +134,16 @@ func TestPackageContents(t *testing.T) {
 		if !bytes.Equal(d.data["/etc/unmap/"+name].data, ex) {
 			t.Errorf("/etc/unmap/%s is not examples/%s", name, name)
 		}
+	}
+
+	// The Grafana dashboard ships as the repository has it, for an
+	// operator to import (OPERATING.md, metrics).
+	dash, err := os.ReadFile(filepath.Join(root, "packaging", "grafana", "unmap.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.data["/usr/share/unmap/grafana/unmap.json"].data; !bytes.Equal(got, dash) || !json.Valid(got) {
+		t.Errorf("/usr/share/unmap/grafana/unmap.json is not packaging/grafana/unmap.json (%d bytes, valid JSON %v)", len(got), json.Valid(got))
 	}
 
 	// Every page is a gzipped man page of its command.

@@ -82,7 +82,7 @@ func (c *carriers) carrierPacket(key xlat.Key, frame []byte, whole bool) {
 	case ttlExpired(frame, c.dp.Cfg.CarrierAddr):
 		c.timeExceeded(c.dp, frame) // the datapath's ttl-to-agent, or a first packet
 	default:
-		c.dp.send(b.flow, b.carrier, [][]byte{frame}, c.count)
+		c.dp.send(b.flow, b.carrier, [][]byte{frame}, c.m)
 	}
 }
 
@@ -125,7 +125,7 @@ func (c *carriers) bindLocked(key xlat.Key, l4, frame []byte) (_ bound, tell fun
 		if c.holdEarlyLocked(lk, key, frame) {
 			return bound{}, nil, errEarly
 		}
-		c.countLocked(errNoCarrier.Error())
+		c.m.Inc(mBindNoCarrier)
 		return bound{}, nil, errNoCarrier
 	}
 	k := c.flows.get(f)
@@ -139,36 +139,36 @@ func (c *carriers) bindLocked(key xlat.Key, l4, frame []byte) (_ bound, tell fun
 	case k.public.IsValid() && k.public.Addr() == public.Addr() && k.lease.Proto == session.UDP && k.hs == nil:
 		return c.rebindLocked(f, k, public, secret, isProof)
 	case k.public.IsValid():
-		c.countLocked(errBound.Error())
+		c.m.Inc(mBindAlreadyBound)
 		return bound{}, nil, errBound
 	}
 	now := c.now()
 	switch k.lease.Proto {
 	case session.TCP:
 		if !c.bindBudget.allowed(key.Src, now) {
-			c.countLocked(errLimited.Error())
+			c.m.Inc(mBindLimited)
 			return bound{}, nil, errLimited
 		}
 		if t, ok := session.TCPToken(l4); !ok || proto.BindToken(t) != k.token {
 			c.bindBudget.spend(key.Src, now)
-			c.countLocked(errToken.Error())
+			c.m.Inc(mBindBadToken)
 			return bound{}, nil, errToken
 		}
 	case session.UDP:
 		if !isProof {
-			if c.holdLocked(lk, key, frame, "bind-held") {
+			if c.holdLocked(lk, key, frame, mBindHeld) {
 				return bound{}, nil, errHeld
 			}
-			c.countLocked(errNoProof.Error())
+			c.m.Inc(mBindNoProof)
 			return bound{}, nil, errNoProof
 		}
 		if secret != k.token {
 			c.bindBudget.spend(key.Src, now)
-			c.countLocked(errToken.Error())
+			c.m.Inc(mBindBadToken)
 			return bound{}, nil, errToken
 		}
 	default:
-		c.countLocked(errProto.Error())
+		c.m.Inc(mBindUnsupported)
 		return bound{}, nil, errProto
 	}
 	k.public = public
@@ -176,7 +176,7 @@ func (c *carriers) bindLocked(key xlat.Key, l4, frame []byte) (_ bound, tell fun
 		// The carrier SYN: entries and CarrierBound wait for the
 		// edge's completing ACK (handshake.go).
 		c.syncLocked(f, k)
-		c.countLocked("bound")
+		c.m.Inc(mBound)
 		return bound{flow: f, carrier: k.carrier(), inbound: k.inbound, hs: k.hs}, nil, nil
 	}
 	if !c.mapCarrier(f, k) {
@@ -184,7 +184,7 @@ func (c *carriers) bindLocked(key xlat.Key, l4, frame []byte) (_ bound, tell fun
 		c.syncLocked(f, k)
 		return bound{}, nil, errors.New("datapath refused the entries")
 	}
-	c.countLocked("bound")
+	c.m.Inc(mBound)
 	return bound{flow: f, carrier: k.carrier(), inbound: k.inbound, proof: isProof, held: c.heldFromLocked(lk, public)},
 		c.tellBound(f, k), nil
 }
@@ -199,7 +199,7 @@ func (c *carriers) heldFromLocked(lk leaseKey, public netip.AddrPort) []earlyPkt
 		if p.key.SPort == public.Port() {
 			out = append(out, p)
 		} else {
-			c.countLocked("bind-held-other-port")
+			c.m.Inc(mBindHeldOtherPort)
 		}
 	}
 	return out
@@ -216,14 +216,14 @@ func (c *carriers) heldFromLocked(lk leaseKey, public netip.AddrPort) []earlyPkt
 // entry consumes it.
 func (c *carriers) rebindLocked(f session.Flow, k *carrier, public netip.AddrPort, secret proto.BindToken, isProof bool) (bound, func(), error) {
 	if !isProof {
-		c.countLocked(errBound.Error())
+		c.m.Inc(mBindAlreadyBound)
 		ss := c.live[k.site]
 		if ss == nil || c.now().Sub(k.movedAsked) < movedEvery {
-			c.countLocked("moved-not-asked") // no session, or asked a moment ago
+			c.m.Inc(mMovedNotAsked) // no session, or asked a moment ago
 			return bound{}, nil, errBound
 		}
 		k.movedAsked = c.now()
-		c.countLocked("moved-asked")
+		c.m.Inc(mMovedAsked)
 		return bound{}, func() {
 			if err := ss.Moved(&proto.CarrierMoved{Flow: f, Public: public}); err != nil {
 				c.log.Debug("carrier moved not sent", "flow", f, "err", err)
@@ -232,7 +232,7 @@ func (c *carriers) rebindLocked(f session.Flow, k *carrier, public netip.AddrPor
 	}
 	if secret != k.token {
 		c.bindBudget.spend(public.Addr(), c.now())
-		c.countLocked(errRebind.Error())
+		c.m.Inc(mRebindBadToken)
 		return bound{}, nil, errRebind
 	}
 	old := k.carrier()
@@ -246,7 +246,7 @@ func (c *carriers) rebindLocked(f session.Flow, k *carrier, public netip.AddrPor
 		return bound{}, nil, errors.New("datapath refused the re-bound entries")
 	}
 	k.rebinds++
-	c.countLocked("rebound")
+	c.m.Inc(mRebound)
 	c.log.Info("carrier re-bound", "flow", f, "from", old.Public, "to", public, "generation", k.rebinds)
 	return bound{flow: f, carrier: k.carrier(), proof: true}, c.tellBound(f, k), nil
 }

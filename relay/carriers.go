@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/unmap-dev/unmap/control"
+	"github.com/unmap-dev/unmap/metrics"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/conf"
@@ -67,13 +68,14 @@ type carriers struct {
 
 	dp *datapath // nil when the relay runs without XDP (tests)
 
-	mu       sync.Mutex
-	flows    registry              // every flow and its carrier, by flow and by deadline (registry.go, expire.go)
-	bySite   map[string]*siteFlows // flows again, by site (sitelist.go)
-	byLease  map[leaseKey]session.Flow
-	sessions map[string]sessionInfo // by site
-	live     map[string]*control.Session
-	counts   map[string]uint64 // slow-path events by name
+	mu          sync.Mutex
+	flows       registry              // every flow and its carrier, by flow and by deadline (registry.go, expire.go)
+	bySite      map[string]*siteFlows // flows again, by site (sitelist.go)
+	byLease     map[leaseKey]session.Flow
+	sessions    map[string]sessionInfo // by site
+	live        map[string]*control.Session
+	m           *metrics.Counters // slow-path events (metrics.go)
+	openLatency *metrics.Latency  // inbound flows' miss to entries installed (collectors.go)
 
 	grants     map[string][]netip.Prefix // by site: its prefix and public IPv4
 	udpTimeout time.Duration
@@ -133,7 +135,7 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 		}
 	}
 	c := &carriers{log: log, ports: p, bySite: map[string]*siteFlows{}, byLease: map[leaseKey]session.Flow{},
-		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, counts: map[string]uint64{},
+		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, m: relayMetrics.New(), openLatency: newOpenLatency(),
 		grants: grants, udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now,
 		early: map[leaseKey][]earlyPkt{}, pickers: map[netip.Addr]int{}, edgesFrom: map[netip.Addr]int{}, fromOf: map[uint64]edgeFrom{}, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
 		icmpLimit: slowpath.NewICMPLimit(), offering: map[leaseKey]bool{}, inb: inboundState{quota: quota{limits: s.Inbound}, ipv4Ports: a4p}, perSite: map[string]*siteCounts{}}
@@ -203,7 +205,7 @@ func (c *carriers) exemptMisses(pub netip.Addr, on bool) {
 		return
 	}
 	if err := c.dp.XDP.ExemptMissSource(pub, on); err != nil {
-		c.countLocked("miss-exempt-failed")
+		c.m.Inc(mMissExemptFailed)
 		c.log.Warn("miss bound exemption", "from", pub, "on", on, "err", err)
 	}
 }
@@ -255,7 +257,7 @@ func (c *carriers) open(ss peer, m *proto.FlowOpen) (*proto.FlowGrant, []earlyPk
 	}
 	life := c.lifetimeCap(m.Flow.Proto, m.LifetimeSec)
 	c.add(m.Flow, &carrier{site: ss.Site(), lease: lease, edgePort: m.EdgePort, token: m.Token, gen: ss.ID(), lifetime: life})
-	c.countLocked("opened")
+	c.m.Inc(mOpened)
 	c.siteCountLocked(ss.Site()).opens++
 	return &proto.FlowGrant{Relay: lease.RelayAddr(), LifetimeSec: uint32(life / time.Second)}, c.takeEarlyLocked(leaseKey{lease.Key, lease.Port})
 }
@@ -289,15 +291,15 @@ func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, 
 			return proto.CodeFlowExists, nil
 		}
 		old.gen = ss.ID()
-		c.countLocked("replayed") // kept across the edge's reconnect or restart
+		c.m.Inc(mReplayed) // kept across the edge's reconnect or restart
 		return proto.CodeOK, nil
 	}
 	pub := publicAddr(ss)
-	if why := c.checkReplayLocked(pub, e); why != "" {
-		c.countLocked("replay-refused-" + why)
+	if why := c.checkReplayLocked(pub, e); !why.IsZero() {
+		c.m.Inc(why)
 		// Debug, as a refused open: a replay is up to 512 entries a
 		// message, and the counter says it.
-		c.log.Debug("replayed flow refused", "site", ss.Site(), "flow", e.Flow, "relay", e.Relay, "public", e.Public, "why", why)
+		c.log.Debug("replayed flow refused", "site", ss.Site(), "flow", e.Flow, "relay", e.Relay, "public", e.Public, "why", why.Name())
 		return proto.CodeAddressNotGranted, nil
 	}
 	lk := leaseKey{ports.Key{Relay: e.Relay.Addr(), Public: pub, Proto: e.CarrierProto}, e.Relay.Port()}
@@ -305,14 +307,14 @@ func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, 
 	if !ok {
 		var err error
 		if lease, err = c.ports.Claim(ss.Site(), lk.Key, lk.port); err != nil {
-			c.countLocked("replay-refused-" + code(err).String())
+			c.m.Inc(replayRefusedByCode(code(err)))
 			return code(err), nil
 		}
 	}
 	k := &carrier{site: ss.Site(), lease: lease, edgePort: e.EdgePort, token: e.Token, gen: ss.ID(),
 		lifetime: c.lifetimeCap(e.Flow.Proto, e.LifetimeSec)}
 	c.add(e.Flow, k)
-	c.countLocked("replayed-claimed") // taken back after a relay restart
+	c.m.Inc(mReplayedClaimed) // taken back after a relay restart
 	k.public = e.Public
 	if pc, same := c.pinnedCarrierLocked(e.Flow, lease); same && !k.public.IsValid() {
 		// The edge never heard its carrier bound (the last agent went
@@ -336,7 +338,7 @@ func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, 
 	// hears FlowClose and opens it anew.
 	if !c.mapCarrier(e.Flow, k) {
 		c.remove(e.Flow, k)
-		c.countLocked("replay-refused-" + proto.CodeNoResources.String())
+		c.m.Inc(replayRefusedByCode(proto.CodeNoResources))
 		return proto.CodeNoResources, nil
 	}
 	return proto.CodeOK, tell
@@ -345,10 +347,11 @@ func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, 
 // checkReplayLocked checks what a replayed entry says about a carrier the
 // relay does not know, as a FlowOpen's would be: the relay can only trust
 // what it saw itself. pub is the CGNAT address the session comes from.
-// It returns why the entry is refused, "" if it is not. c.mu held.
-func (c *carriers) checkReplayLocked(pub netip.Addr, e *proto.ReplayEntry) string {
+// It returns the counter of why the entry is refused, none if it is not.
+// c.mu held.
+func (c *carriers) checkReplayLocked(pub netip.Addr, e *proto.ReplayEntry) metrics.Counter {
 	if !e.Public.IsValid() {
-		return "" // never bound: its first packet binds it, from pub
+		return metrics.Counter{} // never bound: its first packet binds it, from pub
 	}
 	// The carrier's CGNAT side is the session's own CGNAT address (paired
 	// pooling, RFC 4787 REQ-2; the relay grants R keyed on it too): any
@@ -356,16 +359,16 @@ func (c *carriers) checkReplayLocked(pub netip.Addr, e *proto.ReplayEntry) strin
 	// a host of its choosing (a reflector from the relay's own address),
 	// or hold ports keyed on another site's CGNAT address.
 	if e.Public.Addr() != pub {
-		return "public-address"
+		return mReplayRefusedPublicAddress
 	}
 	// A NAT maps a port of 1024 and up to one of 1024 and up (RFC 4787
 	// §4.2.1), and the edge's carrier ports are above the system ports
 	// (edge.yaml carrier_ports): a lower TCP or UDP port is not a
 	// carrier's. ICMP carriers have an echo identifier instead, any value.
 	if e.CarrierProto != session.ICMP && e.Public.Port() < conf.MinCarrierPort {
-		return "public-port"
+		return mReplayRefusedPublicPort
 	}
-	return ""
+	return metrics.Counter{}
 }
 
 // lifetimeCap is the lifetime the relay keeps an idle flow for at most:
@@ -393,7 +396,7 @@ func (c *carriers) adoptPinnedLocked(f session.Flow, k *carrier) bool {
 	if p.lease.Port != 0 && p.lease != k.lease {
 		_ = c.ports.Release(p.lease) // not the replay's port: cannot be, but never leak one
 	}
-	c.countLocked("replayed-pinned")
+	c.m.Inc(mReplayedPinned)
 	return true
 }
 
@@ -483,8 +486,10 @@ func (k *carrier) carrier() session.Carrier {
 	return session.Carrier{Proto: k.lease.Proto, Relay: k.lease.RelayAddr(), Public: k.public}
 }
 
-// count records a slow-path event; c.mu must be held.
-func (c *carriers) countLocked(name string) { c.counts[name]++ }
+// countLocked counts under name, one of the declared counters
+// (metrics.go) passed down as a reason; c.mu held, as its callers are,
+// though counting needs no lock.
+func (c *carriers) countLocked(name string) { c.m.IncName(name) }
 
 // mapCarrier installs a bound carrier in the datapath, replacing pinned
 // entries that hold its keys; c.mu must be held.
@@ -535,9 +540,8 @@ func (c *carriers) status() any {
 		})
 	}
 	sessions := maps.Clone(c.sessions)
-	counts := maps.Clone(c.counts)
+	counts := c.m.Snapshot()
 	pinned := c.pinned.count()
 	c.mu.Unlock()
-	c.gate.counts(counts)
 	return carrierStatus{Sessions: sessions, Slowpath: counts, Flows: by, Ports: c.ports.Stats(), Refused: c.ports.Refused.Snapshot(), Rebound: rb, Pinned: pinned}
 }

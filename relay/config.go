@@ -5,22 +5,24 @@ import (
 	"net/netip"
 	"path/filepath"
 
+	"github.com/unmap-dev/unmap/metrics"
 	"github.com/unmap-dev/unmap/session/conf"
 )
 
 // Config is relay.yaml. Fields are the file's text; Validate parses them
 // into Settings. A zero value of an optional field means its default.
 type Config struct {
-	Listen       string         `yaml:"listen"`        // QUIC control endpoint; default [::]:443
-	TLS          conf.TLSFiles  `yaml:"tls"`           // relay certificate, key, and the CA of the edges
-	Interface    string         `yaml:"interface"`     // external interface (carriers and sites' traffic)
-	Addresses    []string       `yaml:"addresses"`     // relay IPv4 addresses that carriers use
-	CarrierPorts string         `yaml:"carrier_ports"` // relay ports R for carriers; default 20000-59999
-	PinPath      string         `yaml:"pin_path"`      // bpffs folder where the XDP maps and link are pinned, so flows outlive the agent; default /sys/fs/bpf/unmap-relay
-	Timeouts     conf.Timeouts  `yaml:"timeouts"`
-	MissLimit    conf.MissLimit `yaml:"miss_limit"` // slow-path packets per source: IPv4 address or IPv6 /64 (carriers from the edges' CGNAT addresses: not bound)
-	Sites        []SiteConfig   `yaml:"sites"`
-	User         string         `yaml:"user"` // become this user (name or uid) once set up; default: stay root, with only the capabilities still needed
+	Listen        string         `yaml:"listen"`        // QUIC control endpoint; default [::]:443
+	TLS           conf.TLSFiles  `yaml:"tls"`           // relay certificate, key, and the CA of the edges
+	Interface     string         `yaml:"interface"`     // external interface (carriers and sites' traffic)
+	Addresses     []string       `yaml:"addresses"`     // relay IPv4 addresses that carriers use
+	CarrierPorts  string         `yaml:"carrier_ports"` // relay ports R for carriers; default 20000-59999
+	PinPath       string         `yaml:"pin_path"`      // bpffs folder where the XDP maps and link are pinned, so flows outlive the agent; default /sys/fs/bpf/unmap-relay
+	Timeouts      conf.Timeouts  `yaml:"timeouts"`
+	MissLimit     conf.MissLimit `yaml:"miss_limit"` // slow-path packets per source: IPv4 address or IPv6 /64 (carriers from the edges' CGNAT addresses: not bound)
+	Sites         []SiteConfig   `yaml:"sites"`
+	MetricsListen string         `yaml:"metrics_listen"` // host:port of the Prometheus /metrics server; default: none. Unauthenticated: bind it to localhost or a management network
+	User          string         `yaml:"user"`           // become this user (name or uid) once set up; default: stay root, with only the capabilities still needed
 
 	// Bounds on inbound flows (what an Internet host can make the agent
 	// hold for a site): session/conf.InboundLimits.
@@ -38,16 +40,17 @@ type SiteConfig struct {
 
 // Settings is a validated Config.
 type Settings struct {
-	Listen       netip.AddrPort
-	TLS          conf.TLSFiles
-	Interface    string
-	Addresses    []netip.Addr
-	CarrierPorts conf.PortRange
-	PinPath      string
-	Timers       conf.Timers
-	Misses       conf.MissBound
-	Sites        []Site
-	User         string // empty: stay root
+	Listen        netip.AddrPort
+	TLS           conf.TLSFiles
+	Interface     string
+	Addresses     []netip.Addr
+	CarrierPorts  conf.PortRange
+	PinPath       string
+	Timers        conf.Timers
+	Misses        conf.MissBound
+	Sites         []Site
+	User          string // empty: stay root
+	MetricsListen string // empty: no /metrics
 
 	// Inbound flow bounds, defaults filled in.
 	Inbound conf.InboundBounds
@@ -75,7 +78,7 @@ func Load(path string) (*Settings, error) {
 // Validate checks every field and returns the parsed settings; the error
 // names the first field that is wrong.
 func (c *Config) Validate() (*Settings, error) {
-	s := &Settings{TLS: c.TLS, Interface: c.Interface, PinPath: c.PinPath, User: c.User}
+	s := &Settings{TLS: c.TLS, Interface: c.Interface, PinPath: c.PinPath, User: c.User, MetricsListen: c.MetricsListen}
 	var err error
 	listen := c.Listen
 	if listen == "" {
@@ -137,6 +140,9 @@ func (c *Config) Validate() (*Settings, error) {
 		return nil, err
 	}
 	if s.Inbound, err = c.InboundLimits.Parse("inbound_limits"); err != nil {
+		return nil, err
+	}
+	if err := metrics.CheckListen("metrics_listen", c.MetricsListen); err != nil {
 		return nil, err
 	}
 	if err := conf.CheckUser("user", c.User); err != nil {

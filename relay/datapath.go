@@ -9,6 +9,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/unmap-dev/unmap/metrics"
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/xlat"
 	"github.com/unmap-dev/unmap/slowpath"
@@ -157,12 +158,12 @@ func (c *carriers) miss(ctx context.Context, dp *datapath, m xdp.Miss) {
 	res := xlat.Process(xlat.RoleRelayExt, &dp.Cfg, sitesTable(dp.sites), nil, m.Data)
 	k := res.Key
 	if res.Reason != xlat.ReasonMiss {
-		c.count("miss-unusable")
+		c.m.Inc(mMissUnusable)
 		return
 	}
 	if k.Dst != dp.Cfg.CarrierAddr {
 		if m.Len != len(m.Data) {
-			c.count("inbound-truncated") // cannot be held whole
+			c.m.Inc(mInboundTruncated) // cannot be held whole
 			return
 		}
 		c.inbound(ctx, k, m.Data)
@@ -172,19 +173,13 @@ func (c *carriers) miss(ctx context.Context, dp *datapath, m xdp.Miss) {
 }
 
 // send translates packets of a flow held by the slow path with the flow's
-// entries, as the program now would, and sends them on.
-func (dp *datapath) send(f session.Flow, c session.Carrier, frames [][]byte, count func(string)) {
+// entries, as the program now would, and sends them on, counting the
+// ones lost in m.
+func (dp *datapath) send(f session.Flow, c session.Carrier, frames [][]byte, m *metrics.Counters) {
 	if len(frames) == 0 {
 		return
 	}
 	if out, back, err := xdp.RelayPair(f, c); err == nil {
-		dp.SendHeld(xlat.RoleRelayExt, out, back, frames, count)
+		dp.SendHeld(xlat.RoleRelayExt, out, back, frames, m, heldCounters)
 	}
-}
-
-// count records a slow-path event under a stable name.
-func (c *carriers) count(name string) {
-	c.mu.Lock()
-	c.countLocked(name)
-	c.mu.Unlock()
 }

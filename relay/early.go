@@ -3,6 +3,7 @@ package relay
 import (
 	"time"
 
+	"github.com/unmap-dev/unmap/metrics"
 	"github.com/unmap-dev/unmap/session/xlat"
 )
 
@@ -34,13 +35,13 @@ func (c *carriers) holdEarlyLocked(lk leaseKey, key xlat.Key, frame []byte) bool
 	if c.pickers[lk.Public] == 0 && !c.offering[lk] {
 		return false
 	}
-	return c.holdLocked(lk, key, frame, "early-held")
+	return c.holdLocked(lk, key, frame, mEarlyHeld)
 }
 
 // holdLocked keeps a carrier packet for lk within the bounds, counted
 // under held; false if it cannot (only part of it was handed over, or
 // the hold is full). c.mu held.
-func (c *carriers) holdLocked(lk leaseKey, key xlat.Key, frame []byte, held string) bool {
+func (c *carriers) holdLocked(lk leaseKey, key xlat.Key, frame []byte, held metrics.Counter) bool {
 	if frame == nil {
 		return false
 	}
@@ -49,12 +50,12 @@ func (c *carriers) holdLocked(lk leaseKey, key xlat.Key, frame []byte, held stri
 		c.pruneEarlyLocked(now)
 	}
 	if c.earlyN >= earlyMax || len(c.early[lk]) >= earlyPerCarrier {
-		c.countLocked("early-overflow")
+		c.m.Inc(mEarlyOverflow)
 		return false
 	}
 	c.early[lk] = append(c.early[lk], earlyPkt{key, frame, now})
 	c.earlyN++
-	c.countLocked(held)
+	c.m.Inc(held)
 	return true
 }
 
@@ -72,7 +73,7 @@ func (c *carriers) takeEarlyLocked(lk leaseKey) []earlyPkt {
 		if now.Sub(p.at) <= earlyWait {
 			out = append(out, p)
 		} else {
-			c.countLocked("early-expired")
+			c.m.Inc(mEarlyExpired)
 		}
 	}
 	return out
@@ -87,7 +88,7 @@ func (c *carriers) pruneEarlyLocked(now time.Time) {
 				keep = append(keep, p)
 			} else {
 				c.earlyN--
-				c.countLocked("early-expired")
+				c.m.Inc(mEarlyExpired)
 			}
 		}
 		if len(keep) == 0 {

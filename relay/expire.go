@@ -148,7 +148,7 @@ func (c *carriers) pollActivity() []gone {
 			c.mu.Lock()
 			if k := c.flows.get(e.Flow); k != nil && !k.closed {
 				k.closed = true
-				c.countLocked("tcp-closed")
+				c.m.Inc(mTCPClosed)
 				c.syncLocked(e.Flow, k)
 			}
 			c.mu.Unlock()
@@ -163,7 +163,7 @@ func (c *carriers) pollActivity() []gone {
 			// An inbound flow its LAN host never answered: whatever
 			// the remote sends, it ends soon (inboundquota.go).
 			c.remove(f, k)
-			c.countLocked("inbound-unanswered")
+			c.m.Inc(mInboundUnanswered)
 			expired = append(expired, gone{f, k.site})
 		}
 	}
@@ -188,7 +188,7 @@ func (c *carriers) expireDue(expired []gone) []gone {
 				continue
 			}
 			c.releaseFlow(e.Flow, k)
-			c.countLocked("expired")
+			c.m.Inc(mExpired)
 			expired = append(expired, gone{e.Flow, k.site})
 		}
 		c.mu.Unlock()

@@ -101,7 +101,7 @@ func TestSweep(t *testing.T) {
 	if got := c.ports.Stats().InUse; got != 1 {
 		t.Errorf("ports in use %d, want 1 (the active flow's)", got)
 	}
-	if got := c.counts["expired"]; got != 4 {
+	if got := c.m.Snapshot()["expired"]; got != 4 {
 		t.Errorf("expired counted %d, want 4", got)
 	}
 }

@@ -46,13 +46,13 @@ func (c *carriers) handshakeStep(dp *datapath, b bound, frame []byte) {
 func (c *carriers) handshakeSegment(b bound, frame []byte, send func([]byte) error) (carrier session.Carrier, done bool) {
 	cgn, relay, seg, err := handshake.Frame(frame)
 	if err != nil {
-		c.count("handshake-unreadable")
+		c.m.Inc(mHandshakeUnreadable)
 		return carrier, false
 	}
 	c.mu.Lock()
 	k := c.flows.get(b.flow)
 	if k == nil || k.hs != b.hs {
-		c.countLocked("handshake-stale") // completed or given up meanwhile
+		c.m.Inc(mHandshakeStale) // completed or given up meanwhile
 		c.mu.Unlock()
 		return carrier, false
 	}
@@ -60,17 +60,17 @@ func (c *carriers) handshakeSegment(b bound, frame []byte, send func([]byte) err
 	switch {
 	case handshake.IsCarrierSYN(seg, uint32(k.token)):
 		if hs.seen && time.Since(hs.answered) < synAckEvery {
-			c.countLocked("handshake-carrier-syn-early") // our SYN/ACK may be on its way
+			c.m.Inc(mHandshakeCarrierSynEarly) // our SYN/ACK may be on its way
 			c.mu.Unlock()
 			return carrier, false
 		}
 		if hs.seen {
-			c.countLocked("handshake-carrier-syn-again") // our SYN/ACK was lost: send it again
+			c.m.Inc(mHandshakeCarrierSynAgain) // our SYN/ACK was lost: send it again
 		}
 		hs.answered = time.Now()
 		toCGN, toRemote, err := synAcks(b.flow, hs.syn, seg, relay, cgn)
 		if err != nil {
-			c.countLocked("handshake-build-failed")
+			c.m.Inc(mHandshakeBuildFailed)
 			c.mu.Unlock()
 			return carrier, false
 		}
@@ -90,7 +90,7 @@ func (c *carriers) handshakeSegment(b bound, frame []byte, send func([]byte) err
 		}
 		ss := c.live[k.site]
 		carrier = k.carrier()
-		c.countLocked("handshake-completed")
+		c.m.Inc(mHandshakeCompleted)
 		c.mu.Unlock()
 		if !mapped {
 			return carrier, false // the offer's deadline removes the flow
@@ -102,7 +102,7 @@ func (c *carriers) handshakeSegment(b bound, frame []byte, send func([]byte) err
 		}
 		return carrier, true
 	default:
-		c.countLocked("handshake-unexpected")
+		c.m.Inc(mHandshakeUnexpected)
 		c.mu.Unlock()
 		return carrier, false
 	}
@@ -147,12 +147,12 @@ func synAcks(f session.Flow, syn, carrierSYN handshake.Segment, relay, cgn netip
 func (c *carriers) sendSynAcks(send func([]byte) error, f session.Flow, toCGN, toRemote []byte) {
 	for _, p := range [][]byte{toCGN, toRemote} {
 		if err := send(p); err != nil {
-			c.count("handshake-send-failed")
+			c.m.Inc(mHandshakeSendFailed)
 			c.log.Debug("handshake segment not sent", "flow", f, "err", err)
 			return
 		}
 	}
-	c.count("handshake-synack-sent")
+	c.m.Inc(mHandshakeSynackSent)
 }
 
 // mapHalf installs one of an inbound TCP flow's entries (see
@@ -177,11 +177,11 @@ func (c *carriers) mapHalf(f session.Flow, k *carrier, toRemote bool) bool {
 func (c *carriers) afterHandshake(f session.Flow, k *carrier, seg handshake.Segment, frame []byte) {
 	if seg.Flags&handshake.SYN != 0 {
 		pkt := k.synAck
-		c.countLocked("inbound-tcp-syn-answered")
+		c.m.Inc(mInboundTCPSynAnswered)
 		c.mu.Unlock()
 		if pkt != nil && c.dp != nil {
 			if err := c.dp.Inj.Packet(pkt); err != nil {
-				c.count("handshake-send-failed")
+				c.m.Inc(mHandshakeSendFailed)
 			}
 		}
 		return
@@ -193,21 +193,21 @@ func (c *carriers) afterHandshake(f session.Flow, k *carrier, seg handshake.Segm
 			// judges it, but the remote-to-carrier entry waits, so the
 			// next segment comes here too, and the flow stays half-open
 			// (transitory timeout, inboundquota.go).
-			c.countLocked("inbound-tcp-ack-unproven")
+			c.m.Inc(mInboundTCPAckUnproven)
 			carrier := k.carrier()
 			c.mu.Unlock()
 			if c.dp != nil {
-				c.dp.send(f, carrier, [][]byte{frame}, c.count)
+				c.dp.send(f, carrier, [][]byte{frame}, c.m)
 			}
 			return
 		}
 		k.backIn = c.mapHalf(f, k, false)
 		c.syncLocked(f, k) // established: its timeout no longer the transitory one
-		c.countLocked("inbound-tcp-acked")
+		c.m.Inc(mInboundTCPAcked)
 	}
 	carrier := k.carrier()
 	c.mu.Unlock()
 	if c.dp != nil {
-		c.dp.send(f, carrier, [][]byte{frame}, c.count)
+		c.dp.send(f, carrier, [][]byte{frame}, c.m)
 	}
 }

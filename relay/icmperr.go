@@ -26,25 +26,25 @@ func errorFlow(k xlat.Key) session.Flow {
 // the edge whose flow it is about. Every refusal is counted.
 func (c *carriers) relayICMPError(k xlat.Key, m xdp.Miss) {
 	if m.Len != len(m.Data) {
-		c.count("icmp-err-truncated")
+		c.m.Inc(mICMPErrTruncated)
 		return
 	}
 	pkt := m.Data[14:]
 	if len(pkt) < 40 || len(pkt) < 40+int(binary.BigEndian.Uint16(pkt[4:])) {
-		c.count("icmp-err-malformed")
+		c.m.Inc(mICMPErrMalformed)
 		return
 	}
 	pkt = pkt[:40+int(binary.BigEndian.Uint16(pkt[4:]))]
 	if len(pkt) > proto.MaxICMPErrorLen {
-		c.count("icmp-err-too-long")
+		c.m.Inc(mICMPErrTooLong)
 		return
 	}
 	if netip.AddrFrom16([16]byte(pkt[24:40])) != k.Dst {
-		c.count("icmp-err-malformed") // not to the embedded packet's source
+		c.m.Inc(mICMPErrMalformed) // not to the embedded packet's source
 		return
 	}
 	if pkt[7] <= 1 {
-		c.count("icmp-err-hop-limit")
+		c.m.Inc(mICMPErrHopLimit)
 		return
 	}
 	f := errorFlow(k)
@@ -59,22 +59,22 @@ func (c *carriers) relayICMPError(k xlat.Key, m xdp.Miss) {
 	c.mu.Unlock()
 	switch {
 	case cr == nil:
-		c.count("icmp-err-not-flow")
+		c.m.Inc(mICMPErrNotFlow)
 		return
 	case ss == nil:
-		c.count("icmp-err-no-session")
+		c.m.Inc(mICMPErrNoSession)
 		return
 	case !c.icmpLimit.Allow(cr.site, time.Now()):
-		c.count("icmp-err-rate-limited")
+		c.m.Inc(mICMPErrRateLimited)
 		return
 	}
 	out := append([]byte(nil), pkt...)
 	out[7]-- // the relay is a hop (the hop limit is outside the checksum)
 	if err := ss.ICMPError(out); err != nil {
-		c.count("icmp-err-send-failed")
+		c.m.Inc(mICMPErrSendFailed)
 		return
 	}
-	c.count("icmp-err-relayed")
+	c.m.Inc(mICMPErrRelayed)
 }
 
 // timeExceeded answers a carrier whose TTL ran out at the relay as a
@@ -83,7 +83,7 @@ func (c *carriers) relayICMPError(k xlat.Key, m xdp.Miss) {
 func (c *carriers) timeExceeded(dp *datapath, frame []byte) {
 	ip := frame[14:]
 	// The limit's "" is no site: the relay's own.
-	dp.SendTimeExceeded(c.icmpLimit, func() []byte { return xlat.TimeExceeded4(dp.Cfg.CarrierAddr, ip) }, c.count)
+	dp.SendTimeExceeded(c.icmpLimit, func() []byte { return xlat.TimeExceeded4(dp.Cfg.CarrierAddr, ip) }, c.m, timeExceededCounters)
 }
 
 // ttlExpired reports whether frame is an IPv4 packet to the relay's

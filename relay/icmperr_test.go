@@ -79,11 +79,11 @@ func TestRelayICMPErrorRefusals(t *testing.T) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for k, v := range want {
-		if c.counts[k] != v {
-			t.Errorf("%s = %d, want %d (all: %v)", k, c.counts[k], v, c.counts)
+		if c.m.Snapshot()[k] != v {
+			t.Errorf("%s = %d, want %d (all: %v)", k, c.m.Snapshot()[k], v, c.m.Snapshot())
 		}
 	}
-	if c.counts["icmp-err-relayed"] != 0 {
+	if c.m.Snapshot()["icmp-err-relayed"] != 0 {
 		t.Error("relayed an error without a session")
 	}
 }

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"strings"
 	"time"
 
+	"github.com/unmap-dev/unmap/metrics"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/flows"
@@ -39,7 +39,7 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 	if f.Proto == session.TCP {
 		_, _, seg, err := handshake.Frame(frame)
 		if err != nil {
-			c.count("inbound-tcp-unreadable")
+			c.m.Inc(mInboundTCPUnreadable)
 			return
 		}
 		syn = &seg
@@ -52,11 +52,11 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 		switch {
 		case syn != nil && syn.Flags&handshake.SYN != 0:
 			// The remote's SYN again: the edge has the first one.
-			c.countLocked("inbound-tcp-syn-again")
+			c.m.Inc(mInboundTCPSynAgain)
 		case len(h) >= maxHeldTCP || (syn == nil && len(h) >= maxHeld):
-			c.countLocked("inbound-held-overflow")
+			c.m.Inc(mInboundHeldOverflow)
 		case c.inb.heldN >= c.inb.heldCap():
-			c.countLocked("inbound-held-full")
+			c.m.Inc(mInboundHeldFull)
 		default:
 			c.held[f] = append(h, frame)
 			c.inb.heldAdd(1)
@@ -70,20 +70,20 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 			return
 		}
 		if !syn.Is(handshake.SYN) {
-			c.countLocked("inbound-tcp-not-syn") // no flow to carry it: the remote's stack resets or retries
+			c.m.Inc(mInboundTCPNotSyn) // no flow to carry it: the remote's stack resets or retries
 			c.mu.Unlock()
 			return
 		}
 	}
 	ss := c.owner(f.Site)
 	if ss == nil {
-		c.countLocked("inbound-no-session")
+		c.m.Inc(mInboundNoSession)
 		c.mu.Unlock()
 		return
 	}
 	if code, ok := c.inb.refused.get(f, ss.ID(), c.now()); ok {
 		// Refused a moment ago: the edge is not asked again.
-		c.countLocked("inbound-refused-cached")
+		c.m.Inc(mInboundRefusedCached)
 		c.mu.Unlock()
 		if syn != nil && code == proto.CodeClosed {
 			c.resetRemote(f, *syn) // as the host did
@@ -91,12 +91,12 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 		return
 	}
 	if syn == nil && c.inb.heldN >= c.inb.heldCap() {
-		c.countLocked("inbound-held-full")
+		c.m.Inc(mInboundHeldFull)
 		c.mu.Unlock()
 		return
 	}
 	if !c.inb.allowOffer(ss.Site(), f.Remote.Addr(), c.now()) {
-		c.countLocked("inbound-offer-rate")
+		c.m.Inc(mInboundOfferRate)
 		c.mu.Unlock()
 		return
 	}
@@ -107,13 +107,13 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 	}
 	if !c.gate.allow(c.now(), true) {
 		c.inb.quota.forget(f)
-		c.countLocked("inbound-over-budget")
+		c.m.Inc(mInboundOverBudget)
 		c.mu.Unlock()
 		return
 	}
 	if !c.inb.takeSlot(ss.Site()) {
 		c.inb.quota.forget(f)
-		c.countLocked("inbound-pending-full")
+		c.m.Inc(mInboundPendingFull)
 		c.mu.Unlock()
 		return
 	}
@@ -133,6 +133,7 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 // for its handshake to complete); the held packets go out when it does
 // (release closes released). syn is the remote's SYN of a TCP flow.
 func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *handshake.Segment, released <-chan struct{}) {
+	start := time.Now() // the miss was read a moment ago (inbound's caller)
 	defer c.offerDone(ss.Site())
 	// A flow the edge did not take no longer counts against the quotas;
 	// one it took counts until it is removed (carriers.remove).
@@ -150,7 +151,7 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 		cp = session.TCP
 		h, err := syn.Header()
 		if err != nil {
-			c.dropFlow(f, syn, "inbound-unreadable")
+			c.dropFlow(f, syn, mInboundUnreadable, mInboundTCPUnreadable)
 			return
 		}
 		m.SYN = h
@@ -158,11 +159,11 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 	m.CarrierProto = cp
 	lease, err := c.offerLease(ss, cp)
 	if err != nil {
-		why := "inbound-no-port"
 		if errors.Is(err, ports.ErrInboundShare) {
-			why = "inbound-port-share" // the rest of the ports is kept for outbound flows
+			c.dropFlow(f, syn, mInboundPortShare, mInboundTCPPortShare) // the rest of the ports is kept for outbound flows
+		} else {
+			c.dropFlow(f, syn, mInboundNoPort, mInboundTCPNoPort)
 		}
-		c.dropFlow(f, syn, why)
 		return
 	}
 	m.Relay = lease.RelayAddr()
@@ -197,7 +198,7 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 			_ = c.ports.Release(lease) // it may answer late, and send
 		}
 		c.rememberRefusal(f, ss, r)
-		c.dropFlow(f, syn, "inbound-refused")
+		c.dropFlow(f, syn, mInboundRefused, mInboundTCPRefused)
 		c.log.Debug("inbound flow refused", "flow", f, "err", err)
 		if syn != nil && errors.Is(err, proto.CodeClosed) {
 			c.resetRemote(f, *syn) // the host itself said no: so does the remote's connect, at once
@@ -225,8 +226,9 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 	select {
 	case <-ctx.Done():
 		c.giveUp(ss, f, k) // before the held packets go: a packet after that offers anew
-		c.dropFlow(f, syn, "inbound-not-opened")
+		c.dropFlow(f, syn, mInboundNotOpened, mInboundTCPNotOpened)
 	case <-released:
+		c.openLatency.Observe(f.Proto.String(), time.Since(start))
 	}
 }
 
@@ -249,22 +251,20 @@ func (c *carriers) giveUp(ss edgeSide, f session.Flow, k *carrier) {
 
 // dropFlow is drop for a flow of either kind: a TCP flow holds no packet
 // of its own (its SYN went in the offer), so its end is counted once,
-// under why with a "-tcp" mark.
-func (c *carriers) dropFlow(f session.Flow, syn *handshake.Segment, why string) {
+// under whyTCP.
+func (c *carriers) dropFlow(f session.Flow, syn *handshake.Segment, why, whyTCP metrics.Counter) {
 	if syn != nil {
-		c.count(strings.Replace(why, "inbound-", "inbound-tcp-", 1))
+		c.m.Inc(whyTCP)
 	}
 	c.drop(f, why)
 }
 
 // drop forgets an inbound flow's held packets (if still held), counting
-// them.
-func (c *carriers) drop(f session.Flow, why string) {
+// them under why.
+func (c *carriers) drop(f session.Flow, why metrics.Counter) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for range c.held[f] {
-		c.countLocked(why)
-	}
+	c.m.Add(why, uint64(len(c.held[f])))
 	c.inb.heldAdd(-len(c.held[f]))
 	delete(c.held, f)
 	delete(c.done, f)
@@ -282,7 +282,7 @@ func (c *carriers) release(dp *datapath, f session.Flow, carrier session.Carrier
 	}
 	c.mu.Unlock()
 	if dp != nil {
-		dp.send(f, carrier, held, func(name string) { c.count(name) })
+		dp.send(f, carrier, held, c.m)
 	}
 }
 
@@ -329,8 +329,8 @@ func (c *carriers) resetRemote(f session.Flow, syn handshake.Segment) {
 		return
 	}
 	if err := c.dp.Inj.Packet(pkt); err != nil {
-		c.count("handshake-send-failed")
+		c.m.Inc(mHandshakeSendFailed)
 		return
 	}
-	c.count("inbound-tcp-reset-sent")
+	c.m.Inc(mInboundTCPResetSent)
 }

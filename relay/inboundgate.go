@@ -33,10 +33,6 @@ const (
 // with the bounds above.
 type inboundGate struct {
 	full atomic.Int64 // GCRA: when the relay-wide budget is full again (UnixNano)
-	// Refusals at the gate, counted here, not in carriers.counts (under
-	// the lock); status shows them with the slow path's other counts.
-	offerRate  atomic.Uint64 // inbound-offer-rate: over the remote's offers to the site
-	overBudget atomic.Uint64 // inbound-over-budget: over the relay-wide budget
 
 	// Tests only: other bounds.
 	rate, burst int
@@ -63,15 +59,6 @@ func (g *inboundGate) allow(now time.Time, take bool) bool {
 	}
 }
 
-// counts adds the gate's refusals to a status map of slow path counts.
-func (g *inboundGate) counts(to map[string]uint64) {
-	for name, v := range map[string]uint64{"inbound-offer-rate": g.offerRate.Load(), "inbound-over-budget": g.overBudget.Load()} {
-		if v > 0 {
-			to[name] += v
-		}
-	}
-}
-
 // admitNew passes, or counts and drops, a packet to a site that has no
 // flow for it, before c.mu is taken. A packet that may start a flow (a
 // TCP SYN; any packet of another protocol) goes on only if an offer of
@@ -92,11 +79,11 @@ func (c *carriers) admitNew(f session.Flow, syn *handshake.Segment) bool {
 	}
 	now := c.now()
 	if !c.inb.peekOffer(site, f.Remote.Addr(), now) {
-		c.gate.offerRate.Add(1)
+		c.m.Inc(mInboundOfferRate)
 		return false
 	}
 	if !c.gate.allow(now, false) {
-		c.gate.overBudget.Add(1)
+		c.m.Inc(mInboundOverBudget)
 		return false
 	}
 	return true

@@ -175,6 +175,6 @@ func (c *carriers) rememberRefusal(f session.Flow, ss edgeSide, r *proto.OfferRe
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if n := c.inb.refused.add(f, ss.ID(), r.Result, c.now()); n > 0 {
-		c.counts["inbound-refused-cache-full"] += uint64(n)
+		c.m.Add(mInboundRefusedCacheFull, uint64(n))
 	}
 }

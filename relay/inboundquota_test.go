@@ -96,7 +96,7 @@ func TestInboundQuotaOnPath(t *testing.T) {
 	c.inbound(ctx, k1, []byte("first"))
 	c.inbound(ctx, k2, []byte("second, same remote"))
 	if got := c.countOf("inbound-remote-quota"); got != 1 {
-		t.Fatalf("inbound-remote-quota %d, want 1 (counts %v)", got, c.counts)
+		t.Fatalf("inbound-remote-quota %d, want 1 (counts %v)", got, c.m.Snapshot())
 	}
 	close(e.hold)
 	waitIdle(t, c)
@@ -175,7 +175,7 @@ func TestSweepInboundProof(t *testing.T) {
 	if has(silent) || !has(talks) {
 		t.Fatalf("after 40 s: unanswered %v answered %v; want false true", has(silent), has(talks))
 	}
-	if got := c.counts["inbound-unanswered"]; got != 1 {
+	if got := c.m.Snapshot()["inbound-unanswered"]; got != 1 {
 		t.Errorf("inbound-unanswered %d, want 1", got)
 	}
 	step(4*time.Minute + 40*time.Second) // 5m20s: past the transitory 4 min + 1 min grace
@@ -219,14 +219,14 @@ func TestHalfOpenUntilAcked(t *testing.T) {
 			t.Fatalf("segment %+v made the flow established", s)
 		}
 	}
-	if got := c.counts["inbound-tcp-ack-unproven"]; got != 4 {
+	if got := c.m.Snapshot()["inbound-tcp-ack-unproven"]; got != 4 {
 		t.Errorf("inbound-tcp-ack-unproven %d, want 4", got)
 	}
 	// The remote's handshake ACK lost, its next segment acknowledges
 	// the host's banner too: still proof.
 	from(handshake.Segment{SrcPort: 40000, DstPort: 443, Seq: remoteSYN.Seq + 1, Ack: hostISN + 1 + 1200, Flags: handshake.ACK | handshake.PSH})
-	if !k.backIn || c.counts["inbound-tcp-acked"] != 1 {
-		t.Fatalf("the remote's ACK of the host's data: backIn %v, counts %v", k.backIn, c.counts)
+	if !k.backIn || c.m.Snapshot()["inbound-tcp-acked"] != 1 {
+		t.Fatalf("the remote's ACK of the host's data: backIn %v, counts %v", k.backIn, c.m.Snapshot())
 	}
 	if got := c.idleLimit(tcpFlow, k); got != c.timeouts.TCPEstablished+expireGrace {
 		t.Errorf("acknowledged idle limit %v, want the established %v", got, c.timeouts.TCPEstablished+expireGrace)
@@ -255,7 +255,7 @@ func TestInboundPortShareOnPath(t *testing.T) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	if got := c.countOf("inbound-port-share"); got != 1 {
-		t.Fatalf("inbound-port-share %d, want 1 (counts %v)", got, c.counts)
+		t.Fatalf("inbound-port-share %d, want 1 (counts %v)", got, c.m.Snapshot())
 	}
 	if got := e.offered(); got != 2 {
 		t.Errorf("%d offers, want the 2 of the share of 4 ports", got)

@@ -23,7 +23,7 @@ type mapLog struct {
 // mapFailedLocked counts and, at most once per mapLogEvery, logs a flow
 // whose entries the datapath refused; c.mu held.
 func (c *carriers) mapFailedLocked(f session.Flow, err error) {
-	c.countLocked("map-failed")
+	c.m.Inc(mMapFailed)
 	now := c.now()
 	if !c.mapLog.last.IsZero() && now.Sub(c.mapLog.last) < mapLogEvery {
 		c.mapLog.suppressed++

@@ -34,7 +34,7 @@ func TestMapFailureLogRateLimited(t *testing.T) {
 		clk.add(time.Millisecond)
 	}
 	c.mu.Unlock()
-	if got := c.counts["map-failed"]; got != packets {
+	if got := c.m.Snapshot()["map-failed"]; got != packets {
 		t.Errorf("map-failed = %d, want %d", got, packets)
 	}
 	if n := strings.Count(buf.String(), "level=ERROR"); n != 1 {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/unmap-dev/unmap/metrics"
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/ports"
 	"github.com/unmap-dev/unmap/session/xlat"
@@ -102,7 +103,7 @@ func (c *carriers) takePinned(ms []xdp.Mapping, addrs []netip.Addr) int {
 	defer c.mu.Unlock()
 	for _, k := range rest {
 		c.deleteKey(k)
-		c.countLocked("pinned-unusable") // half of a pair, or no relay carrier's
+		c.m.Inc(mPinnedUnusable) // half of a pair, or no relay carrier's
 	}
 	c.pinned = pinnedSet{byKey: map[xlat.Key]*pinnedFlow{}, byLease: map[leaseKey]*pinnedFlow{}}
 	n := 0
@@ -120,7 +121,7 @@ func (c *carriers) takePinned(ms []xdp.Mapping, addrs []netip.Addr) int {
 			for _, k := range p.keys() {
 				c.deleteKey(k)
 			}
-			c.countLocked("pinned-unowned")
+			c.m.Inc(mPinnedUnowned)
 			continue
 		}
 		p.site = site
@@ -130,7 +131,7 @@ func (c *carriers) takePinned(ms []xdp.Mapping, addrs []netip.Addr) int {
 		if p.lease.Port != 0 {
 			c.pinned.byLease[leaseKey{p.lease.Key, p.lease.Port}] = p
 		}
-		c.countLocked("pinned")
+		c.m.Inc(mPinned)
 		n++
 	}
 	if n > 0 {
@@ -161,7 +162,7 @@ func (c *carriers) deleteKey(k xlat.Key) {
 
 // dropPinnedLocked removes a pinned flow, its entries and its port,
 // counted under why; c.mu held.
-func (c *carriers) dropPinnedLocked(p *pinnedFlow, why string) {
+func (c *carriers) dropPinnedLocked(p *pinnedFlow, why metrics.Counter) {
 	for _, k := range p.keys() {
 		c.deleteKey(k)
 	}
@@ -171,7 +172,7 @@ func (c *carriers) dropPinnedLocked(p *pinnedFlow, why string) {
 			c.log.Error("port release", "lease", p.lease, "err", err)
 		}
 	}
-	c.countLocked(why)
+	c.m.Inc(why)
 }
 
 // forgetPinnedLocked takes p out of the set (its entries stay); c.mu held.
@@ -195,7 +196,7 @@ func (c *carriers) forgetPinnedLocked(p *pinnedFlow) {
 func (c *carriers) replacePinnedLocked(keys ...xlat.Key) {
 	for _, k := range keys {
 		if p := c.pinned.byKey[k]; p != nil {
-			c.dropPinnedLocked(p, "pinned-replaced")
+			c.dropPinnedLocked(p, mPinnedReplaced)
 		}
 	}
 }
@@ -264,7 +265,7 @@ func (c *carriers) expirePinnedLocked(now time.Time) {
 	n := 0
 	for _, p := range c.pinned.byKey {
 		if c.pinned.byKey[p.out.Key] == p {
-			c.dropPinnedLocked(p, "pinned-stale")
+			c.dropPinnedLocked(p, mPinnedStale)
 			n++
 		}
 	}
@@ -279,7 +280,7 @@ func (c *carriers) dropSitePinnedLocked(site string) int {
 	n := 0
 	for _, p := range c.pinned.byKey {
 		if p.site == site && c.pinned.byKey[p.out.Key] == p {
-			c.dropPinnedLocked(p, "pinned-not-replayed")
+			c.dropPinnedLocked(p, mPinnedNotReplayed)
 			n++
 		}
 	}

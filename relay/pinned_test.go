@@ -253,7 +253,7 @@ func TestPinnedFlowsAcrossRestart(t *testing.T) {
 	aOut, _ := away.pair(t)
 	clk.add(pinnedGrace - time.Second)
 	c.sweep()
-	if !has(t, dp, aOut.Key) || c.counts["pinned-stale"] != 0 {
+	if !has(t, dp, aOut.Key) || c.m.Snapshot()["pinned-stale"] != 0 {
 		t.Fatal("away's flow went before the grace ended")
 	}
 	clk.add(2 * time.Second)
@@ -402,11 +402,11 @@ func checkCounts(t *testing.T, c *carriers, when string, want map[string]uint64)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for name, n := range want {
-		if c.counts[name] != n {
-			t.Errorf("%s: %s = %d, want %d", when, name, c.counts[name], n)
+		if c.m.Snapshot()[name] != n {
+			t.Errorf("%s: %s = %d, want %d", when, name, c.m.Snapshot()[name], n)
 		}
 	}
-	for name, n := range c.counts {
+	for name, n := range c.m.Snapshot() {
 		if _, ok := want[name]; !ok && n != 0 && (strings.HasPrefix(name, "pinned") || name == "replayed-pinned") {
 			t.Errorf("%s: unexpected %s = %d", when, name, n)
 		}

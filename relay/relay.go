@@ -7,11 +7,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/unmap-dev/unmap/control"
 	"github.com/unmap-dev/unmap/control/admin"
 	"github.com/unmap-dev/unmap/control/pki"
+	"github.com/unmap-dev/unmap/metrics"
 	"github.com/unmap-dev/unmap/session/ports"
 	"github.com/unmap-dev/unmap/xdp/ifcheck"
 )
@@ -56,7 +58,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 2)
+	errc := make(chan error, 4)
 	if !o.ControlOnly {
 		// No local socket may take a carrier port: the datapath would
 		// take its packets for a carrier's.
@@ -84,6 +86,14 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		return err
 	}
 	defer pc.Close()
+	// Bound before the privileges go: an operator may pick a port < 1024.
+	var mln net.Listener
+	if s.MetricsListen != "" {
+		if mln, err = metrics.Listen(s.MetricsListen); err != nil {
+			return fmt.Errorf("metrics_listen: %w", err)
+		}
+		defer mln.Close()
+	}
 	if o.Drop != nil {
 		if err := o.Drop(); err != nil {
 			return err
@@ -107,6 +117,20 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	}
 	defer srv.Close()
 	log.Info("relay listening", "addr", srv.Addr(), "sites", len(s.Sites))
+
+	if mln != nil {
+		cs, err := c.collectors(s, srv.Counters())
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		reg := metrics.NewRegistry(cs...)
+		log.Info("metrics listening", "addr", mln.Addr())
+		go func() {
+			if err := metrics.Serve(ctx, mln, reg); err != nil {
+				errc <- fmt.Errorf("metrics_listen: %w", err)
+			}
+		}()
+	}
 
 	if o.StatusSocket != "" {
 		st := admin.NewServer("relay", o.Version)

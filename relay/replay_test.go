@@ -58,8 +58,8 @@ func TestReplayRefusesWhatTheRelayWouldNotGrant(t *testing.T) {
 			if got := c.replayed(home, e); got != tc.want {
 				t.Errorf("replay: %v, want %v", got, tc.want)
 			}
-			if c.counts[tc.count] != 1 {
-				t.Errorf("counts %v, want %s = 1", c.counts, tc.count)
+			if c.m.Snapshot()[tc.count] != 1 {
+				t.Errorf("counts %v, want %s = 1", c.m.Snapshot(), tc.count)
 			}
 			if n := c.ports.Held("home"); n != 0 || c.flows.len() != 0 {
 				t.Errorf("home holds %d ports and the relay %d flows after a refused replay", n, c.flows.len())
@@ -98,8 +98,8 @@ func TestReplayQuota(t *testing.T) {
 	if got := c.replayed(home, p.replay()); got != proto.CodeQuotaExceeded {
 		t.Errorf("replay over the quota: %v, want quota-exceeded", got)
 	}
-	if c.counts["replay-refused-quota-exceeded"] != 1 {
-		t.Errorf("counts %v", c.counts)
+	if c.m.Snapshot()["replay-refused-quota-exceeded"] != 1 {
+		t.Errorf("counts %v", c.m.Snapshot())
 	}
 }
 
@@ -155,8 +155,8 @@ func TestReplayMapFailureRefused(t *testing.T) {
 	if got := c.replayed(home, p.replay()); got != proto.CodeNoResources {
 		t.Errorf("replay the datapath refused: %v, want no-resources", got)
 	}
-	if c.counts["map-failed"] != 1 || c.counts["replay-refused-no-resources"] != 1 {
-		t.Errorf("counts %v", c.counts)
+	if c.m.Snapshot()["map-failed"] != 1 || c.m.Snapshot()["replay-refused-no-resources"] != 1 {
+		t.Errorf("counts %v", c.m.Snapshot())
 	}
 	if n := c.ports.Held("home"); n != 0 || c.flows.len() != 0 {
 		t.Errorf("home holds %d ports and the relay %d flows", n, c.flows.len())

@@ -36,7 +36,7 @@ func (c *carriers) offerLease(ss edgeSide, cp session.Proto) (ports.Lease, error
 	for i := len(sp) - 1; i >= 0; i-- {
 		if l := sp[i].lease; l.Public == pub && l.Proto == cp {
 			c.inb.spares[ss.Site()] = append(sp[:i], sp[i+1:]...)
-			c.countLocked("inbound-port-reused")
+			c.m.Inc(mInboundPortReused)
 			c.mu.Unlock()
 			return l, nil
 		}

@@ -3,6 +3,7 @@ package slowpath
 import (
 	"time"
 
+	"github.com/unmap-dev/unmap/metrics"
 	"github.com/unmap-dev/unmap/session/ratelimit"
 )
 
@@ -14,21 +15,26 @@ func NewICMPLimit() *ratelimit.Limiter { return &ratelimit.Limiter{Rate: 100, Bu
 
 // SendTimeExceeded answers a packet whose hop limit ran out here as a
 // router would, within limit's "" bucket: build makes the answer (nil
-// when the packet is too malformed to quote). Each outcome is counted:
-// ttl-exceeded-rate-limited, -malformed, -send-failed or -sent.
-func (dp *Datapath) SendTimeExceeded(limit *ratelimit.Limiter, build func() []byte, count func(string)) {
+// when the packet is too malformed to quote). Each outcome is counted in
+// m under the agent's declared counters c.
+func (dp *Datapath) SendTimeExceeded(limit *ratelimit.Limiter, build func() []byte, m *metrics.Counters, c TimeExceededCounters) {
 	if !limit.Allow("", time.Now()) {
-		count("ttl-exceeded-rate-limited")
+		m.Inc(c.RateLimited)
 		return
 	}
 	out := build()
 	if out == nil {
-		count("ttl-exceeded-malformed")
+		m.Inc(c.Malformed)
 		return
 	}
 	if err := dp.Inj.Packet(out); err != nil {
-		count("ttl-exceeded-send-failed")
+		m.Inc(c.SendFailed)
 		return
 	}
-	count("ttl-exceeded-sent")
+	m.Inc(c.Sent)
 }
+
+// TimeExceededCounters are the counters, declared by each agent (its
+// metrics.go), SendTimeExceeded counts its outcomes under:
+// ttl-exceeded-rate-limited, -malformed, -send-failed and -sent.
+type TimeExceededCounters struct{ RateLimited, Malformed, SendFailed, Sent metrics.Counter }

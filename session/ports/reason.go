@@ -120,3 +120,6 @@ func (c *Counters) String() string {
 	}
 	return out
 }
+
+// Reasons are every Reason, the closed set a refusal is counted under.
+var Reasons = []Reason{ReasonExhausted, ReasonQuarantined, ReasonSiteQuota, ReasonUnknownSite, ReasonNotGranted, ReasonInUse, ReasonOutOfRange, ReasonInboundShare}
