@@ -14,11 +14,11 @@ import (
 	"time"
 
 	"github.com/unmap-dev/unmap/control"
-	"github.com/unmap-dev/unmap/control/admin"
 	"github.com/unmap-dev/unmap/control/pki"
 	"github.com/unmap-dev/unmap/metrics"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session/ports"
+	"github.com/unmap-dev/unmap/status"
 	"github.com/unmap-dev/unmap/xdp/ifcheck"
 )
 
@@ -159,7 +159,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		}()
 	}
 	if o.StatusSocket != "" {
-		st := admin.NewServer("edge", o.Version)
+		st := status.NewServer("edge", o.Version)
 		st.Section("session", func() any { return sessionStatus(a.Grant()) })
 		st.Section("control", func() any { return client.Counters().Snapshot() })
 		st.Section("relay", func() any { return relayStatus(client.RelayCounters()) })

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unmap-dev/unmap/config"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
-	"github.com/unmap-dev/unmap/session/conf"
 	"github.com/unmap-dev/unmap/session/xlat"
 )
 
@@ -30,8 +30,8 @@ func newBindFixture(t *testing.T) *bindFixture {
 		now: time.Unix(1_700_000_000, 0)}
 	s := &Settings{
 		Addresses:    []netip.Addr{fx.relayAddr},
-		CarrierPorts: conf.PortRange{First: 20000, Last: 20063},
-		Timers:       conf.Timers{UDP: 2 * time.Minute, TCPEstablished: 124 * time.Minute, TCPTransitory: 4 * time.Minute, ICMP: time.Minute},
+		CarrierPorts: config.PortRange{First: 20000, Last: 20063},
+		Timers:       config.Timers{UDP: 2 * time.Minute, TCPEstablished: 124 * time.Minute, TCPTransitory: 4 * time.Minute, ICMP: time.Minute},
 		Sites:        []Site{{ID: "home", Prefix: netip.MustParsePrefix("2001:db8:5::/56"), MaxFlows: 64}},
 	}
 	c, err := newCarriers(s, slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unmap-dev/unmap/config"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
-	"github.com/unmap-dev/unmap/session/conf"
 )
 
 // Benchmarks of the relay's slow path without a datapath. To compare in
@@ -28,8 +28,8 @@ const benchEdges = 100
 func benchCarriers(b testing.TB) (*carriers, []edgePeer) {
 	s := &Settings{
 		Addresses:    []netip.Addr{netip.MustParseAddr("198.51.100.6")},
-		CarrierPorts: conf.PortRange{First: 1024, Last: 65535},
-		Timers:       conf.Timers{UDP: 5 * time.Minute, TCPEstablished: 124 * time.Minute, TCPTransitory: 4 * time.Minute, ICMP: time.Minute},
+		CarrierPorts: config.PortRange{First: 1024, Last: 65535},
+		Timers:       config.Timers{UDP: 5 * time.Minute, TCPEstablished: 124 * time.Minute, TCPTransitory: 4 * time.Minute, ICMP: time.Minute},
 	}
 	var peers []edgePeer
 	for i := range benchEdges {

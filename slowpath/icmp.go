@@ -4,7 +4,7 @@ import (
 	"time"
 
 	"github.com/unmap-dev/unmap/metrics"
-	"github.com/unmap-dev/unmap/session/ratelimit"
+	"github.com/unmap-dev/unmap/ratelimit"
 )
 
 // NewICMPLimit bounds the ICMP errors an agent sends or relays, as a

@@ -6,14 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/unmap-dev/unmap/control/admin"
+	"github.com/unmap-dev/unmap/status"
 )
 
 // TestPrintStatusTables: a section of counts prints as a table of names
 // and values, sorted; any other section as indented JSON; --json as the
 // raw status.
 func TestPrintStatusTables(t *testing.T) {
-	st := &admin.Status{Role: "relay", Version: "test", Started: time.Now(), Sections: map[string]json.RawMessage{
+	st := &status.Status{Role: "relay", Version: "test", Started: time.Now(), Sections: map[string]json.RawMessage{
 		"slowpath": json.RawMessage(`{"opened":12,"inbound-held-full":3}`),
 		"control":  json.RawMessage(`{}`),
 		"carriers": json.RawMessage(`{"sessions":{"home":{"public":"198.51.100.2"}}}`),
@@ -36,7 +36,7 @@ func TestPrintStatusTables(t *testing.T) {
 	if err := printStatus(&b, st, true); err != nil {
 		t.Fatal(err)
 	}
-	var back admin.Status
+	var back status.Status
 	if err := json.Unmarshal([]byte(b.String()), &back); err != nil || string(back.Sections["slowpath"]) == "" {
 		t.Errorf("--json: %v %s", err, b.String())
 	}

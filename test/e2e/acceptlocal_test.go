@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/unmap-dev/unmap/test/lab"
+	"github.com/unmap-dev/unmap/lab"
 )
 
 // TestCarriersPassedBeforeNeighbour is why both agents set accept_local

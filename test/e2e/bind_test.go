@@ -18,8 +18,8 @@ import (
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 
+	"github.com/unmap-dev/unmap/lab"
 	"github.com/unmap-dev/unmap/session/xlat"
-	"github.com/unmap-dev/unmap/test/lab"
 )
 
 // Issue 10, item 1: what binds a carrier. Protocol 1 bound a UDP carrier

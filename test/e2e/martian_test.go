@@ -10,9 +10,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/unmap-dev/unmap/lab"
 	"github.com/unmap-dev/unmap/session/xlat"
 	"github.com/unmap-dev/unmap/session/xlat/xlattest"
-	"github.com/unmap-dev/unmap/test/lab"
 )
 
 // TestMartianSourcesDropped: the Internet's router (inet) sends the

@@ -14,7 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/unmap-dev/unmap/test/lab"
+	"github.com/unmap-dev/unmap/lab"
+	"github.com/unmap-dev/unmap/test/labtest"
 )
 
 // metricsAddr is where both agents serve /metrics in the test: the
@@ -105,7 +106,7 @@ func withMetrics(t *testing.T, path string) {
 // site and its flows held for it; an inbound one (srv6 to the LAN host)
 // moves the relay's flow-open histogram.
 func TestMetrics(t *testing.T) {
-	l := lab.NewForTest(t, lab.Options{CGNMode: lab.CGNPreserve, CGNUDPTimeout: 30 * time.Second})
+	l := labtest.New(t, lab.Options{CGNMode: lab.CGNPreserve, CGNUDPTimeout: 30 * time.Second})
 	d := deploy(t, lab.BuildUnmap(t))
 	withMetrics(t, d.RelayConfig)
 	withMetrics(t, d.EdgeConfig)

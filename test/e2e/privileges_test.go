@@ -14,7 +14,8 @@ import (
 	"kernel.org/pub/linux/libs/security/libcap/cap"
 
 	"github.com/unmap-dev/unmap/cmd/unmap/privdrop"
-	"github.com/unmap-dev/unmap/test/lab"
+	"github.com/unmap-dev/unmap/lab"
+	"github.com/unmap-dev/unmap/test/labtest"
 )
 
 // TestAgentsDropPrivileges runs the real `unmap relay` and `unmap edge`
@@ -112,7 +113,7 @@ func TestAgentsStartWithDocumentedCaps(t *testing.T) {
 		args := append([]string{"--no-new-privs", "--inh-caps=-all", "--bounding-set=-all," + plusEach(caps), "--"}, cmd.Args...)
 		return exec.Command(setpriv, args...)
 	}
-	l := lab.NewForTest(t, lab.Options{})
+	l := labtest.New(t, lab.Options{})
 	d := deploy(t, lab.BuildUnmap(t))
 	relay := l.NS(lab.Relay).StartProcess(t, bounded(d.RelayCmd(), relayStartCaps))
 	edge := l.NS(lab.Edge).StartProcess(t, bounded(d.EdgeCmd(), edgeStartCaps))
@@ -142,7 +143,7 @@ func TestAgentsRunAsUser(t *testing.T) {
 	if err != nil {
 		t.Skip("no user nobody:", err)
 	}
-	l := lab.NewForTest(t, lab.Options{})
+	l := labtest.New(t, lab.Options{})
 	d := deploy(t, lab.BuildUnmap(t))
 	for _, f := range []string{d.RelayConfig, d.EdgeConfig} {
 		b, err := os.ReadFile(f)
