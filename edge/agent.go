@@ -10,10 +10,10 @@ import (
 
 	"github.com/unmap-dev/unmap/control"
 	"github.com/unmap-dev/unmap/proto"
+	"github.com/unmap-dev/unmap/ratelimit"
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/flows"
 	"github.com/unmap-dev/unmap/session/ports"
-	"github.com/unmap-dev/unmap/session/ratelimit"
 	"github.com/unmap-dev/unmap/xdp"
 )
 

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unmap-dev/unmap/config"
 	"github.com/unmap-dev/unmap/session"
-	"github.com/unmap-dev/unmap/session/conf"
 )
 
 func TestExampleLoads(t *testing.T) {
@@ -25,7 +25,7 @@ func TestExampleLoads(t *testing.T) {
 	if len(s.Forwards) != 2 || s.Forwards[1].Ports.Len() != 10 || s.Forwards[1].To.Port() != 51820 {
 		t.Errorf("forwards = %+v", s.Forwards)
 	}
-	if s.Misses != (conf.MissBound{Rate: 1000, Burst: 200}) {
+	if s.Misses != (config.MissBound{Rate: 1000, Burst: 200}) {
 		t.Errorf("miss_limit = %+v", s.Misses)
 	}
 	if s.Timers.TCPEstablished != 124*time.Minute {
@@ -42,7 +42,7 @@ wan_interface: eth0
 `
 
 func TestServerNameFromRelay(t *testing.T) {
-	c := Config{Site: "home", Relay: "[2001:db8:1::2]:443", TLS: conf.TLSFiles{CA: "a", Cert: "b", Key: "c"}, LAN: "a", WAN: "b"}
+	c := Config{Site: "home", Relay: "[2001:db8:1::2]:443", TLS: config.TLSFiles{CA: "a", Cert: "b", Key: "c"}, LAN: "a", WAN: "b"}
 	s, err := c.Validate()
 	if err != nil {
 		t.Fatal(err)

@@ -14,10 +14,10 @@ import (
 	"time"
 
 	"github.com/unmap-dev/unmap/control"
-	"github.com/unmap-dev/unmap/control/admin"
 	"github.com/unmap-dev/unmap/control/pki"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session/ports"
+	"github.com/unmap-dev/unmap/status"
 	"github.com/unmap-dev/unmap/xdp/ifcheck"
 )
 
@@ -127,7 +127,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	go func() { errc <- a.misses(ctx, dp) }()
 
 	if o.StatusSocket != "" {
-		st := admin.NewServer("edge", o.Version)
+		st := status.NewServer("edge", o.Version)
 		st.Section("session", func() any { return sessionStatus(a.Grant()) })
 		st.Section("control", func() any { return client.Counters().Snapshot() })
 		st.Section("relay", func() any { return relayStatus(client.RelayCounters()) })

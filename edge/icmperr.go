@@ -7,8 +7,8 @@ import (
 
 	"github.com/unmap-dev/unmap/control"
 	"github.com/unmap-dev/unmap/proto"
+	"github.com/unmap-dev/unmap/ratelimit"
 	"github.com/unmap-dev/unmap/session"
-	"github.com/unmap-dev/unmap/session/ratelimit"
 	"github.com/unmap-dev/unmap/session/xlat"
 )
 

@@ -7,9 +7,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/unmap-dev/unmap/config"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
-	"github.com/unmap-dev/unmap/session/conf"
 	"github.com/unmap-dev/unmap/session/flows"
 	"github.com/unmap-dev/unmap/session/ports"
 )
@@ -36,7 +36,7 @@ type inboundFlow struct {
 // inboundQuota counts the accepted inbound flows; safe for concurrent
 // use.
 type inboundQuota struct {
-	limits conf.InboundBounds
+	limits config.InboundBounds
 	now    func() time.Time
 
 	mu       sync.Mutex
@@ -44,9 +44,9 @@ type inboundQuota struct {
 	byRemote map[string]int
 }
 
-func newInboundQuota(b conf.InboundBounds) *inboundQuota {
-	d := conf.DefaultInbound()
-	b = conf.InboundBounds{PerSite: cmp.Or(b.PerSite, d.PerSite), PerRemote: cmp.Or(b.PerRemote, d.PerRemote),
+func newInboundQuota(b config.InboundBounds) *inboundQuota {
+	d := config.DefaultInbound()
+	b = config.InboundBounds{PerSite: cmp.Or(b.PerSite, d.PerSite), PerRemote: cmp.Or(b.PerRemote, d.PerRemote),
 		PortShare: cmp.Or(b.PortShare, d.PortShare), Unanswered: cmp.Or(b.Unanswered, d.Unanswered)}
 	return &inboundQuota{limits: b, now: time.Now, flows: map[session.Flow]*inboundFlow{}, byRemote: map[string]int{}}
 }

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/unmap-dev/unmap/session/conf"
+	"github.com/unmap-dev/unmap/config"
 )
 
 // checkForwardsOnLAN refuses port forwards to a host that is not on the
@@ -19,7 +19,7 @@ func checkForwardsOnLAN(fw []Forward, lan string) error {
 	}
 	nets, err := ifacePrefixes4(lan)
 	if err != nil {
-		return conf.Errorf("lan_interface", "%s: %v", lan, err)
+		return config.Errorf("lan_interface", "%s: %v", lan, err)
 	}
 	return forwardsOnLAN(fw, nets)
 }
@@ -34,15 +34,15 @@ func forwardsOnLAN(fw []Forward, nets []netip.Prefix) error {
 			switch {
 			case !n.Contains(a):
 			case a == n.Addr():
-				return conf.Errorf(field, "%v is the edge's own LAN address, not a LAN host", a)
+				return config.Errorf(field, "%v is the edge's own LAN address, not a LAN host", a)
 			case n.Bits() < 31 && (a == n.Masked().Addr() || a == lastAddr(n)):
-				return conf.Errorf(field, "%v is the network or broadcast address of %v, not a LAN host", a, n.Masked())
+				return config.Errorf(field, "%v is the network or broadcast address of %v, not a LAN host", a, n.Masked())
 			default:
 				on = true
 			}
 		}
 		if !on {
-			return conf.Errorf(field, "%v is not on the LAN interface's networks %v", a, nets)
+			return config.Errorf(field, "%v is not on the LAN interface's networks %v", a, nets)
 		}
 	}
 	return nil

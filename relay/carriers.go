@@ -9,13 +9,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/unmap-dev/unmap/config"
 	"github.com/unmap-dev/unmap/control"
 	"github.com/unmap-dev/unmap/proto"
+	"github.com/unmap-dev/unmap/ratelimit"
 	"github.com/unmap-dev/unmap/session"
-	"github.com/unmap-dev/unmap/session/conf"
 	"github.com/unmap-dev/unmap/session/flows"
 	"github.com/unmap-dev/unmap/session/ports"
-	"github.com/unmap-dev/unmap/session/ratelimit"
 	"github.com/unmap-dev/unmap/xdp"
 )
 
@@ -356,7 +356,7 @@ func (c *carriers) checkReplayLocked(pub netip.Addr, e *proto.ReplayEntry) strin
 	// §4.2.1), and the edge's carrier ports are above the system ports
 	// (edge.yaml carrier_ports): a lower TCP or UDP port is not a
 	// carrier's. ICMP carriers have an echo identifier instead, any value.
-	if e.CarrierProto != session.ICMP && e.Public.Port() < conf.MinCarrierPort {
+	if e.CarrierProto != session.ICMP && e.Public.Port() < config.MinCarrierPort {
 		return "public-port"
 	}
 	return ""

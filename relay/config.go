@@ -5,25 +5,25 @@ import (
 	"net/netip"
 	"path/filepath"
 
-	"github.com/unmap-dev/unmap/session/conf"
+	"github.com/unmap-dev/unmap/config"
 )
 
 // Config is relay.yaml. Fields are the file's text; Validate parses them
 // into Settings. A zero value of an optional field means its default.
 type Config struct {
-	Listen       string         `yaml:"listen"`        // QUIC control endpoint; default [::]:443
-	TLS          conf.TLSFiles  `yaml:"tls"`           // relay certificate, key, and the CA of the edges
-	Interface    string         `yaml:"interface"`     // external interface (carriers and sites' traffic)
-	Addresses    []string       `yaml:"addresses"`     // relay IPv4 addresses that carriers use
-	CarrierPorts string         `yaml:"carrier_ports"` // relay ports R for carriers; default 20000-59999
-	PinPath      string         `yaml:"pin_path"`      // bpffs folder where the XDP maps and link are pinned, so flows outlive the agent; default /sys/fs/bpf/unmap-relay
-	Timeouts     conf.Timeouts  `yaml:"timeouts"`
-	MissLimit    conf.MissLimit `yaml:"miss_limit"` // slow-path packets per source: IPv4 address or IPv6 /64 (carriers from the edges' CGNAT addresses: not bound)
-	Sites        []SiteConfig   `yaml:"sites"`
+	Listen       string           `yaml:"listen"`        // QUIC control endpoint; default [::]:443
+	TLS          config.TLSFiles  `yaml:"tls"`           // relay certificate, key, and the CA of the edges
+	Interface    string           `yaml:"interface"`     // external interface (carriers and sites' traffic)
+	Addresses    []string         `yaml:"addresses"`     // relay IPv4 addresses that carriers use
+	CarrierPorts string           `yaml:"carrier_ports"` // relay ports R for carriers; default 20000-59999
+	PinPath      string           `yaml:"pin_path"`      // bpffs folder where the XDP maps and link are pinned, so flows outlive the agent; default /sys/fs/bpf/unmap-relay
+	Timeouts     config.Timeouts  `yaml:"timeouts"`
+	MissLimit    config.MissLimit `yaml:"miss_limit"` // slow-path packets per source: IPv4 address or IPv6 /64 (carriers from the edges' CGNAT addresses: not bound)
+	Sites        []SiteConfig     `yaml:"sites"`
 
 	// Bounds on inbound flows (what an Internet host can make the agent
-	// hold for a site): session/conf.InboundLimits.
-	InboundLimits conf.InboundLimits `yaml:"inbound_limits"`
+	// hold for a site): config.InboundLimits.
+	InboundLimits config.InboundLimits `yaml:"inbound_limits"`
 }
 
 // SiteConfig is what the relay grants one site.
@@ -38,17 +38,17 @@ type SiteConfig struct {
 // Settings is a validated Config.
 type Settings struct {
 	Listen       netip.AddrPort
-	TLS          conf.TLSFiles
+	TLS          config.TLSFiles
 	Interface    string
 	Addresses    []netip.Addr
-	CarrierPorts conf.PortRange
+	CarrierPorts config.PortRange
 	PinPath      string
-	Timers       conf.Timers
-	Misses       conf.MissBound
+	Timers       config.Timers
+	Misses       config.MissBound
 	Sites        []Site
 
 	// Inbound flow bounds, defaults filled in.
-	Inbound conf.InboundBounds
+	Inbound config.InboundBounds
 }
 
 // Site is a parsed SiteConfig; IPv4 is invalid when the site has none.
@@ -56,18 +56,18 @@ type Site struct {
 	ID        string
 	Prefix    netip.Prefix
 	IPv4      netip.Addr
-	IPv4Ports conf.PortRange
+	IPv4Ports config.PortRange
 	MaxFlows  int
 }
 
 // Load reads and validates a relay.yaml.
 func Load(path string) (*Settings, error) {
 	var c Config
-	if err := conf.Load(path, &c); err != nil {
+	if err := config.Load(path, &c); err != nil {
 		return nil, err
 	}
 	s, err := c.Validate()
-	return s, conf.InFile(filepath.Base(path), err)
+	return s, config.InFile(filepath.Base(path), err)
 }
 
 // Validate checks every field and returns the parsed settings; the error
@@ -79,54 +79,54 @@ func (c *Config) Validate() (*Settings, error) {
 	if listen == "" {
 		listen = "[::]:443"
 	}
-	if s.Listen, err = conf.ParseAddrPort("listen", listen); err != nil {
+	if s.Listen, err = config.ParseAddrPort("listen", listen); err != nil {
 		return nil, err
 	}
 	if err := c.TLS.Check("tls"); err != nil {
 		return nil, err
 	}
 	if c.Interface == "" {
-		return nil, conf.Errorf("interface", "missing")
+		return nil, config.Errorf("interface", "missing")
 	}
 	if len(c.Addresses) == 0 {
-		return nil, conf.Errorf("addresses", "missing (the relay's IPv4 addresses for carriers)")
+		return nil, config.Errorf("addresses", "missing (the relay's IPv4 addresses for carriers)")
 	}
 	for i, a := range c.Addresses {
 		field := fmt.Sprintf("addresses[%d]", i)
-		addr, err := conf.ParseAddr(field, a)
+		addr, err := config.ParseAddr(field, a)
 		if err != nil {
 			return nil, err
 		}
 		if !addr.Is4() {
-			return nil, conf.Errorf(field, "%s is not IPv4 (carriers cross an IPv4 CGNAT)", a)
+			return nil, config.Errorf(field, "%s is not IPv4 (carriers cross an IPv4 CGNAT)", a)
 		}
-		if why := conf.Unicast(addr); why != "" {
-			return nil, conf.Errorf(field, "%s is %s, not an address edges can send carriers to", a, why)
+		if why := config.Unicast(addr); why != "" {
+			return nil, config.Errorf(field, "%s is %s, not an address edges can send carriers to", a, why)
 		}
 		for j, prev := range s.Addresses {
 			if prev == addr {
-				return nil, conf.Errorf(field, "%s is already addresses[%d]", a, j)
+				return nil, config.Errorf(field, "%s is already addresses[%d]", a, j)
 			}
 		}
 		s.Addresses = append(s.Addresses, addr)
 	}
-	s.CarrierPorts = conf.PortRange{First: 20000, Last: 59999}
+	s.CarrierPorts = config.PortRange{First: 20000, Last: 59999}
 	if c.CarrierPorts != "" {
-		if s.CarrierPorts, err = conf.ParsePortRange("carrier_ports", c.CarrierPorts); err != nil {
+		if s.CarrierPorts, err = config.ParsePortRange("carrier_ports", c.CarrierPorts); err != nil {
 			return nil, err
 		}
 	}
-	if s.CarrierPorts.First < conf.MinCarrierPort {
-		return nil, conf.Errorf("carrier_ports", "%v holds system ports (below %d): the datapath would take the relay's own services' packets for carriers'", s.CarrierPorts, conf.MinCarrierPort)
+	if s.CarrierPorts.First < config.MinCarrierPort {
+		return nil, config.Errorf("carrier_ports", "%v holds system ports (below %d): the datapath would take the relay's own services' packets for carriers'", s.CarrierPorts, config.MinCarrierPort)
 	}
 	if s.CarrierPorts.Contains(s.Listen.Port()) {
-		return nil, conf.Errorf("carrier_ports", "%v contains the control port %d of listen", s.CarrierPorts, s.Listen.Port())
+		return nil, config.Errorf("carrier_ports", "%v contains the control port %d of listen", s.CarrierPorts, s.Listen.Port())
 	}
 	if s.PinPath == "" {
 		s.PinPath = "/sys/fs/bpf/unmap-relay"
 	}
 	if !filepath.IsAbs(s.PinPath) {
-		return nil, conf.Errorf("pin_path", "%q is not an absolute path (a folder on the bpf filesystem, such as /sys/fs/bpf/unmap-relay)", s.PinPath)
+		return nil, config.Errorf("pin_path", "%q is not an absolute path (a folder on the bpf filesystem, such as /sys/fs/bpf/unmap-relay)", s.PinPath)
 	}
 	if s.Timers, err = c.Timeouts.Parse("timeouts"); err != nil {
 		return nil, err
@@ -138,7 +138,7 @@ func (c *Config) Validate() (*Settings, error) {
 		return nil, err
 	}
 	if len(c.Sites) == 0 {
-		return nil, conf.Errorf("sites", "missing (a relay with no site serves nobody)")
+		return nil, config.Errorf("sites", "missing (a relay with no site serves nobody)")
 	}
 	for i, sc := range c.Sites {
 		site, err := sc.parse(fmt.Sprintf("sites[%d]", i))
@@ -158,31 +158,31 @@ func (c *Config) Validate() (*Settings, error) {
 
 func (sc SiteConfig) parse(field string) (Site, error) {
 	site := Site{ID: sc.ID, MaxFlows: sc.MaxFlows}
-	if err := conf.CheckSiteID(field+".id", sc.ID); err != nil {
+	if err := config.CheckSiteID(field+".id", sc.ID); err != nil {
 		return site, err
 	}
 	var err error
-	if site.Prefix, err = conf.ParsePrefix(field+".prefix", sc.Prefix); err != nil {
+	if site.Prefix, err = config.ParsePrefix(field+".prefix", sc.Prefix); err != nil {
 		return site, err
 	}
 	if !site.Prefix.Addr().Is6() || site.Prefix.Bits() > 64 {
 		// SLAAC on the site's LAN needs a /64.
-		return site, conf.Errorf(field+".prefix", "%s is not an IPv6 prefix of /64 or shorter", sc.Prefix)
+		return site, config.Errorf(field+".prefix", "%s is not an IPv6 prefix of /64 or shorter", sc.Prefix)
 	}
-	site.IPv4Ports = conf.PortRange{First: 1, Last: 65535}
+	site.IPv4Ports = config.PortRange{First: 1, Last: 65535}
 	if sc.IPv4 != "" {
-		if site.IPv4, err = conf.ParseAddr(field+".ipv4", sc.IPv4); err != nil {
+		if site.IPv4, err = config.ParseAddr(field+".ipv4", sc.IPv4); err != nil {
 			return site, err
 		}
 		if !site.IPv4.Is4() {
-			return site, conf.Errorf(field+".ipv4", "%s is not IPv4", sc.IPv4)
+			return site, config.Errorf(field+".ipv4", "%s is not IPv4", sc.IPv4)
 		}
 	}
 	if sc.IPv4Ports != "" {
 		if sc.IPv4 == "" {
-			return site, conf.Errorf(field+".ipv4_ports", "needs ipv4")
+			return site, config.Errorf(field+".ipv4_ports", "needs ipv4")
 		}
-		if site.IPv4Ports, err = conf.ParsePortRange(field+".ipv4_ports", sc.IPv4Ports); err != nil {
+		if site.IPv4Ports, err = config.ParsePortRange(field+".ipv4_ports", sc.IPv4Ports); err != nil {
 			return site, err
 		}
 	}
@@ -190,9 +190,9 @@ func (sc SiteConfig) parse(field string) (Site, error) {
 	case sc.MaxFlows == 0:
 		site.MaxFlows = 65536
 	case sc.MaxFlows < 0:
-		return site, conf.Errorf(field+".max_flows", "%d is negative", sc.MaxFlows)
+		return site, config.Errorf(field+".max_flows", "%d is negative", sc.MaxFlows)
 	case sc.MaxFlows > maxSiteFlows:
-		return site, conf.Errorf(field+".max_flows", "%d is more than the relay's flow table can ever hold (%d)", sc.MaxFlows, maxSiteFlows)
+		return site, config.Errorf(field+".max_flows", "%d is more than the relay's flow table can ever hold (%d)", sc.MaxFlows, maxSiteFlows)
 	}
 	return site, nil
 }
@@ -210,12 +210,12 @@ func (s Site) checkIPv4(field string, relay []netip.Addr) error {
 	if !s.IPv4.IsValid() {
 		return nil
 	}
-	if why := conf.Unicast(s.IPv4); why != "" {
-		return conf.Errorf(field, "%v is %s, not a public address for a site", s.IPv4, why)
+	if why := config.Unicast(s.IPv4); why != "" {
+		return config.Errorf(field, "%v is %s, not a public address for a site", s.IPv4, why)
 	}
 	for j, a := range relay {
 		if a == s.IPv4 {
-			return conf.Errorf(field, "%v is addresses[%d], a carrier address of the relay", s.IPv4, j)
+			return config.Errorf(field, "%v is addresses[%d], a carrier address of the relay", s.IPv4, j)
 		}
 	}
 	return nil
@@ -228,11 +228,11 @@ func clash(prev []Site, s Site, i int) error {
 	for j, p := range prev {
 		switch {
 		case p.ID == s.ID:
-			return conf.Errorf(field+".id", "%q is already sites[%d]", s.ID, j)
+			return config.Errorf(field+".id", "%q is already sites[%d]", s.ID, j)
 		case p.Prefix.Overlaps(s.Prefix):
-			return conf.Errorf(field+".prefix", "%v overlaps sites[%d] (%v)", s.Prefix, j, p.Prefix)
+			return config.Errorf(field+".prefix", "%v overlaps sites[%d] (%v)", s.Prefix, j, p.Prefix)
 		case s.IPv4.IsValid() && p.IPv4 == s.IPv4 && p.IPv4Ports.Overlaps(s.IPv4Ports):
-			return conf.Errorf(field+".ipv4_ports", "%v of %v overlaps sites[%d] (%v)", s.IPv4Ports, s.IPv4, j, p.IPv4Ports)
+			return config.Errorf(field+".ipv4_ports", "%v of %v overlaps sites[%d] (%v)", s.IPv4Ports, s.IPv4, j, p.IPv4Ports)
 		}
 	}
 	return nil

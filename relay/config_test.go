@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/unmap-dev/unmap/session/conf"
+	"github.com/unmap-dev/unmap/config"
 )
 
 func TestExampleLoads(t *testing.T) {
@@ -18,7 +18,7 @@ func TestExampleLoads(t *testing.T) {
 	if got, want := s.Sites[0].Prefix, netip.MustParsePrefix("2001:db8:5::/56"); got != want {
 		t.Errorf("sites[0].prefix = %v, want %v", got, want)
 	}
-	if s.Sites[1].IPv4Ports.First != 1024 || s.Sites[0].MaxFlows != 65536 || s.Listen.Port() != 443 || s.Misses != (conf.MissBound{Rate: 1000, Burst: 200}) {
+	if s.Sites[1].IPv4Ports.First != 1024 || s.Sites[0].MaxFlows != 65536 || s.Listen.Port() != 443 || s.Misses != (config.MissBound{Rate: 1000, Burst: 200}) {
 		t.Errorf("parsed %+v", s)
 	}
 }

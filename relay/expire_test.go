@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unmap-dev/unmap/config"
 	"github.com/unmap-dev/unmap/session"
-	"github.com/unmap-dev/unmap/session/conf"
 )
 
 // TestSweep drives the relay's own expiry with a fake clock and fake
@@ -19,8 +19,8 @@ func TestSweep(t *testing.T) {
 	relayAddr, public := netip.MustParseAddr("198.51.100.6"), netip.MustParseAddr("198.51.100.2")
 	s := &Settings{
 		Addresses:    []netip.Addr{relayAddr},
-		CarrierPorts: conf.PortRange{First: 20000, Last: 20015},
-		Timers:       conf.Timers{UDP: 2 * time.Minute, TCPEstablished: 124 * time.Minute, TCPTransitory: 4 * time.Minute, ICMP: time.Minute},
+		CarrierPorts: config.PortRange{First: 20000, Last: 20015},
+		Timers:       config.Timers{UDP: 2 * time.Minute, TCPEstablished: 124 * time.Minute, TCPTransitory: 4 * time.Minute, ICMP: time.Minute},
 		Sites:        []Site{{ID: "home", Prefix: netip.MustParsePrefix("2001:db8:5::/56"), MaxFlows: 16}},
 	}
 	c, err := newCarriers(s, slog.New(slog.NewTextHandler(io.Discard, nil)))

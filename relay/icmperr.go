@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/unmap-dev/unmap/proto"
+	"github.com/unmap-dev/unmap/ratelimit"
 	"github.com/unmap-dev/unmap/session"
-	"github.com/unmap-dev/unmap/session/ratelimit"
 	"github.com/unmap-dev/unmap/session/xlat"
 	"github.com/unmap-dev/unmap/xdp"
 )

@@ -5,8 +5,8 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/unmap-dev/unmap/config"
 	"github.com/unmap-dev/unmap/session"
-	"github.com/unmap-dev/unmap/session/conf"
 	"github.com/unmap-dev/unmap/session/xlat"
 	"github.com/unmap-dev/unmap/session/xlat/xlattest"
 	"github.com/unmap-dev/unmap/xdp"
@@ -44,7 +44,7 @@ func routerError6(host netip.Addr, sport uint16, remote netip.Addr, hop uint8, p
 func TestRelayICMPErrorRefusals(t *testing.T) {
 	s := &Settings{
 		Addresses:    []netip.Addr{netip.MustParseAddr("198.51.100.6")},
-		CarrierPorts: conf.PortRange{First: 20000, Last: 20015},
+		CarrierPorts: config.PortRange{First: 20000, Last: 20015},
 		Sites:        []Site{{ID: "home", Prefix: netip.MustParsePrefix("2001:db8:5::/56"), MaxFlows: 16}},
 	}
 	c, err := newCarriers(s, slog.New(slog.DiscardHandler))

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unmap-dev/unmap/config"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
-	"github.com/unmap-dev/unmap/session/conf"
 	"github.com/unmap-dev/unmap/session/xlat"
 )
 
@@ -21,10 +21,10 @@ func TestSharedIPv4ByPort(t *testing.T) {
 	shared := netip.MustParseAddr("203.0.113.5")
 	s := &Settings{
 		Addresses:    []netip.Addr{netip.MustParseAddr("198.51.100.6")},
-		CarrierPorts: conf.PortRange{First: 20000, Last: 20999},
+		CarrierPorts: config.PortRange{First: 20000, Last: 20999},
 		Sites: []Site{
-			{ID: "low", Prefix: netip.MustParsePrefix("2001:db8:5::/56"), IPv4: shared, IPv4Ports: conf.PortRange{First: 1024, Last: 33791}, MaxFlows: 1000},
-			{ID: "high", Prefix: netip.MustParsePrefix("2001:db8:7::/56"), IPv4: shared, IPv4Ports: conf.PortRange{First: 33792, Last: 65535}, MaxFlows: 1000},
+			{ID: "low", Prefix: netip.MustParsePrefix("2001:db8:5::/56"), IPv4: shared, IPv4Ports: config.PortRange{First: 1024, Last: 33791}, MaxFlows: 1000},
+			{ID: "high", Prefix: netip.MustParsePrefix("2001:db8:7::/56"), IPv4: shared, IPv4Ports: config.PortRange{First: 33792, Last: 65535}, MaxFlows: 1000},
 		},
 	}
 	c, err := newCarriers(s, slog.New(slog.DiscardHandler))

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/unmap-dev/unmap/proto"
+	"github.com/unmap-dev/unmap/ratelimit"
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/ports"
-	"github.com/unmap-dev/unmap/session/ratelimit"
 )
 
 // What one Internet host can make the relay's inbound slow path hold and

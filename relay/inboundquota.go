@@ -4,8 +4,8 @@ import (
 	"cmp"
 	"time"
 
+	"github.com/unmap-dev/unmap/config"
 	"github.com/unmap-dev/unmap/session"
-	"github.com/unmap-dev/unmap/session/conf"
 	"github.com/unmap-dev/unmap/session/flows"
 )
 
@@ -35,16 +35,16 @@ type inFlow struct {
 
 // quota is inboundState's count of inbound flows; guarded by carriers.mu.
 type quota struct {
-	limits   conf.InboundBounds
+	limits   config.InboundBounds
 	flows    map[session.Flow]*inFlow
 	bySite   map[string]int
 	byRemote map[string]int // by site and remote
 }
 
 // bounds are the limits, defaults in place of zero fields.
-func (q *quota) bounds() conf.InboundBounds {
-	d := conf.DefaultInbound()
-	return conf.InboundBounds{PerSite: cmp.Or(q.limits.PerSite, d.PerSite), PerRemote: cmp.Or(q.limits.PerRemote, d.PerRemote),
+func (q *quota) bounds() config.InboundBounds {
+	d := config.DefaultInbound()
+	return config.InboundBounds{PerSite: cmp.Or(q.limits.PerSite, d.PerSite), PerRemote: cmp.Or(q.limits.PerRemote, d.PerRemote),
 		PortShare: cmp.Or(q.limits.PortShare, d.PortShare), Unanswered: cmp.Or(q.limits.Unanswered, d.Unanswered)}
 }
 

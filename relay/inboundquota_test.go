@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unmap-dev/unmap/config"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
-	"github.com/unmap-dev/unmap/session/conf"
 	"github.com/unmap-dev/unmap/session/flows"
 	"github.com/unmap-dev/unmap/session/handshake"
 	"github.com/unmap-dev/unmap/session/ports"
@@ -19,13 +19,13 @@ import (
 
 // quotaCarriers is a relay with one site behind public, its carrier
 // ports 20000-20015, and the inbound bounds given.
-func quotaCarriers(t *testing.T, b conf.InboundBounds) (*carriers, netip.Addr) {
+func quotaCarriers(t *testing.T, b config.InboundBounds) (*carriers, netip.Addr) {
 	t.Helper()
 	public := netip.MustParseAddr("198.51.100.2")
 	s := &Settings{
 		Addresses:    []netip.Addr{netip.MustParseAddr("198.51.100.6")},
-		CarrierPorts: conf.PortRange{First: 20000, Last: 20015},
-		Timers:       conf.Timers{UDP: 2 * time.Minute, TCPEstablished: 124 * time.Minute, TCPTransitory: 4 * time.Minute, ICMP: time.Minute},
+		CarrierPorts: config.PortRange{First: 20000, Last: 20015},
+		Timers:       config.Timers{UDP: 2 * time.Minute, TCPEstablished: 124 * time.Minute, TCPTransitory: 4 * time.Minute, ICMP: time.Minute},
 		Sites:        []Site{{ID: "home", Prefix: netip.MustParsePrefix("2001:db8:5::/56"), MaxFlows: 1000}},
 		Inbound:      b,
 	}
@@ -46,7 +46,7 @@ func inFlowTo(proto session.Proto, port uint16, remote string) session.Flow {
 // than the per-remote quota; each refusal is named; a flow that ends
 // gives its place back.
 func TestInboundQuota(t *testing.T) {
-	c, _ := quotaCarriers(t, conf.InboundBounds{PerSite: 5, PerRemote: 3})
+	c, _ := quotaCarriers(t, config.InboundBounds{PerSite: 5, PerRemote: 3})
 	now := time.Unix(1e9, 0)
 	q := &c.inb.quota
 	var flows []session.Flow
@@ -88,7 +88,7 @@ func TestInboundQuota(t *testing.T) {
 func TestInboundQuotaOnPath(t *testing.T) {
 	e := &fakeEdge{site: "home", id: 1, answer: refuseAll(proto.CodeNoResources), hold: make(chan struct{})}
 	c, _ := inboundCarriers(t, e)
-	c.inb.quota.limits = conf.InboundBounds{PerRemote: 1}
+	c.inb.quota.limits = config.InboundBounds{PerRemote: 1}
 	ctx := context.Background()
 	k1, _ := udpTo("2001:db8:5::10", 7000)
 	k2, _ := udpTo("2001:db8:5::10", 7001)
@@ -120,7 +120,7 @@ func TestInboundQuotaOnPath(t *testing.T) {
 // grace, not the established one it was offered with; one acknowledged
 // stays.
 func TestSweepInboundProof(t *testing.T) {
-	c, public := quotaCarriers(t, conf.InboundBounds{})
+	c, public := quotaCarriers(t, config.InboundBounds{})
 	now := time.Unix(1e9, 0)
 	c.now = func() time.Time { return now }
 	fromRemote := map[session.Flow]uint64{}

@@ -14,9 +14,9 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/unmap-dev/unmap/config"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
-	"github.com/unmap-dev/unmap/session/conf"
 	"github.com/unmap-dev/unmap/session/ports"
 	"github.com/unmap-dev/unmap/session/xlat"
 	"github.com/unmap-dev/unmap/session/xlat/xlattest"
@@ -33,8 +33,8 @@ var (
 func pinSettings() *Settings {
 	return &Settings{
 		Addresses:    []netip.Addr{pinRelay},
-		CarrierPorts: conf.PortRange{First: 20000, Last: 20015},
-		Timers:       conf.Timers{UDP: 2 * time.Minute, TCPEstablished: 124 * time.Minute, TCPTransitory: 4 * time.Minute, ICMP: time.Minute},
+		CarrierPorts: config.PortRange{First: 20000, Last: 20015},
+		Timers:       config.Timers{UDP: 2 * time.Minute, TCPEstablished: 124 * time.Minute, TCPTransitory: 4 * time.Minute, ICMP: time.Minute},
 		Sites: []Site{
 			{ID: "home", Prefix: netip.MustParsePrefix("2001:db8:5::/56"), MaxFlows: 16},
 			{ID: "away", Prefix: netip.MustParsePrefix("2001:db8:7::/56"), MaxFlows: 16},
@@ -338,7 +338,7 @@ func TestPinnedOtherRange(t *testing.T) {
 	}
 	old.d.Close()
 
-	s.CarrierPorts = conf.PortRange{First: 30000, Last: 30015}
+	s.CarrierPorts = config.PortRange{First: 30000, Last: 30015}
 	c, dp, n := takeOver(t, s, dir)
 	if n != 0 {
 		t.Fatalf("%d pinned flows kept, want none", n)

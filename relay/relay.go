@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/unmap-dev/unmap/control"
-	"github.com/unmap-dev/unmap/control/admin"
 	"github.com/unmap-dev/unmap/control/pki"
 	"github.com/unmap-dev/unmap/session/ports"
+	"github.com/unmap-dev/unmap/status"
 	"github.com/unmap-dev/unmap/xdp/ifcheck"
 )
 
@@ -91,7 +91,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	log.Info("relay listening", "addr", srv.Addr(), "sites", len(s.Sites))
 
 	if o.StatusSocket != "" {
-		st := admin.NewServer("relay", o.Version)
+		st := status.NewServer("relay", o.Version)
 		st.Section("control", func() any { return srv.Counters().Snapshot() })
 		st.Section("carriers", c.status)
 		st.Section("inbound", c.inboundStatus)

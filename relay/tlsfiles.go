@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/unmap-dev/unmap/config"
 	"github.com/unmap-dev/unmap/control/pki"
-	"github.com/unmap-dev/unmap/session/conf"
 )
 
 // tlsFiles are the relay's TLS files, read and checked.
@@ -25,15 +25,15 @@ type tlsFiles struct {
 func (s *Settings) loadTLS(now time.Time) (*tlsFiles, error) {
 	id, cert, err := pki.LoadIdentity(s.TLS.Cert, s.TLS.Key)
 	if err != nil {
-		return nil, conf.Errorf("tls.cert/tls.key", "%v", err)
+		return nil, config.Errorf("tls.cert/tls.key", "%v", err)
 	}
 	left, err := pki.CheckServer(id.Cert, now)
 	if err != nil {
-		return nil, conf.Errorf("tls.cert", "%s: %v", s.TLS.Cert, err)
+		return nil, config.Errorf("tls.cert", "%s: %v", s.TLS.Cert, err)
 	}
 	cas, err := pki.LoadPool(s.TLS.CA)
 	if err != nil {
-		return nil, conf.Errorf("tls.ca", "%v", err)
+		return nil, config.Errorf("tls.ca", "%v", err)
 	}
 	return &tlsFiles{id: id, cert: cert, cas: cas, left: left}, nil
 }

@@ -9,11 +9,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/unmap-dev/unmap/test/bench"
+	"github.com/unmap-dev/unmap/bench"
 )
 
 // newBenchLabCmd is `unmap bench lab`: the end-to-end benchmarks in the
-// network-namespace lab (test/bench).
+// network-namespace lab (bench).
 func newBenchLabCmd() *cobra.Command {
 	var (
 		cfg   bench.Config

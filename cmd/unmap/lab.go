@@ -12,7 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/unmap-dev/unmap/test/lab"
+	"github.com/unmap-dev/unmap/lab"
 )
 
 // labOptions are the flags of `unmap lab`.

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/unmap-dev/unmap/test/lab"
+	"github.com/unmap-dev/unmap/lab"
 	"github.com/unmap-dev/unmap/test/priv"
 )
 

@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/unmap-dev/unmap/relay"
-	"github.com/unmap-dev/unmap/session/conf"
+	"github.com/unmap-dev/unmap/config"
 	"github.com/unmap-dev/unmap/xdp"
 )
 
@@ -34,7 +34,7 @@ start takes them back as the edges replay them. A stop keeps the pins;
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var c relay.Config
-			if err := conf.Load(path, &c); err != nil {
+			if err := config.Load(path, &c); err != nil {
 				return err
 			}
 			f := cmd.Flags()
@@ -43,7 +43,7 @@ start takes them back as the edges replay them. A stop keeps the pins;
 			overrideString(f.Changed("carrier-ports"), &c.CarrierPorts, over.CarrierPorts)
 			s, err := c.Validate()
 			if err != nil {
-				return conf.InFile(fileName(path), err)
+				return config.InFile(fileName(path), err)
 			}
 			if unpin {
 				// The maps and link the agent pins so that the sites'
@@ -59,7 +59,7 @@ start takes them back as the edges replay them. A stop keeps the pins;
 				// certificate the peer will refuse, is found now.
 				note, err := s.CheckTLS(time.Now())
 				if err != nil {
-					return conf.InFile(fileName(path), err)
+					return config.InFile(fileName(path), err)
 				}
 				fmt.Fprintln(cmd.OutOrStdout(), note)
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d sites, listening on %v)\n", path, len(s.Sites), s.Listen)

@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/unmap-dev/unmap/control/admin"
+	"github.com/unmap-dev/unmap/status"
 )
 
 // Default status sockets of the two agents.
@@ -36,7 +36,7 @@ sockets (by default ` + edgeSocket + ` and ` + relaySocket + `) and print it.`,
 			var errs []error
 			found := 0
 			for _, path := range sockets {
-				st, err := admin.Fetch(cmd.Context(), path)
+				st, err := status.Fetch(cmd.Context(), path)
 				if err != nil {
 					errs = append(errs, err)
 					continue
@@ -57,7 +57,7 @@ sockets (by default ` + edgeSocket + ` and ` + relaySocket + `) and print it.`,
 	return cmd
 }
 
-func printStatus(w io.Writer, st *admin.Status, asJSON bool) error {
+func printStatus(w io.Writer, st *status.Status, asJSON bool) error {
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")

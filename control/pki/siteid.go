@@ -26,7 +26,7 @@ var (
 
 // CheckSiteID accepts a DNS label in lowercase: letters, digits and
 // hyphens that neither start nor end it, 1 to 63 characters. It agrees
-// with session/conf.CheckSiteID, which checks the same ids in configs.
+// with config.CheckSiteID, which checks the same ids in configs.
 func CheckSiteID(id string) error {
 	if len(id) == 0 || len(id) > MaxSiteIDLen || id[0] == '-' || id[len(id)-1] == '-' {
 		return fmt.Errorf("%q: %w", clip(id), ErrBadSiteID)

@@ -6,8 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/unmap-dev/unmap/control/admin"
-	"github.com/unmap-dev/unmap/test/lab"
+	"github.com/unmap-dev/unmap/lab"
+	"github.com/unmap-dev/unmap/status"
+	"github.com/unmap-dev/unmap/test/labtest"
 )
 
 // deployment is the lab's deployment with the test's hooks.
@@ -48,7 +49,7 @@ type running struct {
 
 func up(t *testing.T, mode lab.CGNMode) running {
 	t.Helper()
-	u := running{lab: lab.NewForTest(t, lab.Options{CGNMode: mode, CGNUDPTimeout: 30 * time.Second})}
+	u := running{lab: labtest.New(t, lab.Options{CGNMode: mode, CGNUDPTimeout: 30 * time.Second})}
 	u.d = deploy(t, lab.BuildUnmap(t))
 	u.relay = u.d.startRelay(t, u.lab)
 	u.edge = u.d.startEdge(t, u.lab)
@@ -76,7 +77,7 @@ func (d *deployment) dumpOnFailure(t *testing.T) {
 			return
 		}
 		for _, sock := range []string{d.edgeS, d.relaySock} {
-			st, err := admin.Fetch(context.Background(), sock)
+			st, err := status.Fetch(context.Background(), sock)
 			if err != nil {
 				t.Logf("%s: %v", sock, err)
 				continue
@@ -122,7 +123,7 @@ type relayCarriers struct {
 // relay through the CGN, is granted its prefix, serves it to the LAN by
 // SLAAC, and comes back on a new session after the relay restarts.
 func TestAgentsConnectThroughCGN(t *testing.T) {
-	l := lab.NewForTest(t, lab.Options{})
+	l := labtest.New(t, lab.Options{})
 	d := deploy(t, lab.BuildUnmap(t))
 	relay := d.startRelay(t, l)
 	d.startEdge(t, l)

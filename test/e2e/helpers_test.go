@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/unmap-dev/unmap/test/lab"
+	"github.com/unmap-dev/unmap/lab"
 )
 
 func udpAddr(a netip.AddrPort) *net.UDPAddr { return net.UDPAddrFromAddrPort(a) }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/unmap-dev/unmap/test/lab"
+	"github.com/unmap-dev/unmap/lab"
 	"github.com/unmap-dev/unmap/test/priv"
 )
 

@@ -6,17 +6,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/unmap-dev/unmap/test/lab"
+	"github.com/unmap-dev/unmap/lab"
+	"github.com/unmap-dev/unmap/test/labtest"
 )
 
 // TestAgentsWarnOfVethOffload: the lab as built turns TX checksum offload
-// off on every veth (test/lab/offload.go); here the far ends of the
+// off on every veth (lab/offload.go); here the far ends of the
 // edge's LAN link and of the relay's interface get it back on before the
 // agents start, the setup that made an operator's agents forward nothing
 // silently. Each agent must log one warning at start naming that peer
 // and the fix, and none about its interfaces whose peers are right.
 func TestAgentsWarnOfVethOffload(t *testing.T) {
-	l := lab.NewForTest(t, lab.Options{})
+	l := labtest.New(t, lab.Options{})
 	peers := []struct {
 		in     lab.Role
 		ifname string

@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unmap-dev/unmap/lab"
 	"github.com/unmap-dev/unmap/session/handshake"
-	"github.com/unmap-dev/unmap/test/lab"
+	"github.com/unmap-dev/unmap/test/labtest"
 )
 
 // The exhaustion attack: exhaustRounds rounds, exhaustGap apart. Each
@@ -190,7 +191,7 @@ func spoofed(i int) netip.Addr {
 // test in its file.
 func upWithLimits(t *testing.T, mode lab.CGNMode) running {
 	t.Helper()
-	u := running{lab: lab.NewForTest(t, lab.Options{CGNMode: mode, CGNUDPTimeout: 30 * time.Second})}
+	u := running{lab: labtest.New(t, lab.Options{CGNMode: mode, CGNUDPTimeout: 30 * time.Second})}
 	u.d = deploy(t, lab.BuildUnmap(t))
 	b, err := os.ReadFile(u.d.EdgeConfig)
 	if err != nil {

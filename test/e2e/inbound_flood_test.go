@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/unmap-dev/unmap/test/lab"
+	"github.com/unmap-dev/unmap/lab"
 )
 
 // The flood: floodRounds rounds, floodGap apart (well inside the relay's

@@ -22,7 +22,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/unmap-dev/unmap/test/lab"
+	"github.com/unmap-dev/unmap/lab"
+	"github.com/unmap-dev/unmap/test/labtest"
 )
 
 const (
@@ -213,7 +214,7 @@ func connectTimes(t *testing.T, ctx context.Context, from *lab.NS, ln net.Listen
 // upWithPolicy is up with the edge's inbound allow rules replaced.
 func upWithPolicy(t *testing.T, mode lab.CGNMode, allow string) running {
 	t.Helper()
-	u := running{lab: lab.NewForTest(t, lab.Options{CGNMode: mode, CGNUDPTimeout: 30 * time.Second})}
+	u := running{lab: labtest.New(t, lab.Options{CGNMode: mode, CGNUDPTimeout: 30 * time.Second})}
 	u.d = deploy(t, lab.BuildUnmap(t))
 	b, err := os.ReadFile(u.d.EdgeConfig)
 	if err != nil {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/unmap-dev/unmap/test/lab"
+	"github.com/unmap-dev/unmap/lab"
 )
 
 // TestSiteIPv4 proves the site's public IPv4 from the relay (issue 5,

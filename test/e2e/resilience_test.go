@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/unmap-dev/unmap/test/lab"
+	"github.com/unmap-dev/unmap/lab"
 )
 
 // exchange writes a line on c and reads the echo, within d.

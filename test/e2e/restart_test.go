@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/unmap-dev/unmap/test/lab"
+	"github.com/unmap-dev/unmap/lab"
 )
 
 type slowpath map[string]uint64

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/unmap-dev/unmap/test/lab"
+	"github.com/unmap-dev/unmap/lab"
 )
 
 type relaySlowpath struct {

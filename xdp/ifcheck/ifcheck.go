@@ -2,7 +2,7 @@
 // attaches XDP to for the two setups that make XDP lose or corrupt
 // traffic without a trace, and says how to fix them. Both come from
 // veth, the link of containers, network namespaces and many VMs' hosts
-// (test/lab/offload.go switches them off for the lab):
+// (lab/offload.go switches them off for the lab):
 //
 //   - The veth's peer has TX checksum offload on. A packet its side sends
 //     arrives holding only a partial L4 checksum (the offload a NIC would

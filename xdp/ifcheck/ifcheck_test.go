@@ -9,7 +9,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/unmap-dev/unmap/test/lab"
+	"github.com/unmap-dev/unmap/lab"
+	"github.com/unmap-dev/unmap/test/labtest"
 	"github.com/unmap-dev/unmap/xdp"
 )
 
@@ -20,7 +21,7 @@ import (
 // the peers as OPERATING.md says (offload off, a pass program) and
 // checks that nothing is found. A loopback is not a veth: nothing to say.
 func TestCheck(t *testing.T) {
-	l := lab.NewForTest(t, lab.Options{})
+	l := labtest.New(t, lab.Options{})
 	sub, srv4 := l.NS(lab.Sub), l.NS(lab.Srv4)
 	pairs := []struct {
 		name, peer string
@@ -99,7 +100,7 @@ func TestCheck(t *testing.T) {
 // TestWarn: each finding is one warning carrying the interface and the
 // fix.
 func TestWarn(t *testing.T) {
-	l := lab.NewForTest(t, lab.Options{})
+	l := labtest.New(t, lab.Options{})
 	sub := l.NS(lab.Sub)
 	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "uw"}, PeerName: "uw-p"}
 	if err := sub.Netlink().LinkAdd(v); err != nil {
