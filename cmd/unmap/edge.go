@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/unmap-dev/unmap/edge"
 	"github.com/unmap-dev/unmap/config"
+	"github.com/unmap-dev/unmap/edge"
 	"github.com/unmap-dev/unmap/xdp"
 )
 
