@@ -4,7 +4,7 @@ import (
 	"net"
 	"strconv"
 
-	"github.com/unmap-dev/unmap/control/pki"
+	"github.com/unmap-dev/unmap/session"
 )
 
 // TLSFiles names the PEM files of an agent's identity: its certificate
@@ -30,9 +30,9 @@ func (t TLSFiles) Check(field string) error {
 }
 
 // CheckSiteID accepts what a certificate can carry as a site id (the rule
-// is pki.CheckSiteID's, so a config can name every site a certificate can).
+// is session.ValidSiteID, control/pki's too, so a config can name every site a certificate can).
 func CheckSiteID(field, id string) error {
-	if pki.CheckSiteID(id) != nil {
+	if !session.ValidSiteID(id) {
 		return Errorf(field, "%q is not a site id (lowercase letters, digits and inner '-', 1 to 63 characters)", id)
 	}
 	return nil

@@ -11,8 +11,8 @@
 // straight into another.
 //
 // A lab is named by a random prefix (unmap-<6 hex>-<role>), so parallel tests
-// do not collide; Close always tears it down (NewForTest does it in
-// t.Cleanup), Down removes labs left up on purpose or by a process that
+// do not collide; Close always tears it down (NewForTest, called by
+// tests through test/labtest.New, does it in t.Cleanup), Down removes labs left up on purpose or by a process that
 // died, and building a lab reaps the latter.
 //
 // Helpers run Go code, commands, servers, pings and packet captures inside a

@@ -5,7 +5,6 @@ import (
 	"slices"
 	"sort"
 	"sync/atomic"
-	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -155,8 +154,16 @@ func (s *Set) Names() []string {
 	return out
 }
 
-// strict makes IncName panic on an undeclared name: in test binaries.
-var strict = testing.Testing()
+// strict makes IncName panic on an undeclared name. Tests turn it on
+// (StrictForTests, from an init in a _test.go file of each package that
+// counts by name); the agents cannot ask testing.Testing(), as they link
+// no package testing (test/deps).
+var strict bool
+
+// StrictForTests makes IncName panic on an undeclared name, so every test
+// that reaches such a call site checks its set is closed. Call it from an
+// init in a _test.go file, before any test runs.
+func StrictForTests() { strict = true }
 
 // Counters are one agent's values of a Set; safe for concurrent use, an
 // increment is one atomic add.
@@ -180,8 +187,9 @@ func (c *Counters) Get(k Counter) uint64 { return c.v[k.id].Load() }
 // IncName counts one under the declared counter named name; an
 // undeclared name counts under the set's unknown counter instead (a bug).
 //
-// In a test binary an undeclared name panics instead, so every test that
-// reaches such a call site checks its set is closed.
+// In a test binary that called StrictForTests an undeclared name panics
+// instead, so every test that reaches such a call site checks its set is
+// closed.
 func (c *Counters) IncName(name string) {
 	k, ok := c.set.byName[name]
 	if !ok {

@@ -7,7 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/unmap-dev/unmap/xdp"
+	"github.com/unmap-dev/unmap/bench"
+	"github.com/unmap-dev/unmap/bench/xdpbench"
 )
 
 func newBenchCmd() *cobra.Command {
@@ -37,7 +38,7 @@ the kernel reuses one buffer across repeats; their figure is the mean of both.`,
 			}
 			// A terminal's line follows each path; a log gets a line a round.
 			p, last := newProgress(cmd.ErrOrStderr()), 0
-			res, err := xdp.BenchProgress(repeats, func(round, rounds int, path string) {
+			res, err := bench.XDPProgress(repeats, func(round, rounds int, path string) {
 				switch {
 				case p.tty:
 					p.Step("round %d of %d: %s", round, rounds, path)
@@ -58,7 +59,7 @@ the kernel reuses one buffer across repeats; their figure is the mean of both.`,
 	return cmd
 }
 
-func printBench(w io.Writer, res []xdp.BenchResult) {
+func printBench(w io.Writer, res []xdpbench.Result) {
 	if len(res) == 0 {
 		return
 	}

@@ -13,8 +13,8 @@ import (
 
 // TB is what Require and Unsupported use of a test: *testing.T,
 // *testing.B and testing.TB have it. An interface of its own keeps this
-// package, and the lab package that uses it, from linking the testing
-// package into the unmap binary.
+// package, and test/labtest that uses it with the lab's TB, from
+// needing the testing package.
 type TB interface {
 	Helper()
 	Fatalf(format string, args ...any)
