@@ -1,4 +1,4 @@
-package e2e
+package ops
 
 import (
 	"bufio"
@@ -18,9 +18,8 @@ import (
 	"time"
 
 	"github.com/unmap-dev/unmap/lab"
+	"github.com/unmap-dev/unmap/test/e2e"
 )
-
-type slowpath map[string]uint64
 
 // TestEdgeRestartKeepsFlows restarts the edge agent (SIGTERM, 3 s down,
 // start again) under a TCP connection that streams data all along, an
@@ -29,11 +28,11 @@ type slowpath map[string]uint64
 // back from the pinned maps and replays them to the relay, which keeps
 // them rather than opening new ones; every TCP byte comes back intact,
 // and the UDP flow works again from the same source.
-func TestEdgeRestartKeepsFlows(t *testing.T) { bothCGNs(t, testEdgeRestartKeepsFlows) }
+func TestEdgeRestartKeepsFlows(t *testing.T) { e2e.BothCGNs(t, testEdgeRestartKeepsFlows) }
 
 func testEdgeRestartKeepsFlows(t *testing.T, mode lab.CGNMode) {
-	u := up(t, mode)
-	l, d := u.lab, u.d
+	u := e2e.Up(t, mode)
+	l, d := u.Lab, u.D
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	f := carryFlows(ctx, t, l)
@@ -44,8 +43,8 @@ func testEdgeRestartKeepsFlows(t *testing.T, mode lab.CGNMode) {
 	time.Sleep(2 * time.Second)
 	baseRate := float64(s.received.Load()-base0) / time.Since(baseT).Seconds()
 
-	opened := section(t, d.relaySock, "carriers", "the relay's counters", func(relaySlowpath) bool { return true }).Slowpath["opened"]
-	if err := u.edge.Stop(); err != nil && !isSIGTERM(err) {
+	opened := e2e.Section(t, d.RelaySock, "carriers", "the relay's counters", func(e2e.RelaySlowpath) bool { return true }).Slowpath["opened"]
+	if err := u.Edge.Stop(); err != nil && !isSIGTERM(err) {
 		t.Fatalf("edge stop: %v", err)
 	}
 	downAt, downT := s.received.Load(), time.Now()
@@ -56,19 +55,19 @@ func testEdgeRestartKeepsFlows(t *testing.T, mode lab.CGNMode) {
 	}
 	downRate := float64(s.received.Load()-downAt) / time.Since(downT).Seconds()
 	t.Logf("TCP stream: %.0f B/s with the agent down, %.2f× its rate with the agent up (%.0f B/s)", downRate, downRate/baseRate, baseRate)
-	if err := echoUDP(uc, "udp-agent-down", 2*time.Second); err != nil {
+	if err := e2e.EchoUDP(uc, "udp-agent-down", 2*time.Second); err != nil {
 		t.Errorf("UDP while the edge agent was down: %v", err)
 	}
-	u.edge = d.startEdge(t, l)
-	section(t, d.edgeS, "session", "the restarted edge's session", func(e edgeSession) bool { return e.Connected })
+	u.Edge = d.StartEdge(t, l)
+	e2e.Section(t, d.EdgeS, "session", "the restarted edge's session", func(e e2e.EdgeSession) bool { return e.Connected })
 
 	// Both flows came back from the pinned maps and went to the relay as
 	// a replay, not as new flows.
-	es := section(t, d.edgeS, "slowpath", "the edge's restored flows", func(c slowpath) bool { return c["restored"] >= 3 })
-	rc := section(t, d.relaySock, "carriers", "the relay's replays", func(c relaySlowpath) bool { return c.Slowpath["replayed"] >= 3 })
+	es := e2e.Section(t, d.EdgeS, "slowpath", "the edge's restored flows", func(c e2e.Slowpath) bool { return c["restored"] >= 3 })
+	rc := e2e.Section(t, d.RelaySock, "carriers", "the relay's replays", func(c e2e.RelaySlowpath) bool { return c.Slowpath["replayed"] >= 3 })
 	t.Logf("edge restored %d flows; relay: %d replayed, %d opened before, %d after", es["restored"], rc.Slowpath["replayed"], opened, rc.Slowpath["opened"])
 
-	if err := retry(3*time.Second, func() error { return echoUDP(uc, "udp-after", time.Second) }); err != nil {
+	if err := e2e.Retry(3*time.Second, func() error { return e2e.EchoUDP(uc, "udp-after", time.Second) }); err != nil {
 		t.Fatalf("UDP after the restart: %v", err)
 	}
 	before, _ := srv.PeerOf("udp-before")
@@ -76,7 +75,7 @@ func testEdgeRestartKeepsFlows(t *testing.T, mode lab.CGNMode) {
 	if before.Remote != after.Remote {
 		t.Errorf("srv6 saw the UDP flow from %v, then from %v: not the same flow", before.Remote, after.Remote)
 	}
-	if err := retry(3*time.Second, func() error { return echoUDP(u4, "udp4-after", time.Second) }); err != nil {
+	if err := e2e.Retry(3*time.Second, func() error { return e2e.EchoUDP(u4, "udp4-after", time.Second) }); err != nil {
 		t.Fatalf("UDP over the site's IPv4 after the restart: %v", err)
 	}
 	before4, _ := srv4.PeerOf("udp4-before")
@@ -90,7 +89,7 @@ func testEdgeRestartKeepsFlows(t *testing.T, mode lab.CGNMode) {
 	if err != nil {
 		t.Fatalf("TCP stream: %v", err)
 	}
-	if got := section(t, d.relaySock, "carriers", "the relay's counters", func(relaySlowpath) bool { return true }).Slowpath["opened"]; got != opened {
+	if got := e2e.Section(t, d.RelaySock, "carriers", "the relay's counters", func(e2e.RelaySlowpath) bool { return true }).Slowpath["opened"]; got != opened {
 		t.Errorf("the relay opened %d flows during the restart; the edge's flows must be replayed", got-opened)
 	}
 	t.Logf("TCP: %d bytes echoed intact across the restart", n)
@@ -104,36 +103,6 @@ func isSIGTERM(err error) bool {
 	}
 	ws, ok := ee.Sys().(syscall.WaitStatus)
 	return ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM
-}
-
-// echoUDP sends token on a connected UDP socket and checks the echo.
-func echoUDP(c net.Conn, token string, d time.Duration) error {
-	_ = c.SetDeadline(time.Now().Add(d))
-	if _, err := c.Write([]byte(token + "\n")); err != nil {
-		return err
-	}
-	buf := make([]byte, 256)
-	for {
-		n, err := c.Read(buf)
-		if err != nil {
-			return err
-		}
-		if string(buf[:n]) == token+"\n" {
-			return nil
-		}
-		// A late echo of an earlier try: read on.
-	}
-}
-
-// retry calls f until it succeeds or d has passed.
-func retry(d time.Duration, f func() error) error {
-	end := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil || time.Now().After(end) {
-			return err
-		}
-	}
 }
 
 // lineStream writes random lines on a TCP connection to an echo server and
@@ -161,7 +130,7 @@ type carried struct {
 
 func carryFlows(ctx context.Context, t *testing.T, l *lab.Lab) *carried {
 	t.Helper()
-	f := &carried{srv: echoServer(t, l.NS(lab.Srv6)), srv4: echoServer(t, l.NS(lab.Srv4))}
+	f := &carried{srv: e2e.EchoServer(t, l.NS(lab.Srv6)), srv4: e2e.EchoServer(t, l.NS(lab.Srv4))}
 	echoAt := netip.AddrPortFrom(lab.Srv6Addr, lab.EchoPort).String()
 	dial := func(network, at string) net.Conn {
 		t.Helper()
@@ -173,11 +142,11 @@ func carryFlows(ctx context.Context, t *testing.T, l *lab.Lab) *carried {
 		return c
 	}
 	f.uc = dial("udp", echoAt)
-	if err := retry(3*time.Second, func() error { return echoUDP(f.uc, "udp-before", time.Second) }); err != nil {
+	if err := e2e.Retry(3*time.Second, func() error { return e2e.EchoUDP(f.uc, "udp-before", time.Second) }); err != nil {
 		t.Fatalf("UDP before the restart: %v", err)
 	}
 	f.u4 = dial("udp4", netip.AddrPortFrom(lab.Srv4Addr, lab.EchoPort).String())
-	if err := retry(3*time.Second, func() error { return echoUDP(f.u4, "udp4-before", time.Second) }); err != nil {
+	if err := e2e.Retry(3*time.Second, func() error { return e2e.EchoUDP(f.u4, "udp4-before", time.Second) }); err != nil {
 		t.Fatalf("UDP over the site's IPv4 before the restart: %v", err)
 	}
 	f.s = startStream(dial("tcp", echoAt))

@@ -1,4 +1,4 @@
-package e2e
+package inbound
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/unmap-dev/unmap/lab"
 	"github.com/unmap-dev/unmap/session/handshake"
+	"github.com/unmap-dev/unmap/test/e2e"
 	"github.com/unmap-dev/unmap/test/labtest"
 )
 
@@ -61,13 +62,13 @@ type relayPorts struct {
 // and the UDP flows the LAN host never answered end within a minute at
 // one end or the other, not after the 5 min UDP timeout. On code without
 // the bounds the attack takes every relay port and the LAN's flows fail.
-func TestInboundExhaustion(t *testing.T) { bothCGNs(t, testInboundExhaustion) }
+func TestInboundExhaustion(t *testing.T) { e2e.BothCGNs(t, testInboundExhaustion) }
 
 func testInboundExhaustion(t *testing.T, mode lab.CGNMode) {
 	u := upWithLimits(t, mode)
-	l := u.lab
-	echoServer(t, l.NS(lab.LAN)) // answers srv4's forwarded flows and the spoofed SYNs
-	echoServer(t, l.NS(lab.Srv6))
+	l := u.Lab
+	e2e.EchoServer(t, l.NS(lab.LAN)) // answers srv4's forwarded flows and the spoofed SYNs
+	e2e.EchoServer(t, l.NS(lab.Srv6))
 	sink, err := l.NS(lab.LAN).ListenPacket("udp6", fmt.Sprintf("[::]:%d", exhaustSink))
 	if err != nil {
 		t.Fatal(err)
@@ -90,35 +91,35 @@ func testInboundExhaustion(t *testing.T, mode lab.CGNMode) {
 		t.Cleanup(func() { pc.Close() })
 		return pc
 	}
-	silentTo := netip.AddrPortFrom(u.host, exhaustSink)
+	silentTo := netip.AddrPortFrom(u.Host, exhaustSink)
 	forwardTo := netip.AddrPortFrom(lab.SitePublic4, lab.ForwardPort)
 	start := time.Now()
 	for i := range exhaustRounds {
-		if _, err := udpFrom(l.NS(lab.Srv6), "udp6").WriteTo([]byte("exhaust"), udpAddr(silentTo)); err != nil {
+		if _, err := udpFrom(l.NS(lab.Srv6), "udp6").WriteTo([]byte("exhaust"), e2e.UDPAddr(silentTo)); err != nil {
 			t.Fatalf("srv6 → %v: %v", silentTo, err)
 		}
-		if _, err := udpFrom(l.NS(lab.Srv4), "udp4").WriteTo([]byte("exhaust"), udpAddr(forwardTo)); err != nil {
+		if _, err := udpFrom(l.NS(lab.Srv4), "udp4").WriteTo([]byte("exhaust"), e2e.UDPAddr(forwardTo)); err != nil {
 			t.Fatalf("srv4 → %v: %v", forwardTo, err)
 		}
 		src := spoofed(i)
 		syn := handshake.Segment{SrcPort: uint16(30000 + i), DstPort: lab.EchoPort, Seq: uint32(i) * 7919, Flags: handshake.SYN, Window: 64800}
-		pkt, err := handshake.Packet(src, u.host, syn)
+		pkt, err := handshake.Packet(src, u.Host, syn)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := raw.WriteTo(pkt, &net.IPAddr{IP: u.host.AsSlice()}); err != nil {
+		if _, err := raw.WriteTo(pkt, &net.IPAddr{IP: u.Host.AsSlice()}); err != nil {
 			t.Fatalf("spoofed SYN from %v: %v", src, err)
 		}
 		time.Sleep(exhaustGap)
 	}
 	t.Logf("%d rounds of 3 new inbound flows in %v", exhaustRounds, time.Since(start))
 	// The offers end within the relay's 5 s setup bound.
-	section(t, u.d.relaySock, "inbound", "the attack's offers to end", func(in struct {
+	e2e.Section(t, u.D.RelaySock, "inbound", "the attack's offers to end", func(in struct {
 		Pending map[string]int `json:"pending_offers_by_site"`
 	}) bool {
 		return len(in.Pending) == 0
 	})
-	before := section(t, u.d.relaySock, "carriers", "the relay's counters", func(relayPorts) bool { return true })
+	before := e2e.Section(t, u.D.RelaySock, "carriers", "the relay's counters", func(relayPorts) bool { return true })
 
 	// The LAN host's own new flows, UDP and TCP, each a new carrier.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -144,7 +145,7 @@ func testInboundExhaustion(t *testing.T, mode lab.CGNMode) {
 	}
 	t.Logf("the LAN host opened %d of its %d new flows after the attack (relay flows of the site before them: %d)", opened, 2*own, before.Flows["home"])
 
-	sp, edge := before.Slowpath, section(t, u.d.edgeS, "slowpath", "the edge's counters", func(map[string]uint64) bool { return true })
+	sp, edge := before.Slowpath, e2e.Section(t, u.D.EdgeS, "slowpath", "the edge's counters", func(map[string]uint64) bool { return true })
 	t.Logf("relay: remote quota %d, site quota %d, port share %d (allocator %d), offer rate %d; edge: remote quota %d, port share %d",
 		sp["inbound-remote-quota"], sp["inbound-site-quota"], sp["inbound-port-share"]+sp["inbound-tcp-port-share"], before.Refused["inbound-share"],
 		sp["inbound-offer-rate"], edge["inbound-remote-quota"], edge["inbound-port-share"])
@@ -162,8 +163,8 @@ func testInboundExhaustion(t *testing.T, mode lab.CGNMode) {
 	defer wcancel()
 	var ended uint64
 	waited := time.Now()
-	_, err = lab.WaitSection(wctx, u.d.relaySock, "carriers", func(c relayPorts) bool {
-		e, err := lab.WaitSection(wctx, u.d.edgeS, "slowpath", func(map[string]uint64) bool { return true })
+	_, err = lab.WaitSection(wctx, u.D.RelaySock, "carriers", func(c relayPorts) bool {
+		e, err := lab.WaitSection(wctx, u.D.EdgeS, "slowpath", func(map[string]uint64) bool { return true })
 		ended = c.Slowpath["inbound-unanswered"] + e["inbound-unanswered"]
 		return err == nil && ended >= minUnanswered
 	})
@@ -189,22 +190,22 @@ func spoofed(i int) netip.Addr {
 
 // upWithLimits is up with the edge's per-remote quota of the attack
 // test in its file.
-func upWithLimits(t *testing.T, mode lab.CGNMode) running {
+func upWithLimits(t *testing.T, mode lab.CGNMode) e2e.Running {
 	t.Helper()
-	u := running{lab: labtest.New(t, lab.Options{CGNMode: mode, CGNUDPTimeout: 30 * time.Second})}
-	u.d = deploy(t, lab.BuildUnmap(t))
-	b, err := os.ReadFile(u.d.EdgeConfig)
+	u := e2e.Running{Lab: labtest.New(t, lab.Options{CGNMode: mode, CGNUDPTimeout: 30 * time.Second})}
+	u.D = e2e.Deploy(t, lab.BuildUnmap(t))
+	b, err := os.ReadFile(u.D.EdgeConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
 	text := strings.TrimRight(string(b), "\n") + fmt.Sprintf("\ninbound_limits: {per_remote: %d}\n", edgePerRemote)
-	if err := os.WriteFile(u.d.EdgeConfig, []byte(text), 0o600); err != nil {
+	if err := os.WriteFile(u.D.EdgeConfig, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	u.relay = u.d.startRelay(t, u.lab)
-	u.edge = u.d.startEdge(t, u.lab)
-	u.d.dumpOnFailure(t)
-	u.session = section(t, u.d.edgeS, "session", "the edge's session", func(s edgeSession) bool { return s.Connected })
-	u.host = waitAddr(t, u.lab.NS(lab.LAN), lab.SitePrefix)
+	u.Relay = u.D.StartRelay(t, u.Lab)
+	u.Edge = u.D.StartEdge(t, u.Lab)
+	u.D.DumpOnFailure(t)
+	u.Session = e2e.Section(t, u.D.EdgeS, "session", "the edge's session", func(s e2e.EdgeSession) bool { return s.Connected })
+	u.Host = e2e.WaitAddr(t, u.Lab.NS(lab.LAN), lab.SitePrefix)
 	return u
 }

@@ -1,4 +1,4 @@
-package e2e
+package inbound
 
 import (
 	"context"
@@ -9,9 +9,9 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
-	"golang.org/x/sys/unix"
-
 	"github.com/unmap-dev/unmap/lab"
+	"github.com/unmap-dev/unmap/test/e2e"
+	"golang.org/x/sys/unix"
 )
 
 // TestInboundIPv6TCPHandshakeLoss loses each of the handshake's segments
@@ -23,13 +23,13 @@ import (
 //   - the relay's SYN/ACK to the CGN: the edge's SYN again, answered again;
 //   - the host's SYN/ACK to srv6: srv6's SYN again, which the relay
 //     answers itself (it never reaches the carrier).
-func TestInboundIPv6TCPHandshakeLoss(t *testing.T) { bothCGNs(t, testInboundIPv6TCPHandshakeLoss) }
+func TestInboundIPv6TCPHandshakeLoss(t *testing.T) { e2e.BothCGNs(t, testInboundIPv6TCPHandshakeLoss) }
 
 func testInboundIPv6TCPHandshakeLoss(t *testing.T, mode lab.CGNMode) {
-	u := up(t, mode)
-	l := u.lab
+	u := e2e.Up(t, mode)
+	l := u.Lab
 	invalid := dropInvalid(t, l.NS(lab.CGN))
-	ln, err := l.NS(lab.LAN).Listen("tcp6", fmt.Sprintf("[::]:%d", inboundTCPPort))
+	ln, err := l.NS(lab.LAN).Listen("tcp6", fmt.Sprintf("[::]:%d", e2e.InboundTCPPort))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,16 +55,16 @@ func testInboundIPv6TCPHandshakeLoss(t *testing.T, mode lab.CGNMode) {
 				return
 			}
 			defer sc.Close()
-			served <- exchangeN(ctx, sc, uint64(2*i+2), uint64(2*i+1), 1<<20)
+			served <- e2e.ExchangeN(ctx, sc, uint64(2*i+2), uint64(2*i+1), 1<<20)
 		}()
 		start := time.Now()
-		conn, err := l.NS(lab.Srv6).Dial(ctx, "tcp6", netip.AddrPortFrom(u.host, inboundTCPPort).String())
+		conn, err := l.NS(lab.Srv6).Dial(ctx, "tcp6", netip.AddrPortFrom(u.Host, e2e.InboundTCPPort).String())
 		if err != nil {
 			cancel()
 			t.Fatalf("%s lost: connect: %v", c.name, err)
 		}
 		took := time.Since(start)
-		err = exchangeN(ctx, conn, uint64(2*i+1), uint64(2*i+2), 1<<20)
+		err = e2e.ExchangeN(ctx, conn, uint64(2*i+1), uint64(2*i+2), 1<<20)
 		conn.Close()
 		if serr := <-served; err != nil || serr != nil {
 			t.Errorf("%s lost: exchange: srv6 %v, lan %v", c.name, err, serr)
@@ -75,14 +75,14 @@ func testInboundIPv6TCPHandshakeLoss(t *testing.T, mode lab.CGNMode) {
 		}
 		t.Logf("%s lost: connected in %v", c.name, took)
 		if c.counter != "" {
-			section(t, u.d.relaySock, "carriers", "the relay's "+c.counter, func(s struct {
+			e2e.Section(t, u.D.RelaySock, "carriers", "the relay's "+c.counter, func(s struct {
 				Slowpath map[string]uint64 `json:"slowpath"`
 			}) bool {
 				return s.Slowpath[c.counter] >= 1
 			})
 		} else {
 			// The first carrier SYN and the one that got through.
-			section(t, u.d.edgeS, "slowpath", "the edge's "+c.edge, func(m map[string]uint64) bool { return m[c.edge] >= 2 })
+			e2e.Section(t, u.D.EdgeS, "slowpath", "the edge's "+c.edge, func(m map[string]uint64) bool { return m[c.edge] >= 2 })
 		}
 	}
 	if n := invalid(); n != 0 {
@@ -95,16 +95,16 @@ func testInboundIPv6TCPHandshakeLoss(t *testing.T, mode lab.CGNMode) {
 		Slowpath map[string]uint64   `json:"slowpath"`
 		Ports    struct{ InUse int } `json:"ports"`
 	}
-	before := section(t, u.d.relaySock, "carriers", "the relay's ports", func(relayStatus) bool { return true })
+	before := e2e.Section(t, u.D.RelaySock, "carriers", "the relay's ports", func(relayStatus) bool { return true })
 	dropInput(t, l.NS(lab.LAN), silentTCPPort)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 	defer cancel()
-	if c, err := l.NS(lab.Srv6).Dial(ctx, "tcp6", netip.AddrPortFrom(u.host, silentTCPPort).String()); err == nil {
+	if c, err := l.NS(lab.Srv6).Dial(ctx, "tcp6", netip.AddrPortFrom(u.Host, silentTCPPort).String()); err == nil {
 		c.Close()
 		t.Error("a connection to a silent host was made")
 	}
-	section(t, u.d.edgeS, "slowpath", "the edge's silent-host count", func(m map[string]uint64) bool { return m["inbound-tcp-host-silent"] >= 1 })
-	after := section(t, u.d.relaySock, "carriers", "the relay to give the ports back", func(s relayStatus) bool {
+	e2e.Section(t, u.D.EdgeS, "slowpath", "the edge's silent-host count", func(m map[string]uint64) bool { return m["inbound-tcp-host-silent"] >= 1 })
+	after := e2e.Section(t, u.D.RelaySock, "carriers", "the relay to give the ports back", func(s relayStatus) bool {
 		return s.Ports.InUse == before.Ports.InUse && s.Slowpath["inbound-tcp-refused"] >= 1
 	})
 	t.Logf("silent host: relay ports in use %d before, %d after; %d offers refused", before.Ports.InUse, after.Ports.InUse, after.Slowpath["inbound-tcp-refused"])

@@ -1,4 +1,4 @@
-package e2e
+package forward
 
 import (
 	"context"
@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"github.com/google/gopacket/layers"
+	"github.com/unmap-dev/unmap/lab"
+	"github.com/unmap-dev/unmap/test/e2e"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-
-	"github.com/unmap-dev/unmap/lab"
 )
 
 // TestRelayPassedPacketsDoNotLoop: packets the relay's datapath passes
@@ -24,8 +24,8 @@ import (
 // A capture on the relay's upstream link counts the packets to the site
 // that the relay sends back out: none may be.
 func TestRelayPassedPacketsDoNotLoop(t *testing.T) {
-	u := up(t, lab.CGNPreserve)
-	l := u.lab
+	u := e2e.Up(t, lab.CGNPreserve)
+	l := u.Lab
 	relayNS := l.NS(lab.Relay)
 	for _, p := range []netip.Prefix{lab.RelayPool4, lab.SitePrefixes} {
 		r := &netlink.Route{Dst: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}, Type: unix.RTN_UNREACHABLE}
@@ -55,7 +55,7 @@ func TestRelayPassedPacketsDoNotLoop(t *testing.T) {
 	defer cancel()
 	// 3000-byte echoes leave srv6 and srv4 in fragments. Nothing answers
 	// them (the relay cannot carry fragments): only where they go counts.
-	_, err6 := l.NS(lab.Srv6).PingSize(ctx, u.host, 3000)
+	_, err6 := l.NS(lab.Srv6).PingSize(ctx, u.Host, 3000)
 	_, err4 := l.NS(lab.Srv4).PingSize(ctx, lab.SitePublic4, 3000)
 	t.Logf("fragmented pings: IPv6 %v; IPv4 %v", err6, err4)
 	pkts, err := capt.Wait()
@@ -66,6 +66,6 @@ func TestRelayPassedPacketsDoNotLoop(t *testing.T) {
 		t.Errorf("the relay sent %d packets addressed to the site back upstream (a routing loop); first: %v", len(pkts), pkts[0].Packet)
 	}
 	// The datapath did pass them to the kernel: the test sent what it means to.
-	dp := section(t, u.d.relaySock, "datapath", "the relay's datapath counters", func(map[string]uint64) bool { return true })
+	dp := e2e.Section(t, u.D.RelaySock, "datapath", "the relay's datapath counters", func(map[string]uint64) bool { return true })
 	t.Logf("relay datapath: %v", dp)
 }

@@ -1,4 +1,4 @@
-package e2e
+package forward
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/unmap-dev/unmap/lab"
+	"github.com/unmap-dev/unmap/test/e2e"
 )
 
 // TestCarriersPassedBeforeNeighbour is why both agents set accept_local
@@ -22,9 +23,9 @@ import (
 // edge's LAN program) and its echo back (the relay's program) must both
 // get through at the first try, each having been passed to the stack.
 func TestCarriersPassedBeforeNeighbour(t *testing.T) {
-	u := up(t, lab.CGNPreserve)
-	l := u.lab
-	srv := echoServer(t, l.NS(lab.Srv6))
+	u := e2e.Up(t, lab.CGNPreserve)
+	l := u.Lab
+	srv := e2e.EchoServer(t, l.NS(lab.Srv6))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	c, err := l.NS(lab.LAN).Dial(ctx, "udp", netip.AddrPortFrom(lab.Srv6Addr, lab.EchoPort).String())
@@ -51,7 +52,7 @@ func TestCarriersPassedBeforeNeighbour(t *testing.T) {
 		}
 	}
 	before := map[string]uint64{}
-	for _, sock := range []string{u.d.edgeS, u.d.relaySock} {
+	for _, sock := range []string{u.D.EdgeS, u.D.RelaySock} {
 		before[sock] = datapathCount(t, sock, "pass-no-neigh")
 	}
 	for _, f := range []struct {
@@ -74,7 +75,7 @@ func TestCarriersPassedBeforeNeighbour(t *testing.T) {
 	if n != 1 {
 		t.Errorf("srv6 got %q %d times, want once", "neigh-again", n)
 	}
-	for _, sock := range []string{u.d.edgeS, u.d.relaySock} {
+	for _, sock := range []string{u.D.EdgeS, u.D.RelaySock} {
 		if after := datapathCount(t, sock, "pass-no-neigh"); after == before[sock] {
 			t.Errorf("%s: pass-no-neigh stayed %d: the test did not make the program pass a carrier", sock, after)
 		}
@@ -83,5 +84,5 @@ func TestCarriersPassedBeforeNeighbour(t *testing.T) {
 
 func datapathCount(t *testing.T, sock, reason string) uint64 {
 	t.Helper()
-	return section(t, sock, "datapath", "datapath counters", func(map[string]uint64) bool { return true })[reason]
+	return e2e.Section(t, sock, "datapath", "datapath counters", func(map[string]uint64) bool { return true })[reason]
 }

@@ -1,4 +1,4 @@
-package e2e
+package ops
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/unmap-dev/unmap/lab"
+	"github.com/unmap-dev/unmap/test/e2e"
 	"github.com/unmap-dev/unmap/test/labtest"
 )
 
@@ -27,14 +28,14 @@ func TestAgentsWarnOfVethOffload(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	d := deploy(t, lab.BuildUnmap(t))
+	d := e2e.Deploy(t, lab.BuildUnmap(t))
 	agents := []struct {
 		p        *lab.Process
 		ready    string
 		fix, ifc string
 	}{
-		{d.startRelay(t, l), "relay listening", "ethtool -K relay tx off", "if=inet"},
-		{d.startEdge(t, l), "edge running", "ethtool -K edge tx off", "if=lan"},
+		{d.StartRelay(t, l), "relay listening", "ethtool -K relay tx off", "if=inet"},
+		{d.StartEdge(t, l), "edge running", "ethtool -K edge tx off", "if=lan"},
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

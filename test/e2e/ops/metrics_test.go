@@ -1,4 +1,4 @@
-package e2e
+package ops
 
 import (
 	"bufio"
@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/unmap-dev/unmap/lab"
+	"github.com/unmap-dev/unmap/test/e2e"
 	"github.com/unmap-dev/unmap/test/labtest"
 )
 
@@ -107,14 +108,14 @@ func withMetrics(t *testing.T, path string) {
 // moves the relay's flow-open histogram.
 func TestMetrics(t *testing.T) {
 	l := labtest.New(t, lab.Options{CGNMode: lab.CGNPreserve, CGNUDPTimeout: 30 * time.Second})
-	d := deploy(t, lab.BuildUnmap(t))
+	d := e2e.Deploy(t, lab.BuildUnmap(t))
 	withMetrics(t, d.RelayConfig)
 	withMetrics(t, d.EdgeConfig)
-	d.startRelay(t, l)
-	d.startEdge(t, l)
-	d.dumpOnFailure(t)
-	section(t, d.edgeS, "session", "the edge's session", func(s edgeSession) bool { return s.Connected })
-	host := waitAddr(t, l.NS(lab.LAN), lab.SitePrefix)
+	d.StartRelay(t, l)
+	d.StartEdge(t, l)
+	d.DumpOnFailure(t)
+	e2e.Section(t, d.EdgeS, "session", "the edge's session", func(s e2e.EdgeSession) bool { return s.Connected })
+	host := e2e.WaitAddr(t, l.NS(lab.LAN), lab.SitePrefix)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -155,11 +156,11 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("relay sessions = %v, want 1", n)
 	}
 
-	echoServer(t, l.NS(lab.Srv6))
+	e2e.EchoServer(t, l.NS(lab.Srv6))
 	if _, err := l.NS(lab.LAN).EchoUDP(ctx, netip.AddrPortFrom(lab.Srv6Addr, lab.EchoPort), "metrics-out"); err != nil {
 		t.Fatalf("lan → srv6 UDP: %v", err)
 	}
-	echoServer(t, l.NS(lab.LAN))
+	e2e.EchoServer(t, l.NS(lab.LAN))
 	if _, err := l.NS(lab.Srv6).EchoUDP(ctx, netip.AddrPortFrom(host, lab.EchoPort), "metrics-in"); err != nil {
 		t.Fatalf("srv6 → lan UDP: %v", err)
 	}

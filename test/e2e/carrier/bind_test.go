@@ -1,4 +1,4 @@
-package e2e
+package carrier
 
 import (
 	"context"
@@ -14,20 +14,13 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/unmap-dev/unmap/lab"
+	"github.com/unmap-dev/unmap/session/xlat"
+	"github.com/unmap-dev/unmap/test/e2e"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
-
-	"github.com/unmap-dev/unmap/lab"
-	"github.com/unmap-dev/unmap/session/xlat"
 )
-
-// Issue 10, item 1: what binds a carrier. Protocol 1 bound a UDP carrier
-// by a hash of the flow's first payload, which a host behind the same
-// CGNAT address could predict, and which a carrier whose first packet
-// was lost could never show again. Protocol 2 binds it by a proof (a
-// token keepalive) carrying a secret the edge drew, sent until the relay
-// says the carrier is bound.
 
 // TestHijackPredictablePayload has a rogue behind the CGN's address spray
 // every relay carrier port with exactly the datagram the LAN host's flow
@@ -38,12 +31,12 @@ import (
 // more often than the host sent it (a hijacked carrier delivers the
 // rogue's datagrams as the host's), the host's flow must work, and the
 // relay must count the refusals. It fails on protocol 1.
-func TestHijackPredictablePayload(t *testing.T) { bothCGNs(t, testHijackPredictablePayload) }
+func TestHijackPredictablePayload(t *testing.T) { e2e.BothCGNs(t, testHijackPredictablePayload) }
 
 func testHijackPredictablePayload(t *testing.T, mode lab.CGNMode) {
-	u := up(t, mode)
-	l, d := u.lab, u.d
-	srv := echoServer(t, l.NS(lab.Srv6))
+	u := e2e.Up(t, mode)
+	l, d := u.Lab, u.D
+	srv := e2e.EchoServer(t, l.NS(lab.Srv6))
 	query := []byte("what is the time?\n") // the same bytes on every run: predictable
 	h := fnv.New64a()
 	h.Write(query)
@@ -54,7 +47,7 @@ func testHijackPredictablePayload(t *testing.T, mode lab.CGNMode) {
 		t.Fatal(err)
 	}
 	defer rogue.Close()
-	first, last := portRange(t, carrierPorts)
+	first, last := e2e.PortRange(t, e2e.CarrierPorts)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	spray, stop := context.WithCancel(ctx)
@@ -64,7 +57,7 @@ func testHijackPredictablePayload(t *testing.T, mode lab.CGNMode) {
 		buf := make([]byte, 2048)
 		for spray.Err() == nil {
 			for p := first; p <= last; p++ {
-				to := udpAddr(netip.AddrPortFrom(lab.RelayAddr, p))
+				to := e2e.UDPAddr(netip.AddrPortFrom(lab.RelayAddr, p))
 				_, _ = rogue.WriteTo(query, to)
 				_, _ = rogue.WriteTo(oldProof, to)
 			}
@@ -105,8 +98,8 @@ func testHijackPredictablePayload(t *testing.T, mode lab.CGNMode) {
 			continue
 		}
 		seen++
-		if p.Remote.Addr() != u.host {
-			t.Errorf("srv6 got the query from %v, not the host %v", p.Remote, u.host)
+		if p.Remote.Addr() != u.Host {
+			t.Errorf("srv6 got the query from %v, not the host %v", p.Remote, u.Host)
 		}
 	}
 	if seen == 0 {
@@ -116,7 +109,7 @@ func testHijackPredictablePayload(t *testing.T, mode lab.CGNMode) {
 		// A hijacked carrier delivers the rogue's datagrams as the host's.
 		t.Errorf("srv6 got the query %d times from the host's address; the host sent it %d times", seen, sent)
 	}
-	c := section(t, d.relaySock, "carriers", "the relay's counters", func(relaySlowpath) bool { return true })
+	c := e2e.Section(t, d.RelaySock, "carriers", "the relay's counters", func(e2e.RelaySlowpath) bool { return true })
 	refused := c.Slowpath["bind-bad-token"] + c.Slowpath["rebind-bad-token"] + c.Slowpath["bind-held-other-port"] +
 		c.Slowpath["bind-no-proof"] + c.Slowpath["bind-already-bound"]
 	if refused == 0 {
@@ -155,13 +148,13 @@ func exchangeDatagram(c net.Conn, b []byte, d time.Duration) error {
 // first is answered (the first too, for UDP and echo: the relay holds
 // the flow's packets until the edge's next proof binds the carrier), and
 // the TCP connection is made by the host's SYN again (same ISN).
-func TestFirstCarrierPacketLost(t *testing.T) { bothCGNs(t, testFirstCarrierPacketLost) }
+func TestFirstCarrierPacketLost(t *testing.T) { e2e.BothCGNs(t, testFirstCarrierPacketLost) }
 
 func testFirstCarrierPacketLost(t *testing.T, mode lab.CGNMode) {
-	u := up(t, mode)
-	l := u.lab
-	srv := echoServer(t, l.NS(lab.Srv6))
-	first, last := portRange(t, carrierPorts)
+	u := e2e.Up(t, mode)
+	l := u.Lab
+	srv := e2e.EchoServer(t, l.NS(lab.Srv6))
+	first, last := e2e.PortRange(t, e2e.CarrierPorts)
 	to := netip.AddrPortFrom(lab.Srv6Addr, lab.EchoPort)
 
 	t.Run("udp", func(t *testing.T) {
@@ -346,13 +339,15 @@ func pingSeries(ns *lab.NS, dst netip.Addr, n, hops int) ([]bool, error) {
 // but the edge's proofs (sent with an ordinary TTL) bind each carrier.
 // Once the relay says a carrier is bound the edge sends it no more
 // proofs.
-func TestProbeExpiringBeforeRelayBinds(t *testing.T) { bothCGNs(t, testProbeExpiringBeforeRelayBinds) }
+func TestProbeExpiringBeforeRelayBinds(t *testing.T) {
+	e2e.BothCGNs(t, testProbeExpiringBeforeRelayBinds)
+}
 
 func testProbeExpiringBeforeRelayBinds(t *testing.T, mode lab.CGNMode) {
-	u := up(t, mode)
-	l, d := u.lab, u.d
+	u := e2e.Up(t, mode)
+	l, d := u.Lab, u.D
 	type counters map[string]uint64
-	before := section(t, d.relaySock, "carriers", "the relay's counters", func(relaySlowpath) bool { return true }).Slowpath
+	before := e2e.Section(t, d.RelaySock, "carriers", "the relay's counters", func(e2e.RelaySlowpath) bool { return true }).Slowpath
 	// Hop limit 2 expires at the CGN (the edge is hop 1), 3 at the
 	// Internet router: neither probe reaches the relay.
 	for _, hops := range []int{2, 3} {
@@ -364,11 +359,11 @@ func testProbeExpiringBeforeRelayBinds(t *testing.T, mode lab.CGNMode) {
 		if err := ipv6.NewPacketConn(pc).SetHopLimit(hops); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := pc.WriteTo([]byte("probe\n"), udpAddr(netip.AddrPortFrom(lab.Srv6Addr, 33434+uint16(hops)))); err != nil {
+		if _, err := pc.WriteTo([]byte("probe\n"), e2e.UDPAddr(netip.AddrPortFrom(lab.Srv6Addr, 33434+uint16(hops)))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	rc := section(t, d.relaySock, "carriers", "the probes' carriers bound", func(c relaySlowpath) bool {
+	rc := e2e.Section(t, d.RelaySock, "carriers", "the probes' carriers bound", func(c e2e.RelaySlowpath) bool {
 		return c.Slowpath["bound"] >= before["bound"]+2
 	})
 	t.Logf("relay: %d carriers bound by the probes' proofs (%v)", rc.Slowpath["bound"]-before["bound"], rc.Slowpath)
@@ -376,14 +371,14 @@ func testProbeExpiringBeforeRelayBinds(t *testing.T, mode lab.CGNMode) {
 		t.Errorf("a probe reached the relay: %v", rc.Slowpath)
 	}
 	time.Sleep(500 * time.Millisecond) // CarrierBound reaches the edge
-	sent := section(t, d.edgeS, "slowpath", "the edge's counters", func(counters) bool { return true })["proof-sent"]
+	sent := e2e.Section(t, d.EdgeS, "slowpath", "the edge's counters", func(counters) bool { return true })["proof-sent"]
 	if sent < 2 {
 		t.Errorf("the edge counts %d proofs sent for two carriers", sent)
 	}
 	// Past the whole schedule and the keepalive loop's proof interval: no
 	// proof of a bound carrier.
 	time.Sleep(6 * time.Second)
-	again := section(t, d.edgeS, "slowpath", "the edge's counters", func(counters) bool { return true })
+	again := e2e.Section(t, d.EdgeS, "slowpath", "the edge's counters", func(counters) bool { return true })
 	if again["proof-sent"] != sent {
 		t.Errorf("the edge sent %d more proofs after its carriers were bound (%v)", again["proof-sent"]-sent, again)
 	}

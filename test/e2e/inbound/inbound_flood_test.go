@@ -1,4 +1,4 @@
-package e2e
+package inbound
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/unmap-dev/unmap/lab"
+	"github.com/unmap-dev/unmap/test/e2e"
 )
 
 // The flood: floodRounds rounds, floodGap apart (well inside the relay's
@@ -38,20 +39,20 @@ type relayInbound struct {
 // relay's datapath drops the excess as drop-miss-rate before the agent
 // sees it (counted, not asserted). The legitimate flow's first datagram
 // comes after 64 of them, well inside the burst.
-func TestInboundFloodRefused(t *testing.T) { bothCGNs(t, testInboundFloodRefused) }
+func TestInboundFloodRefused(t *testing.T) { e2e.BothCGNs(t, testInboundFloodRefused) }
 
 func testInboundFloodRefused(t *testing.T, mode lab.CGNMode) {
-	u := upWithPolicy(t, mode, fmt.Sprintf("    - {proto: udp, hosts: %q, ports: \"%d\"}\n", lab.SitePrefix, lab.EchoPort))
-	l := u.lab
-	srv := echoServer(t, l.NS(lab.LAN))
+	u := e2e.UpWithPolicy(t, mode, fmt.Sprintf("    - {proto: udp, hosts: %q, ports: \"%d\"}\n", lab.SitePrefix, lab.EchoPort))
+	l := u.Lab
+	srv := e2e.EchoServer(t, l.NS(lab.LAN))
 	policy := func() map[string]uint64 {
-		return section(t, u.d.edgeS, "inbound", "the edge's inbound counts", func(map[string]uint64) bool { return true })
+		return e2e.Section(t, u.D.EdgeS, "inbound", "the edge's inbound counts", func(map[string]uint64) bool { return true })
 	}
 	before := policy()
 
 	targets := make([]netip.AddrPort, 0, floodPorts*floodAddrs)
 	for i := range floodAddrs {
-		a := u.host
+		a := u.Host
 		if i > 0 {
 			b := lab.SitePrefix.Addr().As16()
 			b[14], b[15] = 0xf1, byte(i)
@@ -80,7 +81,7 @@ func testInboundFloodRefused(t *testing.T, mode lab.CGNMode) {
 		}
 		if round == 1 {
 			go func() {
-				_, err := l.NS(lab.Srv6).EchoUDP(ctx, netip.AddrPortFrom(u.host, lab.EchoPort), "inbound-during-flood")
+				_, err := l.NS(lab.Srv6).EchoUDP(ctx, netip.AddrPortFrom(u.Host, lab.EchoPort), "inbound-during-flood")
 				legit <- err
 			}()
 		}
@@ -89,7 +90,7 @@ func testInboundFloodRefused(t *testing.T, mode lab.CGNMode) {
 	if err := <-legit; err != nil {
 		t.Fatalf("srv6 → lan UDP during the flood: %v", err)
 	}
-	firstNotLost(t, srv, "inbound-during-flood")
+	e2e.FirstNotLost(t, srv, "inbound-during-flood")
 
 	// Every datagram is accounted for (the last offers took a round
 	// trip): dropped over srv6's miss bound, refused by the edge or from
@@ -103,20 +104,20 @@ func testInboundFloodRefused(t *testing.T, mode lab.CGNMode) {
 		Rate, Burst uint64
 		Exempt      []string
 	}
-	for _, sock := range []string{u.d.relaySock, u.d.edgeS} {
-		if ms := section(t, sock, "misses", "the miss bound", func(missStatus) bool { return true }); ms.Rate != 1000 || ms.Burst != 200 {
+	for _, sock := range []string{u.D.RelaySock, u.D.EdgeS} {
+		if ms := e2e.Section(t, sock, "misses", "the miss bound", func(missStatus) bool { return true }); ms.Rate != 1000 || ms.Burst != 200 {
 			t.Errorf("%s: miss bound %+v, want 1000 a second, burst 200", sock, ms)
 		}
 	}
-	if ms := section(t, u.d.relaySock, "misses", "the relay's exemptions", func(missStatus) bool { return true }); !slices.Equal(ms.Exempt, []string{lab.CGNPublic.String()}) {
+	if ms := e2e.Section(t, u.D.RelaySock, "misses", "the relay's exemptions", func(missStatus) bool { return true }); !slices.Equal(ms.Exempt, []string{lab.CGNPublic.String()}) {
 		t.Errorf("relay exempts %v from the miss bound, want the CGN's public address %v", ms.Exempt, lab.CGNPublic)
 	}
 	type counts map[string]uint64
-	overRate := section(t, u.d.relaySock, "datapath", "the relay's counters", func(counts) bool { return true })["drop-miss-rate"]
+	overRate := e2e.Section(t, u.D.RelaySock, "datapath", "the relay's counters", func(counts) bool { return true })["drop-miss-rate"]
 	if overRate >= uint64(sent) {
 		t.Errorf("the relay's datapath dropped all %d flood datagrams over srv6's miss bound", sent)
 	}
-	sp := section(t, u.d.relaySock, "carriers", "the relay's refusals", func(c relaySlowpath) bool {
+	sp := e2e.Section(t, u.D.RelaySock, "carriers", "the relay's refusals", func(c e2e.RelaySlowpath) bool {
 		return overRate+c.Slowpath["inbound-refused"]+c.Slowpath["inbound-refused-cached"]+c.Slowpath["inbound-no-port"] >= uint64(sent)
 	}).Slowpath
 	after := policy()
@@ -132,7 +133,7 @@ func testInboundFloodRefused(t *testing.T, mode lab.CGNMode) {
 	if after["accepted"]-before["accepted"] != 1 {
 		t.Errorf("edge accepted %d flows, want the legitimate one", after["accepted"]-before["accepted"])
 	}
-	in := section(t, u.d.relaySock, "inbound", "the relay's inbound section", func(relayInbound) bool { return true })
+	in := e2e.Section(t, u.D.RelaySock, "inbound", "the relay's inbound section", func(relayInbound) bool { return true })
 	if in.Refused < len(targets) {
 		t.Errorf("the relay remembers %d refused flows, want %d", in.Refused, len(targets))
 	}

@@ -1,4 +1,4 @@
-package e2e
+package forward
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/unmap-dev/unmap/lab"
+	"github.com/unmap-dev/unmap/test/e2e"
 )
 
 // TestSiteIPv4 proves the site's public IPv4 from the relay (issue 5,
@@ -14,12 +15,12 @@ import (
 // site's own address, not the CGN's; 1500-byte IPv4 packets cross both
 // ways whole; a port forward of the public address reaches the LAN host
 // over UDP and TCP.
-func TestSiteIPv4(t *testing.T) { bothCGNs(t, testSiteIPv4) }
+func TestSiteIPv4(t *testing.T) { e2e.BothCGNs(t, testSiteIPv4) }
 
 func testSiteIPv4(t *testing.T, mode lab.CGNMode) {
-	u := up(t, mode)
-	l := u.lab
-	srv := echoServer(t, l.NS(lab.Srv4))
+	u := e2e.Up(t, mode)
+	l := u.Lab
+	srv := e2e.EchoServer(t, l.NS(lab.Srv4))
 	to := netip.AddrPortFrom(lab.Srv4Addr, lab.EchoPort)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -41,7 +42,7 @@ func testSiteIPv4(t *testing.T, mode lab.CGNMode) {
 			t.Errorf("%s: srv4 saw %+v (found %v), want the site's public IPv4 %v", network, peer, ok, lab.SitePublic4)
 		}
 		if network == "udp" {
-			firstNotLost(t, srv, token)
+			e2e.FirstNotLost(t, srv, token)
 		}
 	}
 	// Full MTU: NAPT at both ends keeps a 1500-byte IPv4 packet whole
@@ -56,7 +57,7 @@ func testSiteIPv4(t *testing.T, mode lab.CGNMode) {
 	}
 
 	// Inbound: the forward of the public address's UDP port.
-	lanSrv := echoServer(t, l.NS(lab.LAN))
+	lanSrv := e2e.EchoServer(t, l.NS(lab.LAN))
 	fwd := netip.AddrPortFrom(lab.SitePublic4, lab.ForwardPort)
 	if _, err := l.NS(lab.Srv4).EchoUDP(ctx, fwd, "forward-udp"); err != nil {
 		t.Fatalf("srv4 → %v (forwarded UDP): %v", fwd, err)
@@ -64,7 +65,7 @@ func testSiteIPv4(t *testing.T, mode lab.CGNMode) {
 	if peer, ok := lanSrv.PeerOf("forward-udp"); !ok || peer.Remote.Addr() != lab.Srv4Addr {
 		t.Errorf("lan host saw %+v (found %v), want srv4's own address %v", peer, ok, lab.Srv4Addr)
 	}
-	firstNotLost(t, lanSrv, "forward-udp")
+	e2e.FirstNotLost(t, lanSrv, "forward-udp")
 	if _, err := l.NS(lab.Srv4).EchoUDPPacket(ctx, fwd, "forward-1500", lab.MTU); err != nil {
 		t.Errorf("1500-byte IPv4 UDP srv4 → forward and back: %v", err)
 	}

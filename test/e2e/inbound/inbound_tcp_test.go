@@ -1,36 +1,22 @@
-package e2e
+package inbound
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"github.com/unmap-dev/unmap/lab"
+	"github.com/unmap-dev/unmap/test/e2e"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-
-	"github.com/unmap-dev/unmap/lab"
-	"github.com/unmap-dev/unmap/test/labtest"
-)
-
-const (
-	inboundTCPPort = 443  // the edge's policy lets TCP in to ports 1-1023 only
-	refusedTCPPort = 8443 // a listener the policy keeps out
-	closedTCPPort  = 444  // allowed, but nothing listens
-	exchangeBytes  = 50 << 20
 )
 
 // TestInboundIPv6TCP proves the carrier handshake: srv6 connects to a TCP
@@ -41,21 +27,21 @@ const (
 // the carrier's sequence numbers and windows are the flow's. A connection
 // to a port the edge's policy refuses fails, and the refusal is counted
 // at both agents.
-func TestInboundIPv6TCP(t *testing.T) { bothCGNs(t, testInboundIPv6TCP) }
+func TestInboundIPv6TCP(t *testing.T) { e2e.BothCGNs(t, testInboundIPv6TCP) }
 
 func testInboundIPv6TCP(t *testing.T, mode lab.CGNMode) {
-	u := upWithPolicy(t, mode, fmt.Sprintf(`    - {proto: udp, hosts: "%[1]s"}
+	u := e2e.UpWithPolicy(t, mode, fmt.Sprintf(`    - {proto: udp, hosts: "%[1]s"}
     - {proto: icmp, hosts: "%[1]s"}
     - {proto: tcp, hosts: "%[1]s", ports: "1-1023"}
 `, lab.SitePrefix))
-	l := u.lab
+	l := u.Lab
 	invalid := dropInvalid(t, l.NS(lab.CGN))
 	lan := l.NS(lab.LAN)
-	ln, err := lan.Listen("tcp6", fmt.Sprintf("[::]:%d", inboundTCPPort))
+	ln, err := lan.Listen("tcp6", fmt.Sprintf("[::]:%d", e2e.InboundTCPPort))
 	if err != nil {
 		t.Fatal(err)
 	}
-	refusedLn, err := lan.Listen("tcp6", fmt.Sprintf("[::]:%d", refusedTCPPort))
+	refusedLn, err := lan.Listen("tcp6", fmt.Sprintf("[::]:%d", e2e.RefusedTCPPort))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,10 +70,10 @@ func testInboundIPv6TCP(t *testing.T, mode lab.CGNMode) {
 			return
 		}
 		defer c.Close()
-		served <- side{netip.MustParseAddrPort(c.RemoteAddr().String()), exchangeN(ctx, c, 2, 1, exchangeBytes)}
+		served <- side{netip.MustParseAddrPort(c.RemoteAddr().String()), e2e.ExchangeN(ctx, c, 2, 1, e2e.ExchangeBytes)}
 	}()
 	start := time.Now()
-	c, err := l.NS(lab.Srv6).Dial(ctx, "tcp6", netip.AddrPortFrom(u.host, inboundTCPPort).String())
+	c, err := l.NS(lab.Srv6).Dial(ctx, "tcp6", netip.AddrPortFrom(u.Host, e2e.InboundTCPPort).String())
 	if err != nil {
 		t.Fatalf("srv6 → lan TCP connect: %v", err)
 	}
@@ -102,7 +88,7 @@ func testInboundIPv6TCP(t *testing.T, mode lab.CGNMode) {
 	if !established {
 		t.Error("the CGN's conntrack does not track the carrier as established")
 	}
-	cerr := exchangeN(ctx, c, 1, 2, exchangeBytes)
+	cerr := e2e.ExchangeN(ctx, c, 1, 2, e2e.ExchangeBytes)
 	c.Close()
 	s := <-served
 	if cerr != nil || s.err != nil {
@@ -118,31 +104,31 @@ func testInboundIPv6TCP(t *testing.T, mode lab.CGNMode) {
 	}
 	// Both agents ran the handshake (and did not, say, fall back to some
 	// other path).
-	es := section(t, u.d.edgeS, "slowpath", "the edge's handshake", func(m map[string]uint64) bool { return m["handshake-completed"] == 1 })
-	rs := section(t, u.d.relaySock, "carriers", "the relay's handshake", func(c struct {
+	es := e2e.Section(t, u.D.EdgeS, "slowpath", "the edge's handshake", func(m map[string]uint64) bool { return m["handshake-completed"] == 1 })
+	rs := e2e.Section(t, u.D.RelaySock, "carriers", "the relay's handshake", func(c struct {
 		Slowpath map[string]uint64 `json:"slowpath"`
 	}) bool {
 		return c.Slowpath["handshake-completed"] == 1 && c.Slowpath["handshake-synack-sent"] >= 1
 	})
 	t.Logf("slow path: edge %v; relay %v", es, rs.Slowpath)
 
-	outboundBaseline(t, ctx, l, u.host, ln, inConnect, inTime)
+	outboundBaseline(t, ctx, l, u.Host, ln, inConnect, inTime)
 
 	// The refused port: the edge's policy says no, the relay drops the SYN.
 	rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
 	defer rcancel()
-	if c, err := l.NS(lab.Srv6).Dial(rctx, "tcp6", netip.AddrPortFrom(u.host, refusedTCPPort).String()); err == nil {
+	if c, err := l.NS(lab.Srv6).Dial(rctx, "tcp6", netip.AddrPortFrom(u.Host, e2e.RefusedTCPPort).String()); err == nil {
 		c.Close()
 		t.Error("a connection to a port the policy refuses was made")
 	}
-	section(t, u.d.edgeS, "inbound", "the edge's refusal count", func(m map[string]uint64) bool { return m["no-rule"] >= 1 })
+	e2e.Section(t, u.D.EdgeS, "inbound", "the edge's refusal count", func(m map[string]uint64) bool { return m["no-rule"] >= 1 })
 
 	// An allowed port where nothing listens: the host's RST comes back
 	// to srv6 as its own connect's answer, at once.
 	cctx, ccancel := context.WithTimeout(ctx, 3*time.Second)
 	defer ccancel()
 	start = time.Now()
-	if c, err := l.NS(lab.Srv6).Dial(cctx, "tcp6", netip.AddrPortFrom(u.host, closedTCPPort).String()); err == nil {
+	if c, err := l.NS(lab.Srv6).Dial(cctx, "tcp6", netip.AddrPortFrom(u.Host, e2e.ClosedTCPPort).String()); err == nil {
 		c.Close()
 		t.Error("a connection to a port nothing listens on was made")
 	} else if !errors.Is(err, unix.ECONNREFUSED) {
@@ -150,8 +136,8 @@ func testInboundIPv6TCP(t *testing.T, mode lab.CGNMode) {
 	} else {
 		t.Logf("connect to a closed port refused in %v", time.Since(start))
 	}
-	section(t, u.d.edgeS, "slowpath", "the edge's host reset count", func(m map[string]uint64) bool { return m["inbound-tcp-host-reset"] >= 1 })
-	section(t, u.d.relaySock, "carriers", "the relay's refusal count", func(c struct {
+	e2e.Section(t, u.D.EdgeS, "slowpath", "the edge's host reset count", func(m map[string]uint64) bool { return m["inbound-tcp-host-reset"] >= 1 })
+	e2e.Section(t, u.D.RelaySock, "carriers", "the relay's refusal count", func(c struct {
 		Slowpath map[string]uint64 `json:"slowpath"`
 	}) bool {
 		return c.Slowpath["inbound-tcp-refused"] >= 2 && c.Slowpath["inbound-tcp-reset-sent"] >= 1
@@ -163,12 +149,12 @@ func testInboundIPv6TCP(t *testing.T, mode lab.CGNMode) {
 // it: the handshake's cost at connect, and the goodput (no timing is
 // asserted).
 func outboundBaseline(t *testing.T, ctx context.Context, l *lab.Lab, host netip.Addr, lanLn net.Listener, inConnect, inTime time.Duration) {
-	ln, err := l.NS(lab.Srv6).Listen("tcp6", fmt.Sprintf("[::]:%d", inboundTCPPort))
+	ln, err := l.NS(lab.Srv6).Listen("tcp6", fmt.Sprintf("[::]:%d", e2e.InboundTCPPort))
 	if err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	outConnect, err := exchangeOver(ctx, ln, l.NS(lab.LAN), netip.AddrPortFrom(lab.Srv6Addr, inboundTCPPort))
+	outConnect, err := e2e.ExchangeOver(ctx, ln, l.NS(lab.LAN), netip.AddrPortFrom(lab.Srv6Addr, e2e.InboundTCPPort))
 	if err != nil {
 		t.Errorf("baseline lan → srv6: %v", err)
 		return
@@ -177,8 +163,8 @@ func outboundBaseline(t *testing.T, ctx context.Context, l *lab.Lab, host netip.
 	t.Logf("figures: first connect inbound %v, outbound %v (×%.2f); 50 MB each way inbound %v, outbound %v (inbound goodput ×%.2f of outbound)",
 		inConnect, outConnect, float64(inConnect)/float64(outConnect), inTime, outTime, float64(outTime)/float64(inTime))
 	const n = 5 // the lab's relay has 64 carrier ports, and TCP flows hold theirs until they idle out
-	inMed, inMax := connectTimes(t, ctx, l.NS(lab.Srv6), lanLn, netip.AddrPortFrom(host, inboundTCPPort), n)
-	outMed, outMax := connectTimes(t, ctx, l.NS(lab.LAN), ln, netip.AddrPortFrom(lab.Srv6Addr, inboundTCPPort), n)
+	inMed, inMax := connectTimes(t, ctx, l.NS(lab.Srv6), lanLn, netip.AddrPortFrom(host, e2e.InboundTCPPort), n)
+	outMed, outMax := connectTimes(t, ctx, l.NS(lab.LAN), ln, netip.AddrPortFrom(lab.Srv6Addr, e2e.InboundTCPPort), n)
 	t.Logf("figures: %d new connections each: inbound median %v max %v, outbound median %v max %v (inbound median ×%.2f)",
 		n, inMed, inMax, outMed, outMax, float64(inMed)/float64(outMed))
 }
@@ -210,72 +196,6 @@ func connectTimes(t *testing.T, ctx context.Context, from *lab.NS, ln net.Listen
 	slices.Sort(d)
 	return d[len(d)/2], d[len(d)-1]
 }
-
-// upWithPolicy is up with the edge's inbound allow rules replaced.
-func upWithPolicy(t *testing.T, mode lab.CGNMode, allow string) running {
-	t.Helper()
-	u := running{lab: labtest.New(t, lab.Options{CGNMode: mode, CGNUDPTimeout: 30 * time.Second})}
-	u.d = deploy(t, lab.BuildUnmap(t))
-	b, err := os.ReadFile(u.d.EdgeConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	head, _, ok := strings.Cut(string(b), "  allow:\n")
-	if !ok {
-		t.Fatal("edge.yaml has no allow rules to replace")
-	}
-	if err := os.WriteFile(u.d.EdgeConfig, []byte(head+"  allow:\n"+allow), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	u.relay = u.d.startRelay(t, u.lab)
-	u.d.startEdge(t, u.lab)
-	u.d.dumpOnFailure(t)
-	u.session = section(t, u.d.edgeS, "session", "the edge's session", func(s edgeSession) bool { return s.Connected })
-	u.host = waitAddr(t, u.lab.NS(lab.LAN), lab.SitePrefix)
-	return u
-}
-
-// exchangeN writes the seeded stream `send` and reads the stream `recv`
-// at once, size bytes each, and checks what it read hashes as the stream
-// should.
-func exchangeN(ctx context.Context, c net.Conn, send, recv uint64, size int64) error {
-	if d, ok := ctx.Deadline(); ok {
-		c.SetDeadline(d)
-	}
-	werr := make(chan error, 1)
-	go func() {
-		_, err := io.Copy(c, io.LimitReader(stream(send), size))
-		if tc, ok := c.(*net.TCPConn); ok && err == nil {
-			err = tc.CloseWrite()
-		}
-		werr <- err
-	}()
-	got := sha256.New()
-	n, err := io.Copy(got, c)
-	if err != nil {
-		return fmt.Errorf("read after %d bytes: %w", n, err)
-	}
-	want := sha256.New()
-	io.Copy(want, io.LimitReader(stream(recv), size))
-	if n != size || string(got.Sum(nil)) != string(want.Sum(nil)) {
-		return fmt.Errorf("read %d bytes, hash %x; want %d bytes, hash %x", n, got.Sum(nil), size, want.Sum(nil))
-	}
-	if err := <-werr; err != nil {
-		return fmt.Errorf("write: %w", err)
-	}
-	return nil
-}
-
-// stream is an endless seeded byte stream.
-type streamReader struct{ r *rand.ChaCha8 }
-
-func stream(seed uint64) io.Reader {
-	var s [32]byte
-	binary.LittleEndian.PutUint64(s[:], seed)
-	return streamReader{rand.NewChaCha8(s)}
-}
-
-func (s streamReader) Read(p []byte) (int, error) { return s.r.Read(p) }
 
 // dropInvalid makes the CGN drop, and count, every forwarded packet its
 // conntrack marks invalid (out of window, a SYN/ACK where none fits...),
@@ -330,7 +250,7 @@ func carrierState(t *testing.T, ns *lab.NS) uint8 {
 		t.Errorf("cgn conntrack: %v", err)
 		return 0
 	}
-	lo, hi := portRange(t, carrierPorts)
+	lo, hi := e2e.PortRange(t, e2e.CarrierPorts)
 	for _, f := range flows {
 		if f.Forward.Protocol != unix.IPPROTO_TCP || f.Forward.DstPort < lo || f.Forward.DstPort > hi {
 			continue
@@ -340,46 +260,4 @@ func carrierState(t *testing.T, ns *lab.NS) uint8 {
 		}
 	}
 	return 0
-}
-
-// exchangeThrough has client connect to a listener of server's on to and
-// the two exchange 50 MB each way, verified by hash; it returns the
-// connect time.
-func exchangeThrough(ctx context.Context, server, client *lab.NS, to netip.AddrPort) (time.Duration, error) {
-	network := "tcp4"
-	if to.Addr().Is6() {
-		network = "tcp6"
-	}
-	ln, err := server.Listen(network, fmt.Sprintf(":%d", to.Port()))
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return exchangeOver(ctx, ln, client, to)
-}
-
-// exchangeOver is exchangeThrough on a listener already open at to.
-func exchangeOver(ctx context.Context, ln net.Listener, client *lab.NS, to netip.AddrPort) (time.Duration, error) {
-	served := make(chan error, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			served <- err
-			return
-		}
-		defer c.Close()
-		served <- exchangeN(ctx, c, 4, 3, exchangeBytes)
-	}()
-	start := time.Now()
-	c, err := client.Dial(ctx, ln.Addr().Network(), to.String())
-	if err != nil {
-		return 0, fmt.Errorf("connect: %w", err)
-	}
-	connect := time.Since(start)
-	err = exchangeN(ctx, c, 3, 4, exchangeBytes)
-	c.Close()
-	if serr := <-served; err != nil || serr != nil {
-		return connect, fmt.Errorf("exchange: client %v, server %v", err, serr)
-	}
-	return connect, nil
 }

@@ -1,4 +1,4 @@
-package e2e
+package security
 
 import (
 	"context"
@@ -9,31 +9,28 @@ import (
 	"time"
 
 	"github.com/unmap-dev/unmap/lab"
+	"github.com/unmap-dev/unmap/test/e2e"
 )
-
-type relaySlowpath struct {
-	Slowpath map[string]uint64 `json:"slowpath"`
-}
 
 // TestHijackRefused has a second customer behind the same CGN address
 // spray every relay carrier port while the site's flows open: the relay
 // binds each carrier only to the packet that carries the edge's token, so
 // the flows work, the attempts are counted, and the rogue gets nothing.
-func TestHijackRefused(t *testing.T) { bothCGNs(t, testHijackRefused) }
+func TestHijackRefused(t *testing.T) { e2e.BothCGNs(t, testHijackRefused) }
 
 func testHijackRefused(t *testing.T, mode lab.CGNMode) {
-	u := up(t, mode)
-	l, d := u.lab, u.d
-	host := u.host
-	lanSrv := echoServer(t, l.NS(lab.LAN))
-	echoServer(t, l.NS(lab.Srv6))
+	u := e2e.Up(t, mode)
+	l, d := u.Lab, u.D
+	host := u.Host
+	lanSrv := e2e.EchoServer(t, l.NS(lab.LAN))
+	e2e.EchoServer(t, l.NS(lab.Srv6))
 
 	rogue, err := l.NS(lab.Rogue).ListenPacket("udp4", "0.0.0.0:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rogue.Close()
-	first, last := portRange(t, carrierPorts)
+	first, last := e2e.PortRange(t, e2e.CarrierPorts)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	spray, stop := context.WithCancel(ctx)
@@ -44,7 +41,7 @@ func testHijackRefused(t *testing.T, mode lab.CGNMode) {
 		for spray.Err() == nil {
 			for p := first; p <= last; p++ {
 				to := netip.AddrPortFrom(lab.RelayAddr, p)
-				_, _ = rogue.WriteTo([]byte("let me in"), udpAddr(to))
+				_, _ = rogue.WriteTo([]byte("let me in"), e2e.UDPAddr(to))
 			}
 			_ = rogue.SetReadDeadline(time.Now().Add(time.Millisecond))
 			if n, _, err := rogue.ReadFrom(buf); err == nil && n > 0 {
@@ -68,7 +65,7 @@ func testHijackRefused(t *testing.T, mode lab.CGNMode) {
 	if got != 0 {
 		t.Errorf("the rogue received %d datagrams", got)
 	}
-	c := section(t, d.relaySock, "carriers", "the relay's counters", func(relaySlowpath) bool { return true })
+	c := e2e.Section(t, d.RelaySock, "carriers", "the relay's counters", func(e2e.RelaySlowpath) bool { return true })
 	refused := c.Slowpath["bind-bad-token"] + c.Slowpath["bind-already-bound"]
 	if refused == 0 {
 		t.Errorf("no hijack attempt counted: %v", c.Slowpath)
@@ -82,16 +79,16 @@ func testHijackRefused(t *testing.T, mode lab.CGNMode) {
 // TestForeignSourceDropped has a LAN host send from an address outside
 // the site's prefix: the edge opens no flow for it, counts it, and nothing
 // reaches the Internet server.
-func TestForeignSourceDropped(t *testing.T) { bothCGNs(t, testForeignSourceDropped) }
+func TestForeignSourceDropped(t *testing.T) { e2e.BothCGNs(t, testForeignSourceDropped) }
 
 func testForeignSourceDropped(t *testing.T, mode lab.CGNMode) {
-	u := up(t, mode)
-	l, d := u.lab, u.d
+	u := e2e.Up(t, mode)
+	l, d := u.Lab, u.D
 	foreign := netip.MustParsePrefix("2001:db8:7::2/64")
 	if err := l.NS(lab.LAN).AddAddr(string(lab.Edge), foreign); err != nil {
 		t.Fatal(err)
 	}
-	srv6 := echoServer(t, l.NS(lab.Srv6))
+	srv6 := e2e.EchoServer(t, l.NS(lab.Srv6))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	pc, err := l.NS(lab.LAN).ListenPacket("udp6", netip.AddrPortFrom(foreign.Addr(), 0).String())
@@ -100,7 +97,7 @@ func testForeignSourceDropped(t *testing.T, mode lab.CGNMode) {
 	}
 	defer pc.Close()
 	for i := range 5 {
-		_, _ = pc.WriteTo(fmt.Appendf(nil, "spoofed-%d\n", i), udpAddr(netip.AddrPortFrom(lab.Srv6Addr, lab.EchoPort)))
+		_, _ = pc.WriteTo(fmt.Appendf(nil, "spoofed-%d\n", i), e2e.UDPAddr(netip.AddrPortFrom(lab.Srv6Addr, lab.EchoPort)))
 	}
 	<-ctx.Done()
 	for _, p := range srv6.Peers() {
@@ -109,6 +106,6 @@ func testForeignSourceDropped(t *testing.T, mode lab.CGNMode) {
 		}
 	}
 	type slow map[string]uint64
-	s := section(t, d.edgeS, "slowpath", "the edge's refusal", func(s slow) bool { return s["miss-not-site"] > 0 })
+	s := e2e.Section(t, d.EdgeS, "slowpath", "the edge's refusal", func(s slow) bool { return s["miss-not-site"] > 0 })
 	t.Logf("edge: %d packets from outside the prefix refused", s["miss-not-site"])
 }

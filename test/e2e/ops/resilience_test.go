@@ -1,4 +1,4 @@
-package e2e
+package ops
 
 import (
 	"bufio"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/unmap-dev/unmap/lab"
+	"github.com/unmap-dev/unmap/test/e2e"
 )
 
 // exchange writes a line on c and reads the echo, within d.
@@ -38,19 +39,19 @@ func exchange(c net.Conn, r *bufio.Reader, line string, d time.Duration) error {
 // edge replays them (their entries untouched), and every TCP byte comes
 // back intact.
 func TestRelayRestartKeepsFlows(t *testing.T) {
-	bothCGNs(t, func(t *testing.T, mode lab.CGNMode) { testRelayRestartKeepsFlows(t, mode, false) })
+	e2e.BothCGNs(t, func(t *testing.T, mode lab.CGNMode) { testRelayRestartKeepsFlows(t, mode, false) })
 }
 
 // TestRelayRestartAfterCrashKeepsFlows is the same with the agent killed
 // (SIGKILL: no Goodbye, nothing closed in order); the edge finds its
 // session gone by its Pings.
 func TestRelayRestartAfterCrashKeepsFlows(t *testing.T) {
-	bothCGNs(t, func(t *testing.T, mode lab.CGNMode) { testRelayRestartKeepsFlows(t, mode, true) })
+	e2e.BothCGNs(t, func(t *testing.T, mode lab.CGNMode) { testRelayRestartKeepsFlows(t, mode, true) })
 }
 
 func testRelayRestartKeepsFlows(t *testing.T, mode lab.CGNMode, crash bool) {
-	u := up(t, mode)
-	l, d := u.lab, u.d
+	u := e2e.Up(t, mode)
+	l, d := u.Lab, u.D
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	f := carryFlows(ctx, t, l)
@@ -71,7 +72,7 @@ func testRelayRestartKeepsFlows(t *testing.T, mode lab.CGNMode, crash bool) {
 				return
 			case <-time.After(100 * time.Millisecond):
 			}
-			if err := echoUDP(uc, fmt.Sprintf("udp-%d", i), 2*time.Second); err != nil {
+			if err := e2e.EchoUDP(uc, fmt.Sprintf("udp-%d", i), 2*time.Second); err != nil {
 				udp <- fmt.Errorf("echo %d: %w", i, err)
 				return
 			}
@@ -81,28 +82,28 @@ func testRelayRestartKeepsFlows(t *testing.T, mode lab.CGNMode, crash bool) {
 	stall := watchStall(s)
 
 	if crash {
-		if err := u.relay.Cmd.Process.Kill(); err != nil {
+		if err := u.Relay.Cmd.Process.Kill(); err != nil {
 			t.Fatal(err)
 		}
-		for exited, _ := u.relay.Exited(); !exited; exited, _ = u.relay.Exited() {
+		for exited, _ := u.Relay.Exited(); !exited; exited, _ = u.Relay.Exited() {
 			time.Sleep(10 * time.Millisecond)
 		}
-	} else if err := u.relay.Stop(); err != nil && !isSIGTERM(err) {
+	} else if err := u.Relay.Stop(); err != nil && !isSIGTERM(err) {
 		t.Fatalf("relay stop: %v", err)
 	}
 	downAt := s.received.Load()
-	section(t, d.edgeS, "session", "the edge to lose its session", func(e edgeSession) bool { return !e.Connected })
+	e2e.Section(t, d.EdgeS, "session", "the edge to lose its session", func(e e2e.EdgeSession) bool { return !e.Connected })
 	time.Sleep(3 * time.Second)
 	if s.received.Load() <= downAt {
 		t.Errorf("the TCP stream stalled while the relay agent was down (%d bytes)", downAt)
 	}
-	if err := echoUDP(u4, "udp4-agent-down", 2*time.Second); err != nil {
+	if err := e2e.EchoUDP(u4, "udp4-agent-down", 2*time.Second); err != nil {
 		t.Errorf("UDP over the site's IPv4 while the relay agent was down: %v", err)
 	}
-	d.startRelay(t, l)
-	section(t, d.edgeS, "session", "a new session", func(e edgeSession) bool { return e.Connected && e.Session != u.session.Session })
+	d.StartRelay(t, l)
+	e2e.Section(t, d.EdgeS, "session", "a new session", func(e e2e.EdgeSession) bool { return e.Connected && e.Session != u.Session.Session })
 	// The flows came back from the pinned maps: adopted, not mapped anew.
-	rc := section(t, d.relaySock, "carriers", "the relay's adopted flows", func(c relaySlowpath) bool { return c.Slowpath["replayed-pinned"] >= 3 })
+	rc := e2e.Section(t, d.RelaySock, "carriers", "the relay's adopted flows", func(c e2e.RelaySlowpath) bool { return c.Slowpath["replayed-pinned"] >= 3 })
 	mark := s.received.Load()
 	waitBytes(t, s, mark+16<<10, 5*time.Second, "after the restart")
 	close(stopUDP)
@@ -115,7 +116,7 @@ func testRelayRestartKeepsFlows(t *testing.T, mode lab.CGNMode, crash bool) {
 			t.Errorf("relay counted %s = %d", name, n)
 		}
 	}
-	if err := echoUDP(uc, "udp-after", 2*time.Second); err != nil {
+	if err := e2e.EchoUDP(uc, "udp-after", 2*time.Second); err != nil {
 		t.Fatalf("UDP after the restart: %v", err)
 	}
 	before, _ := srv.PeerOf("udp-before")
@@ -123,7 +124,7 @@ func testRelayRestartKeepsFlows(t *testing.T, mode lab.CGNMode, crash bool) {
 	if before.Remote != after.Remote {
 		t.Errorf("srv6 saw the UDP flow from %v, then from %v: not the same flow", before.Remote, after.Remote)
 	}
-	if err := echoUDP(u4, "udp4-after", 2*time.Second); err != nil {
+	if err := e2e.EchoUDP(u4, "udp4-after", 2*time.Second); err != nil {
 		t.Fatalf("UDP over the site's IPv4 after the restart: %v", err)
 	}
 	before4, _ := srv4.PeerOf("udp4-before")
@@ -167,12 +168,14 @@ func watchStall(s *lineStream) func() time.Duration {
 // the Internet's router, under an established TCP connection: the
 // connection carries data all along (the datapath needs no agent), and
 // the edge is back on a session once the outage ends.
-func TestControlOutageKeepsForwarding(t *testing.T) { bothCGNs(t, testControlOutageKeepsForwarding) }
+func TestControlOutageKeepsForwarding(t *testing.T) {
+	e2e.BothCGNs(t, testControlOutageKeepsForwarding)
+}
 
 func testControlOutageKeepsForwarding(t *testing.T, mode lab.CGNMode) {
-	u := up(t, mode)
-	l, d := u.lab, u.d
-	echoServer(t, l.NS(lab.Srv6))
+	u := e2e.Up(t, mode)
+	l, d := u.Lab, u.D
+	e2e.EchoServer(t, l.NS(lab.Srv6))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	c, err := l.NS(lab.LAN).Dial(ctx, "tcp", netip.AddrPortFrom(lab.Srv6Addr, lab.EchoPort).String())
@@ -186,7 +189,7 @@ func testControlOutageKeepsForwarding(t *testing.T, mode lab.CGNMode) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = unblock() })
-	section(t, d.edgeS, "session", "the edge to lose its session", func(e edgeSession) bool { return !e.Connected })
+	e2e.Section(t, d.EdgeS, "session", "the edge to lose its session", func(e e2e.EdgeSession) bool { return !e.Connected })
 	for end, i := time.Now().Add(30*time.Second), 0; time.Now().Before(end); i++ {
 		if err := exchange(c, r, fmt.Sprintf("during-%d", i), 2*time.Second); err != nil {
 			t.Fatalf("during the outage, after %d exchanges: %v", i, err)
@@ -198,60 +201,10 @@ func testControlOutageKeepsForwarding(t *testing.T, mode lab.CGNMode) {
 	}
 	ctx2, cancel2 := context.WithTimeout(ctx, 45*time.Second) // the edge's backoff is at most 30 s
 	defer cancel2()
-	if _, err := lab.WaitSection(ctx2, d.edgeS, "session", func(e edgeSession) bool { return e.Connected && e.Session != u.session.Session }); err != nil {
+	if _, err := lab.WaitSection(ctx2, d.EdgeS, "session", func(e e2e.EdgeSession) bool { return e.Connected && e.Session != u.Session.Session }); err != nil {
 		t.Fatalf("no session after the outage: %v", err)
 	}
 	if err := exchange(c, r, "after", 3*time.Second); err != nil {
 		t.Fatalf("after the outage: %v", err)
-	}
-}
-
-// TestIdleUDPFlowSurvives leaves a UDP flow idle for 65 s, more than
-// twice the CGN's 30 s UDP timeout: the edge's keepalives hold the CGN's
-// mapping, so the flow works again at once, from the same source.
-func TestIdleUDPFlowSurvives(t *testing.T) { bothCGNs(t, testIdleUDPFlowSurvives) }
-
-func testIdleUDPFlowSurvives(t *testing.T, mode lab.CGNMode) {
-	u := up(t, mode)
-	l, d := u.lab, u.d
-	srv := echoServer(t, l.NS(lab.Srv6))
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	c, err := l.NS(lab.LAN).Dial(ctx, "udp", netip.AddrPortFrom(lab.Srv6Addr, lab.EchoPort).String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	echo := func(token string) error {
-		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-		if _, err := c.Write([]byte(token + "\n")); err != nil {
-			return err
-		}
-		buf := make([]byte, 256)
-		n, err := c.Read(buf)
-		if err != nil {
-			return err
-		}
-		if string(buf[:n]) != token+"\n" {
-			return fmt.Errorf("echo %q", buf[:n])
-		}
-		return nil
-	}
-	if err := echo("before-idle"); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(65 * time.Second)
-	if err := echo("after-idle"); err != nil {
-		t.Fatalf("after 65 s idle: %v", err)
-	}
-	before, _ := srv.PeerOf("before-idle")
-	after, _ := srv.PeerOf("after-idle")
-	if before.Remote != after.Remote {
-		t.Errorf("srv6 saw the flow from %v, then from %v", before.Remote, after.Remote)
-	}
-	type counts map[string]uint64
-	dp := section(t, d.relaySock, "datapath", "the relay's counters", func(counts) bool { return true })
-	if dp["keepalive"] < 2 {
-		t.Errorf("the relay consumed %d keepalives, want at least 2 in 65 s", dp["keepalive"])
 	}
 }

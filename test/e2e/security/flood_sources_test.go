@@ -1,4 +1,4 @@
-package e2e
+package security
 
 import (
 	"context"
@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/unmap-dev/unmap/lab"
+	"github.com/unmap-dev/unmap/test/e2e"
+	"golang.org/x/sys/unix"
 )
 
 // relayInboundRate and relayInboundBurst are the relay's bound on new
@@ -58,9 +58,9 @@ func TestFloodFromManySources(t *testing.T) {
 	// flood's flows are refused, as an edge's policy refuses flows nobody
 	// asked for, so what is measured is the slow path, not the carrier
 	// ports the flood's flows would hold if accepted (inbound quotas).
-	u := upWithPolicy(t, lab.CGNPreserve, fmt.Sprintf("    - {proto: udp, hosts: %q, ports: \"%d\"}\n", lab.SitePrefix, lab.EchoPort))
-	l := u.lab
-	echoServer(t, l.NS(lab.Srv6))
+	u := e2e.UpWithPolicy(t, lab.CGNPreserve, fmt.Sprintf("    - {proto: udp, hosts: %q, ports: \"%d\"}\n", lab.SitePrefix, lab.EchoPort))
+	l := u.Lab
+	e2e.EchoServer(t, l.NS(lab.Srv6))
 	to := netip.AddrPortFrom(lab.Srv6Addr, lab.EchoPort)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	if _, err := l.NS(lab.LAN).EchoTCP(ctx, to, "before-the-flood"); err != nil {
@@ -71,7 +71,7 @@ func TestFloodFromManySources(t *testing.T) {
 	type counts map[string]uint64
 	policy := func() uint64 {
 		n := uint64(0)
-		for _, v := range section(t, u.d.edgeS, "inbound", "the edge's inbound counts", func(counts) bool { return true }) {
+		for _, v := range e2e.Section(t, u.D.EdgeS, "inbound", "the edge's inbound counts", func(counts) bool { return true }) {
 			n += v
 		}
 		return n
@@ -101,8 +101,8 @@ func TestFloodFromManySources(t *testing.T) {
 	sent, floodFor := fl.stop()
 	pps := float64(sent) / floodFor.Seconds()
 	offers := policy() - offersBefore
-	dp := section(t, u.d.relaySock, "datapath", "the relay's counters", func(counts) bool { return true })
-	sp := section(t, u.d.relaySock, "carriers", "the relay's slow path", func(relaySlowpath) bool { return true }).Slowpath
+	dp := e2e.Section(t, u.D.RelaySock, "datapath", "the relay's counters", func(counts) bool { return true })
+	sp := e2e.Section(t, u.D.RelaySock, "carriers", "the relay's slow path", func(e2e.RelaySlowpath) bool { return true }).Slowpath
 	t.Logf("flood: %d packets in %v (%.0f a second) from as many /64s; relay: %d to its slow path, %d dropped with the miss ring full, %d over the per-source miss bound; slow path refused %d over the relay-wide budget, %d over a remote's offer limit",
 		sent, floodFor.Round(time.Millisecond), pps, dp["miss"], dp["drop-miss-full"], dp["drop-miss-rate"], sp["inbound-over-budget"], sp["inbound-offer-rate"])
 	t.Logf("the edge was offered %d of the flood's flows (%.0f a second; the relay's bound: %d a second after %d)",

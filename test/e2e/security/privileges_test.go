@@ -1,4 +1,4 @@
-package e2e
+package security
 
 import (
 	"context"
@@ -11,11 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"kernel.org/pub/linux/libs/security/libcap/cap"
-
 	"github.com/unmap-dev/unmap/cmd/unmap/privdrop"
 	"github.com/unmap-dev/unmap/lab"
+	"github.com/unmap-dev/unmap/test/e2e"
 	"github.com/unmap-dev/unmap/test/labtest"
+	"kernel.org/pub/linux/libs/security/libcap/cap"
 )
 
 // TestAgentsDropPrivileges runs the real `unmap relay` and `unmap edge`
@@ -28,27 +28,27 @@ import (
 // (the slow paths' map updates, held packets re-sent through the raw
 // sockets, the inbound offer), so the kept sets are enough.
 func TestAgentsDropPrivileges(t *testing.T) {
-	u := up(t, lab.CGNPreserve)
-	checkCaps(t, "relay", u.relay, privdrop.Relay)
-	checkCaps(t, "edge", u.edge, privdrop.Edge)
+	u := e2e.Up(t, lab.CGNPreserve)
+	checkCaps(t, "relay", u.Relay, privdrop.Relay)
+	checkCaps(t, "edge", u.Edge, privdrop.Edge)
 
-	l := u.lab
+	l := u.Lab
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	echoServer(t, l.NS(lab.Srv6))
+	e2e.EchoServer(t, l.NS(lab.Srv6))
 	if _, err := l.NS(lab.LAN).EchoUDP(ctx, netip.AddrPortFrom(lab.Srv6Addr, lab.EchoPort), "privileges-out"); err != nil {
 		t.Errorf("new outbound flow after the drop: %v", err)
 	}
 	if _, err := l.NS(lab.LAN).EchoTCP(ctx, netip.AddrPortFrom(lab.Srv6Addr, lab.EchoPort), "privileges-tcp"); err != nil {
 		t.Errorf("new outbound TCP flow after the drop: %v", err)
 	}
-	echoServer(t, l.NS(lab.LAN))
-	if _, err := l.NS(lab.Srv6).EchoUDP(ctx, netip.AddrPortFrom(u.host, lab.EchoPort), "privileges-in"); err != nil {
+	e2e.EchoServer(t, l.NS(lab.LAN))
+	if _, err := l.NS(lab.Srv6).EchoUDP(ctx, netip.AddrPortFrom(u.Host, lab.EchoPort), "privileges-in"); err != nil {
 		t.Errorf("new inbound flow after the drop: %v", err)
 	}
 	// Still the same sets: nothing raised anything back.
-	checkCaps(t, "relay", u.relay, privdrop.Relay)
-	checkCaps(t, "edge", u.edge, privdrop.Edge)
+	checkCaps(t, "relay", u.Relay, privdrop.Relay)
+	checkCaps(t, "edge", u.Edge, privdrop.Edge)
 }
 
 func checkCaps(t *testing.T, name string, p *lab.Process, keep []cap.Value) {
@@ -114,17 +114,17 @@ func TestAgentsStartWithDocumentedCaps(t *testing.T) {
 		return exec.Command(setpriv, args...)
 	}
 	l := labtest.New(t, lab.Options{})
-	d := deploy(t, lab.BuildUnmap(t))
+	d := e2e.Deploy(t, lab.BuildUnmap(t))
 	relay := l.NS(lab.Relay).StartProcess(t, bounded(d.RelayCmd(), relayStartCaps))
 	edge := l.NS(lab.Edge).StartProcess(t, bounded(d.EdgeCmd(), edgeStartCaps))
-	d.dumpOnFailure(t)
-	section(t, d.edgeS, "session", "the edge's session", func(s edgeSession) bool { return s.Connected })
-	waitAddr(t, l.NS(lab.LAN), lab.SitePrefix)
+	d.DumpOnFailure(t)
+	e2e.Section(t, d.EdgeS, "session", "the edge's session", func(s e2e.EdgeSession) bool { return s.Connected })
+	e2e.WaitAddr(t, l.NS(lab.LAN), lab.SitePrefix)
 	checkCaps(t, "relay", relay, privdrop.Relay)
 	checkCaps(t, "edge", edge, privdrop.Edge)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	echoServer(t, l.NS(lab.Srv6))
+	e2e.EchoServer(t, l.NS(lab.Srv6))
 	if _, err := l.NS(lab.LAN).EchoUDP(ctx, netip.AddrPortFrom(lab.Srv6Addr, lab.EchoPort), "start-caps"); err != nil {
 		t.Errorf("new outbound flow: %v", err)
 	}
@@ -144,7 +144,7 @@ func TestAgentsRunAsUser(t *testing.T) {
 		t.Skip("no user nobody:", err)
 	}
 	l := labtest.New(t, lab.Options{})
-	d := deploy(t, lab.BuildUnmap(t))
+	d := e2e.Deploy(t, lab.BuildUnmap(t))
 	for _, f := range []string{d.RelayConfig, d.EdgeConfig} {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -154,17 +154,17 @@ func TestAgentsRunAsUser(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// The status sockets' folder is the deployment's; nobody must reach
+	// The status sockets' folder is the Deployment's; nobody must reach
 	// it through the test's own temporary folder, as it does /run/unmap
 	// through /run.
 	if err := os.Chmod(filepath.Dir(filepath.Dir(d.RelaySocket)), 0o711); err != nil {
 		t.Fatal(err)
 	}
-	relay := d.startRelay(t, l)
-	edge := d.startEdge(t, l)
-	d.dumpOnFailure(t)
-	section(t, d.edgeS, "session", "the edge's session", func(s edgeSession) bool { return s.Connected })
-	host := waitAddr(t, l.NS(lab.LAN), lab.SitePrefix)
+	relay := d.StartRelay(t, l)
+	edge := d.StartEdge(t, l)
+	d.DumpOnFailure(t)
+	e2e.Section(t, d.EdgeS, "session", "the edge's session", func(s e2e.EdgeSession) bool { return s.Connected })
+	host := e2e.WaitAddr(t, l.NS(lab.LAN), lab.SitePrefix)
 	for _, a := range []struct {
 		name string
 		p    *lab.Process
@@ -178,11 +178,11 @@ func TestAgentsRunAsUser(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	echoServer(t, l.NS(lab.Srv6))
+	e2e.EchoServer(t, l.NS(lab.Srv6))
 	if _, err := l.NS(lab.LAN).EchoUDP(ctx, netip.AddrPortFrom(lab.Srv6Addr, lab.EchoPort), "as-nobody-out"); err != nil {
 		t.Errorf("new outbound flow: %v", err)
 	}
-	echoServer(t, l.NS(lab.LAN))
+	e2e.EchoServer(t, l.NS(lab.LAN))
 	if _, err := l.NS(lab.Srv6).EchoUDP(ctx, netip.AddrPortFrom(host, lab.EchoPort), "as-nobody-in"); err != nil {
 		t.Errorf("new inbound flow: %v", err)
 	}

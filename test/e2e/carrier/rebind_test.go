@@ -1,4 +1,4 @@
-package e2e
+package carrier
 
 import (
 	"context"
@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-
 	"github.com/unmap-dev/unmap/lab"
+	"github.com/unmap-dev/unmap/test/e2e"
+	"github.com/vishvananda/netlink"
 )
 
 // relayRebinds is what the relay's status says of carriers it re-bound.
@@ -29,12 +29,12 @@ type relayRebinds struct {
 // (generation 1), and the flow works again within a few seconds. With the
 // port-preserving CGN the port usually stays and nothing needs re-binding;
 // the flow must work again all the same.
-func TestCarrierRebind(t *testing.T) { bothCGNs(t, testCarrierRebind) }
+func TestCarrierRebind(t *testing.T) { e2e.BothCGNs(t, testCarrierRebind) }
 
 func testCarrierRebind(t *testing.T, mode lab.CGNMode) {
-	u := up(t, mode)
-	l, d := u.lab, u.d
-	echoServer(t, l.NS(lab.Srv6))
+	u := e2e.Up(t, mode)
+	l, d := u.Lab, u.D
+	e2e.EchoServer(t, l.NS(lab.Srv6))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	uc, err := l.NS(lab.LAN).Dial(ctx, "udp", netip.AddrPortFrom(lab.Srv6Addr, lab.EchoPort).String())
@@ -42,7 +42,7 @@ func testCarrierRebind(t *testing.T, mode lab.CGNMode) {
 		t.Fatal(err)
 	}
 	defer uc.Close()
-	if err := echoUDP(uc, "before-flush", 2*time.Second); err != nil {
+	if err := e2e.EchoUDP(uc, "before-flush", 2*time.Second); err != nil {
 		t.Fatalf("UDP before the flush: %v", err)
 	}
 	if err := l.NS(lab.CGN).Do(func() error { return netlink.ConntrackTableFlush(netlink.ConntrackTable) }); err != nil {
@@ -50,25 +50,25 @@ func testCarrierRebind(t *testing.T, mode lab.CGNMode) {
 	}
 	flushed := time.Now()
 	tries := 0
-	if err := retry(5*time.Second, func() error { tries++; return echoUDP(uc, "after-flush", 100*time.Millisecond) }); err != nil {
+	if err := e2e.Retry(5*time.Second, func() error { tries++; return e2e.EchoUDP(uc, "after-flush", 100*time.Millisecond) }); err != nil {
 		t.Fatalf("UDP after the CGN lost its mappings: %v", err)
 	}
 	t.Logf("the flow works again %v after the flush (try %d, 100 ms each)", time.Since(flushed).Round(time.Millisecond), tries)
 
-	rc := section(t, d.relaySock, "carriers", "the relay's counters", func(relayRebinds) bool { return true })
+	rc := e2e.Section(t, d.RelaySock, "carriers", "the relay's counters", func(relayRebinds) bool { return true })
 	t.Logf("relay: %d re-bound, %d asked, %v", rc.Slowpath["rebound"], rc.Slowpath["moved-asked"], rc.Rebound)
 	if mode == lab.CGNRandom {
 		if rc.Slowpath["rebound"] == 0 || len(rc.Rebound) == 0 || rc.Rebound[0].Generation != 1 {
 			t.Errorf("random mode: no re-bind at generation 1 in the relay's status: %+v", rc)
 		}
-		es := section(t, d.edgeS, "slowpath", "the edge's counters", func(c slowpath) bool { return c["rebound"] > 0 })
+		es := e2e.Section(t, d.EdgeS, "slowpath", "the edge's counters", func(c e2e.Slowpath) bool { return c["rebound"] > 0 })
 		if es["rebind-proof-sent"] == 0 {
 			t.Errorf("the edge sent no token keepalive: %v", es)
 		}
 	}
 	// The flow goes on working on its new port.
 	for i := range 5 {
-		if err := echoUDP(uc, "steady", 2*time.Second); err != nil {
+		if err := e2e.EchoUDP(uc, "steady", 2*time.Second); err != nil {
 			t.Fatalf("exchange %d after the re-bind: %v", i, err)
 		}
 	}

@@ -1,4 +1,4 @@
-package e2e
+package security
 
 import (
 	"context"
@@ -8,11 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/unmap-dev/unmap/lab"
 	"github.com/unmap-dev/unmap/session/xlat"
 	"github.com/unmap-dev/unmap/session/xlat/xlattest"
+	"github.com/unmap-dev/unmap/test/e2e"
+	"golang.org/x/sys/unix"
 )
 
 // TestMartianSourcesDropped: the Internet's router (inet) sends the
@@ -26,12 +26,12 @@ import (
 // srv6 afterwards still reaches it. One CGN mode: the check is the
 // relay's, before any carrier.
 func TestMartianSourcesDropped(t *testing.T) {
-	u := up(t, lab.CGNPreserve)
-	l := u.lab
-	srv := echoServer(t, l.NS(lab.LAN))
+	u := e2e.Up(t, lab.CGNPreserve)
+	l := u.Lab
+	srv := e2e.EchoServer(t, l.NS(lab.LAN))
 	type counts map[string]uint64
 	datapath := func() counts {
-		return section(t, u.d.relaySock, "datapath", "the relay's counters", func(counts) bool { return true })
+		return e2e.Section(t, u.D.RelaySock, "datapath", "the relay's counters", func(counts) bool { return true })
 	}
 	a := netip.MustParseAddr
 	inSite := lab.SitePrefix.Addr().As16()
@@ -40,12 +40,12 @@ func TestMartianSourcesDropped(t *testing.T) {
 		src, dst netip.Addr
 		want     xlat.Reason
 	}{
-		{a("::1"), u.host, xlat.ReasonDropMartianLoopback},
-		{a("::"), u.host, xlat.ReasonDropMartianUnspecified},
-		{a("fe80::1"), u.host, xlat.ReasonDropMartianLinkLocal},
-		{a("ff0e::1"), u.host, xlat.ReasonDropMartianMulticast},
-		{a("::ffff:127.0.0.1"), u.host, xlat.ReasonDropMartianMapped},
-		{netip.AddrFrom16(inSite), u.host, xlat.ReasonDropMartianSite},
+		{a("::1"), u.Host, xlat.ReasonDropMartianLoopback},
+		{a("::"), u.Host, xlat.ReasonDropMartianUnspecified},
+		{a("fe80::1"), u.Host, xlat.ReasonDropMartianLinkLocal},
+		{a("ff0e::1"), u.Host, xlat.ReasonDropMartianMulticast},
+		{a("::ffff:127.0.0.1"), u.Host, xlat.ReasonDropMartianMapped},
+		{netip.AddrFrom16(inSite), u.Host, xlat.ReasonDropMartianSite},
 		{a("127.0.0.1"), lab.SitePublic4, xlat.ReasonDropMartianLoopback},
 		{a("0.0.0.0"), lab.SitePublic4, xlat.ReasonDropMartianUnspecified},
 		{a("240.0.0.1"), lab.SitePublic4, xlat.ReasonDropMartianReserved},
@@ -59,7 +59,7 @@ func TestMartianSourcesDropped(t *testing.T) {
 		want[c.want.String()] += each
 	}
 	before := datapath()
-	offersBefore := section(t, u.d.edgeS, "inbound", "the edge's inbound counts", func(map[string]uint64) bool { return true })
+	offersBefore := e2e.Section(t, u.D.EdgeS, "inbound", "the edge's inbound counts", func(map[string]uint64) bool { return true })
 
 	send := sendFrames(t, l.NS(lab.Inet), string(lab.Relay), l.NS(lab.Relay), string(lab.Inet))
 	for i, c := range cases {
@@ -71,7 +71,7 @@ func TestMartianSourcesDropped(t *testing.T) {
 	// A legitimate datagram after them gets through; none of theirs did.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := l.NS(lab.Srv6).EchoUDP(ctx, netip.AddrPortFrom(u.host, lab.EchoPort), "after-the-martians"); err != nil {
+	if _, err := l.NS(lab.Srv6).EchoUDP(ctx, netip.AddrPortFrom(u.Host, lab.EchoPort), "after-the-martians"); err != nil {
 		t.Fatalf("srv6 → LAN host after the martians: %v", err)
 	}
 	for _, p := range srv.Peers() {
@@ -79,7 +79,7 @@ func TestMartianSourcesDropped(t *testing.T) {
 			t.Errorf("the LAN host heard %+v", p)
 		}
 	}
-	offers := section(t, u.d.edgeS, "inbound", "the edge's inbound counts", func(map[string]uint64) bool { return true })
+	offers := e2e.Section(t, u.D.EdgeS, "inbound", "the edge's inbound counts", func(map[string]uint64) bool { return true })
 	if got := offers["accepted"] - offersBefore["accepted"]; got != 1 {
 		t.Errorf("the edge accepted %d inbound flows, want the legitimate one (%v)", got, offers)
 	}

@@ -1,4 +1,4 @@
-package e2e
+package forward
 
 import (
 	"context"
@@ -6,10 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-
 	"github.com/unmap-dev/unmap/lab"
+	"github.com/unmap-dev/unmap/test/e2e"
 	"github.com/unmap-dev/unmap/test/priv"
+	"github.com/vishvananda/netlink"
 )
 
 // TestTraceroute6 (proof 5): a traceroute from a LAN host to srv6 lists
@@ -18,13 +18,13 @@ import (
 // with their own addresses (inet's relay side), and srv6 last. The Go
 // tracer the tour uses (lab.Trace6) runs always; the real traceroute6,
 // a client the test drives on purpose, runs when installed.
-func TestTraceroute6(t *testing.T) { bothCGNs(t, testTraceroute6) }
+func TestTraceroute6(t *testing.T) { e2e.BothCGNs(t, testTraceroute6) }
 
 func testTraceroute6(t *testing.T, mode lab.CGNMode) {
-	u := up(t, mode)
+	u := e2e.Up(t, mode)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	lan := u.lab.NS(lab.LAN)
+	lan := u.Lab.NS(lab.LAN)
 	tracers := []struct {
 		name  string
 		trace func(*testing.T) ([]netip.Addr, []byte, error)
@@ -46,17 +46,17 @@ func testTraceroute6(t *testing.T, mode lab.CGNMode) {
 				t.Error(err)
 				a, _ := lan.Netlink().AddrList(nil, netlink.FAMILY_V6)
 				r, _ := lan.Netlink().RouteList(nil, netlink.FAMILY_V6)
-				t.Logf("lan (host %v): addresses %v, routes %v", u.host, a, r)
+				t.Logf("lan (host %v): addresses %v, routes %v", u.Host, a, r)
 			}
 		})
 	}
-	counts := section(t, u.d.relaySock, "carriers", "the relay's relayed errors", func(c struct {
+	counts := e2e.Section(t, u.D.RelaySock, "carriers", "the relay's relayed errors", func(c struct {
 		Slowpath map[string]uint64 `json:"slowpath"`
 	}) bool {
 		return c.Slowpath["icmp-err-relayed"] > 0 && c.Slowpath["ttl-exceeded-sent"] > 0
 	})
 	t.Logf("relay slow path: %v", counts.Slowpath)
-	edge := section(t, u.d.edgeS, "slowpath", "the edge's injected errors", func(c map[string]uint64) bool {
+	edge := e2e.Section(t, u.D.EdgeS, "slowpath", "the edge's injected errors", func(c map[string]uint64) bool {
 		return c["icmp-err-injected"] > 0 && c["ttl-exceeded-sent"] > 0
 	})
 	t.Logf("edge slow path: %v", edge)
@@ -68,23 +68,23 @@ func testTraceroute6(t *testing.T, mode lab.CGNMode) {
 // LAN host. A 2 MiB TCP upload completes with its bytes intact, and the
 // host's route cache holds mtu 1400. The same upload to srv6 (1500 all
 // the way) in the same run is the baseline.
-func TestPathMTUBeyondRelay(t *testing.T) { bothCGNs(t, testPathMTUBeyondRelay) }
+func TestPathMTUBeyondRelay(t *testing.T) { e2e.BothCGNs(t, testPathMTUBeyondRelay) }
 
 func testPathMTUBeyondRelay(t *testing.T, mode lab.CGNMode) {
-	u := up(t, mode)
+	u := e2e.Up(t, mode)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	const size = 2 << 20
-	base, err := lab.Upload(ctx, u.lab.NS(lab.LAN), u.lab.NS(lab.Srv6), netipPort(lab.Srv6Addr), size)
+	base, err := lab.Upload(ctx, u.Lab.NS(lab.LAN), u.Lab.NS(lab.Srv6), netipPort(lab.Srv6Addr), size)
 	if err != nil {
 		t.Fatalf("baseline lan → srv6: %v", err)
 	}
-	d, err := lab.UploadPastNarrow(ctx, u.lab, size)
+	d, err := lab.UploadPastNarrow(ctx, u.Lab, size)
 	if err != nil {
 		t.Fatalf("lan → srvn: %v", err)
 	}
 	t.Logf("2 MiB verified: lan → srvn (PMTU 1400 learned) %v, lan → srv6 %v: ratio %.2f", d, base, d.Seconds()/base.Seconds())
-	counts := section(t, u.d.edgeS, "slowpath", "the edge's injected errors", func(c map[string]uint64) bool {
+	counts := e2e.Section(t, u.D.EdgeS, "slowpath", "the edge's injected errors", func(c map[string]uint64) bool {
 		return c["icmp-err-injected"] > 0
 	})
 	t.Logf("edge slow path: %v", counts)
