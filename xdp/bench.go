@@ -23,6 +23,10 @@ type BenchResult struct {
 	// Reasons counted during the path's runs: none on a translation path
 	// (every run translated), one per run on the pass and miss paths.
 	Reasons map[xlat.Reason]uint64
+	// Rounds holds the kernel-measured mean per run of each round, in
+	// the order run: PerPkt is their median, their range the spread a
+	// report shows.
+	Rounds []time.Duration
 }
 
 // benchBatch is the repeats per BPF_PROG_RUN call. The kernel reuses one
@@ -232,6 +236,7 @@ func runPaths(reasons func() ([xlat.NumReasons]uint64, error), paths []benchPath
 		}
 	}
 	for i := range out {
+		out[i].Rounds = slices.Clone(means[i])
 		slices.Sort(means[i])
 		out[i].PerPkt = means[i][len(means[i])/2]
 	}
