@@ -91,6 +91,7 @@ report's), so a report can be made again without measuring:
 				if err := saveResults(out, bench.LabJSON, lab); err != nil {
 					return err
 				}
+				fmt.Fprintf(errw, "... lab results saved to %s\n", filepath.Join(out, bench.LabJSON))
 			}
 			if x == nil && !skipXDP {
 				res, m, err := runBenchXDP(errw, repeats)
@@ -101,6 +102,7 @@ report's), so a report can be made again without measuring:
 				if err := saveResults(out, bench.XDPJSON, x); err != nil {
 					return err
 				}
+				fmt.Fprintf(errw, "... xdp results saved to %s\n", filepath.Join(out, bench.XDPJSON))
 			}
 			if err := bench.WriteReport(out, lab, x); err != nil {
 				return err

@@ -209,7 +209,7 @@ func writeLab(b *strings.Builder, lab *LabResults) {
 	writeMachine(b, lab.Machine)
 	c := lab.Config.withDefaults()
 	fmt.Fprintf(b, "From the site's lan host to the IPv6-only server srv6, each path in a lab of its own "+
-		"(test/bench/README.md says how each figure is taken): %d goodput streams of %v per path, "+
+		"(`unmap bench lab --help` says how each figure is taken): %d goodput streams of %v per path, "+
 		"direction and mode, the paths taking turns; %d TCP connects; %d UDP round trips; %d new UDP flows "+
 		"for first-packet loss.\n\n", c.Rounds, c.Goodput, c.Connects, c.Pings, c.Flows)
 	if len(modes) > 0 {

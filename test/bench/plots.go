@@ -163,7 +163,8 @@ func boxPlot(title, ylabel string, paths []string, groups []group, logY bool) (*
 	if logY {
 		p.Y.Scale = plot.LogScale{}
 		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
-		p.Y.Max *= 4 // room for the legend, a decade and more on a log axis
+		p.Y.Max *= 4   // room for the legend, a decade and more on a log axis
+		p.Y.Min /= 1.5 // the lowest whisker off the axis
 	} else {
 		p.Y.Max *= 1.3
 	}
