@@ -28,7 +28,7 @@ const (
 	mtuSVG      = "mtu.svg"
 	xdpSVG      = "xdp.svg"
 	plotHeight  = 4 * vg.Inch
-	xdpRowSpace = 0.32 * vg.Inch
+	xdpRowSpace = 0.42 * vg.Inch
 )
 
 // WriteReport writes the report of lab and xdp results (either may be

@@ -110,7 +110,7 @@ func TestReportPlots(t *testing.T) {
 	for name, want := range map[string][]string{
 		goodputSVG: {"0.50x", "0.25x", "0.75x", "native", "unmap", "wireguard", "offloads as is", "offloads off"},
 		mtuSVG:     {"1500", "1420", "ICMPv6 echo"},
-		xdpSVG:     {"baseline: empty XDP_PASS (1.00x)", "tcp v6&lt;-&gt;v4 established (3.50x)", "miss to agent ring (12.00x)"},
+		xdpSVG:     {"baseline: empty XDP_PASS: 10 ns, 1.00x", "tcp v6&lt;-&gt;v4 established: 35 ns, 3.50x", "miss to agent ring: 120 ns, 12.00x"},
 		connectSVG: {"offloads as is"},
 		rttSVG:     {"offloads off"},
 	} {

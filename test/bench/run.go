@@ -147,7 +147,7 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	}
 	for _, p := range paths {
 		if r := p.srv.refused.snapshot(); len(r) > 0 {
-			cfg.Log("%s: srv6 refused malformed size probes: %v", p.name, r)
+			cfg.Log("%s: srv6 refused malformed size probes or stream requests: %v", p.name, r)
 		}
 	}
 	return rep, nil
