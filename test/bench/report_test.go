@@ -255,3 +255,48 @@ func FuzzParseSourceRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestCommittedReport: the report committed in docs/bench is what its own
+// results make with this code, so it can be made again from them (and a
+// change to the page that is not regenerated shows here).
+func TestCommittedReport(t *testing.T) {
+	root, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
+			break
+		}
+		up := filepath.Dir(root)
+		if up == root {
+			t.Fatal("no go.mod above the test's directory")
+		}
+		root = up
+	}
+	docs := filepath.Join(root, "docs", "bench")
+	lab, err := ReadLabResults(filepath.Join(docs, LabJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := ReadXDPResults(filepath.Join(docs, XDPJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed, err := os.ReadFile(filepath.Join(docs, ReportPage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := Markdown(lab, x); got != string(committed) {
+		t.Errorf("docs/bench/README.md is not what its results make; run\n  go run ./cmd/unmap bench report --out docs/bench --lab docs/bench/lab.json --xdp docs/bench/xdp.json")
+	}
+	for _, name := range []string{goodputSVG, connectSVG, rttSVG, mtuSVG, xdpSVG} {
+		b, err := os.ReadFile(filepath.Join(docs, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if root, _, err := parseSVG(b); err != nil || root != "svg" {
+			t.Errorf("docs/bench/%s: %q, %v", name, root, err)
+		}
+	}
+}
