@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/vg"
 )
 
@@ -109,47 +110,79 @@ func ratioLabel(r Row) string {
 	return ratio(r.Ratio)
 }
 
-func labPlots(dir string, rep *Report) error {
+// figure is one plot of the lab's page: its file, its alt text, and how
+// it is drawn.
+type figure struct {
+	file, alt string
+	draw      func() (*plot.Plot, error)
+}
+
+// labFigures lists the plots rep has data for: a run of some paths or
+// some metrics (or a hand-made file) leaves the others out, rather than
+// drawing empty axes (or failing: a log axis needs values).
+func labFigures(rep *Report) []figure {
 	paths, modes := pathsOf(rep), modesOf(rep)
-	var gp, conn, rtt, mtu []group
+	if len(modes) == 0 {
+		return nil
+	}
+	var gp, conn, rtt []group
 	for _, mode := range modes {
 		gp = append(gp, groupOf(rep, "up\n"+modeLabel(mode), mode, Goodput), groupOf(rep, "down\n"+modeLabel(mode), mode, GoodputDown))
 		conn = append(conn, groupOf(rep, modeLabel(mode), mode, ConnectMedian))
 		rtt = append(rtt, groupOf(rep, modeLabel(mode), mode, RTTMedian))
 	}
-	if len(modes) == 0 {
-		return errors.New("bench report: no lab rows")
-	}
-	{
-		// Packet sizes do not depend on the offloads (the table has
-		// both modes): the first mode's.
-		m := modes[0]
-		mtu = []group{groupOf(rep, "up", m, LargestUp), groupOf(rep, "down", m, LargestDown), groupOf(rep, "ICMPv6 echo", m, LargestEcho)}
-	}
-	p, err := barPlot("TCP goodput, one stream: median, range of streams, ratio to native", "Gbit/s", paths, gp, 0, ratioLabel)
-	if err != nil {
-		return err
-	}
-	if err := saveSVG(p, plotWidth, plotHeight, dir, goodputSVG); err != nil {
-		return err
-	}
-	if p, err = boxPlot("TCP connect time, each connect a new flow", "ms (log scale)", paths, conn, true); err != nil {
-		return err
-	}
-	if err := saveSVG(p, plotWidth, plotHeight, dir, connectSVG); err != nil {
-		return err
-	}
-	if p, err = boxPlot("UDP round trip on one established flow", "ms (log scale)", paths, rtt, true); err != nil {
-		return err
-	}
-	if err := saveSVG(p, plotWidth, plotHeight, dir, rttSVG); err != nil {
-		return err
-	}
+	// Packet sizes do not depend on the offloads (the table has both
+	// modes): the first mode's.
+	m := modes[0]
+	mtu := []group{groupOf(rep, "up", m, LargestUp), groupOf(rep, "down", m, LargestDown), groupOf(rep, "ICMPv6 echo", m, LargestEcho)}
 	sizeLabel := func(r Row) string { return strconv.FormatFloat(r.Value, 'f', 0, 64) }
-	if p, err = barPlot("Largest IPv6 packet through the path (offloads "+string(modes[0])+")", "bytes", paths, mtu, 1200, sizeLabel); err != nil {
-		return err
+	var out []figure
+	if hasRows(gp, false) {
+		out = append(out, figure{goodputSVG, "TCP goodput per path, both directions", func() (*plot.Plot, error) {
+			return barPlot("TCP goodput, one stream: median, range of streams, ratio to native", "Gbit/s", paths, gp, 0, ratioLabel)
+		}})
 	}
-	return saveSVG(p, plotWidth, plotHeight, dir, mtuSVG)
+	if hasRows(conn, true) {
+		out = append(out, figure{connectSVG, "TCP connect time per path", func() (*plot.Plot, error) {
+			return boxPlot("TCP connect time, each connect a new flow", "ms", paths, conn, true)
+		}})
+	}
+	if hasRows(rtt, true) {
+		out = append(out, figure{rttSVG, "UDP round trip per path", func() (*plot.Plot, error) {
+			return boxPlot("UDP round trip on one established flow", "ms", paths, rtt, true)
+		}})
+	}
+	if hasRows(mtu, false) {
+		out = append(out, figure{mtuSVG, "Largest IPv6 packet per path", func() (*plot.Plot, error) {
+			return barPlot("Largest IPv6 packet through the path (offloads "+string(m)+")", "bytes", paths, mtu, 1200, sizeLabel)
+		}})
+	}
+	return out
+}
+
+// hasRows reports whether any group has a row, with samples if asked.
+func hasRows(gs []group, samples bool) bool {
+	for _, g := range gs {
+		for _, r := range g.rows {
+			if !samples || len(r.Samples) > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func labPlots(dir string, rep *Report) error {
+	for _, f := range labFigures(rep) {
+		p, err := f.draw()
+		if err != nil {
+			return fmt.Errorf("%s: %w", f.file, err)
+		}
+		if err := saveSVG(p, plotWidth, plotHeight, dir, f.file); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // modeLabel names an offload mode briefly, for a plot's axis.
@@ -233,10 +266,9 @@ func writeLab(b *strings.Builder, lab *LabResults) {
 		}
 		b.WriteString("\n")
 	}
-	b.WriteString("![TCP goodput per path, both directions](" + goodputSVG + ")\n\n")
-	b.WriteString("![TCP connect time per path](" + connectSVG + ")\n\n")
-	b.WriteString("![UDP round trip per path](" + rttSVG + ")\n\n")
-	b.WriteString("![Largest IPv6 packet per path](" + mtuSVG + ")\n\n")
+	for _, f := range labFigures(rep) {
+		b.WriteString("![" + f.alt + "](" + f.file + ")\n\n")
+	}
 	for _, mode := range modes {
 		fmt.Fprintf(b, "### Offloads %s\n\n", mode)
 		b.WriteString("| metric |")

@@ -160,15 +160,31 @@ func boxPlot(title, ylabel string, paths []string, groups []group, logY bool) (*
 		}
 	}
 	p.X.Min, p.X.Max = -0.5, float64(len(groups))-0.5
-	if logY {
+	if logY && positive(groups) {
 		p.Y.Scale = plot.LogScale{}
 		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 		p.Y.Max *= 4   // room for the legend, a decade and more on a log axis
 		p.Y.Min /= 1.5 // the lowest whisker off the axis
+		p.Y.Label.Text += " (log scale)"
 	} else {
 		p.Y.Max *= 1.3
 	}
 	return p, nil
+}
+
+// positive reports whether every sample of the groups is above 0, as a
+// log axis needs.
+func positive(groups []group) bool {
+	for _, g := range groups {
+		for _, r := range g.rows {
+			for _, v := range r.Samples {
+				if v <= 0 {
+					return false
+				}
+			}
+		}
+	}
+	return true
 }
 
 // xdpPlot draws a horizontal box per XDP path of its round means, the
