@@ -11,30 +11,38 @@ import (
 type Metric string
 
 const (
-	Goodput         Metric = "tcp goodput (Gbit/s)"
+	Goodput         Metric = "tcp goodput up (Gbit/s)"
+	GoodputDown     Metric = "tcp goodput down (Gbit/s)"
 	LargestUp       Metric = "largest IPv6 packet up (bytes)"
 	LargestDown     Metric = "largest IPv6 packet down (bytes)"
 	LargestEcho     Metric = "largest ICMPv6 echo, both ways (bytes)"
 	ConnectMedian   Metric = "tcp connect median (ms)"
 	ConnectP99      Metric = "tcp connect p99 (ms)"
+	RTTMedian       Metric = "udp rtt median (ms)"
+	RTTP99          Metric = "udp rtt p99 (ms)"
 	FirstPacketLoss Metric = "first-packet loss (flows)"
 )
 
 // Metrics lists every figure a path gets in each offload mode.
-var Metrics = []Metric{FirstPacketLoss, LargestUp, LargestDown, LargestEcho, ConnectMedian, ConnectP99, Goodput}
+var Metrics = []Metric{FirstPacketLoss, LargestUp, LargestDown, LargestEcho, ConnectMedian, ConnectP99, RTTMedian, RTTP99, Goodput, GoodputDown}
 
 // Row is one measured figure.
 type Row struct {
-	Path     string
-	Offloads Offloads
-	Metric   Metric
-	Value    float64
+	Path     string   `json:"path"`
+	Offloads Offloads `json:"offloads"`
+	Metric   Metric   `json:"metric"`
+	Value    float64  `json:"value"`
 	// Ratio is Value over the native path's value for the same metric
 	// and offload mode; 0 when there is none (no native row, a native
 	// value of 0, or a count like first-packet loss).
-	Ratio float64
+	Ratio float64 `json:"ratio,omitempty"`
 	// Of is the number of tries a count is out of (first-packet loss).
-	Of int
+	Of int `json:"of,omitempty"`
+	// Samples are the measurements Value is the median or quantile of,
+	// in the order taken, in Value's unit: each goodput stream, each
+	// connect or round trip (on the median's row only; the p99 row has
+	// the same ones). A report shows their spread.
+	Samples []float64 `json:"samples,omitempty"`
 }
 
 // Report is the result of a run.
@@ -91,7 +99,7 @@ func value(row Row) string {
 		return fmt.Sprintf("%.0f of %d", row.Value, row.Of)
 	case LargestUp, LargestDown, LargestEcho:
 		return strconv.FormatFloat(row.Value, 'f', 0, 64)
-	case ConnectMedian, ConnectP99:
+	case ConnectMedian, ConnectP99, RTTMedian, RTTP99:
 		return strconv.FormatFloat(row.Value, 'f', 3, 64)
 	}
 	return strconv.FormatFloat(row.Value, 'f', 2, 64)

@@ -31,27 +31,32 @@ var Paths = []string{Native, Unmap, WireGuard}
 type Config struct {
 	// Unmap is the unmap binary the agents run from (required for the
 	// unmap path): `unmap bench lab` passes itself, tests build one.
-	Unmap string
+	Unmap string `json:"-"`
 	// WireGuard is a wireguard-go binary; empty builds WireGuardModule.
-	WireGuard string
+	WireGuard string `json:"-"`
 	// Paths to measure; empty means all of Paths.
-	Paths []string
+	Paths []string `json:"paths,omitempty"`
 	// Goodput is how long each TCP stream runs (default 3 s), and
 	// Rounds how many streams each path runs in turn with the others
-	// (default 3); the median is reported.
-	Goodput time.Duration
-	Rounds  int
+	// in each direction (default 3); the median is reported.
+	Goodput time.Duration `json:"goodput_ns,omitempty"`
+	Rounds  int           `json:"rounds,omitempty"`
 	// Connects is how many TCP connects are timed (default 200).
-	Connects int
+	Connects int `json:"connects,omitempty"`
+	// Pings is how many UDP round trips are timed on one flow
+	// (default 200).
+	Pings int `json:"pings,omitempty"`
 	// Flows is how many new UDP flows test first-packet loss (default 100).
-	Flows int
+	Flows int `json:"flows,omitempty"`
 	// Log receives a line per step, for progress; nil discards them.
-	Log func(format string, args ...any)
+	Log func(format string, args ...any) `json:"-"`
 }
 
 // Short is a configuration that measures everything in a few seconds
 // per path, for tests.
-func Short() Config { return Config{Goodput: time.Second, Rounds: 1, Connects: 20, Flows: 20} }
+func Short() Config {
+	return Config{Goodput: time.Second, Rounds: 1, Connects: 20, Pings: 20, Flows: 20}
+}
 
 func (c Config) withDefaults() Config {
 	if len(c.Paths) == 0 {
@@ -65,6 +70,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Connects <= 0 {
 		c.Connects = 200
+	}
+	if c.Pings <= 0 {
+		c.Pings = 200
 	}
 	if c.Flows <= 0 {
 		c.Flows = 100
@@ -82,8 +90,8 @@ func (c Config) Validate() error {
 			return fmt.Errorf("bench: no path %q (paths: %s)", p, strings.Join(Paths, ", "))
 		}
 	}
-	if c.Goodput < 0 || c.Rounds < 0 || c.Connects < 0 || c.Flows < 0 {
-		return errors.New("bench: Goodput, Rounds, Connects and Flows must not be negative")
+	if c.Goodput < 0 || c.Rounds < 0 || c.Connects < 0 || c.Pings < 0 || c.Flows < 0 {
+		return errors.New("bench: Goodput, Rounds, Connects, Pings and Flows must not be negative")
 	}
 	return nil
 }
@@ -139,7 +147,7 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	}
 	for _, p := range paths {
 		if r := p.srv.refused.snapshot(); len(r) > 0 {
-			cfg.Log("%s: srv6 refused malformed size probes: %v", p.name, r)
+			cfg.Log("%s: srv6 refused malformed size probes or stream requests: %v", p.name, r)
 		}
 	}
 	return rep, nil
@@ -242,26 +250,61 @@ func measure(ctx context.Context, cfg Config, paths []*pathLab, mode Offloads, r
 		}
 		s := sortedCopy(times)
 		cfg.Log("%s (%s): slowest connects %v", p.name, mode, slowest(times, 3))
-		add(p, ConnectMedian, ms(quantile(s, 0.5)))
+		add(p, ConnectMedian, ms(quantile(s, 0.5))).Samples = msAll(times)
 		add(p, ConnectP99, ms(quantile(s, 0.99)))
 	}
-	rates := make([][]float64, len(paths))
+	for _, p := range paths {
+		cfg.Log("%s (%s): %d UDP round trips on one flow", p.name, mode, cfg.Pings)
+		rtts, lost, err := udpRTT(ctx, p.lab.NS(lab.LAN), cfg.Pings, time.Second)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+		if lost > 0 {
+			cfg.Log("%s (%s): %d of %d round trips lost", p.name, mode, lost, cfg.Pings)
+		}
+		s := sortedCopy(rtts)
+		add(p, RTTMedian, ms(quantile(s, 0.5))).Samples = msAll(rtts)
+		add(p, RTTP99, ms(quantile(s, 0.99)))
+	}
+	up := make([][]float64, len(paths))
+	down := make([][]float64, len(paths))
 	for round := range cfg.Rounds {
 		for i, p := range paths {
-			cfg.Log("%s (%s): TCP goodput for %v, round %d of %d", p.name, mode, cfg.Goodput, round+1, cfg.Rounds)
+			cfg.Log("%s (%s): TCP goodput up and down for %v each, round %d of %d", p.name, mode, cfg.Goodput, round+1, cfg.Rounds)
 			bps, err := goodput(ctx, p.lab.NS(lab.LAN), p.srv, cfg.Goodput)
 			if err != nil {
 				return fmt.Errorf("%s: %w", p.name, err)
 			}
-			cfg.Log("%s (%s): %.2f Gbit/s", p.name, mode, bps/1e9)
-			rates[i] = append(rates[i], bps/1e9)
+			dbps, err := goodputDown(ctx, p.lab.NS(lab.LAN), cfg.Goodput)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p.name, err)
+			}
+			cfg.Log("%s (%s): up %.2f Gbit/s, down %.2f Gbit/s", p.name, mode, bps/1e9, dbps/1e9)
+			up[i] = append(up[i], bps/1e9)
+			down[i] = append(down[i], dbps/1e9)
 		}
 	}
 	for i, p := range paths {
-		slices.Sort(rates[i])
-		add(p, Goodput, rates[i][len(rates[i])/2])
+		add(p, Goodput, median(up[i])).Samples = up[i]
+		add(p, GoodputDown, median(down[i])).Samples = down[i]
 	}
 	return nil
+}
+
+// median of xs (the upper one of an even count), leaving xs alone.
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// msAll is each duration in milliseconds.
+func msAll(d []time.Duration) []float64 {
+	out := make([]float64, len(d))
+	for i, x := range d {
+		out[i] = ms(x)
+	}
+	return out
 }
 
 // slowest names the n slowest connects, "#index: time", to tell a

@@ -17,6 +17,7 @@ const (
 	probePort   = 9000 // UDP size probes
 	connectPort = 9001 // TCP: accept and close
 	sinkPort    = 9002 // TCP: read to the end, report bytes and time
+	// sourcePort (source.go): TCP, write a stream of the length asked for
 )
 
 // servers are what the measurements talk to on srv6.
@@ -25,6 +26,7 @@ type servers struct {
 	probes  net.PacketConn
 	accept  net.Listener
 	sink    net.Listener
+	source  net.Listener
 	streams chan stream // one per connection the sink read to its end
 	refused reasons     // malformed size probes, by reason
 	wg      sync.WaitGroup
@@ -56,10 +58,14 @@ func startServers(n *lab.NS) (*servers, error) {
 	if s.sink, err = n.Listen("tcp6", netip.AddrPortFrom(any6, sinkPort).String()); err != nil {
 		return nil, errors.Join(err, s.close())
 	}
-	s.wg.Add(3)
+	if s.source, err = n.Listen("tcp6", netip.AddrPortFrom(any6, sourcePort).String()); err != nil {
+		return nil, errors.Join(err, s.close())
+	}
+	s.wg.Add(4)
 	go func() { defer s.wg.Done(); serveProbes(s.probes, &s.refused) }()
 	go func() { defer s.wg.Done(); s.serveAccept() }()
 	go func() { defer s.wg.Done(); s.serveSink() }()
+	go func() { defer s.wg.Done(); serveSource(s.source, &s.refused) }()
 	return s, nil
 }
 
@@ -113,7 +119,7 @@ func (s *servers) close() error {
 	if s.echo != nil {
 		cs = append(cs, s.echo)
 	}
-	for _, c := range []io.Closer{s.probes, s.accept, s.sink} {
+	for _, c := range []io.Closer{s.probes, s.accept, s.sink, s.source} {
 		if c != nil { // interfaces left nil by a failed start
 			cs = append(cs, c)
 		}

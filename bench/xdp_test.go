@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -52,6 +53,10 @@ func TestXDPPathsTranslate(t *testing.T) {
 		}
 		if r.Verdict != want || r.Repeats < xdpbench.Batch || r.PerPkt <= 0 {
 			t.Errorf("%s: verdict %v after %d runs, %v/pkt", r.Path, r.Verdict, r.Repeats, r.PerPkt)
+		}
+		// The round means a report shows as spread: the figure is one of them.
+		if len(r.Rounds) == 0 || !slices.Contains(r.Rounds, r.PerPkt) {
+			t.Errorf("%s: %v/pkt is not one of its round means %v", r.Path, r.PerPkt, r.Rounds)
 		}
 		switch {
 		case strings.HasPrefix(r.Path, "baseline"), strings.HasPrefix(r.Path, "floor"), reason == xlat.ReasonNone:

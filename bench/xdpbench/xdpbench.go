@@ -28,6 +28,10 @@ type Result struct {
 	// Reasons counted during the path's runs: none on a translation path
 	// (every run translated), one per run on the pass and miss paths.
 	Reasons map[xlat.Reason]uint64
+	// Rounds holds the kernel-measured mean per run of each round, in
+	// the order run: PerPkt is their median, their range the spread a
+	// report shows.
+	Rounds []time.Duration
 }
 
 // Batch is the repeats per BPF_PROG_RUN call. The kernel reuses one
@@ -163,6 +167,7 @@ func Run(reasons func() ([xlat.NumReasons]uint64, error), paths []Path, repeats 
 		}
 	}
 	for i := range out {
+		out[i].Rounds = slices.Clone(means[i])
 		slices.Sort(means[i])
 		out[i].PerPkt = means[i][len(means[i])/2]
 	}

@@ -16,12 +16,15 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure unmap on this machine: the XDP datapath, or end to end in the lab",
 	}
-	cmd.AddCommand(newBenchXDPCmd(), newBenchLabCmd())
+	cmd.AddCommand(newBenchXDPCmd(), newBenchLabCmd(), newBenchReportCmd())
 	return cmd
 }
 
 func newBenchXDPCmd() *cobra.Command {
-	var repeats int
+	var (
+		repeats int
+		jsonOut string
+	)
 	cmd := &cobra.Command{
 		Use:   "xdp",
 		Short: "Cost per packet of each XDP path, over an empty program (needs root)",
@@ -36,26 +39,21 @@ the kernel reuses one buffer across repeats; their figure is the mean of both.`,
 			if repeats < 1 {
 				return fmt.Errorf("--repeats must be positive")
 			}
-			// A terminal's line follows each path; a log gets a line a round.
-			p, last := newProgress(cmd.ErrOrStderr()), 0
-			res, err := bench.XDPProgress(repeats, func(round, rounds int, path string) {
-				switch {
-				case p.tty:
-					p.Step("round %d of %d: %s", round, rounds, path)
-				case round != last:
-					p.Step("round %d of %d, every path", round, rounds)
-				}
-				last = round
-			})
-			p.Clear()
+			res, m, err := runBenchXDP(cmd.ErrOrStderr(), repeats)
 			if err != nil {
 				return err
 			}
-			printBench(cmd.OutOrStdout(), res)
+			if jsonOut != "-" { // standard output is the JSON's alone
+				printBench(cmd.OutOrStdout(), res)
+			}
+			if jsonOut != "" {
+				return bench.WriteJSONTo(cmd.OutOrStdout(), jsonOut, bench.XDPResultsOf(m, repeats, res))
+			}
 			return nil
 		},
 	}
 	cmd.Flags().IntVar(&repeats, "repeats", 10_000_000, "program runs per path")
+	cmd.Flags().StringVar(&jsonOut, "json", "", "also write the results as JSON to this file (-: standard output), for 'unmap bench report --xdp'")
 	return cmd
 }
 
