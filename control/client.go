@@ -246,8 +246,16 @@ func (c *Client) Run(ctx context.Context) error {
 			bo.reset()
 		}
 		wait := max(bo.next(), retry)
-		c.counters.add("reconnects")
-		c.cfg.Log.Info("control channel down", "err", err, "retry_in", wait)
+		c.counters.inc(mReconnects)
+		if why := c.handshakeRefusal(err); why != "" {
+			// Not a network hiccup: say why, and do not hammer the relay
+			// with a certificate it will refuse again (refusal.go).
+			wait = max(wait, c.cfg.MaxBackoff)
+			c.counters.inc(mHandshakesRefused)
+			c.cfg.Log.Warn(why, "err", err, "retry_in", wait)
+		} else {
+			c.cfg.Log.Info("control channel down", "err", err, "retry_in", wait)
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
@@ -289,21 +297,23 @@ func (c *Client) Open(ctx context.Context, m *proto.FlowOpen) (*proto.FlowGrant,
 		delete(cc.pending, o.ID)
 		cc.mu.Unlock()
 	}()
+	sent := time.Now()
 	if err := cc.w.send(&o); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrDisconnected, err)
 	}
 	select {
 	case g := <-ch:
+		c.counters.observeGrant(time.Since(sent))
 		if g.Result == proto.CodeOK && o.Relay.IsValid() && g.Relay != o.Relay {
 			// The relay granted another R than the one the edge picked
 			// and may already be sending to: do not install it.
 			g = &proto.FlowGrant{ID: g.ID, Result: proto.CodeInternal}
 		}
 		if g.Result != proto.CodeOK {
-			c.counters.code("flow_refused_", g.Result)
+			c.counters.code(fFlowRefused, g.Result)
 			return g, g.Result
 		}
-		c.counters.add("flows_opened")
+		c.counters.inc(mFlowsOpened)
 		return g, nil
 	case <-cc.done:
 		return nil, ErrDisconnected
@@ -321,7 +331,7 @@ func (c *Client) Close(f session.Flow, reason proto.Code) error {
 	if cc == nil {
 		return ErrDisconnected
 	}
-	c.counters.add("flows_closed")
+	c.counters.inc(mFlowsClosed)
 	return cc.w.send(&proto.FlowClose{Flow: f, Reason: reason})
 }
 
@@ -351,7 +361,7 @@ func (c *Client) Migrate(ctx context.Context, pc net.PacketConn) error {
 	c.old = append(c.old, c.tr)
 	c.tr = tr
 	c.mu.Unlock()
-	c.counters.add("migrations")
+	c.counters.inc(mMigrations)
 	return nil
 }
 
@@ -372,6 +382,8 @@ type clientConn struct {
 	retry    time.Duration // asked for by the relay's Goodbye
 	err      error         // why the session ended, if known before the close
 	lastPong time.Time
+	pingSeq  uint32    // the last Ping's
+	pingAt   time.Time // when it was sent; zero once its Pong came (RTT)
 }
 
 func (cc *clientConn) setErr(err error) {
@@ -387,7 +399,7 @@ func (cc *clientConn) setErr(err error) {
 func (c *Client) session(ctx context.Context) (welcomed bool, retry time.Duration, err error) {
 	cc, err := c.dial(ctx)
 	if err != nil {
-		c.counters.add("dial_failed")
+		c.counters.inc(mDialFailed)
 		return false, 0, err
 	}
 	c.mu.Lock()
@@ -404,9 +416,9 @@ func (c *Client) session(ctx context.Context) (welcomed bool, retry time.Duratio
 	c.cur = cc
 	close(c.ready)
 	c.mu.Unlock()
-	c.counters.add("sessions_started")
+	c.counters.inc(mSessionsStarted)
 	if cc.resumed {
-		c.counters.add("sessions_resumed")
+		c.counters.inc(mSessionsResumed)
 	}
 	c.cfg.Log.Info("control channel up", "relay", c.cfg.Relay, "session", cc.welcome.SessionID, "prefix", cc.welcome.Prefix)
 
@@ -479,7 +491,7 @@ func (c *Client) dial(ctx context.Context) (*clientConn, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		str.SetReadDeadline(dl)
 	}
-	m, err := w.recv(func() { c.counters.add("advisory_skipped") })
+	m, err := w.recv(func() { c.counters.inc(mAdvisorySkipped) })
 	str.SetReadDeadline(time.Time{})
 	if err != nil {
 		// The relay refuses a session by closing with the code; the
@@ -510,7 +522,7 @@ func (cc *clientConn) replay() error {
 		if err := cc.w.send(&proto.Replay{Last: n == len(all), Entries: all[:n]}); err != nil {
 			return err
 		}
-		cc.c.counters.addN("replay_entries", uint64(n))
+		cc.c.counters.addN(mReplayEntries, uint64(n))
 		all = all[n:]
 		if len(all) == 0 {
 			return nil
@@ -524,10 +536,10 @@ func (cc *clientConn) readLoop() {
 	c := cc.c
 	h := c.cfg.Handler
 	for {
-		m, err := cc.w.recv(func() { c.counters.add("advisory_skipped") })
+		m, err := cc.w.recv(func() { c.counters.inc(mAdvisorySkipped) })
 		if err != nil {
 			if code := proto.CodeOf(err); code != proto.CodeInternal {
-				c.counters.code("conn_closed_", code)
+				c.counters.code(fConnClosed, code)
 				cc.setErr(fmt.Errorf("control: bad message from the relay: %w", err))
 				cc.conn.CloseWithError(quic.ApplicationErrorCode(code), err.Error())
 			}
@@ -540,7 +552,7 @@ func (cc *clientConn) readLoop() {
 			delete(cc.pending, m.ID)
 			cc.mu.Unlock()
 			if ch == nil {
-				c.counters.add("late_replies")
+				c.counters.inc(mLateReplies)
 				continue
 			}
 			ch <- m
@@ -552,7 +564,7 @@ func (cc *clientConn) readLoop() {
 					cc.offer(m)
 				}()
 			default: // the LAN is not answering fast enough: refuse, do not pile up
-				c.counters.code("offer_refused_", proto.CodeNoResources)
+				c.counters.code(fOfferRefused, proto.CodeNoResources)
 				cc.w.send(&proto.OfferReply{ID: m.ID, Result: proto.CodeNoResources})
 			}
 		case *proto.CarrierBound:
@@ -564,14 +576,14 @@ func (cc *clientConn) readLoop() {
 		case *proto.FlowClose:
 			h.Closed(m)
 		case *proto.ICMPError:
-			c.counters.add("icmp_errors_received")
+			c.counters.inc(mICMPErrorsReceived)
 			if ih, ok := h.(ICMPErrorHandler); ok {
 				ih.ICMPError(m)
 			} else {
-				c.counters.add("icmp_errors_unhandled")
+				c.counters.inc(mICMPErrorsUnhandled)
 			}
 		case *proto.ReplayDone:
-			c.counters.add("replays_done")
+			c.counters.inc(mReplaysDone)
 			if m.Refused > 0 {
 				c.cfg.Log.Warn("relay refused replayed flows", "refused", m.Refused, "accepted", m.Accepted)
 			}
@@ -580,6 +592,10 @@ func (cc *clientConn) readLoop() {
 		case *proto.Pong:
 			cc.mu.Lock()
 			cc.lastPong = time.Now()
+			if m.Seq == cc.pingSeq && !cc.pingAt.IsZero() {
+				c.counters.observePing(cc.lastPong.Sub(cc.pingAt))
+				cc.pingAt = time.Time{}
+			}
 			cc.mu.Unlock()
 			c.mu.Lock()
 			c.relayCounters = m.Counters
@@ -588,12 +604,12 @@ func (cc *clientConn) readLoop() {
 			cc.mu.Lock()
 			cc.retry = time.Duration(m.RetryMS) * time.Millisecond
 			cc.mu.Unlock()
-			c.counters.code("goodbye_", m.Code)
+			c.counters.code(fGoodbye, m.Code)
 			cc.setErr(fmt.Errorf("%w (%s): %w", ErrGoodbye, m.Reason, m.Code))
 			cc.conn.CloseWithError(quic.ApplicationErrorCode(proto.CodeOK), "goodbye")
 			return
 		default:
-			c.counters.code("conn_closed_", proto.CodeProtocolViolation)
+			c.counters.code(fConnClosed, proto.CodeProtocolViolation)
 			cc.setErr(fmt.Errorf("control: %v from the relay: %w", m.Type(), proto.CodeProtocolViolation))
 			cc.conn.CloseWithError(quic.ApplicationErrorCode(proto.CodeProtocolViolation), fmt.Sprintf("%v from the relay", m.Type()))
 			return
@@ -608,9 +624,9 @@ func (cc *clientConn) offer(m *proto.FlowOffer) {
 	}
 	r.ID = m.ID
 	if r.Result == proto.CodeOK {
-		cc.c.counters.add("offers_accepted")
+		cc.c.counters.inc(mOffersAccepted)
 	} else {
-		cc.c.counters.code("offer_refused_", r.Result)
+		cc.c.counters.code(fOfferRefused, r.Result)
 	}
 	cc.w.send(r)
 }
@@ -635,12 +651,15 @@ func (cc *clientConn) pinger(stop <-chan struct{}) {
 		stale := time.Since(cc.lastPong) > 3*period
 		cc.mu.Unlock()
 		if stale {
-			cc.c.counters.code("conn_closed_", proto.CodeTimeout)
+			cc.c.counters.code(fConnClosed, proto.CodeTimeout)
 			cc.setErr(fmt.Errorf("control: no pong for %v: %w", 3*period, proto.CodeTimeout))
 			cc.conn.CloseWithError(quic.ApplicationErrorCode(proto.CodeTimeout), "no pong")
 			return
 		}
 		seq++
+		cc.mu.Lock()
+		cc.pingSeq, cc.pingAt = seq, time.Now()
+		cc.mu.Unlock()
 		cc.w.send(&proto.Ping{Seq: seq, Counters: cc.c.pingCounters()})
 	}
 }
@@ -648,9 +667,9 @@ func (cc *clientConn) pinger(stop <-chan struct{}) {
 // pingCounters are the channel's own counters, then the agent's.
 func (c *Client) pingCounters() []proto.Counter {
 	out := []proto.Counter{
-		{ID: proto.CounterFlowOpens, Value: c.counters.Get("flows_opened")},
-		{ID: proto.CounterFlowCloses, Value: c.counters.Get("flows_closed")},
-		{ID: proto.CounterRefusals, Value: c.counters.sumPrefix("flow_refused_") + c.counters.sumPrefix("offer_refused_")},
+		{ID: proto.CounterFlowOpens, Value: c.counters.vals().Get(mFlowsOpened)},
+		{ID: proto.CounterFlowCloses, Value: c.counters.vals().Get(mFlowsClosed)},
+		{ID: proto.CounterRefusals, Value: c.counters.sum(fFlowRefused) + c.counters.sum(fOfferRefused)},
 	}
 	if c.cfg.Counters != nil {
 		out = append(out, c.cfg.Counters()...)

@@ -48,12 +48,27 @@ func FuzzRelaySession(f *testing.F) {
 		grant, _ := grantFor("home-1", nil)
 		grant.Capabilities |= proto.CapEdgeChoosesR
 		h := &grantChecker{t: t, grant: grant}
-		srv := &Server{cfg: ServerConfig{Handler: h, OfferTimeout: time.Second, MaxMessage: 4096, Log: slog.New(slog.DiscardHandler)}}
+		srv := &Server{cfg: ServerConfig{Handler: h, OfferTimeout: time.Second, MaxMessage: 4096, SendTimeout: time.Second,
+			replayEvery: time.Nanosecond, Log: slog.New(slog.DiscardHandler)}}
 		conn := &fakeConn{ctx: context.Background()}
 		str := &fakeStream{r: bytes.NewReader(data)}
 		ss := &Session{srv: srv, site: "home-1", grant: grant, conn: conn, str: str, w: newWire(str, 4096),
+			q: newSendQueue(DefaultSendQueue), wrote: make(chan struct{}),
 			offers: map[uint32]chan *proto.OfferReply{}, done: make(chan struct{})}
+		go ss.writer()
 		err := ss.readLoop()
+		// What the read loop queued is written before the session ends.
+		for {
+			ss.q.mu.Lock()
+			n := len(ss.q.buf)
+			ss.q.mu.Unlock()
+			if n == 0 {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		ss.end(err)
+		<-ss.wrote
 		if code := proto.CodeOf(err); code != proto.CodeInternal && code != proto.CodeOK && !errors.Is(err, ErrGoodbye) {
 			if closed, ok := conn.closedWith(); !ok || closed != code {
 				t.Fatalf("readLoop ended with %v (code %v) but closed the connection with %v (closed %v)", err, code, closed, ok)

@@ -9,7 +9,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/unmap-dev/unmap/test/lab"
+	"github.com/unmap-dev/unmap/lab"
+	"github.com/unmap-dev/unmap/test/labtest"
 )
 
 // Tests through the netns lab: the edge in the edge namespace, the relay
@@ -54,7 +55,7 @@ func publicPort(t *testing.T, ss *Session) uint16 {
 // and maps the edge's next packet to a new random port; the session moves
 // to it without a new handshake.
 func TestLabCGNRebinding(t *testing.T) {
-	l := lab.NewForTest(t, lab.Options{CGNMode: lab.CGNRandom})
+	l := labtest.New(t, lab.Options{CGNMode: lab.CGNRandom})
 	srv, c, ss := labPair(t, l, time.Second)
 	ctx := context.Background()
 	if _, err := openFlow(ctx, c, nil, testFlow("home-1", 1), 1); err != nil {
@@ -88,7 +89,7 @@ func TestLabCGNRebinding(t *testing.T) {
 // mappings after 3 s; keepalives every second hold the mapping, so the
 // relay sees the same public port after several timeouts' worth of idling.
 func TestLabKeepaliveHoldsShortCGNTimeout(t *testing.T) {
-	l := lab.NewForTest(t, lab.Options{CGNMode: lab.CGNRandom, CGNUDPTimeout: 3 * time.Second})
+	l := labtest.New(t, lab.Options{CGNMode: lab.CGNRandom, CGNUDPTimeout: 3 * time.Second})
 	srv, c, ss := labPair(t, l, time.Second)
 	before := publicPort(t, ss)
 	time.Sleep(10 * time.Second)

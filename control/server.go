@@ -75,9 +75,24 @@ type ServerConfig struct {
 	HelloTimeout time.Duration // wait for Hello; default 10s
 	OfferTimeout time.Duration // wait for an OfferReply; default 5s
 	IdleTimeout  time.Duration // QUIC idle timeout; default 60s (edges send keepalives every ≤25s)
+	// What a session may leave unwritten to an edge that does not read
+	// (sendqueue.go): SendTimeout bounds one write, default 5s;
+	// SendQueue the bytes queued, default 1 MiB. Past either the
+	// session is closed (an ICMPError finding the queue full is dropped
+	// instead).
+	SendTimeout  time.Duration
+	SendQueue    int
+	replayEvery  time.Duration // tests: replayEvery (session.go) instead
 	Capabilities proto.Capabilities
 	Counters     func(*Session) []proto.Counter // counters sent in Pong; may be nil
 	Log          *slog.Logger                   // default: discard
+
+	// Handshakes in progress at once (gate.go): above RetryAbove an
+	// unvalidated source must answer a QUIC Retry first; at
+	// MaxHandshakes new ones are refused. Defaults DefaultRetryAbove and
+	// DefaultMaxHandshakes.
+	MaxHandshakes int
+	RetryAbove    int
 }
 
 func (c *ServerConfig) withDefaults() (ServerConfig, error) {
@@ -103,11 +118,29 @@ func (c *ServerConfig) withDefaults() (ServerConfig, error) {
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = 60 * time.Second
 	}
+	if o.SendTimeout <= 0 {
+		o.SendTimeout = 5 * time.Second
+	}
+	if o.SendQueue <= 0 {
+		o.SendQueue = DefaultSendQueue
+	}
+	if o.MaxHandshakes <= 0 {
+		o.MaxHandshakes = DefaultMaxHandshakes
+	}
+	if o.RetryAbove <= 0 {
+		o.RetryAbove = min(DefaultRetryAbove, o.MaxHandshakes)
+	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	return o, nil
 }
+
+// DefaultSendQueue is ServerConfig.SendQueue's default: some 25000
+// FlowClose or CarrierBound messages (an expiry sweep that ends many
+// flows at once), or 800 full ICMP errors, on top of what the QUIC
+// stream's flow control window already holds.
+const DefaultSendQueue = 1 << 20
 
 // Server accepts edges. Make one with Listen.
 type Server struct {
@@ -116,6 +149,8 @@ type Server struct {
 	ln       *quic.Listener
 	ownConn  net.PacketConn // closed by Close if Listen opened it
 	counters Counters
+	gate     handshakeGate
+	refusals refusalLog
 
 	mu       sync.Mutex
 	sessions map[string]*Session // by site: one session per site
@@ -139,7 +174,8 @@ func Listen(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		}
 		s.ownConn = pc
 	}
-	s.tr = &quic.Transport{Conn: pc, ConnectionIDLength: 8}
+	s.gate = handshakeGate{max: int64(o.MaxHandshakes), retry: int64(o.RetryAbove), counters: &s.counters}
+	s.tr = &quic.Transport{Conn: pc, ConnectionIDLength: 8, VerifySourceAddress: s.gate.verify, ConnContext: s.gate.enter}
 	if o.StatelessResetKey != nil {
 		k := quic.StatelessResetKey(*o.StatelessResetKey)
 		s.tr.StatelessResetKey = &k
@@ -147,7 +183,7 @@ func Listen(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	tlsConf := pki.ServerConfig(o.Identity, o.ClientCAs, pki.ServerOptions{
 		NextProtos: []string{proto.ALPN},
 		Time:       o.Time,
-		Refused:    func(e *pki.RefusedError) { s.counters.tls(e.Reason) },
+		Refused:    s.refused,
 	})
 	if len(o.TicketKeys) > 0 {
 		tlsConf.SetSessionTicketKeys(o.TicketKeys)
@@ -173,6 +209,10 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
 // Counters are the server's named counters.
 func (s *Server) Counters() *Counters { return &s.counters }
+
+// Handshakes is the number of QUIC handshakes in progress (half-open
+// connections), bounded by ServerConfig.MaxHandshakes.
+func (s *Server) Handshakes() int { return s.gate.inProgress() }
 
 // Session returns the current session of site, or nil.
 func (s *Server) Session(site string) *Session {
@@ -222,6 +262,7 @@ func (s *Server) accept(ctx context.Context) {
 		if err != nil {
 			return
 		}
+		s.gate.done(conn)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -231,8 +272,8 @@ func (s *Server) accept(ctx context.Context) {
 }
 
 // closeConn ends a connection with a code, counting it.
-func (s *Server) closeConn(conn quicConn, prefix string, code proto.Code, msg string) {
-	s.counters.code(prefix, code)
+func (s *Server) closeConn(conn quicConn, f *codes, code proto.Code, msg string) {
+	s.counters.code(f, code)
 	conn.CloseWithError(quic.ApplicationErrorCode(code), msg)
 }
 
@@ -243,42 +284,42 @@ func (s *Server) serve(ctx context.Context, conn *quic.Conn) {
 	tlsState := conn.ConnectionState().TLS
 	site, err := pki.PeerSite(tlsState)
 	if err != nil { // VerifyConnection let it through, so this is a bug
-		s.closeConn(conn, "session_refused_", proto.CodeInternal, err.Error())
+		s.closeConn(conn, fSessionRefused, proto.CodeInternal, err.Error())
 		return
 	}
 	hctx, cancel := context.WithTimeout(ctx, s.cfg.HelloTimeout)
 	str, err := conn.AcceptStream(hctx)
 	cancel()
 	if err != nil {
-		s.closeConn(conn, "conn_closed_", proto.CodeTimeout, "no control stream")
+		s.closeConn(conn, fConnClosed, proto.CodeTimeout, "no control stream")
 		return
 	}
 	w := newWire(str, s.cfg.MaxMessage)
 	str.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
-	m, err := w.recv(func() { s.counters.add("advisory_skipped") })
+	m, err := w.recv(func() { s.counters.inc(mAdvisorySkipped) })
 	str.SetReadDeadline(time.Time{})
 	if err != nil {
 		code := proto.CodeOf(err)
 		if code == proto.CodeInternal {
 			if conn.Context().Err() != nil { // the edge went away
-				s.counters.add("conn_lost_before_hello")
+				s.counters.inc(mConnLostBeforeHello)
 				return
 			}
 			code = proto.CodeTimeout // the read deadline
 		}
-		s.closeConn(conn, "conn_closed_", code, err.Error())
+		s.closeConn(conn, fConnClosed, code, err.Error())
 		return
 	}
 	hello, ok := m.(*proto.Hello)
 	if !ok {
-		s.closeConn(conn, "conn_closed_", proto.CodeProtocolViolation, fmt.Sprintf("%v before hello", m.Type()))
+		s.closeConn(conn, fConnClosed, proto.CodeProtocolViolation, fmt.Sprintf("%v before hello", m.Type()))
 		return
 	}
 	grant, code, msg := s.authorize(site, hello)
 	if code != proto.CodeOK {
 		s.cfg.Log.Info("session refused", "site", site, "remote", conn.RemoteAddr(), "code", code, "why", msg)
 		w.send(&proto.Goodbye{Code: code, Reason: clipReason(msg)})
-		s.closeConn(conn, "session_refused_", code, msg)
+		s.closeConn(conn, fSessionRefused, code, msg)
 		return
 	}
 	ss := s.newSession(site, grant, conn, str, w)
@@ -336,38 +377,43 @@ func (s *Server) newSession(site string, g *proto.Welcome, conn *quic.Conn, str 
 	}
 	g.SessionID = s.nextID
 	ss := &Session{
-		srv: s, site: site, grant: g, conn: conn, str: str, w: w,
+		srv: s, site: site, grant: g, conn: conn, str: str, w: w, q: newSendQueue(s.cfg.SendQueue), wrote: make(chan struct{}),
 		offers: map[uint32]chan *proto.OfferReply{}, done: make(chan struct{}),
+	}
+	// Welcome first, before anyone who finds the session can queue.
+	if _, err := ss.q.push(g); err != nil {
+		s.mu.Unlock()
+		return nil
 	}
 	old := s.sessions[site]
 	s.sessions[site] = ss
 	s.mu.Unlock()
 	if old != nil {
-		s.counters.add("sessions_replaced")
+		s.counters.inc(mSessionsReplaced)
 		old.Shutdown(0, "replaced by a new session of the site")
 		<-old.done
 	}
 	return ss
 }
 
-// run sends Welcome and reads the session's messages until it ends.
+// run starts the session's writer, which sends the Welcome queued first,
+// and reads the session's messages until it ends.
 func (s *Server) run(ss *Session, resumed bool) {
-	err := ss.w.send(ss.grant)
-	if err == nil {
-		s.counters.add("sessions_started")
-		if resumed {
-			s.counters.add("sessions_resumed")
-		}
-		s.cfg.Log.Info("session started", "site", ss.site, "session", ss.grant.SessionID, "remote", ss.conn.RemoteAddr())
-		s.cfg.Handler.Started(ss)
-		err = ss.readLoop()
+	go ss.writer()
+	s.counters.inc(mSessionsStarted)
+	if resumed {
+		s.counters.inc(mSessionsResumed)
 	}
+	s.cfg.Log.Info("session started", "site", ss.site, "session", ss.grant.SessionID, "remote", ss.conn.RemoteAddr())
+	s.cfg.Handler.Started(ss)
+	err := ss.readLoop()
 	ss.end(err)
+	<-ss.wrote
 	s.mu.Lock()
 	if s.sessions[ss.site] == ss {
 		delete(s.sessions, ss.site)
 	}
 	s.mu.Unlock()
-	s.counters.add("sessions_ended")
+	s.counters.inc(mSessionsEnded)
 	s.cfg.Handler.Ended(ss, err)
 }

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -44,6 +45,13 @@ type Session struct {
 	conn  quicConn
 	str   quicStream
 	w     *wire
+	q     *sendQueue    // what the writer goroutine has yet to write
+	wrote chan struct{} // closed when the writer has returned
+	stall sync.Once     // the session is closed once for not reading
+
+	// lastReplay is when the edge's last complete replay was taken
+	// (read loop only): the next waits replayEvery after it.
+	lastReplay time.Time
 
 	mu        sync.Mutex
 	offers    map[uint32]chan *proto.OfferReply
@@ -99,22 +107,22 @@ func (ss *Session) Offer(ctx context.Context, m *proto.FlowOffer) (*proto.OfferR
 	}()
 	o := *m
 	o.ID = id
-	if err := ss.send(&o); err != nil {
+	if err := ss.post(&o, false); err != nil {
 		return nil, err
 	}
-	ss.srv.counters.add("offers_sent")
+	ss.srv.counters.inc(mOffersSent)
 	t := time.NewTimer(ss.srv.cfg.OfferTimeout)
 	defer t.Stop()
 	select {
 	case r := <-ch:
 		if r.Result != proto.CodeOK {
-			ss.srv.counters.code("offer_refused_", r.Result)
+			ss.srv.counters.code(fOfferRefused, r.Result)
 			return r, r.Result
 		}
-		ss.srv.counters.add("offers_accepted")
+		ss.srv.counters.inc(mOffersAccepted)
 		return r, nil
 	case <-t.C:
-		ss.srv.counters.code("offer_refused_", proto.CodeTimeout)
+		ss.srv.counters.code(fOfferRefused, proto.CodeTimeout)
 		return nil, proto.CodeTimeout
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -123,14 +131,20 @@ func (ss *Session) Offer(ctx context.Context, m *proto.FlowOffer) (*proto.OfferR
 	}
 }
 
-// Bound tells the edge a carrier was bound or re-bound.
-func (ss *Session) Bound(m *proto.CarrierBound) error { return ss.send(m) }
+// Bound tells the edge a carrier was bound or re-bound. Like every
+// message the relay sends on its own (Moved, ICMPError, CloseFlow,
+// Offer), it is queued, never waited for (sendqueue.go).
+func (ss *Session) Bound(m *proto.CarrierBound) error { return ss.post(m, false) }
 
 // ICMPError sends the edge an ICMPv6 error about one of its flows (the
-// caller checked it is, and rate-limits).
+// caller checked it is, and rate-limits). It is advisory: with the
+// session's queue full it is dropped (send_dropped_icmp-error).
 func (ss *Session) ICMPError(packet []byte) error {
-	ss.srv.counters.add("icmp_errors_sent")
-	return ss.send(&proto.ICMPError{Packet: packet})
+	if err := ss.post(&proto.ICMPError{Packet: packet}, true); err != nil {
+		return err
+	}
+	ss.srv.counters.inc(mICMPErrorsSent)
+	return nil
 }
 
 // Moved asks the edge to prove a carrier with a token keepalive; an edge
@@ -139,7 +153,7 @@ func (ss *Session) Moved(m *proto.CarrierMoved) error {
 	if !ss.grant.Capabilities.Has(proto.CapRebind) {
 		return ErrNoRebind
 	}
-	return ss.send(m)
+	return ss.post(m, false)
 }
 
 // ErrNoRebind: the session's edge does not answer CarrierMoved.
@@ -147,8 +161,11 @@ var ErrNoRebind = errors.New("control: the edge does not re-bind carriers")
 
 // CloseFlow tells the edge a flow ended (CodeClosed, CodeExpired...).
 func (ss *Session) CloseFlow(f session.Flow, reason proto.Code) error {
-	ss.srv.counters.add("flows_closed")
-	return ss.send(&proto.FlowClose{Flow: f, Reason: reason})
+	if err := ss.post(&proto.FlowClose{Flow: f, Reason: reason}, false); err != nil {
+		return err
+	}
+	ss.srv.counters.inc(mFlowsClosed)
+	return nil
 }
 
 // Shutdown ends the session gracefully: Goodbye(shutdown), then the
@@ -156,6 +173,7 @@ func (ss *Session) CloseFlow(f session.Flow, reason proto.Code) error {
 // after a second. retry asks the edge to wait that long before
 // reconnecting.
 func (ss *Session) Shutdown(retry time.Duration, reason string) {
+	ss.q.stop() // nothing after the Goodbye
 	sayGoodbye(ss.conn, ss.str, ss.w, &proto.Goodbye{Code: proto.CodeShutdown, RetryMS: uint32(retry.Milliseconds()), Reason: clipReason(reason)})
 }
 
@@ -178,16 +196,8 @@ func sayGoodbye(conn quicConn, str quicStream, w *wire, g *proto.Goodbye) {
 	conn.CloseWithError(quic.ApplicationErrorCode(g.Code), g.Reason)
 }
 
-func (ss *Session) send(m proto.Message) error {
-	select {
-	case <-ss.done:
-		return ErrSessionEnded
-	default:
-	}
-	return ss.w.send(m)
-}
-
 func (ss *Session) end(err error) {
+	ss.q.stop()
 	ss.mu.Lock()
 	if ss.err == nil {
 		if err == nil {
@@ -202,7 +212,7 @@ func (ss *Session) end(err error) {
 // fail closes the connection for a protocol error and returns the error
 // the session ends with.
 func (ss *Session) fail(code proto.Code, err error) error {
-	ss.srv.closeConn(ss.conn, "conn_closed_", code, err.Error())
+	ss.srv.closeConn(ss.conn, fConnClosed, code, err.Error())
 	ss.srv.cfg.Log.Warn("session closed for a protocol error", "site", ss.site, "code", code, "err", err)
 	return fmt.Errorf("%w: %w", code, err)
 }
@@ -213,7 +223,7 @@ func (ss *Session) readLoop() error {
 	h := s.cfg.Handler
 	var replayAccepted, replayRefused uint32
 	for {
-		m, err := ss.w.recv(func() { s.counters.add("advisory_skipped") })
+		m, err := ss.w.recv(func() { s.counters.inc(mAdvisorySkipped) })
 		if err != nil {
 			if code := proto.CodeOf(err); code != proto.CodeInternal {
 				return ss.fail(code, err)
@@ -224,11 +234,11 @@ func (ss *Session) readLoop() error {
 		case *proto.FlowOpen:
 			g := ss.open(m)
 			g.ID = m.ID
-			if err := ss.w.send(g); err != nil {
+			if err := ss.reply(g); err != nil {
 				return err
 			}
 		case *proto.FlowClose:
-			s.counters.add("flows_closed")
+			s.counters.inc(mFlowsClosed)
 			h.Closed(ss, m)
 		case *proto.OfferReply:
 			ss.mu.Lock()
@@ -236,14 +246,14 @@ func (ss *Session) readLoop() error {
 			delete(ss.offers, m.ID)
 			ss.mu.Unlock()
 			if ch == nil {
-				s.counters.add("late_replies") // after its timeout: ignored
+				s.counters.inc(mLateReplies) // after its timeout: ignored
 				continue
 			}
 			ch <- m
 		case *proto.Replay:
 			for i := range m.Entries {
 				e := &m.Entries[i]
-				s.counters.add("replay_entries")
+				s.counters.inc(mReplayEntries)
 				code := proto.CodeAddressNotGranted
 				if siteOwns(ss.grant, e.Flow.Site) {
 					code = h.Replayed(ss, e)
@@ -253,14 +263,17 @@ func (ss *Session) readLoop() error {
 					continue
 				}
 				replayRefused++
-				s.counters.code("flow_refused_", code)
-				if err := ss.w.send(&proto.FlowClose{Flow: e.Flow, Reason: code}); err != nil {
+				s.counters.code(fFlowRefused, code)
+				if err := ss.reply(&proto.FlowClose{Flow: e.Flow, Reason: code}); err != nil {
 					return err
 				}
 			}
 			if m.Last {
+				if err := ss.replayTurn(); err != nil {
+					return err
+				}
 				h.ReplayDone(ss)
-				if err := ss.w.send(&proto.ReplayDone{Accepted: replayAccepted, Refused: replayRefused}); err != nil {
+				if err := ss.reply(&proto.ReplayDone{Accepted: replayAccepted, Refused: replayRefused}); err != nil {
 					return err
 				}
 				replayAccepted, replayRefused = 0, 0
@@ -270,13 +283,13 @@ func (ss *Session) readLoop() error {
 			if s.cfg.Counters != nil && ss.grant.Capabilities.Has(proto.CapCounters) {
 				c = s.cfg.Counters(ss)
 			}
-			if err := ss.w.send(&proto.Pong{Seq: m.Seq, Counters: c}); err != nil {
+			if err := ss.reply(&proto.Pong{Seq: m.Seq, Counters: c}); err != nil {
 				return err
 			}
 		case *proto.Pong:
 			// the relay sends no Pings; a stray Pong is harmless
 		case *proto.Goodbye:
-			s.counters.code("goodbye_", m.Code)
+			s.counters.code(fGoodbye, m.Code)
 			ss.conn.CloseWithError(quic.ApplicationErrorCode(proto.CodeShutdown), "goodbye")
 			return fmt.Errorf("%w (%s): %w", ErrGoodbye, m.Reason, m.Code)
 		default: // a relay-to-edge message, or a second Hello
@@ -285,15 +298,44 @@ func (ss *Session) readLoop() error {
 	}
 }
 
+// replayEvery spaces an edge's complete replays: ending one (Replay with
+// last) makes the relay walk the site's flows, while the message is 6
+// bytes. An edge replays once per session; one that asks again waits,
+// its own reads paused, so no edge can make the relay walk its flows
+// more often (replay_throttled).
+const replayEvery = 5 * time.Second
+
+// replayTurn waits until the session may end another replay.
+func (ss *Session) replayTurn() error {
+	now := time.Now()
+	if !ss.lastReplay.IsZero() {
+		if wait := ss.lastReplay.Add(cmp.Or(ss.srv.cfg.replayEvery, replayEvery)).Sub(now); wait > 0 {
+			ss.srv.counters.inc(mReplayThrottled)
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-ss.done:
+				return ErrSessionEnded
+			case <-ss.conn.Context().Done():
+				return peerError(context.Cause(ss.conn.Context()))
+			}
+			now = time.Now()
+		}
+	}
+	ss.lastReplay = now
+	return nil
+}
+
 // open checks a FlowOpen against the grant and hands it to the handler.
 func (ss *Session) open(m *proto.FlowOpen) *proto.FlowGrant {
 	s := ss.srv
 	if !siteOwns(ss.grant, m.Flow.Site) {
-		s.counters.code("flow_refused_", proto.CodeAddressNotGranted)
+		s.counters.code(fFlowRefused, proto.CodeAddressNotGranted)
 		return &proto.FlowGrant{Result: proto.CodeAddressNotGranted}
 	}
 	if m.Relay.IsValid() && !relayPickOK(ss.grant, m.CarrierProto, m.Relay) {
-		s.counters.code("flow_refused_", proto.CodeAddressNotGranted)
+		s.counters.code(fFlowRefused, proto.CodeAddressNotGranted)
 		return &proto.FlowGrant{Result: proto.CodeAddressNotGranted}
 	}
 	g := s.cfg.Handler.Open(ss, m)
@@ -306,9 +348,9 @@ func (ss *Session) open(m *proto.FlowOpen) *proto.FlowGrant {
 		g = &proto.FlowGrant{Result: proto.CodeInternal}
 	}
 	if g.Result != proto.CodeOK {
-		s.counters.code("flow_refused_", g.Result)
+		s.counters.code(fFlowRefused, g.Result)
 	} else {
-		s.counters.add("flows_opened")
+		s.counters.inc(mFlowsOpened)
 	}
 	return g
 }

@@ -37,6 +37,14 @@ func (w *wire) send(m proto.Message) error {
 	return err
 }
 
+// write writes frames already encoded (a session's queue, sendqueue.go).
+func (w *wire) write(b []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, err := w.w.Write(b)
+	return err
+}
+
 // recv reads the next message, skipping advisory types this version does
 // not know (skipped counts them).
 func (w *wire) recv(skipped func()) (proto.Message, error) {

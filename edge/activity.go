@@ -2,78 +2,53 @@ package edge
 
 import (
 	"context"
-	"time"
 
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/flows"
+	"github.com/unmap-dev/unmap/slowpath"
 	"github.com/unmap-dev/unmap/xdp"
 )
 
-// activityEvery is how often the agent reads the datapath's per-flow
-// counters to mark active flows seen. Flows are forwarded in XDP without
-// the agent, so this is how the table learns they are alive; the error it
-// adds to an idle timeout (2 min at the least) is at most this.
-const activityEvery = 20 * time.Second
-
-// activity is the number of packets the datapath translated for a flow,
-// both directions, and whether its TCP connection ended (xdp.PairActivity);
-// ok is false when the flow has no entries.
-type activity func(f session.Flow, c session.Carrier) (packets uint64, closed, ok bool)
+// activity is what the datapath counted for a flow (out: from the LAN
+// host; back: to it); ok is false when the flow has no entries.
+type activity func(f session.Flow, c session.Carrier) (fa slowpath.Activity, ok bool)
 
 // datapathActivity reads a flow's counters from its two entries.
 // lan gives a flow's LAN view (see siteNAT.lan).
 func datapathActivity(dp *datapath, lan func(session.Flow) session.Flow) activity {
-	return func(f session.Flow, c session.Carrier) (uint64, bool, bool) {
+	return func(f session.Flow, c session.Carrier) (slowpath.Activity, bool) {
 		out, back, err := xdp.EdgePair(lan(f), c)
 		if err != nil {
-			return 0, false, false
+			return slowpath.Activity{}, false
 		}
-		return dp.d.PairActivity(out, back)
+		return dp.Activity(out, back)
 	}
 }
 
 // touchActive marks seen every flow whose counters moved since the last
-// call, and moves a TCP flow whose connection ended to the transitory
-// timeout, so its ports come back in minutes, not hours; seen holds the
-// counts of the last call and is updated.
-func (a *agent) touchActive(seen map[session.Flow]uint64) {
-	live := make(map[session.Flow]bool, len(seen))
-	for _, e := range a.flows.Snapshot() {
-		live[e.Flow] = true
-		n, closed, ok := a.activity(e.Flow, e.Carrier)
-		if !ok {
-			continue
-		}
-		if last, known := seen[e.Flow]; !known || n != last {
-			seen[e.Flow] = n
-			if known || n > 0 {
-				_ = a.flows.Touch(e.Flow)
-			}
-		}
-		if closed && e.State == flows.StateOpen {
-			if a.flows.Update(e.Flow, e.Carrier, flows.StateTransitory) == nil {
-				a.count("tcp-closed")
-			}
-		}
-	}
-	for f := range seen {
-		if !live[f] {
-			delete(seen, f)
-		}
-	}
+// call (slowpath.Poller) and applies what they say (flowActivity).
+func (a *agent) touchActive() { a.poller().Poll(a.flowActivity) }
+
+// watchActivity runs touchActive every slowpath.ActivityEvery until ctx
+// ends.
+func (a *agent) watchActivity(ctx context.Context) { a.poller().Run(ctx, a.flowActivity) }
+
+// poller is the agent's activity poller on its table and counters as
+// they are now (tests replace both).
+func (a *agent) poller() *slowpath.Poller {
+	a.poll.Table = a.flows
+	a.poll.Read = func(e flows.Entry) (slowpath.Activity, bool) { return a.activity(e.Flow, e.Carrier) }
+	return &a.poll
 }
 
-// watchActivity runs touchActive until ctx ends.
-func (a *agent) watchActivity(ctx context.Context) {
-	seen := map[session.Flow]uint64{}
-	t := time.NewTicker(activityEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			a.touchActive(seen)
+// flowActivity moves a TCP flow whose connection ended to the transitory
+// timeout, so its ports come back in minutes, not hours, and ends the
+// inbound flows that prove nothing.
+func (a *agent) flowActivity(e flows.Entry, fa slowpath.Activity) {
+	if fa.Closed && e.State == flows.StateOpen {
+		if a.flows.Update(e.Flow, e.Carrier, flows.StateTransitory) == nil {
+			a.m.Inc(mTCPClosed)
 		}
 	}
+	a.checkInbound(e, fa) // inboundquota.go
 }

@@ -3,17 +3,18 @@ package edge
 import (
 	"context"
 	"log/slog"
-	"maps"
 	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/unmap-dev/unmap/control"
+	"github.com/unmap-dev/unmap/metrics"
 	"github.com/unmap-dev/unmap/proto"
+	"github.com/unmap-dev/unmap/ratelimit"
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/flows"
 	"github.com/unmap-dev/unmap/session/ports"
-	"github.com/unmap-dev/unmap/session/ratelimit"
+	"github.com/unmap-dev/unmap/slowpath"
 	"github.com/unmap-dev/unmap/xdp"
 )
 
@@ -33,41 +34,37 @@ type agent struct {
 	// activity reads a flow's packet counters (datapathActivity, or a
 	// fake in tests).
 	activity activity
+	poll     slowpath.Poller // reads activity into flows (activity.go)
 	// inject sends an IP packet the agent made (the inbound TCP
 	// handshake's segments); nil without a datapath.
 	inject func([]byte) error
 
-	mu        sync.Mutex
-	grant     *proto.Welcome // the last session's grant, kept while disconnected
-	up        bool           // a session is up
-	tokens    map[session.Flow]proto.BindToken
-	rports    map[session.Proto]*ports.Edge // relay ports R in use, by carrier protocol (pick.go)
-	raddr     netip.Addr                    // the relay address they are on
-	connected func(*proto.Welcome)          // called on each new grant; may be nil
-	counts    map[string]uint64             // slow-path events by name, for `unmap status`
-	proved    map[session.Flow]time.Time    // last token keepalive per carrier (rebind.go)
-	icmpLimit *ratelimit.Limiter            // the time exceeded the edge sends (icmperr.go)
+	mu          sync.Mutex
+	grant       *proto.Welcome // the last session's grant, kept while disconnected
+	up          bool           // a session is up
+	tokens      map[session.Flow]proto.BindToken
+	rports      map[session.Proto]*ports.Edge // relay ports R in use, by carrier protocol (pick.go)
+	raddr       netip.Addr                    // the relay address they are on
+	connected   func(*proto.Welcome)          // called on each new grant; may be nil
+	openLatency *metrics.Latency              // outbound flows' miss to entries installed (collectors.go)
+	m           *metrics.Counters             // slow-path events (metrics.go), for `unmap status` and /metrics
+	proved      map[session.Flow]time.Time    // last token keepalive per carrier (rebind.go)
+	icmpLimit   *ratelimit.Limiter            // the time exceeded the edge sends (icmperr.go)
 	// Inbound TCP flows in their carrier handshake (handshake.go), by
 	// flow and by carrier port E.
 	handshakes map[session.Flow]*tcpInbound
 	byEdgePort map[uint16]*tcpInbound
 	hostWaits  int // inbound TCP offers waiting for the LAN host's answer (handshake.go)
+	// inq counts the accepted inbound flows (inboundquota.go).
+	inq *inboundQuota
 }
 
 // count records a slow-path event (a miss it could not use, a held packet
 // it dropped) under a stable name.
-func (a *agent) count(name string) {
-	a.mu.Lock()
-	a.counts[name]++
-	a.mu.Unlock()
-}
+func (a *agent) count(name string) { a.m.IncName(name) }
 
-// Counts copies the slow-path counters.
-func (a *agent) Counts() map[string]uint64 {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return maps.Clone(a.counts)
-}
+// Counts copies the slow-path counters that moved, by readable name.
+func (a *agent) Counts() map[string]uint64 { return a.m.Snapshot() }
 
 var _ control.ClientHandler = (*agent)(nil)
 
@@ -76,14 +73,14 @@ func newAgent(s *Settings, wan netip.Addr, log *slog.Logger) (*agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := ports.NewEdge(ports.EdgeConfig{Ports: s.CarrierPorts})
+	p, err := ports.NewEdge(ports.EdgeConfig{Ports: s.CarrierPorts, InboundShare: s.Inbound.PortShare})
 	if err != nil {
 		return nil, err
 	}
 	return &agent{s: s, log: log, wan: wan, flows: t, ports: p, policy: NewPolicy(s.Allow, s.Forwards),
 		nat:    newSiteNAT(),
-		tokens: map[session.Flow]proto.BindToken{}, counts: map[string]uint64{}, icmpLimit: newICMPLimit(),
-		handshakes: map[session.Flow]*tcpInbound{}, byEdgePort: map[uint16]*tcpInbound{}}, nil
+		tokens: map[session.Flow]proto.BindToken{}, m: edgeMetrics.New(), openLatency: newOpenLatency(), icmpLimit: slowpath.NewICMPLimit(),
+		handshakes: map[session.Flow]*tcpInbound{}, byEdgePort: map[uint16]*tcpInbound{}, inq: newInboundQuota(s.Inbound)}, nil
 }
 
 // Grant is the last session's grant, nil before the first one; up says
@@ -146,12 +143,12 @@ func (a *agent) Offer(m *proto.FlowOffer) *proto.OfferReply {
 		return a.offerTCP(m, to)
 	}
 	if m.CarrierProto != session.UDP {
-		a.count("inbound-unsupported")
+		a.m.Inc(mInboundUnsupported)
 		return &proto.OfferReply{Result: proto.CodeUnsupportedProto}
 	}
-	payload := opener()
-	token, _ := session.Token(session.UDP, append(make([]byte, 8), payload...))
-	c, err := a.take(m.Flow, m.CarrierProto, m.Relay, proto.BindToken(token))
+	// The opener that binds the carrier is its proof (proof.go).
+	token := proto.BindToken(session.NewSecret())
+	c, err := a.takeInbound(m.Flow, m.CarrierProto, m.Relay, token)
 	if err != nil {
 		a.log.Warn("inbound flow not taken", "flow", m.Flow, "err", err)
 		return &proto.OfferReply{Result: proto.CodeNoResources}
@@ -173,9 +170,9 @@ func (a *agent) Offer(m *proto.FlowOffer) *proto.OfferReply {
 			return &proto.OfferReply{Result: proto.CodeInternal}
 		}
 		a.note(m.Flow, c)
-		go a.sendOpener(m.Flow, c, payload)
+		a.proveFirst(m.Flow, c, token)
 	}
-	return &proto.OfferReply{EdgePort: c.Edge.Port(), Token: proto.BindToken(token)}
+	return &proto.OfferReply{EdgePort: c.Edge.Port(), Token: token}
 }
 
 func (a *agent) Bound(m *proto.CarrierBound) {
@@ -184,7 +181,7 @@ func (a *agent) Bound(m *proto.CarrierBound) {
 		return
 	}
 	if m.Generation > 0 && e.Carrier.Public != m.Public {
-		a.count("rebound")
+		a.m.Inc(mRebound)
 		a.log.Info("carrier re-bound by the relay", "flow", m.Flow, "from", e.Carrier.Public, "to", m.Public, "generation", m.Generation)
 	}
 	e.Carrier.Public = m.Public
@@ -210,8 +207,8 @@ func (a *agent) Disconnected(err error) {
 }
 
 // Open maps an outbound flow: a carrier port E, the relay's R, and the
-// flow in the table. token is what the relay will find in the carrier's
-// first packet (session.Token of the flow's first packet). On any refusal
+// flow in the table. token binds the carrier: a TCP carrier's ISN, or the
+// secret a UDP carrier's proofs carry (proof.go). On any refusal
 // nothing is left behind.
 func (a *agent) Open(ctx context.Context, f session.Flow, carrierProto session.Proto, token proto.BindToken) (session.Carrier, error) {
 	c, err := a.take(f, carrierProto, netip.AddrPort{}, token)
@@ -261,7 +258,13 @@ func (a *agent) Close(f session.Flow, reason proto.Code) {
 
 // take reserves a carrier port and puts the flow in the table, opening.
 func (a *agent) take(f session.Flow, carrierProto session.Proto, relay netip.AddrPort, token proto.BindToken) (session.Carrier, error) {
-	port, err := a.ports.Grant(carrierProto)
+	return a.takeFrom(a.ports.Grant, f, carrierProto, relay, token)
+}
+
+// takeFrom is take with the port from grant (an inbound flow's is
+// within the inbound share: takeInbound).
+func (a *agent) takeFrom(grant func(session.Proto) (uint16, error), f session.Flow, carrierProto session.Proto, relay netip.AddrPort, token proto.BindToken) (session.Carrier, error) {
+	port, err := grant(carrierProto)
 	if err != nil {
 		return session.Carrier{}, err
 	}
@@ -293,6 +296,7 @@ func (a *agent) forget(f session.Flow, c session.Carrier) bool {
 	delete(a.tokens, f)
 	a.forgetHandshake(f)
 	a.mu.Unlock()
+	a.inq.forget(f)
 	a.unmap(f, c)
 	a.releasePort(c)
 	return true
@@ -304,8 +308,8 @@ func (a *agent) unmap(f session.Flow, c session.Carrier) {
 		return
 	}
 	if out, back, err := a.edgePair(f, c); err == nil {
-		_ = a.dp.d.Delete(out.Key)
-		_ = a.dp.d.Delete(back.Key)
+		_ = a.dp.XDP.Delete(out.Key)
+		_ = a.dp.XDP.Delete(back.Key)
 		if a.dp.notes != nil {
 			a.dp.notes.delete(out.Key)
 		}
@@ -344,6 +348,7 @@ func (a *agent) expire(ctx context.Context) {
 				delete(a.tokens, e.Flow)
 				a.forgetHandshake(e.Flow)
 				a.mu.Unlock()
+				a.inq.forget(e.Flow)
 				a.unmap(e.Flow, e.Carrier)
 				a.releasePort(e.Carrier)
 				a.nat.release(e.Flow)

@@ -14,12 +14,12 @@ import (
 	"time"
 
 	"github.com/unmap-dev/unmap/control"
-	"github.com/unmap-dev/unmap/control/admin"
 	"github.com/unmap-dev/unmap/control/pki"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/relay"
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/flows"
+	"github.com/unmap-dev/unmap/status"
 )
 
 // pkiDir makes a CA, a relay certificate for 127.0.0.1 and an edge
@@ -140,7 +140,7 @@ func startEdge(t *testing.T, dir, relayAddr string) *agent {
 
 func flowsAtRelay(t *testing.T, socket string) int {
 	t.Helper()
-	st, err := admin.Fetch(context.Background(), socket)
+	st, err := status.Fetch(context.Background(), socket)
 	if err != nil {
 		t.Fatal(err)
 	}

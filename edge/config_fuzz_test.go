@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/unmap-dev/unmap/session/conf"
+	"github.com/unmap-dev/unmap/config"
 )
 
 // FuzzConfig feeds arbitrary bytes to the edge.yaml parser: it must return
@@ -16,7 +16,7 @@ func FuzzConfig(f *testing.F) {
 	f.Add([]byte(base))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var c Config
-		if conf.Decode(data, &c) != nil {
+		if config.Decode(data, &c) != nil {
 			return
 		}
 		s, err := c.Validate()

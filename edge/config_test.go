@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unmap-dev/unmap/config"
 	"github.com/unmap-dev/unmap/session"
-	"github.com/unmap-dev/unmap/session/conf"
 )
 
 func TestExampleLoads(t *testing.T) {
@@ -25,7 +25,7 @@ func TestExampleLoads(t *testing.T) {
 	if len(s.Forwards) != 2 || s.Forwards[1].Ports.Len() != 10 || s.Forwards[1].To.Port() != 51820 {
 		t.Errorf("forwards = %+v", s.Forwards)
 	}
-	if s.Misses != (conf.MissBound{Rate: 1000, Burst: 200}) {
+	if s.Misses != (config.MissBound{Rate: 1000, Burst: 200}) {
 		t.Errorf("miss_limit = %+v", s.Misses)
 	}
 	if s.Timers.TCPEstablished != 124*time.Minute {
@@ -42,7 +42,7 @@ wan_interface: eth0
 `
 
 func TestServerNameFromRelay(t *testing.T) {
-	c := Config{Site: "home", Relay: "[2001:db8:1::2]:443", TLS: conf.TLSFiles{CA: "a", Cert: "b", Key: "c"}, LAN: "a", WAN: "b"}
+	c := Config{Site: "home", Relay: "[2001:db8:1::2]:443", TLS: config.TLSFiles{CA: "a", Cert: "b", Key: "c"}, LAN: "a", WAN: "b"}
 	s, err := c.Validate()
 	if err != nil {
 		t.Fatal(err)
@@ -65,6 +65,11 @@ func TestConfigErrors(t *testing.T) {
 		{"no wan", strings.Replace(base, "wan_interface: eth0\n", "", 1), "edge.yaml: wan_interface: missing"},
 		{"small range", base + "carrier_ports: 61000-61010\n", "edge.yaml: carrier_ports: 61000-61010 holds 11 ports; give at least 64"},
 		{"port zero", base + "carrier_ports: 0-100\n", `edge.yaml: carrier_ports: "0-100" is not a port range like 40000-49999`},
+		{"all ports", base + "carrier_ports: 1-65535\n", "edge.yaml: carrier_ports: 1-65535 holds system ports (below 1024), which the router's own services use and a CGNAT maps only to system ports"},
+		{"too many ports", base + "carrier_ports: 1024-65535\n", "edge.yaml: carrier_ports: 1024-65535 holds 64512 ports; give at most 32768 (the edge reserves them all from the router's own sockets)"},
+		{"relative pin path", base + "pin_path: pins\n", `edge.yaml: pin_path: "pins" is not an absolute path (a folder on the bpf filesystem, such as /sys/fs/bpf/unmap/edge-home)`},
+		{"forward to 0.0.0.0", base + "inbound: {forwards: [{proto: tcp, port: \"80\", to: \"0.0.0.0:80\"}]}\n", "edge.yaml: inbound.forwards[0].to: 0.0.0.0:80 is the unspecified address, not a LAN host"},
+		{"forward to loopback", base + "inbound: {forwards: [{proto: tcp, port: \"80\", to: \"127.0.0.1:80\"}]}\n", "edge.yaml: inbound.forwards[0].to: 127.0.0.1:80 is a loopback address, not a LAN host"},
 		{"keepalive", base + "keepalive: 30s\n", "edge.yaml: keepalive: 30s is above 25s, too slow for a CGNAT with a 30 s UDP timeout"},
 		{"miss rate", base + "miss_limit: {rate: -1}\n", "edge.yaml: miss_limit.rate: -1 is not a rate from 1 to 1000000000 a second (0: default)"},
 		{"transitory", base + "timeouts: {tcp_transitory: 1m}\n", "edge.yaml: timeouts.tcp_transitory: 1m0s is below the minimum of 4m0s"},

@@ -3,51 +3,38 @@ package edge
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
-
-	"github.com/cilium/ebpf/link"
+	"time"
 
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/handshake"
 	"github.com/unmap-dev/unmap/session/xlat"
+	"github.com/unmap-dev/unmap/slowpath"
 	"github.com/unmap-dev/unmap/xdp"
 )
 
 // datapath is the edge's XDP programs on its LAN and WAN, and the slow
 // path for the packets they hand over.
 type datapath struct {
-	d     *xdp.Datapath
-	cfg   xlat.Config
-	inj   *xdp.Injector
-	links []link.Link
+	*slowpath.Datapath
 	notes *notesMap      // what the entries do not say of a flow, pinned beside them
 	lan4  []netip.Prefix // the LAN's IPv4 subnets: who may use the site's public IPv4
-	log   *slog.Logger
 }
 
 func openDatapath(s *Settings, wan netip.Addr, log *slog.Logger) (*datapath, error) {
 	cfg := xlat.Config{CarrierAddr: wan, PortLo: s.CarrierPorts.First, PortHi: s.CarrierPorts.Last}
-	// Maps and links are pinned: the programs go on forwarding the flows
-	// while the agent is down, and the next agent takes them back.
-	d, err := xdp.Load(cfg, xdp.Options{PinPath: s.PinPath, Buckets: maxFlows, MaxFlows: maxFlows, MissRate: s.Misses.Rate, MissBurst: s.Misses.Burst})
+	sp, err := slowpath.Open(cfg, xdp.Options{PinPath: s.PinPath, Buckets: maxFlows, MaxFlows: maxFlows, MissRate: s.Misses.Rate, MissBurst: s.Misses.Burst}, log)
 	if err != nil {
 		return nil, err
 	}
-	dp := &datapath{d: d, cfg: cfg, log: log}
+	dp := &datapath{Datapath: sp}
 	if dp.notes, err = openNotes(s.PinPath, maxFlows); err != nil {
 		return nil, errors.Join(err, dp.close())
 	}
-	if dp.inj, err = xdp.NewInjector(); err != nil {
-		return nil, errors.Join(err, dp.close())
-	}
-	if err := d.AddLocal(wan); err != nil {
+	if err := sp.XDP.AddLocal(wan); err != nil {
 		return nil, errors.Join(err, dp.close())
 	}
 	// The router's LAN addresses are the hosts' gateway, never a flow.
@@ -55,7 +42,7 @@ func openDatapath(s *Settings, wan netip.Addr, log *slog.Logger) (*datapath, err
 		return nil, errors.Join(err, dp.close())
 	}
 	for _, p := range dp.lan4 {
-		if err := d.AddLocal(p.Addr()); err != nil {
+		if err := sp.XDP.AddLocal(p.Addr()); err != nil {
 			return nil, errors.Join(err, dp.close())
 		}
 	}
@@ -63,26 +50,19 @@ func openDatapath(s *Settings, wan netip.Addr, log *slog.Logger) (*datapath, err
 		ifname string
 		role   xlat.Role
 	}{{s.LAN, xlat.RoleEdgeLAN}, {s.WAN, xlat.RoleEdgeWAN}} {
-		ifi, err := net.InterfaceByName(at.ifname)
+		ifindex, err := sp.Attach(at.ifname, at.role, s.PinPath)
 		if err != nil {
 			return nil, errors.Join(err, dp.close())
 		}
-		l, mode, err := d.AttachPinned(ifi.Index, at.role, filepath.Join(s.PinPath, "link-"+at.role.String()))
-		if err != nil {
-			return nil, errors.Join(err, dp.close())
-		}
-		dp.links = append(dp.links, l)
 		// Translated packets leave by the other interface: XDP_REDIRECT
 		// needs it in the devmap.
-		if err := d.AddTXPort(ifi.Index); err != nil {
+		if err := sp.XDP.AddTXPort(ifindex); err != nil {
 			return nil, errors.Join(err, dp.close())
 		}
-		log.Info("XDP attached", "if", at.ifname, "role", at.role, "mode", mode)
 	}
-	// Carriers leave the LAN program with the WAN address as their source;
-	// when the program passes one to the stack (no XDP route yet) the
-	// kernel must not take it for a spoofed packet of its own.
-	if err := sysctl("/proc/sys/net/ipv4/conf/"+s.LAN+"/accept_local", "1"); err != nil {
+	// Carriers leave the LAN program with the WAN address as their
+	// source (slowpath.AcceptLocal).
+	if err := slowpath.AcceptLocal(s.LAN); err != nil {
 		return nil, errors.Join(err, dp.close())
 	}
 	return dp, nil
@@ -90,16 +70,10 @@ func openDatapath(s *Settings, wan netip.Addr, log *slog.Logger) (*datapath, err
 
 func (dp *datapath) close() error {
 	var errs []error
-	for _, l := range dp.links {
-		errs = append(errs, l.Close())
-	}
-	if dp.inj != nil {
-		errs = append(errs, dp.inj.Close())
-	}
 	if dp.notes != nil {
 		errs = append(errs, dp.notes.close())
 	}
-	return errors.Join(append(errs, dp.d.Close())...)
+	return errors.Join(append(errs, dp.Close())...)
 }
 
 // maxFlows bounds the edge's flows (the notes map has one entry a flow;
@@ -125,65 +99,56 @@ func (local) InSite(netip.Addr) bool { return false }
 
 // misses serves the datapath's misses until ctx ends.
 func (a *agent) misses(ctx context.Context, dp *datapath) error {
-	r, err := dp.d.Misses()
-	if err != nil {
-		return err
-	}
-	go func() { <-ctx.Done(); r.Close() }()
 	pending := newOpenings(maxOpening)
-	for {
-		m, err := r.Read()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("misses: %w", err)
+	return dp.ServeMisses(ctx, func(m xdp.Miss) { a.miss(ctx, dp, pending, m) })
+}
+
+// miss handles one packet the datapath handed over.
+func (a *agent) miss(ctx context.Context, dp *datapath, pending *openings, m xdp.Miss) {
+	if m.Role != xlat.RoleEdgeLAN {
+		if !a.handshakeWAN(m.Data) {
+			a.m.Inc(mMissWan) // a carrier packet with no flow: nothing to open
 		}
-		if m.Role != xlat.RoleEdgeLAN {
-			if !a.handshakeWAN(m.Data) {
-				a.count("miss-wan") // a carrier packet with no flow: nothing to open
-			}
-			continue
-		}
-		if isIPv6(m.Data) && m.Data[14+7] <= 1 {
-			a.timeExceeded(dp, m.Data[14:]) // the datapath's ttl-to-agent
-			continue
-		}
-		lan, f, cp, token, ok := a.classify(dp, m)
-		if !ok {
-			continue
-		}
-		if a.handshakeLAN(f, m.Data) {
-			continue // the host's part of an inbound TCP handshake
-		}
-		if e, open := a.flows.Get(f); open && e.Carrier.Relay.IsValid() {
-			// Sent before the flow's entries were in: send it on now.
-			if m.Len == len(m.Data) {
-				a.sendHeld(dp, lan, e.Carrier, [][]byte{m.Data})
-			}
-			continue
-		}
-		var pkt []byte
-		if m.Len == len(m.Data) {
-			pkt = m.Data // else only part was handed over: the sender resends
-		}
-		first, why := pending.hold(f, pkt)
-		if why != "" {
-			a.count(why)
-			if why == "opening-full" {
-				a.nat.release(f) // classify may have bound a public IPv4 port for it
-			}
-		}
-		if !first {
-			continue
-		}
-		go func() {
-			err := a.openFlow(ctx, dp, lan, f, cp, token, func() [][]byte { return pending.take(f) })
-			if err != nil {
-				a.log.Info("outbound flow not opened", "flow", f, "err", err)
-			}
-		}()
+		return
 	}
+	if isIPv6(m.Data) && m.Data[14+7] <= 1 {
+		a.timeExceeded(dp, m.Data[14:]) // the datapath's ttl-to-agent
+		return
+	}
+	lan, f, cp, token, ok := a.classify(dp, m)
+	if !ok {
+		return
+	}
+	if a.handshakeLAN(f, m.Data) {
+		return // the host's part of an inbound TCP handshake
+	}
+	if e, open := a.flows.Get(f); open && e.Carrier.Relay.IsValid() {
+		// Sent before the flow's entries were in: send it on now.
+		if m.Len == len(m.Data) {
+			a.sendHeld(dp, lan, e.Carrier, [][]byte{m.Data})
+		}
+		return
+	}
+	var pkt []byte
+	if m.Len == len(m.Data) {
+		pkt = m.Data // else only part was handed over: the sender resends
+	}
+	first, why := pending.hold(f, pkt)
+	if why != "" {
+		a.count(why)
+		if why == "opening-full" {
+			a.nat.release(f) // classify may have bound a public IPv4 port for it
+		}
+	}
+	if !first {
+		return
+	}
+	go func() {
+		err := a.openFlow(ctx, dp, lan, f, cp, token, func() [][]byte { return pending.take(f) })
+		if err != nil {
+			a.log.Info("outbound flow not opened", "flow", f, "err", err)
+		}
+	}()
 }
 
 // classify turns a LAN miss into the flow it opens: lan as the LAN host
@@ -192,12 +157,12 @@ func (a *agent) misses(ctx context.Context, dp *datapath) error {
 func (a *agent) classify(dp *datapath, m xdp.Miss) (lan, f session.Flow, cp session.Proto, token proto.BindToken, ok bool) {
 	// The datapath has judged it a miss; the model only parses it here
 	// (with the IPv4 switch on, whatever it is now: the packet was taken).
-	cfg := dp.cfg
+	cfg := dp.Cfg
 	cfg.LANv4ToAgent = true
 	res := xlat.Process(xlat.RoleEdgeLAN, &cfg, local{}, nil, m.Data)
 	k := res.Key
 	if res.Reason != xlat.ReasonMiss {
-		a.count("miss-unusable")
+		a.m.Inc(mMissUnusable)
 		return lan, f, 0, 0, false
 	}
 	lan = session.Flow{Proto: session.Proto(k.Proto), Site: netip.AddrPortFrom(k.Src, k.SPort), Remote: netip.AddrPortFrom(k.Dst, k.DPort)}
@@ -206,7 +171,7 @@ func (a *agent) classify(dp *datapath, m xdp.Miss) (lan, f session.Flow, cp sess
 	}
 	if g, _ := a.Grant(); g == nil || !g.Prefix.Contains(k.Src) {
 		a.log.Debug("miss from outside the site", "key", k, "granted", g != nil)
-		a.count("miss-not-site")
+		a.m.Inc(mMissNotSite)
 		return lan, f, 0, 0, false
 	}
 	if _, known := a.flows.Get(lan); !known && a.lateAnswer(lan, m.Data) {
@@ -221,8 +186,7 @@ func (a *agent) classify(dp *datapath, m xdp.Miss) (lan, f session.Flow, cp sess
 	if lan.Proto == session.TCP {
 		cp = session.TCP
 	}
-	t, _ := session.CarrierToken(lan.Proto, cp, m.Data[min(len(m.Data), 14+40):])
-	return lan, lan, cp, proto.BindToken(t), true
+	return lan, lan, cp, bindToken(cp, m.Data[min(len(m.Data), 14+40):]), true
 }
 
 // classify4 maps a LAN host's IPv4 flow onto the site's public IPv4. It
@@ -231,7 +195,7 @@ func (a *agent) classify(dp *datapath, m xdp.Miss) (lan, f session.Flow, cp sess
 // its token where the host put it.
 func (a *agent) classify4(dp *datapath, m xdp.Miss, lan session.Flow) (_, f session.Flow, cp session.Proto, token proto.BindToken, ok bool) {
 	if !slices.ContainsFunc(dp.lan4, func(p netip.Prefix) bool { return p.Contains(lan.Site.Addr()) }) {
-		a.count("miss-not-site")
+		a.m.Inc(mMissNotSite)
 		return lan, f, 0, 0, false
 	}
 	if f, ok := a.nat.forwarded(lan); ok {
@@ -244,7 +208,7 @@ func (a *agent) classify4(dp *datapath, m xdp.Miss, lan session.Flow) (_, f sess
 	}
 	f, err := a.nat.outbound(lan)
 	if err != nil {
-		a.count("miss-no-public-ipv4")
+		a.m.Inc(mMissNoPublicIPv4)
 		a.log.Debug("no public IPv4 port", "flow", lan, "err", err)
 		return lan, f, 0, 0, false
 	}
@@ -252,8 +216,21 @@ func (a *agent) classify4(dp *datapath, m xdp.Miss, lan session.Flow) (_, f sess
 	if len(m.Data) > 14 {
 		ihl = int(m.Data[14]&0xf) * 4
 	}
-	t, _ := session.Token(lan.Proto, m.Data[min(len(m.Data), 14+ihl):])
-	return lan, f, lan.Proto, proto.BindToken(t), true
+	return lan, f, lan.Proto, bindToken(lan.Proto, m.Data[min(len(m.Data), 14+ihl):]), true
+}
+
+// bindToken is what will bind a new outbound flow's carrier of protocol
+// cp, l4 the flow's first packet from its L4 header on: a TCP carrier's
+// SYN keeps the host's ISN, which the relay reads; any other carrier gets
+// a fresh secret, which the edge proves on it (proof.go). Never a value
+// taken from the payload: a host behind the same CGNAT address may
+// predict that.
+func bindToken(cp session.Proto, l4 []byte) proto.BindToken {
+	if cp == session.TCP {
+		t, _ := session.TCPToken(l4)
+		return proto.BindToken(t)
+	}
+	return proto.BindToken(session.NewSecret())
 }
 
 // lateAnswer reports (and counts) a LAN host's TCP SYN/ACK or RST for no
@@ -267,20 +244,21 @@ func (a *agent) lateAnswer(lan session.Flow, frame []byte) bool {
 	if err != nil || !seg.Is(handshake.SYN|handshake.ACK) && seg.Flags&handshake.RST == 0 {
 		return false
 	}
-	a.count("miss-tcp-answer-no-flow")
+	a.m.Inc(mMissTCPAnswerNoFlow)
 	return true
 }
 
 // openFlow opens the flow with the relay, installs both directions in the
 // datapath and sends the held packets on, translated.
 func (a *agent) openFlow(ctx context.Context, dp *datapath, lan, f session.Flow, cp session.Proto, token proto.BindToken, held func() [][]byte) error {
+	start := time.Now() // the miss was read a moment ago
 	if c, ok := a.pick(f, cp, token); ok {
-		return a.openPicked(ctx, dp, lan, f, c, token, held)
+		return a.openPicked(ctx, dp, lan, f, c, token, held, start)
 	}
 	c, err := a.Open(ctx, f, cp, token)
 	if err != nil {
 		for range held() {
-			a.count("held-dropped")
+			a.m.Inc(mHeldDropped)
 		}
 		a.nat.release(f)
 		return err
@@ -291,29 +269,18 @@ func (a *agent) openFlow(ctx context.Context, dp *datapath, lan, f session.Flow,
 		a.Close(f, proto.CodeInternal)
 		return err
 	}
+	a.openLatency.Observe(f.Proto.String(), time.Since(start))
 	a.note(f, c)
+	a.proveFirst(f, c, token)
 	a.sendHeld(dp, lan, c, pkts)
 	return nil
 }
 
 // sendHeld translates a flow's held packets with the entries just
-// installed, through the reference model, and sends them on; lan is the
-// flow as the LAN host sent it.
+// installed and sends them on; lan is the flow as the LAN host sent it.
 func (a *agent) sendHeld(dp *datapath, lan session.Flow, c session.Carrier, pkts [][]byte) {
-	out, back, err := xdp.EdgePair(lan, c)
-	if err != nil {
-		return
-	}
-	for _, p := range pkts {
-		res := xlat.Process(xlat.RoleEdgeLAN, &dp.cfg, xdp.Pair{out, back}, nil, p)
-		if !res.Hit {
-			a.count("held-untranslated")
-			continue
-		}
-		if err := dp.inj.Frame(res.Out); err != nil {
-			a.count("held-inject-failed")
-			a.log.Debug("held packet not sent", "flow", lan, "err", err)
-		}
+	if out, back, err := xdp.EdgePair(lan, c); err == nil {
+		dp.SendHeld(xlat.RoleEdgeLAN, out, back, pkts, a.m, heldCounters)
 	}
 }
 
@@ -324,12 +291,5 @@ func (dp *datapath) mapFlow(lan session.Flow, c session.Carrier) error {
 	if err != nil {
 		return err
 	}
-	return dp.d.PutPair(out, back)
-}
-
-func sysctl(path, value string) error {
-	if err := os.WriteFile(path, []byte(value), 0); err != nil {
-		return fmt.Errorf("sysctl %s: %w", path, err)
-	}
-	return nil
+	return dp.XDP.PutPair(out, back)
 }

@@ -11,12 +11,15 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"time"
 
 	"github.com/unmap-dev/unmap/control"
-	"github.com/unmap-dev/unmap/control/admin"
 	"github.com/unmap-dev/unmap/control/pki"
+	"github.com/unmap-dev/unmap/metrics"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session/ports"
+	"github.com/unmap-dev/unmap/status"
+	"github.com/unmap-dev/unmap/xdp/ifcheck"
 )
 
 // Options are what the command line gives the agent besides edge.yaml.
@@ -24,10 +27,19 @@ type Options struct {
 	Version      string       // reported by `unmap status`
 	StatusSocket string       // where `unmap status` asks; empty: no status socket
 	Log          *slog.Logger // default slog.Default()
+	// Drop, when set, lowers the agent's privileges. It is called once
+	// the privileged set-up is done (datapath loaded, attached and
+	// restored, sysctls written, raw sockets open) and before the agent
+	// reads a packet or a message from the network.
+	Drop func() error
 }
 
 // capabilities are what this edge supports.
 const capabilities = proto.CapIPv4Public | proto.CapTCPOffer | proto.CapUDPCarrier | proto.CapCounters | proto.CapEdgeChoosesR | proto.CapRebind
+
+// expiryCheckEvery is how often a running agent checks its certificate's
+// expiry (pki.WatchExpiry).
+const expiryCheckEvery = 6 * time.Hour
 
 // Run runs the edge agent until ctx ends.
 func Run(ctx context.Context, s *Settings, o Options) error {
@@ -47,13 +59,14 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	if err := ports.Reserve(s.CarrierPorts); err != nil {
 		return err
 	}
-	_, cert, err := pki.LoadIdentity(s.TLS.Cert, s.TLS.Key)
+	tf, err := s.loadTLS(time.Now())
 	if err != nil {
-		return fmt.Errorf("tls.cert/tls.key: %w", err)
+		return err
 	}
-	cas, err := pki.LoadPool(s.TLS.CA)
-	if err != nil {
-		return fmt.Errorf("tls.ca: %w", err)
+	cert, cas := tf.cert, tf.cas
+	pki.LogExpiry(tf.id.Cert, s.TLS.Cert, log, time.Now())
+	if err := checkForwardsOnLAN(s.Forwards, s.LAN); err != nil {
+		return err
 	}
 	a, err := newAgent(s, wan, log)
 	if err != nil {
@@ -68,7 +81,9 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		return fmt.Errorf("datapath: %w", err)
 	}
 	defer dp.close()
-	a.dp, a.activity, a.inject = dp, datapathActivity(dp, a.nat.lan), dp.inj.Packet
+	// Veth setups that lose or corrupt XDP's frames silently: warn, with the fix.
+	ifcheck.Warn(log.With("part", "xdp"), s.LAN, s.WAN)
+	a.dp, a.activity, a.inject = dp, datapathActivity(dp, a.nat.lan), dp.Inj.Packet
 	// Flows the last agent left forwarding come back before the first
 	// session, so the client replays them to the relay.
 	n, err := a.restore(dp)
@@ -84,7 +99,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 			log.Error("cannot serve the LAN", "err", err)
 			return
 		}
-		if err := dp.d.AddLocal(lanPrefix(w.Prefix).Addr().Next()); err != nil {
+		if err := dp.XDP.AddLocal(lanPrefix(w.Prefix).Addr().Next()); err != nil {
 			log.Error("datapath: the LAN address", "err", err)
 		}
 		// The LAN's IPv4 rides carriers to the site's public IPv4 when the
@@ -92,7 +107,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		pp := ports.Range{First: w.PublicPorts.First, Last: w.PublicPorts.Last}
 		if err := a.nat.grant(w.PublicIPv4, pp, s.Forwards); err != nil {
 			log.Error("site IPv4", "err", err)
-		} else if err := dp.d.SetLANv4ToAgent(w.PublicIPv4.IsValid()); err != nil {
+		} else if err := dp.XDP.SetLANv4ToAgent(w.PublicIPv4.IsValid()); err != nil {
 			log.Error("datapath: the LAN's IPv4 switch", "err", err)
 		}
 	}
@@ -110,22 +125,50 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		return err
 	}
 	a.ctl = client
-	errc := make(chan error, 3)
+	// Bound before the privileges go: an operator may pick a port < 1024.
+	var mln net.Listener
+	if s.MetricsListen != "" {
+		if mln, err = metrics.Listen(s.MetricsListen); err != nil {
+			return fmt.Errorf("metrics_listen: %w", err)
+		}
+		defer mln.Close()
+	}
+	if o.Drop != nil {
+		if err := o.Drop(); err != nil {
+			return err
+		}
+	}
+	errc := make(chan error, 4)
 	go a.expire(ctx)
+	go pki.WatchExpiry(ctx, tf.id.Cert, s.TLS.Cert, log, expiryCheckEvery, nil)
 	go a.watchActivity(ctx)
 	go a.keepCarriers(ctx, dp)
 	go func() { errc <- a.misses(ctx, dp) }()
 
+	if mln != nil {
+		cs, err := a.collectors(client.Counters(), dp)
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		reg := metrics.NewRegistry(cs...)
+		log.Info("metrics listening", "addr", mln.Addr())
+		go func() {
+			if err := metrics.Serve(ctx, mln, reg); err != nil {
+				errc <- fmt.Errorf("metrics_listen: %w", err)
+			}
+		}()
+	}
 	if o.StatusSocket != "" {
-		st := admin.NewServer("edge", o.Version)
+		st := status.NewServer("edge", o.Version)
 		st.Section("session", func() any { return sessionStatus(a.Grant()) })
 		st.Section("control", func() any { return client.Counters().Snapshot() })
+		st.Section("relay", func() any { return relayStatus(client.RelayCounters()) })
 		st.Section("flows", func() any { return a.flows.Stats() })
 		st.Section("inbound", func() any { return a.policy.Counts() })
 		st.Section("ipv4", func() any { return a.nat.stats() })
 		st.Section("slowpath", func() any { return a.Counts() })
-		st.Section("datapath", func() any { return statusOrError(dp.d.ReasonCounts()) })
-		st.Section("misses", func() any { return statusOrError(dp.d.MissStatus()) })
+		st.Section("datapath", func() any { return statusOrError(dp.XDP.ReasonCounts()) })
+		st.Section("misses", func() any { return statusOrError(dp.XDP.MissStatus()) })
 		go func() { errc <- st.Serve(ctx, o.StatusSocket) }()
 	}
 	go func() { errc <- client.Run(ctx) }()

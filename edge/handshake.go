@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/unmap-dev/unmap/metrics"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/flows"
@@ -61,22 +62,22 @@ const maxHostWaits = 64
 func (a *agent) offerTCP(m *proto.FlowOffer, to netip.AddrPort) *proto.OfferReply {
 	syn, err := handshake.Parse(m.SYN)
 	if err != nil || !syn.Is(handshake.SYN) || syn.SrcPort != m.Flow.Remote.Port() || syn.DstPort != m.Flow.Site.Port() {
-		a.count("inbound-tcp-bad-syn")
+		a.m.Inc(mInboundTCPBadSyn)
 		return &proto.OfferReply{Result: proto.CodeMalformed}
 	}
 	if a.inject == nil {
-		a.count("inbound-unsupported")
+		a.m.Inc(mInboundUnsupported)
 		return &proto.OfferReply{Result: proto.CodeUnsupportedProto}
 	}
 	syn.DstPort = to.Port()
 	toHost, err := handshake.Packet(m.Flow.Remote.Addr(), to.Addr(), syn)
 	if err != nil {
-		a.count("inbound-tcp-bad-syn")
+		a.m.Inc(mInboundTCPBadSyn)
 		return &proto.OfferReply{Result: proto.CodeMalformed}
 	}
 	a.mu.Lock()
 	if a.hostWaits >= maxHostWaits {
-		a.counts["inbound-tcp-pending-full"]++
+		a.m.Inc(mInboundTCPPendingFull)
 		a.mu.Unlock()
 		return &proto.OfferReply{Result: proto.CodeNoResources}
 	}
@@ -87,9 +88,9 @@ func (a *agent) offerTCP(m *proto.FlowOffer, to netip.AddrPort) *proto.OfferRepl
 		a.hostWaits--
 		a.mu.Unlock()
 	}()
-	c, err := a.take(m.Flow, session.TCP, m.Relay, 0)
+	c, err := a.takeInbound(m.Flow, session.TCP, m.Relay, 0)
 	if err != nil {
-		a.count("inbound-tcp-not-taken") // no carrier port, or the flow exists
+		a.m.Inc(mInboundTCPNotTaken) // no carrier port, or the flow exists
 		a.log.Warn("inbound flow not taken", "flow", m.Flow, "err", err)
 		return &proto.OfferReply{Result: proto.CodeNoResources}
 	}
@@ -106,7 +107,7 @@ func (a *agent) offerTCP(m *proto.FlowOffer, to netip.AddrPort) *proto.OfferRepl
 	answered := false
 	for _, wait := range hostAnswerSchedule {
 		if err := a.inject(toHost); err != nil {
-			a.count("handshake-send-failed")
+			a.m.Inc(mHandshakeSendFailed)
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -124,12 +125,12 @@ func (a *agent) offerTCP(m *proto.FlowOffer, to netip.AddrPort) *proto.OfferRepl
 	a.mu.Unlock()
 	switch {
 	case !answered:
-		a.count("inbound-tcp-host-silent")
+		a.m.Inc(mInboundTCPHostSilent)
 		a.drop(m.Flow, c)
 		return &proto.OfferReply{Result: proto.CodeTimeout}
 	case reset:
 		// Nothing listens there: the relay resets the remote's connect.
-		a.count("inbound-tcp-host-reset")
+		a.m.Inc(mInboundTCPHostReset)
 		a.drop(m.Flow, c)
 		return &proto.OfferReply{Result: proto.CodeClosed}
 	}
@@ -155,7 +156,7 @@ func (a *agent) sendCarrierSYN(h *tcpInbound) {
 		if stop {
 			return
 		}
-		a.sendSegment(pkt, "handshake-carrier-syn-sent")
+		a.sendSegment(pkt, mHandshakeCarrierSynSent)
 	}
 }
 
@@ -171,16 +172,16 @@ func (a *agent) sendComplete(h *tcpInbound) {
 		a.mu.Lock()
 		pkt := h.ack
 		a.mu.Unlock()
-		a.sendSegment(pkt, "handshake-ack-sent-again")
+		a.sendSegment(pkt, mHandshakeAckSentAgain)
 	}
 }
 
-func (a *agent) sendSegment(pkt []byte, counter string) {
+func (a *agent) sendSegment(pkt []byte, counter metrics.Counter) {
 	if err := a.inject(pkt); err != nil {
-		a.count("handshake-send-failed")
+		a.m.Inc(mHandshakeSendFailed)
 		return
 	}
-	a.count(counter)
+	a.m.Inc(counter)
 }
 
 // handshakeLAN takes a LAN miss of flow f if the flow is in its
@@ -194,7 +195,7 @@ func (a *agent) handshakeLAN(f session.Flow, frame []byte) bool {
 	}
 	_, _, seg, err := handshake.Frame(frame)
 	if err != nil {
-		a.count("handshake-unreadable")
+		a.m.Inc(mHandshakeUnreadable)
 		return true
 	}
 	a.mu.Lock()
@@ -206,14 +207,14 @@ func (a *agent) handshakeLAN(f session.Flow, frame []byte) bool {
 			// The host's first segment after the handshake: from now on
 			// the datapath carries its side too.
 			if err := a.putOut(f, h.carrier); err != nil {
-				a.counts["handshake-map-failed"]++
+				a.m.Inc(mHandshakeMapFailed)
 				return true
 			}
 			h.outIn = true
 		}
 		return false
 	case h.done:
-		a.counts["handshake-host-synack-late"]++ // the remote's ACK is on its way through the relay
+		a.m.Inc(mHandshakeHostSynackLate) // the remote's ACK is on its way through the relay
 	case seg.Flags&handshake.RST != 0 && first:
 		h.reset = true
 		close(h.answered)
@@ -221,19 +222,19 @@ func (a *agent) handshakeLAN(f session.Flow, frame []byte) bool {
 		h.hostSA = seg
 		pkt, err := handshake.Packet(h.carrier.Edge.Addr(), h.carrier.Relay.Addr(), handshake.CarrierSYN(seg, h.carrier.Edge.Port(), h.carrier.Relay.Port()))
 		if err != nil {
-			a.counts["handshake-build-failed"]++
+			a.m.Inc(mHandshakeBuildFailed)
 			return true
 		}
 		h.carrierSYN = pkt
 		close(h.answered)
 	case handshake.Answers(seg, h.syn) && seg.Seq == h.hostSA.Seq:
 		// The host sends its SYN/ACK again: so does the carrier, at once.
-		a.counts["handshake-host-synack-again"]++
+		a.m.Inc(mHandshakeHostSynackAgain)
 		if err := a.inject(h.carrierSYN); err != nil {
-			a.counts["handshake-send-failed"]++
+			a.m.Inc(mHandshakeSendFailed)
 		}
 	default:
-		a.counts["handshake-host-unexpected"]++
+		a.m.Inc(mHandshakeHostUnexpected)
 	}
 	return true
 }
@@ -253,20 +254,20 @@ func (a *agent) handshakeWAN(frame []byte) bool {
 	}
 	switch {
 	case h.carrierSYN == nil || !handshake.IsRelaySynAck(seg, h.syn, h.hostSA):
-		a.counts["handshake-relay-unexpected"]++
+		a.m.Inc(mHandshakeRelayUnexpected)
 		a.mu.Unlock()
 		return true
 	case h.done:
-		a.counts["handshake-relay-synack-again"]++ // our ACK was lost
+		a.m.Inc(mHandshakeRelaySynackAgain) // our ACK was lost
 		pkt := h.ack
 		a.mu.Unlock()
-		a.sendSegment(pkt, "handshake-ack-sent-again")
+		a.sendSegment(pkt, mHandshakeAckSentAgain)
 		return true
 	}
 	ack, err := handshake.Packet(h.carrier.Edge.Addr(), h.carrier.Relay.Addr(),
 		handshake.CompletingACK(h.syn, h.hostSA, h.carrier.Edge.Port(), h.carrier.Relay.Port()))
 	if err != nil {
-		a.counts["handshake-build-failed"]++
+		a.m.Inc(mHandshakeBuildFailed)
 		a.mu.Unlock()
 		return true
 	}
@@ -275,16 +276,20 @@ func (a *agent) handshakeWAN(frame []byte) bool {
 	// The carrier-to-host entry goes in before the ACK leaves: the relay
 	// releases the remote's segments only when the ACK reaches it.
 	if err := a.putBack(h.flow, h.carrier); err != nil {
-		a.count("handshake-map-failed")
+		a.m.Inc(mHandshakeMapFailed)
 		a.log.Warn("inbound flow not mapped", "flow", h.flow, "err", err)
 		a.Close(h.flow, proto.CodeInternal)
 		return true
 	}
-	if err := a.flows.Update(h.flow, h.carrier, flows.StateOpen); err != nil {
+	// Transitory, not established, until the remote proves it saw the
+	// host's SYN/ACK (inboundquota.go): a spoofed SYN's flow must not
+	// hold its ports for the established timeout.
+	if err := a.flows.Update(h.flow, h.carrier, flows.StateTransitory); err != nil {
 		a.log.Warn("inbound flow", "flow", h.flow, "err", err)
 	}
+	a.inq.setHalfOpen(h.flow)
 	a.note(h.flow, h.carrier)
-	a.sendSegment(ack, "handshake-completed")
+	a.sendSegment(ack, mHandshakeCompleted)
 	go a.sendComplete(h)
 	return true
 }
@@ -299,7 +304,7 @@ func (a *agent) putBack(f session.Flow, c session.Carrier) error {
 	if err != nil {
 		return err
 	}
-	return a.dp.d.Put(back.Key, back.Entry)
+	return a.dp.XDP.Put(back.Key, back.Entry)
 }
 
 func (a *agent) putOut(f session.Flow, c session.Carrier) error {
@@ -310,7 +315,7 @@ func (a *agent) putOut(f session.Flow, c session.Carrier) error {
 	if err != nil {
 		return err
 	}
-	return a.dp.d.Put(out.Key, out.Entry)
+	return a.dp.XDP.Put(out.Key, out.Entry)
 }
 
 // forgetHandshake drops a flow's handshake state; a.mu held.

@@ -14,6 +14,7 @@ import (
 	"github.com/unmap-dev/unmap/session/flows"
 	"github.com/unmap-dev/unmap/session/handshake"
 	"github.com/unmap-dev/unmap/session/xlat"
+	"github.com/unmap-dev/unmap/slowpath"
 	"github.com/unmap-dev/unmap/xdp"
 )
 
@@ -31,7 +32,7 @@ var (
 // arrive on the returned channel.
 func handshakeAgent(t *testing.T) (*agent, chan []byte) {
 	t.Helper()
-	c := Config{Site: "home", Relay: "127.0.0.1:1", LAN: "lan", WAN: "wan", CarrierPorts: "61000-61099", TLS: confTLS(t.TempDir())}
+	c := Config{Site: "home", Relay: "127.0.0.1:1", LAN: "lan", WAN: "wan", CarrierPorts: "61000-61199", TLS: confTLS(t.TempDir())}
 	s, err := c.Validate()
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +139,7 @@ func TestHandshakeEdge(t *testing.T) {
 		t.Fatal("the host's SYN/ACK went the ordinary way")
 	}
 	r := <-replies
-	if r == nil || r.Result != proto.CodeOK || r.Token != proto.BindToken(hostSA.Seq) || r.EdgePort < 61000 || r.EdgePort > 61099 {
+	if r == nil || r.Result != proto.CodeOK || r.Token != proto.BindToken(hostSA.Seq) || r.EdgePort < 61000 || r.EdgePort > 61199 {
 		t.Fatalf("offer reply %+v", r)
 	}
 	pkt, tcp = next(t, sent)
@@ -187,8 +188,9 @@ func TestHandshakeEdge(t *testing.T) {
 	if !ack.ACK || ack.SYN || ack.Seq != hostSA.Seq+1 || ack.Ack != hsSYN.Seq+1 || ack.Window != hostSA.Window>>7 {
 		t.Errorf("completing ACK %+v", ack)
 	}
-	if e, _ := a.flows.Get(hsFlow); e.State != flows.StateOpen {
-		t.Errorf("flow %v after the handshake", e.State)
+	// Half-open until both ends sent past the handshake: transitory.
+	if e, _ := a.flows.Get(hsFlow); e.State != flows.StateTransitory {
+		t.Errorf("flow %v after the handshake, want transitory", e.State)
 	}
 
 	// 6. After it: the host's SYN/ACK again is dropped (never onto the
@@ -286,7 +288,7 @@ func handshakesLeft(a *agent) (byFlow, byPort int) {
 func TestLateAnswerOpensNothing(t *testing.T) {
 	a, _ := handshakeAgent(t)
 	a.grant = &proto.Welcome{Prefix: netip.MustParsePrefix("2001:db8:5::/56")}
-	dp := &datapath{cfg: xlat.Config{CarrierAddr: hsWAN, PortLo: 61000, PortHi: 61099}}
+	dp := &datapath{Datapath: &slowpath.Datapath{Cfg: xlat.Config{CarrierAddr: hsWAN, PortLo: 61000, PortHi: 61099}}}
 	for _, c := range []struct {
 		seg  handshake.Segment
 		open bool

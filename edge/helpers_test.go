@@ -3,12 +3,14 @@ package edge
 import (
 	"path/filepath"
 
+	"github.com/unmap-dev/unmap/config"
 	"github.com/unmap-dev/unmap/control/pki"
-	"github.com/unmap-dev/unmap/session/conf"
 )
 
-func confTLS(dir string) conf.TLSFiles {
-	return conf.TLSFiles{CA: filepath.Join(dir, pki.CAFile), Cert: filepath.Join(dir, pki.EdgeFile), Key: filepath.Join(dir, pki.EdgeKeyFile)}
+func confTLS(dir string) config.TLSFiles {
+	return config.TLSFiles{CA: filepath.Join(dir, pki.CAFile), Cert: filepath.Join(dir, pki.EdgeFile), Key: filepath.Join(dir, pki.EdgeKeyFile)}
 }
 
-func confRange(first, last uint16) conf.PortRange { return conf.PortRange{First: first, Last: last} }
+func confRange(first, last uint16) config.PortRange {
+	return config.PortRange{First: first, Last: last}
+}

@@ -16,13 +16,18 @@ const defaultCarrierKeepalive = 20 * time.Second
 type idleSince struct {
 	packets uint64
 	since   time.Time
+	proved  time.Time // last proof keepCarriers sent while the carrier was unbound
 }
 
 // keepCarriers keeps the CGNAT's mappings of idle UDP carriers: a carrier
 // that sent nothing outbound for the relay's keepalive interval gets a
 // keepalive datagram (xlat.KeepaliveMagic), which the relay's datapath
 // consumes. Without it a UDP flow idle longer than the CGNAT's timeout
-// would find its carrier gone, or moved to another port.
+// would find its carrier gone, or moved to another port. A carrier the
+// relay has not said is bound gets a proof instead (proof.go), every
+// unboundProofEvery whether it is idle or not, once the first proofs
+// are over: its data waits at the relay for one, and a plain keepalive
+// could not bind it.
 func (a *agent) keepCarriers(ctx context.Context, dp *datapath) {
 	state := map[session.Flow]idleSince{}
 	t := time.NewTicker(time.Second)
@@ -49,17 +54,31 @@ func (a *agent) keepCarriers(ctx context.Context, dp *datapath) {
 			if err != nil {
 				continue
 			}
-			n, err := dp.d.FlowCounters(out.Key)
+			n, err := dp.XDP.FlowCounters(out.Key)
 			if err != nil {
 				continue
 			}
 			st, known := state[e.Flow]
+			if !known {
+				st.proved = now // the flow's own proofs are on their way (proveFirst)
+			}
+			if !c.Public.IsValid() {
+				if now.Sub(st.proved) >= unboundProofEvery {
+					a.mu.Lock()
+					token := a.tokens[e.Flow]
+					a.mu.Unlock()
+					a.sendProof(c, token)
+					st.proved = now
+				}
+				state[e.Flow] = idleSince{n.Packets, now, st.proved}
+				continue
+			}
 			switch {
 			case !known || n.Packets != st.packets:
-				state[e.Flow] = idleSince{n.Packets, now}
+				state[e.Flow] = idleSince{n.Packets, now, st.proved}
 			case now.Sub(st.since) >= every:
 				a.sendKeepalive(dp, c)
-				state[e.Flow] = idleSince{n.Packets, now}
+				state[e.Flow] = idleSince{n.Packets, now, st.proved}
 			}
 		}
 		for f := range state {
@@ -73,11 +92,11 @@ func (a *agent) keepCarriers(ctx context.Context, dp *datapath) {
 func (a *agent) sendKeepalive(dp *datapath, c session.Carrier) {
 	pkt, err := udp4(c, xlat.KeepaliveMagic[:])
 	if err == nil {
-		err = dp.inj.Packet(pkt)
+		err = dp.Inj.Packet(pkt)
 	}
 	if err != nil {
-		a.count("keepalive-failed")
+		a.m.Inc(mKeepaliveFailed)
 		return
 	}
-	a.count("keepalive-sent")
+	a.m.Inc(mKeepaliveSent)
 }

@@ -91,7 +91,7 @@ func (a *agent) pick(f session.Flow, cp session.Proto, token proto.BindToken) (s
 	}
 	r, err := pool.Grant(cp)
 	if err != nil {
-		a.count("pick-no-port")
+		a.m.Inc(mPickNoPort)
 		return session.Carrier{}, false
 	}
 	c, err := a.take(f, cp, netip.AddrPortFrom(a.raddrOf(), r), token)
@@ -122,20 +122,22 @@ func (a *agent) confirm(ctx context.Context, f session.Flow, c session.Carrier, 
 // once and confirms with the relay. If the relay refuses the R as taken,
 // the flow opens again with an R of the relay's choosing and the packets
 // go once more (on the first carrier they were dropped at the relay).
-func (a *agent) openPicked(ctx context.Context, dp *datapath, lan, f session.Flow, c session.Carrier, token proto.BindToken, held func() [][]byte) error {
+func (a *agent) openPicked(ctx context.Context, dp *datapath, lan, f session.Flow, c session.Carrier, token proto.BindToken, held func() [][]byte, start time.Time) error {
 	if err := dp.mapFlow(lan, c); err != nil {
 		for range held() {
-			a.count("held-dropped")
+			a.m.Inc(mHeldDropped)
 		}
 		a.drop(f, c)
 		return err
 	}
+	a.openLatency.Observe(f.Proto.String(), time.Since(start))
 	a.note(f, c)
 	pkts := held()
+	a.proveFirst(f, c, token)
 	a.sendHeld(dp, lan, c, pkts)
 	err := a.confirm(ctx, f, c, token)
 	if err == nil {
-		a.count("picked")
+		a.m.Inc(mPicked)
 		return nil
 	}
 	var refused proto.Code
@@ -145,7 +147,7 @@ func (a *agent) openPicked(ctx context.Context, dp *datapath, lan, f session.Flo
 		// went at once), so it stays; the replay after the reconnect
 		// settles it with the relay, which takes it or closes it.
 		if a.markOpen(f, &c) == nil {
-			a.count("pick-unconfirmed")
+			a.m.Inc(mPickUnconfirmed)
 			return nil
 		}
 	}
@@ -154,7 +156,7 @@ func (a *agent) openPicked(ctx context.Context, dp *datapath, lan, f session.Flo
 		a.nat.release(f)
 		return err
 	}
-	a.count("pick-taken")
+	a.m.Inc(mPickTaken)
 	c, err = a.Open(ctx, f, c.Proto, token)
 	if err != nil {
 		a.nat.release(f)
@@ -165,6 +167,7 @@ func (a *agent) openPicked(ctx context.Context, dp *datapath, lan, f session.Flo
 		return err
 	}
 	a.note(f, c)
+	a.proveFirst(f, c, token)
 	a.sendHeld(dp, lan, c, pkts)
 	return nil
 }

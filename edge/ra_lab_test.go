@@ -10,14 +10,15 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/unmap-dev/unmap/test/lab"
+	"github.com/unmap-dev/unmap/lab"
+	"github.com/unmap-dev/unmap/test/labtest"
 )
 
 // TestSLAACFromEdge proves a LAN host takes an address from the edge's
 // router advertisements and the edge as its default router, and that the
 // edge's last RA on shutdown withdraws both.
 func TestSLAACFromEdge(t *testing.T) {
-	l := lab.NewForTest(t, lab.Options{})
+	l := labtest.New(t, lab.Options{})
 	edgeNS, lanNS := l.NS(lab.Edge), l.NS(lab.LAN)
 	gw := netip.PrefixFrom(lab.SitePrefix.Addr().Next(), 64)
 	if err := edgeNS.AddAddr("lan", gw); err != nil {

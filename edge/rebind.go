@@ -26,7 +26,7 @@ var _ control.MoveHandler = (*agent)(nil)
 func (a *agent) Moved(m *proto.CarrierMoved) {
 	e, ok := a.flows.Get(m.Flow)
 	if !ok || e.Carrier.Proto != session.UDP || !e.Carrier.Relay.IsValid() || a.dp == nil {
-		a.count("moved-unknown-carrier")
+		a.m.Inc(mMovedUnknownCarrier)
 		return
 	}
 	now := time.Now()
@@ -36,7 +36,7 @@ func (a *agent) Moved(m *proto.CarrierMoved) {
 	}
 	if now.Sub(a.proved[m.Flow]) < proveEvery {
 		a.mu.Unlock()
-		a.count("moved-suppressed")
+		a.m.Inc(mMovedSuppressed)
 		return
 	}
 	a.proved[m.Flow] = now
@@ -44,13 +44,13 @@ func (a *agent) Moved(m *proto.CarrierMoved) {
 	a.mu.Unlock()
 	pkt, err := udp4(e.Carrier, xlat.TokenKeepalive(uint64(token)))
 	if err == nil {
-		err = a.dp.inj.Packet(pkt)
+		err = a.dp.Inj.Packet(pkt)
 	}
 	if err != nil {
-		a.count("rebind-proof-failed")
+		a.m.Inc(mRebindProofFailed)
 		a.log.Debug("token keepalive not sent", "flow", m.Flow, "err", err)
 		return
 	}
-	a.count("rebind-proof-sent")
+	a.m.Inc(mRebindProofSent)
 	a.log.Debug("carrier seen from another CGNAT port: token keepalive sent", "flow", m.Flow, "seen", m.Public, "bound", e.Carrier.Public)
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/flows"
 	"github.com/unmap-dev/unmap/session/xlat"
+	"github.com/unmap-dev/unmap/slowpath"
 	"github.com/unmap-dev/unmap/xdp"
 )
 
@@ -18,34 +19,35 @@ import (
 // this agent can own (another WAN address or port range, a half of a
 // pair, a flow with no notes to announce it by) are removed and counted.
 func (a *agent) restore(dp *datapath) (int, error) {
-	ms, err := dp.d.Mappings()
+	ms, err := dp.XDP.Mappings()
 	if err != nil {
 		return 0, err
 	}
-	entries := make(map[xlat.Key]xlat.Entry, len(ms))
-	for _, m := range ms {
-		entries[m.Key] = m.Entry
+	// A flow's LAN-side entry sends from one of this edge's carrier
+	// sources; the others are a carrier's return entry, or not ours.
+	pinned, rest := slowpath.ReadPinned(ms, slowpath.EdgePairing, func(m xdp.Mapping) bool { return a.carrierSide(m.Entry.Src, m.Entry.SPort) })
+	for _, m := range rest {
+		if a.carrierSide(m.Entry.Src, m.Entry.SPort) {
+			a.m.Inc(mRestoreHalfPair)
+		}
 	}
 	kept := map[xlat.Key]bool{}
 	n := 0
-	for _, m := range ms {
-		if !a.carrierSide(m.Entry.Src, m.Entry.SPort) {
-			continue // a carrier's return entry, or not ours: judged below
-		}
-		if back, ok := a.restoreOne(dp, m, entries); ok {
-			kept[m.Key], kept[back] = true, true
+	for _, p := range pinned {
+		if a.restoreOne(dp, p) {
+			kept[p.Out.Key], kept[p.Back.Key] = true, true
 			n++
 		}
 	}
 	for _, m := range ms {
 		if !kept[m.Key] {
-			_ = dp.d.Delete(m.Key)
+			_ = dp.XDP.Delete(m.Key)
 			dp.notes.delete(m.Key)
-			a.count("restore-stale-entry")
+			a.m.Inc(mRestoreStaleEntry)
 		}
 	}
 	a.mu.Lock()
-	a.counts["restored"] += uint64(n)
+	a.m.Add(mRestored, uint64(n))
 	a.mu.Unlock()
 	return n, nil
 }
@@ -57,46 +59,34 @@ func (a *agent) carrierSide(addr netip.Addr, port uint16) bool {
 	return addr == a.wan && r.Contains(port)
 }
 
-// restoreOne puts back the flow whose LAN-side mapping is m, if its
-// carrier's entry (back) is there too and it can be announced.
-func (a *agent) restoreOne(dp *datapath, m xdp.Mapping, entries map[xlat.Key]xlat.Entry) (back xlat.Key, ok bool) {
-	lan := session.Flow{Proto: session.Proto(m.Key.Proto),
-		Site: netip.AddrPortFrom(m.Key.Src, m.Key.SPort), Remote: netip.AddrPortFrom(m.Key.Dst, m.Key.DPort)}
-	cp := session.Proto(m.Entry.Proto)
-	if m.Entry.Action == xlat.ActWrap64 {
-		cp = session.UDP // a wrap always emits UDP; its entry leaves the proto out
-	}
-	c := session.Carrier{Proto: cp,
-		Edge: netip.AddrPortFrom(m.Entry.Src, m.Entry.SPort), Relay: netip.AddrPortFrom(m.Entry.Dst, m.Entry.DPort)}
-	out, b, err := xdp.EdgePair(lan, c)
-	if got, ok := entries[b.Key]; err != nil || out != m || !ok || got != b.Entry {
-		a.count("restore-half-pair")
-		return back, false
-	}
-	notes, noted := dp.notes.get(m.Key)
+// restoreOne puts back the flow of a pair of pinned entries, if it can
+// be announced.
+func (a *agent) restoreOne(dp *datapath, p slowpath.Pinned) bool {
+	lan, c := p.Flow, p.Carrier
+	notes, noted := dp.notes.get(p.Out.Key)
 	f := lan
 	if lan.Site.Addr().Is4() {
 		// The relay knows this flow by the site's public endpoint, which
 		// only the notes hold.
 		if !noted || !notes.Site.IsValid() {
-			a.count("restore-no-notes")
-			return back, false
+			a.m.Inc(mRestoreNoNotes)
+			return false
 		}
 		f.Site = notes.Site
 	} else if !noted {
 		// The relay has the token already; a relay that restarted too
 		// binds the carrier again only if the CGNAT kept its port.
-		a.count("restore-no-notes")
+		a.m.Inc(mRestoreNoNotes)
 	}
 	c.Public = notes.Public
-	if err := a.ports.Claim(cp, c.Edge.Port()); err != nil {
-		a.count("restore-port-taken")
-		return back, false
+	if err := a.ports.Claim(c.Proto, c.Edge.Port()); err != nil {
+		a.m.Inc(mRestorePortTaken)
+		return false
 	}
 	if err := a.flows.Add(f, c, flows.StateOpen); err != nil {
 		a.releasePort(c)
-		a.count("restore-refused")
-		return back, false
+		a.m.Inc(mRestoreRefused)
+		return false
 	}
 	a.mu.Lock()
 	a.tokens[f] = notes.Token
@@ -104,7 +94,7 @@ func (a *agent) restoreOne(dp *datapath, m xdp.Mapping, entries map[xlat.Key]xla
 	if f != lan {
 		a.nat.restore(f, lan.Site, notes.Forward)
 	}
-	return b.Key, true
+	return true
 }
 
 // note records what a restarted agent needs to take f back (see
@@ -125,6 +115,6 @@ func (a *agent) note(f session.Flow, c session.Carrier) {
 		v.Site, v.Forward = f.Site, a.nat.isForward(f)
 	}
 	if err := a.dp.notes.put(out.Key, v); err != nil {
-		a.count("notes-failed")
+		a.m.Inc(mNotesFailed)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/ports"
 	"github.com/unmap-dev/unmap/session/xlat"
+	"github.com/unmap-dev/unmap/slowpath"
 	"github.com/unmap-dev/unmap/test/priv"
 	"github.com/unmap-dev/unmap/xdp"
 )
@@ -27,7 +28,7 @@ func pinnedDatapath(t *testing.T, dir string) *datapath {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dp := &datapath{d: d, cfg: cfg}
+	dp := &datapath{Datapath: &slowpath.Datapath{XDP: d, Cfg: cfg}}
 	if dp.notes, err = openNotes(dir, maxFlows); err != nil {
 		t.Fatal(err)
 	}
@@ -95,12 +96,12 @@ func TestRestoreFromPinnedDatapath(t *testing.T) {
 	// Leftovers: half a pair, and a pair from another WAN address.
 	half, _, _ := xdp.EdgePair(session.Flow{Proto: session.UDP, Site: netip.MustParseAddrPort("[2001:db8:5::3]:1"), Remote: netip.MustParseAddrPort("[2001:db8:6::2]:2")},
 		session.Carrier{Proto: session.UDP, Edge: netip.AddrPortFrom(restoreWAN, 61050), Relay: netip.AddrPortFrom(relayAddr, 20003)})
-	if err := dp1.d.Put(half.Key, half.Entry); err != nil {
+	if err := dp1.XDP.Put(half.Key, half.Entry); err != nil {
 		t.Fatal(err)
 	}
 	oldOut, oldBack, _ := xdp.EdgePair(session.Flow{Proto: session.UDP, Site: netip.MustParseAddrPort("[2001:db8:5::4]:1"), Remote: netip.MustParseAddrPort("[2001:db8:6::2]:2")},
 		session.Carrier{Proto: session.UDP, Edge: netip.MustParseAddrPort("100.64.9.9:61051"), Relay: netip.AddrPortFrom(relayAddr, 20004)})
-	if err := dp1.d.PutPair(oldOut, oldBack); err != nil {
+	if err := dp1.XDP.PutPair(oldOut, oldBack); err != nil {
 		t.Fatal(err)
 	}
 	dp1.close()
@@ -134,7 +135,7 @@ func TestRestoreFromPinnedDatapath(t *testing.T) {
 	if err := a2.ports.Claim(session.UDP, c6.Edge.Port()); err == nil {
 		t.Errorf("carrier port %d free after restore", c6.Edge.Port())
 	}
-	ms, err := dp2.d.Mappings()
+	ms, err := dp2.XDP.Mappings()
 	if err != nil || len(ms) != 4 {
 		t.Errorf("after restore the datapath holds %d entries (%v), want the 4 of the two flows", len(ms), err)
 	}

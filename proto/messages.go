@@ -42,13 +42,19 @@ const (
 // Capabilities is a bit set of optional features.
 type Capabilities uint64
 
-// Version is the minor version of protocol 1 that this package speaks.
+// Version is the minor version of protocol 2 that this package speaks.
 // The major version is the ALPN token (ALPN); a minor version may only
 // append fields to message bodies and add message types.
 const Version uint8 = 0
 
-// ALPN is the TLS application protocol of version 1.
-const ALPN = "unmap/1"
+// ALPN is the TLS application protocol of version 2. Version 1 bound a
+// UDP carrier by a hash of the flow's first payload, which a host behind
+// the same CGNAT address could predict; version 2 binds it by a proof
+// carrying a secret (BindToken). The fields are the same but their
+// meaning is not, so the two do not mix: an edge or relay of version 1
+// fails the TLS handshake (no common application protocol) instead of
+// opening flows whose carriers never bind.
+const ALPN = "unmap/2"
 
 // PortRange is an inclusive range of ports; the zero value means none.
 type PortRange struct{ First, Last uint16 }
@@ -98,8 +104,10 @@ type Welcome struct {
 }
 
 // BindToken is what binds a carrier at the relay: a value a NAT does not
-// rewrite. For TCP it is the ISN of the carrier's first SYN (low 32 bits);
-// for UDP it is the token the edge puts in the opener datagram.
+// rewrite that only the edge knows. For TCP it is the ISN of the carrier's
+// SYN (low 32 bits); for a UDP carrier it is a secret the edge draws at
+// random for the flow and proves on the carrier with a token keepalive
+// (its opener, for an inbound flow).
 type BindToken uint64
 
 // FlowOpen asks the relay to map an outbound flow onto a carrier from the

@@ -211,6 +211,7 @@ func TestInvalidValues(t *testing.T) {
 		{"port without address", TypeCarrierBound, (&CarrierBound{Flow: flow6, Public: netip.AddrPortFrom(netip.Addr{}, 9)}).Append(nil)},
 		{"moved without public", TypeCarrierMoved, (&CarrierMoved{Flow: flow6}).Append(nil)},
 		{"replay of 513 entries", TypeReplay, []byte{0, 0x02, 0x01}},
+		{"replayed carrier public side is IPv6", TypeReplay, (&Replay{Entries: []ReplayEntry{{Flow: flow6, CarrierProto: session.UDP, Relay: relayR, Public: netip.MustParseAddrPort("[2001:db8::1]:4000")}}}).Append(nil)},
 		{"ping of 33 counters", TypePing, append([]byte{0, 0, 0, 0, 33}, make([]byte, 330)...)},
 	}
 	for _, c := range cases {

@@ -54,6 +54,11 @@ func parseReplay(r *reader) (*Replay, error) {
 		if r.err == nil && !e.Relay.Addr().Is4() {
 			r.fail("entries.relay", ErrInvalid)
 		}
+		// The CGNAT's side of a carrier is IPv4, as in CarrierBound; none
+		// when the carrier never bound.
+		if r.err == nil && e.Public.IsValid() && !e.Public.Addr().Is4() {
+			r.fail("entries.public", ErrInvalid)
+		}
 	}
 	return m, r.done()
 }

@@ -9,12 +9,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/unmap-dev/unmap/config"
 	"github.com/unmap-dev/unmap/control"
+	"github.com/unmap-dev/unmap/metrics"
 	"github.com/unmap-dev/unmap/proto"
+	"github.com/unmap-dev/unmap/ratelimit"
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/flows"
 	"github.com/unmap-dev/unmap/session/ports"
-	"github.com/unmap-dev/unmap/session/ratelimit"
+	"github.com/unmap-dev/unmap/slowpath"
 	"github.com/unmap-dev/unmap/xdp"
 )
 
@@ -34,11 +37,8 @@ type carrier struct {
 	// (CarrierMoved), which is rate-limited.
 	movedAsked time.Time
 
-	// Idle expiry (expire.go): the lifetime the edge asked for, and when
-	// the datapath's counters for the flow last moved.
+	// Idle expiry (expire.go): the lifetime the edge asked for.
 	lifetime time.Duration
-	seen     time.Time
-	packets  uint64
 	closed   bool // its TCP connection ended (FIN both ways, or RST): transitory timeout
 	// An inbound TCP flow after its handshake: the host's SYN/ACK as the
 	// remote got it (sent again when the remote resends its SYN), and
@@ -47,6 +47,8 @@ type carrier struct {
 	// never put on the carrier.
 	synAck []byte
 	backIn bool
+
+	sl siteLink // its place among its site's flows (sitelist.go)
 }
 
 // leaseKey finds a carrier by what its packets arrive with: the relay
@@ -66,18 +68,21 @@ type carriers struct {
 
 	dp *datapath // nil when the relay runs without XDP (tests)
 
-	mu       sync.Mutex
-	flows    map[session.Flow]*carrier
-	byLease  map[leaseKey]session.Flow
-	sessions map[string]sessionInfo // by site
-	live     map[string]*control.Session
-	counts   map[string]uint64 // slow-path events by name
+	mu          sync.Mutex
+	flows       registry              // every flow and its carrier, by flow and by deadline (registry.go, expire.go)
+	bySite      map[string]*siteFlows // flows again, by site (sitelist.go)
+	byLease     map[leaseKey]session.Flow
+	sessions    map[string]sessionInfo // by site
+	live        map[string]*control.Session
+	m           *metrics.Counters // slow-path events (metrics.go)
+	openLatency *metrics.Latency  // inbound flows' miss to entries installed (collectors.go)
 
 	grants     map[string][]netip.Prefix // by site: its prefix and public IPv4
 	udpTimeout time.Duration
 	timeouts   flows.Timeouts
 	now        func() time.Time
 	activity   activity                       // reads a flow's packet counters; nil without a datapath
+	poll       slowpath.Poller                // reads activity into flows; used by sweep alone
 	early      map[leaseKey][]earlyPkt        // carrier packets that beat their FlowOpen (early.go)
 	earlyN     int                            // packets in early
 	pickers    map[netip.Addr]int             // sessions that pick R, by the CGNAT address they come from
@@ -88,7 +93,11 @@ type carriers struct {
 	icmpLimit  *ratelimit.Limiter             // ICMP errors relayed, by site; "": the relay's own
 	offering   map[leaseKey]bool              // carriers offered to an edge, not yet answered: their packets may come early
 	inb        inboundState                   // bounds of the inbound slow path (inboundlimits.go)
+	gate       inboundGate                    // the inbound slow path's bounds passed before mu (inboundgate.go)
+	mapLog     mapLog                         // when a datapath refusal was last logged (maplog.go)
+	perSite    map[string]*siteCounts         // flow events by site, for its edge's Pongs (pong.go)
 	pinned     pinnedSet                      // flows the pinned datapath held at start, until replayed (pinned.go)
+	bindBudget bindBudgets                    // failed binds by CGNAT address (bindlimit.go)
 }
 
 // peer is what the carriers need of the session a message came on:
@@ -109,23 +118,31 @@ type sessionInfo struct {
 var _ control.Handler = (*carriers)(nil)
 
 func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
-	p, err := ports.NewRelay(ports.RelayConfig{Addrs: s.Addresses, Ports: s.CarrierPorts})
+	p, err := ports.NewRelay(ports.RelayConfig{Addrs: s.Addresses, Ports: s.CarrierPorts, InboundShare: s.Inbound.PortShare})
 	if err != nil {
 		return nil, err
 	}
 	grants := map[string][]netip.Prefix{}
+	a4p := map[string]ports.Range{}
 	for _, site := range s.Sites {
+		if site.IPv4.IsValid() && site.IPv4Ports.Len() < 65535 {
+			a4p[site.ID] = site.IPv4Ports // A+P: the address is shared by port
+		}
 		p.SetSite(site.ID, site.MaxFlows)
 		grants[site.ID] = append(grants[site.ID], site.Prefix)
 		if site.IPv4.IsValid() {
 			grants[site.ID] = append(grants[site.ID], netip.PrefixFrom(site.IPv4, 32))
 		}
 	}
-	return &carriers{log: log, ports: p, flows: map[session.Flow]*carrier{}, byLease: map[leaseKey]session.Flow{},
-		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, counts: map[string]uint64{},
+	c := &carriers{log: log, ports: p, bySite: map[string]*siteFlows{}, byLease: map[leaseKey]session.Flow{},
+		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, m: relayMetrics.New(), openLatency: newOpenLatency(),
 		grants: grants, udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now,
 		early: map[leaseKey][]earlyPkt{}, pickers: map[netip.Addr]int{}, edgesFrom: map[netip.Addr]int{}, fromOf: map[uint64]edgeFrom{}, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
-		icmpLimit: newICMPLimit(), offering: map[leaseKey]bool{}}, nil
+		icmpLimit: slowpath.NewICMPLimit(), offering: map[leaseKey]bool{}, inb: inboundState{quota: quota{limits: s.Inbound}, ipv4Ports: a4p}, perSite: map[string]*siteCounts{}}
+	if c.flows, err = newRegistry(c); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // publicAddr is the CGNAT address a session's edge appears from: its
@@ -187,8 +204,8 @@ func (c *carriers) exemptMisses(pub netip.Addr, on bool) {
 	if c.dp == nil {
 		return
 	}
-	if err := c.dp.d.ExemptMissSource(pub, on); err != nil {
-		c.countLocked("miss-exempt-failed")
+	if err := c.dp.XDP.ExemptMissSource(pub, on); err != nil {
+		c.m.Inc(mMissExemptFailed)
 		c.log.Warn("miss bound exemption", "from", pub, "on", on, "err", err)
 	}
 }
@@ -209,12 +226,13 @@ func (c *carriers) Open(ss *control.Session, m *proto.FlowOpen) *proto.FlowGrant
 func (c *carriers) open(ss peer, m *proto.FlowOpen) (*proto.FlowGrant, []earlyPkt) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, ok := c.flows[m.Flow]; ok {
+	if old, ok := c.flows.lookup(m.Flow); ok {
 		if old.site != ss.Site() || old.edgePort != m.EdgePort || old.lease.Proto != m.CarrierProto {
+			c.siteCountLocked(ss.Site()).refusals++
 			return &proto.FlowGrant{Result: proto.CodeFlowExists}, nil
 		}
 		old.gen, old.token = ss.ID(), m.Token
-		return &proto.FlowGrant{Relay: old.lease.RelayAddr(), LifetimeSec: m.LifetimeSec}, nil
+		return &proto.FlowGrant{Relay: old.lease.RelayAddr(), LifetimeSec: uint32(old.lifetime / time.Second)}, nil
 	}
 	// Pinned entries of the flow are not the edge's any more: it opens
 	// the flow anew.
@@ -234,12 +252,14 @@ func (c *carriers) open(ss peer, m *proto.FlowOpen) (*proto.FlowGrant, []earlyPk
 	}
 	if err != nil {
 		c.log.Debug("flow refused", "site", ss.Site(), "flow", m.Flow, "relay", m.Relay, "err", err)
+		c.siteCountLocked(ss.Site()).refusals++
 		return &proto.FlowGrant{Result: code(err)}, nil
 	}
-	c.add(m.Flow, &carrier{site: ss.Site(), lease: lease, edgePort: m.EdgePort, token: m.Token, gen: ss.ID(),
-		lifetime: time.Duration(m.LifetimeSec) * time.Second})
-	c.countLocked("opened")
-	return &proto.FlowGrant{Relay: lease.RelayAddr(), LifetimeSec: m.LifetimeSec}, c.takeEarlyLocked(leaseKey{lease.Key, lease.Port})
+	life := c.lifetimeCap(m.Flow.Proto, m.LifetimeSec)
+	c.add(m.Flow, &carrier{site: ss.Site(), lease: lease, edgePort: m.EdgePort, token: m.Token, gen: ss.ID(), lifetime: life})
+	c.m.Inc(mOpened)
+	c.siteCountLocked(ss.Site()).opens++
+	return &proto.FlowGrant{Relay: lease.RelayAddr(), LifetimeSec: uint32(life / time.Second)}, c.takeEarlyLocked(leaseKey{lease.Key, lease.Port})
 }
 
 // Replayed takes back a flow the edge still has after a reconnect or a
@@ -253,6 +273,11 @@ func (c *carriers) replayed(ss peer, e *proto.ReplayEntry) proto.Code {
 	if tell != nil {
 		tell()
 	}
+	if code != proto.CodeOK {
+		c.mu.Lock()
+		c.siteCountLocked(ss.Site()).refusals++
+		c.mu.Unlock()
+	}
 	return code
 }
 
@@ -261,30 +286,35 @@ func (c *carriers) replayed(ss peer, e *proto.ReplayEntry) proto.Code {
 func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, tell func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, ok := c.flows[e.Flow]; ok {
+	if old, ok := c.flows.lookup(e.Flow); ok {
 		if old.site != ss.Site() || old.lease.RelayAddr() != e.Relay || old.lease.Proto != e.CarrierProto {
 			return proto.CodeFlowExists, nil
 		}
 		old.gen = ss.ID()
-		c.countLocked("replayed") // kept across the edge's reconnect or restart
+		c.m.Inc(mReplayed) // kept across the edge's reconnect or restart
 		return proto.CodeOK, nil
 	}
 	pub := publicAddr(ss)
-	if e.Public.IsValid() {
-		pub = e.Public.Addr().Unmap()
+	if why := c.checkReplayLocked(pub, e); !why.IsZero() {
+		c.m.Inc(why)
+		// Debug, as a refused open: a replay is up to 512 entries a
+		// message, and the counter says it.
+		c.log.Debug("replayed flow refused", "site", ss.Site(), "flow", e.Flow, "relay", e.Relay, "public", e.Public, "why", why.Name())
+		return proto.CodeAddressNotGranted, nil
 	}
 	lk := leaseKey{ports.Key{Relay: e.Relay.Addr(), Public: pub, Proto: e.CarrierProto}, e.Relay.Port()}
 	lease, ok := c.pinnedLeaseLocked(ss.Site(), lk)
 	if !ok {
 		var err error
 		if lease, err = c.ports.Claim(ss.Site(), lk.Key, lk.port); err != nil {
+			c.m.Inc(replayRefusedByCode(code(err)))
 			return code(err), nil
 		}
 	}
 	k := &carrier{site: ss.Site(), lease: lease, edgePort: e.EdgePort, token: e.Token, gen: ss.ID(),
-		lifetime: time.Duration(e.LifetimeSec) * time.Second}
+		lifetime: c.lifetimeCap(e.Flow.Proto, e.LifetimeSec)}
 	c.add(e.Flow, k)
-	c.countLocked("replayed-claimed") // taken back after a relay restart
+	c.m.Inc(mReplayedClaimed) // taken back after a relay restart
 	k.public = e.Public
 	if pc, same := c.pinnedCarrierLocked(e.Flow, lease); same && !k.public.IsValid() {
 		// The edge never heard its carrier bound (the last agent went
@@ -303,9 +333,50 @@ func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, 
 		return proto.CodeOK, tell
 	}
 	// Bound before the restart: map it again at once, so the flow
-	// forwards without waiting for a packet to bind it.
-	c.mapCarrier(e.Flow, k)
+	// forwards without waiting for a packet to bind it. A flow the
+	// datapath cannot hold is refused, not kept half-installed: the edge
+	// hears FlowClose and opens it anew.
+	if !c.mapCarrier(e.Flow, k) {
+		c.remove(e.Flow, k)
+		c.m.Inc(replayRefusedByCode(proto.CodeNoResources))
+		return proto.CodeNoResources, nil
+	}
 	return proto.CodeOK, tell
+}
+
+// checkReplayLocked checks what a replayed entry says about a carrier the
+// relay does not know, as a FlowOpen's would be: the relay can only trust
+// what it saw itself. pub is the CGNAT address the session comes from.
+// It returns the counter of why the entry is refused, none if it is not.
+// c.mu held.
+func (c *carriers) checkReplayLocked(pub netip.Addr, e *proto.ReplayEntry) metrics.Counter {
+	if !e.Public.IsValid() {
+		return metrics.Counter{} // never bound: its first packet binds it, from pub
+	}
+	// The carrier's CGNAT side is the session's own CGNAT address (paired
+	// pooling, RFC 4787 REQ-2; the relay grants R keyed on it too): any
+	// other address would let an edge aim the relay's carrier traffic at
+	// a host of its choosing (a reflector from the relay's own address),
+	// or hold ports keyed on another site's CGNAT address.
+	if e.Public.Addr() != pub {
+		return mReplayRefusedPublicAddress
+	}
+	// A NAT maps a port of 1024 and up to one of 1024 and up (RFC 4787
+	// §4.2.1), and the edge's carrier ports are above the system ports
+	// (edge.yaml carrier_ports): a lower TCP or UDP port is not a
+	// carrier's. ICMP carriers have an echo identifier instead, any value.
+	if e.CarrierProto != session.ICMP && e.Public.Port() < config.MinCarrierPort {
+		return mReplayRefusedPublicPort
+	}
+	return metrics.Counter{}
+}
+
+// lifetimeCap is the lifetime the relay keeps an idle flow for at most:
+// its own timeout for the flow's protocol. An edge asks for what its
+// timeouts say, but may not hold the relay's ports for longer (a lifetime
+// of a century would never expire).
+func (c *carriers) lifetimeCap(p session.Proto, sec uint32) time.Duration {
+	return min(time.Duration(sec)*time.Second, c.timeouts.For(p, flows.StateOpen))
 }
 
 // adoptPinnedLocked takes over the pinned entries of a replayed flow if
@@ -321,10 +392,11 @@ func (c *carriers) adoptPinnedLocked(f session.Flow, k *carrier) bool {
 		return false // mapCarrier replaces what holds its keys
 	}
 	c.forgetPinnedLocked(p)
+	c.syncLocked(f, k) // bound, as the entries say
 	if p.lease.Port != 0 && p.lease != k.lease {
 		_ = c.ports.Release(p.lease) // not the replay's port: cannot be, but never leak one
 	}
-	c.countLocked("replayed-pinned")
+	c.m.Inc(mReplayedPinned)
 	return true
 }
 
@@ -336,12 +408,12 @@ func (c *carriers) replayDone(ss peer) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := 0
-	for f, k := range c.flows {
-		if k.site == ss.Site() && k.gen != ss.ID() {
+	c.bySite[ss.Site()].each(func(f session.Flow, k *carrier) {
+		if k.gen != ss.ID() {
 			c.remove(f, k)
 			n++
 		}
-	}
+	})
 	pinned := c.dropSitePinnedLocked(ss.Site())
 	c.log.Info("replay done", "site", ss.Site(), "dropped", n, "pinned_dropped", pinned)
 }
@@ -349,8 +421,9 @@ func (c *carriers) replayDone(ss peer) {
 func (c *carriers) Closed(ss *control.Session, m *proto.FlowClose) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if k, ok := c.flows[m.Flow]; ok && k.site == ss.Site() {
+	if k, ok := c.flows.lookup(m.Flow); ok && k.site == ss.Site() {
 		c.remove(m.Flow, k)
+		c.siteCountLocked(k.site).closes++
 	}
 }
 
@@ -381,14 +454,22 @@ func (c *carriers) Ended(ss *control.Session, err error) {
 }
 
 func (c *carriers) add(f session.Flow, k *carrier) {
-	if k.seen.IsZero() {
-		k.seen = c.now()
+	// Seen now; the table has no bound.
+	if old, replaced, _ := c.flows.t.Put(expiryEntry(f, k)); replaced {
+		c.unindex(f, old.Value.(*carrier))
 	}
-	c.flows[f] = k
+	c.link(f, k)
 	c.byLease[leaseKey{k.lease.Key, k.lease.Port}] = f
 }
 
+// remove ends flow f on carrier k: its entries, its port, its deadline.
 func (c *carriers) remove(f session.Flow, k *carrier) {
+	c.flows.t.Remove(f)
+	c.releaseFlow(f, k)
+}
+
+// releaseFlow is remove for a flow the expiry table no longer has.
+func (c *carriers) releaseFlow(f session.Flow, k *carrier) {
 	if c.dp != nil && k.public.IsValid() {
 		c.dp.unmap(f, k.carrier())
 	}
@@ -396,7 +477,8 @@ func (c *carriers) remove(f session.Flow, k *carrier) {
 		c.log.Error("port release", "flow", f, "err", err)
 	}
 	delete(c.byLease, leaseKey{k.lease.Key, k.lease.Port})
-	delete(c.flows, f)
+	c.unindex(f, k)
+	c.inb.quota.forget(f) // an inbound flow no longer counts against its site's and remote's quotas
 }
 
 // carrier is k as the datapath needs it.
@@ -404,21 +486,24 @@ func (k *carrier) carrier() session.Carrier {
 	return session.Carrier{Proto: k.lease.Proto, Relay: k.lease.RelayAddr(), Public: k.public}
 }
 
-// count records a slow-path event; c.mu must be held.
-func (c *carriers) countLocked(name string) { c.counts[name]++ }
+// countLocked counts under name, one of the declared counters
+// (metrics.go) passed down as a reason; c.mu held, as its callers are,
+// though counting needs no lock.
+func (c *carriers) countLocked(name string) { c.m.IncName(name) }
 
 // mapCarrier installs a bound carrier in the datapath, replacing pinned
 // entries that hold its keys; c.mu must be held.
 func (c *carriers) mapCarrier(f session.Flow, k *carrier) bool {
 	if c.dp == nil {
+		c.syncLocked(f, k)
 		return true
 	}
 	c.replacePinnedOfLocked(f, k, true, true)
 	if err := c.dp.mapFlow(f, k.carrier()); err != nil {
-		c.countLocked("map-failed")
-		c.log.Error("datapath", "flow", f, "err", err)
+		c.mapFailedLocked(f, err)
 		return false
 	}
+	c.syncLocked(f, k)
 	return true
 }
 
@@ -446,14 +531,16 @@ func (c *carriers) status() any {
 	c.mu.Lock()
 	by := map[string]int{}
 	var rb []rebound
-	for f, k := range c.flows {
-		by[k.site]++
-		if k.rebinds > 0 && len(rb) < maxRebound {
-			rb = append(rb, rebound{Flow: f.String(), Public: k.public.String(), Generation: k.rebinds})
-		}
+	for site, fs := range c.bySite {
+		by[site] = fs.n
+		fs.each(func(f session.Flow, k *carrier) {
+			if k.rebinds > 0 && len(rb) < maxRebound {
+				rb = append(rb, rebound{Flow: f.String(), Public: k.public.String(), Generation: k.rebinds})
+			}
+		})
 	}
 	sessions := maps.Clone(c.sessions)
-	counts := maps.Clone(c.counts)
+	counts := c.m.Snapshot()
 	pinned := c.pinned.count()
 	c.mu.Unlock()
 	return carrierStatus{Sessions: sessions, Slowpath: counts, Flows: by, Ports: c.ports.Stats(), Refused: c.ports.Refused.Snapshot(), Rebound: rb, Pinned: pinned}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/unmap-dev/unmap/session/conf"
+	"github.com/unmap-dev/unmap/config"
 )
 
 func TestExampleLoads(t *testing.T) {
@@ -18,7 +18,7 @@ func TestExampleLoads(t *testing.T) {
 	if got, want := s.Sites[0].Prefix, netip.MustParsePrefix("2001:db8:5::/56"); got != want {
 		t.Errorf("sites[0].prefix = %v, want %v", got, want)
 	}
-	if s.Sites[1].IPv4Ports.First != 1024 || s.Sites[0].MaxFlows != 65536 || s.Listen.Port() != 443 || s.Misses != (conf.MissBound{Rate: 1000, Burst: 200}) {
+	if s.Sites[1].IPv4Ports.First != 1024 || s.Sites[0].MaxFlows != 65536 || s.Listen.Port() != 443 || s.Misses != (config.MissBound{Rate: 1000, Burst: 200}) {
 		t.Errorf("parsed %+v", s)
 	}
 }
@@ -49,7 +49,17 @@ func TestConfigErrors(t *testing.T) {
 		{"listen", strings.Replace(base, `"[::]:443"`, "relay:443", 1), "relay.yaml: listen: relay:443 is not an address:port"},
 		{"no key", strings.Replace(base, ", key: r-key.pem", "", 1), "relay.yaml: tls.key: missing"},
 		{"ports inverted", base + "carrier_ports: 30000-20000\n", `relay.yaml: carrier_ports: "30000-20000" starts after it ends`},
-		{"ports hold listen", base + "carrier_ports: 400-500\n", "relay.yaml: carrier_ports: 400-500 contains the control port 443 of listen"},
+		{"ports hold listen", strings.Replace(base, "[::]:443", "[::]:4433", 1) + "carrier_ports: 4000-5000\n", "relay.yaml: carrier_ports: 4000-5000 contains the control port 4433 of listen"},
+		{"system carrier ports", base + "carrier_ports: 400-30000\n", "relay.yaml: carrier_ports: 400-30000 holds system ports (below 1024): the datapath would take the relay's own services' packets for carriers'"},
+		{"carrier address 0.0.0.0", strings.Replace(base, "[198.51.100.6]", "[0.0.0.0]", 1), "relay.yaml: addresses[0]: 0.0.0.0 is the unspecified address, not an address edges can send carriers to"},
+		{"carrier address twice", strings.Replace(base, "[198.51.100.6]", "[198.51.100.6, 198.51.100.7, 198.51.100.6]", 1), "relay.yaml: addresses[2]: 198.51.100.6 is already addresses[0]"},
+		{"carrier address multicast", strings.Replace(base, "[198.51.100.6]", "[224.0.0.1]", 1), "relay.yaml: addresses[0]: 224.0.0.1 is a multicast address, not an address edges can send carriers to"},
+		{"site ipv4 is a carrier address", strings.Replace(base, "ipv4: 203.0.113.10", "ipv4: 198.51.100.6", 1), "relay.yaml: sites[0].ipv4: 198.51.100.6 is addresses[0], a carrier address of the relay"},
+		{"site ipv4 0.0.0.0", strings.Replace(base, "ipv4: 203.0.113.10", "ipv4: 0.0.0.0", 1), "relay.yaml: sites[0].ipv4: 0.0.0.0 is the unspecified address, not a public address for a site"},
+		{"site ipv4 broadcast", strings.Replace(base, "ipv4: 203.0.113.10", "ipv4: 255.255.255.255", 1), "relay.yaml: sites[0].ipv4: 255.255.255.255 is the broadcast address, not a public address for a site"},
+		{"site ipv4 multicast", strings.Replace(base, "ipv4: 203.0.113.10", "ipv4: 239.1.2.3", 1), "relay.yaml: sites[0].ipv4: 239.1.2.3 is a multicast address, not a public address for a site"},
+		{"quota past the table", base + "    max_flows: 9223372036854775807\n", "relay.yaml: sites[0].max_flows: 9223372036854775807 is more than the relay's flow table can ever hold (524288)"},
+		{"relative pin path", base + "pin_path: pins\n", `relay.yaml: pin_path: "pins" is not an absolute path (a folder on the bpf filesystem, such as /sys/fs/bpf/unmap-relay)`},
 		{"udp timeout", base + "timeouts: {udp: 30s}\n", "relay.yaml: timeouts.udp: 30s is below the minimum of 2m0s"},
 		{"tcp timeout", base + "timeouts: {tcp_established: 1h}\n", "relay.yaml: timeouts.tcp_established: 1h0m0s is below the minimum of 2h4m0s"},
 		{"duration", base + "timeouts: {udp: soon}\n", `relay.yaml: timeouts.udp: "soon" is not a duration like 30s or 2h4m`},

@@ -5,36 +5,30 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 
-	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
 
+	"github.com/unmap-dev/unmap/metrics"
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/xlat"
+	"github.com/unmap-dev/unmap/slowpath"
 	"github.com/unmap-dev/unmap/xdp"
 )
 
 // datapath is the relay's XDP program on its external interface and the
 // slow path for the packets it hands over.
 type datapath struct {
-	d     *xdp.Datapath
-	cfg   xlat.Config
+	*slowpath.Datapath
 	sites []netip.Prefix
-	inj   *xdp.Injector
-	link  link.Link
-	log   *slog.Logger
 }
 
 func openDatapath(s *Settings, log *slog.Logger) (*datapath, error) {
 	cfg := xlat.Config{CarrierAddr: s.Addresses[0], PortLo: s.CarrierPorts.First, PortHi: s.CarrierPorts.Last}
 	buckets := tableBuckets(s.Sites)
-	// Maps and link are pinned: the program goes on forwarding the sites'
-	// flows while the agent is down, and the next agent takes them back
-	// as the edges replay them (pinned.go).
-	d, err := xdp.Load(cfg, xdp.Options{PinPath: s.PinPath, Buckets: buckets, MissRate: s.Misses.Rate, MissBurst: s.Misses.Burst})
+	// The edges replay the flows the pinned maps kept forwarding while
+	// the agent was down, and the agent takes them back (pinned.go).
+	sp, err := slowpath.Open(cfg, xdp.Options{PinPath: s.PinPath, Buckets: buckets, MissRate: s.Misses.Rate, MissBurst: s.Misses.Burst}, log)
 	if errors.Is(err, xdp.ErrPinIncompatible) {
 		log.Debug("pinned maps refused", "err", err)
 		return nil, fmt.Errorf("%w in %s: stop the relay and remove them with `unmap relay --unpin` (or rm -r %s), which ends the flows they carry", xdp.ErrPinIncompatible, s.PinPath, s.PinPath)
@@ -43,8 +37,8 @@ func openDatapath(s *Settings, log *slog.Logger) (*datapath, error) {
 		return nil, err
 	}
 	log.Info("flow table", "buckets", buckets, "flows_half_full", buckets, "MiB", buckets*xdp.BucketBytes>>20)
-	dp := &datapath{d: d, cfg: cfg, log: log}
-	fail := func(err error) (*datapath, error) { return nil, errors.Join(err, dp.close()) }
+	dp := &datapath{Datapath: sp}
+	fail := func(err error) (*datapath, error) { return nil, errors.Join(err, dp.Close()) }
 	for _, site := range s.Sites {
 		dp.sites = append(dp.sites, site.Prefix)
 		if site.IPv4.IsValid() {
@@ -52,31 +46,30 @@ func openDatapath(s *Settings, log *slog.Logger) (*datapath, error) {
 		}
 	}
 	// The pinned map may hold sites an earlier relay.yaml had.
-	if err := d.SetSitePrefixes(dp.sites); err != nil {
+	if err := sp.XDP.SetSitePrefixes(dp.sites); err != nil {
 		return fail(err)
 	}
 	// Its own addresses: no packet from the Internet comes from them.
-	if err := d.SetLocal(s.Addresses); err != nil {
+	if err := sp.XDP.SetLocal(s.Addresses); err != nil {
 		return fail(err)
 	}
-	if dp.inj, err = xdp.NewInjector(); err != nil {
+	if _, err := sp.Attach(s.Interface, xlat.RoleRelayExt, s.PinPath); err != nil {
 		return fail(err)
 	}
-	ifi, err := net.InterfaceByName(s.Interface)
+	// Carriers toward the sites leave the program with the relay's
+	// address as their source (slowpath.AcceptLocal).
+	if err := slowpath.AcceptLocal(s.Interface); err != nil {
+		return fail(err)
+	}
+	// What the program passes to the kernel for a site must end here
+	// (routes.go).
+	h, err := netlink.NewHandle()
 	if err != nil {
-		return fail(fmt.Errorf("interface: %w", err))
+		return fail(fmt.Errorf("routes: %w", err))
 	}
-	l, mode, err := d.AttachPinned(ifi.Index, xlat.RoleRelayExt, filepath.Join(s.PinPath, "link-"+xlat.RoleRelayExt.String()))
-	if err != nil {
+	defer h.Close()
+	if err := syncRoutes(h, siteRoutes(s.Sites), log); err != nil {
 		return fail(err)
-	}
-	dp.link = l
-	log.Info("XDP attached", "if", s.Interface, "mode", mode)
-	// Carriers toward the sites leave with the relay's address as their
-	// source; when the program passes one to the stack the kernel must not
-	// take it for a spoofed packet of its own.
-	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+s.Interface+"/accept_local", []byte("1"), 0); err != nil {
-		return fail(fmt.Errorf("accept_local: %w", err))
 	}
 	return dp, nil
 }
@@ -103,16 +96,7 @@ func tableBuckets(sites []Site) uint32 {
 	return n
 }
 
-func (dp *datapath) close() error {
-	var errs []error
-	if dp.link != nil {
-		errs = append(errs, dp.link.Close())
-	}
-	if dp.inj != nil {
-		errs = append(errs, dp.inj.Close())
-	}
-	return errors.Join(append(errs, dp.d.Close())...)
-}
+func (dp *datapath) close() error { return dp.Close() }
 
 // mapFlow installs both directions of a bound carrier.
 func (dp *datapath) mapFlow(f session.Flow, c session.Carrier) error {
@@ -120,7 +104,7 @@ func (dp *datapath) mapFlow(f session.Flow, c session.Carrier) error {
 	if err != nil {
 		return err
 	}
-	return dp.d.PutPair(out, back)
+	return dp.XDP.PutPair(out, back)
 }
 
 // mapHalf installs one of a bound carrier's entries: the carrier-to-remote
@@ -131,16 +115,16 @@ func (dp *datapath) mapHalf(f session.Flow, c session.Carrier, toRemote bool) er
 		return err
 	}
 	if toRemote {
-		return dp.d.Put(out.Key, out.Entry)
+		return dp.XDP.Put(out.Key, out.Entry)
 	}
-	return dp.d.Put(back.Key, back.Entry)
+	return dp.XDP.Put(back.Key, back.Entry)
 }
 
 // unmap removes a flow's entries.
 func (dp *datapath) unmap(f session.Flow, c session.Carrier) {
 	if out, back, err := xdp.RelayPair(f, c); err == nil {
-		_ = dp.d.Delete(out.Key)
-		_ = dp.d.Delete(back.Key)
+		_ = dp.XDP.Delete(out.Key)
+		_ = dp.XDP.Delete(back.Key)
 	}
 }
 
@@ -160,68 +144,42 @@ func (t sitesTable) InSite(a netip.Addr) bool {
 }
 
 // misses serves the datapath's misses until ctx ends: carrier packets
-// that bind their carrier, and (not yet) inbound flows to the sites.
+// that bind their carrier, inbound flows to the sites, and ICMP errors.
 func (c *carriers) misses(ctx context.Context, dp *datapath) error {
-	r, err := dp.d.Misses()
-	if err != nil {
-		return err
+	return dp.ServeMisses(ctx, func(m xdp.Miss) { c.miss(ctx, dp, m) })
+}
+
+// miss handles one packet the datapath handed over.
+func (c *carriers) miss(ctx context.Context, dp *datapath, m xdp.Miss) {
+	if k, ok := xlat.ErrorKey(m.Data); ok && k.Src.Is6() {
+		c.relayICMPError(k, m) // from a router beyond the relay
+		return
 	}
-	go func() { <-ctx.Done(); r.Close() }()
-	for {
-		m, err := r.Read()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("misses: %w", err)
-		}
-		if k, ok := xlat.ErrorKey(m.Data); ok && k.Src.Is6() {
-			c.relayICMPError(k, m) // from a router beyond the relay
-			continue
-		}
-		res := xlat.Process(xlat.RoleRelayExt, &dp.cfg, sitesTable(dp.sites), nil, m.Data)
-		k := res.Key
-		if res.Reason != xlat.ReasonMiss {
-			c.count("miss-unusable")
-			continue
-		}
-		if k.Dst != dp.cfg.CarrierAddr {
-			if m.Len != len(m.Data) {
-				c.count("inbound-truncated") // cannot be held whole
-				continue
-			}
-			c.inbound(ctx, k, m.Data)
-			continue
-		}
-		c.carrierPacket(k, m.Data, m.Len == len(m.Data))
+	res := xlat.Process(xlat.RoleRelayExt, &dp.Cfg, sitesTable(dp.sites), nil, m.Data)
+	k := res.Key
+	if res.Reason != xlat.ReasonMiss {
+		c.m.Inc(mMissUnusable)
+		return
 	}
+	if k.Dst != dp.Cfg.CarrierAddr {
+		if m.Len != len(m.Data) {
+			c.m.Inc(mInboundTruncated) // cannot be held whole
+			return
+		}
+		c.inbound(ctx, k, m.Data)
+		return
+	}
+	c.carrierPacket(k, m.Data, m.Len == len(m.Data))
 }
 
 // send translates packets of a flow held by the slow path with the flow's
-// entries, as the program now would, and sends them on.
-func (dp *datapath) send(f session.Flow, c session.Carrier, frames [][]byte, count func(string)) {
+// entries, as the program now would, and sends them on, counting the
+// ones lost in m.
+func (dp *datapath) send(f session.Flow, c session.Carrier, frames [][]byte, m *metrics.Counters) {
 	if len(frames) == 0 {
 		return
 	}
-	out, back, err := xdp.RelayPair(f, c)
-	if err != nil {
-		return
+	if out, back, err := xdp.RelayPair(f, c); err == nil {
+		dp.SendHeld(xlat.RoleRelayExt, out, back, frames, m, heldCounters)
 	}
-	for _, fr := range frames {
-		res := xlat.Process(xlat.RoleRelayExt, &dp.cfg, xdp.Pair{out, back}, nil, fr)
-		if !res.Hit {
-			count("held-untranslated")
-			continue
-		}
-		if err := dp.inj.Frame(res.Out); err != nil {
-			count("held-inject-failed")
-		}
-	}
-}
-
-// count records a slow-path event under a stable name.
-func (c *carriers) count(name string) {
-	c.mu.Lock()
-	c.countLocked(name)
-	c.mu.Unlock()
 }

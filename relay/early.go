@@ -3,6 +3,7 @@ package relay
 import (
 	"time"
 
+	"github.com/unmap-dev/unmap/metrics"
 	"github.com/unmap-dev/unmap/session/xlat"
 )
 
@@ -11,7 +12,9 @@ import (
 // often wins: the relay holds it until the FlowOpen names its carrier,
 // and binds it then. Only a session that may pick R has packets held, on
 // the CGNAT address it comes from, and the hold is bounded in packets
-// and time, so strays cost little.
+// and time, so strays cost little. The same hold keeps a UDP carrier's
+// packets that come before its proof (bind.go): they go on once the
+// proof binds the carrier, if they came from the port it bound.
 const (
 	earlyPerCarrier = 4               // packets held per carrier
 	earlyMax        = 1024            // packets held in all
@@ -29,7 +32,17 @@ type earlyPkt struct {
 // offered to an edge that has not answered yet (its opener or carrier
 // SYN goes as it replies); c.mu held.
 func (c *carriers) holdEarlyLocked(lk leaseKey, key xlat.Key, frame []byte) bool {
-	if c.pickers[lk.Public] == 0 && !c.offering[lk] || frame == nil {
+	if c.pickers[lk.Public] == 0 && !c.offering[lk] {
+		return false
+	}
+	return c.holdLocked(lk, key, frame, mEarlyHeld)
+}
+
+// holdLocked keeps a carrier packet for lk within the bounds, counted
+// under held; false if it cannot (only part of it was handed over, or
+// the hold is full). c.mu held.
+func (c *carriers) holdLocked(lk leaseKey, key xlat.Key, frame []byte, held metrics.Counter) bool {
+	if frame == nil {
 		return false
 	}
 	now := c.now()
@@ -37,12 +50,12 @@ func (c *carriers) holdEarlyLocked(lk leaseKey, key xlat.Key, frame []byte) bool
 		c.pruneEarlyLocked(now)
 	}
 	if c.earlyN >= earlyMax || len(c.early[lk]) >= earlyPerCarrier {
-		c.countLocked("early-overflow")
+		c.m.Inc(mEarlyOverflow)
 		return false
 	}
 	c.early[lk] = append(c.early[lk], earlyPkt{key, frame, now})
 	c.earlyN++
-	c.countLocked("early-held")
+	c.m.Inc(held)
 	return true
 }
 
@@ -60,7 +73,7 @@ func (c *carriers) takeEarlyLocked(lk leaseKey) []earlyPkt {
 		if now.Sub(p.at) <= earlyWait {
 			out = append(out, p)
 		} else {
-			c.countLocked("early-expired")
+			c.m.Inc(mEarlyExpired)
 		}
 	}
 	return out
@@ -75,7 +88,7 @@ func (c *carriers) pruneEarlyLocked(now time.Time) {
 				keep = append(keep, p)
 			} else {
 				c.earlyN--
-				c.countLocked("early-expired")
+				c.m.Inc(mEarlyExpired)
 			}
 		}
 		if len(keep) == 0 {

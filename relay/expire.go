@@ -7,6 +7,7 @@ import (
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/flows"
+	"github.com/unmap-dev/unmap/slowpath"
 	"github.com/unmap-dev/unmap/xdp"
 )
 
@@ -16,29 +17,41 @@ import (
 // never bound, or an inbound offer whose opener never came, so that its
 // ports come back. It waits the flow's timeout (the longer of the relay's
 // and the lifetime the edge asked for) plus a grace for the edge to say so
-// first.
+// first. The flows' deadlines are kept in a session/flows table, as the
+// edge's are, ordered in a heap: a sweep reads the datapath's counters
+// without the carriers' lock and, under it, only takes off the flows
+// that are due.
 const (
-	expireEvery = 20 * time.Second
+	expireEvery = slowpath.ActivityEvery
 	expireGrace = time.Minute
+	expireBatch = 1024 // flows expired under one hold of c.mu
 )
 
-// activity is the number of packets the datapath translated for a flow,
-// both directions; ok is false when it has no entries.
-type activity func(f session.Flow, c session.Carrier) (packets uint64, closed, ok bool)
+// activity is what the datapath counted for a flow (out: from the site's
+// side, carrier to remote; back: from the remote); ok is false when it
+// has no entries.
+type activity func(f session.Flow, c session.Carrier) (a slowpath.Activity, ok bool)
 
 // datapathActivity reads a flow's counters from its two entries.
 func datapathActivity(dp *datapath) activity {
-	return func(f session.Flow, c session.Carrier) (uint64, bool, bool) {
+	return func(f session.Flow, c session.Carrier) (slowpath.Activity, bool) {
 		out, back, err := xdp.RelayPair(f, c)
 		if err != nil {
-			return 0, false, false
+			return slowpath.Activity{}, false
 		}
-		return dp.d.PairActivity(out, back)
+		return dp.Activity(out, back)
 	}
 }
 
-// idleLimit is how long flow f may stay idle at the relay.
-func (c *carriers) idleLimit(f session.Flow, k *carrier) time.Duration {
+// newRegistry is the table of the relay's flows, which orders their
+// deadlines; its clock is c.now.
+func newRegistry(c *carriers) (registry, error) {
+	t, err := flows.New(flows.Options{Timeouts: c.timeouts, Grace: expireGrace, Now: func() time.Time { return c.now() }})
+	return registry{t}, err
+}
+
+// stateOf is the timeout state of flow f on carrier k.
+func stateOf(f session.Flow, k *carrier) flows.State {
 	state := flows.StateOpen
 	switch {
 	case !k.public.IsValid():
@@ -47,6 +60,23 @@ func (c *carriers) idleLimit(f session.Flow, k *carrier) time.Duration {
 	case k.closed:
 		state = flows.StateTransitory // its TCP connection ended
 	}
+	return idleState(f, k, state) // an inbound TCP flow its remote never acknowledged: transitory
+}
+
+// expiryEntry is f as the expiry table keeps it.
+func expiryEntry(f session.Flow, k *carrier) flows.Entry {
+	return flows.Entry{Flow: f, Carrier: k.carrier(), State: stateOf(f, k), Lifetime: k.lifetime, Value: k}
+}
+
+// syncLocked tells the expiry table what changed of k that its deadline
+// or its counters depend on: its binding, its state. c.mu held.
+func (c *carriers) syncLocked(f session.Flow, k *carrier) {
+	_ = c.flows.t.Update(f, k.carrier(), stateOf(f, k))
+}
+
+// idleLimit is how long flow f may stay idle at the relay.
+func (c *carriers) idleLimit(f session.Flow, k *carrier) time.Duration {
+	state := stateOf(f, k)
 	d := c.timeouts.For(f.Proto, state)
 	if state == flows.StateOpen {
 		d = max(d, k.lifetime)
@@ -55,76 +85,27 @@ func (c *carriers) idleLimit(f session.Flow, k *carrier) time.Duration {
 }
 
 // expire sweeps idle flows every expireEvery until ctx ends.
-func (c *carriers) expire(ctx context.Context) {
-	t := time.NewTicker(expireEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			c.sweep()
-		}
-	}
+func (c *carriers) expire(ctx context.Context) { slowpath.Every(ctx, expireEvery, c.sweep) }
+
+// gone is a flow the relay expired, to tell its edge of.
+type gone struct {
+	f    session.Flow
+	site string
 }
 
-// sweep marks active the flows whose counters moved and removes those
-// idle past their limit, telling their edge if it is connected. The
-// counters are read without the lock: a flow removed meanwhile is skipped.
+// sweep marks active the flows whose counters moved, ends the inbound
+// flows their LAN host never answered, and removes those idle past their
+// limit, telling their edge if it is connected.
 func (c *carriers) sweep() {
-	type probe struct {
-		f session.Flow
-		c session.Carrier
-	}
-	var probes []probe
-	c.mu.Lock()
-	if c.activity != nil {
-		for f, k := range c.flows {
-			if k.public.IsValid() {
-				probes = append(probes, probe{f, k.carrier()})
-			}
-		}
-	}
-	c.mu.Unlock()
-	type seen struct {
-		packets uint64
-		closed  bool
-	}
-	counts := make(map[session.Flow]seen, len(probes))
-	for _, p := range probes {
-		if n, closed, ok := c.activity(p.f, p.c); ok {
-			counts[p.f] = seen{n, closed}
-		}
-	}
-
+	expired := c.pollActivity()
 	now := c.now()
 	c.mu.Lock()
 	c.pruneEarlyLocked(now)
 	c.releaseSparesLocked(now)
 	c.expirePinnedLocked(now)
 	c.mu.Unlock()
-	type gone struct {
-		f    session.Flow
-		site string
-	}
-	var expired []gone
+	expired = c.expireDue(expired)
 	c.mu.Lock()
-	for f, k := range c.flows {
-		n, ok := counts[f]
-		if ok && n.closed && !k.closed {
-			k.closed = true
-			c.countLocked("tcp-closed")
-		}
-		if ok && n.packets != k.packets {
-			k.packets, k.seen = n.packets, now
-			continue
-		}
-		if now.Sub(k.seen) > c.idleLimit(f, k) {
-			c.remove(f, k)
-			c.countLocked("expired")
-			expired = append(expired, gone{f, k.site})
-		}
-	}
 	live := make(map[string]func(session.Flow, proto.Code) error, len(c.live))
 	for site, ss := range c.live {
 		live[site] = ss.CloseFlow
@@ -135,5 +116,84 @@ func (c *carriers) sweep() {
 			_ = closeFlow(g.f, proto.CodeExpired)
 		}
 		c.log.Debug("flow expired at the relay", "site", g.site, "flow", g.f)
+	}
+}
+
+// pollActivity reads every bound flow's counters, without c.mu, into the
+// expiry table (slowpath.Poller), marks closed the TCP flows whose
+// connection ended, and removes the inbound UDP flows their LAN host did
+// not answer in time (inboundquota.go).
+func (c *carriers) pollActivity() []gone {
+	if c.activity == nil {
+		return nil
+	}
+	// The inbound flows still to prove themselves: few (the inbound
+	// quotas bound them), looked up under c.mu once.
+	c.mu.Lock()
+	watch := c.inb.quota.unproven(c.flows.get)
+	c.mu.Unlock()
+	answered := make(map[session.Flow]bool, len(watch))
+	c.poll.Table = c.flows.t
+	c.poll.Read = func(e flows.Entry) (slowpath.Activity, bool) {
+		if !e.Carrier.Public.IsValid() {
+			return slowpath.Activity{}, false // no entries before its first packet
+		}
+		return c.activity(e.Flow, e.Carrier)
+	}
+	c.poll.Poll(func(e flows.Entry, a slowpath.Activity) {
+		if watch[e.Flow] {
+			answered[e.Flow] = a.Out > 0
+		}
+		if a.Closed { // a half-open one too: acknowledged later, it stays transitory
+			c.mu.Lock()
+			if k := c.flows.get(e.Flow); k != nil && !k.closed {
+				k.closed = true
+				c.m.Inc(mTCPClosed)
+				c.syncLocked(e.Flow, k)
+			}
+			c.mu.Unlock()
+		}
+	})
+	var expired []gone
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for f, ans := range answered {
+		if k := c.flows.get(f); k != nil && c.inb.quota.unanswered(f, k, ans, now) {
+			// An inbound flow its LAN host never answered: whatever
+			// the remote sends, it ends soon (inboundquota.go).
+			c.remove(f, k)
+			c.m.Inc(mInboundUnanswered)
+			expired = append(expired, gone{f, k.site})
+		}
+	}
+	return expired
+}
+
+// expireDue removes the flows the expiry table has due, in batches of
+// expireBatch under c.mu, and appends them to expired. A flow whose
+// entry no longer says what its carrier does (a change no syncLocked
+// told) is put back as it is now, with the time it was last seen.
+func (c *carriers) expireDue(expired []gone) []gone {
+	var due []flows.Entry
+	for {
+		c.mu.Lock()
+		due = c.flows.t.Expire(due[:0], expireBatch)
+		for _, e := range due {
+			k := e.Value.(*carrier) // out of the registry now
+
+			if now := expiryEntry(e.Flow, k); now.State != e.State || now.Carrier != e.Carrier || now.Lifetime != e.Lifetime {
+				now.LastSeen = e.LastSeen
+				_ = c.flows.t.AddEntry(now)
+				continue
+			}
+			c.releaseFlow(e.Flow, k)
+			c.m.Inc(mExpired)
+			expired = append(expired, gone{e.Flow, k.site})
+		}
+		c.mu.Unlock()
+		if len(due) < expireBatch {
+			return expired
+		}
 	}
 }

@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unmap-dev/unmap/config"
 	"github.com/unmap-dev/unmap/session"
-	"github.com/unmap-dev/unmap/session/conf"
+	"github.com/unmap-dev/unmap/slowpath"
 )
 
 // TestSweep drives the relay's own expiry with a fake clock and fake
@@ -19,8 +20,8 @@ func TestSweep(t *testing.T) {
 	relayAddr, public := netip.MustParseAddr("198.51.100.6"), netip.MustParseAddr("198.51.100.2")
 	s := &Settings{
 		Addresses:    []netip.Addr{relayAddr},
-		CarrierPorts: conf.PortRange{First: 20000, Last: 20015},
-		Timers:       conf.Timers{UDP: 2 * time.Minute, TCPEstablished: 124 * time.Minute, TCPTransitory: 4 * time.Minute, ICMP: time.Minute},
+		CarrierPorts: config.PortRange{First: 20000, Last: 20015},
+		Timers:       config.Timers{UDP: 2 * time.Minute, TCPEstablished: 124 * time.Minute, TCPTransitory: 4 * time.Minute, ICMP: time.Minute},
 		Sites:        []Site{{ID: "home", Prefix: netip.MustParsePrefix("2001:db8:5::/56"), MaxFlows: 16}},
 	}
 	c, err := newCarriers(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -31,9 +32,9 @@ func TestSweep(t *testing.T) {
 	c.now = func() time.Time { return now }
 	packets := map[session.Flow]uint64{}
 	endedConn := map[session.Flow]bool{}
-	c.activity = func(f session.Flow, _ session.Carrier) (uint64, bool, bool) {
+	c.activity = func(f session.Flow, _ session.Carrier) (slowpath.Activity, bool) {
 		n, ok := packets[f]
-		return n, endedConn[f], ok
+		return slowpath.Activity{Out: n, Closed: endedConn[f]}, ok
 	}
 	flow := func(port uint16) session.Flow {
 		return session.Flow{Proto: session.UDP, Site: netip.AddrPortFrom(netip.MustParseAddr("2001:db8:5::2"), port),
@@ -68,7 +69,7 @@ func TestSweep(t *testing.T) {
 	has := func(f session.Flow) bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		_, ok := c.flows[f]
+		_, ok := c.flows.lookup(f)
 		return ok
 	}
 	step := func(d time.Duration) {
@@ -100,7 +101,7 @@ func TestSweep(t *testing.T) {
 	if got := c.ports.Stats().InUse; got != 1 {
 		t.Errorf("ports in use %d, want 1 (the active flow's)", got)
 	}
-	if got := c.counts["expired"]; got != 4 {
+	if got := c.m.Snapshot()["expired"]; got != 4 {
 		t.Errorf("expired counted %d, want 4", got)
 	}
 }

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/unmap-dev/unmap/proto"
@@ -34,7 +35,7 @@ const synAckEvery = 500 * time.Millisecond
 // handshakeStep handles a segment on a carrier in its handshake; b is
 // what bind found, frame the missed packet. Every segment stops here.
 func (c *carriers) handshakeStep(dp *datapath, b bound, frame []byte) {
-	if carrier, done := c.handshakeSegment(b, frame, dp.inj.Packet); done {
+	if carrier, done := c.handshakeSegment(b, frame, dp.Inj.Packet); done {
 		c.release(dp, b.flow, carrier)
 	}
 }
@@ -45,13 +46,13 @@ func (c *carriers) handshakeStep(dp *datapath, b bound, frame []byte) {
 func (c *carriers) handshakeSegment(b bound, frame []byte, send func([]byte) error) (carrier session.Carrier, done bool) {
 	cgn, relay, seg, err := handshake.Frame(frame)
 	if err != nil {
-		c.count("handshake-unreadable")
+		c.m.Inc(mHandshakeUnreadable)
 		return carrier, false
 	}
 	c.mu.Lock()
-	k := c.flows[b.flow]
+	k := c.flows.get(b.flow)
 	if k == nil || k.hs != b.hs {
-		c.countLocked("handshake-stale") // completed or given up meanwhile
+		c.m.Inc(mHandshakeStale) // completed or given up meanwhile
 		c.mu.Unlock()
 		return carrier, false
 	}
@@ -59,17 +60,17 @@ func (c *carriers) handshakeSegment(b bound, frame []byte, send func([]byte) err
 	switch {
 	case handshake.IsCarrierSYN(seg, uint32(k.token)):
 		if hs.seen && time.Since(hs.answered) < synAckEvery {
-			c.countLocked("handshake-carrier-syn-early") // our SYN/ACK may be on its way
+			c.m.Inc(mHandshakeCarrierSynEarly) // our SYN/ACK may be on its way
 			c.mu.Unlock()
 			return carrier, false
 		}
 		if hs.seen {
-			c.countLocked("handshake-carrier-syn-again") // our SYN/ACK was lost: send it again
+			c.m.Inc(mHandshakeCarrierSynAgain) // our SYN/ACK was lost: send it again
 		}
 		hs.answered = time.Now()
 		toCGN, toRemote, err := synAcks(b.flow, hs.syn, seg, relay, cgn)
 		if err != nil {
-			c.countLocked("handshake-build-failed")
+			c.m.Inc(mHandshakeBuildFailed)
 			c.mu.Unlock()
 			return carrier, false
 		}
@@ -79,15 +80,17 @@ func (c *carriers) handshakeSegment(b bound, frame []byte, send func([]byte) err
 		return carrier, false
 	case hs.seen && handshake.IsCompletingACK(seg, hs.syn, hs.carrierSYN):
 		k.hs, k.synAck = nil, hs.toRemote
-		// The carrier-to-remote entry now; the other one too if the
-		// remote's first segment without SYN is held already.
+		// The carrier-to-remote entry now; the other one too if a
+		// segment of the remote's that acknowledges the host's SYN/ACK
+		// is held already.
 		mapped := c.mapHalf(b.flow, k, true)
-		if mapped && len(c.held[b.flow]) > 0 {
+		if mapped && slices.ContainsFunc(c.held[b.flow], func(p []byte) bool { return acksHost(k, p) }) {
 			k.backIn = c.mapHalf(b.flow, k, false)
+			c.syncLocked(b.flow, k) // established: its timeout no longer the transitory one
 		}
 		ss := c.live[k.site]
 		carrier = k.carrier()
-		c.countLocked("handshake-completed")
+		c.m.Inc(mHandshakeCompleted)
 		c.mu.Unlock()
 		if !mapped {
 			return carrier, false // the offer's deadline removes the flow
@@ -99,10 +102,32 @@ func (c *carriers) handshakeSegment(b bound, frame []byte, send func([]byte) err
 		}
 		return carrier, true
 	default:
-		c.countLocked("handshake-unexpected")
+		c.m.Inc(mHandshakeUnexpected)
 		c.mu.Unlock()
 		return carrier, false
 	}
+}
+
+// maxAckAhead bounds how far past the host's ISN+1 the remote's first
+// segment may acknowledge: its handshake ACK acknowledges exactly ISN+1;
+// if that was lost, the next acknowledges what the host sent since,
+// which cannot be more than the host's initial window (RFC 6928: 10
+// segments). A host that never saw the host's SYN/ACK (a spoofed SYN's
+// source) guesses right once in 2^32/maxAckAhead tries.
+const maxAckAhead = 1 << 16
+
+// acksSeg reports whether seg, the remote's first segment after the
+// carrier handshake, acknowledges the host's SYN/ACK, whose ISN is the
+// carrier's bind token: the remote saw it, so its address is real.
+func acksSeg(k *carrier, seg handshake.Segment) bool {
+	isn := uint32(k.token)
+	return seg.Flags&handshake.ACK != 0 && seg.Flags&(handshake.SYN|handshake.RST) == 0 && seg.Ack-(isn+1) < maxAckAhead
+}
+
+// acksHost is acksSeg for a frame held during the handshake.
+func acksHost(k *carrier, frame []byte) bool {
+	_, _, seg, err := handshake.Frame(frame)
+	return err == nil && acksSeg(k, seg)
 }
 
 // synAcks are the two answers to a carrier SYN: the relay's SYN/ACK to
@@ -122,12 +147,12 @@ func synAcks(f session.Flow, syn, carrierSYN handshake.Segment, relay, cgn netip
 func (c *carriers) sendSynAcks(send func([]byte) error, f session.Flow, toCGN, toRemote []byte) {
 	for _, p := range [][]byte{toCGN, toRemote} {
 		if err := send(p); err != nil {
-			c.count("handshake-send-failed")
+			c.m.Inc(mHandshakeSendFailed)
 			c.log.Debug("handshake segment not sent", "flow", f, "err", err)
 			return
 		}
 	}
-	c.count("handshake-synack-sent")
+	c.m.Inc(mHandshakeSynackSent)
 }
 
 // mapHalf installs one of an inbound TCP flow's entries (see
@@ -139,8 +164,7 @@ func (c *carriers) mapHalf(f session.Flow, k *carrier, toRemote bool) bool {
 	}
 	c.replacePinnedOfLocked(f, k, toRemote, !toRemote)
 	if err := c.dp.mapHalf(f, k.carrier(), toRemote); err != nil {
-		c.countLocked("map-failed")
-		c.log.Error("datapath", "flow", f, "err", err)
+		c.mapFailedLocked(f, err)
 		return false
 	}
 	return true
@@ -153,21 +177,37 @@ func (c *carriers) mapHalf(f session.Flow, k *carrier, toRemote bool) bool {
 func (c *carriers) afterHandshake(f session.Flow, k *carrier, seg handshake.Segment, frame []byte) {
 	if seg.Flags&handshake.SYN != 0 {
 		pkt := k.synAck
-		c.countLocked("inbound-tcp-syn-answered")
+		c.m.Inc(mInboundTCPSynAnswered)
 		c.mu.Unlock()
 		if pkt != nil && c.dp != nil {
-			if err := c.dp.inj.Packet(pkt); err != nil {
-				c.count("handshake-send-failed")
+			if err := c.dp.Inj.Packet(pkt); err != nil {
+				c.m.Inc(mHandshakeSendFailed)
 			}
 		}
 		return
 	}
 	if !k.backIn {
+		if !acksSeg(k, seg) {
+			// Not (yet) the remote's ACK of the host's SYN/ACK: a blind
+			// or spoofed segment, or a RST. It goes on to the host, which
+			// judges it, but the remote-to-carrier entry waits, so the
+			// next segment comes here too, and the flow stays half-open
+			// (transitory timeout, inboundquota.go).
+			c.m.Inc(mInboundTCPAckUnproven)
+			carrier := k.carrier()
+			c.mu.Unlock()
+			if c.dp != nil {
+				c.dp.send(f, carrier, [][]byte{frame}, c.m)
+			}
+			return
+		}
 		k.backIn = c.mapHalf(f, k, false)
+		c.syncLocked(f, k) // established: its timeout no longer the transitory one
+		c.m.Inc(mInboundTCPAcked)
 	}
 	carrier := k.carrier()
 	c.mu.Unlock()
 	if c.dp != nil {
-		c.dp.send(f, carrier, [][]byte{frame}, c.count)
+		c.dp.send(f, carrier, [][]byte{frame}, c.m)
 	}
 }

@@ -175,8 +175,8 @@ func TestHandshakeRelay(t *testing.T) {
 	}
 	fk := xlat.Key{Proto: 6, Src: tcpFlow.Remote.Addr(), Dst: tcpFlow.Site.Addr(), SPort: tcpFlow.Remote.Port(), DPort: tcpFlow.Site.Port()}
 	c.inbound(context.Background(), fk, frameOf(t, tcpFlow.Remote.Addr(), tcpFlow.Site.Addr(), remoteSYN))
-	if c.counts["inbound-tcp-syn-answered"] != 1 || k.backIn {
-		t.Errorf("remote SYN after the handshake: counts %v, backIn %v", c.counts, k.backIn)
+	if c.m.Snapshot()["inbound-tcp-syn-answered"] != 1 || k.backIn {
+		t.Errorf("remote SYN after the handshake: counts %v, backIn %v", c.m.Snapshot(), k.backIn)
 	}
 	rack := handshake.Segment{SrcPort: 40000, DstPort: 443, Seq: remoteSYN.Seq + 1, Ack: hostISN + 1, Flags: handshake.ACK}
 	c.inbound(context.Background(), fk, frameOf(t, tcpFlow.Remote.Addr(), tcpFlow.Site.Addr(), rack))
@@ -185,8 +185,8 @@ func TestHandshakeRelay(t *testing.T) {
 	}
 	for name, want := range map[string]uint64{"bind-bad-token": 1, "bound": 1, "bind-already-bound": 1, "handshake-synack-sent": 2,
 		"handshake-carrier-syn-again": 1, "handshake-carrier-syn-early": 1, "handshake-unexpected": 1, "handshake-completed": 1, "handshake-stale": 1} {
-		if c.counts[name] != want {
-			t.Errorf("count %s = %d, want %d (all %v)", name, c.counts[name], want, c.counts)
+		if c.m.Snapshot()[name] != want {
+			t.Errorf("count %s = %d, want %d (all %v)", name, c.m.Snapshot()[name], want, c.m.Snapshot())
 		}
 	}
 }
@@ -200,22 +200,22 @@ func TestInboundTCPHolds(t *testing.T) {
 	c.inbound(context.Background(), k, frameOf(t, tcpFlow.Remote.Addr(), tcpFlow.Site.Addr(), remoteSYN))
 	ack := handshake.Segment{SrcPort: 40000, DstPort: 443, Seq: remoteSYN.Seq + 1, Ack: hostISN + 1, Flags: handshake.ACK}
 	c.inbound(context.Background(), k, frameOf(t, tcpFlow.Remote.Addr(), tcpFlow.Site.Addr(), ack))
-	if len(c.held[tcpFlow]) != 1 || c.counts["inbound-tcp-syn-again"] != 1 {
-		t.Errorf("held %d, counts %v", len(c.held[tcpFlow]), c.counts)
+	if len(c.held[tcpFlow]) != 1 || c.m.Snapshot()["inbound-tcp-syn-again"] != 1 {
+		t.Errorf("held %d, counts %v", len(c.held[tcpFlow]), c.m.Snapshot())
 	}
 	other := k
 	other.SPort = 40001
 	ack.SrcPort = 40001
 	c.inbound(context.Background(), other, frameOf(t, tcpFlow.Remote.Addr(), tcpFlow.Site.Addr(), ack))
-	if c.counts["inbound-tcp-not-syn"] != 1 || len(c.held) != 1 {
-		t.Errorf("a lone ACK: counts %v, %d flows held", c.counts, len(c.held))
+	if c.m.Snapshot()["inbound-tcp-not-syn"] != 1 || len(c.held) != 1 {
+		t.Errorf("a lone ACK: counts %v, %d flows held", c.m.Snapshot(), len(c.held))
 	}
 	// A SYN for a site with no session is counted, not offered.
 	syn := remoteSYN
 	syn.SrcPort = 40001
 	c.inbound(context.Background(), other, frameOf(t, tcpFlow.Remote.Addr(), tcpFlow.Site.Addr(), syn))
-	if c.counts["inbound-no-session"] != 1 || len(c.held) != 1 {
-		t.Errorf("no session: counts %v, %d flows held", c.counts, len(c.held))
+	if c.m.Snapshot()["inbound-no-session"] != 1 || len(c.held) != 1 {
+		t.Errorf("no session: counts %v, %d flows held", c.m.Snapshot(), len(c.held))
 	}
 }
 
@@ -226,15 +226,15 @@ func TestHandshakeRelayGiveUp(t *testing.T) {
 	c, k := handshakeCarriers(t)
 	before := c.ports.Stats().InUse
 	c.giveUp(nil, tcpFlow, k)
-	c.dropFlow(tcpFlow, &remoteSYN, "inbound-not-opened")
-	if len(c.flows) != 0 || len(c.byLease) != 0 || len(c.held) != 0 || len(c.done) != 0 {
-		t.Errorf("left behind: flows %v, leases %v, held %v, done %v", c.flows, c.byLease, c.held, c.done)
+	c.dropFlow(tcpFlow, &remoteSYN, mInboundNotOpened, mInboundTCPNotOpened)
+	if c.flows.len() != 0 || len(c.byLease) != 0 || len(c.held) != 0 || len(c.done) != 0 {
+		t.Errorf("left behind: flows %v, leases %v, held %v, done %v", c.flows.all(), c.byLease, c.held, c.done)
 	}
 	if got := c.ports.Stats().InUse; got != before-1 {
 		t.Errorf("ports in use %d, want %d", got, before-1)
 	}
-	if c.counts["inbound-tcp-not-opened"] != 1 {
-		t.Errorf("counts %v", c.counts)
+	if c.m.Snapshot()["inbound-tcp-not-opened"] != 1 {
+		t.Errorf("counts %v", c.m.Snapshot())
 	}
 	relay := k.lease.RelayAddr()
 	csyn := handshake.Segment{SrcPort: 33333, DstPort: relay.Port(), Seq: hostISN, Flags: handshake.SYN}
@@ -245,7 +245,7 @@ func TestHandshakeRelayGiveUp(t *testing.T) {
 	// Giving up on a flow that was replaced meanwhile leaves the new one.
 	c2, k2 := handshakeCarriers(t)
 	c2.giveUp(nil, tcpFlow, &carrier{})
-	if c2.flows[tcpFlow] != k2 {
+	if c2.flows.get(tcpFlow) != k2 {
 		t.Error("gave up another offer's flow")
 	}
 }
@@ -259,8 +259,8 @@ func TestInboundTCPHoldsInitialWindow(t *testing.T) {
 	for range maxHeldTCP + 2 {
 		c.inbound(context.Background(), k, frameOf(t, tcpFlow.Remote.Addr(), tcpFlow.Site.Addr(), seg))
 	}
-	if len(c.held[tcpFlow]) != maxHeldTCP || c.counts["inbound-held-overflow"] != 2 {
-		t.Errorf("held %d, counts %v", len(c.held[tcpFlow]), c.counts)
+	if len(c.held[tcpFlow]) != maxHeldTCP || c.m.Snapshot()["inbound-held-overflow"] != 2 {
+		t.Errorf("held %d, counts %v", len(c.held[tcpFlow]), c.m.Snapshot())
 	}
 }
 
@@ -274,8 +274,8 @@ func TestHoldEarlyCarrierSYN(t *testing.T) {
 	csyn := handshake.Segment{SrcPort: 33333, DstPort: relay.Port(), Seq: hostISN, Flags: handshake.SYN}
 	key := xlat.Key{Proto: 6, Src: cgnPublic, Dst: relay.Addr(), SPort: 33333, DPort: relay.Port()}
 	c.carrierPacket(key, frameOf(t, cgnPublic, relay.Addr(), csyn), true)
-	if c.earlyN != 0 || c.counts["bind-no-carrier"] != 1 {
-		t.Fatalf("a SYN for no offer: %d held, counts %v", c.earlyN, c.counts)
+	if c.earlyN != 0 || c.m.Snapshot()["bind-no-carrier"] != 1 {
+		t.Fatalf("a SYN for no offer: %d held, counts %v", c.earlyN, c.m.Snapshot())
 	}
 	lease, err := c.ports.Grant("home", cgnPublic, session.TCP)
 	if err != nil {
@@ -285,8 +285,8 @@ func TestHoldEarlyCarrierSYN(t *testing.T) {
 	c.offering[lk] = true
 	csyn.DstPort, key.DPort = lease.Port, lease.Port
 	c.carrierPacket(key, frameOf(t, cgnPublic, relay.Addr(), csyn), true)
-	if c.earlyN != 1 || c.counts["early-held"] != 1 {
-		t.Fatalf("early SYN: %d held, counts %v", c.earlyN, c.counts)
+	if c.earlyN != 1 || c.m.Snapshot()["early-held"] != 1 {
+		t.Fatalf("early SYN: %d held, counts %v", c.earlyN, c.m.Snapshot())
 	}
 	k2 := &carrier{site: "home", lease: lease, token: proto.BindToken(hostISN), inbound: true, hs: &tcpHandshake{syn: remoteSYN}}
 	c.mu.Lock()

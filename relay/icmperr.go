@@ -7,7 +7,6 @@ import (
 
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
-	"github.com/unmap-dev/unmap/session/ratelimit"
 	"github.com/unmap-dev/unmap/session/xlat"
 	"github.com/unmap-dev/unmap/xdp"
 )
@@ -16,11 +15,6 @@ import (
 // ICMPv6 error from a router beyond the relay goes to the edge of the
 // flow it is about, whole, on the control channel; a carrier whose TTL
 // runs out at the relay gets the time exceeded a router would send.
-
-// newICMPLimit is the rate of ICMP errors relayed per site (traceroute
-// sends 3 probes a hop, a few hops at once), and under "" of the relay's
-// own time exceeded.
-func newICMPLimit() *ratelimit.Limiter { return &ratelimit.Limiter{Rate: 100, Burst: 50} }
 
 // errorFlow is the flow an ICMP error is about, from its key (the
 // embedded packet's tuple reversed: from the remote to the site).
@@ -32,30 +26,30 @@ func errorFlow(k xlat.Key) session.Flow {
 // the edge whose flow it is about. Every refusal is counted.
 func (c *carriers) relayICMPError(k xlat.Key, m xdp.Miss) {
 	if m.Len != len(m.Data) {
-		c.count("icmp-err-truncated")
+		c.m.Inc(mICMPErrTruncated)
 		return
 	}
 	pkt := m.Data[14:]
 	if len(pkt) < 40 || len(pkt) < 40+int(binary.BigEndian.Uint16(pkt[4:])) {
-		c.count("icmp-err-malformed")
+		c.m.Inc(mICMPErrMalformed)
 		return
 	}
 	pkt = pkt[:40+int(binary.BigEndian.Uint16(pkt[4:]))]
 	if len(pkt) > proto.MaxICMPErrorLen {
-		c.count("icmp-err-too-long")
+		c.m.Inc(mICMPErrTooLong)
 		return
 	}
 	if netip.AddrFrom16([16]byte(pkt[24:40])) != k.Dst {
-		c.count("icmp-err-malformed") // not to the embedded packet's source
+		c.m.Inc(mICMPErrMalformed) // not to the embedded packet's source
 		return
 	}
 	if pkt[7] <= 1 {
-		c.count("icmp-err-hop-limit")
+		c.m.Inc(mICMPErrHopLimit)
 		return
 	}
 	f := errorFlow(k)
 	c.mu.Lock()
-	cr := c.flows[f]
+	cr := c.flows.get(f)
 	var ss interface{ ICMPError([]byte) error }
 	if cr != nil {
 		if s := c.live[cr.site]; s != nil {
@@ -65,22 +59,22 @@ func (c *carriers) relayICMPError(k xlat.Key, m xdp.Miss) {
 	c.mu.Unlock()
 	switch {
 	case cr == nil:
-		c.count("icmp-err-not-flow")
+		c.m.Inc(mICMPErrNotFlow)
 		return
 	case ss == nil:
-		c.count("icmp-err-no-session")
+		c.m.Inc(mICMPErrNoSession)
 		return
 	case !c.icmpLimit.Allow(cr.site, time.Now()):
-		c.count("icmp-err-rate-limited")
+		c.m.Inc(mICMPErrRateLimited)
 		return
 	}
 	out := append([]byte(nil), pkt...)
 	out[7]-- // the relay is a hop (the hop limit is outside the checksum)
 	if err := ss.ICMPError(out); err != nil {
-		c.count("icmp-err-send-failed")
+		c.m.Inc(mICMPErrSendFailed)
 		return
 	}
-	c.count("icmp-err-relayed")
+	c.m.Inc(mICMPErrRelayed)
 }
 
 // timeExceeded answers a carrier whose TTL ran out at the relay as a
@@ -88,20 +82,8 @@ func (c *carriers) relayICMPError(k xlat.Key, m xdp.Miss) {
 // address. The edge shows it as a hop, 64:ff9b::<relay>.
 func (c *carriers) timeExceeded(dp *datapath, frame []byte) {
 	ip := frame[14:]
-	if !c.icmpLimit.Allow("", time.Now()) { // "" is no site: the relay's own
-		c.count("ttl-exceeded-rate-limited")
-		return
-	}
-	out := xlat.TimeExceeded4(dp.cfg.CarrierAddr, ip)
-	if out == nil {
-		c.count("ttl-exceeded-malformed")
-		return
-	}
-	if err := dp.inj.Packet(out); err != nil {
-		c.count("ttl-exceeded-send-failed")
-		return
-	}
-	c.count("ttl-exceeded-sent")
+	// The limit's "" is no site: the relay's own.
+	dp.SendTimeExceeded(c.icmpLimit, func() []byte { return xlat.TimeExceeded4(dp.Cfg.CarrierAddr, ip) }, c.m, timeExceededCounters)
 }
 
 // ttlExpired reports whether frame is an IPv4 packet to the relay's

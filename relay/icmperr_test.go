@@ -5,8 +5,8 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/unmap-dev/unmap/config"
 	"github.com/unmap-dev/unmap/session"
-	"github.com/unmap-dev/unmap/session/conf"
 	"github.com/unmap-dev/unmap/session/xlat"
 	"github.com/unmap-dev/unmap/session/xlat/xlattest"
 	"github.com/unmap-dev/unmap/xdp"
@@ -44,7 +44,7 @@ func routerError6(host netip.Addr, sport uint16, remote netip.Addr, hop uint8, p
 func TestRelayICMPErrorRefusals(t *testing.T) {
 	s := &Settings{
 		Addresses:    []netip.Addr{netip.MustParseAddr("198.51.100.6")},
-		CarrierPorts: conf.PortRange{First: 20000, Last: 20015},
+		CarrierPorts: config.PortRange{First: 20000, Last: 20015},
 		Sites:        []Site{{ID: "home", Prefix: netip.MustParsePrefix("2001:db8:5::/56"), MaxFlows: 16}},
 	}
 	c, err := newCarriers(s, slog.New(slog.DiscardHandler))
@@ -54,7 +54,7 @@ func TestRelayICMPErrorRefusals(t *testing.T) {
 	host, remote := netip.MustParseAddr("2001:db8:5::2"), netip.MustParseAddr("2001:db8:6::2")
 	f := session.Flow{Proto: session.UDP, Site: netip.AddrPortFrom(host, 40000), Remote: netip.AddrPortFrom(remote, 33434)}
 	c.mu.Lock()
-	c.flows[f] = &carrier{site: "home"}
+	c.add(f, &carrier{site: "home"})
 	c.mu.Unlock()
 	send := func(frame []byte, caplen int) {
 		t.Helper()
@@ -79,11 +79,11 @@ func TestRelayICMPErrorRefusals(t *testing.T) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for k, v := range want {
-		if c.counts[k] != v {
-			t.Errorf("%s = %d, want %d (all: %v)", k, c.counts[k], v, c.counts)
+		if c.m.Snapshot()[k] != v {
+			t.Errorf("%s = %d, want %d (all: %v)", k, c.m.Snapshot()[k], v, c.m.Snapshot())
 		}
 	}
-	if c.counts["icmp-err-relayed"] != 0 {
+	if c.m.Snapshot()["icmp-err-relayed"] != 0 {
 		t.Error("relayed an error without a session")
 	}
 }

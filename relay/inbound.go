@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"strings"
 	"time"
 
+	"github.com/unmap-dev/unmap/metrics"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/flows"
 	"github.com/unmap-dev/unmap/session/handshake"
+	"github.com/unmap-dev/unmap/session/ports"
 	"github.com/unmap-dev/unmap/session/xlat"
 )
 
@@ -38,21 +39,24 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 	if f.Proto == session.TCP {
 		_, _, seg, err := handshake.Frame(frame)
 		if err != nil {
-			c.count("inbound-tcp-unreadable")
+			c.m.Inc(mInboundTCPUnreadable)
 			return
 		}
 		syn = &seg
+	}
+	if !c.admitNew(f, syn) { // inboundgate.go: without the relay's lock
+		return
 	}
 	c.mu.Lock()
 	if h, ok := c.held[f]; ok {
 		switch {
 		case syn != nil && syn.Flags&handshake.SYN != 0:
 			// The remote's SYN again: the edge has the first one.
-			c.countLocked("inbound-tcp-syn-again")
+			c.m.Inc(mInboundTCPSynAgain)
 		case len(h) >= maxHeldTCP || (syn == nil && len(h) >= maxHeld):
-			c.countLocked("inbound-held-overflow")
+			c.m.Inc(mInboundHeldOverflow)
 		case c.inb.heldN >= c.inb.heldCap():
-			c.countLocked("inbound-held-full")
+			c.m.Inc(mInboundHeldFull)
 		default:
 			c.held[f] = append(h, frame)
 			c.inb.heldAdd(1)
@@ -61,25 +65,25 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 		return
 	}
 	if syn != nil {
-		if kc, ok := c.flows[f]; ok && kc.public.IsValid() && kc.hs == nil {
+		if kc, ok := c.flows.lookup(f); ok && kc.public.IsValid() && kc.hs == nil {
 			c.afterHandshake(f, kc, *syn, frame) // unlocks
 			return
 		}
 		if !syn.Is(handshake.SYN) {
-			c.countLocked("inbound-tcp-not-syn") // no flow to carry it: the remote's stack resets or retries
+			c.m.Inc(mInboundTCPNotSyn) // no flow to carry it: the remote's stack resets or retries
 			c.mu.Unlock()
 			return
 		}
 	}
-	ss := c.owner(k.Dst)
+	ss := c.owner(f.Site)
 	if ss == nil {
-		c.countLocked("inbound-no-session")
+		c.m.Inc(mInboundNoSession)
 		c.mu.Unlock()
 		return
 	}
 	if code, ok := c.inb.refused.get(f, ss.ID(), c.now()); ok {
 		// Refused a moment ago: the edge is not asked again.
-		c.countLocked("inbound-refused-cached")
+		c.m.Inc(mInboundRefusedCached)
 		c.mu.Unlock()
 		if syn != nil && code == proto.CodeClosed {
 			c.resetRemote(f, *syn) // as the host did
@@ -87,17 +91,29 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 		return
 	}
 	if syn == nil && c.inb.heldN >= c.inb.heldCap() {
-		c.countLocked("inbound-held-full")
+		c.m.Inc(mInboundHeldFull)
 		c.mu.Unlock()
 		return
 	}
 	if !c.inb.allowOffer(ss.Site(), f.Remote.Addr(), c.now()) {
-		c.countLocked("inbound-offer-rate")
+		c.m.Inc(mInboundOfferRate)
+		c.mu.Unlock()
+		return
+	}
+	if why := c.inb.quota.admit(f, ss.Site(), c.now()); why != "" {
+		c.countLocked(why)
+		c.mu.Unlock()
+		return
+	}
+	if !c.gate.allow(c.now(), true) {
+		c.inb.quota.forget(f)
+		c.m.Inc(mInboundOverBudget)
 		c.mu.Unlock()
 		return
 	}
 	if !c.inb.takeSlot(ss.Site()) {
-		c.countLocked("inbound-pending-full")
+		c.inb.quota.forget(f)
+		c.m.Inc(mInboundPendingFull)
 		c.mu.Unlock()
 		return
 	}
@@ -117,14 +133,25 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 // for its handshake to complete); the held packets go out when it does
 // (release closes released). syn is the remote's SYN of a TCP flow.
 func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *handshake.Segment, released <-chan struct{}) {
+	start := time.Now() // the miss was read a moment ago (inbound's caller)
 	defer c.offerDone(ss.Site())
+	// A flow the edge did not take no longer counts against the quotas;
+	// one it took counts until it is removed (carriers.remove).
+	taken := false
+	defer func() {
+		if !taken {
+			c.mu.Lock()
+			c.inb.quota.forget(f)
+			c.mu.Unlock()
+		}
+	}()
 	cp := session.UDP
 	m := &proto.FlowOffer{Flow: f, LifetimeSec: uint32(c.udpTimeout / time.Second)}
 	if syn != nil {
 		cp = session.TCP
 		h, err := syn.Header()
 		if err != nil {
-			c.dropFlow(f, syn, "inbound-unreadable")
+			c.dropFlow(f, syn, mInboundUnreadable, mInboundTCPUnreadable)
 			return
 		}
 		m.SYN = h
@@ -132,7 +159,11 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 	m.CarrierProto = cp
 	lease, err := c.offerLease(ss, cp)
 	if err != nil {
-		c.dropFlow(f, syn, "inbound-no-port")
+		if errors.Is(err, ports.ErrInboundShare) {
+			c.dropFlow(f, syn, mInboundPortShare, mInboundTCPPortShare) // the rest of the ports is kept for outbound flows
+		} else {
+			c.dropFlow(f, syn, mInboundNoPort, mInboundTCPNoPort)
+		}
 		return
 	}
 	m.Relay = lease.RelayAddr()
@@ -167,7 +198,7 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 			_ = c.ports.Release(lease) // it may answer late, and send
 		}
 		c.rememberRefusal(f, ss, r)
-		c.dropFlow(f, syn, "inbound-refused")
+		c.dropFlow(f, syn, mInboundRefused, mInboundTCPRefused)
 		c.log.Debug("inbound flow refused", "flow", f, "err", err)
 		if syn != nil && errors.Is(err, proto.CodeClosed) {
 			c.resetRemote(f, *syn) // the host itself said no: so does the remote's connect, at once
@@ -181,6 +212,7 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 	}
 	c.mu.Lock()
 	c.add(f, k)
+	taken = true
 	early := c.takeEarlyLocked(leaseKey{lease.Key, lease.Port})
 	c.mu.Unlock()
 	// The edge sends its opener as it replies: it may have come first.
@@ -194,8 +226,9 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 	select {
 	case <-ctx.Done():
 		c.giveUp(ss, f, k) // before the held packets go: a packet after that offers anew
-		c.dropFlow(f, syn, "inbound-not-opened")
+		c.dropFlow(f, syn, mInboundNotOpened, mInboundTCPNotOpened)
 	case <-released:
+		c.openLatency.Observe(f.Proto.String(), time.Since(start))
 	}
 }
 
@@ -204,7 +237,7 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 // port and any entries go, and the edge is told.
 func (c *carriers) giveUp(ss edgeSide, f session.Flow, k *carrier) {
 	c.mu.Lock()
-	mine := c.flows[f] == k
+	mine := c.flows.get(f) == k
 	if mine {
 		c.remove(f, k)
 	}
@@ -218,22 +251,20 @@ func (c *carriers) giveUp(ss edgeSide, f session.Flow, k *carrier) {
 
 // dropFlow is drop for a flow of either kind: a TCP flow holds no packet
 // of its own (its SYN went in the offer), so its end is counted once,
-// under why with a "-tcp" mark.
-func (c *carriers) dropFlow(f session.Flow, syn *handshake.Segment, why string) {
+// under whyTCP.
+func (c *carriers) dropFlow(f session.Flow, syn *handshake.Segment, why, whyTCP metrics.Counter) {
 	if syn != nil {
-		c.count(strings.Replace(why, "inbound-", "inbound-tcp-", 1))
+		c.m.Inc(whyTCP)
 	}
 	c.drop(f, why)
 }
 
 // drop forgets an inbound flow's held packets (if still held), counting
-// them.
-func (c *carriers) drop(f session.Flow, why string) {
+// them under why.
+func (c *carriers) drop(f session.Flow, why metrics.Counter) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for range c.held[f] {
-		c.countLocked(why)
-	}
+	c.m.Add(why, uint64(len(c.held[f])))
 	c.inb.heldAdd(-len(c.held[f]))
 	delete(c.held, f)
 	delete(c.done, f)
@@ -251,15 +282,16 @@ func (c *carriers) release(dp *datapath, f session.Flow, carrier session.Carrier
 	}
 	c.mu.Unlock()
 	if dp != nil {
-		dp.send(f, carrier, held, func(name string) { c.count(name) })
+		dp.send(f, carrier, held, c.m)
 	}
 }
 
-// owner is the live session of the site an address belongs to; c.mu held.
-func (c *carriers) owner(a netip.Addr) edgeSide {
+// owner is the live session of the site an endpoint belongs to; c.mu
+// held.
+func (c *carriers) owner(a netip.AddrPort) edgeSide {
 	for site, p := range c.grants {
 		for _, pfx := range p {
-			if !pfx.Contains(a) {
+			if !c.holds(site, pfx, a) {
 				continue
 			}
 			if ss := c.live[site]; ss != nil {
@@ -274,6 +306,20 @@ func (c *carriers) owner(a netip.Addr) edgeSide {
 	return nil
 }
 
+// holds reports whether site's granted prefix pfx holds endpoint a. A
+// public IPv4 may be shared by sites with disjoint port sets (A+P, RFC
+// 6346: ipv4_ports): the address alone does not say whose a flow is, its
+// port does (for ICMP, the echo identifier the key carries as a port).
+func (c *carriers) holds(site string, pfx netip.Prefix, a netip.AddrPort) bool {
+	if !pfx.Contains(a.Addr()) {
+		return false
+	}
+	if r, ok := c.inb.ipv4Ports[site]; ok && a.Addr().Is4() {
+		return r.Contains(a.Port())
+	}
+	return true
+}
+
 // resetRemote answers the remote's SYN with the RST the LAN host sent,
 // which the edge reported as CodeClosed.
 func (c *carriers) resetRemote(f session.Flow, syn handshake.Segment) {
@@ -282,9 +328,9 @@ func (c *carriers) resetRemote(f session.Flow, syn handshake.Segment) {
 	if err != nil || c.dp == nil {
 		return
 	}
-	if err := c.dp.inj.Packet(pkt); err != nil {
-		c.count("handshake-send-failed")
+	if err := c.dp.Inj.Packet(pkt); err != nil {
+		c.m.Inc(mHandshakeSendFailed)
 		return
 	}
-	c.count("inbound-tcp-reset-sent")
+	c.m.Inc(mInboundTCPResetSent)
 }

@@ -135,9 +135,7 @@ func waitIdle(t *testing.T, c *carriers) {
 }
 
 func (c *carriers) countOf(name string) uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.counts[name]
+	return c.m.Snapshot()[name]
 }
 
 // TestInboundRefusedCached: a flow the edge refused is offered once per
@@ -158,7 +156,7 @@ func TestInboundRefusedCached(t *testing.T) {
 		t.Fatalf("%d offers for one refused flow, want 1", got)
 	}
 	if c.countOf("inbound-refused-cached") != 4 || c.countOf("inbound-refused") != 1 {
-		t.Errorf("counts %v", c.counts)
+		t.Errorf("counts %v", c.m.Snapshot())
 	}
 	// 20 more flows (ports and addresses), 3 packets each: one offer each.
 	for i := range 20 {
@@ -173,7 +171,7 @@ func TestInboundRefusedCached(t *testing.T) {
 	}
 	// Their relay port carried nothing: offered again, not quarantined.
 	if st := c.ports.Stats(); st.Granted != 1 || c.countOf("inbound-port-reused") != 20 {
-		t.Errorf("21 refused offers took %d ports from the allocator; counts %v", st.Granted, c.counts)
+		t.Errorf("21 refused offers took %d ports from the allocator; counts %v", st.Granted, c.m.Snapshot())
 	}
 	if st := c.inboundStatus().(inboundStatus); st.Refused != 21 || len(st.Pending) != 0 {
 		t.Errorf("status %+v", st)
@@ -217,7 +215,7 @@ func TestInboundTCPClosedCached(t *testing.T) {
 	waitIdle(t, c)
 	c.inbound(context.Background(), k, syn)
 	if e.offered() != 1 || c.countOf("inbound-refused-cached") != 1 || c.countOf("inbound-tcp-refused") != 1 {
-		t.Errorf("%d offers, counts %v", e.offered(), c.counts)
+		t.Errorf("%d offers, counts %v", e.offered(), c.m.Snapshot())
 	}
 }
 
@@ -255,13 +253,13 @@ func TestInboundPendingBound(t *testing.T) {
 	heldN, pending := c.inb.heldN, c.inb.pending["home"]
 	c.mu.Unlock()
 	if n != 100 || heldN != 100 || pending != maxPendingPerSite || c.countOf("inbound-held-full") == 0 {
-		t.Errorf("held %d (counted %d), pending %d, counts %v", n, heldN, pending, c.counts)
+		t.Errorf("held %d (counted %d), pending %d, counts %v", n, heldN, pending, c.m.Snapshot())
 	}
 	// Another site is not held up by this one's offers (no session: counted).
 	ks, _ := udpTo("2001:db8:5:100::10", 7)
 	c.inbound(ctx, ks, []byte("z"))
 	if c.countOf("inbound-no-session") != 1 {
-		t.Errorf("counts %v", c.counts)
+		t.Errorf("counts %v", c.m.Snapshot())
 	}
 	for e.offered() < maxPendingPerSite {
 		time.Sleep(time.Millisecond)
@@ -274,14 +272,14 @@ func TestInboundPendingBound(t *testing.T) {
 	// The refused offers' ports carried nothing: a few are kept for the
 	// next offers, the rest go back; the kept ones go after spareIdle.
 	if got := c.ports.Stats().InUse; got != before+sparePerSite || c.inb.heldN != 0 || c.countOf("inbound-refused") != 100 {
-		t.Errorf("after the offers: ports in use %d (want %d), held %d, counts %v", got, before+sparePerSite, c.inb.heldN, c.counts)
+		t.Errorf("after the offers: ports in use %d (want %d), held %d, counts %v", got, before+sparePerSite, c.inb.heldN, c.m.Snapshot())
 	}
 	// Slots free again.
 	k, _ := udpTo("2001:db8:5::10", 20000)
 	c.inbound(ctx, k, []byte("x"))
 	waitIdle(t, c)
 	if got := e.offered(); got != maxPendingPerSite+1 || c.countOf("inbound-port-reused") != 1 {
-		t.Errorf("%d offers, want %d; counts %v", got, maxPendingPerSite+1, c.counts)
+		t.Errorf("%d offers, want %d; counts %v", got, maxPendingPerSite+1, c.m.Snapshot())
 	}
 	clk.add(spareIdle)
 	c.sweep()
@@ -344,11 +342,11 @@ func TestInboundUDPNotOpenedReleased(t *testing.T) {
 	e.mu.Lock()
 	closed := e.closed[f]
 	e.mu.Unlock()
-	if len(c.flows) != 0 || len(c.byLease) != 0 || c.ports.Stats().InUse != before || closed != proto.CodeTimeout {
-		t.Errorf("left behind: flows %v, leases %v, ports in use %d (want %d), edge told %v", c.flows, c.byLease, c.ports.Stats().InUse, before, closed)
+	if c.flows.len() != 0 || len(c.byLease) != 0 || c.ports.Stats().InUse != before || closed != proto.CodeTimeout {
+		t.Errorf("left behind: flows %v, leases %v, ports in use %d (want %d), edge told %v", c.flows.all(), c.byLease, c.ports.Stats().InUse, before, closed)
 	}
 	if c.countOf("inbound-not-opened") != 1 {
-		t.Errorf("counts %v", c.counts)
+		t.Errorf("counts %v", c.m.Snapshot())
 	}
 
 	c.inb.setup = 5 * time.Second
@@ -357,7 +355,7 @@ func TestInboundUDPNotOpenedReleased(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		c.mu.Lock()
-		kc := c.flows[f]
+		kc := c.flows.get(f)
 		c.mu.Unlock()
 		if kc != nil {
 			c.release(nil, f, kc.carrier()) // what the opener's bind does
@@ -369,8 +367,8 @@ func TestInboundUDPNotOpenedReleased(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	waitIdle(t, c)
-	if len(c.flows) != 1 || c.ports.Stats().InUse != before+1 {
-		t.Errorf("an opened flow: flows %v, ports in use %d", c.flows, c.ports.Stats().InUse)
+	if c.flows.len() != 1 || c.ports.Stats().InUse != before+1 {
+		t.Errorf("an opened flow: flows %v, ports in use %d", c.flows.all(), c.ports.Stats().InUse)
 	}
 }
 

@@ -9,8 +9,9 @@ import (
 	"time"
 
 	"github.com/unmap-dev/unmap/proto"
+	"github.com/unmap-dev/unmap/ratelimit"
 	"github.com/unmap-dev/unmap/session"
-	"github.com/unmap-dev/unmap/session/ratelimit"
+	"github.com/unmap-dev/unmap/session/ports"
 )
 
 // What one Internet host can make the relay's inbound slow path hold and
@@ -56,6 +57,10 @@ type inboundState struct {
 	refused refusedCache
 	spares  map[string][]spareLease // unused ports of refused offers, by site (spare.go)
 	offers  ratelimit.Limiter       // new flows offered, by site and remote
+	quota   quota                   // inbound flows by site and remote, from offer to end (inboundquota.go)
+	// The port set of each site whose public IPv4 has one (A+P), by
+	// site: who owns a flow to that address depends on its port.
+	ipv4Ports map[string]ports.Range
 
 	// Tests only: lower limits, and sessions that are not control
 	// sessions (by site; a live control session comes first).
@@ -68,12 +73,23 @@ func (s *inboundState) pendingCap() int          { return cmp.Or(s.maxPending, m
 func (s *inboundState) heldCap() int             { return cmp.Or(s.maxHeld, maxHeldAll) }
 func (s *inboundState) setupTime() time.Duration { return cmp.Or(s.setup, inboundSetup) }
 
-// allowOffer takes one of remote's offers to site at now.
+// allowOffer takes one of remote's offers to site at now; peekOffer says
+// whether it could, taking nothing (inboundgate.go, before c.mu).
 func (s *inboundState) allowOffer(site string, remote netip.Addr, now time.Time) bool {
+	return s.offerLimit().Allow(site+" "+remoteKey(remote), now)
+}
+
+func (s *inboundState) peekOffer(site string, remote netip.Addr, now time.Time) bool {
+	return s.offerLimit().Peek(site+" "+remoteKey(remote), now)
+}
+
+// offerLimit is the offer limiter, its rates set on first use (tests set
+// their own first); only the miss loop's goroutine calls it.
+func (s *inboundState) offerLimit() *ratelimit.Limiter {
 	if s.offers.Rate == 0 {
 		s.offers.Rate, s.offers.Burst = offerRate, offerBurst
 	}
-	return s.offers.Allow(site+" "+remoteKey(remote), now)
+	return &s.offers
 }
 
 // remoteKey is what the offer limit counts a remote by: its /64, or its
@@ -120,6 +136,12 @@ type inboundStatus struct {
 	OfferRate     int            `json:"offers_per_sec_per_remote"`
 	OfferBurst    int            `json:"offer_burst_per_remote"`
 	OfferRemotes  int            `json:"offer_remotes_tracked"`
+	// Inbound flows counted against inbound_limits (inboundquota.go).
+	Flows         map[string]int `json:"inbound_flows_by_site"`
+	FlowsMax      int            `json:"inbound_flows_max_per_site"`
+	PerRemoteMax  int            `json:"inbound_flows_max_per_remote"`
+	PortShare     int            `json:"inbound_port_share_percent"`
+	UnansweredSec int            `json:"unanswered_udp_sec"`
 }
 
 func (c *carriers) inboundStatus() any {
@@ -130,9 +152,12 @@ func (c *carriers) inboundStatus() any {
 	for _, sp := range s.spares {
 		spare += len(sp)
 	}
+	b := s.quota.bounds()
 	return inboundStatus{Pending: maps.Clone(s.pending), PendingMax: s.pendingCap(), Held: s.heldN, HeldMax: s.heldCap(),
 		Refused: s.refused.len(), RefusedMax: refusedMax, RefusedTTLSec: int(refusedTTL / time.Second), Spare: spare,
-		OfferRate: offerRate, OfferBurst: offerBurst, OfferRemotes: s.offers.Names()}
+		OfferRate: offerRate, OfferBurst: offerBurst, OfferRemotes: s.offers.Names(),
+		Flows: maps.Clone(s.quota.bySite), FlowsMax: b.PerSite, PerRemoteMax: b.PerRemote, PortShare: b.PortShare,
+		UnansweredSec: int(b.Unanswered / time.Second)}
 }
 
 // offerDone frees an offer's slot when it ends, whatever its end.
@@ -150,6 +175,6 @@ func (c *carriers) rememberRefusal(f session.Flow, ss edgeSide, r *proto.OfferRe
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if n := c.inb.refused.add(f, ss.ID(), r.Result, c.now()); n > 0 {
-		c.counts["inbound-refused-cache-full"] += uint64(n)
+		c.m.Add(mInboundRefusedCacheFull, uint64(n))
 	}
 }

@@ -5,9 +5,11 @@ import (
 	"slices"
 	"time"
 
+	"github.com/unmap-dev/unmap/metrics"
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/ports"
 	"github.com/unmap-dev/unmap/session/xlat"
+	"github.com/unmap-dev/unmap/slowpath"
 	"github.com/unmap-dev/unmap/xdp"
 )
 
@@ -81,50 +83,14 @@ func (p *pinnedFlow) matches(out, back xdp.Mapping) bool {
 // layout is the same, and the slots read back as keys of the ports and
 // address configured now, which no return entry matches).
 func readPinned(ms []xdp.Mapping, addrs []netip.Addr) (flows []*pinnedFlow, rest []xlat.Key) {
-	entries := make(map[xlat.Key]xlat.Entry, len(ms))
-	for _, m := range ms {
-		entries[m.Key] = m.Entry
+	pinned, others := slowpath.ReadPinned(ms, slowpath.RelayPairing, func(m xdp.Mapping) bool { return slices.Contains(addrs, m.Key.Dst) })
+	for _, p := range pinned {
+		flows = append(flows, &pinnedFlow{flow: p.Flow, carrier: p.Carrier, out: p.Out, back: p.Back})
 	}
-	used := make(map[xlat.Key]bool, len(ms))
-	for _, m := range ms {
-		if used[m.Key] || !slices.Contains(addrs, m.Key.Dst) {
-			continue
-		}
-		p, ok := pairOf(m)
-		if !ok {
-			continue
-		}
-		if e, ok := entries[p.back.Key]; !ok || e != p.back.Entry || used[p.back.Key] {
-			continue
-		}
-		used[m.Key], used[p.back.Key] = true, true
-		flows = append(flows, p)
-	}
-	for _, m := range ms {
-		if !used[m.Key] {
-			rest = append(rest, m.Key)
-		}
+	for _, m := range others {
+		rest = append(rest, m.Key)
 	}
 	return flows, rest
-}
-
-// pairOf reads m as a carrier's way in: the flow and carrier it names,
-// if the relay would have made m for them.
-func pairOf(m xdp.Mapping) (*pinnedFlow, bool) {
-	switch session.Proto(m.Key.Proto) {
-	case session.TCP, session.UDP, session.ICMP:
-	default:
-		return nil, false
-	}
-	f := session.Flow{Proto: session.Proto(m.Entry.Proto),
-		Site: netip.AddrPortFrom(m.Entry.Src, m.Entry.SPort), Remote: netip.AddrPortFrom(m.Entry.Dst, m.Entry.DPort)}
-	c := session.Carrier{Proto: session.Proto(m.Key.Proto),
-		Relay: netip.AddrPortFrom(m.Key.Dst, m.Key.DPort), Public: netip.AddrPortFrom(m.Key.Src, m.Key.SPort)}
-	out, back, err := xdp.RelayPair(f, c)
-	if err != nil || out != m {
-		return nil, false
-	}
-	return &pinnedFlow{flow: f, carrier: c, out: out, back: back}, true
 }
 
 // takePinned takes stock of the flows in the datapath at start (ms) and
@@ -137,12 +103,12 @@ func (c *carriers) takePinned(ms []xdp.Mapping, addrs []netip.Addr) int {
 	defer c.mu.Unlock()
 	for _, k := range rest {
 		c.deleteKey(k)
-		c.countLocked("pinned-unusable") // half of a pair, or no relay carrier's
+		c.m.Inc(mPinnedUnusable) // half of a pair, or no relay carrier's
 	}
 	c.pinned = pinnedSet{byKey: map[xlat.Key]*pinnedFlow{}, byLease: map[leaseKey]*pinnedFlow{}}
 	n := 0
 	for _, p := range flows {
-		site, ok := c.siteOf(p.flow.Site.Addr())
+		site, ok := c.siteOf(p.flow.Site)
 		if ok && p.carrier.Relay.Port() != 0 {
 			k := ports.Key{Relay: p.carrier.Relay.Addr(), Public: p.carrier.Public.Addr(), Proto: p.carrier.Proto}
 			lease, err := c.ports.Claim(site, k, p.carrier.Relay.Port())
@@ -155,7 +121,7 @@ func (c *carriers) takePinned(ms []xdp.Mapping, addrs []netip.Addr) int {
 			for _, k := range p.keys() {
 				c.deleteKey(k)
 			}
-			c.countLocked("pinned-unowned")
+			c.m.Inc(mPinnedUnowned)
 			continue
 		}
 		p.site = site
@@ -165,7 +131,7 @@ func (c *carriers) takePinned(ms []xdp.Mapping, addrs []netip.Addr) int {
 		if p.lease.Port != 0 {
 			c.pinned.byLease[leaseKey{p.lease.Key, p.lease.Port}] = p
 		}
-		c.countLocked("pinned")
+		c.m.Inc(mPinned)
 		n++
 	}
 	if n > 0 {
@@ -174,11 +140,12 @@ func (c *carriers) takePinned(ms []xdp.Mapping, addrs []netip.Addr) int {
 	return n
 }
 
-// siteOf is the site an address of a flow belongs to; c.mu held.
-func (c *carriers) siteOf(a netip.Addr) (string, bool) {
+// siteOf is the site a flow's site endpoint belongs to (by its port
+// too, on a shared IPv4: holds); c.mu held.
+func (c *carriers) siteOf(a netip.AddrPort) (string, bool) {
 	for site, ps := range c.grants {
 		for _, p := range ps {
-			if p.Contains(a) {
+			if c.holds(site, p, a) {
 				return site, true
 			}
 		}
@@ -189,13 +156,13 @@ func (c *carriers) siteOf(a netip.Addr) (string, bool) {
 // deleteKey removes one pinned entry; c.mu held.
 func (c *carriers) deleteKey(k xlat.Key) {
 	if c.dp != nil {
-		_ = c.dp.d.Delete(k)
+		_ = c.dp.XDP.Delete(k)
 	}
 }
 
 // dropPinnedLocked removes a pinned flow, its entries and its port,
 // counted under why; c.mu held.
-func (c *carriers) dropPinnedLocked(p *pinnedFlow, why string) {
+func (c *carriers) dropPinnedLocked(p *pinnedFlow, why metrics.Counter) {
 	for _, k := range p.keys() {
 		c.deleteKey(k)
 	}
@@ -205,7 +172,7 @@ func (c *carriers) dropPinnedLocked(p *pinnedFlow, why string) {
 			c.log.Error("port release", "lease", p.lease, "err", err)
 		}
 	}
-	c.countLocked(why)
+	c.m.Inc(why)
 }
 
 // forgetPinnedLocked takes p out of the set (its entries stay); c.mu held.
@@ -229,7 +196,7 @@ func (c *carriers) forgetPinnedLocked(p *pinnedFlow) {
 func (c *carriers) replacePinnedLocked(keys ...xlat.Key) {
 	for _, k := range keys {
 		if p := c.pinned.byKey[k]; p != nil {
-			c.dropPinnedLocked(p, "pinned-replaced")
+			c.dropPinnedLocked(p, mPinnedReplaced)
 		}
 	}
 }
@@ -298,7 +265,7 @@ func (c *carriers) expirePinnedLocked(now time.Time) {
 	n := 0
 	for _, p := range c.pinned.byKey {
 		if c.pinned.byKey[p.out.Key] == p {
-			c.dropPinnedLocked(p, "pinned-stale")
+			c.dropPinnedLocked(p, mPinnedStale)
 			n++
 		}
 	}
@@ -313,7 +280,7 @@ func (c *carriers) dropSitePinnedLocked(site string) int {
 	n := 0
 	for _, p := range c.pinned.byKey {
 		if p.site == site && c.pinned.byKey[p.out.Key] == p {
-			c.dropPinnedLocked(p, "pinned-not-replayed")
+			c.dropPinnedLocked(p, mPinnedNotReplayed)
 			n++
 		}
 	}

@@ -14,12 +14,13 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/unmap-dev/unmap/config"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
-	"github.com/unmap-dev/unmap/session/conf"
 	"github.com/unmap-dev/unmap/session/ports"
 	"github.com/unmap-dev/unmap/session/xlat"
 	"github.com/unmap-dev/unmap/session/xlat/xlattest"
+	"github.com/unmap-dev/unmap/slowpath"
 	"github.com/unmap-dev/unmap/test/bpffs"
 	"github.com/unmap-dev/unmap/xdp"
 )
@@ -33,8 +34,8 @@ var (
 func pinSettings() *Settings {
 	return &Settings{
 		Addresses:    []netip.Addr{pinRelay},
-		CarrierPorts: conf.PortRange{First: 20000, Last: 20015},
-		Timers:       conf.Timers{UDP: 2 * time.Minute, TCPEstablished: 124 * time.Minute, TCPTransitory: 4 * time.Minute, ICMP: time.Minute},
+		CarrierPorts: config.PortRange{First: 20000, Last: 20015},
+		Timers:       config.Timers{UDP: 2 * time.Minute, TCPEstablished: 124 * time.Minute, TCPTransitory: 4 * time.Minute, ICMP: time.Minute},
 		Sites: []Site{
 			{ID: "home", Prefix: netip.MustParsePrefix("2001:db8:5::/56"), MaxFlows: 16},
 			{ID: "away", Prefix: netip.MustParsePrefix("2001:db8:7::/56"), MaxFlows: 16},
@@ -55,7 +56,7 @@ func loadPinned(t *testing.T, s *Settings, dir string) *datapath {
 	if err := d.SetFIB(false); err != nil { // translated packets pass: no routes here
 		t.Fatal(err)
 	}
-	return &datapath{d: d, cfg: cfg}
+	return &datapath{Datapath: &slowpath.Datapath{XDP: d, Cfg: cfg}}
 }
 
 // pinFlow is a flow of a site and its bound carrier on relay port r.
@@ -125,19 +126,19 @@ func TestPinnedFlowsAcrossRestart(t *testing.T) {
 	}
 	hOut, _ := half.pair(t)
 	_, lBack := lone.pair(t)
-	if err := errors.Join(old.d.Put(hOut.Key, hOut.Entry), old.d.Put(lBack.Key, lBack.Entry)); err != nil {
+	if err := errors.Join(old.XDP.Put(hOut.Key, hOut.Entry), old.XDP.Put(lBack.Key, lBack.Entry)); err != nil {
 		t.Fatal(err)
 	}
 	kOut, kBack := kept.pair(t)
 	pkt := xlattest.Build(xlattest.Spec{Src: pinPublic, Dst: pinRelay, Proto: 17, SPort: kept.c.Public.Port(), DPort: kept.c.Relay.Port(), Payload: []byte("before")})
-	if ret, err := old.d.Program(xlat.RoleRelayExt).Run(&ebpf.RunOptions{Data: pkt}); err != nil || xlat.Verdict(ret) != xlat.Pass {
+	if ret, err := old.XDP.Program(xlat.RoleRelayExt).Run(&ebpf.RunOptions{Data: pkt}); err != nil || xlat.Verdict(ret) != xlat.Pass {
 		t.Fatalf("carrier packet: verdict %v, %v", xlat.Verdict(ret), err)
 	}
-	before, err := old.d.FlowCounters(kOut.Key)
+	before, err := old.XDP.FlowCounters(kOut.Key)
 	if err != nil || before.Packets != 1 {
 		t.Fatalf("counters before the restart: %+v, %v", before, err)
 	}
-	old.d.Close()
+	old.XDP.Close()
 
 	// The next agent.
 	dp := loadPinned(t, s, dir)
@@ -147,7 +148,7 @@ func TestPinnedFlowsAcrossRestart(t *testing.T) {
 	}
 	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	c.now, c.dp = clk.now, dp
-	ms, err := dp.d.Mappings()
+	ms, err := dp.XDP.Mappings()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,10 +192,10 @@ func TestPinnedFlowsAcrossRestart(t *testing.T) {
 	want["replayed-claimed"]++
 	want["replayed-pinned"]++
 	checkCounts(t, c, "kept flow replayed", want)
-	if got, err := dp.d.FlowCounters(kOut.Key); err != nil || got.Packets != before.Packets {
+	if got, err := dp.XDP.FlowCounters(kOut.Key); err != nil || got.Packets != before.Packets {
 		t.Errorf("the adopted flow's counters: %+v, %v; want %d packets (its entry rewritten?)", got, err, before.Packets)
 	}
-	if k := c.flows[kept.f]; k == nil || k.public != kept.c.Public || k.lease.Port != kept.c.Relay.Port() {
+	if k := c.flows.get(kept.f); k == nil || k.public != kept.c.Public || k.lease.Port != kept.c.Relay.Port() {
 		t.Fatalf("adopted carrier: %+v", k)
 	}
 
@@ -211,7 +212,7 @@ func TestPinnedFlowsAcrossRestart(t *testing.T) {
 	want["replayed-pinned"]++ // unheard
 	want["pinned-replaced"]++ // moved
 	checkCounts(t, c, "replays", want)
-	if k := c.flows[unheard.f]; k == nil || k.public != unheard.c.Public {
+	if k := c.flows.get(unheard.f); k == nil || k.public != unheard.c.Public {
 		t.Errorf("carrier of the flow replayed unbound: %+v, want it bound to %v as pinned", k, unheard.c.Public)
 	}
 	mOut, mBack := moved.pair(t)
@@ -252,7 +253,7 @@ func TestPinnedFlowsAcrossRestart(t *testing.T) {
 	aOut, _ := away.pair(t)
 	clk.add(pinnedGrace - time.Second)
 	c.sweep()
-	if !has(t, dp, aOut.Key) || c.counts["pinned-stale"] != 0 {
+	if !has(t, dp, aOut.Key) || c.m.Snapshot()["pinned-stale"] != 0 {
 		t.Fatal("away's flow went before the grace ended")
 	}
 	clk.add(2 * time.Second)
@@ -263,7 +264,7 @@ func TestPinnedFlowsAcrossRestart(t *testing.T) {
 		t.Errorf("away's flow after the grace: entry in %v, %d ports held, %d pinned left", has(t, dp, aOut.Key), c.ports.Held("away"), c.pinned.count())
 	}
 	// What is left is the replayed flows' entries, nothing else.
-	ms, err = dp.d.Mappings()
+	ms, err = dp.XDP.Mappings()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +291,7 @@ func takeOver(t *testing.T, s *Settings, dir string) (*carriers, *datapath, int)
 		t.Fatal(err)
 	}
 	c.dp = dp
-	ms, err := dp.d.Mappings()
+	ms, err := dp.XDP.Mappings()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +311,7 @@ func TestPinnedUnowned(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	old.d.Close()
+	old.XDP.Close()
 
 	s.Sites = s.Sites[:1] // away is no longer a site
 	c, dp, n := takeOver(t, s, dir)
@@ -336,15 +337,15 @@ func TestPinnedOtherRange(t *testing.T) {
 	if err := old.mapFlow(p.f, p.c); err != nil {
 		t.Fatal(err)
 	}
-	old.d.Close()
+	old.XDP.Close()
 
-	s.CarrierPorts = conf.PortRange{First: 30000, Last: 30015}
+	s.CarrierPorts = config.PortRange{First: 30000, Last: 30015}
 	c, dp, n := takeOver(t, s, dir)
 	if n != 0 {
 		t.Fatalf("%d pinned flows kept, want none", n)
 	}
 	checkCounts(t, c, "at start", map[string]uint64{"pinned-unusable": 2})
-	if ms, err := dp.d.Mappings(); err != nil || len(ms) != 0 {
+	if ms, err := dp.XDP.Mappings(); err != nil || len(ms) != 0 {
 		t.Errorf("entries left: %v, %v", ms, err)
 	}
 }
@@ -390,7 +391,7 @@ func TestReadPinned(t *testing.T) {
 // has reports whether the datapath has an entry for k.
 func has(t *testing.T, dp *datapath, k xlat.Key) bool {
 	t.Helper()
-	_, err := dp.d.FlowCounters(k)
+	_, err := dp.XDP.FlowCounters(k)
 	return err == nil
 }
 
@@ -401,11 +402,11 @@ func checkCounts(t *testing.T, c *carriers, when string, want map[string]uint64)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for name, n := range want {
-		if c.counts[name] != n {
-			t.Errorf("%s: %s = %d, want %d", when, name, c.counts[name], n)
+		if c.m.Snapshot()[name] != n {
+			t.Errorf("%s: %s = %d, want %d", when, name, c.m.Snapshot()[name], n)
 		}
 	}
-	for name, n := range c.counts {
+	for name, n := range c.m.Snapshot() {
 		if _, ok := want[name]; !ok && n != 0 && (strings.HasPrefix(name, "pinned") || name == "replayed-pinned") {
 			t.Errorf("%s: unexpected %s = %d", when, name, n)
 		}

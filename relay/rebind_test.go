@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unmap-dev/unmap/config"
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
-	"github.com/unmap-dev/unmap/session/conf"
 	"github.com/unmap-dev/unmap/session/xlat"
 )
 
@@ -28,8 +28,8 @@ func TestRebind(t *testing.T) {
 	relayAddr, public := netip.MustParseAddr("198.51.100.6"), netip.MustParseAddr("198.51.100.2")
 	s := &Settings{
 		Addresses:    []netip.Addr{relayAddr},
-		CarrierPorts: conf.PortRange{First: 20000, Last: 20015},
-		Timers:       conf.Timers{UDP: 2 * time.Minute, TCPEstablished: 124 * time.Minute, TCPTransitory: 4 * time.Minute, ICMP: time.Minute},
+		CarrierPorts: config.PortRange{First: 20000, Last: 20015},
+		Timers:       config.Timers{UDP: 2 * time.Minute, TCPEstablished: 124 * time.Minute, TCPTransitory: 4 * time.Minute, ICMP: time.Minute},
 		Sites:        []Site{{ID: "home", Prefix: netip.MustParsePrefix("2001:db8:5::/56"), MaxFlows: 16}},
 	}
 	c, err := newCarriers(s, slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -36,13 +36,13 @@ func (c *carriers) offerLease(ss edgeSide, cp session.Proto) (ports.Lease, error
 	for i := len(sp) - 1; i >= 0; i-- {
 		if l := sp[i].lease; l.Public == pub && l.Proto == cp {
 			c.inb.spares[ss.Site()] = append(sp[:i], sp[i+1:]...)
-			c.countLocked("inbound-port-reused")
+			c.m.Inc(mInboundPortReused)
 			c.mu.Unlock()
 			return l, nil
 		}
 	}
 	c.mu.Unlock()
-	return c.ports.Grant(ss.Site(), pub, cp)
+	return c.ports.GrantInbound(ss.Site(), pub, cp) // within the inbound share (session/ports)
 }
 
 // spare keeps the port of an offer the edge refused, which carried no

@@ -1,55 +1,43 @@
 package session
 
 import (
+	"crypto/rand"
 	"encoding/binary"
-	"hash/fnv"
 )
 
-// Token is what binds a carrier at the relay to the flow the edge
-// announced: a value computed from the flow's first packet on fields that
-// no NAT rewrites, so another host behind the same CGNAT address cannot
-// claim the carrier by sending to the relay port first. l4 is the packet
-// from its L4 header on (carrier or flow: the fields used are the same).
+// What binds a carrier at the relay to the flow the edge announced on
+// the control channel (proto.BindToken): something only that edge
+// knows, in a field no NAT rewrites, so another host behind the same
+// CGNAT address cannot claim the carrier by sending to its relay port
+// first.
 //
-//   - TCP: the sequence number (a SYN's ISN), which the carrier keeps.
-//   - UDP: a hash of the payload after the 8-byte header.
-//   - ICMP echo: a hash of the sequence number and the payload.
-//
-// ok is false when l4 is too short to hold those fields.
-func Token(p Proto, l4 []byte) (token uint64, ok bool) {
-	switch p {
-	case TCP:
-		if len(l4) < 20 {
-			return 0, false
-		}
-		return uint64(binary.BigEndian.Uint32(l4[4:8])), true
-	case UDP:
-		if len(l4) < 8 {
-			return 0, false
-		}
-		return hash(l4[8:]), true
-	case ICMP, ICMPv6:
-		if len(l4) < 8 {
-			return 0, false
-		}
-		return hash(l4[6:]), true
+//   - A TCP carrier: the sequence number of its SYN, the ISN the host's
+//     kernel chose at random (TCPToken), which the carrier keeps.
+//   - Any other carrier: a secret the edge draws for the flow
+//     (NewSecret) and proves on the carrier with a token keepalive
+//     (xlat.TokenKeepalive): never derived from what the flow carries,
+//     which anyone may predict.
+
+// TCPToken is the bind token of a TCP carrier whose first segment has the
+// L4 bytes l4: its sequence number. ok is false when l4 is too short to
+// hold a TCP header.
+func TCPToken(l4 []byte) (token uint64, ok bool) {
+	if len(l4) < 20 {
+		return 0, false
 	}
-	return 0, false
+	return uint64(binary.BigEndian.Uint32(l4[4:8])), true
 }
 
-func hash(b []byte) uint64 {
-	h := fnv.New64a()
-	h.Write(b)
-	return h.Sum64()
-}
-
-// CarrierToken is the Token the relay will compute on the carrier of a
-// flow of protocol flow whose first packet has the L4 bytes l4. A flow
-// that rides a UDP carrier without being UDP is carried whole after the
-// carrier's 8-byte header, so its token covers all of l4.
-func CarrierToken(flow, carrier Proto, l4 []byte) (token uint64, ok bool) {
-	if carrier == UDP && flow != UDP {
-		return hash(l4), len(l4) > 0
+// NewSecret is a fresh bind secret: 64 random bits, never 0 (a zero
+// token reads as "none" in logs and replays).
+func NewSecret() uint64 {
+	var b [8]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			panic(err) // crypto/rand does not fail on Linux
+		}
+		if v := binary.BigEndian.Uint64(b[:]); v != 0 {
+			return v
+		}
 	}
-	return Token(flow, l4)
 }

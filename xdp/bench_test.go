@@ -7,82 +7,28 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"github.com/unmap-dev/unmap/bench/xdpbench"
 	"github.com/unmap-dev/unmap/session/xlat"
 	"github.com/unmap-dev/unmap/session/xlat/xlattest"
 	"github.com/unmap-dev/unmap/test/priv"
 )
-
-// BenchmarkDatapath reports ns/packet for every path (BPF_PROG_RUN, 10M
-// runs each) and the cost over the empty-program baseline of the same run.
-func BenchmarkDatapath(b *testing.B) {
-	priv.Require(b)
-	for b.Loop() {
-		res, err := Bench(10_000_000)
-		if err != nil {
-			b.Fatal(err)
-		}
-		base := res[0].PerPkt
-		for _, r := range res {
-			name := strings.NewReplacer(" ", "_", ":", "", "<->", "-", "(", "", ")", "").Replace(r.Path)
-			b.ReportMetric(float64(r.PerPkt.Nanoseconds()), name+"-ns/pkt")
-			if r.PerPkt != base {
-				b.ReportMetric(float64((r.PerPkt - base).Nanoseconds()), name+"-ns-over-baseline")
-			}
-		}
-	}
-}
-
-// TestBenchPathsTranslate: the benchmark packets really take the paths
-// they are named for (a few runs, checked by verdict and counters).
-func TestBenchPathsTranslate(t *testing.T) {
-	priv.Require(t)
-	res, err := Bench(benchBatch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res) < 8 {
-		t.Fatalf("%d paths", len(res))
-	}
-	for _, r := range res {
-		want, reason := xlat.Pass, xlat.ReasonNone
-		switch {
-		case strings.HasPrefix(r.Path, "miss over"):
-			want, reason = xlat.Drop, xlat.ReasonDropMissRate
-		case strings.HasPrefix(r.Path, "miss"):
-			want, reason = xlat.Drop, xlat.ReasonMiss
-		case strings.HasPrefix(r.Path, "pass"):
-			reason = xlat.ReasonPassNotOurs
-		}
-		if r.Verdict != want || r.Repeats < benchBatch || r.PerPkt <= 0 {
-			t.Errorf("%s: verdict %v after %d runs, %v/pkt", r.Path, r.Verdict, r.Repeats, r.PerPkt)
-		}
-		switch {
-		case strings.HasPrefix(r.Path, "baseline"), strings.HasPrefix(r.Path, "floor"), reason == xlat.ReasonNone:
-			if len(r.Reasons) != 0 {
-				t.Errorf("%s: not every run translated: %v", r.Path, r.Reasons)
-			}
-		case r.Reasons[reason] != uint64(r.Repeats) || len(r.Reasons) != 1:
-			t.Errorf("%s: reasons %v, want %d x %v", r.Path, r.Reasons, r.Repeats, reason)
-		}
-	}
-}
 
 // The bench's flip-back pairs of real flows are one carrier key (a slot)
 // and one site-side key (the flow table) each, so every translation figure
 // is the mean of both kinds of lookup; the carrier-side-only pair is two
 // carrier keys.
 func TestBenchFlowsUseSlots(t *testing.T) {
-	d := &Datapath{cfg: benchConfig}
+	d := &Datapath{cfg: xdpbench.Config}
 	slots := 0
-	for k := range benchFlows() {
-		if _, ok := d.slotIndex(k); ok && k.Src != benchNATa && k.Src != benchNATb {
+	for k := range xdpbench.Flows() {
+		if _, ok := d.slotIndex(k); ok && k.Src != xdpbench.NATa && k.Src != xdpbench.NATb {
 			slots++
 		}
 	}
-	if n := len(benchFlows()) - 2; slots != n/2 {
+	if n := len(xdpbench.Flows()) - 2; slots != n/2 {
 		t.Fatalf("%d of %d bench keys of real flows are carrier keys, want half", slots, n)
 	}
-	for _, a := range []netip.Addr{benchNATa, benchNATb} {
+	for _, a := range []netip.Addr{xdpbench.NATa, xdpbench.NATb} {
 		if _, ok := d.slotIndex(xlat.Key{Proto: 6, Src: a, Dst: xlattest.RelayAddr, DPort: 30010}); !ok {
 			t.Fatal("carrier-side-only pair is not in slots")
 		}
@@ -95,25 +41,25 @@ func TestBenchFlowsUseSlots(t *testing.T) {
 // run against the empty program. `go test -run '^$' -bench Breakdown ./xdp`
 func BenchmarkBreakdown(b *testing.B) {
 	priv.Require(b)
-	d, err := Load(benchConfig, Options{})
+	d, err := Load(xdpbench.Config, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer d.Close()
-	if err := benchTables(d); err != nil {
+	if err := xdpbench.Install(d); err != nil {
 		b.Fatal(err)
 	}
 	v, coll := loadBenchVariants(b)
 	X, R, E, Rl := xlattest.SiteHost, xlattest.Remote6, xlattest.EdgeWAN, xlattest.RelayAddr
-	site6 := benchPkt(6, X, 40000, R, 443)
-	carrier4 := benchPkt(6, E, 20000, Rl, 30000)
+	site6 := xdpbench.Packet(6, X, 40000, R, 443)
+	carrier4 := xdpbench.Packet(6, E, 20000, Rl, 30000)
 	p := func(name string) *ebpf.Program { return coll.Programs[name] }
 	// A NAPT pair whose keys are both site-side keys (flow table): the cost
 	// of a site-side direction alone; the bench's carrier-side-only pair
 	// (slots both ways) is the carrier side alone.
 	A, L, Rm4 := netip.MustParseAddr("198.51.100.20"), xlattest.LANHost4, xlattest.Remote4
-	nat := benchPkt(6, benchNATa, 1000, Rl, 30010)
-	nat4 := benchPkt(6, L, 5002, Rm4, 80)
+	nat := xdpbench.Packet(6, xdpbench.NATa, 1000, Rl, 30010)
+	nat4 := xdpbench.Packet(6, L, 5002, Rm4, 80)
 	for _, pair := range [][2]xlat.Key{
 		{{Proto: 6, Src: L, SPort: 5002, Dst: Rm4, DPort: 80}, {Proto: 6, Src: E, SPort: 21000, Dst: A, DPort: 80}},
 	} {
@@ -124,36 +70,36 @@ func BenchmarkBreakdown(b *testing.B) {
 			}
 		}
 	}
-	paths := []benchPath{
-		{name: "baseline: empty XDP_PASS", prog: d.objs.XdpPass, pkt: site6},
-		{name: "parse ipv6 site packet", prog: p("bv_parse"), pkt: site6},
-		{name: "parse ipv4 carrier", prog: p("bv_parse"), pkt: carrier4},
-		{name: "ipv6 + per-cpu hash, 40 B key", prog: p("bv_hash40"), pkt: site6},
-		{name: "ipv6 + shared hash, 40 B key", prog: p("bv_hash40_shared"), pkt: site6},
-		{name: "ipv4 + per-cpu hash, 40 B key", prog: p("bv_hash40"), pkt: carrier4},
-		{name: "ipv4 + shared hash, 40 B key", prog: p("bv_hash40_shared"), pkt: carrier4},
-		{name: "ipv4 + per-cpu hash, 16 B key", prog: p("bv_hash16"), pkt: carrier4},
-		{name: "ipv4 + carrier slot", prog: p("bv_lookup"), pkt: carrier4},
-		{name: "ipv6 + flow table", prog: p("bv_lookup"), pkt: site6},
-		{name: "ipv4 + flow table", prog: p("bv_lookup"), pkt: nat4},
-		{name: "ipv4 + carrier slot + adjust_head x2", prog: p("bv_adjust"), pkt: carrier4},
-		{name: "napt tcp, slot both ways", prog: v.Program(xlat.RoleRelayExt), pkt: nat},
-		{name: "napt tcp, slot both ways, no martian check", prog: p("bv_relay_unfiltered"), pkt: nat},
-		{name: "napt tcp, table both ways", prog: v.Program(xlat.RoleRelayExt), pkt: nat4},
-		{name: "napt tcp, table both ways, no martian check", prog: p("bv_relay_unfiltered"), pkt: nat4},
-		{name: "tcp v6<->v4 whole path", prog: d.Program(xlat.RoleEdgeLAN), pkt: site6},
-		{name: "tcp v6<->v4 whole, no flow counters", prog: v.Program(xlat.RoleEdgeLAN), pkt: site6},
-		{name: "tcp v6<->v4 whole, no counters, no martian check", prog: p("bv_lan_unfiltered"), pkt: site6},
-		{name: "tcp v6<->v4 relay, no flow counters", prog: v.Program(xlat.RoleRelayExt), pkt: site6},
-		{name: "tcp v6<->v4 relay, no counters, no martian check", prog: p("bv_relay_unfiltered"), pkt: site6},
+	paths := []xdpbench.Path{
+		{Name: "baseline: empty XDP_PASS", Prog: d.objs.XdpPass, Pkt: site6},
+		{Name: "parse ipv6 site packet", Prog: p("bv_parse"), Pkt: site6},
+		{Name: "parse ipv4 carrier", Prog: p("bv_parse"), Pkt: carrier4},
+		{Name: "ipv6 + per-cpu hash, 40 B key", Prog: p("bv_hash40"), Pkt: site6},
+		{Name: "ipv6 + shared hash, 40 B key", Prog: p("bv_hash40_shared"), Pkt: site6},
+		{Name: "ipv4 + per-cpu hash, 40 B key", Prog: p("bv_hash40"), Pkt: carrier4},
+		{Name: "ipv4 + shared hash, 40 B key", Prog: p("bv_hash40_shared"), Pkt: carrier4},
+		{Name: "ipv4 + per-cpu hash, 16 B key", Prog: p("bv_hash16"), Pkt: carrier4},
+		{Name: "ipv4 + carrier slot", Prog: p("bv_lookup"), Pkt: carrier4},
+		{Name: "ipv6 + flow table", Prog: p("bv_lookup"), Pkt: site6},
+		{Name: "ipv4 + flow table", Prog: p("bv_lookup"), Pkt: nat4},
+		{Name: "ipv4 + carrier slot + adjust_head x2", Prog: p("bv_adjust"), Pkt: carrier4},
+		{Name: "napt tcp, slot both ways", Prog: v.Program(xlat.RoleRelayExt), Pkt: nat},
+		{Name: "napt tcp, slot both ways, no martian check", Prog: p("bv_relay_unfiltered"), Pkt: nat},
+		{Name: "napt tcp, table both ways", Prog: v.Program(xlat.RoleRelayExt), Pkt: nat4},
+		{Name: "napt tcp, table both ways, no martian check", Prog: p("bv_relay_unfiltered"), Pkt: nat4},
+		{Name: "tcp v6<->v4 whole path", Prog: d.Program(xlat.RoleEdgeLAN), Pkt: site6},
+		{Name: "tcp v6<->v4 whole, no flow counters", Prog: v.Program(xlat.RoleEdgeLAN), Pkt: site6},
+		{Name: "tcp v6<->v4 whole, no counters, no martian check", Prog: p("bv_lan_unfiltered"), Pkt: site6},
+		{Name: "tcp v6<->v4 relay, no flow counters", Prog: v.Program(xlat.RoleRelayExt), Pkt: site6},
+		{Name: "tcp v6<->v4 relay, no counters, no martian check", Prog: p("bv_relay_unfiltered"), Pkt: site6},
 	}
 	var progs []*ebpf.Program
 	for _, p := range paths {
-		progs = append(progs, p.prog)
+		progs = append(progs, p.Prog)
 	}
 	holdInDispatcher(b, progs...)
 	for b.Loop() {
-		res, err := runPaths(d.Reasons, paths, 1_000_000)
+		res, err := xdpbench.Run(d.Reasons, paths, 1_000_000, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -178,7 +124,7 @@ func loadBenchVariants(tb testing.TB) (*Datapath, *ebpf.Collection) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ts, err := configure(spec, benchConfig, Options{}, nil)
+	ts, err := configure(spec, xdpbench.Config, Options{}, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -186,16 +132,16 @@ func loadBenchVariants(tb testing.TB) (*Datapath, *ebpf.Collection) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	d, err := fromCollection(coll, benchConfig, ts)
+	d, err := fromCollection(coll, xdpbench.Config, ts)
 	if err != nil {
 		coll.Close()
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { d.Close(); coll.Close() })
-	if err := benchTables(d); err != nil {
+	if err := xdpbench.Install(d); err != nil {
 		tb.Fatal(err)
 	}
-	for k, e := range benchFlows() {
+	for k, e := range xdpbench.Flows() {
 		ck, err1 := cKey(k)
 		ce, err2 := cEntry(e)
 		if err := errors.Join(err1, err2); err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"github.com/unmap-dev/unmap/bench/xdpbench"
 	"github.com/unmap-dev/unmap/session/cgnat"
 	"github.com/unmap-dev/unmap/session/xlat"
 	"github.com/unmap-dev/unmap/session/xlat/xlattest"
@@ -30,7 +31,7 @@ var (
 // cgnatBenchPaths loads bench.c's object with the CGNAT, grants the
 // blocks, makes the established mappings and a carriers' NAPT pair in the
 // flow table, and returns the paths to measure and the counters to read.
-func cgnatBenchPaths(tb testing.TB) ([]benchPath, *Datapath) {
+func cgnatBenchPaths(tb testing.TB) ([]xdpbench.Path, *Datapath) {
 	tb.Helper()
 	priv.Require(tb)
 	spec, err := loadBenchvar()
@@ -38,7 +39,7 @@ func cgnatBenchPaths(tb testing.TB) ([]benchPath, *Datapath) {
 		tb.Fatal(err)
 	}
 	opts := Options{CGNAT: benchCGNAT, CGNATMappings: 1 << 18, NoRefuseLimit: true}
-	ts, err := configure(spec, benchConfig, opts, nil)
+	ts, err := configure(spec, xdpbench.Config, opts, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -46,14 +47,14 @@ func cgnatBenchPaths(tb testing.TB) ([]benchPath, *Datapath) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	d, err := fromCollection(coll, benchConfig, ts)
+	d, err := fromCollection(coll, xdpbench.Config, ts)
 	if err != nil {
 		coll.Close()
 		tb.Fatal(err)
 	}
 	d.cg = benchCGNAT
 	tb.Cleanup(func() { d.Close(); coll.Close() })
-	if err := benchTables(d); err != nil {
+	if err := xdpbench.Install(d); err != nil {
 		tb.Fatal(err)
 	}
 	for i := range 64 {
@@ -80,7 +81,7 @@ func cgnatBenchPaths(tb testing.TB) ([]benchPath, *Datapath) {
 	R4 := xlattest.Remote4
 	// The established mappings, made by a first packet each.
 	for _, in := range [][]byte{
-		benchPkt(17, benchSub, 5000, R4, 53),
+		xdpbench.Packet(17, benchSub, 5000, R4, 53),
 		xlattest.Build(xlattest.Spec{Proto: 6, Src: benchSub, SPort: 6000, Dst: R4, DPort: 443, TCPFlags: 0x02}),
 	} {
 		ret, err := d.Program(xlat.RoleRelaySub).Run(&ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+64)})
@@ -93,22 +94,22 @@ func cgnatBenchPaths(tb testing.TB) ([]benchPath, *Datapath) {
 		tb.Fatal(err)
 	}
 	pub := m[cgnat.Key{Addr: benchSub, Port: 5000, Proto: 17}]
-	paths := []benchPath{
-		{name: "baseline: empty XDP_PASS", prog: d.objs.XdpPass, pkt: benchPkt(17, R4, 53, benchSub, 5000)},
-		{name: "swap alone", prog: p("bv_swap"), pkt: benchPkt(17, R4, 53, benchSub, 5000)},
-		{name: "carrier napt udp (table both ways)", prog: p("bv_swap_ext"), pkt: benchPkt(17, Rm4, 80, L, 5002), note: "swap + relay_ext, mean of both directions"},
-		{name: "carrier napt udp (table/slot, no swap)", prog: d.Program(xlat.RoleRelayExt), pkt: benchPkt(17, L, 5000, Rm4, 80), note: "the bench's flip-back pair"},
-		{name: "cgnat udp established", prog: p("bv_cg_pair"), pkt: benchPkt(17, R4, 53, benchSub, 5000), note: "swap + relay_sub / relay_ext, mean of out and in"},
-		{name: "cgnat tcp established", prog: p("bv_cg_pair"), pkt: benchPkt(6, R4, 443, benchSub, 6000), note: "swap + relay_sub / relay_ext, mean of out and in"},
-		{name: "restore alone", prog: p("bv_cg_again"), pkt: benchPkt(17, benchSub, 5000, R4, 53)},
-		{name: "cgnat udp established, out only", prog: p("bv_cg_again_sub"), pkt: benchPkt(17, benchSub, 5000, R4, 53), note: "restore + relay_sub"},
-		{name: "cgnat udp established, in only", prog: p("bv_cg_again_ext"), pkt: benchPkt(17, R4, 53, pub.Addr, pub.Port), note: "restore + relay_ext"},
-		{name: "restore and next subscriber port", prog: p("bv_cg_fresh"), pkt: benchPkt(17, benchSub, 1, R4, 53)},
-		{name: "cgnat udp new mapping", prog: p("bv_cg_new"), pkt: benchPkt(17, benchSub, 1, R4, 53), note: "restore + relay_sub, a new mapping each run", quota: 100_000},
+	paths := []xdpbench.Path{
+		{Name: "baseline: empty XDP_PASS", Prog: d.objs.XdpPass, Pkt: xdpbench.Packet(17, R4, 53, benchSub, 5000)},
+		{Name: "swap alone", Prog: p("bv_swap"), Pkt: xdpbench.Packet(17, R4, 53, benchSub, 5000)},
+		{Name: "carrier napt udp (table both ways)", Prog: p("bv_swap_ext"), Pkt: xdpbench.Packet(17, Rm4, 80, L, 5002), Note: "swap + relay_ext, mean of both directions"},
+		{Name: "carrier napt udp (table/slot, no swap)", Prog: d.Program(xlat.RoleRelayExt), Pkt: xdpbench.Packet(17, L, 5000, Rm4, 80), Note: "the bench's flip-back pair"},
+		{Name: "cgnat udp established", Prog: p("bv_cg_pair"), Pkt: xdpbench.Packet(17, R4, 53, benchSub, 5000), Note: "swap + relay_sub / relay_ext, mean of out and in"},
+		{Name: "cgnat tcp established", Prog: p("bv_cg_pair"), Pkt: xdpbench.Packet(6, R4, 443, benchSub, 6000), Note: "swap + relay_sub / relay_ext, mean of out and in"},
+		{Name: "restore alone", Prog: p("bv_cg_again"), Pkt: xdpbench.Packet(17, benchSub, 5000, R4, 53)},
+		{Name: "cgnat udp established, out only", Prog: p("bv_cg_again_sub"), Pkt: xdpbench.Packet(17, benchSub, 5000, R4, 53), Note: "restore + relay_sub"},
+		{Name: "cgnat udp established, in only", Prog: p("bv_cg_again_ext"), Pkt: xdpbench.Packet(17, R4, 53, pub.Addr, pub.Port), Note: "restore + relay_ext"},
+		{Name: "restore and next subscriber port", Prog: p("bv_cg_fresh"), Pkt: xdpbench.Packet(17, benchSub, 1, R4, 53)},
+		{Name: "cgnat udp new mapping", Prog: p("bv_cg_new"), Pkt: xdpbench.Packet(17, benchSub, 1, R4, 53), Note: "restore + relay_sub, a new mapping each run", Quota: 100_000},
 	}
 	var progs []*ebpf.Program
 	for _, pt := range paths {
-		progs = append(progs, pt.prog)
+		progs = append(progs, pt.Prog)
 	}
 	holdInDispatcher(tb, progs...)
 	return paths, d
@@ -117,7 +118,7 @@ func cgnatBenchPaths(tb testing.TB) ([]benchPath, *Datapath) {
 // cgnatRatios are the CGNAT's figures against the carriers' NAPT of the
 // same run: each cost over the empty program, the wrappers' own work
 // (swap, restore) taken off both sides.
-func cgnatRatios(res []BenchResult) map[string]float64 {
+func cgnatRatios(res []xdpbench.Result) map[string]float64 {
 	by := map[string]float64{}
 	for _, r := range res {
 		by[r.Path] = float64(r.PerPkt.Nanoseconds())
@@ -141,7 +142,7 @@ func cgnatRatios(res []BenchResult) map[string]float64 {
 func BenchmarkCGNAT(b *testing.B) {
 	paths, d := cgnatBenchPaths(b)
 	for b.Loop() {
-		res, err := runPaths(d.Reasons, paths, 2_000_000)
+		res, err := xdpbench.Run(d.Reasons, paths, 2_000_000, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -166,9 +167,9 @@ func BenchmarkCGNAT(b *testing.B) {
 func TestCGNATBenchPaths(t *testing.T) {
 	paths, d := cgnatBenchPaths(t)
 	for i := range paths {
-		paths[i].quota = 2 * benchBatch
+		paths[i].Quota = 2 * xdpbench.Batch
 	}
-	res, err := runPaths(d.Reasons, paths, 2*benchBatch)
+	res, err := xdpbench.Run(d.Reasons, paths, 2*xdpbench.Batch, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,8 +177,8 @@ func TestCGNATBenchPaths(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(m) != 2+2*benchBatch { // the established two, one a run of the new-mapping path
-		t.Errorf("%d mappings after the new-mapping path's %d runs and the two established ones", len(m), 2*benchBatch)
+	if len(m) != 2+2*xdpbench.Batch { // the established two, one a run of the new-mapping path
+		t.Errorf("%d mappings after the new-mapping path's %d runs and the two established ones", len(m), 2*xdpbench.Batch)
 	}
 	for _, r := range res {
 		if r.Verdict != xlat.Pass || len(r.Reasons) != 0 {

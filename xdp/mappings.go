@@ -75,6 +75,34 @@ func RelayPair(f session.Flow, c session.Carrier) (out, back Mapping, err error)
 	return out, back, nil
 }
 
+// EdgeFlow is EdgePair's inverse: the flow (as the LAN host sends it)
+// and carrier whose out mapping m is, if EdgePair makes m for them. The
+// carrier's public side is not in the entries: it is left zero.
+func EdgeFlow(m Mapping) (session.Flow, session.Carrier, bool) {
+	f := session.Flow{Proto: session.Proto(m.Key.Proto),
+		Site: netip.AddrPortFrom(m.Key.Src, m.Key.SPort), Remote: netip.AddrPortFrom(m.Key.Dst, m.Key.DPort)}
+	cp := session.Proto(m.Entry.Proto)
+	if m.Entry.Action == xlat.ActWrap64 {
+		cp = session.UDP // a wrap always emits UDP; its entry leaves the proto out
+	}
+	c := session.Carrier{Proto: cp,
+		Edge: netip.AddrPortFrom(m.Entry.Src, m.Entry.SPort), Relay: netip.AddrPortFrom(m.Entry.Dst, m.Entry.DPort)}
+	out, _, err := EdgePair(f, c)
+	return f, c, err == nil && out == m
+}
+
+// RelayFlow is RelayPair's inverse: the flow and carrier whose out
+// mapping (a carrier's way in) m is, if RelayPair makes m for them. An
+// ICMP echo carrier's relay port is not in the entries: it is left zero.
+func RelayFlow(m Mapping) (session.Flow, session.Carrier, bool) {
+	f := session.Flow{Proto: session.Proto(m.Entry.Proto),
+		Site: netip.AddrPortFrom(m.Entry.Src, m.Entry.SPort), Remote: netip.AddrPortFrom(m.Entry.Dst, m.Entry.DPort)}
+	c := session.Carrier{Proto: session.Proto(m.Key.Proto),
+		Relay: netip.AddrPortFrom(m.Key.Dst, m.Key.DPort), Public: netip.AddrPortFrom(m.Key.Src, m.Key.SPort)}
+	out, _, err := RelayPair(f, c)
+	return f, c, err == nil && out == m
+}
+
 // carrierNext is Entry.Proto toward the carrier: the carrier protocol,
 // or 0 for a UDP wrap (which always emits UDP).
 func carrierNext(a xlat.Action, c session.Carrier) session.Proto {

@@ -18,8 +18,12 @@ type Miss struct {
 	Data    []byte // its first bytes (at most xlat.MissSnap)
 }
 
-// MissReader reads misses from the ring buffer.
-type MissReader struct{ r *ringbuf.Reader }
+// MissReader reads misses from the ring buffer. It is not safe for
+// concurrent Reads: they share one record buffer.
+type MissReader struct {
+	r   *ringbuf.Reader
+	rec ringbuf.Record // reused by every Read: the ring's copy costs no allocation
+}
 
 // Misses opens a reader on the miss ring. Close it when done.
 func (d *Datapath) Misses() (*MissReader, error) {
@@ -33,13 +37,14 @@ func (d *Datapath) Misses() (*MissReader, error) {
 // SetDeadline bounds the next Read (zero: wait forever).
 func (m *MissReader) SetDeadline(t time.Time) { m.r.SetDeadline(t) }
 
-// Read waits for the next miss.
+// Read waits for the next miss. Its Data is the miss's own copy (the
+// slow path holds it while the flow opens); the record it is read from
+// is reused, so a miss costs one allocation.
 func (m *MissReader) Read() (Miss, error) {
-	rec, err := m.r.Read()
-	if err != nil {
+	if err := m.r.ReadInto(&m.rec); err != nil {
 		return Miss{}, err
 	}
-	return parseMiss(rec.RawSample)
+	return parseMiss(m.rec.RawSample)
 }
 
 // parseMiss decodes a struct miss_rec, bounded by its own length.

@@ -18,6 +18,7 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/unmap-dev/unmap/session/xlat"
+	"golang.org/x/sys/unix"
 )
 
 // Pinning keeps a datapath alive across agent restarts: its maps and XDP
@@ -209,12 +210,53 @@ func (d *Datapath) AttachPinned(ifindex int, r xlat.Role, path string) (link.Lin
 // Unpin removes what a datapath pinned in dir (maps and links, and the
 // folder). Programs still attached through a removed link are detached
 // once no agent holds it; flows in the removed maps are gone.
+//
+// It removes nothing but a folder inside a bpf filesystem: pin_path comes
+// from a config file, and a relative or mistaken path must not make this
+// a recursive delete of an ordinary folder (or of every pin on the host,
+// for the bpffs mount itself).
 func Unpin(dir string) error {
-	if dir == "" || filepath.Clean(dir) == "/" {
-		return fmt.Errorf("unpin: refusing path %q", dir)
+	if err := checkUnpin(dir); err != nil {
+		return fmt.Errorf("unpin: refusing %q: %w", dir, err)
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("unpin: %w", err)
+	}
+	return nil
+}
+
+// checkUnpin says why dir is not a pin folder Unpin may remove: it must
+// be an absolute path, a real folder (not a link to one) inside a bpffs
+// mount, and not the mount itself. A dir that does not exist is fine:
+// there is nothing to remove.
+func checkUnpin(dir string) error {
+	if !filepath.IsAbs(dir) {
+		return errors.New("not an absolute path")
+	}
+	dir = filepath.Clean(dir)
+	fi, err := os.Lstat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case !fi.IsDir():
+		return errors.New("not a folder (a pin path is a folder of pins; a link to one is not followed)")
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return err
+	}
+	if st.Type != unix.BPF_FS_MAGIC {
+		return errors.New("not on a bpf filesystem (statfs magic), so not a pin path")
+	}
+	// A mount's root is on another device than its parent folder.
+	var here, up unix.Stat_t
+	if err := unix.Stat(dir, &here); err != nil {
+		return err
+	}
+	if err := unix.Stat(filepath.Dir(dir), &up); err != nil || up.Dev != here.Dev {
+		return errors.New("the root of a bpf filesystem: it holds every program's pins, not only this agent's")
 	}
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/unmap-dev/unmap/test/priv"
 )
 
 // TestGenerateReproducible regenerates the BPF objects from a copy of the
@@ -15,9 +17,8 @@ func TestGenerateReproducible(t *testing.T) {
 	if testing.Short() {
 		t.Skip("regenerates with clang; skipped in -short")
 	}
-	if _, err := exec.LookPath("clang"); err != nil {
-		t.Skip("clang not installed")
-	}
+	// go generate runs clang and llvm-strip on libbpf's headers.
+	priv.Tool(t, "clang", "clang llvm libbpf-dev")
 	root, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)

@@ -108,6 +108,8 @@ type flowTable struct {
 	freed   map[int]time.Time // way (its offset) -> when it was emptied
 	spilled map[uint32]int    // bucket -> its keys in flows/flows4
 	now     func() time.Time
+	used    int // ways holding a key (TableStats)
+	spills  int // the sum of spilled (TableStats)
 }
 
 // checkBuckets validates a table size.
@@ -128,10 +130,19 @@ func openTable(m *ebpf.Map, n uint32, seed tableSeed) (*flowTable, error) {
 	if err != nil {
 		return nil, fmt.Errorf("map the flow table: %w", err)
 	}
-	return &flowTable{
+	t := &flowTable{
 		mem: mem[:int(n)*bucketLen], seed: seed, bits: bits.TrailingZeros32(n),
 		freed: map[int]time.Time{}, spilled: map[uint32]int{}, now: time.Now,
-	}, nil
+	}
+	// A pinned table taken over comes with its keys.
+	for off := 0; off < len(t.mem); off += bucketLen {
+		for j := range flowWays {
+			if atomic.LoadUint64(t.word(off+j*wayLen)) != 0 {
+				t.used++
+			}
+		}
+	}
+	return t, nil
 }
 
 func (t *flowTable) close() error {
@@ -196,6 +207,7 @@ func (t *flowTable) publish(off int, kb, eb []byte) {
 	copy(t.mem[off+entryOff:off+wayLen], eb)
 	copy(t.mem[off+8:off+40], kb[8:40])
 	atomic.StoreUint64(t.word(off), binary.LittleEndian.Uint64(kb))
+	t.used++
 }
 
 // replace rewrites the entry of the way at off, counters zeroed.
@@ -209,9 +221,11 @@ func (t *flowTable) replace(off int, eb []byte) {
 func (t *flowTable) empty(off int) {
 	atomic.StoreUint64(t.word(off), 0)
 	t.freed[off] = t.now()
+	t.used--
 }
 
 func (t *flowTable) setSpill(b uint32, n int) {
+	t.spills += max(n, 0) - t.spilled[b]
 	if n > 0 {
 		t.spilled[b] = n
 	} else {

@@ -7,7 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/unmap-dev/unmap/xdp"
+	"github.com/unmap-dev/unmap/bench"
+	"github.com/unmap-dev/unmap/bench/xdpbench"
 )
 
 func newBenchCmd() *cobra.Command {
@@ -15,12 +16,15 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure unmap on this machine: the XDP datapath, or end to end in the lab",
 	}
-	cmd.AddCommand(newBenchXDPCmd(), newBenchLabCmd())
+	cmd.AddCommand(newBenchXDPCmd(), newBenchLabCmd(), newBenchReportCmd())
 	return cmd
 }
 
 func newBenchXDPCmd() *cobra.Command {
-	var repeats int
+	var (
+		repeats int
+		jsonOut string
+	)
 	cmd := &cobra.Command{
 		Use:   "xdp",
 		Short: "Cost per packet of each XDP path, over an empty program (needs root)",
@@ -35,19 +39,25 @@ the kernel reuses one buffer across repeats; their figure is the mean of both.`,
 			if repeats < 1 {
 				return fmt.Errorf("--repeats must be positive")
 			}
-			res, err := xdp.Bench(repeats)
+			res, m, err := runBenchXDP(cmd.ErrOrStderr(), repeats)
 			if err != nil {
 				return err
 			}
-			printBench(cmd.OutOrStdout(), res)
+			if jsonOut != "-" { // standard output is the JSON's alone
+				printBench(cmd.OutOrStdout(), res)
+			}
+			if jsonOut != "" {
+				return bench.WriteJSONTo(cmd.OutOrStdout(), jsonOut, bench.XDPResultsOf(m, repeats, res))
+			}
 			return nil
 		},
 	}
 	cmd.Flags().IntVar(&repeats, "repeats", 10_000_000, "program runs per path")
+	cmd.Flags().StringVar(&jsonOut, "json", "", "also write the results as JSON to this file (-: standard output), for 'unmap bench report --xdp'")
 	return cmd
 }
 
-func printBench(w io.Writer, res []xdp.BenchResult) {
+func printBench(w io.Writer, res []xdpbench.Result) {
 	if len(res) == 0 {
 		return
 	}

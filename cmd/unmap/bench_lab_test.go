@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/unmap-dev/unmap/bench"
 	"github.com/unmap-dev/unmap/test/priv"
 )
 
@@ -35,19 +37,33 @@ func TestBenchLabFlags(t *testing.T) {
 
 // TestBenchLabNative runs the command for real on the native path (the
 // unmap path needs the unmap binary, which a test binary is not): the
-// table has every figure in both offload modes.
+// table has every figure in both offload modes, and --json saves the same
+// rows, each goodput with its streams, for `unmap bench report`.
 func TestBenchLabNative(t *testing.T) {
 	priv.Require(t)
-	out, logs, err := runBenchLab("--short", "--paths", "native")
+	saved := filepath.Join(t.TempDir(), "lab.json")
+	out, logs, err := runBenchLab("--short", "--paths", "native", "--rounds", "2", "--json", saved)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, logs)
 	}
-	for _, want := range []string{"tcp goodput (Gbit/s)", "largest IPv6 packet up (bytes)", "tcp connect p99 (ms)", "first-packet loss (flows)", "gro/gso/tso off"} {
+	for _, want := range []string{"tcp goodput up (Gbit/s)", "tcp goodput down (Gbit/s)", "udp rtt median (ms)", "largest IPv6 packet up (bytes)", "tcp connect p99 (ms)", "first-packet loss (flows)", "gro/gso/tso off"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
 	}
-	if got := strings.Count(out, "\nnative "); got != 14 {
-		t.Errorf("%d native rows, want 14 (7 figures × 2 offload modes):\n%s", got, out)
+	if got, want := strings.Count(out, "\nnative "), 2*len(bench.Metrics); got != want {
+		t.Errorf("%d native rows, want %d (%d figures × 2 offload modes):\n%s", got, want, len(bench.Metrics), out)
+	}
+	res, err := bench.ReadLabResults(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Rows) != 2*len(bench.Metrics) || res.Machine.Kernel == "" || res.Config.Rounds != 2 {
+		t.Errorf("saved %d rows, machine %+v, config %+v", len(res.Rows), res.Machine, res.Config)
+	}
+	for _, m := range []bench.Metric{bench.Goodput, bench.GoodputDown} {
+		if row, _ := res.Report().Find(bench.Native, bench.Off, m); len(row.Samples) != 2 {
+			t.Errorf("%s: saved samples %v, want one per stream (2)", m, row.Samples)
+		}
 	}
 }

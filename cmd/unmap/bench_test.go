@@ -6,14 +6,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unmap-dev/unmap/bench/xdpbench"
 	"github.com/unmap-dev/unmap/session/xlat"
-	"github.com/unmap-dev/unmap/xdp"
 )
 
 // The table shows each path's cost over the first (baseline) row.
 func TestPrintBench(t *testing.T) {
 	var b bytes.Buffer
-	printBench(&b, []xdp.BenchResult{
+	printBench(&b, []xdpbench.Result{
 		{Path: "baseline", PerPkt: 5 * time.Nanosecond, Verdict: xlat.Pass, Repeats: 10},
 		{Path: "tcp", PerPkt: 48 * time.Nanosecond, Verdict: xlat.Pass, Repeats: 10, Note: "both ways"},
 	})

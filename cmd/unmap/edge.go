@@ -3,11 +3,13 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/unmap-dev/unmap/cmd/unmap/privdrop"
+	"github.com/unmap-dev/unmap/config"
 	"github.com/unmap-dev/unmap/edge"
-	"github.com/unmap-dev/unmap/session/conf"
 	"github.com/unmap-dev/unmap/xdp"
 )
 
@@ -32,7 +34,7 @@ them back. A stop keeps the pins; --unpin removes them (ending those flows).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var c edge.Config
-			if err := conf.Load(path, &c); err != nil {
+			if err := config.Load(path, &c); err != nil {
 				return err
 			}
 			f := cmd.Flags()
@@ -44,7 +46,7 @@ them back. A stop keeps the pins; --unpin removes them (ending those flows).`,
 			overrideString(f.Changed("keepalive"), &c.Keepalive, over.Keepalive)
 			s, err := c.Validate()
 			if err != nil {
-				return conf.InFile(fileName(path), err)
+				return config.InFile(fileName(path), err)
 			}
 			if unpin {
 				// The maps and links the agent pins so that its flows
@@ -56,10 +58,18 @@ them back. A stop keeps the pins; --unpin removes them (ending those flows).`,
 				return nil
 			}
 			if check {
+				// The TLS files too: a key the agent cannot read, or a
+				// certificate the peer will refuse, is found now.
+				note, err := s.CheckTLS(time.Now())
+				if err != nil {
+					return config.InFile(fileName(path), err)
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), note)
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (site %s, relay %s)\n", path, s.Site, s.Relay)
 				return nil
 			}
-			return edge.Run(cmd.Context(), s, edge.Options{Version: buildVersion(), StatusSocket: socket, Log: slog.Default()})
+			return edge.Run(cmd.Context(), s, edge.Options{Version: buildVersion(), StatusSocket: socket, Log: slog.Default(),
+				Drop: dropPrivileges(privdrop.Edge, s.User, socket)})
 		},
 	}
 	f := cmd.Flags()

@@ -12,7 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/unmap-dev/unmap/test/lab"
+	"github.com/unmap-dev/unmap/lab"
 )
 
 // labOptions are the flags of `unmap lab`.
@@ -39,7 +39,7 @@ Ctrl-C and on SIGTERM, unless --keep is given; 'unmap lab down' removes labs
 that were kept or whose process died.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runLab(cmd.Context(), cmd.OutOrStdout(), o)
+			return runLab(cmd.Context(), cmd.OutOrStdout(), newProgress(cmd.ErrOrStderr()), o)
 		},
 	}
 	cmd.Flags().BoolVar(&o.keep, "keep", false, "leave the lab up after the tour and print how to enter each namespace")
@@ -50,7 +50,7 @@ that were kept or whose process died.`,
 	return cmd
 }
 
-func runLab(ctx context.Context, w io.Writer, o labOptions) (err error) {
+func runLab(ctx context.Context, w io.Writer, p *progress, o labOptions) (err error) {
 	mode, err := lab.ParseCGNMode(o.cgnMode)
 	if err != nil {
 		return fmt.Errorf("--cgn-mode: %w", err)
@@ -62,16 +62,22 @@ func runLab(ctx context.Context, w io.Writer, o labOptions) (err error) {
 	if os.Geteuid() != 0 {
 		return errors.New("lab needs root: it creates network namespaces and nftables rules")
 	}
+	defer p.Clear() // an error message starts on a line of its own
+	p.Step("building the lab: %d network namespaces", len(lab.Roles))
 	l, err := lab.New(ctx, opts)
 	if err != nil {
 		return err
 	}
 	defer func() {
+		p.Clear()
 		if o.keep && ctx.Err() == nil {
 			err = errors.Join(err, l.Release())
 			return
 		}
-		if cerr := l.Close(); cerr != nil {
+		p.Step("tearing the lab down")
+		cerr := l.Close()
+		p.Clear()
+		if cerr != nil {
 			err = errors.Join(err, fmt.Errorf("teardown: %w", cerr))
 		} else {
 			fmt.Fprintf(w, "\nlab %s torn down\n", l.Prefix)
@@ -82,18 +88,24 @@ func runLab(ctx context.Context, w io.Writer, o labOptions) (err error) {
 	if o.udpTimeout > 0 {
 		timeout = o.udpTimeout.String()
 	}
+	p.Clear()
 	fmt.Fprintf(w, "lab %s: cgn %s, cgn UDP timeout %s\n\n", l.Prefix, mode, timeout)
+	p.Step("starting the tour's echo servers")
 	env, err := lab.NewEnv(l)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "without unmap:")
+	tour := "without unmap"
+	env.Step = func(i, n int, name string) { p.Step("%s, check %d of %d: %s", tour, i, n, name) }
 	res := lab.RunTour(ctx, env, lab.BaselineChecks())
+	p.Clear()
+	fmt.Fprintln(w, "without unmap:")
 	if err := lab.WriteTable(w, res); err != nil {
 		return err
 	}
 	if ctx.Err() == nil {
-		with, err := tourWithUnmap(ctx, w, l, env, o.binary)
+		tour = "with unmap"
+		with, err := tourWithUnmap(ctx, w, p, l, env, o.binary)
 		if err != nil {
 			return err
 		}
@@ -120,7 +132,7 @@ func runLab(ctx context.Context, w io.Writer, o labOptions) (err error) {
 // tourWithUnmap deploys unmap in the lab (certificates from this very
 // binary's `unmap cert`, a config per agent), runs `unmap relay` and
 // `unmap edge` in their namespaces, and tours the lab again.
-func tourWithUnmap(ctx context.Context, w io.Writer, l *lab.Lab, env *lab.Env, bin string) ([]lab.Result, error) {
+func tourWithUnmap(ctx context.Context, w io.Writer, p *progress, l *lab.Lab, env *lab.Env, bin string) ([]lab.Result, error) {
 	if bin == "" {
 		var err error
 		if bin, err = os.Executable(); err != nil {
@@ -137,12 +149,13 @@ func tourWithUnmap(ctx context.Context, w io.Writer, l *lab.Lab, env *lab.Env, b
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
+	p.Step("deploying unmap: certificates, relay.yaml, edge.yaml")
 	d, err := lab.Deploy(bin, dir)
 	if err != nil {
 		return nil, err
 	}
 	defer d.Close()
-	fmt.Fprintf(w, "\nwith unmap (relay and edge running, site %s granted %v):\n", "home", lab.SiteGrant)
+	p.Step("starting unmap relay and unmap edge")
 	agents, err := l.StartAgents(ctx, d)
 	if err != nil {
 		return nil, err
@@ -152,6 +165,7 @@ func tourWithUnmap(ctx context.Context, w io.Writer, l *lab.Lab, env *lab.Env, b
 	defer func() { env.Agents = nil }()
 	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
+	p.Step("waiting for the lan host's address from the edge")
 	host, err := l.NS(lab.LAN).WaitAddr(wctx, lab.SitePrefix)
 	if err != nil {
 		return nil, fmt.Errorf("the LAN host got no address from the edge's router advertisements: %w", err)
@@ -160,6 +174,8 @@ func tourWithUnmap(ctx context.Context, w io.Writer, l *lab.Lab, env *lab.Env, b
 		Name: "lan: an address in " + lab.SitePrefix.String() + " by SLAAC from the edge: " + host.String(), Expect: lab.Works,
 		Run: func(context.Context, *lab.Env) error { return nil },
 	}}, lab.UnmapChecks(host)...))
+	p.Clear()
+	fmt.Fprintf(w, "\nwith unmap (relay and edge running, site %s granted %v):\n", "home", lab.SiteGrant)
 	return res, lab.WriteTable(w, res)
 }
 

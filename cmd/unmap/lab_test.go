@@ -3,17 +3,27 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/netip"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
-	"github.com/unmap-dev/unmap/test/lab"
+	"github.com/unmap-dev/unmap/lab"
 	"github.com/unmap-dev/unmap/test/priv"
 )
 
 func runLabCmd(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	out, _, err := runLabCmdProgress(t, args...)
+	return out, err
+}
+
+// runLabCmdProgress runs `unmap lab args` and returns its standard
+// output and, apart, its progress lines (standard error).
+func runLabCmdProgress(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
 	cmd := newLabCmd()
 	if len(args) == 0 || args[0] != "down" {
@@ -21,12 +31,15 @@ func runLabCmd(t *testing.T, args ...string) (string, error) {
 		// test binary (which would run the tests again).
 		args = append(args, "--unmap-binary", lab.BuildUnmap(t))
 	}
-	var out bytes.Buffer
+	// Standard output holds the tables; standard error the progress
+	// lines, which name checks too: keep them apart, so that a row is
+	// found in the table or not at all.
+	var out, progress bytes.Buffer
 	cmd.SetOut(&out)
-	cmd.SetErr(&out)
+	cmd.SetErr(&progress)
 	cmd.SetArgs(args)
 	err := cmd.ExecuteContext(context.Background())
-	return out.String(), err
+	return out.String(), progress.String(), err
 }
 
 var labPrefix = regexp.MustCompile(`lab (unmap-[0-9a-f]{6})`)
@@ -40,13 +53,34 @@ func namespacesOf(t *testing.T, prefix string) []string {
 	return m
 }
 
-// TestLabCommand runs `unmap lab`: a table with every baseline check ok,
-// and the lab gone afterwards.
+// TestLabCommand runs `unmap lab`: a table with every check ok, a
+// progress line (not a terminal: plain lines) for each check of either
+// tour, and the lab gone afterwards.
+//
+// PATH holds only Go's own directory while it runs, as on a fresh machine
+// with Go and nothing else: no row may need ip, nft, traceroute6 or wg.
 func TestLabCommand(t *testing.T) {
 	priv.Require(t)
-	out, err := runLabCmd(t)
+	goroot, err := exec.Command("go", "env", "GOROOT").Output()
 	if err != nil {
-		t.Fatalf("unmap lab: %v\n%s", err, out)
+		t.Fatalf("go env GOROOT: %v", err)
+	}
+	t.Setenv("PATH", filepath.Join(strings.TrimSpace(string(goroot)), "bin"))
+	out, progress, err := runLabCmdProgress(t)
+	if err != nil {
+		t.Fatalf("unmap lab: %v\n%s\nprogress:\n%s", err, out, progress)
+	}
+	base, with := lab.BaselineChecks(), lab.UnmapChecks(netip.Addr{})
+	for _, want := range []string{
+		"... building the lab: ",
+		fmt.Sprintf("... without unmap, check %d of %d: %s\n", len(base), len(base), base[len(base)-1].Name),
+		// The tour with unmap opens with the row of the host's address.
+		fmt.Sprintf("... with unmap, check %d of %d: %s\n", len(with)+1, len(with)+1, with[len(with)-1].Name),
+		"... tearing the lab down\n",
+	} {
+		if !strings.Contains(progress, want) {
+			t.Errorf("no progress line %q in:\n%s", want, progress)
+		}
 	}
 	for _, c := range append(lab.BaselineChecks(), lab.UnmapChecks(netip.Addr{})...) {
 		if !strings.Contains(out, c.Name) {

@@ -52,6 +52,7 @@ IPv4 from a relay, rewriting headers in XDP instead of adding a tunnel header.`,
 		newStatusCmd(),
 		newCertCmd(),
 		newVersionCmd(),
+		newManCmd(),
 	)
 	return root
 }

@@ -3,11 +3,13 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/unmap-dev/unmap/cmd/unmap/privdrop"
+	"github.com/unmap-dev/unmap/config"
 	"github.com/unmap-dev/unmap/relay"
-	"github.com/unmap-dev/unmap/session/conf"
 	"github.com/unmap-dev/unmap/xdp"
 )
 
@@ -33,7 +35,7 @@ start takes them back as the edges replay them. A stop keeps the pins;
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var c relay.Config
-			if err := conf.Load(path, &c); err != nil {
+			if err := config.Load(path, &c); err != nil {
 				return err
 			}
 			f := cmd.Flags()
@@ -42,7 +44,7 @@ start takes them back as the edges replay them. A stop keeps the pins;
 			overrideString(f.Changed("carrier-ports"), &c.CarrierPorts, over.CarrierPorts)
 			s, err := c.Validate()
 			if err != nil {
-				return conf.InFile(fileName(path), err)
+				return config.InFile(fileName(path), err)
 			}
 			if unpin {
 				// The maps and link the agent pins so that the sites'
@@ -54,10 +56,18 @@ start takes them back as the edges replay them. A stop keeps the pins;
 				return nil
 			}
 			if check {
+				// The TLS files too: a key the agent cannot read, or a
+				// certificate the peer will refuse, is found now.
+				note, err := s.CheckTLS(time.Now())
+				if err != nil {
+					return config.InFile(fileName(path), err)
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), note)
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d sites, listening on %v)\n", path, len(s.Sites), s.Listen)
 				return nil
 			}
-			return relay.Run(cmd.Context(), s, relay.Options{Version: buildVersion(), StatusSocket: socket, Log: slog.Default()})
+			return relay.Run(cmd.Context(), s, relay.Options{Version: buildVersion(), StatusSocket: socket, Log: slog.Default(),
+				Drop: dropPrivileges(privdrop.Relay, s.User, socket)})
 		},
 	}
 	f := cmd.Flags()

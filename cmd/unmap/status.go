@@ -7,11 +7,12 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/unmap-dev/unmap/control/admin"
+	"github.com/unmap-dev/unmap/status"
 )
 
 // Default status sockets of the two agents.
@@ -36,7 +37,7 @@ sockets (by default ` + edgeSocket + ` and ` + relaySocket + `) and print it.`,
 			var errs []error
 			found := 0
 			for _, path := range sockets {
-				st, err := admin.Fetch(cmd.Context(), path)
+				st, err := status.Fetch(cmd.Context(), path)
 				if err != nil {
 					errs = append(errs, err)
 					continue
@@ -57,7 +58,7 @@ sockets (by default ` + edgeSocket + ` and ` + relaySocket + `) and print it.`,
 	return cmd
 }
 
-func printStatus(w io.Writer, st *admin.Status, asJSON bool) error {
+func printStatus(w io.Writer, st *status.Status, asJSON bool) error {
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -70,6 +71,11 @@ func printStatus(w io.Writer, st *admin.Status, asJSON bool) error {
 	}
 	slices.Sort(names)
 	for _, n := range names {
+		if counts, ok := countTable(st.Sections[n]); ok {
+			fmt.Fprintf(w, "  %s:\n", n)
+			printCounts(w, counts)
+			continue
+		}
 		var b bytes.Buffer
 		if err := json.Indent(&b, st.Sections[n], "  ", "  "); err != nil {
 			return err
@@ -77,4 +83,33 @@ func printStatus(w io.Writer, st *admin.Status, asJSON bool) error {
 		fmt.Fprintf(w, "  %s: %s\n", n, b.String())
 	}
 	return nil
+}
+
+// countTable reads a section that is only counts by name (the slow path's
+// and the control channel's counters, the datapath's reasons: the same
+// values /metrics serves, under their readable names).
+func countTable(raw json.RawMessage) (map[string]uint64, bool) {
+	var m map[string]uint64
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, false
+	}
+	return m, true
+}
+
+// printCounts prints counts as a table, by name; none is "(none)".
+func printCounts(w io.Writer, counts map[string]uint64) {
+	if len(counts) == 0 {
+		fmt.Fprintln(w, "    (none)")
+		return
+	}
+	names := make([]string, 0, len(counts))
+	for n := range counts {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, n := range names {
+		fmt.Fprintf(tw, "    %s\t%d\n", n, counts[n])
+	}
+	tw.Flush()
 }

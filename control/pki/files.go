@@ -12,6 +12,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
 )
 
 // File names `unmap cert` writes; the example configs use them.
@@ -160,40 +163,92 @@ func writeFile(path string, data []byte, mode fs.FileMode, force bool) error {
 	return nil
 }
 
-// readPEM reads path and returns its PEM blocks of type typ.
-func readPEM(path, typ string) ([]*pem.Block, error) {
-	f, err := os.Open(path)
+// openRegular opens path for reading if it is a regular file. A FIFO,
+// socket or device named by mistake would hang the agent's start-up (an
+// open of a FIFO waits for a writer, and a read of one for data), so
+// anything else is refused before it is opened; the open itself does not
+// wait (O_NONBLOCK), in case the file was swapped meanwhile, and the
+// opened file is checked again.
+func openRegular(path string) (*os.File, fs.FileInfo, error) {
+	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, nil, fmt.Errorf("%s: not a regular file (%v)", path, fi.Mode().Type())
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	if fi, err = f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		if err == nil {
+			err = fmt.Errorf("%s: not a regular file", path)
+		}
+		return nil, nil, err
+	}
+	return f, fi, nil
+}
+
+// readPEM reads path and returns its PEM blocks of one of types, and
+// the file's mode.
+func readPEM(path string, types ...string) ([]*pem.Block, fs.FileMode, error) {
+	f, fi, err := openRegular(path)
+	if err != nil {
+		return nil, 0, err
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxPEMFile+1))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, 0, fmt.Errorf("%s: %w", path, err)
 	}
 	if len(data) > maxPEMFile {
-		return nil, fmt.Errorf("%s: larger than %d bytes, not a PEM file", path, maxPEMFile)
+		return nil, 0, fmt.Errorf("%s: larger than %d bytes, not a PEM file", path, maxPEMFile)
 	}
 	var blocks []*pem.Block
+	var others []string
+	rest := data
 	for {
 		var b *pem.Block
-		b, data = pem.Decode(data)
+		b, rest = pem.Decode(rest)
 		if b == nil {
 			break
 		}
-		if b.Type == typ {
+		if slices.Contains(types, b.Type) {
 			blocks = append(blocks, b)
+		} else if !slices.Contains(others, b.Type) {
+			others = append(others, b.Type)
 		}
 	}
 	if len(blocks) == 0 {
-		return nil, fmt.Errorf("%s: no PEM %q block", path, typ)
+		return nil, 0, fmt.Errorf("%s: no %s block: %s", path, strings.Join(types, " or "), describeBlocks(data, others))
 	}
-	return blocks, nil
+	return blocks, fi.Mode(), nil
+}
+
+// describeBlocks says what a PEM file holds instead of what was looked
+// for, so that the usual mistakes (the certificate given as the key, an
+// encrypted or RSA key, an empty file) are named.
+func describeBlocks(data []byte, others []string) string {
+	switch {
+	case len(bytes.TrimSpace(data)) == 0:
+		return "the file is empty"
+	case len(others) == 0:
+		return "no PEM block at all (not a PEM file)"
+	case slices.Contains(others, "ENCRYPTED PRIVATE KEY"):
+		return "the key is encrypted; give it unencrypted, mode 0600 (openssl pkcs8 -in key.pem -out key-plain.pem)"
+	case slices.Contains(others, "RSA PRIVATE KEY"):
+		return "it holds an RSA key; unmap's keys are ECDSA P-256 (`unmap cert` makes them)"
+	case slices.Contains(others, "CERTIFICATE"):
+		return "it holds " + strings.Join(others, ", ") + " (is this the certificate file where the key was meant, or the other way round?)"
+	}
+	return "it holds " + strings.Join(others, ", ")
 }
 
 // LoadCerts reads every certificate in a PEM file.
 func LoadCerts(path string) ([]*x509.Certificate, error) {
-	blocks, err := readPEM(path, "CERTIFICATE")
+	blocks, _, err := readPEM(path, "CERTIFICATE")
 	if err != nil {
 		return nil, err
 	}
@@ -208,28 +263,39 @@ func LoadCerts(path string) ([]*x509.Certificate, error) {
 	return certs, nil
 }
 
-// LoadKey reads an ECDSA private key (PKCS #8 or SEC 1) from a PEM file.
+// ErrKeyMode is returned (wrapped, naming the file) for a private key
+// that others than its owner may read or write. Refused rather than
+// warned about: a key readable by another account is a key that may
+// already be copied, and the fix is one chmod.
+var ErrKeyMode = errors.New("a private key must be readable by its owner only")
+
+// LoadKey reads an ECDSA private key (PKCS #8 or SEC 1) from a PEM file
+// that only its owner may read (mode 0600 or 0400).
 func LoadKey(path string) (*ecdsa.PrivateKey, error) {
-	if blocks, err := readPEM(path, "PRIVATE KEY"); err == nil {
-		k, err := x509.ParsePKCS8PrivateKey(blocks[0].Bytes)
+	blocks, mode, err := readPEM(path, "PRIVATE KEY", "EC PRIVATE KEY")
+	if err != nil {
+		return nil, err
+	}
+	if mode.Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s: mode %04o lets group or others read it: %w (chmod 600 %s)", path, mode.Perm(), ErrKeyMode, path)
+	}
+	b := blocks[0]
+	if b.Type == "EC PRIVATE KEY" {
+		k, err := x509.ParseECPrivateKey(b.Bytes)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
-		ek, ok := k.(*ecdsa.PrivateKey)
-		if !ok {
-			return nil, fmt.Errorf("%s: %T is not an ECDSA key", path, k)
-		}
-		return ek, nil
+		return k, nil
 	}
-	blocks, err := readPEM(path, "EC PRIVATE KEY")
-	if err != nil {
-		return nil, fmt.Errorf("%s: no PRIVATE KEY or EC PRIVATE KEY block", path)
-	}
-	k, err := x509.ParseECPrivateKey(blocks[0].Bytes)
+	k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return k, nil
+	ek, ok := k.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("%s: a %T key; unmap's keys are ECDSA P-256", path, k)
+	}
+	return ek, nil
 }
 
 // LoadIdentity reads a certificate (the first in certPath; any more are

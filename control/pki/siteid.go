@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/unmap-dev/unmap/session"
 )
 
 // SiteScheme and siteHost make the URI SAN unmap://site/<id>.
@@ -15,7 +17,7 @@ const (
 )
 
 // MaxSiteIDLen is the longest site id: one DNS label.
-const MaxSiteIDLen = 63
+const MaxSiteIDLen = session.MaxSiteIDLen
 
 // Errors about site ids; they work with errors.Is.
 var (
@@ -25,17 +27,11 @@ var (
 )
 
 // CheckSiteID accepts a DNS label in lowercase: letters, digits and
-// hyphens that neither start nor end it, 1 to 63 characters. It agrees
-// with session/conf.CheckSiteID, which checks the same ids in configs.
+// hyphens that neither start nor end it, 1 to 63 characters. The rule is
+// session.ValidSiteID, which config.CheckSiteID applies to configs too.
 func CheckSiteID(id string) error {
-	if len(id) == 0 || len(id) > MaxSiteIDLen || id[0] == '-' || id[len(id)-1] == '-' {
+	if !session.ValidSiteID(id) {
 		return fmt.Errorf("%q: %w", clip(id), ErrBadSiteID)
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return fmt.Errorf("%q: %w", clip(id), ErrBadSiteID)
-		}
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 )
 
@@ -26,8 +27,10 @@ const (
 // RefusedError says why a certificate was refused; errors.Is also
 // matches the underlying x509 or site-id error.
 type RefusedError struct {
-	Reason Reason
-	Err    error
+	Reason  Reason
+	Err     error
+	Subject string   // the refused certificate's subject, "" if there was none
+	Remote  net.Addr // the peer's address, when the server knows it
 }
 
 func (e *RefusedError) Error() string {
@@ -83,31 +86,48 @@ type ServerOptions struct {
 // is empty on the server: use PeerSite, which trusts this configuration's
 // verification.
 func ServerConfig(id tls.Certificate, clientCAs *x509.CertPool, o ServerOptions) *tls.Config {
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{id},
-		// Request, not require: a client without a certificate then
-		// reaches VerifyConnection and is counted as no-certificate.
-		// crypto/tls still checks the signature of any it sends.
-		ClientAuth: tls.RequestClientCert,
-		NextProtos: o.NextProtos,
-		Time:       o.Time,
-		VerifyConnection: func(cs tls.ConnectionState) error {
+	verify := func(remote net.Addr) func(tls.ConnectionState) error {
+		return func(cs tls.ConnectionState) error {
 			if _, err := verifyClient(cs.PeerCertificates, clientCAs, o.Time); err != nil {
+				err.Remote = remote
 				if o.Refused != nil {
 					o.Refused(err)
 				}
 				return err
 			}
 			return nil
-		},
+		}
 	}
+	c := &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{id},
+		// Request, not require: a client without a certificate then
+		// reaches VerifyConnection and is counted as no-certificate.
+		// crypto/tls still checks the signature of any it sends.
+		ClientAuth:       tls.RequestClientCert,
+		NextProtos:       o.NextProtos,
+		Time:             o.Time,
+		VerifyConnection: verify(nil),
+	}
+	// The refusal names the peer's address (the relay logs it, since the
+	// edge hears only bad_certificate): the connection's own config,
+	// cloned from this one, knows it. quic-go gives ClientHelloInfo a
+	// Conn with the addresses; crypto/tls over TCP does too.
+	c.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
+		cc := c.Clone()
+		cc.GetConfigForClient = nil
+		if hi.Conn != nil {
+			cc.VerifyConnection = verify(hi.Conn.RemoteAddr())
+		}
+		return cc, nil
+	}
+	return c
 }
 
 // verifyClient returns the site id of a verified edge chain.
 func verifyClient(chain []*x509.Certificate, roots *x509.CertPool, clock func() time.Time) (string, *RefusedError) {
 	if len(chain) == 0 {
-		return "", &RefusedError{ReasonNoCert, errors.New("client sent no certificate")}
+		return "", &RefusedError{Reason: ReasonNoCert, Err: errors.New("client sent no certificate")}
 	}
 	now := time.Now()
 	if clock != nil {
@@ -124,11 +144,11 @@ func verifyClient(chain []*x509.Certificate, roots *x509.CertPool, clock func() 
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	})
 	if err != nil {
-		return "", &RefusedError{Classify(err), err}
+		return "", &RefusedError{Reason: Classify(err), Err: err, Subject: chain[0].Subject.String()}
 	}
 	site, err := SiteID(chain[0])
 	if err != nil {
-		return "", &RefusedError{ReasonNoSite, err}
+		return "", &RefusedError{Reason: ReasonNoSite, Err: err, Subject: chain[0].Subject.String()}
 	}
 	return site, nil
 }
@@ -147,7 +167,7 @@ func CheckClient(id tls.Certificate, cas *x509.CertPool, now time.Time) (string,
 		}
 		c, err := x509.ParseCertificate(der)
 		if err != nil {
-			return "", &RefusedError{ReasonBadCert, err}
+			return "", &RefusedError{Reason: ReasonBadCert, Err: err}
 		}
 		chain = append(chain, c)
 	}
@@ -162,7 +182,7 @@ func CheckClient(id tls.Certificate, cas *x509.CertPool, now time.Time) (string,
 // ServerConfig, whose VerifyConnection has already verified the chain.
 func PeerSite(cs tls.ConnectionState) (string, error) {
 	if len(cs.PeerCertificates) == 0 {
-		return "", &RefusedError{ReasonNoCert, errors.New("no client certificate")}
+		return "", &RefusedError{Reason: ReasonNoCert, Err: errors.New("no client certificate")}
 	}
 	return SiteID(cs.PeerCertificates[0])
 }

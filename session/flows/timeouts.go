@@ -8,7 +8,7 @@ import (
 )
 
 // Timeouts are idle times after which a flow expires. The fields match
-// session/conf.Timers, so a parsed config converts with Timeouts(t). A
+// config.Timers, so a parsed config converts with Timeouts(t). A
 // zero field means its default.
 type Timeouts struct {
 	UDP            time.Duration // UDP and every protocol on a UDP carrier

@@ -13,6 +13,10 @@ type EdgeConfig struct {
 	Ports      Range            // carrier source ports E; reserve them in the kernel (see Reserve)
 	Quarantine time.Duration    // 0 means DefaultQuarantine, negative none
 	Now        func() time.Time // clock; nil means time.Now
+	// InboundShare is the percentage of the range, per protocol, that
+	// inbound grants (GrantInbound) may hold; 0 means
+	// DefaultInboundShare, 100 keeps nothing for outbound flows.
+	InboundShare int
 }
 
 // Edge allocates carrier source ports E, unique per protocol on the WAN
@@ -23,6 +27,10 @@ type Edge struct {
 	t     ticker
 	pools [256]*Pool // by protocol number
 	inUse int
+	// Ports held by inbound grants, by protocol number: Release tells
+	// them from outbound ones by this set.
+	inbound    [256]map[uint16]struct{}
+	inboundCap int
 
 	// Refused counts refusals of Grant, Claim and Release by reason.
 	Refused Counters
@@ -33,7 +41,35 @@ func NewEdge(c EdgeConfig) (*Edge, error) {
 	if err := c.Ports.Check(); err != nil {
 		return nil, err
 	}
-	return &Edge{r: c.Ports, t: newTicker(c.Now, c.Quarantine)}, nil
+	return &Edge{r: c.Ports, t: newTicker(c.Now, c.Quarantine), inboundCap: inboundCap(c.Ports.Len(), c.InboundShare)}, nil
+}
+
+// GrantInbound is Grant for an inbound flow: refused with
+// ReasonInboundShare once inbound grants hold their share of proto's
+// ports (inbound.go).
+func (e *Edge) GrantInbound(proto session.Proto) (uint16, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.inbound[proto]) >= e.inboundCap {
+		return 0, e.Refused.count(refuse(ReasonInboundShare, "inbound flows hold %d of the %d ports of %v", len(e.inbound[proto]), e.r.Len(), e.r))
+	}
+	port, err := e.pool(proto).Take(e.t.tick(), e.t.q)
+	if err != nil {
+		return 0, e.Refused.count(err)
+	}
+	if e.inbound[proto] == nil {
+		e.inbound[proto] = map[uint16]struct{}{}
+	}
+	e.inbound[proto][port] = struct{}{}
+	e.inUse++
+	return port, nil
+}
+
+// InboundInUse is the number of ports of proto held by inbound grants.
+func (e *Edge) InboundInUse(proto session.Proto) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.inbound[proto])
 }
 
 // Grant hands out a port for a carrier of proto.
@@ -67,6 +103,7 @@ func (e *Edge) Release(proto session.Proto, port uint16) error {
 	if err := e.pool(proto).Put(port, e.t.tick()); err != nil {
 		return e.Refused.count(err)
 	}
+	delete(e.inbound[proto], port)
 	e.inUse--
 	return nil
 }

@@ -6,7 +6,7 @@ import (
 )
 
 // Range is an inclusive range of ports; the configs' port ranges
-// (session/conf.PortRange) are this type.
+// (config.PortRange) are this type.
 type Range struct{ First, Last uint16 }
 
 // Len is the number of ports in r.

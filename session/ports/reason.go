@@ -19,6 +19,10 @@ const (
 	ReasonNotGranted  Reason = "not-granted"  // release of a port that is not in use (double release)
 	ReasonInUse       Reason = "in-use"       // claim of a port that is already in use
 	ReasonOutOfRange  Reason = "out-of-range" // the port is not in the configured range
+	// ReasonInboundShare: inbound flows hold their share of the ports
+	// (of the range, a relay pool or the site's quota); the rest is kept
+	// for outbound flows (inbound.go).
+	ReasonInboundShare Reason = "inbound-share"
 )
 
 // Error is a refusal; errors.Is matches it against another *Error with
@@ -43,13 +47,14 @@ func (e *Error) Is(target error) bool {
 
 // Sentinels for errors.Is.
 var (
-	ErrExhausted   = &Error{Reason: ReasonExhausted}
-	ErrQuarantined = &Error{Reason: ReasonQuarantined}
-	ErrSiteQuota   = &Error{Reason: ReasonSiteQuota}
-	ErrUnknownSite = &Error{Reason: ReasonUnknownSite}
-	ErrNotGranted  = &Error{Reason: ReasonNotGranted}
-	ErrInUse       = &Error{Reason: ReasonInUse}
-	ErrOutOfRange  = &Error{Reason: ReasonOutOfRange}
+	ErrExhausted    = &Error{Reason: ReasonExhausted}
+	ErrQuarantined  = &Error{Reason: ReasonQuarantined}
+	ErrSiteQuota    = &Error{Reason: ReasonSiteQuota}
+	ErrUnknownSite  = &Error{Reason: ReasonUnknownSite}
+	ErrNotGranted   = &Error{Reason: ReasonNotGranted}
+	ErrInUse        = &Error{Reason: ReasonInUse}
+	ErrOutOfRange   = &Error{Reason: ReasonOutOfRange}
+	ErrInboundShare = &Error{Reason: ReasonInboundShare}
 )
 
 func refuse(r Reason, format string, args ...any) *Error {
@@ -115,3 +120,6 @@ func (c *Counters) String() string {
 	}
 	return out
 }
+
+// Reasons are every Reason, the closed set a refusal is counted under.
+var Reasons = []Reason{ReasonExhausted, ReasonQuarantined, ReasonSiteQuota, ReasonUnknownSite, ReasonNotGranted, ReasonInUse, ReasonOutOfRange, ReasonInboundShare}

@@ -17,6 +17,10 @@ type RelayConfig struct {
 	Ports      Range            // carrier ports R on each address
 	Quarantine time.Duration    // rest before a released port is reused; 0 means DefaultQuarantine, negative none
 	Now        func() time.Time // clock; nil means time.Now
+	// InboundShare is the percentage of a pool's ports, and of a site's
+	// quota, that inbound grants (GrantInbound) may hold; 0 means
+	// DefaultInboundShare, 100 keeps nothing for outbound flows.
+	InboundShare int
 }
 
 // Key is what a relay port is unique within: a carrier is told apart,
@@ -32,8 +36,9 @@ type Key struct {
 // to Release.
 type Lease struct {
 	Key
-	Port uint16
-	site *site
+	Port    uint16
+	site    *site
+	inbound bool // granted by GrantInbound: counted in its share until released
 }
 
 // RelayAddr is the relay end of the carrier, addr:R.
@@ -50,6 +55,7 @@ func (l Lease) Site() string {
 type site struct {
 	id          string
 	quota, held int
+	inbound     int // ports held by inbound grants
 }
 
 // Relay allocates carrier ports R. It is safe for concurrent use.
@@ -61,7 +67,8 @@ type Relay struct {
 	idle     map[Key]struct{} // pools with no port in use, for Trim
 	sites    map[string]*site
 	inUse    int
-	ops      uint32 // grants since the last automatic trim
+	inbound  map[Key]int // ports held by inbound grants, by pool
+	ops      uint32      // grants since the last automatic trim
 	granted  uint64
 	released uint64
 
@@ -83,11 +90,12 @@ func NewRelay(c RelayConfig) (*Relay, error) {
 		return nil, err
 	}
 	return &Relay{
-		cfg:   c,
-		t:     newTicker(c.Now, c.Quarantine),
-		pools: make(map[Key]*Pool),
-		idle:  make(map[Key]struct{}),
-		sites: make(map[string]*site),
+		cfg:     c,
+		t:       newTicker(c.Now, c.Quarantine),
+		pools:   make(map[Key]*Pool),
+		idle:    make(map[Key]struct{}),
+		sites:   make(map[string]*site),
+		inbound: make(map[Key]int),
 	}, nil
 }
 
@@ -108,11 +116,25 @@ func (r *Relay) SetSite(id string, quota int) {
 // its edge appears from) of proto, on the first relay address with one
 // free.
 func (r *Relay) Grant(siteID string, public netip.Addr, proto session.Proto) (Lease, error) {
+	return r.grant(siteID, public, proto, false)
+}
+
+// GrantInbound is Grant for an inbound flow: it is refused with
+// ReasonInboundShare once inbound grants hold their share of the site's
+// quota, or of the pool it would come from (inbound.go).
+func (r *Relay) GrantInbound(siteID string, public netip.Addr, proto session.Proto) (Lease, error) {
+	return r.grant(siteID, public, proto, true)
+}
+
+func (r *Relay) grant(siteID string, public netip.Addr, proto session.Proto, inbound bool) (Lease, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s, err := r.site(siteID)
 	if err != nil {
 		return Lease{}, r.Refused.count(err)
+	}
+	if inbound && s.inbound >= inboundCap(s.quota, r.cfg.InboundShare) {
+		return Lease{}, r.Refused.count(refuse(ReasonInboundShare, "site %q: inbound flows hold %d of its %d ports", siteID, s.inbound, s.quota))
 	}
 	now := r.t.tick()
 	if r.ops++; r.ops == autoTrimEvery {
@@ -122,10 +144,16 @@ func (r *Relay) Grant(siteID string, public netip.Addr, proto session.Proto) (Le
 	var last error
 	for _, a := range r.cfg.Addrs {
 		k := Key{a, public.Unmap(), proto}
+		if inbound && r.inbound[k] >= inboundCap(r.cfg.Ports.Len(), r.cfg.InboundShare) {
+			if last == nil {
+				last = refuse(ReasonInboundShare, "inbound flows hold %d ports of %v on %v", r.inbound[k], r.cfg.Ports, k)
+			}
+			continue
+		}
 		port, err := r.pool(k).Take(now, r.t.q)
 		if err != nil {
 			// Quarantined says more than exhausted: keep it if any said it.
-			if last == nil || !errors.Is(last, ErrQuarantined) {
+			if last == nil || !errors.Is(last, ErrQuarantined) && !errors.Is(last, ErrInboundShare) {
 				last = err
 			}
 			r.maybeIdle(k)
@@ -134,7 +162,11 @@ func (r *Relay) Grant(siteID string, public netip.Addr, proto session.Proto) (Le
 		s.held++
 		r.inUse++
 		r.granted++
-		return Lease{Key: k, Port: port, site: s}, nil
+		if inbound {
+			s.inbound++
+			r.inbound[k]++
+		}
+		return Lease{Key: k, Port: port, site: s, inbound: inbound}, nil
 	}
 	return Lease{}, r.Refused.count(last)
 }
@@ -174,6 +206,12 @@ func (r *Relay) Release(l Lease) error {
 	}
 	l.site.held--
 	r.inUse--
+	if l.inbound {
+		l.site.inbound--
+		if r.inbound[l.Key]--; r.inbound[l.Key] <= 0 {
+			delete(r.inbound, l.Key)
+		}
+	}
 	r.released++
 	r.maybeIdle(l.Key)
 	return nil
@@ -227,6 +265,16 @@ func (r *Relay) Stats() RelayStats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return RelayStats{InUse: r.inUse, Pools: len(r.pools), Granted: r.granted, Released: r.released}
+}
+
+// HeldInbound is how many ports site holds for inbound flows.
+func (r *Relay) HeldInbound(siteID string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s := r.sites[siteID]; s != nil {
+		return s.inbound
+	}
+	return 0
 }
 
 // Held is how many ports site holds.

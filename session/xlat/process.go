@@ -127,7 +127,7 @@ func Process(role Role, cfg *Config, t Tables, fib FIB, b []byte) Result {
 		}
 	}
 	end := tcpEnd(&p) // before apply moves the header
-	out, r := apply(&p, e)
+	out, r := apply(&p, e, carrierKey(cfg, &p))
 	if r != ReasonNone {
 		res := untouched(b, r)
 		res.Key = p.key
@@ -136,6 +136,13 @@ func Process(role Role, cfg *Config, t Tables, fib FIB, b []byte) Result {
 	res := forward(fib, out)
 	res.Hit, res.Key, res.ICMPError, res.TCPEnd = true, p.key, p.icmpErr, end
 	return res
+}
+
+// carrierKey reports whether p's key is a carrier key of this end: IPv4
+// to the carrier address, a destination port in the carrier range (C's
+// carrier_slot_index >= 0).
+func carrierKey(cfg *Config, p *pkt) bool {
+	return p.v4 && cfg.CarrierAddr.IsValid() && !cfg.CarrierAddr.IsUnspecified() && p.key.Dst == cfg.CarrierAddr && cfg.inRange(p.key.DPort)
 }
 
 func untouched(b []byte, r Reason) Result {

@@ -3,8 +3,9 @@ package xlat
 import "encoding/binary"
 
 // apply checks that entry e fits packet p and returns the translated
-// packet, or the reason it was not translated (the input is untouched).
-func apply(p *pkt, e Entry) ([]byte, Reason) {
+// packet, or the reason it was not translated (the input is untouched);
+// carrier says p's key is a carrier key of this end.
+func apply(p *pkt, e Entry, carrier bool) ([]byte, Reason) {
 	if p.icmpErr && (e.Action == ActWrap64 || e.Action == ActUnwrap46) {
 		return nil, ReasonPassICMPOther // errors about UDP carriers stay with the stack
 	}
@@ -30,7 +31,7 @@ func apply(p *pkt, e Entry) ([]byte, Reason) {
 			return nil, ReasonDropUDPZeroCsum
 		}
 	}
-	if isKeepalive(p, e) {
+	if isKeepalive(p, e, carrier) {
 		return nil, ReasonKeepalive
 	}
 	switch e.Action {
@@ -309,11 +310,16 @@ func KeepaliveToken(udp []byte) (token uint64, ok bool) {
 }
 
 // isKeepalive: a UDP carrier packet (an entry back to the flow) whose
-// payload is exactly KeepaliveMagic, or a token keepalive. (A token
-// keepalive that finds its carrier's entry was not needed: the carrier
-// did not move; it goes no further either, so the token never leaves.)
-func isKeepalive(p *pkt, e Entry) bool {
-	if !p.v4 || p.key.Proto != protoUDP || (e.Action != ActXlat46 && e.Action != ActUnwrap46) {
+// payload is exactly KeepaliveMagic, or a token keepalive (a proof). (A
+// proof that finds its carrier's entry was not needed: the carrier was
+// bound already, or did not move; it goes no further either, so the
+// secret never leaves.) The carrier of an IPv4 flow (ActNAPT44) is told
+// from the relay's own NAT by its key, a carrier key of this end.
+func isKeepalive(p *pkt, e Entry, carrier bool) bool {
+	if !p.v4 || p.key.Proto != protoUDP {
+		return false
+	}
+	if e.Action != ActXlat46 && e.Action != ActUnwrap46 && (e.Action != ActNAPT44 || !carrier) {
 		return false
 	}
 	l4 := p.b[p.l4:]

@@ -61,14 +61,18 @@ static __always_inline int bad_zero_csum(const struct pkt *p, const struct flow_
 /* A carrier keepalive: a UDP datagram whose payload is exactly the 8
  * bytes "unmap-ka", sent by the edge on an idle UDP carrier to refresh the
  * CGNAT's mapping, or those 8 bytes and the carrier's bind token (a token
- * keepalive, proving a carrier the CGNAT moved). It arrives on a carrier
- * (an entry back to the flow) and goes no further. */
+ * keepalive: the proof that binds a carrier, or re-binds one the CGNAT
+ * moved). It arrives on a carrier (an entry back to the flow) and goes no
+ * further, so a proof's secret never leaves. An IPv4 flow's carrier
+ * (NAPT44) is told from other NAPT by its key, a carrier key of this end. */
 static __always_inline int is_keepalive(const struct pkt *p, const struct flow_entry *e)
 {
 	static const char magic[8] = "unmap-ka";
 	__u8 *l4 = p->data + L4_4;
-	if (p->key.family != 4 || p->key.proto != IPPROTO_UDP ||
-	    (e->action != ACT_XLAT46 && e->action != ACT_UNWRAP46))
+	if (p->key.family != 4 || p->key.proto != IPPROTO_UDP)
+		return 0;
+	if (e->action != ACT_XLAT46 && e->action != ACT_UNWRAP46 &&
+	    (e->action != ACT_NAPT44 || carrier_slot_index(&p->key) < 0))
 		return 0;
 	if ((void *)(l4 + 16) > p->end ||
 	    (*(__u16 *)(l4 + 4) != bpf_htons(16) && *(__u16 *)(l4 + 4) != bpf_htons(24)))

@@ -68,6 +68,14 @@ func Fixtures() []Fixture {
 		untouched("keepalive/relay/token", rel, Build(near(sp(17, CGNATPub, 20001, RelayAddr, 30000, 64), xlat.TokenKeepalive(0x0102030405060708))), xlat.ReasonKeepalive),
 		xl("keepalive/relay/token-one-byte-more", rel, near(sp(17, CGNATPub, 20001, RelayAddr, 30000, 64), append(xlat.TokenKeepalive(1), '!')),
 			near(sp(17, SiteHost, 40000, Remote6, 443, 63), append(xlat.TokenKeepalive(1), '!'))),
+		// An IPv4 flow's carrier (NAPT44) consumes them too, a proof
+		// included (its secret never reaches the remote); the same
+		// payload from the remote to the site's public IPv4 is the
+		// flow's.
+		untouched("keepalive/relay/napt-carrier", rel, Build(keepalive(sp(17, CGNATPub, 20009, RelayAddr, 30008, 64))), xlat.ReasonKeepalive),
+		untouched("keepalive/relay/napt-carrier-token", rel, Build(near(sp(17, CGNATPub, 20009, RelayAddr, 30008, 64), xlat.TokenKeepalive(0x0102030405060708))), xlat.ReasonKeepalive),
+		xl("keepalive/relay/napt-inbound", rel, keepalive(sp(17, Remote4, 80, SitePub4, 5000, 64)), keepalive(sp(17, RelayAddr, 30008, CGNATPub, 20009, 63))),
+		xl("keepalive/edge-lan/napt", lan, keepalive(sp(17, LANHost4, 5000, Remote4, 80, 64)), keepalive(sp(17, EdgeWAN, 20008, RelayAddr, 30008, 63))),
 		xl("keepalive/relay/other-payload", rel, near(sp(17, CGNATPub, 20001, RelayAddr, 30000, 64), []byte("unmap-kb")),
 			near(sp(17, SiteHost, 40000, Remote6, 443, 63), []byte("unmap-kb"))),
 	)
