@@ -395,3 +395,80 @@ func hostAddr(v uint32) netip.Addr {
 	binary.BigEndian.PutUint32(b[:], v)
 	return netip.AddrFrom4(b)
 }
+
+// CGNATGrant is a subscriber's record in the datapath: the blocks it
+// holds, in the order tried, and whether its new flows are refused once
+// they are full.
+type CGNATGrant struct {
+	Blocks []uint32
+	Spent  bool
+}
+
+// CGNATGrants reads back every subscriber record that holds a block or
+// is spent: what a restarted agent restores its book of blocks from.
+func (d *Datapath) CGNATGrants() (map[netip.Addr]CGNATGrant, error) {
+	out := map[netip.Addr]CGNATGrant{}
+	if !d.cg.Enabled() {
+		return out, nil
+	}
+	var (
+		k uint32
+		v datapathCgSub
+	)
+	it := d.objs.CgSubs.Iterate()
+	for it.Next(&k, &v) {
+		if v.Nblocks == 0 && v.Spent == 0 {
+			continue
+		}
+		g := CGNATGrant{Spent: v.Spent != 0}
+		for i := range min(v.Nblocks, cgnat.SubBlocks) {
+			g.Blocks = append(g.Blocks, v.Block[i]-1)
+		}
+		out[hostAddr(hostU32(d.cg.Inside.Addr())+k)] = g
+	}
+	return out, it.Err()
+}
+
+// CGNATBlockUsed is the ports block id has taken, per protocol plane
+// (TCP, UDP, ICMP echo), read through the shared mapping of cg_blocks.
+func (d *Datapath) CGNATBlockUsed(id uint32) ([cgnat.Planes]uint32, error) {
+	var used [cgnat.Planes]uint32
+	if !d.cg.Enabled() || d.cgBlocks == nil {
+		return used, errNoCGNAT
+	}
+	if int(id) >= d.cg.NumBlocks() {
+		return used, fmt.Errorf("cgnat: block %d outside the pool's %d", id, d.cg.NumBlocks())
+	}
+	b := d.cgBlocks[int(id)*cgBlockLen:]
+	for pl := range used {
+		used[pl] = atomic.LoadUint32((*uint32)(unsafe.Pointer(&b[cgUsedOff+4*pl])))
+	}
+	return used, nil
+}
+
+// WithdrawBlock takes block id out of sub's record, so the datapath takes
+// no new port from it. A CPU that read the record just before may still
+// take one: the caller gives the block back to the pool only once
+// CGNATBlockUsed reads it empty after this (and a packet's time).
+func (d *Datapath) WithdrawBlock(sub netip.Addr, id uint32) error {
+	si, err := d.subIndex(sub)
+	if err != nil {
+		return err
+	}
+	var s datapathCgSub
+	if err := d.objs.CgSubs.Lookup(si, &s); err != nil {
+		return fmt.Errorf("cgnat: subscriber %v: %w", sub, err)
+	}
+	var kept datapathCgSub
+	kept.Spent = s.Spent
+	for i := range min(s.Nblocks, cgnat.SubBlocks) {
+		if s.Block[i] != id+1 {
+			kept.Block[kept.Nblocks] = s.Block[i]
+			kept.Nblocks++
+		}
+	}
+	if kept.Nblocks == s.Nblocks {
+		return fmt.Errorf("cgnat: %v does not hold block %d", sub, id)
+	}
+	return d.objs.CgSubs.Update(si, &kept, ebpf.UpdateAny)
+}

@@ -708,3 +708,66 @@ func TestCGNATPinnedAcrossReload(t *testing.T) {
 		t.Fatalf("block after the release: used %d bits %#x (%v)", b.Used[1], b.Bits[1][0], err)
 	}
 }
+
+// TestCGNATWithdrawBlock: what the agent reads and does to take a block
+// back: CGNATGrants reads the subscribers' records, CGNATBlockUsed a
+// block's taken ports per protocol, and after WithdrawBlock of every
+// block a subscriber holds its next new flow takes no port from them
+// but goes to the agent (cgnat-no-block), while its established
+// mapping still translates.
+func TestCGNATWithdrawBlock(t *testing.T) {
+	h := newCGHarness(t, cgnat.EIF)
+	run := func(in []byte) xlat.Verdict {
+		t.Helper()
+		ret, err := h.d.Program(xlat.RoleRelaySub).Run(&ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+64)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return xlat.Verdict(ret)
+	}
+	udp := func(sport uint16) []byte {
+		return xlattest.Build(xlattest.Spec{Proto: 17, Src: cgnattest.SubA, SPort: sport, Dst: cgnattest.R4, DPort: 53, Payload: []byte("x")})
+	}
+	if v := run(udp(5000)); v != xlat.Pass {
+		t.Fatalf("first flow: %v", v)
+	}
+	grants, err := h.d.CGNATGrants()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grants[cgnattest.SubA]
+	if len(g.Blocks) == 0 || g.Spent {
+		t.Fatalf("SubA's record read back: %+v (all: %v)", g, grants)
+	}
+	for sub, sg := range grants {
+		if want := h.s.Subs[sub]; want == nil || len(want.Blocks) != len(sg.Blocks) {
+			t.Errorf("%v: datapath %v, model %+v", sub, sg.Blocks, want)
+		}
+	}
+	used, err := h.d.CGNATBlockUsed(g.Blocks[0])
+	if err != nil || used != [cgnat.Planes]uint32{0, 1, 0} {
+		t.Fatalf("first block's count after one UDP mapping: %v %v", used, err)
+	}
+	for _, id := range g.Blocks {
+		if err := h.d.WithdrawBlock(cgnattest.SubA, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.d.WithdrawBlock(cgnattest.SubA, g.Blocks[0]); err == nil {
+		t.Fatal("a block withdrawn twice")
+	}
+	before, _ := h.d.Reasons()
+	if v := run(udp(5001)); v != xlat.Drop {
+		t.Fatalf("a new flow with every block withdrawn: %v", v)
+	}
+	after, _ := h.d.Reasons()
+	if after[xlat.ReasonCGNATNoBlock] != before[xlat.ReasonCGNATNoBlock]+1 {
+		t.Fatal("the new flow did not go to the agent as cgnat-no-block")
+	}
+	if v := run(udp(5000)); v != xlat.Pass {
+		t.Fatalf("the established mapping after the withdrawal: %v", v)
+	}
+	if used, _ := h.d.CGNATBlockUsed(g.Blocks[0]); used != [cgnat.Planes]uint32{0, 1, 0} {
+		t.Fatalf("a withdrawn block's count changed: %v", used)
+	}
+}

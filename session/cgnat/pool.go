@@ -153,3 +153,13 @@ func (p *Pool) Restore(sub netip.Addr, ids []uint32) error {
 	}
 	return nil
 }
+
+// Subscribers is every subscriber holding a block, in address order.
+func (p *Pool) Subscribers() []netip.Addr {
+	out := make([]netip.Addr, 0, len(p.held))
+	for sub := range p.held {
+		out = append(out, sub)
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
