@@ -3,7 +3,9 @@ package cgnat
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -33,8 +35,10 @@ type Service struct {
 // ephemeral ports (a socket of the relay's auto-bound there would have its
 // packets taken for a subscriber's), the block log opened, the book of
 // blocks restored from the (pinned) datapath, and relay_sub attached
-// through a link pinned in pinPath.
-func Start(s *Settings, sp *slowpath.Datapath, pinPath string, log *slog.Logger) (*Service, error) {
+// through a link pinned in pinPath. ext is the relay's external
+// interface: the subscribers' packets are redirected there in XDP, and
+// theirs from the Internet to the subscribers' interface.
+func Start(s *Settings, sp *slowpath.Datapath, pinPath, ext string, log *slog.Logger) (*Service, error) {
 	d := &s.Datapath
 	if err := ports.Reserve(ports.Range{First: d.PortLo, Last: uint16(int(d.PortLo) + d.PerAddr() - 1)}); err != nil {
 		return nil, err
@@ -54,8 +58,18 @@ func Start(s *Settings, sp *slowpath.Datapath, pinPath string, log *slog.Logger)
 	if sv.ev, err = sp.XDP.CGNATEvents(); err != nil {
 		return fail(err)
 	}
-	if _, err := sp.Attach(s.Interface, xlat.RoleRelaySub, pinPath); err != nil {
+	subIf, err := sp.Attach(s.Interface, xlat.RoleRelaySub, pinPath)
+	if err != nil {
 		return fail(err)
+	}
+	extIf, err := net.InterfaceByName(ext)
+	if err != nil {
+		return fail(err)
+	}
+	for _, ifindex := range []int{subIf, extIf.Index} {
+		if err := sp.XDP.AddTXPort(ifindex); err != nil {
+			return fail(fmt.Errorf("redirect to ifindex %d: %w", ifindex, err))
+		}
 	}
 	log.Info("cgnat", "subscribers", d.Inside, "pool", d.PoolFirst, "addresses", d.PoolAddrs,
 		"block_ports", d.BlockSize(), "blocks_an_address", d.Blocks, "quota", s.Quota, "deterministic", s.Deterministic)

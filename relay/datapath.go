@@ -78,7 +78,7 @@ func openDatapath(s *Settings, log *slog.Logger) (*datapath, error) {
 		return fail(err)
 	}
 	if s.CGNAT != nil {
-		if dp.cg, err = cgnat.Start(s.CGNAT, sp, s.PinPath, log.With("part", "cgnat")); err != nil {
+		if dp.cg, err = cgnat.Start(s.CGNAT, sp, s.PinPath, s.Interface, log.With("part", "cgnat")); err != nil {
 			return fail(fmt.Errorf("cgnat: %w", err))
 		}
 	}
