@@ -302,3 +302,21 @@ func (a *Agent) Held(sub netip.Addr) []uint32 {
 	defer a.mu.Unlock()
 	return a.pool.Held(sub)
 }
+
+// Status is what `unmap status` shows of the agent: blocks granted and
+// released, subscribers refused for their quota or an empty pool
+// (spent), mappings expired, blocks withdrawn, errors, and how many
+// subscribers hold blocks now.
+func (a *Agent) Status() map[string]uint64 {
+	m := map[string]uint64{
+		"grants": a.C.Grants.Load(), "releases": a.C.Releases.Load(), "spent": a.C.Spent.Load(),
+		"expired": a.C.Expired.Load(), "withdrawn": a.C.Withdrawn.Load(), "errors": a.C.Errors.Load(),
+	}
+	if a.pool != nil {
+		a.mu.Lock()
+		m["subscribers"] = uint64(len(a.pool.Subscribers()))
+		m["spent_now"] = uint64(len(a.spent))
+		a.mu.Unlock()
+	}
+	return m
+}

@@ -180,6 +180,9 @@ func TestAgentGrants(t *testing.T) {
 	if len(dp.released) != 1 || dp.released[0] != k || dp.subs[subA].Spent {
 		t.Fatalf("after the UDP timeout: released %v, spent %v", dp.released, dp.subs[subA].Spent)
 	}
+	if st := a.Status(); st["grants"] != 2 || st["spent"] != 1 || st["expired"] != 1 || st["subscribers"] != 1 || st["spent_now"] != 0 {
+		t.Fatalf("status %v", st)
+	}
 }
 
 // TestAgentTimeouts: each protocol and TCP state expires after its own

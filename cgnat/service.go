@@ -147,3 +147,7 @@ func (sv *Service) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Status is the relay's cgnat status section: the agent's counts and
+// the subscribers holding blocks.
+func (sv *Service) Status() any { return sv.A.Status() }

@@ -145,6 +145,9 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 				}
 				return m
 			})
+			if c.dp.cg != nil {
+				st.Section("cgnat", c.dp.cg.Status) // the CGNAT agent's counts
+			}
 			st.Section("misses", func() any {
 				m, err := c.dp.XDP.MissStatus()
 				if err != nil {

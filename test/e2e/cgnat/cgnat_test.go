@@ -82,6 +82,9 @@ func TestSubscriberReachesSrv4(t *testing.T) {
 			t.Errorf("srv4 saw %v, outside the logged block %d-%d", p, rec.PortFirst, rec.PortLast)
 		}
 	}
+	e2e.Section(t, u.D.RelaySock, "cgnat", "the relay's cgnat counts", func(m map[string]uint64) bool {
+		return m["grants"] == 1 && m["subscribers"] == 1 && m["errors"] == 0
+	})
 	out, err := l.NS(lab.Relay).Output(ctx, u.D.Bin, "relay", "lookup", "-c", u.D.RelayConfig, seen[0].String())
 	if err != nil || !strings.Contains(string(out), lab.SubAddr.String()) {
 		t.Errorf("unmap relay lookup %v: %v\n%s", seen[0], err, out)
