@@ -1,11 +1,14 @@
 package cgnat
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -88,5 +91,42 @@ func TestSubscriberReachesSrv4(t *testing.T) {
 	out, err := l.NS(lab.Relay).Output(ctx, u.D.Bin, "relay", "lookup", "-c", u.D.RelayConfig, seen[0].String())
 	if err != nil || !strings.Contains(string(out), lab.SubAddr.String()) {
 		t.Errorf("unmap relay lookup %v: %v\n%s", seen[0], err, out)
+	}
+
+	// Log rotation: the file moved away, SIGHUP, and the next grant (a
+	// second subscriber's) is in a new file at the configured path.
+	if err := os.Rename(u.D.CGNATLog, u.D.CGNATLog+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Relay.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, err := os.Stat(u.D.CGNATLog); err != nil; _, err = os.Stat(u.D.CGNATLog) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no new block log within 5 s of SIGHUP: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	second := netip.MustParseAddr("100.64.100.3")
+	if err := sub.AddAddr(string(lab.Relay), netip.PrefixFrom(second, lab.SubNet.Bits())); err != nil {
+		t.Fatal(err)
+	}
+	var c *net.UDPConn
+	if err := sub.Do(func() (err error) {
+		c, err = net.DialUDP("udp4", &net.UDPAddr{IP: second.AsSlice()}, net.UDPAddrFromAddrPort(to))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Its first datagram waits for the grant: sent again after a second.
+	if err := e2e.Retry(5*time.Second, func() error { return e2e.EchoUDP(c, "cgnat-second", time.Second) }); err != nil {
+		t.Fatalf("the second subscriber: %v", err)
+	}
+	rotated, _ := os.ReadFile(u.D.CGNATLog + ".1")
+	fresh, _ := os.ReadFile(u.D.CGNATLog)
+	if !bytes.Equal(rotated, b) || !strings.Contains(string(fresh), `"subscriber":"100.64.100.3"`) || strings.Count(string(fresh), "\n") != 1 {
+		t.Errorf("after rotation: old file\n%s\nnew file\n%s", rotated, fresh)
 	}
 }
