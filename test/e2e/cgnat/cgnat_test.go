@@ -21,7 +21,8 @@ import (
 // address (the subscriber's one block is there: paired pooling), on a
 // block port; the relay's block log holds the grant, fsync'd, with the
 // subscriber, address and port range; and `unmap relay lookup` names
-// the subscriber for the port srv4 saw.
+// the subscriber for the port srv4 saw; after the log is moved away and
+// the relay gets SIGHUP, the next grant is in a new file at the path.
 func TestSubscriberReachesSrv4(t *testing.T) {
 	u := e2e.Up(t, lab.CGNPreserve)
 	l := u.Lab
