@@ -131,6 +131,9 @@ func ParseResponse(b []byte) (*Response, error) {
 		return nil, errors.New("natpmp: not a response")
 	}
 	r := &Response{Opcode: b[1] &^ opResponse, Result: binary.BigEndian.Uint16(b[2:]), Epoch: binary.BigEndian.Uint32(b[4:])}
+	if r.Result != Success && len(b) == 8 {
+		return r, nil // an error may be the header alone
+	}
 	switch r.Opcode {
 	case OpExternalAddress:
 		if len(b) < 12 {
