@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
@@ -49,6 +50,7 @@ type Server struct {
 	ssdp       *net.UDPConn
 	http       []net.Listener
 	ifi        *net.Interface
+	lan4       []netip.Prefix // the LAN interface's IPv4 addresses, read by Listen
 }
 
 // NewServer makes a server of t's mappings.
@@ -92,6 +94,11 @@ func (s *Server) Listen() (err error) {
 		}
 	}()
 	if s.ifi, err = net.InterfaceByName(s.cfg.Interface); err != nil {
+		return err
+	}
+	// Read now: Listen runs in the server's namespace, later calls
+	// may not (a test serves a lab namespace from its own process).
+	if s.lan4, err = ifacePrefixes4(s.ifi); err != nil {
 		return err
 	}
 	lc := net.ListenConfig{Control: bindToDevice(s.cfg.Interface)}
@@ -301,7 +308,7 @@ func (s *Server) Announce() {
 			_, _ = s.udp4.WriteToUDPAddrPort(a, netip.AddrPortFrom(netip.AddrFrom4([4]byte{224, 0, 0, 1}), pcp.ClientPort))
 		}
 		if s.udp6 != nil {
-			_, _ = s.udp6.WriteToUDPAddrPort(a, netip.AddrPortFrom(netip.MustParseAddr("ff02::1").WithZone(s.cfg.Interface), pcp.ClientPort))
+			_, _ = s.udp6.WriteToUDPAddrPort(a, netip.AddrPortFrom(netip.MustParseAddr("ff02::1").WithZone(strconv.Itoa(s.ifi.Index)), pcp.ClientPort))
 		}
 	}
 	if s.cfg.NATPMP && s.udp4 != nil {

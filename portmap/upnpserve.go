@@ -62,33 +62,34 @@ func (s *Server) HandleSSDP(b []byte, src netip.AddrPort) [][]byte {
 // localFor is the LAN interface's IPv4 address on src's network (the
 // first one if none is), where src reaches the description.
 func (s *Server) localFor(src netip.Addr) netip.Addr {
-	if s.ifi == nil {
-		return netip.Addr{}
+	for _, p := range s.lan4 {
+		if p.Contains(src.Unmap()) {
+			return p.Addr()
+		}
 	}
-	addrs, err := s.ifi.Addrs()
+	if len(s.lan4) > 0 {
+		return s.lan4[0].Addr()
+	}
+	return netip.Addr{}
+}
+
+// ifacePrefixes4 is an interface's IPv4 addresses with their lengths.
+func ifacePrefixes4(ifi *net.Interface) ([]netip.Prefix, error) {
+	addrs, err := ifi.Addrs()
 	if err != nil {
-		return netip.Addr{}
+		return nil, err
 	}
-	var first netip.Addr
+	var out []netip.Prefix
 	for _, a := range addrs {
-		n, ok := a.(*net.IPNet)
-		if !ok {
-			continue
-		}
-		ip, ok := netip.AddrFromSlice(n.IP)
-		ip = ip.Unmap()
-		if !ok || !ip.Is4() {
-			continue
-		}
-		bits, _ := n.Mask.Size()
-		if netip.PrefixFrom(ip, bits).Contains(src.Unmap()) {
-			return ip
-		}
-		if !first.IsValid() {
-			first = ip
+		if n, ok := a.(*net.IPNet); ok {
+			ip, ok := netip.AddrFromSlice(n.IP)
+			bits, _ := n.Mask.Size()
+			if ok && ip.Unmap().Is4() {
+				out = append(out, netip.PrefixFrom(ip.Unmap(), bits))
+			}
 		}
 	}
-	return first
+	return out, nil
 }
 
 func (s *Server) httpServer() *http.Server {
