@@ -71,6 +71,10 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	if err != nil {
 		return err
 	}
+	pm, err := openPortMapper(s, a, log)
+	if err != nil {
+		return fmt.Errorf("port_mapping: %w", err)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	l := &lan{ifname: s.LAN, log: log}
@@ -109,6 +113,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		} else if err := dp.d.SetLANv4ToAgent(w.PublicIPv4.IsValid()); err != nil {
 			log.Error("datapath: the LAN's IPv4 switch", "err", err)
 		}
+		pm.granted(w.PublicIPv4)
 	}
 	client, err := control.NewClient(control.ClientConfig{
 		Relay:      s.Relay,
@@ -129,12 +134,15 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 			return err
 		}
 	}
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	go a.expire(ctx)
 	go pki.WatchExpiry(ctx, tf.id.Cert, s.TLS.Cert, log, expiryCheckEvery, nil)
 	go a.watchActivity(ctx)
 	go a.keepCarriers(ctx, dp)
 	go func() { errc <- a.misses(ctx, dp) }()
+	if pm != nil {
+		go func() { errc <- pm.serve(ctx) }()
+	}
 
 	if o.StatusSocket != "" {
 		st := admin.NewServer("edge", o.Version)
@@ -147,6 +155,9 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		st.Section("slowpath", func() any { return a.Counts() })
 		st.Section("datapath", func() any { return statusOrError(dp.d.ReasonCounts()) })
 		st.Section("misses", func() any { return statusOrError(dp.d.MissStatus()) })
+		if pm != nil {
+			st.Section("portmap", pm.status)
+		}
 		go func() { errc <- st.Serve(ctx, o.StatusSocket) }()
 	}
 	go func() { errc <- client.Run(ctx) }()
