@@ -1,0 +1,177 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/unmap-dev/unmap/test/lab"
+)
+
+// portMappingYAML switches the three protocols on in the lab's edge.yaml.
+const portMappingYAML = `port_mapping:
+  pcp: true
+  nat_pmp: true
+  upnp: true
+  min_lifetime: 10s
+`
+
+// upPortMapping is up with port mapping switched on at the edge.
+func upPortMapping(t *testing.T) running {
+	t.Helper()
+	u := running{lab: lab.NewForTest(t, lab.Options{CGNUDPTimeout: 30 * time.Second})}
+	u.d = deploy(t, lab.BuildUnmap(t))
+	f, err := os.OpenFile(u.d.EdgeConfig, os.O_APPEND|os.O_WRONLY, 0)
+	if err == nil {
+		_, err = f.WriteString(portMappingYAML)
+		err = errorsJoin(err, f.Close())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.relay = u.d.startRelay(t, u.lab)
+	u.edge = u.d.startEdge(t, u.lab)
+	u.d.dumpOnFailure(t)
+	u.session = section(t, u.d.edgeS, "session", "the edge's session", func(s edgeSession) bool { return s.Connected })
+	return u
+}
+
+func errorsJoin(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// mapclient runs the third-party clients' driver (test/mapclient) in the
+// LAN host's namespace.
+func mapclient(t *testing.T, ns *lab.NS, bin string, args ...string) map[string]any {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := ns.Output(ctx, bin, args...)
+	if err != nil {
+		t.Fatalf("mapclient %v: %v\n%s", args, err, out)
+	}
+	var v map[string]any
+	if err := json.Unmarshal(out, &v); err != nil {
+		t.Fatalf("mapclient %v: %s: %v", args, out, err)
+	}
+	return v
+}
+
+type portmapStatus struct {
+	Mappings []struct {
+		Via, Proto, Client, Internal, External, Until string
+	} `json:"mappings"`
+	Counts map[string]uint64 `json:"counts"`
+}
+
+// TestPortMapping proves port mapping on request through the whole
+// system: the LAN host maps a UDP port with go-nat-pmp and a TCP port
+// with goupnp (SSDP discovery, description, SOAP AddPortMapping) at the
+// edge, `unmap status` lists both mappings, and srv4 then reaches the
+// host's echo server at the site's public IPv4 and the mapped ports,
+// through the relay and the CGNAT, seen from srv4's own address. A port
+// nobody mapped stays closed, and a deleted mapping admits no new flow.
+//
+// It measures the time from a NAT-PMP request to srv4's first exchange
+// through the new mapping, against srv4's first exchange through the
+// static forward (lab.ForwardPort) in the same run.
+func TestPortMapping(t *testing.T) {
+	u := upPortMapping(t)
+	l := u.lab
+	bin := lab.BuildBinary(t, "./test/mapclient")
+	lanSrv := echoServer(t, l.NS(lab.LAN))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	gw := lab.EdgeLANAddr.String()
+	echo := strconv.Itoa(lab.EchoPort)
+
+	// NAT-PMP: the external address, then UDP port 9100 to the echo port.
+	if v := mapclient(t, l.NS(lab.LAN), bin, "natpmp-addr", gw); v["external"] != lab.SitePublic4.String() {
+		t.Errorf("NAT-PMP external address %v, want %v", v["external"], lab.SitePublic4)
+	}
+	v := mapclient(t, l.NS(lab.LAN), bin, "natpmp-map", gw, "udp", echo, "9100", "120")
+	if v["external"] != 9100.0 {
+		t.Fatalf("NAT-PMP mapped %v, want 9100", v["external"])
+	}
+	udpTo := netip.AddrPortFrom(lab.SitePublic4, 9100)
+	if _, err := l.NS(lab.Srv4).EchoUDP(ctx, udpTo, "natpmp-udp"); err != nil {
+		t.Fatalf("srv4 → %v (NAT-PMP mapping): %v", udpTo, err)
+	}
+	if peer, ok := lanSrv.PeerOf("natpmp-udp"); !ok || peer.Remote.Addr() != lab.Srv4Addr {
+		t.Errorf("lan host saw %+v (found %v), want srv4's own address", peer, ok)
+	}
+
+	// UPnP IGD: TCP port 9101 to the echo port, by goupnp.
+	if v := mapclient(t, l.NS(lab.LAN), bin, "upnp-addr"); v["external"] != lab.SitePublic4.String() {
+		t.Errorf("UPnP external address %v", v["external"])
+	}
+	mapclient(t, l.NS(lab.LAN), bin, "upnp-map", "tcp", echo, "9101", "120")
+	tcpTo := netip.AddrPortFrom(lab.SitePublic4, 9101)
+	if _, err := l.NS(lab.Srv4).EchoTCP(ctx, tcpTo, "upnp-tcp"); err != nil {
+		t.Fatalf("srv4 → %v (UPnP mapping): %v", tcpTo, err)
+	}
+	if peer, ok := lanSrv.PeerOf("upnp-tcp"); !ok || peer.Remote.Addr() != lab.Srv4Addr {
+		t.Errorf("lan host saw %+v (found %v), want srv4's own address", peer, ok)
+	}
+
+	// unmap status lists both, with who asked and until when.
+	st := section(t, u.d.edgeS, "portmap", "the two mappings in unmap status", func(s portmapStatus) bool { return len(s.Mappings) == 2 })
+	for _, m := range st.Mappings {
+		if m.Client != lab.LANAddr.String() || m.Until == "" || m.Internal != netip.AddrPortFrom(lab.LANAddr, lab.EchoPort).String() {
+			t.Errorf("status row %+v", m)
+		}
+	}
+
+	// Not mapped: closed. Deleted: no new flow.
+	short := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, 2*time.Second) }
+	c1, cancel1 := short()
+	defer cancel1()
+	if _, err := l.NS(lab.Srv4).EchoUDP(c1, netip.AddrPortFrom(lab.SitePublic4, 9102), "not-mapped"); err == nil {
+		t.Error("srv4 reached a port nobody mapped")
+	}
+	mapclient(t, l.NS(lab.LAN), bin, "upnp-delete", "tcp", "9101")
+	c2, cancel2 := short()
+	defer cancel2()
+	if _, err := l.NS(lab.Srv4).EchoTCP(c2, tcpTo, "after-delete"); err == nil {
+		t.Error("srv4 opened a new connection through a deleted mapping")
+	}
+
+	// The figure: request → first inbound exchange through a fresh
+	// NAT-PMP mapping, against the first exchange through the static
+	// forward, alternating, five of each. A host holds one mapping per
+	// internal port: each round deletes the last (lifetime 0) first.
+	var viaMap, viaStatic, rtts []time.Duration
+	for i := range 5 {
+		port := 9110 + i
+		mapclient(t, l.NS(lab.LAN), bin, "natpmp-map", gw, "udp", echo, "0", "0")
+		v := mapclient(t, l.NS(lab.LAN), bin, "natpmp-map", gw, "udp", echo, strconv.Itoa(port), "60")
+		rtts = append(rtts, time.Duration(v["rtt_ns"].(float64)))
+		answered := time.Unix(0, int64(v["answered_ns"].(float64)))
+		if _, err := l.NS(lab.Srv4).EchoUDP(ctx, netip.AddrPortFrom(lab.SitePublic4, uint16(port)), fmt.Sprintf("figure-%d", i)); err != nil {
+			t.Fatalf("srv4 → mapping %d: %v", port, err)
+		}
+		viaMap = append(viaMap, time.Since(answered))
+		if v["external"] != float64(port) {
+			t.Errorf("round %d: mapped %v, want %d", i, v["external"], port)
+		}
+		s0 := time.Now()
+		if _, err := l.NS(lab.Srv4).EchoUDP(ctx, netip.AddrPortFrom(lab.SitePublic4, lab.ForwardPort), fmt.Sprintf("static-%d", i)); err != nil {
+			t.Fatalf("srv4 → static forward: %v", err)
+		}
+		viaStatic = append(viaStatic, time.Since(s0))
+	}
+	med := func(d []time.Duration) time.Duration { slices.Sort(d); return d[len(d)/2] }
+	m, s, r := med(viaMap), med(viaStatic), med(rtts)
+	t.Logf("figure: NAT-PMP request round trip %v; answer → srv4's first UDP exchange through the new mapping %v; "+
+		"first exchange through the static forward %v; request → first inbound exchange %v (%.2f× the static forward's first exchange)",
+		r, m, s, r+m, float64(r+m)/float64(s))
+}
