@@ -197,9 +197,10 @@ func TestUPnPActions(t *testing.T) {
 	}
 }
 
-// BenchmarkPCPMap is the server's cost per PCP MAP renewal (parse,
-// table, answer), against NAT-PMP's, against an ANNOUNCE (parse and
-// answer, no table): the requests a second one core serves.
+// BenchmarkHandle is the server's cost per request, from the datagram in
+// to the answer out (no socket): an ANNOUNCE (parse and answer, no
+// table: the baseline), a PCP MAP and a NAT-PMP mapping renewed, and PCP
+// grants and releases by turns. req/s is what one core serves.
 func BenchmarkHandle(b *testing.B) {
 	s, _ := newServer(Policy{PerHost: 1 << 20, PerSite: 1 << 20}, Config{PCP: true, NATPMP: true})
 	src := netip.AddrPortFrom(hostA, 40000)
@@ -220,4 +221,23 @@ func BenchmarkHandle(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 		})
 	}
+	// A grant and its release (lifetime 0) by turns: the table's and
+	// backend's full work, and a log line each (to a discarding handler).
+	b.Run("pcp-map-unmap", func(b *testing.B) {
+		m := &pcp.Message{Opcode: pcp.OpMap, Lifetime: 600, Client: hostA, Map: pcp.Map{Protocol: 17, InternalPort: 9000}}
+		grant := m.Append(nil)
+		m.Lifetime = 0
+		release := m.Append(nil)
+		i := 0
+		for b.Loop() {
+			req := grant
+			if i++; i%2 == 0 {
+				req = release
+			}
+			if r, err := pcp.ParseResponse(s.HandleUDP(req, src, t0)); err != nil || r.Result != pcp.Success {
+				b.Fatal(r, err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+	})
 }
