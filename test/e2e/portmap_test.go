@@ -8,9 +8,11 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/unmap-dev/unmap/portmap/pcp"
 	"github.com/unmap-dev/unmap/test/lab"
 )
 
@@ -22,31 +24,29 @@ const portMappingYAML = `port_mapping:
   min_lifetime: 10s
 `
 
-// upPortMapping is up with port mapping switched on at the edge.
-func upPortMapping(t *testing.T) running {
+// upPortMapping is up with port mapping switched on at the edge; edit,
+// if set, rewrites the rest of edge.yaml first.
+func upPortMapping(t *testing.T, edit func(string) string) running {
 	t.Helper()
 	u := running{lab: lab.NewForTest(t, lab.Options{CGNUDPTimeout: 30 * time.Second})}
 	u.d = deploy(t, lab.BuildUnmap(t))
-	f, err := os.OpenFile(u.d.EdgeConfig, os.O_APPEND|os.O_WRONLY, 0)
-	if err == nil {
-		_, err = f.WriteString(portMappingYAML)
-		err = errorsJoin(err, f.Close())
-	}
+	yaml, err := os.ReadFile(u.d.EdgeConfig)
 	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(yaml)
+	if edit != nil {
+		text = edit(text)
+	}
+	if err := os.WriteFile(u.d.EdgeConfig, []byte(text+portMappingYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	u.relay = u.d.startRelay(t, u.lab)
 	u.edge = u.d.startEdge(t, u.lab)
 	u.d.dumpOnFailure(t)
 	u.session = section(t, u.d.edgeS, "session", "the edge's session", func(s edgeSession) bool { return s.Connected })
+	u.host = waitAddr(t, u.lab.NS(lab.LAN), lab.SitePrefix)
 	return u
-}
-
-func errorsJoin(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 // mapclient runs the third-party clients' driver (test/mapclient) in the
@@ -85,7 +85,7 @@ type portmapStatus struct {
 // through the new mapping, against srv4's first exchange through the
 // static forward (lab.ForwardPort) in the same run.
 func TestPortMapping(t *testing.T) {
-	u := upPortMapping(t)
+	u := upPortMapping(t, nil)
 	l := u.lab
 	bin := lab.BuildBinary(t, "./test/mapclient")
 	lanSrv := echoServer(t, l.NS(lab.LAN))
@@ -186,4 +186,73 @@ func TestPortMapping(t *testing.T) {
 	t.Logf("figure (medians of 7): NAT-PMP request round trip %v (go-nat-pmp's own timing); srv4's first UDP exchange through the new mapping %v, "+
 		"through the static forward %v (%.2f×); request → first inbound exchange %v",
 		r, m, s, float64(m)/float64(s), r+m)
+}
+
+// TestPortMappingPinhole proves an IPv6 mapping is an inbound allow rule
+// for the host: with the lab's allow rule narrowed to ICMP, srv6 cannot
+// reach the LAN host's echo server over TCP or UDP; after the host's PCP
+// MAPs (our RFC client, over IPv6 to the edge's LAN address) it can, from
+// its own address; after their deletion (lifetime 0) it cannot again.
+func TestPortMappingPinhole(t *testing.T) {
+	u := upPortMapping(t, func(yaml string) string {
+		return strings.Replace(yaml, "{proto: any, hosts:", "{proto: icmp, hosts:", 1)
+	})
+	l := u.lab
+	lanSrv := echoServer(t, l.NS(lab.LAN))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var c *pcp.Client
+	if err := l.NS(lab.LAN).Do(func() (err error) {
+		c, err = pcp.Dial(netip.AddrPortFrom(lab.SitePrefix.Addr().Next(), pcp.ServerPort))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Conn.Close()
+	c.Retry = 250 * time.Millisecond
+	to := netip.AddrPortFrom(c.Self, lab.EchoPort)
+	echo := func(network, token string, wait time.Duration) error {
+		cx, cancel := context.WithTimeout(ctx, wait)
+		defer cancel()
+		var err error
+		if network == "tcp" {
+			_, err = l.NS(lab.Srv6).EchoTCP(cx, to, token)
+		} else {
+			_, err = l.NS(lab.Srv6).EchoUDP(cx, to, token)
+		}
+		return err
+	}
+	for _, network := range []string{"tcp", "udp"} {
+		if echo(network, "before-"+network, 2*time.Second) == nil {
+			t.Fatalf("srv6 → %v over %s before any mapping: answered (the allow rule was not narrowed)", to, network)
+		}
+	}
+	nonce := pcp.NewNonce()
+	for _, proto := range []uint8{6, 17} {
+		m, err := c.Map(ctx, proto, lab.EchoPort, 0, 120, nonce, nil)
+		if err != nil {
+			t.Fatalf("PCP MAP %d over IPv6: %v", proto, err)
+		}
+		if netip.AddrPortFrom(m.Map.ExternalAddr, m.Map.ExternalPort) != to || m.Lifetime != 120 {
+			t.Errorf("PCP MAP %d: %v port %d for %d s, want %v", proto, m.Map.ExternalAddr, m.Map.ExternalPort, m.Lifetime, to)
+		}
+	}
+	for _, network := range []string{"tcp", "udp"} {
+		token := "pinhole-" + network
+		if err := echo(network, token, 10*time.Second); err != nil {
+			t.Errorf("srv6 → %v over %s through the pinhole: %v", to, network, err)
+		} else if peer, ok := lanSrv.PeerOf(token); !ok || peer.Remote.Addr() != lab.Srv6Addr {
+			t.Errorf("lan host saw %+v (found %v), want srv6's address", peer, ok)
+		}
+	}
+	for _, proto := range []uint8{6, 17} {
+		if _, err := c.Map(ctx, proto, lab.EchoPort, 0, 0, nonce, nil); err != nil {
+			t.Fatalf("PCP delete %d: %v", proto, err)
+		}
+	}
+	for _, network := range []string{"tcp", "udp"} {
+		if echo(network, "after-"+network, 2*time.Second) == nil {
+			t.Errorf("srv6 → %v over %s after the mappings' deletion: answered", to, network)
+		}
+	}
 }
