@@ -147,7 +147,7 @@ func TestPortMapping(t *testing.T) {
 
 	// The figure: request → first inbound exchange through a fresh
 	// NAT-PMP mapping, against the first exchange through the static
-	// forward, seven of each, in alternating order. A host holds one mapping per
+	// forward, eleven of each, in alternating order. A host holds one mapping per
 	// internal port: each round deletes the last (lifetime 0) first.
 	var viaMap, viaStatic, rtts []time.Duration
 	static := func(i int) {
@@ -159,7 +159,7 @@ func TestPortMapping(t *testing.T) {
 		}
 		viaStatic = append(viaStatic, time.Since(s0))
 	}
-	for i := range 7 {
+	for i := range 11 {
 		port := 9110 + i
 		if i%2 == 1 {
 			static(i) // half the rounds measure the static forward first
@@ -183,9 +183,15 @@ func TestPortMapping(t *testing.T) {
 	}
 	med := func(d []time.Duration) time.Duration { slices.Sort(d); return d[len(d)/2] }
 	m, s, r := med(viaMap), med(viaStatic), med(rtts)
-	t.Logf("figure (medians of 7): NAT-PMP request round trip %v (go-nat-pmp's own timing); srv4's first UDP exchange through the new mapping %v, "+
+	t.Logf("figure (medians of 11): NAT-PMP request round trip %v (go-nat-pmp's own timing); srv4's first UDP exchange through the new mapping %v, "+
 		"through the static forward %v (%.2f×); request → first inbound exchange %v",
 		r, m, s, float64(m)/float64(s), r+m)
+	// A mapping is a forward like a static one once granted: its first
+	// exchange takes the same path. The bound is loose (this machine is
+	// shared and noisy) but catches a mapping that waits on a timer.
+	if m > 3*s+time.Millisecond {
+		t.Errorf("first exchange through a fresh mapping %v, above 3× the static forward's %v", m, s)
+	}
 }
 
 // TestPortMappingPinhole proves an IPv6 mapping is an inbound allow rule
