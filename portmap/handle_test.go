@@ -3,6 +3,7 @@ package portmap
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/unmap-dev/unmap/portmap/natpmp"
 	"github.com/unmap-dev/unmap/portmap/pcp"
@@ -240,4 +241,27 @@ func BenchmarkHandle(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 	})
+}
+
+// A source is held to its share of requests; others keep theirs.
+func TestRateLimit(t *testing.T) {
+	s, _ := newServer(Policy{}, Config{PCP: true})
+	n := 0
+	for range 2 * sourceBurst {
+		if s.admit(hostA, t0) {
+			n++
+		}
+	}
+	if n != sourceBurst {
+		t.Errorf("admitted %d at once, want %d", n, sourceBurst)
+	}
+	if !s.admit(hostB, t0) {
+		t.Error("another host refused")
+	}
+	if !s.admit(hostA, t0.Add(time.Second/sourceRate)) {
+		t.Error("no token back after 1/rate")
+	}
+	if got := s.t.Counts()["refused-rate-limited"]; got != sourceBurst {
+		t.Errorf("refused-rate-limited %d, want %d", got, sourceBurst)
+	}
 }

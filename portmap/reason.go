@@ -29,6 +29,7 @@ const (
 	NotFound                     // UPnP: no such entry
 	TooManyFilters               // more PCP FILTERs than a mapping keeps
 	Disabled                     // the protocol is switched off
+	RateLimited                  // the source sent more than its share of requests
 	numReasons
 )
 
@@ -37,7 +38,7 @@ var reasonNames = [numReasons]string{
 	"unsupported-option", "malformed-option", "unsupported-proto", "address-mismatch",
 	"not-self", "not-allowed", "host-quota", "site-quota", "port-unavailable",
 	"no-free-port", "no-external", "cannot-provide-external", "not-owner", "not-found",
-	"too-many-filters", "disabled",
+	"too-many-filters", "disabled", "rate-limited",
 }
 
 func (r Reason) String() string {

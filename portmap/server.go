@@ -15,6 +15,7 @@ import (
 
 	"github.com/unmap-dev/unmap/portmap/pcp"
 	"github.com/unmap-dev/unmap/portmap/upnp"
+	"github.com/unmap-dev/unmap/session/ratelimit"
 )
 
 // Config says where and what the server serves.
@@ -37,6 +38,16 @@ const (
 	DefaultOutboundTimeout = 5 * time.Minute
 )
 
+// Requests one LAN address may make, all protocols together: a client
+// asks for a few mappings and renews them at half their lifetime; a
+// burst covers a UPnP client's discovery and calls. Over it a request
+// is dropped unanswered (counted rate-limited), so a host cannot flood
+// the agent's log with grants and releases or reflect SSDP answers.
+const (
+	sourceRate  = 20  // a second
+	sourceBurst = 100 // at once
+)
+
 // Server serves the enabled protocols on the LAN interface from one
 // Table. Listen opens every socket (call it inside the namespace the
 // server serves); Serve then runs until its context ends.
@@ -51,6 +62,7 @@ type Server struct {
 	http       []net.Listener
 	ifi        *net.Interface
 	lan4       []netip.Prefix // the LAN interface's IPv4 addresses, read by Listen
+	limit      *ratelimit.Limiter
 }
 
 // NewServer makes a server of t's mappings.
@@ -67,7 +79,7 @@ func NewServer(cfg Config, t *Table) *Server {
 	if cfg.Name == "" {
 		cfg.Name = "unmap"
 	}
-	return &Server{cfg: cfg, t: t, log: cfg.Log,
+	return &Server{cfg: cfg, t: t, log: cfg.Log, limit: &ratelimit.Limiter{Rate: sourceRate, Burst: sourceBurst},
 		dev1: upnp.Device{Version: 1, UUID: deviceUUID(cfg.Name, 1)},
 		dev2: upnp.Device{Version: 2, UUID: deviceUUID(cfg.Name, 2)}}
 }
@@ -228,12 +240,25 @@ func (s *Server) serveUDP(c *net.UDPConn, limit int, handle func([]byte, netip.A
 			s.t.Refused(Oversize)
 			continue
 		}
+		if !s.admit(src.Addr(), time.Now()) {
+			continue
+		}
 		if out := handle(buf[:n], src, time.Now()); out != nil {
 			if _, err := c.WriteToUDPAddrPort(out, src); err != nil {
 				s.log.Debug("port mapping answer not sent", "to", src, "err", err)
 			}
 		}
 	}
+}
+
+// admit takes a token from the source's bucket; refused requests are
+// counted.
+func (s *Server) admit(src netip.Addr, now time.Time) bool {
+	if s.limit.Allow(src.Unmap().String(), now) {
+		return true
+	}
+	s.t.Refused(RateLimited)
+	return false
 }
 
 // HandleUDP answers one request to port 5351: NAT-PMP (version 0) or PCP

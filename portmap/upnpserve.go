@@ -28,6 +28,9 @@ func (s *Server) serveSSDP(c *net.UDPConn) error {
 			s.t.Refused(Oversize)
 			continue
 		}
+		if !s.admit(src.Addr(), time.Now()) {
+			continue
+		}
 		for _, out := range s.HandleSSDP(buf[:n], src) {
 			_, _ = c.WriteToUDPAddrPort(out, src)
 		}
@@ -116,6 +119,15 @@ func (s *Server) httpServer() *http.Server {
 // soap serves one SOAP action.
 func (s *Server) soap(w http.ResponseWriter, r *http.Request) {
 	s.t.Request(ViaUPnP)
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		fault(w, 501, "Action Failed")
+		return
+	}
+	if !s.admit(ap.Addr(), time.Now()) {
+		http.Error(w, "too many requests", http.StatusServiceUnavailable)
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, upnp.MaxSOAPSize))
 	if err != nil {
 		s.t.Refused(Oversize)
@@ -131,11 +143,6 @@ func (s *Server) soap(w http.ResponseWriter, r *http.Request) {
 	if h := r.Header.Get("SOAPACTION"); h != "" && strings.Trim(h, `"`) != a.Service+"#"+a.Name {
 		s.t.Refused(Malformed)
 		fault(w, 401, "Invalid Action")
-		return
-	}
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		fault(w, 501, "Action Failed")
 		return
 	}
 	out, code, why := s.HandleAction(a, ap.Addr().Unmap(), time.Now())
