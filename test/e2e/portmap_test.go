@@ -16,16 +16,8 @@ import (
 	"github.com/unmap-dev/unmap/test/lab"
 )
 
-// portMappingYAML switches the three protocols on in the lab's edge.yaml.
-const portMappingYAML = `port_mapping:
-  pcp: true
-  nat_pmp: true
-  upnp: true
-  min_lifetime: 10s
-`
-
-// upPortMapping is up with port mapping switched on at the edge; edit,
-// if set, rewrites the rest of edge.yaml first.
+// upPortMapping is up (lab.Deploy switches port mapping on at the
+// edge); edit, if set, rewrites edge.yaml first.
 func upPortMapping(t *testing.T, edit func(string) string) running {
 	t.Helper()
 	u := running{lab: lab.NewForTest(t, lab.Options{CGNUDPTimeout: 30 * time.Second})}
@@ -38,7 +30,7 @@ func upPortMapping(t *testing.T, edit func(string) string) running {
 	if edit != nil {
 		text = edit(text)
 	}
-	if err := os.WriteFile(u.d.EdgeConfig, []byte(text+portMappingYAML), 0o600); err != nil {
+	if err := os.WriteFile(u.d.EdgeConfig, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	u.relay = u.d.startRelay(t, u.lab)
