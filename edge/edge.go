@@ -71,10 +71,6 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	if err != nil {
 		return err
 	}
-	pm, err := openPortMapper(s, a, log)
-	if err != nil {
-		return fmt.Errorf("port_mapping: %w", err)
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	l := &lan{ifname: s.LAN, log: log}
@@ -95,6 +91,10 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	}
 	if n > 0 {
 		log.Info("flows restored from the pinned datapath", "flows", n, "pin_path", s.PinPath)
+	}
+	pm, err := openPortMapper(s, a, log)
+	if err != nil {
+		return fmt.Errorf("port_mapping: %w", err)
 	}
 	a.connected = func(w *proto.Welcome) {
 		a.relayPorts(w)

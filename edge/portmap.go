@@ -19,11 +19,14 @@ import (
 // (Policy.Decide), and an accepted flow then takes exactly the path a
 // static forward's or allow rule's does.
 type mapBackend struct {
-	nat *siteNAT
+	nat  *siteNAT
+	pins *mapPins // nil: mappings end with the agent
 
-	mu   sync.Mutex
-	fwd  map[mapKey]portmap.Mapping // IPv4: by public port
-	pins map[mapKey]portmap.Mapping // IPv6: by the host's address and port
+	log  *slog.Logger
+
+	mu    sync.Mutex
+	fwd   map[mapKey]portmap.Mapping // IPv4: by public port
+	holes map[mapKey]portmap.Mapping // IPv6: by the host's address and port
 }
 
 type mapKey struct {
@@ -31,8 +34,8 @@ type mapKey struct {
 	ep    netip.AddrPort
 }
 
-func newMapBackend(nat *siteNAT) *mapBackend {
-	return &mapBackend{nat: nat, fwd: map[mapKey]portmap.Mapping{}, pins: map[mapKey]portmap.Mapping{}}
+func newMapBackend(nat *siteNAT, pins *mapPins, log *slog.Logger) *mapBackend {
+	return &mapBackend{nat: nat, pins: pins, log: log, fwd: map[mapKey]portmap.Mapping{}, holes: map[mapKey]portmap.Mapping{}}
 }
 
 func (b *mapBackend) External4() (netip.Addr, uint16, uint16) {
@@ -50,15 +53,19 @@ func (b *mapBackend) Add(m portmap.Mapping) error {
 	defer b.mu.Unlock()
 	k := mapKey{session.Proto(m.Proto), m.External}
 	if m.External.Addr().Is6() {
-		b.pins[k] = m
-		return nil
-	}
-	if _, renew := b.fwd[k]; !renew {
-		if err := b.nat.claimMapped(k.proto, m.External); err != nil {
-			return portmap.ErrPortInUse
+		b.holes[k] = m
+	} else {
+		if _, renew := b.fwd[k]; !renew {
+			if err := b.nat.claimMapped(k.proto, m.External); err != nil {
+				return portmap.ErrPortInUse
+			}
 		}
+		b.fwd[k] = m
 	}
-	b.fwd[k] = m
+	if err := b.pins.put(m); err != nil {
+		// The mapping works; it just will not outlive this agent.
+		b.log.Warn("port mapping not pinned", "external", m.External, "err", err)
+	}
 	return nil
 }
 
@@ -66,8 +73,9 @@ func (b *mapBackend) Remove(m portmap.Mapping) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	k := mapKey{session.Proto(m.Proto), m.External}
+	b.pins.delete(m)
 	if m.External.Addr().Is6() {
-		delete(b.pins, k)
+		delete(b.holes, k)
 		return
 	}
 	if _, ok := b.fwd[k]; ok {
@@ -89,7 +97,7 @@ func (b *mapBackend) lookup(f session.Flow) (netip.AddrPort, bool) {
 	k := mapKey{f.Proto, f.Site}
 	m, ok := b.fwd[k]
 	if f.Site.Addr().Is6() {
-		m, ok = b.pins[k]
+		m, ok = b.holes[k]
 	}
 	if !ok || !m.Admits(f.Remote) {
 		return netip.AddrPort{}, false
@@ -124,8 +132,9 @@ type portMapper struct {
 	tab  *portmap.Table
 	be   *mapBackend
 	log  *slog.Logger
-	mu   sync.Mutex
-	last netip.Addr // the public IPv4 the IPv4 mappings are on
+	mu      sync.Mutex
+	last    netip.Addr        // the public IPv4 the IPv4 mappings are on
+	pending []portmap.Mapping // pinned IPv4 mappings waiting for the grant of their address
 }
 
 // openPortMapper opens the LAN sockets of the switched-on protocols (as
@@ -149,7 +158,11 @@ func openPortMapper(s *Settings, a *agent, log *slog.Logger) (*portMapper, error
 		}
 		pol.Allowed = append(pol.Allowed, netip.MustParsePrefix("::/0"))
 	}
-	be := newMapBackend(a.nat)
+	pins, err := openMapPins(s.PinPath)
+	if err != nil {
+		return nil, err
+	}
+	be := newMapBackend(a.nat, pins, log)
 	tab := portmap.NewTable(pol, be, log)
 	timers := s.Timers
 	srv := portmap.NewServer(portmap.Config{Interface: s.LAN, PCP: s.PortMap.PCP, NATPMP: s.PortMap.NATPMP, UPnP: s.PortMap.UPnP,
@@ -161,10 +174,32 @@ func openPortMapper(s *Settings, a *agent, log *slog.Logger) (*portMapper, error
 			return timers.UDP
 		}}, tab)
 	if err := srv.Listen(); err != nil {
+		pins.close()
 		return nil, err
 	}
 	a.policy.dynamic = be.lookup
-	return &portMapper{srv: srv, tab: tab, be: be, log: log}, nil
+	p := &portMapper{srv: srv, tab: tab, be: be, log: log}
+	// What the last agent granted comes back: IPv6 pinholes now, IPv4
+	// forwards once the relay grants their address again.
+	now := time.Now()
+	for _, m := range pins.load() {
+		if m.Internal.Addr().Is4() && now.Before(m.Expires) {
+			p.pending = append(p.pending, m)
+			continue
+		}
+		p.restore(m, now)
+	}
+	return p, nil
+}
+
+// restore puts back a pinned mapping, or unpins it.
+func (p *portMapper) restore(m portmap.Mapping, now time.Time) {
+	if why := p.tab.Restore(m, now); why != portmap.OK {
+		p.be.pins.delete(m)
+		if why != portmap.NotFound {
+			p.log.Info("pinned port mapping not restored", "why", why, "client", m.Client, "internal", m.Internal, "external", m.External)
+		}
+	}
 }
 
 // serve runs the server until ctx ends.
@@ -172,6 +207,7 @@ func (p *portMapper) serve(ctx context.Context) error {
 	if p == nil {
 		return nil
 	}
+	defer p.be.pins.close()
 	return p.srv.Serve(ctx)
 }
 
@@ -185,7 +221,13 @@ func (p *portMapper) granted(public netip.Addr) {
 	p.mu.Lock()
 	changed := p.last.IsValid() && p.last != public
 	p.last = public
+	pending := p.pending
+	p.pending = nil
 	p.mu.Unlock()
+	now := time.Now()
+	for _, m := range pending {
+		p.restore(m, now) // of another address: refused and unpinned
+	}
 	if changed {
 		n := p.tab.DropIPv4()
 		p.log.Warn("public IPv4 changed: IPv4 port mappings dropped, LAN hosts told to map again", "mappings", n, "ipv4", public)

@@ -55,6 +55,7 @@ type counters struct {
 	granted  atomic.Uint64
 	released atomic.Uint64
 	expired  atomic.Uint64
+	restored atomic.Uint64
 }
 
 // Refused counts a refusal that never reached the table (a request that
@@ -82,6 +83,7 @@ func (t *Table) Counts() map[string]uint64 {
 		"granted":          t.c.granted.Load(),
 		"released":         t.c.released.Load(),
 		"expired":          t.c.expired.Load(),
+		"restored":         t.c.restored.Load(),
 	}
 	for r := Reason(1); r < numReasons; r++ {
 		m["refused-"+r.String()] = t.c.refused[r].Load()

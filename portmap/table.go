@@ -220,15 +220,56 @@ func (t *Table) refresh(old *Mapping, r Request, now time.Time) (Mapping, Reason
 	if r.Description != "" {
 		upd.Description = r.Description
 	}
-	if !slices.Equal(upd.Filters, old.Filters) {
-		if err := t.be.Add(upd); err != nil {
-			return Mapping{}, PortUnavailable
-		}
+	// Every renewal goes to the backend: its filters or lifetime may
+	// have changed (the edge pins the lifetime across restarts).
+	if err := t.be.Add(upd); err != nil {
+		return Mapping{}, PortUnavailable
 	}
 	*old = upd
 	t.log.Debug("port mapping renewed", "via", r.Via, "client", old.Client, "proto", old.Proto,
 		"internal", old.Internal, "external", old.External, "until", old.Expires.UTC().Format(time.RFC3339))
 	return upd, OK
+}
+
+// Restore puts back a mapping a previous run granted (the edge pins
+// them): with its external endpoint and lifetime, if it has not ended
+// and its endpoints and quotas are free. It gets a new ID.
+func (t *Table) Restore(m Mapping, now time.Time) Reason {
+	if !now.Before(m.Expires) {
+		return NotFound
+	}
+	if m.Proto != TCP && m.Proto != UDP || !m.Internal.IsValid() || !m.External.IsValid() || m.Internal.Addr().Is6() && m.External != m.Internal {
+		return Malformed
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case t.byInt[key{m.Proto, m.Internal}] != nil || t.byExt[key{m.Proto, m.External}] != nil:
+		return PortUnavailable
+	case t.hosts[m.Client] >= t.pol.PerHost:
+		return HostQuota
+	case len(t.byID) >= t.pol.PerSite:
+		return SiteQuota
+	}
+	if m.Internal.Addr().Is4() {
+		if addr, _, _ := t.be.External4(); addr != m.External.Addr() {
+			return NoExternal
+		}
+	}
+	if err := t.be.Add(m); err != nil {
+		return PortUnavailable
+	}
+	t.nextID++
+	m.ID = t.nextID
+	p := &m
+	t.byInt[key{m.Proto, m.Internal}] = p
+	t.byExt[key{m.Proto, m.External}] = p
+	t.byID[m.ID] = p
+	t.hosts[m.Client]++
+	t.c.restored.Add(1)
+	t.log.Info("port mapping restored", "via", m.Via, "client", m.Client, "proto", m.Proto,
+		"internal", m.Internal, "external", m.External, "until", m.Expires.UTC().Format(time.RFC3339))
+	return OK
 }
 
 // place finds m an external port of the public IPv4: the one asked for

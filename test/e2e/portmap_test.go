@@ -58,10 +58,12 @@ func mapclient(t *testing.T, ns *lab.NS, bin string, args ...string) map[string]
 	return v
 }
 
+type portmapRow struct {
+	Via, Proto, Client, Internal, External, Until string
+}
+
 type portmapStatus struct {
-	Mappings []struct {
-		Via, Proto, Client, Internal, External, Until string
-	} `json:"mappings"`
+	Mappings []portmapRow `json:"mappings"`
 	Counts map[string]uint64 `json:"counts"`
 }
 
@@ -252,5 +254,45 @@ func TestPortMappingPinhole(t *testing.T) {
 		if echo(network, "after-"+network, 2*time.Second) == nil {
 			t.Errorf("srv6 → %v over %s after the mappings' deletion: answered", to, network)
 		}
+	}
+}
+
+// TestPortMappingRestart proves mappings outlive an edge agent restart:
+// the LAN host maps a UDP port by NAT-PMP and a TCP port by UPnP; the
+// agent stops and starts again (its mappings pinned under
+// pin_path); without the host asking again, srv4 opens new flows to both
+// ports, and `unmap status` lists them as restored with their lifetimes.
+func TestPortMappingRestart(t *testing.T) {
+	u := upPortMapping(t, nil)
+	l, d := u.lab, u.d
+	bin := lab.BuildBinary(t, "./test/mapclient")
+	echoServer(t, l.NS(lab.LAN))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	echo := strconv.Itoa(lab.EchoPort)
+	mapclient(t, l.NS(lab.LAN), bin, "natpmp-map", lab.EdgeLANAddr.String(), "udp", echo, "9300", "600")
+	mapclient(t, l.NS(lab.LAN), bin, "upnp-map", "tcp", echo, "9301", "600")
+	before := section(t, d.edgeS, "portmap", "the mappings", func(s portmapStatus) bool { return len(s.Mappings) == 2 })
+
+	if err := u.edge.Stop(); err != nil && !isSIGTERM(err) {
+		t.Fatalf("edge stop: %v", err)
+	}
+	u.edge = d.startEdge(t, l)
+	section(t, d.edgeS, "session", "the restarted edge's session", func(e edgeSession) bool { return e.Connected })
+	after := section(t, d.edgeS, "portmap", "the restored mappings", func(s portmapStatus) bool { return len(s.Mappings) == 2 })
+	if after.Counts["restored"] != 2 || after.Counts["granted"] != 0 {
+		t.Errorf("counts after the restart: %v", after.Counts)
+	}
+	for _, b := range before.Mappings {
+		i := slices.IndexFunc(after.Mappings, func(a portmapRow) bool { return a.External == b.External })
+		if i < 0 || after.Mappings[i] != b {
+			t.Errorf("mapping %+v did not come back as it was: %+v", b, after.Mappings)
+		}
+	}
+	if _, err := l.NS(lab.Srv4).EchoUDP(ctx, netip.AddrPortFrom(lab.SitePublic4, 9300), "after-restart-udp"); err != nil {
+		t.Errorf("srv4 → the NAT-PMP mapping after the restart: %v", err)
+	}
+	if _, err := l.NS(lab.Srv4).EchoTCP(ctx, netip.AddrPortFrom(lab.SitePublic4, 9301), "after-restart-tcp"); err != nil {
+		t.Errorf("srv4 → the UPnP mapping after the restart: %v", err)
 	}
 }
