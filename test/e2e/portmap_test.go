@@ -73,13 +73,17 @@ type portmapStatus struct {
 // edge, `unmap status` lists both mappings, and srv4 then reaches the
 // host's echo server at the site's public IPv4 and the mapped ports,
 // through the relay and the CGNAT, seen from srv4's own address. A port
-// nobody mapped stays closed, and a deleted mapping admits no new flow.
+// nobody mapped stays closed; a deleted mapping, and one whose lifetime
+// ended, admits no new flow.
 //
 // It measures the time from a NAT-PMP request to srv4's first exchange
 // through the new mapping, against srv4's first exchange through the
 // static forward (lab.ForwardPort) in the same run.
 func TestPortMapping(t *testing.T) {
-	u := upPortMapping(t, nil)
+	u := upPortMapping(t, func(yaml string) string {
+		// Short lifetimes allowed, for the expiry at the end.
+		return strings.Replace(yaml, "port_mapping: {", "port_mapping: {min_lifetime: 1s, ", 1)
+	})
 	l := u.lab
 	bin := lab.BuildBinary(t, "./test/mapclient")
 	lanSrv := echoServer(t, l.NS(lab.LAN))
@@ -185,6 +189,23 @@ func TestPortMapping(t *testing.T) {
 	// shared and noisy) but catches a mapping that waits on a timer.
 	if m > 3*s+time.Millisecond {
 		t.Errorf("first exchange through a fresh mapping %v, above 3× the static forward's %v", m, s)
+	}
+
+	// A mapping ends with its lifetime: a 2 s NAT-PMP mapping admits a
+	// new flow at once and none once it has expired (checked each second).
+	mapclient(t, l.NS(lab.LAN), bin, "natpmp-map", gw, "udp", echo, "0", "0")
+	if v := mapclient(t, l.NS(lab.LAN), bin, "natpmp-map", gw, "udp", echo, "9130", "2"); v["lifetime"] != 2.0 {
+		t.Fatalf("2 s mapping granted for %v s", v["lifetime"])
+	}
+	brief := netip.AddrPortFrom(lab.SitePublic4, 9130)
+	if _, err := l.NS(lab.Srv4).EchoUDP(ctx, brief, "before-expiry"); err != nil {
+		t.Errorf("srv4 → the 2 s mapping: %v", err)
+	}
+	section(t, u.d.edgeS, "portmap", "the 2 s mapping's expiry", func(s portmapStatus) bool { return s.Counts["expired"] >= 1 })
+	c3, cancel3 := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel3()
+	if _, err := l.NS(lab.Srv4).EchoUDP(c3, brief, "after-expiry"); err == nil {
+		t.Error("srv4 opened a new flow through an expired mapping")
 	}
 }
 
