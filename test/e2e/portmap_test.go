@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -214,8 +215,11 @@ func TestPortMapping(t *testing.T) {
 // reach the LAN host's echo server over TCP or UDP; after the host's PCP
 // MAPs (our RFC client, over IPv6 to the edge's LAN address) it can, from
 // its own address; after their deletion (lifetime 0) it cannot again.
+// With per_host 2, a third MAP gets USER_EX_QUOTA, and one for another
+// host's address NOT_AUTHORIZED.
 func TestPortMappingPinhole(t *testing.T) {
 	u := upPortMapping(t, func(yaml string) string {
+		yaml = strings.Replace(yaml, "port_mapping: {", "port_mapping: {per_host: 2, ", 1)
 		return strings.Replace(yaml, "{proto: any, hosts:", "{proto: icmp, hosts:", 1)
 	})
 	l := u.lab
@@ -257,6 +261,15 @@ func TestPortMappingPinhole(t *testing.T) {
 		if netip.AddrPortFrom(m.Map.ExternalAddr, m.Map.ExternalPort) != to || m.Lifetime != 120 {
 			t.Errorf("PCP MAP %d: %v port %d for %d s, want %v", proto, m.Map.ExternalAddr, m.Map.ExternalPort, m.Lifetime, to)
 		}
+	}
+	// per_host is 2: a third mapping gets USER_EX_QUOTA; a mapping for
+	// another host's address NOT_AUTHORIZED (third_party is off).
+	if _, err := c.Map(ctx, 6, lab.EchoPort+1, 0, 120, nonce, nil); !isPCP(err, pcp.UserExQuota) {
+		t.Errorf("a third mapping: %v, want USER_EX_QUOTA", err)
+	}
+	other := func(m *pcp.Message) { m.ThirdParty = lab.SitePrefix.Addr().Next().Next().Next() }
+	if _, err := c.Map(ctx, 6, 22, 0, 120, pcp.NewNonce(), other); !isPCP(err, pcp.NotAuthorized) {
+		t.Errorf("a mapping for another host: %v, want NOT_AUTHORIZED", err)
 	}
 	for _, network := range []string{"tcp", "udp"} {
 		token := "pinhole-" + network
@@ -316,4 +329,9 @@ func TestPortMappingRestart(t *testing.T) {
 	if _, err := l.NS(lab.Srv4).EchoTCP(ctx, netip.AddrPortFrom(lab.SitePublic4, 9301), "after-restart-tcp"); err != nil {
 		t.Errorf("srv4 → the UPnP mapping after the restart: %v", err)
 	}
+}
+
+func isPCP(err error, r pcp.Result) bool {
+	var e *pcp.Error
+	return errors.As(err, &e) && e.Result == r
 }
