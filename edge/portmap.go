@@ -22,7 +22,7 @@ type mapBackend struct {
 	nat  *siteNAT
 	pins *mapPins // nil: mappings end with the agent
 
-	log  *slog.Logger
+	log *slog.Logger
 
 	mu    sync.Mutex
 	fwd   map[mapKey]portmap.Mapping // IPv4: by public port
@@ -128,10 +128,10 @@ func (n *siteNAT) releaseMapped(proto session.Proto, ext netip.AddrPort) {
 // portMapper is the edge's port mapping service: the server and its
 // table over mapBackend.
 type portMapper struct {
-	srv  *portmap.Server
-	tab  *portmap.Table
-	be   *mapBackend
-	log  *slog.Logger
+	srv     *portmap.Server
+	tab     *portmap.Table
+	be      *mapBackend
+	log     *slog.Logger
 	mu      sync.Mutex
 	last    netip.Addr        // the public IPv4 the IPv4 mappings are on
 	pending []portmap.Mapping // pinned IPv4 mappings waiting for the grant of their address

@@ -64,8 +64,8 @@ type portmapRow struct {
 }
 
 type portmapStatus struct {
-	Mappings []portmapRow `json:"mappings"`
-	Counts map[string]uint64 `json:"counts"`
+	Mappings []portmapRow      `json:"mappings"`
+	Counts   map[string]uint64 `json:"counts"`
 }
 
 // TestPortMapping proves port mapping on request through the whole
