@@ -56,7 +56,7 @@ func (b *mapBackend) Add(m portmap.Mapping) error {
 		b.holes[k] = m
 	} else {
 		if _, renew := b.fwd[k]; !renew {
-			if err := b.nat.claimMapped(k.proto, m.External); err != nil {
+			if err := b.nat.claimMapped(k.proto, m.External, m.Internal); err != nil {
 				return portmap.ErrPortInUse
 			}
 		}
@@ -80,7 +80,7 @@ func (b *mapBackend) Remove(m portmap.Mapping) {
 	}
 	if _, ok := b.fwd[k]; ok {
 		delete(b.fwd, k)
-		b.nat.releaseMapped(k.proto, m.External)
+		b.nat.releaseMapped(k.proto, m.External, m.Internal)
 	}
 }
 
@@ -105,24 +105,44 @@ func (b *mapBackend) lookup(f session.Flow) (netip.AddrPort, bool) {
 	return m.Internal, true
 }
 
-// claimMapped takes a port of the public IPv4 for a mapping.
-func (n *siteNAT) claimMapped(proto session.Proto, ext netip.AddrPort) error {
+// claimMapped takes a port of the public IPv4 for a mapping of the
+// private endpoint in; the endpoint's next outbound binding uses it. A
+// binding of that endpoint that holds the port already (a restarted
+// agent's restored flows) hands it over to the mapping.
+func (n *siteNAT) claimMapped(proto session.Proto, ext, in netip.AddrPort) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.ports == nil || ext.Addr() != n.public {
 		return portmap.ErrPortInUse
 	}
-	return n.ports.Claim(proto, ext.Port())
+	k := natKey{proto, in}
+	if b := n.binds[k]; b != nil && b.port == ext.Port() {
+		b.mapped = true
+	} else if err := n.ports.Claim(proto, ext.Port()); err != nil {
+		return err
+	}
+	n.mapped[k] = ext.Port()
+	return nil
 }
 
 // releaseMapped gives a mapping's port back, if it is still of the
-// granted address (a new grant starts a fresh pool).
-func (n *siteNAT) releaseMapped(proto session.Proto, ext netip.AddrPort) {
+// granted address (a new grant starts a fresh pool); while an outbound
+// binding still uses it, that binding gives it back when it ends.
+func (n *siteNAT) releaseMapped(proto session.Proto, ext, in netip.AddrPort) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.ports != nil && ext.Addr() == n.public {
-		_ = n.ports.Release(proto, ext.Port())
+	if n.ports == nil || ext.Addr() != n.public {
+		return
 	}
+	k := natKey{proto, in}
+	if n.mapped[k] == ext.Port() {
+		delete(n.mapped, k)
+	}
+	if b := n.binds[k]; b != nil && b.mapped && b.port == ext.Port() {
+		b.mapped = false
+		return
+	}
+	_ = n.ports.Release(proto, ext.Port())
 }
 
 // portMapper is the edge's port mapping service: the server and its

@@ -70,9 +70,10 @@ func TestPortMappingForwards(t *testing.T) {
 	if _, why := pol.Decide(in, prefix, public); why != NoRule {
 		t.Errorf("offer after the mapping ended: %v", why)
 	}
-	if err := n.claimMapped(session.TCP, m.External); err != nil {
+	if err := n.claimMapped(session.TCP, m.External, m.Internal); err != nil {
 		t.Errorf("the port did not go back to the pool: %v", err)
 	}
+	n.releaseMapped(session.TCP, m.External, m.Internal)
 
 	// IPv6: a pinhole for the host's address and port, with its filter.
 	h6 := netip.MustParseAddrPort("[2001:db8:5::10]:443")
@@ -144,4 +145,42 @@ func FuzzMappingPin(f *testing.F) {
 			t.Fatalf("decoded %+v", got)
 		}
 	})
+}
+
+// A mapped endpoint's outbound flows leave from the mapped port (a PCP or
+// UPnP client announces that port to its peers); the port stays held
+// while such a flow lives after the mapping ends, and goes back to the
+// pool with the flow.
+func TestPortMappingOutbound(t *testing.T) {
+	public := netip.MustParseAddr("203.0.113.10")
+	n := newSiteNAT()
+	if err := n.grant(public, ports.Range{First: 1024, Last: 65535}, nil); err != nil {
+		t.Fatal(err)
+	}
+	in := netip.MustParseAddrPort("192.0.2.2:6881")
+	ext := netip.AddrPortFrom(public, 9100)
+	if err := n.claimMapped(session.UDP, ext, in); err != nil {
+		t.Fatal(err)
+	}
+	f, err := n.outbound(session.Flow{Proto: session.UDP, Site: in, Remote: netip.MustParseAddrPort("198.51.100.10:6881")})
+	if err != nil || f.Site != ext {
+		t.Fatalf("outbound from the mapped endpoint left from %v (%v), want %v", f.Site, err, ext)
+	}
+	n.releaseMapped(session.UDP, ext, in)
+	if err := n.claimMapped(session.UDP, ext, netip.MustParseAddrPort("192.0.2.3:1")); err == nil {
+		t.Error("the port went back to the pool while an outbound flow still used it")
+	}
+	n.release(f)
+	if err := n.claimMapped(session.UDP, ext, netip.MustParseAddrPort("192.0.2.3:1")); err != nil {
+		t.Errorf("the port did not go back with the flow: %v", err)
+	}
+	// A restored binding of the endpoint on the port is adopted.
+	n2 := newSiteNAT()
+	n2.restore(session.Flow{Proto: session.TCP, Site: ext, Remote: netip.MustParseAddrPort("198.51.100.10:80")}, in, false)
+	if err := n2.grant(public, ports.Range{First: 1024, Last: 65535}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := n2.claimMapped(session.TCP, ext, in); err != nil {
+		t.Errorf("a restored binding on the mapped port: %v", err)
+	}
 }

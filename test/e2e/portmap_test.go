@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -122,10 +123,21 @@ func TestPortMapping(t *testing.T) {
 		t.Errorf("lan host saw %+v (found %v), want srv4's own address", peer, ok)
 	}
 
-	// unmap status lists both, with who asked and until when.
-	st := section(t, u.d.edgeS, "portmap", "the two mappings in unmap status", func(s portmapStatus) bool { return len(s.Mappings) == 2 })
+	// Outbound from a mapped endpoint leaves from the mapped port (the
+	// port a P2P client announces): NAT-PMP maps 40000 to 9140, and srv4
+	// sees the host's datagram from 40000 come from the public IPv4:9140.
+	srv4 := echoServer(t, l.NS(lab.Srv4))
+	mapclient(t, l.NS(lab.LAN), bin, "natpmp-map", gw, "udp", "40000", "9140", "120")
+	if err := udpFromPort(ctx, l.NS(lab.LAN), 40000, netip.AddrPortFrom(lab.Srv4Addr, lab.EchoPort), "from-mapped-port"); err != nil {
+		t.Errorf("lan:40000 → srv4: %v", err)
+	} else if peer, ok := srv4.PeerOf("from-mapped-port"); !ok || peer.Remote != netip.AddrPortFrom(lab.SitePublic4, 9140) {
+		t.Errorf("srv4 saw the mapped endpoint's datagram from %+v (found %v), want %v:9140", peer, ok, lab.SitePublic4)
+	}
+
+	// unmap status lists the three, with who asked and until when.
+	st := section(t, u.d.edgeS, "portmap", "the three mappings in unmap status", func(s portmapStatus) bool { return len(s.Mappings) == 3 })
 	for _, m := range st.Mappings {
-		if m.Client != lab.LANAddr.String() || m.Until == "" || m.Internal != netip.AddrPortFrom(lab.LANAddr, lab.EchoPort).String() {
+		if m.Client != lab.LANAddr.String() || m.Until == "" || m.Via == "" || !strings.HasPrefix(m.External, lab.SitePublic4.String()+":") {
 			t.Errorf("status row %+v", m)
 		}
 	}
@@ -334,4 +346,28 @@ func TestPortMappingRestart(t *testing.T) {
 func isPCP(err error, r pcp.Result) bool {
 	var e *pcp.Error
 	return errors.As(err, &e) && e.Result == r
+}
+
+// udpFromPort sends token from local port port of ns to to and waits for
+// its echo.
+func udpFromPort(ctx context.Context, ns *lab.NS, port uint16, to netip.AddrPort, token string) error {
+	var c *net.UDPConn
+	if err := ns.Do(func() (err error) {
+		c, err = net.ListenUDP("udp4", &net.UDPAddr{Port: int(port)})
+		return err
+	}); err != nil {
+		return err
+	}
+	defer c.Close()
+	buf := make([]byte, 1500)
+	for ctx.Err() == nil {
+		if _, err := c.WriteToUDPAddrPort([]byte(token+"\n"), to); err != nil {
+			return err
+		}
+		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if n, err := c.Read(buf); err == nil && string(buf[:n]) == token+"\n" {
+			return nil
+		}
+	}
+	return ctx.Err()
 }
