@@ -94,6 +94,25 @@ func TestPCP(t *testing.T) {
 	}
 }
 
+// A MAP of all protocols and ports with lifetime 0 deletes the client's
+// mappings of its nonce, and only those.
+func TestPCPDeleteAll(t *testing.T) {
+	s, be := newServer(Policy{}, Config{PCP: true})
+	src := netip.AddrPortFrom(hostA, 40000)
+	mine, theirs := pcp.NewNonce(), pcp.NewNonce()
+	for i, n := range [][12]byte{mine, mine, theirs} {
+		r := pcpDo(t, s, src, &pcp.Message{Opcode: pcp.OpMap, Lifetime: 60, Client: hostA,
+			Map: pcp.Map{Nonce: n, Protocol: []uint8{6, 17, 6}[i], InternalPort: 7000 + uint16(i)}})
+		if r.Result != pcp.Success {
+			t.Fatal(r.Result)
+		}
+	}
+	r := pcpDo(t, s, src, &pcp.Message{Opcode: pcp.OpMap, Client: hostA, Map: pcp.Map{Nonce: mine}})
+	if r.Result != pcp.Success || be.Len() != 1 {
+		t.Errorf("delete all: %v, %d left, want 1 (the other nonce's)", r.Result, be.Len())
+	}
+}
+
 // NAT-PMP through the server, and PCP falling back to it.
 func TestNATPMP(t *testing.T) {
 	s, be := newServer(Policy{}, Config{NATPMP: true})

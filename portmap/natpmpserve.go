@@ -68,7 +68,7 @@ func (s *Server) natpmp(b []byte, src netip.AddrPort, now time.Time) []byte {
 		// Delete: one mapping, or with internal port 0 all the
 		// client's mappings of the protocol (§3.4).
 		if r.InternalPort == 0 {
-			s.t.UnmapAll(ViaNATPMP, client, proto)
+			s.t.UnmapAll(ViaNATPMP, client, proto, [12]byte{})
 		} else if _, why := s.t.Unmap(ViaNATPMP, client, proto, netip.AddrPortFrom(client, r.InternalPort), [12]byte{}); why != OK {
 			resp.Result = natpmpResult(why)
 		}

@@ -79,6 +79,12 @@ func (s *Server) pcp(b []byte, src netip.AddrPort, now time.Time) []byte {
 	if m.Opcode == pcp.OpAnnounce {
 		return (&pcp.Message{Response: true, Opcode: pcp.OpAnnounce, Epoch: epoch}).Append(nil)
 	}
+	if m.Opcode == pcp.OpMap && m.Lifetime == 0 && m.Map.Protocol == 0 && m.Map.InternalPort == 0 {
+		// All protocols, all ports: the client's mappings of this
+		// nonce go (RFC 6887 §15).
+		s.t.UnmapAll(ViaPCP, client, 0, m.Map.Nonce)
+		return (&pcp.Message{Response: true, Opcode: pcp.OpMap, Epoch: epoch, Map: m.Map}).Append(nil)
+	}
 	if m.Map.Protocol != uint8(TCP) && m.Map.Protocol != uint8(UDP) {
 		// Protocol 0 (all protocols) included: mappings are per port.
 		return refuse(UnsupportedProto)
@@ -99,7 +105,7 @@ func (s *Server) pcp(b []byte, src netip.AddrPort, now time.Time) []byte {
 			return refuse(Malformed)
 		}
 		if m.Map.InternalPort == 0 {
-			s.t.UnmapAll(ViaPCP, client, proto)
+			s.t.UnmapAll(ViaPCP, client, proto, m.Map.Nonce)
 		} else if _, why := s.t.Unmap(ViaPCP, client, proto, netip.AddrPortFrom(host, m.Map.InternalPort), m.Map.Nonce); why != OK {
 			return refuse(why)
 		}

@@ -352,14 +352,15 @@ func (t *Table) Unmap(via Via, client netip.Addr, proto Proto, internal netip.Ad
 }
 
 // UnmapAll deletes every mapping client holds for proto (0: both) that
-// via made (NAT-PMP's internal port 0, PCP's all-ports delete).
-func (t *Table) UnmapAll(via Via, client netip.Addr, proto Proto) int {
+// via made (NAT-PMP's internal port 0, PCP's all-ports delete, which
+// takes only the mappings of its nonce).
+func (t *Table) UnmapAll(via Via, client netip.Addr, proto Proto, nonce [12]byte) int {
 	client = client.Unmap()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := 0
 	for _, m := range t.byID {
-		if m.Client == client && m.Via == via && (proto == 0 || m.Proto == proto) {
+		if m.Client == client && m.Via == via && (proto == 0 || m.Proto == proto) && (via != ViaPCP || m.Nonce == nonce) {
 			t.remove(m, "deleted")
 			n++
 		}
