@@ -158,6 +158,9 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		if err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
+		if pm != nil {
+			cs = append(cs, pm.collectors()...)
+		}
 		reg := metrics.NewRegistry(cs...)
 		log.Info("metrics listening", "addr", mln.Addr())
 		go func() {

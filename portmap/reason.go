@@ -48,6 +48,16 @@ func (r Reason) String() string {
 	return reasonNames[r]
 }
 
+// RefusalNames lists the refusal reasons' names (every Reason but OK),
+// as Counts names them after "refused-".
+func RefusalNames() []string {
+	out := make([]string, 0, numReasons-1)
+	for r := Reason(1); r < numReasons; r++ {
+		out = append(out, r.String())
+	}
+	return out
+}
+
 // counters are the table's counts: refusals by reason, and events.
 type counters struct {
 	refused  [numReasons]atomic.Uint64
