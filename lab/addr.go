@@ -79,6 +79,10 @@ var (
 	SubNet       = netip.MustParsePrefix("100.64.100.0/24")
 	RelaySubAddr = netip.MustParseAddr("100.64.100.1")
 	SubAddr      = netip.MustParseAddr("100.64.100.2")
+	// SubPool4 is the relay's CGNAT pool (relay.yaml's cgnat section),
+	// inside RelayPool4 and apart from SitePublic4, and SubPorts the block
+	// ports on each of its addresses, apart from RelayCarrierPorts.
+	SubPool4 = netip.MustParsePrefix("203.0.113.64/30")
 )
 
 // ForwardPort is the port of SitePublic4 the edge forwards (TCP and UDP)

@@ -142,6 +142,12 @@ func UnmapChecks(host netip.Addr) []Check {
 				return err
 			},
 		},
+		// The relay's CGNAT: the subscriber's first packet finds no block
+		// and is dropped while the agent grants one (a TCP SYN is sent again
+		// after a second), so these rows have 5 s.
+		withTimeout(5*time.Second, EchoCheck("sub → srv4: TCP through the relay's CGNAT, seen from its pool", Works, Sub, "tcp", atSrv4, srv4, SubPool4.Addr())),
+		withTimeout(5*time.Second, EchoCheck("sub → srv4: UDP through the relay's CGNAT, seen from its pool", Works, Sub, "udp", atSrv4, srv4, SubPool4.Addr())),
+		withTimeout(5*time.Second, PingCheck("sub → srv4: ping through the relay's CGNAT", Works, Sub, Srv4Addr)),
 		EchoCheck("srv4 → lan: UDP to a forwarded port of the public IPv4", Works, Srv4, "udp", atLAN, forward, Srv4Addr),
 		EchoCheck("srv4 → lan: TCP to a forwarded port of the public IPv4", Works, Srv4, "tcp", atLAN, forward, Srv4Addr),
 		MapCheck("srv4 → lan: UDP to a port the host mapped by NAT-PMP", "natpmp", NATPMPTourPort),

@@ -19,6 +19,10 @@ import (
 // tour's flows (TCP flows keep their port until they idle out).
 const RelayCarrierPorts = "20000-20063"
 
+// SubPorts is the block ports of the relay's CGNAT on each SubPool4
+// address: eight blocks of 512.
+const SubPorts = "40960-45055"
+
 // Deployment is what an operator sets up for the lab's site and relay:
 // certificates made by the binary's own `unmap cert`, and one config file
 // per agent, all in Dir.
@@ -26,6 +30,7 @@ type Deployment struct {
 	Bin, Dir                string
 	RelayConfig, EdgeConfig string
 	RelaySocket, EdgeSocket string // the agents' status sockets
+	CGNATLog                string // the relay's CGNAT block log
 	// EdgePins and RelayPins are the agents' pin_paths, each on a bpf
 	// filesystem mounted for this deployment's agent alone (bpffs mounts
 	// are separate instances), so parallel labs never share pins and the
@@ -61,6 +66,7 @@ func Deploy(bin, dir string) (*Deployment, error) {
 	d.EdgePins = filepath.Join(d.bpffs[0], "unmap", "edge-home")
 	d.RelayPins = filepath.Join(d.bpffs[1], "unmap-relay")
 	d.RelayConfig = filepath.Join(dir, "relay.yaml")
+	d.CGNATLog = filepath.Join(dir, "cgnat-blocks.log")
 	relay := fmt.Sprintf(`listen: "%s:443"
 tls: {ca: %s/ca.pem, cert: %s/relay.pem, key: %s/relay-key.pem}
 interface: %s
@@ -69,7 +75,16 @@ carrier_ports: %s
 pin_path: %s
 sites:
   - {id: home, prefix: "%s", ipv4: %s}
-`, RelayAddr, rdir, rdir, rdir, Inet, RelayAddr, RelayCarrierPorts, d.RelayPins, SiteGrant, SitePublic4)
+cgnat:
+  interface: %s
+  inside: "%s"
+  gateway: %s
+  pool: "%s"
+  ports: %s
+  blocks_per_subscriber: 2
+  log: %s
+`, RelayAddr, rdir, rdir, rdir, Inet, RelayAddr, RelayCarrierPorts, d.RelayPins, SiteGrant, SitePublic4,
+		Sub, SubNet, RelaySubAddr, SubPool4, SubPorts, d.CGNATLog)
 	d.EdgeConfig = filepath.Join(dir, "edge.yaml")
 	edge := fmt.Sprintf(`site: home
 relay: "%s:443"

@@ -48,7 +48,7 @@ func (m *reasonMetric) Write(out *dto.Metric) error {
 // read fills the sums (xdp.Datapath.ReadReasons).
 func NewReasons(role string, read func(*[xlat.NumReasons]uint64) error) *Reasons {
 	r := &Reasons{read: read, desc: prometheus.NewDesc(ReasonsName,
-		"Packets the XDP programs did not translate, by reason (none: translated) and action (translate, pass to the kernel, agent, consume, drop).",
+		"Packets the XDP programs did not translate, by reason (none: translated) and action (translate, pass to the kernel, agent, consume, answer, drop).",
 		[]string{"reason", "action"}, prometheus.Labels{"agent": role})}
 	for i := range r.metrics {
 		reason := xlat.Reason(i)
@@ -75,6 +75,8 @@ func reasonAction(r xlat.Reason) string {
 		return "consume"
 	case r.Verdict() == xlat.Pass: // the action written beside each reason (xdp/bpf/reasons.h)
 		return "pass"
+	case r.Verdict() == xlat.TX: // the CGNAT's refusals, answered on the interface they came in on
+		return "answer"
 	}
 	return "drop"
 }

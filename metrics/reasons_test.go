@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -36,6 +37,8 @@ func TestReasons(t *testing.T) {
 		`unmap_datapath_packets_total{action="pass",agent="relay",reason="pass-not-ours"} 30`,
 		`unmap_datapath_packets_total{action="consume",agent="relay",reason="keepalive"} 210`,
 		`unmap_datapath_packets_total{action="translate",agent="relay",reason="none"} 0`,
+		fmt.Sprintf(`unmap_datapath_packets_total{action="answer",agent="relay",reason="cgnat-refused"} %d`, xlat.ReasonCGNATRefused*10),
+		fmt.Sprintf(`unmap_datapath_packets_total{action="agent",agent="relay",reason="cgnat-no-block"} %d`, xlat.ReasonCGNATNoBlock*10),
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("no %q in\n%s", want, body)

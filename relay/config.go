@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"path/filepath"
 
+	"github.com/unmap-dev/unmap/cgnat"
 	"github.com/unmap-dev/unmap/config"
 	"github.com/unmap-dev/unmap/metrics"
 )
@@ -27,6 +28,10 @@ type Config struct {
 	// Bounds on inbound flows (what an Internet host can make the agent
 	// hold for a site): config.InboundLimits.
 	InboundLimits config.InboundLimits `yaml:"inbound_limits"`
+
+	// The relay's carrier-grade NAT for subscribers of its own (package
+	// cgnat); none without the section.
+	CGNAT cgnat.Config `yaml:"cgnat"`
 }
 
 // SiteConfig is what the relay grants one site.
@@ -54,6 +59,8 @@ type Settings struct {
 
 	// Inbound flow bounds, defaults filled in.
 	Inbound config.InboundBounds
+
+	CGNAT *cgnat.Settings // nil: no CGNAT
 }
 
 // Site is a parsed SiteConfig; IPv4 is invalid when the site has none.
@@ -163,6 +170,15 @@ func (c *Config) Validate() (*Settings, error) {
 			return nil, err
 		}
 		s.Sites = append(s.Sites, site)
+	}
+	r := cgnat.Relay{Interface: s.Interface, Addresses: s.Addresses, CarrierPorts: s.CarrierPorts, SiteIPv4: map[string]netip.Addr{}}
+	for i, site := range s.Sites {
+		if site.IPv4.IsValid() {
+			r.SiteIPv4[fmt.Sprintf("sites[%d].ipv4", i)] = site.IPv4
+		}
+	}
+	if s.CGNAT, err = c.CGNAT.Parse("cgnat", r); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/unmap-dev/unmap/cgnat"
 	"github.com/unmap-dev/unmap/metrics"
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/xlat"
@@ -21,6 +22,7 @@ import (
 type datapath struct {
 	*slowpath.Datapath
 	sites []netip.Prefix
+	cg    *cgnat.Service // the CGNAT for subscribers, if configured
 }
 
 func openDatapath(s *Settings, log *slog.Logger) (*datapath, error) {
@@ -28,7 +30,11 @@ func openDatapath(s *Settings, log *slog.Logger) (*datapath, error) {
 	buckets := tableBuckets(s.Sites)
 	// The edges replay the flows the pinned maps kept forwarding while
 	// the agent was down, and the agent takes them back (pinned.go).
-	sp, err := slowpath.Open(cfg, xdp.Options{PinPath: s.PinPath, Buckets: buckets, MissRate: s.Misses.Rate, MissBurst: s.Misses.Burst}, log)
+	opts := xdp.Options{PinPath: s.PinPath, Buckets: buckets, MissRate: s.Misses.Rate, MissBurst: s.Misses.Burst}
+	if s.CGNAT != nil {
+		opts.CGNAT, opts.CGNATMappings = s.CGNAT.Datapath, s.CGNAT.MaxMappings
+	}
+	sp, err := slowpath.Open(cfg, opts, log)
 	if errors.Is(err, xdp.ErrPinIncompatible) {
 		log.Debug("pinned maps refused", "err", err)
 		return nil, fmt.Errorf("%w in %s: stop the relay and remove them with `unmap relay --unpin` (or rm -r %s), which ends the flows they carry", xdp.ErrPinIncompatible, s.PinPath, s.PinPath)
@@ -71,6 +77,11 @@ func openDatapath(s *Settings, log *slog.Logger) (*datapath, error) {
 	if err := syncRoutes(h, siteRoutes(s.Sites), log); err != nil {
 		return fail(err)
 	}
+	if s.CGNAT != nil {
+		if dp.cg, err = cgnat.Start(s.CGNAT, sp, s.PinPath, s.Interface, log.With("part", "cgnat")); err != nil {
+			return fail(fmt.Errorf("cgnat: %w", err))
+		}
+	}
 	return dp, nil
 }
 
@@ -96,7 +107,12 @@ func tableBuckets(sites []Site) uint32 {
 	return n
 }
 
-func (dp *datapath) close() error { return dp.Close() }
+func (dp *datapath) close() error {
+	if dp.cg != nil {
+		return errors.Join(dp.cg.Close(), dp.Close())
+	}
+	return dp.Close()
+}
 
 // mapFlow installs both directions of a bound carrier.
 func (dp *datapath) mapFlow(f session.Flow, c session.Carrier) error {
@@ -146,7 +162,16 @@ func (t sitesTable) InSite(a netip.Addr) bool {
 // misses serves the datapath's misses until ctx ends: carrier packets
 // that bind their carrier, inbound flows to the sites, and ICMP errors.
 func (c *carriers) misses(ctx context.Context, dp *datapath) error {
-	return dp.ServeMisses(ctx, func(m xdp.Miss) { c.miss(ctx, dp, m) })
+	if dp.cg != nil {
+		go dp.cg.Run(ctx) // block events, the expiry sweep, the log's SIGHUP
+	}
+	return dp.ServeMisses(ctx, func(m xdp.Miss) {
+		if m.Role == xlat.RoleRelaySub && dp.cg != nil {
+			dp.cg.Miss(m) // a subscriber with no free port: cgnat-no-block
+			return
+		}
+		c.miss(ctx, dp, m)
+	})
 }
 
 // miss handles one packet the datapath handed over.

@@ -71,7 +71,11 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		}
 		defer dp.close()
 		// Veth setups that lose or corrupt XDP's frames silently: warn, with the fix.
-		ifcheck.Warn(log.With("part", "xdp"), s.Interface)
+		ifs := []string{s.Interface}
+		if s.CGNAT != nil {
+			ifs = append(ifs, s.CGNAT.Interface) // relay_sub's
+		}
+		ifcheck.Warn(log.With("part", "xdp"), ifs...)
 		c.dp, c.activity = dp, datapathActivity(dp)
 		// Before any session: the edges' replays take these back.
 		ms, err := dp.XDP.Mappings()
@@ -145,6 +149,9 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 				}
 				return m
 			})
+			if c.dp.cg != nil {
+				st.Section("cgnat", c.dp.cg.Status) // the CGNAT agent's counts
+			}
 			st.Section("misses", func() any {
 				m, err := c.dp.XDP.MissStatus()
 				if err != nil {

@@ -22,6 +22,57 @@ type benchvarCarrierSlot struct {
 	E     benchvarFlowEntry
 }
 
+type benchvarCgBlock struct {
+	_    structs.HostLayout
+	Bits [3][8]uint64
+	Used [3]uint32
+	Hint [3]uint32
+	Addr uint32
+	Base uint16
+	Pad  uint16
+}
+
+type benchvarCgIn struct {
+	_     structs.HostLayout
+	Addr  uint32
+	Port  uint16
+	Flags uint8
+	Tcp   uint8
+}
+
+type benchvarCgKey struct {
+	_     structs.HostLayout
+	Addr  uint32
+	Port  uint16
+	Proto uint8
+	Pad   uint8
+}
+
+type benchvarCgOut struct {
+	_     structs.HostLayout
+	Addr  uint32
+	Port  uint16
+	Epoch uint16
+}
+
+type benchvarCgPerm struct {
+	_     structs.HostLayout
+	Pub   uint32
+	Pport uint16
+	Proto uint8
+	Pad   uint8
+	Raddr uint32
+	Rport uint16
+	Pad2  uint16
+}
+
+type benchvarCgSub struct {
+	_       structs.HostLayout
+	Block   [4]uint32
+	Nblocks uint32
+	Spent   uint32
+}
+
 type benchvarFlowBucket struct {
 	_ structs.HostLayout
 	W [4]struct {
@@ -88,6 +139,13 @@ const (
 	benchvarMapBvFlows4           = "bv_flows4"
 	benchvarMapBvFlowsShared      = "bv_flows_shared"
 	benchvarMapCarriers           = "carriers"
+	benchvarMapCgBlocks           = "cg_blocks"
+	benchvarMapCgEvents           = "cg_events"
+	benchvarMapCgMappings         = "cg_mappings"
+	benchvarMapCgPerms            = "cg_perms"
+	benchvarMapCgRefuseAt         = "cg_refuse_at"
+	benchvarMapCgSlots            = "cg_slots"
+	benchvarMapCgSubs             = "cg_subs"
 	benchvarMapFlows              = "flows"
 	benchvarMapFlows4             = "flows4"
 	benchvarMapFlowtab            = "flowtab"
@@ -100,6 +158,12 @@ const (
 	benchvarMapTxPorts            = "tx_ports"
 	benchvarProgBenchLookup       = "bench_lookup"
 	benchvarProgBvAdjust          = "bv_adjust"
+	benchvarProgBvCgAgain         = "bv_cg_again"
+	benchvarProgBvCgAgainExt      = "bv_cg_again_ext"
+	benchvarProgBvCgAgainSub      = "bv_cg_again_sub"
+	benchvarProgBvCgFresh         = "bv_cg_fresh"
+	benchvarProgBvCgNew           = "bv_cg_new"
+	benchvarProgBvCgPair          = "bv_cg_pair"
 	benchvarProgBvHash16          = "bv_hash16"
 	benchvarProgBvHash40          = "bv_hash40"
 	benchvarProgBvHash40Shared    = "bv_hash40_shared"
@@ -107,21 +171,47 @@ const (
 	benchvarProgBvLookup          = "bv_lookup"
 	benchvarProgBvParse           = "bv_parse"
 	benchvarProgBvRelayUnfiltered = "bv_relay_unfiltered"
+	benchvarProgBvSwap            = "bv_swap"
+	benchvarProgBvSwapExt         = "bv_swap_ext"
 	benchvarProgEdgeLan           = "edge_lan"
 	benchvarProgEdgeWan           = "edge_wan"
 	benchvarProgRelayExt          = "relay_ext"
+	benchvarProgRelaySub          = "relay_sub"
 	benchvarProgXdpPass           = "xdp_pass"
+	benchvarVarBvCount            = "bv_count"
+	benchvarVarBvFrames           = "bv_frames"
+	benchvarVarBvSaved            = "bv_saved"
 	benchvarVarCfgBucketBits      = "cfg_bucket_bits"
 	benchvarVarCfgCarrierAddr     = "cfg_carrier_addr"
+	benchvarVarCfgCgBlkBits       = "cfg_cg_blk_bits"
+	benchvarVarCfgCgFilter        = "cfg_cg_filter"
+	benchvarVarCfgCgGw            = "cfg_cg_gw"
+	benchvarVarCfgCgInNet         = "cfg_cg_in_net"
+	benchvarVarCfgCgNblk          = "cfg_cg_nblk"
+	benchvarVarCfgCgPool          = "cfg_cg_pool"
+	benchvarVarCfgCgPoolN         = "cfg_cg_pool_n"
+	benchvarVarCfgCgPortLo        = "cfg_cg_port_lo"
+	benchvarVarCfgCgRefuseDepthNs = "cfg_cg_refuse_depth_ns"
+	benchvarVarCfgCgRefuseNs      = "cfg_cg_refuse_ns"
+	benchvarVarCfgCgSubs          = "cfg_cg_subs"
+	benchvarVarCfgCgWarn          = "cfg_cg_warn"
 	benchvarVarCfgMissDepthNs     = "cfg_miss_depth_ns"
 	benchvarVarCfgMissNs          = "cfg_miss_ns"
 	benchvarVarCfgPortHi          = "cfg_port_hi"
 	benchvarVarCfgPortLo          = "cfg_port_lo"
 	benchvarVarCfgSeed            = "cfg_seed"
+	benchvarVarSwCgEpoch          = "sw_cg_epoch"
 	benchvarVarSwFib              = "sw_fib"
 	benchvarVarSwLanV4            = "sw_lan_v4"
 	benchvarVarUnusedAction       = "unused_action"
 	benchvarVarUnusedCarrierSlot  = "unused_carrier_slot"
+	benchvarVarUnusedCgBlock      = "unused_cg_block"
+	benchvarVarUnusedCgEvent      = "unused_cg_event"
+	benchvarVarUnusedCgIn         = "unused_cg_in"
+	benchvarVarUnusedCgKey        = "unused_cg_key"
+	benchvarVarUnusedCgOut        = "unused_cg_out"
+	benchvarVarUnusedCgPerm       = "unused_cg_perm"
+	benchvarVarUnusedCgSub        = "unused_cg_sub"
 	benchvarVarUnusedFlowBucket   = "unused_flow_bucket"
 	benchvarVarUnusedFlowEntry    = "unused_flow_entry"
 	benchvarVarUnusedFlowKey      = "unused_flow_key"
@@ -176,6 +266,12 @@ type benchvarSpecs struct {
 type benchvarProgramSpecs struct {
 	BenchLookup       *ebpf.ProgramSpec `ebpf:"bench_lookup"`
 	BvAdjust          *ebpf.ProgramSpec `ebpf:"bv_adjust"`
+	BvCgAgain         *ebpf.ProgramSpec `ebpf:"bv_cg_again"`
+	BvCgAgainExt      *ebpf.ProgramSpec `ebpf:"bv_cg_again_ext"`
+	BvCgAgainSub      *ebpf.ProgramSpec `ebpf:"bv_cg_again_sub"`
+	BvCgFresh         *ebpf.ProgramSpec `ebpf:"bv_cg_fresh"`
+	BvCgNew           *ebpf.ProgramSpec `ebpf:"bv_cg_new"`
+	BvCgPair          *ebpf.ProgramSpec `ebpf:"bv_cg_pair"`
 	BvHash16          *ebpf.ProgramSpec `ebpf:"bv_hash16"`
 	BvHash40          *ebpf.ProgramSpec `ebpf:"bv_hash40"`
 	BvHash40Shared    *ebpf.ProgramSpec `ebpf:"bv_hash40_shared"`
@@ -183,9 +279,12 @@ type benchvarProgramSpecs struct {
 	BvLookup          *ebpf.ProgramSpec `ebpf:"bv_lookup"`
 	BvParse           *ebpf.ProgramSpec `ebpf:"bv_parse"`
 	BvRelayUnfiltered *ebpf.ProgramSpec `ebpf:"bv_relay_unfiltered"`
+	BvSwap            *ebpf.ProgramSpec `ebpf:"bv_swap"`
+	BvSwapExt         *ebpf.ProgramSpec `ebpf:"bv_swap_ext"`
 	EdgeLan           *ebpf.ProgramSpec `ebpf:"edge_lan"`
 	EdgeWan           *ebpf.ProgramSpec `ebpf:"edge_wan"`
 	RelayExt          *ebpf.ProgramSpec `ebpf:"relay_ext"`
+	RelaySub          *ebpf.ProgramSpec `ebpf:"relay_sub"`
 	XdpPass           *ebpf.ProgramSpec `ebpf:"xdp_pass"`
 }
 
@@ -196,6 +295,13 @@ type benchvarMapSpecs struct {
 	BvFlows4      *ebpf.MapSpec `ebpf:"bv_flows4"`
 	BvFlowsShared *ebpf.MapSpec `ebpf:"bv_flows_shared"`
 	Carriers      *ebpf.MapSpec `ebpf:"carriers"`
+	CgBlocks      *ebpf.MapSpec `ebpf:"cg_blocks"`
+	CgEvents      *ebpf.MapSpec `ebpf:"cg_events"`
+	CgMappings    *ebpf.MapSpec `ebpf:"cg_mappings"`
+	CgPerms       *ebpf.MapSpec `ebpf:"cg_perms"`
+	CgRefuseAt    *ebpf.MapSpec `ebpf:"cg_refuse_at"`
+	CgSlots       *ebpf.MapSpec `ebpf:"cg_slots"`
+	CgSubs        *ebpf.MapSpec `ebpf:"cg_subs"`
 	Flows         *ebpf.MapSpec `ebpf:"flows"`
 	Flows4        *ebpf.MapSpec `ebpf:"flows4"`
 	Flowtab       *ebpf.MapSpec `ebpf:"flowtab"`
@@ -212,17 +318,40 @@ type benchvarMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type benchvarVariableSpecs struct {
+	BvCount            *ebpf.VariableSpec `ebpf:"bv_count"`
+	BvFrames           *ebpf.VariableSpec `ebpf:"bv_frames"`
+	BvSaved            *ebpf.VariableSpec `ebpf:"bv_saved"`
 	CfgBucketBits      *ebpf.VariableSpec `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr     *ebpf.VariableSpec `ebpf:"cfg_carrier_addr"`
+	CfgCgBlkBits       *ebpf.VariableSpec `ebpf:"cfg_cg_blk_bits"`
+	CfgCgFilter        *ebpf.VariableSpec `ebpf:"cfg_cg_filter"`
+	CfgCgGw            *ebpf.VariableSpec `ebpf:"cfg_cg_gw"`
+	CfgCgInNet         *ebpf.VariableSpec `ebpf:"cfg_cg_in_net"`
+	CfgCgNblk          *ebpf.VariableSpec `ebpf:"cfg_cg_nblk"`
+	CfgCgPool          *ebpf.VariableSpec `ebpf:"cfg_cg_pool"`
+	CfgCgPoolN         *ebpf.VariableSpec `ebpf:"cfg_cg_pool_n"`
+	CfgCgPortLo        *ebpf.VariableSpec `ebpf:"cfg_cg_port_lo"`
+	CfgCgRefuseDepthNs *ebpf.VariableSpec `ebpf:"cfg_cg_refuse_depth_ns"`
+	CfgCgRefuseNs      *ebpf.VariableSpec `ebpf:"cfg_cg_refuse_ns"`
+	CfgCgSubs          *ebpf.VariableSpec `ebpf:"cfg_cg_subs"`
+	CfgCgWarn          *ebpf.VariableSpec `ebpf:"cfg_cg_warn"`
 	CfgMissDepthNs     *ebpf.VariableSpec `ebpf:"cfg_miss_depth_ns"`
 	CfgMissNs          *ebpf.VariableSpec `ebpf:"cfg_miss_ns"`
 	CfgPortHi          *ebpf.VariableSpec `ebpf:"cfg_port_hi"`
 	CfgPortLo          *ebpf.VariableSpec `ebpf:"cfg_port_lo"`
 	CfgSeed            *ebpf.VariableSpec `ebpf:"cfg_seed"`
+	SwCgEpoch          *ebpf.VariableSpec `ebpf:"sw_cg_epoch"`
 	SwFib              *ebpf.VariableSpec `ebpf:"sw_fib"`
 	SwLanV4            *ebpf.VariableSpec `ebpf:"sw_lan_v4"`
 	UnusedAction       *ebpf.VariableSpec `ebpf:"unused_action"`
 	UnusedCarrierSlot  *ebpf.VariableSpec `ebpf:"unused_carrier_slot"`
+	UnusedCgBlock      *ebpf.VariableSpec `ebpf:"unused_cg_block"`
+	UnusedCgEvent      *ebpf.VariableSpec `ebpf:"unused_cg_event"`
+	UnusedCgIn         *ebpf.VariableSpec `ebpf:"unused_cg_in"`
+	UnusedCgKey        *ebpf.VariableSpec `ebpf:"unused_cg_key"`
+	UnusedCgOut        *ebpf.VariableSpec `ebpf:"unused_cg_out"`
+	UnusedCgPerm       *ebpf.VariableSpec `ebpf:"unused_cg_perm"`
+	UnusedCgSub        *ebpf.VariableSpec `ebpf:"unused_cg_sub"`
 	UnusedFlowBucket   *ebpf.VariableSpec `ebpf:"unused_flow_bucket"`
 	UnusedFlowEntry    *ebpf.VariableSpec `ebpf:"unused_flow_entry"`
 	UnusedFlowKey      *ebpf.VariableSpec `ebpf:"unused_flow_key"`
@@ -256,6 +385,13 @@ type benchvarMaps struct {
 	BvFlows4      *ebpf.Map `ebpf:"bv_flows4"`
 	BvFlowsShared *ebpf.Map `ebpf:"bv_flows_shared"`
 	Carriers      *ebpf.Map `ebpf:"carriers"`
+	CgBlocks      *ebpf.Map `ebpf:"cg_blocks"`
+	CgEvents      *ebpf.Map `ebpf:"cg_events"`
+	CgMappings    *ebpf.Map `ebpf:"cg_mappings"`
+	CgPerms       *ebpf.Map `ebpf:"cg_perms"`
+	CgRefuseAt    *ebpf.Map `ebpf:"cg_refuse_at"`
+	CgSlots       *ebpf.Map `ebpf:"cg_slots"`
+	CgSubs        *ebpf.Map `ebpf:"cg_subs"`
 	Flows         *ebpf.Map `ebpf:"flows"`
 	Flows4        *ebpf.Map `ebpf:"flows4"`
 	Flowtab       *ebpf.Map `ebpf:"flowtab"`
@@ -273,6 +409,13 @@ func (m *benchvarMaps) Close() error {
 		m.BvFlows4,
 		m.BvFlowsShared,
 		m.Carriers,
+		m.CgBlocks,
+		m.CgEvents,
+		m.CgMappings,
+		m.CgPerms,
+		m.CgRefuseAt,
+		m.CgSlots,
+		m.CgSubs,
 		m.Flows,
 		m.Flows4,
 		m.Flowtab,
@@ -290,17 +433,40 @@ func (m *benchvarMaps) Close() error {
 //
 // It can be passed to loadBenchvarObjects or ebpf.CollectionSpec.LoadAndAssign.
 type benchvarVariables struct {
+	BvCount            *ebpf.Variable `ebpf:"bv_count"`
+	BvFrames           *ebpf.Variable `ebpf:"bv_frames"`
+	BvSaved            *ebpf.Variable `ebpf:"bv_saved"`
 	CfgBucketBits      *ebpf.Variable `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr     *ebpf.Variable `ebpf:"cfg_carrier_addr"`
+	CfgCgBlkBits       *ebpf.Variable `ebpf:"cfg_cg_blk_bits"`
+	CfgCgFilter        *ebpf.Variable `ebpf:"cfg_cg_filter"`
+	CfgCgGw            *ebpf.Variable `ebpf:"cfg_cg_gw"`
+	CfgCgInNet         *ebpf.Variable `ebpf:"cfg_cg_in_net"`
+	CfgCgNblk          *ebpf.Variable `ebpf:"cfg_cg_nblk"`
+	CfgCgPool          *ebpf.Variable `ebpf:"cfg_cg_pool"`
+	CfgCgPoolN         *ebpf.Variable `ebpf:"cfg_cg_pool_n"`
+	CfgCgPortLo        *ebpf.Variable `ebpf:"cfg_cg_port_lo"`
+	CfgCgRefuseDepthNs *ebpf.Variable `ebpf:"cfg_cg_refuse_depth_ns"`
+	CfgCgRefuseNs      *ebpf.Variable `ebpf:"cfg_cg_refuse_ns"`
+	CfgCgSubs          *ebpf.Variable `ebpf:"cfg_cg_subs"`
+	CfgCgWarn          *ebpf.Variable `ebpf:"cfg_cg_warn"`
 	CfgMissDepthNs     *ebpf.Variable `ebpf:"cfg_miss_depth_ns"`
 	CfgMissNs          *ebpf.Variable `ebpf:"cfg_miss_ns"`
 	CfgPortHi          *ebpf.Variable `ebpf:"cfg_port_hi"`
 	CfgPortLo          *ebpf.Variable `ebpf:"cfg_port_lo"`
 	CfgSeed            *ebpf.Variable `ebpf:"cfg_seed"`
+	SwCgEpoch          *ebpf.Variable `ebpf:"sw_cg_epoch"`
 	SwFib              *ebpf.Variable `ebpf:"sw_fib"`
 	SwLanV4            *ebpf.Variable `ebpf:"sw_lan_v4"`
 	UnusedAction       *ebpf.Variable `ebpf:"unused_action"`
 	UnusedCarrierSlot  *ebpf.Variable `ebpf:"unused_carrier_slot"`
+	UnusedCgBlock      *ebpf.Variable `ebpf:"unused_cg_block"`
+	UnusedCgEvent      *ebpf.Variable `ebpf:"unused_cg_event"`
+	UnusedCgIn         *ebpf.Variable `ebpf:"unused_cg_in"`
+	UnusedCgKey        *ebpf.Variable `ebpf:"unused_cg_key"`
+	UnusedCgOut        *ebpf.Variable `ebpf:"unused_cg_out"`
+	UnusedCgPerm       *ebpf.Variable `ebpf:"unused_cg_perm"`
+	UnusedCgSub        *ebpf.Variable `ebpf:"unused_cg_sub"`
 	UnusedFlowBucket   *ebpf.Variable `ebpf:"unused_flow_bucket"`
 	UnusedFlowEntry    *ebpf.Variable `ebpf:"unused_flow_entry"`
 	UnusedFlowKey      *ebpf.Variable `ebpf:"unused_flow_key"`
@@ -317,6 +483,12 @@ type benchvarVariables struct {
 type benchvarPrograms struct {
 	BenchLookup       *ebpf.Program `ebpf:"bench_lookup"`
 	BvAdjust          *ebpf.Program `ebpf:"bv_adjust"`
+	BvCgAgain         *ebpf.Program `ebpf:"bv_cg_again"`
+	BvCgAgainExt      *ebpf.Program `ebpf:"bv_cg_again_ext"`
+	BvCgAgainSub      *ebpf.Program `ebpf:"bv_cg_again_sub"`
+	BvCgFresh         *ebpf.Program `ebpf:"bv_cg_fresh"`
+	BvCgNew           *ebpf.Program `ebpf:"bv_cg_new"`
+	BvCgPair          *ebpf.Program `ebpf:"bv_cg_pair"`
 	BvHash16          *ebpf.Program `ebpf:"bv_hash16"`
 	BvHash40          *ebpf.Program `ebpf:"bv_hash40"`
 	BvHash40Shared    *ebpf.Program `ebpf:"bv_hash40_shared"`
@@ -324,9 +496,12 @@ type benchvarPrograms struct {
 	BvLookup          *ebpf.Program `ebpf:"bv_lookup"`
 	BvParse           *ebpf.Program `ebpf:"bv_parse"`
 	BvRelayUnfiltered *ebpf.Program `ebpf:"bv_relay_unfiltered"`
+	BvSwap            *ebpf.Program `ebpf:"bv_swap"`
+	BvSwapExt         *ebpf.Program `ebpf:"bv_swap_ext"`
 	EdgeLan           *ebpf.Program `ebpf:"edge_lan"`
 	EdgeWan           *ebpf.Program `ebpf:"edge_wan"`
 	RelayExt          *ebpf.Program `ebpf:"relay_ext"`
+	RelaySub          *ebpf.Program `ebpf:"relay_sub"`
 	XdpPass           *ebpf.Program `ebpf:"xdp_pass"`
 }
 
@@ -334,6 +509,12 @@ func (p *benchvarPrograms) Close() error {
 	return _BenchvarClose(
 		p.BenchLookup,
 		p.BvAdjust,
+		p.BvCgAgain,
+		p.BvCgAgainExt,
+		p.BvCgAgainSub,
+		p.BvCgFresh,
+		p.BvCgNew,
+		p.BvCgPair,
 		p.BvHash16,
 		p.BvHash40,
 		p.BvHash40Shared,
@@ -341,9 +522,12 @@ func (p *benchvarPrograms) Close() error {
 		p.BvLookup,
 		p.BvParse,
 		p.BvRelayUnfiltered,
+		p.BvSwap,
+		p.BvSwapExt,
 		p.EdgeLan,
 		p.EdgeWan,
 		p.RelayExt,
+		p.RelaySub,
 		p.XdpPass,
 	)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/unmap-dev/unmap/session/cgnat"
 	"github.com/unmap-dev/unmap/session/xlat"
 )
 
@@ -16,8 +17,11 @@ import (
 type Datapath struct {
 	objs datapathObjects
 	cfg  xlat.Config
-	tab  *flowTable
-	mu   sync.Mutex // serializes writes of carrier slots and the flow table
+	cg   cgnat.Config // the relay's CGNAT, if any (cgnat.go)
+	// cgBlocks is cg_blocks mapped, where ports go back (cgnat.go).
+	cgBlocks []byte
+	tab      *flowTable
+	mu       sync.Mutex // serializes writes of carrier slots and the flow table
 }
 
 // Options tune loading; the zero value is fine.
@@ -41,6 +45,18 @@ type Options struct {
 	// NoMissLimit lifts that bound: for tests that compare the programs
 	// with the reference model, which has no clock.
 	NoMissLimit bool
+	// CGNAT configures the relay's CGNAT for its subscribers (relay_sub,
+	// and the pool's ports on relay_ext); the zero value is none.
+	CGNAT cgnat.Config
+	// CGNATMappings sizes the CGNAT's mapping hash and the filters'
+	// permissions; 0 is DefaultCGNATMappings.
+	CGNATMappings uint32
+	// RefuseRate and RefuseBurst bound the CGNAT's admin-prohibited
+	// answers, for the relay as a whole; 0 is DefaultRefuseRate,
+	// DefaultRefuseBurst. NoRefuseLimit lifts the bound (the model has no
+	// clock).
+	RefuseRate, RefuseBurst uint32
+	NoRefuseLimit           bool
 }
 
 // Load validates cfg, writes it into the programs' load-time constants and
@@ -72,7 +88,7 @@ func Load(cfg xlat.Config, opts Options) (*Datapath, error) {
 		}
 		copts = &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: opts.PinPath}}
 	}
-	d := &Datapath{cfg: cfg}
+	d := &Datapath{cfg: cfg, cg: opts.CGNAT}
 	if err := spec.LoadAndAssign(&d.objs, copts); err != nil {
 		if errors.Is(err, ebpf.ErrMapIncompatible) {
 			return nil, incompatible(opts.PinPath, err)
@@ -81,6 +97,9 @@ func Load(cfg xlat.Config, opts Options) (*Datapath, error) {
 	}
 	if err := d.openTable(ts); err != nil {
 		return nil, errors.Join(err, d.objs.Close())
+	}
+	if err := d.openBlocks(); err != nil {
+		return nil, errors.Join(err, d.tab.close(), d.objs.Close())
 	}
 	return d, nil
 }
@@ -136,6 +155,9 @@ func configure(spec *ebpf.CollectionSpec, cfg xlat.Config, opts Options, seed *t
 			return ts, fmt.Errorf("set %s: %w", name, err)
 		}
 	}
+	if err := configureCGNAT(spec, opts); err != nil {
+		return ts, err
+	}
 	spec.Maps[datapathMapCarriers].MaxEntries = slotCount(cfg)
 	spec.Maps[datapathMapFlowtab].MaxEntries = ts.buckets
 	if opts.MaxFlows != 0 {
@@ -186,7 +208,9 @@ func (d *Datapath) openTable(ts tableSpec) error {
 }
 
 // Close releases the programs and maps (attached links stay until closed).
-func (d *Datapath) Close() error { return errors.Join(d.tab.close(), d.objs.Close()) }
+func (d *Datapath) Close() error {
+	return errors.Join(d.tab.close(), d.closeBlocks(), d.objs.Close())
+}
 
 // Program returns the entry program for a role.
 func (d *Datapath) Program(r xlat.Role) *ebpf.Program {
@@ -197,6 +221,8 @@ func (d *Datapath) Program(r xlat.Role) *ebpf.Program {
 		return d.objs.EdgeWan
 	case xlat.RoleRelayExt:
 		return d.objs.RelayExt
+	case xlat.RoleRelaySub:
+		return d.objs.RelaySub
 	}
 	return nil
 }

@@ -33,6 +33,67 @@ type datapathCarrierSlot struct {
 	E     datapathFlowEntry
 }
 
+type datapathCgBlock struct {
+	_    structs.HostLayout
+	Bits [3][8]uint64
+	Used [3]uint32
+	Hint [3]uint32
+	Addr uint32
+	Base uint16
+	Pad  uint16
+}
+
+type datapathCgEvent struct {
+	_     structs.HostLayout
+	Sub   uint32
+	Block uint32
+	Used  uint32
+	Kind  uint8
+	Plane uint8
+	Pad   uint16
+}
+
+type datapathCgIn struct {
+	_     structs.HostLayout
+	Addr  uint32
+	Port  uint16
+	Flags uint8
+	Tcp   uint8
+}
+
+type datapathCgKey struct {
+	_     structs.HostLayout
+	Addr  uint32
+	Port  uint16
+	Proto uint8
+	Pad   uint8
+}
+
+type datapathCgOut struct {
+	_     structs.HostLayout
+	Addr  uint32
+	Port  uint16
+	Epoch uint16
+}
+
+type datapathCgPerm struct {
+	_     structs.HostLayout
+	Pub   uint32
+	Pport uint16
+	Proto uint8
+	Pad   uint8
+	Raddr uint32
+	Rport uint16
+	Pad2  uint16
+}
+
+type datapathCgSub struct {
+	_       structs.HostLayout
+	Block   [4]uint32
+	Nblocks uint32
+	Spent   uint32
+}
+
 type datapathFlowBucket struct {
 	_     structs.HostLayout
 	W     [4]datapathFlowWay
@@ -142,7 +203,17 @@ const (
 	datapathReasonREASON_DROP_MARTIAN_OWN         datapathReason = 31
 	datapathReasonREASON_DROP_MARTIAN_SITE        datapathReason = 32
 	datapathReasonREASON_DROP_MARTIAN_DST         datapathReason = 33
-	datapathReasonREASON_MAX                      datapathReason = 34
+	datapathReasonREASON_CGNAT_NO_BLOCK           datapathReason = 34
+	datapathReasonREASON_CGNAT_REFUSED            datapathReason = 35
+	datapathReasonREASON_DROP_CGNAT_REFUSED_RATE  datapathReason = 36
+	datapathReasonREASON_DROP_CGNAT_SOURCE        datapathReason = 37
+	datapathReasonREASON_DROP_CGNAT_PROTO         datapathReason = 38
+	datapathReasonREASON_DROP_CGNAT_FRAGMENT      datapathReason = 39
+	datapathReasonREASON_DROP_CGNAT_OPTIONS       datapathReason = 40
+	datapathReasonREASON_DROP_CGNAT_NOT_SYN       datapathReason = 41
+	datapathReasonREASON_DROP_CGNAT_NO_MAPPING    datapathReason = 42
+	datapathReasonREASON_DROP_CGNAT_FILTERED      datapathReason = 43
+	datapathReasonREASON_MAX                      datapathReason = 44
 )
 
 type datapathRole uint32
@@ -151,6 +222,7 @@ const (
 	datapathRoleROLE_EDGE_LAN  datapathRole = 0
 	datapathRoleROLE_EDGE_WAN  datapathRole = 1
 	datapathRoleROLE_RELAY_EXT datapathRole = 2
+	datapathRoleROLE_RELAY_SUB datapathRole = 3
 )
 
 // Names of all BPF objects in the ELF.
@@ -158,6 +230,13 @@ const (
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	datapathMapCarriers           = "carriers"
+	datapathMapCgBlocks           = "cg_blocks"
+	datapathMapCgEvents           = "cg_events"
+	datapathMapCgMappings         = "cg_mappings"
+	datapathMapCgPerms            = "cg_perms"
+	datapathMapCgRefuseAt         = "cg_refuse_at"
+	datapathMapCgSlots            = "cg_slots"
+	datapathMapCgSubs             = "cg_subs"
 	datapathMapFlows              = "flows"
 	datapathMapFlows4             = "flows4"
 	datapathMapFlowtab            = "flowtab"
@@ -172,18 +251,39 @@ const (
 	datapathProgEdgeLan           = "edge_lan"
 	datapathProgEdgeWan           = "edge_wan"
 	datapathProgRelayExt          = "relay_ext"
+	datapathProgRelaySub          = "relay_sub"
 	datapathProgXdpPass           = "xdp_pass"
 	datapathVarCfgBucketBits      = "cfg_bucket_bits"
 	datapathVarCfgCarrierAddr     = "cfg_carrier_addr"
+	datapathVarCfgCgBlkBits       = "cfg_cg_blk_bits"
+	datapathVarCfgCgFilter        = "cfg_cg_filter"
+	datapathVarCfgCgGw            = "cfg_cg_gw"
+	datapathVarCfgCgInNet         = "cfg_cg_in_net"
+	datapathVarCfgCgNblk          = "cfg_cg_nblk"
+	datapathVarCfgCgPool          = "cfg_cg_pool"
+	datapathVarCfgCgPoolN         = "cfg_cg_pool_n"
+	datapathVarCfgCgPortLo        = "cfg_cg_port_lo"
+	datapathVarCfgCgRefuseDepthNs = "cfg_cg_refuse_depth_ns"
+	datapathVarCfgCgRefuseNs      = "cfg_cg_refuse_ns"
+	datapathVarCfgCgSubs          = "cfg_cg_subs"
+	datapathVarCfgCgWarn          = "cfg_cg_warn"
 	datapathVarCfgMissDepthNs     = "cfg_miss_depth_ns"
 	datapathVarCfgMissNs          = "cfg_miss_ns"
 	datapathVarCfgPortHi          = "cfg_port_hi"
 	datapathVarCfgPortLo          = "cfg_port_lo"
 	datapathVarCfgSeed            = "cfg_seed"
+	datapathVarSwCgEpoch          = "sw_cg_epoch"
 	datapathVarSwFib              = "sw_fib"
 	datapathVarSwLanV4            = "sw_lan_v4"
 	datapathVarUnusedAction       = "unused_action"
 	datapathVarUnusedCarrierSlot  = "unused_carrier_slot"
+	datapathVarUnusedCgBlock      = "unused_cg_block"
+	datapathVarUnusedCgEvent      = "unused_cg_event"
+	datapathVarUnusedCgIn         = "unused_cg_in"
+	datapathVarUnusedCgKey        = "unused_cg_key"
+	datapathVarUnusedCgOut        = "unused_cg_out"
+	datapathVarUnusedCgPerm       = "unused_cg_perm"
+	datapathVarUnusedCgSub        = "unused_cg_sub"
 	datapathVarUnusedFlowBucket   = "unused_flow_bucket"
 	datapathVarUnusedFlowEntry    = "unused_flow_entry"
 	datapathVarUnusedFlowKey      = "unused_flow_key"
@@ -240,6 +340,7 @@ type datapathProgramSpecs struct {
 	EdgeLan     *ebpf.ProgramSpec `ebpf:"edge_lan"`
 	EdgeWan     *ebpf.ProgramSpec `ebpf:"edge_wan"`
 	RelayExt    *ebpf.ProgramSpec `ebpf:"relay_ext"`
+	RelaySub    *ebpf.ProgramSpec `ebpf:"relay_sub"`
 	XdpPass     *ebpf.ProgramSpec `ebpf:"xdp_pass"`
 }
 
@@ -248,6 +349,13 @@ type datapathProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathMapSpecs struct {
 	Carriers     *ebpf.MapSpec `ebpf:"carriers"`
+	CgBlocks     *ebpf.MapSpec `ebpf:"cg_blocks"`
+	CgEvents     *ebpf.MapSpec `ebpf:"cg_events"`
+	CgMappings   *ebpf.MapSpec `ebpf:"cg_mappings"`
+	CgPerms      *ebpf.MapSpec `ebpf:"cg_perms"`
+	CgRefuseAt   *ebpf.MapSpec `ebpf:"cg_refuse_at"`
+	CgSlots      *ebpf.MapSpec `ebpf:"cg_slots"`
+	CgSubs       *ebpf.MapSpec `ebpf:"cg_subs"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
 	Flows4       *ebpf.MapSpec `ebpf:"flows4"`
 	Flowtab      *ebpf.MapSpec `ebpf:"flowtab"`
@@ -266,15 +374,35 @@ type datapathMapSpecs struct {
 type datapathVariableSpecs struct {
 	CfgBucketBits      *ebpf.VariableSpec `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr     *ebpf.VariableSpec `ebpf:"cfg_carrier_addr"`
+	CfgCgBlkBits       *ebpf.VariableSpec `ebpf:"cfg_cg_blk_bits"`
+	CfgCgFilter        *ebpf.VariableSpec `ebpf:"cfg_cg_filter"`
+	CfgCgGw            *ebpf.VariableSpec `ebpf:"cfg_cg_gw"`
+	CfgCgInNet         *ebpf.VariableSpec `ebpf:"cfg_cg_in_net"`
+	CfgCgNblk          *ebpf.VariableSpec `ebpf:"cfg_cg_nblk"`
+	CfgCgPool          *ebpf.VariableSpec `ebpf:"cfg_cg_pool"`
+	CfgCgPoolN         *ebpf.VariableSpec `ebpf:"cfg_cg_pool_n"`
+	CfgCgPortLo        *ebpf.VariableSpec `ebpf:"cfg_cg_port_lo"`
+	CfgCgRefuseDepthNs *ebpf.VariableSpec `ebpf:"cfg_cg_refuse_depth_ns"`
+	CfgCgRefuseNs      *ebpf.VariableSpec `ebpf:"cfg_cg_refuse_ns"`
+	CfgCgSubs          *ebpf.VariableSpec `ebpf:"cfg_cg_subs"`
+	CfgCgWarn          *ebpf.VariableSpec `ebpf:"cfg_cg_warn"`
 	CfgMissDepthNs     *ebpf.VariableSpec `ebpf:"cfg_miss_depth_ns"`
 	CfgMissNs          *ebpf.VariableSpec `ebpf:"cfg_miss_ns"`
 	CfgPortHi          *ebpf.VariableSpec `ebpf:"cfg_port_hi"`
 	CfgPortLo          *ebpf.VariableSpec `ebpf:"cfg_port_lo"`
 	CfgSeed            *ebpf.VariableSpec `ebpf:"cfg_seed"`
+	SwCgEpoch          *ebpf.VariableSpec `ebpf:"sw_cg_epoch"`
 	SwFib              *ebpf.VariableSpec `ebpf:"sw_fib"`
 	SwLanV4            *ebpf.VariableSpec `ebpf:"sw_lan_v4"`
 	UnusedAction       *ebpf.VariableSpec `ebpf:"unused_action"`
 	UnusedCarrierSlot  *ebpf.VariableSpec `ebpf:"unused_carrier_slot"`
+	UnusedCgBlock      *ebpf.VariableSpec `ebpf:"unused_cg_block"`
+	UnusedCgEvent      *ebpf.VariableSpec `ebpf:"unused_cg_event"`
+	UnusedCgIn         *ebpf.VariableSpec `ebpf:"unused_cg_in"`
+	UnusedCgKey        *ebpf.VariableSpec `ebpf:"unused_cg_key"`
+	UnusedCgOut        *ebpf.VariableSpec `ebpf:"unused_cg_out"`
+	UnusedCgPerm       *ebpf.VariableSpec `ebpf:"unused_cg_perm"`
+	UnusedCgSub        *ebpf.VariableSpec `ebpf:"unused_cg_sub"`
 	UnusedFlowBucket   *ebpf.VariableSpec `ebpf:"unused_flow_bucket"`
 	UnusedFlowEntry    *ebpf.VariableSpec `ebpf:"unused_flow_entry"`
 	UnusedFlowKey      *ebpf.VariableSpec `ebpf:"unused_flow_key"`
@@ -306,6 +434,13 @@ func (o *datapathObjects) Close() error {
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathMaps struct {
 	Carriers     *ebpf.Map `ebpf:"carriers"`
+	CgBlocks     *ebpf.Map `ebpf:"cg_blocks"`
+	CgEvents     *ebpf.Map `ebpf:"cg_events"`
+	CgMappings   *ebpf.Map `ebpf:"cg_mappings"`
+	CgPerms      *ebpf.Map `ebpf:"cg_perms"`
+	CgRefuseAt   *ebpf.Map `ebpf:"cg_refuse_at"`
+	CgSlots      *ebpf.Map `ebpf:"cg_slots"`
+	CgSubs       *ebpf.Map `ebpf:"cg_subs"`
 	Flows        *ebpf.Map `ebpf:"flows"`
 	Flows4       *ebpf.Map `ebpf:"flows4"`
 	Flowtab      *ebpf.Map `ebpf:"flowtab"`
@@ -321,6 +456,13 @@ type datapathMaps struct {
 func (m *datapathMaps) Close() error {
 	return _DatapathClose(
 		m.Carriers,
+		m.CgBlocks,
+		m.CgEvents,
+		m.CgMappings,
+		m.CgPerms,
+		m.CgRefuseAt,
+		m.CgSlots,
+		m.CgSubs,
 		m.Flows,
 		m.Flows4,
 		m.Flowtab,
@@ -340,15 +482,35 @@ func (m *datapathMaps) Close() error {
 type datapathVariables struct {
 	CfgBucketBits      *ebpf.Variable `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr     *ebpf.Variable `ebpf:"cfg_carrier_addr"`
+	CfgCgBlkBits       *ebpf.Variable `ebpf:"cfg_cg_blk_bits"`
+	CfgCgFilter        *ebpf.Variable `ebpf:"cfg_cg_filter"`
+	CfgCgGw            *ebpf.Variable `ebpf:"cfg_cg_gw"`
+	CfgCgInNet         *ebpf.Variable `ebpf:"cfg_cg_in_net"`
+	CfgCgNblk          *ebpf.Variable `ebpf:"cfg_cg_nblk"`
+	CfgCgPool          *ebpf.Variable `ebpf:"cfg_cg_pool"`
+	CfgCgPoolN         *ebpf.Variable `ebpf:"cfg_cg_pool_n"`
+	CfgCgPortLo        *ebpf.Variable `ebpf:"cfg_cg_port_lo"`
+	CfgCgRefuseDepthNs *ebpf.Variable `ebpf:"cfg_cg_refuse_depth_ns"`
+	CfgCgRefuseNs      *ebpf.Variable `ebpf:"cfg_cg_refuse_ns"`
+	CfgCgSubs          *ebpf.Variable `ebpf:"cfg_cg_subs"`
+	CfgCgWarn          *ebpf.Variable `ebpf:"cfg_cg_warn"`
 	CfgMissDepthNs     *ebpf.Variable `ebpf:"cfg_miss_depth_ns"`
 	CfgMissNs          *ebpf.Variable `ebpf:"cfg_miss_ns"`
 	CfgPortHi          *ebpf.Variable `ebpf:"cfg_port_hi"`
 	CfgPortLo          *ebpf.Variable `ebpf:"cfg_port_lo"`
 	CfgSeed            *ebpf.Variable `ebpf:"cfg_seed"`
+	SwCgEpoch          *ebpf.Variable `ebpf:"sw_cg_epoch"`
 	SwFib              *ebpf.Variable `ebpf:"sw_fib"`
 	SwLanV4            *ebpf.Variable `ebpf:"sw_lan_v4"`
 	UnusedAction       *ebpf.Variable `ebpf:"unused_action"`
 	UnusedCarrierSlot  *ebpf.Variable `ebpf:"unused_carrier_slot"`
+	UnusedCgBlock      *ebpf.Variable `ebpf:"unused_cg_block"`
+	UnusedCgEvent      *ebpf.Variable `ebpf:"unused_cg_event"`
+	UnusedCgIn         *ebpf.Variable `ebpf:"unused_cg_in"`
+	UnusedCgKey        *ebpf.Variable `ebpf:"unused_cg_key"`
+	UnusedCgOut        *ebpf.Variable `ebpf:"unused_cg_out"`
+	UnusedCgPerm       *ebpf.Variable `ebpf:"unused_cg_perm"`
+	UnusedCgSub        *ebpf.Variable `ebpf:"unused_cg_sub"`
 	UnusedFlowBucket   *ebpf.Variable `ebpf:"unused_flow_bucket"`
 	UnusedFlowEntry    *ebpf.Variable `ebpf:"unused_flow_entry"`
 	UnusedFlowKey      *ebpf.Variable `ebpf:"unused_flow_key"`
@@ -367,6 +529,7 @@ type datapathPrograms struct {
 	EdgeLan     *ebpf.Program `ebpf:"edge_lan"`
 	EdgeWan     *ebpf.Program `ebpf:"edge_wan"`
 	RelayExt    *ebpf.Program `ebpf:"relay_ext"`
+	RelaySub    *ebpf.Program `ebpf:"relay_sub"`
 	XdpPass     *ebpf.Program `ebpf:"xdp_pass"`
 }
 
@@ -376,6 +539,7 @@ func (p *datapathPrograms) Close() error {
 		p.EdgeLan,
 		p.EdgeWan,
 		p.RelayExt,
+		p.RelaySub,
 		p.XdpPass,
 	)
 }

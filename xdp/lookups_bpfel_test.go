@@ -22,6 +22,57 @@ type lookupsCarrierSlot struct {
 	E     lookupsFlowEntry
 }
 
+type lookupsCgBlock struct {
+	_    structs.HostLayout
+	Bits [3][8]uint64
+	Used [3]uint32
+	Hint [3]uint32
+	Addr uint32
+	Base uint16
+	Pad  uint16
+}
+
+type lookupsCgIn struct {
+	_     structs.HostLayout
+	Addr  uint32
+	Port  uint16
+	Flags uint8
+	Tcp   uint8
+}
+
+type lookupsCgKey struct {
+	_     structs.HostLayout
+	Addr  uint32
+	Port  uint16
+	Proto uint8
+	Pad   uint8
+}
+
+type lookupsCgOut struct {
+	_     structs.HostLayout
+	Addr  uint32
+	Port  uint16
+	Epoch uint16
+}
+
+type lookupsCgPerm struct {
+	_     structs.HostLayout
+	Pub   uint32
+	Pport uint16
+	Proto uint8
+	Pad   uint8
+	Raddr uint32
+	Rport uint16
+	Pad2  uint16
+}
+
+type lookupsCgSub struct {
+	_       structs.HostLayout
+	Block   [4]uint32
+	Nblocks uint32
+	Spent   uint32
+}
+
 type lookupsFlowBucket struct {
 	_ structs.HostLayout
 	W [4]struct {
@@ -86,6 +137,13 @@ type lookupsMissSrc struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	lookupsMapCarriers           = "carriers"
+	lookupsMapCgBlocks           = "cg_blocks"
+	lookupsMapCgEvents           = "cg_events"
+	lookupsMapCgMappings         = "cg_mappings"
+	lookupsMapCgPerms            = "cg_perms"
+	lookupsMapCgRefuseAt         = "cg_refuse_at"
+	lookupsMapCgSlots            = "cg_slots"
+	lookupsMapCgSubs             = "cg_subs"
 	lookupsMapFlows              = "flows"
 	lookupsMapFlows4             = "flows4"
 	lookupsMapFlowtab            = "flowtab"
@@ -100,19 +158,40 @@ const (
 	lookupsProgEdgeLan           = "edge_lan"
 	lookupsProgEdgeWan           = "edge_wan"
 	lookupsProgRelayExt          = "relay_ext"
+	lookupsProgRelaySub          = "relay_sub"
 	lookupsProgXdpPass           = "xdp_pass"
 	lookupsVarCfgBucketBits      = "cfg_bucket_bits"
 	lookupsVarCfgCarrierAddr     = "cfg_carrier_addr"
+	lookupsVarCfgCgBlkBits       = "cfg_cg_blk_bits"
+	lookupsVarCfgCgFilter        = "cfg_cg_filter"
+	lookupsVarCfgCgGw            = "cfg_cg_gw"
+	lookupsVarCfgCgInNet         = "cfg_cg_in_net"
+	lookupsVarCfgCgNblk          = "cfg_cg_nblk"
+	lookupsVarCfgCgPool          = "cfg_cg_pool"
+	lookupsVarCfgCgPoolN         = "cfg_cg_pool_n"
+	lookupsVarCfgCgPortLo        = "cfg_cg_port_lo"
+	lookupsVarCfgCgRefuseDepthNs = "cfg_cg_refuse_depth_ns"
+	lookupsVarCfgCgRefuseNs      = "cfg_cg_refuse_ns"
+	lookupsVarCfgCgSubs          = "cfg_cg_subs"
+	lookupsVarCfgCgWarn          = "cfg_cg_warn"
 	lookupsVarCfgMissDepthNs     = "cfg_miss_depth_ns"
 	lookupsVarCfgMissNs          = "cfg_miss_ns"
 	lookupsVarCfgPortHi          = "cfg_port_hi"
 	lookupsVarCfgPortLo          = "cfg_port_lo"
 	lookupsVarCfgSeed            = "cfg_seed"
+	lookupsVarSwCgEpoch          = "sw_cg_epoch"
 	lookupsVarSwFib              = "sw_fib"
 	lookupsVarSwLanV4            = "sw_lan_v4"
 	lookupsVarUnmapLookups       = "unmap_lookups"
 	lookupsVarUnusedAction       = "unused_action"
 	lookupsVarUnusedCarrierSlot  = "unused_carrier_slot"
+	lookupsVarUnusedCgBlock      = "unused_cg_block"
+	lookupsVarUnusedCgEvent      = "unused_cg_event"
+	lookupsVarUnusedCgIn         = "unused_cg_in"
+	lookupsVarUnusedCgKey        = "unused_cg_key"
+	lookupsVarUnusedCgOut        = "unused_cg_out"
+	lookupsVarUnusedCgPerm       = "unused_cg_perm"
+	lookupsVarUnusedCgSub        = "unused_cg_sub"
 	lookupsVarUnusedFlowBucket   = "unused_flow_bucket"
 	lookupsVarUnusedFlowEntry    = "unused_flow_entry"
 	lookupsVarUnusedFlowKey      = "unused_flow_key"
@@ -169,6 +248,7 @@ type lookupsProgramSpecs struct {
 	EdgeLan     *ebpf.ProgramSpec `ebpf:"edge_lan"`
 	EdgeWan     *ebpf.ProgramSpec `ebpf:"edge_wan"`
 	RelayExt    *ebpf.ProgramSpec `ebpf:"relay_ext"`
+	RelaySub    *ebpf.ProgramSpec `ebpf:"relay_sub"`
 	XdpPass     *ebpf.ProgramSpec `ebpf:"xdp_pass"`
 }
 
@@ -177,6 +257,13 @@ type lookupsProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type lookupsMapSpecs struct {
 	Carriers     *ebpf.MapSpec `ebpf:"carriers"`
+	CgBlocks     *ebpf.MapSpec `ebpf:"cg_blocks"`
+	CgEvents     *ebpf.MapSpec `ebpf:"cg_events"`
+	CgMappings   *ebpf.MapSpec `ebpf:"cg_mappings"`
+	CgPerms      *ebpf.MapSpec `ebpf:"cg_perms"`
+	CgRefuseAt   *ebpf.MapSpec `ebpf:"cg_refuse_at"`
+	CgSlots      *ebpf.MapSpec `ebpf:"cg_slots"`
+	CgSubs       *ebpf.MapSpec `ebpf:"cg_subs"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
 	Flows4       *ebpf.MapSpec `ebpf:"flows4"`
 	Flowtab      *ebpf.MapSpec `ebpf:"flowtab"`
@@ -195,16 +282,36 @@ type lookupsMapSpecs struct {
 type lookupsVariableSpecs struct {
 	CfgBucketBits      *ebpf.VariableSpec `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr     *ebpf.VariableSpec `ebpf:"cfg_carrier_addr"`
+	CfgCgBlkBits       *ebpf.VariableSpec `ebpf:"cfg_cg_blk_bits"`
+	CfgCgFilter        *ebpf.VariableSpec `ebpf:"cfg_cg_filter"`
+	CfgCgGw            *ebpf.VariableSpec `ebpf:"cfg_cg_gw"`
+	CfgCgInNet         *ebpf.VariableSpec `ebpf:"cfg_cg_in_net"`
+	CfgCgNblk          *ebpf.VariableSpec `ebpf:"cfg_cg_nblk"`
+	CfgCgPool          *ebpf.VariableSpec `ebpf:"cfg_cg_pool"`
+	CfgCgPoolN         *ebpf.VariableSpec `ebpf:"cfg_cg_pool_n"`
+	CfgCgPortLo        *ebpf.VariableSpec `ebpf:"cfg_cg_port_lo"`
+	CfgCgRefuseDepthNs *ebpf.VariableSpec `ebpf:"cfg_cg_refuse_depth_ns"`
+	CfgCgRefuseNs      *ebpf.VariableSpec `ebpf:"cfg_cg_refuse_ns"`
+	CfgCgSubs          *ebpf.VariableSpec `ebpf:"cfg_cg_subs"`
+	CfgCgWarn          *ebpf.VariableSpec `ebpf:"cfg_cg_warn"`
 	CfgMissDepthNs     *ebpf.VariableSpec `ebpf:"cfg_miss_depth_ns"`
 	CfgMissNs          *ebpf.VariableSpec `ebpf:"cfg_miss_ns"`
 	CfgPortHi          *ebpf.VariableSpec `ebpf:"cfg_port_hi"`
 	CfgPortLo          *ebpf.VariableSpec `ebpf:"cfg_port_lo"`
 	CfgSeed            *ebpf.VariableSpec `ebpf:"cfg_seed"`
+	SwCgEpoch          *ebpf.VariableSpec `ebpf:"sw_cg_epoch"`
 	SwFib              *ebpf.VariableSpec `ebpf:"sw_fib"`
 	SwLanV4            *ebpf.VariableSpec `ebpf:"sw_lan_v4"`
 	UnmapLookups       *ebpf.VariableSpec `ebpf:"unmap_lookups"`
 	UnusedAction       *ebpf.VariableSpec `ebpf:"unused_action"`
 	UnusedCarrierSlot  *ebpf.VariableSpec `ebpf:"unused_carrier_slot"`
+	UnusedCgBlock      *ebpf.VariableSpec `ebpf:"unused_cg_block"`
+	UnusedCgEvent      *ebpf.VariableSpec `ebpf:"unused_cg_event"`
+	UnusedCgIn         *ebpf.VariableSpec `ebpf:"unused_cg_in"`
+	UnusedCgKey        *ebpf.VariableSpec `ebpf:"unused_cg_key"`
+	UnusedCgOut        *ebpf.VariableSpec `ebpf:"unused_cg_out"`
+	UnusedCgPerm       *ebpf.VariableSpec `ebpf:"unused_cg_perm"`
+	UnusedCgSub        *ebpf.VariableSpec `ebpf:"unused_cg_sub"`
 	UnusedFlowBucket   *ebpf.VariableSpec `ebpf:"unused_flow_bucket"`
 	UnusedFlowEntry    *ebpf.VariableSpec `ebpf:"unused_flow_entry"`
 	UnusedFlowKey      *ebpf.VariableSpec `ebpf:"unused_flow_key"`
@@ -236,6 +343,13 @@ func (o *lookupsObjects) Close() error {
 // It can be passed to loadLookupsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lookupsMaps struct {
 	Carriers     *ebpf.Map `ebpf:"carriers"`
+	CgBlocks     *ebpf.Map `ebpf:"cg_blocks"`
+	CgEvents     *ebpf.Map `ebpf:"cg_events"`
+	CgMappings   *ebpf.Map `ebpf:"cg_mappings"`
+	CgPerms      *ebpf.Map `ebpf:"cg_perms"`
+	CgRefuseAt   *ebpf.Map `ebpf:"cg_refuse_at"`
+	CgSlots      *ebpf.Map `ebpf:"cg_slots"`
+	CgSubs       *ebpf.Map `ebpf:"cg_subs"`
 	Flows        *ebpf.Map `ebpf:"flows"`
 	Flows4       *ebpf.Map `ebpf:"flows4"`
 	Flowtab      *ebpf.Map `ebpf:"flowtab"`
@@ -251,6 +365,13 @@ type lookupsMaps struct {
 func (m *lookupsMaps) Close() error {
 	return _LookupsClose(
 		m.Carriers,
+		m.CgBlocks,
+		m.CgEvents,
+		m.CgMappings,
+		m.CgPerms,
+		m.CgRefuseAt,
+		m.CgSlots,
+		m.CgSubs,
 		m.Flows,
 		m.Flows4,
 		m.Flowtab,
@@ -270,16 +391,36 @@ func (m *lookupsMaps) Close() error {
 type lookupsVariables struct {
 	CfgBucketBits      *ebpf.Variable `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr     *ebpf.Variable `ebpf:"cfg_carrier_addr"`
+	CfgCgBlkBits       *ebpf.Variable `ebpf:"cfg_cg_blk_bits"`
+	CfgCgFilter        *ebpf.Variable `ebpf:"cfg_cg_filter"`
+	CfgCgGw            *ebpf.Variable `ebpf:"cfg_cg_gw"`
+	CfgCgInNet         *ebpf.Variable `ebpf:"cfg_cg_in_net"`
+	CfgCgNblk          *ebpf.Variable `ebpf:"cfg_cg_nblk"`
+	CfgCgPool          *ebpf.Variable `ebpf:"cfg_cg_pool"`
+	CfgCgPoolN         *ebpf.Variable `ebpf:"cfg_cg_pool_n"`
+	CfgCgPortLo        *ebpf.Variable `ebpf:"cfg_cg_port_lo"`
+	CfgCgRefuseDepthNs *ebpf.Variable `ebpf:"cfg_cg_refuse_depth_ns"`
+	CfgCgRefuseNs      *ebpf.Variable `ebpf:"cfg_cg_refuse_ns"`
+	CfgCgSubs          *ebpf.Variable `ebpf:"cfg_cg_subs"`
+	CfgCgWarn          *ebpf.Variable `ebpf:"cfg_cg_warn"`
 	CfgMissDepthNs     *ebpf.Variable `ebpf:"cfg_miss_depth_ns"`
 	CfgMissNs          *ebpf.Variable `ebpf:"cfg_miss_ns"`
 	CfgPortHi          *ebpf.Variable `ebpf:"cfg_port_hi"`
 	CfgPortLo          *ebpf.Variable `ebpf:"cfg_port_lo"`
 	CfgSeed            *ebpf.Variable `ebpf:"cfg_seed"`
+	SwCgEpoch          *ebpf.Variable `ebpf:"sw_cg_epoch"`
 	SwFib              *ebpf.Variable `ebpf:"sw_fib"`
 	SwLanV4            *ebpf.Variable `ebpf:"sw_lan_v4"`
 	UnmapLookups       *ebpf.Variable `ebpf:"unmap_lookups"`
 	UnusedAction       *ebpf.Variable `ebpf:"unused_action"`
 	UnusedCarrierSlot  *ebpf.Variable `ebpf:"unused_carrier_slot"`
+	UnusedCgBlock      *ebpf.Variable `ebpf:"unused_cg_block"`
+	UnusedCgEvent      *ebpf.Variable `ebpf:"unused_cg_event"`
+	UnusedCgIn         *ebpf.Variable `ebpf:"unused_cg_in"`
+	UnusedCgKey        *ebpf.Variable `ebpf:"unused_cg_key"`
+	UnusedCgOut        *ebpf.Variable `ebpf:"unused_cg_out"`
+	UnusedCgPerm       *ebpf.Variable `ebpf:"unused_cg_perm"`
+	UnusedCgSub        *ebpf.Variable `ebpf:"unused_cg_sub"`
 	UnusedFlowBucket   *ebpf.Variable `ebpf:"unused_flow_bucket"`
 	UnusedFlowEntry    *ebpf.Variable `ebpf:"unused_flow_entry"`
 	UnusedFlowKey      *ebpf.Variable `ebpf:"unused_flow_key"`
@@ -298,6 +439,7 @@ type lookupsPrograms struct {
 	EdgeLan     *ebpf.Program `ebpf:"edge_lan"`
 	EdgeWan     *ebpf.Program `ebpf:"edge_wan"`
 	RelayExt    *ebpf.Program `ebpf:"relay_ext"`
+	RelaySub    *ebpf.Program `ebpf:"relay_sub"`
 	XdpPass     *ebpf.Program `ebpf:"xdp_pass"`
 }
 
@@ -307,6 +449,7 @@ func (p *lookupsPrograms) Close() error {
 		p.EdgeLan,
 		p.EdgeWan,
 		p.RelayExt,
+		p.RelaySub,
 		p.XdpPass,
 	)
 }

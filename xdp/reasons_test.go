@@ -71,7 +71,7 @@ func TestActionsAndRolesMatchC(t *testing.T) {
 	}
 	for c, g := range map[datapathRole]xlat.Role{
 		datapathRoleROLE_EDGE_LAN: xlat.RoleEdgeLAN, datapathRoleROLE_EDGE_WAN: xlat.RoleEdgeWAN,
-		datapathRoleROLE_RELAY_EXT: xlat.RoleRelayExt,
+		datapathRoleROLE_RELAY_EXT: xlat.RoleRelayExt, datapathRoleROLE_RELAY_SUB: xlat.RoleRelaySub,
 	} {
 		if uint32(c) != uint32(g) {
 			t.Errorf("C role %d is Go %d (%v)", c, g, g)

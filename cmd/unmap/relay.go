@@ -78,5 +78,6 @@ start takes them back as the edges replay them. A stop keeps the pins;
 	f.StringVar(&over.Listen, "listen", "", "override listen (addr:port)")
 	f.StringVar(&over.Interface, "interface", "", "override interface")
 	f.StringVar(&over.CarrierPorts, "carrier-ports", "", "override carrier_ports")
+	cmd.AddCommand(newRelayLookupCmd())
 	return cmd
 }

@@ -45,6 +45,16 @@ const (
 	ReasonDropMartianOwn                       // source is this end's carrier address (relay: or one of its own)
 	ReasonDropMartianSite                      // relay: source inside a site's prefix or public IPv4
 	ReasonDropMartianDst                       // destination no wire may carry
+	ReasonCGNATNoBlock                         // subscriber: new mapping, no free port in its blocks: to the agent (session/cgnat)
+	ReasonCGNATRefused                         // subscriber: new mapping, quota or pool spent: answered ICMP admin-prohibited (XDP_TX)
+	ReasonDropCGNATRefusedRate                 // the same over the answers' rate bound (the datapath's, not modelled: no clock)
+	ReasonDropCGNATSource                      // subscriber interface: source outside the inside prefix
+	ReasonDropCGNATProto                       // subscriber: not TCP, UDP, echo request or an error the CGNAT rewrites
+	ReasonDropCGNATFragment                    // IPv4 fragment from a subscriber or to the pool
+	ReasonDropCGNATOptions                     // IPv4 options from a subscriber
+	ReasonDropCGNATNotSYN                      // subscriber: TCP without a mapping, not a SYN
+	ReasonDropCGNATNoMapping                   // to a pool port no mapping holds; from a subscriber: echo reply or error without one
+	ReasonDropCGNATFiltered                    // inbound, refused by the address(-and-port)-dependent filter
 	NumReasons                                 // number of reasons (not a reason)
 )
 
@@ -90,6 +100,16 @@ var reasonTable = [NumReasons]struct {
 	ReasonDropMartianOwn:         {"drop-martian-own", Drop},
 	ReasonDropMartianSite:        {"drop-martian-site", Drop},
 	ReasonDropMartianDst:         {"drop-martian-dst", Drop},
+	ReasonCGNATNoBlock:           {"cgnat-no-block", Drop},
+	ReasonCGNATRefused:           {"cgnat-refused", TX},
+	ReasonDropCGNATRefusedRate:   {"drop-cgnat-refused-rate", Drop},
+	ReasonDropCGNATSource:        {"drop-cgnat-source", Drop},
+	ReasonDropCGNATProto:         {"drop-cgnat-proto", Drop},
+	ReasonDropCGNATFragment:      {"drop-cgnat-fragment", Drop},
+	ReasonDropCGNATOptions:       {"drop-cgnat-options", Drop},
+	ReasonDropCGNATNotSYN:        {"drop-cgnat-not-syn", Drop},
+	ReasonDropCGNATNoMapping:     {"drop-cgnat-no-mapping", Drop},
+	ReasonDropCGNATFiltered:      {"drop-cgnat-filtered", Drop},
 }
 
 func (r Reason) String() string {
@@ -113,5 +133,5 @@ func (r Reason) Verdict() Verdict {
 // ToAgent reports whether the datapath hands packets of reason r to the
 // agent through the misses ring (Result.Miss holds their bytes).
 func (r Reason) ToAgent() bool {
-	return r == ReasonMiss || r == ReasonICMPErrToAgent || r == ReasonTTLToAgent
+	return r == ReasonMiss || r == ReasonICMPErrToAgent || r == ReasonTTLToAgent || r == ReasonCGNATNoBlock
 }

@@ -14,6 +14,7 @@ const (
 	RoleEdgeLAN  Role = iota // edge, site side: flows to carriers
 	RoleEdgeWAN              // edge, CGNAT side: carriers back to flows
 	RoleRelayExt             // relay, Internet side: both directions
+	RoleRelaySub             // relay, subscriber side: its CGNAT (session/cgnat)
 )
 
 func (r Role) String() string {
@@ -24,6 +25,8 @@ func (r Role) String() string {
 		return "edge-wan"
 	case RoleRelayExt:
 		return "relay-ext"
+	case RoleRelaySub:
+		return "relay-sub"
 	}
 	return fmt.Sprintf("role-%d", uint8(r))
 }

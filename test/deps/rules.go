@@ -89,13 +89,18 @@ var Rules = []Rule{
 	},
 	{
 		Name: "xlattest (gopacket fixtures) is for tests and the bench only",
-		From: []string{"..."}, Except: []string{"test/...", "bench/...", "session/xlat/xlattest"},
+		From: []string{"..."}, Except: []string{"test/...", "bench/...", "session/xlat/xlattest", "session/cgnat/cgnattest"},
 		Forbid: []string{"session/xlat/xlattest"},
+	},
+	{
+		Name: "cgnattest (the CGNAT's fixtures, built on xlattest) is for tests and the bench only",
+		From: []string{"..."}, Except: []string{"test/...", "bench/...", "session/cgnat/cgnattest"},
+		Forbid: []string{"session/cgnat/cgnattest"},
 	},
 	{
 		Name:      "the agents link no lab, bench, fixtures, test helpers or testing",
 		From:      []string{"edge", "relay"},
-		NeverLink: []string{"lab/...", "bench/...", "session/xlat/xlattest", "test/...", "std:testing"},
+		NeverLink: []string{"lab/...", "bench/...", "session/xlat/xlattest", "session/cgnat/cgnattest", "test/...", "std:testing"},
 	},
 }
 

@@ -6,7 +6,8 @@
 // ten-minute timeout: carrier (binding and keeping carriers), forward
 // (the paths through the agents), inbound (flows from the Internet to a
 // site), security (what an attacker cannot do, and the agents'
-// privileges) and ops (restarts, outages, metrics, warnings). In each,
+// privileges), ops (restarts, outages, metrics, warnings) and cgnat
+// (the relay's CGNAT for its own subscribers). In each,
 // the unmap binary's agents run as processes inside the lab's network
 // namespaces, with real kernels, real sockets and a real NAT (nftables in
 // the cgn namespace) between them.

@@ -117,3 +117,127 @@ int bv_relay_unfiltered(struct xdp_md *ctx)
 {
 	return unmap_process_filtered(ctx, ROLE_RELAY_EXT, 0);
 }
+
+/* The CGNAT (cgnat.h), for BenchmarkCGNAT. BPF_PROG_RUN runs one buffer
+ * over and over; a NAT's output is not its own input, but swapped (source
+ * and destination addresses and ports exchanged, which leaves every
+ * checksum as it is) it is the other direction's. So each run swaps, then
+ * a subscriber's packet takes the subscriber side and any other the
+ * Internet side, and runs alternate outbound and inbound over one
+ * mapping. bv_swap is the swap alone; bv_swap_ext the same wrapper around
+ * the carriers' path (a NAPT pair in the flow table), the baseline. */
+static __always_inline int bv_swap_frame(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct iphdr *ip = data + ETH_LEN;
+	__be16 *ports = data + L4_4, t16;
+	__u32 t;
+
+	if ((void *)(ports + 2) > end)
+		return -1;
+	t = ip->saddr;
+	ip->saddr = ip->daddr;
+	ip->daddr = t;
+	t16 = ports[0];
+	ports[0] = ports[1];
+	ports[1] = t16;
+	return 0;
+}
+
+SEC("xdp")
+int bv_swap(struct xdp_md *ctx)
+{
+	return bv_swap_frame(ctx) ? XDP_ABORTED : XDP_PASS;
+}
+
+SEC("xdp")
+int bv_swap_ext(struct xdp_md *ctx)
+{
+	if (bv_swap_frame(ctx))
+		return XDP_ABORTED;
+	return unmap_process(ctx, ROLE_RELAY_EXT);
+}
+
+SEC("xdp")
+int bv_cg_pair(struct xdp_md *ctx)
+{
+	struct iphdr *ip = (void *)(long)ctx->data + ETH_LEN;
+
+	if (bv_swap_frame(ctx) || (void *)(ip + 1) > (void *)(long)ctx->data_end)
+		return XDP_ABORTED;
+	if (cg_inside(ip->saddr))
+		return cg_sub_process(ctx);
+	return unmap_process(ctx, ROLE_RELAY_EXT);
+}
+
+/* Each run restores the frame's headers as the first run of its program
+ * found them (frame f of bv_frames), so BPF_PROG_RUN's repeats see the
+ * same packet. bv_cg_new also gives it the next (subscriber, port) of a
+ * counter, 2048 ports for each of 64 subscribers from the inside
+ * prefix's third address, so every run makes a mapping; bv_cg_fresh does
+ * that and stops (what restoring costs). bv_cg_again_sub and _ext run
+ * one direction of an established mapping alone; bv_cg_again restores
+ * and stops. */
+#define BV_FRAMES 4
+__u8 bv_frames[BV_FRAMES][L4_4 + 8];
+__u32 bv_saved[BV_FRAMES], bv_count;
+
+static __always_inline int bv_restore(struct xdp_md *ctx, int f, int bump)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct iphdr *ip = data + ETH_LEN;
+	__be16 *sport = data + L4_4;
+	__u32 n;
+
+	if (data + sizeof(bv_frames[0]) > end || f < 0 || f >= BV_FRAMES)
+		return -1;
+	if (!bv_saved[f]) {
+		__builtin_memcpy(bv_frames[f], data, sizeof(bv_frames[0]));
+		bv_saved[f] = 1;
+	}
+	__builtin_memcpy(data, bv_frames[f], sizeof(bv_frames[0]));
+	if (!bump)
+		return 0;
+	n = bv_count++;
+	ip->saddr = bpf_htonl(cfg_cg_in_net + 2 + ((n >> 11) & 63));
+	*sport = bpf_htons(1024 + (n & 2047));
+	ip->check = 0;
+	ip->check = ~ipv4_sum(ip);
+	return 0;
+}
+
+SEC("xdp")
+int bv_cg_fresh(struct xdp_md *ctx)
+{
+	return bv_restore(ctx, 0, 1) ? XDP_ABORTED : XDP_PASS;
+}
+
+SEC("xdp")
+int bv_cg_new(struct xdp_md *ctx)
+{
+	if (bv_restore(ctx, 1, 1))
+		return XDP_ABORTED;
+	return cg_sub_process(ctx);
+}
+
+SEC("xdp")
+int bv_cg_again(struct xdp_md *ctx)
+{
+	return bv_restore(ctx, 0, 0) ? XDP_ABORTED : XDP_PASS;
+}
+
+SEC("xdp")
+int bv_cg_again_sub(struct xdp_md *ctx)
+{
+	if (bv_restore(ctx, 2, 0))
+		return XDP_ABORTED;
+	return cg_sub_process(ctx);
+}
+
+SEC("xdp")
+int bv_cg_again_ext(struct xdp_md *ctx)
+{
+	if (bv_restore(ctx, 3, 0))
+		return XDP_ABORTED;
+	return unmap_process(ctx, ROLE_RELAY_EXT);
+}

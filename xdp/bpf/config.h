@@ -21,6 +21,21 @@ volatile const __u32 cfg_bucket_bits;
 volatile const __u64 cfg_miss_ns;
 volatile const __u64 cfg_miss_depth_ns;
 
+/* The relay's CGNAT (cgnat.h). cfg_cg_subs = 0: no CGNAT (the edge,
+ * a relay without subscribers). Addresses in network order unless said. */
+volatile const __u32 cfg_cg_in_net;    /* inside prefix, host order */
+volatile const __u32 cfg_cg_subs;      /* addresses in it: 1 << (32 - length) */
+volatile const __u32 cfg_cg_gw;        /* the relay's address towards subscribers */
+volatile const __u32 cfg_cg_pool;      /* first public address of the subscribers' pool, host order */
+volatile const __u32 cfg_cg_pool_n;    /* its addresses */
+volatile const __u32 cfg_cg_port_lo;   /* the blocks' first port on each of them */
+volatile const __u32 cfg_cg_blk_bits;  /* log2(ports per block), 6..9 */
+volatile const __u32 cfg_cg_nblk;      /* blocks per address */
+volatile const __u32 cfg_cg_filter;    /* 0 endpoint-independent, 1 address-, 2 address-and-port-dependent */
+volatile const __u32 cfg_cg_warn;      /* ports taken in a block that ask the agent for the next */
+volatile const __u64 cfg_cg_refuse_ns; /* one admin-prohibited answer per this many ns (0: no bound) */
+volatile const __u64 cfg_cg_refuse_depth_ns; /* the bound's burst, in ns */
+
 /* Run-time switches, in the .data array map (a direct load, no lookup):
  * sw_fib = 0 passes translated packets to the stack instead of looking
  * up the FIB, the mode the differential tests compare bytes in. */
@@ -29,3 +44,7 @@ volatile __u32 sw_fib = 1;
  * has a public IPv4 on the relay); 0 passes them to the stack, the
  * ordinary path. Set when the relay's grant arrives, so a switch. */
 volatile __u32 sw_lan_v4 SEC(".data") = 0;
+/* sw_cg_epoch: the CGNAT agent's sweep epoch, stamped on a mapping by
+ * its outbound packets (struct cg_out). The agent derives it from the
+ * clock, so a restarted agent goes on with the same numbers. */
+volatile __u32 sw_cg_epoch SEC(".data") = 0;

@@ -253,8 +253,11 @@ static __always_inline enum reason err46(struct xdp_md *ctx, struct pkt *p,
 	return REASON_NONE;
 }
 
-/* ICMPv4 error through NAPT: outer and embedded rewritten, same size. */
-static __always_inline enum reason err_napt(struct pkt *p, const struct flow_entry *e)
+/* ICMPv4 error through NAPT: outer and embedded rewritten, same size;
+ * the outer source becomes osrc (the carriers' NAPT: the flow's far end;
+ * the CGNAT: itself inbound, where the router that sent it stays). */
+static __always_inline enum reason err_napt_src(struct pkt *p, const struct flow_entry *e,
+						__u32 osrc)
 {
 	void *data = p->data;
 	struct iphdr *ip = data + ETH_LEN;
@@ -275,9 +278,14 @@ static __always_inline enum reason err_napt(struct pkt *p, const struct flow_ent
 	acc = csum_add_words(acc, (__u32 *)el4, 2);
 	*(__u16 *)(ic + 2) = csum_apply(*(__u16 *)(ic + 2), acc);
 	ip->ttl = p->ttl - 1;
-	ip->saddr = e->saddr[0];
+	ip->saddr = osrc;
 	ip->daddr = e->daddr[0];
 	ip->check = 0;
 	ip->check = ~ipv4_sum(ip);
 	return REASON_NONE;
+}
+
+static __always_inline enum reason err_napt(struct pkt *p, const struct flow_entry *e)
+{
+	return err_napt_src(p, e, e->saddr[0]);
 }

@@ -113,3 +113,74 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } tx_ports SEC(".maps");
+
+/* The CGNAT's outbound mappings: subscriber address, port, protocol ->
+ * public address and port. A kernel hash, because the datapath inserts
+ * into it (BPF_NOEXIST: of two CPUs making the same mapping at once,
+ * one wins and the other takes its mapping). Shared by the CPUs: a
+ * subscriber's flows to several remotes share one mapping (EIM) and RSS
+ * spreads them. Sized at load time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct cg_key);
+	__type(value, struct cg_out);
+} cg_mappings SEC(".maps");
+
+/* The CGNAT's inbound slots: (protocol plane) x (pool ports) + (address
+ * index) x (ports per address) + (port - first block port), one struct
+ * cg_in each. An array: the pool is a known range, so an inbound packet
+ * finds its mapping by arithmetic and an inlined lookup. Sized at load
+ * time to the pool. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cg_in);
+} cg_slots SEC(".maps");
+
+/* The pool's port blocks (struct cg_block), by address index x blocks
+ * per address + block number. Written by the agent when it grants a
+ * block; ports taken in them by the datapath with atomics, and given
+ * back by the agent with atomics too, through a shared memory mapping
+ * (xdp/cgnat.go): a write of the whole block by the bpf syscall would
+ * wipe a bit another CPU set meanwhile, and give its port twice. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct cg_block);
+} cg_blocks SEC(".maps");
+
+/* Subscribers by inside address - inside prefix: their blocks. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cg_sub);
+} cg_subs SEC(".maps");
+
+/* Permissions of the address(-and-port)-dependent filters; empty with
+ * endpoint-independent filtering (the default). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct cg_perm);
+	__type(value, __u8);
+} cg_perms SEC(".maps");
+
+/* Block events for the agent (struct cg_event): a block nearly full. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 16);
+} cg_events SEC(".maps");
+
+/* When the bound on the CGNAT's admin-prohibited answers is full again
+ * (bpf_ktime_get_ns; GCRA, as miss_srcs). One for the relay. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} cg_refuse_at SEC(".maps");

@@ -17,12 +17,7 @@
 #include "fwd.h"
 #include "martian.h"
 #include "miss.h"
-
-static __always_inline int verdict(enum reason r)
-{
-	count_reason(r);
-	return reason_action(r);
-}
+#include "cgnat.h"
 
 /* Does e's action fit packet p (family, protocol)? */
 static __always_inline int fits(const struct pkt *p, const struct flow_entry *e)
@@ -126,7 +121,15 @@ static __always_inline int unmap_process_filtered(struct xdp_md *ctx, enum role 
 
 	r = parse(ctx, &p);
 	if (r != REASON_NONE)
-		return verdict(r);
+		return verdict(role == ROLE_RELAY_EXT ? cg_ext_unparsed(&p, r) : r);
+	/* The pool's subscriber ports are the CGNAT's: never in the flow
+	 * table (the pool split keeps carriers and sites out of them). */
+	if (role == ROLE_RELAY_EXT && cfg_cg_subs) {
+		long off = cg_inbound_port(&p);
+
+		if (off >= 0)
+			return cg_inbound(ctx, &p, off);
+	}
 	e = flow_lookup(&p.key);
 	if (!e) {
 		r = classify_miss(role, &p);

@@ -47,7 +47,17 @@
 	X(DROP_MARTIAN_RESERVED,    XDP_DROP) /* source 240.0.0.0/4, 255.255.255.255 among them */ \
 	X(DROP_MARTIAN_OWN,         XDP_DROP) /* source is this router's own carrier (or, relay, local) address */ \
 	X(DROP_MARTIAN_SITE,        XDP_DROP) /* relay: source inside a site's prefix or public IPv4 */ \
-	X(DROP_MARTIAN_DST,         XDP_DROP) /* destination no wire may carry (martian.h); edge LAN: IPv4 link-local */
+	X(DROP_MARTIAN_DST,         XDP_DROP) /* destination no wire may carry (martian.h); edge LAN: IPv4 link-local */ \
+	X(CGNAT_NO_BLOCK,           XDP_DROP) /* subscriber: new mapping, no free port in its blocks, the agent may grant one: to the agent */ \
+	X(CGNAT_REFUSED,            XDP_TX)   /* subscriber: new mapping, quota or pool spent: answered ICMP admin-prohibited */ \
+	X(DROP_CGNAT_REFUSED_RATE,  XDP_DROP) /* the same, over the answers' rate bound: dropped unanswered */ \
+	X(DROP_CGNAT_SOURCE,        XDP_DROP) /* subscriber interface: IPv4 source outside the inside prefix */ \
+	X(DROP_CGNAT_PROTO,         XDP_DROP) /* subscriber: not TCP, UDP, ICMP echo request or an ICMP error the CGNAT rewrites */ \
+	X(DROP_CGNAT_FRAGMENT,      XDP_DROP) /* IPv4 fragment from a subscriber or to the pool: not translated */ \
+	X(DROP_CGNAT_OPTIONS,       XDP_DROP) /* IPv4 options from a subscriber: not translated */ \
+	X(DROP_CGNAT_NOT_SYN,       XDP_DROP) /* subscriber: TCP without a mapping that is not a SYN */ \
+	X(DROP_CGNAT_NO_MAPPING,    XDP_DROP) /* to a pool port no mapping holds; from a subscriber: an echo reply or ICMP error without one */ \
+	X(DROP_CGNAT_FILTERED,      XDP_DROP) /* inbound to a mapping, refused by the address(-and-port)-dependent filter */
 
 enum reason {
 #define X(name, action) REASON_##name,
@@ -64,9 +74,11 @@ enum reason_action {
 #undef X
 };
 
-/* Every action is one of the two a reason may have. */
+/* Every action is one of the three a reason may have (XDP_TX: the
+ * packet is answered on the interface it came in on). */
 #define X(name, action) \
-	_Static_assert((action) == XDP_PASS || (action) == XDP_DROP, "reason " #name ": action must be XDP_PASS or XDP_DROP");
+	_Static_assert((action) == XDP_PASS || (action) == XDP_DROP || (action) == XDP_TX, \
+		       "reason " #name ": action must be XDP_PASS, XDP_DROP or XDP_TX");
 UNMAP_REASONS(X)
 #undef X
 
@@ -78,14 +90,20 @@ UNMAP_REASONS(X)
 build_bug_on(REASON_MAX > REASON_SLOTS);
 
 /* What the program returns for a packet it leaves with reason r: the
- * drop reasons as one bit each of a constant, so a shift and a test
- * (reason numbers are below 64, checked above). */
-#define X(name, action) | ((action) == XDP_DROP ? 1ULL << REASON_##name : 0)
+ * drop reasons, and the answered ones, as one bit each of a constant, so
+ * shifts and tests (reason numbers are below 64, checked above). */
+#define DROPS(name, action) | ((action) == XDP_DROP ? 1ULL << REASON_##name : 0)
+#define TXS(name, action) | ((action) == XDP_TX ? 1ULL << REASON_##name : 0)
 static __always_inline int reason_action(enum reason r)
 {
-	return ((0ULL UNMAP_REASONS(X)) >> (r & (REASON_SLOTS - 1))) & 1 ? XDP_DROP : XDP_PASS;
+	__u32 i = r & (REASON_SLOTS - 1);
+
+	if (((0ULL UNMAP_REASONS(DROPS)) >> i) & 1)
+		return XDP_DROP;
+	return ((0ULL UNMAP_REASONS(TXS)) >> i) & 1 ? XDP_TX : XDP_PASS;
 }
-#undef X
+#undef DROPS
+#undef TXS
 
 /* Per-CPU packet counters by reason, read and summed by the agent. */
 struct {
@@ -102,6 +120,13 @@ static __always_inline void count_reason(enum reason r)
 
 	if (n)
 		*n += 1;
+}
+
+/* Count a packet's reason and return its action. */
+static __always_inline int verdict(enum reason r)
+{
+	count_reason(r);
+	return reason_action(r);
 }
 
 /* Keep the enums in BTF so bpf2go emits them and the Go mirror check

@@ -23,6 +23,7 @@ enum role {
 	ROLE_EDGE_LAN = 0,
 	ROLE_EDGE_WAN,
 	ROLE_RELAY_EXT,
+	ROLE_RELAY_SUB, /* the relay's subscriber interface: its CGNAT (cgnat.h) */
 };
 
 /* A packet as looked up: protocol, addresses and ports on the wire at
@@ -137,6 +138,107 @@ struct miss_src {
 };
 build_bug_on(sizeof(struct miss_src) != 24);
 
+/* The relay's CGNAT (cgnat.h; model: session/cgnat). A mapping is
+ * endpoint-independent (RFC 4787 REQ-1): one per subscriber address,
+ * port (echo identifier) and protocol, whatever the remote. It is two
+ * 8-byte records: its outbound key and value in the cg_mappings hash, and its
+ * inbound slot in the cg_slots array, indexed by public address, port and
+ * protocol (no hash: the pool is a known range). */
+struct cg_key {
+	__be32 addr;  /* subscriber (inside) address */
+	__be16 port;  /* its port, or echo identifier */
+	__u8 proto;
+	__u8 pad;
+};
+build_bug_on(sizeof(struct cg_key) != 8);
+
+#define CG_USED (1 << 1) /* cg_in: the slot holds a mapping */
+
+/* A mapping's TCP state (cg_in.tcp), ORed in by the datapath from the
+ * segments it translates (an outbound SYN starts it again): what the
+ * agent needs for RFC 5382's two idle timeouts, established (2 h 4 min)
+ * and transitory (4 min). */
+#define CG_TCP_SYN_OUT (1 << 0)
+#define CG_TCP_SYN_IN  (1 << 1)
+#define CG_TCP_FIN_OUT (1 << 2)
+#define CG_TCP_FIN_IN  (1 << 3)
+#define CG_TCP_RST     (1 << 4)
+
+/* epoch: the agent's sweep epoch (sw_cg_epoch) when an outbound packet
+ * last used the mapping, written only when it changes (once a sweep):
+ * how the agent finds idle mappings without ever writing this hash
+ * (RFC 4787 REQ-6: outbound packets refresh a mapping). */
+struct cg_out {
+	__be32 addr;  /* public address */
+	__be16 port;  /* public port */
+	__u16 epoch;
+};
+build_bug_on(sizeof(struct cg_out) != 8);
+
+/* An inbound slot; written whole (one 64-bit store) so a reader on
+ * another CPU sees it whole. */
+struct cg_in {
+	__be32 addr;  /* subscriber address */
+	__be16 port;  /* subscriber port */
+	__u8 flags;   /* CG_USED */
+	__u8 tcp;     /* CG_TCP_* */
+};
+build_bug_on(sizeof(struct cg_in) != 8);
+
+#define CG_PLANES 3     /* TCP, UDP, ICMP echo: three port spaces */
+#define CG_BLOCK_WORDS 8 /* a block's bitmap: up to 512 ports */
+#define CG_SUB_BLOCKS 4 /* blocks a subscriber holds at most */
+
+/* A port block of one public address, granted by the agent to one
+ * subscriber: which ports the datapath took, per protocol. A bit is set
+ * by the datapath (atomic fetch-or) when a new mapping takes its port,
+ * and cleared by the agent when the mapping expires. */
+struct cg_block {
+	__u64 bits[CG_PLANES][CG_BLOCK_WORDS];
+	__u32 used[CG_PLANES]; /* bits set, per protocol (atomic) */
+	__u32 hint[CG_PLANES]; /* where the next search starts: the port after the last taken */
+	__be32 addr;           /* the block's public address (set at grant) */
+	__u16 base;            /* its first port, host order (set at grant) */
+	__u16 pad;
+};
+build_bug_on(sizeof(struct cg_block) != 224);
+
+/* A subscriber (by inside address): the blocks it holds, in the order
+ * the datapath tries them, and whether the agent may grant another. */
+struct cg_sub {
+	__u32 block[CG_SUB_BLOCKS]; /* cg_blocks index + 1; 0: none */
+	__u32 nblocks;              /* blocks held: block[0..nblocks-1] */
+	__u32 spent;                /* 1: quota or pool spent: refuse; 0: ask the agent when they are full */
+};
+build_bug_on(sizeof(struct cg_sub) != 24);
+
+/* A permission of an address-dependent or address-and-port-dependent
+ * filter (RFC 4787 REQ-8): the mapping sent to this remote (port 0 when
+ * only addresses count). */
+struct cg_perm {
+	__be32 pub;
+	__be16 pport;
+	__u8 proto;
+	__u8 pad;
+	__be32 raddr;
+	__be16 rport;
+	__u16 pad2;
+};
+build_bug_on(sizeof(struct cg_perm) != 16);
+
+#define CG_EV_WARN 1 /* a block reached cfg_cg_warn ports taken: grant the next */
+
+/* What the datapath tells the agent about blocks (cg_events). */
+struct cg_event {
+	__be32 sub;   /* subscriber address */
+	__u32 block;  /* cg_blocks index */
+	__u32 used;   /* ports taken in that block and protocol */
+	__u8 kind;    /* CG_EV_* */
+	__u8 plane;   /* 0 TCP, 1 UDP, 2 ICMP */
+	__u16 pad;
+};
+build_bug_on(sizeof(struct cg_event) != 16);
+
 /* Keep the shared types in BTF for bpf2go. */
 const struct flow_key *unused_flow_key __attribute__((unused));
 const struct flow_entry *unused_flow_entry __attribute__((unused));
@@ -146,3 +248,10 @@ const struct flow_key4 *unused_flow_key4 __attribute__((unused));
 const struct miss_rec *unused_miss_rec __attribute__((unused));
 const enum action *unused_action __attribute__((unused));
 const enum role *unused_role __attribute__((unused));
+const struct cg_key *unused_cg_key __attribute__((unused));
+const struct cg_out *unused_cg_out __attribute__((unused));
+const struct cg_in *unused_cg_in __attribute__((unused));
+const struct cg_block *unused_cg_block __attribute__((unused));
+const struct cg_sub *unused_cg_sub __attribute__((unused));
+const struct cg_perm *unused_cg_perm __attribute__((unused));
+const struct cg_event *unused_cg_event __attribute__((unused));

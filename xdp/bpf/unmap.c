@@ -3,7 +3,7 @@
 /* unmap.c: the XDP entry programs. Each is a thin wrapper around
  * unmap_process() (process.h) with its role; the features live in the
  * headers: parse.h, lookup.h, csum.h, translate.h, nat.h, icmp.h, fwd.h,
- * martian.h, miss.h, reasons.h; what they share in types.h (structs),
+ * martian.h, miss.h, cgnat.h, reasons.h; what they share in types.h (structs),
  * maps.h (maps) and config.h (load-time constants, run-time switches). */
 
 #include "process.h"
@@ -27,6 +27,13 @@ SEC("xdp")
 int relay_ext(struct xdp_md *ctx)
 {
 	return unmap_process(ctx, ROLE_RELAY_EXT);
+}
+
+/* Relay, subscriber side: its CGNAT (cgnat.h). */
+SEC("xdp")
+int relay_sub(struct xdp_md *ctx)
+{
+	return cg_sub_process(ctx);
 }
 
 /* Benchmark floor: parsing and the one flow lookup, nothing else. */

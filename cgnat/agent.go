@@ -1,0 +1,322 @@
+package cgnat
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/unmap-dev/unmap/session/cgnat"
+	"github.com/unmap-dev/unmap/xdp"
+)
+
+// Datapath is what the agent needs of the loaded datapath
+// (*xdp.Datapath; a fake in the tests).
+type Datapath interface {
+	GrantBlock(sub netip.Addr, id uint32) error
+	WithdrawBlock(sub netip.Addr, id uint32) error
+	SetSpent(sub netip.Addr, spent bool) error
+	GrantDeterministic(m cgnat.Deterministic) error
+	CGNATGrants() (map[netip.Addr]xdp.CGNATGrant, error)
+	CGNATBlockUsed(id uint32) ([cgnat.Planes]uint32, error)
+	CGNATMappings() (map[cgnat.Key]cgnat.Out, error)
+	CGNATSlots() (map[cgnat.Slot]cgnat.In, error)
+	SetCGNATEpoch(e uint16) error
+	ReleaseMapping(k cgnat.Key) error
+}
+
+// EpochLength is the sweep epoch's length: a mapping's idle time is
+// known to within it. The epoch is the clock's seconds over it, so a
+// restarted agent goes on with the same numbers against pinned mappings.
+const EpochLength = 10 * time.Second
+
+// Epoch is the sweep epoch at t.
+func Epoch(t time.Time) uint16 { return uint16(t.Unix() / int64(EpochLength/time.Second)) }
+
+// Counts are the agent's events, for the relay's counters.
+type Counts struct {
+	Grants, Releases, Spent, Expired, Withdrawn, Errors atomic.Uint64
+}
+
+// Agent grants and takes back the subscribers' blocks, expires idle
+// mappings and logs every grant and release. Its methods are safe for
+// concurrent use (one lock: grants are rare, a few per subscriber).
+type Agent struct {
+	s    *Settings
+	dp   Datapath
+	blog *BlockLog // nil in deterministic mode
+	log  *slog.Logger
+	now  func() time.Time
+	C    Counts
+
+	mu        sync.Mutex
+	pool      *cgnat.Pool
+	spent     map[netip.Addr]bool
+	emptyAt   map[uint32]time.Time  // held block -> when first read empty
+	withdrawn map[uint32]netip.Addr // out of its subscriber's record, not yet returned
+}
+
+// NewAgent starts the agent's book from what the (possibly pinned)
+// datapath holds, so no block granted before a restart is granted again,
+// and in deterministic mode writes every subscriber's blocks once. blog
+// may be nil only in deterministic mode; now nil is time.Now.
+func NewAgent(s *Settings, dp Datapath, blog *BlockLog, log *slog.Logger, now func() time.Time) (*Agent, error) {
+	if now == nil {
+		now = time.Now
+	}
+	a := &Agent{s: s, dp: dp, blog: blog, log: log, now: now, spent: map[netip.Addr]bool{},
+		emptyAt: map[uint32]time.Time{}, withdrawn: map[uint32]netip.Addr{}}
+	if s.Deterministic {
+		return a, dp.GrantDeterministic(cgnat.Deterministic{Config: &s.Datapath, Quota: s.Quota})
+	}
+	if blog == nil {
+		return nil, errors.New("cgnat: dynamic mode needs the block log")
+	}
+	var err error
+	if a.pool, err = cgnat.NewPool(&s.Datapath, s.Quota, s.Grace, now); err != nil {
+		return nil, err
+	}
+	grants, err := dp.CGNATGrants()
+	if err != nil {
+		return nil, err
+	}
+	for sub, g := range grants {
+		if err := a.pool.Restore(sub, g.Blocks); err != nil {
+			return nil, err
+		}
+		if g.Spent {
+			a.spent[sub] = true
+		}
+	}
+	if err := dp.SetCGNATEpoch(Epoch(now())); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// NoBlock handles a subscriber's new flow that found no free port in its
+// blocks (the miss ring's cgnat-no-block; a subscriber's first packet
+// too): it grants the next block, or marks the subscriber spent so its
+// next new flows are refused at once.
+func (a *Agent) NoBlock(sub netip.Addr) error {
+	if a.s.Deterministic {
+		return nil // every subscriber is spent: it never asks
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.spent[sub] {
+		return nil // a packet that raced the flag
+	}
+	return a.grant(sub, true)
+}
+
+// Event handles a block that reached its warn level: the subscriber's
+// next block is granted before this one is full. Only an event about the
+// last block granted asks for one (the same block warns once a protocol).
+func (a *Agent) Event(ev cgnat.Event) error {
+	if a.s.Deterministic {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	h := a.pool.Held(ev.Sub)
+	if len(h) == 0 || h[len(h)-1] != ev.Block {
+		return nil
+	}
+	return a.grant(ev.Sub, false)
+}
+
+// grant gives sub a block: logged (and synced) first, then written to
+// the datapath. full says the subscriber's blocks have no free port: at
+// its quota, or with the pool spent, it is then refused until a block or
+// port comes back.
+func (a *Agent) grant(sub netip.Addr, full bool) error {
+	id, err := a.pool.Grant(sub)
+	if errors.Is(err, cgnat.ErrQuota) || errors.Is(err, cgnat.ErrPoolEmpty) {
+		if !full {
+			return nil
+		}
+		a.C.Spent.Add(1)
+		a.spent[sub] = true
+		return a.dp.SetSpent(sub, true)
+	}
+	if err != nil {
+		return err
+	}
+	if err := a.record(EventGrant, sub, id); err != nil {
+		// Unlogged, not granted: the block goes back at once.
+		return errors.Join(err, a.pool.Return(sub, id))
+	}
+	if err := a.dp.GrantBlock(sub, id); err != nil {
+		return err
+	}
+	a.C.Grants.Add(1)
+	if a.spent[sub] {
+		delete(a.spent, sub)
+		return a.dp.SetSpent(sub, false)
+	}
+	return nil
+}
+
+func (a *Agent) record(event string, sub netip.Addr, id uint32) error {
+	addr, first := a.s.Datapath.BlockAt(id)
+	return a.blog.Write(Record{Time: a.now().UTC(), Event: event, Subscriber: sub, Address: addr,
+		PortFirst: first, PortLast: first + uint16(a.s.Datapath.BlockSize()-1), Protocol: BlockProtocols})
+}
+
+// Sweep advances the epoch, ends the mappings idle past their timeout,
+// and takes back blocks empty for the grace time: first out of their
+// subscriber's record, then, empty still at the next sweep, back to the
+// pool with a release record.
+func (a *Agent) Sweep() error {
+	now := a.now()
+	epoch := Epoch(now)
+	if err := a.dp.SetCGNATEpoch(epoch); err != nil {
+		return err
+	}
+	maps, err := a.dp.CGNATMappings()
+	if err != nil {
+		return err
+	}
+	slots, err := a.dp.CGNATSlots()
+	if err != nil {
+		return err
+	}
+	freed := map[netip.Addr]bool{}
+	var errs []error
+	for k, o := range maps {
+		idle := time.Duration(uint16(epoch-o.Epoch)) * EpochLength
+		if idle <= a.timeout(k, o, slots) {
+			continue
+		}
+		if err := a.dp.ReleaseMapping(k); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		a.C.Expired.Add(1)
+		freed[k.Addr] = true
+	}
+	if a.s.Deterministic {
+		return errors.Join(errs...) // blocks are fixed; subscribers stay spent
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for sub := range freed {
+		if a.spent[sub] { // a port is free again in its blocks
+			delete(a.spent, sub)
+			errs = append(errs, a.dp.SetSpent(sub, false))
+		}
+	}
+	errs = append(errs, a.takeBack(now))
+	return errors.Join(errs...)
+}
+
+// timeout is mapping k's idle time: UDP's, ICMP's, or TCP's by the state
+// bits its slot gathered (established: both SYNs seen, no RST and not
+// both FINs).
+func (a *Agent) timeout(k cgnat.Key, o cgnat.Out, slots map[cgnat.Slot]cgnat.In) time.Duration {
+	t := a.s.Timeouts
+	switch k.Proto {
+	case 17:
+		return t.UDP
+	case 1:
+		return t.ICMP
+	}
+	off, ok := a.s.Datapath.PoolPort(o.Addr, o.Port)
+	if !ok {
+		return t.TCPTransitory
+	}
+	b := slots[cgnat.Slot{Plane: 0, Off: off}].TCP
+	syns := cgnat.TCPSynOut | cgnat.TCPSynIn
+	fins := cgnat.TCPFinOut | cgnat.TCPFinIn
+	if b&syns == syns && b&cgnat.TCPRst == 0 && b&fins != fins {
+		return t.TCPEstablished
+	}
+	return t.TCPTransitory
+}
+
+// takeBack returns the blocks withdrawn at the last sweep that are still
+// empty, and withdraws the blocks empty for the grace time.
+func (a *Agent) takeBack(now time.Time) error {
+	var errs []error
+	for id, sub := range a.withdrawn {
+		used, err := a.dp.CGNATBlockUsed(id)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if used != [cgnat.Planes]uint32{} {
+			continue // a CPU took a port as it was withdrawn: back when that mapping ends
+		}
+		if err := a.record(EventRelease, sub, id); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		delete(a.withdrawn, id)
+		errs = append(errs, a.pool.Return(sub, id))
+		a.C.Releases.Add(1)
+	}
+	for _, sub := range a.pool.Subscribers() {
+		for _, id := range a.pool.Held(sub) {
+			if _, ok := a.withdrawn[id]; ok {
+				continue
+			}
+			used, err := a.dp.CGNATBlockUsed(id)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if used != [cgnat.Planes]uint32{} {
+				delete(a.emptyAt, id)
+				continue
+			}
+			since, ok := a.emptyAt[id]
+			if !ok {
+				a.emptyAt[id] = now
+				continue
+			}
+			if now.Sub(since) < a.s.Grace {
+				continue
+			}
+			if err := a.dp.WithdrawBlock(sub, id); err != nil {
+				errs = append(errs, fmt.Errorf("withdraw block %d of %v: %w", id, sub, err))
+				continue
+			}
+			delete(a.emptyAt, id)
+			a.withdrawn[id] = sub
+			a.C.Withdrawn.Add(1)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Held is the blocks sub holds (withdrawn ones included until returned).
+func (a *Agent) Held(sub netip.Addr) []uint32 {
+	if a.pool == nil {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.pool.Held(sub)
+}
+
+// Status is what `unmap status` shows of the agent: blocks granted and
+// released, subscribers refused for their quota or an empty pool
+// (spent), mappings expired, blocks withdrawn, errors, and how many
+// subscribers hold blocks now.
+func (a *Agent) Status() map[string]uint64 {
+	m := map[string]uint64{
+		"grants": a.C.Grants.Load(), "releases": a.C.Releases.Load(), "spent": a.C.Spent.Load(),
+		"expired": a.C.Expired.Load(), "withdrawn": a.C.Withdrawn.Load(), "errors": a.C.Errors.Load(),
+	}
+	if a.pool != nil {
+		a.mu.Lock()
+		m["subscribers"] = uint64(len(a.pool.Subscribers()))
+		m["spent_now"] = uint64(len(a.spent))
+		a.mu.Unlock()
+	}
+	return m
+}

@@ -1,0 +1,474 @@
+package xdp
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/unmap-dev/unmap/session/cgnat"
+	"golang.org/x/sys/unix"
+)
+
+// The relay's CGNAT (bpf/cgnat.h, model session/cgnat): its load-time
+// configuration, the maps it sizes, and what the agent does to them:
+// grant blocks, say when to refuse, read mappings and block events.
+
+// DefaultCGNATMappings sizes the mapping hash (and the filters'
+// permissions) when Options.CGNATMappings is 0: 1M mappings, about 80 MB
+// preallocated (see xdp/README.md, CGNAT).
+const DefaultCGNATMappings = 1 << 20
+
+// Defaults of the bound on admin-prohibited answers, for the relay as a
+// whole: 100 a second, 50 at once.
+const (
+	DefaultRefuseRate  = 100
+	DefaultRefuseBurst = 50
+)
+
+// The generated mirrors have the C's sizes (bpf/types.h checks them there).
+var (
+	_ [0]struct{} = [8 - unsafe.Sizeof(datapathCgKey{})]struct{}{}
+	_ [0]struct{} = [8 - unsafe.Sizeof(datapathCgOut{})]struct{}{}
+	_ [0]struct{} = [8 - unsafe.Sizeof(datapathCgIn{})]struct{}{}
+	_ [0]struct{} = [224 - unsafe.Sizeof(datapathCgBlock{})]struct{}{}
+	_ [0]struct{} = [24 - unsafe.Sizeof(datapathCgSub{})]struct{}{}
+	_ [0]struct{} = [16 - unsafe.Sizeof(datapathCgEvent{})]struct{}{}
+)
+
+// configureCGNAT writes opts.CGNAT into a spec: its constants and the
+// sizes of its maps (one entry each when there is no CGNAT).
+func configureCGNAT(spec *ebpf.CollectionSpec, opts Options) error {
+	c := opts.CGNAT
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if !c.Enabled() {
+		return nil
+	}
+	n := opts.CGNATMappings
+	if n == 0 {
+		n = DefaultCGNATMappings
+	}
+	rate, burst := opts.RefuseRate, opts.RefuseBurst
+	if rate == 0 {
+		rate = DefaultRefuseRate
+	}
+	if burst == 0 {
+		burst = DefaultRefuseBurst
+	}
+	if rate > 1e9 {
+		return fmt.Errorf("cgnat: refusal rate %d a second: at most 1e9", rate)
+	}
+	tokenNS := uint64(time.Second) / uint64(rate)
+	if opts.NoRefuseLimit {
+		tokenNS = 0
+	}
+	var gw uint32
+	if c.Gateway.IsValid() {
+		b := c.Gateway.As4()
+		gw = le32(b[:])
+	}
+	for name, v := range map[string]any{
+		datapathVarCfgCgInNet:         hostU32(c.Inside.Addr()),
+		datapathVarCfgCgSubs:          uint32(c.Subscribers()),
+		datapathVarCfgCgGw:            gw,
+		datapathVarCfgCgPool:          hostU32(c.PoolFirst),
+		datapathVarCfgCgPoolN:         uint32(c.PoolAddrs),
+		datapathVarCfgCgPortLo:        uint32(c.PortLo),
+		datapathVarCfgCgBlkBits:       uint32(c.BlockBits),
+		datapathVarCfgCgNblk:          uint32(c.Blocks),
+		datapathVarCfgCgFilter:        uint32(c.Filter),
+		datapathVarCfgCgWarn:          c.WarnAt(),
+		datapathVarCfgCgRefuseNs:      tokenNS,
+		datapathVarCfgCgRefuseDepthNs: tokenNS * uint64(burst),
+	} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	spec.Maps[datapathMapCgMappings].MaxEntries = n
+	spec.Maps[datapathMapCgPerms].MaxEntries = n
+	spec.Maps[datapathMapCgSlots].MaxEntries = uint32(cgnat.Planes * c.PoolPorts())
+	spec.Maps[datapathMapCgBlocks].MaxEntries = uint32(c.NumBlocks())
+	spec.Maps[datapathMapCgSubs].MaxEntries = uint32(c.Subscribers())
+	return nil
+}
+
+// hostU32 is an IPv4 address as a number (host order).
+func hostU32(a netip.Addr) uint32 {
+	b := a.As4()
+	return binary.BigEndian.Uint32(b[:])
+}
+
+// net32 is an IPv4 address as the C holds it in network order.
+func net32(a netip.Addr) uint32 {
+	b := a.As4()
+	return le32(b[:])
+}
+
+func cgAddr(v uint32) netip.Addr {
+	var b [4]byte
+	binary.LittleEndian.PutUint32(b[:], v)
+	return netip.AddrFrom4(b)
+}
+
+// hport is a port as the C's network-order field holds it, in host order.
+func hport(p uint16) uint16 { return p>>8 | p<<8 }
+
+// errNoCGNAT: the datapath was loaded without Options.CGNAT.
+var errNoCGNAT = errors.New("cgnat: not configured")
+
+func (d *Datapath) subIndex(sub netip.Addr) (uint32, error) {
+	if !d.cg.Enabled() {
+		return 0, errNoCGNAT
+	}
+	if !sub.Is4() || !d.cg.Inside.Contains(sub) {
+		return 0, fmt.Errorf("cgnat: %v is not a subscriber", sub)
+	}
+	return hostU32(sub) - hostU32(d.cg.Inside.Addr()), nil
+}
+
+// GrantBlock gives block id (cgnat.Config.BlockID) to subscriber sub,
+// behind the blocks it holds: the block is written empty first, then
+// published in the subscriber's record. The agent grants a block to one
+// subscriber at a time (callers serialize grants).
+func (d *Datapath) GrantBlock(sub netip.Addr, id uint32) error {
+	si, err := d.subIndex(sub)
+	if err != nil {
+		return err
+	}
+	if int(id) >= d.cg.NumBlocks() {
+		return fmt.Errorf("cgnat: block %d outside the pool's %d", id, d.cg.NumBlocks())
+	}
+	var s datapathCgSub
+	if err := d.objs.CgSubs.Lookup(si, &s); err != nil {
+		return fmt.Errorf("cgnat: subscriber %v: %w", sub, err)
+	}
+	if s.Nblocks >= cgnat.SubBlocks {
+		return fmt.Errorf("cgnat: %v holds %d blocks already", sub, s.Nblocks)
+	}
+	a, base := d.cg.BlockAt(id)
+	if err := d.objs.CgBlocks.Update(id, &datapathCgBlock{Addr: net32(a), Base: base}, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("cgnat: block %d: %w", id, err)
+	}
+	s.Block[s.Nblocks] = id + 1
+	s.Nblocks++
+	return d.objs.CgSubs.Update(si, &s, ebpf.UpdateAny)
+}
+
+// SetSpent says whether sub's new mappings are refused once its blocks
+// are full (its quota or the pool is spent) instead of asking the agent.
+func (d *Datapath) SetSpent(sub netip.Addr, spent bool) error {
+	si, err := d.subIndex(sub)
+	if err != nil {
+		return err
+	}
+	var s datapathCgSub
+	if err := d.objs.CgSubs.Lookup(si, &s); err != nil {
+		return fmt.Errorf("cgnat: subscriber %v: %w", sub, err)
+	}
+	s.Spent = boolU32(spent)
+	return d.objs.CgSubs.Update(si, &s, ebpf.UpdateAny)
+}
+
+// CGNATMappings reads the outbound mappings back.
+func (d *Datapath) CGNATMappings() (map[cgnat.Key]cgnat.Out, error) {
+	out := map[cgnat.Key]cgnat.Out{}
+	if !d.cg.Enabled() {
+		return out, nil
+	}
+	var (
+		k datapathCgKey
+		v datapathCgOut
+	)
+	it := d.objs.CgMappings.Iterate()
+	for it.Next(&k, &v) {
+		out[cgnat.Key{Addr: cgAddr(k.Addr), Port: hport(k.Port), Proto: k.Proto}] =
+			cgnat.Out{Addr: cgAddr(v.Addr), Port: hport(v.Port), Epoch: v.Epoch}
+	}
+	return out, it.Err()
+}
+
+// cgUsed is the C's CG_USED (bpf/types.h): a slot that holds a mapping.
+const cgUsed = 1 << 1
+
+// CGNATSlots reads the inbound slots that hold a mapping.
+func (d *Datapath) CGNATSlots() (map[cgnat.Slot]cgnat.In, error) {
+	out := map[cgnat.Slot]cgnat.In{}
+	if !d.cg.Enabled() {
+		return out, nil
+	}
+	var (
+		k uint32
+		v datapathCgIn
+	)
+	per := d.cg.PoolPorts()
+	it := d.objs.CgSlots.Iterate()
+	for it.Next(&k, &v) {
+		if v.Flags&cgUsed == 0 {
+			continue
+		}
+		out[cgnat.Slot{Plane: int(k) / per, Off: int(k) % per}] =
+			cgnat.In{Addr: cgAddr(v.Addr), Port: hport(v.Port), TCP: v.Tcp}
+	}
+	return out, it.Err()
+}
+
+// SetCGNATEpoch sets the sweep epoch outbound packets stamp on their
+// mapping (cgnat.Out.Epoch): the agent advances it every sweep, from the
+// clock, and a mapping whose epoch stayed behind by its timeout is idle.
+func (d *Datapath) SetCGNATEpoch(e uint16) error {
+	return d.objs.SwCgEpoch.Set(uint32(e))
+}
+
+// CGNATEvents opens a reader on the block events. Close it when done.
+func (d *Datapath) CGNATEvents() (*CGNATEventReader, error) {
+	r, err := ringbuf.NewReader(d.objs.CgEvents)
+	if err != nil {
+		return nil, err
+	}
+	return &CGNATEventReader{r: r}, nil
+}
+
+// CGNATEventReader reads block events (struct cg_event).
+type CGNATEventReader struct{ r *ringbuf.Reader }
+
+// SetDeadline bounds the next Read.
+func (e *CGNATEventReader) SetDeadline(t time.Time) { e.r.SetDeadline(t) }
+
+// Read waits for the next event.
+func (e *CGNATEventReader) Read() (cgnat.Event, error) {
+	rec, err := e.r.Read()
+	if err != nil {
+		return cgnat.Event{}, err
+	}
+	b := rec.RawSample
+	if len(b) < 16 {
+		return cgnat.Event{}, fmt.Errorf("cgnat event of %d bytes", len(b))
+	}
+	return cgnat.Event{
+		Sub:   cgAddr(binary.LittleEndian.Uint32(b[0:])),
+		Block: binary.LittleEndian.Uint32(b[4:]),
+		Used:  binary.LittleEndian.Uint32(b[8:]),
+		Plane: int(b[13]),
+	}, nil
+}
+
+// Close stops the reader.
+func (e *CGNATEventReader) Close() error { return e.r.Close() }
+
+// Offsets in struct cg_block (bpf/types.h), which the agent changes
+// through the shared mapping; each must be the generated mirror's, or
+// this fails to compile.
+const (
+	cgBlockLen  = 224
+	cgBitsOff   = 0
+	cgUsedOff   = 192
+	cgBlockWord = 8 // bitmap words a protocol
+)
+
+var (
+	_ [0]struct{} = [cgBlockLen - unsafe.Sizeof(datapathCgBlock{})]struct{}{}
+	_ [0]struct{} = [cgUsedOff - unsafe.Offsetof(datapathCgBlock{}.Used)]struct{}{}
+	_ [0]struct{} = [cgBitsOff - unsafe.Offsetof(datapathCgBlock{}.Bits)]struct{}{}
+)
+
+// openBlocks maps cg_blocks, where the agent gives ports back.
+func (d *Datapath) openBlocks() error {
+	if !d.cg.Enabled() {
+		return nil
+	}
+	size := d.cg.NumBlocks() * cgBlockLen
+	if pg := unix.Getpagesize(); size%pg != 0 {
+		size += pg - size%pg
+	}
+	mem, err := unix.Mmap(d.objs.CgBlocks.FD(), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("map the cgnat blocks: %w", err)
+	}
+	d.cgBlocks = mem
+	return nil
+}
+
+func (d *Datapath) closeBlocks() error {
+	if d.cgBlocks == nil {
+		return nil
+	}
+	err := unix.Munmap(d.cgBlocks)
+	d.cgBlocks = nil
+	return err
+}
+
+// ReleaseMapping ends mapping k (the agent's expiry): the outbound
+// mapping goes first (no packet leaves on it after), then its inbound
+// slot, then its port goes back to its block: its bit cleared and the
+// block's count lowered, both with atomics, since the datapath may be
+// taking other ports of the block at the same time.
+func (d *Datapath) ReleaseMapping(k cgnat.Key) error {
+	if !d.cg.Enabled() || d.cgBlocks == nil {
+		return errNoCGNAT
+	}
+	pl := cgPlane(k.Proto)
+	if pl < 0 || !k.Addr.Is4() {
+		return fmt.Errorf("cgnat: no mapping has key %+v", k)
+	}
+	ck := datapathCgKey{Addr: net32(k.Addr), Port: hport(k.Port), Proto: k.Proto}
+	var o datapathCgOut
+	if err := d.objs.CgMappings.Lookup(&ck, &o); err != nil {
+		return fmt.Errorf("cgnat: mapping %+v: %w", k, err)
+	}
+	if err := d.objs.CgMappings.Delete(&ck); err != nil {
+		return fmt.Errorf("cgnat: mapping %+v: %w", k, err)
+	}
+	off, ok := d.cg.PoolPort(cgAddr(o.Addr), hport(o.Port))
+	if !ok {
+		return fmt.Errorf("cgnat: mapping %+v holds %v:%d, outside the pool", k, cgAddr(o.Addr), hport(o.Port))
+	}
+	slot := uint32(pl*d.cg.PoolPorts() + off)
+	if err := d.objs.CgSlots.Update(slot, &datapathCgIn{}, ebpf.UpdateExist); err != nil {
+		return fmt.Errorf("cgnat: slot of %+v: %w", k, err)
+	}
+	id, pos := off>>d.cg.BlockBits, off&(d.cg.BlockSize()-1)
+	b := d.cgBlocks[id*cgBlockLen:]
+	word := (*uint64)(unsafe.Pointer(&b[cgBitsOff+8*(pl*cgBlockWord+pos/64)]))
+	atomic.AndUint64(word, ^(uint64(1) << (pos % 64)))
+	atomic.AddUint32((*uint32)(unsafe.Pointer(&b[cgUsedOff+4*pl])), ^uint32(0))
+	return nil
+}
+
+func cgPlane(proto uint8) int {
+	switch proto {
+	case 6:
+		return 0
+	case 17:
+		return 1
+	case 1:
+		return 2
+	}
+	return -1
+}
+
+// GrantDeterministic writes deterministic mode (cgnat.Deterministic)
+// into the datapath: every subscriber's computed blocks, each subscriber
+// spent (past its blocks it is refused, never sent to the agent).
+// Subscribers that already hold blocks (a pinned datapath) are left as
+// they are.
+func (d *Datapath) GrantDeterministic(m cgnat.Deterministic) error {
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	c := m.Config
+	for i := range c.Subscribers() {
+		sub := hostAddr(hostU32(c.Inside.Addr()) + uint32(i))
+		var s datapathCgSub
+		if err := d.objs.CgSubs.Lookup(uint32(i), &s); err != nil {
+			return fmt.Errorf("cgnat: subscriber %v: %w", sub, err)
+		}
+		if s.Nblocks > 0 {
+			continue
+		}
+		ids, err := m.Blocks(sub)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if err := d.GrantBlock(sub, id); err != nil {
+				return err
+			}
+		}
+		if err := d.SetSpent(sub, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hostAddr is an IPv4 address from a number (host order).
+func hostAddr(v uint32) netip.Addr {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], v)
+	return netip.AddrFrom4(b)
+}
+
+// CGNATGrant is a subscriber's record in the datapath: the blocks it
+// holds, in the order tried, and whether its new flows are refused once
+// they are full.
+type CGNATGrant struct {
+	Blocks []uint32
+	Spent  bool
+}
+
+// CGNATGrants reads back every subscriber record that holds a block or
+// is spent: what a restarted agent restores its book of blocks from.
+func (d *Datapath) CGNATGrants() (map[netip.Addr]CGNATGrant, error) {
+	out := map[netip.Addr]CGNATGrant{}
+	if !d.cg.Enabled() {
+		return out, nil
+	}
+	var (
+		k uint32
+		v datapathCgSub
+	)
+	it := d.objs.CgSubs.Iterate()
+	for it.Next(&k, &v) {
+		if v.Nblocks == 0 && v.Spent == 0 {
+			continue
+		}
+		g := CGNATGrant{Spent: v.Spent != 0}
+		for i := range min(v.Nblocks, cgnat.SubBlocks) {
+			g.Blocks = append(g.Blocks, v.Block[i]-1)
+		}
+		out[hostAddr(hostU32(d.cg.Inside.Addr())+k)] = g
+	}
+	return out, it.Err()
+}
+
+// CGNATBlockUsed is the ports block id has taken, per protocol plane
+// (TCP, UDP, ICMP echo), read through the shared mapping of cg_blocks.
+func (d *Datapath) CGNATBlockUsed(id uint32) ([cgnat.Planes]uint32, error) {
+	var used [cgnat.Planes]uint32
+	if !d.cg.Enabled() || d.cgBlocks == nil {
+		return used, errNoCGNAT
+	}
+	if int(id) >= d.cg.NumBlocks() {
+		return used, fmt.Errorf("cgnat: block %d outside the pool's %d", id, d.cg.NumBlocks())
+	}
+	b := d.cgBlocks[int(id)*cgBlockLen:]
+	for pl := range used {
+		used[pl] = atomic.LoadUint32((*uint32)(unsafe.Pointer(&b[cgUsedOff+4*pl])))
+	}
+	return used, nil
+}
+
+// WithdrawBlock takes block id out of sub's record, so the datapath takes
+// no new port from it. A CPU that read the record just before may still
+// take one: the caller gives the block back to the pool only once
+// CGNATBlockUsed reads it empty after this (and a packet's time).
+func (d *Datapath) WithdrawBlock(sub netip.Addr, id uint32) error {
+	si, err := d.subIndex(sub)
+	if err != nil {
+		return err
+	}
+	var s datapathCgSub
+	if err := d.objs.CgSubs.Lookup(si, &s); err != nil {
+		return fmt.Errorf("cgnat: subscriber %v: %w", sub, err)
+	}
+	var kept datapathCgSub
+	kept.Spent = s.Spent
+	for i := range min(s.Nblocks, cgnat.SubBlocks) {
+		if s.Block[i] != id+1 {
+			kept.Block[kept.Nblocks] = s.Block[i]
+			kept.Nblocks++
+		}
+	}
+	if kept.Nblocks == s.Nblocks {
+		return fmt.Errorf("cgnat: %v does not hold block %d", sub, id)
+	}
+	return d.objs.CgSubs.Update(si, &kept, ebpf.UpdateAny)
+}
