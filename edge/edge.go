@@ -93,8 +93,8 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	if n > 0 {
 		log.Info("flows restored from the pinned datapath", "flows", n, "pin_path", s.PinPath)
 	}
-	a.connected = func(w *proto.Welcome) {
-		a.relayPorts(w)
+	a.sess.onConnect(func(w *proto.Welcome) {
+		a.setRelayPorts(w)
 		if err := l.serve(ctx, w.Prefix); err != nil {
 			log.Error("cannot serve the LAN", "err", err)
 			return
@@ -110,7 +110,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		} else if err := dp.XDP.SetLANv4ToAgent(w.PublicIPv4.IsValid()); err != nil {
 			log.Error("datapath: the LAN's IPv4 switch", "err", err)
 		}
-	}
+	})
 	client, err := control.NewClient(control.ClientConfig{
 		Relay:      s.Relay,
 		ServerName: s.ServerName,

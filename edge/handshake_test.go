@@ -277,9 +277,9 @@ func TestHandshakeEdgeRefusals(t *testing.T) {
 }
 
 func handshakesLeft(a *agent) (byFlow, byPort int) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return len(a.handshakes), len(a.byEdgePort)
+	a.hs.mu.Lock()
+	defer a.hs.mu.Unlock()
+	return len(a.hs.byFlow), len(a.hs.byEdgePort)
 }
 
 // TestLateAnswerOpensNothing: the host's SYN/ACK or RST for a flow the
@@ -287,7 +287,7 @@ func handshakesLeft(a *agent) (byFlow, byPort int) {
 // opened as an outbound flow; a SYN is.
 func TestLateAnswerOpensNothing(t *testing.T) {
 	a, _ := handshakeAgent(t)
-	a.grant = &proto.Welcome{Prefix: netip.MustParsePrefix("2001:db8:5::/56")}
+	a.sess.grant = &proto.Welcome{Prefix: netip.MustParsePrefix("2001:db8:5::/56")}
 	dp := &datapath{Datapath: &slowpath.Datapath{Cfg: xlat.Config{CarrierAddr: hsWAN, PortLo: 61000, PortHi: 61099}}}
 	for _, c := range []struct {
 		seg  handshake.Segment
