@@ -2,7 +2,6 @@ package edge
 
 import (
 	"context"
-	"log/slog"
 	"net/netip"
 	"sync/atomic"
 	"testing"
@@ -18,15 +17,8 @@ import (
 // and close flows.
 func benchAgent(b *testing.B) *agent {
 	b.Helper()
-	c := Config{Site: "home", Relay: "127.0.0.1:1", LAN: "lan", WAN: "wan", CarrierPorts: "32768-65535", TLS: confTLS(b.TempDir())}
-	s, err := c.Validate()
-	if err != nil {
-		b.Fatal(err)
-	}
-	a, err := newAgent(s, hsWAN, slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
+	a := testAgent(b, "32768-65535")
+	var err error
 	if a.ports, err = ports.NewEdge(ports.EdgeConfig{Ports: ports.Range{First: 32768, Last: 65535}, Quarantine: -1}); err != nil {
 		b.Fatal(err)
 	}

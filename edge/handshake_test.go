@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"log/slog"
 	"net/netip"
 	"testing"
 	"time"
@@ -32,15 +31,7 @@ var (
 // arrive on the returned channel.
 func handshakeAgent(t *testing.T) (*agent, chan []byte) {
 	t.Helper()
-	c := Config{Site: "home", Relay: "127.0.0.1:1", LAN: "lan", WAN: "wan", CarrierPorts: "61000-61199", TLS: confTLS(t.TempDir())}
-	s, err := c.Validate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := newAgent(s, hsWAN, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := testAgent(t, "61000-61199")
 	sent := make(chan []byte, 32)
 	a.inject = func(p []byte) error { sent <- append([]byte(nil), p...); return nil }
 	return a, sent
