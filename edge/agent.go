@@ -27,7 +27,9 @@ import (
 // holds its lock, so the agent takes one lock at a time. The only
 // nesting is inside a part over what it owns: siteNAT.mu, then its pool
 // of public ports (ports.Edge.mu). The flow table's and the allocators'
-// locks (flows.Table, ports.Edge) are leaves. Counters (m, openLatency)
+// locks (flows.Table, ports.Edge) are leaves. The port mapping table
+// (portmap.Table) calls mapBackend under its own lock, and mapBackend
+// takes one of the edge's at a time. Counters (m, openLatency)
 // are atomic and take no lock.
 type agent struct {
 	s      *Settings

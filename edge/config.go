@@ -34,6 +34,8 @@ type Config struct {
 	// Bounds on inbound flows (what an Internet host can make the agent
 	// hold for a site): config.InboundLimits.
 	InboundLimits config.InboundLimits `yaml:"inbound_limits"`
+
+	PortMapping PortMapping `yaml:"port_mapping"` // PCP, NAT-PMP and UPnP IGD on the LAN (portmap_config.go)
 }
 
 // Inbound is the site's policy for flows the Internet opens. Anything it
@@ -77,6 +79,8 @@ type Settings struct {
 
 	// Inbound flow bounds, defaults filled in.
 	Inbound config.InboundBounds
+
+	PortMap PortMap // port mapping on request, defaults filled in
 }
 
 // Allow is a parsed AllowRule; Proto 0 means any protocol.
@@ -190,6 +194,9 @@ func (c *Config) Validate() (*Settings, error) {
 		return nil, err
 	}
 	if s.Forwards, err = c.Inbound.parseForwards(); err != nil {
+		return nil, err
+	}
+	if s.PortMap, err = c.PortMapping.parse("port_mapping"); err != nil {
 		return nil, err
 	}
 	return s, nil

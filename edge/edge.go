@@ -93,6 +93,10 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	if n > 0 {
 		log.Info("flows restored from the pinned datapath", "flows", n, "pin_path", s.PinPath)
 	}
+	pm, err := openPortMapper(s, a, log)
+	if err != nil {
+		return fmt.Errorf("port_mapping: %w", err)
+	}
 	a.sess.onConnect(func(w *proto.Welcome) {
 		a.setRelayPorts(w)
 		if err := l.serve(ctx, w.Prefix); err != nil {
@@ -110,6 +114,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		} else if err := dp.XDP.SetLANv4ToAgent(w.PublicIPv4.IsValid()); err != nil {
 			log.Error("datapath: the LAN's IPv4 switch", "err", err)
 		}
+		pm.granted(w.PublicIPv4)
 	})
 	client, err := control.NewClient(control.ClientConfig{
 		Relay:      s.Relay,
@@ -144,11 +149,17 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	go a.watchActivity(ctx)
 	go a.keepCarriers(ctx, dp)
 	go func() { errc <- a.misses(ctx, dp) }()
+	if pm != nil {
+		go func() { errc <- pm.serve(ctx) }()
+	}
 
 	if mln != nil {
 		cs, err := a.collectors(client.Counters(), dp)
 		if err != nil {
 			return fmt.Errorf("metrics: %w", err)
+		}
+		if pm != nil {
+			cs = append(cs, pm.collectors()...)
 		}
 		reg := metrics.NewRegistry(cs...)
 		log.Info("metrics listening", "addr", mln.Addr())
@@ -169,6 +180,9 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		st.Section("slowpath", func() any { return a.Counts() })
 		st.Section("datapath", func() any { return statusOrError(dp.XDP.ReasonCounts()) })
 		st.Section("misses", func() any { return statusOrError(dp.XDP.MissStatus()) })
+		if pm != nil {
+			st.Section("portmap", pm.status)
+		}
 		go func() { errc <- st.Serve(ctx, o.StatusSocket) }()
 	}
 	go func() { errc <- client.Run(ctx) }()

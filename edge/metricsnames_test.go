@@ -8,9 +8,11 @@ import (
 
 	"github.com/unmap-dev/unmap/control"
 	"github.com/unmap-dev/unmap/metrics"
+	"github.com/unmap-dev/unmap/portmap"
 )
 
-// TestMetricsDocumented: every metric the edge's /metrics registers is
+// TestMetricsDocumented: every metric the edge's /metrics registers (the
+// port mapping service's too) is
 // in OPERATING.md's metrics table with every label value of its
 // counters, and every unmap_edge_ metric the table lists is registered, and every such metric the Grafana dashboard
 // (packaging/grafana) queries is registered.
@@ -32,6 +34,8 @@ func TestMetricsDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	pm := &portMapper{tab: portmap.NewTable(portmap.Policy{}, portmap.NewMemBackend(netip.MustParseAddr("203.0.113.10"), 1024, 2047), slog.New(slog.DiscardHandler))}
+	cs = append(cs, pm.collectors()...)
 	names := metrics.Names(cs...)
 	for _, bad := range metrics.CheckDocs(metrics.DocTable(string(md)), []string{"unmap_edge_"}, names, edgeMetrics.Families()) {
 		t.Error(bad)

@@ -30,6 +30,9 @@ type Policy struct {
 	allow    []Allow
 	forwards []Forward
 	counts   [numRefusals]atomic.Uint64
+	// dynamic, when set, is asked after the static rules: the LAN
+	// hosts' port mappings (portmap.go). Set before the first offer.
+	dynamic func(session.Flow) (netip.AddrPort, bool)
 }
 
 // NewPolicy takes the parsed rules of edge.yaml.
@@ -54,13 +57,23 @@ func (p *Policy) Decide(f session.Flow, prefix netip.Prefix, public netip.Addr) 
 				return netip.AddrPortFrom(fw.To.Addr(), port), Accepted
 			}
 		}
-		return netip.AddrPort{}, NoRule
+		return p.byMapping(f)
 	case !prefix.Contains(dst):
 		return netip.AddrPort{}, NotOurAddress
 	}
 	for _, a := range p.allow {
 		if a.matches(f) {
 			return f.Site, Accepted
+		}
+	}
+	return p.byMapping(f)
+}
+
+// byMapping accepts a flow a LAN host's port mapping asked for.
+func (p *Policy) byMapping(f session.Flow) (netip.AddrPort, Refusal) {
+	if p.dynamic != nil {
+		if to, ok := p.dynamic(f); ok {
+			return to, Accepted
 		}
 	}
 	return netip.AddrPort{}, NoRule

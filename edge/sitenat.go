@@ -25,6 +25,9 @@ type siteNAT struct {
 	binds  map[natKey]*natBind
 	flows  map[session.Flow]natFlow      // by the flow as announced (public side)
 	fwd    map[session.Flow]session.Flow // inbound forwards: the announced flow by the LAN's view
+	// mapped is the public port of each private endpoint a LAN host's
+	// port mapping holds (portmap.go): its outbound flows leave from it.
+	mapped map[natKey]uint16
 }
 
 type natKey struct {
@@ -33,8 +36,9 @@ type natKey struct {
 }
 
 type natBind struct {
-	port uint16
-	refs int
+	port   uint16
+	refs   int
+	mapped bool // the port is a port mapping's: the mapping, not the binding, gives it back
 }
 
 // natFlow is the private endpoint of one announced flow; bound says it
@@ -45,7 +49,7 @@ type natFlow struct {
 }
 
 func newSiteNAT() *siteNAT {
-	return &siteNAT{binds: map[natKey]*natBind{}, flows: map[session.Flow]natFlow{}, fwd: map[session.Flow]session.Flow{}}
+	return &siteNAT{binds: map[natKey]*natBind{}, flows: map[session.Flow]natFlow{}, fwd: map[session.Flow]session.Flow{}, mapped: map[natKey]uint16{}}
 }
 
 // grant sets the public IPv4 and its port set (zero: the whole address)
@@ -66,6 +70,7 @@ func (n *siteNAT) grant(public netip.Addr, r ports.Range, forwards []Forward) er
 		clear(n.binds)
 		clear(n.flows)
 		clear(n.fwd)
+		clear(n.mapped)
 	}
 	if !public.IsValid() {
 		return nil
@@ -149,6 +154,12 @@ func (n *siteNAT) outbound(lan session.Flow) (session.Flow, error) {
 	}
 	k := natKey{lan.Proto, lan.Site}
 	b := n.binds[k]
+	if port, ok := n.mapped[k]; ok && b == nil {
+		// The host mapped this endpoint: its outbound flows leave from
+		// the mapped port, as a PCP or UPnP client expects.
+		b = &natBind{port: port, mapped: true}
+		n.binds[k] = b
+	}
 	if b == nil {
 		port := lan.Site.Port()
 		if err := n.ports.Claim(lan.Proto, port); err != nil {
@@ -225,7 +236,9 @@ func (n *siteNAT) release(f session.Flow) {
 	if b := n.binds[k]; b != nil {
 		if b.refs--; b.refs == 0 {
 			delete(n.binds, k)
-			_ = n.ports.Release(f.Proto, b.port)
+			if !b.mapped {
+				_ = n.ports.Release(f.Proto, b.port)
+			}
 		}
 	}
 }
@@ -238,4 +251,55 @@ func (n *siteNAT) stats() map[string]any {
 		return map[string]any{"public": "none granted"}
 	}
 	return map[string]any{"public": n.public.String(), "bindings": len(n.binds), "flows": len(n.flows)}
+}
+
+// claimMapped takes a port of the public IPv4 for a mapping of the
+// private endpoint in; the endpoint's next outbound binding uses it. A
+// binding of that endpoint that holds the port already (a restarted
+// agent's restored flows) hands it over to the mapping.
+func (n *siteNAT) claimMapped(proto session.Proto, ext, in netip.AddrPort) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ports == nil || ext.Addr() != n.public {
+		return fmt.Errorf("%v is not on the granted public IPv4", ext)
+	}
+	k := natKey{proto, in}
+	if b := n.binds[k]; b != nil && b.port == ext.Port() {
+		b.mapped = true
+	} else if err := n.ports.Claim(proto, ext.Port()); err != nil {
+		return err
+	}
+	n.mapped[k] = ext.Port()
+	return nil
+}
+
+// releaseMapped gives a mapping's port back, if it is still of the
+// granted address (a new grant starts a fresh pool); while an outbound
+// binding still uses it, that binding gives it back when it ends.
+func (n *siteNAT) releaseMapped(proto session.Proto, ext, in netip.AddrPort) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ports == nil || ext.Addr() != n.public {
+		return
+	}
+	k := natKey{proto, in}
+	if n.mapped[k] == ext.Port() {
+		delete(n.mapped, k)
+	}
+	if b := n.binds[k]; b != nil && b.mapped && b.port == ext.Port() {
+		b.mapped = false
+		return
+	}
+	_ = n.ports.Release(proto, ext.Port())
+}
+
+// external is the granted public IPv4 and its port range, invalid and
+// zero if none (a port mapping's external side: portmap.go).
+func (n *siteNAT) external() (netip.Addr, ports.Range) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.public.IsValid() || n.ports == nil {
+		return netip.Addr{}, ports.Range{}
+	}
+	return n.public, n.ports.Range()
 }

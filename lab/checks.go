@@ -144,6 +144,8 @@ func UnmapChecks(host netip.Addr) []Check {
 		},
 		EchoCheck("srv4 → lan: UDP to a forwarded port of the public IPv4", Works, Srv4, "udp", atLAN, forward, Srv4Addr),
 		EchoCheck("srv4 → lan: TCP to a forwarded port of the public IPv4", Works, Srv4, "tcp", atLAN, forward, Srv4Addr),
+		MapCheck("srv4 → lan: UDP to a port the host mapped by NAT-PMP", "natpmp", NATPMPTourPort),
+		MapCheck("srv4 → lan: TCP to a port the host mapped by PCP", "pcp", PCPTourPort),
 		RestartCheck("lan → srv6: an established TCP connection outlives an edge agent restart", Edge, srv6),
 		RestartCheck("lan → srv6: an established TCP connection outlives a relay restart", Relay, srv6),
 		{

@@ -36,7 +36,8 @@ type Deployment struct {
 
 // Deploy makes the certificates with bin and writes relay.yaml and
 // edge.yaml for the lab's addressing plan into dir: the site "home" is
-// granted 2001:db8:5::/56 and accepts inbound flows to its LAN's /64.
+// granted 2001:db8:5::/56 and accepts inbound flows to its LAN's /64;
+// its LAN hosts may map ports by PCP, NAT-PMP and UPnP IGD.
 func Deploy(bin, dir string) (*Deployment, error) {
 	d := &Deployment{Bin: bin, Dir: dir,
 		RelaySocket: filepath.Join(dir, "relay.sock"), EdgeSocket: filepath.Join(dir, "edge.sock")}
@@ -83,6 +84,7 @@ inbound:
   forwards:
     - {proto: udp, port: "%d", to: "%s"}
     - {proto: tcp, port: "%d", to: "%s"}
+port_mapping: {pcp: true, nat_pmp: true, upnp: true}
 `, RelayAddr, edir, edir, edir, LAN, CGN, d.EdgePins, SitePrefix,
 		ForwardPort, netip.AddrPortFrom(LANAddr, EchoPort), ForwardPort, netip.AddrPortFrom(LANAddr, EchoPort))
 	for path, text := range map[string]string{d.RelayConfig: relay, d.EdgeConfig: edge} {

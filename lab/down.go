@@ -140,8 +140,8 @@ func Leftovers() ([]Leftover, error) {
 // in removed). A lab whose building process is still alive is in use (a
 // running test) and is kept unless all is set. It returns what it
 // removed and what it kept.
-func Down(all bool) (removed []string, kept []Leftover, err error) {
-	removed, kept, err = remove(downSelects(all))
+func Down(all bool, prefixes ...string) (removed []string, kept []Leftover, err error) {
+	removed, kept, err = remove(downSelects(all, prefixes))
 	pins, perr := reapPins(all)
 	for _, dir := range pins {
 		removed = append(removed, "bpffs "+dir)
@@ -149,9 +149,15 @@ func Down(all bool) (removed []string, kept []Leftover, err error) {
 	return removed, kept, errors.Join(err, perr)
 }
 
-// downSelects is Down's choice of what to remove.
-func downSelects(all bool) func(Leftover) bool {
-	return func(lo Leftover) bool { return all || lo.Ownership != InUse }
+// downSelects is Down's choice of what to remove: labs not in use (all:
+// any), among prefixes when some are given.
+func downSelects(all bool, prefixes []string) func(Leftover) bool {
+	return func(lo Leftover) bool {
+		if len(prefixes) > 0 && !slices.Contains(prefixes, lo.Prefix) {
+			return false
+		}
+		return all || lo.Ownership != InUse
+	}
 }
 
 // reapOrphans removes labs whose building process died (a test binary
@@ -163,7 +169,34 @@ func reapOrphans() error {
 	return errors.Join(err, perr)
 }
 
+// lockLabs takes the lock every removal of other processes' labs holds
+// (Down, the orphan reaper): go test runs packages' binaries at once,
+// and one building a lab must not reap a lab another is reading the
+// ownership of. The returned function releases it.
+func lockLabs() (func(), error) {
+	if err := os.MkdirAll(OwnerDir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(OwnerDir, lockName), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
+	}
+	return func() { f.Close() }, nil // closing the file drops the lock
+}
+
+// lockName is the lock file in OwnerDir; not a lab's owner file.
+const lockName = ".lock"
+
 func remove(which func(Leftover) bool) (removed []string, kept []Leftover, err error) {
+	unlock, err := lockLabs()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer unlock()
 	los, err := Leftovers()
 	if err != nil {
 		return nil, nil, err
@@ -189,8 +222,8 @@ func remove(which func(Leftover) bool) (removed []string, kept []Leftover, err e
 	// claiming its prefix and building, or tearing down.
 	ents, _ := os.ReadDir(OwnerDir)
 	for _, e := range ents {
-		if e.IsDir() {
-			continue // PinsDir
+		if e.IsDir() || e.Name() == lockName {
+			continue // PinsDir, the lock
 		}
 		prefix := e.Name()
 		if slices.ContainsFunc(los, func(lo Leftover) bool { return lo.Prefix == prefix }) {

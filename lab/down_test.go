@@ -10,7 +10,7 @@ import (
 )
 
 // TestDownSelects checks what Down removes: everything but labs in use,
-// and those too with all.
+// and those too with all; given prefixes, only labs among them.
 func TestDownSelects(t *testing.T) {
 	for _, tc := range []struct {
 		o         Ownership
@@ -22,11 +22,18 @@ func TestDownSelects(t *testing.T) {
 		{Orphaned, true, true},
 	} {
 		lo := Leftover{Ownership: tc.o}
-		if got := downSelects(false)(lo); got != tc.want {
+		if got := downSelects(false, nil)(lo); got != tc.want {
 			t.Errorf("%v: Down removes it: %v, want %v", tc.o, got, tc.want)
 		}
-		if got := downSelects(true)(lo); got != tc.all {
+		if got := downSelects(true, nil)(lo); got != tc.all {
 			t.Errorf("%v: Down(all) removes it: %v, want %v", tc.o, got, tc.all)
+		}
+		lo.Prefix = "unmap-00000a"
+		if got := downSelects(true, []string{"unmap-00000b"})(lo); got {
+			t.Errorf("%v: Down(all, another prefix) removes it", tc.o)
+		}
+		if got := downSelects(false, []string{"unmap-00000b", lo.Prefix})(lo); got != tc.want {
+			t.Errorf("%v: Down(its prefix) removes it: %v, want %v", tc.o, got, tc.want)
 		}
 	}
 }
@@ -50,10 +57,19 @@ func TestOwnership(t *testing.T) {
 		t.Fatal(err)
 	}
 	orphan := newForTest(t, Options{})
+	// Other test binaries build labs (and so reap orphans) and run
+	// `unmap lab down` at the same time: hold their lock while this lab
+	// is an orphan and the ownership is read.
+	unlock, err := lockLabs()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(OwnerDir, orphan.Prefix), []byte(strconv.Itoa(deadPid(t))), 0o644); err != nil {
+		unlock()
 		t.Fatal(err)
 	}
 	los, err := Leftovers()
+	unlock()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -198,18 +199,29 @@ func printEnter(w io.Writer, l *lab.Lab) {
 	fmt.Fprintln(w, "Remove it with: unmap lab down")
 }
 
+// labPrefixArg is a lab's prefix as `unmap lab down` takes it.
+var labPrefixArg = regexp.MustCompile(`^` + lab.NamePrefix + `[0-9a-f]{6}$`)
+
 func newLabDownCmd() *cobra.Command {
 	var all bool
 	cmd := &cobra.Command{
-		Use:   "down",
+		Use:   "down [PREFIX...]",
 		Short: "Remove leftover lab namespaces (unmap-<6 hex>-<role>)",
 		Long: `down removes the namespaces of labs that were kept (--keep) or whose process
 died, and says what it removed. Labs still owned by a running process (a test
-in progress) are left alone unless --all is given.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+in progress) are left alone unless --all is given. Given prefixes (unmap-<6 hex>,
+as 'unmap lab --keep' prints), it removes only those labs.`,
+		Args: func(_ *cobra.Command, args []string) error {
+			for _, a := range args {
+				if !labPrefixArg.MatchString(a) {
+					return fmt.Errorf("%q is not a lab prefix (unmap-<6 hex>)", a)
+				}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
 			w := cmd.OutOrStdout()
-			removed, kept, err := lab.Down(all)
+			removed, kept, err := lab.Down(all, args...)
 			for _, name := range removed {
 				fmt.Fprintln(w, "removed", name)
 			}

@@ -104,9 +104,13 @@ func TestLabCommand(t *testing.T) {
 func TestLabKeepAndDown(t *testing.T) {
 	priv.Require(t)
 	out, err := runLabCmd(t, "--keep", "--cgn-mode", "random", "--cgn-udp-timeout", "30s")
-	// Whatever happens below, do not leave a kept lab behind.
-	t.Cleanup(func() { _, _ = runLabCmd(t, "down") })
 	m := labPrefix.FindStringSubmatch(out)
+	// Whatever happens below, do not leave a kept lab behind; only this
+	// one: others kept on this machine, or built by tests running at the
+	// same time, are not this test's to remove.
+	if m != nil {
+		t.Cleanup(func() { _, _ = runLabCmd(t, "down", m[1]) })
+	}
 	if err != nil {
 		t.Fatalf("unmap lab --keep: %v\n%s", err, out)
 	}
@@ -122,7 +126,7 @@ func TestLabKeepAndDown(t *testing.T) {
 	if got := namespacesOf(t, m[1]); len(got) != len(lab.Roles) {
 		t.Fatalf("kept lab has %d namespaces: %v", len(got), got)
 	}
-	out, err = runLabCmd(t, "down")
+	out, err = runLabCmd(t, "down", m[1])
 	if err != nil {
 		t.Fatalf("unmap lab down: %v\n%s", err, out)
 	}
@@ -145,6 +149,7 @@ func TestLabFlags(t *testing.T) {
 		{[]string{"--cgn-mode", "symmetric"}, `--cgn-mode: cgn mode "symmetric" is not preserve or random`},
 		{[]string{"--cgn-udp-timeout", "1500ms"}, "lab options: CGNUDPTimeout: 1.5s is not a whole, non-negative number of seconds"},
 		{[]string{"extra"}, `unknown command "extra" for "lab"`},
+		{[]string{"down", "unmap-12345"}, `"unmap-12345" is not a lab prefix (unmap-<6 hex>)`},
 	} {
 		_, err := runLabCmd(t, tc.args...)
 		if err == nil || err.Error() != tc.err {

@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"errors"
 	"net"
 	"net/netip"
+	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -74,4 +77,14 @@ func Retry(d time.Duration, f func() error) error {
 // RelaySlowpath is the relay's status, read for its slowpath section.
 type RelaySlowpath struct {
 	Slowpath map[string]uint64 `json:"slowpath"`
+}
+
+// IsSIGTERM tells the exit Stop's SIGTERM caused from a failure.
+func IsSIGTERM(err error) bool {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return false
+	}
+	ws, ok := ee.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM
 }

@@ -88,7 +88,7 @@ func testRelayRestartKeepsFlows(t *testing.T, mode lab.CGNMode, crash bool) {
 		for exited, _ := u.Relay.Exited(); !exited; exited, _ = u.Relay.Exited() {
 			time.Sleep(10 * time.Millisecond)
 		}
-	} else if err := u.Relay.Stop(); err != nil && !isSIGTERM(err) {
+	} else if err := u.Relay.Stop(); err != nil && !e2e.IsSIGTERM(err) {
 		t.Fatalf("relay stop: %v", err)
 	}
 	downAt := s.received.Load()

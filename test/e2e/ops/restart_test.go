@@ -5,15 +5,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
-	"os/exec"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -44,7 +41,7 @@ func testEdgeRestartKeepsFlows(t *testing.T, mode lab.CGNMode) {
 	baseRate := float64(s.received.Load()-base0) / time.Since(baseT).Seconds()
 
 	opened := e2e.Section(t, d.RelaySock, "carriers", "the relay's counters", func(e2e.RelaySlowpath) bool { return true }).Slowpath["opened"]
-	if err := u.Edge.Stop(); err != nil && !isSIGTERM(err) {
+	if err := u.Edge.Stop(); err != nil && !e2e.IsSIGTERM(err) {
 		t.Fatalf("edge stop: %v", err)
 	}
 	downAt, downT := s.received.Load(), time.Now()
@@ -93,16 +90,6 @@ func testEdgeRestartKeepsFlows(t *testing.T, mode lab.CGNMode) {
 		t.Errorf("the relay opened %d flows during the restart; the edge's flows must be replayed", got-opened)
 	}
 	t.Logf("TCP: %d bytes echoed intact across the restart", n)
-}
-
-// isSIGTERM tells the exit Stop's SIGTERM caused from a failure.
-func isSIGTERM(err error) bool {
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) {
-		return false
-	}
-	ws, ok := ee.Sys().(syscall.WaitStatus)
-	return ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM
 }
 
 // lineStream writes random lines on a TCP connection to an echo server and

@@ -1,0 +1,5 @@
+package portmap_test
+
+import "syscall"
+
+const syscall_ECONNREFUSED = syscall.ECONNREFUSED
