@@ -48,7 +48,7 @@ func (b *mapBackend) External4() (netip.Addr, uint16, uint16) {
 // under its lock, so nothing comes between the look and the change.
 func (b *mapBackend) Add(m portmap.Mapping) error {
 	k := mapKey{session.Proto(m.Proto), m.External}
-	if m.External.Addr().Is4() && !b.has(k) {
+	if !m.External.Addr().Is6() && !b.has(k) {
 		if err := b.nat.claimMapped(k.proto, m.External, m.Internal); err != nil {
 			return portmap.ErrPortInUse
 		}
