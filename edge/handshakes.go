@@ -182,11 +182,13 @@ const (
 // handshake of that port, if any.
 func (t *tcpHandshakes) relaySegment(src netip.Addr, seg handshake.Segment) (h *tcpInbound, step relayStep, pkt []byte) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	h = t.byEdgePort[seg.DstPort]
-	switch {
-	case h == nil || src != h.carrier.Relay.Addr() || seg.SrcPort != h.carrier.Relay.Port():
+	if h == nil || src != h.carrier.Relay.Addr() || seg.SrcPort != h.carrier.Relay.Port() {
+		t.mu.Unlock() // most WAN misses: no handshake of theirs
 		return nil, relayNone, nil
+	}
+	defer t.mu.Unlock()
+	switch {
 	case h.carrierSYN == nil || !handshake.IsRelaySynAck(seg, h.syn, h.hostSA):
 		return h, relayUnexpected, nil
 	case h.done:
