@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/unmap-dev/unmap/control"
@@ -18,9 +17,20 @@ import (
 	"github.com/unmap-dev/unmap/xdp"
 )
 
-// agent is the edge's state: the authoritative flow table, the carrier
-// ports it holds, the inbound policy and the grant of the current
-// session. It implements control.ClientHandler.
+// agent is the edge: it wires its parts and implements
+// control.ClientHandler. Its own fields are set once, before the agent
+// runs; each part guards what it owns with its own lock (README.md: the
+// parts and the lock order).
+//
+// Lock order: none of the agent's parts (sess, binds, rports, hs, inq,
+// nat) calls another part, the flow table or the carrier ports while it
+// holds its lock, so the agent takes one lock at a time. The only
+// nesting is inside a part over what it owns: siteNAT.mu, then its pool
+// of public ports (ports.Edge.mu). The flow table's and the allocators'
+// locks (flows.Table, ports.Edge) are leaves. The port mapping table
+// (portmap.Table) calls mapBackend under its own lock, and mapBackend
+// takes one of the edge's at a time. Counters (m, openLatency)
+// are atomic and take no lock.
 type agent struct {
 	s      *Settings
 	log    *slog.Logger
@@ -28,7 +38,6 @@ type agent struct {
 	flows  *flows.Table
 	ports  *ports.Edge
 	policy *Policy
-	nat    *siteNAT        // the site's public IPv4, when granted
 	ctl    *control.Client // set once before the client runs
 	dp     *datapath       // nil when the agent runs without XDP (tests)
 	// activity reads a flow's packet counters (datapathActivity, or a
@@ -39,24 +48,17 @@ type agent struct {
 	// handshake's segments); nil without a datapath.
 	inject func([]byte) error
 
-	mu          sync.Mutex
-	grant       *proto.Welcome // the last session's grant, kept while disconnected
-	up          bool           // a session is up
-	tokens      map[session.Flow]proto.BindToken
-	rports      map[session.Proto]*ports.Edge // relay ports R in use, by carrier protocol (pick.go)
-	raddr       netip.Addr                    // the relay address they are on
-	connected   func(*proto.Welcome)          // called on each new grant; may be nil
-	openLatency *metrics.Latency              // outbound flows' miss to entries installed (collectors.go)
-	m           *metrics.Counters             // slow-path events (metrics.go), for `unmap status` and /metrics
-	proved      map[session.Flow]time.Time    // last token keepalive per carrier (rebind.go)
-	icmpLimit   *ratelimit.Limiter            // the time exceeded the edge sends (icmperr.go)
-	// Inbound TCP flows in their carrier handshake (handshake.go), by
-	// flow and by carrier port E.
-	handshakes map[session.Flow]*tcpInbound
-	byEdgePort map[uint16]*tcpInbound
-	hostWaits  int // inbound TCP offers waiting for the LAN host's answer (handshake.go)
-	// inq counts the accepted inbound flows (inboundquota.go).
-	inq *inboundQuota
+	openLatency *metrics.Latency   // outbound flows' miss to entries installed (collectors.go)
+	m           *metrics.Counters  // slow-path events (metrics.go), for `unmap status` and /metrics
+	icmpLimit   *ratelimit.Limiter // the time exceeded the edge sends (icmperr.go)
+
+	// The parts.
+	sess   *sessionState  // the relay's grant and whether the session is up (session.go)
+	binds  *bindTokens    // carriers' bind tokens and proofs (bindtokens.go)
+	rports *relayPorts    // the relay ports R the edge's flows use (relayports.go)
+	hs     *tcpHandshakes // inbound TCP flows in their carrier handshake (handshakes.go)
+	inq    *inboundQuota  // the accepted inbound flows and their bounds (inboundquota.go)
+	nat    *siteNAT       // the site's public IPv4, when granted (sitenat.go)
 }
 
 // count records a slow-path event (a miss it could not use, a held packet
@@ -78,24 +80,17 @@ func newAgent(s *Settings, wan netip.Addr, log *slog.Logger) (*agent, error) {
 		return nil, err
 	}
 	return &agent{s: s, log: log, wan: wan, flows: t, ports: p, policy: NewPolicy(s.Allow, s.Forwards),
-		nat:    newSiteNAT(),
-		tokens: map[session.Flow]proto.BindToken{}, m: edgeMetrics.New(), openLatency: newOpenLatency(), icmpLimit: slowpath.NewICMPLimit(),
-		handshakes: map[session.Flow]*tcpInbound{}, byEdgePort: map[uint16]*tcpInbound{}, inq: newInboundQuota(s.Inbound)}, nil
+		m: edgeMetrics.New(), openLatency: newOpenLatency(), icmpLimit: slowpath.NewICMPLimit(),
+		sess: &sessionState{}, binds: newBindTokens(), rports: &relayPorts{}, hs: newTCPHandshakes(),
+		inq: newInboundQuota(s.Inbound), nat: newSiteNAT()}, nil
 }
 
 // Grant is the last session's grant, nil before the first one; up says
 // whether that session is still up.
-func (a *agent) Grant() (w *proto.Welcome, up bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.grant, a.up
-}
+func (a *agent) Grant() (w *proto.Welcome, up bool) { return a.sess.get() }
 
 func (a *agent) Connected(w *proto.Welcome) {
-	a.mu.Lock()
-	a.grant, a.up = w, true
-	fn := a.connected
-	a.mu.Unlock()
+	fn := a.sess.connect(w)
 	a.log.Info("session up", "session", w.SessionID, "prefix", w.Prefix, "ipv4", w.PublicIPv4)
 	if fn != nil {
 		fn(w)
@@ -103,11 +98,10 @@ func (a *agent) Connected(w *proto.Welcome) {
 }
 
 // Snapshot is the flow table as the relay should know it after a
-// reconnect: only flows it had granted a carrier for.
+// reconnect: only flows it had granted a carrier for. It holds no lock
+// of the agent's while it walks the table.
 func (a *agent) Snapshot() []proto.ReplayEntry {
 	now := time.Now()
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	var out []proto.ReplayEntry
 	for _, e := range a.flows.Snapshot() {
 		if e.State == flows.StateOpening || !e.Carrier.Relay.IsValid() {
@@ -120,9 +114,9 @@ func (a *agent) Snapshot() []proto.ReplayEntry {
 			Relay:        e.Carrier.Relay,
 			Public:       e.Carrier.Public,
 			LifetimeSec:  uint32(max(e.Expires.Sub(now), time.Second) / time.Second),
-			Token:        a.tokens[e.Flow],
 		})
 	}
+	a.binds.fill(out)
 	return out
 }
 
@@ -200,9 +194,7 @@ func (a *agent) Closed(m *proto.FlowClose) {
 }
 
 func (a *agent) Disconnected(err error) {
-	a.mu.Lock()
-	a.up = false
-	a.mu.Unlock()
+	a.sess.disconnect()
 	a.log.Warn("session down; flows keep forwarding", "err", err)
 }
 
@@ -273,9 +265,7 @@ func (a *agent) takeFrom(grant func(session.Proto) (uint16, error), f session.Fl
 		a.releasePort(c)
 		return session.Carrier{}, err
 	}
-	a.mu.Lock()
-	a.tokens[f] = token
-	a.mu.Unlock()
+	a.binds.set(f, token)
 	return c, nil
 }
 
@@ -292,14 +282,19 @@ func (a *agent) forget(f session.Flow, c session.Carrier) bool {
 	if _, err := a.flows.Delete(f); err != nil {
 		return false // already gone: its port was given back then
 	}
-	a.mu.Lock()
-	delete(a.tokens, f)
-	a.forgetHandshake(f)
-	a.mu.Unlock()
+	a.gone(f, c)
+	return true
+}
+
+// gone lets every part forget a flow the table no longer has, removes
+// its entries and gives its carrier ports back; the public IPv4 port is
+// the caller's.
+func (a *agent) gone(f session.Flow, c session.Carrier) {
+	a.binds.forget(f)
+	a.hs.forget(f)
 	a.inq.forget(f)
 	a.unmap(f, c)
 	a.releasePort(c)
-	return true
 }
 
 // unmap removes a flow's entries from the datapath, if they are there.
@@ -327,7 +322,7 @@ func (a *agent) releasePort(c session.Carrier) {
 	if err := a.ports.Release(c.Proto, c.Edge.Port()); err != nil {
 		a.log.Error("carrier port release", "carrier", c, "err", err)
 	}
-	a.releaseRelayPort(c)
+	a.rports.release(c)
 }
 
 // expire sweeps idle flows until ctx ends, telling the relay of each.
@@ -344,13 +339,7 @@ func (a *agent) expire(ctx context.Context) {
 		for {
 			gone := a.flows.Expire(nil, batch)
 			for _, e := range gone {
-				a.mu.Lock()
-				delete(a.tokens, e.Flow)
-				a.forgetHandshake(e.Flow)
-				a.mu.Unlock()
-				a.inq.forget(e.Flow)
-				a.unmap(e.Flow, e.Carrier)
-				a.releasePort(e.Carrier)
+				a.gone(e.Flow, e.Carrier)
 				a.nat.release(e.Flow)
 				_ = a.ctl.Close(e.Flow, proto.CodeExpired)
 			}

@@ -255,7 +255,7 @@ func TestPickedCarrier(t *testing.T) {
 	if !up || !g.Capabilities.Has(proto.CapEdgeChoosesR) {
 		t.Fatalf("grant %+v: no edge-chooses-r", g)
 	}
-	a.relayPorts(g)
+	a.setRelayPorts(g)
 	ctx := context.Background()
 	flow := func(port uint16) session.Flow {
 		return session.Flow{Proto: session.UDP, Site: netip.MustParseAddrPort(fmt.Sprintf("[2001:db8:5::2]:%d", port)),
@@ -292,9 +292,10 @@ func TestPickedCarrier(t *testing.T) {
 		t.Errorf("open on a taken R: %v, want flow-exists", err)
 	}
 	// Closing gives the R back to the edge's pool.
-	before := a.relayPool(session.UDP).InUse()
+	pool, _ := a.rports.pool(session.UDP)
+	before := pool.InUse()
 	a.Close(flow(1), proto.CodeClosed)
-	if after := a.relayPool(session.UDP).InUse(); after != before-1 {
+	if after := pool.InUse(); after != before-1 {
 		t.Errorf("relay ports in use %d after a close, want %d", after, before-1)
 	}
 }

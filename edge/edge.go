@@ -97,8 +97,8 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	if err != nil {
 		return fmt.Errorf("port_mapping: %w", err)
 	}
-	a.connected = func(w *proto.Welcome) {
-		a.relayPorts(w)
+	a.sess.onConnect(func(w *proto.Welcome) {
+		a.setRelayPorts(w)
 		if err := l.serve(ctx, w.Prefix); err != nil {
 			log.Error("cannot serve the LAN", "err", err)
 			return
@@ -115,7 +115,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 			log.Error("datapath: the LAN's IPv4 switch", "err", err)
 		}
 		pm.granted(w.PublicIPv4)
-	}
+	})
 	client, err := control.NewClient(control.ClientConfig{
 		Relay:      s.Relay,
 		ServerName: s.ServerName,

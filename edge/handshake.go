@@ -11,32 +11,6 @@ import (
 	"github.com/unmap-dev/unmap/session/handshake"
 )
 
-// tcpInbound is the edge's side of an inbound TCP flow's carrier
-// handshake (session/handshake): the remote's SYN goes to the LAN host,
-// the host's SYN/ACK becomes the carrier SYN (its ISN is the bind token),
-// and the relay's SYN/ACK, from the CGNAT, is answered with the ACK that
-// completes the CGNAT's view. Until the relay's SYN/ACK no entry exists,
-// so the host's SYN/ACK and the relay's SYN/ACK both come to the agent as
-// misses and neither is translated. Then only the carrier-to-host entry
-// goes in; the host-to-carrier entry waits for the host's first segment
-// without SYN, so a SYN/ACK the host sends again is never translated onto
-// the carrier as a SYN/ACK (the CGNAT would take it for an invalid
-// packet): it is dropped and counted.
-type tcpInbound struct {
-	flow     session.Flow
-	carrier  session.Carrier   // E and R
-	syn      handshake.Segment // the remote's SYN, from the offer
-	answered chan struct{}     // closed at the host's first SYN/ACK or RST
-
-	// The rest is guarded by agent.mu.
-	hostSA     handshake.Segment // the host's SYN/ACK, once answered
-	reset      bool              // the host answered with a RST
-	carrierSYN []byte            // the carrier SYN, once built
-	ack        []byte            // the completing ACK, once the relay answered
-	done       bool              // the relay answered: the carrier-to-host entry is in
-	outIn      bool              // the host-to-carrier entry is in too
-}
-
 // The handshake's timers: how long the host has to answer the SYN (it is
 // sent again once; the relay gives an offer 5 s), and when the carrier SYN
 // and the completing ACK are sent (again) until the relay answers.
@@ -75,19 +49,11 @@ func (a *agent) offerTCP(m *proto.FlowOffer, to netip.AddrPort) *proto.OfferRepl
 		a.m.Inc(mInboundTCPBadSyn)
 		return &proto.OfferReply{Result: proto.CodeMalformed}
 	}
-	a.mu.Lock()
-	if a.hostWaits >= maxHostWaits {
+	if !a.hs.wait() {
 		a.m.Inc(mInboundTCPPendingFull)
-		a.mu.Unlock()
 		return &proto.OfferReply{Result: proto.CodeNoResources}
 	}
-	a.hostWaits++
-	a.mu.Unlock()
-	defer func() {
-		a.mu.Lock()
-		a.hostWaits--
-		a.mu.Unlock()
-	}()
+	defer a.hs.unwait()
 	c, err := a.takeInbound(m.Flow, session.TCP, m.Relay, 0)
 	if err != nil {
 		a.m.Inc(mInboundTCPNotTaken) // no carrier port, or the flow exists
@@ -99,10 +65,7 @@ func (a *agent) offerTCP(m *proto.FlowOffer, to netip.AddrPort) *proto.OfferRepl
 		a.nat.inbound(m.Flow, to)
 	}
 	h := &tcpInbound{flow: m.Flow, carrier: c, syn: syn, answered: make(chan struct{})}
-	a.mu.Lock()
-	a.handshakes[m.Flow] = h
-	a.byEdgePort[c.Edge.Port()] = h
-	a.mu.Unlock()
+	a.hs.add(h)
 
 	answered := false
 	for _, wait := range hostAnswerSchedule {
@@ -120,9 +83,7 @@ func (a *agent) offerTCP(m *proto.FlowOffer, to netip.AddrPort) *proto.OfferRepl
 			break
 		}
 	}
-	a.mu.Lock()
-	reset, hostSA := h.reset, h.hostSA
-	a.mu.Unlock()
+	reset, hostSA := a.hs.answer(h)
 	switch {
 	case !answered:
 		a.m.Inc(mInboundTCPHostSilent)
@@ -135,9 +96,7 @@ func (a *agent) offerTCP(m *proto.FlowOffer, to netip.AddrPort) *proto.OfferRepl
 		return &proto.OfferReply{Result: proto.CodeClosed}
 	}
 	token := proto.BindToken(hostSA.Seq)
-	a.mu.Lock()
-	a.tokens[m.Flow] = token
-	a.mu.Unlock()
+	a.binds.set(m.Flow, token)
 	go a.sendCarrierSYN(h)
 	return &proto.OfferReply{EdgePort: c.Edge.Port(), Token: token}
 }
@@ -150,9 +109,7 @@ func (a *agent) sendCarrierSYN(h *tcpInbound) {
 	start := time.Now()
 	for _, at := range carrierSYNSchedule {
 		time.Sleep(time.Until(start.Add(at)))
-		a.mu.Lock()
-		pkt, stop := h.carrierSYN, h.done || a.handshakes[h.flow] != h
-		a.mu.Unlock()
+		pkt, stop := a.hs.pendingSYN(h)
 		if stop {
 			return
 		}
@@ -169,10 +126,7 @@ func (a *agent) sendComplete(h *tcpInbound) {
 		if e, ok := a.flows.Get(h.flow); !ok || e.Carrier.Public.IsValid() {
 			return
 		}
-		a.mu.Lock()
-		pkt := h.ack
-		a.mu.Unlock()
-		a.sendSegment(pkt, mHandshakeAckSentAgain)
+		a.sendSegment(a.hs.completingACK(h), mHandshakeAckSentAgain)
 	}
 }
 
@@ -187,9 +141,7 @@ func (a *agent) sendSegment(pkt []byte, counter metrics.Counter) {
 // handshakeLAN takes a LAN miss of flow f if the flow is in its
 // handshake; it reports false for a miss the ordinary path sends on.
 func (a *agent) handshakeLAN(f session.Flow, frame []byte) bool {
-	a.mu.Lock()
-	h := a.handshakes[f]
-	a.mu.Unlock()
+	h := a.hs.lookup(f)
 	if h == nil {
 		return false
 	}
@@ -198,41 +150,30 @@ func (a *agent) handshakeLAN(f session.Flow, frame []byte) bool {
 		a.m.Inc(mHandshakeUnreadable)
 		return true
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	first := h.carrierSYN == nil && !h.reset
-	switch {
-	case h.done && seg.Flags&handshake.SYN == 0:
-		if !h.outIn {
-			// The host's first segment after the handshake: from now on
-			// the datapath carries its side too.
-			if err := a.putOut(f, h.carrier); err != nil {
-				a.m.Inc(mHandshakeMapFailed)
-				return true
-			}
-			h.outIn = true
-		}
+	step, pkt := a.hs.hostSegment(h, seg)
+	switch step {
+	case hostPass:
 		return false
-	case h.done:
-		a.m.Inc(mHandshakeHostSynackLate) // the remote's ACK is on its way through the relay
-	case seg.Flags&handshake.RST != 0 && first:
-		h.reset = true
-		close(h.answered)
-	case handshake.Answers(seg, h.syn) && first:
-		h.hostSA = seg
-		pkt, err := handshake.Packet(h.carrier.Edge.Addr(), h.carrier.Relay.Addr(), handshake.CarrierSYN(seg, h.carrier.Edge.Port(), h.carrier.Relay.Port()))
-		if err != nil {
-			a.m.Inc(mHandshakeBuildFailed)
+	case hostMapOut:
+		// The host's first segment after the handshake: from now on the
+		// datapath carries its side too.
+		if err := a.putOut(f, h.carrier); err != nil {
+			a.m.Inc(mHandshakeMapFailed)
 			return true
 		}
-		h.carrierSYN = pkt
-		close(h.answered)
-	case handshake.Answers(seg, h.syn) && seg.Seq == h.hostSA.Seq:
+		a.hs.setOutIn(h)
+		return false
+	case hostLate:
+		a.m.Inc(mHandshakeHostSynackLate) // the remote's ACK is on its way through the relay
+	case hostAnswered:
+	case hostAgain:
 		// The host sends its SYN/ACK again: so does the carrier, at once.
 		a.m.Inc(mHandshakeHostSynackAgain)
-		if err := a.inject(h.carrierSYN); err != nil {
+		if err := a.inject(pkt); err != nil {
 			a.m.Inc(mHandshakeSendFailed)
 		}
+	case hostBuildFailed:
+		a.m.Inc(mHandshakeBuildFailed)
 	default:
 		a.m.Inc(mHandshakeHostUnexpected)
 	}
@@ -246,33 +187,21 @@ func (a *agent) handshakeWAN(frame []byte) bool {
 	if err != nil {
 		return false
 	}
-	a.mu.Lock()
-	h := a.byEdgePort[seg.DstPort]
-	if h == nil || src != h.carrier.Relay.Addr() || seg.SrcPort != h.carrier.Relay.Port() {
-		a.mu.Unlock()
+	h, step, ack := a.hs.relaySegment(src, seg)
+	switch step {
+	case relayNone:
 		return false
-	}
-	switch {
-	case h.carrierSYN == nil || !handshake.IsRelaySynAck(seg, h.syn, h.hostSA):
+	case relayUnexpected:
 		a.m.Inc(mHandshakeRelayUnexpected)
-		a.mu.Unlock()
 		return true
-	case h.done:
+	case relayAgain:
 		a.m.Inc(mHandshakeRelaySynackAgain) // our ACK was lost
-		pkt := h.ack
-		a.mu.Unlock()
-		a.sendSegment(pkt, mHandshakeAckSentAgain)
+		a.sendSegment(ack, mHandshakeAckSentAgain)
 		return true
-	}
-	ack, err := handshake.Packet(h.carrier.Edge.Addr(), h.carrier.Relay.Addr(),
-		handshake.CompletingACK(h.syn, h.hostSA, h.carrier.Edge.Port(), h.carrier.Relay.Port()))
-	if err != nil {
+	case relayBuildFailed:
 		a.m.Inc(mHandshakeBuildFailed)
-		a.mu.Unlock()
 		return true
 	}
-	h.ack, h.done = ack, true
-	a.mu.Unlock()
 	// The carrier-to-host entry goes in before the ACK leaves: the relay
 	// releases the remote's segments only when the ACK reaches it.
 	if err := a.putBack(h.flow, h.carrier); err != nil {
@@ -316,14 +245,4 @@ func (a *agent) putOut(f session.Flow, c session.Carrier) error {
 		return err
 	}
 	return a.dp.XDP.Put(out.Key, out.Entry)
-}
-
-// forgetHandshake drops a flow's handshake state; a.mu held.
-func (a *agent) forgetHandshake(f session.Flow) {
-	if h, ok := a.handshakes[f]; ok {
-		delete(a.handshakes, f)
-		if a.byEdgePort[h.carrier.Edge.Port()] == h {
-			delete(a.byEdgePort, h.carrier.Edge.Port())
-		}
-	}
 }

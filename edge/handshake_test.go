@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"log/slog"
 	"net/netip"
 	"testing"
 	"time"
@@ -32,15 +31,7 @@ var (
 // arrive on the returned channel.
 func handshakeAgent(t *testing.T) (*agent, chan []byte) {
 	t.Helper()
-	c := Config{Site: "home", Relay: "127.0.0.1:1", LAN: "lan", WAN: "wan", CarrierPorts: "61000-61199", TLS: confTLS(t.TempDir())}
-	s, err := c.Validate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := newAgent(s, hsWAN, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := testAgent(t, "61000-61199")
 	sent := make(chan []byte, 32)
 	a.inject = func(p []byte) error { sent <- append([]byte(nil), p...); return nil }
 	return a, sent
@@ -277,9 +268,9 @@ func TestHandshakeEdgeRefusals(t *testing.T) {
 }
 
 func handshakesLeft(a *agent) (byFlow, byPort int) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return len(a.handshakes), len(a.byEdgePort)
+	a.hs.mu.Lock()
+	defer a.hs.mu.Unlock()
+	return len(a.hs.byFlow), len(a.hs.byEdgePort)
 }
 
 // TestLateAnswerOpensNothing: the host's SYN/ACK or RST for a flow the
@@ -287,7 +278,7 @@ func handshakesLeft(a *agent) (byFlow, byPort int) {
 // opened as an outbound flow; a SYN is.
 func TestLateAnswerOpensNothing(t *testing.T) {
 	a, _ := handshakeAgent(t)
-	a.grant = &proto.Welcome{Prefix: netip.MustParsePrefix("2001:db8:5::/56")}
+	a.sess.grant = &proto.Welcome{Prefix: netip.MustParsePrefix("2001:db8:5::/56")}
 	dp := &datapath{Datapath: &slowpath.Datapath{Cfg: xlat.Config{CarrierAddr: hsWAN, PortLo: 61000, PortHi: 61099}}}
 	for _, c := range []struct {
 		seg  handshake.Segment

@@ -31,7 +31,7 @@ func quotaAgent(t *testing.T, ports string, limits string) *agent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.grant, a.up = &proto.Welcome{Prefix: netip.MustParsePrefix("2001:db8:5::/56")}, true
+	a.sess.grant, a.sess.up = &proto.Welcome{Prefix: netip.MustParsePrefix("2001:db8:5::/56")}, true
 	return a
 }
 

@@ -64,10 +64,7 @@ func (a *agent) keepCarriers(ctx context.Context, dp *datapath) {
 			}
 			if !c.Public.IsValid() {
 				if now.Sub(st.proved) >= unboundProofEvery {
-					a.mu.Lock()
-					token := a.tokens[e.Flow]
-					a.mu.Unlock()
-					a.sendProof(c, token)
+					a.sendProof(c, a.binds.get(e.Flow))
 					st.proved = now
 				}
 				state[e.Flow] = idleSince{n.Packets, now, st.proved}

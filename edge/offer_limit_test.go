@@ -35,9 +35,9 @@ func TestOfferTCPHostWaitsBounded(t *testing.T) {
 		wg.Go(func() { results[i] = a.offerTCP(offer(i), hsFlow.Site).Result })
 	}
 	waitFor(t, "the offers to wait for the host", func() (int, bool) {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		return a.hostWaits, a.hostWaits == maxHostWaits
+		a.hs.mu.Lock()
+		defer a.hs.mu.Unlock()
+		return a.hs.hostWaits, a.hs.hostWaits == maxHostWaits
 	})
 	start := time.Now()
 	if r := a.offerTCP(offer(maxHostWaits), hsFlow.Site); r.Result != proto.CodeNoResources || time.Since(start) > time.Second {
@@ -61,7 +61,7 @@ func TestOfferTCPHostWaitsBounded(t *testing.T) {
 			t.Errorf("offer %d: %v, want closed", i, r)
 		}
 	}
-	if a.hostWaits != 0 || a.ports.InUse() != 0 {
-		t.Errorf("after: %d waiting, %d ports in use", a.hostWaits, a.ports.InUse())
+	if a.hs.hostWaits != 0 || a.ports.InUse() != 0 {
+		t.Errorf("after: %d waiting, %d ports in use", a.hs.hostWaits, a.ports.InUse())
 	}
 }

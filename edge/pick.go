@@ -9,7 +9,6 @@ import (
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
 	"github.com/unmap-dev/unmap/session/flows"
-	"github.com/unmap-dev/unmap/session/ports"
 )
 
 // With edge-chooses-r the edge picks a new flow's relay port R itself and
@@ -21,60 +20,25 @@ import (
 // the capability. The edge keeps every R its flows use in a pool per
 // protocol, so it never picks one of its own twice.
 
-// relayPorts makes the pools of R from a grant, once: a later grant of
-// the same relay keeps them (its flows still hold their ports).
-func (a *agent) relayPorts(w *proto.Welcome) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.rports != nil || len(w.RelayAddrs) == 0 {
-		return
+// setRelayPorts makes the pools of R from a grant (relayPorts.setup)
+// and claims the R of the flows a restarted agent restored, which hold
+// theirs already; the table is read after the pools are in, so a flow
+// that opens meanwhile is claimed by one or the other.
+func (a *agent) setRelayPorts(w *proto.Welcome) {
+	made := a.rports.setup(w, func(cr proto.CarrierRange, err error) {
+		a.log.Warn("relay carrier range", "proto", cr.Proto, "ports", cr.Ports, "err", err)
+	})
+	if made {
+		a.rports.claimAll(a.flows.Snapshot())
 	}
-	a.rports = map[session.Proto]*ports.Edge{}
-	a.raddr = w.RelayAddrs[0]
-	for _, cr := range w.CarrierRanges {
-		p, err := ports.NewEdge(ports.EdgeConfig{Ports: ports.Range{First: cr.Ports.First, Last: cr.Ports.Last}})
-		if err != nil {
-			a.log.Warn("relay carrier range", "proto", cr.Proto, "ports", cr.Ports, "err", err)
-			continue
-		}
-		a.rports[cr.Proto] = p
-	}
-	// Flows a restarted agent restored hold their R already.
-	for _, e := range a.flows.Snapshot() {
-		if p := a.rports[e.Carrier.Proto]; p != nil && e.Carrier.Relay.Addr() == a.raddr {
-			_ = p.Claim(e.Carrier.Proto, e.Carrier.Relay.Port())
-		}
-	}
-}
-
-// relayPool is the pool of R for a carrier protocol, if any.
-func (a *agent) relayPool(p session.Proto) *ports.Edge {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.rports[p]
 }
 
 // claimRelayPort records an R the relay chose, so the edge does not pick
 // it for another flow.
 func (a *agent) claimRelayPort(c session.Carrier) {
-	if p := a.relayPool(c.Proto); p != nil && c.Relay.Addr() == a.raddrOf() {
-		if err := p.Claim(c.Proto, c.Relay.Port()); err != nil {
-			a.log.Debug("relay port not recorded", "carrier", c, "err", err)
-		}
+	if err := a.rports.claim(c); err != nil {
+		a.log.Debug("relay port not recorded", "carrier", c, "err", err)
 	}
-}
-
-// releaseRelayPort gives back the R of a carrier that is gone.
-func (a *agent) releaseRelayPort(c session.Carrier) {
-	if p := a.relayPool(c.Proto); p != nil && c.Relay.IsValid() && c.Relay.Addr() == a.raddrOf() {
-		_ = p.Release(c.Proto, c.Relay.Port())
-	}
-}
-
-func (a *agent) raddrOf() netip.Addr {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.raddr
 }
 
 // pick maps a new outbound flow on a carrier whose R the edge chose,
@@ -85,7 +49,7 @@ func (a *agent) pick(f session.Flow, cp session.Proto, token proto.BindToken) (s
 	if !up || !g.Capabilities.Has(proto.CapEdgeChoosesR) {
 		return session.Carrier{}, false
 	}
-	pool := a.relayPool(cp)
+	pool, raddr := a.rports.pool(cp)
 	if pool == nil {
 		return session.Carrier{}, false
 	}
@@ -94,7 +58,7 @@ func (a *agent) pick(f session.Flow, cp session.Proto, token proto.BindToken) (s
 		a.m.Inc(mPickNoPort)
 		return session.Carrier{}, false
 	}
-	c, err := a.take(f, cp, netip.AddrPortFrom(a.raddrOf(), r), token)
+	c, err := a.take(f, cp, netip.AddrPortFrom(raddr, r), token)
 	if err != nil {
 		_ = pool.Release(cp, r)
 		return session.Carrier{}, false

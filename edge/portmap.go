@@ -39,29 +39,27 @@ func newMapBackend(nat *siteNAT, pins *mapPins, log *slog.Logger) *mapBackend {
 }
 
 func (b *mapBackend) External4() (netip.Addr, uint16, uint16) {
-	b.nat.mu.Lock()
-	defer b.nat.mu.Unlock()
-	if !b.nat.public.IsValid() || b.nat.ports == nil {
-		return netip.Addr{}, 0, 0
-	}
-	r := b.nat.ports.Range()
-	return b.nat.public, r.First, r.Last
+	public, r := b.nat.external()
+	return public, r.First, r.Last
 }
 
+// Add and Remove take b.mu only over b's own maps, never while they ask
+// the site NAT or the pins: the portmap.Table calls them one at a time,
+// under its lock, so nothing comes between the look and the change.
 func (b *mapBackend) Add(m portmap.Mapping) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	k := mapKey{session.Proto(m.Proto), m.External}
+	if !m.External.Addr().Is6() && !b.has(k) {
+		if err := b.nat.claimMapped(k.proto, m.External, m.Internal); err != nil {
+			return portmap.ErrPortInUse
+		}
+	}
+	b.mu.Lock()
 	if m.External.Addr().Is6() {
 		b.holes[k] = m
 	} else {
-		if _, renew := b.fwd[k]; !renew {
-			if err := b.nat.claimMapped(k.proto, m.External, m.Internal); err != nil {
-				return portmap.ErrPortInUse
-			}
-		}
 		b.fwd[k] = m
 	}
+	b.mu.Unlock()
 	if err := b.pins.put(m); err != nil {
 		// The mapping works; it just will not outlive this agent.
 		b.log.Warn("port mapping not pinned", "external", m.External, "err", err)
@@ -69,17 +67,26 @@ func (b *mapBackend) Add(m portmap.Mapping) error {
 	return nil
 }
 
-func (b *mapBackend) Remove(m portmap.Mapping) {
+// has reports whether b holds the IPv4 mapping of k (a renewal).
+func (b *mapBackend) has(k mapKey) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	_, ok := b.fwd[k]
+	return ok
+}
+
+func (b *mapBackend) Remove(m portmap.Mapping) {
 	k := mapKey{session.Proto(m.Proto), m.External}
 	b.pins.delete(m)
+	b.mu.Lock()
+	_, fwd := b.fwd[k]
+	delete(b.fwd, k)
 	if m.External.Addr().Is6() {
 		delete(b.holes, k)
-		return
+		fwd = false
 	}
-	if _, ok := b.fwd[k]; ok {
-		delete(b.fwd, k)
+	b.mu.Unlock()
+	if fwd {
 		b.nat.releaseMapped(k.proto, m.External, m.Internal)
 	}
 }
@@ -103,46 +110,6 @@ func (b *mapBackend) lookup(f session.Flow) (netip.AddrPort, bool) {
 		return netip.AddrPort{}, false
 	}
 	return m.Internal, true
-}
-
-// claimMapped takes a port of the public IPv4 for a mapping of the
-// private endpoint in; the endpoint's next outbound binding uses it. A
-// binding of that endpoint that holds the port already (a restarted
-// agent's restored flows) hands it over to the mapping.
-func (n *siteNAT) claimMapped(proto session.Proto, ext, in netip.AddrPort) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.ports == nil || ext.Addr() != n.public {
-		return portmap.ErrPortInUse
-	}
-	k := natKey{proto, in}
-	if b := n.binds[k]; b != nil && b.port == ext.Port() {
-		b.mapped = true
-	} else if err := n.ports.Claim(proto, ext.Port()); err != nil {
-		return err
-	}
-	n.mapped[k] = ext.Port()
-	return nil
-}
-
-// releaseMapped gives a mapping's port back, if it is still of the
-// granted address (a new grant starts a fresh pool); while an outbound
-// binding still uses it, that binding gives it back when it ends.
-func (n *siteNAT) releaseMapped(proto session.Proto, ext, in netip.AddrPort) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.ports == nil || ext.Addr() != n.public {
-		return
-	}
-	k := natKey{proto, in}
-	if n.mapped[k] == ext.Port() {
-		delete(n.mapped, k)
-	}
-	if b := n.binds[k]; b != nil && b.mapped && b.port == ext.Port() {
-		b.mapped = false
-		return
-	}
-	_ = n.ports.Release(proto, ext.Port())
 }
 
 // portMapper is the edge's port mapping service: the server and its

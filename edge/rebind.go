@@ -29,19 +29,11 @@ func (a *agent) Moved(m *proto.CarrierMoved) {
 		a.m.Inc(mMovedUnknownCarrier)
 		return
 	}
-	now := time.Now()
-	a.mu.Lock()
-	if a.proved == nil || len(a.proved) > 4096 {
-		a.proved = map[session.Flow]time.Time{} // forgetting only allows one more proof
-	}
-	if now.Sub(a.proved[m.Flow]) < proveEvery {
-		a.mu.Unlock()
+	token, ok := a.binds.prove(m.Flow, time.Now(), proveEvery)
+	if !ok {
 		a.m.Inc(mMovedSuppressed)
 		return
 	}
-	a.proved[m.Flow] = now
-	token := a.tokens[m.Flow]
-	a.mu.Unlock()
 	pkt, err := udp4(e.Carrier, xlat.TokenKeepalive(uint64(token)))
 	if err == nil {
 		err = a.dp.Inj.Packet(pkt)

@@ -46,9 +46,7 @@ func (a *agent) restore(dp *datapath) (int, error) {
 			a.m.Inc(mRestoreStaleEntry)
 		}
 	}
-	a.mu.Lock()
 	a.m.Add(mRestored, uint64(n))
-	a.mu.Unlock()
 	return n, nil
 }
 
@@ -88,9 +86,7 @@ func (a *agent) restoreOne(dp *datapath, p slowpath.Pinned) bool {
 		a.m.Inc(mRestoreRefused)
 		return false
 	}
-	a.mu.Lock()
-	a.tokens[f] = notes.Token
-	a.mu.Unlock()
+	a.binds.set(f, notes.Token)
 	if f != lan {
 		a.nat.restore(f, lan.Site, notes.Forward)
 	}
@@ -108,9 +104,7 @@ func (a *agent) note(f session.Flow, c session.Carrier) {
 	if err != nil {
 		return
 	}
-	a.mu.Lock()
-	v := flowNotes{Token: a.tokens[f], Public: c.Public}
-	a.mu.Unlock()
+	v := flowNotes{Token: a.binds.get(f), Public: c.Public}
 	if f.Site.Addr().Is4() {
 		v.Site, v.Forward = f.Site, a.nat.isForward(f)
 	}

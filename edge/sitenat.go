@@ -252,3 +252,54 @@ func (n *siteNAT) stats() map[string]any {
 	}
 	return map[string]any{"public": n.public.String(), "bindings": len(n.binds), "flows": len(n.flows)}
 }
+
+// claimMapped takes a port of the public IPv4 for a mapping of the
+// private endpoint in; the endpoint's next outbound binding uses it. A
+// binding of that endpoint that holds the port already (a restarted
+// agent's restored flows) hands it over to the mapping.
+func (n *siteNAT) claimMapped(proto session.Proto, ext, in netip.AddrPort) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ports == nil || ext.Addr() != n.public {
+		return fmt.Errorf("%v is not on the granted public IPv4", ext)
+	}
+	k := natKey{proto, in}
+	if b := n.binds[k]; b != nil && b.port == ext.Port() {
+		b.mapped = true
+	} else if err := n.ports.Claim(proto, ext.Port()); err != nil {
+		return err
+	}
+	n.mapped[k] = ext.Port()
+	return nil
+}
+
+// releaseMapped gives a mapping's port back, if it is still of the
+// granted address (a new grant starts a fresh pool); while an outbound
+// binding still uses it, that binding gives it back when it ends.
+func (n *siteNAT) releaseMapped(proto session.Proto, ext, in netip.AddrPort) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ports == nil || ext.Addr() != n.public {
+		return
+	}
+	k := natKey{proto, in}
+	if n.mapped[k] == ext.Port() {
+		delete(n.mapped, k)
+	}
+	if b := n.binds[k]; b != nil && b.mapped && b.port == ext.Port() {
+		b.mapped = false
+		return
+	}
+	_ = n.ports.Release(proto, ext.Port())
+}
+
+// external is the granted public IPv4 and its port range, invalid and
+// zero if none (a port mapping's external side: portmap.go).
+func (n *siteNAT) external() (netip.Addr, ports.Range) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.public.IsValid() || n.ports == nil {
+		return netip.Addr{}, ports.Range{}
+	}
+	return n.public, n.ports.Range()
+}
