@@ -217,7 +217,7 @@ func (c *carriers) heldFromLocked(lk leaseKey, public netip.AddrPort) []earlyPkt
 func (c *carriers) rebindLocked(f session.Flow, k *carrier, public netip.AddrPort, secret proto.BindToken, isProof bool) (bound, func(), error) {
 	if !isProof {
 		c.m.Inc(mBindAlreadyBound)
-		ss := c.live[k.site]
+		ss := c.sessions.session(k.site)
 		if ss == nil || c.now().Sub(k.movedAsked) < movedEvery {
 			c.m.Inc(mMovedNotAsked) // no session, or asked a moment ago
 			return bound{}, nil, errBound
@@ -253,7 +253,7 @@ func (c *carriers) rebindLocked(f session.Flow, k *carrier, public netip.AddrPor
 
 // tellBound is the CarrierBound for k's binding, to be sent without c.mu.
 func (c *carriers) tellBound(f session.Flow, k *carrier) func() {
-	ss := c.live[k.site]
+	ss := c.sessions.session(k.site)
 	if ss == nil {
 		return nil
 	}

@@ -194,11 +194,11 @@ func TestBindFailuresBounded(t *testing.T) {
 		t.Errorf("another address: %v", err)
 	}
 	// A re-bind proof with the wrong secret spends the budget too.
-	before := fx.c.bindBudget[fx.public]
+	before := fx.c.bindBudget.next(fx.public)
 	if _, err := fx.c.bind(fx.key(ku, 40003), udpPayload(xlat.TokenKeepalive(uint64(secret)+2)), nil); !errors.Is(err, errRebind) {
 		t.Errorf("wrong re-bind proof: %v", err)
 	}
-	if !fx.c.bindBudget[fx.public].After(before) {
+	if !fx.c.bindBudget.next(fx.public).After(before) {
 		t.Error("a wrong re-bind proof did not spend the budget")
 	}
 	fx.now = fx.now.Add(time.Duration(bindFailBurst+2) * bindFailEvery)

@@ -3,7 +3,6 @@ package relay
 import (
 	"errors"
 	"log/slog"
-	"maps"
 	"net"
 	"net/netip"
 	"sync"
@@ -72,12 +71,11 @@ type carriers struct {
 	flows       registry              // every flow and its carrier, by flow and by deadline (registry.go, expire.go)
 	bySite      map[string]*siteFlows // flows again, by site (sitelist.go)
 	byLease     map[leaseKey]session.Flow
-	sessions    map[string]sessionInfo // by site
-	live        map[string]*control.Session
+	sessions    *sessionBook      // the edges' sessions, and each site's flow events (sessions.go)
+	sites       siteMap           // what each site is granted; set at start (sites.go)
 	m           *metrics.Counters // slow-path events (metrics.go)
 	openLatency *metrics.Latency  // inbound flows' miss to entries installed (collectors.go)
 
-	grants     map[string][]netip.Prefix // by site: its prefix and public IPv4
 	udpTimeout time.Duration
 	timeouts   flows.Timeouts
 	now        func() time.Time
@@ -85,9 +83,6 @@ type carriers struct {
 	poll       slowpath.Poller                // reads activity into flows; used by sweep alone
 	early      map[leaseKey][]earlyPkt        // carrier packets that beat their FlowOpen (early.go)
 	earlyN     int                            // packets in early
-	pickers    map[netip.Addr]int             // sessions that pick R, by the CGNAT address they come from
-	edgesFrom  map[netip.Addr]int             // sessions by the CGNAT address they come from: exempt from the miss bound
-	fromOf     map[uint64]edgeFrom            // and the other way, by session id
 	held       map[session.Flow][][]byte      // inbound flows' first packets, until their carrier binds
 	done       map[session.Flow]chan struct{} // closed when a flow's held packets were released
 	icmpLimit  *ratelimit.Limiter             // ICMP errors relayed, by site; "": the relay's own
@@ -95,7 +90,6 @@ type carriers struct {
 	inb        inboundState                   // bounds of the inbound slow path (inboundlimits.go)
 	gate       inboundGate                    // the inbound slow path's bounds passed before mu (inboundgate.go)
 	mapLog     mapLog                         // when a datapath refusal was last logged (maplog.go)
-	perSite    map[string]*siteCounts         // flow events by site, for its edge's Pongs (pong.go)
 	pinned     pinnedSet                      // flows the pinned datapath held at start, until replayed (pinned.go)
 	bindBudget bindBudgets                    // failed binds by CGNAT address (bindlimit.go)
 }
@@ -122,23 +116,15 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 	if err != nil {
 		return nil, err
 	}
-	grants := map[string][]netip.Prefix{}
-	a4p := map[string]ports.Range{}
 	for _, site := range s.Sites {
-		if site.IPv4.IsValid() && site.IPv4Ports.Len() < 65535 {
-			a4p[site.ID] = site.IPv4Ports // A+P: the address is shared by port
-		}
 		p.SetSite(site.ID, site.MaxFlows)
-		grants[site.ID] = append(grants[site.ID], site.Prefix)
-		if site.IPv4.IsValid() {
-			grants[site.ID] = append(grants[site.ID], netip.PrefixFrom(site.IPv4, 32))
-		}
 	}
 	c := &carriers{log: log, ports: p, bySite: map[string]*siteFlows{}, byLease: map[leaseKey]session.Flow{},
-		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, m: relayMetrics.New(), openLatency: newOpenLatency(),
-		grants: grants, udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now,
-		early: map[leaseKey][]earlyPkt{}, pickers: map[netip.Addr]int{}, edgesFrom: map[netip.Addr]int{}, fromOf: map[uint64]edgeFrom{}, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
-		icmpLimit: slowpath.NewICMPLimit(), offering: map[leaseKey]bool{}, inb: inboundState{quota: quota{limits: s.Inbound}, ipv4Ports: a4p}, perSite: map[string]*siteCounts{}}
+		m: relayMetrics.New(), openLatency: newOpenLatency(), sites: newSiteMap(s),
+		udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now,
+		early: map[leaseKey][]earlyPkt{}, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
+		icmpLimit: slowpath.NewICMPLimit(), offering: map[leaseKey]bool{}, inb: inboundState{quota: quota{limits: s.Inbound}}}
+	c.sessions = newSessionBook(c.exemptMisses)
 	if c.flows, err = newRegistry(c); err != nil {
 		return nil, err
 	}
@@ -171,35 +157,10 @@ func code(err error) proto.Code {
 	return proto.CodeInternal
 }
 
-func (c *carriers) Started(ss *control.Session) {
-	c.mu.Lock()
-	c.sessions[ss.Site()] = sessionInfo{ID: ss.ID(), From: ss.RemoteAddr().String(), Since: time.Now()}
-	c.live[ss.Site()] = ss
-	from := edgeFrom{addr: publicAddr(ss), picks: ss.Grant().Capabilities.Has(proto.CapEdgeChoosesR)}
-	c.fromOf[ss.ID()] = from
-	if from.picks {
-		c.pickers[from.addr]++
-	}
-	if from.addr.Is4() {
-		// Every new flow of the sites behind this address binds its
-		// carrier with a first packet from it: the datapath's per-source
-		// bound on misses must not hold them back.
-		if c.edgesFrom[from.addr]++; c.edgesFrom[from.addr] == 1 {
-			c.exemptMisses(from.addr, true)
-		}
-	}
-	c.mu.Unlock()
-}
-
-// edgeFrom is where a session comes from: its CGNAT's public address,
-// and whether the edge picks R itself (edge-chooses-r).
-type edgeFrom struct {
-	addr  netip.Addr
-	picks bool
-}
+func (c *carriers) Started(ss *control.Session) { c.sessions.started(ss) }
 
 // exemptMisses lets carriers' first packets from pub past the miss
-// bound, or no longer; c.mu held.
+// bound, or no longer; the sessions' lock held.
 func (c *carriers) exemptMisses(pub netip.Addr, on bool) {
 	if c.dp == nil {
 		return
@@ -228,7 +189,7 @@ func (c *carriers) open(ss peer, m *proto.FlowOpen) (*proto.FlowGrant, []earlyPk
 	defer c.mu.Unlock()
 	if old, ok := c.flows.lookup(m.Flow); ok {
 		if old.site != ss.Site() || old.edgePort != m.EdgePort || old.lease.Proto != m.CarrierProto {
-			c.siteCountLocked(ss.Site()).refusals++
+			c.sessions.count(ss.Site(), countRefusal)
 			return &proto.FlowGrant{Result: proto.CodeFlowExists}, nil
 		}
 		old.gen, old.token = ss.ID(), m.Token
@@ -252,13 +213,13 @@ func (c *carriers) open(ss peer, m *proto.FlowOpen) (*proto.FlowGrant, []earlyPk
 	}
 	if err != nil {
 		c.log.Debug("flow refused", "site", ss.Site(), "flow", m.Flow, "relay", m.Relay, "err", err)
-		c.siteCountLocked(ss.Site()).refusals++
+		c.sessions.count(ss.Site(), countRefusal)
 		return &proto.FlowGrant{Result: code(err)}, nil
 	}
 	life := c.lifetimeCap(m.Flow.Proto, m.LifetimeSec)
 	c.add(m.Flow, &carrier{site: ss.Site(), lease: lease, edgePort: m.EdgePort, token: m.Token, gen: ss.ID(), lifetime: life})
 	c.m.Inc(mOpened)
-	c.siteCountLocked(ss.Site()).opens++
+	c.sessions.count(ss.Site(), countOpen)
 	return &proto.FlowGrant{Relay: lease.RelayAddr(), LifetimeSec: uint32(life / time.Second)}, c.takeEarlyLocked(leaseKey{lease.Key, lease.Port})
 }
 
@@ -274,9 +235,7 @@ func (c *carriers) replayed(ss peer, e *proto.ReplayEntry) proto.Code {
 		tell()
 	}
 	if code != proto.CodeOK {
-		c.mu.Lock()
-		c.siteCountLocked(ss.Site()).refusals++
-		c.mu.Unlock()
+		c.sessions.count(ss.Site(), countRefusal)
 	}
 	return code
 }
@@ -423,7 +382,7 @@ func (c *carriers) Closed(ss *control.Session, m *proto.FlowClose) {
 	defer c.mu.Unlock()
 	if k, ok := c.flows.lookup(m.Flow); ok && k.site == ss.Site() {
 		c.remove(m.Flow, k)
-		c.siteCountLocked(k.site).closes++
+		c.sessions.count(k.site, countClose)
 	}
 }
 
@@ -431,26 +390,7 @@ func (c *carriers) Closed(ss *control.Session, m *proto.FlowClose) {
 // the edge replays them when it is back.
 func (c *carriers) Ended(ss *control.Session, err error) {
 	c.log.Info("session ended", "site", ss.Site(), "session", ss.ID(), "err", err)
-	c.mu.Lock()
-	if c.sessions[ss.Site()].ID == ss.ID() {
-		delete(c.sessions, ss.Site())
-		delete(c.live, ss.Site())
-	}
-	if from, ok := c.fromOf[ss.ID()]; ok {
-		delete(c.fromOf, ss.ID())
-		if from.picks {
-			if c.pickers[from.addr]--; c.pickers[from.addr] <= 0 {
-				delete(c.pickers, from.addr)
-			}
-		}
-		if from.addr.Is4() {
-			if c.edgesFrom[from.addr]--; c.edgesFrom[from.addr] <= 0 {
-				delete(c.edgesFrom, from.addr)
-				c.exemptMisses(from.addr, false)
-			}
-		}
-	}
-	c.mu.Unlock()
+	c.sessions.ended(ss)
 }
 
 func (c *carriers) add(f session.Flow, k *carrier) {
@@ -539,9 +479,9 @@ func (c *carriers) status() any {
 			}
 		})
 	}
-	sessions := maps.Clone(c.sessions)
 	counts := c.m.Snapshot()
 	pinned := c.pinned.count()
 	c.mu.Unlock()
+	sessions := c.sessions.sessions()
 	return carrierStatus{Sessions: sessions, Slowpath: counts, Flows: by, Ports: c.ports.Stats(), Refused: c.ports.Refused.Snapshot(), Rebound: rb, Pinned: pinned}
 }

@@ -32,7 +32,7 @@ type earlyPkt struct {
 // offered to an edge that has not answered yet (its opener or carrier
 // SYN goes as it replies); c.mu held.
 func (c *carriers) holdEarlyLocked(lk leaseKey, key xlat.Key, frame []byte) bool {
-	if c.pickers[lk.Public] == 0 && !c.offering[lk] {
+	if !c.sessions.picks(lk.Public) && !c.offering[lk] {
 		return false
 	}
 	return c.holdLocked(lk, key, frame, mEarlyHeld)

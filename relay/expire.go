@@ -105,12 +105,7 @@ func (c *carriers) sweep() {
 	c.expirePinnedLocked(now)
 	c.mu.Unlock()
 	expired = c.expireDue(expired)
-	c.mu.Lock()
-	live := make(map[string]func(session.Flow, proto.Code) error, len(c.live))
-	for site, ss := range c.live {
-		live[site] = ss.CloseFlow
-	}
-	c.mu.Unlock()
+	live := c.sessions.closers()
 	for _, g := range expired {
 		if closeFlow := live[g.site]; closeFlow != nil {
 			_ = closeFlow(g.f, proto.CodeExpired)

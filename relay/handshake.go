@@ -88,7 +88,7 @@ func (c *carriers) handshakeSegment(b bound, frame []byte, send func([]byte) err
 			k.backIn = c.mapHalf(b.flow, k, false)
 			c.syncLocked(b.flow, k) // established: its timeout no longer the transitory one
 		}
-		ss := c.live[k.site]
+		ss := c.sessions.session(k.site)
 		carrier = k.carrier()
 		c.m.Inc(mHandshakeCompleted)
 		c.mu.Unlock()

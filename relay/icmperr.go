@@ -51,12 +51,12 @@ func (c *carriers) relayICMPError(k xlat.Key, m xdp.Miss) {
 	c.mu.Lock()
 	cr := c.flows.get(f)
 	var ss interface{ ICMPError([]byte) error }
+	c.mu.Unlock()
 	if cr != nil {
-		if s := c.live[cr.site]; s != nil {
+		if s := c.sessions.session(cr.site); s != nil {
 			ss = s
 		}
 	}
-	c.mu.Unlock()
 	switch {
 	case cr == nil:
 		c.m.Inc(mICMPErrNotFlow)

@@ -286,38 +286,19 @@ func (c *carriers) release(dp *datapath, f session.Flow, carrier session.Carrier
 	}
 }
 
-// owner is the live session of the site an endpoint belongs to; c.mu
-// held.
+// owner is the live session of the site an endpoint belongs to.
 func (c *carriers) owner(a netip.AddrPort) edgeSide {
-	for site, p := range c.grants {
-		for _, pfx := range p {
-			if !c.holds(site, pfx, a) {
-				continue
-			}
-			if ss := c.live[site]; ss != nil {
-				return ss
-			}
-			if e := c.inb.edges[site]; e != nil {
-				return e
-			}
-			return nil
-		}
+	site, ok := c.sites.siteOf(a)
+	if !ok {
+		return nil
+	}
+	if ss := c.sessions.session(site); ss != nil {
+		return ss
+	}
+	if e := c.inb.edges[site]; e != nil {
+		return e
 	}
 	return nil
-}
-
-// holds reports whether site's granted prefix pfx holds endpoint a. A
-// public IPv4 may be shared by sites with disjoint port sets (A+P, RFC
-// 6346: ipv4_ports): the address alone does not say whose a flow is, its
-// port does (for ICMP, the echo identifier the key carries as a port).
-func (c *carriers) holds(site string, pfx netip.Prefix, a netip.AddrPort) bool {
-	if !pfx.Contains(a.Addr()) {
-		return false
-	}
-	if r, ok := c.inb.ipv4Ports[site]; ok && a.Addr().Is4() {
-		return r.Contains(a.Port())
-	}
-	return true
 }
 
 // resetRemote answers the remote's SYN with the RST the LAN host sent,

@@ -70,7 +70,7 @@ func TestSharedIPv4ByPort(t *testing.T) {
 		{netip.AddrPortFrom(shared, 80), "", false}, // in neither set
 		{netip.MustParseAddrPort("[2001:db8:7::1]:80"), "high", true},
 	} {
-		if site, ok := c.siteOf(tc.to); site != tc.site || ok != tc.ok {
+		if site, ok := c.sites.siteOf(tc.to); site != tc.site || ok != tc.ok {
 			t.Errorf("siteOf(%v) = %q %v, want %q %v", tc.to, site, ok, tc.site, tc.ok)
 		}
 	}

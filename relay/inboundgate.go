@@ -73,7 +73,7 @@ func (c *carriers) admitNew(f session.Flow, syn *handshake.Segment) bool {
 	if syn != nil && !syn.Is(handshake.SYN) {
 		return true
 	}
-	site, ok := c.siteOf(f.Site)
+	site, ok := c.sites.siteOf(f.Site)
 	if !ok {
 		return true
 	}

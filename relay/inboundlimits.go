@@ -11,7 +11,6 @@ import (
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/ratelimit"
 	"github.com/unmap-dev/unmap/session"
-	"github.com/unmap-dev/unmap/session/ports"
 )
 
 // What one Internet host can make the relay's inbound slow path hold and
@@ -58,9 +57,6 @@ type inboundState struct {
 	spares  map[string][]spareLease // unused ports of refused offers, by site (spare.go)
 	offers  ratelimit.Limiter       // new flows offered, by site and remote
 	quota   quota                   // inbound flows by site and remote, from offer to end (inboundquota.go)
-	// The port set of each site whose public IPv4 has one (A+P), by
-	// site: who owns a flow to that address depends on its port.
-	ipv4Ports map[string]ports.Range
 
 	// Tests only: lower limits, and sessions that are not control
 	// sessions (by site; a live control session comes first).

@@ -108,7 +108,7 @@ func (c *carriers) takePinned(ms []xdp.Mapping, addrs []netip.Addr) int {
 	c.pinned = pinnedSet{byKey: map[xlat.Key]*pinnedFlow{}, byLease: map[leaseKey]*pinnedFlow{}}
 	n := 0
 	for _, p := range flows {
-		site, ok := c.siteOf(p.flow.Site)
+		site, ok := c.sites.siteOf(p.flow.Site)
 		if ok && p.carrier.Relay.Port() != 0 {
 			k := ports.Key{Relay: p.carrier.Relay.Addr(), Public: p.carrier.Public.Addr(), Proto: p.carrier.Proto}
 			lease, err := c.ports.Claim(site, k, p.carrier.Relay.Port())
@@ -138,19 +138,6 @@ func (c *carriers) takePinned(ms []xdp.Mapping, addrs []netip.Addr) int {
 		c.pinned.until = c.now().Add(pinnedGrace)
 	}
 	return n
-}
-
-// siteOf is the site a flow's site endpoint belongs to (by its port
-// too, on a shared IPv4: holds); c.mu held.
-func (c *carriers) siteOf(a netip.AddrPort) (string, bool) {
-	for site, ps := range c.grants {
-		for _, p := range ps {
-			if c.holds(site, p, a) {
-				return site, true
-			}
-		}
-	}
-	return "", false
 }
 
 // deleteKey removes one pinned entry; c.mu held.

@@ -13,25 +13,19 @@ type siteCounts struct {
 	opens, closes, refusals uint64
 }
 
-// siteCountLocked is site's counts, made on first use; c.mu held.
-func (c *carriers) siteCountLocked(site string) *siteCounts {
-	sc := c.perSite[site]
-	if sc == nil {
-		sc = &siteCounts{}
-		c.perSite[site] = sc
-	}
-	return sc
-}
+// What a flow event does to its site's counts (sessionBook.count).
+func countOpen(sc *siteCounts)    { sc.opens++ }
+func countClose(sc *siteCounts)   { sc.closes++ }
+func countRefusal(sc *siteCounts) { sc.refusals++ }
 
 // pongCounters are the counters of ss's site the relay's Pong carries:
 // its flows at the relay (the ports they hold), flows opened, closed and
-// refused (opens and replayed entries).
+// refused (opens and replayed entries). The sessions' lock alone: a Pong
+// never waits for the flows' lock.
 func (c *carriers) pongCounters(ss *control.Session) []proto.Counter {
 	site := ss.Site()
 	flows := uint64(c.ports.Held(site))
-	c.mu.Lock()
-	sc := *c.siteCountLocked(site)
-	c.mu.Unlock()
+	sc := c.sessions.counts(site)
 	return []proto.Counter{
 		{ID: proto.CounterFlows, Value: flows},
 		{ID: proto.CounterFlowOpens, Value: sc.opens},
