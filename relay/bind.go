@@ -122,7 +122,7 @@ func (c *carriers) bindLocked(key xlat.Key, l4, frame []byte) (_ bound, tell fun
 	lk := leaseKey{ports.Key{Relay: key.Dst, Public: key.Src, Proto: session.Proto(key.Proto)}, key.DPort}
 	f, ok := c.byLease[lk]
 	if !ok {
-		if c.holdEarlyLocked(lk, key, frame) {
+		if c.early.holdEarly(lk, key, frame, c.sessions.picks(lk.Public), c.now()) {
 			return bound{}, nil, errEarly
 		}
 		c.m.Inc(mBindNoCarrier)
@@ -156,7 +156,7 @@ func (c *carriers) bindLocked(key xlat.Key, l4, frame []byte) (_ bound, tell fun
 		}
 	case session.UDP:
 		if !isProof {
-			if c.holdLocked(lk, key, frame, mBindHeld) {
+			if c.early.hold(lk, key, frame, mBindHeld, c.now()) {
 				return bound{}, nil, errHeld
 			}
 			c.m.Inc(mBindNoProof)
@@ -193,7 +193,7 @@ func (c *carriers) bindLocked(key xlat.Key, l4, frame []byte) (_ bound, tell fun
 // those from the port the proof bound it to go on; any other port's are
 // another host's (or stale), and are dropped. c.mu held.
 func (c *carriers) heldFromLocked(lk leaseKey, public netip.AddrPort) []earlyPkt {
-	ps := c.takeEarlyLocked(lk)
+	ps := c.early.take(lk, c.now())
 	out := ps[:0]
 	for _, p := range ps {
 		if p.key.SPort == public.Port() {

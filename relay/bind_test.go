@@ -154,8 +154,8 @@ func TestBindHeldUntilProof(t *testing.T) {
 	if n["bind-held"] != earlyPerCarrier || n["bind-held-other-port"] != 2 || n[errNoProof.Error()] != 1 {
 		t.Errorf("counters %v", n)
 	}
-	if fx.c.earlyN != 0 {
-		t.Errorf("%d packets still held", fx.c.earlyN)
+	if fx.c.early.count() != 0 {
+		t.Errorf("%d packets still held", fx.c.early.count())
 	}
 }
 

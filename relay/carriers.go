@@ -81,12 +81,10 @@ type carriers struct {
 	now        func() time.Time
 	activity   activity                       // reads a flow's packet counters; nil without a datapath
 	poll       slowpath.Poller                // reads activity into flows; used by sweep alone
-	early      map[leaseKey][]earlyPkt        // carrier packets that beat their FlowOpen (early.go)
-	earlyN     int                            // packets in early
+	early      *earlyHolds                    // carrier packets that beat what binds them (early.go)
 	held       map[session.Flow][][]byte      // inbound flows' first packets, until their carrier binds
 	done       map[session.Flow]chan struct{} // closed when a flow's held packets were released
 	icmpLimit  *ratelimit.Limiter             // ICMP errors relayed, by site; "": the relay's own
-	offering   map[leaseKey]bool              // carriers offered to an edge, not yet answered: their packets may come early
 	inb        inboundState                   // bounds of the inbound slow path (inboundlimits.go)
 	gate       inboundGate                    // the inbound slow path's bounds passed before mu (inboundgate.go)
 	mapLog     mapLog                         // when a datapath refusal was last logged (maplog.go)
@@ -122,9 +120,10 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 	c := &carriers{log: log, ports: p, bySite: map[string]*siteFlows{}, byLease: map[leaseKey]session.Flow{},
 		m: relayMetrics.New(), openLatency: newOpenLatency(), sites: newSiteMap(s),
 		udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now,
-		early: map[leaseKey][]earlyPkt{}, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
-		icmpLimit: slowpath.NewICMPLimit(), offering: map[leaseKey]bool{}, inb: inboundState{quota: quota{limits: s.Inbound}}}
+		held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
+		icmpLimit: slowpath.NewICMPLimit(), inb: inboundState{quota: quota{limits: s.Inbound}}}
 	c.sessions = newSessionBook(c.exemptMisses)
+	c.early = newEarlyHolds(c.m)
 	if c.flows, err = newRegistry(c); err != nil {
 		return nil, err
 	}
@@ -220,7 +219,7 @@ func (c *carriers) open(ss peer, m *proto.FlowOpen) (*proto.FlowGrant, []earlyPk
 	c.add(m.Flow, &carrier{site: ss.Site(), lease: lease, edgePort: m.EdgePort, token: m.Token, gen: ss.ID(), lifetime: life})
 	c.m.Inc(mOpened)
 	c.sessions.count(ss.Site(), countOpen)
-	return &proto.FlowGrant{Relay: lease.RelayAddr(), LifetimeSec: uint32(life / time.Second)}, c.takeEarlyLocked(leaseKey{lease.Key, lease.Port})
+	return &proto.FlowGrant{Relay: lease.RelayAddr(), LifetimeSec: uint32(life / time.Second)}, c.early.take(leaseKey{lease.Key, lease.Port}, c.now())
 }
 
 // Replayed takes back a flow the edge still has after a reconnect or a

@@ -100,7 +100,7 @@ func (c *carriers) sweep() {
 	expired := c.pollActivity()
 	now := c.now()
 	c.mu.Lock()
-	c.pruneEarlyLocked(now)
+	c.early.prune(now)
 	c.releaseSparesLocked(now)
 	c.expirePinnedLocked(now)
 	c.mu.Unlock()

@@ -274,24 +274,24 @@ func TestHoldEarlyCarrierSYN(t *testing.T) {
 	csyn := handshake.Segment{SrcPort: 33333, DstPort: relay.Port(), Seq: hostISN, Flags: handshake.SYN}
 	key := xlat.Key{Proto: 6, Src: cgnPublic, Dst: relay.Addr(), SPort: 33333, DPort: relay.Port()}
 	c.carrierPacket(key, frameOf(t, cgnPublic, relay.Addr(), csyn), true)
-	if c.earlyN != 0 || c.m.Snapshot()["bind-no-carrier"] != 1 {
-		t.Fatalf("a SYN for no offer: %d held, counts %v", c.earlyN, c.m.Snapshot())
+	if c.early.count() != 0 || c.m.Snapshot()["bind-no-carrier"] != 1 {
+		t.Fatalf("a SYN for no offer: %d held, counts %v", c.early.count(), c.m.Snapshot())
 	}
 	lease, err := c.ports.Grant("home", cgnPublic, session.TCP)
 	if err != nil {
 		t.Fatal(err)
 	}
 	lk := leaseKey{lease.Key, lease.Port}
-	c.offering[lk] = true
+	c.early.offered(lk, true, c.now())
 	csyn.DstPort, key.DPort = lease.Port, lease.Port
 	c.carrierPacket(key, frameOf(t, cgnPublic, relay.Addr(), csyn), true)
-	if c.earlyN != 1 || c.m.Snapshot()["early-held"] != 1 {
-		t.Fatalf("early SYN: %d held, counts %v", c.earlyN, c.m.Snapshot())
+	if c.early.count() != 1 || c.m.Snapshot()["early-held"] != 1 {
+		t.Fatalf("early SYN: %d held, counts %v", c.early.count(), c.m.Snapshot())
 	}
 	k2 := &carrier{site: "home", lease: lease, token: proto.BindToken(hostISN), inbound: true, hs: &tcpHandshake{syn: remoteSYN}}
 	c.mu.Lock()
 	c.add(tcpFlow, k2)
-	early := c.takeEarlyLocked(lk)
+	early := c.early.take(lk, c.now())
 	c.mu.Unlock()
 	if len(early) != 1 {
 		t.Fatalf("%d packets taken, want 1", len(early))

@@ -176,15 +176,8 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 			c.spare(ss.Site(), lease)
 		}
 	}()
-	c.mu.Lock()
-	c.offering[lk] = true
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		delete(c.offering, lk)
-		_ = c.takeEarlyLocked(lk) // nothing, unless the offer failed
-		c.mu.Unlock()
-	}()
+	c.early.offered(lk, true, c.now())
+	defer func() { c.early.offered(lk, false, c.now()) }()
 	c.mu.Lock()
 	setup := c.inb.setupTime()
 	c.mu.Unlock()
@@ -213,7 +206,7 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 	c.mu.Lock()
 	c.add(f, k)
 	taken = true
-	early := c.takeEarlyLocked(leaseKey{lease.Key, lease.Port})
+	early := c.early.take(leaseKey{lease.Key, lease.Port}, c.now())
 	c.mu.Unlock()
 	// The edge sends its opener as it replies: it may have come first.
 	for _, p := range early {
