@@ -88,7 +88,7 @@ type carriers struct {
 	inb        inboundState                   // bounds of the inbound slow path (inboundlimits.go)
 	gate       inboundGate                    // the inbound slow path's bounds passed before mu (inboundgate.go)
 	mapLog     mapLog                         // when a datapath refusal was last logged (maplog.go)
-	pinned     pinnedSet                      // flows the pinned datapath held at start, until replayed (pinned.go)
+	pinned     *pinnedSet                     // flows the pinned datapath held at start, until replayed (pinned.go)
 	bindBudget bindBudgets                    // failed binds by CGNAT address (bindlimit.go)
 }
 
@@ -124,6 +124,7 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 		icmpLimit: slowpath.NewICMPLimit(), inb: inboundState{quota: quota{limits: s.Inbound}}}
 	c.sessions = newSessionBook(c.exemptMisses)
 	c.early = newEarlyHolds(c.m)
+	c.pinned = &pinnedSet{ports: p, m: c.m, log: log, del: c.deleteKey}
 	if c.flows, err = newRegistry(c); err != nil {
 		return nil, err
 	}
@@ -196,7 +197,7 @@ func (c *carriers) open(ss peer, m *proto.FlowOpen) (*proto.FlowGrant, []earlyPk
 	}
 	// Pinned entries of the flow are not the edge's any more: it opens
 	// the flow anew.
-	c.replacePinnedLocked(backKey(m.Flow))
+	c.pinned.replace(backKey(m.Flow))
 	var lease ports.Lease
 	var err error
 	if m.Relay.IsValid() {
@@ -261,7 +262,7 @@ func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, 
 		return proto.CodeAddressNotGranted, nil
 	}
 	lk := leaseKey{ports.Key{Relay: e.Relay.Addr(), Public: pub, Proto: e.CarrierProto}, e.Relay.Port()}
-	lease, ok := c.pinnedLeaseLocked(ss.Site(), lk)
+	lease, ok := c.pinned.lease(ss.Site(), lk)
 	if !ok {
 		var err error
 		if lease, err = c.ports.Claim(ss.Site(), lk.Key, lk.port); err != nil {
@@ -274,7 +275,7 @@ func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, 
 	c.add(e.Flow, k)
 	c.m.Inc(mReplayedClaimed) // taken back after a relay restart
 	k.public = e.Public
-	if pc, same := c.pinnedCarrierLocked(e.Flow, lease); same && !k.public.IsValid() {
+	if pc, same := c.pinned.carrierOf(e.Flow, lease); same && !k.public.IsValid() {
 		// The edge never heard its carrier bound (the last agent went
 		// before its CarrierBound did), but the entries it put in when a
 		// packet with the flow's token bound it are still there.
@@ -284,7 +285,7 @@ func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, 
 	if !k.public.IsValid() {
 		// Not bound yet: its first packet binds it. Entries of the flow
 		// on another carrier are the edge's no more.
-		c.replacePinnedLocked(backKey(e.Flow))
+		c.pinned.replace(backKey(e.Flow))
 		return proto.CodeOK, nil
 	}
 	if c.adoptPinnedLocked(e.Flow, k) {
@@ -345,14 +346,13 @@ func (c *carriers) adoptPinnedLocked(f session.Flow, k *carrier) bool {
 	if err != nil {
 		return false
 	}
-	p := c.pinned.byKey[out.Key]
-	if p == nil || p != c.pinned.byKey[back.Key] || !p.matches(out, back) {
+	held, ok := c.pinned.adopt(out, back)
+	if !ok {
 		return false // mapCarrier replaces what holds its keys
 	}
-	c.forgetPinnedLocked(p)
 	c.syncLocked(f, k) // bound, as the entries say
-	if p.lease.Port != 0 && p.lease != k.lease {
-		_ = c.ports.Release(p.lease) // not the replay's port: cannot be, but never leak one
+	if held.Port != 0 && held != k.lease {
+		_ = c.ports.Release(held) // not the replay's port: cannot be, but never leak one
 	}
 	c.m.Inc(mReplayedPinned)
 	return true
@@ -372,7 +372,7 @@ func (c *carriers) replayDone(ss peer) {
 			n++
 		}
 	})
-	pinned := c.dropSitePinnedLocked(ss.Site())
+	pinned := c.pinned.dropSite(ss.Site())
 	c.log.Info("replay done", "site", ss.Site(), "dropped", n, "pinned_dropped", pinned)
 }
 
@@ -437,7 +437,7 @@ func (c *carriers) mapCarrier(f session.Flow, k *carrier) bool {
 		c.syncLocked(f, k)
 		return true
 	}
-	c.replacePinnedOfLocked(f, k, true, true)
+	c.pinned.replaceOf(f, k, true, true)
 	if err := c.dp.mapFlow(f, k.carrier()); err != nil {
 		c.mapFailedLocked(f, err)
 		return false

@@ -102,7 +102,7 @@ func (c *carriers) sweep() {
 	c.mu.Lock()
 	c.early.prune(now)
 	c.releaseSparesLocked(now)
-	c.expirePinnedLocked(now)
+	c.pinned.expire(now)
 	c.mu.Unlock()
 	expired = c.expireDue(expired)
 	live := c.sessions.closers()

@@ -162,7 +162,7 @@ func (c *carriers) mapHalf(f session.Flow, k *carrier, toRemote bool) bool {
 	if c.dp == nil {
 		return true
 	}
-	c.replacePinnedOfLocked(f, k, toRemote, !toRemote)
+	c.pinned.replaceOf(f, k, toRemote, !toRemote)
 	if err := c.dp.mapHalf(f, k.carrier(), toRemote); err != nil {
 		c.mapFailedLocked(f, err)
 		return false
