@@ -79,17 +79,14 @@ type carriers struct {
 	udpTimeout time.Duration
 	timeouts   flows.Timeouts
 	now        func() time.Time
-	activity   activity                       // reads a flow's packet counters; nil without a datapath
-	poll       slowpath.Poller                // reads activity into flows; used by sweep alone
-	early      *earlyHolds                    // carrier packets that beat what binds them (early.go)
-	held       map[session.Flow][][]byte      // inbound flows' first packets, until their carrier binds
-	done       map[session.Flow]chan struct{} // closed when a flow's held packets were released
-	icmpLimit  *ratelimit.Limiter             // ICMP errors relayed, by site; "": the relay's own
-	inb        inboundState                   // bounds of the inbound slow path (inboundlimits.go)
-	gate       inboundGate                    // the inbound slow path's bounds passed before mu (inboundgate.go)
-	mapLog     mapLog                         // when a datapath refusal was last logged (maplog.go)
-	pinned     *pinnedSet                     // flows the pinned datapath held at start, until replayed (pinned.go)
-	bindBudget bindBudgets                    // failed binds by CGNAT address (bindlimit.go)
+	activity   activity           // reads a flow's packet counters; nil without a datapath
+	poll       slowpath.Poller    // reads activity into flows; used by sweep alone
+	early      *earlyHolds        // carrier packets that beat what binds them (early.go)
+	icmpLimit  *ratelimit.Limiter // ICMP errors relayed, by site; "": the relay's own
+	inb        *inboundOffers     // inbound offers, their held packets and bounds (inboundlimits.go)
+	mapLog     mapLog             // when a datapath refusal was last logged (maplog.go)
+	pinned     *pinnedSet         // flows the pinned datapath held at start, until replayed (pinned.go)
+	bindBudget bindBudgets        // failed binds by CGNAT address (bindlimit.go)
 }
 
 // peer is what the carriers need of the session a message came on:
@@ -120,10 +117,11 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 	c := &carriers{log: log, ports: p, bySite: map[string]*siteFlows{}, byLease: map[leaseKey]session.Flow{},
 		m: relayMetrics.New(), openLatency: newOpenLatency(), sites: newSiteMap(s),
 		udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now,
-		held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
-		icmpLimit: slowpath.NewICMPLimit(), inb: inboundState{quota: quota{limits: s.Inbound}}}
+
+		icmpLimit: slowpath.NewICMPLimit()}
 	c.sessions = newSessionBook(c.exemptMisses)
 	c.early = newEarlyHolds(c.m)
+	c.inb = newInboundOffers(s.Inbound, p, c.m, log)
 	c.pinned = &pinnedSet{ports: p, m: c.m, log: log, del: c.deleteKey}
 	if c.flows, err = newRegistry(c); err != nil {
 		return nil, err
@@ -417,18 +415,13 @@ func (c *carriers) releaseFlow(f session.Flow, k *carrier) {
 	}
 	delete(c.byLease, leaseKey{k.lease.Key, k.lease.Port})
 	c.unindex(f, k)
-	c.inb.quota.forget(f) // an inbound flow no longer counts against its site's and remote's quotas
+	c.inb.forget(f) // an inbound flow no longer counts against its site's and remote's quotas
 }
 
 // carrier is k as the datapath needs it.
 func (k *carrier) carrier() session.Carrier {
 	return session.Carrier{Proto: k.lease.Proto, Relay: k.lease.RelayAddr(), Public: k.public}
 }
-
-// countLocked counts under name, one of the declared counters
-// (metrics.go) passed down as a reason; c.mu held, as its callers are,
-// though counting needs no lock.
-func (c *carriers) countLocked(name string) { c.m.IncName(name) }
 
 // mapCarrier installs a bound carrier in the datapath, replacing pinned
 // entries that hold its keys; c.mu must be held.

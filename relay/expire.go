@@ -99,11 +99,9 @@ type gone struct {
 func (c *carriers) sweep() {
 	expired := c.pollActivity()
 	now := c.now()
-	c.mu.Lock()
 	c.early.prune(now)
-	c.releaseSparesLocked(now)
+	c.inb.releaseSpares(now)
 	c.pinned.expire(now)
-	c.mu.Unlock()
 	expired = c.expireDue(expired)
 	live := c.sessions.closers()
 	for _, g := range expired {
@@ -124,8 +122,13 @@ func (c *carriers) pollActivity() []gone {
 	}
 	// The inbound flows still to prove themselves: few (the inbound
 	// quotas bound them), looked up under c.mu once.
+	watch := c.inb.unproven()
 	c.mu.Lock()
-	watch := c.inb.quota.unproven(c.flows.get)
+	for f := range watch {
+		if k := c.flows.get(f); k == nil || k.lease.Proto != session.UDP {
+			delete(watch, f) // only a UDP carrier's flow is judged
+		}
+	}
 	c.mu.Unlock()
 	answered := make(map[session.Flow]bool, len(watch))
 	c.poll.Table = c.flows.t
@@ -154,7 +157,7 @@ func (c *carriers) pollActivity() []gone {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for f, ans := range answered {
-		if k := c.flows.get(f); k != nil && c.inb.quota.unanswered(f, k, ans, now) {
+		if k := c.flows.get(f); k != nil && c.inb.unanswered(f, k.lease.Proto == session.UDP, ans, now) {
 			// An inbound flow its LAN host never answered: whatever
 			// the remote sends, it ends soon (inboundquota.go).
 			c.remove(f, k)

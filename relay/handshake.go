@@ -2,7 +2,6 @@ package relay
 
 import (
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/unmap-dev/unmap/proto"
@@ -84,7 +83,7 @@ func (c *carriers) handshakeSegment(b bound, frame []byte, send func([]byte) err
 		// segment of the remote's that acknowledges the host's SYN/ACK
 		// is held already.
 		mapped := c.mapHalf(b.flow, k, true)
-		if mapped && slices.ContainsFunc(c.held[b.flow], func(p []byte) bool { return acksHost(k, p) }) {
+		if mapped && c.inb.heldAny(b.flow, func(p []byte) bool { return acksHost(k, p) }) {
 			k.backIn = c.mapHalf(b.flow, k, false)
 			c.syncLocked(b.flow, k) // established: its timeout no longer the transitory one
 		}

@@ -72,8 +72,8 @@ func handshakeCarriers(t *testing.T) (*carriers, *carrier) {
 	k := &carrier{site: "home", lease: lease, edgePort: 61000, token: proto.BindToken(hostISN), inbound: true,
 		hs: &tcpHandshake{syn: remoteSYN}}
 	c.add(tcpFlow, k)
-	c.held[tcpFlow] = [][]byte{}
-	c.done[tcpFlow] = make(chan struct{})
+	c.inb.held[tcpFlow] = [][]byte{}
+	c.inb.done[tcpFlow] = make(chan struct{})
 	return c, k
 }
 
@@ -153,7 +153,7 @@ func TestHandshakeRelay(t *testing.T) {
 	if !done || len(sent) != 4 || k.hs != nil {
 		t.Fatalf("completing ACK: done %v, %d sent, hs %v", done, len(sent), k.hs)
 	}
-	released := c.done[tcpFlow]
+	released := c.inb.done[tcpFlow]
 	c.release(nil, tcpFlow, carrier)
 	select {
 	case <-released:
@@ -200,22 +200,22 @@ func TestInboundTCPHolds(t *testing.T) {
 	c.inbound(context.Background(), k, frameOf(t, tcpFlow.Remote.Addr(), tcpFlow.Site.Addr(), remoteSYN))
 	ack := handshake.Segment{SrcPort: 40000, DstPort: 443, Seq: remoteSYN.Seq + 1, Ack: hostISN + 1, Flags: handshake.ACK}
 	c.inbound(context.Background(), k, frameOf(t, tcpFlow.Remote.Addr(), tcpFlow.Site.Addr(), ack))
-	if len(c.held[tcpFlow]) != 1 || c.m.Snapshot()["inbound-tcp-syn-again"] != 1 {
-		t.Errorf("held %d, counts %v", len(c.held[tcpFlow]), c.m.Snapshot())
+	if len(c.inb.held[tcpFlow]) != 1 || c.m.Snapshot()["inbound-tcp-syn-again"] != 1 {
+		t.Errorf("held %d, counts %v", len(c.inb.held[tcpFlow]), c.m.Snapshot())
 	}
 	other := k
 	other.SPort = 40001
 	ack.SrcPort = 40001
 	c.inbound(context.Background(), other, frameOf(t, tcpFlow.Remote.Addr(), tcpFlow.Site.Addr(), ack))
-	if c.m.Snapshot()["inbound-tcp-not-syn"] != 1 || len(c.held) != 1 {
-		t.Errorf("a lone ACK: counts %v, %d flows held", c.m.Snapshot(), len(c.held))
+	if c.m.Snapshot()["inbound-tcp-not-syn"] != 1 || len(c.inb.held) != 1 {
+		t.Errorf("a lone ACK: counts %v, %d flows held", c.m.Snapshot(), len(c.inb.held))
 	}
 	// A SYN for a site with no session is counted, not offered.
 	syn := remoteSYN
 	syn.SrcPort = 40001
 	c.inbound(context.Background(), other, frameOf(t, tcpFlow.Remote.Addr(), tcpFlow.Site.Addr(), syn))
-	if c.m.Snapshot()["inbound-no-session"] != 1 || len(c.held) != 1 {
-		t.Errorf("no session: counts %v, %d flows held", c.m.Snapshot(), len(c.held))
+	if c.m.Snapshot()["inbound-no-session"] != 1 || len(c.inb.held) != 1 {
+		t.Errorf("no session: counts %v, %d flows held", c.m.Snapshot(), len(c.inb.held))
 	}
 }
 
@@ -227,8 +227,8 @@ func TestHandshakeRelayGiveUp(t *testing.T) {
 	before := c.ports.Stats().InUse
 	c.giveUp(nil, tcpFlow, k)
 	c.dropFlow(tcpFlow, &remoteSYN, mInboundNotOpened, mInboundTCPNotOpened)
-	if c.flows.len() != 0 || len(c.byLease) != 0 || len(c.held) != 0 || len(c.done) != 0 {
-		t.Errorf("left behind: flows %v, leases %v, held %v, done %v", c.flows.all(), c.byLease, c.held, c.done)
+	if c.flows.len() != 0 || len(c.byLease) != 0 || len(c.inb.held) != 0 || len(c.inb.done) != 0 {
+		t.Errorf("left behind: flows %v, leases %v, held %v, done %v", c.flows.all(), c.byLease, c.inb.held, c.inb.done)
 	}
 	if got := c.ports.Stats().InUse; got != before-1 {
 		t.Errorf("ports in use %d, want %d", got, before-1)
@@ -259,8 +259,8 @@ func TestInboundTCPHoldsInitialWindow(t *testing.T) {
 	for range maxHeldTCP + 2 {
 		c.inbound(context.Background(), k, frameOf(t, tcpFlow.Remote.Addr(), tcpFlow.Site.Addr(), seg))
 	}
-	if len(c.held[tcpFlow]) != maxHeldTCP || c.m.Snapshot()["inbound-held-overflow"] != 2 {
-		t.Errorf("held %d, counts %v", len(c.held[tcpFlow]), c.m.Snapshot())
+	if len(c.inb.held[tcpFlow]) != maxHeldTCP || c.m.Snapshot()["inbound-held-overflow"] != 2 {
+		t.Errorf("held %d, counts %v", len(c.inb.held[tcpFlow]), c.m.Snapshot())
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/unmap-dev/unmap/metrics"
@@ -47,86 +48,106 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 	if !c.admitNew(f, syn) { // inboundgate.go: without the relay's lock
 		return
 	}
-	c.mu.Lock()
-	if h, ok := c.held[f]; ok {
-		switch {
-		case syn != nil && syn.Flags&handshake.SYN != 0:
-			// The remote's SYN again: the edge has the first one.
-			c.m.Inc(mInboundTCPSynAgain)
-		case len(h) >= maxHeldTCP || (syn == nil && len(h) >= maxHeld):
-			c.m.Inc(mInboundHeldOverflow)
-		case c.inb.heldN >= c.inb.heldCap():
-			c.m.Inc(mInboundHeldFull)
-		default:
-			c.held[f] = append(h, frame)
-			c.inb.heldAdd(1)
-		}
-		c.mu.Unlock()
+	if c.inb.holdMore(f, syn, frame) {
 		return
 	}
 	if syn != nil {
+		c.mu.Lock()
 		if kc, ok := c.flows.lookup(f); ok && kc.public.IsValid() && kc.hs == nil {
 			c.afterHandshake(f, kc, *syn, frame) // unlocks
 			return
 		}
+		c.mu.Unlock()
 		if !syn.Is(handshake.SYN) {
 			c.m.Inc(mInboundTCPNotSyn) // no flow to carry it: the remote's stack resets or retries
-			c.mu.Unlock()
 			return
 		}
 	}
 	ss := c.owner(f.Site)
 	if ss == nil {
 		c.m.Inc(mInboundNoSession)
-		c.mu.Unlock()
 		return
 	}
-	if code, ok := c.inb.refused.get(f, ss.ID(), c.now()); ok {
-		// Refused a moment ago: the edge is not asked again.
-		c.m.Inc(mInboundRefusedCached)
-		c.mu.Unlock()
-		if syn != nil && code == proto.CodeClosed {
-			c.resetRemote(f, *syn) // as the host did
-		}
-		return
+	released, code, cached := c.inb.admit(f, ss, syn, frame, c.now())
+	if cached && syn != nil && code == proto.CodeClosed {
+		c.resetRemote(f, *syn) // as the host did
 	}
-	if syn == nil && c.inb.heldN >= c.inb.heldCap() {
-		c.m.Inc(mInboundHeldFull)
-		c.mu.Unlock()
-		return
+	if released != nil {
+		go c.offer(ctx, ss, f, syn, released)
 	}
-	if !c.inb.allowOffer(ss.Site(), f.Remote.Addr(), c.now()) {
-		c.m.Inc(mInboundOfferRate)
-		c.mu.Unlock()
-		return
+}
+
+// holdMore holds one more packet of a flow held for its offer; false if
+// the flow is not held.
+func (b *inboundOffers) holdMore(f session.Flow, syn *handshake.Segment, frame []byte) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	h, ok := b.held[f]
+	if !ok {
+		return false
 	}
-	if why := c.inb.quota.admit(f, ss.Site(), c.now()); why != "" {
-		c.countLocked(why)
-		c.mu.Unlock()
-		return
+	switch {
+	case syn != nil && syn.Flags&handshake.SYN != 0:
+		// The remote's SYN again: the edge has the first one.
+		b.m.Inc(mInboundTCPSynAgain)
+	case len(h) >= maxHeldTCP || (syn == nil && len(h) >= maxHeld):
+		b.m.Inc(mInboundHeldOverflow)
+	case b.heldN >= b.heldCap():
+		b.m.Inc(mInboundHeldFull)
+	default:
+		b.held[f] = append(h, frame)
+		b.heldAdd(1)
 	}
-	if !c.gate.allow(c.now(), true) {
-		c.inb.quota.forget(f)
-		c.m.Inc(mInboundOverBudget)
-		c.mu.Unlock()
-		return
+	return true
+}
+
+// admit passes a new inbound flow of ss's site through the inbound
+// bounds and, if it passes, holds its first packet and returns the
+// channel closed when the held packets are released: the caller offers
+// the flow. cached says the edge refused the flow a moment ago (with
+// code), and is not asked again.
+func (b *inboundOffers) admit(f session.Flow, ss edgeSide, syn *handshake.Segment, frame []byte, now time.Time) (released chan struct{}, code proto.Code, cached bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.held[f]; ok {
+		b.m.Inc(mInboundHeldOverflow) // offered meanwhile: its own packets are held by holdMore
+		return nil, 0, false
 	}
-	if !c.inb.takeSlot(ss.Site()) {
-		c.inb.quota.forget(f)
-		c.m.Inc(mInboundPendingFull)
-		c.mu.Unlock()
-		return
+	if code, ok := b.refused.get(f, ss.ID(), now); ok {
+		b.m.Inc(mInboundRefusedCached)
+		return nil, code, true
 	}
-	c.held[f] = [][]byte{frame}
-	c.inb.heldAdd(1)
+	if syn == nil && b.heldN >= b.heldCap() {
+		b.m.Inc(mInboundHeldFull)
+		return nil, 0, false
+	}
+	if !b.allowOffer(ss.Site(), f.Remote.Addr(), now) {
+		b.m.Inc(mInboundOfferRate)
+		return nil, 0, false
+	}
+	if why := b.quota.admit(f, ss.Site(), now); why != "" {
+		b.m.IncName(why)
+		return nil, 0, false
+	}
+	if !b.gate.allow(now, true) {
+		b.quota.forget(f)
+		b.m.Inc(mInboundOverBudget)
+		return nil, 0, false
+	}
+	if !b.takeSlot(ss.Site()) {
+		b.quota.forget(f)
+		b.m.Inc(mInboundPendingFull)
+		return nil, 0, false
+	}
 	if syn != nil {
-		c.held[f] = [][]byte{} // the SYN itself goes in the offer
-		c.inb.heldAdd(-1)
+		b.held[f] = [][]byte{} // the SYN itself goes in the offer
+	} else {
+		b.held[f] = [][]byte{frame}
+		b.heldAdd(1)
 	}
-	released := make(chan struct{})
-	c.done[f] = released
-	c.mu.Unlock()
-	go c.offer(ctx, ss, f, syn, released)
+	released = make(chan struct{})
+	b.done[f] = released
+	return released, 0, false
 }
 
 // offer asks the edge and, on accept, waits for the carrier to bind (TCP:
@@ -140,9 +161,7 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 	taken := false
 	defer func() {
 		if !taken {
-			c.mu.Lock()
-			c.inb.quota.forget(f)
-			c.mu.Unlock()
+			c.inb.forget(f)
 		}
 	}()
 	cp := session.UDP
@@ -178,9 +197,7 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 	}()
 	c.early.offered(lk, true, c.now())
 	defer func() { c.early.offered(lk, false, c.now()) }()
-	c.mu.Lock()
 	setup := c.inb.setupTime()
-	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, setup)
 	defer cancel()
 	r, err := ss.Offer(ctx, m)
@@ -255,28 +272,37 @@ func (c *carriers) dropFlow(f session.Flow, syn *handshake.Segment, why, whyTCP 
 // drop forgets an inbound flow's held packets (if still held), counting
 // them under why.
 func (c *carriers) drop(f session.Flow, why metrics.Counter) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.m.Add(why, uint64(len(c.held[f])))
-	c.inb.heldAdd(-len(c.held[f]))
-	delete(c.held, f)
-	delete(c.done, f)
+	b := c.inb
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c.m.Add(why, uint64(len(b.held[f])))
+	b.heldAdd(-len(b.held[f]))
+	delete(b.held, f)
+	delete(b.done, f)
 }
 
 // release sends an inbound flow's held packets through its new carrier.
 func (c *carriers) release(dp *datapath, f session.Flow, carrier session.Carrier) {
-	c.mu.Lock()
-	held := c.held[f]
-	c.inb.heldAdd(-len(held))
-	delete(c.held, f)
-	if ch, ok := c.done[f]; ok {
+	b := c.inb
+	b.mu.Lock()
+	held := b.held[f]
+	b.heldAdd(-len(held))
+	delete(b.held, f)
+	if ch, ok := b.done[f]; ok {
 		close(ch)
-		delete(c.done, f)
+		delete(b.done, f)
 	}
-	c.mu.Unlock()
+	b.mu.Unlock()
 	if dp != nil {
 		dp.send(f, carrier, held, c.m)
 	}
+}
+
+// heldAny reports whether one of the packets held for f is one fn says.
+func (b *inboundOffers) heldAny(f session.Flow, fn func([]byte) bool) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.ContainsFunc(b.held[f], fn)
 }
 
 // owner is the live session of the site an endpoint belongs to.

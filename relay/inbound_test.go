@@ -121,9 +121,9 @@ func waitIdle(t *testing.T, c *carriers) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		c.mu.Lock()
-		idle := len(c.inb.pending) == 0 && len(c.held) == 0 && len(c.done) == 0
-		c.mu.Unlock()
+		c.inb.mu.Lock()
+		idle := len(c.inb.pending) == 0 && len(c.inb.held) == 0 && len(c.inb.done) == 0
+		c.inb.mu.Unlock()
 		if idle {
 			return
 		}
@@ -242,16 +242,16 @@ func TestInboundPendingBound(t *testing.T) {
 			c.inbound(ctx, keys[i], []byte("y"))
 		}
 	}
-	c.mu.Lock()
+	c.inb.mu.Lock()
 	n := 0
-	for _, h := range c.held {
+	for _, h := range c.inb.held {
 		n += len(h)
 		if len(h) > maxHeld {
 			t.Errorf("a flow holds %d packets", len(h))
 		}
 	}
 	heldN, pending := c.inb.heldN, c.inb.pending["home"]
-	c.mu.Unlock()
+	c.inb.mu.Unlock()
 	if n != 100 || heldN != 100 || pending != maxPendingPerSite || c.countOf("inbound-held-full") == 0 {
 		t.Errorf("held %d (counted %d), pending %d, counts %v", n, heldN, pending, c.m.Snapshot())
 	}

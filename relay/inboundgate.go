@@ -82,7 +82,7 @@ func (c *carriers) admitNew(f session.Flow, syn *handshake.Segment) bool {
 		c.m.Inc(mInboundOfferRate)
 		return false
 	}
-	if !c.gate.allow(now, false) {
+	if !c.inb.gate.allow(now, false) {
 		c.m.Inc(mInboundOverBudget)
 		return false
 	}

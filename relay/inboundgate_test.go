@@ -18,7 +18,7 @@ import (
 func TestInboundGateBoundsFlood(t *testing.T) {
 	e := &fakeEdge{site: "home", id: 1, answer: refuseAll(proto.CodeRefused)}
 	c, clk := inboundCarriers(t, e)
-	c.gate.rate, c.gate.burst = 50, 20
+	c.inb.gate.rate, c.inb.gate.burst = 50, 20
 	ctx := context.Background()
 	send := func(from, n int) {
 		for i := from; i < from+n; i++ {
