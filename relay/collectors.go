@@ -30,7 +30,7 @@ func newOpenLatency() *metrics.Latency {
 
 // collectors are everything the relay's /metrics serves, srv's (the
 // control channel's counters: ctl) included; c.dp may be nil (control only).
-func (c *carriers) collectors(s *Settings, ctl *control.Counters) ([]prometheus.Collector, error) {
+func (c *agent) collectors(s *Settings, ctl *control.Counters) ([]prometheus.Collector, error) {
 	ids := make([]string, len(s.Sites))
 	for i, site := range s.Sites {
 		ids[i] = site.ID

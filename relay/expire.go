@@ -43,13 +43,6 @@ func datapathActivity(dp *datapath) activity {
 	}
 }
 
-// newRegistry is the table of the relay's flows, which orders their
-// deadlines; its clock is c.now.
-func newRegistry(c *carriers) (registry, error) {
-	t, err := flows.New(flows.Options{Timeouts: c.timeouts, Grace: expireGrace, Now: func() time.Time { return c.now() }})
-	return registry{t}, err
-}
-
 // stateOf is the timeout state of flow f on carrier k.
 func stateOf(f session.Flow, k *carrier) flows.State {
 	state := flows.StateOpen
@@ -70,12 +63,12 @@ func expiryEntry(f session.Flow, k *carrier) flows.Entry {
 
 // syncLocked tells the expiry table what changed of k that its deadline
 // or its counters depend on: its binding, its state. c.mu held.
-func (c *carriers) syncLocked(f session.Flow, k *carrier) {
+func (c *agent) syncLocked(f session.Flow, k *carrier) {
 	_ = c.flows.t.Update(f, k.carrier(), stateOf(f, k))
 }
 
 // idleLimit is how long flow f may stay idle at the relay.
-func (c *carriers) idleLimit(f session.Flow, k *carrier) time.Duration {
+func (c *agent) idleLimit(f session.Flow, k *carrier) time.Duration {
 	state := stateOf(f, k)
 	d := c.timeouts.For(f.Proto, state)
 	if state == flows.StateOpen {
@@ -85,7 +78,7 @@ func (c *carriers) idleLimit(f session.Flow, k *carrier) time.Duration {
 }
 
 // expire sweeps idle flows every expireEvery until ctx ends.
-func (c *carriers) expire(ctx context.Context) { slowpath.Every(ctx, expireEvery, c.sweep) }
+func (c *agent) expire(ctx context.Context) { slowpath.Every(ctx, expireEvery, c.sweep) }
 
 // gone is a flow the relay expired, to tell its edge of.
 type gone struct {
@@ -96,7 +89,7 @@ type gone struct {
 // sweep marks active the flows whose counters moved, ends the inbound
 // flows their LAN host never answered, and removes those idle past their
 // limit, telling their edge if it is connected.
-func (c *carriers) sweep() {
+func (c *agent) sweep() {
 	expired := c.pollActivity()
 	now := c.now()
 	c.early.prune(now)
@@ -116,46 +109,46 @@ func (c *carriers) sweep() {
 // expiry table (slowpath.Poller), marks closed the TCP flows whose
 // connection ended, and removes the inbound UDP flows their LAN host did
 // not answer in time (inboundquota.go).
-func (c *carriers) pollActivity() []gone {
+func (c *agent) pollActivity() []gone {
 	if c.activity == nil {
 		return nil
 	}
 	// The inbound flows still to prove themselves: few (the inbound
 	// quotas bound them), looked up under c.mu once.
 	watch := c.inb.unproven()
-	c.mu.Lock()
+	c.flows.mu.Lock()
 	for f := range watch {
 		if k := c.flows.get(f); k == nil || k.lease.Proto != session.UDP {
 			delete(watch, f) // only a UDP carrier's flow is judged
 		}
 	}
-	c.mu.Unlock()
+	c.flows.mu.Unlock()
 	answered := make(map[session.Flow]bool, len(watch))
-	c.poll.Table = c.flows.t
-	c.poll.Read = func(e flows.Entry) (slowpath.Activity, bool) {
+	c.flows.poll.Table = c.flows.t
+	c.flows.poll.Read = func(e flows.Entry) (slowpath.Activity, bool) {
 		if !e.Carrier.Public.IsValid() {
 			return slowpath.Activity{}, false // no entries before its first packet
 		}
 		return c.activity(e.Flow, e.Carrier)
 	}
-	c.poll.Poll(func(e flows.Entry, a slowpath.Activity) {
+	c.flows.poll.Poll(func(e flows.Entry, a slowpath.Activity) {
 		if watch[e.Flow] {
 			answered[e.Flow] = a.Out > 0
 		}
 		if a.Closed { // a half-open one too: acknowledged later, it stays transitory
-			c.mu.Lock()
+			c.flows.mu.Lock()
 			if k := c.flows.get(e.Flow); k != nil && !k.closed {
 				k.closed = true
 				c.m.Inc(mTCPClosed)
 				c.syncLocked(e.Flow, k)
 			}
-			c.mu.Unlock()
+			c.flows.mu.Unlock()
 		}
 	})
 	var expired []gone
 	now := c.now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.flows.mu.Lock()
+	defer c.flows.mu.Unlock()
 	for f, ans := range answered {
 		if k := c.flows.get(f); k != nil && c.inb.unanswered(f, k.lease.Proto == session.UDP, ans, now) {
 			// An inbound flow its LAN host never answered: whatever
@@ -172,10 +165,10 @@ func (c *carriers) pollActivity() []gone {
 // expireBatch under c.mu, and appends them to expired. A flow whose
 // entry no longer says what its carrier does (a change no syncLocked
 // told) is put back as it is now, with the time it was last seen.
-func (c *carriers) expireDue(expired []gone) []gone {
+func (c *agent) expireDue(expired []gone) []gone {
 	var due []flows.Entry
 	for {
-		c.mu.Lock()
+		c.flows.mu.Lock()
 		due = c.flows.t.Expire(due[:0], expireBatch)
 		for _, e := range due {
 			k := e.Value.(*carrier) // out of the registry now
@@ -189,7 +182,7 @@ func (c *carriers) expireDue(expired []gone) []gone {
 			c.m.Inc(mExpired)
 			expired = append(expired, gone{e.Flow, k.site})
 		}
-		c.mu.Unlock()
+		c.flows.mu.Unlock()
 		if len(due) < expireBatch {
 			return expired
 		}

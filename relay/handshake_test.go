@@ -62,7 +62,7 @@ func decoded(t *testing.T, p []byte) (gopacket.NetworkLayer, *layers.TCP) {
 
 // handshakeCarriers is a relay without a datapath holding one inbound
 // TCP flow that the edge accepted with the host's ISN as its token.
-func handshakeCarriers(t *testing.T) (*carriers, *carrier) {
+func handshakeCarriers(t *testing.T) (*agent, *carrier) {
 	t.Helper()
 	c := exampleCarriers(t)
 	lease, err := c.ports.Grant("home", cgnPublic, session.TCP)
@@ -227,8 +227,8 @@ func TestHandshakeRelayGiveUp(t *testing.T) {
 	before := c.ports.Stats().InUse
 	c.giveUp(nil, tcpFlow, k)
 	c.dropFlow(tcpFlow, &remoteSYN, mInboundNotOpened, mInboundTCPNotOpened)
-	if c.flows.len() != 0 || len(c.byLease) != 0 || len(c.inb.held) != 0 || len(c.inb.done) != 0 {
-		t.Errorf("left behind: flows %v, leases %v, held %v, done %v", c.flows.all(), c.byLease, c.inb.held, c.inb.done)
+	if c.flows.len() != 0 || len(c.flows.byLease) != 0 || len(c.inb.held) != 0 || len(c.inb.done) != 0 {
+		t.Errorf("left behind: flows %v, leases %v, held %v, done %v", c.flows.all(), c.flows.byLease, c.inb.held, c.inb.done)
 	}
 	if got := c.ports.Stats().InUse; got != before-1 {
 		t.Errorf("ports in use %d, want %d", got, before-1)
@@ -289,10 +289,10 @@ func TestHoldEarlyCarrierSYN(t *testing.T) {
 		t.Fatalf("early SYN: %d held, counts %v", c.early.count(), c.m.Snapshot())
 	}
 	k2 := &carrier{site: "home", lease: lease, token: proto.BindToken(hostISN), inbound: true, hs: &tcpHandshake{syn: remoteSYN}}
-	c.mu.Lock()
+	c.flows.mu.Lock()
 	c.add(tcpFlow, k2)
 	early := c.early.take(lk, c.now())
-	c.mu.Unlock()
+	c.flows.mu.Unlock()
 	if len(early) != 1 {
 		t.Fatalf("%d packets taken, want 1", len(early))
 	}

@@ -34,7 +34,7 @@ const inboundSetup = 5 * time.Second
 // flow) until the carrier is bound. A TCP flow is offered on its SYN,
 // whose header goes in the offer; what follows is held until the carrier
 // handshake completes (handshake.go).
-func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
+func (c *agent) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 	f := session.Flow{Proto: session.Proto(k.Proto), Site: netip.AddrPortFrom(k.Dst, k.DPort), Remote: netip.AddrPortFrom(k.Src, k.SPort)}
 	var syn *handshake.Segment
 	if f.Proto == session.TCP {
@@ -52,12 +52,12 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 		return
 	}
 	if syn != nil {
-		c.mu.Lock()
+		c.flows.mu.Lock()
 		if kc, ok := c.flows.lookup(f); ok && kc.public.IsValid() && kc.hs == nil {
 			c.afterHandshake(f, kc, *syn, frame) // unlocks
 			return
 		}
-		c.mu.Unlock()
+		c.flows.mu.Unlock()
 		if !syn.Is(handshake.SYN) {
 			c.m.Inc(mInboundTCPNotSyn) // no flow to carry it: the remote's stack resets or retries
 			return
@@ -153,7 +153,7 @@ func (b *inboundOffers) admit(f session.Flow, ss edgeSide, syn *handshake.Segmen
 // offer asks the edge and, on accept, waits for the carrier to bind (TCP:
 // for its handshake to complete); the held packets go out when it does
 // (release closes released). syn is the remote's SYN of a TCP flow.
-func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *handshake.Segment, released <-chan struct{}) {
+func (c *agent) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *handshake.Segment, released <-chan struct{}) {
 	start := time.Now() // the miss was read a moment ago (inbound's caller)
 	defer c.offerDone(ss.Site())
 	// A flow the edge did not take no longer counts against the quotas;
@@ -220,11 +220,11 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 	if syn != nil {
 		k.hs = &tcpHandshake{syn: *syn}
 	}
-	c.mu.Lock()
+	c.flows.mu.Lock()
 	c.add(f, k)
 	taken = true
 	early := c.early.take(leaseKey{lease.Key, lease.Port}, c.now())
-	c.mu.Unlock()
+	c.flows.mu.Unlock()
 	// The edge sends its opener as it replies: it may have come first.
 	for _, p := range early {
 		c.carrierPacket(p.key, p.frame, true)
@@ -245,13 +245,13 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 // giveUp removes an inbound flow whose carrier did not open in time (a
 // UDP opener that never came, a TCP handshake that did not complete): its
 // port and any entries go, and the edge is told.
-func (c *carriers) giveUp(ss edgeSide, f session.Flow, k *carrier) {
-	c.mu.Lock()
+func (c *agent) giveUp(ss edgeSide, f session.Flow, k *carrier) {
+	c.flows.mu.Lock()
 	mine := c.flows.get(f) == k
 	if mine {
 		c.remove(f, k)
 	}
-	c.mu.Unlock()
+	c.flows.mu.Unlock()
 	if mine && ss != nil {
 		if err := ss.CloseFlow(f, proto.CodeTimeout); err != nil {
 			c.log.Debug("flow close not sent", "flow", f, "err", err)
@@ -262,7 +262,7 @@ func (c *carriers) giveUp(ss edgeSide, f session.Flow, k *carrier) {
 // dropFlow is drop for a flow of either kind: a TCP flow holds no packet
 // of its own (its SYN went in the offer), so its end is counted once,
 // under whyTCP.
-func (c *carriers) dropFlow(f session.Flow, syn *handshake.Segment, why, whyTCP metrics.Counter) {
+func (c *agent) dropFlow(f session.Flow, syn *handshake.Segment, why, whyTCP metrics.Counter) {
 	if syn != nil {
 		c.m.Inc(whyTCP)
 	}
@@ -271,7 +271,7 @@ func (c *carriers) dropFlow(f session.Flow, syn *handshake.Segment, why, whyTCP 
 
 // drop forgets an inbound flow's held packets (if still held), counting
 // them under why.
-func (c *carriers) drop(f session.Flow, why metrics.Counter) {
+func (c *agent) drop(f session.Flow, why metrics.Counter) {
 	b := c.inb
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -282,7 +282,7 @@ func (c *carriers) drop(f session.Flow, why metrics.Counter) {
 }
 
 // release sends an inbound flow's held packets through its new carrier.
-func (c *carriers) release(dp *datapath, f session.Flow, carrier session.Carrier) {
+func (c *agent) release(dp *datapath, f session.Flow, carrier session.Carrier) {
 	b := c.inb
 	b.mu.Lock()
 	held := b.held[f]
@@ -306,7 +306,7 @@ func (b *inboundOffers) heldAny(f session.Flow, fn func([]byte) bool) bool {
 }
 
 // owner is the live session of the site an endpoint belongs to.
-func (c *carriers) owner(a netip.AddrPort) edgeSide {
+func (c *agent) owner(a netip.AddrPort) edgeSide {
 	site, ok := c.sites.siteOf(a)
 	if !ok {
 		return nil
@@ -322,7 +322,7 @@ func (c *carriers) owner(a netip.AddrPort) edgeSide {
 
 // resetRemote answers the remote's SYN with the RST the LAN host sent,
 // which the edge reported as CodeClosed.
-func (c *carriers) resetRemote(f session.Flow, syn handshake.Segment) {
+func (c *agent) resetRemote(f session.Flow, syn handshake.Segment) {
 	rst := handshake.Segment{SrcPort: syn.DstPort, DstPort: syn.SrcPort, Ack: syn.Seq + 1, Flags: handshake.RST | handshake.ACK}
 	pkt, err := handshake.Packet(f.Site.Addr(), f.Remote.Addr(), rst)
 	if err != nil || c.dp == nil {

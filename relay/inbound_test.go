@@ -85,13 +85,13 @@ func (k *clock) add(d time.Duration) {
 
 // exampleCarriers is a relay without a datapath, configured by the
 // example relay.yaml.
-func exampleCarriers(t *testing.T) *carriers {
+func exampleCarriers(t *testing.T) *agent {
 	t.Helper()
 	s, err := Load("../examples/relay.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := newCarriers(s, slog.New(slog.DiscardHandler))
+	c, err := newAgent(s, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func exampleCarriers(t *testing.T) *carriers {
 
 // inboundCarriers is a relay without a datapath whose site "home" has
 // the fake session e, on a clock the test moves.
-func inboundCarriers(t *testing.T, e *fakeEdge) (*carriers, *clock) {
+func inboundCarriers(t *testing.T, e *fakeEdge) (*agent, *clock) {
 	t.Helper()
 	c := exampleCarriers(t)
 	k := &clock{t: time.Unix(1_000_000, 0)}
@@ -117,7 +117,7 @@ func udpTo(host string, port uint16) (xlat.Key, session.Flow) {
 }
 
 // waitIdle waits until no offer is out and no packet held.
-func waitIdle(t *testing.T, c *carriers) {
+func waitIdle(t *testing.T, c *agent) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -134,7 +134,7 @@ func waitIdle(t *testing.T, c *carriers) {
 	}
 }
 
-func (c *carriers) countOf(name string) uint64 {
+func (c *agent) countOf(name string) uint64 {
 	return c.m.Snapshot()[name]
 }
 
@@ -342,8 +342,8 @@ func TestInboundUDPNotOpenedReleased(t *testing.T) {
 	e.mu.Lock()
 	closed := e.closed[f]
 	e.mu.Unlock()
-	if c.flows.len() != 0 || len(c.byLease) != 0 || c.ports.Stats().InUse != before || closed != proto.CodeTimeout {
-		t.Errorf("left behind: flows %v, leases %v, ports in use %d (want %d), edge told %v", c.flows.all(), c.byLease, c.ports.Stats().InUse, before, closed)
+	if c.flows.len() != 0 || len(c.flows.byLease) != 0 || c.ports.Stats().InUse != before || closed != proto.CodeTimeout {
+		t.Errorf("left behind: flows %v, leases %v, ports in use %d (want %d), edge told %v", c.flows.all(), c.flows.byLease, c.ports.Stats().InUse, before, closed)
 	}
 	if c.countOf("inbound-not-opened") != 1 {
 		t.Errorf("counts %v", c.m.Snapshot())
@@ -354,9 +354,9 @@ func TestInboundUDPNotOpenedReleased(t *testing.T) {
 	c.inbound(context.Background(), k, []byte("x"))
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		c.mu.Lock()
+		c.flows.mu.Lock()
 		kc := c.flows.get(f)
-		c.mu.Unlock()
+		c.flows.mu.Unlock()
 		if kc != nil {
 			c.release(nil, f, kc.carrier()) // what the opener's bind does
 			break

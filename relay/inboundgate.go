@@ -69,7 +69,7 @@ func (g *inboundGate) allow(now time.Time, take bool) bool {
 // While a flood has spent the budget, the gate also drops the packets of
 // flows already held for their offer and of flows refused a moment ago,
 // which would otherwise wait for the lock.
-func (c *carriers) admitNew(f session.Flow, syn *handshake.Segment) bool {
+func (c *agent) admitNew(f session.Flow, syn *handshake.Segment) bool {
 	if syn != nil && !syn.Is(handshake.SYN) {
 		return true
 	}

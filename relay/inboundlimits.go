@@ -187,7 +187,7 @@ type inboundStatus struct {
 	UnansweredSec int            `json:"unanswered_udp_sec"`
 }
 
-func (c *carriers) inboundStatus() any {
+func (c *agent) inboundStatus() any {
 	s := c.inb
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -204,14 +204,14 @@ func (c *carriers) inboundStatus() any {
 }
 
 // offerDone frees an offer's slot when it ends, whatever its end.
-func (c *carriers) offerDone(site string) {
+func (c *agent) offerDone(site string) {
 	c.inb.mu.Lock()
 	c.inb.freeSlot(site)
 	c.inb.mu.Unlock()
 }
 
 // rememberRefusal keeps a refusal that holds for a while (refused.go).
-func (c *carriers) rememberRefusal(f session.Flow, ss edgeSide, r *proto.OfferReply) {
+func (c *agent) rememberRefusal(f session.Flow, ss edgeSide, r *proto.OfferReply) {
 	if r == nil || !refusedCodes[r.Result] {
 		return
 	}

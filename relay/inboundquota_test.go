@@ -20,7 +20,7 @@ import (
 
 // quotaCarriers is a relay with one site behind public, its carrier
 // ports 20000-20015, and the inbound bounds given.
-func quotaCarriers(t *testing.T, b config.InboundBounds) (*carriers, netip.Addr) {
+func quotaCarriers(t *testing.T, b config.InboundBounds) (*agent, netip.Addr) {
 	t.Helper()
 	public := netip.MustParseAddr("198.51.100.2")
 	s := &Settings{
@@ -30,7 +30,7 @@ func quotaCarriers(t *testing.T, b config.InboundBounds) (*carriers, netip.Addr)
 		Sites:        []Site{{ID: "home", Prefix: netip.MustParsePrefix("2001:db8:5::/56"), MaxFlows: 1000}},
 		Inbound:      b,
 	}
-	c, err := newCarriers(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c, err := newAgent(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,8 +140,8 @@ func TestSweepInboundProof(t *testing.T) {
 		if why != "" {
 			t.Fatal(why)
 		}
-		c.mu.Lock()
-		defer c.mu.Unlock()
+		c.flows.mu.Lock()
+		defer c.flows.mu.Unlock()
 		lease, err := c.ports.GrantInbound("home", public, f.Proto)
 		if err != nil {
 			t.Fatal(err)
@@ -157,8 +157,8 @@ func TestSweepInboundProof(t *testing.T) {
 	add(acked, true)
 	answered[talks] = true
 	has := func(f session.Flow) bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
+		c.flows.mu.Lock()
+		defer c.flows.mu.Unlock()
 		_, ok := c.flows.lookup(f)
 		return ok
 	}

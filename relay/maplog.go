@@ -25,7 +25,7 @@ type mapLog struct {
 
 // mapFailedLocked counts and, at most once per mapLogEvery, logs a flow
 // whose entries the datapath refused; c.flows.mu held.
-func (c *carriers) mapFailedLocked(f session.Flow, err error) {
+func (c *agent) mapFailedLocked(f session.Flow, err error) {
 	c.m.Inc(mMapFailed)
 	c.mapLog.failed(c.log, c.now(), f, err)
 }

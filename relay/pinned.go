@@ -155,12 +155,12 @@ func (s *pinnedSet) take(ms []xdp.Mapping, addrs []netip.Addr, sites siteMap, no
 
 // takePinned takes stock of the flows in the datapath at start
 // (pinnedSet.take).
-func (c *carriers) takePinned(ms []xdp.Mapping, addrs []netip.Addr) int {
+func (c *agent) takePinned(ms []xdp.Mapping, addrs []netip.Addr) int {
 	return c.pinned.take(ms, addrs, c.sites, c.now())
 }
 
 // deleteKey removes one datapath entry.
-func (c *carriers) deleteKey(k xlat.Key) {
+func (c *agent) deleteKey(k xlat.Key) {
 	if c.dp != nil {
 		_ = c.dp.XDP.Delete(k)
 	}

@@ -22,7 +22,7 @@ func countRefusal(sc *siteCounts) { sc.refusals++ }
 // its flows at the relay (the ports they hold), flows opened, closed and
 // refused (opens and replayed entries). The sessions' lock alone: a Pong
 // never waits for the flows' lock.
-func (c *carriers) pongCounters(ss *control.Session) []proto.Counter {
+func (c *agent) pongCounters(ss *control.Session) []proto.Counter {
 	site := ss.Site()
 	flows := uint64(c.ports.Held(site))
 	sc := c.sessions.counts(site)

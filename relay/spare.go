@@ -27,7 +27,7 @@ type spareLease struct {
 
 // offerLease leases R for an offer: an unused port of the site's for the
 // same CGNAT address and protocol if it has one, else a new one.
-func (c *carriers) offerLease(ss edgeSide, cp session.Proto) (ports.Lease, error) {
+func (c *agent) offerLease(ss edgeSide, cp session.Proto) (ports.Lease, error) {
 	pub := publicAddr(ss).Unmap()
 	b := c.inb
 	b.mu.Lock()
@@ -47,7 +47,7 @@ func (c *carriers) offerLease(ss edgeSide, cp session.Proto) (ports.Lease, error
 
 // spare keeps the port of an offer the edge refused, which carried no
 // packet; past sparePerSite it goes back to the allocator.
-func (c *carriers) spare(site string, l ports.Lease) {
+func (c *agent) spare(site string, l ports.Lease) {
 	b := c.inb
 	b.mu.Lock()
 	defer b.mu.Unlock()

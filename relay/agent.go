@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/unmap-dev/unmap/config"
@@ -57,36 +56,33 @@ type leaseKey struct {
 	port uint16
 }
 
-// carriers is the relay's side of the sessions: it turns flow opens into
+// agent is the relay agent: the thin type that wires its parts
+// together and implements control.Handler. It turns flow opens into
 // leased carrier ports and keeps them across reconnects, because the
 // edge's table is authoritative and a replay brings the flows back. It
-// implements control.Handler.
-type carriers struct {
-	log   *slog.Logger
-	ports *ports.Relay
-
-	dp *datapath // nil when the relay runs without XDP (tests)
-
-	mu          sync.Mutex
-	flows       registry              // every flow and its carrier, by flow and by deadline (registry.go, expire.go)
-	bySite      map[string]*siteFlows // flows again, by site (sitelist.go)
-	byLease     map[leaseKey]session.Flow
-	sessions    *sessionBook      // the edges' sessions, and each site's flow events (sessions.go)
-	sites       siteMap           // what each site is granted; set at start (sites.go)
-	m           *metrics.Counters // slow-path events (metrics.go)
+// holds no state of its own beyond what it is given at start: each part
+// keeps its own behind its own lock, in the order doc.go gives.
+type agent struct {
+	log         *slog.Logger
+	ports       *ports.Relay      // the carrier ports: an allocator with its own lock
+	m           *metrics.Counters // slow-path events (metrics.go): no lock
 	openLatency *metrics.Latency  // inbound flows' miss to entries installed (collectors.go)
+	udpTimeout  time.Duration
+	timeouts    flows.Timeouts
+	now         func() time.Time
+	dp          *datapath // nil when the relay runs without XDP (tests)
+	activity    activity  // reads a flow's packet counters; nil without a datapath
 
-	udpTimeout time.Duration
-	timeouts   flows.Timeouts
-	now        func() time.Time
-	activity   activity           // reads a flow's packet counters; nil without a datapath
-	poll       slowpath.Poller    // reads activity into flows; used by sweep alone
-	early      *earlyHolds        // carrier packets that beat what binds them (early.go)
-	icmpLimit  *ratelimit.Limiter // ICMP errors relayed, by site; "": the relay's own
+	// The parts.
+	flows      *flowRegistry      // every flow and its carrier, by flow, site, lease and deadline (registry.go, expire.go)
+	sessions   *sessionBook       // the edges' sessions, and each site's flow events (sessions.go)
+	sites      siteMap            // what each site is granted; set at start, no lock (sites.go)
 	inb        *inboundOffers     // inbound offers, their held packets and bounds (inboundlimits.go)
-	mapLog     mapLog             // when a datapath refusal was last logged (maplog.go)
+	early      *earlyHolds        // carrier packets that beat what binds them (early.go)
 	pinned     *pinnedSet         // flows the pinned datapath held at start, until replayed (pinned.go)
 	bindBudget bindBudgets        // failed binds by CGNAT address (bindlimit.go)
+	icmpLimit  *ratelimit.Limiter // ICMP errors relayed, by site; "": the relay's own
+	mapLog     mapLog             // when a datapath refusal was last logged (maplog.go)
 }
 
 // peer is what the carriers need of the session a message came on:
@@ -104,9 +100,9 @@ type sessionInfo struct {
 	Since time.Time `json:"since"`
 }
 
-var _ control.Handler = (*carriers)(nil)
+var _ control.Handler = (*agent)(nil)
 
-func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
+func newAgent(s *Settings, log *slog.Logger) (*agent, error) {
 	p, err := ports.NewRelay(ports.RelayConfig{Addrs: s.Addresses, Ports: s.CarrierPorts, InboundShare: s.Inbound.PortShare})
 	if err != nil {
 		return nil, err
@@ -114,7 +110,7 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 	for _, site := range s.Sites {
 		p.SetSite(site.ID, site.MaxFlows)
 	}
-	c := &carriers{log: log, ports: p, bySite: map[string]*siteFlows{}, byLease: map[leaseKey]session.Flow{},
+	c := &agent{log: log, ports: p,
 		m: relayMetrics.New(), openLatency: newOpenLatency(), sites: newSiteMap(s),
 		udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now,
 
@@ -123,7 +119,7 @@ func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
 	c.early = newEarlyHolds(c.m)
 	c.inb = newInboundOffers(s.Inbound, p, c.m, log)
 	c.pinned = &pinnedSet{ports: p, m: c.m, log: log, del: c.deleteKey}
-	if c.flows, err = newRegistry(c); err != nil {
+	if c.flows, err = newRegistry(flows.Options{Timeouts: c.timeouts, Grace: expireGrace, Now: func() time.Time { return c.now() }}); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -155,11 +151,11 @@ func code(err error) proto.Code {
 	return proto.CodeInternal
 }
 
-func (c *carriers) Started(ss *control.Session) { c.sessions.started(ss) }
+func (c *agent) Started(ss *control.Session) { c.sessions.started(ss) }
 
 // exemptMisses lets carriers' first packets from pub past the miss
 // bound, or no longer; the sessions' lock held.
-func (c *carriers) exemptMisses(pub netip.Addr, on bool) {
+func (c *agent) exemptMisses(pub netip.Addr, on bool) {
 	if c.dp == nil {
 		return
 	}
@@ -174,7 +170,7 @@ func (c *carriers) exemptMisses(pub netip.Addr, on bool) {
 // the site already has on the same edge port is answered with the same
 // carrier, so a retried FlowOpen is harmless. Carrier packets that beat
 // the FlowOpen bind now.
-func (c *carriers) Open(ss *control.Session, m *proto.FlowOpen) *proto.FlowGrant {
+func (c *agent) Open(ss *control.Session, m *proto.FlowOpen) *proto.FlowGrant {
 	g, early := c.open(ss, m)
 	for _, p := range early {
 		c.carrierPacket(p.key, p.frame, true)
@@ -182,9 +178,9 @@ func (c *carriers) Open(ss *control.Session, m *proto.FlowOpen) *proto.FlowGrant
 	return g
 }
 
-func (c *carriers) open(ss peer, m *proto.FlowOpen) (*proto.FlowGrant, []earlyPkt) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (c *agent) open(ss peer, m *proto.FlowOpen) (*proto.FlowGrant, []earlyPkt) {
+	c.flows.mu.Lock()
+	defer c.flows.mu.Unlock()
 	if old, ok := c.flows.lookup(m.Flow); ok {
 		if old.site != ss.Site() || old.edgePort != m.EdgePort || old.lease.Proto != m.CarrierProto {
 			c.sessions.count(ss.Site(), countRefusal)
@@ -223,11 +219,11 @@ func (c *carriers) open(ss peer, m *proto.FlowOpen) (*proto.FlowGrant, []earlyPk
 
 // Replayed takes back a flow the edge still has after a reconnect or a
 // relay restart, on the very port it had.
-func (c *carriers) Replayed(ss *control.Session, e *proto.ReplayEntry) proto.Code {
+func (c *agent) Replayed(ss *control.Session, e *proto.ReplayEntry) proto.Code {
 	return c.replayed(ss, e)
 }
 
-func (c *carriers) replayed(ss peer, e *proto.ReplayEntry) proto.Code {
+func (c *agent) replayed(ss peer, e *proto.ReplayEntry) proto.Code {
 	code, tell := c.replayedLocked(ss, e)
 	if tell != nil {
 		tell()
@@ -240,9 +236,9 @@ func (c *carriers) replayed(ss peer, e *proto.ReplayEntry) proto.Code {
 
 // replayedLocked is Replayed's work; tell, if not nil, sends the edge
 // what it must hear once c.mu is released.
-func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, tell func()) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (c *agent) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, tell func()) {
+	c.flows.mu.Lock()
+	defer c.flows.mu.Unlock()
 	if old, ok := c.flows.lookup(e.Flow); ok {
 		if old.site != ss.Site() || old.lease.RelayAddr() != e.Relay || old.lease.Proto != e.CarrierProto {
 			return proto.CodeFlowExists, nil
@@ -306,7 +302,7 @@ func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, 
 // what it saw itself. pub is the CGNAT address the session comes from.
 // It returns the counter of why the entry is refused, none if it is not.
 // c.mu held.
-func (c *carriers) checkReplayLocked(pub netip.Addr, e *proto.ReplayEntry) metrics.Counter {
+func (c *agent) checkReplayLocked(pub netip.Addr, e *proto.ReplayEntry) metrics.Counter {
 	if !e.Public.IsValid() {
 		return metrics.Counter{} // never bound: its first packet binds it, from pub
 	}
@@ -332,14 +328,14 @@ func (c *carriers) checkReplayLocked(pub netip.Addr, e *proto.ReplayEntry) metri
 // its own timeout for the flow's protocol. An edge asks for what its
 // timeouts say, but may not hold the relay's ports for longer (a lifetime
 // of a century would never expire).
-func (c *carriers) lifetimeCap(p session.Proto, sec uint32) time.Duration {
+func (c *agent) lifetimeCap(p session.Proto, sec uint32) time.Duration {
 	return min(time.Duration(sec)*time.Second, c.timeouts.For(p, flows.StateOpen))
 }
 
 // adoptPinnedLocked takes over the pinned entries of a replayed flow if
 // they are what mapping k would install: they stay as they are, so the
 // flow never stops and its counters go on. c.mu held.
-func (c *carriers) adoptPinnedLocked(f session.Flow, k *carrier) bool {
+func (c *agent) adoptPinnedLocked(f session.Flow, k *carrier) bool {
 	out, back, err := xdp.RelayPair(f, k.carrier())
 	if err != nil {
 		return false
@@ -358,13 +354,13 @@ func (c *carriers) adoptPinnedLocked(f session.Flow, k *carrier) bool {
 
 // ReplayDone drops the site's flows the edge no longer has, and the
 // pinned ones its replay left out.
-func (c *carriers) ReplayDone(ss *control.Session) { c.replayDone(ss) }
+func (c *agent) ReplayDone(ss *control.Session) { c.replayDone(ss) }
 
-func (c *carriers) replayDone(ss peer) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (c *agent) replayDone(ss peer) {
+	c.flows.mu.Lock()
+	defer c.flows.mu.Unlock()
 	n := 0
-	c.bySite[ss.Site()].each(func(f session.Flow, k *carrier) {
+	c.flows.bySite[ss.Site()].each(func(f session.Flow, k *carrier) {
 		if k.gen != ss.ID() {
 			c.remove(f, k)
 			n++
@@ -374,9 +370,9 @@ func (c *carriers) replayDone(ss peer) {
 	c.log.Info("replay done", "site", ss.Site(), "dropped", n, "pinned_dropped", pinned)
 }
 
-func (c *carriers) Closed(ss *control.Session, m *proto.FlowClose) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (c *agent) Closed(ss *control.Session, m *proto.FlowClose) {
+	c.flows.mu.Lock()
+	defer c.flows.mu.Unlock()
 	if k, ok := c.flows.lookup(m.Flow); ok && k.site == ss.Site() {
 		c.remove(m.Flow, k)
 		c.sessions.count(k.site, countClose)
@@ -385,36 +381,30 @@ func (c *carriers) Closed(ss *control.Session, m *proto.FlowClose) {
 
 // Ended keeps the site's flows: the datapath goes on forwarding them and
 // the edge replays them when it is back.
-func (c *carriers) Ended(ss *control.Session, err error) {
+func (c *agent) Ended(ss *control.Session, err error) {
 	c.log.Info("session ended", "site", ss.Site(), "session", ss.ID(), "err", err)
 	c.sessions.ended(ss)
 }
 
-func (c *carriers) add(f session.Flow, k *carrier) {
-	// Seen now; the table has no bound.
-	if old, replaced, _ := c.flows.t.Put(expiryEntry(f, k)); replaced {
-		c.unindex(f, old.Value.(*carrier))
-	}
-	c.link(f, k)
-	c.byLease[leaseKey{k.lease.Key, k.lease.Port}] = f
+func (c *agent) add(f session.Flow, k *carrier) {
+	c.flows.put(f, k)
 }
 
 // remove ends flow f on carrier k: its entries, its port, its deadline.
-func (c *carriers) remove(f session.Flow, k *carrier) {
+func (c *agent) remove(f session.Flow, k *carrier) {
 	c.flows.t.Remove(f)
 	c.releaseFlow(f, k)
 }
 
 // releaseFlow is remove for a flow the expiry table no longer has.
-func (c *carriers) releaseFlow(f session.Flow, k *carrier) {
+func (c *agent) releaseFlow(f session.Flow, k *carrier) {
 	if c.dp != nil && k.public.IsValid() {
 		c.dp.unmap(f, k.carrier())
 	}
 	if err := c.ports.Release(k.lease); err != nil {
 		c.log.Error("port release", "flow", f, "err", err)
 	}
-	delete(c.byLease, leaseKey{k.lease.Key, k.lease.Port})
-	c.unindex(f, k)
+	c.flows.unbook(k)
 	c.inb.forget(f) // an inbound flow no longer counts against its site's and remote's quotas
 }
 
@@ -425,7 +415,7 @@ func (k *carrier) carrier() session.Carrier {
 
 // mapCarrier installs a bound carrier in the datapath, replacing pinned
 // entries that hold its keys; c.mu must be held.
-func (c *carriers) mapCarrier(f session.Flow, k *carrier) bool {
+func (c *agent) mapCarrier(f session.Flow, k *carrier) bool {
 	if c.dp == nil {
 		c.syncLocked(f, k)
 		return true
@@ -459,11 +449,11 @@ type rebound struct {
 
 const maxRebound = 32
 
-func (c *carriers) status() any {
-	c.mu.Lock()
+func (c *agent) status() any {
+	c.flows.mu.Lock()
 	by := map[string]int{}
 	var rb []rebound
-	for site, fs := range c.bySite {
+	for site, fs := range c.flows.bySite {
 		by[site] = fs.n
 		fs.each(func(f session.Flow, k *carrier) {
 			if k.rebinds > 0 && len(rb) < maxRebound {
@@ -472,8 +462,8 @@ func (c *carriers) status() any {
 		})
 	}
 	counts := c.m.Snapshot()
+	c.flows.mu.Unlock()
 	pinned := c.pinned.count()
-	c.mu.Unlock()
 	sessions := c.sessions.sessions()
 	return carrierStatus{Sessions: sessions, Slowpath: counts, Flows: by, Ports: c.ports.Stats(), Refused: c.ports.Refused.Snapshot(), Rebound: rb, Pinned: pinned}
 }
