@@ -22,8 +22,10 @@ func countRefusal(sc *siteCounts) { sc.refusals++ }
 // its flows at the relay (the ports they hold), flows opened, closed and
 // refused (opens and replayed entries). The sessions' lock alone: a Pong
 // never waits for the flows' lock.
-func (c *agent) pongCounters(ss *control.Session) []proto.Counter {
-	site := ss.Site()
+func (c *agent) pongCounters(ss *control.Session) []proto.Counter { return c.siteCounters(ss.Site()) }
+
+// siteCounters are pongCounters for site.
+func (c *agent) siteCounters(site string) []proto.Counter {
 	flows := uint64(c.ports.Held(site))
 	sc := c.sessions.counts(site)
 	return []proto.Counter{
