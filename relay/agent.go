@@ -56,6 +56,24 @@ type leaseKey struct {
 	port uint16
 }
 
+// The lock order. Each part has its own lock and, holding it, calls no
+// other part, with one exception: the flow registry's lock
+// (flowRegistry.mu) comes first, and a path holding it may take, one at
+// a time and never nested in one another, the lock of the pinned
+// takeover (a replay adopts or replaces pinned entries; mapping a
+// carrier replaces pinned entries in its way), of the early holds (a
+// bind holds a packet, an open takes what was held), of the inbound
+// offers (a flow's end frees its quota, a handshake reads its held
+// packets, the sweep judges unanswered flows) and of the sessions (a
+// flow event counted for its site's Pongs, the live session told of a
+// binding). The sessions', inbound offers', early holds' and pinned
+// takeover's locks are never held together. Below all of them are the
+// leaves, which call nothing: the bind budgets, the map-failure log,
+// the ICMP error limit and the port allocator (session/ports); the
+// counters (metrics) need no lock. Paths that need no flow take no
+// registry lock: a new inbound flow's admission, a Pong, a session's
+// start and end.
+//
 // agent is the relay agent: the thin type that wires its parts
 // together and implements control.Handler. It turns flow opens into
 // leased carrier ports and keeps them across reconnects, because the
@@ -235,7 +253,7 @@ func (c *agent) replayed(ss peer, e *proto.ReplayEntry) proto.Code {
 }
 
 // replayedLocked is Replayed's work; tell, if not nil, sends the edge
-// what it must hear once c.mu is released.
+// what it must hear once c.flows.mu is released.
 func (c *agent) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, tell func()) {
 	c.flows.mu.Lock()
 	defer c.flows.mu.Unlock()
@@ -301,7 +319,7 @@ func (c *agent) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, tel
 // relay does not know, as a FlowOpen's would be: the relay can only trust
 // what it saw itself. pub is the CGNAT address the session comes from.
 // It returns the counter of why the entry is refused, none if it is not.
-// c.mu held.
+// c.flows.mu held.
 func (c *agent) checkReplayLocked(pub netip.Addr, e *proto.ReplayEntry) metrics.Counter {
 	if !e.Public.IsValid() {
 		return metrics.Counter{} // never bound: its first packet binds it, from pub
@@ -334,7 +352,7 @@ func (c *agent) lifetimeCap(p session.Proto, sec uint32) time.Duration {
 
 // adoptPinnedLocked takes over the pinned entries of a replayed flow if
 // they are what mapping k would install: they stay as they are, so the
-// flow never stops and its counters go on. c.mu held.
+// flow never stops and its counters go on. c.flows.mu held.
 func (c *agent) adoptPinnedLocked(f session.Flow, k *carrier) bool {
 	out, back, err := xdp.RelayPair(f, k.carrier())
 	if err != nil {
@@ -414,7 +432,7 @@ func (k *carrier) carrier() session.Carrier {
 }
 
 // mapCarrier installs a bound carrier in the datapath, replacing pinned
-// entries that hold its keys; c.mu must be held.
+// entries that hold its keys; c.flows.mu must be held.
 func (c *agent) mapCarrier(f session.Flow, k *carrier) bool {
 	if c.dp == nil {
 		c.syncLocked(f, k)

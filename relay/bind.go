@@ -108,7 +108,7 @@ func proofOf(key xlat.Key, l4 []byte) (proto.BindToken, bool) {
 }
 
 // bindLocked binds, re-binds or refuses; tell, if not nil, sends what the
-// edge must hear of it, once c.mu is released.
+// edge must hear of it, once c.flows.mu is released.
 //
 // A carrier binds only to what the edge announced on the control
 // channel and nobody else behind its CGNAT address can know: a TCP
@@ -191,7 +191,7 @@ func (c *agent) bindLocked(key xlat.Key, l4, frame []byte) (_ bound, tell func()
 
 // heldFromLocked takes the packets held for a carrier before its proof:
 // those from the port the proof bound it to go on; any other port's are
-// another host's (or stale), and are dropped. c.mu held.
+// another host's (or stale), and are dropped. c.flows.mu held.
 func (c *agent) heldFromLocked(lk leaseKey, public netip.AddrPort) []earlyPkt {
 	ps := c.early.take(lk, c.now())
 	out := ps[:0]
@@ -251,7 +251,7 @@ func (c *agent) rebindLocked(f session.Flow, k *carrier, public netip.AddrPort, 
 	return bound{flow: f, carrier: k.carrier(), proof: true}, c.tellBound(f, k), nil
 }
 
-// tellBound is the CarrierBound for k's binding, to be sent without c.mu.
+// tellBound is the CarrierBound for k's binding, to be sent without c.flows.mu.
 func (c *agent) tellBound(f session.Flow, k *carrier) func() {
 	ss := c.sessions.session(k.site)
 	if ss == nil {

@@ -19,12 +19,12 @@ import (
 // and the lifetime the edge asked for) plus a grace for the edge to say so
 // first. The flows' deadlines are kept in a session/flows table, as the
 // edge's are, ordered in a heap: a sweep reads the datapath's counters
-// without the carriers' lock and, under it, only takes off the flows
+// without the registry's lock and, under it, only takes off the flows
 // that are due.
 const (
 	expireEvery = slowpath.ActivityEvery
 	expireGrace = time.Minute
-	expireBatch = 1024 // flows expired under one hold of c.mu
+	expireBatch = 1024 // flows expired under one hold of c.flows.mu
 )
 
 // activity is what the datapath counted for a flow (out: from the site's
@@ -62,7 +62,7 @@ func expiryEntry(f session.Flow, k *carrier) flows.Entry {
 }
 
 // syncLocked tells the expiry table what changed of k that its deadline
-// or its counters depend on: its binding, its state. c.mu held.
+// or its counters depend on: its binding, its state. c.flows.mu held.
 func (c *agent) syncLocked(f session.Flow, k *carrier) {
 	_ = c.flows.t.Update(f, k.carrier(), stateOf(f, k))
 }
@@ -105,7 +105,7 @@ func (c *agent) sweep() {
 	}
 }
 
-// pollActivity reads every bound flow's counters, without c.mu, into the
+// pollActivity reads every bound flow's counters, without c.flows.mu, into the
 // expiry table (slowpath.Poller), marks closed the TCP flows whose
 // connection ended, and removes the inbound UDP flows their LAN host did
 // not answer in time (inboundquota.go).
@@ -114,7 +114,7 @@ func (c *agent) pollActivity() []gone {
 		return nil
 	}
 	// The inbound flows still to prove themselves: few (the inbound
-	// quotas bound them), looked up under c.mu once.
+	// quotas bound them), looked up under c.flows.mu once.
 	watch := c.inb.unproven()
 	c.flows.mu.Lock()
 	for f := range watch {
@@ -162,7 +162,7 @@ func (c *agent) pollActivity() []gone {
 }
 
 // expireDue removes the flows the expiry table has due, in batches of
-// expireBatch under c.mu, and appends them to expired. A flow whose
+// expireBatch under c.flows.mu, and appends them to expired. A flow whose
 // entry no longer says what its carrier does (a change no syncLocked
 // told) is put back as it is now, with the time it was last seen.
 func (c *agent) expireDue(expired []gone) []gone {

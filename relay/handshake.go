@@ -155,7 +155,7 @@ func (c *agent) sendSynAcks(send func([]byte) error, f session.Flow, toCGN, toRe
 }
 
 // mapHalf installs one of an inbound TCP flow's entries (see
-// datapath.mapHalf), in place of pinned entries that hold its key; c.mu
+// datapath.mapHalf), in place of pinned entries that hold its key; c.flows.mu
 // must be held.
 func (c *agent) mapHalf(f session.Flow, k *carrier, toRemote bool) bool {
 	if c.dp == nil {
@@ -170,7 +170,7 @@ func (c *agent) mapHalf(f session.Flow, k *carrier, toRemote bool) bool {
 }
 
 // afterHandshake handles a segment of the remote's that missed after the
-// handshake (c.mu held, unlocked on return): a SYN again is answered with
+// handshake (c.flows.mu held, unlocked on return): a SYN again is answered with
 // the host's SYN/ACK again (the first was lost); any other segment puts
 // the remote-to-carrier entry in and goes on through the carrier.
 func (c *agent) afterHandshake(f session.Flow, k *carrier, seg handshake.Segment, frame []byte) {

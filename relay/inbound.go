@@ -45,7 +45,7 @@ func (c *agent) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 		}
 		syn = &seg
 	}
-	if !c.admitNew(f, syn) { // inboundgate.go: without the relay's lock
+	if !c.admitNew(f, syn) { // inboundgate.go: before any lock
 		return
 	}
 	if c.inb.holdMore(f, syn, frame) {
@@ -157,7 +157,7 @@ func (c *agent) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *han
 	start := time.Now() // the miss was read a moment ago (inbound's caller)
 	defer c.offerDone(ss.Site())
 	// A flow the edge did not take no longer counts against the quotas;
-	// one it took counts until it is removed (carriers.remove).
+	// one it took counts until it is removed (agent.remove).
 	taken := false
 	defer func() {
 		if !taken {

@@ -117,7 +117,7 @@ func (s *inboundOffers) heldCap() int             { return cmp.Or(s.maxHeld, max
 func (s *inboundOffers) setupTime() time.Duration { return cmp.Or(s.setup, inboundSetup) }
 
 // allowOffer takes one of remote's offers to site at now; peekOffer says
-// whether it could, taking nothing (inboundgate.go, before c.mu).
+// whether it could, taking nothing (inboundgate.go, before any lock).
 func (s *inboundOffers) allowOffer(site string, remote netip.Addr, now time.Time) bool {
 	return s.offerLimit().Allow(site+" "+remoteKey(remote), now)
 }
@@ -145,7 +145,7 @@ func remoteKey(a netip.Addr) string {
 	return netip.PrefixFrom(a, 64).Masked().String()
 }
 
-// held counts n packets more (or fewer) held; c.mu held.
+// held counts n packets more (or fewer) held; s.mu held.
 func (s *inboundOffers) heldAdd(n int) { s.heldN = max(0, s.heldN+n) }
 
 // takeSlot takes one of site's offer slots; false if none is free.
