@@ -72,7 +72,7 @@ func (e *earlyHolds) holdLocked(lk leaseKey, key xlat.Key, frame []byte, held me
 		return false
 	}
 	if e.n >= earlyMax {
-		e.pruneLocked(now)
+		pruneLists(e.held, e.fresh(now))
 	}
 	if e.n >= earlyMax || len(e.held[lk]) >= earlyPerCarrier {
 		e.m.Inc(mEarlyOverflow)
@@ -131,24 +131,18 @@ func (e *earlyHolds) count() int {
 func (e *earlyHolds) prune(now time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.pruneLocked(now)
+	pruneLists(e.held, e.fresh(now))
 }
 
-func (e *earlyHolds) pruneLocked(now time.Time) {
-	for lk, ps := range e.held {
-		keep := ps[:0]
-		for _, p := range ps {
-			if now.Sub(p.at) <= earlyWait {
-				keep = append(keep, p)
-			} else {
-				e.n--
-				e.m.Inc(mEarlyExpired)
-			}
+// fresh says whether a packet was held no longer than earlyWait at now,
+// and counts it out if not; e.mu held.
+func (e *earlyHolds) fresh(now time.Time) func(earlyPkt) bool {
+	return func(p earlyPkt) bool {
+		if now.Sub(p.at) <= earlyWait {
+			return true
 		}
-		if len(keep) == 0 {
-			delete(e.held, lk)
-		} else {
-			e.held[lk] = keep
-		}
+		e.n--
+		e.m.Inc(mEarlyExpired)
+		return false
 	}
 }

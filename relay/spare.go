@@ -71,19 +71,13 @@ func (b *inboundOffers) releaseSpares(now time.Time) {
 
 // releaseSparesLocked is releaseSpares; b.mu held.
 func (b *inboundOffers) releaseSparesLocked(now time.Time) {
-	for site, sp := range b.spares {
-		keep := sp[:0]
-		for _, s := range sp {
-			if now.Sub(s.at) < spareIdle {
-				keep = append(keep, s)
-			} else if err := b.ports.Release(s.lease); err != nil {
-				b.log.Error("port release", "lease", s.lease, "err", err)
-			}
+	pruneLists(b.spares, func(s spareLease) bool {
+		if now.Sub(s.at) < spareIdle {
+			return true
 		}
-		if len(keep) == 0 {
-			delete(b.spares, site)
-		} else {
-			b.spares[site] = keep
+		if err := b.ports.Release(s.lease); err != nil {
+			b.log.Error("port release", "lease", s.lease, "err", err)
 		}
-	}
+		return false
+	})
 }
