@@ -2,6 +2,7 @@ package relay
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/unmap-dev/unmap/metrics"
@@ -37,7 +38,7 @@ type earlyHolds struct {
 
 	mu       sync.Mutex
 	held     map[leaseKey][]earlyPkt // by the carrier they are for
-	n        int                     // packets in held
+	n        atomic.Int64            // packets in held; written under mu, read without it (take)
 	offering map[leaseKey]bool       // carriers offered to an edge, not yet answered: their packets may come early
 }
 
@@ -71,21 +72,24 @@ func (e *earlyHolds) holdLocked(lk leaseKey, key xlat.Key, frame []byte, held me
 	if frame == nil {
 		return false
 	}
-	if e.n >= earlyMax {
+	if e.n.Load() >= earlyMax {
 		pruneLists(e.held, e.fresh(now))
 	}
-	if e.n >= earlyMax || len(e.held[lk]) >= earlyPerCarrier {
+	if e.n.Load() >= earlyMax || len(e.held[lk]) >= earlyPerCarrier {
 		e.m.Inc(mEarlyOverflow)
 		return false
 	}
 	e.held[lk] = append(e.held[lk], earlyPkt{key, frame, now})
-	e.n++
+	e.n.Add(1)
 	e.m.Inc(held)
 	return true
 }
 
 // take hands over the packets held for a carrier.
 func (e *earlyHolds) take(lk leaseKey, now time.Time) []earlyPkt {
+	if e.n.Load() == 0 {
+		return nil // the common case: nothing held for anyone
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ps := e.held[lk]
@@ -93,7 +97,7 @@ func (e *earlyHolds) take(lk leaseKey, now time.Time) []earlyPkt {
 		return nil
 	}
 	delete(e.held, lk)
-	e.n -= len(ps)
+	e.n.Add(-int64(len(ps)))
 	out := ps[:0]
 	for _, p := range ps {
 		if now.Sub(p.at) <= earlyWait {
@@ -121,11 +125,7 @@ func (e *earlyHolds) offered(lk leaseKey, on bool, now time.Time) {
 }
 
 // count is how many packets are held.
-func (e *earlyHolds) count() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.n
-}
+func (e *earlyHolds) count() int { return int(e.n.Load()) }
 
 // prune drops packets held longer than earlyWait.
 func (e *earlyHolds) prune(now time.Time) {
@@ -141,7 +141,7 @@ func (e *earlyHolds) fresh(now time.Time) func(earlyPkt) bool {
 		if now.Sub(p.at) <= earlyWait {
 			return true
 		}
-		e.n--
+		e.n.Add(-1)
 		e.m.Inc(mEarlyExpired)
 		return false
 	}

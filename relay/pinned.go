@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/unmap-dev/unmap/metrics"
@@ -59,6 +60,9 @@ type pinnedSet struct {
 	m     *metrics.Counters
 	log   *slog.Logger
 	del   func(xlat.Key) // removes a datapath entry
+	// left says flows are left, read without mu: once the replays took
+	// them all (or there were none), an open or a bind pays nothing here.
+	left atomic.Bool
 
 	mu      sync.Mutex
 	byKey   map[xlat.Key]*pinnedFlow // by both their keys
@@ -149,6 +153,7 @@ func (s *pinnedSet) take(ms []xdp.Mapping, addrs []netip.Addr, sites siteMap, no
 	}
 	if n > 0 {
 		s.until = now.Add(pinnedGrace)
+		s.left.Store(true)
 	}
 	return n
 }
@@ -194,12 +199,16 @@ func (s *pinnedSet) forgetLocked(p *pinnedFlow) {
 	}
 	if len(s.byKey) == 0 {
 		s.until = time.Time{}
+		s.left.Store(false)
 	}
 }
 
 // replace removes the pinned flows that hold one of keys, so that new
 // entries can take them.
 func (s *pinnedSet) replace(keys ...xlat.Key) {
+	if !s.left.Load() {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, k := range keys {
@@ -213,10 +222,7 @@ func (s *pinnedSet) replace(keys ...xlat.Key) {
 // about to go in: its way in (out), its way back (back), or both. The
 // flows' lock held (k is read).
 func (s *pinnedSet) replaceOf(f session.Flow, k *carrier, out, back bool) {
-	s.mu.Lock()
-	none := len(s.byKey) == 0
-	s.mu.Unlock()
-	if none {
+	if !s.left.Load() {
 		return
 	}
 	o, b, err := xdp.RelayPair(f, k.carrier())
@@ -235,6 +241,9 @@ func (s *pinnedSet) replaceOf(f session.Flow, k *carrier, out, back bool) {
 // out and back, if one is: they stay as they are. It returns the port
 // that flow still held (Port 0: none).
 func (s *pinnedSet) adopt(out, back xdp.Mapping) (held ports.Lease, ok bool) {
+	if !s.left.Load() {
+		return ports.Lease{}, false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := s.byKey[out.Key]
@@ -307,6 +316,9 @@ func (s *pinnedSet) expire(now time.Time) {
 // dropSite removes a site's pinned flows its replay left out: its edge
 // no longer has them.
 func (s *pinnedSet) dropSite(site string) int {
+	if !s.left.Load() {
+		return 0
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
