@@ -92,6 +92,9 @@ func newInboundOffers(limits config.InboundBounds, p *ports.Relay, m *metrics.Co
 
 // forget stops counting f against the inbound quotas.
 func (s *inboundOffers) forget(f session.Flow) {
+	if s.quota.n.Load() == 0 {
+		return // no inbound flow counted: a flood of outbound flows' ends pays no lock here
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.quota.forget(f)

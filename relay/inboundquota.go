@@ -2,6 +2,7 @@ package relay
 
 import (
 	"cmp"
+	"sync/atomic"
 	"time"
 
 	"github.com/unmap-dev/unmap/config"
@@ -37,6 +38,7 @@ type inFlow struct {
 type quota struct {
 	limits   config.InboundBounds
 	flows    map[session.Flow]*inFlow
+	n        atomic.Int64 // len(flows), read without the lock (inboundOffers.forget)
 	bySite   map[string]int
 	byRemote map[string]int // by site and remote
 }
@@ -66,6 +68,7 @@ func (q *quota) admit(f session.Flow, site string, now time.Time) (refused strin
 		q.flows, q.bySite, q.byRemote = map[session.Flow]*inFlow{}, map[string]int{}, map[string]int{}
 	}
 	q.flows[f] = &inFlow{site: site, remote: remote, since: now}
+	q.n.Add(1)
 	q.bySite[site]++
 	q.byRemote[remote]++
 	return ""
@@ -78,6 +81,7 @@ func (q *quota) forget(f session.Flow) {
 		return
 	}
 	delete(q.flows, f)
+	q.n.Add(-1)
 	if q.bySite[in.site]--; q.bySite[in.site] <= 0 {
 		delete(q.bySite, in.site)
 	}

@@ -1,6 +1,8 @@
 package relay
 
 import (
+	"sync/atomic"
+
 	"github.com/unmap-dev/unmap/control"
 	"github.com/unmap-dev/unmap/proto"
 )
@@ -13,10 +15,16 @@ type siteCounts struct {
 	opens, closes, refusals uint64
 }
 
+// siteTally is siteCounts as they are counted: atomics, so that a flow
+// event counts without a lock and a Pong reads without one.
+type siteTally struct {
+	opens, closes, refusals atomic.Uint64
+}
+
 // What a flow event does to its site's counts (sessionBook.count).
-func countOpen(sc *siteCounts)    { sc.opens++ }
-func countClose(sc *siteCounts)   { sc.closes++ }
-func countRefusal(sc *siteCounts) { sc.refusals++ }
+func countOpen(t *siteTally)    { t.opens.Add(1) }
+func countClose(t *siteTally)   { t.closes.Add(1) }
+func countRefusal(t *siteTally) { t.refusals.Add(1) }
 
 // pongCounters are the counters of ss's site the relay's Pong carries:
 // its flows at the relay (the ports they hold), flows opened, closed and

@@ -24,13 +24,14 @@ type sessionBook struct {
 	// swap their calls.
 	exempt func(pub netip.Addr, on bool)
 
+	perSite sync.Map // site → *siteTally: flow events by site, for its edge's Pongs (pong.go); no lock
+
 	mu        sync.Mutex
 	info      map[string]sessionInfo      // by site, for `unmap status`
 	live      map[string]*control.Session // by site
 	pickers   map[netip.Addr]int          // sessions that pick R, by the CGNAT address they come from
 	edgesFrom map[netip.Addr]int          // sessions by the CGNAT address they come from: exempt from the miss bound
 	fromOf    map[uint64]edgeFrom         // and the other way, by session id
-	perSite   map[string]*siteCounts      // flow events by site, for its edge's Pongs (pong.go)
 }
 
 // edgeFrom is where a session comes from: its CGNAT's public address,
@@ -42,7 +43,7 @@ type edgeFrom struct {
 
 func newSessionBook(exempt func(netip.Addr, bool)) *sessionBook {
 	return &sessionBook{exempt: exempt, info: map[string]sessionInfo{}, live: map[string]*control.Session{},
-		pickers: map[netip.Addr]int{}, edgesFrom: map[netip.Addr]int{}, fromOf: map[uint64]edgeFrom{}, perSite: map[string]*siteCounts{}}
+		pickers: map[netip.Addr]int{}, edgesFrom: map[netip.Addr]int{}, fromOf: map[uint64]edgeFrom{}}
 }
 
 // started books a new session of ss's site, which replaces the site's
@@ -133,26 +134,20 @@ func (b *sessionBook) sessions() map[string]sessionInfo {
 	return maps.Clone(b.info)
 }
 
-// count changes site's flow events with fn.
-func (b *sessionBook) count(site string, fn func(*siteCounts)) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	fn(b.siteCountLocked(site))
-}
+// count counts a flow event of site with fn, without a lock.
+func (b *sessionBook) count(site string, fn func(*siteTally)) { fn(b.tally(site)) }
 
-// counts is a copy of site's flow events.
+// counts are site's flow events, without a lock.
 func (b *sessionBook) counts(site string) siteCounts {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return *b.siteCountLocked(site)
+	t := b.tally(site)
+	return siteCounts{opens: t.opens.Load(), closes: t.closes.Load(), refusals: t.refusals.Load()}
 }
 
-// siteCountLocked is site's counts, made on first use; b.mu held.
-func (b *sessionBook) siteCountLocked(site string) *siteCounts {
-	sc := b.perSite[site]
-	if sc == nil {
-		sc = &siteCounts{}
-		b.perSite[site] = sc
+// tally is site's counts, made on first use.
+func (b *sessionBook) tally(site string) *siteTally {
+	if t, ok := b.perSite.Load(site); ok {
+		return t.(*siteTally)
 	}
-	return sc
+	t, _ := b.perSite.LoadOrStore(site, &siteTally{})
+	return t.(*siteTally)
 }
