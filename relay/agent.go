@@ -64,13 +64,15 @@ type leaseKey struct {
 // carrier replaces pinned entries in its way), of the early holds (a
 // bind holds a packet, an open takes what was held), of the inbound
 // offers (a flow's end frees its quota, a handshake reads its held
-// packets, the sweep judges unanswered flows) and of the sessions (a
-// flow event counted for its site's Pongs, the live session told of a
-// binding). The sessions', inbound offers', early holds' and pinned
+// packets, the sweep judges unanswered flows) and of the sessions (the
+// live session told of a binding, whether a CGNAT address's session
+// picks R). The sessions', inbound offers', early holds' and pinned
 // takeover's locks are never held together. Below all of them are the
 // leaves, which call nothing: the bind budgets, the map-failure log,
 // the ICMP error limit and the port allocator (session/ports); the
-// counters (metrics) need no lock. Paths that need no flow take no
+// counters (metrics) and each site's flow events (sessionBook.count)
+// need no lock, and neither do the fast paths that find nothing pinned,
+// nothing held early, no inbound flow counted. Paths that need no flow take no
 // registry lock: a new inbound flow's admission, a Pong, a session's
 // start and end.
 //
