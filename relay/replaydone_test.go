@@ -37,7 +37,7 @@ func manySites(tb testing.TB, sites, flows int) *agent {
 // BenchmarkReplayDone: the end of one site's replay (a 6-byte message
 // from its edge) on a relay holding 200000 flows of 100 sites, the
 // site's 2000 all replayed. Issue 10 measured 17.8 ms for it while it
-// walked every flow of every site under the relay's lock; the benchmark
+// walked every flow of every site under the relay's one lock; the benchmark
 // builds on the code before the by-site index too, to compare in one run.
 func BenchmarkReplayDone(b *testing.B) {
 	c := manySites(b, 100, 200000)
