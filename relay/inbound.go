@@ -82,6 +82,11 @@ func (c *agent) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 func (b *inboundOffers) holdMore(f session.Flow, syn *handshake.Segment, frame []byte) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.holdMoreLocked(f, syn, frame)
+}
+
+// holdMoreLocked is holdMore; b.mu held.
+func (b *inboundOffers) holdMoreLocked(f session.Flow, syn *handshake.Segment, frame []byte) bool {
 	h, ok := b.held[f]
 	if !ok {
 		return false
@@ -109,9 +114,8 @@ func (b *inboundOffers) holdMore(f session.Flow, syn *handshake.Segment, frame [
 func (b *inboundOffers) admit(f session.Flow, ss edgeSide, syn *handshake.Segment, frame []byte, now time.Time) (released chan struct{}, code proto.Code, cached bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if _, ok := b.held[f]; ok {
-		b.m.Inc(mInboundHeldOverflow) // offered meanwhile: its own packets are held by holdMore
-		return nil, 0, false
+	if b.holdMoreLocked(f, syn, frame) {
+		return nil, 0, false // offered since holdMore looked (a caller other than the miss loop)
 	}
 	if code, ok := b.refused.get(f, ss.ID(), now); ok {
 		b.m.Inc(mInboundRefusedCached)
