@@ -6,7 +6,7 @@ import (
 )
 
 // benchActivity gives every flow one packet, for ever.
-func benchActivity(c *carriers) {
+func benchActivity(c *agent) {
 	c.activity = func(session.Flow, session.Carrier) (slowpath.Activity, bool) {
 		return slowpath.Activity{Out: 1}, true
 	}

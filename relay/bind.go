@@ -49,7 +49,7 @@ type bound struct {
 // carrierPacket binds the carrier of a packet the datapath missed and
 // sends the packet on through it; whole says frame is the entire packet
 // (else only its start was handed over, and the sender resends).
-func (c *carriers) carrierPacket(key xlat.Key, frame []byte, whole bool) {
+func (c *agent) carrierPacket(key xlat.Key, frame []byte, whole bool) {
 	keep := frame
 	if !whole {
 		keep = nil
@@ -89,7 +89,7 @@ func (c *carriers) carrierPacket(key xlat.Key, frame []byte, whole bool) {
 // bind binds key's carrier with the packet's L4 bytes; frame, if not nil,
 // is the whole packet, which may be held for a FlowOpen still on its way
 // or for the carrier's proof.
-func (c *carriers) bind(key xlat.Key, l4, frame []byte) (bound, error) {
+func (c *agent) bind(key xlat.Key, l4, frame []byte) (bound, error) {
 	b, tell, err := c.bindLocked(key, l4, frame)
 	if tell != nil {
 		tell()
@@ -108,7 +108,7 @@ func proofOf(key xlat.Key, l4 []byte) (proto.BindToken, bool) {
 }
 
 // bindLocked binds, re-binds or refuses; tell, if not nil, sends what the
-// edge must hear of it, once c.mu is released.
+// edge must hear of it, once c.flows.mu is released.
 //
 // A carrier binds only to what the edge announced on the control
 // channel and nobody else behind its CGNAT address can know: a TCP
@@ -116,13 +116,13 @@ func proofOf(key xlat.Key, l4 []byte) (proto.BindToken, bool) {
 // ISN); a UDP carrier to a proof carrying the token, a secret the edge
 // drew. A UDP carrier's other packets that come before the proof are
 // held, and go on once the proof binds the carrier from the same port.
-func (c *carriers) bindLocked(key xlat.Key, l4, frame []byte) (_ bound, tell func(), _ error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (c *agent) bindLocked(key xlat.Key, l4, frame []byte) (_ bound, tell func(), _ error) {
+	c.flows.mu.Lock()
+	defer c.flows.mu.Unlock()
 	lk := leaseKey{ports.Key{Relay: key.Dst, Public: key.Src, Proto: session.Proto(key.Proto)}, key.DPort}
-	f, ok := c.byLease[lk]
+	f, ok := c.flows.byLease[lk]
 	if !ok {
-		if c.holdEarlyLocked(lk, key, frame) {
+		if c.early.holdEarly(lk, key, frame, c.sessions.picks(lk.Public), c.now()) {
 			return bound{}, nil, errEarly
 		}
 		c.m.Inc(mBindNoCarrier)
@@ -156,7 +156,7 @@ func (c *carriers) bindLocked(key xlat.Key, l4, frame []byte) (_ bound, tell fun
 		}
 	case session.UDP:
 		if !isProof {
-			if c.holdLocked(lk, key, frame, mBindHeld) {
+			if c.early.hold(lk, key, frame, mBindHeld, c.now()) {
 				return bound{}, nil, errHeld
 			}
 			c.m.Inc(mBindNoProof)
@@ -191,9 +191,9 @@ func (c *carriers) bindLocked(key xlat.Key, l4, frame []byte) (_ bound, tell fun
 
 // heldFromLocked takes the packets held for a carrier before its proof:
 // those from the port the proof bound it to go on; any other port's are
-// another host's (or stale), and are dropped. c.mu held.
-func (c *carriers) heldFromLocked(lk leaseKey, public netip.AddrPort) []earlyPkt {
-	ps := c.takeEarlyLocked(lk)
+// another host's (or stale), and are dropped. c.flows.mu held.
+func (c *agent) heldFromLocked(lk leaseKey, public netip.AddrPort) []earlyPkt {
+	ps := c.early.take(lk, c.now())
 	out := ps[:0]
 	for _, p := range ps {
 		if p.key.SPort == public.Port() {
@@ -214,10 +214,10 @@ func (c *carriers) heldFromLocked(lk leaseKey, public netip.AddrPort) []earlyPkt
 // The rogue's packets never carry the secret, and the edge's answer to a
 // rogue's packet leaves from the carrier's real port, where the bound
 // entry consumes it.
-func (c *carriers) rebindLocked(f session.Flow, k *carrier, public netip.AddrPort, secret proto.BindToken, isProof bool) (bound, func(), error) {
+func (c *agent) rebindLocked(f session.Flow, k *carrier, public netip.AddrPort, secret proto.BindToken, isProof bool) (bound, func(), error) {
 	if !isProof {
 		c.m.Inc(mBindAlreadyBound)
-		ss := c.live[k.site]
+		ss := c.sessions.session(k.site)
 		if ss == nil || c.now().Sub(k.movedAsked) < movedEvery {
 			c.m.Inc(mMovedNotAsked) // no session, or asked a moment ago
 			return bound{}, nil, errBound
@@ -251,9 +251,9 @@ func (c *carriers) rebindLocked(f session.Flow, k *carrier, public netip.AddrPor
 	return bound{flow: f, carrier: k.carrier(), proof: true}, c.tellBound(f, k), nil
 }
 
-// tellBound is the CarrierBound for k's binding, to be sent without c.mu.
-func (c *carriers) tellBound(f session.Flow, k *carrier) func() {
-	ss := c.live[k.site]
+// tellBound is the CarrierBound for k's binding, to be sent without c.flows.mu.
+func (c *agent) tellBound(f session.Flow, k *carrier) func() {
+	ss := c.sessions.session(k.site)
 	if ss == nil {
 		return nil
 	}

@@ -18,7 +18,7 @@ import (
 // bindFixture is a relay with unbound carriers leased to one CGNAT
 // address, and no datapath: bind's decisions only.
 type bindFixture struct {
-	c         *carriers
+	c         *agent
 	relayAddr netip.Addr
 	public    netip.Addr
 	now       time.Time
@@ -34,7 +34,7 @@ func newBindFixture(t *testing.T) *bindFixture {
 		Timers:       config.Timers{UDP: 2 * time.Minute, TCPEstablished: 124 * time.Minute, TCPTransitory: 4 * time.Minute, ICMP: time.Minute},
 		Sites:        []Site{{ID: "home", Prefix: netip.MustParsePrefix("2001:db8:5::/56"), MaxFlows: 64}},
 	}
-	c, err := newCarriers(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c, err := newAgent(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,9 +54,9 @@ func (fx *bindFixture) add(t *testing.T, p session.Proto, sport uint16, token pr
 		t.Fatal(err)
 	}
 	k := &carrier{site: "home", lease: lease, edgePort: 61000, token: token}
-	fx.c.mu.Lock()
+	fx.c.flows.mu.Lock()
 	fx.c.add(f, k)
-	fx.c.mu.Unlock()
+	fx.c.flows.mu.Unlock()
 	return f, k
 }
 
@@ -154,8 +154,8 @@ func TestBindHeldUntilProof(t *testing.T) {
 	if n["bind-held"] != earlyPerCarrier || n["bind-held-other-port"] != 2 || n[errNoProof.Error()] != 1 {
 		t.Errorf("counters %v", n)
 	}
-	if fx.c.earlyN != 0 {
-		t.Errorf("%d packets still held", fx.c.earlyN)
+	if fx.c.early.count() != 0 {
+		t.Errorf("%d packets still held", fx.c.early.count())
 	}
 }
 
@@ -194,11 +194,11 @@ func TestBindFailuresBounded(t *testing.T) {
 		t.Errorf("another address: %v", err)
 	}
 	// A re-bind proof with the wrong secret spends the budget too.
-	before := fx.c.bindBudget[fx.public]
+	before := fx.c.bindBudget.next(fx.public)
 	if _, err := fx.c.bind(fx.key(ku, 40003), udpPayload(xlat.TokenKeepalive(uint64(secret)+2)), nil); !errors.Is(err, errRebind) {
 		t.Errorf("wrong re-bind proof: %v", err)
 	}
-	if !fx.c.bindBudget[fx.public].After(before) {
+	if !fx.c.bindBudget.next(fx.public).After(before) {
 		t.Error("a wrong re-bind proof did not spend the budget")
 	}
 	fx.now = fx.now.Add(time.Duration(bindFailBurst+2) * bindFailEvery)

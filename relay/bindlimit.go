@@ -2,6 +2,7 @@ package relay
 
 import (
 	"net/netip"
+	"sync"
 	"time"
 )
 
@@ -27,21 +28,34 @@ const (
 	bindBudgetsMax = 4096
 )
 
-// bindBudgets is the GCRA state per CGNAT address: the theoretical
-// arrival time of its next failure. The zero value is ready; c.mu guards it.
-type bindBudgets map[netip.Addr]time.Time
+// bindBudgets is the part that bounds failed binds: the GCRA state per
+// CGNAT address, the theoretical arrival time of its next failure. Its
+// lock is a leaf. The zero value is ready.
+type bindBudgets struct {
+	mu  sync.Mutex
+	tat map[netip.Addr]time.Time
+}
 
 // allowed reports whether a has budget left at now.
-func (b bindBudgets) allowed(a netip.Addr, now time.Time) bool {
-	return b[a].Sub(now) < bindFailBurst*bindFailEvery
+func (b *bindBudgets) allowed(a netip.Addr, now time.Time) bool {
+	return b.next(a).Sub(now) < bindFailBurst*bindFailEvery
+}
+
+// next is when a's next failure is due by its budget (zero: never failed).
+func (b *bindBudgets) next(a netip.Addr) time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.tat[a]
 }
 
 // spend records a failure of a at now.
 func (b *bindBudgets) spend(a netip.Addr, now time.Time) {
-	if *b == nil {
-		*b = bindBudgets{}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.tat == nil {
+		b.tat = map[netip.Addr]time.Time{}
 	}
-	m := *b
+	m := b.tat
 	if _, ok := m[a]; !ok && len(m) >= bindBudgetsMax {
 		for x, tat := range m {
 			if !tat.After(now) {

@@ -30,7 +30,7 @@ func newOpenLatency() *metrics.Latency {
 
 // collectors are everything the relay's /metrics serves, srv's (the
 // control channel's counters: ctl) included; c.dp may be nil (control only).
-func (c *carriers) collectors(s *Settings, ctl *control.Counters) ([]prometheus.Collector, error) {
+func (c *agent) collectors(s *Settings, ctl *control.Counters) ([]prometheus.Collector, error) {
 	ids := make([]string, len(s.Sites))
 	for i, site := range s.Sites {
 		ids[i] = site.ID
@@ -38,9 +38,8 @@ func (c *carriers) collectors(s *Settings, ctl *control.Counters) ([]prometheus.
 	sites := func() []string { return ids }
 	perSite := func(get func(*siteCounts) uint64) func(string) float64 {
 		return func(site string) float64 {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			return float64(get(c.siteCountLocked(site)))
+			sc := c.sessions.counts(site)
+			return float64(get(&sc))
 		}
 	}
 	reasons := func() []string {
@@ -61,9 +60,7 @@ func (c *carriers) collectors(s *Settings, ctl *control.Counters) ([]prometheus.
 		metrics.NewLabeledCounter(siteRefusedName, "FlowOpens and replayed entries of each site refused.", "site", sites,
 			perSite(func(sc *siteCounts) uint64 { return sc.refusals })),
 		metrics.Gauge(sessionsName, "Edges connected on the control channel.", func() float64 {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			return float64(len(c.live))
+			return float64(c.sessions.connected())
 		}),
 		metrics.Gauge(portsInUseName, "Carrier ports in use, all sites.", func() float64 { return float64(c.ports.Stats().InUse) }),
 		metrics.Gauge(portsPoolsName, "Carrier port pools with state: (relay address, CGNAT address, protocol) keys.", func() float64 { return float64(c.ports.Stats().Pools) }),

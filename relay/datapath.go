@@ -161,7 +161,7 @@ func (t sitesTable) InSite(a netip.Addr) bool {
 
 // misses serves the datapath's misses until ctx ends: carrier packets
 // that bind their carrier, inbound flows to the sites, and ICMP errors.
-func (c *carriers) misses(ctx context.Context, dp *datapath) error {
+func (c *agent) misses(ctx context.Context, dp *datapath) error {
 	if dp.cg != nil {
 		go dp.cg.Run(ctx) // block events, the expiry sweep, the log's SIGHUP
 	}
@@ -175,7 +175,7 @@ func (c *carriers) misses(ctx context.Context, dp *datapath) error {
 }
 
 // miss handles one packet the datapath handed over.
-func (c *carriers) miss(ctx context.Context, dp *datapath, m xdp.Miss) {
+func (c *agent) miss(ctx context.Context, dp *datapath, m xdp.Miss) {
 	if k, ok := xlat.ErrorKey(m.Data); ok && k.Src.Is6() {
 		c.relayICMPError(k, m) // from a router beyond the relay
 		return

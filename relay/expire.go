@@ -19,12 +19,12 @@ import (
 // and the lifetime the edge asked for) plus a grace for the edge to say so
 // first. The flows' deadlines are kept in a session/flows table, as the
 // edge's are, ordered in a heap: a sweep reads the datapath's counters
-// without the carriers' lock and, under it, only takes off the flows
+// without the registry's lock and, under it, only takes off the flows
 // that are due.
 const (
 	expireEvery = slowpath.ActivityEvery
 	expireGrace = time.Minute
-	expireBatch = 1024 // flows expired under one hold of c.mu
+	expireBatch = 1024 // flows expired under one hold of c.flows.mu
 )
 
 // activity is what the datapath counted for a flow (out: from the site's
@@ -41,13 +41,6 @@ func datapathActivity(dp *datapath) activity {
 		}
 		return dp.Activity(out, back)
 	}
-}
-
-// newRegistry is the table of the relay's flows, which orders their
-// deadlines; its clock is c.now.
-func newRegistry(c *carriers) (registry, error) {
-	t, err := flows.New(flows.Options{Timeouts: c.timeouts, Grace: expireGrace, Now: func() time.Time { return c.now() }})
-	return registry{t}, err
 }
 
 // stateOf is the timeout state of flow f on carrier k.
@@ -69,13 +62,13 @@ func expiryEntry(f session.Flow, k *carrier) flows.Entry {
 }
 
 // syncLocked tells the expiry table what changed of k that its deadline
-// or its counters depend on: its binding, its state. c.mu held.
-func (c *carriers) syncLocked(f session.Flow, k *carrier) {
+// or its counters depend on: its binding, its state. c.flows.mu held.
+func (c *agent) syncLocked(f session.Flow, k *carrier) {
 	_ = c.flows.t.Update(f, k.carrier(), stateOf(f, k))
 }
 
 // idleLimit is how long flow f may stay idle at the relay.
-func (c *carriers) idleLimit(f session.Flow, k *carrier) time.Duration {
+func (c *agent) idleLimit(f session.Flow, k *carrier) time.Duration {
 	state := stateOf(f, k)
 	d := c.timeouts.For(f.Proto, state)
 	if state == flows.StateOpen {
@@ -85,7 +78,7 @@ func (c *carriers) idleLimit(f session.Flow, k *carrier) time.Duration {
 }
 
 // expire sweeps idle flows every expireEvery until ctx ends.
-func (c *carriers) expire(ctx context.Context) { slowpath.Every(ctx, expireEvery, c.sweep) }
+func (c *agent) expire(ctx context.Context) { slowpath.Every(ctx, expireEvery, c.sweep) }
 
 // gone is a flow the relay expired, to tell its edge of.
 type gone struct {
@@ -96,21 +89,14 @@ type gone struct {
 // sweep marks active the flows whose counters moved, ends the inbound
 // flows their LAN host never answered, and removes those idle past their
 // limit, telling their edge if it is connected.
-func (c *carriers) sweep() {
+func (c *agent) sweep() {
 	expired := c.pollActivity()
 	now := c.now()
-	c.mu.Lock()
-	c.pruneEarlyLocked(now)
-	c.releaseSparesLocked(now)
-	c.expirePinnedLocked(now)
-	c.mu.Unlock()
+	c.early.prune(now)
+	c.inb.releaseSpares(now)
+	c.pinned.expire(now)
 	expired = c.expireDue(expired)
-	c.mu.Lock()
-	live := make(map[string]func(session.Flow, proto.Code) error, len(c.live))
-	for site, ss := range c.live {
-		live[site] = ss.CloseFlow
-	}
-	c.mu.Unlock()
+	live := c.sessions.closers()
 	for _, g := range expired {
 		if closeFlow := live[g.site]; closeFlow != nil {
 			_ = closeFlow(g.f, proto.CodeExpired)
@@ -119,47 +105,52 @@ func (c *carriers) sweep() {
 	}
 }
 
-// pollActivity reads every bound flow's counters, without c.mu, into the
+// pollActivity reads every bound flow's counters, without c.flows.mu, into the
 // expiry table (slowpath.Poller), marks closed the TCP flows whose
 // connection ended, and removes the inbound UDP flows their LAN host did
 // not answer in time (inboundquota.go).
-func (c *carriers) pollActivity() []gone {
+func (c *agent) pollActivity() []gone {
 	if c.activity == nil {
 		return nil
 	}
 	// The inbound flows still to prove themselves: few (the inbound
-	// quotas bound them), looked up under c.mu once.
-	c.mu.Lock()
-	watch := c.inb.quota.unproven(c.flows.get)
-	c.mu.Unlock()
+	// quotas bound them), looked up under c.flows.mu once.
+	watch := c.inb.unproven()
+	c.flows.mu.Lock()
+	for f := range watch {
+		if k := c.flows.get(f); k == nil || k.lease.Proto != session.UDP {
+			delete(watch, f) // only a UDP carrier's flow is judged
+		}
+	}
+	c.flows.mu.Unlock()
 	answered := make(map[session.Flow]bool, len(watch))
-	c.poll.Table = c.flows.t
-	c.poll.Read = func(e flows.Entry) (slowpath.Activity, bool) {
+	c.flows.poll.Table = c.flows.t
+	c.flows.poll.Read = func(e flows.Entry) (slowpath.Activity, bool) {
 		if !e.Carrier.Public.IsValid() {
 			return slowpath.Activity{}, false // no entries before its first packet
 		}
 		return c.activity(e.Flow, e.Carrier)
 	}
-	c.poll.Poll(func(e flows.Entry, a slowpath.Activity) {
+	c.flows.poll.Poll(func(e flows.Entry, a slowpath.Activity) {
 		if watch[e.Flow] {
 			answered[e.Flow] = a.Out > 0
 		}
 		if a.Closed { // a half-open one too: acknowledged later, it stays transitory
-			c.mu.Lock()
+			c.flows.mu.Lock()
 			if k := c.flows.get(e.Flow); k != nil && !k.closed {
 				k.closed = true
 				c.m.Inc(mTCPClosed)
 				c.syncLocked(e.Flow, k)
 			}
-			c.mu.Unlock()
+			c.flows.mu.Unlock()
 		}
 	})
 	var expired []gone
 	now := c.now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.flows.mu.Lock()
+	defer c.flows.mu.Unlock()
 	for f, ans := range answered {
-		if k := c.flows.get(f); k != nil && c.inb.quota.unanswered(f, k, ans, now) {
+		if k := c.flows.get(f); k != nil && c.inb.unanswered(f, k.lease.Proto == session.UDP, ans, now) {
 			// An inbound flow its LAN host never answered: whatever
 			// the remote sends, it ends soon (inboundquota.go).
 			c.remove(f, k)
@@ -171,13 +162,13 @@ func (c *carriers) pollActivity() []gone {
 }
 
 // expireDue removes the flows the expiry table has due, in batches of
-// expireBatch under c.mu, and appends them to expired. A flow whose
+// expireBatch under c.flows.mu, and appends them to expired. A flow whose
 // entry no longer says what its carrier does (a change no syncLocked
 // told) is put back as it is now, with the time it was last seen.
-func (c *carriers) expireDue(expired []gone) []gone {
+func (c *agent) expireDue(expired []gone) []gone {
 	var due []flows.Entry
 	for {
-		c.mu.Lock()
+		c.flows.mu.Lock()
 		due = c.flows.t.Expire(due[:0], expireBatch)
 		for _, e := range due {
 			k := e.Value.(*carrier) // out of the registry now
@@ -191,7 +182,7 @@ func (c *carriers) expireDue(expired []gone) []gone {
 			c.m.Inc(mExpired)
 			expired = append(expired, gone{e.Flow, k.site})
 		}
-		c.mu.Unlock()
+		c.flows.mu.Unlock()
 		if len(due) < expireBatch {
 			return expired
 		}

@@ -24,7 +24,7 @@ func TestSweep(t *testing.T) {
 		Timers:       config.Timers{UDP: 2 * time.Minute, TCPEstablished: 124 * time.Minute, TCPTransitory: 4 * time.Minute, ICMP: time.Minute},
 		Sites:        []Site{{ID: "home", Prefix: netip.MustParsePrefix("2001:db8:5::/56"), MaxFlows: 16}},
 	}
-	c, err := newCarriers(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c, err := newAgent(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,9 +50,9 @@ func TestSweep(t *testing.T) {
 			k.public = netip.AddrPortFrom(public, 40000+f.Site.Port())
 			packets[f] = 0
 		}
-		c.mu.Lock()
+		c.flows.mu.Lock()
 		c.add(f, k)
-		c.mu.Unlock()
+		c.flows.mu.Unlock()
 	}
 	active, idle, long, unbound := flow(1), flow(2), flow(3), flow(4)
 	add(active, true, 0)
@@ -67,8 +67,8 @@ func TestSweep(t *testing.T) {
 	endedConn[ended] = true
 
 	has := func(f session.Flow) bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
+		c.flows.mu.Lock()
+		defer c.flows.mu.Unlock()
 		_, ok := c.flows.lookup(f)
 		return ok
 	}

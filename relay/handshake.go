@@ -2,7 +2,6 @@ package relay
 
 import (
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/unmap-dev/unmap/proto"
@@ -34,7 +33,7 @@ const synAckEvery = 500 * time.Millisecond
 
 // handshakeStep handles a segment on a carrier in its handshake; b is
 // what bind found, frame the missed packet. Every segment stops here.
-func (c *carriers) handshakeStep(dp *datapath, b bound, frame []byte) {
+func (c *agent) handshakeStep(dp *datapath, b bound, frame []byte) {
 	if carrier, done := c.handshakeSegment(b, frame, dp.Inj.Packet); done {
 		c.release(dp, b.flow, carrier)
 	}
@@ -43,17 +42,17 @@ func (c *carriers) handshakeStep(dp *datapath, b bound, frame []byte) {
 // handshakeSegment is handshakeStep's decision, sending with send; done
 // says the handshake completed (the entries are in) and the flow's held
 // packets may go through carrier.
-func (c *carriers) handshakeSegment(b bound, frame []byte, send func([]byte) error) (carrier session.Carrier, done bool) {
+func (c *agent) handshakeSegment(b bound, frame []byte, send func([]byte) error) (carrier session.Carrier, done bool) {
 	cgn, relay, seg, err := handshake.Frame(frame)
 	if err != nil {
 		c.m.Inc(mHandshakeUnreadable)
 		return carrier, false
 	}
-	c.mu.Lock()
+	c.flows.mu.Lock()
 	k := c.flows.get(b.flow)
 	if k == nil || k.hs != b.hs {
 		c.m.Inc(mHandshakeStale) // completed or given up meanwhile
-		c.mu.Unlock()
+		c.flows.mu.Unlock()
 		return carrier, false
 	}
 	hs := k.hs
@@ -61,7 +60,7 @@ func (c *carriers) handshakeSegment(b bound, frame []byte, send func([]byte) err
 	case handshake.IsCarrierSYN(seg, uint32(k.token)):
 		if hs.seen && time.Since(hs.answered) < synAckEvery {
 			c.m.Inc(mHandshakeCarrierSynEarly) // our SYN/ACK may be on its way
-			c.mu.Unlock()
+			c.flows.mu.Unlock()
 			return carrier, false
 		}
 		if hs.seen {
@@ -71,11 +70,11 @@ func (c *carriers) handshakeSegment(b bound, frame []byte, send func([]byte) err
 		toCGN, toRemote, err := synAcks(b.flow, hs.syn, seg, relay, cgn)
 		if err != nil {
 			c.m.Inc(mHandshakeBuildFailed)
-			c.mu.Unlock()
+			c.flows.mu.Unlock()
 			return carrier, false
 		}
 		hs.carrierSYN, hs.seen, hs.toRemote = seg, true, toRemote
-		c.mu.Unlock()
+		c.flows.mu.Unlock()
 		c.sendSynAcks(send, b.flow, toCGN, toRemote)
 		return carrier, false
 	case hs.seen && handshake.IsCompletingACK(seg, hs.syn, hs.carrierSYN):
@@ -84,14 +83,14 @@ func (c *carriers) handshakeSegment(b bound, frame []byte, send func([]byte) err
 		// segment of the remote's that acknowledges the host's SYN/ACK
 		// is held already.
 		mapped := c.mapHalf(b.flow, k, true)
-		if mapped && slices.ContainsFunc(c.held[b.flow], func(p []byte) bool { return acksHost(k, p) }) {
+		if mapped && c.inb.heldAny(b.flow, func(p []byte) bool { return acksHost(k, p) }) {
 			k.backIn = c.mapHalf(b.flow, k, false)
 			c.syncLocked(b.flow, k) // established: its timeout no longer the transitory one
 		}
-		ss := c.live[k.site]
+		ss := c.sessions.session(k.site)
 		carrier = k.carrier()
 		c.m.Inc(mHandshakeCompleted)
-		c.mu.Unlock()
+		c.flows.mu.Unlock()
 		if !mapped {
 			return carrier, false // the offer's deadline removes the flow
 		}
@@ -103,7 +102,7 @@ func (c *carriers) handshakeSegment(b bound, frame []byte, send func([]byte) err
 		return carrier, true
 	default:
 		c.m.Inc(mHandshakeUnexpected)
-		c.mu.Unlock()
+		c.flows.mu.Unlock()
 		return carrier, false
 	}
 }
@@ -144,7 +143,7 @@ func synAcks(f session.Flow, syn, carrierSYN handshake.Segment, relay, cgn netip
 // sendSynAcks sends the CGNAT's SYN/ACK, then the remote's. The remote's
 // answer misses (no entries yet) and is held until the edge's completing
 // ACK, so it cannot reach the edge before the edge's entries are in.
-func (c *carriers) sendSynAcks(send func([]byte) error, f session.Flow, toCGN, toRemote []byte) {
+func (c *agent) sendSynAcks(send func([]byte) error, f session.Flow, toCGN, toRemote []byte) {
 	for _, p := range [][]byte{toCGN, toRemote} {
 		if err := send(p); err != nil {
 			c.m.Inc(mHandshakeSendFailed)
@@ -156,13 +155,13 @@ func (c *carriers) sendSynAcks(send func([]byte) error, f session.Flow, toCGN, t
 }
 
 // mapHalf installs one of an inbound TCP flow's entries (see
-// datapath.mapHalf), in place of pinned entries that hold its key; c.mu
+// datapath.mapHalf), in place of pinned entries that hold its key; c.flows.mu
 // must be held.
-func (c *carriers) mapHalf(f session.Flow, k *carrier, toRemote bool) bool {
+func (c *agent) mapHalf(f session.Flow, k *carrier, toRemote bool) bool {
 	if c.dp == nil {
 		return true
 	}
-	c.replacePinnedOfLocked(f, k, toRemote, !toRemote)
+	c.pinned.replaceOf(f, k, toRemote, !toRemote)
 	if err := c.dp.mapHalf(f, k.carrier(), toRemote); err != nil {
 		c.mapFailedLocked(f, err)
 		return false
@@ -171,14 +170,14 @@ func (c *carriers) mapHalf(f session.Flow, k *carrier, toRemote bool) bool {
 }
 
 // afterHandshake handles a segment of the remote's that missed after the
-// handshake (c.mu held, unlocked on return): a SYN again is answered with
+// handshake (c.flows.mu held, unlocked on return): a SYN again is answered with
 // the host's SYN/ACK again (the first was lost); any other segment puts
 // the remote-to-carrier entry in and goes on through the carrier.
-func (c *carriers) afterHandshake(f session.Flow, k *carrier, seg handshake.Segment, frame []byte) {
+func (c *agent) afterHandshake(f session.Flow, k *carrier, seg handshake.Segment, frame []byte) {
 	if seg.Flags&handshake.SYN != 0 {
 		pkt := k.synAck
 		c.m.Inc(mInboundTCPSynAnswered)
-		c.mu.Unlock()
+		c.flows.mu.Unlock()
 		if pkt != nil && c.dp != nil {
 			if err := c.dp.Inj.Packet(pkt); err != nil {
 				c.m.Inc(mHandshakeSendFailed)
@@ -195,7 +194,7 @@ func (c *carriers) afterHandshake(f session.Flow, k *carrier, seg handshake.Segm
 			// (transitory timeout, inboundquota.go).
 			c.m.Inc(mInboundTCPAckUnproven)
 			carrier := k.carrier()
-			c.mu.Unlock()
+			c.flows.mu.Unlock()
 			if c.dp != nil {
 				c.dp.send(f, carrier, [][]byte{frame}, c.m)
 			}
@@ -206,7 +205,7 @@ func (c *carriers) afterHandshake(f session.Flow, k *carrier, seg handshake.Segm
 		c.m.Inc(mInboundTCPAcked)
 	}
 	carrier := k.carrier()
-	c.mu.Unlock()
+	c.flows.mu.Unlock()
 	if c.dp != nil {
 		c.dp.send(f, carrier, [][]byte{frame}, c.m)
 	}

@@ -62,7 +62,7 @@ func decoded(t *testing.T, p []byte) (gopacket.NetworkLayer, *layers.TCP) {
 
 // handshakeCarriers is a relay without a datapath holding one inbound
 // TCP flow that the edge accepted with the host's ISN as its token.
-func handshakeCarriers(t *testing.T) (*carriers, *carrier) {
+func handshakeCarriers(t *testing.T) (*agent, *carrier) {
 	t.Helper()
 	c := exampleCarriers(t)
 	lease, err := c.ports.Grant("home", cgnPublic, session.TCP)
@@ -72,8 +72,8 @@ func handshakeCarriers(t *testing.T) (*carriers, *carrier) {
 	k := &carrier{site: "home", lease: lease, edgePort: 61000, token: proto.BindToken(hostISN), inbound: true,
 		hs: &tcpHandshake{syn: remoteSYN}}
 	c.add(tcpFlow, k)
-	c.held[tcpFlow] = [][]byte{}
-	c.done[tcpFlow] = make(chan struct{})
+	c.inb.held[tcpFlow] = [][]byte{}
+	c.inb.done[tcpFlow] = make(chan struct{})
 	return c, k
 }
 
@@ -153,7 +153,7 @@ func TestHandshakeRelay(t *testing.T) {
 	if !done || len(sent) != 4 || k.hs != nil {
 		t.Fatalf("completing ACK: done %v, %d sent, hs %v", done, len(sent), k.hs)
 	}
-	released := c.done[tcpFlow]
+	released := c.inb.done[tcpFlow]
 	c.release(nil, tcpFlow, carrier)
 	select {
 	case <-released:
@@ -200,22 +200,22 @@ func TestInboundTCPHolds(t *testing.T) {
 	c.inbound(context.Background(), k, frameOf(t, tcpFlow.Remote.Addr(), tcpFlow.Site.Addr(), remoteSYN))
 	ack := handshake.Segment{SrcPort: 40000, DstPort: 443, Seq: remoteSYN.Seq + 1, Ack: hostISN + 1, Flags: handshake.ACK}
 	c.inbound(context.Background(), k, frameOf(t, tcpFlow.Remote.Addr(), tcpFlow.Site.Addr(), ack))
-	if len(c.held[tcpFlow]) != 1 || c.m.Snapshot()["inbound-tcp-syn-again"] != 1 {
-		t.Errorf("held %d, counts %v", len(c.held[tcpFlow]), c.m.Snapshot())
+	if len(c.inb.held[tcpFlow]) != 1 || c.m.Snapshot()["inbound-tcp-syn-again"] != 1 {
+		t.Errorf("held %d, counts %v", len(c.inb.held[tcpFlow]), c.m.Snapshot())
 	}
 	other := k
 	other.SPort = 40001
 	ack.SrcPort = 40001
 	c.inbound(context.Background(), other, frameOf(t, tcpFlow.Remote.Addr(), tcpFlow.Site.Addr(), ack))
-	if c.m.Snapshot()["inbound-tcp-not-syn"] != 1 || len(c.held) != 1 {
-		t.Errorf("a lone ACK: counts %v, %d flows held", c.m.Snapshot(), len(c.held))
+	if c.m.Snapshot()["inbound-tcp-not-syn"] != 1 || len(c.inb.held) != 1 {
+		t.Errorf("a lone ACK: counts %v, %d flows held", c.m.Snapshot(), len(c.inb.held))
 	}
 	// A SYN for a site with no session is counted, not offered.
 	syn := remoteSYN
 	syn.SrcPort = 40001
 	c.inbound(context.Background(), other, frameOf(t, tcpFlow.Remote.Addr(), tcpFlow.Site.Addr(), syn))
-	if c.m.Snapshot()["inbound-no-session"] != 1 || len(c.held) != 1 {
-		t.Errorf("no session: counts %v, %d flows held", c.m.Snapshot(), len(c.held))
+	if c.m.Snapshot()["inbound-no-session"] != 1 || len(c.inb.held) != 1 {
+		t.Errorf("no session: counts %v, %d flows held", c.m.Snapshot(), len(c.inb.held))
 	}
 }
 
@@ -227,8 +227,8 @@ func TestHandshakeRelayGiveUp(t *testing.T) {
 	before := c.ports.Stats().InUse
 	c.giveUp(nil, tcpFlow, k)
 	c.dropFlow(tcpFlow, &remoteSYN, mInboundNotOpened, mInboundTCPNotOpened)
-	if c.flows.len() != 0 || len(c.byLease) != 0 || len(c.held) != 0 || len(c.done) != 0 {
-		t.Errorf("left behind: flows %v, leases %v, held %v, done %v", c.flows.all(), c.byLease, c.held, c.done)
+	if c.flows.len() != 0 || len(c.flows.byLease) != 0 || len(c.inb.held) != 0 || len(c.inb.done) != 0 {
+		t.Errorf("left behind: flows %v, leases %v, held %v, done %v", c.flows.all(), c.flows.byLease, c.inb.held, c.inb.done)
 	}
 	if got := c.ports.Stats().InUse; got != before-1 {
 		t.Errorf("ports in use %d, want %d", got, before-1)
@@ -259,8 +259,8 @@ func TestInboundTCPHoldsInitialWindow(t *testing.T) {
 	for range maxHeldTCP + 2 {
 		c.inbound(context.Background(), k, frameOf(t, tcpFlow.Remote.Addr(), tcpFlow.Site.Addr(), seg))
 	}
-	if len(c.held[tcpFlow]) != maxHeldTCP || c.m.Snapshot()["inbound-held-overflow"] != 2 {
-		t.Errorf("held %d, counts %v", len(c.held[tcpFlow]), c.m.Snapshot())
+	if len(c.inb.held[tcpFlow]) != maxHeldTCP || c.m.Snapshot()["inbound-held-overflow"] != 2 {
+		t.Errorf("held %d, counts %v", len(c.inb.held[tcpFlow]), c.m.Snapshot())
 	}
 }
 
@@ -274,25 +274,25 @@ func TestHoldEarlyCarrierSYN(t *testing.T) {
 	csyn := handshake.Segment{SrcPort: 33333, DstPort: relay.Port(), Seq: hostISN, Flags: handshake.SYN}
 	key := xlat.Key{Proto: 6, Src: cgnPublic, Dst: relay.Addr(), SPort: 33333, DPort: relay.Port()}
 	c.carrierPacket(key, frameOf(t, cgnPublic, relay.Addr(), csyn), true)
-	if c.earlyN != 0 || c.m.Snapshot()["bind-no-carrier"] != 1 {
-		t.Fatalf("a SYN for no offer: %d held, counts %v", c.earlyN, c.m.Snapshot())
+	if c.early.count() != 0 || c.m.Snapshot()["bind-no-carrier"] != 1 {
+		t.Fatalf("a SYN for no offer: %d held, counts %v", c.early.count(), c.m.Snapshot())
 	}
 	lease, err := c.ports.Grant("home", cgnPublic, session.TCP)
 	if err != nil {
 		t.Fatal(err)
 	}
 	lk := leaseKey{lease.Key, lease.Port}
-	c.offering[lk] = true
+	c.early.offered(lk, true, c.now())
 	csyn.DstPort, key.DPort = lease.Port, lease.Port
 	c.carrierPacket(key, frameOf(t, cgnPublic, relay.Addr(), csyn), true)
-	if c.earlyN != 1 || c.m.Snapshot()["early-held"] != 1 {
-		t.Fatalf("early SYN: %d held, counts %v", c.earlyN, c.m.Snapshot())
+	if c.early.count() != 1 || c.m.Snapshot()["early-held"] != 1 {
+		t.Fatalf("early SYN: %d held, counts %v", c.early.count(), c.m.Snapshot())
 	}
 	k2 := &carrier{site: "home", lease: lease, token: proto.BindToken(hostISN), inbound: true, hs: &tcpHandshake{syn: remoteSYN}}
-	c.mu.Lock()
+	c.flows.mu.Lock()
 	c.add(tcpFlow, k2)
-	early := c.takeEarlyLocked(lk)
-	c.mu.Unlock()
+	early := c.early.take(lk, c.now())
+	c.flows.mu.Unlock()
 	if len(early) != 1 {
 		t.Fatalf("%d packets taken, want 1", len(early))
 	}

@@ -24,7 +24,7 @@ func errorFlow(k xlat.Key) session.Flow {
 
 // relayICMPError sends an ICMPv6 error from a router beyond the relay to
 // the edge whose flow it is about. Every refusal is counted.
-func (c *carriers) relayICMPError(k xlat.Key, m xdp.Miss) {
+func (c *agent) relayICMPError(k xlat.Key, m xdp.Miss) {
 	if m.Len != len(m.Data) {
 		c.m.Inc(mICMPErrTruncated)
 		return
@@ -48,15 +48,15 @@ func (c *carriers) relayICMPError(k xlat.Key, m xdp.Miss) {
 		return
 	}
 	f := errorFlow(k)
-	c.mu.Lock()
+	c.flows.mu.Lock()
 	cr := c.flows.get(f)
 	var ss interface{ ICMPError([]byte) error }
+	c.flows.mu.Unlock()
 	if cr != nil {
-		if s := c.live[cr.site]; s != nil {
+		if s := c.sessions.session(cr.site); s != nil {
 			ss = s
 		}
 	}
-	c.mu.Unlock()
 	switch {
 	case cr == nil:
 		c.m.Inc(mICMPErrNotFlow)
@@ -80,7 +80,7 @@ func (c *carriers) relayICMPError(k xlat.Key, m xdp.Miss) {
 // timeExceeded answers a carrier whose TTL ran out at the relay as a
 // router would: ICMPv4 time exceeded in transit from the relay's carrier
 // address. The edge shows it as a hop, 64:ff9b::<relay>.
-func (c *carriers) timeExceeded(dp *datapath, frame []byte) {
+func (c *agent) timeExceeded(dp *datapath, frame []byte) {
 	ip := frame[14:]
 	// The limit's "" is no site: the relay's own.
 	dp.SendTimeExceeded(c.icmpLimit, func() []byte { return xlat.TimeExceeded4(dp.Cfg.CarrierAddr, ip) }, c.m, timeExceededCounters)

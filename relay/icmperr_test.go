@@ -47,15 +47,15 @@ func TestRelayICMPErrorRefusals(t *testing.T) {
 		CarrierPorts: config.PortRange{First: 20000, Last: 20015},
 		Sites:        []Site{{ID: "home", Prefix: netip.MustParsePrefix("2001:db8:5::/56"), MaxFlows: 16}},
 	}
-	c, err := newCarriers(s, slog.New(slog.DiscardHandler))
+	c, err := newAgent(s, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	host, remote := netip.MustParseAddr("2001:db8:5::2"), netip.MustParseAddr("2001:db8:6::2")
 	f := session.Flow{Proto: session.UDP, Site: netip.AddrPortFrom(host, 40000), Remote: netip.AddrPortFrom(remote, 33434)}
-	c.mu.Lock()
+	c.flows.mu.Lock()
 	c.add(f, &carrier{site: "home"})
-	c.mu.Unlock()
+	c.flows.mu.Unlock()
 	send := func(frame []byte, caplen int) {
 		t.Helper()
 		k, ok := xlat.ErrorKey(frame)
@@ -76,8 +76,8 @@ func TestRelayICMPErrorRefusals(t *testing.T) {
 	send(other, len(other))
 	want := map[string]uint64{"icmp-err-not-flow": 1, "icmp-err-no-session": 1, "icmp-err-truncated": 1,
 		"icmp-err-malformed": 1, "icmp-err-hop-limit": 1, "icmp-err-too-long": 1}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.flows.mu.Lock()
+	defer c.flows.mu.Unlock()
 	for k, v := range want {
 		if c.m.Snapshot()[k] != v {
 			t.Errorf("%s = %d, want %d (all: %v)", k, c.m.Snapshot()[k], v, c.m.Snapshot())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/unmap-dev/unmap/metrics"
@@ -33,7 +34,7 @@ const inboundSetup = 5 * time.Second
 // flow) until the carrier is bound. A TCP flow is offered on its SYN,
 // whose header goes in the offer; what follows is held until the carrier
 // handshake completes (handshake.go).
-func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
+func (c *agent) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 	f := session.Flow{Proto: session.Proto(k.Proto), Site: netip.AddrPortFrom(k.Dst, k.DPort), Remote: netip.AddrPortFrom(k.Src, k.SPort)}
 	var syn *handshake.Segment
 	if f.Proto == session.TCP {
@@ -44,105 +45,127 @@ func (c *carriers) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 		}
 		syn = &seg
 	}
-	if !c.admitNew(f, syn) { // inboundgate.go: without the relay's lock
+	if !c.admitNew(f, syn) { // inboundgate.go: before any lock
 		return
 	}
-	c.mu.Lock()
-	if h, ok := c.held[f]; ok {
-		switch {
-		case syn != nil && syn.Flags&handshake.SYN != 0:
-			// The remote's SYN again: the edge has the first one.
-			c.m.Inc(mInboundTCPSynAgain)
-		case len(h) >= maxHeldTCP || (syn == nil && len(h) >= maxHeld):
-			c.m.Inc(mInboundHeldOverflow)
-		case c.inb.heldN >= c.inb.heldCap():
-			c.m.Inc(mInboundHeldFull)
-		default:
-			c.held[f] = append(h, frame)
-			c.inb.heldAdd(1)
-		}
-		c.mu.Unlock()
+	if c.inb.holdMore(f, syn, frame) {
 		return
 	}
 	if syn != nil {
+		c.flows.mu.Lock()
 		if kc, ok := c.flows.lookup(f); ok && kc.public.IsValid() && kc.hs == nil {
 			c.afterHandshake(f, kc, *syn, frame) // unlocks
 			return
 		}
+		c.flows.mu.Unlock()
 		if !syn.Is(handshake.SYN) {
 			c.m.Inc(mInboundTCPNotSyn) // no flow to carry it: the remote's stack resets or retries
-			c.mu.Unlock()
 			return
 		}
 	}
 	ss := c.owner(f.Site)
 	if ss == nil {
 		c.m.Inc(mInboundNoSession)
-		c.mu.Unlock()
 		return
 	}
-	if code, ok := c.inb.refused.get(f, ss.ID(), c.now()); ok {
-		// Refused a moment ago: the edge is not asked again.
-		c.m.Inc(mInboundRefusedCached)
-		c.mu.Unlock()
-		if syn != nil && code == proto.CodeClosed {
-			c.resetRemote(f, *syn) // as the host did
-		}
-		return
+	released, code, cached := c.inb.admit(f, ss, syn, frame, c.now())
+	if cached && syn != nil && code == proto.CodeClosed {
+		c.resetRemote(f, *syn) // as the host did
 	}
-	if syn == nil && c.inb.heldN >= c.inb.heldCap() {
-		c.m.Inc(mInboundHeldFull)
-		c.mu.Unlock()
-		return
+	if released != nil {
+		go c.offer(ctx, ss, f, syn, released)
 	}
-	if !c.inb.allowOffer(ss.Site(), f.Remote.Addr(), c.now()) {
-		c.m.Inc(mInboundOfferRate)
-		c.mu.Unlock()
-		return
+}
+
+// holdMore holds one more packet of a flow held for its offer; false if
+// the flow is not held.
+func (b *inboundOffers) holdMore(f session.Flow, syn *handshake.Segment, frame []byte) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.holdMoreLocked(f, syn, frame)
+}
+
+// holdMoreLocked is holdMore; b.mu held.
+func (b *inboundOffers) holdMoreLocked(f session.Flow, syn *handshake.Segment, frame []byte) bool {
+	h, ok := b.held[f]
+	if !ok {
+		return false
 	}
-	if why := c.inb.quota.admit(f, ss.Site(), c.now()); why != "" {
-		c.countLocked(why)
-		c.mu.Unlock()
-		return
+	switch {
+	case syn != nil && syn.Flags&handshake.SYN != 0:
+		// The remote's SYN again: the edge has the first one.
+		b.m.Inc(mInboundTCPSynAgain)
+	case len(h) >= maxHeldTCP || (syn == nil && len(h) >= maxHeld):
+		b.m.Inc(mInboundHeldOverflow)
+	case b.heldN >= b.heldCap():
+		b.m.Inc(mInboundHeldFull)
+	default:
+		b.held[f] = append(h, frame)
+		b.heldAdd(1)
 	}
-	if !c.gate.allow(c.now(), true) {
-		c.inb.quota.forget(f)
-		c.m.Inc(mInboundOverBudget)
-		c.mu.Unlock()
-		return
+	return true
+}
+
+// admit passes a new inbound flow of ss's site through the inbound
+// bounds and, if it passes, holds its first packet and returns the
+// channel closed when the held packets are released: the caller offers
+// the flow. cached says the edge refused the flow a moment ago (with
+// code), and is not asked again.
+func (b *inboundOffers) admit(f session.Flow, ss edgeSide, syn *handshake.Segment, frame []byte, now time.Time) (released chan struct{}, code proto.Code, cached bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.holdMoreLocked(f, syn, frame) {
+		return nil, 0, false // offered since holdMore looked (a caller other than the miss loop)
 	}
-	if !c.inb.takeSlot(ss.Site()) {
-		c.inb.quota.forget(f)
-		c.m.Inc(mInboundPendingFull)
-		c.mu.Unlock()
-		return
+	if code, ok := b.refused.get(f, ss.ID(), now); ok {
+		b.m.Inc(mInboundRefusedCached)
+		return nil, code, true
 	}
-	c.held[f] = [][]byte{frame}
-	c.inb.heldAdd(1)
+	if syn == nil && b.heldN >= b.heldCap() {
+		b.m.Inc(mInboundHeldFull)
+		return nil, 0, false
+	}
+	if !b.allowOffer(ss.Site(), f.Remote.Addr(), now) {
+		b.m.Inc(mInboundOfferRate)
+		return nil, 0, false
+	}
+	if why := b.quota.admit(f, ss.Site(), now); why != "" {
+		b.m.IncName(why)
+		return nil, 0, false
+	}
+	if !b.gate.allow(now, true) {
+		b.quota.forget(f)
+		b.m.Inc(mInboundOverBudget)
+		return nil, 0, false
+	}
+	if !b.takeSlot(ss.Site()) {
+		b.quota.forget(f)
+		b.m.Inc(mInboundPendingFull)
+		return nil, 0, false
+	}
 	if syn != nil {
-		c.held[f] = [][]byte{} // the SYN itself goes in the offer
-		c.inb.heldAdd(-1)
+		b.held[f] = [][]byte{} // the SYN itself goes in the offer
+	} else {
+		b.held[f] = [][]byte{frame}
+		b.heldAdd(1)
 	}
-	released := make(chan struct{})
-	c.done[f] = released
-	c.mu.Unlock()
-	go c.offer(ctx, ss, f, syn, released)
+	released = make(chan struct{})
+	b.done[f] = released
+	return released, 0, false
 }
 
 // offer asks the edge and, on accept, waits for the carrier to bind (TCP:
 // for its handshake to complete); the held packets go out when it does
 // (release closes released). syn is the remote's SYN of a TCP flow.
-func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *handshake.Segment, released <-chan struct{}) {
+func (c *agent) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *handshake.Segment, released <-chan struct{}) {
 	start := time.Now() // the miss was read a moment ago (inbound's caller)
 	defer c.offerDone(ss.Site())
 	// A flow the edge did not take no longer counts against the quotas;
-	// one it took counts until it is removed (carriers.remove).
+	// one it took counts until it is removed (agent.remove).
 	taken := false
 	defer func() {
 		if !taken {
-			c.mu.Lock()
-			c.inb.quota.forget(f)
-			c.mu.Unlock()
+			c.inb.forget(f)
 		}
 	}()
 	cp := session.UDP
@@ -176,18 +199,9 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 			c.spare(ss.Site(), lease)
 		}
 	}()
-	c.mu.Lock()
-	c.offering[lk] = true
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		delete(c.offering, lk)
-		_ = c.takeEarlyLocked(lk) // nothing, unless the offer failed
-		c.mu.Unlock()
-	}()
-	c.mu.Lock()
+	c.early.offered(lk, true, c.now())
+	defer func() { c.early.offered(lk, false, c.now()) }()
 	setup := c.inb.setupTime()
-	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, setup)
 	defer cancel()
 	r, err := ss.Offer(ctx, m)
@@ -210,11 +224,11 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 	if syn != nil {
 		k.hs = &tcpHandshake{syn: *syn}
 	}
-	c.mu.Lock()
+	c.flows.mu.Lock()
 	c.add(f, k)
 	taken = true
-	early := c.takeEarlyLocked(leaseKey{lease.Key, lease.Port})
-	c.mu.Unlock()
+	early := c.early.take(leaseKey{lease.Key, lease.Port}, c.now())
+	c.flows.mu.Unlock()
 	// The edge sends its opener as it replies: it may have come first.
 	for _, p := range early {
 		c.carrierPacket(p.key, p.frame, true)
@@ -235,13 +249,13 @@ func (c *carriers) offer(ctx context.Context, ss edgeSide, f session.Flow, syn *
 // giveUp removes an inbound flow whose carrier did not open in time (a
 // UDP opener that never came, a TCP handshake that did not complete): its
 // port and any entries go, and the edge is told.
-func (c *carriers) giveUp(ss edgeSide, f session.Flow, k *carrier) {
-	c.mu.Lock()
+func (c *agent) giveUp(ss edgeSide, f session.Flow, k *carrier) {
+	c.flows.mu.Lock()
 	mine := c.flows.get(f) == k
 	if mine {
 		c.remove(f, k)
 	}
-	c.mu.Unlock()
+	c.flows.mu.Unlock()
 	if mine && ss != nil {
 		if err := ss.CloseFlow(f, proto.CodeTimeout); err != nil {
 			c.log.Debug("flow close not sent", "flow", f, "err", err)
@@ -252,7 +266,7 @@ func (c *carriers) giveUp(ss edgeSide, f session.Flow, k *carrier) {
 // dropFlow is drop for a flow of either kind: a TCP flow holds no packet
 // of its own (its SYN went in the offer), so its end is counted once,
 // under whyTCP.
-func (c *carriers) dropFlow(f session.Flow, syn *handshake.Segment, why, whyTCP metrics.Counter) {
+func (c *agent) dropFlow(f session.Flow, syn *handshake.Segment, why, whyTCP metrics.Counter) {
 	if syn != nil {
 		c.m.Inc(whyTCP)
 	}
@@ -261,68 +275,58 @@ func (c *carriers) dropFlow(f session.Flow, syn *handshake.Segment, why, whyTCP 
 
 // drop forgets an inbound flow's held packets (if still held), counting
 // them under why.
-func (c *carriers) drop(f session.Flow, why metrics.Counter) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.m.Add(why, uint64(len(c.held[f])))
-	c.inb.heldAdd(-len(c.held[f]))
-	delete(c.held, f)
-	delete(c.done, f)
+func (c *agent) drop(f session.Flow, why metrics.Counter) {
+	b := c.inb
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c.m.Add(why, uint64(len(b.held[f])))
+	b.heldAdd(-len(b.held[f]))
+	delete(b.held, f)
+	delete(b.done, f)
 }
 
 // release sends an inbound flow's held packets through its new carrier.
-func (c *carriers) release(dp *datapath, f session.Flow, carrier session.Carrier) {
-	c.mu.Lock()
-	held := c.held[f]
-	c.inb.heldAdd(-len(held))
-	delete(c.held, f)
-	if ch, ok := c.done[f]; ok {
+func (c *agent) release(dp *datapath, f session.Flow, carrier session.Carrier) {
+	b := c.inb
+	b.mu.Lock()
+	held := b.held[f]
+	b.heldAdd(-len(held))
+	delete(b.held, f)
+	if ch, ok := b.done[f]; ok {
 		close(ch)
-		delete(c.done, f)
+		delete(b.done, f)
 	}
-	c.mu.Unlock()
+	b.mu.Unlock()
 	if dp != nil {
 		dp.send(f, carrier, held, c.m)
 	}
 }
 
-// owner is the live session of the site an endpoint belongs to; c.mu
-// held.
-func (c *carriers) owner(a netip.AddrPort) edgeSide {
-	for site, p := range c.grants {
-		for _, pfx := range p {
-			if !c.holds(site, pfx, a) {
-				continue
-			}
-			if ss := c.live[site]; ss != nil {
-				return ss
-			}
-			if e := c.inb.edges[site]; e != nil {
-				return e
-			}
-			return nil
-		}
+// heldAny reports whether one of the packets held for f is one fn says.
+func (b *inboundOffers) heldAny(f session.Flow, fn func([]byte) bool) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.ContainsFunc(b.held[f], fn)
+}
+
+// owner is the live session of the site an endpoint belongs to.
+func (c *agent) owner(a netip.AddrPort) edgeSide {
+	site, ok := c.sites.siteOf(a)
+	if !ok {
+		return nil
+	}
+	if ss := c.sessions.session(site); ss != nil {
+		return ss
+	}
+	if e := c.inb.edges[site]; e != nil {
+		return e
 	}
 	return nil
 }
 
-// holds reports whether site's granted prefix pfx holds endpoint a. A
-// public IPv4 may be shared by sites with disjoint port sets (A+P, RFC
-// 6346: ipv4_ports): the address alone does not say whose a flow is, its
-// port does (for ICMP, the echo identifier the key carries as a port).
-func (c *carriers) holds(site string, pfx netip.Prefix, a netip.AddrPort) bool {
-	if !pfx.Contains(a.Addr()) {
-		return false
-	}
-	if r, ok := c.inb.ipv4Ports[site]; ok && a.Addr().Is4() {
-		return r.Contains(a.Port())
-	}
-	return true
-}
-
 // resetRemote answers the remote's SYN with the RST the LAN host sent,
 // which the edge reported as CodeClosed.
-func (c *carriers) resetRemote(f session.Flow, syn handshake.Segment) {
+func (c *agent) resetRemote(f session.Flow, syn handshake.Segment) {
 	rst := handshake.Segment{SrcPort: syn.DstPort, DstPort: syn.SrcPort, Ack: syn.Seq + 1, Flags: handshake.RST | handshake.ACK}
 	pkt, err := handshake.Packet(f.Site.Addr(), f.Remote.Addr(), rst)
 	if err != nil || c.dp == nil {

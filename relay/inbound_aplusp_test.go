@@ -27,7 +27,7 @@ func TestSharedIPv4ByPort(t *testing.T) {
 			{ID: "high", Prefix: netip.MustParsePrefix("2001:db8:7::/56"), IPv4: shared, IPv4Ports: config.PortRange{First: 33792, Last: 65535}, MaxFlows: 1000},
 		},
 	}
-	c, err := newCarriers(s, slog.New(slog.DiscardHandler))
+	c, err := newAgent(s, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,8 +57,8 @@ func TestSharedIPv4ByPort(t *testing.T) {
 			}
 		}
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.flows.mu.Lock()
+	defer c.flows.mu.Unlock()
 	for _, tc := range []struct {
 		to   netip.AddrPort
 		site string
@@ -70,7 +70,7 @@ func TestSharedIPv4ByPort(t *testing.T) {
 		{netip.AddrPortFrom(shared, 80), "", false}, // in neither set
 		{netip.MustParseAddrPort("[2001:db8:7::1]:80"), "high", true},
 	} {
-		if site, ok := c.siteOf(tc.to); site != tc.site || ok != tc.ok {
+		if site, ok := c.sites.siteOf(tc.to); site != tc.site || ok != tc.ok {
 			t.Errorf("siteOf(%v) = %q %v, want %q %v", tc.to, site, ok, tc.site, tc.ok)
 		}
 	}

@@ -85,13 +85,13 @@ func (k *clock) add(d time.Duration) {
 
 // exampleCarriers is a relay without a datapath, configured by the
 // example relay.yaml.
-func exampleCarriers(t *testing.T) *carriers {
+func exampleCarriers(t *testing.T) *agent {
 	t.Helper()
 	s, err := Load("../examples/relay.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := newCarriers(s, slog.New(slog.DiscardHandler))
+	c, err := newAgent(s, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func exampleCarriers(t *testing.T) *carriers {
 
 // inboundCarriers is a relay without a datapath whose site "home" has
 // the fake session e, on a clock the test moves.
-func inboundCarriers(t *testing.T, e *fakeEdge) (*carriers, *clock) {
+func inboundCarriers(t *testing.T, e *fakeEdge) (*agent, *clock) {
 	t.Helper()
 	c := exampleCarriers(t)
 	k := &clock{t: time.Unix(1_000_000, 0)}
@@ -117,13 +117,13 @@ func udpTo(host string, port uint16) (xlat.Key, session.Flow) {
 }
 
 // waitIdle waits until no offer is out and no packet held.
-func waitIdle(t *testing.T, c *carriers) {
+func waitIdle(t *testing.T, c *agent) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		c.mu.Lock()
-		idle := len(c.inb.pending) == 0 && len(c.held) == 0 && len(c.done) == 0
-		c.mu.Unlock()
+		c.inb.mu.Lock()
+		idle := len(c.inb.pending) == 0 && len(c.inb.held) == 0 && len(c.inb.done) == 0
+		c.inb.mu.Unlock()
 		if idle {
 			return
 		}
@@ -134,7 +134,7 @@ func waitIdle(t *testing.T, c *carriers) {
 	}
 }
 
-func (c *carriers) countOf(name string) uint64 {
+func (c *agent) countOf(name string) uint64 {
 	return c.m.Snapshot()[name]
 }
 
@@ -242,16 +242,16 @@ func TestInboundPendingBound(t *testing.T) {
 			c.inbound(ctx, keys[i], []byte("y"))
 		}
 	}
-	c.mu.Lock()
+	c.inb.mu.Lock()
 	n := 0
-	for _, h := range c.held {
+	for _, h := range c.inb.held {
 		n += len(h)
 		if len(h) > maxHeld {
 			t.Errorf("a flow holds %d packets", len(h))
 		}
 	}
 	heldN, pending := c.inb.heldN, c.inb.pending["home"]
-	c.mu.Unlock()
+	c.inb.mu.Unlock()
 	if n != 100 || heldN != 100 || pending != maxPendingPerSite || c.countOf("inbound-held-full") == 0 {
 		t.Errorf("held %d (counted %d), pending %d, counts %v", n, heldN, pending, c.m.Snapshot())
 	}
@@ -342,8 +342,8 @@ func TestInboundUDPNotOpenedReleased(t *testing.T) {
 	e.mu.Lock()
 	closed := e.closed[f]
 	e.mu.Unlock()
-	if c.flows.len() != 0 || len(c.byLease) != 0 || c.ports.Stats().InUse != before || closed != proto.CodeTimeout {
-		t.Errorf("left behind: flows %v, leases %v, ports in use %d (want %d), edge told %v", c.flows.all(), c.byLease, c.ports.Stats().InUse, before, closed)
+	if c.flows.len() != 0 || len(c.flows.byLease) != 0 || c.ports.Stats().InUse != before || closed != proto.CodeTimeout {
+		t.Errorf("left behind: flows %v, leases %v, ports in use %d (want %d), edge told %v", c.flows.all(), c.flows.byLease, c.ports.Stats().InUse, before, closed)
 	}
 	if c.countOf("inbound-not-opened") != 1 {
 		t.Errorf("counts %v", c.m.Snapshot())
@@ -354,9 +354,9 @@ func TestInboundUDPNotOpenedReleased(t *testing.T) {
 	c.inbound(context.Background(), k, []byte("x"))
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		c.mu.Lock()
+		c.flows.mu.Lock()
 		kc := c.flows.get(f)
-		c.mu.Unlock()
+		c.flows.mu.Unlock()
 		if kc != nil {
 			c.release(nil, f, kc.carrier()) // what the opener's bind does
 			break

@@ -13,7 +13,7 @@ import (
 // inboundBurst. A flood from many sources (spoofed ones cost nothing)
 // passes each source's own bounds, the datapath's and the offer limit's,
 // because every source is new to them; this bound is what keeps the slow
-// path, the relay's lock and the sites' control channels serving the
+// path, the inbound offers' lock and the sites' control channels serving the
 // sites' own new flows (carriers from their CGNAT addresses, which never
 // meet it) while such a flood lasts. It is well above what the relay's
 // sites open inbound in normal use, and well below what one core of the
@@ -24,9 +24,9 @@ const (
 )
 
 // inboundGate is the relay-wide budget, and the inbound slow path's
-// first gate, passed before the relay's lock (carriers.mu): a packet
+// first gate, passed before any lock (inboundOffers.mu): a packet
 // over a bound is counted and dropped without taking the lock, so a
-// flood costs the lock nothing. Tokens are taken under the lock, by the
+// flood costs the lock nothing. Tokens are taken under inboundOffers.mu, by the
 // offers themselves (inbound.go), so that what the gate lets through
 // but is no offer (a packet of a flow held for its offer, one of a flow
 // the edge refused a moment ago) costs nothing. Its zero value is ready,
@@ -60,7 +60,7 @@ func (g *inboundGate) allow(now time.Time, take bool) bool {
 }
 
 // admitNew passes, or counts and drops, a packet to a site that has no
-// flow for it, before c.mu is taken. A packet that may start a flow (a
+// flow for it, before any lock is taken. A packet that may start a flow (a
 // TCP SYN; any packet of another protocol) goes on only if an offer of
 // it could take a token from its remote's offers to the site
 // (inboundlimits.go) and from the relay-wide budget. A TCP segment
@@ -69,11 +69,11 @@ func (g *inboundGate) allow(now time.Time, take bool) bool {
 // While a flood has spent the budget, the gate also drops the packets of
 // flows already held for their offer and of flows refused a moment ago,
 // which would otherwise wait for the lock.
-func (c *carriers) admitNew(f session.Flow, syn *handshake.Segment) bool {
+func (c *agent) admitNew(f session.Flow, syn *handshake.Segment) bool {
 	if syn != nil && !syn.Is(handshake.SYN) {
 		return true
 	}
-	site, ok := c.siteOf(f.Site)
+	site, ok := c.sites.siteOf(f.Site)
 	if !ok {
 		return true
 	}
@@ -82,7 +82,7 @@ func (c *carriers) admitNew(f session.Flow, syn *handshake.Segment) bool {
 		c.m.Inc(mInboundOfferRate)
 		return false
 	}
-	if !c.gate.allow(now, false) {
+	if !c.inb.gate.allow(now, false) {
 		c.m.Inc(mInboundOverBudget)
 		return false
 	}

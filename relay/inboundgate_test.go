@@ -18,7 +18,7 @@ import (
 func TestInboundGateBoundsFlood(t *testing.T) {
 	e := &fakeEdge{site: "home", id: 1, answer: refuseAll(proto.CodeRefused)}
 	c, clk := inboundCarriers(t, e)
-	c.gate.rate, c.gate.burst = 50, 20
+	c.inb.gate.rate, c.inb.gate.burst = 50, 20
 	ctx := context.Background()
 	send := func(from, n int) {
 		for i := from; i < from+n; i++ {
@@ -35,16 +35,16 @@ func TestInboundGateBoundsFlood(t *testing.T) {
 
 	// The budget is spent: 3000 more are refused while the lock is held
 	// elsewhere.
-	c.mu.Lock()
+	c.flows.mu.Lock()
 	done := make(chan struct{})
 	go func() { send(20, 3000); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
-		c.mu.Unlock()
+		c.flows.mu.Unlock()
 		t.Fatal("flood packets over the budget waited for the relay's lock")
 	}
-	c.mu.Unlock()
+	c.flows.mu.Unlock()
 	if got, n := e.offered(), c.countOf("inbound-over-budget"); got != 20 || n != 3000 {
 		t.Errorf("spent budget: %d offers (want 20), %d counted inbound-over-budget (want 3000)", got, n)
 	}

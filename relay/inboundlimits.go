@@ -3,15 +3,20 @@ package relay
 import (
 	"cmp"
 	"context"
+	"log/slog"
 	"maps"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
+
+	"github.com/unmap-dev/unmap/config"
+	"github.com/unmap-dev/unmap/metrics"
+	"github.com/unmap-dev/unmap/session/ports"
 
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/ratelimit"
 	"github.com/unmap-dev/unmap/session"
-	"github.com/unmap-dev/unmap/session/ports"
 )
 
 // What one Internet host can make the relay's inbound slow path hold and
@@ -49,43 +54,84 @@ type edgeSide interface {
 	CloseFlow(f session.Flow, reason proto.Code) error
 }
 
-// inboundState is the inbound slow path's bookkeeping; guarded by
-// carriers.mu. Its zero value is ready, with the limits above.
-type inboundState struct {
-	pending map[string]int // offers out, by site
-	heldN   int            // packets in carriers.held
+// inboundOffers is the part that offers inbound flows to the edges: the
+// packets held for each offer, the offers out, the refusals remembered,
+// the unused ports of refused offers, and the inbound quotas and bounds.
+// Its lock comes after the flows' (a flow's end frees its quota; a
+// handshake looks at the packets held) and calls nothing of another
+// part's; the gate needs no lock. Made by newInboundOffers, with the
+// limits above.
+type inboundOffers struct {
+	m     *metrics.Counters
+	ports *ports.Relay
+	log   *slog.Logger
+	gate  inboundGate // the inbound slow path's bounds passed before any lock (inboundgate.go)
+
+	mu      sync.Mutex
+	held    map[session.Flow][][]byte      // inbound flows' first packets, until their carrier binds
+	done    map[session.Flow]chan struct{} // closed when a flow's held packets were released
+	pending map[string]int                 // offers out, by site
+	heldN   int                            // packets in held
 	refused refusedCache
 	spares  map[string][]spareLease // unused ports of refused offers, by site (spare.go)
 	offers  ratelimit.Limiter       // new flows offered, by site and remote
 	quota   quota                   // inbound flows by site and remote, from offer to end (inboundquota.go)
-	// The port set of each site whose public IPv4 has one (A+P), by
-	// site: who owns a flow to that address depends on its port.
-	ipv4Ports map[string]ports.Range
 
 	// Tests only: lower limits, and sessions that are not control
-	// sessions (by site; a live control session comes first).
+	// sessions (by site; a live control session comes first), set
+	// before the relay runs.
 	maxPending, maxHeld int
 	setup               time.Duration
 	edges               map[string]edgeSide
 }
 
-func (s *inboundState) pendingCap() int          { return cmp.Or(s.maxPending, maxPendingPerSite) }
-func (s *inboundState) heldCap() int             { return cmp.Or(s.maxHeld, maxHeldAll) }
-func (s *inboundState) setupTime() time.Duration { return cmp.Or(s.setup, inboundSetup) }
+func newInboundOffers(limits config.InboundBounds, p *ports.Relay, m *metrics.Counters, log *slog.Logger) *inboundOffers {
+	return &inboundOffers{m: m, ports: p, log: log, quota: quota{limits: limits},
+		held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{}}
+}
+
+// forget stops counting f against the inbound quotas.
+func (s *inboundOffers) forget(f session.Flow) {
+	if s.quota.n.Load() == 0 {
+		return // no inbound flow counted: a flood of outbound flows' ends pays no lock here
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.quota.forget(f)
+}
+
+// unproven is the inbound flows the LAN host has not answered yet
+// (quota.unproven).
+func (s *inboundOffers) unproven() map[session.Flow]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.quota.unproven()
+}
+
+// unanswered is quota.unanswered under the part's lock.
+func (s *inboundOffers) unanswered(f session.Flow, udp, answered bool, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.quota.unanswered(f, udp, answered, now)
+}
+
+func (s *inboundOffers) pendingCap() int          { return cmp.Or(s.maxPending, maxPendingPerSite) }
+func (s *inboundOffers) heldCap() int             { return cmp.Or(s.maxHeld, maxHeldAll) }
+func (s *inboundOffers) setupTime() time.Duration { return cmp.Or(s.setup, inboundSetup) }
 
 // allowOffer takes one of remote's offers to site at now; peekOffer says
-// whether it could, taking nothing (inboundgate.go, before c.mu).
-func (s *inboundState) allowOffer(site string, remote netip.Addr, now time.Time) bool {
+// whether it could, taking nothing (inboundgate.go, before any lock).
+func (s *inboundOffers) allowOffer(site string, remote netip.Addr, now time.Time) bool {
 	return s.offerLimit().Allow(site+" "+remoteKey(remote), now)
 }
 
-func (s *inboundState) peekOffer(site string, remote netip.Addr, now time.Time) bool {
+func (s *inboundOffers) peekOffer(site string, remote netip.Addr, now time.Time) bool {
 	return s.offerLimit().Peek(site+" "+remoteKey(remote), now)
 }
 
 // offerLimit is the offer limiter, its rates set on first use (tests set
 // their own first); only the miss loop's goroutine calls it.
-func (s *inboundState) offerLimit() *ratelimit.Limiter {
+func (s *inboundOffers) offerLimit() *ratelimit.Limiter {
 	if s.offers.Rate == 0 {
 		s.offers.Rate, s.offers.Burst = offerRate, offerBurst
 	}
@@ -102,11 +148,11 @@ func remoteKey(a netip.Addr) string {
 	return netip.PrefixFrom(a, 64).Masked().String()
 }
 
-// held counts n packets more (or fewer) held; c.mu held.
-func (s *inboundState) heldAdd(n int) { s.heldN = max(0, s.heldN+n) }
+// held counts n packets more (or fewer) held; s.mu held.
+func (s *inboundOffers) heldAdd(n int) { s.heldN = max(0, s.heldN+n) }
 
 // takeSlot takes one of site's offer slots; false if none is free.
-func (s *inboundState) takeSlot(site string) bool {
+func (s *inboundOffers) takeSlot(site string) bool {
 	if s.pending[site] >= s.pendingCap() {
 		return false
 	}
@@ -117,7 +163,7 @@ func (s *inboundState) takeSlot(site string) bool {
 	return true
 }
 
-func (s *inboundState) freeSlot(site string) {
+func (s *inboundOffers) freeSlot(site string) {
 	if s.pending[site]--; s.pending[site] <= 0 {
 		delete(s.pending, site)
 	}
@@ -144,10 +190,10 @@ type inboundStatus struct {
 	UnansweredSec int            `json:"unanswered_udp_sec"`
 }
 
-func (c *carriers) inboundStatus() any {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	s := &c.inb
+func (c *agent) inboundStatus() any {
+	s := c.inb
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	spare := 0
 	for _, sp := range s.spares {
 		spare += len(sp)
@@ -161,19 +207,19 @@ func (c *carriers) inboundStatus() any {
 }
 
 // offerDone frees an offer's slot when it ends, whatever its end.
-func (c *carriers) offerDone(site string) {
-	c.mu.Lock()
+func (c *agent) offerDone(site string) {
+	c.inb.mu.Lock()
 	c.inb.freeSlot(site)
-	c.mu.Unlock()
+	c.inb.mu.Unlock()
 }
 
 // rememberRefusal keeps a refusal that holds for a while (refused.go).
-func (c *carriers) rememberRefusal(f session.Flow, ss edgeSide, r *proto.OfferReply) {
+func (c *agent) rememberRefusal(f session.Flow, ss edgeSide, r *proto.OfferReply) {
 	if r == nil || !refusedCodes[r.Result] {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.inb.mu.Lock()
+	defer c.inb.mu.Unlock()
 	if n := c.inb.refused.add(f, ss.ID(), r.Result, c.now()); n > 0 {
 		c.m.Add(mInboundRefusedCacheFull, uint64(n))
 	}

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"cmp"
+	"sync/atomic"
 	"time"
 
 	"github.com/unmap-dev/unmap/config"
@@ -33,10 +34,11 @@ type inFlow struct {
 	answered     bool      // the LAN host answered (its side's counter moved)
 }
 
-// quota is inboundState's count of inbound flows; guarded by carriers.mu.
+// quota is inboundOffers's count of inbound flows; guarded by inboundOffers.mu.
 type quota struct {
 	limits   config.InboundBounds
 	flows    map[session.Flow]*inFlow
+	n        atomic.Int64 // len(flows), read without the lock (inboundOffers.forget)
 	bySite   map[string]int
 	byRemote map[string]int // by site and remote
 }
@@ -66,6 +68,7 @@ func (q *quota) admit(f session.Flow, site string, now time.Time) (refused strin
 		q.flows, q.bySite, q.byRemote = map[session.Flow]*inFlow{}, map[string]int{}, map[string]int{}
 	}
 	q.flows[f] = &inFlow{site: site, remote: remote, since: now}
+	q.n.Add(1)
 	q.bySite[site]++
 	q.byRemote[remote]++
 	return ""
@@ -78,6 +81,7 @@ func (q *quota) forget(f session.Flow) {
 		return
 	}
 	delete(q.flows, f)
+	q.n.Add(-1)
 	if q.bySite[in.site]--; q.bySite[in.site] <= 0 {
 		delete(q.bySite, in.site)
 	}
@@ -89,9 +93,9 @@ func (q *quota) forget(f session.Flow) {
 // unanswered reports whether f is an inbound flow on a UDP carrier that
 // its LAN host has not answered for longer than the bound allows;
 // answered says whether it has now (its counter moved), which stays.
-func (q *quota) unanswered(f session.Flow, k *carrier, answered bool, now time.Time) bool {
+func (q *quota) unanswered(f session.Flow, udp, answered bool, now time.Time) bool {
 	in, ok := q.flows[f]
-	if !ok || k.lease.Proto != session.UDP || in.answered {
+	if !ok || !udp || in.answered {
 		return false
 	}
 	if answered {
@@ -101,12 +105,12 @@ func (q *quota) unanswered(f session.Flow, k *carrier, answered bool, now time.T
 	return now.Sub(in.since) > q.bounds().Unanswered
 }
 
-// unproven is the inbound flows on a UDP carrier whose LAN host has not
-// answered yet: those unanswered judges. carrier is carriers.flows.get.
-func (q *quota) unproven(carrier func(session.Flow) *carrier) map[session.Flow]bool {
+// unproven is the inbound flows whose LAN host has not answered yet:
+// those unanswered judges, once their carrier is known to be UDP.
+func (q *quota) unproven() map[session.Flow]bool {
 	out := map[session.Flow]bool{}
 	for f, in := range q.flows {
-		if k := carrier(f); k != nil && !in.answered && k.lease.Proto == session.UDP {
+		if !in.answered {
 			out[f] = true
 		}
 	}

@@ -20,7 +20,7 @@ import (
 
 // quotaCarriers is a relay with one site behind public, its carrier
 // ports 20000-20015, and the inbound bounds given.
-func quotaCarriers(t *testing.T, b config.InboundBounds) (*carriers, netip.Addr) {
+func quotaCarriers(t *testing.T, b config.InboundBounds) (*agent, netip.Addr) {
 	t.Helper()
 	public := netip.MustParseAddr("198.51.100.2")
 	s := &Settings{
@@ -30,7 +30,7 @@ func quotaCarriers(t *testing.T, b config.InboundBounds) (*carriers, netip.Addr)
 		Sites:        []Site{{ID: "home", Prefix: netip.MustParsePrefix("2001:db8:5::/56"), MaxFlows: 1000}},
 		Inbound:      b,
 	}
-	c, err := newCarriers(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c, err := newAgent(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,9 +105,9 @@ func TestInboundQuotaOnPath(t *testing.T) {
 	if got := e.offered(); got != 2 {
 		t.Errorf("offers %d, want 2 (the first, and the second once the first was refused)", got)
 	}
-	c.mu.Lock()
+	c.inb.mu.Lock()
 	left := len(c.inb.quota.flows)
-	c.mu.Unlock()
+	c.inb.mu.Unlock()
 	if left != 0 {
 		t.Errorf("refused offers still count: %d", left)
 	}
@@ -134,11 +134,14 @@ func TestSweepInboundProof(t *testing.T) {
 		return a, true
 	}
 	add := func(f session.Flow, backIn bool) {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if why := c.inb.quota.admit(f, "home", now); why != "" {
+		c.inb.mu.Lock()
+		why := c.inb.quota.admit(f, "home", now)
+		c.inb.mu.Unlock()
+		if why != "" {
 			t.Fatal(why)
 		}
+		c.flows.mu.Lock()
+		defer c.flows.mu.Unlock()
 		lease, err := c.ports.GrantInbound("home", public, f.Proto)
 		if err != nil {
 			t.Fatal(err)
@@ -154,8 +157,8 @@ func TestSweepInboundProof(t *testing.T) {
 	add(acked, true)
 	answered[talks] = true
 	has := func(f session.Flow) bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
+		c.flows.mu.Lock()
+		defer c.flows.mu.Unlock()
 		_, ok := c.flows.lookup(f)
 		return ok
 	}
@@ -198,8 +201,8 @@ func TestSweepInboundProof(t *testing.T) {
 func TestHalfOpenUntilAcked(t *testing.T) {
 	c, k := handshakeCarriers(t)
 	k.hs, k.public = nil, netip.MustParseAddrPort("198.51.100.2:33333") // the handshake completed, its held packets gone
-	delete(c.held, tcpFlow)
-	delete(c.done, tcpFlow)
+	delete(c.inb.held, tcpFlow)
+	delete(c.inb.done, tcpFlow)
 	fk := xlat.Key{Proto: 6, Src: tcpFlow.Remote.Addr(), Dst: tcpFlow.Site.Addr(), SPort: tcpFlow.Remote.Port(), DPort: tcpFlow.Site.Port()}
 	from := func(s handshake.Segment) {
 		c.inbound(context.Background(), fk, frameOf(t, tcpFlow.Remote.Addr(), tcpFlow.Site.Addr(), s))

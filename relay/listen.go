@@ -18,7 +18,7 @@ import (
 // with a stateless reset, so the edge reconnects within one keepalive
 // instead of at the idle timeout (3 × 15 s), and resumes its TLS session
 // instead of a full handshake.
-func serverConfig(s *Settings, id *pki.Identity, cert tls.Certificate, cas *x509.CertPool, c *carriers, log *slog.Logger) (control.ServerConfig, error) {
+func serverConfig(s *Settings, id *pki.Identity, cert tls.Certificate, cas *x509.CertPool, c *agent, log *slog.Logger) (control.ServerConfig, error) {
 	reset, err := pki.DeriveSecret(id.Key, pki.PurposeStatelessReset)
 	if err != nil {
 		return control.ServerConfig{}, err

@@ -54,7 +54,7 @@ func TestRestartedRelayResetsEdges(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := newCarriers(s, log)
+		c, err := newAgent(s, log)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,8 @@
 package relay
 
 import (
+	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/unmap-dev/unmap/session"
@@ -14,22 +16,30 @@ import (
 // it once per interval, with how many it did not say.
 const mapLogEvery = 10 * time.Second
 
-// mapLog is the state of that log line; guarded by carriers.mu.
+// mapLog is the part that rate-limits that log line; its lock is a leaf.
 type mapLog struct {
+	mu         sync.Mutex
 	last       time.Time
 	suppressed uint64
 }
 
 // mapFailedLocked counts and, at most once per mapLogEvery, logs a flow
-// whose entries the datapath refused; c.mu held.
-func (c *carriers) mapFailedLocked(f session.Flow, err error) {
+// whose entries the datapath refused; c.flows.mu held.
+func (c *agent) mapFailedLocked(f session.Flow, err error) {
 	c.m.Inc(mMapFailed)
-	now := c.now()
-	if !c.mapLog.last.IsZero() && now.Sub(c.mapLog.last) < mapLogEvery {
-		c.mapLog.suppressed++
+	c.mapLog.failed(c.log, c.now(), f, err)
+}
+
+// failed logs f's refusal unless the last line was less than mapLogEvery
+// before now.
+func (l *mapLog) failed(log *slog.Logger, now time.Time, f session.Flow, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.last.IsZero() && now.Sub(l.last) < mapLogEvery {
+		l.suppressed++
 		return
 	}
-	c.log.Error("datapath refused a flow's entries (flow table full?); see map-failed in unmap status",
-		"flow", f, "err", err, "refused_since_last_line", c.mapLog.suppressed)
-	c.mapLog = mapLog{last: now}
+	log.Error("datapath refused a flow's entries (flow table full?); see map-failed in unmap status",
+		"flow", f, "err", err, "refused_since_last_line", l.suppressed)
+	l.last, l.suppressed = now, 0
 }

@@ -26,14 +26,14 @@ func TestMapFailureLogRateLimited(t *testing.T) {
 	k := &carrier{site: "home", public: p.c.Public}
 	k.lease.Key.Relay, k.lease.Key.Public, k.lease.Key.Proto, k.lease.Port = pinRelay, pinPublic, session.UDP, 20001
 	const packets = 500
-	c.mu.Lock()
+	c.flows.mu.Lock()
 	for range packets {
 		if c.mapCarrier(p.f, k) {
 			t.Fatal("a full table took the flow")
 		}
 		clk.add(time.Millisecond)
 	}
-	c.mu.Unlock()
+	c.flows.mu.Unlock()
 	if got := c.m.Snapshot()["map-failed"]; got != packets {
 		t.Errorf("map-failed = %d, want %d", got, packets)
 	}
@@ -41,9 +41,9 @@ func TestMapFailureLogRateLimited(t *testing.T) {
 		t.Errorf("%d error lines for %d refusals in %v, want 1:\n%s", n, packets, packets*time.Millisecond, buf.String())
 	}
 	clk.add(mapLogEvery)
-	c.mu.Lock()
+	c.flows.mu.Lock()
 	c.mapCarrier(p.f, k)
-	c.mu.Unlock()
+	c.flows.mu.Unlock()
 	if n := strings.Count(buf.String(), "level=ERROR"); n != 2 || !strings.Contains(buf.String(), "refused_since_last_line=499") {
 		t.Errorf("after the interval: %d error lines, want 2, the second saying 499 not logged:\n%s", n, buf.String())
 	}

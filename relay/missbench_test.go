@@ -23,7 +23,7 @@ func BenchmarkInboundNewRemote(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c, err := newCarriers(s, slog.New(slog.DiscardHandler))
+	c, err := newAgent(s, slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatal(err)
 	}

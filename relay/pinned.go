@@ -1,8 +1,11 @@
 package relay
 
 import (
+	"log/slog"
 	"net/netip"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/unmap-dev/unmap/metrics"
@@ -48,8 +51,20 @@ type pinnedFlow struct {
 	back    xdp.Mapping // remote to carrier
 }
 
-// pinnedSet is what is left of the pinned flows; guarded by carriers.mu.
+// pinnedSet is the part that keeps what is left of the pinned flows,
+// and takes them over: their entries, and the ports they hold. Its lock
+// comes after the flows' (a replay adopts or replaces pinned entries
+// while it books the flow) and calls nothing of another part's.
 type pinnedSet struct {
+	ports *ports.Relay
+	m     *metrics.Counters
+	log   *slog.Logger
+	del   func(xlat.Key) // removes a datapath entry
+	// left says flows are left, read without mu: once the replays took
+	// them all (or there were none), an open or a bind pays nothing here.
+	left atomic.Bool
+
+	mu      sync.Mutex
 	byKey   map[xlat.Key]*pinnedFlow // by both their keys
 	byLease map[leaseKey]*pinnedFlow // by the port they hold
 	until   time.Time                // end of the grace; zero when none are left
@@ -57,6 +72,8 @@ type pinnedSet struct {
 
 // count is how many flows are left.
 func (s *pinnedSet) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	n := 0
 	for k, p := range s.byKey {
 		if k == p.out.Key {
@@ -93,25 +110,25 @@ func readPinned(ms []xdp.Mapping, addrs []netip.Addr) (flows []*pinnedFlow, rest
 	return flows, rest
 }
 
-// takePinned takes stock of the flows in the datapath at start (ms) and
+// take takes stock of the flows in the datapath at start (ms) and
 // claims their carriers' ports; entries that make no flow of a site's
 // carrier on this relay's addresses and ports are removed. It returns
 // how many flows wait for a replay.
-func (c *carriers) takePinned(ms []xdp.Mapping, addrs []netip.Addr) int {
+func (s *pinnedSet) take(ms []xdp.Mapping, addrs []netip.Addr, sites siteMap, now time.Time) int {
 	flows, rest := readPinned(ms, addrs)
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, k := range rest {
-		c.deleteKey(k)
-		c.m.Inc(mPinnedUnusable) // half of a pair, or no relay carrier's
+		s.del(k)
+		s.m.Inc(mPinnedUnusable) // half of a pair, or no relay carrier's
 	}
-	c.pinned = pinnedSet{byKey: map[xlat.Key]*pinnedFlow{}, byLease: map[leaseKey]*pinnedFlow{}}
+	s.byKey, s.byLease = map[xlat.Key]*pinnedFlow{}, map[leaseKey]*pinnedFlow{}
 	n := 0
 	for _, p := range flows {
-		site, ok := c.siteOf(p.flow.Site)
+		site, ok := sites.siteOf(p.flow.Site)
 		if ok && p.carrier.Relay.Port() != 0 {
 			k := ports.Key{Relay: p.carrier.Relay.Addr(), Public: p.carrier.Public.Addr(), Proto: p.carrier.Proto}
-			lease, err := c.ports.Claim(site, k, p.carrier.Relay.Port())
+			lease, err := s.ports.Claim(site, k, p.carrier.Relay.Port())
 			ok = err == nil
 			p.lease = lease
 		}
@@ -119,93 +136,93 @@ func (c *carriers) takePinned(ms []xdp.Mapping, addrs []netip.Addr) int {
 			// A site no longer configured, or a port it can no longer
 			// hold (another carrier range, a lower quota).
 			for _, k := range p.keys() {
-				c.deleteKey(k)
+				s.del(k)
 			}
-			c.m.Inc(mPinnedUnowned)
+			s.m.Inc(mPinnedUnowned)
 			continue
 		}
 		p.site = site
 		for _, k := range p.keys() {
-			c.pinned.byKey[k] = p
+			s.byKey[k] = p
 		}
 		if p.lease.Port != 0 {
-			c.pinned.byLease[leaseKey{p.lease.Key, p.lease.Port}] = p
+			s.byLease[leaseKey{p.lease.Key, p.lease.Port}] = p
 		}
-		c.m.Inc(mPinned)
+		s.m.Inc(mPinned)
 		n++
 	}
 	if n > 0 {
-		c.pinned.until = c.now().Add(pinnedGrace)
+		s.until = now.Add(pinnedGrace)
+		s.left.Store(true)
 	}
 	return n
 }
 
-// siteOf is the site a flow's site endpoint belongs to (by its port
-// too, on a shared IPv4: holds); c.mu held.
-func (c *carriers) siteOf(a netip.AddrPort) (string, bool) {
-	for site, ps := range c.grants {
-		for _, p := range ps {
-			if c.holds(site, p, a) {
-				return site, true
-			}
-		}
-	}
-	return "", false
+// takePinned takes stock of the flows in the datapath at start
+// (pinnedSet.take).
+func (c *agent) takePinned(ms []xdp.Mapping, addrs []netip.Addr) int {
+	return c.pinned.take(ms, addrs, c.sites, c.now())
 }
 
-// deleteKey removes one pinned entry; c.mu held.
-func (c *carriers) deleteKey(k xlat.Key) {
+// deleteKey removes one datapath entry.
+func (c *agent) deleteKey(k xlat.Key) {
 	if c.dp != nil {
 		_ = c.dp.XDP.Delete(k)
 	}
 }
 
-// dropPinnedLocked removes a pinned flow, its entries and its port,
-// counted under why; c.mu held.
-func (c *carriers) dropPinnedLocked(p *pinnedFlow, why metrics.Counter) {
+// dropLocked removes a pinned flow, its entries and its port, counted
+// under why; s.mu held.
+func (s *pinnedSet) dropLocked(p *pinnedFlow, why metrics.Counter) {
 	for _, k := range p.keys() {
-		c.deleteKey(k)
+		s.del(k)
 	}
-	c.forgetPinnedLocked(p)
+	s.forgetLocked(p)
 	if p.lease.Port != 0 {
-		if err := c.ports.Release(p.lease); err != nil {
-			c.log.Error("port release", "lease", p.lease, "err", err)
+		if err := s.ports.Release(p.lease); err != nil {
+			s.log.Error("port release", "lease", p.lease, "err", err)
 		}
 	}
-	c.m.Inc(why)
+	s.m.Inc(why)
 }
 
-// forgetPinnedLocked takes p out of the set (its entries stay); c.mu held.
-func (c *carriers) forgetPinnedLocked(p *pinnedFlow) {
+// forgetLocked takes p out of the set (its entries stay); s.mu held.
+func (s *pinnedSet) forgetLocked(p *pinnedFlow) {
 	for _, k := range p.keys() {
-		if c.pinned.byKey[k] == p {
-			delete(c.pinned.byKey, k)
+		if s.byKey[k] == p {
+			delete(s.byKey, k)
 		}
 	}
 	lk := leaseKey{p.lease.Key, p.lease.Port}
-	if c.pinned.byLease[lk] == p {
-		delete(c.pinned.byLease, lk)
+	if s.byLease[lk] == p {
+		delete(s.byLease, lk)
 	}
-	if len(c.pinned.byKey) == 0 {
-		c.pinned.until = time.Time{}
+	if len(s.byKey) == 0 {
+		s.until = time.Time{}
+		s.left.Store(false)
 	}
 }
 
-// replacePinnedLocked removes the pinned flows that hold one of keys, so
-// that new entries can take them; c.mu held.
-func (c *carriers) replacePinnedLocked(keys ...xlat.Key) {
+// replace removes the pinned flows that hold one of keys, so that new
+// entries can take them.
+func (s *pinnedSet) replace(keys ...xlat.Key) {
+	if !s.left.Load() {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, k := range keys {
-		if p := c.pinned.byKey[k]; p != nil {
-			c.dropPinnedLocked(p, mPinnedReplaced)
+		if p := s.byKey[k]; p != nil {
+			s.dropLocked(p, mPinnedReplaced)
 		}
 	}
 }
 
-// replacePinnedOfLocked removes the pinned flows that hold the keys of
-// k's entries about to go in: its way in (out), its way back (back), or
-// both; c.mu held.
-func (c *carriers) replacePinnedOfLocked(f session.Flow, k *carrier, out, back bool) {
-	if len(c.pinned.byKey) == 0 {
+// replaceOf removes the pinned flows that hold the keys of k's entries
+// about to go in: its way in (out), its way back (back), or both. The
+// flows' lock held (k is read).
+func (s *pinnedSet) replaceOf(f session.Flow, k *carrier, out, back bool) {
+	if !s.left.Load() {
 		return
 	}
 	o, b, err := xdp.RelayPair(f, k.carrier())
@@ -213,38 +230,58 @@ func (c *carriers) replacePinnedOfLocked(f session.Flow, k *carrier, out, back b
 		return
 	}
 	if out {
-		c.replacePinnedLocked(o.Key)
+		s.replace(o.Key)
 	}
 	if back {
-		c.replacePinnedLocked(b.Key)
+		s.replace(b.Key)
 	}
 }
 
-// pinnedLeaseLocked hands over the port a pinned flow of site holds on
-// lk, if one does, for a replay: the pinned flow keeps its entries (the
-// replay adopts or replaces them) but no longer its port. Another site's
-// pinned port stays with it: the replay's claim is refused, as it would
-// be had that site replayed first. c.mu held.
-func (c *carriers) pinnedLeaseLocked(site string, lk leaseKey) (ports.Lease, bool) {
-	p := c.pinned.byLease[lk]
+// adopt takes out of the set the pinned flow whose entries are exactly
+// out and back, if one is: they stay as they are. It returns the port
+// that flow still held (Port 0: none).
+func (s *pinnedSet) adopt(out, back xdp.Mapping) (held ports.Lease, ok bool) {
+	if !s.left.Load() {
+		return ports.Lease{}, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.byKey[out.Key]
+	if p == nil || p != s.byKey[back.Key] || !p.matches(out, back) {
+		return ports.Lease{}, false
+	}
+	s.forgetLocked(p)
+	return p.lease, true
+}
+
+// lease hands over the port a pinned flow of site holds on lk, if one
+// does, for a replay: the pinned flow keeps its entries (the replay
+// adopts or replaces them) but no longer its port. Another site's pinned
+// port stays with it: the replay's claim is refused, as it would be had
+// that site replayed first.
+func (s *pinnedSet) lease(site string, lk leaseKey) (ports.Lease, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.byLease[lk]
 	if p == nil || p.site != site {
 		return ports.Lease{}, false
 	}
-	delete(c.pinned.byLease, lk)
+	delete(s.byLease, lk)
 	lease := p.lease
 	p.lease = ports.Lease{}
 	return lease, true
 }
 
-// pinnedCarrierLocked is the carrier of f's pinned entries if they ride
-// lease's carrier (an ICMP echo carrier's entries have no R to compare);
-// c.mu held.
-func (c *carriers) pinnedCarrierLocked(f session.Flow, lease ports.Lease) (session.Carrier, bool) {
-	p := c.pinned.byKey[backKey(f)]
+// carrierOf is the carrier of f's pinned entries if they ride lease's
+// carrier (an ICMP echo carrier's entries have no R to compare).
+func (s *pinnedSet) carrierOf(f session.Flow, lease ports.Lease) (session.Carrier, bool) {
+	s.mu.Lock()
+	p := s.byKey[backKey(f)]
+	s.mu.Unlock()
 	if p == nil || p.flow != f {
 		return session.Carrier{}, false
 	}
-	pc := p.carrier
+	pc := p.carrier // set at start, never changed
 	same := pc.Proto == lease.Proto && pc.Relay.Addr() == lease.Relay && pc.Public.Addr().Unmap() == lease.Public &&
 		(pc.Relay.Port() == lease.Port || pc.Proto == session.ICMP)
 	return pc, same
@@ -256,31 +293,38 @@ func backKey(f session.Flow) xlat.Key {
 	return xlat.Key{Proto: uint8(f.Proto), Src: f.Remote.Addr(), Dst: f.Site.Addr(), SPort: f.Remote.Port(), DPort: f.Site.Port()}
 }
 
-// expirePinnedLocked removes the pinned flows still waiting for a replay
-// once the grace is over; c.mu held.
-func (c *carriers) expirePinnedLocked(now time.Time) {
-	if c.pinned.until.IsZero() || now.Before(c.pinned.until) {
+// expire removes the pinned flows still waiting for a replay once the
+// grace is over.
+func (s *pinnedSet) expire(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.until.IsZero() || now.Before(s.until) {
 		return
 	}
 	n := 0
-	for _, p := range c.pinned.byKey {
-		if c.pinned.byKey[p.out.Key] == p {
-			c.dropPinnedLocked(p, mPinnedStale)
+	for _, p := range s.byKey {
+		if s.byKey[p.out.Key] == p {
+			s.dropLocked(p, mPinnedStale)
 			n++
 		}
 	}
 	if n > 0 {
-		c.log.Info("pinned flows no edge replayed removed", "flows", n, "grace", pinnedGrace)
+		s.log.Info("pinned flows no edge replayed removed", "flows", n, "grace", pinnedGrace)
 	}
 }
 
-// dropSitePinnedLocked removes a site's pinned flows its replay left out:
-// its edge no longer has them. c.mu held.
-func (c *carriers) dropSitePinnedLocked(site string) int {
+// dropSite removes a site's pinned flows its replay left out: its edge
+// no longer has them.
+func (s *pinnedSet) dropSite(site string) int {
+	if !s.left.Load() {
+		return 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	n := 0
-	for _, p := range c.pinned.byKey {
-		if p.site == site && c.pinned.byKey[p.out.Key] == p {
-			c.dropPinnedLocked(p, mPinnedNotReplayed)
+	for _, p := range s.byKey {
+		if p.site == site && s.byKey[p.out.Key] == p {
+			s.dropLocked(p, mPinnedNotReplayed)
 			n++
 		}
 	}

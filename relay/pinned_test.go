@@ -142,7 +142,7 @@ func TestPinnedFlowsAcrossRestart(t *testing.T) {
 
 	// The next agent.
 	dp := loadPinned(t, s, dir)
-	c, err := newCarriers(s, log)
+	c, err := newAgent(s, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,10 +283,10 @@ func TestPinnedFlowsAcrossRestart(t *testing.T) {
 // takeOver is a new agent's start on the datapath pinned in dir: it
 // loads it and takes stock of the flows there, returning how many wait
 // for a replay.
-func takeOver(t *testing.T, s *Settings, dir string) (*carriers, *datapath, int) {
+func takeOver(t *testing.T, s *Settings, dir string) (*agent, *datapath, int) {
 	t.Helper()
 	dp := loadPinned(t, s, dir)
-	c, err := newCarriers(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c, err := newAgent(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,10 +397,10 @@ func has(t *testing.T, dp *datapath, k xlat.Key) bool {
 
 // checkCounts checks c's slow-path counts against want, and that no
 // count of the pinned flows' is there that want does not name.
-func checkCounts(t *testing.T, c *carriers, when string, want map[string]uint64) {
+func checkCounts(t *testing.T, c *agent, when string, want map[string]uint64) {
 	t.Helper()
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.flows.mu.Lock()
+	defer c.flows.mu.Unlock()
 	for name, n := range want {
 		if c.m.Snapshot()[name] != n {
 			t.Errorf("%s: %s = %d, want %d", when, name, c.m.Snapshot()[name], n)

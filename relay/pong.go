@@ -1,6 +1,8 @@
 package relay
 
 import (
+	"sync/atomic"
+
 	"github.com/unmap-dev/unmap/control"
 	"github.com/unmap-dev/unmap/proto"
 )
@@ -13,25 +15,27 @@ type siteCounts struct {
 	opens, closes, refusals uint64
 }
 
-// siteCountLocked is site's counts, made on first use; c.mu held.
-func (c *carriers) siteCountLocked(site string) *siteCounts {
-	sc := c.perSite[site]
-	if sc == nil {
-		sc = &siteCounts{}
-		c.perSite[site] = sc
-	}
-	return sc
+// siteTally is siteCounts as they are counted: atomics, so that a flow
+// event counts without a lock and a Pong reads without one.
+type siteTally struct {
+	opens, closes, refusals atomic.Uint64
 }
+
+// What a flow event does to its site's counts (sessionBook.count).
+func countOpen(t *siteTally)    { t.opens.Add(1) }
+func countClose(t *siteTally)   { t.closes.Add(1) }
+func countRefusal(t *siteTally) { t.refusals.Add(1) }
 
 // pongCounters are the counters of ss's site the relay's Pong carries:
 // its flows at the relay (the ports they hold), flows opened, closed and
-// refused (opens and replayed entries).
-func (c *carriers) pongCounters(ss *control.Session) []proto.Counter {
-	site := ss.Site()
+// refused (opens and replayed entries). The sessions' lock alone: a Pong
+// never waits for the flows' lock.
+func (c *agent) pongCounters(ss *control.Session) []proto.Counter { return c.siteCounters(ss.Site()) }
+
+// siteCounters are pongCounters for site.
+func (c *agent) siteCounters(site string) []proto.Counter {
 	flows := uint64(c.ports.Held(site))
-	c.mu.Lock()
-	sc := *c.siteCountLocked(site)
-	c.mu.Unlock()
+	sc := c.sessions.counts(site)
 	return []proto.Counter{
 		{ID: proto.CounterFlows, Value: flows},
 		{ID: proto.CounterFlowOpens, Value: sc.opens},

@@ -29,7 +29,7 @@ func TestPongCarriesSiteCounters(t *testing.T) {
 	eid, _ := ca.IssueEdge("home", pki.Validity{})
 	s := pinSettings()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	c, err := newCarriers(s, log)
+	c, err := newAgent(s, log)
 	if err != nil {
 		t.Fatal(err)
 	}

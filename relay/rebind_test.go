@@ -32,7 +32,7 @@ func TestRebind(t *testing.T) {
 		Timers:       config.Timers{UDP: 2 * time.Minute, TCPEstablished: 124 * time.Minute, TCPTransitory: 4 * time.Minute, ICMP: time.Minute},
 		Sites:        []Site{{ID: "home", Prefix: netip.MustParsePrefix("2001:db8:5::/56"), MaxFlows: 16}},
 	}
-	c, err := newCarriers(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c, err := newAgent(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,9 +45,9 @@ func TestRebind(t *testing.T) {
 			t.Fatal(err)
 		}
 		k := &carrier{site: "home", lease: lease, edgePort: 61000, token: token, public: netip.AddrPortFrom(public, 40000+port)}
-		c.mu.Lock()
+		c.flows.mu.Lock()
 		c.add(f, k)
-		c.mu.Unlock()
+		c.flows.mu.Unlock()
 		return f, k
 	}
 	f, k := add(session.UDP, 1)

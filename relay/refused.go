@@ -39,7 +39,7 @@ type refusedAt struct {
 // refusedCache is a bounded, expiring set of refused flows. Every entry
 // lives refusedTTL, so insertion order is expiry order: a FIFO queue
 // finds both the expired entries and the oldest one in O(1). Its zero
-// value is empty and ready; it is guarded by carriers.mu.
+// value is empty and ready; it is guarded by inboundOffers.mu.
 type refusedCache struct {
 	by    map[session.Flow]refusal
 	queue []refusedAt // oldest first; may name a flow refused again since (its until differs)

@@ -52,7 +52,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		return err
 	}
 	pki.LogExpiry(tf.id.Cert, s.TLS.Cert, log, time.Now())
-	c, err := newCarriers(s, log)
+	c, err := newAgent(s, log)
 	if err != nil {
 		return err
 	}

@@ -17,9 +17,9 @@ import (
 
 // replayCarriers is a relay without a datapath, for what a replay is
 // allowed to claim.
-func replayCarriers(t *testing.T) *carriers {
+func replayCarriers(t *testing.T) *agent {
 	t.Helper()
-	c, err := newCarriers(pinSettings(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c, err := newAgent(pinSettings(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

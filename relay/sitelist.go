@@ -18,12 +18,12 @@ type siteLink struct {
 	listed     bool
 }
 
-// link puts flow f's carrier k at the head of its site's list; c.mu held.
-func (c *carriers) link(f session.Flow, k *carrier) {
-	s := c.bySite[k.site]
+// link puts flow f's carrier k at the head of its site's list; r.mu held.
+func (r *flowRegistry) link(f session.Flow, k *carrier) {
+	s := r.bySite[k.site]
 	if s == nil {
 		s = &siteFlows{}
-		c.bySite[k.site] = s
+		r.bySite[k.site] = s
 	}
 	k.sl = siteLink{flow: f, next: s.head, listed: true}
 	if s.head != nil {
@@ -33,12 +33,12 @@ func (c *carriers) link(f session.Flow, k *carrier) {
 	s.n++
 }
 
-// unindex takes k out of its site's list; c.mu held.
-func (c *carriers) unindex(_ session.Flow, k *carrier) {
+// unindex takes k out of its site's list; r.mu held.
+func (r *flowRegistry) unindex(k *carrier) {
 	if !k.sl.listed {
 		return
 	}
-	s := c.bySite[k.site]
+	s := r.bySite[k.site]
 	if k.sl.prev != nil {
 		k.sl.prev.sl.next = k.sl.next
 	} else {
@@ -49,7 +49,7 @@ func (c *carriers) unindex(_ session.Flow, k *carrier) {
 	}
 	k.sl = siteLink{}
 	if s.n--; s.n == 0 {
-		delete(c.bySite, k.site)
+		delete(r.bySite, k.site)
 	}
 }
 

@@ -25,7 +25,7 @@ const benchEdges = 100
 
 // benchCarriers is a relay with benchEdges sites, each behind a CGNAT
 // address of its own, and a peer for each.
-func benchCarriers(b testing.TB) (*carriers, []edgePeer) {
+func benchCarriers(b testing.TB) (*agent, []edgePeer) {
 	s := &Settings{
 		Addresses:    []netip.Addr{netip.MustParseAddr("198.51.100.6")},
 		CarrierPorts: config.PortRange{First: 1024, Last: 65535},
@@ -37,7 +37,7 @@ func benchCarriers(b testing.TB) (*carriers, []edgePeer) {
 		s.Sites = append(s.Sites, Site{ID: site, Prefix: netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0x10, byte(i)}), 56), MaxFlows: 60000})
 		peers = append(peers, edgePeer{site, uint64(i + 1), netip.AddrFrom4([4]byte{100, 64, byte(i), 1})})
 	}
-	c, err := newCarriers(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c, err := newAgent(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -72,11 +72,11 @@ func BenchmarkOpenFlood100Edges(b *testing.B) {
 				}
 				if n >= window {
 					old := benchFlow(e, n-window)
-					c.mu.Lock()
+					c.flows.mu.Lock()
 					if k := c.flows.get(old); k != nil {
 						c.remove(old, k)
 					}
-					c.mu.Unlock()
+					c.flows.mu.Unlock()
 				}
 			}
 		})
@@ -86,7 +86,7 @@ func BenchmarkOpenFlood100Edges(b *testing.B) {
 }
 
 // bindAll gives the relay n bound UDP flows, spread over the edges.
-func bindAll(t testing.TB, c *carriers, peers []edgePeer, n int) {
+func bindAll(t testing.TB, c *agent, peers []edgePeer, n int) {
 	for i := range n {
 		e, j := i%benchEdges, i/benchEdges
 		f := benchFlow(e, j)
@@ -94,11 +94,11 @@ func bindAll(t testing.TB, c *carriers, peers []edgePeer, n int) {
 		if g.Result != proto.CodeOK {
 			t.Fatal(g.Result)
 		}
-		c.mu.Lock()
+		c.flows.mu.Lock()
 		k := c.flows.get(f)
 		k.public = netip.AddrPortFrom(peers[e].from, uint16(1024+j%60000))
 		c.mapCarrier(f, k)
-		c.mu.Unlock()
+		c.flows.mu.Unlock()
 	}
 }
 
@@ -123,8 +123,8 @@ func TestSweepCostsNothingPerFlow(t *testing.T) {
 	if got := after.TotalAlloc - before.TotalAlloc; got > 100<<10 {
 		t.Errorf("a sweep of %d flows allocated %d KiB, want none per flow (< 100 KiB)", flows, got>>10)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.flows.mu.Lock()
+	defer c.flows.mu.Unlock()
 	if n := c.flows.len(); n != flows {
 		t.Errorf("%d flows left of %d", n, flows)
 	}
@@ -152,9 +152,9 @@ func BenchmarkSweep200k(b *testing.B) {
 			case <-time.After(50 * time.Microsecond):
 			}
 			t := time.Now()
-			c.mu.Lock()
+			c.flows.mu.Lock()
 			worst = max(worst, time.Since(t))
-			c.mu.Unlock()
+			c.flows.mu.Unlock()
 		}
 	})
 	b.ResetTimer()

@@ -27,55 +27,57 @@ type spareLease struct {
 
 // offerLease leases R for an offer: an unused port of the site's for the
 // same CGNAT address and protocol if it has one, else a new one.
-func (c *carriers) offerLease(ss edgeSide, cp session.Proto) (ports.Lease, error) {
+func (c *agent) offerLease(ss edgeSide, cp session.Proto) (ports.Lease, error) {
 	pub := publicAddr(ss).Unmap()
-	c.mu.Lock()
-	now := c.now()
-	c.releaseSparesLocked(now)
-	sp := c.inb.spares[ss.Site()]
+	b := c.inb
+	b.mu.Lock()
+	b.releaseSparesLocked(c.now())
+	sp := b.spares[ss.Site()]
 	for i := len(sp) - 1; i >= 0; i-- {
 		if l := sp[i].lease; l.Public == pub && l.Proto == cp {
-			c.inb.spares[ss.Site()] = append(sp[:i], sp[i+1:]...)
+			b.spares[ss.Site()] = append(sp[:i], sp[i+1:]...)
 			c.m.Inc(mInboundPortReused)
-			c.mu.Unlock()
+			b.mu.Unlock()
 			return l, nil
 		}
 	}
-	c.mu.Unlock()
+	b.mu.Unlock()
 	return c.ports.GrantInbound(ss.Site(), pub, cp) // within the inbound share (session/ports)
 }
 
 // spare keeps the port of an offer the edge refused, which carried no
 // packet; past sparePerSite it goes back to the allocator.
-func (c *carriers) spare(site string, l ports.Lease) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.inb.spares[site]) >= sparePerSite {
-		_ = c.ports.Release(l)
+func (c *agent) spare(site string, l ports.Lease) {
+	b := c.inb
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.spares[site]) >= sparePerSite {
+		_ = b.ports.Release(l)
 		return
 	}
-	if c.inb.spares == nil {
-		c.inb.spares = map[string][]spareLease{}
+	if b.spares == nil {
+		b.spares = map[string][]spareLease{}
 	}
-	c.inb.spares[site] = append(c.inb.spares[site], spareLease{l, c.now()})
+	b.spares[site] = append(b.spares[site], spareLease{l, c.now()})
 }
 
-// releaseSparesLocked gives the allocator the unused ports kept longer
-// than spareIdle; c.mu held.
-func (c *carriers) releaseSparesLocked(now time.Time) {
-	for site, sp := range c.inb.spares {
-		keep := sp[:0]
-		for _, s := range sp {
-			if now.Sub(s.at) < spareIdle {
-				keep = append(keep, s)
-			} else if err := c.ports.Release(s.lease); err != nil {
-				c.log.Error("port release", "lease", s.lease, "err", err)
-			}
+// releaseSpares gives the allocator the unused ports kept longer than
+// spareIdle.
+func (b *inboundOffers) releaseSpares(now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.releaseSparesLocked(now)
+}
+
+// releaseSparesLocked is releaseSpares; b.mu held.
+func (b *inboundOffers) releaseSparesLocked(now time.Time) {
+	pruneLists(b.spares, func(s spareLease) bool {
+		if now.Sub(s.at) < spareIdle {
+			return true
 		}
-		if len(keep) == 0 {
-			delete(c.inb.spares, site)
-		} else {
-			c.inb.spares[site] = keep
+		if err := b.ports.Release(s.lease); err != nil {
+			b.log.Error("port release", "lease", s.lease, "err", err)
 		}
-	}
+		return false
+	})
 }

@@ -3,10 +3,8 @@ package relay
 import (
 	"errors"
 	"log/slog"
-	"maps"
 	"net"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/unmap-dev/unmap/config"
@@ -58,46 +56,53 @@ type leaseKey struct {
 	port uint16
 }
 
-// carriers is the relay's side of the sessions: it turns flow opens into
+// The lock order. Each part has its own lock and, holding it, calls no
+// other part, with one exception: the flow registry's lock
+// (flowRegistry.mu) comes first, and a path holding it may take, one at
+// a time and never nested in one another, the lock of the pinned
+// takeover (a replay adopts or replaces pinned entries; mapping a
+// carrier replaces pinned entries in its way), of the early holds (a
+// bind holds a packet, an open takes what was held), of the inbound
+// offers (a flow's end frees its quota, a handshake reads its held
+// packets, the sweep judges unanswered flows) and of the sessions (the
+// live session told of a binding, whether a CGNAT address's session
+// picks R). The sessions', inbound offers', early holds' and pinned
+// takeover's locks are never held together. Below all of them are the
+// leaves, which call nothing: the bind budgets, the map-failure log,
+// the ICMP error limit and the port allocator (session/ports); the
+// counters (metrics) and each site's flow events (sessionBook.count)
+// need no lock, and neither do the fast paths that find nothing pinned,
+// nothing held early, no inbound flow counted. Paths that need no flow take no
+// registry lock: a new inbound flow's admission, a Pong, a session's
+// start and end.
+//
+// agent is the relay agent: the thin type that wires its parts
+// together and implements control.Handler. It turns flow opens into
 // leased carrier ports and keeps them across reconnects, because the
 // edge's table is authoritative and a replay brings the flows back. It
-// implements control.Handler.
-type carriers struct {
-	log   *slog.Logger
-	ports *ports.Relay
-
-	dp *datapath // nil when the relay runs without XDP (tests)
-
-	mu          sync.Mutex
-	flows       registry              // every flow and its carrier, by flow and by deadline (registry.go, expire.go)
-	bySite      map[string]*siteFlows // flows again, by site (sitelist.go)
-	byLease     map[leaseKey]session.Flow
-	sessions    map[string]sessionInfo // by site
-	live        map[string]*control.Session
-	m           *metrics.Counters // slow-path events (metrics.go)
+// holds no state of its own beyond what it is given at start: each part
+// keeps its own behind its own lock, in the order doc.go gives.
+type agent struct {
+	log         *slog.Logger
+	ports       *ports.Relay      // the carrier ports: an allocator with its own lock
+	m           *metrics.Counters // slow-path events (metrics.go): no lock
 	openLatency *metrics.Latency  // inbound flows' miss to entries installed (collectors.go)
+	udpTimeout  time.Duration
+	timeouts    flows.Timeouts
+	now         func() time.Time
+	dp          *datapath // nil when the relay runs without XDP (tests)
+	activity    activity  // reads a flow's packet counters; nil without a datapath
 
-	grants     map[string][]netip.Prefix // by site: its prefix and public IPv4
-	udpTimeout time.Duration
-	timeouts   flows.Timeouts
-	now        func() time.Time
-	activity   activity                       // reads a flow's packet counters; nil without a datapath
-	poll       slowpath.Poller                // reads activity into flows; used by sweep alone
-	early      map[leaseKey][]earlyPkt        // carrier packets that beat their FlowOpen (early.go)
-	earlyN     int                            // packets in early
-	pickers    map[netip.Addr]int             // sessions that pick R, by the CGNAT address they come from
-	edgesFrom  map[netip.Addr]int             // sessions by the CGNAT address they come from: exempt from the miss bound
-	fromOf     map[uint64]edgeFrom            // and the other way, by session id
-	held       map[session.Flow][][]byte      // inbound flows' first packets, until their carrier binds
-	done       map[session.Flow]chan struct{} // closed when a flow's held packets were released
-	icmpLimit  *ratelimit.Limiter             // ICMP errors relayed, by site; "": the relay's own
-	offering   map[leaseKey]bool              // carriers offered to an edge, not yet answered: their packets may come early
-	inb        inboundState                   // bounds of the inbound slow path (inboundlimits.go)
-	gate       inboundGate                    // the inbound slow path's bounds passed before mu (inboundgate.go)
-	mapLog     mapLog                         // when a datapath refusal was last logged (maplog.go)
-	perSite    map[string]*siteCounts         // flow events by site, for its edge's Pongs (pong.go)
-	pinned     pinnedSet                      // flows the pinned datapath held at start, until replayed (pinned.go)
-	bindBudget bindBudgets                    // failed binds by CGNAT address (bindlimit.go)
+	// The parts.
+	flows      *flowRegistry      // every flow and its carrier, by flow, site, lease and deadline (registry.go, expire.go)
+	sessions   *sessionBook       // the edges' sessions, and each site's flow events (sessions.go)
+	sites      siteMap            // what each site is granted; set at start, no lock (sites.go)
+	inb        *inboundOffers     // inbound offers, their held packets and bounds (inboundlimits.go)
+	early      *earlyHolds        // carrier packets that beat what binds them (early.go)
+	pinned     *pinnedSet         // flows the pinned datapath held at start, until replayed (pinned.go)
+	bindBudget bindBudgets        // failed binds by CGNAT address (bindlimit.go)
+	icmpLimit  *ratelimit.Limiter // ICMP errors relayed, by site; "": the relay's own
+	mapLog     mapLog             // when a datapath refusal was last logged (maplog.go)
 }
 
 // peer is what the carriers need of the session a message came on:
@@ -115,31 +120,26 @@ type sessionInfo struct {
 	Since time.Time `json:"since"`
 }
 
-var _ control.Handler = (*carriers)(nil)
+var _ control.Handler = (*agent)(nil)
 
-func newCarriers(s *Settings, log *slog.Logger) (*carriers, error) {
+func newAgent(s *Settings, log *slog.Logger) (*agent, error) {
 	p, err := ports.NewRelay(ports.RelayConfig{Addrs: s.Addresses, Ports: s.CarrierPorts, InboundShare: s.Inbound.PortShare})
 	if err != nil {
 		return nil, err
 	}
-	grants := map[string][]netip.Prefix{}
-	a4p := map[string]ports.Range{}
 	for _, site := range s.Sites {
-		if site.IPv4.IsValid() && site.IPv4Ports.Len() < 65535 {
-			a4p[site.ID] = site.IPv4Ports // A+P: the address is shared by port
-		}
 		p.SetSite(site.ID, site.MaxFlows)
-		grants[site.ID] = append(grants[site.ID], site.Prefix)
-		if site.IPv4.IsValid() {
-			grants[site.ID] = append(grants[site.ID], netip.PrefixFrom(site.IPv4, 32))
-		}
 	}
-	c := &carriers{log: log, ports: p, bySite: map[string]*siteFlows{}, byLease: map[leaseKey]session.Flow{},
-		sessions: map[string]sessionInfo{}, live: map[string]*control.Session{}, m: relayMetrics.New(), openLatency: newOpenLatency(),
-		grants: grants, udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now,
-		early: map[leaseKey][]earlyPkt{}, pickers: map[netip.Addr]int{}, edgesFrom: map[netip.Addr]int{}, fromOf: map[uint64]edgeFrom{}, held: map[session.Flow][][]byte{}, done: map[session.Flow]chan struct{}{},
-		icmpLimit: slowpath.NewICMPLimit(), offering: map[leaseKey]bool{}, inb: inboundState{quota: quota{limits: s.Inbound}, ipv4Ports: a4p}, perSite: map[string]*siteCounts{}}
-	if c.flows, err = newRegistry(c); err != nil {
+	c := &agent{log: log, ports: p,
+		m: relayMetrics.New(), openLatency: newOpenLatency(), sites: newSiteMap(s),
+		udpTimeout: s.Timers.UDP, timeouts: flows.Timeouts(s.Timers).WithDefaults(), now: time.Now,
+
+		icmpLimit: slowpath.NewICMPLimit()}
+	c.sessions = newSessionBook(c.exemptMisses)
+	c.early = newEarlyHolds(c.m)
+	c.inb = newInboundOffers(s.Inbound, p, c.m, log)
+	c.pinned = &pinnedSet{ports: p, m: c.m, log: log, del: c.deleteKey}
+	if c.flows, err = newRegistry(flows.Options{Timeouts: c.timeouts, Grace: expireGrace, Now: func() time.Time { return c.now() }}); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -171,36 +171,11 @@ func code(err error) proto.Code {
 	return proto.CodeInternal
 }
 
-func (c *carriers) Started(ss *control.Session) {
-	c.mu.Lock()
-	c.sessions[ss.Site()] = sessionInfo{ID: ss.ID(), From: ss.RemoteAddr().String(), Since: time.Now()}
-	c.live[ss.Site()] = ss
-	from := edgeFrom{addr: publicAddr(ss), picks: ss.Grant().Capabilities.Has(proto.CapEdgeChoosesR)}
-	c.fromOf[ss.ID()] = from
-	if from.picks {
-		c.pickers[from.addr]++
-	}
-	if from.addr.Is4() {
-		// Every new flow of the sites behind this address binds its
-		// carrier with a first packet from it: the datapath's per-source
-		// bound on misses must not hold them back.
-		if c.edgesFrom[from.addr]++; c.edgesFrom[from.addr] == 1 {
-			c.exemptMisses(from.addr, true)
-		}
-	}
-	c.mu.Unlock()
-}
-
-// edgeFrom is where a session comes from: its CGNAT's public address,
-// and whether the edge picks R itself (edge-chooses-r).
-type edgeFrom struct {
-	addr  netip.Addr
-	picks bool
-}
+func (c *agent) Started(ss *control.Session) { c.sessions.started(ss) }
 
 // exemptMisses lets carriers' first packets from pub past the miss
-// bound, or no longer; c.mu held.
-func (c *carriers) exemptMisses(pub netip.Addr, on bool) {
+// bound, or no longer; the sessions' lock held.
+func (c *agent) exemptMisses(pub netip.Addr, on bool) {
 	if c.dp == nil {
 		return
 	}
@@ -215,7 +190,7 @@ func (c *carriers) exemptMisses(pub netip.Addr, on bool) {
 // the site already has on the same edge port is answered with the same
 // carrier, so a retried FlowOpen is harmless. Carrier packets that beat
 // the FlowOpen bind now.
-func (c *carriers) Open(ss *control.Session, m *proto.FlowOpen) *proto.FlowGrant {
+func (c *agent) Open(ss *control.Session, m *proto.FlowOpen) *proto.FlowGrant {
 	g, early := c.open(ss, m)
 	for _, p := range early {
 		c.carrierPacket(p.key, p.frame, true)
@@ -223,12 +198,12 @@ func (c *carriers) Open(ss *control.Session, m *proto.FlowOpen) *proto.FlowGrant
 	return g
 }
 
-func (c *carriers) open(ss peer, m *proto.FlowOpen) (*proto.FlowGrant, []earlyPkt) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (c *agent) open(ss peer, m *proto.FlowOpen) (*proto.FlowGrant, []earlyPkt) {
+	c.flows.mu.Lock()
+	defer c.flows.mu.Unlock()
 	if old, ok := c.flows.lookup(m.Flow); ok {
 		if old.site != ss.Site() || old.edgePort != m.EdgePort || old.lease.Proto != m.CarrierProto {
-			c.siteCountLocked(ss.Site()).refusals++
+			c.sessions.count(ss.Site(), countRefusal)
 			return &proto.FlowGrant{Result: proto.CodeFlowExists}, nil
 		}
 		old.gen, old.token = ss.ID(), m.Token
@@ -236,7 +211,7 @@ func (c *carriers) open(ss peer, m *proto.FlowOpen) (*proto.FlowGrant, []earlyPk
 	}
 	// Pinned entries of the flow are not the edge's any more: it opens
 	// the flow anew.
-	c.replacePinnedLocked(backKey(m.Flow))
+	c.pinned.replace(backKey(m.Flow))
 	var lease ports.Lease
 	var err error
 	if m.Relay.IsValid() {
@@ -252,40 +227,38 @@ func (c *carriers) open(ss peer, m *proto.FlowOpen) (*proto.FlowGrant, []earlyPk
 	}
 	if err != nil {
 		c.log.Debug("flow refused", "site", ss.Site(), "flow", m.Flow, "relay", m.Relay, "err", err)
-		c.siteCountLocked(ss.Site()).refusals++
+		c.sessions.count(ss.Site(), countRefusal)
 		return &proto.FlowGrant{Result: code(err)}, nil
 	}
 	life := c.lifetimeCap(m.Flow.Proto, m.LifetimeSec)
 	c.add(m.Flow, &carrier{site: ss.Site(), lease: lease, edgePort: m.EdgePort, token: m.Token, gen: ss.ID(), lifetime: life})
 	c.m.Inc(mOpened)
-	c.siteCountLocked(ss.Site()).opens++
-	return &proto.FlowGrant{Relay: lease.RelayAddr(), LifetimeSec: uint32(life / time.Second)}, c.takeEarlyLocked(leaseKey{lease.Key, lease.Port})
+	c.sessions.count(ss.Site(), countOpen)
+	return &proto.FlowGrant{Relay: lease.RelayAddr(), LifetimeSec: uint32(life / time.Second)}, c.early.take(leaseKey{lease.Key, lease.Port}, c.now())
 }
 
 // Replayed takes back a flow the edge still has after a reconnect or a
 // relay restart, on the very port it had.
-func (c *carriers) Replayed(ss *control.Session, e *proto.ReplayEntry) proto.Code {
+func (c *agent) Replayed(ss *control.Session, e *proto.ReplayEntry) proto.Code {
 	return c.replayed(ss, e)
 }
 
-func (c *carriers) replayed(ss peer, e *proto.ReplayEntry) proto.Code {
+func (c *agent) replayed(ss peer, e *proto.ReplayEntry) proto.Code {
 	code, tell := c.replayedLocked(ss, e)
 	if tell != nil {
 		tell()
 	}
 	if code != proto.CodeOK {
-		c.mu.Lock()
-		c.siteCountLocked(ss.Site()).refusals++
-		c.mu.Unlock()
+		c.sessions.count(ss.Site(), countRefusal)
 	}
 	return code
 }
 
 // replayedLocked is Replayed's work; tell, if not nil, sends the edge
-// what it must hear once c.mu is released.
-func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, tell func()) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// what it must hear once c.flows.mu is released.
+func (c *agent) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, tell func()) {
+	c.flows.mu.Lock()
+	defer c.flows.mu.Unlock()
 	if old, ok := c.flows.lookup(e.Flow); ok {
 		if old.site != ss.Site() || old.lease.RelayAddr() != e.Relay || old.lease.Proto != e.CarrierProto {
 			return proto.CodeFlowExists, nil
@@ -303,7 +276,7 @@ func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, 
 		return proto.CodeAddressNotGranted, nil
 	}
 	lk := leaseKey{ports.Key{Relay: e.Relay.Addr(), Public: pub, Proto: e.CarrierProto}, e.Relay.Port()}
-	lease, ok := c.pinnedLeaseLocked(ss.Site(), lk)
+	lease, ok := c.pinned.lease(ss.Site(), lk)
 	if !ok {
 		var err error
 		if lease, err = c.ports.Claim(ss.Site(), lk.Key, lk.port); err != nil {
@@ -316,7 +289,7 @@ func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, 
 	c.add(e.Flow, k)
 	c.m.Inc(mReplayedClaimed) // taken back after a relay restart
 	k.public = e.Public
-	if pc, same := c.pinnedCarrierLocked(e.Flow, lease); same && !k.public.IsValid() {
+	if pc, same := c.pinned.carrierOf(e.Flow, lease); same && !k.public.IsValid() {
 		// The edge never heard its carrier bound (the last agent went
 		// before its CarrierBound did), but the entries it put in when a
 		// packet with the flow's token bound it are still there.
@@ -326,7 +299,7 @@ func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, 
 	if !k.public.IsValid() {
 		// Not bound yet: its first packet binds it. Entries of the flow
 		// on another carrier are the edge's no more.
-		c.replacePinnedLocked(backKey(e.Flow))
+		c.pinned.replace(backKey(e.Flow))
 		return proto.CodeOK, nil
 	}
 	if c.adoptPinnedLocked(e.Flow, k) {
@@ -348,8 +321,8 @@ func (c *carriers) replayedLocked(ss peer, e *proto.ReplayEntry) (_ proto.Code, 
 // relay does not know, as a FlowOpen's would be: the relay can only trust
 // what it saw itself. pub is the CGNAT address the session comes from.
 // It returns the counter of why the entry is refused, none if it is not.
-// c.mu held.
-func (c *carriers) checkReplayLocked(pub netip.Addr, e *proto.ReplayEntry) metrics.Counter {
+// c.flows.mu held.
+func (c *agent) checkReplayLocked(pub netip.Addr, e *proto.ReplayEntry) metrics.Counter {
 	if !e.Public.IsValid() {
 		return metrics.Counter{} // never bound: its first packet binds it, from pub
 	}
@@ -375,26 +348,25 @@ func (c *carriers) checkReplayLocked(pub netip.Addr, e *proto.ReplayEntry) metri
 // its own timeout for the flow's protocol. An edge asks for what its
 // timeouts say, but may not hold the relay's ports for longer (a lifetime
 // of a century would never expire).
-func (c *carriers) lifetimeCap(p session.Proto, sec uint32) time.Duration {
+func (c *agent) lifetimeCap(p session.Proto, sec uint32) time.Duration {
 	return min(time.Duration(sec)*time.Second, c.timeouts.For(p, flows.StateOpen))
 }
 
 // adoptPinnedLocked takes over the pinned entries of a replayed flow if
 // they are what mapping k would install: they stay as they are, so the
-// flow never stops and its counters go on. c.mu held.
-func (c *carriers) adoptPinnedLocked(f session.Flow, k *carrier) bool {
+// flow never stops and its counters go on. c.flows.mu held.
+func (c *agent) adoptPinnedLocked(f session.Flow, k *carrier) bool {
 	out, back, err := xdp.RelayPair(f, k.carrier())
 	if err != nil {
 		return false
 	}
-	p := c.pinned.byKey[out.Key]
-	if p == nil || p != c.pinned.byKey[back.Key] || !p.matches(out, back) {
+	held, ok := c.pinned.adopt(out, back)
+	if !ok {
 		return false // mapCarrier replaces what holds its keys
 	}
-	c.forgetPinnedLocked(p)
 	c.syncLocked(f, k) // bound, as the entries say
-	if p.lease.Port != 0 && p.lease != k.lease {
-		_ = c.ports.Release(p.lease) // not the replay's port: cannot be, but never leak one
+	if held.Port != 0 && held != k.lease {
+		_ = c.ports.Release(held) // not the replay's port: cannot be, but never leak one
 	}
 	c.m.Inc(mReplayedPinned)
 	return true
@@ -402,83 +374,58 @@ func (c *carriers) adoptPinnedLocked(f session.Flow, k *carrier) bool {
 
 // ReplayDone drops the site's flows the edge no longer has, and the
 // pinned ones its replay left out.
-func (c *carriers) ReplayDone(ss *control.Session) { c.replayDone(ss) }
+func (c *agent) ReplayDone(ss *control.Session) { c.replayDone(ss) }
 
-func (c *carriers) replayDone(ss peer) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (c *agent) replayDone(ss peer) {
+	c.flows.mu.Lock()
+	defer c.flows.mu.Unlock()
 	n := 0
-	c.bySite[ss.Site()].each(func(f session.Flow, k *carrier) {
+	c.flows.bySite[ss.Site()].each(func(f session.Flow, k *carrier) {
 		if k.gen != ss.ID() {
 			c.remove(f, k)
 			n++
 		}
 	})
-	pinned := c.dropSitePinnedLocked(ss.Site())
+	pinned := c.pinned.dropSite(ss.Site())
 	c.log.Info("replay done", "site", ss.Site(), "dropped", n, "pinned_dropped", pinned)
 }
 
-func (c *carriers) Closed(ss *control.Session, m *proto.FlowClose) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (c *agent) Closed(ss *control.Session, m *proto.FlowClose) {
+	c.flows.mu.Lock()
+	defer c.flows.mu.Unlock()
 	if k, ok := c.flows.lookup(m.Flow); ok && k.site == ss.Site() {
 		c.remove(m.Flow, k)
-		c.siteCountLocked(k.site).closes++
+		c.sessions.count(k.site, countClose)
 	}
 }
 
 // Ended keeps the site's flows: the datapath goes on forwarding them and
 // the edge replays them when it is back.
-func (c *carriers) Ended(ss *control.Session, err error) {
+func (c *agent) Ended(ss *control.Session, err error) {
 	c.log.Info("session ended", "site", ss.Site(), "session", ss.ID(), "err", err)
-	c.mu.Lock()
-	if c.sessions[ss.Site()].ID == ss.ID() {
-		delete(c.sessions, ss.Site())
-		delete(c.live, ss.Site())
-	}
-	if from, ok := c.fromOf[ss.ID()]; ok {
-		delete(c.fromOf, ss.ID())
-		if from.picks {
-			if c.pickers[from.addr]--; c.pickers[from.addr] <= 0 {
-				delete(c.pickers, from.addr)
-			}
-		}
-		if from.addr.Is4() {
-			if c.edgesFrom[from.addr]--; c.edgesFrom[from.addr] <= 0 {
-				delete(c.edgesFrom, from.addr)
-				c.exemptMisses(from.addr, false)
-			}
-		}
-	}
-	c.mu.Unlock()
+	c.sessions.ended(ss)
 }
 
-func (c *carriers) add(f session.Flow, k *carrier) {
-	// Seen now; the table has no bound.
-	if old, replaced, _ := c.flows.t.Put(expiryEntry(f, k)); replaced {
-		c.unindex(f, old.Value.(*carrier))
-	}
-	c.link(f, k)
-	c.byLease[leaseKey{k.lease.Key, k.lease.Port}] = f
+func (c *agent) add(f session.Flow, k *carrier) {
+	c.flows.put(f, k)
 }
 
 // remove ends flow f on carrier k: its entries, its port, its deadline.
-func (c *carriers) remove(f session.Flow, k *carrier) {
+func (c *agent) remove(f session.Flow, k *carrier) {
 	c.flows.t.Remove(f)
 	c.releaseFlow(f, k)
 }
 
 // releaseFlow is remove for a flow the expiry table no longer has.
-func (c *carriers) releaseFlow(f session.Flow, k *carrier) {
+func (c *agent) releaseFlow(f session.Flow, k *carrier) {
 	if c.dp != nil && k.public.IsValid() {
 		c.dp.unmap(f, k.carrier())
 	}
 	if err := c.ports.Release(k.lease); err != nil {
 		c.log.Error("port release", "flow", f, "err", err)
 	}
-	delete(c.byLease, leaseKey{k.lease.Key, k.lease.Port})
-	c.unindex(f, k)
-	c.inb.quota.forget(f) // an inbound flow no longer counts against its site's and remote's quotas
+	c.flows.unbook(k)
+	c.inb.forget(f) // an inbound flow no longer counts against its site's and remote's quotas
 }
 
 // carrier is k as the datapath needs it.
@@ -486,19 +433,14 @@ func (k *carrier) carrier() session.Carrier {
 	return session.Carrier{Proto: k.lease.Proto, Relay: k.lease.RelayAddr(), Public: k.public}
 }
 
-// countLocked counts under name, one of the declared counters
-// (metrics.go) passed down as a reason; c.mu held, as its callers are,
-// though counting needs no lock.
-func (c *carriers) countLocked(name string) { c.m.IncName(name) }
-
 // mapCarrier installs a bound carrier in the datapath, replacing pinned
-// entries that hold its keys; c.mu must be held.
-func (c *carriers) mapCarrier(f session.Flow, k *carrier) bool {
+// entries that hold its keys; c.flows.mu must be held.
+func (c *agent) mapCarrier(f session.Flow, k *carrier) bool {
 	if c.dp == nil {
 		c.syncLocked(f, k)
 		return true
 	}
-	c.replacePinnedOfLocked(f, k, true, true)
+	c.pinned.replaceOf(f, k, true, true)
 	if err := c.dp.mapFlow(f, k.carrier()); err != nil {
 		c.mapFailedLocked(f, err)
 		return false
@@ -527,11 +469,11 @@ type rebound struct {
 
 const maxRebound = 32
 
-func (c *carriers) status() any {
-	c.mu.Lock()
+func (c *agent) status() any {
+	c.flows.mu.Lock()
 	by := map[string]int{}
 	var rb []rebound
-	for site, fs := range c.bySite {
+	for site, fs := range c.flows.bySite {
 		by[site] = fs.n
 		fs.each(func(f session.Flow, k *carrier) {
 			if k.rebinds > 0 && len(rb) < maxRebound {
@@ -539,9 +481,9 @@ func (c *carriers) status() any {
 			}
 		})
 	}
-	sessions := maps.Clone(c.sessions)
 	counts := c.m.Snapshot()
+	c.flows.mu.Unlock()
 	pinned := c.pinned.count()
-	c.mu.Unlock()
+	sessions := c.sessions.sessions()
 	return carrierStatus{Sessions: sessions, Slowpath: counts, Flows: by, Ports: c.ports.Stats(), Refused: c.ports.Refused.Snapshot(), Rebound: rb, Pinned: pinned}
 }
