@@ -60,6 +60,11 @@ var (
 	Srv4Net      = netip.MustParsePrefix("198.51.100.8/30")
 	InetSrv4Addr = netip.MustParseAddr("198.51.100.9")
 	Srv4Addr     = netip.MustParseAddr("198.51.100.10")
+	// Srv4Addr2 is srv4's second address, a /32 on the same link that
+	// inet routes to Srv4Addr: the two addresses of the NAT behaviour
+	// server (test/natbehave, RFC 5780), for tests that need a second
+	// remote address.
+	Srv4Addr2 = netip.MustParseAddr("198.51.100.200")
 
 	// inet—srv6: an IPv6-only server on the Internet.
 	Srv6Net      = netip.MustParsePrefix("2001:db8:6::/64")
