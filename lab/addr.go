@@ -84,6 +84,10 @@ var (
 	SubNet       = netip.MustParsePrefix("100.64.100.0/24")
 	RelaySubAddr = netip.MustParseAddr("100.64.100.1")
 	SubAddr      = netip.MustParseAddr("100.64.100.2")
+	// SubAddr2 is a second subscriber, another address of the sub host
+	// (the CGNAT tells subscribers by inside address): the other end of
+	// the tour's hairpin rows.
+	SubAddr2 = netip.MustParseAddr("100.64.100.200")
 	// SubPool4 is the relay's CGNAT pool (relay.yaml's cgnat section),
 	// inside RelayPool4 and apart from SitePublic4, and SubPorts the block
 	// ports on each of its addresses, apart from RelayCarrierPorts.

@@ -56,8 +56,8 @@ var wires = []wire{
 }
 
 // hostAddr is an address a namespace has on a veth besides the wire's
-// own (Ifname: the neighbour's role), as a /32 or /128 that a route of
-// the neighbour leads to.
+// own (Ifname: the neighbour's role): on the wire's subnet, or a /32
+// that a route of the neighbour leads to.
 type hostAddr struct {
 	In, Ifname Role
 	Addr       netip.Prefix
@@ -65,6 +65,7 @@ type hostAddr struct {
 
 var hostAddrs = []hostAddr{
 	{In: Srv4, Ifname: Inet, Addr: netip.PrefixFrom(Srv4Addr2, 32)},
+	{In: Sub, Ifname: Relay, Addr: netip.PrefixFrom(SubAddr2, SubNet.Bits())},
 }
 
 // route is a static route in one namespace. A zero Via makes an
