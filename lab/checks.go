@@ -148,6 +148,10 @@ func UnmapChecks(host netip.Addr) []Check {
 		withTimeout(5*time.Second, EchoCheck("sub → srv4: TCP through the relay's CGNAT, seen from its pool", Works, Sub, "tcp", atSrv4, srv4, SubPool4.Addr())),
 		withTimeout(5*time.Second, EchoCheck("sub → srv4: UDP through the relay's CGNAT, seen from its pool", Works, Sub, "udp", atSrv4, srv4, SubPool4.Addr())),
 		withTimeout(5*time.Second, PingCheck("sub → srv4: ping through the relay's CGNAT", Works, Sub, Srv4Addr)),
+		// Hairpinning (hairpin.go): two subscribers of the sub host through
+		// each other's public address:port, turned round by the relay's XDP.
+		HairpinCheck("sub → sub: UDP hairpin through the relay's CGNAT, each seen from the other's public address:port", "udp"),
+		HairpinCheck("sub → sub: TCP hairpin through the relay's CGNAT, each seen from the other's public address:port", "tcp"),
 		EchoCheck("srv4 → lan: UDP to a forwarded port of the public IPv4", Works, Srv4, "udp", atLAN, forward, Srv4Addr),
 		EchoCheck("srv4 → lan: TCP to a forwarded port of the public IPv4", Works, Srv4, "tcp", atLAN, forward, Srv4Addr),
 		MapCheck("srv4 → lan: UDP to a port the host mapped by NAT-PMP", "natpmp", NATPMPTourPort),

@@ -204,6 +204,11 @@ func (l *Lab) makeWires() error {
 			return err
 		}
 	}
+	for _, h := range hostAddrs {
+		if err := l.ns[h.In].AddAddr(string(h.Ifname), h.Addr); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
