@@ -1,6 +1,7 @@
 package xdp
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -142,4 +143,24 @@ func (d *Datapath) cgEpoch() (uint16, error) {
 		return 0, err
 	}
 	return uint16(e), nil
+}
+
+// CGNATMapping is mapping k, if there is one.
+func (d *Datapath) CGNATMapping(k cgnat.Key) (cgnat.Out, bool, error) {
+	if !d.cg.Enabled() {
+		return cgnat.Out{}, false, errNoCGNAT
+	}
+	if !k.Addr.Is4() {
+		return cgnat.Out{}, false, nil
+	}
+	ck := datapathCgKey{Addr: net32(k.Addr), Port: hport(k.Port), Proto: k.Proto}
+	var o datapathCgOut
+	err := d.objs.CgMappings.Lookup(&ck, &o)
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return cgnat.Out{}, false, nil
+	}
+	if err != nil {
+		return cgnat.Out{}, false, err
+	}
+	return cgnat.Out{Addr: cgAddr(o.Addr), Port: hport(o.Port), Epoch: o.Epoch}, true, nil
 }
