@@ -26,6 +26,18 @@ type modelDP struct {
 func (f *modelDP) GrantBlock(sub netip.Addr, id uint32) error {
 	return errorsJoin(f.fakeDP.GrantBlock(sub, id), f.st.Grant(f.c, sub, id))
 }
+func (f *modelDP) GrantDeterministic(m cgnat.Deterministic) error {
+	for i := range m.Config.Subscribers() {
+		sub := addAddr(m.Config.Inside.Addr(), i)
+		ids, _ := m.Blocks(sub)
+		for _, id := range ids {
+			if err := f.GrantBlock(sub, id); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
 func (f *modelDP) CGNATBlockUsed(id uint32) ([cgnat.Planes]uint32, error) {
 	if b := f.st.Blocks[id]; b != nil {
 		return b.Used, nil
@@ -203,5 +215,32 @@ func TestPortMapper(t *testing.T) {
 	tab.Expire(clk.now().Add(2 * time.Hour))
 	if len(dp.st.Out) != n-3 || len(tab.Mappings()) != 0 {
 		t.Errorf("after every lifetime: %d mappings in the datapath (from %d), %d in the table", len(dp.st.Out), n, len(tab.Mappings()))
+	}
+}
+
+// TestPortMapperDeterministic: in deterministic mode a subscriber maps
+// ports of its computed blocks (the formula's, so `unmap relay lookup`
+// names it), the asked one when inside them, the nearest otherwise.
+func TestPortMapperDeterministic(t *testing.T) {
+	s := testSettings(t, true)
+	s.PortMap.Policy.Allowed = []netip.Prefix{s.Datapath.Inside}
+	dp := &modelDP{fakeDP: newFake(&s.Datapath), st: cgnat.NewState()}
+	a, err := NewAgent(s, dp, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	tab := portmap.NewTable(s.PortMap.Policy, newMapBackend(a, dp, nil, quiet), quiet)
+	det := cgnat.Deterministic{Config: &s.Datapath, Quota: s.Quota}
+	ids, _ := det.Blocks(subA)
+	addr, first := s.Datapath.BlockAt(ids[1])
+	now := time.Now()
+	for _, c := range []struct{ ask, want uint16 }{{first + 3, first + 3}, {1000, 0}} {
+		m, why := tab.Map(portmap.Request{Via: portmap.ViaNATPMP, Client: subA, Proto: portmap.UDP,
+			Internal: netip.AddrPortFrom(subA, c.ask), Port: c.ask, Lifetime: time.Hour}, now)
+		who, ok := det.Subscriber(m.External.Addr(), m.External.Port())
+		if why != portmap.OK || m.External.Addr() != addr || c.want != 0 && m.External.Port() != c.want || !ok || who != subA {
+			t.Errorf("asking %d: %v %v (the formula says %v %v)", c.ask, why, m.External, who, ok)
+		}
 	}
 }
