@@ -47,7 +47,7 @@ func upPortMapping(t *testing.T) e2e.Running {
 
 type relayPortmap struct {
 	Mappings []struct{ Via, Proto, Client, Internal, External string } `json:"mappings"`
-	Counts   map[string]uint64                                        `json:"counts"`
+	Counts   map[string]uint64                                         `json:"counts"`
 }
 
 // TestSubscriberPortMapping: the sub host asks the relay by PCP (our
