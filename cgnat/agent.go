@@ -189,7 +189,7 @@ func (a *Agent) Sweep() error {
 	var errs []error
 	for k, o := range maps {
 		idle := time.Duration(uint16(epoch-o.Epoch)) * EpochLength
-		if idle <= a.timeout(k, o, slots) {
+		if idle <= a.timeout(k, o, slots) || a.explicit(k, o, slots) {
 			continue
 		}
 		if err := a.dp.ReleaseMapping(k); err != nil {

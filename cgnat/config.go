@@ -34,6 +34,9 @@ type Config struct {
 		TCPTransitory  string `yaml:"tcp_transitory"`  // default 4m (RFC 5382)
 		ICMP           string `yaml:"icmp"`            // default 60s (RFC 5508)
 	} `yaml:"timeouts"`
+
+	// PortMapping is PCP and NAT-PMP for the subscribers (portmap_config.go).
+	PortMapping PortMapping `yaml:"port_mapping"`
 }
 
 // Timeouts are a mapping's idle times by protocol and TCP state.
@@ -54,6 +57,7 @@ type Settings struct {
 	Grace         time.Duration
 	Log           string
 	Timeouts      Timeouts
+	PortMap       PortMap // PCP and NAT-PMP for the subscribers; off by default
 }
 
 // Enabled reports whether the section was there.
@@ -183,6 +187,9 @@ func (c *Config) Parse(field string, r Relay) (*Settings, error) {
 		if v > maxTimeout {
 			return nil, config.Errorf(f("timeouts"), "%v is past the longest idle time the sweep's epochs can tell (%v)", v, maxTimeout)
 		}
+	}
+	if s.PortMap, err = c.PortMapping.parse(f("port_mapping"), d.Inside); err != nil {
+		return nil, err
 	}
 	if !s.Deterministic && s.Log == "" {
 		return nil, config.Errorf(f("log"), "missing: every block grant and release is logged (RFC 6888 REQ-12); deterministic mode needs none")

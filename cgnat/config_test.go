@@ -31,7 +31,7 @@ func TestParseDefaults(t *testing.T) {
 	}
 	d := s.Datapath
 	if d.BlockSize() != 512 || s.Quota != 4 || d.Filter != 0 || d.PoolAddrs != 16 || d.Blocks != 48 || d.PortLo != 40960 ||
-		s.Timeouts != DefaultTimeouts || s.MaxMappings != 1<<20 {
+		s.Timeouts != DefaultTimeouts || s.MaxMappings != 1<<20 || s.PortMap.On() {
 		t.Fatalf("%+v", s)
 	}
 	var none Config
@@ -62,6 +62,9 @@ func TestParseRefuses(t *testing.T) {
 		{func(c *Config) { c.Pool = "192.0.2.9/28" }, []string{"cgnat.pool", "host bits"}},
 		{func(c *Config) { c.Ports = "80-2000" }, []string{"cgnat.ports"}},
 		{func(c *Config) { c.Gateway = "10.0.0.1" }, []string{"cgnat.gateway"}},
+		{func(c *Config) { c.PortMapping = PortMapping{PCP: true, PerSubscriber: 10, Total: 5} }, []string{"cgnat.port_mapping.per_subscriber"}},
+		{func(c *Config) { c.PortMapping = PortMapping{NATPMP: true, Total: 1 << 21} }, []string{"cgnat.port_mapping.total"}},
+		{func(c *Config) { c.PortMapping = PortMapping{PCP: true, MinLifetime: "1h", MaxLifetime: "10m"} }, []string{"cgnat.port_mapping.max_lifetime"}},
 	} {
 		cfg := good()
 		c.edit(&cfg)

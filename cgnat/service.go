@@ -28,6 +28,9 @@ type Service struct {
 	blog *BlockLog
 	ev   *xdp.CGNATEventReader
 	log  *slog.Logger
+	// PM is PCP and NAT-PMP for the subscribers (portmap.go); nil
+	// unless port_mapping switches one on.
+	PM *PortMapper
 }
 
 // Start sets the CGNAT up on a datapath loaded with s.Datapath
@@ -71,6 +74,11 @@ func Start(s *Settings, sp *slowpath.Datapath, pinPath, ext string, log *slog.Lo
 			return fail(fmt.Errorf("redirect to ifindex %d: %w", ifindex, err))
 		}
 	}
+	if s.PortMap.On() {
+		if sv.PM, err = openPortMapper(s, sv.A, sp.XDP, pinPath, log); err != nil {
+			return fail(fmt.Errorf("port mapping: %w", err))
+		}
+	}
 	log.Info("cgnat", "subscribers", d.Inside, "pool", d.PoolFirst, "addresses", d.PoolAddrs,
 		"block_ports", d.BlockSize(), "blocks_an_address", d.Blocks, "quota", s.Quota, "deterministic", s.Deterministic)
 	return sv, nil
@@ -95,6 +103,13 @@ func (sv *Service) Run(ctx context.Context) {
 			}
 		}
 	}()
+	if sv.PM != nil {
+		go func() {
+			if err := sv.PM.Serve(ctx); err != nil {
+				sv.log.Error("port mapping", "err", err)
+			}
+		}()
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

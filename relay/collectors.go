@@ -77,6 +77,9 @@ func (c *agent) collectors(s *Settings, ctl *control.Counters) ([]prometheus.Col
 			t := d.TableStats()
 			return t.Ways, t.Used, t.Spilled
 		}))
+		if c.dp.cg != nil && c.dp.cg.PM != nil {
+			cs = append(cs, c.dp.cg.PM.Collectors()...)
+		}
 	}
 	return cs, nil
 }

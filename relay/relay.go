@@ -151,6 +151,9 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 			})
 			if c.dp.cg != nil {
 				st.Section("cgnat", c.dp.cg.Status) // the CGNAT agent's counts
+				if c.dp.cg.PM != nil {
+					st.Section("portmap", c.dp.cg.PM.Status) // the subscribers' port mappings
+				}
 			}
 			st.Section("misses", func() any {
 				m, err := c.dp.XDP.MissStatus()

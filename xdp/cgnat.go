@@ -215,7 +215,7 @@ func (d *Datapath) CGNATSlots() (map[cgnat.Slot]cgnat.In, error) {
 			continue
 		}
 		out[cgnat.Slot{Plane: int(k) / per, Off: int(k) % per}] =
-			cgnat.In{Addr: cgAddr(v.Addr), Port: hport(v.Port), TCP: v.Tcp}
+			cgnat.In{Addr: cgAddr(v.Addr), Port: hport(v.Port), TCP: v.Tcp, Explicit: v.Flags&cgExplicit != 0}
 	}
 	return out, it.Err()
 }

@@ -153,6 +153,10 @@ struct cg_key {
 build_bug_on(sizeof(struct cg_key) != 8);
 
 #define CG_USED (1 << 1) /* cg_in: the slot holds a mapping */
+/* cg_in: a mapping the subscriber asked for (PCP, NAT-PMP), written by
+ * the agent: any remote may reach it, whatever the filtering mode (a PCP
+ * MAP is an explicit endpoint-independent filter, RFC 6887 §11.3). */
+#define CG_EXPLICIT (1 << 2)
 
 /* A mapping's TCP state (cg_in.tcp), ORed in by the datapath from the
  * segments it translates (an outbound SYN starts it again): what the
@@ -180,7 +184,7 @@ build_bug_on(sizeof(struct cg_out) != 8);
 struct cg_in {
 	__be32 addr;  /* subscriber address */
 	__be16 port;  /* subscriber port */
-	__u8 flags;   /* CG_USED */
+	__u8 flags;   /* CG_USED, CG_EXPLICIT */
 	__u8 tcp;     /* CG_TCP_* */
 };
 build_bug_on(sizeof(struct cg_in) != 8);
