@@ -170,8 +170,8 @@ func TestAgentGrants(t *testing.T) {
 	if err := a.NoBlock(subA); err != nil {
 		t.Fatal(err)
 	}
-	if !dp.subs[subA].Spent || a.C.Spent.Load() != 1 || len(dp.subs[subA].Blocks) != 2 {
-		t.Fatalf("at quota: %+v, spent %d", *dp.subs[subA], a.C.Spent.Load())
+	if !dp.subs[subA].Spent || a.M.Sum(fRefused) != 1 || len(dp.subs[subA].Blocks) != 2 {
+		t.Fatalf("at quota: %+v, spent %d", *dp.subs[subA], a.M.Sum(fRefused))
 	}
 	clk.step(2*time.Minute + 2*EpochLength)
 	if err := a.Sweep(); err != nil {

@@ -77,6 +77,9 @@ func (c *agent) collectors(s *Settings, ctl *control.Counters) ([]prometheus.Col
 			t := d.TableStats()
 			return t.Ways, t.Used, t.Spilled
 		}))
+		if c.dp.cg != nil {
+			cs = append(cs, c.dp.cg.A.Collectors()...) // the CGNAT's blocks, subscribers, mappings, log
+		}
 	}
 	return cs, nil
 }
