@@ -43,7 +43,7 @@ func Epoch(t time.Time) uint16 { return uint16(t.Unix() / int64(EpochLength/time
 type Agent struct {
 	s    *Settings
 	dp   Datapath
-	blog *BlockLog // nil in deterministic mode
+	blog RecordLog // nil in deterministic mode
 	log  *slog.Logger
 	now  func() time.Time
 	// M is the agent's counters (metrics.go); mappings the datapath's
@@ -62,7 +62,7 @@ type Agent struct {
 // datapath holds, so no block granted before a restart is granted again,
 // and in deterministic mode writes every subscriber's blocks once. blog
 // may be nil only in deterministic mode; now nil is time.Now.
-func NewAgent(s *Settings, dp Datapath, blog *BlockLog, log *slog.Logger, now func() time.Time) (*Agent, error) {
+func NewAgent(s *Settings, dp Datapath, blog RecordLog, log *slog.Logger, now func() time.Time) (*Agent, error) {
 	if now == nil {
 		now = time.Now
 	}

@@ -56,6 +56,12 @@ func TestParseRefuses(t *testing.T) {
 		{func(c *Config) { c.Interface = "ext0" }, []string{"cgnat.interface"}},
 		{func(c *Config) { c.Log = "" }, []string{"cgnat.log"}},
 		{func(c *Config) { c.Log = "cgnat.log" }, []string{"cgnat.log", "absolute"}},
+		{func(c *Config) { c.Log = "syslog+udp://" }, []string{"cgnat.log", "HOST:PORT"}},
+		{func(c *Config) { c.Log = "syslog+tcp://192.0.2.53:99999" }, []string{"cgnat.log", "port"}},
+		{func(c *Config) { c.Log = "syslog+unix://dev/log" }, []string{"cgnat.log", "absolute path"}},
+		{func(c *Config) { c.Log = "syslog+udp://192.0.2.53?facility=kern" }, []string{"cgnat.log", "facility"}},
+		{func(c *Config) { c.Log = "syslog+udp://192.0.2.53?level=info" }, []string{"cgnat.log", "unknown parameter"}},
+		{func(c *Config) { c.Log = "syslog://192.0.2.53" }, []string{"cgnat.log", "syslog+udp"}},
 		{func(c *Config) { c.Timeouts.UDP = "30s" }, []string{"cgnat.timeouts.udp"}},
 		{func(c *Config) { c.Deterministic = true }, []string{"cgnat.deterministic"}},
 		{func(c *Config) { c.Pool = "100.64.1.0/24" }, []string{"cgnat", "overlap"}},
@@ -94,4 +100,25 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("parsed but invalid: %v", err)
 		}
 	})
+}
+
+// TestParseSyslog: cgnat.log's syslog forms: the transport, the address
+// (514 by default), the facility (local0 by default).
+func TestParseSyslog(t *testing.T) {
+	for in, want := range map[string]SyslogTo{
+		"syslog+udp://192.0.2.53":                       {"udp", "192.0.2.53:514", 16},
+		"syslog+tcp://[2001:db8::53]:6514":              {"tcp", "[2001:db8::53]:6514", 16},
+		"syslog+unix:///dev/log?facility=daemon":        {"unixgram", "/dev/log", 3},
+		"syslog+udp://logs.example:514?facility=local7": {"udp", "logs.example:514", 23},
+	} {
+		got, err := ParseSyslog(in)
+		if err != nil || got != want {
+			t.Errorf("%s: %+v %v, want %+v", in, got, err, want)
+		}
+		c := good()
+		c.Log = in
+		if _, err := c.Parse("cgnat", relayFields); err != nil {
+			t.Errorf("cgnat.log %s: %v", in, err)
+		}
+	}
 }

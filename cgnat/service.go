@@ -25,7 +25,7 @@ import (
 // interface.
 type Service struct {
 	A    *Agent
-	blog *BlockLog
+	blog RecordLog // nil in deterministic mode
 	ev   *xdp.CGNATEventReader
 	log  *slog.Logger
 	// resend runs relay_sub again on a miss's frame (xdp.Datapath.Resend).
@@ -49,13 +49,17 @@ func Start(s *Settings, sp *slowpath.Datapath, pinPath, ext string, log *slog.Lo
 		return sp.XDP.Resend(xlat.RoleRelaySub, int(m.Ifindex), m.Data)
 	}}
 	fail := func(err error) (*Service, error) { return nil, errors.Join(err, sv.Close()) }
+	var err error
 	if s.Log != "" {
-		var err error
-		if sv.blog, err = OpenLog(s.Log); err != nil {
+		if sv.blog, err = OpenRecordLog(s.Log); err != nil {
 			return fail(err)
 		}
+		if IsSyslog(s.Log) {
+			if err := sv.blog.Reopen(); err != nil { // connects: the relay runs on, its grants fail until it is back
+				log.Warn("cgnat block log: syslog not reachable, no block is granted until it is", "err", err)
+			}
+		}
 	}
-	var err error
 	if sv.A, err = NewAgent(s, sp.XDP, sv.blog, log, nil); err != nil {
 		return fail(err)
 	}
