@@ -144,6 +144,10 @@ func (c *Config) Parse(field string, r Relay) (*Settings, error) {
 	default:
 		return nil, config.Errorf(f("filtering"), "%q: want endpoint-independent, address-dependent or address-and-port-dependent", c.Filtering)
 	}
+	if last := addAddr(d.PoolFirst, d.PoolAddrs-1); d.Inside.Contains(d.PoolFirst) || d.Inside.Contains(last) ||
+		inRange(d.Inside.Addr(), d.PoolFirst, last) {
+		return nil, config.Errorf(f("pool"), "%v-%v overlaps %s %v: a subscriber's inside address would be a public one", d.PoolFirst, last, f("inside"), d.Inside)
+	}
 	if err := d.Validate(); err != nil {
 		return nil, config.Errorf(field, "%v", err)
 	}
@@ -212,6 +216,14 @@ func (s *Settings) checkSplit(field string, r Relay) error {
 	for name, a := range r.SiteIPv4 {
 		if inRange(a, d.PoolFirst, last) {
 			return config.Errorf(field+".pool", "%v-%v holds %s %v", d.PoolFirst, last, name, a)
+		}
+		if d.Inside.Contains(a) {
+			return config.Errorf(field+".inside", "%v holds %s %v", d.Inside, name, a)
+		}
+	}
+	for i, a := range r.Addresses {
+		if d.Inside.Contains(a) {
+			return config.Errorf(field+".inside", "%v holds addresses[%d] %v: the relay's public address among its subscribers", d.Inside, i, a)
 		}
 	}
 	return nil
