@@ -1,6 +1,7 @@
 package cgnat
 
 import (
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -57,6 +58,7 @@ func TestParseRefuses(t *testing.T) {
 		{func(c *Config) { c.Log = "" }, []string{"cgnat.log"}},
 		{func(c *Config) { c.Log = "cgnat.log" }, []string{"cgnat.log", "absolute"}},
 		{func(c *Config) { c.Log = "syslog+udp://" }, []string{"cgnat.log", "HOST:PORT"}},
+		{func(c *Config) { c.Log = "syslog+udp://:514" }, []string{"cgnat.log", "HOST:PORT"}},
 		{func(c *Config) { c.Log = "syslog+tcp://192.0.2.53:99999" }, []string{"cgnat.log", "port"}},
 		{func(c *Config) { c.Log = "syslog+unix://dev/log" }, []string{"cgnat.log", "absolute path"}},
 		{func(c *Config) { c.Log = "syslog+udp://192.0.2.53?facility=kern" }, []string{"cgnat.log", "facility"}},
@@ -126,4 +128,35 @@ func TestParseSyslog(t *testing.T) {
 			t.Errorf("cgnat.log %s: %v", in, err)
 		}
 	}
+}
+
+// FuzzParseSyslog: any cgnat.log string is a syslog destination or an
+// error, without a panic; one that parses names a transport and an
+// address the dialer takes.
+func FuzzParseSyslog(f *testing.F) {
+	for _, s := range []string{"syslog+udp://192.0.2.53", "syslog+tcp://[2001:db8::53]:6514?facility=local7",
+		"syslog+unix:///dev/log", "syslog+udp://h:0", "syslog+unix://x/y", "syslog+tcp://h:1?facility=a&facility=b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		to, err := ParseSyslog(s)
+		if err != nil {
+			return
+		}
+		switch to.Network {
+		case "udp", "tcp":
+			if _, _, err := net.SplitHostPort(to.Addr); err != nil {
+				t.Fatalf("%q: address %q: %v", s, to.Addr, err)
+			}
+		case "unixgram":
+			if !strings.HasPrefix(to.Addr, "/") {
+				t.Fatalf("%q: socket %q", s, to.Addr)
+			}
+		default:
+			t.Fatalf("%q: network %q", s, to.Network)
+		}
+		if to.Facility > 23 {
+			t.Fatalf("%q: facility %d", s, to.Facility)
+		}
+	})
 }

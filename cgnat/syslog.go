@@ -71,6 +71,9 @@ func ParseSyslog(s string) (SyslogTo, error) {
 			return SyslogTo{}, fmt.Errorf("%q: want %s://HOST:PORT", s, u.Scheme)
 		}
 		host, port := u.Hostname(), u.Port()
+		if host == "" {
+			return SyslogTo{}, fmt.Errorf("%q: want %s://HOST:PORT", s, u.Scheme)
+		}
 		if port == "" {
 			port = "514"
 		}
