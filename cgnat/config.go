@@ -27,7 +27,7 @@ type Config struct {
 	Deterministic       bool   `yaml:"deterministic"` // RFC 7422: blocks computed from the subscriber's address, never granted, never logged
 	MaxMappings         int    `yaml:"max_mappings"`  // mappings the datapath holds; default 1048576 (80 bytes each)
 	Grace               string `yaml:"grace"`         // an empty block stays this long before it goes back, and rests as long; default 2m
-	Log                 string `yaml:"log"`           // the block log (JSON lines), an absolute path; required unless deterministic
+	Log                 string `yaml:"log"`           // the block log: a JSON-lines file (an absolute path) or syslog (syslog+udp://HOST:PORT, syslog+tcp://HOST:PORT, syslog+unix:///dev/log); required unless deterministic
 	Timeouts            struct {
 		UDP            string `yaml:"udp"`             // default 2m (RFC 4787 REQ-5: at least 2 minutes)
 		TCPEstablished string `yaml:"tcp_established"` // default 2h4m (RFC 5382)
@@ -148,6 +148,10 @@ func (c *Config) Parse(field string, r Relay) (*Settings, error) {
 	default:
 		return nil, config.Errorf(f("filtering"), "%q: want endpoint-independent, address-dependent or address-and-port-dependent", c.Filtering)
 	}
+	if last := addAddr(d.PoolFirst, d.PoolAddrs-1); d.Inside.Contains(d.PoolFirst) || d.Inside.Contains(last) ||
+		inRange(d.Inside.Addr(), d.PoolFirst, last) {
+		return nil, config.Errorf(f("pool"), "%v-%v overlaps %s %v: a subscriber's inside address would be a public one", d.PoolFirst, last, f("inside"), d.Inside)
+	}
 	if err := d.Validate(); err != nil {
 		return nil, config.Errorf(field, "%v", err)
 	}
@@ -194,8 +198,13 @@ func (c *Config) Parse(field string, r Relay) (*Settings, error) {
 	if !s.Deterministic && s.Log == "" {
 		return nil, config.Errorf(f("log"), "missing: every block grant and release is logged (RFC 6888 REQ-12); deterministic mode needs none")
 	}
-	if s.Log != "" && !filepath.IsAbs(s.Log) {
-		return nil, config.Errorf(f("log"), "%q is not an absolute path", s.Log)
+	switch {
+	case IsSyslog(s.Log):
+		if _, err := ParseSyslog(s.Log); err != nil {
+			return nil, config.Errorf(f("log"), "%v", err)
+		}
+	case s.Log != "" && !filepath.IsAbs(s.Log):
+		return nil, config.Errorf(f("log"), "%q is not an absolute path (or a syslog+udp://, syslog+tcp:// or syslog+unix:// address)", s.Log)
 	}
 	return s, nil
 }
@@ -214,6 +223,14 @@ func (s *Settings) checkSplit(field string, r Relay) error {
 	for name, a := range r.SiteIPv4 {
 		if inRange(a, d.PoolFirst, last) {
 			return config.Errorf(field+".pool", "%v-%v holds %s %v", d.PoolFirst, last, name, a)
+		}
+		if d.Inside.Contains(a) {
+			return config.Errorf(field+".inside", "%v holds %s %v", d.Inside, name, a)
+		}
+	}
+	for i, a := range r.Addresses {
+		if d.Inside.Contains(a) {
+			return config.Errorf(field+".inside", "%v holds addresses[%d] %v: the relay's public address among its subscribers", d.Inside, i, a)
 		}
 	}
 	return nil

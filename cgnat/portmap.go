@@ -76,7 +76,7 @@ func (b *mapBackend) Place4(client netip.Addr, proto portmap.Proto, internal net
 	}
 	ids, err := b.a.MapBlocks(client)
 	if err != nil {
-		b.a.C.Errors.Add(1)
+		b.a.M.Inc(mErrPortMap)
 		b.log.Warn("port mapping: no block", "subscriber", client, "err", err)
 		return netip.Addr{}, nil, portmap.NoExternal
 	}
@@ -150,7 +150,7 @@ func (b *mapBackend) undo(k cgnat.Key, implicit bool) {
 		err = b.dp.ReleaseMapping(k)
 	}
 	if err != nil {
-		b.a.C.Errors.Add(1)
+		b.a.M.Inc(mErrPortMap)
 		b.log.Warn("port mapping: datapath", "subscriber", k.Addr, "port", k.Port, "proto", k.Proto, "err", err)
 	}
 }

@@ -25,12 +25,14 @@ import (
 // interface.
 type Service struct {
 	A    *Agent
-	blog *BlockLog
+	blog RecordLog // nil in deterministic mode
 	ev   *xdp.CGNATEventReader
 	log  *slog.Logger
 	// PM is PCP and NAT-PMP for the subscribers (portmap.go); nil
 	// unless port_mapping switches one on.
 	PM *PortMapper
+	// resend runs relay_sub again on a miss's frame (xdp.Datapath.Resend).
+	resend func(m xdp.Miss) error
 }
 
 // Start sets the CGNAT up on a datapath loaded with s.Datapath
@@ -46,15 +48,21 @@ func Start(s *Settings, sp *slowpath.Datapath, pinPath, ext string, log *slog.Lo
 	if err := ports.Reserve(ports.Range{First: d.PortLo, Last: uint16(int(d.PortLo) + d.PerAddr() - 1)}); err != nil {
 		return nil, err
 	}
-	sv := &Service{log: log}
+	sv := &Service{log: log, resend: func(m xdp.Miss) error {
+		return sp.XDP.Resend(xlat.RoleRelaySub, int(m.Ifindex), m.Data)
+	}}
 	fail := func(err error) (*Service, error) { return nil, errors.Join(err, sv.Close()) }
+	var err error
 	if s.Log != "" {
-		var err error
-		if sv.blog, err = OpenLog(s.Log); err != nil {
+		if sv.blog, err = OpenRecordLog(s.Log); err != nil {
 			return fail(err)
 		}
+		if IsSyslog(s.Log) {
+			if err := sv.blog.Reopen(); err != nil { // connects: the relay runs on, its grants fail until it is back
+				log.Warn("cgnat block log: syslog not reachable, no block is granted until it is", "err", err)
+			}
+		}
 	}
-	var err error
 	if sv.A, err = NewAgent(s, sp.XDP, sv.blog, log, nil); err != nil {
 		return fail(err)
 	}
@@ -98,7 +106,7 @@ func (sv *Service) Run(ctx context.Context) {
 				continue
 			}
 			if err := sv.A.Event(ev); err != nil {
-				sv.A.C.Errors.Add(1)
+				sv.A.M.Inc(mErrGrant)
 				sv.log.Warn("cgnat grant", "sub", ev.Sub, "err", err)
 			}
 		}
@@ -128,7 +136,7 @@ func (sv *Service) Run(ctx context.Context) {
 			}
 		case <-t.C:
 			if err := sv.A.Sweep(); err != nil {
-				sv.A.C.Errors.Add(1)
+				sv.A.M.Inc(mErrSweep)
 				sv.log.Warn("cgnat sweep", "err", err)
 			}
 		}
@@ -136,19 +144,32 @@ func (sv *Service) Run(ctx context.Context) {
 }
 
 // Miss handles a miss from relay_sub (cgnat-no-block): the subscriber
-// gets a block, or is marked spent. The packet itself is not sent on:
-// the subscriber's stack sends it again (a SYN after a second, an
-// application's UDP retry), by then on the new block.
+// gets a block, or is marked spent, and the packet goes through relay_sub
+// again, which now maps it (or answers it admin-prohibited): the first
+// packet of a subscriber's flow is not lost, so a TCP SYN does not wait a
+// second for its retransmission.
 func (sv *Service) Miss(m xdp.Miss) {
-	const ipv4Src = 14 + 12 // Ethernet header, then the IPv4 source
-	if len(m.Data) < ipv4Src+4 || m.Data[14]>>4 != 4 {
+	const ip = 14 // the Ethernet header, then the IPv4 one
+	if len(m.Data) < ip+20 || m.Data[ip]>>4 != 4 {
+		sv.A.M.Inc(mFirstNotIPv4) // relay_sub hands over only IPv4 it parsed: cannot happen
 		return
 	}
-	sub := netip.AddrFrom4([4]byte(m.Data[ipv4Src : ipv4Src+4]))
-	if err := sv.A.NoBlock(sub); err != nil {
-		sv.A.C.Errors.Add(1)
+	sub := netip.AddrFrom4([4]byte(m.Data[ip+12 : ip+16]))
+	if err := sv.A.NoPort(sub, m.Data[ip+9]); err != nil {
+		sv.A.M.Inc(mErrGrant)
 		sv.log.Warn("cgnat grant", "sub", sub, "err", err)
+		return // not granted: sent again it would only come back
 	}
+	if m.Len != len(m.Data) {
+		sv.A.M.Inc(mFirstTrunc) // longer than the miss ring's copy: the sender sends it again
+		return
+	}
+	if err := sv.resend(m); err != nil {
+		sv.A.M.Inc(mFirstFailed)
+		sv.log.Debug("cgnat first packet not sent", "sub", sub, "err", err)
+		return
+	}
+	sv.A.M.Inc(mFirstResent)
 }
 
 // Close closes the event reader and the log (the datapath goes on).

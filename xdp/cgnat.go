@@ -204,20 +204,30 @@ func (d *Datapath) CGNATSlots() (map[cgnat.Slot]cgnat.In, error) {
 	if !d.cg.Enabled() {
 		return out, nil
 	}
-	var (
-		k uint32
-		v datapathCgIn
-	)
+	// In batches: the array has a slot for every pool port and plane,
+	// mostly empty, and the sweep reads it every 10 s; one element a
+	// syscall pair took 1.6 s for 16 addresses of 4096 ports.
+	const batch = 4096
 	per := d.cg.PoolPorts()
-	it := d.objs.CgSlots.Iterate()
-	for it.Next(&k, &v) {
-		if v.Flags&cgUsed == 0 {
-			continue
+	keys, vals := make([]uint32, batch), make([]datapathCgIn, batch)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := d.objs.CgSlots.BatchLookup(&cursor, keys, vals, nil)
+		for i := range n {
+			v, k := vals[i], int(keys[i])
+			if v.Flags&cgUsed == 0 {
+				continue
+			}
+			out[cgnat.Slot{Plane: k / per, Off: k % per}] =
+				cgnat.In{Addr: cgAddr(v.Addr), Port: hport(v.Port), TCP: v.Tcp, Explicit: v.Flags&cgExplicit != 0}
 		}
-		out[cgnat.Slot{Plane: int(k) / per, Off: int(k) % per}] =
-			cgnat.In{Addr: cgAddr(v.Addr), Port: hport(v.Port), TCP: v.Tcp, Explicit: v.Flags&cgExplicit != 0}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("cgnat slots: %w", err)
+		}
 	}
-	return out, it.Err()
 }
 
 // SetCGNATEpoch sets the sweep epoch outbound packets stamp on their
