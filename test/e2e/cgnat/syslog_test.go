@@ -56,6 +56,20 @@ func (r *unixReceiver) start(t *testing.T) {
 	}()
 }
 
+// wait returns the messages once there are n, or what there is after 5 s:
+// the relay's send returns once the socket has the datagram, before this
+// receiver's goroutine has read it.
+func (r *unixReceiver) wait(n int) []string {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		msgs := r.got()
+		if len(msgs) >= n || time.Now().After(deadline) {
+			return msgs
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func (r *unixReceiver) got() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -103,7 +117,7 @@ func TestBlockLogToSyslog(t *testing.T) {
 	if !ok {
 		t.Fatal("srv4 never saw the flow")
 	}
-	msgs := rcv.got()
+	msgs := rcv.wait(1)
 	if len(msgs) != 1 {
 		t.Fatalf("the receiver got %d messages, want the grant's: %q", len(msgs), msgs)
 	}
@@ -149,7 +163,7 @@ func TestBlockLogToSyslog(t *testing.T) {
 	if err := e2e.Retry(10*time.Second, func() error { return e2e.EchoUDP(c, "syslog-back", time.Second) }); err != nil {
 		t.Fatalf("the receiver back: %v", err)
 	}
-	if msgs := rcv.got(); len(msgs) != 2 || !strings.Contains(msgs[1], `subscriber="`+second.String()+`"`) {
+	if msgs := rcv.wait(2); len(msgs) != 2 || !strings.Contains(msgs[1], `subscriber="`+second.String()+`"`) {
 		t.Errorf("after the receiver came back: %q", msgs)
 	}
 }
