@@ -46,6 +46,9 @@ func (o *Objects) Close() error { return o.o.Close() }
 func (o *Objects) Counter() *ebpf.Program { return o.o.Count }
 func (o *Objects) Fwd() *ebpf.Program     { return o.o.Fwd }
 
+// Gen is the generator's program (for its run-time statistics).
+func (o *Objects) Gen() *ebpf.Program { return o.o.GenUdp }
+
 // Flows says which UDP flows the generator sends. Flow i comes from
 // subscriber Src + i mod Subs, port SPort + i / Subs, to Dst: a set of
 // flows is a prefix of the same sequence, so the flows of a smaller run
