@@ -41,7 +41,7 @@ type CGNATConfig struct {
 	// (default 2,000,000).
 	Frames int `json:"frames"`
 	// NewFlows is the new mappings made in one new-mapping measurement
-	// (default 65,536: 128 a subscriber).
+	// (default 64,512: 126 a subscriber).
 	NewFlows int `json:"new_flows"`
 	// Rounds is how many times each measurement takes its turn on each
 	// path (default 3); the median is reported.
@@ -68,7 +68,7 @@ func (c CGNATConfig) withDefaults() CGNATConfig {
 		c.Frames = 2_000_000
 	}
 	if c.NewFlows <= 0 {
-		c.NewFlows = 65_536
+		c.NewFlows = 64_512
 	}
 	if c.Rounds <= 0 {
 		c.Rounds = 3
@@ -123,7 +123,24 @@ type CGNATRow struct {
 	// median): one a round.
 	UnmapSamples  []float64 `json:"unmap_samples,omitempty"`
 	KernelSamples []float64 `json:"kernel_samples,omitempty"`
-	Note          string    `json:"note,omitempty"`
+	// UnmapCPU and KernelCPU are a rate's figure over the sending
+	// thread's CPU time instead of the wall clock (livegen.Send): what a
+	// core does when nothing else takes it away, on this shared machine
+	// the steadier of the two. 0 for figures that are not rates.
+	UnmapCPU         float64   `json:"unmap_cpu,omitempty"`
+	KernelCPU        float64   `json:"kernel_cpu,omitempty"`
+	UnmapCPUSamples  []float64 `json:"unmap_cpu_samples,omitempty"`
+	KernelCPUSamples []float64 `json:"kernel_cpu_samples,omitempty"`
+	Note             string    `json:"note,omitempty"`
+}
+
+// RatioCPU is unmap's rate a CPU second over the kernel's (0 without
+// both).
+func (r CGNATRow) RatioCPU() float64 {
+	if r.UnmapCPU == 0 || r.KernelCPU == 0 {
+		return 0
+	}
+	return r.UnmapCPU / r.KernelCPU
 }
 
 // Ratio is unmap's figure over the kernel's (0 without both).
@@ -148,8 +165,10 @@ type CGNATResults struct {
 	// Floor is the chain's own rate without any NAT (generator, an XDP
 	// redirect in the relay, the counter): what both paths' packet
 	// rates are bounded by on this machine, one sample a round.
-	Floor        float64   `json:"floor_pps"`
-	FloorSamples []float64 `json:"floor_samples,omitempty"`
+	Floor           float64   `json:"floor_pps"`
+	FloorSamples    []float64 `json:"floor_samples,omitempty"`
+	FloorCPU        float64   `json:"floor_cpu_pps,omitempty"`
+	FloorCPUSamples []float64 `json:"floor_cpu_samples,omitempty"`
 	// Load is the machine's 1-minute load average at the start and the
 	// end of the run (other work on the machine's cores).
 	Load [2]float64 `json:"load"`
@@ -251,13 +270,14 @@ func RunCGNAT(ctx context.Context, cfg CGNATConfig) (res *CGNATResults, err erro
 // CGNATProfile is where one path's time per packet goes, from the
 // kernel's BPF run-time statistics over one extra send: the generator's
 // program, the NAT's XDP program (unmap only: the kernel's NAT is not a
-// BPF program), the counter's, and the rest (veths, redirects, and on
-// the kernel path the stack: skb, conntrack, NAT, routing), all on the
-// wall clock of the sending.
+// BPF program), the counter's, and the rest of the sending thread's CPU
+// time (veths, redirects, and on the kernel path the stack: skb,
+// conntrack, NAT, routing).
 type CGNATProfile struct {
 	Path      string  `json:"path"`
 	Mappings  int     `json:"mappings"`
 	WallNs    float64 `json:"wall_ns"`    // send time over frames that arrived
+	CPUNs     float64 `json:"cpu_ns"`     // the sending thread's CPU time over frames that arrived
 	GenNs     float64 `json:"gen_ns"`     // the generator's program, a run
 	NATNs     float64 `json:"nat_ns"`     // the relay's relay_sub program, a run (unmap)
 	CounterNs float64 `json:"counter_ns"` // the counter's program, a run

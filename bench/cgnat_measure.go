@@ -87,7 +87,7 @@ func measureCGNAT(ctx context.Context, cfg CGNATConfig, paths []*cgnatPath, res 
 			if err != nil {
 				return err
 			}
-			in, other, sent, took, err := p.send(first, 0, cfg.NewFlows)
+			s, err := p.send(first, 0, cfg.NewFlows)
 			if err != nil {
 				return fmt.Errorf("%s: new mappings: %w", p.name, err)
 			}
@@ -95,13 +95,13 @@ func measureCGNAT(ctx context.Context, cfg CGNATConfig, paths []*cgnatPath, res 
 			if err != nil {
 				return err
 			}
-			if other != 0 {
-				return fmt.Errorf("%s: %d frames arrived untranslated", p.name, other)
+			if s.other != 0 {
+				return fmt.Errorf("%s: %d frames arrived untranslated", p.name, s.other)
 			}
-			rate := float64(in) / took.Seconds()
-			cfg.Log("%s: round %d: %d new flows sent, %d arrived translated, %d mappings made, in %v: %.0f new mappings/s",
-				p.name, r+1, sent, in, after-before, took.Round(time.Millisecond), rate)
-			row.add(p.name, rate)
+			wall, cpu := s.rate()
+			cfg.Log("%s: round %d: %d new flows sent, %d arrived translated, %d mappings made, in %v (CPU %v): %.0f new mappings/s (%.0f a CPU second)",
+				p.name, r+1, s.frames, s.in, after-before, s.took.Round(time.Millisecond), s.cpu.Round(time.Millisecond), wall, cpu)
+			row.add(p.name, wall, cpu)
 		}
 	}
 	res.Rows = append(res.Rows, row.done())
@@ -149,25 +149,27 @@ func measureCGNAT(ctx context.Context, cfg CGNATConfig, paths []*cgnatPath, res 
 		row := CGNATRow{Metric: s.metric, Mappings: s.n, Note: fmt.Sprintf("%d frames of %d bytes a round over %d flows", cfg.Frames, 64, s.n)}
 		for r := range cfg.Rounds {
 			for _, p := range on {
-				in, other, sent, took, err := p.send(0, uint64(s.n), cfg.Frames)
+				sn, err := p.send(0, uint64(s.n), cfg.Frames)
 				if err != nil {
 					return fmt.Errorf("%s: %w", p.name, err)
 				}
-				if other != 0 {
-					return fmt.Errorf("%s: %d frames arrived untranslated", p.name, other)
+				if sn.other != 0 {
+					return fmt.Errorf("%s: %d frames arrived untranslated", p.name, sn.other)
 				}
-				rate := float64(in) / took.Seconds()
-				cfg.Log("%s: round %d over %d mappings: %d frames sent, %d arrived (%.1f%%) in %v: %.3f Mpps",
-					p.name, r+1, s.n, sent, in, 100*float64(in)/float64(max(sent, 1)), took.Round(time.Millisecond), rate/1e6)
-				row.add(p.name, rate)
+				wall, cpu := sn.rate()
+				cfg.Log("%s: round %d over %d mappings: %d frames sent, %d arrived (%.1f%%) in %v (CPU %v): %.3f Mpps (%.3f a CPU second)",
+					p.name, r+1, s.n, sn.frames, sn.in, 100*float64(sn.in)/float64(max(sn.frames, 1)), sn.took.Round(time.Millisecond),
+					sn.cpu.Round(time.Millisecond), wall/1e6, cpu/1e6)
+				row.add(p.name, wall, cpu)
 			}
 			if s.n == cfg.Small && kernel != nil {
-				rate, err := floor(kernel, cfg.Frames, s.n)
+				wall, cpu, err := floor(kernel, cfg.Frames, s.n)
 				if err != nil {
 					return fmt.Errorf("floor: %w", err)
 				}
-				cfg.Log("floor: round %d: %.3f Mpps", r+1, rate/1e6)
-				res.FloorSamples = append(res.FloorSamples, rate)
+				cfg.Log("floor: round %d: %.3f Mpps (%.3f a CPU second)", r+1, wall/1e6, cpu/1e6)
+				res.FloorSamples = append(res.FloorSamples, wall)
+				res.FloorCPUSamples = append(res.FloorCPUSamples, cpu)
 			}
 		}
 		for _, p := range on {
@@ -182,6 +184,7 @@ func measureCGNAT(ctx context.Context, cfg CGNATConfig, paths []*cgnatPath, res 
 		if row.Kernel == 0 && kernelMax < s.n {
 			if mid, ok := res.Find(CGNATPPSMid); ok {
 				row.Kernel, row.KernelSamples, row.KernelMappings = mid.Kernel, mid.KernelSamples, kernelMax
+				row.KernelCPU, row.KernelCPUSamples = mid.KernelCPU, mid.KernelCPUSamples
 			}
 		}
 		res.Rows = append(res.Rows, row)
@@ -210,9 +213,8 @@ func measureCGNAT(ctx context.Context, cfg CGNATConfig, paths []*cgnatPath, res 
 		memRow.Metric = CGNATMemory
 		res.Rows = append(res.Rows, memRow)
 	}
-	res.FloorSamples = slices.Clip(res.FloorSamples)
 	if len(res.FloorSamples) > 0 {
-		res.Floor = median(res.FloorSamples)
+		res.Floor, res.FloorCPU = median(res.FloorSamples), median(res.FloorCPUSamples)
 	}
 
 	// TCP goodput from the sub host, without the generator's pass program
@@ -234,29 +236,38 @@ func measureCGNAT(ctx context.Context, cfg CGNATConfig, paths []*cgnatPath, res 
 				return fmt.Errorf("%s: %w", p.name, err)
 			}
 			cfg.Log("%s: round %d: tcp goodput %.2f Gbit/s", p.name, r+1, bps/1e9)
-			row.add(p.name, bps/1e9)
+			row.add(p.name, bps/1e9, 0)
 		}
 	}
 	res.Rows = append(res.Rows, row.done())
 	return nil
 }
 
-// add appends a sample to a path's samples.
-func (r *CGNATRow) add(path string, v float64) {
+// add appends a sample to a path's samples: the figure, and the rate a
+// CPU second for rates (0 for others).
+func (r *CGNATRow) add(path string, v, cpu float64) {
 	if path == CGNATUnmap {
 		r.UnmapSamples = append(r.UnmapSamples, v)
+		if cpu > 0 {
+			r.UnmapCPUSamples = append(r.UnmapCPUSamples, cpu)
+		}
 	} else {
 		r.KernelSamples = append(r.KernelSamples, v)
+		if cpu > 0 {
+			r.KernelCPUSamples = append(r.KernelCPUSamples, cpu)
+		}
 	}
 }
 
 // done sets the values to the samples' medians.
 func (r CGNATRow) done() CGNATRow {
-	if len(r.UnmapSamples) > 0 {
-		r.Unmap = median(r.UnmapSamples)
-	}
-	if len(r.KernelSamples) > 0 {
-		r.Kernel = median(r.KernelSamples)
+	for _, x := range []struct {
+		to      *float64
+		samples []float64
+	}{{&r.Unmap, r.UnmapSamples}, {&r.Kernel, r.KernelSamples}, {&r.UnmapCPU, r.UnmapCPUSamples}, {&r.KernelCPU, r.KernelCPUSamples}} {
+		if len(x.samples) > 0 {
+			*x.to = median(x.samples)
+		}
 	}
 	return r
 }
@@ -266,16 +277,16 @@ func (r CGNATRow) done() CGNATRow {
 // whose subscriber's blocks are full goes to the agent, which grants
 // the next block; the pass after finds it). At most 20 passes.
 func warm(ctx context.Context, p *cgnatPath, first uint64, count int) error {
-	var in, other, sent uint64
+	var s sent
 	var err error
 	for range 20 {
-		if in, other, sent, _, err = p.send(first, uint64(count), count); err != nil {
+		if s, err = p.send(first, uint64(count), count); err != nil {
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
-		if other != 0 {
-			return fmt.Errorf("%s: %d frames arrived untranslated", p.name, other)
+		if s.other != 0 {
+			return fmt.Errorf("%s: %d frames arrived untranslated", p.name, s.other)
 		}
-		if in == sent {
+		if s.in == s.frames {
 			return nil
 		}
 		select {
@@ -284,17 +295,17 @@ func warm(ctx context.Context, p *cgnatPath, first uint64, count int) error {
 		case <-time.After(300 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("%s: %d flows never all arrived (last pass %d of %d)", p.name, count, in, sent)
+	return fmt.Errorf("%s: %d flows never all arrived (last pass %d of %d)", p.name, count, s.in, s.frames)
 }
 
 // floor measures the chain without a NAT on the kernel path's lab: the
 // relay's sub veth redirects every frame to its inet veth untouched.
-func floor(p *cgnatPath, frames, flows int) (float64, error) {
+func floor(p *cgnatPath, frames, flows int) (wall, cpu float64, err error) {
 	if err := p.generating(false); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	var fl link.Link
-	err := p.lab.NS(lab.Relay).Do(func() error {
+	err = p.lab.NS(lab.Relay).Do(func() error {
 		ifi, err := net.InterfaceByName(string(lab.Sub))
 		if err != nil {
 			return err
@@ -303,14 +314,16 @@ func floor(p *cgnatPath, frames, flows int) (float64, error) {
 		return err
 	})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	_, other, _, took, err := p.send(0, uint64(flows), frames)
+	s, err := p.send(0, uint64(flows), frames)
 	err = errors.Join(err, fl.Close(), p.generating(true))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return float64(other) / took.Seconds(), nil
+	s.in = s.other // untranslated, as they should be
+	wall, cpu = s.rate()
+	return wall, cpu, nil
 }
 
 // retryConnect connects from the sub host to srv4's sink until it works

@@ -261,34 +261,52 @@ cgnat:
 	}
 }
 
+// sent is what one send did: frames sent, what the counter saw arrive
+// (translated, and not), the wall time of the sending and the sending
+// thread's CPU time (livegen.Send).
+type sent struct {
+	frames, in, other uint64
+	took, cpu         time.Duration
+}
+
+// rate is the frames that arrived translated a second of wall time, and
+// a second of the sending thread's CPU.
+func (s sent) rate() (wall, cpu float64) {
+	if s.took > 0 {
+		wall = float64(s.in) / s.took.Seconds()
+	}
+	if s.cpu > 0 {
+		cpu = float64(s.in) / s.cpu.Seconds()
+	}
+	return wall, cpu
+}
+
 // send sends frames frames of the flows [first, first+count) (count 0:
-// each frame a new flow from first on) and returns what the counter saw
-// arrive, translated and not, the frames sent and the time the sending
-// took.
-func (p *cgnatPath) send(first, count uint64, frames int) (in, other, sent uint64, took time.Duration, err error) {
+// each frame a new flow from first on).
+func (p *cgnatPath) send(first, count uint64, frames int) (s sent, err error) {
 	if err := p.gen.Reset(); err != nil {
-		return 0, 0, 0, 0, err
+		return s, err
 	}
 	f := p.flows
 	f.First, f.Count = first, count
 	if err := p.lab.NS(lab.Sub).Do(func() (err error) {
-		sent, took, err = p.gen.Send(p.subIf, f, frames)
+		s.frames, s.took, s.cpu, err = p.gen.Send(p.subIf, f, frames)
 		return err
 	}); err != nil {
-		return 0, 0, 0, 0, err
+		return s, err
 	}
 	// Frames still in the veths' rings arrive a moment later: read the
 	// counts once they stop moving (at most a second).
 	last := ^uint64(0)
 	for deadline := time.Now().Add(time.Second); ; {
 		time.Sleep(20 * time.Millisecond)
-		if in, other, err = p.gen.Counts(); err != nil {
-			return 0, 0, 0, 0, err
+		if s.in, s.other, err = p.gen.Counts(); err != nil {
+			return s, err
 		}
-		if in+other == last || time.Now().After(deadline) {
-			return in, other, sent, took, nil
+		if s.in+s.other == last || time.Now().After(deadline) {
+			return s, nil
 		}
-		last = in + other
+		last = s.in + s.other
 	}
 }
 

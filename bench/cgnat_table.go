@@ -48,29 +48,35 @@ func mappingsLabel(r CGNATRow) string {
 	return s
 }
 
+// ratioCell formats a ratio, "-" for none.
+func ratioCell(q float64) string {
+	if q <= 0 {
+		return "-"
+	}
+	return ratio(q)
+}
+
 // WriteTable writes the results as a text table: each figure of both
-// paths, unmap's ratio to the kernel's, and the target.
+// paths, unmap's ratio to the kernel's and the target; for rates also
+// the figure over the sending thread's CPU time and its ratio.
 func (r *CGNATResults) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "figure\tmappings\tunmap\tnftables\tratio\ttarget\t")
+	fmt.Fprintln(tw, "figure\tmappings\tunmap\tnftables\tratio\tunmap/cpu-s\tnftables/cpu-s\tratio (cpu)\ttarget\t")
 	for _, row := range r.Rows {
 		t, met := cgnatTarget(row)
 		if t != "" && !met {
 			t += " MISSED"
 		}
-		ratio := "-"
-		if q := row.Ratio(); q > 0 {
-			ratio = fmt.Sprintf("%.2fx", q)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", row.Metric, mappingsLabel(row),
-			cgnatValue(row.Metric, row.Unmap), cgnatValue(row.Metric, row.Kernel), ratio, t)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", row.Metric, mappingsLabel(row),
+			cgnatValue(row.Metric, row.Unmap), cgnatValue(row.Metric, row.Kernel), ratioCell(row.Ratio()),
+			cgnatValue(row.Metric, row.UnmapCPU), cgnatValue(row.Metric, row.KernelCPU), ratioCell(row.RatioCPU()), t)
 	}
 	if r.Floor > 0 {
-		fmt.Fprintf(tw, "floor: no NAT (generator, XDP redirect, counter)\t\t%s\t\t\t\t\n", cgnatValue("/s", r.Floor))
+		fmt.Fprintf(tw, "floor: no NAT\t\t%s\t\t\t%s\t\t\t\t\n", cgnatValue("/s", r.Floor), cgnatValue("/s", r.FloorCPU))
 	}
 	for _, pr := range r.Profile {
-		fmt.Fprintf(tw, "profile: %v\t\t\t\t\t\t\n", pr)
+		fmt.Fprintf(tw, "profile: %v\t\t\t\t\t\t\t\t\t\n", pr)
 	}
-	fmt.Fprintf(tw, "load average %.2f at the start, %.2f at the end; relay agent CPU %.1f s\t\t\t\t\t\t\n", r.Load[0], r.Load[1], r.RelayCPU)
+	fmt.Fprintf(tw, "load average %.2f at the start, %.2f at the end; relay agent CPU %.1f s\t\t\t\t\t\t\t\t\t\n", r.Load[0], r.Load[1], r.RelayCPU)
 	return tw.Flush()
 }

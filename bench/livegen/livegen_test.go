@@ -119,7 +119,7 @@ func TestLiveFrames(t *testing.T) {
 			return err
 		}
 		f.SrcMAC, f.DstMAC = sub.HardwareAddr, relay.HardwareAddr
-		sent, _, err = o.Send(sub.Index, f, frames)
+		sent, _, _, err = o.Send(sub.Index, f, frames)
 		return err
 	}); err != nil {
 		t.Fatal(err)

@@ -99,7 +99,7 @@ for 'unmap bench report --cgnat'. The full run takes a few minutes.`,
 	f.IntVar(&cfg.Small, "small", 0, "established mappings of the small set (0: 10000)")
 	f.IntVar(&cfg.Large, "large", 0, "established mappings of the large set (0: 1000000)")
 	f.IntVar(&cfg.Frames, "frames", 0, "frames sent per packet-rate measurement (0: 2000000)")
-	f.IntVar(&cfg.NewFlows, "new-flows", 0, "new flows per new-mapping measurement (0: 65536)")
+	f.IntVar(&cfg.NewFlows, "new-flows", 0, "new flows per new-mapping measurement (0: 64512)")
 	f.IntVar(&cfg.Rounds, "rounds", 0, "turns each measurement takes on each path; the median is shown (0: 3)")
 	f.DurationVar(&cfg.Goodput, "duration", 0, "length of each TCP goodput stream (0: 3s)")
 	f.BoolVar(&short, "short", false, "a few seconds per path instead of the full run")
