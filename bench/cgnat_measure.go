@@ -72,7 +72,7 @@ func measureCGNAT(ctx context.Context, cfg CGNATConfig, paths []*cgnatPath, res 
 	// and sends it on), as for any subscriber seen for the first time.
 	for _, p := range paths {
 		cfg.Log("%s: the %d subscribers' first flows", p.name, cgnatSubs)
-		if err := warm(ctx, p, 0, cgnatSubs); err != nil {
+		if err := warm(ctx, p, 0, cgnatSubs, cfg.Log); err != nil {
 			return err
 		}
 	}
@@ -127,7 +127,7 @@ func measureCGNAT(ctx context.Context, cfg CGNATConfig, paths []*cgnatPath, res 
 		}
 		for _, p := range on {
 			cfg.Log("%s: %d established mappings", p.name, s.n)
-			if err := warm(ctx, p, 0, s.n); err != nil {
+			if err := warm(ctx, p, 0, s.n, cfg.Log); err != nil {
 				return err
 			}
 			if p == kernel && s.n == kernelMax {
@@ -275,11 +275,14 @@ func (r CGNATRow) done() CGNATRow {
 // warm sends the flows [first, first+count) until one pass arrives
 // whole: every flow then has its mapping (on the unmap path a flow
 // whose subscriber's blocks are full goes to the agent, which grants
-// the next block; the pass after finds it). At most 20 passes.
-func warm(ctx context.Context, p *cgnatPath, first uint64, count int) error {
+// the next block; the pass after finds it). It gives up after five
+// minutes, or after ten passes that brought nothing new.
+func warm(ctx context.Context, p *cgnatPath, first uint64, count int, log func(string, ...any)) error {
 	var s sent
 	var err error
-	for range 20 {
+	deadline := time.Now().Add(5 * time.Minute)
+	best, stale := uint64(0), 0
+	for pass := 1; ; pass++ {
 		if s, err = p.send(first, uint64(count), count); err != nil {
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
@@ -289,10 +292,19 @@ func warm(ctx context.Context, p *cgnatPath, first uint64, count int) error {
 		if s.in == s.frames {
 			return nil
 		}
+		log("%s: pass %d over %d flows: %d arrived", p.name, pass, count, s.in)
+		if s.in > best {
+			best, stale = s.in, 0
+		} else if stale++; stale >= 10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			break
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(300 * time.Millisecond):
+		case <-time.After(time.Second):
 		}
 	}
 	return fmt.Errorf("%s: %d flows never all arrived (last pass %d of %d)", p.name, count, s.in, s.frames)

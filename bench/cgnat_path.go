@@ -49,12 +49,16 @@ const (
 )
 
 // cgnatPool is the pool the configuration needs: enough blocks for every
-// subscriber's ports at the large set, one more block each (the agent
-// grants the next at the warn level), and the sub host's.
+// subscriber's ports at the large set and one more each (the agent
+// grants the next at the warn level), the sub host's, and one more a
+// subscriber for churn: a block granted at the warn level and not used
+// by the next set goes back after the grace time (2 minutes) and rests
+// as long before it is granted again, which a run on a loaded machine
+// outlasts.
 func cgnatPool(cfg CGNATConfig) (first, last netip.Addr) {
 	cfg = cfg.withDefaults()
 	ports := max((cfg.Large+cgnatSubs-1)/cgnatSubs, 1+cfg.Rounds*cfg.NewFlows/cgnatSubs)
-	blocks := min(4, (ports+511)/512+1)
+	blocks := min(4, (ports+511)/512+1) + 1
 	addrs := (cgnatSubs*blocks + 1 + cgnatBlocks - 1) / cgnatBlocks
 	a := cgnatPoolFirst.As4()
 	a[3] += byte(addrs - 1)
