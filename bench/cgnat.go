@@ -22,6 +22,14 @@ const (
 	CGNATKernel = "nftables" // snat to the same pool, persistent, conntrack
 )
 
+// The floors' names in the profile: the chain with an XDP redirect in
+// the NAT's place, and with a FIB lookup before it (what a router in XDP
+// does for each packet, unmap's NAT among them).
+const (
+	CGNATFloor    = "floor: redirect"
+	CGNATFloorFIB = "floor: FIB lookup + redirect"
+)
+
 // CGNATPaths lists the paths in the order they take turns.
 var CGNATPaths = []string{CGNATUnmap, CGNATKernel}
 

@@ -180,6 +180,19 @@ func measureCGNAT(ctx context.Context, cfg CGNATConfig, paths []*cgnatPath, res 
 			cfg.Log("profile: %v", pr)
 			res.Profile = append(res.Profile, pr)
 		}
+		if s.n == cfg.Small && kernel != nil {
+			for _, f := range []struct {
+				name string
+				prog *ebpf.Program
+			}{{CGNATFloor, kernel.gen.Fwd()}, {CGNATFloorFIB, kernel.gen.FwdFIB()}} {
+				pr, err := profileFloor(kernel, f.name, f.prog, s.n, cfg.Frames)
+				if err != nil {
+					return fmt.Errorf("%s: profile: %w", f.name, err)
+				}
+				cfg.Log("profile: %v", pr)
+				res.Profile = append(res.Profile, pr)
+			}
+		}
 		row = row.done()
 		if row.Kernel == 0 && kernelMax < s.n {
 			if mid, ok := res.Find(CGNATPPSMid); ok {
@@ -313,18 +326,7 @@ func warm(ctx context.Context, p *cgnatPath, first uint64, count int, log func(s
 // floor measures the chain without a NAT on the kernel path's lab: the
 // relay's sub veth redirects every frame to its inet veth untouched.
 func floor(p *cgnatPath, frames, flows int) (wall, cpu float64, err error) {
-	if err := p.generating(false); err != nil {
-		return 0, 0, err
-	}
-	var fl link.Link
-	err = p.lab.NS(lab.Relay).Do(func() error {
-		ifi, err := net.InterfaceByName(string(lab.Sub))
-		if err != nil {
-			return err
-		}
-		fl, err = link.AttachXDP(link.XDPOptions{Program: p.gen.Fwd(), Interface: ifi.Index, Flags: link.XDPDriverMode})
-		return err
-	})
+	fl, err := p.floorOn(p.gen.Fwd())
 	if err != nil {
 		return 0, 0, err
 	}
@@ -336,6 +338,24 @@ func floor(p *cgnatPath, frames, flows int) (wall, cpu float64, err error) {
 	s.in = s.other // untranslated, as they should be
 	wall, cpu = s.rate()
 	return wall, cpu, nil
+}
+
+// floorOn puts prog on the relay's sub veth in place of the generator's
+// pass program; close the link and call generating(true) after.
+func (p *cgnatPath) floorOn(prog *ebpf.Program) (link.Link, error) {
+	if err := p.generating(false); err != nil {
+		return nil, err
+	}
+	var fl link.Link
+	err := p.lab.NS(lab.Relay).Do(func() error {
+		ifi, err := net.InterfaceByName(string(lab.Sub))
+		if err != nil {
+			return err
+		}
+		fl, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifi.Index, Flags: link.XDPDriverMode})
+		return err
+	})
+	return fl, err
 }
 
 // retryConnect connects from the sub host to srv4's sink until it works

@@ -74,9 +74,10 @@ func writeCGNAT(b *strings.Builder, r *CGNATResults) {
 		b.WriteString("Where a packet's time goes (one more send per path and set with the kernel's BPF run-time " +
 			"statistics on, which add a clock read to each program run), in ns a packet: the wall clock of the sending " +
 			"and the sending thread's CPU time over the frames that arrived, the generator's, the relay's `relay_sub` " +
-			"and the counter's programs a run, and the rest of the CPU time (veths, redirects, page pool; on the kernel " +
-			"path the whole stack: skb, conntrack, NAT, routing).\n\n")
-		b.WriteString("| path | mappings | wall | CPU | generator | NAT program | counter | the rest |\n")
+			"(or the floor's redirect) and the counter's programs a run, and the rest of the CPU time (veths, redirects, " +
+			"page pool; on the kernel path the whole stack: skb, conntrack, NAT, routing). The floors: the chain with an " +
+			"XDP redirect in the NAT's place, and with the FIB lookup a router in XDP makes before it.\n\n")
+		b.WriteString("| path | mappings | wall | CPU | generator | NAT (floor) program | counter | the rest |\n")
 		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, p := range r.Profile {
 			nat := "-"

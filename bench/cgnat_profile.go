@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/cilium/ebpf"
@@ -15,14 +16,36 @@ import (
 // program on the machine while the bench holds it, a clock read more a
 // run, so only for this send) and splits the time per packet by part.
 func profile(p *cgnatPath, n, frames int) (CGNATProfile, error) {
-	pr := CGNATProfile{Path: p.name, Mappings: n}
+	return profileWith(p, p.name, nil, n, frames)
+}
+
+// profileFloor profiles the floor on the kernel path's lab: prog (the
+// floor's redirect, with or without a FIB lookup) in place of the NAT,
+// its runs in the NAT's column.
+func profileFloor(p *cgnatPath, name string, prog *ebpf.Program, n, frames int) (pr CGNATProfile, err error) {
+	fl, err := p.floorOn(prog)
+	if err != nil {
+		return pr, err
+	}
+	pr, err = profileWith(p, name, prog, n, frames)
+	return pr, errors.Join(err, fl.Close(), p.generating(true))
+}
+
+// profileWith profiles a send on p's lab; nat is the program in the
+// NAT's place (nil: the relay's own on the unmap path, none on the
+// kernel path). On the floor nothing is translated: what arrived is
+// what the counter saw untranslated.
+func profileWith(p *cgnatPath, name string, nat *ebpf.Program, n, frames int) (CGNATProfile, error) {
+	pr := CGNATProfile{Path: name, Mappings: n}
 	stats, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
 	if err != nil {
 		return pr, fmt.Errorf("BPF statistics: %w", err)
 	}
 	defer stats.Close()
 	progs := map[*float64]*ebpf.Program{&pr.GenNs: p.gen.Gen(), &pr.CounterNs: p.gen.Counter()}
-	if p.name == CGNATUnmap {
+	if nat != nil {
+		progs[&pr.NATNs] = nat
+	} else if p.name == CGNATUnmap {
 		var id uint32
 		err := p.lab.NS(lab.Relay).Do(func() error {
 			l, err := netlink.LinkByName(string(lab.Sub))
@@ -53,6 +76,9 @@ func profile(p *cgnatPath, n, frames int) (CGNATProfile, error) {
 	s, err := p.send(0, uint64(n), frames)
 	if err != nil {
 		return pr, err
+	}
+	if nat != nil {
+		s.in = s.other
 	}
 	for to, prog := range progs {
 		after, err := prog.Stats()

@@ -13,8 +13,8 @@ import (
 // TestCGNATShortRun runs the CGNAT bench briefly: every figure of both
 // paths measured (the kernel's memory included), every frame that
 // arrived translated (the bench fails on one that did not), a ratio for
-// each rate, a profile of each path over each set. Never a speed
-// threshold.
+// each rate, a profile of each path over each set and of both floors
+// (the XDP programs' run times read). Never a speed threshold.
 func TestCGNATShortRun(t *testing.T) {
 	priv.Require(t)
 	cfg := CGNATShort()
@@ -46,11 +46,11 @@ func TestCGNATShortRun(t *testing.T) {
 	if res.Floor <= 0 {
 		t.Errorf("floor %v", res.Floor)
 	}
-	if len(res.Profile) != 4 {
-		t.Errorf("%d profiles, want both paths over both sets", len(res.Profile))
+	if len(res.Profile) != 6 {
+		t.Errorf("%d profiles, want both paths over both sets and the two floors", len(res.Profile))
 	}
 	for _, pr := range res.Profile {
-		if pr.WallNs <= 0 || pr.GenNs <= 0 || pr.CounterNs <= 0 || (pr.Path == CGNATUnmap) != (pr.NATNs > 0) {
+		if pr.WallNs <= 0 || pr.CPUNs <= 0 || pr.GenNs <= 0 || pr.CounterNs <= 0 || (pr.Path == CGNATKernel) != (pr.NATNs == 0) {
 			t.Errorf("profile %+v", pr)
 		}
 	}

@@ -46,6 +46,9 @@ func (o *Objects) Close() error { return o.o.Close() }
 func (o *Objects) Counter() *ebpf.Program { return o.o.Count }
 func (o *Objects) Fwd() *ebpf.Program     { return o.o.Fwd }
 
+// FwdFIB redirects after a FIB lookup, as a router in XDP does.
+func (o *Objects) FwdFIB() *ebpf.Program { return o.o.FwdFib }
+
 // Gen is the generator's program (for its run-time statistics).
 func (o *Objects) Gen() *ebpf.Program { return o.o.GenUdp }
 

@@ -43,6 +43,7 @@ const (
 	livegenMapGenSent    = "gen_sent"
 	livegenProgCount     = "count"
 	livegenProgFwd       = "fwd"
+	livegenProgFwdFib    = "fwd_fib"
 	livegenProgGenUdp    = "gen_udp"
 	livegenVarFwdIfindex = "fwd_ifindex"
 )
@@ -91,6 +92,7 @@ type livegenSpecs struct {
 type livegenProgramSpecs struct {
 	Count  *ebpf.ProgramSpec `ebpf:"count"`
 	Fwd    *ebpf.ProgramSpec `ebpf:"fwd"`
+	FwdFib *ebpf.ProgramSpec `ebpf:"fwd_fib"`
 	GenUdp *ebpf.ProgramSpec `ebpf:"gen_udp"`
 }
 
@@ -159,6 +161,7 @@ type livegenVariables struct {
 type livegenPrograms struct {
 	Count  *ebpf.Program `ebpf:"count"`
 	Fwd    *ebpf.Program `ebpf:"fwd"`
+	FwdFib *ebpf.Program `ebpf:"fwd_fib"`
 	GenUdp *ebpf.Program `ebpf:"gen_udp"`
 }
 
@@ -166,6 +169,7 @@ func (p *livegenPrograms) Close() error {
 	return _LivegenClose(
 		p.Count,
 		p.Fwd,
+		p.FwdFib,
 		p.GenUdp,
 	)
 }

@@ -15,12 +15,15 @@
  * delivered, not what a router beyond it could forward.
  *
  * fwd redirects every frame to one interface untouched: the floor of the
- * chain (generator, two veth hops, counter) without any NAT. */
+ * chain (generator, two veth hops, counter) without any NAT. fwd_fib
+ * does what a router in XDP does before it: a FIB lookup for the next
+ * hop and its MACs, to tell that lookup's part of a NAT's time. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/udp.h>
+#include <linux/if_ether.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -161,4 +164,31 @@ SEC("xdp")
 int fwd(struct xdp_md *ctx)
 {
 	return bpf_redirect(fwd_ifindex, 0);
+}
+
+#define AF_INET 2
+
+SEC("xdp")
+int fwd_fib(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct bpf_fib_lookup fib = {};
+
+	if ((void *)(ip + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return XDP_PASS;
+	fib.family = AF_INET;
+	fib.tos = ip->tos;
+	fib.l4_protocol = ip->protocol;
+	fib.tot_len = bpf_ntohs(ip->tot_len);
+	fib.ipv4_src = ip->saddr;
+	fib.ipv4_dst = ip->daddr;
+	fib.ifindex = ctx->ingress_ifindex;
+	if (bpf_fib_lookup(ctx, &fib, sizeof(fib), 0) != BPF_FIB_LKUP_RET_SUCCESS)
+		return XDP_PASS;
+	__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
+	return bpf_redirect(fib.ifindex, 0);
 }
