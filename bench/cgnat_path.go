@@ -68,6 +68,7 @@ func cgnatPool(cfg CGNATConfig) (first, last netip.Addr) {
 // cgnatPath is one path in a lab of its own.
 type cgnatPath struct {
 	name  string
+	cfg   CGNATConfig
 	lab   *lab.Lab
 	gen   *livegen.Objects
 	flows livegen.Flows // MACs, subscribers, ports, destination: First and Count set per send
@@ -108,7 +109,7 @@ func setupCGNAT(ctx context.Context, cfg CGNATConfig, name, dir string) (_ *cgna
 	if err != nil {
 		return nil, err
 	}
-	p := &cgnatPath{name: name, lab: l}
+	p := &cgnatPath{name: name, lab: l, cfg: cfg}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, p.close())
@@ -312,6 +313,47 @@ func (p *cgnatPath) send(first, count uint64, frames int) (s sent, err error) {
 		}
 		last = s.in + s.other
 	}
+}
+
+// sendToSrv4 is send with the frames let through at inet and counted
+// where they arrive, on srv4's veth: through inet's kernel routing,
+// which bounds both paths (a figure of the lab, not of the NAT).
+func (p *cgnatPath) sendToSrv4(first, count uint64, frames int) (s sent, err error) {
+	sink, err := livegen.Load(0)
+	if err != nil {
+		return s, err
+	}
+	defer sink.Close()
+	fp, lp := cgnatPool(p.cfg)
+	if err := sink.SetCounting(cgnatDst, fp, lp); err != nil {
+		return s, err
+	}
+	var xl link.Link
+	if err := p.lab.NS(lab.Srv4).Do(func() error {
+		ifi, err := net.InterfaceByName(string(lab.Inet))
+		if err != nil {
+			return err
+		}
+		xl, err = link.AttachXDP(link.XDPOptions{Program: sink.Counter(), Interface: ifi.Index, Flags: link.XDPDriverMode})
+		return err
+	}); err != nil {
+		return s, fmt.Errorf("counter on srv4: %w", err)
+	}
+	defer xl.Close()
+	if err := p.gen.SetCountingOn(cgnatDst, fp, lp); err != nil {
+		return s, err
+	}
+	s, err = p.send(first, count, frames)
+	if err := errors.Join(err, p.gen.SetCounting(cgnatDst, fp, lp)); err != nil {
+		return s, err
+	}
+	// What srv4 saw; inet's count (s.in) is what it was given.
+	in, other, err := sink.Counts()
+	if err != nil {
+		return s, err
+	}
+	s.in, s.other = in, other
+	return s, nil
 }
 
 // generating puts the pass program on the kernel path's relay veth for

@@ -31,7 +31,7 @@ func TestCGNATShortRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range []string{CGNATNew, CGNATPPSSmall, CGNATPPSLarge, CGNATMemory, CGNATGoodput} {
+	for _, m := range []string{CGNATNew, CGNATPPSSmall, CGNATPPSSrv4, CGNATPPSLarge, CGNATMemory, CGNATGoodput} {
 		row, ok := res.Find(m)
 		if !ok {
 			t.Errorf("%s not measured", m)

@@ -179,6 +179,16 @@ func threadCPU() (time.Duration, error) {
 // SetCounting says what the counter counts: UDP to dst, translated when
 // its source is in pool (first..last), dropped there either way.
 func (o *Objects) SetCounting(dst netip.AddrPort, first, last netip.Addr) error {
+	return o.setCounting(dst, first, last, false)
+}
+
+// SetCountingOn is SetCounting, but the counted frames go on (to a
+// second counter further on) instead of being dropped.
+func (o *Objects) SetCountingOn(dst netip.AddrPort, first, last netip.Addr) error {
+	return o.setCounting(dst, first, last, true)
+}
+
+func (o *Objects) setCounting(dst netip.AddrPort, first, last netip.Addr, pass bool) error {
 	if !dst.Addr().Is4() || !first.Is4() || !last.Is4() {
 		return errors.New("livegen: counting is IPv4")
 	}
@@ -187,7 +197,14 @@ func (o *Objects) SetCounting(dst netip.AddrPort, first, last netip.Addr) error 
 	binary.BigEndian.PutUint16(port[:], dst.Port())
 	return o.o.CountCfg.Put(uint32(0), livegenCountConfig{
 		Dst: binary.NativeEndian.Uint32(d[:]), PoolLo: binary.BigEndian.Uint32(lo[:]),
-		PoolHi: binary.BigEndian.Uint32(hi[:]), Dport: binary.NativeEndian.Uint16(port[:])})
+		PoolHi: binary.BigEndian.Uint32(hi[:]), Dport: binary.NativeEndian.Uint16(port[:]), Pass: b2u(pass)})
+}
+
+func b2u(b bool) uint16 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Counts are the bench packets the counter saw since the last Reset:

@@ -19,7 +19,7 @@ type livegenCountConfig struct {
 	PoolLo uint32
 	PoolHi uint32
 	Dport  uint16
-	Pad    uint16
+	Pass   uint16
 }
 
 type livegenGenConfig struct {

@@ -12,7 +12,8 @@
  * count sits on the NAT's next hop (inet's veth from the relay) and
  * counts the bench's packets as they arrive: translated (source in the
  * pool) or not; it drops them there, so what is counted is what the NAT
- * delivered, not what a router beyond it could forward.
+ * delivered, not what a router beyond it could forward (or, told to,
+ * lets them go on to a second counter at their destination).
  *
  * fwd redirects every frame to one interface untouched: the floor of the
  * chain (generator, two veth hops, counter) without any NAT. fwd_fib
@@ -115,7 +116,7 @@ struct count_config {
 	__u32 pool_lo; /* host order */
 	__u32 pool_hi; /* host order */
 	__u16 dport;   /* network order */
-	__u16 pad;
+	__u16 pass;    /* 1: let them go on (to be counted further on) */
 };
 
 struct {
@@ -154,7 +155,7 @@ int count(struct xdp_md *ctx)
 	__u64 *v = bpf_map_lookup_elem(&counts, &k);
 	if (v)
 		(*v)++;
-	return XDP_DROP;
+	return c->pass ? XDP_PASS : XDP_DROP;
 }
 
 /* fwd_ifindex: where fwd sends every frame. */
