@@ -109,9 +109,9 @@ func (c CGNATConfig) Validate() error {
 
 // The CGNAT bench's figures.
 const (
-	CGNATPPSSmall = "udp packets/s, small set"  // 64-byte frames over Small established mappings
-	CGNATPPSMid   = "udp packets/s, kernel max" // over the most the kernel holds, when less than Large
-	CGNATPPSLarge = "udp packets/s, large set"  // over Large established mappings
+	CGNATPPSSmall = "udp packets/s, small set"         // 64-byte frames over Small established mappings
+	CGNATPPSMid   = "udp packets/s, kernel max"        // over the most the kernel holds, when less than Large
+	CGNATPPSLarge = "udp packets/s, large set"         // over Large established mappings
 	CGNATPPSSrv4  = "udp packets/s at srv4, small set" // counted at srv4, through inet's kernel routing
 	CGNATNew      = "new mappings/s"
 	CGNATGoodput  = "tcp goodput sub to srv4 (Gbit/s)"
