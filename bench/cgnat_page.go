@@ -119,10 +119,12 @@ func cgnatPlot(r *CGNATResults) (*plot.Plot, error) {
 		if !ok {
 			continue
 		}
-		label := strings.TrimPrefix(m, "udp ")
+		label := m
 		if row.Mappings > 0 {
-			label = fmt.Sprintf("%s (%d)", strings.TrimSuffix(strings.TrimSuffix(label, ", small set"), ", large set"), row.Mappings)
-			label = strings.Replace(label, ", kernel max", "", 1)
+			label = fmt.Sprintf("packets/s\n%d mappings", row.Mappings)
+			if row.KernelMappings != 0 && row.KernelMappings != row.Mappings {
+				label += fmt.Sprintf("\n(nftables %d)", row.KernelMappings)
+			}
 		}
 		mil := func(xs []float64) []float64 {
 			out := make([]float64, len(xs))

@@ -127,7 +127,7 @@ func TestReportPlots(t *testing.T) {
 		xdpSVG:     {"baseline: empty XDP_PASS: 10 ns, 1.00x", "tcp v6&lt;-&gt;v4 established: 35 ns, 3.50x", "miss to agent ring: 120 ns, 12.00x"},
 		connectSVG: {"offloads as is"},
 		rttSVG:     {"offloads off"},
-		cgnatSVG:   {"4.00x", "3.00x", "2.00x", "1.50x", "unmap", "nftables", "new mappings/s", "packets/s (1000000)"},
+		cgnatSVG:   {"4.00x", "3.00x", "2.00x", "1.50x", "unmap", "nftables", "new mappings/s", "1000000 mappings", "(nftables 245760)"},
 	} {
 		for _, w := range want {
 			w = strings.NewReplacer("&lt;", "<", "&gt;", ">").Replace(w)
