@@ -92,6 +92,14 @@ func (c CGNATConfig) withDefaults() CGNATConfig {
 
 // Validate reports the first field that cannot be used.
 func (c CGNATConfig) Validate() error {
+	for name, v := range map[string]int{"small": c.Small, "large": c.Large, "frames": c.Frames, "new flows": c.NewFlows, "rounds": c.Rounds} {
+		if v < 0 {
+			return fmt.Errorf("%s: %d is negative", name, v)
+		}
+	}
+	if c.Goodput < 0 {
+		return fmt.Errorf("goodput: %v is negative", c.Goodput)
+	}
 	c = c.withDefaults()
 	switch {
 	case c.Small > c.Large:
