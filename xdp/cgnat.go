@@ -93,7 +93,13 @@ func configureCGNAT(spec *ebpf.CollectionSpec, opts Options) error {
 		}
 	}
 	spec.Maps[datapathMapCgMappings].MaxEntries = n
-	spec.Maps[datapathMapCgPerms].MaxEntries = n
+	// The permissions are a preallocated hash: sized for every mapping
+	// it holds that memory whether used or not, so only the dependent
+	// filters, which record them, get room (88 bytes a mapping otherwise
+	// spent for nothing in the default mode).
+	if c.Filter != cgnat.EIF {
+		spec.Maps[datapathMapCgPerms].MaxEntries = n
+	}
 	spec.Maps[datapathMapCgSlots].MaxEntries = uint32(cgnat.Planes * c.PoolPorts())
 	spec.Maps[datapathMapCgBlocks].MaxEntries = uint32(c.NumBlocks())
 	spec.Maps[datapathMapCgSubs].MaxEntries = uint32(c.Subscribers())
