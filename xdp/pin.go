@@ -61,9 +61,9 @@ func pinned(name string, m *ebpf.MapSpec) bool {
 // every mapping under the dependent filters and to one entry under
 // endpoint-independent filtering. A restart with another size (another
 // filtering mode) replaces the pinned map instead of refusing the pins:
-// the mappings stay, and a dependent filter's permissions come back with
-// each subscriber's next packet to a remote (RFC 4787: until then the
-// remote is filtered, as for a mapping made under the new mode).
+// the mappings stay, and nothing is lost, as the only sizes are the
+// dependent modes' (which share one) and endpoint-independent's, which
+// records no permission and reads none.
 var sizedByConfig = map[string]bool{datapathMapCgPerms: true}
 
 // pinSpec marks the maps to pin and checks that maps already pinned in
