@@ -1,15 +1,9 @@
 package ops
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"net/netip"
-	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,86 +12,6 @@ import (
 	"github.com/unmap-dev/unmap/test/e2e"
 	"github.com/unmap-dev/unmap/test/labtest"
 )
-
-// metricsAddr is where both agents serve /metrics in the test: the
-// loopback of each agent's own namespace.
-const metricsAddr = "127.0.0.1:9410"
-
-// scrape is one /metrics answer: each sample line's value by the line's
-// series (name{labels} as the text format writes it).
-type scrape map[string]float64
-
-// fetchMetrics GETs /metrics from metricsAddr inside ns (the client dials
-// from the namespace: only its loopback has the agent's server).
-func fetchMetrics(ctx context.Context, ns *lab.NS) (scrape, error) {
-	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return ns.Dial(ctx, network, addr)
-	}}
-	defer tr.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+metricsAddr+"/metrics", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return nil, fmt.Errorf("%s: %s", resp.Status, b)
-	}
-	out := scrape{}
-	sc := bufio.NewScanner(io.LimitReader(resp.Body, 16<<20))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if i < 0 || err != nil {
-			return nil, fmt.Errorf("bad line %q", line)
-		}
-		out[line[:i]] = v
-	}
-	return out, sc.Err()
-}
-
-// get is the sum of the samples of metric name whose labels include
-// every one of labels (`k="v"`); ok is false if there is none.
-func (s scrape) get(name string, labels ...string) (sum float64, ok bool) {
-	for series, v := range s {
-		n, rest, _ := strings.Cut(series, "{")
-		if n != name {
-			continue
-		}
-		match := true
-		for _, l := range labels {
-			if !strings.Contains(rest, l) {
-				match = false
-			}
-		}
-		if match {
-			sum, ok = sum+v, true
-		}
-	}
-	return sum, ok
-}
-
-// withMetrics adds metrics_listen to a config file.
-func withMetrics(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := fmt.Fprintf(f, "metrics_listen: %q\n", metricsAddr); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestMetrics: with metrics_listen set, each agent serves /metrics on its
 // namespace's loopback, with the datapath's reason counters, the
@@ -109,8 +23,8 @@ func withMetrics(t *testing.T, path string) {
 func TestMetrics(t *testing.T) {
 	l := labtest.New(t, lab.Options{CGNMode: lab.CGNPreserve, CGNUDPTimeout: 30 * time.Second})
 	d := e2e.Deploy(t, lab.BuildUnmap(t))
-	withMetrics(t, d.RelayConfig)
-	withMetrics(t, d.EdgeConfig)
+	e2e.WithMetrics(t, d.RelayConfig)
+	e2e.WithMetrics(t, d.EdgeConfig)
 	d.StartRelay(t, l)
 	d.StartEdge(t, l)
 	d.DumpOnFailure(t)
@@ -119,9 +33,9 @@ func TestMetrics(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	fetch := func(role lab.Role) scrape {
+	fetch := func(role lab.Role) e2e.Scrape {
 		t.Helper()
-		s, err := fetchMetrics(ctx, l.NS(role))
+		s, err := e2e.FetchMetrics(ctx, l.NS(role))
 		if err != nil {
 			t.Fatalf("%s /metrics: %v", role, err)
 		}
@@ -130,7 +44,7 @@ func TestMetrics(t *testing.T) {
 	relay0, edge0 := fetch(lab.Relay), fetch(lab.Edge)
 	for _, c := range []struct {
 		what   string
-		s      scrape
+		s      e2e.Scrape
 		name   string
 		labels []string
 	}{
@@ -148,11 +62,11 @@ func TestMetrics(t *testing.T) {
 		if strings.HasSuffix(c.name, "_seconds_count") && strings.Contains(c.name, "flow_open") {
 			continue
 		}
-		if _, ok := c.s.get(c.name, c.labels...); !ok {
+		if _, ok := c.s.Get(c.name, c.labels...); !ok {
 			t.Errorf("%s: no %s%v", c.what, c.name, c.labels)
 		}
 	}
-	if n, _ := relay0.get("unmap_relay_sessions"); n != 1 {
+	if n, _ := relay0.Get("unmap_relay_sessions"); n != 1 {
 		t.Errorf("relay sessions = %v, want 1", n)
 	}
 
@@ -171,9 +85,9 @@ func TestMetrics(t *testing.T) {
 	for {
 		relay1, edge1 := fetch(lab.Relay), fetch(lab.Edge)
 		var behind []string
-		moved := func(what string, before, after scrape, name string, labels ...string) {
-			b, _ := before.get(name, labels...)
-			a, _ := after.get(name, labels...)
+		moved := func(what string, before, after e2e.Scrape, name string, labels ...string) {
+			b, _ := before.Get(name, labels...)
+			a, _ := after.Get(name, labels...)
 			if a <= b {
 				behind = append(behind, fmt.Sprintf("%s: %s%v %v → %v", what, name, labels, b, a))
 			}
