@@ -10,7 +10,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/unmap-dev/unmap/metrics"
 	"github.com/unmap-dev/unmap/portmap"
 	"github.com/unmap-dev/unmap/session/cgnat"
 )
@@ -246,46 +245,12 @@ func (p *PortMapper) Serve(ctx context.Context) error {
 	return p.srv.Serve(ctx)
 }
 
-// Status is the portmap section of the relay's `unmap status`: every
-// mapping (who, what, until when) and the counters.
-func (p *PortMapper) Status() any {
-	type row struct {
-		Via      string `json:"via"`
-		Proto    string `json:"proto"`
-		Client   string `json:"client"`
-		Internal string `json:"internal"`
-		External string `json:"external"`
-		Until    string `json:"until"`
-	}
-	rows := []row{}
-	for _, m := range p.tab.Mappings() {
-		rows = append(rows, row{Via: m.Via.String(), Proto: m.Proto.String(), Client: m.Client.String(),
-			Internal: m.Internal.String(), External: m.External.String(), Until: m.Expires.UTC().Format(time.RFC3339)})
-	}
-	return map[string]any{"mappings": rows, "counts": p.tab.Counts()}
-}
+// Status is the portmap section of the relay's `unmap status`.
+func (p *PortMapper) Status() any { return p.tab.Status() }
 
-// The port mapping service's metrics (OPERATING.md, "Metrics").
-const (
-	portMapRequestsName = "unmap_relay_portmap_requests_total"
-	portMapEventsName   = "unmap_relay_portmap_events_total"
-	portMapRefusedName  = "unmap_relay_portmap_refused_total"
-	portMapActiveName   = "unmap_relay_portmap_mappings"
-)
-
-// Collectors are the service's metrics, read from its table's counters
-// on each scrape.
+// Collectors are the service's metrics, unmap_relay_portmap_*
+// (OPERATING.md, "Metrics"). UPnP is not served to subscribers
+// (portmap/README.md).
 func (p *PortMapper) Collectors() []prometheus.Collector {
-	count := func(prefix string) func(string) float64 {
-		return func(v string) float64 { return float64(p.tab.Counts()[prefix+v]) }
-	}
-	return []prometheus.Collector{
-		metrics.NewLabeledCounter(portMapRequestsName, "Port mapping requests served to the CGNAT's subscribers, by protocol.", "protocol",
-			func() []string { return []string{"pcp", "nat-pmp"} }, count("requests-")),
-		metrics.NewLabeledCounter(portMapEventsName, "Subscribers' port mappings granted, released by their client, expired and restored after a restart, by event.", "event",
-			func() []string { return []string{"granted", "released", "expired", "restored"} }, count("")),
-		metrics.NewLabeledCounter(portMapRefusedName, "Subscribers' port mapping requests refused, by reason.", "reason",
-			portmap.RefusalNames, count("refused-")),
-		metrics.Gauge(portMapActiveName, "Subscribers' port mappings held now.", func() float64 { return float64(len(p.tab.Mappings())) }),
-	}
+	return p.tab.Collectors("relay", "of the CGNAT's subscribers", []string{"pcp", "nat-pmp"})
 }

@@ -222,24 +222,5 @@ func (p *portMapper) granted(public netip.Addr) {
 	}
 }
 
-// status is the portmap section of `unmap status`: every mapping (who,
-// what, until when) and the counters.
-func (p *portMapper) status() any {
-	type row struct {
-		Via      string `json:"via"`
-		Proto    string `json:"proto"`
-		Client   string `json:"client"`
-		Internal string `json:"internal"`
-		External string `json:"external"`
-		Until    string `json:"until"`
-		Filters  int    `json:"filters,omitempty"`
-		Desc     string `json:"description,omitempty"`
-	}
-	rows := []row{}
-	for _, m := range p.tab.Mappings() {
-		rows = append(rows, row{Via: m.Via.String(), Proto: m.Proto.String(), Client: m.Client.String(),
-			Internal: m.Internal.String(), External: m.External.String(), Until: m.Expires.UTC().Format(time.RFC3339),
-			Filters: len(m.Filters), Desc: m.Description})
-	}
-	return map[string]any{"mappings": rows, "counts": p.tab.Counts()}
-}
+// status is the portmap section of `unmap status`.
+func (p *portMapper) status() any { return p.tab.Status() }
