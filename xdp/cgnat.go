@@ -34,6 +34,7 @@ const (
 // The generated mirrors have the C's sizes (bpf/types.h checks them there).
 var (
 	_ [0]struct{} = [8 - unsafe.Sizeof(datapathCgKey{})]struct{}{}
+	_ [0]struct{} = [20 - unsafe.Sizeof(datapathCgKey6{})]struct{}{}
 	_ [0]struct{} = [8 - unsafe.Sizeof(datapathCgOut{})]struct{}{}
 	_ [0]struct{} = [8 - unsafe.Sizeof(datapathCgIn{})]struct{}{}
 	_ [0]struct{} = [224 - unsafe.Sizeof(datapathCgBlock{})]struct{}{}
@@ -87,6 +88,9 @@ func configureCGNAT(spec *ebpf.CollectionSpec, opts Options) error {
 		datapathVarCfgCgWarn:          c.WarnAt(),
 		datapathVarCfgCgRefuseNs:      tokenNS,
 		datapathVarCfgCgRefuseDepthNs: tokenNS * uint64(burst),
+		datapathVarCfgCg6Subs:         uint32(c.Subscribers6()),
+		datapathVarCfgCg6Net:          hi64(c.Inside6),
+		datapathVarCfgCg6Pfx:          pfx96(c.Prefix()),
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return fmt.Errorf("set %s: %w", name, err)
@@ -96,8 +100,27 @@ func configureCGNAT(spec *ebpf.CollectionSpec, opts Options) error {
 	spec.Maps[datapathMapCgPerms].MaxEntries = n
 	spec.Maps[datapathMapCgSlots].MaxEntries = uint32(cgnat.Planes * c.PoolPorts())
 	spec.Maps[datapathMapCgBlocks].MaxEntries = uint32(c.NumBlocks())
-	spec.Maps[datapathMapCgSubs].MaxEntries = uint32(c.Subscribers())
+	spec.Maps[datapathMapCgSubs].MaxEntries = uint32(c.AllSubscribers())
+	if c.NAT64() {
+		spec.Maps[datapathMapCgMappings6].MaxEntries = n
+		spec.Maps[datapathMapCgSlots6].MaxEntries = uint32(cgnat.Planes * c.PoolPorts())
+	}
 	return nil
+}
+
+// hi64 is a prefix's first 64 bits as a number (0 for none).
+func hi64(p netip.Prefix) uint64 {
+	if !p.IsValid() {
+		return 0
+	}
+	b := p.Addr().As16()
+	return binary.BigEndian.Uint64(b[:8])
+}
+
+// pfx96 is a /96's three words as the C holds them (network order).
+func pfx96(p netip.Prefix) [3]uint32 {
+	b := p.Addr().As16()
+	return [3]uint32{le32(b[0:4]), le32(b[4:8]), le32(b[8:12])}
 }
 
 // hostU32 is an IPv4 address as a number (host order).
@@ -128,10 +151,11 @@ func (d *Datapath) subIndex(sub netip.Addr) (uint32, error) {
 	if !d.cg.Enabled() {
 		return 0, errNoCGNAT
 	}
-	if !sub.Is4() || !d.cg.Inside.Contains(sub) {
+	si, ok := d.cg.SubIndex(sub)
+	if !ok {
 		return 0, fmt.Errorf("cgnat: %v is not a subscriber", sub)
 	}
-	return hostU32(sub) - hostU32(d.cg.Inside.Addr()), nil
+	return si, nil
 }
 
 // GrantBlock gives block id (cgnat.Config.BlockID) to subscriber sub,
@@ -192,11 +216,44 @@ func (d *Datapath) CGNATMappings() (map[cgnat.Key]cgnat.Out, error) {
 		out[cgnat.Key{Addr: cgAddr(k.Addr), Port: hport(k.Port), Proto: k.Proto}] =
 			cgnat.Out{Addr: cgAddr(v.Addr), Port: hport(v.Port), Epoch: v.Epoch}
 	}
+	if err := it.Err(); err != nil || !d.cg.NAT64() {
+		return out, err
+	}
+	var k6 datapathCgKey6
+	it = d.objs.CgMappings6.Iterate()
+	for it.Next(&k6, &v) {
+		out[cgnat.Key{Addr: addr6(k6.Addr), Port: hport(k6.Port), Proto: k6.Proto}] =
+			cgnat.Out{Addr: cgAddr(v.Addr), Port: hport(v.Port), Epoch: v.Epoch}
+	}
 	return out, it.Err()
 }
 
-// cgUsed is the C's CG_USED (bpf/types.h): a slot that holds a mapping.
-const cgUsed = 1 << 1
+// addr6 is an IPv6 address from the C's four network-order words.
+func addr6(w [4]uint32) netip.Addr {
+	var b [16]byte
+	for i, v := range w {
+		binary.LittleEndian.PutUint32(b[4*i:], v)
+	}
+	return netip.AddrFrom16(b)
+}
+
+// key6 is a NAT64 mapping's key as the C holds it.
+func key6(k cgnat.Key) datapathCgKey6 {
+	b := k.Addr.As16()
+	var w [4]uint32
+	for i := range w {
+		w[i] = le32(b[4*i:])
+	}
+	return datapathCgKey6{Addr: w, Port: hport(k.Port), Proto: k.Proto}
+}
+
+// cgUsed and cgV6 are the C's CG_USED and CG_V6 (bpf/types.h): a slot
+// that holds a mapping, and one whose mapping is NAT64's (its address
+// word is the subscriber's /64 index, its interface ID in cg_slots6).
+const (
+	cgUsed = 1 << 1
+	cgV6   = 1 << 2
+)
 
 // CGNATSlots reads the inbound slots that hold a mapping.
 func (d *Datapath) CGNATSlots() (map[cgnat.Slot]cgnat.In, error) {
@@ -214,10 +271,33 @@ func (d *Datapath) CGNATSlots() (map[cgnat.Slot]cgnat.In, error) {
 		if v.Flags&cgUsed == 0 {
 			continue
 		}
+		a := cgAddr(v.Addr)
+		if v.Flags&cgV6 != 0 {
+			var err error
+			if a, err = d.slotAddr6(k, v.Addr); err != nil {
+				return out, err
+			}
+		}
 		out[cgnat.Slot{Plane: int(k) / per, Off: int(k) % per}] =
-			cgnat.In{Addr: cgAddr(v.Addr), Port: hport(v.Port), TCP: v.Tcp}
+			cgnat.In{Addr: a, Port: hport(v.Port), TCP: v.Tcp}
 	}
 	return out, it.Err()
+}
+
+// slotAddr6 is the subscriber address of NAT64 slot k: the /64 of
+// index idx and the interface ID beside the slot.
+func (d *Datapath) slotAddr6(k, idx uint32) (netip.Addr, error) {
+	sub, ok := d.cg.SubAt(uint32(d.cg.Subscribers()) + idx)
+	if !ok || !d.cg.NAT64() {
+		return netip.Addr{}, fmt.Errorf("cgnat: slot %d holds /64 %d, no subscriber", k, idx)
+	}
+	var iid uint64
+	if err := d.objs.CgSlots6.Lookup(k, &iid); err != nil {
+		return netip.Addr{}, fmt.Errorf("cgnat: slot %d's interface ID: %w", k, err)
+	}
+	b := sub.As16()
+	binary.LittleEndian.PutUint64(b[8:], iid)
+	return netip.AddrFrom16(b), nil
 }
 
 // SetCGNATEpoch sets the sweep epoch outbound packets stamp on their
@@ -233,11 +313,14 @@ func (d *Datapath) CGNATEvents() (*CGNATEventReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &CGNATEventReader{r: r}, nil
+	return &CGNATEventReader{r: r, c: d.cg}, nil
 }
 
 // CGNATEventReader reads block events (struct cg_event).
-type CGNATEventReader struct{ r *ringbuf.Reader }
+type CGNATEventReader struct {
+	r *ringbuf.Reader
+	c cgnat.Config // the subscribers' records, to name them
+}
 
 // SetDeadline bounds the next Read.
 func (e *CGNATEventReader) SetDeadline(t time.Time) { e.r.SetDeadline(t) }
@@ -252,8 +335,12 @@ func (e *CGNATEventReader) Read() (cgnat.Event, error) {
 	if len(b) < 16 {
 		return cgnat.Event{}, fmt.Errorf("cgnat event of %d bytes", len(b))
 	}
+	sub, ok := e.c.SubAt(binary.LittleEndian.Uint32(b[0:]))
+	if !ok {
+		return cgnat.Event{}, fmt.Errorf("cgnat event about subscriber record %d, past the last", binary.LittleEndian.Uint32(b[0:]))
+	}
 	return cgnat.Event{
-		Sub:   cgAddr(binary.LittleEndian.Uint32(b[0:])),
+		Sub:   sub,
 		Block: binary.LittleEndian.Uint32(b[4:]),
 		Used:  binary.LittleEndian.Uint32(b[8:]),
 		Plane: int(b[13]),
@@ -315,15 +402,21 @@ func (d *Datapath) ReleaseMapping(k cgnat.Key) error {
 		return errNoCGNAT
 	}
 	pl := cgPlane(k.Proto)
-	if pl < 0 || !k.Addr.Is4() {
+	if pl < 0 || !k.Addr.Is4() && !d.cg.NAT64() {
 		return fmt.Errorf("cgnat: no mapping has key %+v", k)
 	}
-	ck := datapathCgKey{Addr: net32(k.Addr), Port: hport(k.Port), Proto: k.Proto}
+	var ck any
+	m := d.objs.CgMappings
+	if k.Addr.Is6() {
+		ck, m = ptr(key6(k)), d.objs.CgMappings6
+	} else {
+		ck = &datapathCgKey{Addr: net32(k.Addr), Port: hport(k.Port), Proto: k.Proto}
+	}
 	var o datapathCgOut
-	if err := d.objs.CgMappings.Lookup(&ck, &o); err != nil {
+	if err := m.Lookup(ck, &o); err != nil {
 		return fmt.Errorf("cgnat: mapping %+v: %w", k, err)
 	}
-	if err := d.objs.CgMappings.Delete(&ck); err != nil {
+	if err := m.Delete(ck); err != nil {
 		return fmt.Errorf("cgnat: mapping %+v: %w", k, err)
 	}
 	off, ok := d.cg.PoolPort(cgAddr(o.Addr), hport(o.Port))
@@ -424,7 +517,11 @@ func (d *Datapath) CGNATGrants() (map[netip.Addr]CGNATGrant, error) {
 		for i := range min(v.Nblocks, cgnat.SubBlocks) {
 			g.Blocks = append(g.Blocks, v.Block[i]-1)
 		}
-		out[hostAddr(hostU32(d.cg.Inside.Addr())+k)] = g
+		sub, ok := d.cg.SubAt(k)
+		if !ok {
+			return out, fmt.Errorf("cgnat: subscriber record %d past the last", k)
+		}
+		out[sub] = g
 	}
 	return out, it.Err()
 }
@@ -472,3 +569,5 @@ func (d *Datapath) WithdrawBlock(sub netip.Addr, id uint32) error {
 	}
 	return d.objs.CgSubs.Update(si, &kept, ebpf.UpdateAny)
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -12,6 +12,8 @@ const (
 	protoICMP = 1
 	protoTCP  = 6
 	protoUDP  = 17
+
+	protoICMPv6 = 58
 )
 
 func untouched(b []byte, r xlat.Reason) xlat.Result {
@@ -89,8 +91,11 @@ func Sub(c *Config, s *State, b []byte) xlat.Result {
 	if r != xlat.ReasonNone {
 		return untouched(b, subUnparsed(c, b, r))
 	}
-	if !d.V4 || !c.Enabled() {
+	if !c.Enabled() {
 		return untouched(b, xlat.ReasonPassNotOurs)
+	}
+	if !d.V4 {
+		return sub64(c, s, d, b)
 	}
 	dst := d.Key.Dst
 	if dst == c.Gateway || c.inside(dst) {
@@ -169,6 +174,9 @@ func Sub(c *Config, s *State, b []byte) xlat.Result {
 		if !ok {
 			return untouched(b, xlat.ReasonDropCGNATNoMapping)
 		}
+		if in.Addr.Is6() {
+			return untouched(b, xlat.ReasonDropNAT64Hairpin) // no 4 -> 6 between subscribers
+		}
 		if !s.permitted(c, dst, d.Key.DPort, d.Key.Proto, o.Addr, o.Port) {
 			return untouched(b, xlat.ReasonDropCGNATFiltered)
 		}
@@ -186,8 +194,11 @@ func Sub(c *Config, s *State, b []byte) xlat.Result {
 // forward it with an inside source), unless it is for the relay or another
 // subscriber's inside address.
 func subUnparsed(c *Config, b []byte, r xlat.Reason) xlat.Reason {
-	if !c.Enabled() || r != xlat.ReasonPassFragment && r != xlat.ReasonPassIPOptions && r != xlat.ReasonPassICMPOther {
+	if !c.Enabled() || r != xlat.ReasonPassFragment && r != xlat.ReasonPassIPOptions && r != xlat.ReasonPassICMPOther && r != xlat.ReasonPassIPv6Ext {
 		return r
+	}
+	if len(b) >= ethLen && binary.BigEndian.Uint16(b[12:]) == 0x86dd {
+		return c.unparsed64(b, r)
 	}
 	if len(b) < ethLen+20 || binary.BigEndian.Uint16(b[12:]) != 0x0800 {
 		return r
@@ -206,7 +217,8 @@ func subUnparsed(c *Config, b []byte, r xlat.Reason) xlat.Reason {
 
 // newMapping takes a port from the subscriber's blocks in order (cg_new).
 func (s *State) newMapping(c *Config, k Key, pl int, tcp uint8) (Out, xlat.Reason) {
-	u := s.Subs[k.Addr]
+	sub := c.SubOf(k.Addr)
+	u := s.Subs[sub]
 	if u == nil {
 		return Out{}, xlat.ReasonCGNATNoBlock
 	}
@@ -230,7 +242,7 @@ func (s *State) newMapping(c *Config, k Key, pl int, tcp uint8) (Out, xlat.Reaso
 			return Out{}, xlat.ReasonDropBadEntry // a block granted outside the pool
 		}
 		if b.Used[pl] == c.WarnAt() {
-			s.Events = append(s.Events, Event{Sub: k.Addr, Block: id, Used: b.Used[pl], Plane: pl})
+			s.Events = append(s.Events, Event{Sub: sub, Block: id, Used: b.Used[pl], Plane: pl})
 		}
 		s.In[Slot{pl, off}] = In{Addr: k.Addr, Port: k.Port, TCP: tcp}
 		o := Out{Addr: b.Addr, Port: port, Epoch: s.Epoch}
@@ -316,6 +328,9 @@ func (s *State) inbound(c *Config, xc *xlat.Config, d xlat.Parsed, b []byte, sl 
 	}
 	if d.TTL <= 1 {
 		return untouched(b, xlat.ReasonPassTTL)
+	}
+	if in.Addr.Is6() {
+		return s.inbound64(c, d, b, sl, in)
 	}
 	s.note(sl, tcpBits(d, b, false), false)
 	e := xlat.Entry{Src: d.Key.Src, SPort: d.Key.SPort, Dst: in.Addr, DPort: in.Port}

@@ -55,6 +55,10 @@ const (
 	ReasonDropCGNATNotSYN                      // subscriber: TCP without a mapping, not a SYN
 	ReasonDropCGNATNoMapping                   // to a pool port no mapping holds; from a subscriber: echo reply or error without one
 	ReasonDropCGNATFiltered                    // inbound, refused by the address(-and-port)-dependent filter
+	ReasonDropNAT64Source                      // subscriber: IPv6 to the NAT64 prefix from outside the inside IPv6 prefix
+	ReasonDropNAT64Dst                         // subscriber: NAT64 to an IPv4 it does not reach (pool, inside, gateway; non-global under the well-known prefix)
+	ReasonDropNAT64Ext                         // subscriber: IPv6 with extension headers to the NAT64 prefix
+	ReasonDropNAT64Hairpin                     // subscriber: NAT64 to a pool address, or NAT44 hairpin to a NAT64 mapping
 	NumReasons                                 // number of reasons (not a reason)
 )
 
@@ -110,6 +114,10 @@ var reasonTable = [NumReasons]struct {
 	ReasonDropCGNATNotSYN:        {"drop-cgnat-not-syn", Drop},
 	ReasonDropCGNATNoMapping:     {"drop-cgnat-no-mapping", Drop},
 	ReasonDropCGNATFiltered:      {"drop-cgnat-filtered", Drop},
+	ReasonDropNAT64Source:        {"drop-nat64-source", Drop},
+	ReasonDropNAT64Dst:           {"drop-nat64-dst", Drop},
+	ReasonDropNAT64Ext:           {"drop-nat64-ext", Drop},
+	ReasonDropNAT64Hairpin:       {"drop-nat64-hairpin", Drop},
 }
 
 func (r Reason) String() string {
