@@ -197,7 +197,7 @@ func (a *Agent) Sweep() error {
 			continue
 		}
 		a.C.Expired.Add(1)
-		freed[k.Addr] = true
+		freed[a.s.Datapath.SubOf(k.Addr)] = true // a NAT64 host's subscriber is its /64
 	}
 	if a.s.Deterministic {
 		return errors.Join(errs...) // blocks are fixed; subscribers stay spent

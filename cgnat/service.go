@@ -62,17 +62,28 @@ func Start(s *Settings, sp *slowpath.Datapath, pinPath, ext string, log *slog.Lo
 	if err != nil {
 		return fail(err)
 	}
+	ifs := []int{subIf}
+	for _, name := range s.MoreInterfaces {
+		i, err := sp.AttachAs(name, xlat.RoleRelaySub, pinPath, "link-relay-sub-"+name)
+		if err != nil {
+			return fail(err)
+		}
+		ifs = append(ifs, i)
+	}
 	extIf, err := net.InterfaceByName(ext)
 	if err != nil {
 		return fail(err)
 	}
-	for _, ifindex := range []int{subIf, extIf.Index} {
+	for _, ifindex := range append(ifs, extIf.Index) {
 		if err := sp.XDP.AddTXPort(ifindex); err != nil {
 			return fail(fmt.Errorf("redirect to ifindex %d: %w", ifindex, err))
 		}
 	}
 	log.Info("cgnat", "subscribers", d.Inside, "pool", d.PoolFirst, "addresses", d.PoolAddrs,
 		"block_ports", d.BlockSize(), "blocks_an_address", d.Blocks, "quota", s.Quota, "deterministic", s.Deterministic)
+	if d.NAT64() {
+		log.Info("cgnat nat64", "subscribers", d.Inside6, "prefix", d.Prefix(), "interfaces", append([]string{s.Interface}, s.MoreInterfaces...))
+	}
 	return sv, nil
 }
 
@@ -125,15 +136,29 @@ func (sv *Service) Run(ctx context.Context) {
 // the subscriber's stack sends it again (a SYN after a second, an
 // application's UDP retry), by then on the new block.
 func (sv *Service) Miss(m xdp.Miss) {
-	const ipv4Src = 14 + 12 // Ethernet header, then the IPv4 source
-	if len(m.Data) < ipv4Src+4 || m.Data[14]>>4 != 4 {
+	sub, ok := MissSubscriber(m.Data)
+	if !ok {
 		return
 	}
-	sub := netip.AddrFrom4([4]byte(m.Data[ipv4Src : ipv4Src+4]))
 	if err := sv.A.NoBlock(sub); err != nil {
 		sv.A.C.Errors.Add(1)
 		sv.log.Warn("cgnat grant", "sub", sub, "err", err)
 	}
+}
+
+// MissSubscriber is the subscriber a relay_sub miss (an Ethernet frame)
+// is about: its IPv4 source, or the /64 of its IPv6 source (NAT64).
+func MissSubscriber(frame []byte) (netip.Addr, bool) {
+	const src = 14 + 12 // Ethernet header, then the IPv4 source
+	const src6 = 14 + 8 // or the IPv6 source
+	switch {
+	case len(frame) >= src+4 && frame[14]>>4 == 4:
+		return netip.AddrFrom4([4]byte(frame[src : src+4])), true
+	case len(frame) >= src6+16 && frame[14]>>4 == 6:
+		p, _ := netip.AddrFrom16([16]byte(frame[src6 : src6+16])).Prefix(64)
+		return p.Addr(), true
+	}
+	return netip.Addr{}, false
 }
 
 // Close closes the event reader and the log (the datapath goes on).
