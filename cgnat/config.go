@@ -2,9 +2,9 @@ package cgnat
 
 import (
 	"fmt"
-	"slices"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/unmap-dev/unmap/config"
@@ -58,14 +58,14 @@ var DefaultTimeouts = Timeouts{UDP: 2 * time.Minute, TCPEstablished: 2*time.Hour
 // Settings is a validated Config.
 type Settings struct {
 	Interface      string
-	MoreInterfaces []string // further subscriber interfaces
-	Datapath      cgnat.Config // what xdp.Options.CGNAT takes
-	Quota         int
-	Deterministic bool
-	MaxMappings   uint32
-	Grace         time.Duration
-	Log           string
-	Timeouts      Timeouts
+	MoreInterfaces []string     // further subscriber interfaces
+	Datapath       cgnat.Config // what xdp.Options.CGNAT takes
+	Quota          int
+	Deterministic  bool
+	MaxMappings    uint32
+	Grace          time.Duration
+	Log            string
+	Timeouts       Timeouts
 }
 
 // Enabled reports whether the section was there.
