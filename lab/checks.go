@@ -148,6 +148,11 @@ func UnmapChecks(host netip.Addr) []Check {
 		withTimeout(5*time.Second, EchoCheck("sub → srv4: TCP through the relay's CGNAT, seen from its pool", Works, Sub, "tcp", atSrv4, srv4, SubPool4.Addr())),
 		withTimeout(5*time.Second, EchoCheck("sub → srv4: UDP through the relay's CGNAT, seen from its pool", Works, Sub, "udp", atSrv4, srv4, SubPool4.Addr())),
 		withTimeout(5*time.Second, PingCheck("sub → srv4: ping through the relay's CGNAT", Works, Sub, Srv4Addr)),
+		// NAT64: the IPv6-only subscriber reaches srv4 at its address in
+		// 64:ff9b::/96, from the same pool (its /64's own block).
+		withTimeout(5*time.Second, EchoCheck("sub6 → srv4 via NAT64: TCP, seen from the pool", Works, Sub6, "tcp", atSrv4, netip.AddrPortFrom(NAT64Addr(Srv4Addr), EchoPort), SubPool4.Addr())),
+		withTimeout(5*time.Second, EchoCheck("sub6 → srv4 via NAT64: UDP, seen from the pool", Works, Sub6, "udp", atSrv4, netip.AddrPortFrom(NAT64Addr(Srv4Addr), EchoPort), SubPool4.Addr())),
+		withTimeout(5*time.Second, PingCheck("sub6 → srv4 via NAT64: ping", Works, Sub6, NAT64Addr(Srv4Addr))),
 		EchoCheck("srv4 → lan: UDP to a forwarded port of the public IPv4", Works, Srv4, "udp", atLAN, forward, Srv4Addr),
 		EchoCheck("srv4 → lan: TCP to a forwarded port of the public IPv4", Works, Srv4, "tcp", atLAN, forward, Srv4Addr),
 		MapCheck("srv4 → lan: UDP to a port the host mapped by NAT-PMP", "natpmp", NATPMPTourPort),

@@ -76,7 +76,7 @@ var agentPeers = []struct {
 	Ifname string
 }{
 	{LAN, string(Edge)}, {CGN, string(Edge)}, // edge: lan_interface, wan_interface
-	{Inet, string(Relay)}, {Sub, string(Relay)}, // relay: external, subscribers
+	{Inet, string(Relay)}, {Sub, string(Relay)}, {Sub6, string(Relay)}, // relay: external, subscribers
 }
 
 // makeXDPReady attaches a pass-everything XDP program to the far end of
