@@ -17,3 +17,7 @@ package xdp
 // counters and adds one program per part of the established path), for
 // BenchmarkBreakdown only.
 //go:generate go tool bpf2go -target bpfel -output-suffix _test -cflags "-O2 -mcpu=v3 -g -Wall -Werror -fno-strict-aliasing -Ibpf/include" benchvar bpf/bench.c
+
+// NAT64 against NAT44 on established mappings (bpf/bench64.c), for
+// BenchmarkNAT64 only.
+//go:generate go tool bpf2go -target bpfel -output-suffix _test -cflags "-O2 -mcpu=v3 -g -Wall -Werror -fno-strict-aliasing -Ibpf/include" benchnat64 bpf/bench64.c
