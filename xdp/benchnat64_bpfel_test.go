@@ -167,6 +167,7 @@ const (
 	benchnat64ProgBenchLookup       = "bench_lookup"
 	benchnat64ProgBv64Ext44         = "bv64_ext44"
 	benchnat64ProgBv64Ext64         = "bv64_ext64"
+	benchnat64ProgBv64Move          = "bv64_move"
 	benchnat64ProgBv64Restore       = "bv64_restore"
 	benchnat64ProgBv64Sub44         = "bv64_sub44"
 	benchnat64ProgBv64Sub64         = "bv64_sub64"
@@ -267,6 +268,7 @@ type benchnat64ProgramSpecs struct {
 	BenchLookup *ebpf.ProgramSpec `ebpf:"bench_lookup"`
 	Bv64Ext44   *ebpf.ProgramSpec `ebpf:"bv64_ext44"`
 	Bv64Ext64   *ebpf.ProgramSpec `ebpf:"bv64_ext64"`
+	Bv64Move    *ebpf.ProgramSpec `ebpf:"bv64_move"`
 	Bv64Restore *ebpf.ProgramSpec `ebpf:"bv64_restore"`
 	Bv64Sub44   *ebpf.ProgramSpec `ebpf:"bv64_sub44"`
 	Bv64Sub64   *ebpf.ProgramSpec `ebpf:"bv64_sub64"`
@@ -479,6 +481,7 @@ type benchnat64Programs struct {
 	BenchLookup *ebpf.Program `ebpf:"bench_lookup"`
 	Bv64Ext44   *ebpf.Program `ebpf:"bv64_ext44"`
 	Bv64Ext64   *ebpf.Program `ebpf:"bv64_ext64"`
+	Bv64Move    *ebpf.Program `ebpf:"bv64_move"`
 	Bv64Restore *ebpf.Program `ebpf:"bv64_restore"`
 	Bv64Sub44   *ebpf.Program `ebpf:"bv64_sub44"`
 	Bv64Sub64   *ebpf.Program `ebpf:"bv64_sub64"`
@@ -494,6 +497,7 @@ func (p *benchnat64Programs) Close() error {
 		p.BenchLookup,
 		p.Bv64Ext44,
 		p.Bv64Ext64,
+		p.Bv64Move,
 		p.Bv64Restore,
 		p.Bv64Sub44,
 		p.Bv64Sub64,
