@@ -34,9 +34,6 @@ import (
 // WKP is the RFC 6052 well-known prefix, 64:ff9b::/96.
 var WKP = netip.MustParsePrefix("64:ff9b::/96")
 
-// wkpAddr is a in the well-known prefix.
-func wkpAddr(a netip.Addr) netip.Addr { return Embed(WKP, a) }
-
 // Embed is IPv4 address a in /96 prefix pfx (RFC 6052 2.2: the last 32
 // bits).
 func Embed(pfx netip.Prefix, a netip.Addr) netip.Addr {
