@@ -36,6 +36,10 @@ type Config struct {
 	// NAT64Prefix is where IPv4 servers are: a /96 (RFC 6052), default
 	// the well-known 64:ff9b::/96; a DNS64 resolver must use the same.
 	NAT64Prefix string `yaml:"nat64_prefix"`
+	// NAT64MTU is the IPv6-only subscribers' link MTU, 1280 to 9000
+	// (default 1500): IPv4 that would be larger as IPv6 is answered
+	// fragmentation needed (DF) or dropped.
+	NAT64MTU int `yaml:"nat64_mtu"`
 	// MoreInterfaces are further subscriber interfaces (relay_sub on
 	// each too), e.g. a link of IPv6-only subscribers.
 	MoreInterfaces []string `yaml:"more_interfaces"`
@@ -219,6 +223,9 @@ func (c *Config) parse64(f func(string) string, s *Settings) error {
 	s.MoreInterfaces = c.MoreInterfaces
 	d := &s.Datapath
 	if c.Inside6 == "" {
+		if c.NAT64MTU != 0 {
+			return config.Errorf(f("nat64_mtu"), "%d without inside6: NAT64 needs the IPv6-only subscribers' prefix", c.NAT64MTU)
+		}
 		if c.NAT64Prefix != "" {
 			return config.Errorf(f("nat64_prefix"), "%s without inside6: NAT64 needs the IPv6-only subscribers' prefix", c.NAT64Prefix)
 		}
@@ -237,6 +244,10 @@ func (c *Config) parse64(f func(string) string, s *Settings) error {
 	if c.Deterministic {
 		return config.Errorf(f("deterministic"), "covers IPv4 subscribers only: no NAT64 (inside6 %v) with it", d.Inside6)
 	}
+	if c.NAT64MTU != 0 && (c.NAT64MTU < 1280 || c.NAT64MTU > 9000) {
+		return config.Errorf(f("nat64_mtu"), "%d: want 1280 to 9000 (IPv6's minimum to jumbo)", c.NAT64MTU)
+	}
+	d.MTU6 = c.NAT64MTU
 	if c.NAT64Prefix != "" {
 		if d.Prefix64, err = config.ParsePrefix(f("nat64_prefix"), c.NAT64Prefix); err != nil {
 			return err

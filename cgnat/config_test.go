@@ -73,6 +73,8 @@ func TestParseRefuses(t *testing.T) {
 		{func(c *Config) { c.Inside6 = "2001:db8:64::/56"; c.NAT64Prefix = "::ffff:0:0/96" }, []string{"cgnat.nat64_prefix"}},
 		{func(c *Config) { c.Inside6 = "2001:db8:64::/56"; c.Deterministic = true }, []string{"cgnat.deterministic", "NAT64"}},
 		{func(c *Config) { c.MoreInterfaces = []string{"sub0"} }, []string{"cgnat.more_interfaces[0]"}},
+		{func(c *Config) { c.Inside6 = "2001:db8:64::/56"; c.NAT64MTU = 1000 }, []string{"cgnat.nat64_mtu", "1280 to 9000"}},
+		{func(c *Config) { c.NAT64MTU = 1500 }, []string{"cgnat.nat64_mtu", "without inside6"}},
 	} {
 		cfg := good()
 		c.edit(&cfg)

@@ -180,6 +180,7 @@ const (
 	benchnat64VarBv64Len            = "bv64_len"
 	benchnat64VarCfgBucketBits      = "cfg_bucket_bits"
 	benchnat64VarCfgCarrierAddr     = "cfg_carrier_addr"
+	benchnat64VarCfgCg6Mtu          = "cfg_cg6_mtu"
 	benchnat64VarCfgCg6Net          = "cfg_cg6_net"
 	benchnat64VarCfgCg6Pfx          = "cfg_cg6_pfx"
 	benchnat64VarCfgCg6Subs         = "cfg_cg6_subs"
@@ -313,6 +314,7 @@ type benchnat64VariableSpecs struct {
 	Bv64Len            *ebpf.VariableSpec `ebpf:"bv64_len"`
 	CfgBucketBits      *ebpf.VariableSpec `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr     *ebpf.VariableSpec `ebpf:"cfg_carrier_addr"`
+	CfgCg6Mtu          *ebpf.VariableSpec `ebpf:"cfg_cg6_mtu"`
 	CfgCg6Net          *ebpf.VariableSpec `ebpf:"cfg_cg6_net"`
 	CfgCg6Pfx          *ebpf.VariableSpec `ebpf:"cfg_cg6_pfx"`
 	CfgCg6Subs         *ebpf.VariableSpec `ebpf:"cfg_cg6_subs"`
@@ -431,6 +433,7 @@ type benchnat64Variables struct {
 	Bv64Len            *ebpf.Variable `ebpf:"bv64_len"`
 	CfgBucketBits      *ebpf.Variable `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr     *ebpf.Variable `ebpf:"cfg_carrier_addr"`
+	CfgCg6Mtu          *ebpf.Variable `ebpf:"cfg_cg6_mtu"`
 	CfgCg6Net          *ebpf.Variable `ebpf:"cfg_cg6_net"`
 	CfgCg6Pfx          *ebpf.Variable `ebpf:"cfg_cg6_pfx"`
 	CfgCg6Subs         *ebpf.Variable `ebpf:"cfg_cg6_subs"`

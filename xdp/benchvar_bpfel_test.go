@@ -193,6 +193,7 @@ const (
 	benchvarVarBvSaved            = "bv_saved"
 	benchvarVarCfgBucketBits      = "cfg_bucket_bits"
 	benchvarVarCfgCarrierAddr     = "cfg_carrier_addr"
+	benchvarVarCfgCg6Mtu          = "cfg_cg6_mtu"
 	benchvarVarCfgCg6Net          = "cfg_cg6_net"
 	benchvarVarCfgCg6Pfx          = "cfg_cg6_pfx"
 	benchvarVarCfgCg6Subs         = "cfg_cg6_subs"
@@ -339,6 +340,7 @@ type benchvarVariableSpecs struct {
 	BvSaved            *ebpf.VariableSpec `ebpf:"bv_saved"`
 	CfgBucketBits      *ebpf.VariableSpec `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr     *ebpf.VariableSpec `ebpf:"cfg_carrier_addr"`
+	CfgCg6Mtu          *ebpf.VariableSpec `ebpf:"cfg_cg6_mtu"`
 	CfgCg6Net          *ebpf.VariableSpec `ebpf:"cfg_cg6_net"`
 	CfgCg6Pfx          *ebpf.VariableSpec `ebpf:"cfg_cg6_pfx"`
 	CfgCg6Subs         *ebpf.VariableSpec `ebpf:"cfg_cg6_subs"`
@@ -462,6 +464,7 @@ type benchvarVariables struct {
 	BvSaved            *ebpf.Variable `ebpf:"bv_saved"`
 	CfgBucketBits      *ebpf.Variable `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr     *ebpf.Variable `ebpf:"cfg_carrier_addr"`
+	CfgCg6Mtu          *ebpf.Variable `ebpf:"cfg_cg6_mtu"`
 	CfgCg6Net          *ebpf.Variable `ebpf:"cfg_cg6_net"`
 	CfgCg6Pfx          *ebpf.Variable `ebpf:"cfg_cg6_pfx"`
 	CfgCg6Subs         *ebpf.Variable `ebpf:"cfg_cg6_subs"`

@@ -91,6 +91,7 @@ func configureCGNAT(spec *ebpf.CollectionSpec, opts Options) error {
 		datapathVarCfgCg6Subs:         uint32(c.Subscribers6()),
 		datapathVarCfgCg6Net:          hi64(c.Inside6),
 		datapathVarCfgCg6Pfx:          pfx96(c.Prefix()),
+		datapathVarCfgCg6Mtu:          uint32(c.LinkMTU6()),
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return fmt.Errorf("set %s: %w", name, err)

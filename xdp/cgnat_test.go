@@ -393,7 +393,8 @@ func cgCorpus(t *testing.T, f cgnat.Filtering, seed uint64, only64 bool) {
 	if hits < n/8 || errs < n/200 || model[xlat.ReasonCGNATRefused] == 0 || model[xlat.ReasonCGNATNoBlock] == 0 || hits64 < n/50 {
 		t.Errorf("the corpus misses paths: %d translated, %d errors, %d NAT64 of %d", hits, errs, hits64, n)
 	}
-	if only64 && (model[xlat.ReasonDropNAT64Source] == 0 || model[xlat.ReasonDropNAT64Dst] == 0 || model[xlat.ReasonDropNAT64Hairpin] == 0 || model[xlat.ReasonDropNAT64Ext] == 0) {
+	if only64 && (model[xlat.ReasonDropNAT64Source] == 0 || model[xlat.ReasonDropNAT64Dst] == 0 || model[xlat.ReasonDropNAT64Hairpin] == 0 || model[xlat.ReasonDropNAT64Ext] == 0 ||
+		model[xlat.ReasonNAT64TooBig] == 0 || model[xlat.ReasonDropNAT64TooBig] == 0) {
 		t.Errorf("the NAT64 corpus misses drops: %v", nonZero(model))
 	}
 }

@@ -225,7 +225,9 @@ const (
 	datapathReasonREASON_DROP_NAT64DST            datapathReason = 45
 	datapathReasonREASON_DROP_NAT64EXT            datapathReason = 46
 	datapathReasonREASON_DROP_NAT64HAIRPIN        datapathReason = 47
-	datapathReasonREASON_MAX                      datapathReason = 48
+	datapathReasonREASON_NAT64TOO_BIG             datapathReason = 48
+	datapathReasonREASON_DROP_NAT64TOO_BIG        datapathReason = 49
+	datapathReasonREASON_MAX                      datapathReason = 50
 )
 
 type datapathRole uint32
@@ -269,6 +271,7 @@ const (
 	datapathProgXdpPass           = "xdp_pass"
 	datapathVarCfgBucketBits      = "cfg_bucket_bits"
 	datapathVarCfgCarrierAddr     = "cfg_carrier_addr"
+	datapathVarCfgCg6Mtu          = "cfg_cg6_mtu"
 	datapathVarCfgCg6Net          = "cfg_cg6_net"
 	datapathVarCfgCg6Pfx          = "cfg_cg6_pfx"
 	datapathVarCfgCg6Subs         = "cfg_cg6_subs"
@@ -394,6 +397,7 @@ type datapathMapSpecs struct {
 type datapathVariableSpecs struct {
 	CfgBucketBits      *ebpf.VariableSpec `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr     *ebpf.VariableSpec `ebpf:"cfg_carrier_addr"`
+	CfgCg6Mtu          *ebpf.VariableSpec `ebpf:"cfg_cg6_mtu"`
 	CfgCg6Net          *ebpf.VariableSpec `ebpf:"cfg_cg6_net"`
 	CfgCg6Pfx          *ebpf.VariableSpec `ebpf:"cfg_cg6_pfx"`
 	CfgCg6Subs         *ebpf.VariableSpec `ebpf:"cfg_cg6_subs"`
@@ -510,6 +514,7 @@ func (m *datapathMaps) Close() error {
 type datapathVariables struct {
 	CfgBucketBits      *ebpf.Variable `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr     *ebpf.Variable `ebpf:"cfg_carrier_addr"`
+	CfgCg6Mtu          *ebpf.Variable `ebpf:"cfg_cg6_mtu"`
 	CfgCg6Net          *ebpf.Variable `ebpf:"cfg_cg6_net"`
 	CfgCg6Pfx          *ebpf.Variable `ebpf:"cfg_cg6_pfx"`
 	CfgCg6Subs         *ebpf.Variable `ebpf:"cfg_cg6_subs"`

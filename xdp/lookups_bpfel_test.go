@@ -172,6 +172,7 @@ const (
 	lookupsProgXdpPass           = "xdp_pass"
 	lookupsVarCfgBucketBits      = "cfg_bucket_bits"
 	lookupsVarCfgCarrierAddr     = "cfg_carrier_addr"
+	lookupsVarCfgCg6Mtu          = "cfg_cg6_mtu"
 	lookupsVarCfgCg6Net          = "cfg_cg6_net"
 	lookupsVarCfgCg6Pfx          = "cfg_cg6_pfx"
 	lookupsVarCfgCg6Subs         = "cfg_cg6_subs"
@@ -298,6 +299,7 @@ type lookupsMapSpecs struct {
 type lookupsVariableSpecs struct {
 	CfgBucketBits      *ebpf.VariableSpec `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr     *ebpf.VariableSpec `ebpf:"cfg_carrier_addr"`
+	CfgCg6Mtu          *ebpf.VariableSpec `ebpf:"cfg_cg6_mtu"`
 	CfgCg6Net          *ebpf.VariableSpec `ebpf:"cfg_cg6_net"`
 	CfgCg6Pfx          *ebpf.VariableSpec `ebpf:"cfg_cg6_pfx"`
 	CfgCg6Subs         *ebpf.VariableSpec `ebpf:"cfg_cg6_subs"`
@@ -415,6 +417,7 @@ func (m *lookupsMaps) Close() error {
 type lookupsVariables struct {
 	CfgBucketBits      *ebpf.Variable `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr     *ebpf.Variable `ebpf:"cfg_carrier_addr"`
+	CfgCg6Mtu          *ebpf.Variable `ebpf:"cfg_cg6_mtu"`
 	CfgCg6Net          *ebpf.Variable `ebpf:"cfg_cg6_net"`
 	CfgCg6Pfx          *ebpf.Variable `ebpf:"cfg_cg6_pfx"`
 	CfgCg6Subs         *ebpf.Variable `ebpf:"cfg_cg6_subs"`

@@ -76,6 +76,9 @@ type Config struct {
 	// Prefix64 is the NAT64 prefix IPv4 servers are reached at (RFC
 	// 6052): a /96; zero is the well-known 64:ff9b::/96.
 	Prefix64 netip.Prefix
+	// MTU6 is the largest IPv6 packet NAT64 sends a subscriber (its
+	// link's MTU), 1280 to 9000; 0 is 1500.
+	MTU6 int
 }
 
 // Enabled reports whether c configures a CGNAT.

@@ -47,7 +47,18 @@ func (c *Config) Subscribers6() int {
 	return 1 << (subBits6 - c.Inside6.Bits())
 }
 
+// LinkMTU6 is MTU6 with its default.
+func (c *Config) LinkMTU6() int {
+	if c.MTU6 != 0 {
+		return c.MTU6
+	}
+	return 1500
+}
+
 func (c *Config) validate64() error {
+	if c.MTU6 != 0 && (c.MTU6 < 1280 || c.MTU6 > 9000) {
+		return fmt.Errorf("cgnat: NAT64 link MTU %d: want 1280 to 9000", c.MTU6)
+	}
 	if !c.Inside6.IsValid() {
 		if c.Prefix64.IsValid() {
 			return errors.New("cgnat: a NAT64 prefix without an inside IPv6 prefix")
@@ -260,6 +271,16 @@ func sub64(c *Config, s *State, d xlat.Parsed, b []byte) xlat.Result {
 func (s *State) inbound64(c *Config, d xlat.Parsed, b []byte, sl Slot, in In) xlat.Result {
 	if udpZero(d, b) {
 		return untouched(b, xlat.ReasonDropUDPZeroCsum) // IPv6 needs one (RFC 6146 3.4: may drop)
+	}
+	grow := 20 // an error's quote grows too
+	if d.ICMPError {
+		grow = 40
+	}
+	if int(binary.BigEndian.Uint16(b[ethLen+2:]))+grow > c.LinkMTU6() {
+		if d.ICMPError || b[ethLen+6]&0x40 == 0 {
+			return untouched(b, xlat.ReasonDropNAT64TooBig) // not fragmented here
+		}
+		return xlat.Result{Verdict: xlat.TX, Reason: xlat.ReasonNAT64TooBig, Out: answer4(b, outerDst(b), 4, uint16(c.LinkMTU6()-20)), Key: d.Key}
 	}
 	s.note(sl, tcpBits(d, b, false), false)
 	proto := d.Key.Proto

@@ -260,18 +260,27 @@ func (s *State) newMapping(c *Config, k Key, pl int, tcp uint8) (Out, xlat.Reaso
 // 13), from the gateway (or b's destination) to b's source, quoting b's
 // IPv4 header and first 8 L4 bytes, back to b's sender's MAC.
 func Refusal(c *Config, b []byte) []byte {
+	from := c.Gateway
+	if !from.IsValid() {
+		from = outerDst(b)
+	}
+	return answer4(b, from, 13, 0)
+}
+
+// answer4 is an ICMP destination unreachable of code code (bytes 6-7:
+// mtu) from from to b's source, quoting b's IPv4 header and first 8 L4
+// bytes, back to b's sender's MAC: the refusal (13), NAT64's
+// fragmentation needed (4, cg_too_big).
+func answer4(b []byte, from netip.Addr, code uint8, mtu uint16) []byte {
 	out := make([]byte, ethLen+20+8+28)
 	copy(out[0:6], b[6:12])
 	copy(out[6:12], b[0:6])
 	out[12], out[13] = 0x08, 0x00
 	ic := out[ethLen+20:]
-	ic[0], ic[1] = 3, 13
+	ic[0], ic[1] = 3, code
+	binary.BigEndian.PutUint16(ic[6:], mtu)
 	copy(ic[8:], b[ethLen:ethLen+28])
 	binary.BigEndian.PutUint16(ic[2:], ^sum16(ic))
-	from := c.Gateway
-	if !from.IsValid() {
-		from = outerDst(b)
-	}
 	h := out[ethLen:]
 	h[0], h[1] = 0x45, 0
 	binary.BigEndian.PutUint16(h[2:], 20+8+28)

@@ -59,6 +59,8 @@ const (
 	ReasonDropNAT64Dst                         // subscriber: NAT64 to an IPv4 it does not reach (pool, inside, gateway; non-global under the well-known prefix)
 	ReasonDropNAT64Ext                         // subscriber: IPv6 with extension headers to the NAT64 prefix
 	ReasonDropNAT64Hairpin                     // subscriber: NAT64 to a pool address, or NAT44 hairpin to a NAT64 mapping
+	ReasonNAT64TooBig                          // inbound to a NAT64 mapping, too big for the subscriber link once IPv6, DF set: answered fragmentation needed (XDP_TX)
+	ReasonDropNAT64TooBig                      // the same without DF (not fragmented), or an ICMP error that would outgrow it
 	NumReasons                                 // number of reasons (not a reason)
 )
 
@@ -118,6 +120,8 @@ var reasonTable = [NumReasons]struct {
 	ReasonDropNAT64Dst:           {"drop-nat64-dst", Drop},
 	ReasonDropNAT64Ext:           {"drop-nat64-ext", Drop},
 	ReasonDropNAT64Hairpin:       {"drop-nat64-hairpin", Drop},
+	ReasonNAT64TooBig:            {"nat64-too-big", TX},
+	ReasonDropNAT64TooBig:        {"drop-nat64-too-big", Drop},
 }
 
 func (r Reason) String() string {

@@ -39,6 +39,7 @@ volatile const __u64 cfg_cg_refuse_depth_ns; /* the bound's burst, in ns */
 volatile const __u64 cfg_cg6_net;      /* inside IPv6 prefix's first 64 bits, host order */
 volatile const __u32 cfg_cg6_subs;     /* its /64s */
 volatile const __u32 cfg_cg6_pfx[3];   /* the NAT64 /96, network order */
+volatile const __u32 cfg_cg6_mtu;      /* the largest IPv6 packet NAT64 sends a subscriber */
 
 /* Run-time switches, in the .data array map (a direct load, no lookup):
  * sw_fib = 0 passes translated packets to the stack instead of looking

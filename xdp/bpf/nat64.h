@@ -148,6 +148,57 @@ static __always_inline int cg_refuse6(struct xdp_md *ctx, struct pkt *p)
 	return XDP_TX;
 }
 
+/* An IPv4 packet whose IPv6 form would not fit the subscriber link, DF
+ * set, answered as a router would (RFC 7915 4.1; RFC 1191): ICMP
+ * destination unreachable, fragmentation needed, next-hop MTU mtu, from
+ * the pool address it came to, quoting its header and 8 bytes, under
+ * the admin-prohibited answers' bound. The frame is rebuilt as
+ * cg_refuse does (28 bytes in front, cut to 70). */
+static __always_inline int cg_too_big(struct xdp_md *ctx, struct pkt *p, __u16 mtu)
+{
+	void *data = p->data, *end;
+	struct iphdr *oip = data + ETH_LEN;
+	__u8 mac[12];
+	__u32 to, from, *w;
+	__u8 *ic;
+	__u64 acc;
+	int cut;
+
+	if (!cg_refuse_allowed())
+		return verdict(REASON_DROP_CGNAT_REFUSED_RATE);
+	if ((void *)oip + 28 > p->end)
+		return verdict(REASON_DROP_HELPER);
+	__builtin_memcpy(mac, data + 6, 6);
+	__builtin_memcpy(mac + 6, data, 6);
+	to = oip->saddr;
+	from = oip->daddr;
+	if (bpf_xdp_adjust_head(ctx, -28))
+		return verdict(REASON_DROP_HELPER);
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	if (data + CG_REFUSE_LEN > end)
+		return verdict(REASON_DROP_HELPER);
+	cut = (end - data) - CG_REFUSE_LEN;
+	__builtin_memcpy(data, mac, 12);
+	*(__be16 *)(data + 12) = bpf_htons(ETH_P_IP);
+	ic = data + ETH_LEN + 20;
+	ic[0] = 3;
+	ic[1] = 4;
+	*(__u16 *)(ic + 2) = 0;
+	*(__u16 *)(ic + 4) = 0;
+	*(__be16 *)(ic + 6) = bpf_htons(mtu);
+	w = (__u32 *)(ic + 8);
+	acc = (__u16)(3 | 4 << 8); /* type and code as stored (raw) */
+	acc += *(__u32 *)(ic + 4);
+	acc += (__u64)w[0] + w[1] + w[2] + w[3] + w[4] + w[5] + w[6];
+	*(__u16 *)(ic + 2) = ~csum_fold(acc);
+	put_ipv4(data + ETH_LEN, 0, 20 + 8 + 28, IPPROTO_ICMP, 64, from, to);
+	if (cut && bpf_xdp_adjust_tail(ctx, -cut))
+		return verdict(REASON_DROP_HELPER);
+	count_reason(REASON_NAT64_TOO_BIG);
+	return XDP_TX;
+}
+
 /* Internet -> IPv6-only subscriber: a slot marked CG_V6 (word v, at
  * plane pl, offset off), past cg_inbound's checks. */
 static __always_inline int cg_inbound64(struct xdp_md *ctx, struct pkt *p, int pl, long off,
@@ -157,6 +208,7 @@ static __always_inline int cg_inbound64(struct xdp_md *ctx, struct pkt *p, int p
 	struct flow_entry e = {};
 	__u64 *iid, net;
 	struct udphdr *uh = p->data + L4_4;
+	struct iphdr *ip = p->data + ETH_LEN;
 	enum reason r;
 
 	if (p->key.proto == IPPROTO_UDP && !p->icmp_err) {
@@ -164,6 +216,14 @@ static __always_inline int cg_inbound64(struct xdp_md *ctx, struct pkt *p, int p
 			return verdict(REASON_DROP_HELPER);
 		if (!uh->check)
 			return verdict(REASON_DROP_UDP_ZERO_CSUM); /* IPv6 needs one (RFC 6146 3.4: may drop) */
+	}
+	if ((void *)(ip + 1) > p->end)
+		return verdict(REASON_DROP_HELPER);
+	/* 20 bytes more as IPv6, an error 40 (its quote grows too). */
+	if ((__u32)bpf_ntohs(ip->tot_len) + (p->icmp_err ? 40 : 20) > cfg_cg6_mtu) {
+		if (p->icmp_err || !(ip->frag_off & bpf_htons(0x4000)))
+			return verdict(REASON_DROP_NAT64_TOO_BIG);
+		return cg_too_big(ctx, p, cfg_cg6_mtu - 20);
 	}
 	iid = map_lookup(&cg_slots6, &idx);
 	if (!iid)

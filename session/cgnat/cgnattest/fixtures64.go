@@ -88,6 +88,20 @@ func Fixtures64(f cgnat.Filtering) []xlattest.Fixture {
 		left("nat64/udp/in/zero-checksum", ext, xlattest.Build(zin), xlat.ReasonDropUDPZeroCsum),
 		left("nat64/udp/out/zero-checksum", sub, xlattest.Build(zout), xlat.ReasonDropUDPZeroCsum),
 	)
+	// Full MTU: 1480 bytes of IPv4 are 1500 of IPv6; one more does not
+	// fit the subscriber link: with DF, the server is told (from the pool
+	// address, next-hop MTU 1480); without, dropped.
+	big := func(n int) xlattest.Spec { x := sp(17, R4, 53, Pub1, q0, 60); x.Payload = make([]byte, n-28); return x }
+	fits, fitsOut := big(1480), sp(17, P(R4), 53, A6, 5000, 59)
+	fitsOut.Payload = fits.Payload
+	tooBig := xlattest.Build(big(1481))
+	noDF := xlattest.Build(big(1481))
+	noDF[14+6] = 0
+	add(
+		xl("nat64/udp/in/1480-fits", ext, fits, fitsOut),
+		xlattest.Fixture{Name: "nat64/udp/in/1481-df-too-big", Role: ext, In: tooBig, Verdict: xlat.TX, Reason: xlat.ReasonNAT64TooBig, Out: fragNeeded(tooBig, 1480)},
+		left("nat64/udp/in/1481-no-df", ext, xlattest.FixIPv4(noDF), xlat.ReasonDropNAT64TooBig),
+	)
 	private := sp(17, A6, 5000, P(netip.MustParseAddr("10.1.2.3")), 53, 64)
 	if pfx == xlat.WKP {
 		add(left("nat64/udp/out/private-under-wkp", sub, xlattest.Build(private), xlat.ReasonDropNAT64Dst))
@@ -175,6 +189,19 @@ func Fixtures64(f cgnat.Filtering) []xlattest.Fixture {
 		add(xl(fmt.Sprintf("nat64/udp/out/fill-%d", i), sub, sp(17, A6, uint16(9000+i), P(R4), 53, 64), sp(17, Pub1, q0+2+uint16(i), R4, 53, 63)))
 	}
 	return fs
+}
+
+// fragNeeded is the expected answer to an IPv4 packet too big for NAT64:
+// ICMP type 3 code 4 with next-hop MTU mtu from the pool address it was
+// sent to, quoting it, back to the sender's MAC.
+func fragNeeded(in []byte, mtu uint16) []byte {
+	src, dst := netip.AddrFrom4([4]byte(in[26:30])), netip.AddrFrom4([4]byte(in[30:34]))
+	x := xlattest.Spec{Proto: 1, Src: dst, Dst: src, TTL: 64, ICMPType: 3, ICMPCode: 4, Payload: in[14 : 14+28]}
+	binary.BigEndian.PutUint32(x.ICMPRest[:], uint32(mtu))
+	b := xlattest.Build(x)
+	copy(b[0:6], in[6:12])
+	copy(b[6:12], in[0:6])
+	return b
 }
 
 // refusal6 is the expected answer to a refused NAT64 packet, built from

@@ -81,7 +81,15 @@ func (g *Gen) packet64() (xlat.Role, []byte) {
 		if k.Proto == 1 {
 			x.Reply, x.SPort, x.DPort = g.r.IntN(4) != 0, 0, o.Port
 		}
-		return ext, xlattest.Build(x)
+		if g.r.IntN(8) == 0 { // about the subscriber link's MTU once IPv6
+			x.Payload = make([]byte, 1440+g.r.IntN(20))
+		}
+		b := xlattest.Build(x)
+		if g.r.IntN(4) == 0 { // DF clear
+			b[14+6] &^= 0x40
+			xlattest.FixIPv4(b)
+		}
+		return ext, b
 	default: // ICMP errors about a NAT64 mapping's packets, both ways
 		rem, rport := g.pick(remotes[:3]), g.port()
 		if g.r.IntN(2) == 0 {
