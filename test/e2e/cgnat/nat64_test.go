@@ -3,6 +3,9 @@ package cgnat
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -12,15 +15,19 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/unmap-dev/unmap/lab"
 	"github.com/unmap-dev/unmap/test/e2e"
+	"golang.org/x/sys/unix"
 )
 
 // TestNAT64: the IPv6-only subscriber sub6 reaches srv4 at its address in
 // 64:ff9b::/96 by UDP, TCP and ping, through the relay's NAT64 (relay_sub
 // on the sub6 link, cgnat.more_interfaces); srv4 sees a pool address on
-// a block port, both exchanges the same (one /64, paired pooling); a 1500-byte IPv6 datagram arrives at srv4 as a
-// 1480-byte IPv4 packet (captured on srv4's link) and its 1500-byte
-// answer comes back whole; the block log holds the grant to sub6's /64,
-// and `unmap relay lookup` names the /64 for the port srv4 saw.
+// a block port, the same for both exchanges (one /64, paired pooling); a
+// 1500-byte IPv6 datagram arrives at srv4 as a 1480-byte IPv4 packet with
+// DF (captured on srv4's link) and its 1500-byte answer comes back whole;
+// 1481 bytes of IPv4 with DF from srv4 to the mapping are answered
+// fragmentation needed, MTU 1480 (srv4's kernel learns the path MTU);
+// the block log holds the grant to sub6's /64, and `unmap relay lookup`
+// names the /64 for the port srv4 saw.
 func TestNAT64(t *testing.T) {
 	u := e2e.Up(t, lab.CGNPreserve)
 	l := u.Lab
@@ -83,6 +90,45 @@ func TestNAT64(t *testing.T) {
 	ip := pkts[0].Packet.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
 	if ip.Length != lab.MTU-20 || ip.Flags&layers.IPv4DontFragment == 0 {
 		t.Errorf("srv4 received an IPv4 packet of %d bytes, flags %v; want %d with DF", ip.Length, ip.Flags, lab.MTU-20)
+	}
+
+	// The other way, one byte too many: 1481 bytes of IPv4 with DF from
+	// srv4 to the UDP mapping would be 1501 of IPv6; the relay answers
+	// fragmentation needed, MTU 1480, and srv4's kernel learns it.
+	var c *net.UDPConn
+	if err := l.NS(lab.Srv4).Do(func() (err error) {
+		c, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(seen[0]))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sockopt := func(set bool) (v int, err error) {
+		cerr := rc.Control(func(fd uintptr) {
+			if set {
+				err = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DO)
+			} else {
+				v, err = unix.GetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU)
+			}
+		})
+		return v, errors.Join(cerr, err)
+	}
+	if _, err := sockopt(true); err != nil {
+		t.Fatal(err)
+	}
+	if err := e2e.Retry(3*time.Second, func() error {
+		_, _ = c.Write(make([]byte, lab.MTU-20-28+1)) // 1481 bytes of IPv4
+		time.Sleep(100 * time.Millisecond)
+		if mtu, err := sockopt(false); err != nil || mtu != lab.MTU-20 {
+			return fmt.Errorf("srv4's path MTU to %v: %d (%v), want %d", seen[0], mtu, err, lab.MTU-20)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
 	}
 
 	b, err := os.ReadFile(u.D.CGNATLog)
