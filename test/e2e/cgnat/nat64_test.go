@@ -162,3 +162,16 @@ func TestNAT64(t *testing.T) {
 		t.Errorf("unmap relay lookup %v: %v\n%s", seen[0], err, out)
 	}
 }
+
+// TestNAT64FlowsOutliveRelayRestart: TestSubscriberFlowsOutliveRelayRestart
+// for the IPv6-only subscriber: its TCP connection and UDP flow through
+// NAT64 keep going while the relay agent is down (SIGTERM, SIGKILL) and
+// after, on the same public address:port (cg_mappings6 and cg_slots6 are
+// pinned); a new flow after the restart takes a port of the /64's block,
+// and the block log holds the one grant.
+func TestNAT64FlowsOutliveRelayRestart(t *testing.T) {
+	to := netip.AddrPortFrom(lab.NAT64Addr(lab.Srv4Addr), lab.EchoPort)
+	for _, crash := range []bool{false, true} {
+		t.Run(map[bool]string{false: "SIGTERM", true: "SIGKILL"}[crash], func(t *testing.T) { testRestartFrom(t, crash, lab.Sub6, to) })
+	}
+}
