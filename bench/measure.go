@@ -19,7 +19,16 @@ import (
 // goodput sends one TCP stream for d and returns what srv6 received, in
 // bit/s, from its first byte to its last.
 func goodput(ctx context.Context, lan *lab.NS, s *servers, d time.Duration) (float64, error) {
-	c, err := lan.Dial(ctx, "tcp6", netip.AddrPortFrom(lab.Srv6Addr, sinkPort).String())
+	return goodputTo(ctx, lan, s, netip.AddrPortFrom(lab.Srv6Addr, sinkPort), d)
+}
+
+// goodputTo is goodput to the sink s listens on at to.
+func goodputTo(ctx context.Context, lan *lab.NS, s *servers, to netip.AddrPort, d time.Duration) (float64, error) {
+	network := "tcp6"
+	if to.Addr().Is4() {
+		network = "tcp4"
+	}
+	c, err := lan.Dial(ctx, network, to.String())
 	if err != nil {
 		return 0, fmt.Errorf("goodput: %w", err)
 	}
@@ -42,11 +51,11 @@ func goodput(ctx context.Context, lan *lab.NS, s *servers, d time.Duration) (flo
 		}
 		span := st.last.Sub(st.first)
 		if st.bytes == 0 || span <= 0 {
-			return 0, errors.New("goodput: srv6 received nothing")
+			return 0, errors.New("goodput: the sink received nothing")
 		}
 		return float64(st.bytes*8) / span.Seconds(), nil
 	case <-time.After(15 * time.Second):
-		return 0, errors.New("goodput: srv6 never saw the stream end")
+		return 0, errors.New("goodput: the sink never saw the stream end")
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}

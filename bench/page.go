@@ -32,10 +32,11 @@ const (
 	xdpRowSpace = 0.42 * vg.Inch
 )
 
-// WriteReport writes the report of lab and xdp results (either may be
-// nil, not both) into dir: the page, its plots and the results as JSON.
-func WriteReport(dir string, lab *LabResults, x *XDPResults) error {
-	if lab == nil && x == nil {
+// WriteReport writes the report of lab, xdp and cgnat results (any may
+// be nil, not all) into dir: the page, its plots and the results as
+// JSON.
+func WriteReport(dir string, lab *LabResults, x *XDPResults, cg *CGNATResults) error {
+	if lab == nil && x == nil && cg == nil {
 		return errors.New("bench report: no results")
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -62,7 +63,21 @@ func WriteReport(dir string, lab *LabResults, x *XDPResults) error {
 			return err
 		}
 	}
-	return os.WriteFile(filepath.Join(dir, ReportPage), []byte(Markdown(lab, x)), 0o644)
+	if cg != nil {
+		if err := WriteJSON(filepath.Join(dir, CGNATJSON), cg); err != nil {
+			return err
+		}
+		if cgnatPlotted(cg) {
+			p, err := cgnatPlot(cg)
+			if err != nil {
+				return err
+			}
+			if err := saveSVG(p, plotWidth, plotHeight, dir, cgnatSVG); err != nil {
+				return err
+			}
+		}
+	}
+	return os.WriteFile(filepath.Join(dir, ReportPage), []byte(Markdown(lab, x, cg)), 0o644)
 }
 
 // pathsOf lists the paths of rep's rows: those of Paths first, in order.
@@ -197,32 +212,36 @@ func modeLabel(m Offloads) string {
 func ratio(f float64) string { return strconv.FormatFloat(f, 'f', 2, 64) + "x" }
 
 // Markdown is the report's page.
-func Markdown(lab *LabResults, x *XDPResults) string {
+func Markdown(lab *LabResults, x *XDPResults, cg *CGNATResults) string {
 	var b strings.Builder
 	b.WriteString("# unmap benchmark report\n\n")
-	b.WriteString("Made by `unmap bench report` from the results beside this page")
-	if lab != nil {
-		b.WriteString(" ([" + LabJSON + "](" + LabJSON + ")")
-		if x != nil {
-			b.WriteString(", [" + XDPJSON + "](" + XDPJSON + ")")
+	var files, flags []string
+	for _, f := range []struct {
+		there      bool
+		name, flag string
+	}{{lab != nil, LabJSON, "--lab"}, {x != nil, XDPJSON, "--xdp"}, {cg != nil, CGNATJSON, "--cgnat"}} {
+		if f.there {
+			files = append(files, "["+f.name+"]("+f.name+")")
+			flags = append(flags, f.flag+" docs/bench/"+f.name)
 		}
-		b.WriteString(")")
-	} else {
-		b.WriteString(" ([" + XDPJSON + "](" + XDPJSON + "))")
 	}
+	b.WriteString("Made by `unmap bench report` from the results beside this page (" + strings.Join(files, ", ") + ")")
 	b.WriteString(". Every figure is compared with a baseline measured in the same run " +
-		"(the native IPv6 path for the lab, the empty XDP program for the datapath): " +
+		"(the native IPv6 path for the lab, the empty XDP program for the datapath, the kernel's NAT for the CGNAT): " +
 		"the machine below is shared with other work, so compare ratios, not absolute " +
 		"figures across runs. Where a figure was measured more than once, the page " +
 		"and the plots show the spread.\n\n")
 	b.WriteString("Make it again from these results, or measure anew (root):\n\n")
-	b.WriteString("    unmap bench report --out docs/bench --lab docs/bench/lab.json --xdp docs/bench/xdp.json\n")
+	b.WriteString("    unmap bench report --out docs/bench " + strings.Join(flags, " ") + "\n")
 	b.WriteString("    sudo unmap bench report --out docs/bench\n\n")
 	if lab != nil {
 		writeLab(&b, lab)
 	}
 	if x != nil {
 		writeXDP(&b, x)
+	}
+	if cg != nil {
+		writeCGNAT(&b, cg)
 	}
 	return b.String()
 }

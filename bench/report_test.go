@@ -31,8 +31,12 @@ func fixtureReport(t *testing.T) (dir, page string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cg, err := ReadCGNATResults("testdata/report/cgnat.json")
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir = t.TempDir()
-	if err := WriteReport(dir, lab, x); err != nil {
+	if err := WriteReport(dir, lab, x, cg); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(filepath.Join(dir, ReportPage))
@@ -62,6 +66,16 @@ func TestReportTables(t *testing.T) {
 		"| miss to agent ring | 120 | 110–130 | +110 ns | 12.00x | XDP_DROP | 2540 |  |",
 		"- tcp goodput up (Gbit/s): native 10.00; unmap 5.00 (0.50x); wireguard 2.50 (0.25x)",
 		"Fixture CPU @ 2.0GHz (2 CPUs), Linux 6.1.0-fixture #1 SMP; unmap commit `0123456789ab`",
+		// the CGNAT: unmap over nftables, the rounds' range, the target met or missed by how much
+		"| new mappings/s |  | 0.400M (0.300–0.500) | 0.100M (0.090–0.110) | 4.00x | 0.800M (0.600–1.000) | 0.150M (0.135–0.165) | 5.33x | >= 2x: met |",
+		"| udp packets/s, small set | 10000 | 0.900M (0.800–1.000) | 0.300M (0.250–0.350) | 3.00x | 1.800M (1.600–2.000) | 0.450M (0.375–0.525) | 4.00x | >= 3x: met |",
+		"| udp packets/s, large set | 1000000 (kernel 245760) | 0.600M (0.500–0.700) | 0.400M (0.350–0.450) | 1.50x | 1.200M (1.000–1.400) | 0.600M (0.525–0.675) | 2.00x | >= 3x: **missed** (50% of it) |",
+		"| map memory per mapping (bytes) | 1000000 (kernel 245760) | 110.0 | 440.0 | 0.25x | - | - | - | <= 128 bytes: met |",
+		"| tcp goodput sub to srv4 (Gbit/s) |  | 2.00 (1.50–2.50) | 4.00 (3.50–4.50) | 0.50x | - | - | - |  |",
+		"| floor: no NAT (generator, an XDP redirect in the relay, counter) |  | 1.200M (1.100–1.300) |  |  | 2.400M (2.200–2.600) |  |  |  |",
+		"| unmap | 10000 | 1000 | 500 | 80 | 300 | 60 | 60 |",
+		"| nftables | 10000 | 3000 | 1500 | 80 | - | 60 | 1360 |",
+		"--cgnat docs/bench/cgnat.json",
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
@@ -84,8 +98,8 @@ func TestReportTables(t *testing.T) {
 func TestReportPlots(t *testing.T) {
 	dir, page := fixtureReport(t)
 	links := regexp.MustCompile(`!\[[^\]]*\]\(([^)]+)\)`).FindAllStringSubmatch(page, -1)
-	if len(links) != 5 {
-		t.Fatalf("%d plots on the page, want 5", len(links))
+	if len(links) != 6 {
+		t.Fatalf("%d plots on the page, want 6", len(links))
 	}
 	texts := map[string]string{}
 	for _, l := range links {
@@ -113,6 +127,7 @@ func TestReportPlots(t *testing.T) {
 		xdpSVG:     {"baseline: empty XDP_PASS: 10 ns, 1.00x", "tcp v6&lt;-&gt;v4 established: 35 ns, 3.50x", "miss to agent ring: 120 ns, 12.00x"},
 		connectSVG: {"offloads as is"},
 		rttSVG:     {"offloads off"},
+		cgnatSVG:   {"4.00x", "3.00x", "2.00x", "1.50x", "unmap", "nftables", "new mappings/s", "1000000 mappings", "(nftables 245760)"},
 	} {
 		for _, w := range want {
 			w = strings.NewReplacer("&lt;", "<", "&gt;", ">").Replace(w)
@@ -121,7 +136,7 @@ func TestReportPlots(t *testing.T) {
 			}
 		}
 	}
-	for _, f := range []string{LabJSON, XDPJSON} {
+	for _, f := range []string{LabJSON, XDPJSON, CGNATJSON} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("raw results: %v", err)
 		}
@@ -209,6 +224,42 @@ func TestResultsRoundTrip(t *testing.T) {
 	}
 }
 
+// TestCGNATResultsRoundTrip: what `unmap bench cgnat --json` writes
+// reads back the same; a file with no rows, or a negative figure, is
+// refused with its name.
+func TestCGNATResultsRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	want, err := ReadCGNATResults("testdata/report/cgnat.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, CGNATJSON)
+	if err := WriteJSON(p, want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadCGNATResults(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("read back\n%+v\nwrote\n%+v", got, want)
+	}
+	if r, _ := got.Find(CGNATPPSSmall); r.Ratio() != 3 {
+		t.Errorf("ratio %v, want 3", r.Ratio())
+	}
+	for name, body := range map[string]string{
+		"norows.json":   `{"machine":{},"rows":[]}`,
+		"negative.json": `{"machine":{},"rows":[{"metric":"m","unmap":-1,"kernel":1}]}`,
+		"unknown.json":  `{"machine":{},"rows":[{"metric":"m","unmap":1,"kernel":1}],"extra":1}`,
+	} {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(body), 0o644)
+		if _, err := ReadCGNATResults(p); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
 // TestReadResultsRefuses: a file that is not a results file, or whose
 // baseline cannot give a ratio, is refused with its name.
 func TestReadResultsRefuses(t *testing.T) {
@@ -283,14 +334,18 @@ func TestCommittedReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cg, err := ReadCGNATResults(filepath.Join(docs, CGNATJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
 	committed, err := os.ReadFile(filepath.Join(docs, ReportPage))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := Markdown(lab, x); got != string(committed) {
-		t.Errorf("docs/bench/README.md is not what its results make; run\n  go run ./cmd/unmap bench report --out docs/bench --lab docs/bench/lab.json --xdp docs/bench/xdp.json")
+	if got := Markdown(lab, x, cg); got != string(committed) {
+		t.Errorf("docs/bench/README.md is not what its results make; run\n  go run ./cmd/unmap bench report --out docs/bench --lab docs/bench/lab.json --xdp docs/bench/xdp.json --cgnat docs/bench/cgnat.json")
 	}
-	for _, name := range []string{goodputSVG, connectSVG, rttSVG, mtuSVG, xdpSVG} {
+	for _, name := range []string{goodputSVG, connectSVG, rttSVG, mtuSVG, xdpSVG, cgnatSVG} {
 		b, err := os.ReadFile(filepath.Join(docs, name))
 		if err != nil {
 			t.Fatal(err)

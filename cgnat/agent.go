@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/unmap-dev/unmap/metrics"
 	"github.com/unmap-dev/unmap/session/cgnat"
 	"github.com/unmap-dev/unmap/xdp"
 )
@@ -36,21 +37,19 @@ const EpochLength = 10 * time.Second
 // Epoch is the sweep epoch at t.
 func Epoch(t time.Time) uint16 { return uint16(t.Unix() / int64(EpochLength/time.Second)) }
 
-// Counts are the agent's events, for the relay's counters.
-type Counts struct {
-	Grants, Releases, Spent, Expired, Withdrawn, Errors atomic.Uint64
-}
-
 // Agent grants and takes back the subscribers' blocks, expires idle
 // mappings and logs every grant and release. Its methods are safe for
 // concurrent use (one lock: grants are rare, a few per subscriber).
 type Agent struct {
 	s    *Settings
 	dp   Datapath
-	blog *BlockLog // nil in deterministic mode
+	blog RecordLog // nil in deterministic mode
 	log  *slog.Logger
 	now  func() time.Time
-	C    Counts
+	// M is the agent's counters (metrics.go); mappings the datapath's
+	// mappings by plane at the last sweep.
+	M        *metrics.Counters
+	mappings [cgnat.Planes]atomic.Int64
 
 	mu        sync.Mutex
 	pool      *cgnat.Pool
@@ -63,11 +62,11 @@ type Agent struct {
 // datapath holds, so no block granted before a restart is granted again,
 // and in deterministic mode writes every subscriber's blocks once. blog
 // may be nil only in deterministic mode; now nil is time.Now.
-func NewAgent(s *Settings, dp Datapath, blog *BlockLog, log *slog.Logger, now func() time.Time) (*Agent, error) {
+func NewAgent(s *Settings, dp Datapath, blog RecordLog, log *slog.Logger, now func() time.Time) (*Agent, error) {
 	if now == nil {
 		now = time.Now
 	}
-	a := &Agent{s: s, dp: dp, blog: blog, log: log, now: now, spent: map[netip.Addr]bool{},
+	a := &Agent{s: s, dp: dp, blog: blog, log: log, now: now, M: cgnatMetrics.New(), spent: map[netip.Addr]bool{},
 		emptyAt: map[uint32]time.Time{}, withdrawn: map[uint32]netip.Addr{}}
 	if s.Deterministic {
 		return a, dp.GrantDeterministic(cgnat.Deterministic{Config: &s.Datapath, Quota: s.Quota})
@@ -113,6 +112,34 @@ func (a *Agent) NoBlock(sub netip.Addr) error {
 	return a.grant(sub, true)
 }
 
+// NoPort is NoBlock for a packet of protocol proto, which the agent
+// then sends through the datapath again: nothing is granted if a block
+// sub holds in the datapath has a free port in that protocol (the packet
+// found none just before a grant to an earlier packet of the same burst
+// was written), so a burst of first packets costs one block, not one
+// each.
+func (a *Agent) NoPort(sub netip.Addr, proto uint8) error {
+	if a.s.Deterministic {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.spent[sub] {
+		return nil // a packet that raced the flag: the datapath refuses it now
+	}
+	if pl := planeOf(proto); pl >= 0 {
+		for _, id := range a.pool.Held(sub) {
+			if _, out := a.withdrawn[id]; out {
+				continue
+			}
+			if used, err := a.dp.CGNATBlockUsed(id); err == nil && int(used[pl]) < a.s.Datapath.BlockSize() {
+				return nil
+			}
+		}
+	}
+	return a.grant(sub, true)
+}
+
 // Event handles a block that reached its warn level: the subscriber's
 // next block is granted before this one is full. Only an event about the
 // last block granted asks for one (the same block warns once a protocol).
@@ -139,7 +166,11 @@ func (a *Agent) grant(sub netip.Addr, full bool) error {
 		if !full {
 			return nil
 		}
-		a.C.Spent.Add(1)
+		if errors.Is(err, cgnat.ErrQuota) {
+			a.M.Inc(mRefusedQuota)
+		} else {
+			a.M.Inc(mRefusedPool)
+		}
 		a.spent[sub] = true
 		return a.dp.SetSpent(sub, true)
 	}
@@ -153,7 +184,7 @@ func (a *Agent) grant(sub netip.Addr, full bool) error {
 	if err := a.dp.GrantBlock(sub, id); err != nil {
 		return err
 	}
-	a.C.Grants.Add(1)
+	a.M.Inc(mGranted)
 	if a.spent[sub] {
 		delete(a.spent, sub)
 		return a.dp.SetSpent(sub, false)
@@ -163,8 +194,14 @@ func (a *Agent) grant(sub netip.Addr, full bool) error {
 
 func (a *Agent) record(event string, sub netip.Addr, id uint32) error {
 	addr, first := a.s.Datapath.BlockAt(id)
-	return a.blog.Write(Record{Time: a.now().UTC(), Event: event, Subscriber: sub, Address: addr,
+	err := a.blog.Write(Record{Time: a.now().UTC(), Event: event, Subscriber: sub, Address: addr,
 		PortFirst: first, PortLast: first + uint16(a.s.Datapath.BlockSize()-1), Protocol: BlockProtocols})
+	if err != nil {
+		a.M.Inc(mLogFailed)
+		return err
+	}
+	a.M.Inc(mLogWritten)
+	return nil
 }
 
 // Sweep advances the epoch, ends the mappings idle past their timeout,
@@ -187,17 +224,30 @@ func (a *Agent) Sweep() error {
 	}
 	freed := map[netip.Addr]bool{}
 	var errs []error
+	var live [cgnat.Planes]int64
 	for k, o := range maps {
+		pl := planeOf(k.Proto)
 		idle := time.Duration(uint16(epoch-o.Epoch)) * EpochLength
-		if idle <= a.timeout(k, o, slots) {
+		if idle <= a.timeout(k, o, slots) || a.explicit(k, o, slots) {
+			if pl >= 0 {
+				live[pl]++
+			}
 			continue
 		}
 		if err := a.dp.ReleaseMapping(k); err != nil {
 			errs = append(errs, err)
+			if pl >= 0 {
+				live[pl]++
+			}
 			continue
 		}
-		a.C.Expired.Add(1)
+		if pl >= 0 {
+			a.M.Inc(mExpiredByProt[pl])
+		}
 		freed[a.s.Datapath.SubOf(k.Addr)] = true // a NAT64 host's subscriber is its /64
+	}
+	for pl := range live {
+		a.mappings[pl].Store(live[pl])
 	}
 	if a.s.Deterministic {
 		return errors.Join(errs...) // blocks are fixed; subscribers stay spent
@@ -257,7 +307,7 @@ func (a *Agent) takeBack(now time.Time) error {
 		}
 		delete(a.withdrawn, id)
 		errs = append(errs, a.pool.Return(sub, id))
-		a.C.Releases.Add(1)
+		a.M.Inc(mReturned)
 	}
 	for _, sub := range a.pool.Subscribers() {
 		for _, id := range a.pool.Held(sub) {
@@ -287,7 +337,7 @@ func (a *Agent) takeBack(now time.Time) error {
 			}
 			delete(a.emptyAt, id)
 			a.withdrawn[id] = sub
-			a.C.Withdrawn.Add(1)
+			a.M.Inc(mWithdrawn)
 		}
 	}
 	return errors.Join(errs...)
@@ -308,9 +358,13 @@ func (a *Agent) Held(sub netip.Addr) []uint32 {
 // (spent), mappings expired, blocks withdrawn, errors, and how many
 // subscribers hold blocks now.
 func (a *Agent) Status() map[string]uint64 {
+	c := a.M
 	m := map[string]uint64{
-		"grants": a.C.Grants.Load(), "releases": a.C.Releases.Load(), "spent": a.C.Spent.Load(),
-		"expired": a.C.Expired.Load(), "withdrawn": a.C.Withdrawn.Load(), "errors": a.C.Errors.Load(),
+		"grants": c.Get(mGranted), "releases": c.Get(mReturned), "spent": c.Sum(fRefused),
+		"expired": c.Sum(fExpired), "withdrawn": c.Get(mWithdrawn), "errors": c.Sum(fErrors),
+	}
+	for name, n := range c.Snapshot() { // by readable name: refused-quota, log-written, resent, ...
+		m[name] = n
 	}
 	if a.pool != nil {
 		a.mu.Lock()

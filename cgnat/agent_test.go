@@ -170,8 +170,8 @@ func TestAgentGrants(t *testing.T) {
 	if err := a.NoBlock(subA); err != nil {
 		t.Fatal(err)
 	}
-	if !dp.subs[subA].Spent || a.C.Spent.Load() != 1 || len(dp.subs[subA].Blocks) != 2 {
-		t.Fatalf("at quota: %+v, spent %d", *dp.subs[subA], a.C.Spent.Load())
+	if !dp.subs[subA].Spent || a.M.Sum(fRefused) != 1 || len(dp.subs[subA].Blocks) != 2 {
+		t.Fatalf("at quota: %+v, spent %d", *dp.subs[subA], a.M.Sum(fRefused))
 	}
 	clk.step(2*time.Minute + 2*EpochLength)
 	if err := a.Sweep(); err != nil {
@@ -182,6 +182,45 @@ func TestAgentGrants(t *testing.T) {
 	}
 	if st := a.Status(); st["grants"] != 2 || st["spent"] != 1 || st["expired"] != 1 || st["subscribers"] != 1 || st["spent_now"] != 0 {
 		t.Fatalf("status %v", st)
+	}
+}
+
+// TestAgentNoPortBurst: a burst of a new subscriber's first packets
+// (each a cgnat-no-block miss queued before the first grant) costs one
+// block: a miss for a protocol with a free port in the subscriber's
+// blocks grants nothing; one whose protocol's ports are all taken gets
+// the next block; at the quota the subscriber is refused (quota).
+func TestAgentNoPortBurst(t *testing.T) {
+	s := testSettings(t, false)
+	dp := newFake(&s.Datapath)
+	blog, err := OpenLog(s.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blog.Close()
+	a, err := NewAgent(s, dp, blog, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if err := a.NoPort(subA, 17); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(dp.subs[subA].Blocks); n != 1 || a.M.Get(mGranted) != 1 {
+		t.Fatalf("a burst of five first packets: %d blocks", n)
+	}
+	id := dp.subs[subA].Blocks[0]
+	dp.used[id] = [cgnat.Planes]uint32{1: 512} // UDP full, TCP free
+	if err := a.NoPort(subA, 6); err != nil || len(dp.subs[subA].Blocks) != 1 {
+		t.Fatalf("TCP with free TCP ports: %v, %d blocks", err, len(dp.subs[subA].Blocks))
+	}
+	if err := a.NoPort(subA, 17); err != nil || len(dp.subs[subA].Blocks) != 2 {
+		t.Fatalf("UDP with every UDP port taken: %v, %d blocks", err, len(dp.subs[subA].Blocks))
+	}
+	dp.used[dp.subs[subA].Blocks[1]] = [cgnat.Planes]uint32{1: 512}
+	if err := a.NoPort(subA, 17); err != nil || !dp.subs[subA].Spent || a.M.Get(mRefusedQuota) != 1 {
+		t.Fatalf("at the quota: %v, spent %v, %v", err, dp.subs[subA].Spent, a.M.Snapshot())
 	}
 }
 

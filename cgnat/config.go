@@ -28,7 +28,7 @@ type Config struct {
 	Deterministic       bool   `yaml:"deterministic"` // RFC 7422: blocks computed from the subscriber's address, never granted, never logged
 	MaxMappings         int    `yaml:"max_mappings"`  // mappings the datapath holds; default 1048576 (80 bytes each)
 	Grace               string `yaml:"grace"`         // an empty block stays this long before it goes back, and rests as long; default 2m
-	Log                 string `yaml:"log"`           // the block log (JSON lines), an absolute path; required unless deterministic
+	Log                 string `yaml:"log"`           // the block log: a JSON-lines file (an absolute path) or syslog (syslog+udp://HOST:PORT, syslog+tcp://HOST:PORT, syslog+unix:///dev/log); required unless deterministic
 	// NAT64 (RFC 6146): IPv6-only subscribers reach IPv4 servers through
 	// the same pool. Inside6 is their prefix (/44 to /64, each /64 one
 	// subscriber); without it there is no NAT64.
@@ -49,6 +49,9 @@ type Config struct {
 		TCPTransitory  string `yaml:"tcp_transitory"`  // default 4m (RFC 5382)
 		ICMP           string `yaml:"icmp"`            // default 60s (RFC 5508)
 	} `yaml:"timeouts"`
+
+	// PortMapping is PCP and NAT-PMP for the subscribers (portmap_config.go).
+	PortMapping PortMapping `yaml:"port_mapping"`
 }
 
 // Timeouts are a mapping's idle times by protocol and TCP state.
@@ -70,6 +73,7 @@ type Settings struct {
 	Grace          time.Duration
 	Log            string
 	Timeouts       Timeouts
+	PortMap        PortMap // PCP and NAT-PMP for the subscribers; off by default
 }
 
 // Enabled reports whether the section was there.
@@ -160,7 +164,11 @@ func (c *Config) Parse(field string, r Relay) (*Settings, error) {
 	default:
 		return nil, config.Errorf(f("filtering"), "%q: want endpoint-independent, address-dependent or address-and-port-dependent", c.Filtering)
 	}
-	if err := c.parse64(f, s); err != nil {
+	if last := addAddr(d.PoolFirst, d.PoolAddrs-1); d.Inside.Contains(d.PoolFirst) || d.Inside.Contains(last) ||
+		inRange(d.Inside.Addr(), d.PoolFirst, last) {
+		return nil, config.Errorf(f("pool"), "%v-%v overlaps %s %v: a subscriber's inside address would be a public one", d.PoolFirst, last, f("inside"), d.Inside)
+	}
+	if err := c.parse64(f, s, r); err != nil {
 		return nil, err
 	}
 	if err := d.Validate(); err != nil {
@@ -203,21 +211,32 @@ func (c *Config) Parse(field string, r Relay) (*Settings, error) {
 			return nil, config.Errorf(f("timeouts"), "%v is past the longest idle time the sweep's epochs can tell (%v)", v, maxTimeout)
 		}
 	}
+	if s.PortMap, err = c.PortMapping.parse(f("port_mapping"), d.Inside); err != nil {
+		return nil, err
+	}
 	if !s.Deterministic && s.Log == "" {
 		return nil, config.Errorf(f("log"), "missing: every block grant and release is logged (RFC 6888 REQ-12); deterministic mode needs none")
 	}
-	if s.Log != "" && !filepath.IsAbs(s.Log) {
-		return nil, config.Errorf(f("log"), "%q is not an absolute path", s.Log)
+	switch {
+	case IsSyslog(s.Log):
+		if _, err := ParseSyslog(s.Log); err != nil {
+			return nil, config.Errorf(f("log"), "%v", err)
+		}
+	case s.Log != "" && !filepath.IsAbs(s.Log):
+		return nil, config.Errorf(f("log"), "%q is not an absolute path (or a syslog+udp://, syslog+tcp:// or syslog+unix:// address)", s.Log)
 	}
 	return s, nil
 }
 
 // parse64 reads NAT64's fields, each error naming its field.
-func (c *Config) parse64(f func(string) string, s *Settings) error {
+func (c *Config) parse64(f func(string) string, s *Settings, r Relay) error {
 	for i, name := range c.MoreInterfaces {
 		field := fmt.Sprintf("%s[%d]", f("more_interfaces"), i)
 		if name == "" || name == c.Interface || slices.Contains(c.MoreInterfaces[:i], name) {
 			return config.Errorf(field, "%q: want another interface than cgnat.interface and the ones before", name)
+		}
+		if name == r.Interface {
+			return config.Errorf(field, "%s is interface too: the subscribers need interfaces of their own", name)
 		}
 	}
 	s.MoreInterfaces = c.MoreInterfaces
@@ -264,6 +283,14 @@ func (c *Config) parse64(f func(string) string, s *Settings) error {
 			return config.Errorf(f("nat64_prefix"), "%v overlaps inside6 %v", p, d.Inside6)
 		}
 	}
+	for i, a := range r.Addresses {
+		if d.Inside6.Contains(a) {
+			return config.Errorf(f("inside6"), "%v holds addresses[%d] %v: the relay's public address among its subscribers", d.Inside6, i, a)
+		}
+		if d.Prefix().Contains(a) {
+			return config.Errorf(f("nat64_prefix"), "%v holds addresses[%d] %v: the relay's own address would be taken for an IPv4 server", d.Prefix(), i, a)
+		}
+	}
 	return nil
 }
 
@@ -281,6 +308,14 @@ func (s *Settings) checkSplit(field string, r Relay) error {
 	for name, a := range r.SiteIPv4 {
 		if inRange(a, d.PoolFirst, last) {
 			return config.Errorf(field+".pool", "%v-%v holds %s %v", d.PoolFirst, last, name, a)
+		}
+		if d.Inside.Contains(a) {
+			return config.Errorf(field+".inside", "%v holds %s %v", d.Inside, name, a)
+		}
+	}
+	for i, a := range r.Addresses {
+		if d.Inside.Contains(a) {
+			return config.Errorf(field+".inside", "%v holds addresses[%d] %v: the relay's public address among its subscribers", d.Inside, i, a)
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package cgnat
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -23,6 +24,25 @@ type Answer struct {
 // the last block granted over that port at or before at, if not released
 // by then. ok is false if nobody held it.
 func LookupLog(r io.Reader, addr netip.Addr, port uint16, at time.Time) (Answer, bool, error) {
+	return lookup(r, addr, port, at, func(b []byte) ([]byte, bool) { return b, len(b) > 0 })
+}
+
+// LookupSyslog is LookupLog over a file a syslog collector wrote of the
+// relay's records (cgnat.log syslog+...): each record's JSON is its
+// message, after the syslog header the collector's template kept; lines
+// without one (other programs' messages) are skipped.
+func LookupSyslog(r io.Reader, addr netip.Addr, port uint16, at time.Time) (Answer, bool, error) {
+	return lookup(r, addr, port, at, func(b []byte) ([]byte, bool) {
+		i := bytes.Index(b, []byte(`{"time":`))
+		if i < 0 {
+			return nil, false
+		}
+		return b[i:], true
+	})
+}
+
+// lookup reads the records record finds in each line.
+func lookup(r io.Reader, addr netip.Addr, port uint16, at time.Time, record func([]byte) ([]byte, bool)) (Answer, bool, error) {
 	var (
 		ans  Answer
 		held bool
@@ -30,11 +50,12 @@ func LookupLog(r io.Reader, addr netip.Addr, port uint16, at time.Time) (Answer,
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), 1<<20)
 	for line := 1; sc.Scan(); line++ {
-		if len(sc.Bytes()) == 0 {
+		b, ok := record(sc.Bytes())
+		if !ok {
 			continue
 		}
 		var rec Record
-		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+		if err := json.Unmarshal(b, &rec); err != nil {
 			return Answer{}, false, fmt.Errorf("block log line %d: %w", line, err)
 		}
 		if rec.Address != addr || port < rec.PortFirst || port > rec.PortLast {

@@ -25,9 +25,14 @@ import (
 // interface.
 type Service struct {
 	A    *Agent
-	blog *BlockLog
+	blog RecordLog // nil in deterministic mode
 	ev   *xdp.CGNATEventReader
 	log  *slog.Logger
+	// PM is PCP and NAT-PMP for the subscribers (portmap.go); nil
+	// unless port_mapping switches one on.
+	PM *PortMapper
+	// resend runs relay_sub again on a miss's frame (xdp.Datapath.Resend).
+	resend func(m xdp.Miss) error
 }
 
 // Start sets the CGNAT up on a datapath loaded with s.Datapath
@@ -43,15 +48,21 @@ func Start(s *Settings, sp *slowpath.Datapath, pinPath, ext string, log *slog.Lo
 	if err := ports.Reserve(ports.Range{First: d.PortLo, Last: uint16(int(d.PortLo) + d.PerAddr() - 1)}); err != nil {
 		return nil, err
 	}
-	sv := &Service{log: log}
+	sv := &Service{log: log, resend: func(m xdp.Miss) error {
+		return sp.XDP.Resend(xlat.RoleRelaySub, int(m.Ifindex), m.Data)
+	}}
 	fail := func(err error) (*Service, error) { return nil, errors.Join(err, sv.Close()) }
+	var err error
 	if s.Log != "" {
-		var err error
-		if sv.blog, err = OpenLog(s.Log); err != nil {
+		if sv.blog, err = OpenRecordLog(s.Log); err != nil {
 			return fail(err)
 		}
+		if IsSyslog(s.Log) {
+			if err := sv.blog.Reopen(); err != nil { // connects: the relay runs on, its grants fail until it is back
+				log.Warn("cgnat block log: syslog not reachable, no block is granted until it is", "err", err)
+			}
+		}
 	}
-	var err error
 	if sv.A, err = NewAgent(s, sp.XDP, sv.blog, log, nil); err != nil {
 		return fail(err)
 	}
@@ -79,6 +90,11 @@ func Start(s *Settings, sp *slowpath.Datapath, pinPath, ext string, log *slog.Lo
 			return fail(fmt.Errorf("redirect to ifindex %d: %w", ifindex, err))
 		}
 	}
+	if s.PortMap.On() {
+		if sv.PM, err = openPortMapper(s, sv.A, sp.XDP, pinPath, log); err != nil {
+			return fail(fmt.Errorf("port mapping: %w", err))
+		}
+	}
 	log.Info("cgnat", "subscribers", d.Inside, "pool", d.PoolFirst, "addresses", d.PoolAddrs,
 		"block_ports", d.BlockSize(), "blocks_an_address", d.Blocks, "quota", s.Quota, "deterministic", s.Deterministic)
 	if d.NAT64() {
@@ -101,11 +117,18 @@ func (sv *Service) Run(ctx context.Context) {
 				continue
 			}
 			if err := sv.A.Event(ev); err != nil {
-				sv.A.C.Errors.Add(1)
+				sv.A.M.Inc(mErrGrant)
 				sv.log.Warn("cgnat grant", "sub", ev.Sub, "err", err)
 			}
 		}
 	}()
+	if sv.PM != nil {
+		go func() {
+			if err := sv.PM.Serve(ctx); err != nil {
+				sv.log.Error("port mapping", "err", err)
+			}
+		}()
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -124,7 +147,7 @@ func (sv *Service) Run(ctx context.Context) {
 			}
 		case <-t.C:
 			if err := sv.A.Sweep(); err != nil {
-				sv.A.C.Errors.Add(1)
+				sv.A.M.Inc(mErrSweep)
 				sv.log.Warn("cgnat sweep", "err", err)
 			}
 		}
@@ -132,33 +155,52 @@ func (sv *Service) Run(ctx context.Context) {
 }
 
 // Miss handles a miss from relay_sub (cgnat-no-block): the subscriber
-// gets a block, or is marked spent. The packet itself is not sent on:
-// the subscriber's stack sends it again (a SYN after a second, an
-// application's UDP retry), by then on the new block.
+// gets a block, or is marked spent, and the packet goes through relay_sub
+// again, which now maps it (or answers it admin-prohibited): the first
+// packet of a subscriber's flow is not lost, so a TCP SYN does not wait a
+// second for its retransmission.
 func (sv *Service) Miss(m xdp.Miss) {
-	sub, ok := MissSubscriber(m.Data)
+	sub, proto, ok := MissSubscriber(m.Data)
 	if !ok {
+		sv.A.M.Inc(mFirstNotIP) // relay_sub hands over only IPv4, or IPv6 for NAT64, it parsed: cannot happen
 		return
 	}
-	if err := sv.A.NoBlock(sub); err != nil {
-		sv.A.C.Errors.Add(1)
+	if err := sv.A.NoPort(sub, proto); err != nil {
+		sv.A.M.Inc(mErrGrant)
 		sv.log.Warn("cgnat grant", "sub", sub, "err", err)
+		return // not granted: sent again it would only come back
 	}
+	if m.Len != len(m.Data) {
+		sv.A.M.Inc(mFirstTrunc) // longer than the miss ring's copy: the sender sends it again
+		return
+	}
+	if err := sv.resend(m); err != nil {
+		sv.A.M.Inc(mFirstFailed)
+		sv.log.Debug("cgnat first packet not sent", "sub", sub, "err", err)
+		return
+	}
+	sv.A.M.Inc(mFirstResent)
 }
 
 // MissSubscriber is the subscriber a relay_sub miss (an Ethernet frame)
-// is about: its IPv4 source, or the /64 of its IPv6 source (NAT64).
-func MissSubscriber(frame []byte) (netip.Addr, bool) {
-	const src = 14 + 12 // Ethernet header, then the IPv4 source
-	const src6 = 14 + 8 // or the IPv6 source
+// is about, and the IPv4 protocol of its packet (the plane whose port
+// it lacked): an IPv4 packet's source and protocol, or the /64 of an
+// IPv6 one's source (NAT64) and the protocol its next header maps to
+// (ICMPv6 to ICMP). ok is false for a frame too short for its IP header.
+func MissSubscriber(frame []byte) (sub netip.Addr, proto uint8, ok bool) {
+	const ip = 14 // the Ethernet header, then the IP one
 	switch {
-	case len(frame) >= src+4 && frame[14]>>4 == 4:
-		return netip.AddrFrom4([4]byte(frame[src : src+4])), true
-	case len(frame) >= src6+16 && frame[14]>>4 == 6:
-		p, _ := netip.AddrFrom16([16]byte(frame[src6 : src6+16])).Prefix(64)
-		return p.Addr(), true
+	case len(frame) >= ip+20 && frame[ip]>>4 == 4:
+		return netip.AddrFrom4([4]byte(frame[ip+12 : ip+16])), frame[ip+9], true
+	case len(frame) >= ip+40 && frame[ip]>>4 == 6:
+		p, _ := netip.AddrFrom16([16]byte(frame[ip+8 : ip+24])).Prefix(64)
+		proto = frame[ip+6]
+		if proto == 58 {
+			proto = 1 // ICMPv6 echo maps onto the ICMP plane
+		}
+		return p.Addr(), proto, true
 	}
-	return netip.Addr{}, false
+	return netip.Addr{}, 0, false
 }
 
 // Close closes the event reader and the log (the datapath goes on).

@@ -6,6 +6,7 @@ import (
 
 	"github.com/unmap-dev/unmap/proto"
 	"github.com/unmap-dev/unmap/session"
+	"github.com/unmap-dev/unmap/session/xlat"
 )
 
 // checkHello decides whether a Hello's wishes fit the site's grant: a
@@ -37,6 +38,22 @@ func siteOwns(g *proto.Welcome, site netip.AddrPort) bool {
 	}
 	p := g.PublicPorts
 	return p == (proto.PortRange{}) || (site.Port() >= p.First && site.Port() <= p.Last)
+}
+
+// checkFlow decides whether a flow an edge opens or replays is one the
+// relay may carry: its site endpoint the grant's (siteOwns), and its
+// remote an address a packet may be sent to. A remote in the classes the
+// datapath drops as martian (unspecified, loopback, multicast,
+// link-local, IPv4 inside IPv6, reserved IPv4) would take a carrier port
+// for a flow no packet of which can pass: refused at once instead.
+func checkFlow(g *proto.Welcome, f session.Flow) proto.Code {
+	if !siteOwns(g, f.Site) {
+		return proto.CodeAddressNotGranted
+	}
+	if xlat.MartianSrc(f.Remote.Addr()) != xlat.ReasonNone {
+		return proto.CodeRefused
+	}
+	return proto.CodeOK
 }
 
 // relayPickOK reports whether an R the edge picked is the session's to

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/unmap-dev/unmap/proto"
+	"github.com/unmap-dev/unmap/session"
 )
 
 func TestSiteOwns(t *testing.T) {
@@ -36,6 +37,36 @@ func TestSiteOwns(t *testing.T) {
 	}
 	if siteOwns(whole, netip.MustParseAddrPort("[2001:db8::1]:80")) {
 		t.Error("no prefix granted, yet an IPv6 site address passed")
+	}
+}
+
+// TestCheckFlow: a flow's site end must be the grant's, and its remote
+// one a packet may go to: martian remotes are refused before they take
+// a carrier port.
+func TestCheckFlow(t *testing.T) {
+	g := &proto.Welcome{Prefix: netip.MustParsePrefix("2001:db8:5::/48"), PublicIPv4: netip.MustParseAddr("198.51.100.20")}
+	cases := []struct {
+		site, remote string
+		want         proto.Code
+	}{
+		{"[2001:db8:5::10]:40000", "[2001:db8:99::1]:443", proto.CodeOK},
+		{"198.51.100.20:40000", "203.0.113.9:53", proto.CodeOK},
+		{"[2001:db8:6::10]:40000", "[2001:db8:99::1]:443", proto.CodeAddressNotGranted},
+		{"[2001:db8:5::10]:40000", "[::1]:443", proto.CodeRefused},
+		{"[2001:db8:5::10]:40000", "[::ffff:127.0.0.1]:443", proto.CodeRefused},
+		{"[2001:db8:5::10]:40000", "[ff0e::1]:443", proto.CodeRefused},
+		{"[2001:db8:5::10]:40000", "[fe80::1]:443", proto.CodeRefused},
+		{"198.51.100.20:40000", "127.0.0.1:53", proto.CodeRefused},
+		{"198.51.100.20:40000", "0.0.0.0:53", proto.CodeRefused},
+		{"198.51.100.20:40000", "224.0.0.251:5353", proto.CodeRefused},
+		{"198.51.100.20:40000", "169.254.169.254:80", proto.CodeRefused},
+		{"198.51.100.20:40000", "255.255.255.255:67", proto.CodeRefused},
+	}
+	for _, c := range cases {
+		f := session.Flow{Proto: session.UDP, Site: netip.MustParseAddrPort(c.site), Remote: netip.MustParseAddrPort(c.remote)}
+		if got := checkFlow(g, f); got != c.want {
+			t.Errorf("%v: %v, want %v", f, got, c.want)
+		}
 	}
 }
 

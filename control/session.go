@@ -254,8 +254,8 @@ func (ss *Session) readLoop() error {
 			for i := range m.Entries {
 				e := &m.Entries[i]
 				s.counters.inc(mReplayEntries)
-				code := proto.CodeAddressNotGranted
-				if siteOwns(ss.grant, e.Flow.Site) {
+				code := checkFlow(ss.grant, e.Flow)
+				if code == proto.CodeOK {
 					code = h.Replayed(ss, e)
 				}
 				if code == proto.CodeOK {
@@ -330,9 +330,9 @@ func (ss *Session) replayTurn() error {
 // open checks a FlowOpen against the grant and hands it to the handler.
 func (ss *Session) open(m *proto.FlowOpen) *proto.FlowGrant {
 	s := ss.srv
-	if !siteOwns(ss.grant, m.Flow.Site) {
-		s.counters.code(fFlowRefused, proto.CodeAddressNotGranted)
-		return &proto.FlowGrant{Result: proto.CodeAddressNotGranted}
+	if code := checkFlow(ss.grant, m.Flow); code != proto.CodeOK {
+		s.counters.code(fFlowRefused, code)
+		return &proto.FlowGrant{Result: code}
 	}
 	if m.Relay.IsValid() && !relayPickOK(ss.grant, m.CarrierProto, m.Relay) {
 		s.counters.code(fFlowRefused, proto.CodeAddressNotGranted)

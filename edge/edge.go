@@ -63,8 +63,8 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	if err != nil {
 		return err
 	}
-	cert, cas := tf.cert, tf.cas
-	pki.LogExpiry(tf.id.Cert, s.TLS.Cert, log, time.Now())
+	cert, cas := tf.Cert, tf.CAs
+	pki.LogExpiry(tf.ID.Cert, s.TLS.Cert, log, time.Now())
 	if err := checkForwardsOnLAN(s.Forwards, s.LAN); err != nil {
 		return err
 	}
@@ -145,7 +145,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	}
 	errc := make(chan error, 4)
 	go a.expire(ctx)
-	go pki.WatchExpiry(ctx, tf.id.Cert, s.TLS.Cert, log, expiryCheckEvery, nil)
+	go pki.WatchExpiry(ctx, tf.ID.Cert, s.TLS.Cert, log, expiryCheckEvery, nil)
 	go a.watchActivity(ctx)
 	go a.keepCarriers(ctx, dp)
 	go func() { errc <- a.misses(ctx, dp) }()

@@ -1,55 +1,34 @@
 package edge
 
 import (
-	"crypto/tls"
 	"crypto/x509"
-	"fmt"
+	"errors"
 	"time"
 
 	"github.com/unmap-dev/unmap/config"
 	"github.com/unmap-dev/unmap/control/pki"
 )
 
-// tlsFiles are the edge's TLS files, read and checked.
-type tlsFiles struct {
-	id   *pki.Identity
-	cert tls.Certificate
-	cas  *x509.CertPool
-	left time.Duration // until the certificate expires
-}
-
 // loadTLS reads the edge's TLS files and checks what the relay would
-// otherwise refuse with one TLS alert that does not say why: the key is
-// the certificate's and its owner's only, the certificate is a client's,
-// names the configured site and is valid now, the CA file holds CA
-// certificates. Errors name the field and the file.
-func (s *Settings) loadTLS(now time.Time) (*tlsFiles, error) {
-	id, cert, err := pki.LoadIdentity(s.TLS.Cert, s.TLS.Key)
-	if err != nil {
-		return nil, config.Errorf("tls.cert/tls.key", "%v", err)
+// otherwise refuse without saying why (pki.LoadAgentFiles); the
+// certificate must be a client's naming the configured site. Errors name
+// the field and the file.
+func (s *Settings) loadTLS(now time.Time) (*pki.AgentFiles, error) {
+	f, err := pki.LoadAgentFiles(s.TLS.Cert, s.TLS.Key, s.TLS.CA, func(c *x509.Certificate) (time.Duration, error) {
+		return pki.CheckEdge(c, s.Site, now)
+	})
+	if fe := (*pki.FileError)(nil); errors.As(err, &fe) {
+		return nil, config.Errorf(fe.Which, "%v", fe.Err)
 	}
-	left, err := pki.CheckEdge(id.Cert, s.Site, now)
-	if err != nil {
-		return nil, config.Errorf("tls.cert", "%s: %v", s.TLS.Cert, err)
-	}
-	cas, err := pki.LoadPool(s.TLS.CA)
-	if err != nil {
-		return nil, config.Errorf("tls.ca", "%v", err)
-	}
-	return &tlsFiles{id: id, cert: cert, cas: cas, left: left}, nil
+	return f, err
 }
 
 // CheckTLS is what `unmap edge --check` says of the TLS files: an error,
-// or a line about the certificate (a warning when it expires within
-// pki.ExpiryWarning).
+// or a line about the certificate's expiry.
 func (s *Settings) CheckTLS(now time.Time) (string, error) {
 	f, err := s.loadTLS(now)
 	if err != nil {
 		return "", err
 	}
-	when := f.id.Cert.NotAfter.UTC().Format(time.DateTime)
-	if f.left < pki.ExpiryWarning {
-		return fmt.Sprintf("warning: %s expires in %v (%s UTC): issue a new one", s.TLS.Cert, f.left.Round(time.Hour), when), nil
-	}
-	return fmt.Sprintf("%s valid until %s UTC", s.TLS.Cert, when), nil
+	return f.ExpiryNote(s.TLS.Cert), nil
 }

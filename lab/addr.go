@@ -60,6 +60,11 @@ var (
 	Srv4Net      = netip.MustParsePrefix("198.51.100.8/30")
 	InetSrv4Addr = netip.MustParseAddr("198.51.100.9")
 	Srv4Addr     = netip.MustParseAddr("198.51.100.10")
+	// Srv4Addr2 is srv4's second address, a /32 on the same link that
+	// inet routes to Srv4Addr: the two addresses of the NAT behaviour
+	// server (test/natbehave, RFC 5780), for tests that need a second
+	// remote address.
+	Srv4Addr2 = netip.MustParseAddr("198.51.100.200")
 
 	// inet—srv6: an IPv6-only server on the Internet.
 	Srv6Net      = netip.MustParsePrefix("2001:db8:6::/64")
@@ -79,6 +84,10 @@ var (
 	SubNet       = netip.MustParsePrefix("100.64.100.0/24")
 	RelaySubAddr = netip.MustParseAddr("100.64.100.1")
 	SubAddr      = netip.MustParseAddr("100.64.100.2")
+	// SubAddr2 is a second subscriber, another address of the sub host
+	// (the CGNAT tells subscribers by inside address): the other end of
+	// the tour's hairpin rows.
+	SubAddr2 = netip.MustParseAddr("100.64.100.200")
 	// SubPool4 is the relay's CGNAT pool (relay.yaml's cgnat section),
 	// inside RelayPool4 and apart from SitePublic4, and SubPorts the block
 	// ports on each of its addresses, apart from RelayCarrierPorts.

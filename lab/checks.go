@@ -181,6 +181,10 @@ func UnmapChecks(host netip.Addr) []Check {
 		withTimeout(5*time.Second, poolEchoCheck("sub6 → srv4 via NAT64: TCP, seen from the pool", Sub6, "tcp", atSrv4, netip.AddrPortFrom(NAT64Addr(Srv4Addr), EchoPort))),
 		withTimeout(5*time.Second, poolEchoCheck("sub6 → srv4 via NAT64: UDP, seen from the pool", Sub6, "udp", atSrv4, netip.AddrPortFrom(NAT64Addr(Srv4Addr), EchoPort))),
 		withTimeout(5*time.Second, PingCheck("sub6 → srv4 via NAT64: ping", Works, Sub6, NAT64Addr(Srv4Addr))),
+		// Hairpinning (hairpin.go): two subscribers of the sub host through
+		// each other's public address:port, turned round by the relay's XDP.
+		HairpinCheck("sub → sub: UDP hairpin through the relay's CGNAT, each seen from the other's public address:port", "udp"),
+		HairpinCheck("sub → sub: TCP hairpin through the relay's CGNAT, each seen from the other's public address:port", "tcp"),
 		EchoCheck("srv4 → lan: UDP to a forwarded port of the public IPv4", Works, Srv4, "udp", atLAN, forward, Srv4Addr),
 		EchoCheck("srv4 → lan: TCP to a forwarded port of the public IPv4", Works, Srv4, "tcp", atLAN, forward, Srv4Addr),
 		MapCheck("srv4 → lan: UDP to a port the host mapped by NAT-PMP", "natpmp", NATPMPTourPort),

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -26,6 +27,9 @@ type Lab struct {
 
 	ns    map[Role]*NS
 	order []*NS // creation order, for teardown
+	// peerXDP holds the pass programs' links on the agents' peers
+	// (makeXDPReady), by namespace and veth.
+	peerXDP map[peerEnd]link.Link
 }
 
 // New builds a lab: namespaces, veths, addresses, routes, forwarding and
@@ -42,7 +46,7 @@ func New(ctx context.Context, opts Options) (*Lab, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Lab{Prefix: prefix, Options: opts, ns: map[Role]*NS{}}
+	l := &Lab{Prefix: prefix, Options: opts, ns: map[Role]*NS{}, peerXDP: map[peerEnd]link.Link{}}
 	if err := l.build(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("build lab %s: %w", l.Prefix, err), l.Close())
 	}
@@ -201,6 +205,11 @@ func (l *Lab) makeWires() error {
 			return err
 		}
 		if err := b.configure(string(w.A), w.Net4, w.B4, w.Net6, w.B6); err != nil {
+			return err
+		}
+	}
+	for _, h := range hostAddrs {
+		if err := l.ns[h.In].AddAddr(string(h.Ifname), h.Addr); err != nil {
 			return err
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"unsafe"
 
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/unmap-dev/unmap/xdp"
@@ -71,12 +72,24 @@ func (n *NS) wireLike(ifname string) error {
 
 // agentPeers are the far ends of the links the agents attach XDP to: the
 // veth in namespace In named Ifname.
-var agentPeers = []struct {
-	In     Role
-	Ifname string
-}{
+var agentPeers = []peerEnd{
 	{LAN, string(Edge)}, {CGN, string(Edge)}, // edge: lan_interface, wan_interface
 	{Inet, string(Relay)}, {Sub, string(Relay)}, {Sub6, string(Relay)}, // relay: external, subscribers
+}
+
+// peerEnd is a veth end: the namespace and the veth's name there.
+type peerEnd struct {
+	In     Role
+	Ifname string
+}
+
+// PeerXDP is the link of the pass program on the far end of an agent
+// link (the veth ifname in namespace in), if the lab made one: a
+// benchmark puts a program of its own there with Update (a counter on
+// the NAT's next hop, say). The lab closes it at teardown.
+func (l *Lab) PeerXDP(in Role, ifname string) (link.Link, bool) {
+	xl, ok := l.peerXDP[peerEnd{in, ifname}]
+	return xl, ok
 }
 
 // makeXDPReady attaches a pass-everything XDP program to the far end of
@@ -96,6 +109,7 @@ func (l *Lab) makeXDPReady() error {
 				return err
 			}
 			n.track(xl.Close)
+			l.peerXDP[p] = xl
 			return nil
 		})
 		if err != nil {

@@ -57,6 +57,19 @@ var wires = []wire{
 	{A: Narrow, B: SrvN, Net6: SrvNNet, A6: NarrowSrvNAddr, B6: SrvNAddr},
 }
 
+// hostAddr is an address a namespace has on a veth besides the wire's
+// own (Ifname: the neighbour's role): on the wire's subnet, or a /32
+// that a route of the neighbour leads to.
+type hostAddr struct {
+	In, Ifname Role
+	Addr       netip.Prefix
+}
+
+var hostAddrs = []hostAddr{
+	{In: Srv4, Ifname: Inet, Addr: netip.PrefixFrom(Srv4Addr2, 32)},
+	{In: Sub, Ifname: Relay, Addr: netip.PrefixFrom(SubAddr2, SubNet.Bits())},
+}
+
 // route is a static route in one namespace. A zero Via makes an
 // unreachable route (the kernel answers with ICMP unreachable at once,
 // rather than loop the packet back to where it came from).
@@ -91,6 +104,7 @@ var routes = []route{
 	{In: Relay, Dst: RelayPool4},
 	{In: Relay, Dst: SitePrefixes},
 	{In: Srv4, Dst: default4, Via: InetSrv4Addr},
+	{In: Inet, Dst: netip.PrefixFrom(Srv4Addr2, 32), Via: Srv4Addr},
 	{In: Srv6, Dst: default6, Via: InetSrv6Addr},
 	{In: Sub, Dst: default4, Via: RelaySubAddr},
 	{In: Sub6, Dst: default6, Via: RelaySub6Addr},
@@ -140,6 +154,11 @@ func Interfaces(role Role) []Interface {
 		}
 		if a6.IsValid() {
 			in.Addrs = append(in.Addrs, netip.PrefixFrom(a6, w.Net6.Bits()))
+		}
+		for _, h := range hostAddrs {
+			if h.In == role && h.Ifname == peer {
+				in.Addrs = append(in.Addrs, h.Addr)
+			}
 		}
 		out = append(out, in)
 	}

@@ -27,7 +27,10 @@ type TB interface {
 // part of the binary, must not link).
 func NewForTest(tb TB, opts Options) *Lab {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// A build takes a few seconds; the bound is for a hang, not a slow
+	// machine: 30 s ran out once with several test binaries building
+	// labs on two loaded cores.
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	l, err := New(ctx, opts)
 	if err != nil {

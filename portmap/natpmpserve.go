@@ -52,7 +52,7 @@ func (s *Server) natpmp(b []byte, src netip.AddrPort, now time.Time) []byte {
 	}
 	resp := &natpmp.Response{Opcode: r.Opcode, Epoch: epoch}
 	if r.Opcode == natpmp.OpExternalAddress {
-		resp.External = s.t.External4()
+		resp.External = s.t.External4For(client)
 		if !resp.External.IsValid() {
 			s.t.Refused(NoExternal)
 			resp.Result = natpmp.NetworkFailure

@@ -85,6 +85,17 @@ func (s *Server) pcp(b []byte, src netip.AddrPort, now time.Time) []byte {
 		s.t.UnmapAll(ViaPCP, client, 0, m.Map.Nonce)
 		return (&pcp.Message{Response: true, Opcode: pcp.OpMap, Epoch: epoch, Map: m.Map}).Append(nil)
 	}
+	if s.t.pc != nil && m.Opcode == pcp.OpPeer {
+		// A PEER's mapping admits its peer only: a PerClient backend
+		// admits anyone (PerClient).
+		return refuse(UnsupportedOpcode)
+	}
+	if s.t.pc != nil && len(m.Filters) > 0 {
+		// FILTER is mandatory to process (RFC 6887 §13.3): refused
+		// rather than ignored, so the client knows its mapping would
+		// admit anyone.
+		return refuse(UnsupportedOption)
+	}
 	if m.Map.Protocol != uint8(TCP) && m.Map.Protocol != uint8(UDP) {
 		// Protocol 0 (all protocols) included: mappings are per port.
 		return refuse(UnsupportedProto)
@@ -129,7 +140,7 @@ func (s *Server) pcp(b []byte, src netip.AddrPort, now time.Time) []byte {
 		}
 		req.Filters = []Filter{{Remote: netip.PrefixFrom(m.Peer.RemoteAddr, bits), Port: m.Peer.RemotePort}}
 	}
-	if want := m.Map.ExternalAddr; m.PreferFailure && host.Is4() && want.IsValid() && !want.IsUnspecified() && want != s.t.External4() {
+	if want := m.Map.ExternalAddr; m.PreferFailure && host.Is4() && want.IsValid() && !want.IsUnspecified() && want != s.t.External4For(client) {
 		return refuse(CannotProvideExternal)
 	}
 	g, why := s.t.Map(req, now)

@@ -114,3 +114,20 @@ type Backend interface {
 	// Remove undoes Add.
 	Remove(m Mapping)
 }
+
+// PerClient is a Backend whose public address and ports depend on the
+// client asking: the relay's CGNAT, where a subscriber maps ports of its
+// own port blocks (cgnat.PortMapper). Its External4 is not used. Such a
+// backend admits any remote to a mapping, so the server refuses what
+// would narrow one: PCP FILTER options (UNSUPP_OPTION) and PEER requests
+// (UNSUPP_OPCODE).
+type PerClient interface {
+	Backend
+	// Place4 is where client's IPv4 mapping of internal (proto 0 and
+	// no endpoint: any, for the address alone) may go: the public
+	// address and the ports to choose from (one port when the endpoint
+	// is mapped already, as a NAT with endpoint-independent mapping has
+	// one public port per internal endpoint), or why there are none
+	// (NoExternal, HostQuota, NoFreePort). The table holds its lock.
+	Place4(client netip.Addr, proto Proto, internal netip.AddrPort) (netip.Addr, []PortRange, Reason)
+}

@@ -336,10 +336,39 @@ func (s *Server) Announce() {
 			_, _ = s.udp6.WriteToUDPAddrPort(a, netip.AddrPortFrom(netip.MustParseAddr("ff02::1").WithZone(strconv.Itoa(s.ifi.Index)), pcp.ClientPort))
 		}
 	}
+	if s.t.pc != nil {
+		s.announceClients(epoch)
+		return // each client's external address is its own: none multicast
+	}
 	if s.cfg.NATPMP && s.udp4 != nil {
 		if ext := s.t.External4(); ext.IsValid() {
 			b := natpmpAddressResponse(ext, epoch)
 			_, _ = s.udp4.WriteToUDPAddrPort(b, netip.AddrPortFrom(netip.AddrFrom4([4]byte{224, 0, 0, 1}), pcp.ClientPort))
+		}
+	}
+}
+
+// announceClients unicasts the PCP ANNOUNCE to every client holding a
+// PCP mapping (RFC 6887 §14.1.1 allows it): behind a PerClient backend
+// the clients are subscribers' routers, which a multicast on the
+// subscriber interface may not reach.
+func (s *Server) announceClients(epoch uint32) {
+	if !s.cfg.PCP {
+		return
+	}
+	a := (&pcp.Message{Response: true, Opcode: pcp.OpAnnounce, Epoch: epoch}).Append(nil)
+	sent := map[netip.Addr]bool{}
+	for _, m := range s.t.Mappings() {
+		if m.Via != ViaPCP || sent[m.Client] {
+			continue
+		}
+		sent[m.Client] = true
+		c := s.udp4
+		if m.Client.Is6() {
+			c = s.udp6
+		}
+		if c != nil {
+			_, _ = c.WriteToUDPAddrPort(a, netip.AddrPortFrom(m.Client, pcp.ClientPort))
 		}
 	}
 }

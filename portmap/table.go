@@ -98,6 +98,7 @@ type key struct {
 type Table struct {
 	pol     Policy
 	be      Backend
+	pc      PerClient // be, when its ports are per client
 	log     *slog.Logger
 	started time.Time
 	c       counters
@@ -115,7 +116,8 @@ func NewTable(pol Policy, be Backend, log *slog.Logger) *Table {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Table{pol: pol.Defaults(), be: be, log: log, started: time.Now(),
+	pc, _ := be.(PerClient)
+	return &Table{pol: pol.Defaults(), be: be, pc: pc, log: log, started: time.Now(),
 		byInt: map[key]*Mapping{}, byExt: map[key]*Mapping{}, byID: map[uint32]*Mapping{}, hosts: map[netip.Addr]int{}}
 }
 
@@ -133,6 +135,22 @@ func (t *Table) External4() netip.Addr {
 	a, _, _ := t.be.External4()
 	return a
 }
+
+// External4For is the public IPv4 client's mappings are on: a PerClient
+// backend's for that client, else External4.
+func (t *Table) External4For(client netip.Addr) netip.Addr {
+	if t.pc == nil {
+		return t.External4()
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	a, _, _ := t.pc.Place4(client.Unmap(), 0, netip.AddrPort{})
+	return a
+}
+
+// PerClient reports whether the backend's addresses and ports are the
+// client's own (a PerClient backend).
+func (t *Table) PerClient() bool { return t.pc != nil }
 
 // Map grants r, or refreshes the mapping its host already holds for the
 // internal endpoint. Every refusal is counted.
@@ -251,7 +269,7 @@ func (t *Table) Restore(m Mapping, now time.Time) Reason {
 	case len(t.byID) >= t.pol.PerSite:
 		return SiteQuota
 	}
-	if m.Internal.Addr().Is4() {
+	if m.Internal.Addr().Is4() && t.pc == nil {
 		if addr, _, _ := t.be.External4(); addr != m.External.Addr() {
 			return NoExternal
 		}
@@ -274,35 +292,39 @@ func (t *Table) Restore(m Mapping, now time.Time) Reason {
 
 // place finds m an external port of the public IPv4: the one asked for
 // (the internal one by default) when free, else the nearest free one
-// unless r.Exact.
+// unless r.Exact. A PerClient backend says which address and ports the
+// client's mappings may take.
 func (t *Table) place(m *Mapping, r Request) Reason {
-	addr, first, last := t.be.External4()
-	if !addr.IsValid() {
-		return NoExternal
+	addr, ranges, why := t.ports4(m)
+	if why != OK {
+		return why
 	}
-	lo, hi := max(first, t.pol.Ports.First), min(last, t.pol.Ports.Last)
-	if first == 0 && last == 0 {
-		lo, hi = t.pol.Ports.First, t.pol.Ports.Last
+	lo, hi := 65535, 0
+	for _, g := range ranges {
+		lo, hi = min(lo, int(g.First)), max(hi, int(g.Last))
 	}
-	want := r.Port
+	inRange := func(p int) bool {
+		return slices.ContainsFunc(ranges, func(g PortRange) bool { return g.Contains(uint16(p)) })
+	}
+	want := int(r.Port)
 	if want == 0 {
-		want = r.Internal.Port()
+		want = int(r.Internal.Port())
 	}
 	if lo > hi {
 		return NoFreePort
 	}
-	if r.Exact && (want < lo || want > hi || t.reserved(want)) {
+	if r.Exact && (!inRange(want) || t.reserved(uint16(want))) {
 		return PortUnavailable
 	}
 	want = min(max(want, lo), hi)
 	refusals, probes := 0, 0
 	for d := 0; probes < maxProbes; d++ {
-		up, down := int(want)+d, int(want)-d
-		if up > int(hi) && down < int(lo) {
+		up, down := want+d, want-d
+		if up > hi && down < lo {
 			break // both sides exhausted
 		}
 		for _, p := range [2]int{up, down} {
-			if p < int(lo) || p > int(hi) || d == 0 && p == down && probes > 0 {
+			if p < lo || p > hi || d == 0 && p == down && probes > 0 || !inRange(p) {
 				continue
 			}
 			probes++
@@ -326,6 +348,37 @@ func (t *Table) place(m *Mapping, r Request) Reason {
 		}
 	}
 	return NoFreePort
+}
+
+// ports4 is the public IPv4 and the ports m may take: the backend's
+// share within the policy's ports, or a PerClient backend's ports of
+// m's client.
+func (t *Table) ports4(m *Mapping) (netip.Addr, []PortRange, Reason) {
+	if t.pc != nil {
+		addr, ranges, why := t.pc.Place4(m.Client, m.Proto, m.Internal)
+		if why == OK && !addr.IsValid() {
+			why = NoExternal
+		}
+		var in []PortRange
+		for _, g := range ranges {
+			if g := (PortRange{max(g.First, t.pol.Ports.First), min(g.Last, t.pol.Ports.Last)}); g.First <= g.Last {
+				in = append(in, g)
+			}
+		}
+		return addr, in, why
+	}
+	addr, first, last := t.be.External4()
+	if !addr.IsValid() {
+		return addr, nil, NoExternal
+	}
+	lo, hi := max(first, t.pol.Ports.First), min(last, t.pol.Ports.Last)
+	if first == 0 && last == 0 {
+		lo, hi = t.pol.Ports.First, t.pol.Ports.Last
+	}
+	if lo > hi {
+		return addr, nil, OK
+	}
+	return addr, []PortRange{{lo, hi}}, OK
 }
 
 func (t *Table) reserved(p uint16) bool {

@@ -77,6 +77,12 @@ func (c *agent) collectors(s *Settings, ctl *control.Counters) ([]prometheus.Col
 			t := d.TableStats()
 			return t.Ways, t.Used, t.Spilled
 		}))
+		if c.dp.cg != nil {
+			cs = append(cs, c.dp.cg.A.Collectors()...) // the CGNAT's blocks, subscribers, mappings, log
+			if c.dp.cg.PM != nil {
+				cs = append(cs, c.dp.cg.PM.Collectors()...) // port mapping for subscribers
+			}
+		}
 	}
 	return cs, nil
 }

@@ -5,12 +5,14 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/unmap-dev/unmap/cgnat"
 	"github.com/unmap-dev/unmap/control"
 	"github.com/unmap-dev/unmap/metrics"
 )
 
 // TestMetricsDocumented: every metric the relay's /metrics registers
-// (its counters, gauges and histograms, and the control channel's) is in
+// (its counters, gauges and histograms, the control channel's and the
+// CGNAT's, which a relay with a cgnat section adds) is in
 // OPERATING.md's metrics table with every label value of its counters,
 // and every unmap_relay_ or unmap_control_ metric the table lists is
 // registered.
@@ -24,8 +26,11 @@ func TestMetricsDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fams := slices.Concat(relayMetrics.Families(), control.MetricFamilies())
+	cs = append(cs, (*cgnat.Agent)(nil).Collectors()...)
+	fams := slices.Concat(relayMetrics.Families(), control.MetricFamilies(), cgnat.MetricFamilies())
 	names := metrics.Names(cs...)
+	// With a CGNAT whose port mapping is on (none in this fixture).
+	names = append(names, metrics.Names((&cgnat.PortMapper{}).Collectors()...)...)
 	for _, bad := range metrics.CheckDocs(metrics.DocTable(string(md)), []string{"unmap_relay_", "unmap_control_"}, names, fams) {
 		t.Error(bad)
 	}

@@ -51,7 +51,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	if err != nil {
 		return err
 	}
-	pki.LogExpiry(tf.id.Cert, s.TLS.Cert, log, time.Now())
+	pki.LogExpiry(tf.ID.Cert, s.TLS.Cert, log, time.Now())
 	c, err := newAgent(s, log)
 	if err != nil {
 		return err
@@ -110,8 +110,8 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 	go c.expire(ctx)
 	// Close, not ctx, ends the server: it says Goodbye to every edge so
 	// they reconnect at once to the relay's successor.
-	go pki.WatchExpiry(ctx, tf.id.Cert, s.TLS.Cert, log, expiryCheckEvery, nil)
-	cfg, err := serverConfig(s, tf.id, tf.cert, tf.cas, c, log.With("part", "control"))
+	go pki.WatchExpiry(ctx, tf.ID.Cert, s.TLS.Cert, log, expiryCheckEvery, nil)
+	cfg, err := serverConfig(s, tf.ID, tf.Cert, tf.CAs, c, log.With("part", "control"))
 	if err != nil {
 		return err
 	}
@@ -152,6 +152,9 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 			})
 			if c.dp.cg != nil {
 				st.Section("cgnat", c.dp.cg.Status) // the CGNAT agent's counts
+				if c.dp.cg.PM != nil {
+					st.Section("portmap", c.dp.cg.PM.Status) // the subscribers' port mappings
+				}
 			}
 			st.Section("misses", func() any {
 				m, err := c.dp.XDP.MissStatus()

@@ -98,7 +98,13 @@ func configureCGNAT(spec *ebpf.CollectionSpec, opts Options) error {
 		}
 	}
 	spec.Maps[datapathMapCgMappings].MaxEntries = n
-	spec.Maps[datapathMapCgPerms].MaxEntries = n
+	// The permissions are a preallocated hash: sized for every mapping
+	// it holds that memory whether used or not, so only the dependent
+	// filters, which record them, get room (88 bytes a mapping otherwise
+	// spent for nothing in the default mode).
+	if c.Filter != cgnat.EIF {
+		spec.Maps[datapathMapCgPerms].MaxEntries = n
+	}
 	spec.Maps[datapathMapCgSlots].MaxEntries = uint32(cgnat.Planes * c.PoolPorts())
 	spec.Maps[datapathMapCgBlocks].MaxEntries = uint32(c.NumBlocks())
 	spec.Maps[datapathMapCgSubs].MaxEntries = uint32(c.AllSubscribers())
@@ -251,9 +257,10 @@ func key6(k cgnat.Key) datapathCgKey6 {
 // cgUsed and cgV6 are the C's CG_USED and CG_V6 (bpf/types.h): a slot
 // that holds a mapping, and one whose mapping is NAT64's (its address
 // word is the subscriber's /64 index, its interface ID in cg_slots6).
+// Bit 2 is CG_EXPLICIT (cgExplicit, cgnat_explicit.go).
 const (
 	cgUsed = 1 << 1
-	cgV6   = 1 << 2
+	cgV6   = 1 << 3
 )
 
 // CGNATSlots reads the inbound slots that hold a mapping.
@@ -262,39 +269,93 @@ func (d *Datapath) CGNATSlots() (map[cgnat.Slot]cgnat.In, error) {
 	if !d.cg.Enabled() {
 		return out, nil
 	}
-	var (
-		k uint32
-		v datapathCgIn
-	)
+	// In batches: the array has a slot for every pool port and plane,
+	// mostly empty, and the sweep reads it every 10 s; one element a
+	// syscall pair took 1.6 s for 16 addresses of 4096 ports.
+	const batch = 4096
 	per := d.cg.PoolPorts()
-	it := d.objs.CgSlots.Iterate()
-	for it.Next(&k, &v) {
-		if v.Flags&cgUsed == 0 {
-			continue
+	keys, vals := make([]uint32, batch), make([]datapathCgIn, batch)
+	v6 := map[uint32]uint32{} // NAT64 slots: their /64's index, the address waiting for its interface ID
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := d.objs.CgSlots.BatchLookup(&cursor, keys, vals, nil)
+		for i := range n {
+			v, k := vals[i], int(keys[i])
+			if v.Flags&cgUsed == 0 {
+				continue
+			}
+			if v.Flags&cgV6 != 0 {
+				v6[keys[i]] = v.Addr
+			}
+			out[cgnat.Slot{Plane: k / per, Off: k % per}] =
+				cgnat.In{Addr: cgAddr(v.Addr), Port: hport(v.Port), TCP: v.Tcp, Explicit: v.Flags&cgExplicit != 0}
 		}
-		a := cgAddr(v.Addr)
-		if v.Flags&cgV6 != 0 {
-			var err error
-			if a, err = d.slotAddr6(k, v.Addr); err != nil {
-				return out, err
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("cgnat slots: %w", err)
+		}
+	}
+	if len(v6) == 0 {
+		return out, nil
+	}
+	iids, err := d.slotIIDs(v6)
+	if err != nil {
+		return nil, err
+	}
+	for k, idx := range v6 {
+		sl := cgnat.Slot{Plane: int(k) / per, Off: int(k) % per}
+		in := out[sl]
+		if in.Addr, err = d.slotAddr6(k, idx, iids[k]); err != nil {
+			return nil, err
+		}
+		out[sl] = in
+	}
+	return out, nil
+}
+
+// slotIIDs reads the interface IDs of the NAT64 slots in want (cg_slots6,
+// beside cg_slots): one by one when they are few, else the whole array
+// in batches as CGNATSlots reads cg_slots (a sweep over many NAT64
+// mappings would otherwise pay a syscall each again).
+func (d *Datapath) slotIIDs(want map[uint32]uint32) (map[uint32]uint64, error) {
+	const few, batch = 64, 4096
+	out := make(map[uint32]uint64, len(want))
+	if len(want) <= few {
+		for k := range want {
+			var iid uint64
+			if err := d.objs.CgSlots6.Lookup(k, &iid); err != nil {
+				return nil, fmt.Errorf("cgnat: slot %d's interface ID: %w", k, err)
+			}
+			out[k] = iid
+		}
+		return out, nil
+	}
+	keys, vals := make([]uint32, batch), make([]uint64, batch)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := d.objs.CgSlots6.BatchLookup(&cursor, keys, vals, nil)
+		for i := range n {
+			if _, ok := want[keys[i]]; ok {
+				out[keys[i]] = vals[i]
 			}
 		}
-		out[cgnat.Slot{Plane: int(k) / per, Off: int(k) % per}] =
-			cgnat.In{Addr: a, Port: hport(v.Port), TCP: v.Tcp}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("cgnat slots6: %w", err)
+		}
 	}
-	return out, it.Err()
 }
 
 // slotAddr6 is the subscriber address of NAT64 slot k: the /64 of
 // index idx and the interface ID beside the slot.
-func (d *Datapath) slotAddr6(k, idx uint32) (netip.Addr, error) {
+func (d *Datapath) slotAddr6(k, idx uint32, iid uint64) (netip.Addr, error) {
 	sub, ok := d.cg.SubAt(uint32(d.cg.Subscribers()) + idx)
 	if !ok || !d.cg.NAT64() {
 		return netip.Addr{}, fmt.Errorf("cgnat: slot %d holds /64 %d, no subscriber", k, idx)
-	}
-	var iid uint64
-	if err := d.objs.CgSlots6.Lookup(k, &iid); err != nil {
-		return netip.Addr{}, fmt.Errorf("cgnat: slot %d's interface ID: %w", k, err)
 	}
 	b := sub.As16()
 	binary.LittleEndian.PutUint64(b[8:], iid)

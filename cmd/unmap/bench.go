@@ -14,9 +14,9 @@ import (
 func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Measure unmap on this machine: the XDP datapath, or end to end in the lab",
+		Short: "Measure unmap on this machine: the XDP datapath, end to end in the lab, or the relay's CGNAT",
 	}
-	cmd.AddCommand(newBenchXDPCmd(), newBenchLabCmd(), newBenchReportCmd())
+	cmd.AddCommand(newBenchXDPCmd(), newBenchLabCmd(), newBenchCGNATCmd(), newBenchReportCmd())
 	return cmd
 }
 

@@ -20,7 +20,9 @@ import (
 func newBenchReportCmd() *cobra.Command {
 	var (
 		out, labFile, xdpFile string
+		cgnatFile             string
 		skipLab, skipXDP      bool
+		skipCGNAT             bool
 		short                 bool
 		repeats               int
 		paths                 string
@@ -28,29 +30,32 @@ func newBenchReportCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "report",
-		Short: "Run both benchmarks (or read their --json results) and write a Markdown report with SVG plots",
-		Long: `report writes a report of the lab and XDP benchmarks into --out: a page
-(README.md) with every figure and its ratio to the baseline of the same run
-(the native path for the lab, the empty XDP program for the datapath), the
-machine, kernel, commit and date they were measured on, SVG plots (goodput
-per path in both directions, connect and round-trip time distributions,
-largest packet per path, cost per XDP path with its spread over rounds),
-and the results as lab.json and xdp.json.
+		Short: "Run the benchmarks (or read their --json results) and write a Markdown report with SVG plots",
+		Long: `report writes a report of the lab, XDP and CGNAT benchmarks into --out: a
+page (README.md) with every figure and its ratio to the baseline of the
+same run (the native path for the lab, the empty XDP program for the
+datapath, nftables snat for the relay's CGNAT), the machine, kernel,
+commit and date they were measured on, SVG plots (goodput per path in
+both directions, connect and round-trip time distributions, largest
+packet per path, cost per XDP path with its spread over rounds, the
+CGNAT's rates against the kernel's), and the results as lab.json,
+xdp.json and cgnat.json.
 
-Without --lab or --xdp it runs the benchmark (root; the full lab run takes
-several minutes, the XDP run about one). With them it reads results saved
-by 'unmap bench lab --json' and 'unmap bench xdp --json' (or an earlier
+Without --lab, --xdp or --cgnat it runs the benchmark (root; the full lab
+run takes several minutes, the XDP run about one, the CGNAT run a few).
+With them it reads results saved by 'unmap bench lab --json', 'unmap
+bench xdp --json' and 'unmap bench cgnat --json' (or an earlier
 report's), so a report can be made again without measuring:
 
   sudo unmap bench report --out docs/bench
-  unmap bench report --out docs/bench --lab docs/bench/lab.json --xdp docs/bench/xdp.json`,
+  unmap bench report --out docs/bench --lab docs/bench/lab.json --xdp docs/bench/xdp.json --cgnat docs/bench/cgnat.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
 				return errors.New("--out is required")
 			}
-			if skipLab && skipXDP {
-				return errors.New("--skip-lab and --skip-xdp leave nothing to report")
+			if skipLab && skipXDP && skipCGNAT {
+				return errors.New("--skip-lab, --skip-xdp and --skip-cgnat leave nothing to report")
 			}
 			if repeats < 1 {
 				return errors.New("--xdp-repeats must be positive")
@@ -68,6 +73,7 @@ report's), so a report can be made again without measuring:
 			var (
 				lab *bench.LabResults
 				x   *bench.XDPResults
+				cg  *bench.CGNATResults
 				err error
 			)
 			// Saved results are read first: a bad file fails before
@@ -79,6 +85,11 @@ report's), so a report can be made again without measuring:
 			}
 			if xdpFile != "" {
 				if x, err = bench.ReadXDPResults(xdpFile); err != nil {
+					return err
+				}
+			}
+			if cgnatFile != "" {
+				if cg, err = bench.ReadCGNATResults(cgnatFile); err != nil {
 					return err
 				}
 			}
@@ -104,7 +115,16 @@ report's), so a report can be made again without measuring:
 				}
 				fmt.Fprintf(errw, "... xdp results saved to %s\n", filepath.Join(out, bench.XDPJSON))
 			}
-			if err := bench.WriteReport(out, lab, x); err != nil {
+			if cg == nil && !skipCGNAT {
+				if cg, err = measureCGNAT(cmd); err != nil {
+					return err
+				}
+				if err := saveResults(out, bench.CGNATJSON, cg); err != nil {
+					return err
+				}
+				fmt.Fprintf(errw, "... cgnat results saved to %s\n", filepath.Join(out, bench.CGNATJSON))
+			}
+			if err := bench.WriteReport(out, lab, x, cg); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "report written to %s\n", filepath.Join(out, bench.ReportPage))
@@ -117,6 +137,8 @@ report's), so a report can be made again without measuring:
 	f.StringVar(&xdpFile, "xdp", "", "XDP results saved by 'unmap bench xdp --json' instead of running the XDP bench")
 	f.BoolVar(&skipLab, "skip-lab", false, "leave the lab out (unless --lab names results)")
 	f.BoolVar(&skipXDP, "skip-xdp", false, "leave the XDP datapath out (unless --xdp names results)")
+	f.StringVar(&cgnatFile, "cgnat", "", "CGNAT results saved by 'unmap bench cgnat --json' instead of running the CGNAT bench")
+	f.BoolVar(&skipCGNAT, "skip-cgnat", false, "leave the CGNAT bench out (unless --cgnat names results)")
 	f.IntVar(&repeats, "xdp-repeats", 10_000_000, "XDP program runs per path")
 	f.DurationVar(&cfg.Goodput, "duration", 0, "length of each TCP goodput stream (0: 3s)")
 	f.IntVar(&cfg.Rounds, "rounds", 5, "goodput streams per path, direction and mode; their spread is shown")
@@ -192,4 +214,23 @@ func shortLab(cmd *cobra.Command, cfg *bench.Config) {
 			set()
 		}
 	}
+}
+
+// measureCGNAT runs the CGNAT bench with its defaults, this binary as
+// the relay, progress on standard error.
+func measureCGNAT(cmd *cobra.Command) (*bench.CGNATResults, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find the unmap binary to run the relay: %w", err)
+	}
+	errw := cmd.ErrOrStderr()
+	m := bench.ThisMachine()
+	res, err := bench.RunCGNAT(cmd.Context(), bench.CGNATConfig{Unmap: self, Log: func(format string, args ...any) {
+		fmt.Fprintf(errw, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+	}})
+	if err != nil {
+		return nil, err
+	}
+	res.Machine = m
+	return res, nil
 }

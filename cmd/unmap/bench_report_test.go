@@ -49,11 +49,19 @@ func TestBenchReportFromSaved(t *testing.T) {
 	if err := bench.WriteJSON(filepath.Join(saved, "xdp.json"), x); err != nil {
 		t.Fatal(err)
 	}
-	out, err := runBenchReport("--out", dir, "--lab", filepath.Join(saved, "lab.json"), "--xdp", filepath.Join(saved, "xdp.json"))
+	cg := &bench.CGNATResults{Machine: m, Rows: []bench.CGNATRow{
+		{Metric: bench.CGNATPPSSmall, Mappings: 10000, Unmap: 900e3, Kernel: 300e3},
+		{Metric: bench.CGNATMemory, Mappings: 1000000, Unmap: 100, Kernel: 400},
+	}}
+	if err := bench.WriteJSON(filepath.Join(saved, "cgnat.json"), cg); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runBenchReport("--out", dir, "--lab", filepath.Join(saved, "lab.json"), "--xdp", filepath.Join(saved, "xdp.json"),
+		"--cgnat", filepath.Join(saved, "cgnat.json"))
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	for _, f := range []string{bench.ReportPage, bench.LabJSON, bench.XDPJSON, "goodput.svg", "xdp.svg"} {
+	for _, f := range []string{bench.ReportPage, bench.LabJSON, bench.XDPJSON, bench.CGNATJSON, "goodput.svg", "xdp.svg", "cgnat.svg"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Error(err)
 		}
@@ -67,11 +75,13 @@ func TestBenchReportFromSaved(t *testing.T) {
 		}
 	}
 	if !strings.Contains(string(page), "| tcp goodput up (Gbit/s) | 10.00 (9.00–11.00) | 5.00 (4.50–5.50) | 0.50x |") ||
-		!strings.Contains(string(page), "| tcp | 35 | 35–35 | +25 ns | 3.50x |") {
+		!strings.Contains(string(page), "| tcp | 35 | 35–35 | +25 ns | 3.50x |") ||
+		!strings.Contains(string(page), "| udp packets/s, small set | 10000 | 0.900M | 0.300M | 3.00x |") {
 		t.Errorf("page:\n%s", page)
 	}
 	// A report made again from its own results is the same page.
-	if _, err := runBenchReport("--out", dir, "--lab", filepath.Join(dir, bench.LabJSON), "--xdp", filepath.Join(dir, bench.XDPJSON)); err != nil {
+	if _, err := runBenchReport("--out", dir, "--lab", filepath.Join(dir, bench.LabJSON), "--xdp", filepath.Join(dir, bench.XDPJSON),
+		"--cgnat", filepath.Join(dir, bench.CGNATJSON)); err != nil {
 		t.Fatal(err)
 	}
 	again, _ := os.ReadFile(filepath.Join(dir, bench.ReportPage))
@@ -86,7 +96,8 @@ func TestBenchReportRefuses(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "bad.json")
 	os.WriteFile(bad, []byte(`{"rows": 3}`), 0o644)
 	for _, args := range [][]string{
-		{"--skip-lab", "--skip-xdp", "--out", t.TempDir()},
+		{"--skip-lab", "--skip-xdp", "--skip-cgnat", "--out", t.TempDir()},
+		{"--out", t.TempDir(), "--skip-lab", "--skip-xdp", "--cgnat", bad},
 		{"--skip-xdp"},
 		{"--out", t.TempDir(), "--lab", bad},
 		{"--out", t.TempDir(), "--skip-lab", "--xdp", bad},

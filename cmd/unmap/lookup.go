@@ -16,8 +16,9 @@ import (
 
 func newRelayLookupCmd() *cobra.Command {
 	var (
-		path string
-		at   string
+		path    string
+		at      string
+		logFile string
 	)
 	cmd := &cobra.Command{
 		Use:   "lookup ADDR:PORT",
@@ -27,7 +28,8 @@ at a time (--at, RFC 3339; default now). In dynamic mode the answer comes from
 the block log (cgnat.log in relay.yaml): the block granted over that port and
 not yet released then. In deterministic mode it is computed from the
 configuration: the same subscriber holds the port at all times, and no log
-is needed.`,
+is needed. When cgnat.log sends the records to syslog, --log names the file
+the syslog collector wrote them to (each message carries the record's JSON).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ap, err := netip.ParseAddrPort(args[0])
@@ -60,17 +62,27 @@ is needed.`,
 				fmt.Fprintf(out, "%v: subscriber %v (deterministic mode: at any time)\n", ap, ans.Subscriber)
 				return nil
 			}
-			f, err := os.Open(s.CGNAT.Log)
+			file, lookup := s.CGNAT.Log, cgnat.LookupLog
+			switch {
+			case logFile != "":
+				file = logFile
+				if cgnat.IsSyslog(s.CGNAT.Log) {
+					lookup = cgnat.LookupSyslog
+				}
+			case cgnat.IsSyslog(s.CGNAT.Log):
+				return fmt.Errorf("cgnat.log is %s: the records are at the syslog collector; name the file it wrote with --log", s.CGNAT.Log)
+			}
+			f, err := os.Open(file)
 			if err != nil {
 				return err
 			}
 			defer f.Close()
-			ans, ok, err := cgnat.LookupLog(f, ap.Addr(), ap.Port(), when)
+			ans, ok, err := lookup(f, ap.Addr(), ap.Port(), when)
 			if err != nil {
 				return err
 			}
 			if !ok {
-				return fmt.Errorf("%v: no subscriber held it at %s (block log %s)", ap, when.UTC().Format(time.RFC3339), s.CGNAT.Log)
+				return fmt.Errorf("%v: no subscriber held it at %s (block log %s)", ap, when.UTC().Format(time.RFC3339), file)
 			}
 			until := "still held then"
 			if !ans.Until.IsZero() {
@@ -84,5 +96,6 @@ is needed.`,
 	f := cmd.Flags()
 	f.StringVarP(&path, "config", "c", "/etc/unmap/relay.yaml", "relay.yaml to read")
 	f.StringVar(&at, "at", "", "the time to answer for (RFC 3339); default now")
+	f.StringVar(&logFile, "log", "", "the block log to read instead of cgnat.log's file (with cgnat.log syslog: the collector's file)")
 	return cmd
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -15,11 +16,21 @@ import (
 	"github.com/unmap-dev/unmap/status"
 )
 
-// Default status sockets of the two agents.
+// Default status sockets of the two agents; unmap-edge@SITE.service's
+// edges answer on edge-SITE.sock beside them.
 const (
 	edgeSocket  = "/run/unmap/edge.sock"
 	relaySocket = "/run/unmap/relay.sock"
+	siteSockets = "/run/unmap/edge-*.sock"
 )
+
+// defaultSockets are the sockets asked without --socket: the two
+// defaults, then each templated edge's, by name.
+func defaultSockets(glob string) []string {
+	out := []string{edgeSocket, relaySocket}
+	sites, _ := filepath.Glob(glob) // the pattern is well formed: no error
+	return append(out, sites...)
+}
 
 func newStatusCmd() *cobra.Command {
 	var (
@@ -30,10 +41,14 @@ func newStatusCmd() *cobra.Command {
 		Use:   "status",
 		Short: "Show what the running edge or relay agent is doing",
 		Long: `Ask the agents running on this machine for their status over their local
-sockets (by default ` + edgeSocket + ` and ` + relaySocket + `) and print it.`,
+sockets (by default ` + edgeSocket + `, ` + relaySocket + ` and each
+templated edge's ` + siteSockets + `) and print it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			explicit := cmd.Flags().Changed("socket")
+			if !explicit {
+				sockets = defaultSockets(siteSockets)
+			}
 			var errs []error
 			found := 0
 			for _, path := range sockets {
@@ -43,6 +58,9 @@ sockets (by default ` + edgeSocket + ` and ` + relaySocket + `) and print it.`,
 					continue
 				}
 				found++
+				if len(sockets) > 1 && !asJSON {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s:\n", path) // which agent of several
+				}
 				if err := printStatus(cmd.OutOrStdout(), st, asJSON); err != nil {
 					return err
 				}
@@ -53,7 +71,7 @@ sockets (by default ` + edgeSocket + ` and ` + relaySocket + `) and print it.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringSliceVar(&sockets, "socket", []string{edgeSocket, relaySocket}, "agent status socket(s) to ask")
+	cmd.Flags().StringSliceVar(&sockets, "socket", nil, "agent status socket(s) to ask (default "+edgeSocket+", "+relaySocket+", "+siteSockets+")")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the raw JSON")
 	return cmd
 }

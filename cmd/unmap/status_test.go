@@ -2,6 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -39,5 +42,22 @@ func TestPrintStatusTables(t *testing.T) {
 	var back status.Status
 	if err := json.Unmarshal([]byte(b.String()), &back); err != nil || string(back.Sections["slowpath"]) == "" {
 		t.Errorf("--json: %v %s", err, b.String())
+	}
+}
+
+// TestDefaultSockets: without --socket, status asks the two default
+// sockets and then every templated edge's (unmap-edge@SITE.service), in
+// name order, and nothing else the folder holds.
+func TestDefaultSockets(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"edge-b.sock", "edge-a.sock", "relay.sock", "other.sock", "edge-c.yaml"} {
+		if err := os.WriteFile(filepath.Join(dir, n), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := defaultSockets(filepath.Join(dir, "edge-*.sock"))
+	want := []string{edgeSocket, relaySocket, filepath.Join(dir, "edge-a.sock"), filepath.Join(dir, "edge-b.sock")}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
 	}
 }

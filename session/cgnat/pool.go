@@ -65,6 +65,9 @@ func NewPool(c *Config, quota int, grace time.Duration, now func() time.Time) (*
 // Held is the blocks sub holds, in the order granted (the datapath's).
 func (p *Pool) Held(sub netip.Addr) []uint32 { return slices.Clone(p.held[sub]) }
 
+// Blocks is how many blocks subscribers hold.
+func (p *Pool) Blocks() int { return len(p.owner) }
+
 // Owner is who holds block id.
 func (p *Pool) Owner(id uint32) (netip.Addr, bool) { a, ok := p.owner[id]; return a, ok }
 

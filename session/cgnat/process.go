@@ -177,7 +177,7 @@ func Sub(c *Config, s *State, b []byte) xlat.Result {
 		if in.Addr.Is6() {
 			return untouched(b, xlat.ReasonDropNAT64Hairpin) // no 4 -> 6 between subscribers
 		}
-		if !s.permitted(c, dst, d.Key.DPort, d.Key.Proto, o.Addr, o.Port) {
+		if !in.Explicit && !s.permitted(c, dst, d.Key.DPort, d.Key.Proto, o.Addr, o.Port) {
 			return untouched(b, xlat.ReasonDropCGNATFiltered)
 		}
 		s.note(sl, tcpBits(d, b, false), false)
@@ -332,7 +332,7 @@ func (s *State) inbound(c *Config, xc *xlat.Config, d xlat.Parsed, b []byte, sl 
 	if m := xlat.MartianOuterSrc(xc, b, d); m != xlat.ReasonNone {
 		return untouched(b, m)
 	}
-	if !s.permitted(c, d.Key.Dst, d.Key.DPort, d.Key.Proto, d.Key.Src, d.Key.SPort) {
+	if !in.Explicit && !s.permitted(c, d.Key.Dst, d.Key.DPort, d.Key.Proto, d.Key.Src, d.Key.SPort) {
 		return untouched(b, xlat.ReasonDropCGNATFiltered)
 	}
 	if d.TTL <= 1 {

@@ -2,6 +2,7 @@ package cgnat_test
 
 import (
 	"bytes"
+	"net/netip"
 	"testing"
 
 	"github.com/unmap-dev/unmap/session/cgnat"
@@ -60,5 +61,44 @@ func TestFixtures(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestHairpinTCPState: after the fixtures' TCP connection from A to B
+// through B's public address:port (SYN, SYN/ACK, data, a FIN each way),
+// each side's mapping holds the whole connection in its state bits,
+// since every segment is outbound for its sender's mapping and inbound
+// for its receiver's: both SYNs and both FINs, so the agent times both
+// out as transitory, not as established. Where the filter stopped A's
+// SYN (the dependent modes: B had not sent to A), B's mapping never saw
+// it come in.
+func TestHairpinTCPState(t *testing.T) {
+	for _, f := range []cgnat.Filtering{cgnat.EIF, cgnat.ADF, cgnat.APDF} {
+		w := newWorld(t, f)
+		for _, fx := range cgnattest.Fixtures(f) {
+			w.run(fx.Role, append([]byte(nil), fx.In...))
+		}
+		for _, k := range []struct {
+			addr netip.Addr
+			port uint16
+		}{{cgnattest.SubA, 6100}, {cgnattest.SubB, 7100}} {
+			found := false
+			for sl, in := range w.s.In {
+				if sl.Plane != 0 || in.Addr != k.addr || in.Port != k.port {
+					continue
+				}
+				found = true
+				want := cgnat.TCPSynOut | cgnat.TCPSynIn | cgnat.TCPFinOut | cgnat.TCPFinIn
+				if f != cgnat.EIF && k.addr == cgnattest.SubB {
+					want &^= cgnat.TCPSynIn
+				}
+				if in.TCP != want {
+					t.Errorf("%v: %v:%d's mapping has TCP bits %05b, want %05b", f, k.addr, k.port, in.TCP, want)
+				}
+			}
+			if !found {
+				t.Errorf("%v: no TCP mapping of %v:%d", f, k.addr, k.port)
+			}
+		}
 	}
 }

@@ -36,9 +36,10 @@ type Out struct {
 
 // In is a mapping's inbound slot.
 type In struct {
-	Addr netip.Addr // subscriber address
-	Port uint16     // subscriber port
-	TCP  uint8      // TCP* bits
+	Addr     netip.Addr // subscriber address
+	Port     uint16     // subscriber port
+	TCP      uint8      // TCP* bits
+	Explicit bool       // asked for by PCP or NAT-PMP: any remote may reach it (explicit.go)
 }
 
 // Slot is where an inbound slot is: its protocol plane (0 TCP, 1 UDP,

@@ -185,7 +185,8 @@ static __always_inline int cg_inbound(struct xdp_md *ctx, struct pkt *p, long of
 	r = martian_src(p);
 	if (r != REASON_NONE)
 		return verdict(r);
-	if (!cg_permitted(p->key.daddr[0], p->key.dport, p->key.proto, p->key.saddr[0], p->key.sport))
+	if (!((v >> 48) & CG_EXPLICIT) &&
+	    !cg_permitted(p->key.daddr[0], p->key.dport, p->key.proto, p->key.saddr[0], p->key.sport))
 		return verdict(REASON_DROP_CGNAT_FILTERED);
 	if (p->ttl <= 1)
 		return verdict(REASON_PASS_TTL);
@@ -291,7 +292,7 @@ static __always_inline int cg_sub_process(struct xdp_md *ctx)
 			return verdict(REASON_DROP_CGNAT_NO_MAPPING);
 		if ((v >> 48) & CG_V6)
 			return verdict(REASON_DROP_NAT64_HAIRPIN); /* no 4 -> 6 between subscribers */
-		if (!cg_permitted(dst, p.key.dport, p.key.proto, o->addr, o->port))
+		if (!((v >> 48) & CG_EXPLICIT) && !cg_permitted(dst, p.key.dport, p.key.proto, o->addr, o->port))
 			return verdict(REASON_DROP_CGNAT_FILTERED);
 		cg_note(b, cg_tcp_bits(&p, 0), 0);
 		e.daddr[0] = (__u32)v;

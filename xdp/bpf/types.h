@@ -153,7 +153,11 @@ struct cg_key {
 build_bug_on(sizeof(struct cg_key) != 8);
 
 #define CG_USED (1 << 1) /* cg_in: the slot holds a mapping */
-#define CG_V6   (1 << 2) /* cg_in: a NAT64 mapping: addr is the subscriber's /64 index, its interface ID in cg_slots6 */
+/* cg_in: a mapping the subscriber asked for (PCP, NAT-PMP), written by
+ * the agent: any remote may reach it, whatever the filtering mode (a PCP
+ * MAP is an explicit endpoint-independent filter, RFC 6887 §11.3). */
+#define CG_EXPLICIT (1 << 2)
+#define CG_V6   (1 << 3) /* cg_in: a NAT64 mapping: addr is the subscriber's /64 index, its interface ID in cg_slots6 */
 
 /* A NAT64 mapping's outbound key (nat64.h): the IPv6 subscriber's whole
  * address, its port (echo identifier) and the IPv4 protocol it maps to
@@ -192,7 +196,7 @@ build_bug_on(sizeof(struct cg_out) != 8);
 struct cg_in {
 	__be32 addr;  /* subscriber address */
 	__be16 port;  /* subscriber port */
-	__u8 flags;   /* CG_USED */
+	__u8 flags;   /* CG_USED, CG_EXPLICIT, CG_V6 */
 	__u8 tcp;     /* CG_TCP_* */
 };
 build_bug_on(sizeof(struct cg_in) != 8);

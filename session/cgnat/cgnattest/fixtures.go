@@ -151,6 +151,14 @@ func Fixtures(f cgnat.Filtering) []xlattest.Fixture {
 		xl("hairpin/tcp-b-out", sub, flags(sp(6, SubB, 7100, R4, 443, 64), 0x02), flags(sp(6, Pub2, p0, R4, 443, 63), 0x02)),
 		xlOr("hairpin/tcp-a-to-b", sub, flags(sp(6, SubA, 6100, Pub2, p0, 64), 0x02), flags(sp(6, Pub1, p1, SubB, 7100, 63), 0x02), eif),
 		xl("hairpin/tcp-b-to-a", sub, flags(sp(6, SubB, 7100, Pub1, p1, 64), 0x12), flags(sp(6, Pub2, p0, SubA, 6100, 63), 0x12)),
+		// The rest of the connection both ways (B's SYN/ACK let A in
+		// in every mode), to the FINs: each segment's state bits noted
+		// on both mappings' slots, outbound on the sender's, inbound on
+		// the receiver's (compareState holds XDP's to the model's).
+		xl("hairpin/tcp-a-ack", sub, sp(6, SubA, 6100, Pub2, p0, 64), sp(6, Pub1, p1, SubB, 7100, 63)),
+		xl("hairpin/tcp-b-data", sub, sp(6, SubB, 7100, Pub1, p1, 64), sp(6, Pub2, p0, SubA, 6100, 63)),
+		xl("hairpin/tcp-a-fin", sub, flags(sp(6, SubA, 6100, Pub2, p0, 64), 0x11), flags(sp(6, Pub1, p1, SubB, 7100, 63), 0x11)),
+		xl("hairpin/tcp-b-fin", sub, flags(sp(6, SubB, 7100, Pub1, p1, 64), 0x11), flags(sp(6, Pub2, p0, SubA, 6100, 63), 0x11)),
 	)
 	_ = adf
 

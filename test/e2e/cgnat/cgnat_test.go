@@ -33,9 +33,8 @@ func TestSubscriberReachesSrv4(t *testing.T) {
 	sub := l.NS(lab.Sub)
 	var seen []netip.AddrPort
 	for _, network := range []string{"udp", "tcp"} {
-		// The first packet finds no block: the relay grants one and the
-		// subscriber's stack sends again (UDP here every 200 ms, a SYN
-		// after a second).
+		// The first packet finds no block: the relay grants one and
+		// sends the packet through its datapath again (first_test.go).
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		token := "cgnat-" + network
 		var err error
@@ -121,7 +120,7 @@ func TestSubscriberReachesSrv4(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	// Its first datagram waits for the grant: sent again after a second.
+	// Its first datagram waits for the grant, then goes on (first_test.go).
 	if err := e2e.Retry(5*time.Second, func() error { return e2e.EchoUDP(c, "cgnat-second", time.Second) }); err != nil {
 		t.Fatalf("the second subscriber: %v", err)
 	}

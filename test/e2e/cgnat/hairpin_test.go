@@ -1,6 +1,7 @@
 package cgnat
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"testing"
@@ -87,4 +88,31 @@ func TestHairpinUDP(t *testing.T) {
 	}
 	exchange(b, a, pubA, pubB, "b-to-a")
 	exchange(a, b, pubB, pubA, "a-to-b")
+}
+
+// TestHairpinTCP: subscriber B listens on a port it also connects to
+// srv4 from (its mapping: srv4 sees B's public address:port); subscriber
+// A, with a mapping of its own to srv4, connects from that same port to
+// B's public address:port. B accepts the connection from A's public
+// address:port (RFC 5382 REQ-8, RFC 4787 REQ-9), not A's inside one, and
+// a line crosses each way: the SYN, the SYN/ACK and the data are all
+// turned round by relay_sub on the subscribers' interface (the relay's
+// kernel has no NAT rule, and the pool routes nowhere back to sub).
+func TestHairpinTCP(t *testing.T) {
+	u := e2e.Up(t, lab.CGNPreserve)
+	l := u.Lab
+	srv := e2e.EchoServer(t, l.NS(lab.Srv4))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	h, err := lab.HairpinTCP(ctx, l.NS(lab.Sub), srv, netip.AddrPortFrom(lab.Srv4Addr, lab.EchoPort), lab.SubAddr, lab.SubAddr2)
+	t.Logf("%+v", h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Check(); err != nil {
+		t.Error(err)
+	}
+	if !lab.SubPool4.Contains(h.PubA.Addr()) || !lab.SubPool4.Contains(h.PubB.Addr()) {
+		t.Errorf("public A %v, B %v: outside the pool %v", h.PubA, h.PubB, lab.SubPool4)
+	}
 }

@@ -1,15 +1,20 @@
 package cgnat
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/unmap-dev/unmap/lab"
 	"github.com/unmap-dev/unmap/test/e2e"
+	"github.com/unmap-dev/unmap/test/labtest"
 )
 
 // TestSubscriberQuota: a subscriber opening more UDP flows than its
@@ -18,11 +23,19 @@ import (
 // administratively prohibited, which the subscriber's connected socket
 // reports as EHOSTUNREACH; another subscriber of the same relay still
 // gets a block and reaches srv4; the relay counts the subscriber spent
-// and the refusals.
+// and the refusals; and its /metrics say what happened: three blocks
+// granted and logged, one subscriber refused for its quota, two holding
+// blocks, the mappings the flows made (at the next sweep), each
+// cgnat-no-block packet sent on again, one admin-prohibited answer for
+// each refused flow.
 func TestSubscriberQuota(t *testing.T) {
 	const quota = 2 * 512 // blocks_per_subscriber x block ports (lab.Deploy)
-	u := e2e.Up(t, lab.CGNPreserve)
-	l := u.Lab
+	l := labtest.New(t, lab.Options{CGNMode: lab.CGNPreserve, CGNUDPTimeout: 30 * time.Second})
+	d := e2e.Deploy(t, lab.BuildUnmap(t))
+	e2e.WithMetrics(t, d.RelayConfig)
+	d.StartRelay(t, l) // the subscribers need no edge
+	d.DumpOnFailure(t)
+	e2e.Section(t, d.RelaySock, "cgnat", "the relay's cgnat", func(map[string]uint64) bool { return true })
 	srv := e2e.EchoServer(t, l.NS(lab.Srv4))
 	to := net.UDPAddrFromAddrPort(netip.AddrPortFrom(lab.Srv4Addr, lab.EchoPort))
 	sub := l.NS(lab.Sub)
@@ -96,10 +109,66 @@ func TestSubscriberQuota(t *testing.T) {
 	if ok, err := flow(other); err != nil || !ok {
 		t.Errorf("another subscriber after the first was spent: echoed %v, %v", ok, err)
 	}
-	e2e.Section(t, u.D.RelaySock, "cgnat", "the relay's cgnat counts", func(m map[string]uint64) bool {
+	e2e.Section(t, d.RelaySock, "cgnat", "the relay's cgnat counts", func(m map[string]uint64) bool {
 		return m["spent"] == 1 && m["spent_now"] == 1 && m["grants"] == 3 && m["subscribers"] == 2
 	})
-	e2e.Section(t, u.D.RelaySock, "datapath", "the refusals counted", func(m map[string]uint64) bool {
+	e2e.Section(t, d.RelaySock, "datapath", "the refusals counted", func(m map[string]uint64) bool {
 		return m["cgnat-refused"] >= 100
 	})
+
+	logged, err := os.ReadFile(d.CGNATLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grants := float64(strings.Count(string(logged), `"event":"grant"`))
+	// The mappings gauge is read at the sweep (every 10 s): poll past one.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wrong []string
+	for {
+		m, err := e2e.FetchMetrics(ctx, l.NS(lab.Relay))
+		if err != nil {
+			t.Fatalf("relay /metrics: %v", err)
+		}
+		get := func(name string, labels ...string) float64 {
+			v, ok := m.Get(name, labels...)
+			if !ok {
+				t.Fatalf("relay /metrics: no %s%v", name, labels)
+			}
+			return v
+		}
+		noBlock := get("unmap_datapath_packets_total", `reason="cgnat-no-block"`)
+		wrong = nil
+		for _, c := range []struct {
+			what      string
+			got, want float64
+		}{
+			{"blocks granted", get("unmap_relay_cgnat_blocks_total", `event="granted"`), 3},
+			{"grants in the block log", grants, 3},
+			{"log records written", get("unmap_relay_cgnat_log_records_total", `result="written"`), 3},
+			{"log records failed", get("unmap_relay_cgnat_log_records_total", `result="failed"`), 0},
+			{"blocks held", get("unmap_relay_cgnat_blocks"), 3},
+			{"pool blocks (4 addresses x 8)", get("unmap_relay_cgnat_pool_blocks"), 32},
+			{"subscribers", get("unmap_relay_cgnat_subscribers"), 2},
+			{"subscribers refused now", get("unmap_relay_cgnat_subscribers_refused"), 1},
+			{"refused for the quota", get("unmap_relay_cgnat_refused_total", `reason="quota"`), 1},
+			{"refused for the pool", get("unmap_relay_cgnat_refused_total", `reason="pool-exhausted"`), 0},
+			{"UDP mappings at the sweep", get("unmap_relay_cgnat_mappings", `protocol="udp"`), quota + 1},
+			{"first packets sent on (= the datapath's cgnat-no-block)", get("unmap_relay_cgnat_first_packets_total", `event="resent"`), noBlock},
+			{"first packets of the two subscribers and the one past the quota", noBlock, 3},
+			{"admin-prohibited answers (one a refused flow)", get("unmap_datapath_packets_total", `reason="cgnat-refused"`), float64(refused)},
+			{"agent errors", get("unmap_relay_cgnat_errors_total"), 0},
+		} {
+			if c.got != c.want {
+				wrong = append(wrong, fmt.Sprintf("%s: %v, want %v", c.what, c.got, c.want))
+			}
+		}
+		if len(wrong) == 0 || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	for _, w := range wrong {
+		t.Error(w)
+	}
 }

@@ -85,7 +85,13 @@ func testRelayRestartKeepsFlows(t *testing.T, mode lab.CGNMode, crash bool) {
 		if err := u.Relay.Cmd.Process.Kill(); err != nil {
 			t.Fatal(err)
 		}
+		// SIGKILL cannot be caught: a relay still running after 5 s is a
+		// kernel or harness fault, not something to wait out.
+		deadline := time.Now().Add(5 * time.Second)
 		for exited, _ := u.Relay.Exited(); !exited; exited, _ = u.Relay.Exited() {
+			if time.Now().After(deadline) {
+				t.Fatal("the relay had not exited 5 s after SIGKILL")
+			}
 			time.Sleep(10 * time.Millisecond)
 		}
 	} else if err := u.Relay.Stop(); err != nil && !e2e.IsSIGTERM(err) {
