@@ -101,9 +101,15 @@ func configureCGNAT(spec *ebpf.CollectionSpec, opts Options) error {
 	// The permissions are a preallocated hash: sized for every mapping
 	// it holds that memory whether used or not, so only the dependent
 	// filters, which record them, get room (88 bytes a mapping otherwise
-	// spent for nothing in the default mode).
+	// spent for nothing in the default mode). NAT64's mappings (a hash
+	// of n beside NAT44's) record theirs in the same map, under the same
+	// pool addresses: room for both.
 	if c.Filter != cgnat.EIF {
-		spec.Maps[datapathMapCgPerms].MaxEntries = n
+		perms := n
+		if c.NAT64() {
+			perms = 2 * n
+		}
+		spec.Maps[datapathMapCgPerms].MaxEntries = perms
 	}
 	spec.Maps[datapathMapCgSlots].MaxEntries = uint32(cgnat.Planes * c.PoolPorts())
 	spec.Maps[datapathMapCgBlocks].MaxEntries = uint32(c.NumBlocks())
