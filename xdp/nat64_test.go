@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"net/netip"
 	"path/filepath"
 	"testing"
 	"time"
@@ -116,4 +117,49 @@ func TestNAT64BlockEventNamesTheSlash64(t *testing.T) {
 	}
 	h.nevents++
 	h.compareState(t)
+}
+
+// TestNAT64SlotsReadInBatches: CGNATSlots reads NAT64 slots' interface
+// IDs one by one when they are few and the whole cg_slots6 in batches
+// when they are many (the sweep reads the slots every 10 s); both ways
+// every slot's host address is the model's. 300 hosts of A6's /64 each
+// map a UDP port (past the 64 read one by one), beside NAT44 mappings.
+func TestNAT64SlotsReadInBatches(t *testing.T) {
+	h := newCGHarness(t, cgnat.EIF) // 512-port blocks
+	send := func(src netip.Addr, port uint16) {
+		t.Helper()
+		dst := cgnattest.R4
+		if src.Is6() {
+			dst = xlat.Embed(xlat.WKP, cgnattest.R4)
+		}
+		in := xlattest.Build(xlattest.Spec{Proto: 17, Src: src, SPort: port, Dst: dst, DPort: 53})
+		if _, err := h.compare(xlat.RoleRelaySub, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := cgnattest.A6.As16()
+	for i := range 300 {
+		b := base
+		binary.BigEndian.PutUint32(b[12:], 0x1000+uint32(i))
+		send(netip.AddrFrom16(b), 6000)
+		if i < 3 {
+			send(cgnattest.SubA, uint16(7000+i))
+		}
+		if i == 10 || i == 299 {
+			h.compareState(t) // 11 NAT64 slots: read one by one; 300: in batches
+		}
+	}
+	sl, err := h.d.CGNATSlots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v6 int
+	for _, in := range sl {
+		if in.Addr.Is6() {
+			v6++
+		}
+	}
+	if v6 != 300 || len(sl) != 303 {
+		t.Fatalf("%d slots, %d of them NAT64's; want 303, 300", len(sl), v6)
+	}
 }
