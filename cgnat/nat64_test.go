@@ -17,7 +17,8 @@ import (
 // address in it grants the /64 a block, logged under the /64's first
 // address; at its quota the /64 is spent, and a mapping of one of its
 // hosts expiring makes the /64 unspent again (the sweep finds the
-// subscriber of a mapping's host address).
+// subscriber of a mapping's host address); the sweep's gauges count
+// NAT64 mappings apart too.
 func TestAgentNAT64(t *testing.T) {
 	c := Config{Interface: "sub0", Inside: "100.64.0.0/24", Pool: "192.0.2.8/30", Ports: "40960-45055",
 		BlockSize: 512, BlocksPerSubscriber: 2, Inside6: "2001:db8:600::/56", Log: t.TempDir() + "/blocks.log"}
@@ -76,6 +77,25 @@ func TestAgentNAT64(t *testing.T) {
 	}
 	if _, ok := s.Datapath.SubIndex(host); ok {
 		t.Errorf("a host address taken for a subscriber record")
+	}
+	// The mappings gauges: a NAT64 mapping counts in its protocol's
+	// mappings and in the NAT64 ones; an IPv4 subscriber's only in the
+	// first.
+	k6 := dp.mapping(t, sub, 5001, 6, 0)
+	o6 := dp.maps[k6]
+	delete(dp.maps, k6)
+	k6.Addr = host
+	dp.maps[k6] = o6
+	v4 := netip.MustParseAddr("100.64.0.9")
+	if err := a.NoBlock(v4); err != nil {
+		t.Fatal(err)
+	}
+	dp.mapping(t, v4, 5002, 6, 0)
+	if err := a.Sweep(); err != nil {
+		t.Fatal(err)
+	}
+	if a.mappings[0].Load() != 2 || a.mappings64[0].Load() != 1 || a.mappings64[1].Load() != 0 {
+		t.Errorf("TCP mappings %d, NAT64 ones %d (UDP %d); want 2, 1 (0)", a.mappings[0].Load(), a.mappings64[0].Load(), a.mappings64[1].Load())
 	}
 }
 
