@@ -758,6 +758,77 @@ func TestCGNATPinnedAcrossReload(t *testing.T) {
 	}
 }
 
+// TestCGNATFilteringChangeKeepsPins: a relay restarted with another
+// filtering mode keeps its pinned mappings (OPERATING.md: a changed
+// filtering applies to them after the restart). cg_perms is sized only
+// under a dependent filter, so its size changes with the mode; its pin
+// is then replaced by an empty map of the new size (the permissions are
+// soft state: the mappings' next outbound packets record them) instead of
+// the whole pinned layout being refused. From endpoint-independent to
+// address-dependent: the established mapping still carries outbound
+// packets and takes answers from the remote it sends to after the
+// restart, not from another one; and back.
+func TestCGNATFilteringChangeKeepsPins(t *testing.T) {
+	priv.Require(t)
+	dir := filepath.Join(bpffs.ForTest(t), "unmap", "relay")
+	c := cgnattest.Config(cgnat.EIF)
+	opts := Options{PinPath: dir, NoMissLimit: true, NoRefuseLimit: true, CGNAT: c, CGNATMappings: 1 << 12}
+	xc := xlattest.Config(xlattest.RelayAddr)
+	run := func(d *Datapath, role xlat.Role, in []byte) xlat.Verdict {
+		t.Helper()
+		ret, err := d.Program(role).Run(&ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+64)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return xlat.Verdict(ret)
+	}
+	out := xlattest.Build(xlattest.Spec{Proto: 17, Src: cgnattest.SubA, SPort: 5000, Dst: cgnattest.R4, DPort: 53})
+	back := func(from netip.Addr) []byte {
+		return xlattest.Build(xlattest.Spec{Proto: 17, Src: from, SPort: 53, Dst: cgnattest.Pub1, DPort: cgnattest.PortLo})
+	}
+	d, err := Load(xc, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(d.SetFIB(false), d.GrantBlock(cgnattest.SubA, c.BlockID(0, 0))); err != nil {
+		t.Fatal(err)
+	}
+	if v := run(d, xlat.RoleRelaySub, out); v != xlat.Pass {
+		t.Fatalf("outbound: %v", v)
+	}
+	for _, f := range []cgnat.Filtering{cgnat.ADF, cgnat.EIF} {
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
+		opts.CGNAT.Filter = f
+		if d, err = Load(xc, opts); err != nil {
+			t.Fatalf("reload with %v filtering: %v", f, err)
+		}
+		if err := d.SetFIB(false); err != nil {
+			t.Fatal(err)
+		}
+		if want := map[cgnat.Filtering]uint32{cgnat.ADF: 2 << 12, cgnat.EIF: 1}[f]; d.objs.CgPerms.MaxEntries() != want { // the world has NAT64: room for both hashes
+			t.Errorf("%v: cg_perms holds %d, want %d", f, d.objs.CgPerms.MaxEntries(), want)
+		}
+		if m, err := d.CGNATMappings(); err != nil || len(m) != 1 {
+			t.Fatalf("%v: pinned mappings %v (%v), want the one", f, m, err)
+		}
+		other := map[cgnat.Filtering]xlat.Verdict{cgnat.ADF: xlat.Drop, cgnat.EIF: xlat.Pass}[f]
+		if v := run(d, xlat.RoleRelayExt, back(cgnattest.R4c)); v != other {
+			t.Errorf("%v: a remote the mapping never sent to: %v, want %v", f, v, other)
+		}
+		if v := run(d, xlat.RoleRelaySub, out); v != xlat.Pass {
+			t.Fatalf("%v: outbound on the pinned mapping: %v", f, v)
+		}
+		if v := run(d, xlat.RoleRelayExt, back(cgnattest.R4)); v != xlat.Pass {
+			t.Errorf("%v: the remote it sent to after the restart: %v, want pass", f, v)
+		}
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestCGNATWithdrawBlock: what the agent reads and does to take a block
 // back: CGNATGrants reads the subscribers' records, CGNATBlockUsed a
 // block's taken ports per protocol, and after WithdrawBlock of every
