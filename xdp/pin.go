@@ -85,7 +85,7 @@ func pinSpec(spec *ebpf.CollectionSpec, dir string) error {
 	}
 	switch {
 	case have == sum:
-		return resizeSoftPins(spec, dir)
+		return nil
 	case have == [sha256.Size]byte{} && !anyPinned(spec, dir):
 		return lm.Update(uint32(0), sum, ebpf.UpdateAny)
 	}
@@ -106,44 +106,6 @@ func anyPinned(spec *ebpf.CollectionSpec, dir string) bool {
 	return false
 }
 
-// softSized are pinned maps whose size follows a setting that may change
-// across a restart and whose entries may be lost: the CGNAT's filter
-// permissions, sized only under a dependent filtering mode
-// (configureCGNAT), which the next outbound packet of each mapping
-// records again. Their size is not in the layout hash; a pin of another
-// size is replaced by an empty map (resizeSoftPins), so a changed
-// `filtering` keeps the pinned mappings.
-var softSized = []string{datapathMapCgPerms}
-
-// resizeSoftPins removes the pin of a softSized map whose size is not
-// the spec's, so the load makes it anew.
-func resizeSoftPins(spec *ebpf.CollectionSpec, dir string) error {
-	for _, name := range softSized {
-		ms := spec.Maps[name]
-		if ms == nil {
-			continue
-		}
-		path := filepath.Join(dir, ms.Name)
-		m, err := ebpf.LoadPinnedMap(path, nil)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return incompatible(dir, err)
-		}
-		size := m.MaxEntries()
-		if err := m.Close(); err != nil {
-			return err
-		}
-		if size != ms.MaxEntries {
-			if err := os.Remove(path); err != nil {
-				return fmt.Errorf("pin path: %w", err)
-			}
-		}
-	}
-	return nil
-}
-
 // pinLayout hashes what a pinned map's users rely on: each pinned map's
 // kind, sizes and the fields of its key and value types. The kernel's own
 // check (ebpf.MapSpec.Compatible) compares sizes only, so a build that
@@ -160,11 +122,7 @@ func pinLayout(spec *ebpf.CollectionSpec) [sha256.Size]byte {
 	slices.Sort(names)
 	for _, name := range names {
 		m := spec.Maps[name]
-		size := m.MaxEntries
-		if slices.Contains(softSized, name) {
-			size = 0 // resizeSoftPins
-		}
-		fmt.Fprintf(&b, "%s %v %d %d %d %d;", name, m.Type, m.KeySize, m.ValueSize, size, m.Flags)
+		fmt.Fprintf(&b, "%s %v %d %d %d %d;", name, m.Type, m.KeySize, m.ValueSize, m.MaxEntries, m.Flags)
 		layoutOf(&b, m.Key, 0)
 		layoutOf(&b, m.Value, 0)
 	}
