@@ -758,6 +758,55 @@ func TestCGNATPinnedAcrossReload(t *testing.T) {
 	}
 }
 
+// TestCGNATFilterChangeKeepsPins: a relay restarted with another
+// filtering mode (the permissions map sized otherwise: sizedByConfig)
+// loads on the pinned maps instead of refusing them: the established
+// mapping made under endpoint-independent filtering translates the same
+// after a reload with address-dependent filtering, and back again.
+func TestCGNATFilterChangeKeepsPins(t *testing.T) {
+	priv.Require(t)
+	dir := filepath.Join(bpffs.ForTest(t), "unmap", "relay")
+	xc := xlattest.Config(xlattest.RelayAddr)
+	c := cgnattest.Config(cgnat.EIF)
+	load := func(f cgnat.Filtering) *Datapath {
+		t.Helper()
+		c.Filter = f
+		d, err := Load(xc, Options{PinPath: dir, NoMissLimit: true, NoRefuseLimit: true, CGNAT: c, CGNATMappings: 1 << 12})
+		if err != nil {
+			t.Fatalf("load with %v filtering on the pins: %v", f, err)
+		}
+		if err := d.SetFIB(false); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	out := xlattest.Build(xlattest.Spec{Proto: 17, Src: cgnattest.SubA, SPort: 5000, Dst: cgnattest.R4, DPort: 53})
+	run := func(d *Datapath) []byte {
+		t.Helper()
+		opts := &ebpf.RunOptions{Data: out, DataOut: make([]byte, len(out)+64)}
+		ret, err := d.Program(xlat.RoleRelaySub).Run(opts)
+		if err != nil || xlat.Verdict(ret) != xlat.Pass {
+			t.Fatalf("subscriber's packet: %v %v", xlat.Verdict(ret), err)
+		}
+		return opts.DataOut
+	}
+	d := load(cgnat.EIF)
+	if err := d.GrantBlock(cgnattest.SubA, c.BlockID(0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	first := run(d)
+	for _, f := range []cgnat.Filtering{cgnat.ADF, cgnat.EIF} {
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
+		d = load(f)
+		if got := run(d); !bytes.Equal(got, first) {
+			t.Fatalf("after a reload with %v filtering the mapping translates otherwise", f)
+		}
+	}
+	d.Close()
+}
+
 // TestCGNATWithdrawBlock: what the agent reads and does to take a block
 // back: CGNATGrants reads the subscribers' records, CGNATBlockUsed a
 // block's taken ports per protocol, and after WithdrawBlock of every

@@ -56,6 +56,16 @@ func pinned(name string, m *ebpf.MapSpec) bool {
 		name != datapathMapMissSrcs && name != datapathMapMissExempt
 }
 
+// sizedByConfig are pinned maps whose size follows the configuration and
+// whose entries are soft state: the CGNAT's filter permissions, sized for
+// every mapping under the dependent filters and to one entry under
+// endpoint-independent filtering. A restart with another size (another
+// filtering mode) replaces the pinned map instead of refusing the pins:
+// the mappings stay, and nothing is lost, as the only sizes are the
+// dependent modes' (which share one) and endpoint-independent's, which
+// records no permission and reads none.
+var sizedByConfig = map[string]bool{datapathMapCgPerms: true}
+
 // pinSpec marks the maps to pin and checks that maps already pinned in
 // dir have this build's layout, recording it when dir is new.
 func pinSpec(spec *ebpf.CollectionSpec, dir string) error {
@@ -68,6 +78,11 @@ func pinSpec(spec *ebpf.CollectionSpec, dir string) error {
 	for name, m := range spec.Maps {
 		if pinned(name, m) {
 			m.Pinning = ebpf.PinByName
+		}
+		if sizedByConfig[name] {
+			if err := replaceResized(dir, m); err != nil {
+				return err
+			}
 		}
 	}
 	sum := pinLayout(spec)
@@ -90,6 +105,27 @@ func pinSpec(spec *ebpf.CollectionSpec, dir string) error {
 		return lm.Update(uint32(0), sum, ebpf.UpdateAny)
 	}
 	return incompatible(dir, errors.New("table layout changed"))
+}
+
+// replaceResized removes m's pin in dir when the pinned map has another
+// size than m: the load then pins a new one (sizedByConfig).
+func replaceResized(dir string, m *ebpf.MapSpec) error {
+	path := filepath.Join(dir, m.Name)
+	old, err := ebpf.LoadPinnedMap(path, nil)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return incompatible(dir, fmt.Errorf("%s: %w", m.Name, err))
+	}
+	defer old.Close()
+	if old.MaxEntries() == m.MaxEntries {
+		return nil
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("pin path: replace %s: %w", m.Name, err)
+	}
+	return nil
 }
 
 func incompatible(dir string, err error) error {
@@ -122,7 +158,11 @@ func pinLayout(spec *ebpf.CollectionSpec) [sha256.Size]byte {
 	slices.Sort(names)
 	for _, name := range names {
 		m := spec.Maps[name]
-		fmt.Fprintf(&b, "%s %v %d %d %d %d;", name, m.Type, m.KeySize, m.ValueSize, m.MaxEntries, m.Flags)
+		size := m.MaxEntries
+		if sizedByConfig[name] {
+			size = 0 // replaced, not refused, when it changes
+		}
+		fmt.Fprintf(&b, "%s %v %d %d %d %d;", name, m.Type, m.KeySize, m.ValueSize, size, m.Flags)
 		layoutOf(&b, m.Key, 0)
 		layoutOf(&b, m.Value, 0)
 	}
