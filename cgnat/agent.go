@@ -47,9 +47,11 @@ type Agent struct {
 	log  *slog.Logger
 	now  func() time.Time
 	// M is the agent's counters (metrics.go); mappings the datapath's
-	// mappings by plane at the last sweep.
-	M        *metrics.Counters
-	mappings [cgnat.Planes]atomic.Int64
+	// mappings by plane at the last sweep, mappings64 the NAT64 ones
+	// among them.
+	M          *metrics.Counters
+	mappings   [cgnat.Planes]atomic.Int64
+	mappings64 [cgnat.Planes]atomic.Int64
 
 	mu        sync.Mutex
 	pool      *cgnat.Pool
@@ -224,30 +226,35 @@ func (a *Agent) Sweep() error {
 	}
 	freed := map[netip.Addr]bool{}
 	var errs []error
-	var live [cgnat.Planes]int64
+	var live, live64 [cgnat.Planes]int64
+	stays := func(k cgnat.Key, pl int) {
+		if pl >= 0 {
+			live[pl]++
+			if k.Addr.Is6() {
+				live64[pl]++
+			}
+		}
+	}
 	for k, o := range maps {
 		pl := planeOf(k.Proto)
 		idle := time.Duration(uint16(epoch-o.Epoch)) * EpochLength
 		if idle <= a.timeout(k, o, slots) || a.explicit(k, o, slots) {
-			if pl >= 0 {
-				live[pl]++
-			}
+			stays(k, pl)
 			continue
 		}
 		if err := a.dp.ReleaseMapping(k); err != nil {
 			errs = append(errs, err)
-			if pl >= 0 {
-				live[pl]++
-			}
+			stays(k, pl)
 			continue
 		}
 		if pl >= 0 {
 			a.M.Inc(mExpiredByProt[pl])
 		}
-		freed[k.Addr] = true
+		freed[a.s.Datapath.SubOf(k.Addr)] = true // a NAT64 host's subscriber is its /64
 	}
 	for pl := range live {
 		a.mappings[pl].Store(live[pl])
+		a.mappings64[pl].Store(live64[pl])
 	}
 	if a.s.Deterministic {
 		return errors.Join(errs...) // blocks are fixed; subscribers stay spent

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/unmap-dev/unmap/config"
@@ -28,7 +29,21 @@ type Config struct {
 	MaxMappings         int    `yaml:"max_mappings"`  // mappings the datapath holds; default 1048576 (80 bytes each)
 	Grace               string `yaml:"grace"`         // an empty block stays this long before it goes back, and rests as long; default 2m
 	Log                 string `yaml:"log"`           // the block log: a JSON-lines file (an absolute path) or syslog (syslog+udp://HOST:PORT, syslog+tcp://HOST:PORT, syslog+unix:///dev/log); required unless deterministic
-	Timeouts            struct {
+	// NAT64 (RFC 6146): IPv6-only subscribers reach IPv4 servers through
+	// the same pool. Inside6 is their prefix (/44 to /64, each /64 one
+	// subscriber); without it there is no NAT64.
+	Inside6 string `yaml:"inside6"`
+	// NAT64Prefix is where IPv4 servers are: a /96 (RFC 6052), default
+	// the well-known 64:ff9b::/96; a DNS64 resolver must use the same.
+	NAT64Prefix string `yaml:"nat64_prefix"`
+	// NAT64MTU is the IPv6-only subscribers' link MTU, 1280 to 9000
+	// (default 1500): IPv4 that would be larger as IPv6 is answered
+	// fragmentation needed (DF) or dropped.
+	NAT64MTU int `yaml:"nat64_mtu"`
+	// MoreInterfaces are further subscriber interfaces (relay_sub on
+	// each too), e.g. a link of IPv6-only subscribers.
+	MoreInterfaces []string `yaml:"more_interfaces"`
+	Timeouts       struct {
 		UDP            string `yaml:"udp"`             // default 2m (RFC 4787 REQ-5: at least 2 minutes)
 		TCPEstablished string `yaml:"tcp_established"` // default 2h4m (RFC 5382)
 		TCPTransitory  string `yaml:"tcp_transitory"`  // default 4m (RFC 5382)
@@ -49,15 +64,16 @@ var DefaultTimeouts = Timeouts{UDP: 2 * time.Minute, TCPEstablished: 2*time.Hour
 
 // Settings is a validated Config.
 type Settings struct {
-	Interface     string
-	Datapath      cgnat.Config // what xdp.Options.CGNAT takes
-	Quota         int
-	Deterministic bool
-	MaxMappings   uint32
-	Grace         time.Duration
-	Log           string
-	Timeouts      Timeouts
-	PortMap       PortMap // PCP and NAT-PMP for the subscribers; off by default
+	Interface      string
+	MoreInterfaces []string     // further subscriber interfaces
+	Datapath       cgnat.Config // what xdp.Options.CGNAT takes
+	Quota          int
+	Deterministic  bool
+	MaxMappings    uint32
+	Grace          time.Duration
+	Log            string
+	Timeouts       Timeouts
+	PortMap        PortMap // PCP and NAT-PMP for the subscribers; off by default
 }
 
 // Enabled reports whether the section was there.
@@ -152,6 +168,9 @@ func (c *Config) Parse(field string, r Relay) (*Settings, error) {
 		inRange(d.Inside.Addr(), d.PoolFirst, last) {
 		return nil, config.Errorf(f("pool"), "%v-%v overlaps %s %v: a subscriber's inside address would be a public one", d.PoolFirst, last, f("inside"), d.Inside)
 	}
+	if err := c.parse64(f, s, r); err != nil {
+		return nil, err
+	}
 	if err := d.Validate(); err != nil {
 		return nil, config.Errorf(field, "%v", err)
 	}
@@ -207,6 +226,72 @@ func (c *Config) Parse(field string, r Relay) (*Settings, error) {
 		return nil, config.Errorf(f("log"), "%q is not an absolute path (or a syslog+udp://, syslog+tcp:// or syslog+unix:// address)", s.Log)
 	}
 	return s, nil
+}
+
+// parse64 reads NAT64's fields, each error naming its field.
+func (c *Config) parse64(f func(string) string, s *Settings, r Relay) error {
+	for i, name := range c.MoreInterfaces {
+		field := fmt.Sprintf("%s[%d]", f("more_interfaces"), i)
+		if name == "" || name == c.Interface || slices.Contains(c.MoreInterfaces[:i], name) {
+			return config.Errorf(field, "%q: want another interface than cgnat.interface and the ones before", name)
+		}
+		if name == r.Interface {
+			return config.Errorf(field, "%s is interface too: the subscribers need interfaces of their own", name)
+		}
+	}
+	s.MoreInterfaces = c.MoreInterfaces
+	d := &s.Datapath
+	if c.Inside6 == "" {
+		if c.NAT64MTU != 0 {
+			return config.Errorf(f("nat64_mtu"), "%d without inside6: NAT64 needs the IPv6-only subscribers' prefix", c.NAT64MTU)
+		}
+		if c.NAT64Prefix != "" {
+			return config.Errorf(f("nat64_prefix"), "%s without inside6: NAT64 needs the IPv6-only subscribers' prefix", c.NAT64Prefix)
+		}
+		return nil
+	}
+	var err error
+	if d.Inside6, err = config.ParsePrefix(f("inside6"), c.Inside6); err != nil {
+		return err
+	}
+	if b := d.Inside6.Bits(); !d.Inside6.Addr().Is6() || d.Inside6.Addr().Is4In6() || b < cgnat.MinInside6Bits || b > 64 {
+		return config.Errorf(f("inside6"), "%v: want an IPv6 prefix of /%d to /64 (each /64 in it is one subscriber)", d.Inside6, cgnat.MinInside6Bits)
+	}
+	if d.Inside6.Masked() != d.Inside6 {
+		return config.Errorf(f("inside6"), "%v has host bits set", d.Inside6)
+	}
+	if c.Deterministic {
+		return config.Errorf(f("deterministic"), "covers IPv4 subscribers only: no NAT64 (inside6 %v) with it", d.Inside6)
+	}
+	if c.NAT64MTU != 0 && (c.NAT64MTU < 1280 || c.NAT64MTU > 9000) {
+		return config.Errorf(f("nat64_mtu"), "%d: want 1280 to 9000 (IPv6's minimum to jumbo)", c.NAT64MTU)
+	}
+	d.MTU6 = c.NAT64MTU
+	if c.NAT64Prefix != "" {
+		if d.Prefix64, err = config.ParsePrefix(f("nat64_prefix"), c.NAT64Prefix); err != nil {
+			return err
+		}
+		p := d.Prefix64
+		switch {
+		case !p.Addr().Is6() || p.Addr().Is4In6():
+			return config.Errorf(f("nat64_prefix"), "%v is not an IPv6 prefix", p)
+		case p.Bits() != 96:
+			return config.Errorf(f("nat64_prefix"), "%v: only /96 is supported (RFC 6052 2.2: the IPv4 address in the last 32 bits; the /32 to /64 forms are not)", p)
+		case p.Masked() != p:
+			return config.Errorf(f("nat64_prefix"), "%v has host bits set", p)
+		case p.Overlaps(d.Inside6):
+			return config.Errorf(f("nat64_prefix"), "%v overlaps inside6 %v", p, d.Inside6)
+		}
+	}
+	for i, a := range r.Addresses {
+		if d.Inside6.Contains(a) {
+			return config.Errorf(f("inside6"), "%v holds addresses[%d] %v: the relay's public address among its subscribers", d.Inside6, i, a)
+		}
+		if d.Prefix().Contains(a) {
+			return config.Errorf(f("nat64_prefix"), "%v holds addresses[%d] %v: the relay's own address would be taken for an IPv4 server", d.Prefix(), i, a)
+		}
+	}
+	return nil
 }
 
 // checkSplit refuses a pool that shares an address:port with the

@@ -11,7 +11,7 @@ import (
 
 var relayFields = Relay{
 	Interface:    "ext0",
-	Addresses:    []netip.Addr{netip.MustParseAddr("192.0.2.1")},
+	Addresses:    []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8:1::1")},
 	CarrierPorts: config.PortRange{First: 20000, Last: 39999},
 	SiteIPv4:     map[string]netip.Addr{"sites[1].ipv4": netip.MustParseAddr("192.0.2.20")},
 }
@@ -75,6 +75,22 @@ func TestParseRefuses(t *testing.T) {
 		{func(c *Config) { c.Pool = "192.0.2.9/28" }, []string{"cgnat.pool", "host bits"}},
 		{func(c *Config) { c.Ports = "80-2000" }, []string{"cgnat.ports"}},
 		{func(c *Config) { c.Gateway = "10.0.0.1" }, []string{"cgnat.gateway"}},
+		{func(c *Config) { c.NAT64Prefix = "64:ff9b::/96" }, []string{"cgnat.nat64_prefix", "without inside6"}},
+		{func(c *Config) { c.Inside6 = "2001:db8::/40" }, []string{"cgnat.inside6", "/44 to /64"}},
+		{func(c *Config) { c.Inside6 = "2001:db8:64::/72" }, []string{"cgnat.inside6"}},
+		{func(c *Config) { c.Inside6 = "100.64.0.0/16" }, []string{"cgnat.inside6"}},
+		{func(c *Config) { c.Inside6 = "2001:db8:64::1/56" }, []string{"cgnat.inside6", "host bits"}},
+		{func(c *Config) { c.Inside6 = "2001:db8:64::/56"; c.NAT64Prefix = "64:ff9b::/64" }, []string{"cgnat.nat64_prefix", "only /96"}},
+		{func(c *Config) { c.Inside6 = "2001:db8:64::/56"; c.NAT64Prefix = "2001:db8:64:1::/96" }, []string{"cgnat.nat64_prefix", "overlaps inside6"}},
+		{func(c *Config) { c.Inside6 = "2001:db8:64::/56"; c.NAT64Prefix = "192.0.2.0/24" }, []string{"cgnat.nat64_prefix"}},
+		{func(c *Config) { c.Inside6 = "2001:db8:64::/56"; c.NAT64Prefix = "::ffff:0:0/96" }, []string{"cgnat.nat64_prefix"}},
+		{func(c *Config) { c.Inside6 = "2001:db8:64::/56"; c.Deterministic = true }, []string{"cgnat.deterministic", "NAT64"}},
+		{func(c *Config) { c.MoreInterfaces = []string{"sub0"} }, []string{"cgnat.more_interfaces[0]"}},
+		{func(c *Config) { c.Inside6 = "2001:db8:64::/56"; c.NAT64MTU = 1000 }, []string{"cgnat.nat64_mtu", "1280 to 9000"}},
+		{func(c *Config) { c.NAT64MTU = 1500 }, []string{"cgnat.nat64_mtu", "without inside6"}},
+		{func(c *Config) { c.Inside6 = "2001:db8:1::/56" }, []string{"cgnat.inside6", "addresses[1]"}},
+		{func(c *Config) { c.Inside6 = "2001:db8:64::/56"; c.NAT64Prefix = "2001:db8:1::/96" }, []string{"cgnat.nat64_prefix", "addresses[1]"}},
+		{func(c *Config) { c.MoreInterfaces = []string{"ext0"} }, []string{"cgnat.more_interfaces[0]", "interface too"}},
 		{func(c *Config) { c.PortMapping = PortMapping{PCP: true, PerSubscriber: 10, Total: 5} }, []string{"cgnat.port_mapping.per_subscriber"}},
 		{func(c *Config) { c.PortMapping = PortMapping{NATPMP: true, Total: 1 << 21} }, []string{"cgnat.port_mapping.total"}},
 		{func(c *Config) { c.PortMapping = PortMapping{PCP: true, MinLifetime: "1h", MaxLifetime: "10m"} }, []string{"cgnat.port_mapping.max_lifetime"}},
@@ -91,6 +107,25 @@ func TestParseRefuses(t *testing.T) {
 				t.Errorf("%+v: %q does not say %q", cfg, err, w)
 			}
 		}
+	}
+}
+
+// TestParseNAT64: inside6 alone is NAT64 on the well-known prefix; a
+// network-specific /96 is taken as written.
+func TestParseNAT64(t *testing.T) {
+	c := good()
+	c.Inside6 = "2001:db8:64::/56"
+	s, err := c.Parse("cgnat", relayFields)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := s.Datapath; !d.NAT64() || d.Prefix().String() != "64:ff9b::/96" || d.Subscribers6() != 256 {
+		t.Fatalf("%+v", d)
+	}
+	c.NAT64Prefix = "2001:db8:ff::/96"
+	c.MoreInterfaces = []string{"sub6"}
+	if s, err = c.Parse("cgnat", relayFields); err != nil || s.Datapath.Prefix().String() != "2001:db8:ff::/96" || s.MoreInterfaces[0] != "sub6" {
+		t.Fatalf("%+v %v", s, err)
 	}
 }
 

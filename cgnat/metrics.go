@@ -1,6 +1,8 @@
 package cgnat
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/unmap-dev/unmap/metrics"
@@ -31,7 +33,7 @@ var (
 	mFirstResent   = fFirst.Value("resent")
 	mFirstFailed   = fFirst.Value("resend-failed")
 	mFirstTrunc    = fFirst.Value("truncated")
-	mFirstNotIPv4  = fFirst.Value("not-ipv4")
+	mFirstNotIP    = fFirst.Value("not-ip")
 	mErrGrant      = fErrors.ValueNamed("grant", "error-grant")
 	mErrSweep      = fErrors.ValueNamed("sweep", "error-sweep")
 	mErrPortMap    = fErrors.ValueNamed("port-mapping", "error-port-mapping")
@@ -64,6 +66,7 @@ const (
 	subscribersName = "unmap_relay_cgnat_subscribers"
 	spentName       = "unmap_relay_cgnat_subscribers_refused"
 	mappingsName    = "unmap_relay_cgnat_mappings"
+	mappings64Name  = "unmap_relay_cgnat_nat64_mappings"
 )
 
 // MetricFamilies are the CGNAT's declared counters (the relay's metrics
@@ -104,16 +107,23 @@ func (a *Agent) Collectors() []prometheus.Collector {
 		metrics.Gauge(spentName, "Subscribers refused now (at their quota, or the pool spent, with every port taken): their new flows are answered ICMP administratively prohibited.",
 			book(func(a *Agent) int { return len(a.spent) })),
 		metrics.NewLabeledGauge(mappingsName, "Mappings in the datapath at the last sweep (every 10 s), by protocol.", "protocol", planes,
-			func(p string) float64 {
-				if a == nil {
-					return 0
-				}
-				for i, n := range planeNames {
-					if n == p {
-						return float64(a.mappings[i].Load())
-					}
-				}
-				return 0
-			}),
+			byPlane(a, func(a *Agent) *[cgnat.Planes]atomic.Int64 { return &a.mappings })),
+		metrics.NewLabeledGauge(mappings64Name, "NAT64 mappings (of IPv6-only subscribers) among unmap_relay_cgnat_mappings at the last sweep, by the IPv4 protocol they map to (ICMPv6 echo: icmp).", "protocol", planes,
+			byPlane(a, func(a *Agent) *[cgnat.Planes]atomic.Int64 { return &a.mappings64 })),
+	}
+}
+
+// byPlane reads one of the agent's per-plane gauges by protocol name.
+func byPlane(a *Agent, g func(*Agent) *[cgnat.Planes]atomic.Int64) func(string) float64 {
+	return func(p string) float64 {
+		if a == nil {
+			return 0
+		}
+		for i, n := range planeNames {
+			if n == p {
+				return float64(g(a)[i].Load())
+			}
+		}
+		return 0
 	}
 }

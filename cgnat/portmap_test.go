@@ -1,6 +1,7 @@
 package cgnat
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -242,5 +243,61 @@ func TestPortMapperDeterministic(t *testing.T) {
 		if why != portmap.OK || m.External.Addr() != addr || c.want != 0 && m.External.Port() != c.want || !ok || who != subA {
 			t.Errorf("asking %d: %v %v (the formula says %v %v)", c.ask, why, m.External, who, ok)
 		}
+	}
+}
+
+// TestPortMapperRefusesNAT64: port mapping is NAT44's only. A PCP MAP
+// from an IPv6-only subscriber (a host of a /64 of inside6, behind the
+// relay's NAT64) is refused NOT_AUTHORIZED and counted ipv4-only, and
+// neither a block nor a mapping is made for its /64; the datapath's
+// explicit mappings refuse an IPv6 key by name (ErrExplicit64), as the
+// model's do; an IPv4 subscriber of the same relay still maps.
+func TestPortMapperRefusesNAT64(t *testing.T) {
+	c := Config{Interface: "sub0", Inside: "100.64.0.0/24", Pool: "192.0.2.8/30", Ports: "40960-45055",
+		BlockSize: 512, BlocksPerSubscriber: 2, Inside6: "2001:db8:600::/56", Log: t.TempDir() + "/blocks.log",
+		PortMapping: PortMapping{PCP: true}}
+	s, err := c.Parse("cgnat", Relay{Interface: "ext0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp := &modelDP{fakeDP: newFake(&s.Datapath), st: cgnat.NewState()}
+	blog, err := OpenLog(s.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blog.Close()
+	a, err := NewAgent(s, dp, blog, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	tab := portmap.NewTable(s.PortMap.Policy, newMapBackend(a, dp, nil, quiet), quiet)
+	srv := portmap.NewServer(portmap.Config{PCP: true, Log: quiet}, tab)
+	pcpMap := func(client netip.Addr) *pcp.Message {
+		t.Helper()
+		m := &pcp.Message{Opcode: pcp.OpMap, Lifetime: 600, Client: client,
+			Map: pcp.Map{Nonce: pcp.NewNonce(), Protocol: 6, InternalPort: 8080}}
+		r, err := pcp.ParseResponse(srv.HandleUDP(m.Append(nil), netip.AddrPortFrom(client, 5350), time.Now()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	host := netip.MustParseAddr("2001:db8:600:7::abcd")
+	if r := pcpMap(host); r.Result != pcp.NotAuthorized || tab.Counts()["refused-ipv4-only"] != 1 {
+		t.Fatalf("MAP from NAT64 host %v: %v, refused-ipv4-only %d", host, r.Result, tab.Counts()["refused-ipv4-only"])
+	}
+	if sub := s.Datapath.SubOf(host); len(a.Held(sub)) != 0 || len(dp.st.Out) != 0 {
+		t.Fatalf("refused, yet /64 %v holds %v, mappings %v", sub, a.Held(sub), dp.st.Out)
+	}
+	k := cgnat.Key{Addr: host, Port: 8080, Proto: 6}
+	if err := dp.MapExplicit(k, s.Datapath.PoolFirst, 40960); !errors.Is(err, cgnat.ErrExplicit64) {
+		t.Errorf("model MapExplicit of %+v: %v, want ErrExplicit64", k, err)
+	}
+	if err := dp.Unexplicit(k); !errors.Is(err, cgnat.ErrExplicit64) {
+		t.Errorf("model Unexplicit of %+v: %v, want ErrExplicit64", k, err)
+	}
+	if r := pcpMap(subA); r.Result != pcp.Success {
+		t.Fatalf("MAP from IPv4 subscriber %v beside NAT64: %v", subA, r.Result)
 	}
 }

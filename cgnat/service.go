@@ -73,11 +73,19 @@ func Start(s *Settings, sp *slowpath.Datapath, pinPath, ext string, log *slog.Lo
 	if err != nil {
 		return fail(err)
 	}
+	ifs := []int{subIf}
+	for _, name := range s.MoreInterfaces {
+		i, err := sp.AttachAs(name, xlat.RoleRelaySub, pinPath, "link-relay-sub-"+name)
+		if err != nil {
+			return fail(err)
+		}
+		ifs = append(ifs, i)
+	}
 	extIf, err := net.InterfaceByName(ext)
 	if err != nil {
 		return fail(err)
 	}
-	for _, ifindex := range []int{subIf, extIf.Index} {
+	for _, ifindex := range append(ifs, extIf.Index) {
 		if err := sp.XDP.AddTXPort(ifindex); err != nil {
 			return fail(fmt.Errorf("redirect to ifindex %d: %w", ifindex, err))
 		}
@@ -89,6 +97,9 @@ func Start(s *Settings, sp *slowpath.Datapath, pinPath, ext string, log *slog.Lo
 	}
 	log.Info("cgnat", "subscribers", d.Inside, "pool", d.PoolFirst, "addresses", d.PoolAddrs,
 		"block_ports", d.BlockSize(), "blocks_an_address", d.Blocks, "quota", s.Quota, "deterministic", s.Deterministic)
+	if d.NAT64() {
+		log.Info("cgnat nat64", "subscribers", d.Inside6, "prefix", d.Prefix(), "interfaces", append([]string{s.Interface}, s.MoreInterfaces...))
+	}
 	return sv, nil
 }
 
@@ -149,13 +160,12 @@ func (sv *Service) Run(ctx context.Context) {
 // packet of a subscriber's flow is not lost, so a TCP SYN does not wait a
 // second for its retransmission.
 func (sv *Service) Miss(m xdp.Miss) {
-	const ip = 14 // the Ethernet header, then the IPv4 one
-	if len(m.Data) < ip+20 || m.Data[ip]>>4 != 4 {
-		sv.A.M.Inc(mFirstNotIPv4) // relay_sub hands over only IPv4 it parsed: cannot happen
+	sub, proto, ok := MissSubscriber(m.Data)
+	if !ok {
+		sv.A.M.Inc(mFirstNotIP) // relay_sub hands over only IPv4, or IPv6 for NAT64, it parsed: cannot happen
 		return
 	}
-	sub := netip.AddrFrom4([4]byte(m.Data[ip+12 : ip+16]))
-	if err := sv.A.NoPort(sub, m.Data[ip+9]); err != nil {
+	if err := sv.A.NoPort(sub, proto); err != nil {
 		sv.A.M.Inc(mErrGrant)
 		sv.log.Warn("cgnat grant", "sub", sub, "err", err)
 		return // not granted: sent again it would only come back
@@ -170,6 +180,27 @@ func (sv *Service) Miss(m xdp.Miss) {
 		return
 	}
 	sv.A.M.Inc(mFirstResent)
+}
+
+// MissSubscriber is the subscriber a relay_sub miss (an Ethernet frame)
+// is about, and the IPv4 protocol of its packet (the plane whose port
+// it lacked): an IPv4 packet's source and protocol, or the /64 of an
+// IPv6 one's source (NAT64) and the protocol its next header maps to
+// (ICMPv6 to ICMP). ok is false for a frame too short for its IP header.
+func MissSubscriber(frame []byte) (sub netip.Addr, proto uint8, ok bool) {
+	const ip = 14 // the Ethernet header, then the IP one
+	switch {
+	case len(frame) >= ip+20 && frame[ip]>>4 == 4:
+		return netip.AddrFrom4([4]byte(frame[ip+12 : ip+16])), frame[ip+9], true
+	case len(frame) >= ip+40 && frame[ip]>>4 == 6:
+		p, _ := netip.AddrFrom16([16]byte(frame[ip+8 : ip+24])).Prefix(64)
+		proto = frame[ip+6]
+		if proto == 58 {
+			proto = 1 // ICMPv6 echo maps onto the ICMP plane
+		}
+		return p.Addr(), proto, true
+	}
+	return netip.Addr{}, 0, false
 }
 
 // Close closes the event reader and the log (the datapath goes on).

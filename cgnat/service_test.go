@@ -12,8 +12,9 @@ import (
 
 // TestServiceMiss: what the agent does with each miss relay_sub hands
 // over (cgnat-no-block), bad ones included: a frame too short for an
-// IPv4 header or not IPv4 is counted and dropped (not-ipv4); a source
-// outside the inside prefix grants nothing (an error counted, no panic);
+// IPv4 header, or neither IPv4 nor IPv6, is counted and dropped (not-ip);
+// a source outside the inside prefix, or IPv6 without NAT64, grants
+// nothing (an error counted, no panic);
 // a frame longer than the ring's copy gets its block but is not sent
 // again (truncated); a good one gets its block and goes through the
 // datapath again, once.
@@ -45,7 +46,7 @@ func TestServiceMiss(t *testing.T) {
 	} {
 		sv.Miss(m)
 	}
-	if a.M.Get(mFirstNotIPv4) != 4 || a.M.Get(mErrGrant) != 1 || a.M.Get(mFirstTrunc) != 1 || a.M.Get(mFirstResent) != 1 ||
+	if a.M.Get(mFirstNotIP) != 3 || a.M.Get(mErrGrant) != 2 || a.M.Get(mFirstTrunc) != 1 || a.M.Get(mFirstResent) != 1 ||
 		len(resent) != 1 || len(dp.subs[subA].Blocks) != 1 {
 		t.Errorf("counters %v, resent %d, blocks %v", a.M.Snapshot(), len(resent), dp.subs[subA])
 	}

@@ -92,7 +92,26 @@ var (
 	// inside RelayPool4 and apart from SitePublic4, and SubPorts the block
 	// ports on each of its addresses, apart from RelayCarrierPorts.
 	SubPool4 = netip.MustParsePrefix("203.0.113.64/30")
+
+	// relay—sub6: an IPv6-only subscriber of the relay's CGNAT, which
+	// reaches IPv4 servers through NAT64: Sub6Inside is relay.yaml's
+	// cgnat.inside6 (each /64 a subscriber), Sub6Net sub6's /64 in it,
+	// and NAT64Prefix the well-known prefix srv4 is reached at.
+	Sub6Inside    = netip.MustParsePrefix("2001:db8:64::/56")
+	Sub6Net       = netip.MustParsePrefix("2001:db8:64:1::/64")
+	RelaySub6Addr = netip.MustParseAddr("2001:db8:64:1::1")
+	Sub6Addr      = netip.MustParseAddr("2001:db8:64:1::2")
+	NAT64Prefix   = netip.MustParsePrefix("64:ff9b::/96")
 )
+
+// NAT64Addr is IPv4 address a as an IPv6-only subscriber reaches it:
+// in NAT64Prefix (RFC 6052, its last 32 bits).
+func NAT64Addr(a netip.Addr) netip.Addr {
+	b := NAT64Prefix.Addr().As16()
+	v := a.As4()
+	copy(b[12:], v[:])
+	return netip.AddrFrom16(b)
+}
 
 // ForwardPort is the port of SitePublic4 the edge forwards (TCP and UDP)
 // to the LAN host's EchoPort.

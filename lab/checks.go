@@ -79,6 +79,32 @@ func EchoCheck(name string, expect Expect, from Role, network string, srv func(*
 	}}
 }
 
+// poolEchoCheck is EchoCheck that works when the server saw the
+// exchange from any address of the relay's CGNAT pool (SubPool4).
+func poolEchoCheck(name string, from Role, network string, srv func(*Env) *EchoServer, to netip.AddrPort) Check {
+	return Check{Name: name, Expect: Works, Run: func(ctx context.Context, e *Env) error {
+		n := e.Lab.NS(from)
+		token := newToken(from, network)
+		var err error
+		if network == "tcp" {
+			_, err = n.EchoTCP(ctx, to, token)
+		} else {
+			_, err = n.EchoUDP(ctx, to, token)
+		}
+		if err != nil {
+			return err
+		}
+		p, ok := srv(e).PeerOf(token)
+		if !ok {
+			return fmt.Errorf("an echo came back but the server at %s never saw it", srv(e).Addr)
+		}
+		if !SubPool4.Contains(p.Remote.Addr()) {
+			return fmt.Errorf("server saw the exchange from %s, want an address of %s", p.Remote.Addr(), SubPool4)
+		}
+		return nil
+	}}
+}
+
 // PingCheck is a row that pings dst from the namespace `from`.
 func PingCheck(name string, expect Expect, from Role, dst netip.Addr) Check {
 	return Check{Name: name, Expect: expect, Run: func(ctx context.Context, e *Env) error {
@@ -148,6 +174,13 @@ func UnmapChecks(host netip.Addr) []Check {
 		withTimeout(5*time.Second, EchoCheck("sub → srv4: TCP through the relay's CGNAT, seen from its pool", Works, Sub, "tcp", atSrv4, srv4, SubPool4.Addr())),
 		withTimeout(5*time.Second, EchoCheck("sub → srv4: UDP through the relay's CGNAT, seen from its pool", Works, Sub, "udp", atSrv4, srv4, SubPool4.Addr())),
 		withTimeout(5*time.Second, PingCheck("sub → srv4: ping through the relay's CGNAT", Works, Sub, Srv4Addr)),
+		// NAT64: the IPv6-only subscriber reaches srv4 at its address in
+		// 64:ff9b::/96, from the same pool (its /64's own block).
+		// (The /64 gets its block on the pool address with the most free
+		// blocks: not sub's.)
+		withTimeout(5*time.Second, poolEchoCheck("sub6 → srv4 via NAT64: TCP, seen from the pool", Sub6, "tcp", atSrv4, netip.AddrPortFrom(NAT64Addr(Srv4Addr), EchoPort))),
+		withTimeout(5*time.Second, poolEchoCheck("sub6 → srv4 via NAT64: UDP, seen from the pool", Sub6, "udp", atSrv4, netip.AddrPortFrom(NAT64Addr(Srv4Addr), EchoPort))),
+		withTimeout(5*time.Second, PingCheck("sub6 → srv4 via NAT64: ping", Works, Sub6, NAT64Addr(Srv4Addr))),
 		// Hairpinning (hairpin.go): two subscribers of the sub host through
 		// each other's public address:port, turned round by the relay's XDP.
 		HairpinCheck("sub → sub: UDP hairpin through the relay's CGNAT, each seen from the other's public address:port", "udp"),

@@ -83,8 +83,11 @@ cgnat:
   ports: %s
   blocks_per_subscriber: 2
   log: %s
+  inside6: "%s"
+  nat64_prefix: "%s"
+  more_interfaces: [%s]
 `, RelayAddr, rdir, rdir, rdir, Inet, RelayAddr, RelayCarrierPorts, d.RelayPins, SiteGrant, SitePublic4,
-		Sub, SubNet, RelaySubAddr, SubPool4, SubPorts, d.CGNATLog)
+		Sub, SubNet, RelaySubAddr, SubPool4, SubPorts, d.CGNATLog, Sub6Inside, NAT64Prefix, Sub6)
 	d.EdgeConfig = filepath.Join(dir, "edge.yaml")
 	edge := fmt.Sprintf(`site: home
 relay: "%s:443"

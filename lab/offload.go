@@ -74,7 +74,7 @@ func (n *NS) wireLike(ifname string) error {
 // veth in namespace In named Ifname.
 var agentPeers = []peerEnd{
 	{LAN, string(Edge)}, {CGN, string(Edge)}, // edge: lan_interface, wan_interface
-	{Inet, string(Relay)}, {Sub, string(Relay)}, // relay: external, subscribers
+	{Inet, string(Relay)}, {Sub, string(Relay)}, {Sub6, string(Relay)}, // relay: external, subscribers
 }
 
 // peerEnd is a veth end: the namespace and the veth's name there.

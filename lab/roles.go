@@ -18,6 +18,7 @@ const (
 	Srv4  Role = "srv4"  // an IPv4 server on the Internet
 	Srv6  Role = "srv6"  // an IPv6-only server on the Internet
 	Sub   Role = "sub"   // a subscriber of the relay's own CGNAT
+	Sub6  Role = "sub6"  // an IPv6-only subscriber: NAT64 through the same CGNAT
 	// Narrow is an Internet router that inet reaches over a link of
 	// NarrowMTU bytes (a tunnel, say), and SrvN an IPv6 server behind it
 	// on a full 1500-byte link: a path whose MTU only an ICMPv6 Packet
@@ -28,7 +29,7 @@ const (
 )
 
 // Roles lists every namespace of a lab in build order.
-var Roles = []Role{LAN, Edge, CGN, Rogue, Inet, Relay, Srv4, Srv6, Sub, Narrow, SrvN}
+var Roles = []Role{LAN, Edge, CGN, Rogue, Inet, Relay, Srv4, Srv6, Sub, Sub6, Narrow, SrvN}
 
 // wire is one veth pair: end A in namespace A named B, end B in namespace
 // B named A, with optional addresses of each family on both ends.
@@ -51,6 +52,7 @@ var wires = []wire{
 	{A: Inet, B: Srv4, Net4: Srv4Net, A4: InetSrv4Addr, B4: Srv4Addr},
 	{A: Inet, B: Srv6, Net6: Srv6Net, A6: InetSrv6Addr, B6: Srv6Addr},
 	{A: Relay, B: Sub, Net4: SubNet, A4: RelaySubAddr, B4: SubAddr},
+	{A: Relay, B: Sub6, Net6: Sub6Net, A6: RelaySub6Addr, B6: Sub6Addr},
 	{A: Inet, B: Narrow, Net6: NarrowNet, A6: InetNarrowAddr, B6: NarrowAddr, MTU: NarrowMTU},
 	{A: Narrow, B: SrvN, Net6: SrvNNet, A6: NarrowSrvNAddr, B6: SrvNAddr},
 }
@@ -105,6 +107,7 @@ var routes = []route{
 	{In: Inet, Dst: netip.PrefixFrom(Srv4Addr2, 32), Via: Srv4Addr},
 	{In: Srv6, Dst: default6, Via: InetSrv6Addr},
 	{In: Sub, Dst: default4, Via: RelaySubAddr},
+	{In: Sub6, Dst: default6, Via: RelaySub6Addr},
 	{In: Inet, Dst: SrvNNet, Via: NarrowAddr},
 	{In: Narrow, Dst: default6, Via: InetNarrowAddr},
 	{In: SrvN, Dst: default6, Via: NarrowSrvNAddr},

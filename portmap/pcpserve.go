@@ -25,7 +25,7 @@ var pcpResults = [numReasons]pcp.Result{
 	SiteQuota: pcp.NoResources, PortUnavailable: pcp.CannotProvideExternal, NoFreePort: pcp.NoResources,
 	NoExternal: pcp.NetworkFailure, CannotProvideExternal: pcp.CannotProvideExternal,
 	NotOwner: pcp.NotAuthorized, NotFound: pcp.NotAuthorized, TooManyFilters: pcp.ExcessiveRemotePeers,
-	Disabled: pcp.NotAuthorized,
+	Disabled: pcp.NotAuthorized, IPv4Only: pcp.NotAuthorized,
 }
 
 // pcpReason is the Reason counted for a request the parser refused.

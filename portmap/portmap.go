@@ -120,7 +120,9 @@ type Backend interface {
 // own port blocks (cgnat.PortMapper). Its External4 is not used. Such a
 // backend admits any remote to a mapping, so the server refuses what
 // would narrow one: PCP FILTER options (UNSUPP_OPTION) and PEER requests
-// (UNSUPP_OPCODE).
+// (UNSUPP_OPCODE). It maps IPv4 only: an IPv6 host's request (behind the
+// relay's NAT64, an IPv6-only subscriber's) is refused as IPv4Only
+// (PCP NOT_AUTHORIZED) before the backend is asked.
 type PerClient interface {
 	Backend
 	// Place4 is where client's IPv4 mapping of internal (proto 0 and

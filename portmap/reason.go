@@ -30,6 +30,7 @@ const (
 	TooManyFilters               // more PCP FILTERs than a mapping keeps
 	Disabled                     // the protocol is switched off
 	RateLimited                  // the source sent more than its share of requests
+	IPv4Only                     // an IPv6 host asking a backend that maps IPv4 only (PerClient: the relay's CGNAT, whose NAT64 subscribers get no mappings)
 	numReasons
 )
 
@@ -38,7 +39,7 @@ var reasonNames = [numReasons]string{
 	"unsupported-option", "malformed-option", "unsupported-proto", "address-mismatch",
 	"not-self", "not-allowed", "host-quota", "site-quota", "port-unavailable",
 	"no-free-port", "no-external", "cannot-provide-external", "not-owner", "not-found",
-	"too-many-filters", "disabled", "rate-limited",
+	"too-many-filters", "disabled", "rate-limited", "ipv4-only",
 }
 
 func (r Reason) String() string {

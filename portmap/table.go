@@ -173,6 +173,9 @@ func (t *Table) mapLocked(r Request, now time.Time) (Mapping, Reason) {
 	if in != r.Client && !t.pol.ThirdParty {
 		return Mapping{}, NotSelf
 	}
+	if in.Is6() && t.pc != nil {
+		return Mapping{}, IPv4Only
+	}
 	if !in.IsGlobalUnicast() {
 		return Mapping{}, NotAllowed
 	}
@@ -258,6 +261,9 @@ func (t *Table) Restore(m Mapping, now time.Time) Reason {
 	}
 	if m.Proto != TCP && m.Proto != UDP || !m.Internal.IsValid() || !m.External.IsValid() || m.Internal.Addr().Is6() && m.External != m.Internal {
 		return Malformed
+	}
+	if m.Internal.Addr().Is6() && t.pc != nil {
+		return IPv4Only
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()

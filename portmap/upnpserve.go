@@ -174,7 +174,7 @@ var upnpErrors = map[int]string{
 // upnpCode is each refusal's UPnP error for port mappings.
 func upnpCode(why Reason, pinhole bool) int {
 	switch why {
-	case NotSelf, NotAllowed, NotOwner, Disabled:
+	case NotSelf, NotAllowed, NotOwner, Disabled, IPv4Only:
 		return 606
 	case PortUnavailable:
 		if pinhole {

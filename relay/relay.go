@@ -74,6 +74,7 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		ifs := []string{s.Interface}
 		if s.CGNAT != nil {
 			ifs = append(ifs, s.CGNAT.Interface) // relay_sub's
+			ifs = append(ifs, s.CGNAT.MoreInterfaces...)
 		}
 		ifcheck.Warn(log.With("part", "xdp"), ifs...)
 		c.dp, c.activity = dp, datapathActivity(dp)

@@ -47,11 +47,18 @@ func Open(cfg xlat.Config, o xdp.Options, log *slog.Logger) (*Datapath, error) {
 // pinned in pinPath (a new agent replaces the last one's program without
 // a moment of no XDP), and returns its ifindex.
 func (dp *Datapath) Attach(ifname string, role xlat.Role, pinPath string) (int, error) {
+	return dp.AttachAs(ifname, role, pinPath, "link-"+role.String())
+}
+
+// AttachAs is Attach with the link pinned under name: a role's program
+// on a second interface (the CGNAT's further subscriber interfaces)
+// needs a pin of its own.
+func (dp *Datapath) AttachAs(ifname string, role xlat.Role, pinPath, name string) (int, error) {
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
 		return 0, fmt.Errorf("interface: %w", err)
 	}
-	l, mode, err := dp.XDP.AttachPinned(ifi.Index, role, filepath.Join(pinPath, "link-"+role.String()))
+	l, mode, err := dp.XDP.AttachPinned(ifi.Index, role, filepath.Join(pinPath, name))
 	if err != nil {
 		return 0, err
 	}

@@ -48,6 +48,14 @@ type benchvarCgKey struct {
 	Pad   uint8
 }
 
+type benchvarCgKey6 struct {
+	_     structs.HostLayout
+	Addr  [4]uint32
+	Port  uint16
+	Proto uint8
+	Pad   uint8
+}
+
 type benchvarCgOut struct {
 	_     structs.HostLayout
 	Addr  uint32
@@ -142,9 +150,11 @@ const (
 	benchvarMapCgBlocks           = "cg_blocks"
 	benchvarMapCgEvents           = "cg_events"
 	benchvarMapCgMappings         = "cg_mappings"
+	benchvarMapCgMappings6        = "cg_mappings6"
 	benchvarMapCgPerms            = "cg_perms"
 	benchvarMapCgRefuseAt         = "cg_refuse_at"
 	benchvarMapCgSlots            = "cg_slots"
+	benchvarMapCgSlots6           = "cg_slots6"
 	benchvarMapCgSubs             = "cg_subs"
 	benchvarMapFlows              = "flows"
 	benchvarMapFlows4             = "flows4"
@@ -183,6 +193,10 @@ const (
 	benchvarVarBvSaved            = "bv_saved"
 	benchvarVarCfgBucketBits      = "cfg_bucket_bits"
 	benchvarVarCfgCarrierAddr     = "cfg_carrier_addr"
+	benchvarVarCfgCg6Mtu          = "cfg_cg6_mtu"
+	benchvarVarCfgCg6Net          = "cfg_cg6_net"
+	benchvarVarCfgCg6Pfx          = "cfg_cg6_pfx"
+	benchvarVarCfgCg6Subs         = "cfg_cg6_subs"
 	benchvarVarCfgCgBlkBits       = "cfg_cg_blk_bits"
 	benchvarVarCfgCgFilter        = "cfg_cg_filter"
 	benchvarVarCfgCgGw            = "cfg_cg_gw"
@@ -209,6 +223,7 @@ const (
 	benchvarVarUnusedCgEvent      = "unused_cg_event"
 	benchvarVarUnusedCgIn         = "unused_cg_in"
 	benchvarVarUnusedCgKey        = "unused_cg_key"
+	benchvarVarUnusedCgKey6       = "unused_cg_key6"
 	benchvarVarUnusedCgOut        = "unused_cg_out"
 	benchvarVarUnusedCgPerm       = "unused_cg_perm"
 	benchvarVarUnusedCgSub        = "unused_cg_sub"
@@ -298,9 +313,11 @@ type benchvarMapSpecs struct {
 	CgBlocks      *ebpf.MapSpec `ebpf:"cg_blocks"`
 	CgEvents      *ebpf.MapSpec `ebpf:"cg_events"`
 	CgMappings    *ebpf.MapSpec `ebpf:"cg_mappings"`
+	CgMappings6   *ebpf.MapSpec `ebpf:"cg_mappings6"`
 	CgPerms       *ebpf.MapSpec `ebpf:"cg_perms"`
 	CgRefuseAt    *ebpf.MapSpec `ebpf:"cg_refuse_at"`
 	CgSlots       *ebpf.MapSpec `ebpf:"cg_slots"`
+	CgSlots6      *ebpf.MapSpec `ebpf:"cg_slots6"`
 	CgSubs        *ebpf.MapSpec `ebpf:"cg_subs"`
 	Flows         *ebpf.MapSpec `ebpf:"flows"`
 	Flows4        *ebpf.MapSpec `ebpf:"flows4"`
@@ -323,6 +340,10 @@ type benchvarVariableSpecs struct {
 	BvSaved            *ebpf.VariableSpec `ebpf:"bv_saved"`
 	CfgBucketBits      *ebpf.VariableSpec `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr     *ebpf.VariableSpec `ebpf:"cfg_carrier_addr"`
+	CfgCg6Mtu          *ebpf.VariableSpec `ebpf:"cfg_cg6_mtu"`
+	CfgCg6Net          *ebpf.VariableSpec `ebpf:"cfg_cg6_net"`
+	CfgCg6Pfx          *ebpf.VariableSpec `ebpf:"cfg_cg6_pfx"`
+	CfgCg6Subs         *ebpf.VariableSpec `ebpf:"cfg_cg6_subs"`
 	CfgCgBlkBits       *ebpf.VariableSpec `ebpf:"cfg_cg_blk_bits"`
 	CfgCgFilter        *ebpf.VariableSpec `ebpf:"cfg_cg_filter"`
 	CfgCgGw            *ebpf.VariableSpec `ebpf:"cfg_cg_gw"`
@@ -349,6 +370,7 @@ type benchvarVariableSpecs struct {
 	UnusedCgEvent      *ebpf.VariableSpec `ebpf:"unused_cg_event"`
 	UnusedCgIn         *ebpf.VariableSpec `ebpf:"unused_cg_in"`
 	UnusedCgKey        *ebpf.VariableSpec `ebpf:"unused_cg_key"`
+	UnusedCgKey6       *ebpf.VariableSpec `ebpf:"unused_cg_key6"`
 	UnusedCgOut        *ebpf.VariableSpec `ebpf:"unused_cg_out"`
 	UnusedCgPerm       *ebpf.VariableSpec `ebpf:"unused_cg_perm"`
 	UnusedCgSub        *ebpf.VariableSpec `ebpf:"unused_cg_sub"`
@@ -388,9 +410,11 @@ type benchvarMaps struct {
 	CgBlocks      *ebpf.Map `ebpf:"cg_blocks"`
 	CgEvents      *ebpf.Map `ebpf:"cg_events"`
 	CgMappings    *ebpf.Map `ebpf:"cg_mappings"`
+	CgMappings6   *ebpf.Map `ebpf:"cg_mappings6"`
 	CgPerms       *ebpf.Map `ebpf:"cg_perms"`
 	CgRefuseAt    *ebpf.Map `ebpf:"cg_refuse_at"`
 	CgSlots       *ebpf.Map `ebpf:"cg_slots"`
+	CgSlots6      *ebpf.Map `ebpf:"cg_slots6"`
 	CgSubs        *ebpf.Map `ebpf:"cg_subs"`
 	Flows         *ebpf.Map `ebpf:"flows"`
 	Flows4        *ebpf.Map `ebpf:"flows4"`
@@ -412,9 +436,11 @@ func (m *benchvarMaps) Close() error {
 		m.CgBlocks,
 		m.CgEvents,
 		m.CgMappings,
+		m.CgMappings6,
 		m.CgPerms,
 		m.CgRefuseAt,
 		m.CgSlots,
+		m.CgSlots6,
 		m.CgSubs,
 		m.Flows,
 		m.Flows4,
@@ -438,6 +464,10 @@ type benchvarVariables struct {
 	BvSaved            *ebpf.Variable `ebpf:"bv_saved"`
 	CfgBucketBits      *ebpf.Variable `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr     *ebpf.Variable `ebpf:"cfg_carrier_addr"`
+	CfgCg6Mtu          *ebpf.Variable `ebpf:"cfg_cg6_mtu"`
+	CfgCg6Net          *ebpf.Variable `ebpf:"cfg_cg6_net"`
+	CfgCg6Pfx          *ebpf.Variable `ebpf:"cfg_cg6_pfx"`
+	CfgCg6Subs         *ebpf.Variable `ebpf:"cfg_cg6_subs"`
 	CfgCgBlkBits       *ebpf.Variable `ebpf:"cfg_cg_blk_bits"`
 	CfgCgFilter        *ebpf.Variable `ebpf:"cfg_cg_filter"`
 	CfgCgGw            *ebpf.Variable `ebpf:"cfg_cg_gw"`
@@ -464,6 +494,7 @@ type benchvarVariables struct {
 	UnusedCgEvent      *ebpf.Variable `ebpf:"unused_cg_event"`
 	UnusedCgIn         *ebpf.Variable `ebpf:"unused_cg_in"`
 	UnusedCgKey        *ebpf.Variable `ebpf:"unused_cg_key"`
+	UnusedCgKey6       *ebpf.Variable `ebpf:"unused_cg_key6"`
 	UnusedCgOut        *ebpf.Variable `ebpf:"unused_cg_out"`
 	UnusedCgPerm       *ebpf.Variable `ebpf:"unused_cg_perm"`
 	UnusedCgSub        *ebpf.Variable `ebpf:"unused_cg_sub"`

@@ -34,6 +34,7 @@ const (
 // The generated mirrors have the C's sizes (bpf/types.h checks them there).
 var (
 	_ [0]struct{} = [8 - unsafe.Sizeof(datapathCgKey{})]struct{}{}
+	_ [0]struct{} = [20 - unsafe.Sizeof(datapathCgKey6{})]struct{}{}
 	_ [0]struct{} = [8 - unsafe.Sizeof(datapathCgOut{})]struct{}{}
 	_ [0]struct{} = [8 - unsafe.Sizeof(datapathCgIn{})]struct{}{}
 	_ [0]struct{} = [224 - unsafe.Sizeof(datapathCgBlock{})]struct{}{}
@@ -87,6 +88,10 @@ func configureCGNAT(spec *ebpf.CollectionSpec, opts Options) error {
 		datapathVarCfgCgWarn:          c.WarnAt(),
 		datapathVarCfgCgRefuseNs:      tokenNS,
 		datapathVarCfgCgRefuseDepthNs: tokenNS * uint64(burst),
+		datapathVarCfgCg6Subs:         uint32(c.Subscribers6()),
+		datapathVarCfgCg6Net:          hi64(c.Inside6),
+		datapathVarCfgCg6Pfx:          pfx96(c.Prefix()),
+		datapathVarCfgCg6Mtu:          uint32(c.LinkMTU6()),
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return fmt.Errorf("set %s: %w", name, err)
@@ -96,14 +101,39 @@ func configureCGNAT(spec *ebpf.CollectionSpec, opts Options) error {
 	// The permissions are a preallocated hash: sized for every mapping
 	// it holds that memory whether used or not, so only the dependent
 	// filters, which record them, get room (88 bytes a mapping otherwise
-	// spent for nothing in the default mode).
+	// spent for nothing in the default mode). NAT64's mappings (a hash
+	// of n beside NAT44's) record theirs in the same map, under the same
+	// pool addresses: room for both.
 	if c.Filter != cgnat.EIF {
-		spec.Maps[datapathMapCgPerms].MaxEntries = n
+		perms := n
+		if c.NAT64() {
+			perms = 2 * n
+		}
+		spec.Maps[datapathMapCgPerms].MaxEntries = perms
 	}
 	spec.Maps[datapathMapCgSlots].MaxEntries = uint32(cgnat.Planes * c.PoolPorts())
 	spec.Maps[datapathMapCgBlocks].MaxEntries = uint32(c.NumBlocks())
-	spec.Maps[datapathMapCgSubs].MaxEntries = uint32(c.Subscribers())
+	spec.Maps[datapathMapCgSubs].MaxEntries = uint32(c.AllSubscribers())
+	if c.NAT64() {
+		spec.Maps[datapathMapCgMappings6].MaxEntries = n
+		spec.Maps[datapathMapCgSlots6].MaxEntries = uint32(cgnat.Planes * c.PoolPorts())
+	}
 	return nil
+}
+
+// hi64 is a prefix's first 64 bits as a number (0 for none).
+func hi64(p netip.Prefix) uint64 {
+	if !p.IsValid() {
+		return 0
+	}
+	b := p.Addr().As16()
+	return binary.BigEndian.Uint64(b[:8])
+}
+
+// pfx96 is a /96's three words as the C holds them (network order).
+func pfx96(p netip.Prefix) [3]uint32 {
+	b := p.Addr().As16()
+	return [3]uint32{le32(b[0:4]), le32(b[4:8]), le32(b[8:12])}
 }
 
 // hostU32 is an IPv4 address as a number (host order).
@@ -134,10 +164,11 @@ func (d *Datapath) subIndex(sub netip.Addr) (uint32, error) {
 	if !d.cg.Enabled() {
 		return 0, errNoCGNAT
 	}
-	if !sub.Is4() || !d.cg.Inside.Contains(sub) {
+	si, ok := d.cg.SubIndex(sub)
+	if !ok {
 		return 0, fmt.Errorf("cgnat: %v is not a subscriber", sub)
 	}
-	return hostU32(sub) - hostU32(d.cg.Inside.Addr()), nil
+	return si, nil
 }
 
 // GrantBlock gives block id (cgnat.Config.BlockID) to subscriber sub,
@@ -198,11 +229,45 @@ func (d *Datapath) CGNATMappings() (map[cgnat.Key]cgnat.Out, error) {
 		out[cgnat.Key{Addr: cgAddr(k.Addr), Port: hport(k.Port), Proto: k.Proto}] =
 			cgnat.Out{Addr: cgAddr(v.Addr), Port: hport(v.Port), Epoch: v.Epoch}
 	}
+	if err := it.Err(); err != nil || !d.cg.NAT64() {
+		return out, err
+	}
+	var k6 datapathCgKey6
+	it = d.objs.CgMappings6.Iterate()
+	for it.Next(&k6, &v) {
+		out[cgnat.Key{Addr: addr6(k6.Addr), Port: hport(k6.Port), Proto: k6.Proto}] =
+			cgnat.Out{Addr: cgAddr(v.Addr), Port: hport(v.Port), Epoch: v.Epoch}
+	}
 	return out, it.Err()
 }
 
-// cgUsed is the C's CG_USED (bpf/types.h): a slot that holds a mapping.
-const cgUsed = 1 << 1
+// addr6 is an IPv6 address from the C's four network-order words.
+func addr6(w [4]uint32) netip.Addr {
+	var b [16]byte
+	for i, v := range w {
+		binary.LittleEndian.PutUint32(b[4*i:], v)
+	}
+	return netip.AddrFrom16(b)
+}
+
+// key6 is a NAT64 mapping's key as the C holds it.
+func key6(k cgnat.Key) datapathCgKey6 {
+	b := k.Addr.As16()
+	var w [4]uint32
+	for i := range w {
+		w[i] = le32(b[4*i:])
+	}
+	return datapathCgKey6{Addr: w, Port: hport(k.Port), Proto: k.Proto}
+}
+
+// cgUsed and cgV6 are the C's CG_USED and CG_V6 (bpf/types.h): a slot
+// that holds a mapping, and one whose mapping is NAT64's (its address
+// word is the subscriber's /64 index, its interface ID in cg_slots6).
+// Bit 2 is CG_EXPLICIT (cgExplicit, cgnat_explicit.go).
+const (
+	cgUsed = 1 << 1
+	cgV6   = 1 << 3
+)
 
 // CGNATSlots reads the inbound slots that hold a mapping.
 func (d *Datapath) CGNATSlots() (map[cgnat.Slot]cgnat.In, error) {
@@ -216,6 +281,7 @@ func (d *Datapath) CGNATSlots() (map[cgnat.Slot]cgnat.In, error) {
 	const batch = 4096
 	per := d.cg.PoolPorts()
 	keys, vals := make([]uint32, batch), make([]datapathCgIn, batch)
+	v6 := map[uint32]uint32{} // NAT64 slots: their /64's index, the address waiting for its interface ID
 	var cursor ebpf.MapBatchCursor
 	for {
 		n, err := d.objs.CgSlots.BatchLookup(&cursor, keys, vals, nil)
@@ -224,16 +290,82 @@ func (d *Datapath) CGNATSlots() (map[cgnat.Slot]cgnat.In, error) {
 			if v.Flags&cgUsed == 0 {
 				continue
 			}
+			if v.Flags&cgV6 != 0 {
+				v6[keys[i]] = v.Addr
+			}
 			out[cgnat.Slot{Plane: k / per, Off: k % per}] =
 				cgnat.In{Addr: cgAddr(v.Addr), Port: hport(v.Port), TCP: v.Tcp, Explicit: v.Flags&cgExplicit != 0}
 		}
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return out, nil
+			break
 		}
 		if err != nil {
 			return nil, fmt.Errorf("cgnat slots: %w", err)
 		}
 	}
+	if len(v6) == 0 {
+		return out, nil
+	}
+	iids, err := d.slotIIDs(v6)
+	if err != nil {
+		return nil, err
+	}
+	for k, idx := range v6 {
+		sl := cgnat.Slot{Plane: int(k) / per, Off: int(k) % per}
+		in := out[sl]
+		if in.Addr, err = d.slotAddr6(k, idx, iids[k]); err != nil {
+			return nil, err
+		}
+		out[sl] = in
+	}
+	return out, nil
+}
+
+// slotIIDs reads the interface IDs of the NAT64 slots in want (cg_slots6,
+// beside cg_slots): one by one when they are few, else the whole array
+// in batches as CGNATSlots reads cg_slots (a sweep over many NAT64
+// mappings would otherwise pay a syscall each again).
+func (d *Datapath) slotIIDs(want map[uint32]uint32) (map[uint32]uint64, error) {
+	const few, batch = 64, 4096
+	out := make(map[uint32]uint64, len(want))
+	if len(want) <= few {
+		for k := range want {
+			var iid uint64
+			if err := d.objs.CgSlots6.Lookup(k, &iid); err != nil {
+				return nil, fmt.Errorf("cgnat: slot %d's interface ID: %w", k, err)
+			}
+			out[k] = iid
+		}
+		return out, nil
+	}
+	keys, vals := make([]uint32, batch), make([]uint64, batch)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := d.objs.CgSlots6.BatchLookup(&cursor, keys, vals, nil)
+		for i := range n {
+			if _, ok := want[keys[i]]; ok {
+				out[keys[i]] = vals[i]
+			}
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("cgnat slots6: %w", err)
+		}
+	}
+}
+
+// slotAddr6 is the subscriber address of NAT64 slot k: the /64 of
+// index idx and the interface ID beside the slot.
+func (d *Datapath) slotAddr6(k, idx uint32, iid uint64) (netip.Addr, error) {
+	sub, ok := d.cg.SubAt(uint32(d.cg.Subscribers()) + idx)
+	if !ok || !d.cg.NAT64() {
+		return netip.Addr{}, fmt.Errorf("cgnat: slot %d holds /64 %d, no subscriber", k, idx)
+	}
+	b := sub.As16()
+	binary.LittleEndian.PutUint64(b[8:], iid)
+	return netip.AddrFrom16(b), nil
 }
 
 // SetCGNATEpoch sets the sweep epoch outbound packets stamp on their
@@ -249,11 +381,14 @@ func (d *Datapath) CGNATEvents() (*CGNATEventReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &CGNATEventReader{r: r}, nil
+	return &CGNATEventReader{r: r, c: d.cg}, nil
 }
 
 // CGNATEventReader reads block events (struct cg_event).
-type CGNATEventReader struct{ r *ringbuf.Reader }
+type CGNATEventReader struct {
+	r *ringbuf.Reader
+	c cgnat.Config // the subscribers' records, to name them
+}
 
 // SetDeadline bounds the next Read.
 func (e *CGNATEventReader) SetDeadline(t time.Time) { e.r.SetDeadline(t) }
@@ -268,8 +403,12 @@ func (e *CGNATEventReader) Read() (cgnat.Event, error) {
 	if len(b) < 16 {
 		return cgnat.Event{}, fmt.Errorf("cgnat event of %d bytes", len(b))
 	}
+	sub, ok := e.c.SubAt(binary.LittleEndian.Uint32(b[0:]))
+	if !ok {
+		return cgnat.Event{}, fmt.Errorf("cgnat event about subscriber record %d, past the last", binary.LittleEndian.Uint32(b[0:]))
+	}
 	return cgnat.Event{
-		Sub:   cgAddr(binary.LittleEndian.Uint32(b[0:])),
+		Sub:   sub,
 		Block: binary.LittleEndian.Uint32(b[4:]),
 		Used:  binary.LittleEndian.Uint32(b[8:]),
 		Plane: int(b[13]),
@@ -331,15 +470,21 @@ func (d *Datapath) ReleaseMapping(k cgnat.Key) error {
 		return errNoCGNAT
 	}
 	pl := cgPlane(k.Proto)
-	if pl < 0 || !k.Addr.Is4() {
+	if pl < 0 || !k.Addr.Is4() && !d.cg.NAT64() {
 		return fmt.Errorf("cgnat: no mapping has key %+v", k)
 	}
-	ck := datapathCgKey{Addr: net32(k.Addr), Port: hport(k.Port), Proto: k.Proto}
+	var ck any
+	m := d.objs.CgMappings
+	if k.Addr.Is6() {
+		ck, m = ptr(key6(k)), d.objs.CgMappings6
+	} else {
+		ck = &datapathCgKey{Addr: net32(k.Addr), Port: hport(k.Port), Proto: k.Proto}
+	}
 	var o datapathCgOut
-	if err := d.objs.CgMappings.Lookup(&ck, &o); err != nil {
+	if err := m.Lookup(ck, &o); err != nil {
 		return fmt.Errorf("cgnat: mapping %+v: %w", k, err)
 	}
-	if err := d.objs.CgMappings.Delete(&ck); err != nil {
+	if err := m.Delete(ck); err != nil {
 		return fmt.Errorf("cgnat: mapping %+v: %w", k, err)
 	}
 	off, ok := d.cg.PoolPort(cgAddr(o.Addr), hport(o.Port))
@@ -440,7 +585,11 @@ func (d *Datapath) CGNATGrants() (map[netip.Addr]CGNATGrant, error) {
 		for i := range min(v.Nblocks, cgnat.SubBlocks) {
 			g.Blocks = append(g.Blocks, v.Block[i]-1)
 		}
-		out[hostAddr(hostU32(d.cg.Inside.Addr())+k)] = g
+		sub, ok := d.cg.SubAt(k)
+		if !ok {
+			return out, fmt.Errorf("cgnat: subscriber record %d past the last", k)
+		}
+		out[sub] = g
 	}
 	return out, it.Err()
 }
@@ -488,3 +637,5 @@ func (d *Datapath) WithdrawBlock(sub netip.Addr, id uint32) error {
 	}
 	return d.objs.CgSubs.Update(si, &kept, ebpf.UpdateAny)
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -29,6 +29,9 @@ func (d *Datapath) MapExplicit(k cgnat.Key, pub netip.Addr, port uint16) error {
 	if !d.cg.Enabled() || d.cgBlocks == nil {
 		return errNoCGNAT
 	}
+	if k.Addr.Is6() {
+		return cgnat.ErrExplicit64
+	}
 	pl := cgPlane(k.Proto)
 	off, ok := d.cg.PoolPort(pub, port)
 	si, err := d.subIndex(k.Addr)
@@ -93,6 +96,9 @@ func (d *Datapath) Unexplicit(k cgnat.Key) error {
 	if !d.cg.Enabled() {
 		return errNoCGNAT
 	}
+	if k.Addr.Is6() {
+		return cgnat.ErrExplicit64
+	}
 	pl := cgPlane(k.Proto)
 	if pl < 0 || !k.Addr.Is4() {
 		return fmt.Errorf("cgnat: no mapping has key %+v", k)
@@ -150,12 +156,18 @@ func (d *Datapath) CGNATMapping(k cgnat.Key) (cgnat.Out, bool, error) {
 	if !d.cg.Enabled() {
 		return cgnat.Out{}, false, errNoCGNAT
 	}
-	if !k.Addr.Is4() {
+	var ck any
+	m := d.objs.CgMappings
+	switch {
+	case k.Addr.Is4():
+		ck = &datapathCgKey{Addr: net32(k.Addr), Port: hport(k.Port), Proto: k.Proto}
+	case k.Addr.Is6() && d.cg.NAT64():
+		ck, m = ptr(key6(k)), d.objs.CgMappings6
+	default:
 		return cgnat.Out{}, false, nil
 	}
-	ck := datapathCgKey{Addr: net32(k.Addr), Port: hport(k.Port), Proto: k.Proto}
 	var o datapathCgOut
-	err := d.objs.CgMappings.Lookup(&ck, &o)
+	err := m.Lookup(ck, &o)
 	if errors.Is(err, ebpf.ErrKeyNotExist) {
 		return cgnat.Out{}, false, nil
 	}

@@ -106,6 +106,41 @@ func TestCGNATExplicit(t *testing.T) {
 	}
 }
 
+// TestCGNATExplicitRefusesNAT64: explicit mappings are NAT44's only. A
+// NAT64 host's key (A6, of a /64 that holds the second block of Pub1) is
+// refused by name (cgnat.ErrExplicit64) by the datapath and the model
+// alike, for a port of its /64's own block and for its /64's first
+// address; nothing is written (the model and the datapath still agree),
+// and a NAT64 mapping its packets made stays an ordinary one (filtered).
+func TestCGNATExplicitRefusesNAT64(t *testing.T) {
+	h := newCGHarness(t, cgnat.APDF)
+	port := cgnattest.PortLo + uint16(h.c.BlockSize()) // the /64's block's first port
+	out := xlattest.Build(xlattest.Spec{Proto: 17, Src: cgnattest.A6, SPort: 5000, Dst: xlat.Embed(xlat.WKP, cgnattest.R4), DPort: 53})
+	if res, err := h.compare(xlat.RoleRelaySub, out); err != nil || res.Reason != xlat.ReasonNone {
+		t.Fatalf("NAT64 outbound: %v %v", res.Reason, err)
+	}
+	for _, k := range []cgnat.Key{
+		{Addr: cgnattest.A6, Port: 5000, Proto: 17},
+		{Addr: cgnattest.A6, Port: 6000, Proto: 6},
+		{Addr: cgnattest.Sub6(cgnattest.A6), Port: 6000, Proto: 17},
+	} {
+		if err := h.d.MapExplicit(k, cgnattest.Pub1, port+1); !errors.Is(err, cgnat.ErrExplicit64) {
+			t.Errorf("datapath MapExplicit %+v: %v, want ErrExplicit64", k, err)
+		}
+		if err := h.s.MapExplicit(&h.c, k, cgnattest.Pub1, port+1); !errors.Is(err, cgnat.ErrExplicit64) {
+			t.Errorf("model MapExplicit %+v: %v, want ErrExplicit64", k, err)
+		}
+		if err := h.d.Unexplicit(k); !errors.Is(err, cgnat.ErrExplicit64) {
+			t.Errorf("datapath Unexplicit %+v: %v, want ErrExplicit64", k, err)
+		}
+	}
+	h.compareState(t)
+	in := xlattest.Build(xlattest.Spec{Proto: 17, Src: cgnattest.R4c, SPort: 53, Dst: cgnattest.Pub1, DPort: port})
+	if res, err := h.compare(xlat.RoleRelayExt, in); err != nil || res.Reason != xlat.ReasonDropCGNATFiltered {
+		t.Fatalf("a remote nobody talked to, to the NAT64 mapping: %v (want filtered), %v", res.Reason, err)
+	}
+}
+
 // BenchmarkCGNATExplicit: what a subscriber's PCP grant and release cost
 // the datapath (MapExplicit then ReleaseMapping), against one mapping
 // lookup (CGNATMapping, one syscall) as the baseline.

@@ -45,7 +45,8 @@ func memlock(tb testing.TB, m *ebpf.Map) uint64 {
 // (xdp/README.md, CGNAT). The filter permissions are counted too: a
 // preallocated hash holds its memory whether or not a mode uses it (the
 // CGNAT bench found cg_perms sized for every mapping in the default
-// mode, 88 bytes a mapping that nothing used).
+// mode, 88 bytes a mapping that nothing used), and NAT64's maps, which
+// cost (next to) nothing with NAT64 off.
 func TestCGNATMemoryPerMapping(t *testing.T) {
 	priv.Require(t)
 	const mappings = 1 << 20
@@ -58,7 +59,8 @@ func TestCGNATMemoryPerMapping(t *testing.T) {
 	defer d.Close()
 	var total uint64
 	for name, m := range map[string]*ebpf.Map{"cg_mappings": d.objs.CgMappings, "cg_slots": d.objs.CgSlots,
-		"cg_blocks": d.objs.CgBlocks, "cg_subs": d.objs.CgSubs, "cg_perms": d.objs.CgPerms} {
+		"cg_blocks": d.objs.CgBlocks, "cg_subs": d.objs.CgSubs, "cg_perms": d.objs.CgPerms,
+		"cg_mappings6": d.objs.CgMappings6, "cg_slots6": d.objs.CgSlots6} {
 		n := memlock(t, m)
 		t.Logf("%-12s %10d bytes  %6.1f a mapping", name, n, float64(n)/mappings)
 		total += n
@@ -80,5 +82,34 @@ func TestCGNATMemoryPerMapping(t *testing.T) {
 		t.Errorf("address-dependent filtering: cg_perms %d bytes, too small for %d permissions", n, mappings)
 	} else {
 		t.Logf("address-dependent filtering: cg_perms %.1f more a mapping", float64(n)/mappings)
+	}
+}
+
+// TestCGNATPermsWithNAT64: with NAT64 on, cg_perms has room for the
+// permissions of NAT44's and NAT64's mappings together (two hashes of
+// max_mappings each record theirs in it) under a dependent filter, and
+// stays one entry under endpoint-independent filtering.
+func TestCGNATPermsWithNAT64(t *testing.T) {
+	priv.Require(t)
+	const mappings = 1 << 16
+	c := cgnat.Config{Inside: netip.MustParsePrefix("100.64.0.0/16"), Gateway: netip.MustParseAddr("100.64.0.1"),
+		PoolFirst: netip.MustParseAddr("198.51.100.128"), PoolAddrs: 4, PortLo: 40960, BlockBits: 9, Blocks: 48,
+		Inside6: netip.MustParsePrefix("2001:db8:64::/56"), Filter: cgnat.APDF}
+	d, err := Load(xlattest.Config(xlattest.RelayAddr), Options{CGNAT: c, CGNATMappings: mappings})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if got := d.objs.CgPerms.MaxEntries(); got != 2*mappings {
+		t.Errorf("NAT64 with address-and-port-dependent filtering: cg_perms holds %d, want %d", got, 2*mappings)
+	}
+	c.Filter = cgnat.EIF
+	e, err := Load(xlattest.Config(xlattest.RelayAddr), Options{CGNAT: c, CGNATMappings: mappings})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if got := e.objs.CgPerms.MaxEntries(); got != 1 {
+		t.Errorf("NAT64 with endpoint-independent filtering: cg_perms holds %d, want 1", got)
 	}
 }

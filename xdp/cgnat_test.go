@@ -308,73 +308,94 @@ func TestCGNATRefusalRate(t *testing.T) {
 // all, over the three filtering modes) through XDP and the model, zero
 // mismatches; the reason counters agree in total; every translated
 // output of a valid input has valid checksums; the mappings, slots and
-// events agree after.
+// events agree after. About a quarter of them are NAT64's.
 func TestCGNATRandomCorpus(t *testing.T) {
+	for i, f := range filterings {
+		t.Run(f.String(), func(t *testing.T) { cgCorpus(t, f, uint64(i+1), false) })
+	}
+}
+
+// TestNAT64RandomCorpus: the same with NAT64's packets only (at least
+// 100k over the three modes, each mode with its prefix: the well-known
+// one, a network-specific one, the well-known one): IPv6-only
+// subscribers' packets, the Internet's to their mappings, and ICMP
+// errors both ways, random and mutated.
+func TestNAT64RandomCorpus(t *testing.T) {
+	for i, f := range filterings {
+		t.Run(f.String(), func(t *testing.T) { cgCorpus(t, f, uint64(i+101), true) })
+	}
+}
+
+func cgCorpus(t *testing.T, f cgnat.Filtering, seed uint64, only64 bool) {
 	n := 34_000 // per mode
 	if testing.Short() {
 		n = 4_000
 	}
-	for i, f := range filterings {
-		t.Run(f.String(), func(t *testing.T) {
-			h := newCGHarness(t, f)
-			before, err := h.d.Reasons()
-			if err != nil {
+	h := newCGHarness(t, f)
+	before, err := h.d.Reasons()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var model [xlat.NumReasons]uint64
+	gen := cgnattest.NewGen(&h.c, h.s, h.world, seed)
+	gen.NAT64Only = only64
+	mismatches, hits, errs, badOut, hits64 := 0, 0, 0, 0, 0
+	for j := range n {
+		if j%4096 == 0 { // the agent's sweeps: outbound packets stamp the new epoch
+			h.s.Epoch = uint16(j / 4096)
+			if err := h.d.SetCGNATEpoch(h.s.Epoch); err != nil {
 				t.Fatal(err)
 			}
-			var model [xlat.NumReasons]uint64
-			gen := cgnattest.NewGen(&h.c, h.s, h.world, uint64(i+1))
-			mismatches, hits, errs, badOut := 0, 0, 0, 0
-			for j := range n {
-				if j%4096 == 0 { // the agent's sweeps: outbound packets stamp the new epoch
-					h.s.Epoch = uint16(j / 4096)
-					if err := h.d.SetCGNATEpoch(h.s.Epoch); err != nil {
-						t.Fatal(err)
-					}
-				}
-				role, in := gen.Packet()
-				res, err := h.compare(role, in)
-				if err != nil {
-					mismatches++
-					if mismatches <= 5 {
-						t.Errorf("packet %d (%v) %x: %v", j, role, in, err)
-					}
-					continue
-				}
-				model[res.Reason]++
-				if res.Hit {
-					hits++
-					if res.ICMPError {
-						errs++
-					}
-					// A carriers' UDP carrier of ICMPv6 has a random inner
-					// payload with no valid checksum (as in TestRandomCorpus).
-					e, carrier := h.world.Lookup(res.Key)
-					if xlattest.VerifyChecksums(in) == nil && !(carrier && e.Action == xlat.ActUnwrap46 && e.Proto == 58) {
-						if err := xlattest.VerifyChecksums(res.Out); err != nil {
-							badOut++
-							if badOut <= 5 {
-								t.Errorf("packet %d: valid input, output %v\nin  %x\nout %x", j, err, in, res.Out)
-							}
-						}
+		}
+		role, in := gen.Packet()
+		res, err := h.compare(role, in)
+		if err != nil {
+			mismatches++
+			if mismatches <= 5 {
+				t.Errorf("packet %d (%v) %x: %v", j, role, in, err)
+			}
+			continue
+		}
+		model[res.Reason]++
+		if res.Hit {
+			hits++
+			if res.ICMPError {
+				errs++
+			}
+			if res.Out[12] != in[12] {
+				hits64++
+			}
+			// A carriers' UDP carrier of ICMPv6 has a random inner
+			// payload with no valid checksum (as in TestRandomCorpus).
+			e, carrier := h.world.Lookup(res.Key)
+			if xlattest.VerifyChecksums(in) == nil && !(carrier && e.Action == xlat.ActUnwrap46 && e.Proto == 58) {
+				if err := xlattest.VerifyChecksums(res.Out); err != nil {
+					badOut++
+					if badOut <= 5 {
+						t.Errorf("packet %d: valid input, output %v\nin  %x\nout %x", j, err, in, res.Out)
 					}
 				}
 			}
-			after, err := h.d.Reasons()
-			if err != nil {
-				t.Fatal(err)
-			}
-			for r := xlat.ReasonPassNotIP; r < xlat.NumReasons; r++ {
-				if got := after[r] - before[r]; got != model[r] {
-					t.Errorf("reason %v: xdp counted %d, model %d", r, got, model[r])
-				}
-			}
-			h.compareState(t)
-			t.Logf("%d packets, %d translated (%d ICMP errors), %d mappings, %d events, %d mismatches; reasons %v",
-				n, hits, errs, len(h.s.Out), len(h.s.Events), mismatches, nonZero(model))
-			if hits < n/8 || errs < n/200 || model[xlat.ReasonCGNATRefused] == 0 || model[xlat.ReasonCGNATNoBlock] == 0 {
-				t.Errorf("the corpus misses paths: %d translated, %d errors of %d", hits, errs, n)
-			}
-		})
+		}
+	}
+	after, err := h.d.Reasons()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r := xlat.ReasonPassNotIP; r < xlat.NumReasons; r++ {
+		if got := after[r] - before[r]; got != model[r] {
+			t.Errorf("reason %v: xdp counted %d, model %d", r, got, model[r])
+		}
+	}
+	h.compareState(t)
+	t.Logf("%d packets, %d translated (%d ICMP errors, %d NAT64), %d mappings, %d events, %d mismatches; reasons %v",
+		n, hits, errs, hits64, len(h.s.Out), len(h.s.Events), mismatches, nonZero(model))
+	if hits < n/8 || errs < n/200 || model[xlat.ReasonCGNATRefused] == 0 || model[xlat.ReasonCGNATNoBlock] == 0 || hits64 < n/50 {
+		t.Errorf("the corpus misses paths: %d translated, %d errors, %d NAT64 of %d", hits, errs, hits64, n)
+	}
+	if only64 && (model[xlat.ReasonDropNAT64Source] == 0 || model[xlat.ReasonDropNAT64Dst] == 0 || model[xlat.ReasonDropNAT64Hairpin] == 0 || model[xlat.ReasonDropNAT64Ext] == 0 ||
+		model[xlat.ReasonNAT64TooBig] == 0 || model[xlat.ReasonDropNAT64TooBig] == 0) {
+		t.Errorf("the NAT64 corpus misses drops: %v", nonZero(model))
 	}
 }
 
@@ -388,6 +409,34 @@ func FuzzCGNAT(f *testing.F) {
 	f.Fuzz(func(t *testing.T, subSide bool, in []byte) {
 		if len(in) < 14 || len(in) > 1600 {
 			return // BPF_PROG_RUN takes 14 bytes up to about a page
+		}
+		role := xlat.RoleRelayExt
+		if subSide {
+			role = xlat.RoleRelaySub
+		}
+		res, err := h.compare(role, in)
+		if err != nil {
+			t.Fatalf("%v %x: %v", role, in, err)
+		}
+		if res.Hit && xlattest.VerifyChecksums(in) == nil {
+			if err := xlattest.VerifyChecksums(res.Out); err != nil {
+				t.Fatalf("valid input, bad output: %v", err)
+			}
+		}
+	})
+}
+
+// FuzzNAT64: FuzzCGNAT seeded with NAT64's fixtures, on a relay whose
+// NAT64 prefix is the well-known one: any bytes through either program
+// and the model, state carried over.
+func FuzzNAT64(f *testing.F) {
+	for _, fx := range cgnattest.Fixtures64(cgnat.EIF) {
+		f.Add(fx.Role == xlat.RoleRelaySub, fx.In)
+	}
+	h := newCGHarness(f, cgnat.EIF)
+	f.Fuzz(func(t *testing.T, subSide bool, in []byte) {
+		if len(in) < 14 || len(in) > 1600 {
+			return
 		}
 		role := xlat.RoleRelayExt
 		if subSide {

@@ -69,6 +69,14 @@ type datapathCgKey struct {
 	Pad   uint8
 }
 
+type datapathCgKey6 struct {
+	_     structs.HostLayout
+	Addr  [4]uint32
+	Port  uint16
+	Proto uint8
+	Pad   uint8
+}
+
 type datapathCgOut struct {
 	_     structs.HostLayout
 	Addr  uint32
@@ -213,7 +221,13 @@ const (
 	datapathReasonREASON_DROP_CGNAT_NOT_SYN       datapathReason = 41
 	datapathReasonREASON_DROP_CGNAT_NO_MAPPING    datapathReason = 42
 	datapathReasonREASON_DROP_CGNAT_FILTERED      datapathReason = 43
-	datapathReasonREASON_MAX                      datapathReason = 44
+	datapathReasonREASON_DROP_NAT64SOURCE         datapathReason = 44
+	datapathReasonREASON_DROP_NAT64DST            datapathReason = 45
+	datapathReasonREASON_DROP_NAT64EXT            datapathReason = 46
+	datapathReasonREASON_DROP_NAT64HAIRPIN        datapathReason = 47
+	datapathReasonREASON_NAT64TOO_BIG             datapathReason = 48
+	datapathReasonREASON_DROP_NAT64TOO_BIG        datapathReason = 49
+	datapathReasonREASON_MAX                      datapathReason = 50
 )
 
 type datapathRole uint32
@@ -233,9 +247,11 @@ const (
 	datapathMapCgBlocks           = "cg_blocks"
 	datapathMapCgEvents           = "cg_events"
 	datapathMapCgMappings         = "cg_mappings"
+	datapathMapCgMappings6        = "cg_mappings6"
 	datapathMapCgPerms            = "cg_perms"
 	datapathMapCgRefuseAt         = "cg_refuse_at"
 	datapathMapCgSlots            = "cg_slots"
+	datapathMapCgSlots6           = "cg_slots6"
 	datapathMapCgSubs             = "cg_subs"
 	datapathMapFlows              = "flows"
 	datapathMapFlows4             = "flows4"
@@ -255,6 +271,10 @@ const (
 	datapathProgXdpPass           = "xdp_pass"
 	datapathVarCfgBucketBits      = "cfg_bucket_bits"
 	datapathVarCfgCarrierAddr     = "cfg_carrier_addr"
+	datapathVarCfgCg6Mtu          = "cfg_cg6_mtu"
+	datapathVarCfgCg6Net          = "cfg_cg6_net"
+	datapathVarCfgCg6Pfx          = "cfg_cg6_pfx"
+	datapathVarCfgCg6Subs         = "cfg_cg6_subs"
 	datapathVarCfgCgBlkBits       = "cfg_cg_blk_bits"
 	datapathVarCfgCgFilter        = "cfg_cg_filter"
 	datapathVarCfgCgGw            = "cfg_cg_gw"
@@ -281,6 +301,7 @@ const (
 	datapathVarUnusedCgEvent      = "unused_cg_event"
 	datapathVarUnusedCgIn         = "unused_cg_in"
 	datapathVarUnusedCgKey        = "unused_cg_key"
+	datapathVarUnusedCgKey6       = "unused_cg_key6"
 	datapathVarUnusedCgOut        = "unused_cg_out"
 	datapathVarUnusedCgPerm       = "unused_cg_perm"
 	datapathVarUnusedCgSub        = "unused_cg_sub"
@@ -352,9 +373,11 @@ type datapathMapSpecs struct {
 	CgBlocks     *ebpf.MapSpec `ebpf:"cg_blocks"`
 	CgEvents     *ebpf.MapSpec `ebpf:"cg_events"`
 	CgMappings   *ebpf.MapSpec `ebpf:"cg_mappings"`
+	CgMappings6  *ebpf.MapSpec `ebpf:"cg_mappings6"`
 	CgPerms      *ebpf.MapSpec `ebpf:"cg_perms"`
 	CgRefuseAt   *ebpf.MapSpec `ebpf:"cg_refuse_at"`
 	CgSlots      *ebpf.MapSpec `ebpf:"cg_slots"`
+	CgSlots6     *ebpf.MapSpec `ebpf:"cg_slots6"`
 	CgSubs       *ebpf.MapSpec `ebpf:"cg_subs"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
 	Flows4       *ebpf.MapSpec `ebpf:"flows4"`
@@ -374,6 +397,10 @@ type datapathMapSpecs struct {
 type datapathVariableSpecs struct {
 	CfgBucketBits      *ebpf.VariableSpec `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr     *ebpf.VariableSpec `ebpf:"cfg_carrier_addr"`
+	CfgCg6Mtu          *ebpf.VariableSpec `ebpf:"cfg_cg6_mtu"`
+	CfgCg6Net          *ebpf.VariableSpec `ebpf:"cfg_cg6_net"`
+	CfgCg6Pfx          *ebpf.VariableSpec `ebpf:"cfg_cg6_pfx"`
+	CfgCg6Subs         *ebpf.VariableSpec `ebpf:"cfg_cg6_subs"`
 	CfgCgBlkBits       *ebpf.VariableSpec `ebpf:"cfg_cg_blk_bits"`
 	CfgCgFilter        *ebpf.VariableSpec `ebpf:"cfg_cg_filter"`
 	CfgCgGw            *ebpf.VariableSpec `ebpf:"cfg_cg_gw"`
@@ -400,6 +427,7 @@ type datapathVariableSpecs struct {
 	UnusedCgEvent      *ebpf.VariableSpec `ebpf:"unused_cg_event"`
 	UnusedCgIn         *ebpf.VariableSpec `ebpf:"unused_cg_in"`
 	UnusedCgKey        *ebpf.VariableSpec `ebpf:"unused_cg_key"`
+	UnusedCgKey6       *ebpf.VariableSpec `ebpf:"unused_cg_key6"`
 	UnusedCgOut        *ebpf.VariableSpec `ebpf:"unused_cg_out"`
 	UnusedCgPerm       *ebpf.VariableSpec `ebpf:"unused_cg_perm"`
 	UnusedCgSub        *ebpf.VariableSpec `ebpf:"unused_cg_sub"`
@@ -437,9 +465,11 @@ type datapathMaps struct {
 	CgBlocks     *ebpf.Map `ebpf:"cg_blocks"`
 	CgEvents     *ebpf.Map `ebpf:"cg_events"`
 	CgMappings   *ebpf.Map `ebpf:"cg_mappings"`
+	CgMappings6  *ebpf.Map `ebpf:"cg_mappings6"`
 	CgPerms      *ebpf.Map `ebpf:"cg_perms"`
 	CgRefuseAt   *ebpf.Map `ebpf:"cg_refuse_at"`
 	CgSlots      *ebpf.Map `ebpf:"cg_slots"`
+	CgSlots6     *ebpf.Map `ebpf:"cg_slots6"`
 	CgSubs       *ebpf.Map `ebpf:"cg_subs"`
 	Flows        *ebpf.Map `ebpf:"flows"`
 	Flows4       *ebpf.Map `ebpf:"flows4"`
@@ -459,9 +489,11 @@ func (m *datapathMaps) Close() error {
 		m.CgBlocks,
 		m.CgEvents,
 		m.CgMappings,
+		m.CgMappings6,
 		m.CgPerms,
 		m.CgRefuseAt,
 		m.CgSlots,
+		m.CgSlots6,
 		m.CgSubs,
 		m.Flows,
 		m.Flows4,
@@ -482,6 +514,10 @@ func (m *datapathMaps) Close() error {
 type datapathVariables struct {
 	CfgBucketBits      *ebpf.Variable `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr     *ebpf.Variable `ebpf:"cfg_carrier_addr"`
+	CfgCg6Mtu          *ebpf.Variable `ebpf:"cfg_cg6_mtu"`
+	CfgCg6Net          *ebpf.Variable `ebpf:"cfg_cg6_net"`
+	CfgCg6Pfx          *ebpf.Variable `ebpf:"cfg_cg6_pfx"`
+	CfgCg6Subs         *ebpf.Variable `ebpf:"cfg_cg6_subs"`
 	CfgCgBlkBits       *ebpf.Variable `ebpf:"cfg_cg_blk_bits"`
 	CfgCgFilter        *ebpf.Variable `ebpf:"cfg_cg_filter"`
 	CfgCgGw            *ebpf.Variable `ebpf:"cfg_cg_gw"`
@@ -508,6 +544,7 @@ type datapathVariables struct {
 	UnusedCgEvent      *ebpf.Variable `ebpf:"unused_cg_event"`
 	UnusedCgIn         *ebpf.Variable `ebpf:"unused_cg_in"`
 	UnusedCgKey        *ebpf.Variable `ebpf:"unused_cg_key"`
+	UnusedCgKey6       *ebpf.Variable `ebpf:"unused_cg_key6"`
 	UnusedCgOut        *ebpf.Variable `ebpf:"unused_cg_out"`
 	UnusedCgPerm       *ebpf.Variable `ebpf:"unused_cg_perm"`
 	UnusedCgSub        *ebpf.Variable `ebpf:"unused_cg_sub"`

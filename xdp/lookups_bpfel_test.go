@@ -48,6 +48,14 @@ type lookupsCgKey struct {
 	Pad   uint8
 }
 
+type lookupsCgKey6 struct {
+	_     structs.HostLayout
+	Addr  [4]uint32
+	Port  uint16
+	Proto uint8
+	Pad   uint8
+}
+
 type lookupsCgOut struct {
 	_     structs.HostLayout
 	Addr  uint32
@@ -140,9 +148,11 @@ const (
 	lookupsMapCgBlocks           = "cg_blocks"
 	lookupsMapCgEvents           = "cg_events"
 	lookupsMapCgMappings         = "cg_mappings"
+	lookupsMapCgMappings6        = "cg_mappings6"
 	lookupsMapCgPerms            = "cg_perms"
 	lookupsMapCgRefuseAt         = "cg_refuse_at"
 	lookupsMapCgSlots            = "cg_slots"
+	lookupsMapCgSlots6           = "cg_slots6"
 	lookupsMapCgSubs             = "cg_subs"
 	lookupsMapFlows              = "flows"
 	lookupsMapFlows4             = "flows4"
@@ -162,6 +172,10 @@ const (
 	lookupsProgXdpPass           = "xdp_pass"
 	lookupsVarCfgBucketBits      = "cfg_bucket_bits"
 	lookupsVarCfgCarrierAddr     = "cfg_carrier_addr"
+	lookupsVarCfgCg6Mtu          = "cfg_cg6_mtu"
+	lookupsVarCfgCg6Net          = "cfg_cg6_net"
+	lookupsVarCfgCg6Pfx          = "cfg_cg6_pfx"
+	lookupsVarCfgCg6Subs         = "cfg_cg6_subs"
 	lookupsVarCfgCgBlkBits       = "cfg_cg_blk_bits"
 	lookupsVarCfgCgFilter        = "cfg_cg_filter"
 	lookupsVarCfgCgGw            = "cfg_cg_gw"
@@ -189,6 +203,7 @@ const (
 	lookupsVarUnusedCgEvent      = "unused_cg_event"
 	lookupsVarUnusedCgIn         = "unused_cg_in"
 	lookupsVarUnusedCgKey        = "unused_cg_key"
+	lookupsVarUnusedCgKey6       = "unused_cg_key6"
 	lookupsVarUnusedCgOut        = "unused_cg_out"
 	lookupsVarUnusedCgPerm       = "unused_cg_perm"
 	lookupsVarUnusedCgSub        = "unused_cg_sub"
@@ -260,9 +275,11 @@ type lookupsMapSpecs struct {
 	CgBlocks     *ebpf.MapSpec `ebpf:"cg_blocks"`
 	CgEvents     *ebpf.MapSpec `ebpf:"cg_events"`
 	CgMappings   *ebpf.MapSpec `ebpf:"cg_mappings"`
+	CgMappings6  *ebpf.MapSpec `ebpf:"cg_mappings6"`
 	CgPerms      *ebpf.MapSpec `ebpf:"cg_perms"`
 	CgRefuseAt   *ebpf.MapSpec `ebpf:"cg_refuse_at"`
 	CgSlots      *ebpf.MapSpec `ebpf:"cg_slots"`
+	CgSlots6     *ebpf.MapSpec `ebpf:"cg_slots6"`
 	CgSubs       *ebpf.MapSpec `ebpf:"cg_subs"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
 	Flows4       *ebpf.MapSpec `ebpf:"flows4"`
@@ -282,6 +299,10 @@ type lookupsMapSpecs struct {
 type lookupsVariableSpecs struct {
 	CfgBucketBits      *ebpf.VariableSpec `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr     *ebpf.VariableSpec `ebpf:"cfg_carrier_addr"`
+	CfgCg6Mtu          *ebpf.VariableSpec `ebpf:"cfg_cg6_mtu"`
+	CfgCg6Net          *ebpf.VariableSpec `ebpf:"cfg_cg6_net"`
+	CfgCg6Pfx          *ebpf.VariableSpec `ebpf:"cfg_cg6_pfx"`
+	CfgCg6Subs         *ebpf.VariableSpec `ebpf:"cfg_cg6_subs"`
 	CfgCgBlkBits       *ebpf.VariableSpec `ebpf:"cfg_cg_blk_bits"`
 	CfgCgFilter        *ebpf.VariableSpec `ebpf:"cfg_cg_filter"`
 	CfgCgGw            *ebpf.VariableSpec `ebpf:"cfg_cg_gw"`
@@ -309,6 +330,7 @@ type lookupsVariableSpecs struct {
 	UnusedCgEvent      *ebpf.VariableSpec `ebpf:"unused_cg_event"`
 	UnusedCgIn         *ebpf.VariableSpec `ebpf:"unused_cg_in"`
 	UnusedCgKey        *ebpf.VariableSpec `ebpf:"unused_cg_key"`
+	UnusedCgKey6       *ebpf.VariableSpec `ebpf:"unused_cg_key6"`
 	UnusedCgOut        *ebpf.VariableSpec `ebpf:"unused_cg_out"`
 	UnusedCgPerm       *ebpf.VariableSpec `ebpf:"unused_cg_perm"`
 	UnusedCgSub        *ebpf.VariableSpec `ebpf:"unused_cg_sub"`
@@ -346,9 +368,11 @@ type lookupsMaps struct {
 	CgBlocks     *ebpf.Map `ebpf:"cg_blocks"`
 	CgEvents     *ebpf.Map `ebpf:"cg_events"`
 	CgMappings   *ebpf.Map `ebpf:"cg_mappings"`
+	CgMappings6  *ebpf.Map `ebpf:"cg_mappings6"`
 	CgPerms      *ebpf.Map `ebpf:"cg_perms"`
 	CgRefuseAt   *ebpf.Map `ebpf:"cg_refuse_at"`
 	CgSlots      *ebpf.Map `ebpf:"cg_slots"`
+	CgSlots6     *ebpf.Map `ebpf:"cg_slots6"`
 	CgSubs       *ebpf.Map `ebpf:"cg_subs"`
 	Flows        *ebpf.Map `ebpf:"flows"`
 	Flows4       *ebpf.Map `ebpf:"flows4"`
@@ -368,9 +392,11 @@ func (m *lookupsMaps) Close() error {
 		m.CgBlocks,
 		m.CgEvents,
 		m.CgMappings,
+		m.CgMappings6,
 		m.CgPerms,
 		m.CgRefuseAt,
 		m.CgSlots,
+		m.CgSlots6,
 		m.CgSubs,
 		m.Flows,
 		m.Flows4,
@@ -391,6 +417,10 @@ func (m *lookupsMaps) Close() error {
 type lookupsVariables struct {
 	CfgBucketBits      *ebpf.Variable `ebpf:"cfg_bucket_bits"`
 	CfgCarrierAddr     *ebpf.Variable `ebpf:"cfg_carrier_addr"`
+	CfgCg6Mtu          *ebpf.Variable `ebpf:"cfg_cg6_mtu"`
+	CfgCg6Net          *ebpf.Variable `ebpf:"cfg_cg6_net"`
+	CfgCg6Pfx          *ebpf.Variable `ebpf:"cfg_cg6_pfx"`
+	CfgCg6Subs         *ebpf.Variable `ebpf:"cfg_cg6_subs"`
 	CfgCgBlkBits       *ebpf.Variable `ebpf:"cfg_cg_blk_bits"`
 	CfgCgFilter        *ebpf.Variable `ebpf:"cfg_cg_filter"`
 	CfgCgGw            *ebpf.Variable `ebpf:"cfg_cg_gw"`
@@ -418,6 +448,7 @@ type lookupsVariables struct {
 	UnusedCgEvent      *ebpf.Variable `ebpf:"unused_cg_event"`
 	UnusedCgIn         *ebpf.Variable `ebpf:"unused_cg_in"`
 	UnusedCgKey        *ebpf.Variable `ebpf:"unused_cg_key"`
+	UnusedCgKey6       *ebpf.Variable `ebpf:"unused_cg_key6"`
 	UnusedCgOut        *ebpf.Variable `ebpf:"unused_cg_out"`
 	UnusedCgPerm       *ebpf.Variable `ebpf:"unused_cg_perm"`
 	UnusedCgSub        *ebpf.Variable `ebpf:"unused_cg_sub"`

@@ -58,8 +58,9 @@ func pinned(name string, m *ebpf.MapSpec) bool {
 
 // sizedByConfig are pinned maps whose size follows the configuration and
 // whose entries are soft state: the CGNAT's filter permissions, sized for
-// every mapping under the dependent filters and to one entry under
-// endpoint-independent filtering. A restart with another size (another
+// every mapping under the dependent filters (NAT44's and NAT64's: twice
+// max_mappings with inside6, whose setting changes the layout anyway)
+// and to one entry under endpoint-independent filtering. A restart with another size (another
 // filtering mode) replaces the pinned map instead of refusing the pins:
 // the mappings stay, and nothing is lost, as the only sizes are the
 // dependent modes' (which share one) and endpoint-independent's, which

@@ -69,6 +69,16 @@ type Config struct {
 	// datapath asks the agent for the subscriber's next block; 0 means
 	// three quarters of a block.
 	Warn uint32
+	// Inside6 is the IPv6-only subscribers' prefix (NAT64, RFC 6146),
+	// /44 to /64; each /64 in it is one subscriber (nat64.go). Zero: no
+	// NAT64.
+	Inside6 netip.Prefix
+	// Prefix64 is the NAT64 prefix IPv4 servers are reached at (RFC
+	// 6052): a /96; zero is the well-known 64:ff9b::/96.
+	Prefix64 netip.Prefix
+	// MTU6 is the largest IPv6 packet NAT64 sends a subscriber (its
+	// link's MTU), 1280 to 9000; 0 is 1500.
+	MTU6 int
 }
 
 // Enabled reports whether c configures a CGNAT.
@@ -85,6 +95,10 @@ func (c *Config) PoolPorts() int { return c.PoolAddrs * c.PerAddr() }
 
 // Subscribers is the addresses of the inside prefix.
 func (c *Config) Subscribers() int { return 1 << (32 - c.Inside.Bits()) }
+
+// AllSubscribers is every subscriber the datapath has a record for: the
+// inside prefix's addresses, then the inside IPv6 prefix's /64s.
+func (c *Config) AllSubscribers() int { return c.Subscribers() + c.Subscribers6() }
 
 // WarnAt is Warn with its default applied.
 func (c *Config) WarnAt() uint32 {
@@ -123,7 +137,7 @@ func (c *Config) Validate() error {
 	case c.Inside.Contains(c.PoolFirst) || c.inPool(c.Inside.Addr()):
 		return errors.New("cgnat: pool and inside prefix overlap")
 	}
-	return nil
+	return c.validate64()
 }
 
 // ValidateSplit checks that the pool's subscriber ports are given to no

@@ -29,6 +29,9 @@ func (d Deterministic) Validate() error {
 	if !c.Enabled() {
 		return fmt.Errorf("cgnat: deterministic mode needs a pool")
 	}
+	if c.NAT64() {
+		return fmt.Errorf("cgnat: deterministic mode covers IPv4 subscribers only: no NAT64 (inside IPv6 prefix %v)", c.Inside6)
+	}
 	if d.Quota < 1 || d.Quota > SubBlocks {
 		return fmt.Errorf("cgnat: deterministic quota of %d blocks: want 1 to %d", d.Quota, SubBlocks)
 	}

@@ -1,5 +1,6 @@
 // Package cgnat is the reference model of the relay's carrier-grade NAT44
-// for its own subscribers: the datapath's rules (xdp/bpf/cgnat.h) written
+// for its own subscribers, and of its NAT64 for IPv6-only ones (nat64.go,
+// xdp/bpf/nat64.h): the datapath's rules (xdp/bpf/cgnat.h) written
 // as plain Go on byte slices, the spec the XDP programs are tested
 // against (xdp/cgnat_test.go: same verdict, reason, bytes and state for
 // every packet).

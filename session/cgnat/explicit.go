@@ -20,6 +20,13 @@ import (
 // endpoint-independent: one public port per internal endpoint).
 var ErrPortTaken = errors.New("cgnat: public port taken")
 
+// ErrExplicit64 is MapExplicit's and Unexplicit's answer for a NAT64
+// subscriber's endpoint (an IPv6 key): explicit mappings are NAT44's
+// only. A PCP MAP from an IPv6 host behind a NAT64 (RFC 6887 §9's
+// IPv4-mapped external address) is not served; the relay's port mapper
+// refuses it before it gets here (cgnat.PortMapper).
+var ErrExplicit64 = errors.New("cgnat: no explicit mapping for a NAT64 subscriber")
+
 // MapExplicit makes k's explicit mapping at pub:port, a port of one of
 // k.Addr's blocks, as the agent does through the datapath
 // (xdp.Datapath.MapExplicit): the port's bit claimed in its block, the
@@ -27,6 +34,9 @@ var ErrPortTaken = errors.New("cgnat: public port taken")
 // mapped at pub:port already (an implicit mapping its outbound flows
 // made), that mapping is marked explicit.
 func (s *State) MapExplicit(c *Config, k Key, pub netip.Addr, port uint16) error {
+	if k.Addr.Is6() {
+		return ErrExplicit64
+	}
 	pl := plane(k.Proto)
 	off, ok := c.poolPort(pub, port)
 	if pl < 0 || pl > 1 || !ok || !c.inside(k.Addr) {
@@ -60,6 +70,9 @@ func (s *State) MapExplicit(c *Config, k Key, pub netip.Addr, port uint16) error
 // filtering mode applies to it again, and its idle time starts now (its
 // epoch is the current one), as if an outbound packet had just used it.
 func (s *State) Unexplicit(c *Config, k Key) error {
+	if k.Addr.Is6() {
+		return ErrExplicit64
+	}
 	o, ok := s.Out[k]
 	if !ok {
 		return fmt.Errorf("cgnat: no mapping %+v", k)

@@ -77,7 +77,7 @@ func (p *Pool) Owner(id uint32) (netip.Addr, bool) { a, ok := p.owner[id]; retur
 // from the last block granted there, so blocks are used round the
 // address and a returned one rests the longest.
 func (p *Pool) Grant(sub netip.Addr) (uint32, error) {
-	if !p.c.inside(sub) {
+	if !p.c.isSub(sub) {
 		return 0, fmt.Errorf("cgnat: %v is not a subscriber", sub)
 	}
 	h := p.held[sub]

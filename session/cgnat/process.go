@@ -12,6 +12,8 @@ const (
 	protoICMP = 1
 	protoTCP  = 6
 	protoUDP  = 17
+
+	protoICMPv6 = 58
 )
 
 func untouched(b []byte, r xlat.Reason) xlat.Result {
@@ -89,8 +91,11 @@ func Sub(c *Config, s *State, b []byte) xlat.Result {
 	if r != xlat.ReasonNone {
 		return untouched(b, subUnparsed(c, b, r))
 	}
-	if !d.V4 || !c.Enabled() {
+	if !c.Enabled() {
 		return untouched(b, xlat.ReasonPassNotOurs)
+	}
+	if !d.V4 {
+		return sub64(c, s, d, b)
 	}
 	dst := d.Key.Dst
 	if dst == c.Gateway || c.inside(dst) {
@@ -169,6 +174,9 @@ func Sub(c *Config, s *State, b []byte) xlat.Result {
 		if !ok {
 			return untouched(b, xlat.ReasonDropCGNATNoMapping)
 		}
+		if in.Addr.Is6() {
+			return untouched(b, xlat.ReasonDropNAT64Hairpin) // no 4 -> 6 between subscribers
+		}
 		if !in.Explicit && !s.permitted(c, dst, d.Key.DPort, d.Key.Proto, o.Addr, o.Port) {
 			return untouched(b, xlat.ReasonDropCGNATFiltered)
 		}
@@ -186,8 +194,11 @@ func Sub(c *Config, s *State, b []byte) xlat.Result {
 // forward it with an inside source), unless it is for the relay or another
 // subscriber's inside address.
 func subUnparsed(c *Config, b []byte, r xlat.Reason) xlat.Reason {
-	if !c.Enabled() || r != xlat.ReasonPassFragment && r != xlat.ReasonPassIPOptions && r != xlat.ReasonPassICMPOther {
+	if !c.Enabled() || r != xlat.ReasonPassFragment && r != xlat.ReasonPassIPOptions && r != xlat.ReasonPassICMPOther && r != xlat.ReasonPassIPv6Ext {
 		return r
+	}
+	if len(b) >= ethLen && binary.BigEndian.Uint16(b[12:]) == 0x86dd {
+		return c.unparsed64(b, r)
 	}
 	if len(b) < ethLen+20 || binary.BigEndian.Uint16(b[12:]) != 0x0800 {
 		return r
@@ -206,7 +217,8 @@ func subUnparsed(c *Config, b []byte, r xlat.Reason) xlat.Reason {
 
 // newMapping takes a port from the subscriber's blocks in order (cg_new).
 func (s *State) newMapping(c *Config, k Key, pl int, tcp uint8) (Out, xlat.Reason) {
-	u := s.Subs[k.Addr]
+	sub := c.SubOf(k.Addr)
+	u := s.Subs[sub]
 	if u == nil {
 		return Out{}, xlat.ReasonCGNATNoBlock
 	}
@@ -230,7 +242,7 @@ func (s *State) newMapping(c *Config, k Key, pl int, tcp uint8) (Out, xlat.Reaso
 			return Out{}, xlat.ReasonDropBadEntry // a block granted outside the pool
 		}
 		if b.Used[pl] == c.WarnAt() {
-			s.Events = append(s.Events, Event{Sub: k.Addr, Block: id, Used: b.Used[pl], Plane: pl})
+			s.Events = append(s.Events, Event{Sub: sub, Block: id, Used: b.Used[pl], Plane: pl})
 		}
 		s.In[Slot{pl, off}] = In{Addr: k.Addr, Port: k.Port, TCP: tcp}
 		o := Out{Addr: b.Addr, Port: port, Epoch: s.Epoch}
@@ -248,18 +260,27 @@ func (s *State) newMapping(c *Config, k Key, pl int, tcp uint8) (Out, xlat.Reaso
 // 13), from the gateway (or b's destination) to b's source, quoting b's
 // IPv4 header and first 8 L4 bytes, back to b's sender's MAC.
 func Refusal(c *Config, b []byte) []byte {
+	from := c.Gateway
+	if !from.IsValid() {
+		from = outerDst(b)
+	}
+	return answer4(b, from, 13, 0)
+}
+
+// answer4 is an ICMP destination unreachable of code code (bytes 6-7:
+// mtu) from from to b's source, quoting b's IPv4 header and first 8 L4
+// bytes, back to b's sender's MAC: the refusal (13), NAT64's
+// fragmentation needed (4, cg_too_big).
+func answer4(b []byte, from netip.Addr, code uint8, mtu uint16) []byte {
 	out := make([]byte, ethLen+20+8+28)
 	copy(out[0:6], b[6:12])
 	copy(out[6:12], b[0:6])
 	out[12], out[13] = 0x08, 0x00
 	ic := out[ethLen+20:]
-	ic[0], ic[1] = 3, 13
+	ic[0], ic[1] = 3, code
+	binary.BigEndian.PutUint16(ic[6:], mtu)
 	copy(ic[8:], b[ethLen:ethLen+28])
 	binary.BigEndian.PutUint16(ic[2:], ^sum16(ic))
-	from := c.Gateway
-	if !from.IsValid() {
-		from = outerDst(b)
-	}
 	h := out[ethLen:]
 	h[0], h[1] = 0x45, 0
 	binary.BigEndian.PutUint16(h[2:], 20+8+28)
@@ -316,6 +337,9 @@ func (s *State) inbound(c *Config, xc *xlat.Config, d xlat.Parsed, b []byte, sl 
 	}
 	if d.TTL <= 1 {
 		return untouched(b, xlat.ReasonPassTTL)
+	}
+	if in.Addr.Is6() {
+		return s.inbound64(c, d, b, sl, in)
 	}
 	s.note(sl, tcpBits(d, b, false), false)
 	e := xlat.Entry{Src: d.Key.Src, SPort: d.Key.SPort, Dst: in.Addr, DPort: in.Port}

@@ -109,7 +109,7 @@ func (s *State) Grant(c *Config, sub netip.Addr, id uint32) error {
 	if int(id) >= c.NumBlocks() {
 		return fmt.Errorf("cgnat: block %d outside the pool's %d", id, c.NumBlocks())
 	}
-	if !c.inside(sub) {
+	if !c.isSub(sub) {
 		return fmt.Errorf("cgnat: %v is not a subscriber", sub)
 	}
 	u := s.Subs[sub]
@@ -138,6 +138,10 @@ func plane(proto uint8) int {
 	}
 	return -1
 }
+
+// Plane is a protocol's port space (0 TCP, 1 UDP, 2 ICMP), or -1; a
+// NAT64 mapping's key holds the IPv4 protocol it maps to.
+func Plane(proto uint8) int { return plane(proto) }
 
 // take claims the first free port at or after the block's hint, cyclically
 // (cg_take): its offset in the block, or false.

@@ -34,9 +34,10 @@ import (
 // WKP is the RFC 6052 well-known prefix, 64:ff9b::/96.
 var WKP = netip.MustParsePrefix("64:ff9b::/96")
 
-// wkpAddr is a in the well-known prefix.
-func wkpAddr(a netip.Addr) netip.Addr {
-	b := WKP.Addr().As16()
+// Embed is IPv4 address a in /96 prefix pfx (RFC 6052 2.2: the last 32
+// bits).
+func Embed(pfx netip.Prefix, a netip.Addr) netip.Addr {
+	b := pfx.Addr().As16()
 	v := a.As4()
 	copy(b[12:], v[:])
 	return netip.AddrFrom16(b)
@@ -233,8 +234,10 @@ func err64(p *pkt, e Entry) ([]byte, Reason) {
 	return out, ReasonNone
 }
 
-// err46 translates an ICMPv4 error into an ICMPv6 error, 40 bytes longer.
-func err46(p *pkt, e Entry) ([]byte, Reason) {
+// err46 translates an ICMPv4 error into an ICMPv6 error, 40 bytes longer;
+// a router's address shows in pfx (/96: the carriers' WKP, a NAT64's
+// own prefix).
+func err46(p *pkt, e Entry, pfx netip.Prefix) ([]byte, Reason) {
 	in := p.b
 	ic := in[ethLen+ipv4Len : errEmb4]
 	t, c, ok := map46(ic[0], ic[1])
@@ -254,7 +257,7 @@ func err46(p *pkt, e Entry) ([]byte, Reason) {
 	put6(oe6, e4[1], int(binary.BigEndian.Uint16(e4[2:]))-ipv4Len, nativeOut(e4[9], false), e4[8], reversed(e))
 	rewriteEmb(p, oel4, e, echoTo6)
 	if from := netip.AddrFrom4([4]byte(in[ethLen+12 : ethLen+16])); from != p.key.Src || ic[0] == 11 && ic[1] == 0 {
-		e.Src = wkpAddr(from) // a router on the carrier path
+		e.Src = Embed(pfx, from) // a router on the carrier path
 	}
 	put6(oh6, in[ethLen+1], p.l4len+20, protoICMPv6, p.ttl-1, e)
 	var d delta

@@ -65,3 +65,46 @@ func NAPT44(b []byte, e Entry, osrc netip.Addr) ([]byte, Reason) {
 	binary.BigEndian.PutUint16(h[10:], ipv4Csum(h))
 	return out, ReasonNone
 }
+
+// Xlat64 translates IPv6 frame b, a TCP, UDP or ICMPv6 echo packet or an
+// ICMPv6 error about one, into IPv4 by e as the datapath's translator
+// does (xlat64, err64: the carriers' RFC 7915 code, for the CGNAT's
+// NAT64). The input must parse; e.Proto is the IPv4 protocol.
+func Xlat64(b []byte, e Entry) ([]byte, Reason) {
+	p, r := parse(b)
+	if r != ReasonNone {
+		return nil, r
+	}
+	e.Action = ActXlat64
+	if !fits(&p, e) || !e.Src.Is4() || !e.Dst.Is4() {
+		return nil, ReasonDropBadEntry
+	}
+	if p.icmpErr {
+		return err64(&p, e)
+	}
+	if p.key.Proto == protoUDP && binary.BigEndian.Uint16(p.b[p.l4+6:]) == 0 {
+		return nil, ReasonDropUDPZeroCsum
+	}
+	return xlat64(&p, e), ReasonNone
+}
+
+// Xlat46 translates IPv4 frame b into IPv6 by e as the datapath does
+// (xlat46, err46), an ICMPv4 error's sender shown in prefix pfx (/96).
+// e.Proto is the IPv6 protocol.
+func Xlat46(b []byte, e Entry, pfx netip.Prefix) ([]byte, Reason) {
+	p, r := parse(b)
+	if r != ReasonNone {
+		return nil, r
+	}
+	e.Action = ActXlat46
+	if !fits(&p, e) || e.Src.Is4() || e.Dst.Is4() {
+		return nil, ReasonDropBadEntry
+	}
+	if p.icmpErr {
+		return err46(&p, e, pfx)
+	}
+	if p.key.Proto == protoUDP && binary.BigEndian.Uint16(p.b[p.l4+6:]) == 0 {
+		return nil, ReasonDropUDPZeroCsum
+	}
+	return xlat46(&p, e), ReasonNone
+}

@@ -55,6 +55,12 @@ const (
 	ReasonDropCGNATNotSYN                      // subscriber: TCP without a mapping, not a SYN
 	ReasonDropCGNATNoMapping                   // to a pool port no mapping holds; from a subscriber: echo reply or error without one
 	ReasonDropCGNATFiltered                    // inbound, refused by the address(-and-port)-dependent filter
+	ReasonDropNAT64Source                      // subscriber: IPv6 to the NAT64 prefix from outside the inside IPv6 prefix
+	ReasonDropNAT64Dst                         // subscriber: NAT64 to an IPv4 it does not reach (pool, inside, gateway; non-global under the well-known prefix)
+	ReasonDropNAT64Ext                         // subscriber: IPv6 with extension headers to the NAT64 prefix
+	ReasonDropNAT64Hairpin                     // subscriber: NAT64 to a pool address, or NAT44 hairpin to a NAT64 mapping
+	ReasonNAT64TooBig                          // inbound to a NAT64 mapping, too big for the subscriber link once IPv6, DF set: answered fragmentation needed (XDP_TX)
+	ReasonDropNAT64TooBig                      // the same without DF (not fragmented), or an ICMP error that would outgrow it
 	NumReasons                                 // number of reasons (not a reason)
 )
 
@@ -110,6 +116,12 @@ var reasonTable = [NumReasons]struct {
 	ReasonDropCGNATNotSYN:        {"drop-cgnat-not-syn", Drop},
 	ReasonDropCGNATNoMapping:     {"drop-cgnat-no-mapping", Drop},
 	ReasonDropCGNATFiltered:      {"drop-cgnat-filtered", Drop},
+	ReasonDropNAT64Source:        {"drop-nat64-source", Drop},
+	ReasonDropNAT64Dst:           {"drop-nat64-dst", Drop},
+	ReasonDropNAT64Ext:           {"drop-nat64-ext", Drop},
+	ReasonDropNAT64Hairpin:       {"drop-nat64-hairpin", Drop},
+	ReasonNAT64TooBig:            {"nat64-too-big", TX},
+	ReasonDropNAT64TooBig:        {"drop-nat64-too-big", Drop},
 }
 
 func (r Reason) String() string {

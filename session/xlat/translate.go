@@ -20,7 +20,7 @@ func apply(p *pkt, e Entry, carrier bool) ([]byte, Reason) {
 		case ActXlat64:
 			return err64(p, e)
 		case ActXlat46:
-			return err46(p, e)
+			return err46(p, e, WKP)
 		}
 		return errNAPT(p, e)
 	}

@@ -85,13 +85,13 @@ static __always_inline long cg_take(struct cg_block *b, int pl)
 
 /* Tell the agent a block is nearly full. A full ring loses the event;
  * the agent's sweep reads the blocks' counts too. */
-static __always_inline void cg_event(__u32 sub, __u32 block, __u32 used, int pl)
+static __always_inline void cg_event(__u32 si, __u32 block, __u32 used, int pl)
 {
 	struct cg_event *ev = bpf_ringbuf_reserve(&cg_events, sizeof(*ev), 0);
 
 	if (!ev)
 		return;
-	ev->sub = sub;
+	ev->sub = si;
 	ev->block = block;
 	ev->used = used;
 	ev->kind = CG_EV_WARN;
@@ -109,24 +109,30 @@ static __always_inline void cg_give(struct cg_block *b, int pl, long pos)
 	__sync_fetch_and_add(&b->used[pl], -1);
 }
 
-/* A new mapping for k from the subscriber's blocks, in the order held:
- * REASON_NONE with *out (and *fresh if this CPU made it), or why not. */
-static __always_inline enum reason cg_new(const struct cg_key *k, int pl, __u8 tcp,
-					  struct cg_out *out, int *fresh)
+/* A new mapping from the blocks of subscriber si (its cg_subs index),
+ * in the order held, for key k4 (NAT44) or, when k6 is set, k6 (NAT64:
+ * the slot holds the subscriber's /64 index, its interface ID goes to
+ * cg_slots6 first): REASON_NONE with *out (and *fresh if this CPU made
+ * it), or why not. The caller passes one of the two keys as a constant,
+ * so each inlined copy keeps one map. */
+static __always_inline enum reason cg_new_for(__u32 si, const struct cg_key *k4,
+					      const struct cg_key6 *k6, int pl, __u8 tcp,
+					      struct cg_out *out, int *fresh)
 {
-	__u32 si = bpf_ntohl(k->addr) - cfg_cg_in_net;
 	struct cg_sub *s = map_lookup(&cg_subs, &si);
 	__u32 nb;
 
 	if (!s)
-		return REASON_DROP_HELPER; /* sized to the inside prefix: cannot happen */
+		return REASON_DROP_HELPER; /* sized to the subscribers: cannot happen */
 	nb = s->nblocks;
 	for (int j = 0; j < CG_SUB_BLOCKS; j++) {
 		struct cg_block *b;
 		struct cg_in *in;
-		__u32 id, used, port;
+		__u32 id, used, port, idx;
+		__u64 word;
 		long pos, off;
 		struct cg_out *o;
+		int err;
 
 		if (j >= nb)
 			break;
@@ -146,25 +152,49 @@ static __always_inline enum reason cg_new(const struct cg_key *k, int pl, __u8 t
 			return REASON_DROP_BAD_ENTRY; /* a block granted outside the pool */
 		}
 		if (used == cfg_cg_warn)
-			cg_event(k->addr, id, used, pl);
-		/* The way back first, whole in one store. */
-		*(__u64 *)in = (__u64)k->addr | (__u64)k->port << 32 | (__u64)CG_USED << 48 |
+			cg_event(si, id, used, pl);
+		if (k6) {
+			__u64 *iid;
+
+			idx = (__u32)pl * cfg_cg_pool_n * cg_per_addr() + (__u32)off;
+			iid = map_lookup(&cg_slots6, &idx);
+			if (!iid) {
+				cg_give(b, pl, pos);
+				return REASON_DROP_HELPER; /* sized as cg_slots: cannot happen */
+			}
+			*iid = *(__u64 *)&k6->addr[2];
+			word = (__u64)(si - cfg_cg_subs) | (__u64)k6->port << 32 |
+			       (__u64)(CG_USED | CG_V6) << 48 | (__u64)tcp << 56;
+		} else {
+			word = (__u64)k4->addr | (__u64)k4->port << 32 | (__u64)CG_USED << 48 |
 			       (__u64)tcp << 56;
+		}
+		/* The way back first, whole in one store. */
+		*(__u64 *)in = word;
 		out->addr = b->addr;
 		out->port = bpf_htons(port);
 		out->epoch = sw_cg_epoch;
-		if (!bpf_map_update_elem(&cg_mappings, k, out, BPF_NOEXIST)) {
+		err = k6 ? bpf_map_update_elem(&cg_mappings6, k6, out, BPF_NOEXIST) :
+			   bpf_map_update_elem(&cg_mappings, k4, out, BPF_NOEXIST);
+		if (!err) {
 			*fresh = 1;
 			return REASON_NONE;
 		}
 		/* Another CPU made this mapping first (or the hash is full). */
 		*(__u64 *)in = 0;
 		cg_give(b, pl, pos);
-		o = map_lookup(&cg_mappings, k);
+		o = k6 ? map_lookup(&cg_mappings6, k6) : map_lookup(&cg_mappings, k4);
 		if (!o)
 			return REASON_CGNAT_REFUSED;
 		*out = *o;
 		return REASON_NONE;
 	}
 	return s->spent ? REASON_CGNAT_REFUSED : REASON_CGNAT_NO_BLOCK;
+}
+
+/* A new NAT44 mapping for k. */
+static __always_inline enum reason cg_new(const struct cg_key *k, int pl, __u8 tcp,
+					  struct cg_out *out, int *fresh)
+{
+	return cg_new_for(bpf_ntohl(k->addr) - cfg_cg_in_net, k, NULL, pl, tcp, out, fresh);
 }

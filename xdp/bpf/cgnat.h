@@ -34,10 +34,16 @@
 #include "cg_ports.h"
 #include "cg_refuse.h"
 
+/* The TCP header's flags byte (IPv4, or IPv6 for NAT64). */
+static __always_inline __u8 *cg_tcp_flags(const struct pkt *p)
+{
+	return (__u8 *)p->data + (p->key.family == 4 ? L4_4 : L4_6) + 13;
+}
+
 /* The TCP state bits a segment brings (out: from the subscriber). */
 static __always_inline __u8 cg_tcp_bits(const struct pkt *p, int out)
 {
-	__u8 *fl = p->data + L4_4 + 13, f, b = 0;
+	__u8 *fl = cg_tcp_flags(p), f, b = 0;
 
 	if (p->key.proto != IPPROTO_TCP || p->icmp_err || (void *)(fl + 1) > p->end)
 		return 0;
@@ -54,7 +60,7 @@ static __always_inline __u8 cg_tcp_bits(const struct pkt *p, int out)
 /* A TCP SYN without ACK: the only segment that makes a mapping. */
 static __always_inline int cg_syn(const struct pkt *p)
 {
-	__u8 *fl = p->data + L4_4 + 13;
+	__u8 *fl = cg_tcp_flags(p);
 
 	return (void *)(fl + 1) <= p->end && (*fl & 0x12) == 0x02;
 }
@@ -98,6 +104,8 @@ static __always_inline void cg_permit(__u32 pub, __be16 pport, __u8 proto, __u32
 	bpf_map_update_elem(&cg_perms, &k, &one, BPF_ANY);
 }
 
+#include "nat64.h" /* NAT64's half: uses the helpers above, used below */
+
 /* What the subscriber interface does with a packet parse left: IPv4
  * the CGNAT cannot translate is dropped, since the stack would forward
  * it with the subscriber's inside source; unless it is for the relay
@@ -108,8 +116,10 @@ static __always_inline enum reason cg_sub_unparsed(struct pkt *p, enum reason r)
 	struct iphdr *ip = p->data + ETH_LEN;
 
 	if (!cfg_cg_subs || (r != REASON_PASS_FRAGMENT && r != REASON_PASS_IP_OPTIONS &&
-			     r != REASON_PASS_ICMP_OTHER))
+			     r != REASON_PASS_ICMP_OTHER && r != REASON_PASS_IPV6_EXT))
 		return r;
+	if ((void *)(eth + 1) <= p->end && eth->h_proto == bpf_htons(ETH_P_IPV6))
+		return cg_unparsed64(p, r);
 	if ((void *)(ip + 1) > p->end || eth->h_proto != bpf_htons(ETH_P_IP))
 		return r;
 	if ((cfg_cg_gw && ip->daddr == cfg_cg_gw) || cg_inside(ip->daddr))
@@ -180,6 +190,8 @@ static __always_inline int cg_inbound(struct xdp_md *ctx, struct pkt *p, long of
 		return verdict(REASON_DROP_CGNAT_FILTERED);
 	if (p->ttl <= 1)
 		return verdict(REASON_PASS_TTL);
+	if ((v >> 48) & CG_V6)
+		return cg_inbound64(ctx, p, pl, off, s, v);
 	cg_note(s, cg_tcp_bits(p, 0), 0);
 	e.saddr[0] = p->key.saddr[0];
 	e.sport = p->key.sport;
@@ -207,8 +219,10 @@ static __always_inline int cg_sub_process(struct xdp_md *ctx)
 	r = parse(ctx, &p);
 	if (r != REASON_NONE)
 		return verdict(cg_sub_unparsed(&p, r));
-	if (p.key.family != 4 || !cfg_cg_subs)
+	if (!cfg_cg_subs)
 		return verdict(REASON_PASS_NOT_OURS);
+	if (p.key.family != 4)
+		return cg_sub64(ctx, &p);
 	dst = p.key.daddr[0];
 	if ((cfg_cg_gw && dst == cfg_cg_gw) || cg_inside(dst))
 		return verdict(REASON_PASS_LOCAL);
@@ -276,6 +290,8 @@ static __always_inline int cg_sub_process(struct xdp_md *ctx)
 
 		if (!((v >> 48) & CG_USED))
 			return verdict(REASON_DROP_CGNAT_NO_MAPPING);
+		if ((v >> 48) & CG_V6)
+			return verdict(REASON_DROP_NAT64_HAIRPIN); /* no 4 -> 6 between subscribers */
 		if (!((v >> 48) & CG_EXPLICIT) && !cg_permitted(dst, p.key.dport, p.key.proto, o->addr, o->port))
 			return verdict(REASON_DROP_CGNAT_FILTERED);
 		cg_note(b, cg_tcp_bits(&p, 0), 0);

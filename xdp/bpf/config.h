@@ -35,6 +35,11 @@ volatile const __u32 cfg_cg_filter;    /* 0 endpoint-independent, 1 address-, 2 
 volatile const __u32 cfg_cg_warn;      /* ports taken in a block that ask the agent for the next */
 volatile const __u64 cfg_cg_refuse_ns; /* one admin-prohibited answer per this many ns (0: no bound) */
 volatile const __u64 cfg_cg_refuse_depth_ns; /* the bound's burst, in ns */
+/* NAT64 (nat64.h). cfg_cg6_subs = 0: none. */
+volatile const __u64 cfg_cg6_net;      /* inside IPv6 prefix's first 64 bits, host order */
+volatile const __u32 cfg_cg6_subs;     /* its /64s */
+volatile const __u32 cfg_cg6_pfx[3];   /* the NAT64 /96, network order */
+volatile const __u32 cfg_cg6_mtu;      /* the largest IPv6 packet NAT64 sends a subscriber */
 
 /* Run-time switches, in the .data array map (a direct load, no lookup):
  * sw_fib = 0 passes translated packets to the stack instead of looking

@@ -184,9 +184,11 @@ static __always_inline enum reason err64(struct xdp_md *ctx, struct pkt *p,
 	return REASON_NONE;
 }
 
-/* ICMPv4 error -> ICMPv6 error, 40 bytes longer. */
+/* ICMPv4 error -> ICMPv6 error, 40 bytes longer; a router's address
+ * shows in the /96 pfx0:pfx1:pfx2 (network order: the carriers' WKP, or
+ * NAT64's own prefix, nat64.h). */
 static __always_inline enum reason err46(struct xdp_md *ctx, struct pkt *p,
-					 const struct flow_entry *e)
+					 const struct flow_entry *e, __u32 pfx0, __u32 pfx1, __u32 pfx2)
 {
 	void *data = p->data, *end;
 	__u8 *ic = data + ETH_LEN + 20, *e4 = data + ERR_EMB4, *el4 = data + ERR_EMB4 + 20;
@@ -205,9 +207,9 @@ static __always_inline enum reason err46(struct xdp_md *ctx, struct pkt *p,
 		__u32 from = ((struct iphdr *)(data + ETH_LEN))->saddr;
 
 		if (from != *(__u32 *)(e4 + 16) || (ic[0] == 11 && ic[1] == 0)) {
-			src[0] = bpf_htonl(WKP_HI); /* a router on the carrier path */
-			src[1] = 0;
-			src[2] = 0;
+			src[0] = pfx0; /* a router on the carrier path */
+			src[1] = pfx1;
+			src[2] = pfx2;
 			src[3] = from;
 		}
 	}

@@ -127,6 +127,27 @@ struct {
 	__type(value, struct cg_out);
 } cg_mappings SEC(".maps");
 
+/* NAT64's outbound mappings (struct cg_key6 -> struct cg_out): as
+ * cg_mappings, for IPv6-only subscribers; the inbound slots are shared
+ * (one pool). One entry when there is no NAT64. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct cg_key6);
+	__type(value, struct cg_out);
+} cg_mappings6 SEC(".maps");
+
+/* The interface ID (the last 8 bytes, as on the wire) of a NAT64
+ * mapping's subscriber, beside its cg_slots slot (same index): cg_in has
+ * room for the /64's index only. Written before the slot. One entry when
+ * there is no NAT64. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} cg_slots6 SEC(".maps");
+
 /* The CGNAT's inbound slots: (protocol plane) x (pool ports) + (address
  * index) x (ports per address) + (port - first block port), one struct
  * cg_in each. An array: the pool is a known range, so an inbound packet
@@ -153,7 +174,8 @@ struct {
 	__type(value, struct cg_block);
 } cg_blocks SEC(".maps");
 
-/* Subscribers by inside address - inside prefix: their blocks. */
+/* Subscribers by index: inside address - inside prefix, then (NAT64)
+ * the inside IPv6 prefix's /64s after them: their blocks. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);

@@ -160,7 +160,7 @@ static __always_inline int unmap_process_filtered(struct xdp_md *ctx, enum role 
 		if (e->action == ACT_XLAT64)
 			r = err64(ctx, &p, e);
 		else if (e->action == ACT_XLAT46)
-			r = err46(ctx, &p, e);
+			r = err46(ctx, &p, e, bpf_htonl(WKP_HI), 0, 0);
 		else
 			r = err_napt(&p, e);
 		goto done;

@@ -57,7 +57,13 @@
 	X(DROP_CGNAT_OPTIONS,       XDP_DROP) /* IPv4 options from a subscriber: not translated */ \
 	X(DROP_CGNAT_NOT_SYN,       XDP_DROP) /* subscriber: TCP without a mapping that is not a SYN */ \
 	X(DROP_CGNAT_NO_MAPPING,    XDP_DROP) /* to a pool port no mapping holds; from a subscriber: an echo reply or ICMP error without one */ \
-	X(DROP_CGNAT_FILTERED,      XDP_DROP) /* inbound to a mapping, refused by the address(-and-port)-dependent filter */
+	X(DROP_CGNAT_FILTERED,      XDP_DROP) /* inbound to a mapping, refused by the address(-and-port)-dependent filter */ \
+	X(DROP_NAT64_SOURCE,        XDP_DROP) /* subscriber: IPv6 to the NAT64 prefix from outside the inside IPv6 prefix */ \
+	X(DROP_NAT64_DST,           XDP_DROP) /* subscriber: NAT64 to an IPv4 it does not reach (pool, inside, gateway; non-global under 64:ff9b::/96) */ \
+	X(DROP_NAT64_EXT,           XDP_DROP) /* subscriber: IPv6 with extension headers to the NAT64 prefix */ \
+	X(DROP_NAT64_HAIRPIN,       XDP_DROP) /* subscriber: NAT64 to a pool address, or NAT44 hairpin to a NAT64 mapping: not translated */ \
+	X(NAT64_TOO_BIG,            XDP_TX)   /* inbound to a NAT64 mapping, too big for the subscriber link once IPv6, DF: answered fragmentation needed */ \
+	X(DROP_NAT64_TOO_BIG,       XDP_DROP) /* the same without DF (not fragmented), or an ICMP error that would grow past it */
 
 enum reason {
 #define X(name, action) REASON_##name,

@@ -157,6 +157,18 @@ build_bug_on(sizeof(struct cg_key) != 8);
  * the agent: any remote may reach it, whatever the filtering mode (a PCP
  * MAP is an explicit endpoint-independent filter, RFC 6887 §11.3). */
 #define CG_EXPLICIT (1 << 2)
+#define CG_V6   (1 << 3) /* cg_in: a NAT64 mapping: addr is the subscriber's /64 index, its interface ID in cg_slots6 */
+
+/* A NAT64 mapping's outbound key (nat64.h): the IPv6 subscriber's whole
+ * address, its port (echo identifier) and the IPv4 protocol it maps to
+ * (6, 17, or 1 for ICMPv6 echo), so the planes are NAT44's. */
+struct cg_key6 {
+	__u32 addr[4];
+	__be16 port;
+	__u8 proto;
+	__u8 pad;
+};
+build_bug_on(sizeof(struct cg_key6) != 20);
 
 /* A mapping's TCP state (cg_in.tcp), ORed in by the datapath from the
  * segments it translates (an outbound SYN starts it again): what the
@@ -184,7 +196,7 @@ build_bug_on(sizeof(struct cg_out) != 8);
 struct cg_in {
 	__be32 addr;  /* subscriber address */
 	__be16 port;  /* subscriber port */
-	__u8 flags;   /* CG_USED, CG_EXPLICIT */
+	__u8 flags;   /* CG_USED, CG_EXPLICIT, CG_V6 */
 	__u8 tcp;     /* CG_TCP_* */
 };
 build_bug_on(sizeof(struct cg_in) != 8);
@@ -234,7 +246,7 @@ build_bug_on(sizeof(struct cg_perm) != 16);
 
 /* What the datapath tells the agent about blocks (cg_events). */
 struct cg_event {
-	__be32 sub;   /* subscriber address */
+	__u32 sub;    /* subscriber: its cg_subs index (IPv4 ones first, then the /64s) */
 	__u32 block;  /* cg_blocks index */
 	__u32 used;   /* ports taken in that block and protocol */
 	__u8 kind;    /* CG_EV_* */
@@ -253,6 +265,7 @@ const struct miss_rec *unused_miss_rec __attribute__((unused));
 const enum action *unused_action __attribute__((unused));
 const enum role *unused_role __attribute__((unused));
 const struct cg_key *unused_cg_key __attribute__((unused));
+const struct cg_key6 *unused_cg_key6 __attribute__((unused));
 const struct cg_out *unused_cg_out __attribute__((unused));
 const struct cg_in *unused_cg_in __attribute__((unused));
 const struct cg_block *unused_cg_block __attribute__((unused));

@@ -64,7 +64,8 @@ func quoteAs(q, t xlattest.Spec) []byte {
 	return b
 }
 
-// Fixtures are the CGNAT's cases in filtering mode f, in order: they
+// Fixtures are the CGNAT's cases in filtering mode f, NAT64's last
+// (Fixtures64), in order: they
 // share state (the mappings early ones make are used by later ones), so
 // they run as a sequence on one datapath and one model. Translated
 // outputs are built independently of the model, from the expected
@@ -206,7 +207,7 @@ func Fixtures(f cgnat.Filtering) []xlattest.Fixture {
 	tcpShort = tcpShort[:14+20+12]
 	tcpShort[16], tcpShort[17] = 0, 32
 	add(left("sub/tcp-truncated", sub, xlattest.FixIPv4(tcpShort), xlat.ReasonDropTruncL4))
-	return fs
+	return append(fs, Fixtures64(f)...)
 }
 
 func withTTL(s xlattest.Spec, ttl uint8) xlattest.Spec { s.TTL = ttl; return s }

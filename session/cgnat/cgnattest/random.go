@@ -22,6 +22,9 @@ type Gen struct {
 	s    *cgnat.State
 	xg   *xlattest.Gen
 	outs []cgnat.Key // s.Out's keys, sorted, rebuilt when it grows
+	// NAT64Only makes every packet NAT64's (packet64): the IPv6-only
+	// subscribers', the Internet's to their mappings, errors about them.
+	NAT64Only bool
 }
 
 // NewGen returns a generator for the world of c, reading s.
@@ -89,7 +92,13 @@ func (g *Gen) mapping() (cgnat.Key, cgnat.Out, bool) {
 
 // Packet returns a packet and the program to run it through.
 func (g *Gen) Packet() (xlat.Role, []byte) {
-	role, b := g.packet()
+	var role xlat.Role
+	var b []byte
+	if g.NAT64Only {
+		role, b = g.packet64()
+	} else {
+		role, b = g.packet()
+	}
 	if g.r.IntN(3) == 0 {
 		b = g.mutate(b)
 	}
@@ -98,7 +107,9 @@ func (g *Gen) Packet() (xlat.Role, []byte) {
 
 func (g *Gen) packet() (xlat.Role, []byte) {
 	k, o, ok := g.mapping()
-	switch n := g.r.IntN(20); {
+	switch n := g.r.IntN(26); {
+	case n >= 20 || ok && k.Addr.Is6(): // NAT64's (its mappings too)
+		return g.packet64()
 	case n < 7: // from a subscriber
 		pr := g.proto()
 		src, sport := g.pick(subs), g.port()

@@ -30,13 +30,18 @@ func TestSubscriberFlowsOutliveRelayRestart(t *testing.T) {
 }
 
 func testRestart(t *testing.T, crash bool) {
+	testRestartFrom(t, crash, lab.Sub, netip.AddrPortFrom(lab.Srv4Addr, lab.EchoPort))
+}
+
+// testRestartFrom is the test from the subscriber in namespace from, to
+// srv4's echo server at to (NAT64: its address in the prefix).
+func testRestartFrom(t *testing.T, crash bool, from lab.Role, to netip.AddrPort) {
 	u := e2e.Up(t, lab.CGNPreserve)
 	l := u.Lab
 	srv := e2e.EchoServer(t, l.NS(lab.Srv4))
-	to := netip.AddrPortFrom(lab.Srv4Addr, lab.EchoPort)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	tc, err := l.NS(lab.Sub).Dial(ctx, "tcp", to.String()) // the SYN after the grant
+	tc, err := l.NS(from).Dial(ctx, "tcp", to.String()) // the SYN after the grant
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +58,7 @@ func testRestart(t *testing.T, crash bool) {
 			t.Fatalf("tcp %s: echo %q, %v", what, got, err)
 		}
 	}
-	uc, err := l.NS(lab.Sub).Dial(ctx, "udp", to.String())
+	uc, err := l.NS(from).Dial(ctx, "udp", to.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +107,7 @@ func testRestart(t *testing.T, crash bool) {
 		t.Errorf("the UDP flow left from %v after the restart, %v before", got, udpPub)
 	}
 	// A new flow after the restart: a port of the same block, no grant.
-	nc, err := l.NS(lab.Sub).Dial(ctx, "udp", to.String())
+	nc, err := l.NS(from).Dial(ctx, "udp", to.String())
 	if err != nil {
 		t.Fatal(err)
 	}
