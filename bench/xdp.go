@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"errors"
 	"os"
 	"time"
@@ -13,11 +14,13 @@ import (
 
 // XDP loads a datapath with flip-back entries and measures each path
 // for at least repeats runs. It needs root (CAP_BPF and CAP_NET_ADMIN).
-func XDP(repeats int) ([]xdpbench.Result, error) { return XDPProgress(repeats, nil) }
+func XDP(ctx context.Context, repeats int) ([]xdpbench.Result, error) {
+	return XDPProgress(ctx, repeats, nil)
+}
 
 // XDPProgress is XDP that calls step, if not nil, before each path's
 // turn in each round: a full run takes minutes.
-func XDPProgress(repeats int, step func(round, rounds int, path string)) ([]xdpbench.Result, error) {
+func XDPProgress(ctx context.Context, repeats int, step func(round, rounds int, path string)) ([]xdpbench.Result, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("bench xdp needs root: it loads BPF programs and runs them with BPF_PROG_RUN")
 	}
@@ -71,7 +74,7 @@ func XDPProgress(repeats int, step func(round, rounds int, path string)) ([]xdpb
 		}
 		return nil
 	}
-	return xdpbench.Run(d.Reasons, paths, repeats, step)
+	return xdpbench.Run(ctx, d.Reasons, paths, repeats, step)
 }
 
 // overRate is a datapath with the default miss bound whose bucket for

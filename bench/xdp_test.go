@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -15,7 +17,7 @@ import (
 func BenchmarkDatapath(b *testing.B) {
 	priv.Require(b)
 	for b.Loop() {
-		res, err := XDP(10_000_000)
+		res, err := XDP(context.Background(), 10_000_000)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -34,7 +36,7 @@ func BenchmarkDatapath(b *testing.B) {
 // they are named for (a few runs, checked by verdict and counters).
 func TestXDPPathsTranslate(t *testing.T) {
 	priv.Require(t)
-	res, err := XDP(xdpbench.Batch)
+	res, err := XDP(context.Background(), xdpbench.Batch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,5 +68,22 @@ func TestXDPPathsTranslate(t *testing.T) {
 		case r.Reasons[reason] != uint64(r.Repeats) || len(r.Reasons) != 1:
 			t.Errorf("%s: reasons %v, want %d x %v", r.Path, r.Reasons, r.Repeats, reason)
 		}
+	}
+}
+
+// TestXDPStopsWhenCancelled: a cancelled context (SIGTERM or Ctrl-C in
+// `unmap bench xdp`) ends the run at the next path's turn with the
+// context's error, instead of running every round.
+func TestXDPStopsWhenCancelled(t *testing.T) {
+	priv.Require(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	turns := 0
+	_, err := XDPProgress(ctx, 2*xdpbench.Batch*xdpbench.Rounds, func(round, rounds int, path string) {
+		if turns++; turns == 3 {
+			cancel()
+		}
+	})
+	if !errors.Is(err, context.Canceled) || turns != 3 {
+		t.Fatalf("after a cancel at the third turn: %d turns, %v", turns, err)
 	}
 }

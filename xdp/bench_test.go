@@ -1,6 +1,7 @@
 package xdp
 
 import (
+	"context"
 	"errors"
 	"net/netip"
 	"strings"
@@ -99,7 +100,7 @@ func BenchmarkBreakdown(b *testing.B) {
 	}
 	holdInDispatcher(b, progs...)
 	for b.Loop() {
-		res, err := xdpbench.Run(d.Reasons, paths, 1_000_000, nil)
+		res, err := xdpbench.Run(context.Background(), d.Reasons, paths, 1_000_000, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 package xdp
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -142,7 +143,7 @@ func cgnatRatios(res []xdpbench.Result) map[string]float64 {
 func BenchmarkCGNAT(b *testing.B) {
 	paths, d := cgnatBenchPaths(b)
 	for b.Loop() {
-		res, err := xdpbench.Run(d.Reasons, paths, 2_000_000, nil)
+		res, err := xdpbench.Run(context.Background(), d.Reasons, paths, 2_000_000, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -169,7 +170,7 @@ func TestCGNATBenchPaths(t *testing.T) {
 	for i := range paths {
 		paths[i].Quota = 2 * xdpbench.Batch
 	}
-	res, err := xdpbench.Run(d.Reasons, paths, 2*xdpbench.Batch, nil)
+	res, err := xdpbench.Run(context.Background(), d.Reasons, paths, 2*xdpbench.Batch, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package xdp
 
 import (
+	"context"
 	"net/netip"
 	"testing"
 
@@ -109,7 +110,7 @@ func nat64Ratios(res []xdpbench.Result) (out, in, out64ns, in64ns, out44ns, in44
 func BenchmarkNAT64(b *testing.B) {
 	paths, d := nat64BenchPaths(b)
 	for b.Loop() {
-		res, err := xdpbench.Run(d.Reasons, paths, 2_000_000, nil)
+		res, err := xdpbench.Run(context.Background(), d.Reasons, paths, 2_000_000, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -133,7 +134,7 @@ func TestNAT64BenchPaths(t *testing.T) {
 	for i := range paths {
 		paths[i].Quota = 2 * xdpbench.Batch
 	}
-	res, err := xdpbench.Run(d.Reasons, paths, 2*xdpbench.Batch, nil)
+	res, err := xdpbench.Run(context.Background(), d.Reasons, paths, 2*xdpbench.Batch, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@
 package xdpbench
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -122,7 +123,7 @@ type Path struct {
 // paths alike instead of whichever ran at the wrong moment. reasons reads
 // the reason counters the paths' programs count into; step, if not nil,
 // is called before each path's turn in each round.
-func Run(reasons func() ([xlat.NumReasons]uint64, error), paths []Path, repeats int, step func(round, rounds int, path string)) ([]Result, error) {
+func Run(ctx context.Context, reasons func() ([xlat.NumReasons]uint64, error), paths []Path, repeats int, step func(round, rounds int, path string)) ([]Result, error) {
 	rounds := Rounds
 	if repeats < rounds*Batch {
 		rounds = 1
@@ -137,6 +138,9 @@ func Run(reasons func() ([xlat.NumReasons]uint64, error), paths []Path, repeats 
 	}
 	for round := range rounds {
 		for i, p := range paths {
+			if err := ctx.Err(); err != nil {
+				return nil, err // between turns: a turn is a few seconds at most
+			}
 			if step != nil {
 				step(round+1, rounds, p.Name)
 			}

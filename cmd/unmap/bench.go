@@ -39,7 +39,7 @@ the kernel reuses one buffer across repeats; their figure is the mean of both.`,
 			if repeats < 1 {
 				return fmt.Errorf("--repeats must be positive")
 			}
-			res, m, err := runBenchXDP(cmd.ErrOrStderr(), repeats)
+			res, m, err := runBenchXDP(cmd.Context(), cmd.ErrOrStderr(), repeats)
 			if err != nil {
 				return err
 			}

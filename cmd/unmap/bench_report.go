@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -105,7 +106,7 @@ report's), so a report can be made again without measuring:
 				fmt.Fprintf(errw, "... lab results saved to %s\n", filepath.Join(out, bench.LabJSON))
 			}
 			if x == nil && !skipXDP {
-				res, m, err := runBenchXDP(errw, repeats)
+				res, m, err := runBenchXDP(cmd.Context(), errw, repeats)
 				if err != nil {
 					return err
 				}
@@ -182,10 +183,10 @@ func measureLab(cmd *cobra.Command, cfg bench.Config) (*bench.LabResults, error)
 // runBenchXDP runs the XDP benchmark with progress on w (a rewriting
 // line on a terminal, a line a round otherwise) and returns its results
 // and the machine they were measured on.
-func runBenchXDP(w io.Writer, repeats int) ([]xdpbench.Result, bench.Machine, error) {
+func runBenchXDP(ctx context.Context, w io.Writer, repeats int) ([]xdpbench.Result, bench.Machine, error) {
 	p, last := newProgress(w), 0
 	m := bench.ThisMachine()
-	res, err := bench.XDPProgress(repeats, func(round, rounds int, path string) {
+	res, err := bench.XDPProgress(ctx, repeats, func(round, rounds int, path string) {
 		switch {
 		case p.tty:
 			p.Step("xdp: round %d of %d: %s", round, rounds, path)
