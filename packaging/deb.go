@@ -89,6 +89,10 @@ func build(ctx context.Context, o options) (string, error) {
 		{Destination: "/etc/unmap", Type: files.TypeDir, FileInfo: &files.ContentFileInfo{Mode: 0o755}},
 		{Source: filepath.Join(root, "README.md"), Destination: "/usr/share/doc/unmap/README.md", FileInfo: &files.ContentFileInfo{Mode: 0o644}},
 		{Source: filepath.Join(root, "OPERATING.md"), Destination: "/usr/share/doc/unmap/OPERATING.md", FileInfo: &files.ContentFileInfo{Mode: 0o644}},
+		// A relay that is also a CGNAT starts from this one instead of
+		// relay.yaml (OPERATING.md, "The relay's CGNAT"): an example,
+		// not a conffile, as only one relay config is read.
+		{Source: filepath.Join(root, "examples", "relay-cgnat.yaml"), Destination: "/usr/share/doc/unmap/examples/relay-cgnat.yaml", FileInfo: &files.ContentFileInfo{Mode: 0o644}},
 		// The dashboard of the agents' /metrics, for Grafana to import.
 		{Source: filepath.Join(root, "packaging", "grafana", "unmap.json"), Destination: "/usr/share/unmap/grafana/unmap.json", FileInfo: &files.ContentFileInfo{Mode: 0o644}},
 	}

@@ -104,6 +104,7 @@ func TestPackageContents(t *testing.T) {
 		"/usr/share/fish/vendor_completions.d/unmap.fish": 0o644,
 		"/usr/share/doc/unmap/OPERATING.md":               0o644,
 		"/usr/share/doc/unmap/README.md":                  0o644,
+		"/usr/share/doc/unmap/examples/relay-cgnat.yaml":  0o644,
 		"/usr/share/unmap/grafana/unmap.json":             0o644,
 	}
 	for p, mode := range want {
