@@ -68,7 +68,7 @@ func (c *agent) inbound(ctx context.Context, k xlat.Key, frame []byte) {
 		c.m.Inc(mInboundNoSession)
 		return
 	}
-	released, code, cached := c.inb.admit(f, ss, syn, frame, c.now())
+	released, code, cached := c.inb.admit(f, ss, c.sites.gates[ss.Site()], syn, frame, c.now())
 	if cached && syn != nil && code == proto.CodeClosed {
 		c.resetRemote(f, *syn) // as the host did
 	}
@@ -110,8 +110,9 @@ func (b *inboundOffers) holdMoreLocked(f session.Flow, syn *handshake.Segment, f
 // bounds and, if it passes, holds its first packet and returns the
 // channel closed when the held packets are released: the caller offers
 // the flow. cached says the edge refused the flow a moment ago (with
-// code), and is not asked again.
-func (b *inboundOffers) admit(f session.Flow, ss edgeSide, syn *handshake.Segment, frame []byte, now time.Time) (released chan struct{}, code proto.Code, cached bool) {
+// code), and is not asked again. share is the site's share of the
+// relay-wide budget (inboundgate.go).
+func (b *inboundOffers) admit(f session.Flow, ss edgeSide, share *siteGate, syn *handshake.Segment, frame []byte, now time.Time) (released chan struct{}, code proto.Code, cached bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.holdMoreLocked(f, syn, frame) {
@@ -133,11 +134,24 @@ func (b *inboundOffers) admit(f session.Flow, ss edgeSide, syn *handshake.Segmen
 		b.m.IncName(why)
 		return nil, 0, false
 	}
-	if !b.gate.allow(now, true) {
+	// A new flow takes a token from the relay-wide budget and from its
+	// site's share of it, or from neither: both are looked at before
+	// either is taken, so a flow over its site's share spends nothing of
+	// the budget. Tokens are taken only here, under b.mu, so what was
+	// looked at is still there. A flow over both is counted over the
+	// budget: over-site-share counts what the share alone refused.
+	switch {
+	case !b.gate.allow(now, false):
 		b.quota.forget(f)
 		b.m.Inc(mInboundOverBudget)
 		return nil, 0, false
+	case !share.allow(&b.gate, now, false):
+		b.quota.forget(f)
+		b.m.Inc(mInboundOverSiteShare)
+		return nil, 0, false
 	}
+	b.gate.allow(now, true)
+	share.allow(&b.gate, now, true)
 	if !b.takeSlot(ss.Site()) {
 		b.quota.forget(f)
 		b.m.Inc(mInboundPendingFull)

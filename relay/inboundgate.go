@@ -23,6 +23,19 @@ const (
 	inboundBurst = 1000
 )
 
+// siteSharePercent is the share of the relay-wide budget (its rate and its
+// burst) the new inbound flows of one site may take. A flood toward one
+// site then leaves the other sites at least the other half, at once and
+// every second, instead of spending the whole budget and refusing their
+// flows for as long as it lasts. Half, not less: one site still has 500
+// new inbound flows a second, far above what a site opens in normal use,
+// and a busy site is not held to a small slice of a budget it is the only
+// one using; a flood must then aim at two sites (of the same relay, known
+// to the attacker) to spend the budget, which the relay-wide bound still
+// holds. Shares of several sites overlap (they add up to more than the
+// budget); the budget is what bounds them together.
+const siteSharePercent = 50
+
 // inboundGate is the relay-wide budget, and the inbound slow path's
 // first gate, passed before any lock (inboundOffers.mu): a packet
 // over a bound is counted and dropped without taking the lock, so a
@@ -34,26 +47,57 @@ const (
 type inboundGate struct {
 	full atomic.Int64 // GCRA: when the relay-wide budget is full again (UnixNano)
 
-	// Tests only: other bounds.
-	rate, burst int
+	// Tests only: other bounds, and another siteSharePercent.
+	rate, burst, share int
+}
+
+// bounds is the relay-wide budget's rate and burst.
+func (g *inboundGate) bounds() (rate, burst int) {
+	if g.rate > 0 {
+		return g.rate, g.burst
+	}
+	return inboundRate, inboundBurst
 }
 
 // allow takes one new inbound flow from the relay-wide budget at now;
 // with take false it only says whether it could.
 func (g *inboundGate) allow(now time.Time, take bool) bool {
-	rate, burst := inboundRate, inboundBurst
-	if g.rate > 0 {
-		rate, burst = g.rate, g.burst
+	rate, burst := g.bounds()
+	return gcra(&g.full, now, take, rate, burst)
+}
+
+// siteGate is one site's share of the relay-wide budget (siteSharePercent
+// of its rate and burst), lock-free like it. The sites' gates are made
+// at start with the site map (sites.go) and never change.
+type siteGate struct {
+	full atomic.Int64 // GCRA: when the site's share is full again (UnixNano)
+}
+
+// allow takes one new inbound flow from the site's share of g's budget
+// at now; with take false it only says whether it could.
+func (s *siteGate) allow(g *inboundGate, now time.Time, take bool) bool {
+	rate, burst := g.bounds()
+	pct := siteSharePercent
+	if g.share > 0 {
+		pct = g.share
 	}
+	share := func(n int) int { return max(1, n*pct/100) }
+	return gcra(&s.full, now, take, share(rate), share(burst))
+}
+
+// gcra takes (take true) or looks for one token at now of a bucket of
+// rate a second and burst at once whose state is full: when the bucket
+// is full again, in UnixNano.
+func gcra(full *atomic.Int64, now time.Time, take bool, rate, burst int) bool {
 	token := int64(time.Second) / int64(rate)
 	t := now.UnixNano()
 	for {
-		full := g.full.Load()
-		next := max(full, t) + token
+		f := full.Load()
+		next := max(f, t) + token
 		if next-t > int64(burst)*token {
 			return false
 		}
-		if !take || g.full.CompareAndSwap(full, next) {
+		if !take || full.CompareAndSwap(f, next) {
 			return true
 		}
 	}
@@ -63,12 +107,13 @@ func (g *inboundGate) allow(now time.Time, take bool) bool {
 // flow for it, before any lock is taken. A packet that may start a flow (a
 // TCP SYN; any packet of another protocol) goes on only if an offer of
 // it could take a token from its remote's offers to the site
-// (inboundlimits.go) and from the relay-wide budget. A TCP segment
-// without SYN never starts a flow and goes on: it is part of a flow
-// being set up, or is refused under the lock. So is a packet to no site.
-// While a flood has spent the budget, the gate also drops the packets of
-// flows already held for their offer and of flows refused a moment ago,
-// which would otherwise wait for the lock.
+// (inboundlimits.go), from the relay-wide budget and from its site's
+// share of it. A TCP segment without SYN never starts a flow and goes
+// on: it is part of a flow being set up, or is refused under the lock.
+// So is a packet to no site. While a flood has spent the budget (or the
+// site's share), the gate also drops the packets of flows already held
+// for their offer and of flows refused a moment ago, which would
+// otherwise wait for the lock.
 func (c *agent) admitNew(f session.Flow, syn *handshake.Segment) bool {
 	if syn != nil && !syn.Is(handshake.SYN) {
 		return true
@@ -84,6 +129,10 @@ func (c *agent) admitNew(f session.Flow, syn *handshake.Segment) bool {
 	}
 	if !c.inb.gate.allow(now, false) {
 		c.m.Inc(mInboundOverBudget)
+		return false
+	}
+	if !c.sites.gates[site].allow(&c.inb.gate, now, false) {
+		c.m.Inc(mInboundOverSiteShare) // what the budget alone would have let through
 		return false
 	}
 	return true

@@ -14,11 +14,12 @@ import (
 // the budget's burst and no more, and refuses the rest at the gate
 // (inbound-over-budget) without its lock: refusals go on while another
 // goroutine holds carriers.mu. A second later the budget has its rate
-// back.
+// back. The site's share is the whole budget here, so what bounds the
+// flood is the budget (TestInboundSiteShare: the shares).
 func TestInboundGateBoundsFlood(t *testing.T) {
 	e := &fakeEdge{site: "home", id: 1, answer: refuseAll(proto.CodeRefused)}
 	c, clk := inboundCarriers(t, e)
-	c.inb.gate.rate, c.inb.gate.burst = 50, 20
+	c.inb.gate.rate, c.inb.gate.burst, c.inb.gate.share = 50, 20, 100
 	ctx := context.Background()
 	send := func(from, n int) {
 		for i := from; i < from+n; i++ {

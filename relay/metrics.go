@@ -59,6 +59,7 @@ var (
 	mInboundNotOpened           = fInbound.ValueNamed("not-opened", "inbound-not-opened")
 	mInboundOfferRate           = fInbound.ValueNamed("offer-rate", "inbound-offer-rate")
 	mInboundOverBudget          = fInbound.ValueNamed("over-budget", "inbound-over-budget")
+	mInboundOverSiteShare       = fInbound.ValueNamed("over-site-share", "inbound-over-site-share")
 	mInboundPendingFull         = fInbound.ValueNamed("pending-full", "inbound-pending-full")
 	mInboundPortReused          = fInbound.ValueNamed("port-reused", "inbound-port-reused")
 	mInboundPortShare           = fInbound.ValueNamed("port-share", "inbound-port-share")

@@ -9,16 +9,19 @@ import (
 // siteMap is what relay.yaml grants each site: its prefix and public
 // IPv4, and the port set of a public IPv4 shared by port (A+P). It is
 // set at start and never changes, so it needs no lock: the inbound gate
-// reads it before any part's lock.
+// reads it before any part's lock. So are the sites' shares of the
+// inbound budget, whose state is atomic (inboundgate.go).
 type siteMap struct {
 	grants    map[string][]netip.Prefix // by site: its prefix and public IPv4
 	ipv4Ports map[string]ports.Range    // by site whose public IPv4 is shared by port
+	gates     map[string]*siteGate      // by site: its share of the inbound budget
 }
 
 // newSiteMap reads the sites' grants from the settings.
 func newSiteMap(s *Settings) siteMap {
-	m := siteMap{grants: map[string][]netip.Prefix{}, ipv4Ports: map[string]ports.Range{}}
+	m := siteMap{grants: map[string][]netip.Prefix{}, ipv4Ports: map[string]ports.Range{}, gates: map[string]*siteGate{}}
 	for _, site := range s.Sites {
+		m.gates[site.ID] = new(siteGate)
 		if site.IPv4.IsValid() && site.IPv4Ports.Len() < 65535 {
 			m.ipv4Ports[site.ID] = site.IPv4Ports // A+P: the address is shared by port
 		}
