@@ -135,11 +135,14 @@ func (b *inboundOffers) admit(f session.Flow, ss edgeSide, share *siteGate, syn 
 		return nil, 0, false
 	}
 	// A new flow takes a token from the relay-wide budget and from its
-	// site's share of it, or from neither: both are looked at before
-	// either is taken, so a flow over its site's share spends nothing of
-	// the budget. Tokens are taken only here, under b.mu, so what was
-	// looked at is still there. A flow over both is counted over the
-	// budget: over-site-share counts what the share alone refused.
+	// site's share of it, and an offer slot, or none of them: the
+	// tokens are looked at before anything is taken, the slot (which
+	// can be given back) is taken next, the tokens (which cannot) last,
+	// so a flow over its site's share spends nothing of the budget and a
+	// flow refused for want of a slot spends no token. Tokens are taken
+	// only here, under b.mu, so what was looked at is still there. A
+	// flow over both is counted over the budget: over-site-share counts
+	// what the share alone refused.
 	switch {
 	case !b.gate.allow(now, false):
 		b.quota.forget(f)
@@ -149,14 +152,13 @@ func (b *inboundOffers) admit(f session.Flow, ss edgeSide, share *siteGate, syn 
 		b.quota.forget(f)
 		b.m.Inc(mInboundOverSiteShare)
 		return nil, 0, false
-	}
-	b.gate.allow(now, true)
-	share.allow(&b.gate, now, true)
-	if !b.takeSlot(ss.Site()) {
+	case !b.takeSlot(ss.Site()):
 		b.quota.forget(f)
 		b.m.Inc(mInboundPendingFull)
 		return nil, 0, false
 	}
+	b.gate.allow(now, true)
+	share.allow(&b.gate, now, true)
 	if syn != nil {
 		b.held[f] = [][]byte{} // the SYN itself goes in the offer
 	} else {

@@ -125,3 +125,38 @@ func TestInboundSiteShareTakesBoth(t *testing.T) {
 		t.Errorf("a quarter second later, %d more of shop's flows offered, want 10 (the budget's refill; its share untouched by refusals)", s)
 	}
 }
+
+// TestInboundPendingFullSpendsNoToken: a flow refused because its site
+// has no free offer slot (inbound-pending-full) spends no token of the
+// budget or of the site's share. Home's 2 slots are taken by flows held
+// for their offers; 10 more are refused for want of a slot; with room
+// for more offers, 18 of 30 new flows then pass (the burst of 20 less
+// the 2 that took slots), not 8.
+func TestInboundPendingFullSpendsNoToken(t *testing.T) {
+	home := &fakeEdge{site: "home", id: 1, answer: refuseAll(proto.CodeRefused)}
+	c, clk := inboundCarriers(t, home)
+	c.inb.gate.rate, c.inb.gate.burst, c.inb.gate.share = 40, 20, 100
+	c.inb.maxPending = 2
+	next := 0
+	admit := func(n int) (passed int) {
+		for range n {
+			k, f := udpTo("2001:db8:5::10", 7000)
+			f.Remote = netip.AddrPortFrom(floodKey(next)[0], k.SPort)
+			next++
+			if released, _, _ := c.inb.admit(f, home, c.sites.gates["home"], nil, []byte("new"), clk.now()); released != nil {
+				passed++
+			}
+		}
+		return passed
+	}
+	if n := admit(12); n != 2 {
+		t.Fatalf("%d flows took home's 2 offer slots", n)
+	}
+	if n := c.countOf("inbound-pending-full"); n != 10 {
+		t.Fatalf("%d counted inbound-pending-full, want 10", n)
+	}
+	c.inb.maxPending = 100
+	if n := admit(30); n != 18 {
+		t.Errorf("%d of 30 new flows passed after the refusals, want 18: the refused flows spent tokens", n)
+	}
+}
