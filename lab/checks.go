@@ -189,6 +189,7 @@ func UnmapChecks(host netip.Addr) []Check {
 		EchoCheck("srv4 → lan: TCP to a forwarded port of the public IPv4", Works, Srv4, "tcp", atLAN, forward, Srv4Addr),
 		MapCheck("srv4 → lan: UDP to a port the host mapped by NAT-PMP", "natpmp", NATPMPTourPort),
 		MapCheck("srv4 → lan: TCP to a port the host mapped by PCP", "pcp", PCPTourPort),
+		SubMapCheck("srv4 → sub: TCP to a port the subscriber mapped by PCP on the relay's CGNAT"),
 		RestartCheck("lan → srv6: an established TCP connection outlives an edge agent restart", Edge, srv6),
 		RestartCheck("lan → srv6: an established TCP connection outlives a relay restart", Relay, srv6),
 		{

@@ -86,6 +86,7 @@ cgnat:
   inside6: "%s"
   nat64_prefix: "%s"
   more_interfaces: [%s]
+  port_mapping: {pcp: true, nat_pmp: true}
 `, RelayAddr, rdir, rdir, rdir, Inet, RelayAddr, RelayCarrierPorts, d.RelayPins, SiteGrant, SitePublic4,
 		Sub, SubNet, RelaySubAddr, SubPool4, SubPorts, d.CGNATLog, Sub6Inside, NAT64Prefix, Sub6)
 	d.EdgeConfig = filepath.Join(dir, "edge.yaml")

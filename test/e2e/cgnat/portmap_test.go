@@ -29,9 +29,14 @@ func upPortMapping(t *testing.T) e2e.Running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := strings.Replace(string(b), "  blocks_per_subscriber: 2\n", "  blocks_per_subscriber: 2\n"+
+	// Deploy's relay serves PCP and NAT-PMP to subscribers already (the
+	// tour's row): here with a quota of 5, and the strictest filtering.
+	text := strings.Replace(string(b), "  port_mapping: {pcp: true, nat_pmp: true}\n",
 		"  filtering: address-and-port-dependent\n"+
-		"  port_mapping: {pcp: true, nat_pmp: true, per_subscriber: 5}\n", 1)
+			"  port_mapping: {pcp: true, nat_pmp: true, per_subscriber: 5}\n", 1)
+	if text == string(b) {
+		t.Fatal("relay.yaml has no cgnat.port_mapping line to change")
+	}
 	if err := os.WriteFile(u.D.RelayConfig, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
