@@ -53,6 +53,11 @@ type Agent struct {
 	mappings   [cgnat.Planes]atomic.Int64
 	mappings64 [cgnat.Planes]atomic.Int64
 
+	// sweepMu serializes sweeps over set, the mappings' buffers each
+	// sweep reads into and the next reuses (readMappings).
+	sweepMu sync.Mutex
+	set     xdp.CGNATMappingSet
+
 	mu        sync.Mutex
 	pool      *cgnat.Pool
 	spent     map[netip.Addr]bool
@@ -216,7 +221,9 @@ func (a *Agent) Sweep() error {
 	if err := a.dp.SetCGNATEpoch(epoch); err != nil {
 		return err
 	}
-	maps, err := a.dp.CGNATMappings()
+	a.sweepMu.Lock()
+	defer a.sweepMu.Unlock()
+	each, err := a.readMappings()
 	if err != nil {
 		return err
 	}
@@ -235,23 +242,23 @@ func (a *Agent) Sweep() error {
 			}
 		}
 	}
-	for k, o := range maps {
+	each(func(k cgnat.Key, o cgnat.Out) {
 		pl := planeOf(k.Proto)
 		idle := time.Duration(uint16(epoch-o.Epoch)) * EpochLength
 		if idle <= a.timeout(k, o, slots) || a.explicit(k, o, slots) {
 			stays(k, pl)
-			continue
+			return
 		}
 		if err := a.dp.ReleaseMapping(k); err != nil {
 			errs = append(errs, err)
 			stays(k, pl)
-			continue
+			return
 		}
 		if pl >= 0 {
 			a.M.Inc(mExpiredByProt[pl])
 		}
 		freed[a.s.Datapath.SubOf(k.Addr)] = true // a NAT64 host's subscriber is its /64
-	}
+	})
 	for pl := range live {
 		a.mappings[pl].Store(live[pl])
 		a.mappings64[pl].Store(live64[pl])
@@ -269,6 +276,35 @@ func (a *Agent) Sweep() error {
 	}
 	errs = append(errs, a.takeBack(now))
 	return errors.Join(errs...)
+}
+
+// mappingSetReader is what *xdp.Datapath offers beyond Datapath: the
+// mappings read into reused buffers, no Go map built.
+type mappingSetReader interface {
+	ReadCGNATMappings(*xdp.CGNATMappingSet) error
+}
+
+// readMappings reads every mapping once, all before the caller walks
+// them (the sweep reads the slots between the two, after the mappings,
+// as it always has): into the agent's reused buffers when the datapath
+// can (at 1M mappings a fresh map every 10 s cost a core), else as a map.
+// The caller holds sweepMu.
+func (a *Agent) readMappings() (func(func(cgnat.Key, cgnat.Out)), error) {
+	if r, ok := a.dp.(mappingSetReader); ok {
+		if err := r.ReadCGNATMappings(&a.set); err != nil {
+			return nil, err
+		}
+		return a.set.Each, nil
+	}
+	maps, err := a.dp.CGNATMappings()
+	if err != nil {
+		return nil, err
+	}
+	return func(fn func(cgnat.Key, cgnat.Out)) {
+		for k, o := range maps {
+			fn(k, o)
+		}
+	}, nil
 }
 
 // timeout is mapping k's idle time: UDP's, ICMP's, or TCP's by the state

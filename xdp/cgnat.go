@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -216,29 +217,88 @@ func (d *Datapath) SetSpent(sub netip.Addr, spent bool) error {
 
 // CGNATMappings reads the outbound mappings back.
 func (d *Datapath) CGNATMappings() (map[cgnat.Key]cgnat.Out, error) {
-	out := map[cgnat.Key]cgnat.Out{}
+	var set CGNATMappingSet
+	if err := d.ReadCGNATMappings(&set); err != nil {
+		return nil, err
+	}
+	out := make(map[cgnat.Key]cgnat.Out, set.Len())
+	set.Each(func(k cgnat.Key, o cgnat.Out) { out[k] = o })
+	return out, nil
+}
+
+// CGNATMappingSet is the outbound mappings as one read found them, kept
+// in the kernel's layout (16 bytes a NAT44 mapping, 28 a NAT64 one) in
+// buffers the next read reuses: the sweep reads every mapping every
+// 10 s, and a Go map of a million of them each time cost it more than
+// the reading. Not safe for concurrent use.
+type CGNATMappingSet struct {
+	k4 []datapathCgKey
+	v4 []datapathCgOut
+	k6 []datapathCgKey6
+	v6 []datapathCgOut
+}
+
+// Len is the number of mappings the set holds.
+func (s *CGNATMappingSet) Len() int { return len(s.k4) + len(s.k6) }
+
+// Each calls fn with every mapping of the set, NAT44's then NAT64's.
+func (s *CGNATMappingSet) Each(fn func(cgnat.Key, cgnat.Out)) {
+	for i, k := range s.k4 {
+		v := s.v4[i]
+		fn(cgnat.Key{Addr: cgAddr(k.Addr), Port: hport(k.Port), Proto: k.Proto},
+			cgnat.Out{Addr: cgAddr(v.Addr), Port: hport(v.Port), Epoch: v.Epoch})
+	}
+	for i, k := range s.k6 {
+		v := s.v6[i]
+		fn(cgnat.Key{Addr: addr6(k.Addr), Port: hport(k.Port), Proto: k.Proto},
+			cgnat.Out{Addr: cgAddr(v.Addr), Port: hport(v.Port), Epoch: v.Epoch})
+	}
+}
+
+// ReadCGNATMappings reads the outbound mappings into s, replacing what
+// it held. In batches (BPF_MAP_LOOKUP_BATCH), as CGNATSlots reads the
+// slots: one element at a time, get-next-key and lookup, was two
+// syscalls a mapping, two million every sweep at 1M mappings.
+func (d *Datapath) ReadCGNATMappings(s *CGNATMappingSet) error {
+	s.k4, s.v4, s.k6, s.v6 = s.k4[:0], s.v4[:0], s.k6[:0], s.v6[:0]
 	if !d.cg.Enabled() {
-		return out, nil
+		return nil
 	}
-	var (
-		k datapathCgKey
-		v datapathCgOut
-	)
-	it := d.objs.CgMappings.Iterate()
-	for it.Next(&k, &v) {
-		out[cgnat.Key{Addr: cgAddr(k.Addr), Port: hport(k.Port), Proto: k.Proto}] =
-			cgnat.Out{Addr: cgAddr(v.Addr), Port: hport(v.Port), Epoch: v.Epoch}
+	var err error
+	if s.k4, s.v4, err = readHash(d.objs.CgMappings, s.k4, s.v4); err != nil || !d.cg.NAT64() {
+		return err
 	}
-	if err := it.Err(); err != nil || !d.cg.NAT64() {
-		return out, err
+	s.k6, s.v6, err = readHash(d.objs.CgMappings6, s.k6, s.v6)
+	return err
+}
+
+// cgBatch is how many mappings one batch lookup asks for: a few
+// thousand make the syscalls few (256 a million) with buffers of tens
+// of kB.
+const cgBatch = 4096
+
+// readHash appends every element of hash m to keys and vals, in batches.
+// A hash batch stops at a bucket's end and fails with ENOSPC when the
+// next bucket alone holds more than the room left and nothing was read
+// (cilium/ebpf's BatchLookup): the room is then doubled and the same
+// bucket read again, the cursor staying on it.
+func readHash[K, V any](m *ebpf.Map, keys []K, vals []V) ([]K, []V, error) {
+	var cursor ebpf.MapBatchCursor
+	room := cgBatch
+	for {
+		n0 := len(keys)
+		keys, vals = slices.Grow(keys, room)[:n0+room], slices.Grow(vals, room)[:n0+room]
+		n, err := m.BatchLookup(&cursor, keys[n0:], vals[n0:], nil)
+		keys, vals = keys[:n0+n], vals[:n0+n]
+		switch {
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			return keys, vals, nil
+		case errors.Is(err, unix.ENOSPC) && n == 0 && room < int(m.MaxEntries()):
+			room *= 2
+		case err != nil:
+			return keys, vals, fmt.Errorf("cgnat mappings: %w", err)
+		}
 	}
-	var k6 datapathCgKey6
-	it = d.objs.CgMappings6.Iterate()
-	for it.Next(&k6, &v) {
-		out[cgnat.Key{Addr: addr6(k6.Addr), Port: hport(k6.Port), Proto: k6.Proto}] =
-			cgnat.Out{Addr: cgAddr(v.Addr), Port: hport(v.Port), Epoch: v.Epoch}
-	}
-	return out, it.Err()
 }
 
 // addr6 is an IPv6 address from the C's four network-order words.
