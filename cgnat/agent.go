@@ -57,6 +57,7 @@ type Agent struct {
 	// sweep reads into and the next reuses (readMappings).
 	sweepMu sync.Mutex
 	set     xdp.CGNATMappingSet
+	slots   xdp.CGNATSlotStates
 
 	mu        sync.Mutex
 	pool      *cgnat.Pool
@@ -227,7 +228,7 @@ func (a *Agent) Sweep() error {
 	if err != nil {
 		return err
 	}
-	slots, err := a.dp.CGNATSlots()
+	slots, err := a.readSlots()
 	if err != nil {
 		return err
 	}
@@ -307,10 +308,40 @@ func (a *Agent) readMappings() (func(func(cgnat.Key, cgnat.Out)), error) {
 	}, nil
 }
 
+// slotStateReader is what *xdp.Datapath offers beyond Datapath: the
+// slots' state bits read into a reused buffer, no Go map built.
+type slotStateReader interface {
+	ReadCGNATSlotStates(*xdp.CGNATSlotStates) error
+}
+
+// slotState is a slot's TCP state bits and whether its mapping was made
+// on request (zero for a slot that holds no mapping).
+type slotState func(cgnat.Slot) (tcp uint8, explicit bool)
+
+// readSlots reads every slot's state once, into the agent's reused
+// buffer when the datapath can, else from CGNATSlots' map. The caller
+// holds sweepMu.
+func (a *Agent) readSlots() (slotState, error) {
+	if r, ok := a.dp.(slotStateReader); ok {
+		if err := r.ReadCGNATSlotStates(&a.slots); err != nil {
+			return nil, err
+		}
+		return a.slots.State, nil
+	}
+	slots, err := a.dp.CGNATSlots()
+	if err != nil {
+		return nil, err
+	}
+	return func(sl cgnat.Slot) (uint8, bool) {
+		in := slots[sl]
+		return in.TCP, in.Explicit
+	}, nil
+}
+
 // timeout is mapping k's idle time: UDP's, ICMP's, or TCP's by the state
 // bits its slot gathered (established: both SYNs seen, no RST and not
 // both FINs).
-func (a *Agent) timeout(k cgnat.Key, o cgnat.Out, slots map[cgnat.Slot]cgnat.In) time.Duration {
+func (a *Agent) timeout(k cgnat.Key, o cgnat.Out, slots slotState) time.Duration {
 	t := a.s.Timeouts
 	switch k.Proto {
 	case 17:
@@ -322,7 +353,7 @@ func (a *Agent) timeout(k cgnat.Key, o cgnat.Out, slots map[cgnat.Slot]cgnat.In)
 	if !ok {
 		return t.TCPTransitory
 	}
-	b := slots[cgnat.Slot{Plane: 0, Off: off}].TCP
+	b, _ := slots(cgnat.Slot{Plane: 0, Off: off})
 	syns := cgnat.TCPSynOut | cgnat.TCPSynIn
 	fins := cgnat.TCPFinOut | cgnat.TCPFinIn
 	if b&syns == syns && b&cgnat.TCPRst == 0 && b&fins != fins {

@@ -34,7 +34,7 @@ func (a *Agent) liveBlocks(sub netip.Addr) []uint32 {
 
 // explicit reports whether mapping k is one its subscriber asked for:
 // it ends with its lifetime (the port mapper's), never for idleness.
-func (a *Agent) explicit(k cgnat.Key, o cgnat.Out, slots map[cgnat.Slot]cgnat.In) bool {
+func (a *Agent) explicit(k cgnat.Key, o cgnat.Out, slots slotState) bool {
 	p := 0 // TCP's plane
 	switch k.Proto {
 	case 6:
@@ -44,5 +44,9 @@ func (a *Agent) explicit(k cgnat.Key, o cgnat.Out, slots map[cgnat.Slot]cgnat.In
 		return false // only TCP and UDP are mapped on request
 	}
 	off, ok := a.s.Datapath.PoolPort(o.Addr, o.Port)
-	return ok && slots[cgnat.Slot{Plane: p, Off: off}].Explicit
+	if !ok {
+		return false
+	}
+	_, explicit := slots(cgnat.Slot{Plane: p, Off: off})
+	return explicit
 }

@@ -381,6 +381,62 @@ func (d *Datapath) CGNATSlots() (map[cgnat.Slot]cgnat.In, error) {
 	return out, nil
 }
 
+// CGNATSlotStates is every inbound slot's state bits as one read found
+// them, indexed as the array (plane, then pool port), in a buffer the
+// next read reuses: what the sweep asks of a mapping's slot (its TCP
+// state, whether it was mapped on request) without the map of every
+// used slot CGNATSlots builds, nor its NAT64 addresses. Not safe for
+// concurrent use.
+type CGNATSlotStates struct {
+	in  []datapathCgIn
+	per int
+}
+
+// ReadCGNATSlotStates reads every slot into s, replacing what it held,
+// in batches as CGNATSlots does.
+func (d *Datapath) ReadCGNATSlotStates(s *CGNATSlotStates) error {
+	s.in, s.per = s.in[:0], d.cg.PoolPorts()
+	if !d.cg.Enabled() {
+		return nil
+	}
+	var (
+		keys   = make([]uint32, cgBatch)
+		cursor ebpf.MapBatchCursor
+	)
+	for {
+		n0 := len(s.in)
+		s.in = slices.Grow(s.in, cgBatch)[:n0+cgBatch]
+		n, err := d.objs.CgSlots.BatchLookup(&cursor, keys, s.in[n0:], nil)
+		s.in = s.in[:n0+n]
+		for i := range n {
+			// An array's batch comes in key order from the cursor on:
+			// element i is slot n0+i (checked, so an index is never
+			// another slot's).
+			if keys[i] != uint32(n0+i) {
+				return fmt.Errorf("cgnat slots: element %d of the batch is slot %d", n0+i, keys[i])
+			}
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("cgnat slots: %w", err)
+		}
+	}
+}
+
+// State is slot sl's TCP state bits (cgnat.TCPSynOut, ...) and whether
+// its mapping was made on request; zero for a slot that holds no mapping
+// or is outside the pool, as CGNATSlots' map has no such slot.
+func (s *CGNATSlotStates) State(sl cgnat.Slot) (tcp uint8, explicit bool) {
+	i := sl.Plane*s.per + sl.Off
+	if sl.Off < 0 || sl.Off >= s.per || i < 0 || i >= len(s.in) || s.in[i].Flags&cgUsed == 0 {
+		return 0, false
+	}
+	v := s.in[i]
+	return v.Tcp, v.Flags&cgExplicit != 0
+}
+
 // slotIIDs reads the interface IDs of the NAT64 slots in want (cg_slots6,
 // beside cg_slots): one by one when they are few, else the whole array
 // in batches as CGNATSlots reads cg_slots (a sweep over many NAT64

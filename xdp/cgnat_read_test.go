@@ -179,3 +179,63 @@ func BenchmarkCGNATMappingsRead(b *testing.B) {
 		d.Close()
 	}
 }
+
+// TestCGNATSlotStates: the slots' states read in batches into a reused
+// buffer (ReadCGNATSlotStates, the sweep's read) say of every slot what
+// CGNATSlots' map says of it, the TCP bits and the on-request flag,
+// zero for the slots that hold no mapping (stale TCP bits left in one
+// included) and for slots outside the pool; again after the slots
+// changed, into the same buffer.
+func TestCGNATSlotStates(t *testing.T) {
+	d := cgnatReadFilled(t, 1<<10, 0, 0)
+	per := d.cg.PoolPorts()
+	n := int(d.objs.CgSlots.MaxEntries())
+	if n != cgnat.Planes*per || n <= 2*cgBatch {
+		t.Fatalf("%d slots for %d planes of %d ports: want several batches", n, cgnat.Planes, per)
+	}
+	var st CGNATSlotStates
+	for round := range 2 {
+		keys, vals := make([]uint32, n), make([]datapathCgIn, n)
+		for i := range n {
+			keys[i] = uint32(i)
+			v := datapathCgIn{Addr: net32(netip.AddrFrom4([4]byte{100, 64, 0, byte(i)})), Port: hport(uint16(i)), Tcp: uint8(i + round)}
+			if (i+round)%3 != 0 {
+				v.Flags = cgUsed
+				if (i+round)%5 == 0 {
+					v.Flags |= cgExplicit
+				}
+			}
+			vals[i] = v
+		}
+		if _, err := d.objs.CgSlots.BatchUpdate(keys, vals, nil); err != nil {
+			t.Fatal(err)
+		}
+		want, err := d.CGNATSlots()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.ReadCGNATSlotStates(&st); err != nil {
+			t.Fatal(err)
+		}
+		explicit := 0
+		for i := range n {
+			sl := cgnat.Slot{Plane: i / per, Off: i % per}
+			tcp, ex := st.State(sl)
+			w := want[sl]
+			if tcp != w.TCP || ex != w.Explicit {
+				t.Fatalf("round %d: slot %+v reads tcp %#x explicit %v, CGNATSlots %#x %v", round, sl, tcp, ex, w.TCP, w.Explicit)
+			}
+			if ex {
+				explicit++
+			}
+		}
+		if explicit == 0 || len(want) == 0 || len(want) == n {
+			t.Fatalf("round %d: %d explicit, %d of %d used: the pattern does not test much", round, explicit, len(want), n)
+		}
+		for _, sl := range []cgnat.Slot{{Plane: 0, Off: per}, {Plane: cgnat.Planes, Off: 1}, {Plane: 0, Off: -1}, {Plane: -1, Off: per + 1}} {
+			if tcp, ex := st.State(sl); tcp != 0 || ex {
+				t.Fatalf("slot %+v outside the pool reads %#x %v", sl, tcp, ex)
+			}
+		}
+	}
+}
