@@ -314,6 +314,13 @@ type slotStateReader interface {
 	ReadCGNATSlotStates(*xdp.CGNATSlotStates) error
 }
 
+// The loaded datapath takes the fast ways (a compile-time check: the
+// fakes of the tests take the maps).
+var (
+	_ mappingSetReader = (*xdp.Datapath)(nil)
+	_ slotStateReader  = (*xdp.Datapath)(nil)
+)
+
 // slotState is a slot's TCP state bits and whether its mapping was made
 // on request (zero for a slot that holds no mapping).
 type slotState func(cgnat.Slot) (tcp uint8, explicit bool)
