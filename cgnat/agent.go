@@ -228,7 +228,18 @@ func (a *Agent) Sweep() error {
 	if err != nil {
 		return err
 	}
-	slots, err := a.readSlots()
+	// Only a mapping idle past the least timeout of its protocol can
+	// end, and only its slot's state (TCP bits, on request) can keep it:
+	// counted first, so a sweep with few of them reads just their slots,
+	// not the whole array (three slots a pool port).
+	within := func(k cgnat.Key, idle time.Duration) bool { return idle <= a.leastTimeout(k.Proto) }
+	need := 0
+	each(func(k cgnat.Key, o cgnat.Out) {
+		if !within(k, time.Duration(uint16(epoch-o.Epoch))*EpochLength) {
+			need++
+		}
+	})
+	slots, err := a.readSlots(need)
 	if err != nil {
 		return err
 	}
@@ -246,7 +257,21 @@ func (a *Agent) Sweep() error {
 	each(func(k cgnat.Key, o cgnat.Out) {
 		pl := planeOf(k.Proto)
 		idle := time.Duration(uint16(epoch-o.Epoch)) * EpochLength
-		if idle <= a.timeout(k, o, slots) || a.explicit(k, o, slots) {
+		if within(k, idle) {
+			stays(k, pl)
+			return
+		}
+		t, err := a.timeout(k, o, slots)
+		var ex bool
+		if err == nil && idle > t {
+			ex, err = a.explicit(k, o, slots)
+		}
+		if err != nil {
+			errs = append(errs, err) // unknown state: the mapping stays
+			stays(k, pl)
+			return
+		}
+		if idle <= t || ex {
 			stays(k, pl)
 			return
 		}
@@ -286,9 +311,9 @@ type mappingSetReader interface {
 }
 
 // readMappings reads every mapping once, all before the caller walks
-// them (the sweep reads the slots between the two, after the mappings,
-// as it always has): into the agent's reused buffers when the datapath
-// can (at 1M mappings a fresh map every 10 s cost a core), else as a map.
+// them (the sweep reads the slots after the mappings, as it always has):
+// into the agent's reused buffers when the datapath can (at 1M mappings
+// a fresh map every 10 s cost a core), else as a map.
 // The caller holds sweepMu.
 func (a *Agent) readMappings() (func(func(cgnat.Key, cgnat.Out)), error) {
 	if r, ok := a.dp.(mappingSetReader); ok {
@@ -309,9 +334,12 @@ func (a *Agent) readMappings() (func(func(cgnat.Key, cgnat.Out)), error) {
 }
 
 // slotStateReader is what *xdp.Datapath offers beyond Datapath: the
-// slots' state bits read into a reused buffer, no Go map built.
+// slots' state bits read into a reused buffer, or one slot's alone, no
+// Go map built.
 type slotStateReader interface {
+	CGNATSlotCount() int
 	ReadCGNATSlotStates(*xdp.CGNATSlotStates) error
+	CGNATSlotState(cgnat.Slot) (tcp uint8, explicit bool, err error)
 }
 
 // The loaded datapath takes the fast ways (a compile-time check: the
@@ -323,50 +351,75 @@ var (
 
 // slotState is a slot's TCP state bits and whether its mapping was made
 // on request (zero for a slot that holds no mapping).
-type slotState func(cgnat.Slot) (tcp uint8, explicit bool)
+type slotState func(cgnat.Slot) (tcp uint8, explicit bool, err error)
 
-// readSlots reads every slot's state once, into the agent's reused
-// buffer when the datapath can, else from CGNATSlots' map. The caller
-// holds sweepMu.
-func (a *Agent) readSlots() (slotState, error) {
+// readSlots gives the slots' states for a sweep that will ask about at
+// most need of them: from the datapath one lookup each when they are
+// fewer than a quarter of the slots (a batch costs about a quarter of a
+// lookup an element), else the whole array read at once into the
+// agent's reused buffer; from CGNATSlots' map when the datapath offers
+// neither. The caller holds sweepMu.
+func (a *Agent) readSlots(need int) (slotState, error) {
 	if r, ok := a.dp.(slotStateReader); ok {
+		if 4*need < r.CGNATSlotCount() {
+			return r.CGNATSlotState, nil
+		}
 		if err := r.ReadCGNATSlotStates(&a.slots); err != nil {
 			return nil, err
 		}
-		return a.slots.State, nil
+		return func(sl cgnat.Slot) (uint8, bool, error) {
+			tcp, ex := a.slots.State(sl)
+			return tcp, ex, nil
+		}, nil
 	}
 	slots, err := a.dp.CGNATSlots()
 	if err != nil {
 		return nil, err
 	}
-	return func(sl cgnat.Slot) (uint8, bool) {
+	return func(sl cgnat.Slot) (uint8, bool, error) {
 		in := slots[sl]
-		return in.TCP, in.Explicit
+		return in.TCP, in.Explicit, nil
 	}, nil
 }
 
-// timeout is mapping k's idle time: UDP's, ICMP's, or TCP's by the state
-// bits its slot gathered (established: both SYNs seen, no RST and not
-// both FINs).
-func (a *Agent) timeout(k cgnat.Key, o cgnat.Out, slots slotState) time.Duration {
+// leastTimeout is the shortest idle time a mapping of proto may have,
+// whatever its slot's state: a mapping idle no longer stays.
+func (a *Agent) leastTimeout(proto uint8) time.Duration {
 	t := a.s.Timeouts
-	switch k.Proto {
+	switch proto {
 	case 17:
 		return t.UDP
 	case 1:
 		return t.ICMP
 	}
+	return min(t.TCPEstablished, t.TCPTransitory)
+}
+
+// timeout is mapping k's idle time: UDP's, ICMP's, or TCP's by the state
+// bits its slot gathered (established: both SYNs seen, no RST and not
+// both FINs).
+func (a *Agent) timeout(k cgnat.Key, o cgnat.Out, slots slotState) (time.Duration, error) {
+	t := a.s.Timeouts
+	switch k.Proto {
+	case 17:
+		return t.UDP, nil
+	case 1:
+		return t.ICMP, nil
+	}
 	off, ok := a.s.Datapath.PoolPort(o.Addr, o.Port)
 	if !ok {
-		return t.TCPTransitory
+		return t.TCPTransitory, nil
 	}
-	b, _ := slots(cgnat.Slot{Plane: 0, Off: off})
+	b, _, err := slots(cgnat.Slot{Plane: 0, Off: off})
+	if err != nil {
+		return 0, err
+	}
 	syns := cgnat.TCPSynOut | cgnat.TCPSynIn
 	fins := cgnat.TCPFinOut | cgnat.TCPFinIn
 	if b&syns == syns && b&cgnat.TCPRst == 0 && b&fins != fins {
-		return t.TCPEstablished
+		return t.TCPEstablished, nil
 	}
-	return t.TCPTransitory
+	return t.TCPTransitory, nil
 }
 
 // takeBack returns the blocks withdrawn at the last sweep that are still

@@ -19,9 +19,22 @@ import (
 // fakes give (TestAgentTimeouts): 5 minutes idle, an established TCP
 // mapping (SYN out, SYN-ACK in) and an explicit UDP one stay, a TCP one
 // that saw only its SYN (transitory, 4 min) and a UDP one (2 min) end;
-// a second sweep, the buffers reused, ends nothing more.
+// a second sweep, the buffers reused, ends nothing more. Both ways the
+// sweep reads the slots: one lookup each for the few it needs, and the
+// whole array (forced: wholeSlots).
 func TestSweepTimeoutsOnDatapath(t *testing.T) {
 	priv.Require(t)
+	t.Run("lookups", func(t *testing.T) { sweepTimeoutsOnDatapath(t, false) })
+	t.Run("whole-array", func(t *testing.T) { sweepTimeoutsOnDatapath(t, true) })
+}
+
+// wholeSlots is the datapath with no slots to count, so the sweep reads
+// the whole array however few slots it needs.
+type wholeSlots struct{ *xdp.Datapath }
+
+func (wholeSlots) CGNATSlotCount() int { return 0 }
+
+func sweepTimeoutsOnDatapath(t *testing.T, whole bool) {
 	s := testSettings(t, false)
 	d, err := xdp.Load(xlattest.Config(xlattest.RelayAddr), xdp.Options{CGNAT: s.Datapath, CGNATMappings: 1 << 12, NoMissLimit: true})
 	if err != nil {
@@ -34,7 +47,11 @@ func TestSweepTimeoutsOnDatapath(t *testing.T) {
 	}
 	defer blog.Close()
 	clk := &clock{time.Date(2026, 12, 3, 5, 0, 0, 0, time.UTC)}
-	a, err := NewAgent(s, d, blog, nil, clk.now)
+	var dp Datapath = d
+	if whole {
+		dp = wholeSlots{d}
+	}
+	a, err := NewAgent(s, dp, blog, nil, clk.now)
 	if err != nil {
 		t.Fatal(err)
 	}

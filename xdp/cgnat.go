@@ -437,6 +437,36 @@ func (s *CGNATSlotStates) State(sl cgnat.Slot) (tcp uint8, explicit bool) {
 	return v.Tcp, v.Flags&cgExplicit != 0
 }
 
+// CGNATSlotState reads slot sl's state alone, one lookup: its TCP state
+// bits and whether its mapping was made on request (zero for a slot
+// that holds no mapping), for a sweep that needs few of the slots.
+func (d *Datapath) CGNATSlotState(sl cgnat.Slot) (tcp uint8, explicit bool, err error) {
+	per := d.cg.PoolPorts()
+	if !d.cg.Enabled() {
+		return 0, false, errNoCGNAT
+	}
+	if sl.Off < 0 || sl.Off >= per || sl.Plane < 0 || sl.Plane >= cgnat.Planes {
+		return 0, false, fmt.Errorf("cgnat: no slot %+v", sl)
+	}
+	var v datapathCgIn
+	if err := d.objs.CgSlots.Lookup(uint32(sl.Plane*per+sl.Off), &v); err != nil {
+		return 0, false, fmt.Errorf("cgnat: slot %+v: %w", sl, err)
+	}
+	if v.Flags&cgUsed == 0 {
+		return 0, false, nil
+	}
+	return v.Tcp, v.Flags&cgExplicit != 0, nil
+}
+
+// CGNATSlotCount is the number of inbound slots (every plane's pool
+// ports): what ReadCGNATSlotStates reads.
+func (d *Datapath) CGNATSlotCount() int {
+	if !d.cg.Enabled() {
+		return 0
+	}
+	return cgnat.Planes * d.cg.PoolPorts()
+}
+
 // slotIIDs reads the interface IDs of the NAT64 slots in want (cg_slots6,
 // beside cg_slots): one by one when they are few, else the whole array
 // in batches as CGNATSlots reads cg_slots (a sweep over many NAT64

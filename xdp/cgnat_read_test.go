@@ -181,7 +181,8 @@ func BenchmarkCGNATMappingsRead(b *testing.B) {
 }
 
 // TestCGNATSlotStates: the slots' states read in batches into a reused
-// buffer (ReadCGNATSlotStates, the sweep's read) say of every slot what
+// buffer (ReadCGNATSlotStates, the sweep's read), or one by one
+// (CGNATSlotState, a sample), say of every slot what
 // CGNATSlots' map says of it, the TCP bits and the on-request flag,
 // zero for the slots that hold no mapping (stale TCP bits left in one
 // included) and for slots outside the pool; again after the slots
@@ -225,6 +226,11 @@ func TestCGNATSlotStates(t *testing.T) {
 			if tcp != w.TCP || ex != w.Explicit {
 				t.Fatalf("round %d: slot %+v reads tcp %#x explicit %v, CGNATSlots %#x %v", round, sl, tcp, ex, w.TCP, w.Explicit)
 			}
+			if i%7 == 0 { // one lookup a slot: a sample
+				if tcp1, ex1, err := d.CGNATSlotState(sl); err != nil || tcp1 != w.TCP || ex1 != w.Explicit {
+					t.Fatalf("round %d: slot %+v looked up alone: tcp %#x explicit %v (%v), CGNATSlots %#x %v", round, sl, tcp1, ex1, err, w.TCP, w.Explicit)
+				}
+			}
 			if ex {
 				explicit++
 			}
@@ -235,6 +241,9 @@ func TestCGNATSlotStates(t *testing.T) {
 		for _, sl := range []cgnat.Slot{{Plane: 0, Off: per}, {Plane: cgnat.Planes, Off: 1}, {Plane: 0, Off: -1}, {Plane: -1, Off: per + 1}} {
 			if tcp, ex := st.State(sl); tcp != 0 || ex {
 				t.Fatalf("slot %+v outside the pool reads %#x %v", sl, tcp, ex)
+			}
+			if _, _, err := d.CGNATSlotState(sl); err == nil {
+				t.Fatalf("slot %+v outside the pool looked up alone: no error", sl)
 			}
 		}
 	}
