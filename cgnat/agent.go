@@ -53,8 +53,9 @@ type Agent struct {
 	mappings   [cgnat.Planes]atomic.Int64
 	mappings64 [cgnat.Planes]atomic.Int64
 
-	// sweepMu serializes sweeps over set, the mappings' buffers each
-	// sweep reads into and the next reuses (readMappings).
+	// sweepMu serializes sweeps over set and slots, the buffers each
+	// sweep reads the mappings and slots into and the next reuses
+	// (readMappings, readSlots).
 	sweepMu sync.Mutex
 	set     xdp.CGNATMappingSet
 	slots   xdp.CGNATSlotStates
