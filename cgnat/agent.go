@@ -53,6 +53,13 @@ type Agent struct {
 	mappings   [cgnat.Planes]atomic.Int64
 	mappings64 [cgnat.Planes]atomic.Int64
 
+	// sweepMu serializes sweeps over set and slots, the buffers each
+	// sweep reads the mappings and slots into and the next reuses
+	// (readMappings, readSlots).
+	sweepMu sync.Mutex
+	set     xdp.CGNATMappingSet
+	slots   xdp.CGNATSlotStates
+
 	mu        sync.Mutex
 	pool      *cgnat.Pool
 	spent     map[netip.Addr]bool
@@ -216,11 +223,24 @@ func (a *Agent) Sweep() error {
 	if err := a.dp.SetCGNATEpoch(epoch); err != nil {
 		return err
 	}
-	maps, err := a.dp.CGNATMappings()
+	a.sweepMu.Lock()
+	defer a.sweepMu.Unlock()
+	each, err := a.readMappings()
 	if err != nil {
 		return err
 	}
-	slots, err := a.dp.CGNATSlots()
+	// Only a mapping idle past the least timeout of its protocol can
+	// end, and only its slot's state (TCP bits, on request) can keep it:
+	// counted first, so a sweep with few of them reads just their slots,
+	// not the whole array (three slots a pool port).
+	within := func(k cgnat.Key, idle time.Duration) bool { return idle <= a.leastTimeout(k.Proto) }
+	need := 0
+	each(func(k cgnat.Key, o cgnat.Out) {
+		if !within(k, time.Duration(uint16(epoch-o.Epoch))*EpochLength) {
+			need++
+		}
+	})
+	slots, err := a.readSlots(need)
 	if err != nil {
 		return err
 	}
@@ -235,23 +255,37 @@ func (a *Agent) Sweep() error {
 			}
 		}
 	}
-	for k, o := range maps {
+	each(func(k cgnat.Key, o cgnat.Out) {
 		pl := planeOf(k.Proto)
 		idle := time.Duration(uint16(epoch-o.Epoch)) * EpochLength
-		if idle <= a.timeout(k, o, slots) || a.explicit(k, o, slots) {
+		if within(k, idle) {
 			stays(k, pl)
-			continue
+			return
+		}
+		t, err := a.timeout(k, o, slots)
+		var ex bool
+		if err == nil && idle > t {
+			ex, err = a.explicit(k, o, slots)
+		}
+		if err != nil {
+			errs = append(errs, err) // unknown state: the mapping stays
+			stays(k, pl)
+			return
+		}
+		if idle <= t || ex {
+			stays(k, pl)
+			return
 		}
 		if err := a.dp.ReleaseMapping(k); err != nil {
 			errs = append(errs, err)
 			stays(k, pl)
-			continue
+			return
 		}
 		if pl >= 0 {
 			a.M.Inc(mExpiredByProt[pl])
 		}
 		freed[a.s.Datapath.SubOf(k.Addr)] = true // a NAT64 host's subscriber is its /64
-	}
+	})
 	for pl := range live {
 		a.mappings[pl].Store(live[pl])
 		a.mappings64[pl].Store(live64[pl])
@@ -271,28 +305,122 @@ func (a *Agent) Sweep() error {
 	return errors.Join(errs...)
 }
 
-// timeout is mapping k's idle time: UDP's, ICMP's, or TCP's by the state
-// bits its slot gathered (established: both SYNs seen, no RST and not
-// both FINs).
-func (a *Agent) timeout(k cgnat.Key, o cgnat.Out, slots map[cgnat.Slot]cgnat.In) time.Duration {
+// mappingSetReader is what *xdp.Datapath offers beyond Datapath: the
+// mappings read into reused buffers, no Go map built.
+type mappingSetReader interface {
+	ReadCGNATMappings(*xdp.CGNATMappingSet) error
+}
+
+// readMappings reads every mapping once, all before the caller walks
+// them (the sweep reads the slots after the mappings, as it always has):
+// into the agent's reused buffers when the datapath can (at 1M mappings
+// a fresh map every 10 s cost a core), else as a map.
+// The caller holds sweepMu.
+func (a *Agent) readMappings() (func(func(cgnat.Key, cgnat.Out)), error) {
+	if r, ok := a.dp.(mappingSetReader); ok {
+		if err := r.ReadCGNATMappings(&a.set); err != nil {
+			return nil, err
+		}
+		return a.set.Each, nil
+	}
+	maps, err := a.dp.CGNATMappings()
+	if err != nil {
+		return nil, err
+	}
+	return func(fn func(cgnat.Key, cgnat.Out)) {
+		for k, o := range maps {
+			fn(k, o)
+		}
+	}, nil
+}
+
+// slotStateReader is what *xdp.Datapath offers beyond Datapath: the
+// slots' state bits read into a reused buffer, or one slot's alone, no
+// Go map built.
+type slotStateReader interface {
+	CGNATSlotCount() int
+	ReadCGNATSlotStates(*xdp.CGNATSlotStates) error
+	CGNATSlotState(cgnat.Slot) (tcp uint8, explicit bool, err error)
+}
+
+// The loaded datapath takes the fast ways (a compile-time check: the
+// fakes of the tests take the maps).
+var (
+	_ mappingSetReader = (*xdp.Datapath)(nil)
+	_ slotStateReader  = (*xdp.Datapath)(nil)
+)
+
+// slotState is a slot's TCP state bits and whether its mapping was made
+// on request (zero for a slot that holds no mapping).
+type slotState func(cgnat.Slot) (tcp uint8, explicit bool, err error)
+
+// readSlots gives the slots' states for a sweep that will ask about at
+// most need of them: from the datapath one lookup each when they are
+// fewer than a quarter of the slots (a batch costs about a quarter of a
+// lookup an element), else the whole array read at once into the
+// agent's reused buffer; from CGNATSlots' map when the datapath offers
+// neither. The caller holds sweepMu.
+func (a *Agent) readSlots(need int) (slotState, error) {
+	if r, ok := a.dp.(slotStateReader); ok {
+		if 4*need < r.CGNATSlotCount() {
+			return r.CGNATSlotState, nil
+		}
+		if err := r.ReadCGNATSlotStates(&a.slots); err != nil {
+			return nil, err
+		}
+		return func(sl cgnat.Slot) (uint8, bool, error) {
+			tcp, ex := a.slots.State(sl)
+			return tcp, ex, nil
+		}, nil
+	}
+	slots, err := a.dp.CGNATSlots()
+	if err != nil {
+		return nil, err
+	}
+	return func(sl cgnat.Slot) (uint8, bool, error) {
+		in := slots[sl]
+		return in.TCP, in.Explicit, nil
+	}, nil
+}
+
+// leastTimeout is the shortest idle time a mapping of proto may have,
+// whatever its slot's state: a mapping idle no longer stays.
+func (a *Agent) leastTimeout(proto uint8) time.Duration {
 	t := a.s.Timeouts
-	switch k.Proto {
+	switch proto {
 	case 17:
 		return t.UDP
 	case 1:
 		return t.ICMP
 	}
+	return min(t.TCPEstablished, t.TCPTransitory)
+}
+
+// timeout is mapping k's idle time: UDP's, ICMP's, or TCP's by the state
+// bits its slot gathered (established: both SYNs seen, no RST and not
+// both FINs).
+func (a *Agent) timeout(k cgnat.Key, o cgnat.Out, slots slotState) (time.Duration, error) {
+	t := a.s.Timeouts
+	switch k.Proto {
+	case 17:
+		return t.UDP, nil
+	case 1:
+		return t.ICMP, nil
+	}
 	off, ok := a.s.Datapath.PoolPort(o.Addr, o.Port)
 	if !ok {
-		return t.TCPTransitory
+		return t.TCPTransitory, nil
 	}
-	b := slots[cgnat.Slot{Plane: 0, Off: off}].TCP
+	b, _, err := slots(cgnat.Slot{Plane: 0, Off: off})
+	if err != nil {
+		return 0, err
+	}
 	syns := cgnat.TCPSynOut | cgnat.TCPSynIn
 	fins := cgnat.TCPFinOut | cgnat.TCPFinIn
 	if b&syns == syns && b&cgnat.TCPRst == 0 && b&fins != fins {
-		return t.TCPEstablished
+		return t.TCPEstablished, nil
 	}
-	return t.TCPTransitory
+	return t.TCPTransitory, nil
 }
 
 // takeBack returns the blocks withdrawn at the last sweep that are still

@@ -34,15 +34,19 @@ func (a *Agent) liveBlocks(sub netip.Addr) []uint32 {
 
 // explicit reports whether mapping k is one its subscriber asked for:
 // it ends with its lifetime (the port mapper's), never for idleness.
-func (a *Agent) explicit(k cgnat.Key, o cgnat.Out, slots map[cgnat.Slot]cgnat.In) bool {
+func (a *Agent) explicit(k cgnat.Key, o cgnat.Out, slots slotState) (bool, error) {
 	p := 0 // TCP's plane
 	switch k.Proto {
 	case 6:
 	case 17:
 		p = 1
 	default:
-		return false // only TCP and UDP are mapped on request
+		return false, nil // only TCP and UDP are mapped on request
 	}
 	off, ok := a.s.Datapath.PoolPort(o.Addr, o.Port)
-	return ok && slots[cgnat.Slot{Plane: p, Off: off}].Explicit
+	if !ok {
+		return false, nil
+	}
+	_, explicit, err := slots(cgnat.Slot{Plane: p, Off: off})
+	return explicit, err
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -216,29 +217,88 @@ func (d *Datapath) SetSpent(sub netip.Addr, spent bool) error {
 
 // CGNATMappings reads the outbound mappings back.
 func (d *Datapath) CGNATMappings() (map[cgnat.Key]cgnat.Out, error) {
-	out := map[cgnat.Key]cgnat.Out{}
+	var set CGNATMappingSet
+	if err := d.ReadCGNATMappings(&set); err != nil {
+		return nil, err
+	}
+	out := make(map[cgnat.Key]cgnat.Out, set.Len())
+	set.Each(func(k cgnat.Key, o cgnat.Out) { out[k] = o })
+	return out, nil
+}
+
+// CGNATMappingSet is the outbound mappings as one read found them, kept
+// in the kernel's layout (16 bytes a NAT44 mapping, 28 a NAT64 one) in
+// buffers the next read reuses: the sweep reads every mapping every
+// 10 s, and a Go map of a million of them each time cost it more than
+// the reading. Not safe for concurrent use.
+type CGNATMappingSet struct {
+	k4 []datapathCgKey
+	v4 []datapathCgOut
+	k6 []datapathCgKey6
+	v6 []datapathCgOut
+}
+
+// Len is the number of mappings the set holds.
+func (s *CGNATMappingSet) Len() int { return len(s.k4) + len(s.k6) }
+
+// Each calls fn with every mapping of the set, NAT44's then NAT64's.
+func (s *CGNATMappingSet) Each(fn func(cgnat.Key, cgnat.Out)) {
+	for i, k := range s.k4 {
+		v := s.v4[i]
+		fn(cgnat.Key{Addr: cgAddr(k.Addr), Port: hport(k.Port), Proto: k.Proto},
+			cgnat.Out{Addr: cgAddr(v.Addr), Port: hport(v.Port), Epoch: v.Epoch})
+	}
+	for i, k := range s.k6 {
+		v := s.v6[i]
+		fn(cgnat.Key{Addr: addr6(k.Addr), Port: hport(k.Port), Proto: k.Proto},
+			cgnat.Out{Addr: cgAddr(v.Addr), Port: hport(v.Port), Epoch: v.Epoch})
+	}
+}
+
+// ReadCGNATMappings reads the outbound mappings into s, replacing what
+// it held. In batches (BPF_MAP_LOOKUP_BATCH), as CGNATSlots reads the
+// slots: one element at a time, get-next-key and lookup, was two
+// syscalls a mapping, two million every sweep at 1M mappings.
+func (d *Datapath) ReadCGNATMappings(s *CGNATMappingSet) error {
+	s.k4, s.v4, s.k6, s.v6 = s.k4[:0], s.v4[:0], s.k6[:0], s.v6[:0]
 	if !d.cg.Enabled() {
-		return out, nil
+		return nil
 	}
-	var (
-		k datapathCgKey
-		v datapathCgOut
-	)
-	it := d.objs.CgMappings.Iterate()
-	for it.Next(&k, &v) {
-		out[cgnat.Key{Addr: cgAddr(k.Addr), Port: hport(k.Port), Proto: k.Proto}] =
-			cgnat.Out{Addr: cgAddr(v.Addr), Port: hport(v.Port), Epoch: v.Epoch}
+	var err error
+	if s.k4, s.v4, err = readHash(d.objs.CgMappings, s.k4, s.v4); err != nil || !d.cg.NAT64() {
+		return err
 	}
-	if err := it.Err(); err != nil || !d.cg.NAT64() {
-		return out, err
+	s.k6, s.v6, err = readHash(d.objs.CgMappings6, s.k6, s.v6)
+	return err
+}
+
+// cgBatch is how many mappings one batch lookup asks for: a few
+// thousand make the syscalls few (256 a million) with buffers of tens
+// of kB.
+const cgBatch = 4096
+
+// readHash appends every element of hash m to keys and vals, in batches.
+// A hash batch stops at a bucket's end and fails with ENOSPC when the
+// next bucket alone holds more than the room left and nothing was read
+// (cilium/ebpf's BatchLookup): the room is then doubled and the same
+// bucket read again, the cursor staying on it.
+func readHash[K, V any](m *ebpf.Map, keys []K, vals []V) ([]K, []V, error) {
+	var cursor ebpf.MapBatchCursor
+	room := cgBatch
+	for {
+		n0 := len(keys)
+		keys, vals = slices.Grow(keys, room)[:n0+room], slices.Grow(vals, room)[:n0+room]
+		n, err := m.BatchLookup(&cursor, keys[n0:], vals[n0:], nil)
+		keys, vals = keys[:n0+n], vals[:n0+n]
+		switch {
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			return keys, vals, nil
+		case errors.Is(err, unix.ENOSPC) && n == 0 && room < int(m.MaxEntries()):
+			room *= 2
+		case err != nil:
+			return keys, vals, fmt.Errorf("cgnat mappings: %w", err)
+		}
 	}
-	var k6 datapathCgKey6
-	it = d.objs.CgMappings6.Iterate()
-	for it.Next(&k6, &v) {
-		out[cgnat.Key{Addr: addr6(k6.Addr), Port: hport(k6.Port), Proto: k6.Proto}] =
-			cgnat.Out{Addr: cgAddr(v.Addr), Port: hport(v.Port), Epoch: v.Epoch}
-	}
-	return out, it.Err()
 }
 
 // addr6 is an IPv6 address from the C's four network-order words.
@@ -319,6 +379,92 @@ func (d *Datapath) CGNATSlots() (map[cgnat.Slot]cgnat.In, error) {
 		out[sl] = in
 	}
 	return out, nil
+}
+
+// CGNATSlotStates is every inbound slot's state bits as one read found
+// them, indexed as the array (plane, then pool port), in a buffer the
+// next read reuses: what the sweep asks of a mapping's slot (its TCP
+// state, whether it was mapped on request) without the map of every
+// used slot CGNATSlots builds, nor its NAT64 addresses. Not safe for
+// concurrent use.
+type CGNATSlotStates struct {
+	in  []datapathCgIn
+	per int
+}
+
+// ReadCGNATSlotStates reads every slot into s, replacing what it held,
+// in batches as CGNATSlots does.
+func (d *Datapath) ReadCGNATSlotStates(s *CGNATSlotStates) error {
+	s.in, s.per = s.in[:0], d.cg.PoolPorts()
+	if !d.cg.Enabled() {
+		return nil
+	}
+	var (
+		keys   = make([]uint32, cgBatch)
+		cursor ebpf.MapBatchCursor
+	)
+	for {
+		n0 := len(s.in)
+		s.in = slices.Grow(s.in, cgBatch)[:n0+cgBatch]
+		n, err := d.objs.CgSlots.BatchLookup(&cursor, keys, s.in[n0:], nil)
+		s.in = s.in[:n0+n]
+		for i := range n {
+			// An array's batch comes in key order from the cursor on:
+			// element i is slot n0+i (checked, so an index is never
+			// another slot's).
+			if keys[i] != uint32(n0+i) {
+				return fmt.Errorf("cgnat slots: element %d of the batch is slot %d", n0+i, keys[i])
+			}
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("cgnat slots: %w", err)
+		}
+	}
+}
+
+// State is slot sl's TCP state bits (cgnat.TCPSynOut, ...) and whether
+// its mapping was made on request; zero for a slot that holds no mapping
+// or is outside the pool, as CGNATSlots' map has no such slot.
+func (s *CGNATSlotStates) State(sl cgnat.Slot) (tcp uint8, explicit bool) {
+	i := sl.Plane*s.per + sl.Off
+	if sl.Off < 0 || sl.Off >= s.per || i < 0 || i >= len(s.in) || s.in[i].Flags&cgUsed == 0 {
+		return 0, false
+	}
+	v := s.in[i]
+	return v.Tcp, v.Flags&cgExplicit != 0
+}
+
+// CGNATSlotState reads slot sl's state alone, one lookup: its TCP state
+// bits and whether its mapping was made on request (zero for a slot
+// that holds no mapping), for a sweep that needs few of the slots.
+func (d *Datapath) CGNATSlotState(sl cgnat.Slot) (tcp uint8, explicit bool, err error) {
+	per := d.cg.PoolPorts()
+	if !d.cg.Enabled() {
+		return 0, false, errNoCGNAT
+	}
+	if sl.Off < 0 || sl.Off >= per || sl.Plane < 0 || sl.Plane >= cgnat.Planes {
+		return 0, false, fmt.Errorf("cgnat: no slot %+v", sl)
+	}
+	var v datapathCgIn
+	if err := d.objs.CgSlots.Lookup(uint32(sl.Plane*per+sl.Off), &v); err != nil {
+		return 0, false, fmt.Errorf("cgnat: slot %+v: %w", sl, err)
+	}
+	if v.Flags&cgUsed == 0 {
+		return 0, false, nil
+	}
+	return v.Tcp, v.Flags&cgExplicit != 0, nil
+}
+
+// CGNATSlotCount is the number of inbound slots (every plane's pool
+// ports): what ReadCGNATSlotStates reads.
+func (d *Datapath) CGNATSlotCount() int {
+	if !d.cg.Enabled() {
+		return 0
+	}
+	return cgnat.Planes * d.cg.PoolPorts()
 }
 
 // slotIIDs reads the interface IDs of the NAT64 slots in want (cg_slots6,
