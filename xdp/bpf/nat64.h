@@ -152,51 +152,10 @@ static __always_inline int cg_refuse6(struct xdp_md *ctx, struct pkt *p)
  * set, answered as a router would (RFC 7915 4.1; RFC 1191): ICMP
  * destination unreachable, fragmentation needed, next-hop MTU mtu, from
  * the pool address it came to, quoting its header and 8 bytes, under
- * the admin-prohibited answers' bound. The frame is rebuilt as
- * cg_refuse does (28 bytes in front, cut to 70). */
+ * the admin-prohibited answers' bound (cg_icmp4_unreach). */
 static __always_inline int cg_too_big(struct xdp_md *ctx, struct pkt *p, __u16 mtu)
 {
-	void *data = p->data, *end;
-	struct iphdr *oip = data + ETH_LEN;
-	__u8 mac[12];
-	__u32 to, from, *w;
-	__u8 *ic;
-	__u64 acc;
-	int cut;
-
-	if (!cg_refuse_allowed())
-		return verdict(REASON_DROP_CGNAT_REFUSED_RATE);
-	if ((void *)oip + 28 > p->end)
-		return verdict(REASON_DROP_HELPER);
-	__builtin_memcpy(mac, data + 6, 6);
-	__builtin_memcpy(mac + 6, data, 6);
-	to = oip->saddr;
-	from = oip->daddr;
-	if (bpf_xdp_adjust_head(ctx, -28))
-		return verdict(REASON_DROP_HELPER);
-	data = (void *)(long)ctx->data;
-	end = (void *)(long)ctx->data_end;
-	if (data + CG_REFUSE_LEN > end)
-		return verdict(REASON_DROP_HELPER);
-	cut = (end - data) - CG_REFUSE_LEN;
-	__builtin_memcpy(data, mac, 12);
-	*(__be16 *)(data + 12) = bpf_htons(ETH_P_IP);
-	ic = data + ETH_LEN + 20;
-	ic[0] = 3;
-	ic[1] = 4;
-	*(__u16 *)(ic + 2) = 0;
-	*(__u16 *)(ic + 4) = 0;
-	*(__be16 *)(ic + 6) = bpf_htons(mtu);
-	w = (__u32 *)(ic + 8);
-	acc = (__u16)(3 | 4 << 8); /* type and code as stored (raw) */
-	acc += *(__u32 *)(ic + 4);
-	acc += (__u64)w[0] + w[1] + w[2] + w[3] + w[4] + w[5] + w[6];
-	*(__u16 *)(ic + 2) = ~csum_fold(acc);
-	put_ipv4(data + ETH_LEN, 0, 20 + 8 + 28, IPPROTO_ICMP, 64, from, to);
-	if (cut && bpf_xdp_adjust_tail(ctx, -cut))
-		return verdict(REASON_DROP_HELPER);
-	count_reason(REASON_NAT64_TOO_BIG);
-	return XDP_TX;
+	return cg_icmp4_unreach(ctx, p, 4, mtu, 0, REASON_NAT64_TOO_BIG);
 }
 
 /* Internet -> IPv6-only subscriber: a slot marked CG_V6 (word v, at
