@@ -136,7 +136,7 @@ func (a *Agent) NoPort(sub netip.Addr, proto uint8) error {
 	if a.spent[sub] {
 		return nil // a packet that raced the flag: the datapath refuses it now
 	}
-	if pl := planeOf(proto); pl >= 0 {
+	if pl := cgnat.Plane(proto); pl >= 0 {
 		for _, id := range a.pool.Held(sub) {
 			if _, out := a.withdrawn[id]; out {
 				continue
@@ -256,7 +256,7 @@ func (a *Agent) Sweep() error {
 		}
 	}
 	each(func(k cgnat.Key, o cgnat.Out) {
-		pl := planeOf(k.Proto)
+		pl := cgnat.Plane(k.Proto)
 		idle := time.Duration(uint16(epoch-o.Epoch)) * EpochLength
 		if within(k, idle) {
 			stays(k, pl)

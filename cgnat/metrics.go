@@ -46,19 +46,6 @@ var (
 // 2 ICMP echo), as the metrics label them.
 var planeNames = [cgnat.Planes]string{"tcp", "udp", "icmp"}
 
-// planeOf is a protocol's plane, or -1.
-func planeOf(proto uint8) int {
-	switch proto {
-	case 6:
-		return 0
-	case 17:
-		return 1
-	case 1:
-		return 2
-	}
-	return -1
-}
-
 // Names of the CGNAT's gauges (its counters: above).
 const (
 	blocksName      = "unmap_relay_cgnat_blocks"

@@ -615,7 +615,7 @@ func (d *Datapath) ReleaseMapping(k cgnat.Key) error {
 	if !d.cg.Enabled() || d.cgBlocks == nil {
 		return errNoCGNAT
 	}
-	pl := cgPlane(k.Proto)
+	pl := cgnat.Plane(k.Proto)
 	if pl < 0 || !k.Addr.Is4() && !d.cg.NAT64() {
 		return fmt.Errorf("cgnat: no mapping has key %+v", k)
 	}
@@ -647,18 +647,6 @@ func (d *Datapath) ReleaseMapping(k cgnat.Key) error {
 	atomic.AndUint64(word, ^(uint64(1) << (pos % 64)))
 	atomic.AddUint32((*uint32)(unsafe.Pointer(&b[cgUsedOff+4*pl])), ^uint32(0))
 	return nil
-}
-
-func cgPlane(proto uint8) int {
-	switch proto {
-	case 6:
-		return 0
-	case 17:
-		return 1
-	case 1:
-		return 2
-	}
-	return -1
 }
 
 // GrantDeterministic writes deterministic mode (cgnat.Deterministic)

@@ -32,7 +32,7 @@ func (d *Datapath) MapExplicit(k cgnat.Key, pub netip.Addr, port uint16) error {
 	if k.Addr.Is6() {
 		return cgnat.ErrExplicit64
 	}
-	pl := cgPlane(k.Proto)
+	pl := cgnat.Plane(k.Proto)
 	off, ok := d.cg.PoolPort(pub, port)
 	si, err := d.subIndex(k.Addr)
 	if err != nil {
@@ -99,7 +99,7 @@ func (d *Datapath) Unexplicit(k cgnat.Key) error {
 	if k.Addr.Is6() {
 		return cgnat.ErrExplicit64
 	}
-	pl := cgPlane(k.Proto)
+	pl := cgnat.Plane(k.Proto)
 	if pl < 0 || !k.Addr.Is4() {
 		return fmt.Errorf("cgnat: no mapping has key %+v", k)
 	}
