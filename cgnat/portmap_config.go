@@ -2,7 +2,6 @@ package cgnat
 
 import (
 	"net/netip"
-	"time"
 
 	"github.com/unmap-dev/unmap/config"
 	"github.com/unmap-dev/unmap/portmap"
@@ -45,18 +44,8 @@ func (c PortMapping) parse(field string, inside netip.Prefix) (PortMap, error) {
 		return p, nil
 	}
 	pol := &p.Policy
-	var err error
-	if pol.MinLifetime, err = config.ParseDuration(field+".min_lifetime", c.MinLifetime, portmap.DefaultMinLifetime, time.Second); err != nil {
+	if err := pol.ParseLifetimes(field, c.MinLifetime, c.MaxLifetime); err != nil {
 		return p, err
-	}
-	if pol.MaxLifetime, err = config.ParseDuration(field+".max_lifetime", c.MaxLifetime, max(portmap.DefaultMaxLifetime, pol.MinLifetime), time.Second); err != nil {
-		return p, err
-	}
-	if pol.MaxLifetime < pol.MinLifetime {
-		return p, config.Errorf(field+".max_lifetime", "%v is below min_lifetime (%v)", pol.MaxLifetime, pol.MinLifetime)
-	}
-	if pol.MaxLifetime > 7*24*time.Hour {
-		return p, config.Errorf(field+".max_lifetime", "%v is above 168h", pol.MaxLifetime)
 	}
 	pol.PerHost, pol.PerSite = c.PerSubscriber, c.Total
 	if pol.PerSite == 0 {

@@ -2,7 +2,6 @@ package edge
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/unmap-dev/unmap/config"
 	"github.com/unmap-dev/unmap/portmap"
@@ -45,21 +44,9 @@ func (c PortMapping) parse(field string) (PortMap, error) {
 	if p.UPnPPort == 0 {
 		p.UPnPPort = portmap.DefaultHTTPPort
 	}
-	var err error
 	pol := &p.Policy
-	if pol.MinLifetime, err = config.ParseDuration(field+".min_lifetime", c.MinLifetime, portmap.DefaultMinLifetime, time.Second); err != nil {
+	if err := pol.ParseLifetimes(field, c.MinLifetime, c.MaxLifetime); err != nil {
 		return p, err
-	}
-	if pol.MaxLifetime, err = config.ParseDuration(field+".max_lifetime", c.MaxLifetime, max(portmap.DefaultMaxLifetime, pol.MinLifetime), time.Second); err != nil {
-		return p, err
-	}
-	if pol.MaxLifetime < pol.MinLifetime {
-		return p, config.Errorf(field+".max_lifetime", "%v is below min_lifetime (%v)", pol.MaxLifetime, pol.MinLifetime)
-	}
-	if pol.MaxLifetime > 7*24*time.Hour {
-		// IGDv2 caps leases at 604800 s; a longer one outlives any
-		// reason a host had to ask.
-		return p, config.Errorf(field+".max_lifetime", "%v is above 168h", pol.MaxLifetime)
 	}
 	pol.PerHost, pol.PerSite = c.PerHost, c.PerSite
 	if pol.PerSite == 0 {
