@@ -44,11 +44,8 @@ func MapCheck(name, protocol string, port uint16) Check {
 // the external endpoint granted. The socket is made inside the
 // namespace; each try waits 250 ms.
 func (n *NS) askMapping(ctx context.Context, protocol string, port uint16) (netip.AddrPort, error) {
-	var c *net.UDPConn
-	if err := n.Do(func() (err error) {
-		c, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(EdgeLANAddr, pcp.ServerPort)))
-		return err
-	}); err != nil {
+	c, err := n.dialMapping(EdgeLANAddr)
+	if err != nil {
 		return netip.AddrPort{}, err
 	}
 	defer c.Close()
@@ -81,4 +78,15 @@ func (n *NS) askMapping(ctx context.Context, protocol string, port uint16) (neti
 		return netip.AddrPortFrom(SitePublic4, r.ExternalPort), nil
 	}
 	return netip.AddrPort{}, ctx.Err()
+}
+
+// dialMapping is a UDP socket made in the namespace to a port mapping
+// server's port (PCP's and NAT-PMP's, 5351) at server.
+func (n *NS) dialMapping(server netip.Addr) (*net.UDPConn, error) {
+	var c *net.UDPConn
+	err := n.Do(func() (err error) {
+		c, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(server, pcp.ServerPort)))
+		return err
+	})
+	return c, err
 }

@@ -3,7 +3,6 @@ package lab
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"time"
 
@@ -27,11 +26,8 @@ func SubMapCheck(name string) Check {
 			return err
 		}
 		defer srv.Close()
-		var c *net.UDPConn
-		if err := sub.Do(func() (err error) {
-			c, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(RelaySubAddr, pcp.ServerPort)))
-			return err
-		}); err != nil {
+		c, err := sub.dialMapping(RelaySubAddr)
+		if err != nil {
 			return err
 		}
 		defer c.Close()
