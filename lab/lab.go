@@ -269,11 +269,27 @@ func (l *Lab) makeRoutes() error {
 		} else {
 			nr.Type = unix.RTN_UNREACHABLE
 		}
-		if err := n.nl.RouteAdd(nr); err != nil {
+		if err := n.routeAdd(nr); err != nil {
 			return fmt.Errorf("%s: route %s via %s: %w", n.Name, r.Dst, r.Via, err)
 		}
 	}
 	return nil
+}
+
+// routeAdd adds nr, waiting up to 5 s for its IPv6 gateway to be on-link:
+// the kernel adds an IPv6 address's prefix route only once the veth's
+// carrier is up, which its link watcher reports a moment after both ends
+// are set up (longer on a loaded machine), and until then a route via a
+// gateway in that prefix fails with EHOSTUNREACH.
+func (n *NS) routeAdd(nr *netlink.Route) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := n.nl.RouteAdd(nr)
+		if !errors.Is(err, unix.EHOSTUNREACH) || nr.Gw.To4() != nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func (l *Lab) makeNAT() error {
