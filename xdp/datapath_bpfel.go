@@ -227,7 +227,8 @@ const (
 	datapathReasonREASON_DROP_NAT64HAIRPIN        datapathReason = 47
 	datapathReasonREASON_NAT64TOO_BIG             datapathReason = 48
 	datapathReasonREASON_DROP_NAT64TOO_BIG        datapathReason = 49
-	datapathReasonREASON_MAX                      datapathReason = 50
+	datapathReasonREASON_DROP_BAD_TCP_OFFSET      datapathReason = 50
+	datapathReasonREASON_MAX                      datapathReason = 51
 )
 
 type datapathRole uint32

@@ -53,7 +53,7 @@ func TestFixturesAllRoles(t *testing.T) {
 // TestRandomCorpus: at least 100k random and mutated packets through XDP
 // and the model, zero mismatches; every translated output of a valid
 // input passes gopacket's checksum verification; reason counters agree
-// in total.
+// in total, and some of them are TCP data offsets the parser drops.
 func TestRandomCorpus(t *testing.T) {
 	n := 100_000
 	if testing.Short() {
@@ -105,6 +105,9 @@ func TestRandomCorpus(t *testing.T) {
 	t.Logf("%d packets, %d translated (%d ICMP errors), %d mismatches, %d bad output checksums; reasons %v", n, hits, errs, mismatches, badOut, nonZero(model))
 	if hits < n/5 || errs < n/100 {
 		t.Errorf("only %d of %d packets translated, %d ICMP errors: the corpus misses paths", hits, n, errs)
+	}
+	if model[xlat.ReasonDropBadTCPOffset] == 0 {
+		t.Errorf("no TCP segment with a bad data offset in the corpus: %v", nonZero(model))
 	}
 }
 

@@ -102,3 +102,49 @@ func TestHairpinTCPState(t *testing.T) {
 		}
 	}
 }
+
+// TestMalformedSYNMakesNoMapping: a subscriber's SYN whose TCP data
+// offset is 3 (a 12-byte header) is dropped under drop-bad-tcp-offset
+// and takes no port: the model's mappings, slots and events stay as they
+// were. The same SYN with offset 5 then makes the mapping, so it is the
+// data offset alone that stopped it.
+func TestMalformedSYNMakesNoMapping(t *testing.T) {
+	w := newWorld(t, cgnat.EIF)
+	syn := xlattest.Spec{Proto: 6, Src: cgnattest.SubA, SPort: 6000, Dst: cgnattest.R4, DPort: 443,
+		TTL: 64, TCPFlags: 0x02, Payload: []byte("some bytes of a payload, more than twenty")}
+	bad := xlattest.SetTCPDataOffset(xlattest.Build(syn), 3)
+	out, in, ev := len(w.s.Out), len(w.s.In), len(w.s.Events)
+	res := w.run(xlat.RoleRelaySub, bad)
+	if res.Reason != xlat.ReasonDropBadTCPOffset || res.Verdict != xlat.Drop || res.Hit {
+		t.Fatalf("SYN with data offset 3: %v/%v hit %v, want drop/%v", res.Verdict, res.Reason, res.Hit, xlat.ReasonDropBadTCPOffset)
+	}
+	if len(w.s.Out) != out || len(w.s.In) != in || len(w.s.Events) != ev {
+		t.Fatalf("SYN with data offset 3: mappings %d -> %d, slots %d -> %d, events %d -> %d", out, len(w.s.Out), in, len(w.s.In), ev, len(w.s.Events))
+	}
+	res = w.run(xlat.RoleRelaySub, xlattest.Build(syn))
+	if !res.Hit || len(w.s.Out) != out+1 {
+		t.Fatalf("the same SYN with data offset 5: %v, %d mappings", res.Reason, len(w.s.Out))
+	}
+}
+
+// TestGenBadTCPOffsets: the CGNAT's random generator (the corpus of
+// xdp's TestCGNATRandomCorpus and TestNAT64RandomCorpus) makes TCP
+// segments with bad data offsets, from subscribers and to mappings, so
+// the differential corpus exercises the parser's check on both sides.
+func TestGenBadTCPOffsets(t *testing.T) {
+	for _, only64 := range []bool{false, true} {
+		w := newWorld(t, cgnat.ADF)
+		g := cgnattest.NewGen(&w.c, w.s, w.t, 7)
+		g.NAT64Only = only64
+		by := map[xlat.Role]int{}
+		for range 20_000 {
+			role, in := g.Packet()
+			if res := w.run(role, in); res.Reason == xlat.ReasonDropBadTCPOffset {
+				by[role]++
+			}
+		}
+		if by[xlat.RoleRelaySub] == 0 || by[xlat.RoleRelayExt] == 0 {
+			t.Errorf("NAT64 only %v: bad TCP data offsets dropped by side %v: the generator makes too few", only64, by)
+		}
+	}
+}

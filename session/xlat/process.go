@@ -233,6 +233,16 @@ func parseL4(p *pkt, icmp, echoReq, echoRep uint8) Reason {
 		if len(l4) < 20 {
 			return ReasonDropTruncL4
 		}
+		// The header is as long as its data offset says: under 20
+		// bytes, or past the IP packet (l4 ends there, so past the
+		// frame too), it is no segment a receiver takes, and carried
+		// on it would still bind carriers and make CGNAT mappings.
+		// Dropped in every role, as a short L4 header is (parse.h
+		// says why). An ICMP error's quoted header (parseError) is
+		// not checked: a quote may end 8 bytes into it.
+		if hl := int(l4[12]>>4) * 4; hl < 20 || hl > len(l4) {
+			return ReasonDropBadTCPOffset
+		}
 	case protoUDP:
 		if len(l4) < udpLen {
 			return ReasonDropTruncL4

@@ -1,6 +1,7 @@
 /* parse.h: bounded parsing of Ethernet + IPv4/IPv6 + TCP/UDP/ICMP echo into
  * a flow key. Only plain headers are parsed: IPv4 options, IPv6 extension
- * headers and fragments pass to the stack, malformed packets drop. Order
+ * headers and fragments pass to the stack, malformed packets (a TCP data
+ * offset that does not fit among them) drop. Order
  * of checks = session/xlat parse (the model). */
 #pragma once
 
@@ -97,9 +98,25 @@ static __always_inline enum reason parse_l4(struct pkt *p, void *l4, __u8 icmp,
 
 	if (proto == IPPROTO_TCP) {
 		struct tcphdr *th = l4;
+		__u16 hl;
 
 		if (p->l4len < 20 || (void *)(th + 1) > end)
 			return REASON_DROP_TRUNC_L4;
+		/* The header is as long as its data offset says (x 4 bytes):
+		 * under 20, or past the IP packet (l4len, itself inside the
+		 * frame), it is no segment any receiver takes (RFC 9293 3.1;
+		 * Linux discards it), yet translated it would bind a carrier
+		 * or make a CGNAT mapping (a subscriber's port, spent on
+		 * garbage). So it drops here, before any lookup, in every
+		 * role: the stack has nothing to gain from it (it discards it
+		 * if local; forwarded, the receiver does), and at the CGNAT's
+		 * subscriber side a pass would leak the inside source. Only
+		 * this byte is read; the options are never. An ICMP error's
+		 * quoted header is not checked (parse_icmp_err): a quote may
+		 * end 8 bytes into it. */
+		hl = (((__u8 *)th)[12] >> 4) * 4;
+		if (hl < 20 || hl > p->l4len)
+			return REASON_DROP_BAD_TCP_OFFSET;
 		p->key.sport = th->source;
 		p->key.dport = th->dest;
 		return REASON_NONE;

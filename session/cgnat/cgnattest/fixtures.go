@@ -207,6 +207,25 @@ func Fixtures(f cgnat.Filtering) []xlattest.Fixture {
 	tcpShort = tcpShort[:14+20+12]
 	tcpShort[16], tcpShort[17] = 0, 32
 	add(left("sub/tcp-truncated", sub, xlattest.FixIPv4(tcpShort), xlat.ReasonDropTruncL4))
+	// A subscriber's SYN whose TCP header is shorter than 20 bytes (data
+	// offset 0, 3, 4) or runs past its IP packet (offset 15 with 34 bytes
+	// of payload; the same with frame padding that would hold it) is
+	// dropped by the parser, before the CGNAT looks: no mapping, no port
+	// of the subscriber's taken. With offset 5 the same SYN makes its
+	// mapping (SubA's third TCP port).
+	syn := func(doff uint8, padding int) []byte {
+		b := xlattest.SetTCPDataOffset(xlattest.Build(flags(sp(6, SubA, 6200, R4, 443, 64), 0x02)), doff)
+		return append(b, make([]byte, padding)...)
+	}
+	add(
+		left("sub/tcp-syn-data-offset-0", sub, syn(0, 0), xlat.ReasonDropBadTCPOffset),
+		left("sub/tcp-syn-data-offset-3", sub, syn(3, 0), xlat.ReasonDropBadTCPOffset),
+		left("sub/tcp-syn-data-offset-4", sub, syn(4, 0), xlat.ReasonDropBadTCPOffset),
+		left("sub/tcp-syn-data-offset-15-past-packet", sub, syn(15, 0), xlat.ReasonDropBadTCPOffset),
+		left("sub/tcp-syn-data-offset-15-in-frame-padding", sub, syn(15, 8), xlat.ReasonDropBadTCPOffset),
+		left("ext/tcp-data-offset-3-to-mapping", ext, xlattest.SetTCPDataOffset(xlattest.Build(flags(sp(6, R4, 443, Pub1, p0, 50), 0x10)), 3), xlat.ReasonDropBadTCPOffset),
+		xl("sub/tcp-syn-data-offset-5", sub, flags(sp(6, SubA, 6200, R4, 443, 64), 0x02), flags(sp(6, Pub1, PortLo+2, R4, 443, 63), 0x02)),
+	)
 	return append(fs, Fixtures64(f)...)
 }
 

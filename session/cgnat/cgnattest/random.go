@@ -99,6 +99,11 @@ func (g *Gen) Packet() (xlat.Role, []byte) {
 	} else {
 		role, b = g.packet()
 	}
+	if g.r.IntN(10) == 0 {
+		// Any TCP data offset (other packets are left as they are):
+		// under 5, a header past the packet, or options inside it.
+		xlattest.SetTCPDataOffset(b, uint8(g.r.IntN(16)))
+	}
 	if g.r.IntN(3) == 0 {
 		b = g.mutate(b)
 	}

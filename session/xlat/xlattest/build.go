@@ -155,3 +155,42 @@ func L4(frame []byte) []byte {
 	}
 	return frame[14+40:]
 }
+
+// SetTCPDataOffset writes doff (4-bit words, 0 to 15) as the data offset
+// of the TCP segment in frame (built by Build: IPv4 without options or
+// IPv6 without extension headers) and fixes its checksum (RFC 1624), so
+// the parsers' data offset check is what decides it: under 5, or a
+// header past the IP packet, is malformed; over 5 makes the first
+// payload bytes its options. Anything else, or a frame too short, is
+// left as it is. Returns frame.
+func SetTCPDataOffset(frame []byte, doff uint8) []byte {
+	if len(frame) < 14+40 {
+		return frame
+	}
+	var l4 int
+	switch {
+	case frame[12] == 0x08 && frame[13] == 0x00 && frame[14] == 0x45 && frame[14+9] == 6:
+		l4 = 14 + 20
+	case frame[12] == 0x86 && frame[13] == 0xdd && frame[14]>>4 == 6 && frame[14+6] == 6:
+		l4 = 14 + 40
+	default:
+		return frame
+	}
+	if len(frame) < l4+18 {
+		return frame
+	}
+	old := uint16(frame[l4+12])<<8 | uint16(frame[l4+13])
+	frame[l4+12] = doff<<4 | frame[l4+12]&0x0f
+	nw := uint16(frame[l4+12])<<8 | uint16(frame[l4+13])
+	c := ^(uint16(frame[l4+16])<<8 | uint16(frame[l4+17]))
+	c = add1(add1(c, ^old), nw)
+	c = ^c
+	frame[l4+16], frame[l4+17] = byte(c>>8), byte(c)
+	return frame
+}
+
+// add1 is the ones'-complement sum of a and b.
+func add1(a, b uint16) uint16 {
+	s := uint32(a) + uint32(b)
+	return uint16(s&0xffff + s>>16)
+}

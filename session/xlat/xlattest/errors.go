@@ -17,6 +17,16 @@ func emb(s Spec, max int) []byte {
 	return b
 }
 
+// embOff is emb with the quoted TCP header's data offset set to doff
+// (SetTCPDataOffset) before the cut.
+func embOff(s Spec, max int, doff uint8) []byte {
+	b := SetTCPDataOffset(Build(s), doff)[14:]
+	if max > 0 && len(b) > max {
+		b = b[:max]
+	}
+	return b
+}
+
 // keepL4Csum copies the embedded L4 checksum of orig into b: the
 // translator leaves it as it was.
 func keepL4Csum(b, orig []byte) []byte {
@@ -111,6 +121,22 @@ func errorFixtures() []Fixture {
 	add("icmp-error/edge-wan/router-unreachable", wan,
 		icmpErr(1, router4, EdgeWAN, 62, 3, 1, 0, emb(o, 28)),
 		icmpErr(58, wkp(router4), SiteHost, 61, 1, 0, 0, keepL4Csum(emb(t, 48), emb(o, 28))))
+
+	// An error's quoted TCP header is not checked as a segment's is: a
+	// quote may stop 8 bytes into it (RFC 792), before its data offset,
+	// and what it quotes was already sent. Quoted whole with data offset
+	// 0, or cut inside a header whose data offset runs past the quote,
+	// it is translated as any other.
+	o = sp(6, SiteHost, 40000, Remote6, 443, 50)
+	t = sp(6, CGNATPub, 20001, RelayAddr, 30000, 50)
+	add("icmp-error/relay/quoted-tcp-data-offset-0", rel,
+		icmpErr(58, Remote6, SiteHost, 64, 2, 0, 1400, embOff(o, 0, 0)),
+		icmpErr(1, RelayAddr, CGNATPub, 63, 3, 4, 1380, keepL4Csum(embOff(t, 0, 0), embOff(o, 0, 0))))
+	o = sp(6, EdgeWAN, 20000, RelayAddr, 30000, 40)
+	t = sp(6, SiteHost, 40000, Remote6, 443, 40)
+	add("icmp-error/edge-wan/quoted-tcp-header-cut", wan,
+		icmpErr(1, RelayAddr, EdgeWAN, 60, 3, 4, 1380, embOff(o, 20+16, 15)),
+		icmpErr(58, Remote6, SiteHost, 59, 2, 0, 1400, keepL4Csum(embOff(t, 40+16, 15), embOff(o, 20+16, 15))))
 
 	// The remote's port unreachable (traceroute's last hop) stays the
 	// remote's, translated in the relay's datapath.

@@ -207,6 +207,7 @@ func malformed(tcp4, tcp6 Spec) []Fixture {
 	udp6 := tcp6
 	udp6.Proto = 17
 	mut("drop/udp-length-mismatch", lan, udp6, xlat.ReasonDropBadLen, func(b []byte) []byte { b[54+5]--; return b })
+	fs = append(fs, tcpDataOffset()...)
 	// Padding after the IP packet (Ethernet minimum frame) is fine.
 	fs = append(fs, Fixture{Name: "tcp/edge-wan/padded-frame", Role: wan,
 		In:  append(Build(sp(6, RelayAddr, 30000, EdgeWAN, 20000, 64)), 0, 0, 0, 0),
@@ -249,3 +250,50 @@ func malformed(tcp4, tcp6 Spec) []Fixture {
 }
 
 func with17(s Spec) Spec { s.Proto = 17; return s }
+
+// tcpDataOffset: a TCP segment's header is as long as its data offset
+// says (x 4 bytes). Under 20 bytes, or past the IP packet (Ethernet
+// padding behind the packet does not count), it is dropped; 5, and
+// options that stay inside the packet, are translated. Each on both
+// families (a carrier in at the edge, a site's IPv6 out of it).
+func tcpDataOffset() []Fixture {
+	var fs []Fixture
+	for _, c := range []struct {
+		fam     string
+		role    xlat.Role
+		in, out Spec
+	}{
+		{"v4", wan, sp(6, RelayAddr, 30000, EdgeWAN, 20000, 60), sp(6, Remote6, 443, SiteHost, 40000, 59)},
+		{"v6", lan, sp(6, SiteHost, 40000, Remote6, 443, 64), sp(6, EdgeWAN, 20000, RelayAddr, 30000, 63)},
+	} {
+		// hello is 37 bytes: a header of 56 (offset 14) fits the
+		// segment's 57, one of 60 (offset 15) does not.
+		pad := func(b []byte) []byte { return append(b, make([]byte, 8)...) }
+		for _, x := range []struct {
+			name string
+			doff uint8
+			in   func([]byte) []byte
+			ok   bool
+		}{
+			{"0", 0, nil, false},
+			{"4", 4, nil, false},
+			{"5", 5, nil, true},
+			{"14-options-in-packet", 14, nil, true},
+			{"15-past-packet", 15, nil, false},
+			{"15-past-packet-in-frame-padding", 15, pad, false},
+		} {
+			in := SetTCPDataOffset(Build(c.in), x.doff)
+			if x.in != nil {
+				in = x.in(in)
+			}
+			name := fmt.Sprintf("%s-tcp-data-offset-%s", c.fam, x.name)
+			if !x.ok {
+				fs = append(fs, untouched("drop/"+name, c.role, in, xlat.ReasonDropBadTCPOffset))
+				continue
+			}
+			fs = append(fs, Fixture{Name: "tcp/" + name, Role: c.role, In: in, Verdict: xlat.Pass,
+				Out: SetTCPDataOffset(Build(c.out), x.doff)})
+		}
+	}
+	return fs
+}

@@ -57,6 +57,9 @@ func (g *Gen) Packet() (xlat.Role, []byte) {
 			o.Reply = k.SPort != 0
 		}
 		in := emb(o, 0)
+		if g.r.IntN(4) == 0 { // a quoted header's data offset is not checked
+			in = embOff(o, 0, uint8(g.r.IntN(16)))
+		}
 		if g.r.IntN(2) == 0 {
 			in = in[:min(len(in), ipHdrLen(in)+8+g.r.IntN(16))]
 		}
@@ -94,6 +97,11 @@ func (g *Gen) Packet() (xlat.Role, []byte) {
 		if b[12] == 0x86 {
 			b[14] = 0x60
 		}
+	}
+	if g.r.IntN(10) == 0 {
+		// Any TCP data offset (other packets are left as they are):
+		// under 5, a header past the packet, or options inside it.
+		SetTCPDataOffset(b, uint8(g.r.IntN(16)))
 	}
 	if g.r.IntN(2) == 0 {
 		b = g.mutate(b)
