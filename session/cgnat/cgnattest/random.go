@@ -18,10 +18,15 @@ import (
 // Deterministic for a seed and the same sequence of states.
 type Gen struct {
 	r    *rand.Rand
-	c    *cgnat.Config
-	s    *cgnat.State
-	xg   *xlattest.Gen
-	outs []cgnat.Key // s.Out's keys, sorted, rebuilt when it grows
+	doff *rand.Rand // data offsets, a stream of their own: the rest of the corpus stays as it was
+	// next is the packet the one with a bent data offset came from,
+	// returned next.
+	next     []byte
+	nextRole xlat.Role
+	c        *cgnat.Config
+	s        *cgnat.State
+	xg       *xlattest.Gen
+	outs     []cgnat.Key // s.Out's keys, sorted, rebuilt when it grows
 	// NAT64Only makes every packet NAT64's (packet64): the IPv6-only
 	// subscribers', the Internet's to their mappings, errors about them.
 	NAT64Only bool
@@ -29,7 +34,8 @@ type Gen struct {
 
 // NewGen returns a generator for the world of c, reading s.
 func NewGen(c *cgnat.Config, s *cgnat.State, w *xlattest.Tables, seed uint64) *Gen {
-	return &Gen{r: rand.New(rand.NewPCG(seed, seed^0x51ed27)), c: c, s: s, xg: xlattest.NewGen(w, seed)}
+	return &Gen{r: rand.New(rand.NewPCG(seed, seed^0x51ed27)), doff: rand.New(rand.NewPCG(seed, seed^0x0ff5e7)),
+		c: c, s: s, xg: xlattest.NewGen(w, seed)}
 }
 
 var (
@@ -92,6 +98,10 @@ func (g *Gen) mapping() (cgnat.Key, cgnat.Out, bool) {
 
 // Packet returns a packet and the program to run it through.
 func (g *Gen) Packet() (xlat.Role, []byte) {
+	if b := g.next; b != nil {
+		g.next = nil
+		return g.nextRole, b
+	}
 	var role xlat.Role
 	var b []byte
 	if g.NAT64Only {
@@ -99,13 +109,19 @@ func (g *Gen) Packet() (xlat.Role, []byte) {
 	} else {
 		role, b = g.packet()
 	}
-	if g.r.IntN(10) == 0 {
-		// Any TCP data offset (other packets are left as they are):
-		// under 5, a header past the packet, or options inside it.
-		xlattest.SetTCPDataOffset(b, uint8(g.r.IntN(16)))
-	}
 	if g.r.IntN(3) == 0 {
 		b = g.mutate(b)
+	}
+	if g.doff.IntN(12) == 0 {
+		// A TCP segment with any other data offset (under 5, a header
+		// past the packet, or options inside it), then the segment
+		// itself next time: a malformed SYN must leave the mapping to
+		// its good twin, and the corpus stays as it was around it.
+		bent := xlattest.SetTCPDataOffset(slices.Clone(b), uint8(g.doff.IntN(16)))
+		if !slices.Equal(bent, b) {
+			g.next, g.nextRole = b, role
+			return role, bent
+		}
 	}
 	return role, b
 }
