@@ -102,18 +102,20 @@ static __always_inline enum reason parse_l4(struct pkt *p, void *l4, __u8 icmp,
 
 		if (p->l4len < 20 || (void *)(th + 1) > end)
 			return REASON_DROP_TRUNC_L4;
-		/* The header is as long as its data offset says (x 4 bytes):
-		 * under 20, or past the IP packet (l4len, itself inside the
+		/* The header is as long as its data offset says (x 4 bytes).
+		 * Under 20, or past the IP packet (l4len, itself inside the
 		 * frame), it is no segment any receiver takes (RFC 9293 3.1;
-		 * Linux discards it), yet translated it would bind a carrier
-		 * or make a CGNAT mapping (a subscriber's port, spent on
-		 * garbage). So it drops here, before any lookup, in every
-		 * role: the stack has nothing to gain from it (it discards it
-		 * if local; forwarded, the receiver does), and at the CGNAT's
-		 * subscriber side a pass would leak the inside source. Only
-		 * this byte is read; the options are never. An ICMP error's
-		 * quoted header is not checked (parse_icmp_err): a quote may
-		 * end 8 bytes into it. */
+		 * Linux discards it). Dropped here, before any lookup, in
+		 * every role, as a short L4 header is: at the edge and the
+		 * relay's Internet side it would be translated onto or off a
+		 * carrier (or, a miss, go to the agent to open a flow), at
+		 * the relay's subscriber side a SYN would make a CGNAT
+		 * mapping (a port of the subscriber's quota) and a pass would
+		 * leak the inside source. Not ours (the router's own, or the
+		 * stack's to forward) it would only be discarded there or by
+		 * its receiver: a pass gains nothing. Only this byte is read,
+		 * never the options. An ICMP error's quoted header is not
+		 * checked (parse_icmp_err): a quote may end 8 bytes into it. */
 		hl = (((__u8 *)th)[12] >> 4) * 4;
 		if (hl < 20 || hl > p->l4len)
 			return REASON_DROP_BAD_TCP_OFFSET;
