@@ -18,18 +18,20 @@ import (
 // Deterministic for a seed and the same sequence of states.
 type Gen struct {
 	r    *rand.Rand
-	doff *rand.Rand // data offsets, a stream of their own: the rest of the corpus stays as it was
-	// next is the packet the one with a bent data offset came from,
-	// returned next.
-	next     []byte
-	nextRole xlat.Role
-	c        *cgnat.Config
-	s        *cgnat.State
-	xg       *xlattest.Gen
-	outs     []cgnat.Key // s.Out's keys, sorted, rebuilt when it grows
+	c    *cgnat.Config
+	s    *cgnat.State
+	xg   *xlattest.Gen
+	outs []cgnat.Key // s.Out's keys, sorted, rebuilt when it grows
 	// NAT64Only makes every packet NAT64's (packet64): the IPv6-only
 	// subscribers', the Internet's to their mappings, errors about them.
 	NAT64Only bool
+
+	// doff draws the bent TCP data offsets, a stream of its own so the
+	// rest of the corpus stays as it was; next is the packet the last
+	// bent one came from, returned next.
+	doff     *rand.Rand
+	next     []byte
+	nextRole xlat.Role
 }
 
 // NewGen returns a generator for the world of c, reading s.
