@@ -61,6 +61,7 @@ const (
 	ReasonDropNAT64Hairpin                     // subscriber: NAT64 to a pool address, or NAT44 hairpin to a NAT64 mapping
 	ReasonNAT64TooBig                          // inbound to a NAT64 mapping, too big for the subscriber link once IPv6, DF set: answered fragmentation needed (XDP_TX)
 	ReasonDropNAT64TooBig                      // the same without DF (not fragmented), or an ICMP error that would outgrow it
+	ReasonDropCGNATBusy                        // subscriber: new mapping, its table bucket's lock held by another CPU past the tries (datapath only: the model has one CPU)
 	NumReasons                                 // number of reasons (not a reason)
 )
 
@@ -122,6 +123,7 @@ var reasonTable = [NumReasons]struct {
 	ReasonDropNAT64Hairpin:       {"drop-nat64-hairpin", Drop},
 	ReasonNAT64TooBig:            {"nat64-too-big", TX},
 	ReasonDropNAT64TooBig:        {"drop-nat64-too-big", Drop},
+	ReasonDropCGNATBusy:          {"drop-cgnat-busy", Drop},
 }
 
 func (r Reason) String() string {
