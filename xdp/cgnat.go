@@ -20,9 +20,9 @@ import (
 // configuration, the maps it sizes, and what the agent does to them:
 // grant blocks, say when to refuse, read mappings and block events.
 
-// DefaultCGNATMappings sizes the mapping hash (and the filters'
-// permissions) when Options.CGNATMappings is 0: 1M mappings, about 80 MB
-// preallocated (see xdp/README.md, CGNAT).
+// DefaultCGNATMappings sizes the mapping table (and the filters'
+// permissions) when Options.CGNATMappings is 0: 1M mappings, about 46 MB
+// allocated at load (see xdp/README.md, CGNAT).
 const DefaultCGNATMappings = 1 << 20
 
 // Defaults of the bound on admin-prohibited answers, for the relay as a

@@ -49,7 +49,8 @@ type Options struct {
 	// CGNAT configures the relay's CGNAT for its subscribers (relay_sub,
 	// and the pool's ports on relay_ext); the zero value is none.
 	CGNAT cgnat.Config
-	// CGNATMappings sizes the CGNAT's mapping hash and the filters'
+	// CGNATMappings sizes the CGNAT's mapping table (room for twice as
+	// many, cgtable.go), its spill and the filters'
 	// permissions; 0 is DefaultCGNATMappings.
 	CGNATMappings uint32
 	// RefuseRate and RefuseBurst bound the CGNAT's admin-prohibited

@@ -21,3 +21,7 @@ package xdp
 // NAT64 against NAT44 on established mappings (bpf/bench64.c), for
 // BenchmarkNAT64 only.
 //go:generate go tool bpf2go -target bpfel -output-suffix _test -cflags "-O2 -mcpu=v3 -g -Wall -Werror -fno-strict-aliasing -Ibpf/include" benchnat64 bpf/bench64.c
+
+// A NAT44 mapping's lookup in cg_table against the kernel hash it
+// replaced (bpf/benchtab.c), for BenchmarkCGNATMappingLookup only.
+//go:generate go tool bpf2go -target bpfel -output-suffix _test -cflags "-O2 -mcpu=v3 -g -Wall -Werror -fno-strict-aliasing -Ibpf/include" benchtab bpf/benchtab.c
