@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 
@@ -253,7 +252,7 @@ cgnat:
 	p.closers = append(p.closers, relay.stop)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if _, err := os.Stat(filepath.Join(p.pins, "cg_mappings")); err == nil {
+		if _, err := os.Stat(filepath.Join(p.pins, "cg_table")); err == nil {
 			return nil
 		}
 		if err := relay.exited(); err != nil {
@@ -384,7 +383,8 @@ func (p *cgnatPath) generating(on bool) error {
 }
 
 // mappings is how many mappings the path's NAT holds: the relay's
-// cg_mappings entries, or the namespace's conntrack entries.
+// NAT44 mappings (its pinned table and spill), or the namespace's
+// conntrack entries.
 func (p *cgnatPath) mappings() (int, error) {
 	if p.name == CGNATKernel {
 		v, err := p.lab.NS(lab.Relay).Sysctl("net.netfilter.nf_conntrack_count")
@@ -393,24 +393,5 @@ func (p *cgnatPath) mappings() (int, error) {
 		}
 		return strconv.Atoi(strings.TrimSpace(v))
 	}
-	m, err := ebpf.LoadPinnedMap(filepath.Join(p.pins, "cg_mappings"), &ebpf.LoadPinOptions{ReadOnly: true})
-	if err != nil {
-		return 0, err
-	}
-	defer m.Close()
-	key := make([]byte, m.KeySize())
-	next := make([]byte, m.KeySize())
-	n := 0
-	var cur any // nil: the first key
-	for {
-		if err := m.NextKey(cur, next); err != nil {
-			if errors.Is(err, ebpf.ErrKeyNotExist) {
-				return n, nil
-			}
-			return n, err
-		}
-		n++
-		copy(key, next)
-		cur = key
-	}
+	return xdp.PinnedCGNATMappings(p.pins)
 }

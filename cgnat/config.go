@@ -26,7 +26,7 @@ type Config struct {
 	BlocksPerSubscriber int    `yaml:"blocks_per_subscriber"`
 	Filtering           string `yaml:"filtering"`     // endpoint-independent (default), address-dependent, address-and-port-dependent
 	Deterministic       bool   `yaml:"deterministic"` // RFC 7422: blocks computed from the subscriber's address, never granted, never logged
-	MaxMappings         int    `yaml:"max_mappings"`  // mappings the datapath holds; default 1048576 (80 bytes each)
+	MaxMappings         int    `yaml:"max_mappings"`  // mappings the datapath holds; default 1048576 (46 bytes each)
 	Grace               string `yaml:"grace"`         // an empty block stays this long before it goes back, and rests as long; default 2m
 	Log                 string `yaml:"log"`           // the block log: a JSON-lines file (an absolute path) or syslog (syslog+udp://HOST:PORT, syslog+tcp://HOST:PORT, syslog+unix:///dev/log); required unless deterministic
 	// NAT64 (RFC 6146): IPv6-only subscribers reach IPv4 servers through

@@ -3,6 +3,7 @@ package xdp
 import (
 	"context"
 	"errors"
+	"github.com/unmap-dev/unmap/session/cgnat"
 	"net/netip"
 	"strings"
 	"testing"
@@ -133,7 +134,7 @@ func loadBenchVariants(tb testing.TB) (*Datapath, *ebpf.Collection) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	d, err := fromCollection(coll, xdpbench.Config, ts)
+	d, err := fromCollection(coll, xdpbench.Config, cgnat.Config{}, ts)
 	if err != nil {
 		coll.Close()
 		tb.Fatal(err)

@@ -32,6 +32,15 @@ type benchnat64CgBlock struct {
 	Pad  uint16
 }
 
+type benchnat64CgBucket struct {
+	_ structs.HostLayout
+	W [4]struct {
+		_ structs.HostLayout
+		K uint64
+		O benchnat64CgOut
+	}
+}
+
 type benchnat64CgIn struct {
 	_     structs.HostLayout
 	Addr  uint32
@@ -146,6 +155,7 @@ type benchnat64MissSrc struct {
 const (
 	benchnat64MapCarriers           = "carriers"
 	benchnat64MapCgBlocks           = "cg_blocks"
+	benchnat64MapCgBmeta            = "cg_bmeta"
 	benchnat64MapCgEvents           = "cg_events"
 	benchnat64MapCgMappings         = "cg_mappings"
 	benchnat64MapCgMappings6        = "cg_mappings6"
@@ -154,6 +164,7 @@ const (
 	benchnat64MapCgSlots            = "cg_slots"
 	benchnat64MapCgSlots6           = "cg_slots6"
 	benchnat64MapCgSubs             = "cg_subs"
+	benchnat64MapCgTable            = "cg_table"
 	benchnat64MapFlows              = "flows"
 	benchnat64MapFlows4             = "flows4"
 	benchnat64MapFlowtab            = "flowtab"
@@ -195,6 +206,7 @@ const (
 	benchnat64VarCfgCgRefuseDepthNs = "cfg_cg_refuse_depth_ns"
 	benchnat64VarCfgCgRefuseNs      = "cfg_cg_refuse_ns"
 	benchnat64VarCfgCgSubs          = "cfg_cg_subs"
+	benchnat64VarCfgCgTabBits       = "cfg_cg_tab_bits"
 	benchnat64VarCfgCgWarn          = "cfg_cg_warn"
 	benchnat64VarCfgMissDepthNs     = "cfg_miss_depth_ns"
 	benchnat64VarCfgMissNs          = "cfg_miss_ns"
@@ -207,6 +219,7 @@ const (
 	benchnat64VarUnusedAction       = "unused_action"
 	benchnat64VarUnusedCarrierSlot  = "unused_carrier_slot"
 	benchnat64VarUnusedCgBlock      = "unused_cg_block"
+	benchnat64VarUnusedCgBucket     = "unused_cg_bucket"
 	benchnat64VarUnusedCgEvent      = "unused_cg_event"
 	benchnat64VarUnusedCgIn         = "unused_cg_in"
 	benchnat64VarUnusedCgKey        = "unused_cg_key"
@@ -214,6 +227,7 @@ const (
 	benchnat64VarUnusedCgOut        = "unused_cg_out"
 	benchnat64VarUnusedCgPerm       = "unused_cg_perm"
 	benchnat64VarUnusedCgSub        = "unused_cg_sub"
+	benchnat64VarUnusedCgWay        = "unused_cg_way"
 	benchnat64VarUnusedFlowBucket   = "unused_flow_bucket"
 	benchnat64VarUnusedFlowEntry    = "unused_flow_entry"
 	benchnat64VarUnusedFlowKey      = "unused_flow_key"
@@ -286,6 +300,7 @@ type benchnat64ProgramSpecs struct {
 type benchnat64MapSpecs struct {
 	Carriers     *ebpf.MapSpec `ebpf:"carriers"`
 	CgBlocks     *ebpf.MapSpec `ebpf:"cg_blocks"`
+	CgBmeta      *ebpf.MapSpec `ebpf:"cg_bmeta"`
 	CgEvents     *ebpf.MapSpec `ebpf:"cg_events"`
 	CgMappings   *ebpf.MapSpec `ebpf:"cg_mappings"`
 	CgMappings6  *ebpf.MapSpec `ebpf:"cg_mappings6"`
@@ -294,6 +309,7 @@ type benchnat64MapSpecs struct {
 	CgSlots      *ebpf.MapSpec `ebpf:"cg_slots"`
 	CgSlots6     *ebpf.MapSpec `ebpf:"cg_slots6"`
 	CgSubs       *ebpf.MapSpec `ebpf:"cg_subs"`
+	CgTable      *ebpf.MapSpec `ebpf:"cg_table"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
 	Flows4       *ebpf.MapSpec `ebpf:"flows4"`
 	Flowtab      *ebpf.MapSpec `ebpf:"flowtab"`
@@ -329,6 +345,7 @@ type benchnat64VariableSpecs struct {
 	CfgCgRefuseDepthNs *ebpf.VariableSpec `ebpf:"cfg_cg_refuse_depth_ns"`
 	CfgCgRefuseNs      *ebpf.VariableSpec `ebpf:"cfg_cg_refuse_ns"`
 	CfgCgSubs          *ebpf.VariableSpec `ebpf:"cfg_cg_subs"`
+	CfgCgTabBits       *ebpf.VariableSpec `ebpf:"cfg_cg_tab_bits"`
 	CfgCgWarn          *ebpf.VariableSpec `ebpf:"cfg_cg_warn"`
 	CfgMissDepthNs     *ebpf.VariableSpec `ebpf:"cfg_miss_depth_ns"`
 	CfgMissNs          *ebpf.VariableSpec `ebpf:"cfg_miss_ns"`
@@ -341,6 +358,7 @@ type benchnat64VariableSpecs struct {
 	UnusedAction       *ebpf.VariableSpec `ebpf:"unused_action"`
 	UnusedCarrierSlot  *ebpf.VariableSpec `ebpf:"unused_carrier_slot"`
 	UnusedCgBlock      *ebpf.VariableSpec `ebpf:"unused_cg_block"`
+	UnusedCgBucket     *ebpf.VariableSpec `ebpf:"unused_cg_bucket"`
 	UnusedCgEvent      *ebpf.VariableSpec `ebpf:"unused_cg_event"`
 	UnusedCgIn         *ebpf.VariableSpec `ebpf:"unused_cg_in"`
 	UnusedCgKey        *ebpf.VariableSpec `ebpf:"unused_cg_key"`
@@ -348,6 +366,7 @@ type benchnat64VariableSpecs struct {
 	UnusedCgOut        *ebpf.VariableSpec `ebpf:"unused_cg_out"`
 	UnusedCgPerm       *ebpf.VariableSpec `ebpf:"unused_cg_perm"`
 	UnusedCgSub        *ebpf.VariableSpec `ebpf:"unused_cg_sub"`
+	UnusedCgWay        *ebpf.VariableSpec `ebpf:"unused_cg_way"`
 	UnusedFlowBucket   *ebpf.VariableSpec `ebpf:"unused_flow_bucket"`
 	UnusedFlowEntry    *ebpf.VariableSpec `ebpf:"unused_flow_entry"`
 	UnusedFlowKey      *ebpf.VariableSpec `ebpf:"unused_flow_key"`
@@ -380,6 +399,7 @@ func (o *benchnat64Objects) Close() error {
 type benchnat64Maps struct {
 	Carriers     *ebpf.Map `ebpf:"carriers"`
 	CgBlocks     *ebpf.Map `ebpf:"cg_blocks"`
+	CgBmeta      *ebpf.Map `ebpf:"cg_bmeta"`
 	CgEvents     *ebpf.Map `ebpf:"cg_events"`
 	CgMappings   *ebpf.Map `ebpf:"cg_mappings"`
 	CgMappings6  *ebpf.Map `ebpf:"cg_mappings6"`
@@ -388,6 +408,7 @@ type benchnat64Maps struct {
 	CgSlots      *ebpf.Map `ebpf:"cg_slots"`
 	CgSlots6     *ebpf.Map `ebpf:"cg_slots6"`
 	CgSubs       *ebpf.Map `ebpf:"cg_subs"`
+	CgTable      *ebpf.Map `ebpf:"cg_table"`
 	Flows        *ebpf.Map `ebpf:"flows"`
 	Flows4       *ebpf.Map `ebpf:"flows4"`
 	Flowtab      *ebpf.Map `ebpf:"flowtab"`
@@ -404,6 +425,7 @@ func (m *benchnat64Maps) Close() error {
 	return _Benchnat64Close(
 		m.Carriers,
 		m.CgBlocks,
+		m.CgBmeta,
 		m.CgEvents,
 		m.CgMappings,
 		m.CgMappings6,
@@ -412,6 +434,7 @@ func (m *benchnat64Maps) Close() error {
 		m.CgSlots,
 		m.CgSlots6,
 		m.CgSubs,
+		m.CgTable,
 		m.Flows,
 		m.Flows4,
 		m.Flowtab,
@@ -448,6 +471,7 @@ type benchnat64Variables struct {
 	CfgCgRefuseDepthNs *ebpf.Variable `ebpf:"cfg_cg_refuse_depth_ns"`
 	CfgCgRefuseNs      *ebpf.Variable `ebpf:"cfg_cg_refuse_ns"`
 	CfgCgSubs          *ebpf.Variable `ebpf:"cfg_cg_subs"`
+	CfgCgTabBits       *ebpf.Variable `ebpf:"cfg_cg_tab_bits"`
 	CfgCgWarn          *ebpf.Variable `ebpf:"cfg_cg_warn"`
 	CfgMissDepthNs     *ebpf.Variable `ebpf:"cfg_miss_depth_ns"`
 	CfgMissNs          *ebpf.Variable `ebpf:"cfg_miss_ns"`
@@ -460,6 +484,7 @@ type benchnat64Variables struct {
 	UnusedAction       *ebpf.Variable `ebpf:"unused_action"`
 	UnusedCarrierSlot  *ebpf.Variable `ebpf:"unused_carrier_slot"`
 	UnusedCgBlock      *ebpf.Variable `ebpf:"unused_cg_block"`
+	UnusedCgBucket     *ebpf.Variable `ebpf:"unused_cg_bucket"`
 	UnusedCgEvent      *ebpf.Variable `ebpf:"unused_cg_event"`
 	UnusedCgIn         *ebpf.Variable `ebpf:"unused_cg_in"`
 	UnusedCgKey        *ebpf.Variable `ebpf:"unused_cg_key"`
@@ -467,6 +492,7 @@ type benchnat64Variables struct {
 	UnusedCgOut        *ebpf.Variable `ebpf:"unused_cg_out"`
 	UnusedCgPerm       *ebpf.Variable `ebpf:"unused_cg_perm"`
 	UnusedCgSub        *ebpf.Variable `ebpf:"unused_cg_sub"`
+	UnusedCgWay        *ebpf.Variable `ebpf:"unused_cg_way"`
 	UnusedFlowBucket   *ebpf.Variable `ebpf:"unused_flow_bucket"`
 	UnusedFlowEntry    *ebpf.Variable `ebpf:"unused_flow_entry"`
 	UnusedFlowKey      *ebpf.Variable `ebpf:"unused_flow_key"`

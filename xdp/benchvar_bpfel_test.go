@@ -32,6 +32,15 @@ type benchvarCgBlock struct {
 	Pad  uint16
 }
 
+type benchvarCgBucket struct {
+	_ structs.HostLayout
+	W [4]struct {
+		_ structs.HostLayout
+		K uint64
+		O benchvarCgOut
+	}
+}
+
 type benchvarCgIn struct {
 	_     structs.HostLayout
 	Addr  uint32
@@ -148,6 +157,7 @@ const (
 	benchvarMapBvFlowsShared      = "bv_flows_shared"
 	benchvarMapCarriers           = "carriers"
 	benchvarMapCgBlocks           = "cg_blocks"
+	benchvarMapCgBmeta            = "cg_bmeta"
 	benchvarMapCgEvents           = "cg_events"
 	benchvarMapCgMappings         = "cg_mappings"
 	benchvarMapCgMappings6        = "cg_mappings6"
@@ -156,6 +166,7 @@ const (
 	benchvarMapCgSlots            = "cg_slots"
 	benchvarMapCgSlots6           = "cg_slots6"
 	benchvarMapCgSubs             = "cg_subs"
+	benchvarMapCgTable            = "cg_table"
 	benchvarMapFlows              = "flows"
 	benchvarMapFlows4             = "flows4"
 	benchvarMapFlowtab            = "flowtab"
@@ -208,6 +219,7 @@ const (
 	benchvarVarCfgCgRefuseDepthNs = "cfg_cg_refuse_depth_ns"
 	benchvarVarCfgCgRefuseNs      = "cfg_cg_refuse_ns"
 	benchvarVarCfgCgSubs          = "cfg_cg_subs"
+	benchvarVarCfgCgTabBits       = "cfg_cg_tab_bits"
 	benchvarVarCfgCgWarn          = "cfg_cg_warn"
 	benchvarVarCfgMissDepthNs     = "cfg_miss_depth_ns"
 	benchvarVarCfgMissNs          = "cfg_miss_ns"
@@ -220,6 +232,7 @@ const (
 	benchvarVarUnusedAction       = "unused_action"
 	benchvarVarUnusedCarrierSlot  = "unused_carrier_slot"
 	benchvarVarUnusedCgBlock      = "unused_cg_block"
+	benchvarVarUnusedCgBucket     = "unused_cg_bucket"
 	benchvarVarUnusedCgEvent      = "unused_cg_event"
 	benchvarVarUnusedCgIn         = "unused_cg_in"
 	benchvarVarUnusedCgKey        = "unused_cg_key"
@@ -227,6 +240,7 @@ const (
 	benchvarVarUnusedCgOut        = "unused_cg_out"
 	benchvarVarUnusedCgPerm       = "unused_cg_perm"
 	benchvarVarUnusedCgSub        = "unused_cg_sub"
+	benchvarVarUnusedCgWay        = "unused_cg_way"
 	benchvarVarUnusedFlowBucket   = "unused_flow_bucket"
 	benchvarVarUnusedFlowEntry    = "unused_flow_entry"
 	benchvarVarUnusedFlowKey      = "unused_flow_key"
@@ -311,6 +325,7 @@ type benchvarMapSpecs struct {
 	BvFlowsShared *ebpf.MapSpec `ebpf:"bv_flows_shared"`
 	Carriers      *ebpf.MapSpec `ebpf:"carriers"`
 	CgBlocks      *ebpf.MapSpec `ebpf:"cg_blocks"`
+	CgBmeta       *ebpf.MapSpec `ebpf:"cg_bmeta"`
 	CgEvents      *ebpf.MapSpec `ebpf:"cg_events"`
 	CgMappings    *ebpf.MapSpec `ebpf:"cg_mappings"`
 	CgMappings6   *ebpf.MapSpec `ebpf:"cg_mappings6"`
@@ -319,6 +334,7 @@ type benchvarMapSpecs struct {
 	CgSlots       *ebpf.MapSpec `ebpf:"cg_slots"`
 	CgSlots6      *ebpf.MapSpec `ebpf:"cg_slots6"`
 	CgSubs        *ebpf.MapSpec `ebpf:"cg_subs"`
+	CgTable       *ebpf.MapSpec `ebpf:"cg_table"`
 	Flows         *ebpf.MapSpec `ebpf:"flows"`
 	Flows4        *ebpf.MapSpec `ebpf:"flows4"`
 	Flowtab       *ebpf.MapSpec `ebpf:"flowtab"`
@@ -355,6 +371,7 @@ type benchvarVariableSpecs struct {
 	CfgCgRefuseDepthNs *ebpf.VariableSpec `ebpf:"cfg_cg_refuse_depth_ns"`
 	CfgCgRefuseNs      *ebpf.VariableSpec `ebpf:"cfg_cg_refuse_ns"`
 	CfgCgSubs          *ebpf.VariableSpec `ebpf:"cfg_cg_subs"`
+	CfgCgTabBits       *ebpf.VariableSpec `ebpf:"cfg_cg_tab_bits"`
 	CfgCgWarn          *ebpf.VariableSpec `ebpf:"cfg_cg_warn"`
 	CfgMissDepthNs     *ebpf.VariableSpec `ebpf:"cfg_miss_depth_ns"`
 	CfgMissNs          *ebpf.VariableSpec `ebpf:"cfg_miss_ns"`
@@ -367,6 +384,7 @@ type benchvarVariableSpecs struct {
 	UnusedAction       *ebpf.VariableSpec `ebpf:"unused_action"`
 	UnusedCarrierSlot  *ebpf.VariableSpec `ebpf:"unused_carrier_slot"`
 	UnusedCgBlock      *ebpf.VariableSpec `ebpf:"unused_cg_block"`
+	UnusedCgBucket     *ebpf.VariableSpec `ebpf:"unused_cg_bucket"`
 	UnusedCgEvent      *ebpf.VariableSpec `ebpf:"unused_cg_event"`
 	UnusedCgIn         *ebpf.VariableSpec `ebpf:"unused_cg_in"`
 	UnusedCgKey        *ebpf.VariableSpec `ebpf:"unused_cg_key"`
@@ -374,6 +392,7 @@ type benchvarVariableSpecs struct {
 	UnusedCgOut        *ebpf.VariableSpec `ebpf:"unused_cg_out"`
 	UnusedCgPerm       *ebpf.VariableSpec `ebpf:"unused_cg_perm"`
 	UnusedCgSub        *ebpf.VariableSpec `ebpf:"unused_cg_sub"`
+	UnusedCgWay        *ebpf.VariableSpec `ebpf:"unused_cg_way"`
 	UnusedFlowBucket   *ebpf.VariableSpec `ebpf:"unused_flow_bucket"`
 	UnusedFlowEntry    *ebpf.VariableSpec `ebpf:"unused_flow_entry"`
 	UnusedFlowKey      *ebpf.VariableSpec `ebpf:"unused_flow_key"`
@@ -408,6 +427,7 @@ type benchvarMaps struct {
 	BvFlowsShared *ebpf.Map `ebpf:"bv_flows_shared"`
 	Carriers      *ebpf.Map `ebpf:"carriers"`
 	CgBlocks      *ebpf.Map `ebpf:"cg_blocks"`
+	CgBmeta       *ebpf.Map `ebpf:"cg_bmeta"`
 	CgEvents      *ebpf.Map `ebpf:"cg_events"`
 	CgMappings    *ebpf.Map `ebpf:"cg_mappings"`
 	CgMappings6   *ebpf.Map `ebpf:"cg_mappings6"`
@@ -416,6 +436,7 @@ type benchvarMaps struct {
 	CgSlots       *ebpf.Map `ebpf:"cg_slots"`
 	CgSlots6      *ebpf.Map `ebpf:"cg_slots6"`
 	CgSubs        *ebpf.Map `ebpf:"cg_subs"`
+	CgTable       *ebpf.Map `ebpf:"cg_table"`
 	Flows         *ebpf.Map `ebpf:"flows"`
 	Flows4        *ebpf.Map `ebpf:"flows4"`
 	Flowtab       *ebpf.Map `ebpf:"flowtab"`
@@ -434,6 +455,7 @@ func (m *benchvarMaps) Close() error {
 		m.BvFlowsShared,
 		m.Carriers,
 		m.CgBlocks,
+		m.CgBmeta,
 		m.CgEvents,
 		m.CgMappings,
 		m.CgMappings6,
@@ -442,6 +464,7 @@ func (m *benchvarMaps) Close() error {
 		m.CgSlots,
 		m.CgSlots6,
 		m.CgSubs,
+		m.CgTable,
 		m.Flows,
 		m.Flows4,
 		m.Flowtab,
@@ -479,6 +502,7 @@ type benchvarVariables struct {
 	CfgCgRefuseDepthNs *ebpf.Variable `ebpf:"cfg_cg_refuse_depth_ns"`
 	CfgCgRefuseNs      *ebpf.Variable `ebpf:"cfg_cg_refuse_ns"`
 	CfgCgSubs          *ebpf.Variable `ebpf:"cfg_cg_subs"`
+	CfgCgTabBits       *ebpf.Variable `ebpf:"cfg_cg_tab_bits"`
 	CfgCgWarn          *ebpf.Variable `ebpf:"cfg_cg_warn"`
 	CfgMissDepthNs     *ebpf.Variable `ebpf:"cfg_miss_depth_ns"`
 	CfgMissNs          *ebpf.Variable `ebpf:"cfg_miss_ns"`
@@ -491,6 +515,7 @@ type benchvarVariables struct {
 	UnusedAction       *ebpf.Variable `ebpf:"unused_action"`
 	UnusedCarrierSlot  *ebpf.Variable `ebpf:"unused_carrier_slot"`
 	UnusedCgBlock      *ebpf.Variable `ebpf:"unused_cg_block"`
+	UnusedCgBucket     *ebpf.Variable `ebpf:"unused_cg_bucket"`
 	UnusedCgEvent      *ebpf.Variable `ebpf:"unused_cg_event"`
 	UnusedCgIn         *ebpf.Variable `ebpf:"unused_cg_in"`
 	UnusedCgKey        *ebpf.Variable `ebpf:"unused_cg_key"`
@@ -498,6 +523,7 @@ type benchvarVariables struct {
 	UnusedCgOut        *ebpf.Variable `ebpf:"unused_cg_out"`
 	UnusedCgPerm       *ebpf.Variable `ebpf:"unused_cg_perm"`
 	UnusedCgSub        *ebpf.Variable `ebpf:"unused_cg_sub"`
+	UnusedCgWay        *ebpf.Variable `ebpf:"unused_cg_way"`
 	UnusedFlowBucket   *ebpf.Variable `ebpf:"unused_flow_bucket"`
 	UnusedFlowEntry    *ebpf.Variable `ebpf:"unused_flow_entry"`
 	UnusedFlowKey      *ebpf.Variable `ebpf:"unused_flow_key"`

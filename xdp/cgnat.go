@@ -20,9 +20,9 @@ import (
 // configuration, the maps it sizes, and what the agent does to them:
 // grant blocks, say when to refuse, read mappings and block events.
 
-// DefaultCGNATMappings sizes the mapping hash (and the filters'
-// permissions) when Options.CGNATMappings is 0: 1M mappings, about 80 MB
-// preallocated (see xdp/README.md, CGNAT).
+// DefaultCGNATMappings sizes the mapping table (and the filters'
+// permissions) when Options.CGNATMappings is 0: 1M mappings, about 46 MB
+// allocated at load (see xdp/README.md, CGNAT).
 const DefaultCGNATMappings = 1 << 20
 
 // Defaults of the bound on admin-prohibited answers, for the relay as a
@@ -53,10 +53,7 @@ func configureCGNAT(spec *ebpf.CollectionSpec, opts Options) error {
 	if !c.Enabled() {
 		return nil
 	}
-	n := opts.CGNATMappings
-	if n == 0 {
-		n = DefaultCGNATMappings
-	}
+	n := cgnatMappings(opts)
 	rate, burst := opts.RefuseRate, opts.RefuseBurst
 	if rate == 0 {
 		rate = DefaultRefuseRate
@@ -87,6 +84,7 @@ func configureCGNAT(spec *ebpf.CollectionSpec, opts Options) error {
 		datapathVarCfgCgNblk:          uint32(c.Blocks),
 		datapathVarCfgCgFilter:        uint32(c.Filter),
 		datapathVarCfgCgWarn:          c.WarnAt(),
+		datapathVarCfgCgTabBits:       cgTableBits(n),
 		datapathVarCfgCgRefuseNs:      tokenNS,
 		datapathVarCfgCgRefuseDepthNs: tokenNS * uint64(burst),
 		datapathVarCfgCg6Subs:         uint32(c.Subscribers6()),
@@ -98,7 +96,9 @@ func configureCGNAT(spec *ebpf.CollectionSpec, opts Options) error {
 			return fmt.Errorf("set %s: %w", name, err)
 		}
 	}
-	spec.Maps[datapathMapCgMappings].MaxEntries = n
+	spec.Maps[datapathMapCgTable].MaxEntries = 1 << cgTableBits(n)
+	spec.Maps[datapathMapCgBmeta].MaxEntries = 1 << cgTableBits(n)
+	spec.Maps[datapathMapCgMappings].MaxEntries = cgSpillEntries(n)
 	// The permissions are a preallocated hash: sized for every mapping
 	// it holds that memory whether used or not, so only the dependent
 	// filters, which record them, get room (88 bytes a mapping otherwise
@@ -120,6 +120,14 @@ func configureCGNAT(spec *ebpf.CollectionSpec, opts Options) error {
 		spec.Maps[datapathMapCgSlots6].MaxEntries = uint32(cgnat.Planes * c.PoolPorts())
 	}
 	return nil
+}
+
+// cgnatMappings is the most mappings opts sizes the CGNAT for.
+func cgnatMappings(opts Options) uint32 {
+	if opts.CGNATMappings == 0 {
+		return DefaultCGNATMappings
+	}
+	return opts.CGNATMappings
 }
 
 // hi64 is a prefix's first 64 bits as a number (0 for none).
@@ -265,7 +273,7 @@ func (d *Datapath) ReadCGNATMappings(s *CGNATMappingSet) error {
 		return nil
 	}
 	var err error
-	if s.k4, s.v4, err = readHash(d.objs.CgMappings, s.k4, s.v4); err != nil || !d.cg.NAT64() {
+	if s.k4, s.v4, err = d.cgt.each(s.k4, s.v4); err != nil || !d.cg.NAT64() {
 		return err
 	}
 	s.k6, s.v6, err = readHash(d.objs.CgMappings6, s.k6, s.v6)
@@ -580,18 +588,25 @@ var (
 	_ [0]struct{} = [cgBitsOff - unsafe.Offsetof(datapathCgBlock{}.Bits)]struct{}{}
 )
 
-// openBlocks maps cg_blocks, where the agent gives ports back.
-func (d *Datapath) openBlocks() error {
+// openBlocks maps cg_blocks, where the agent gives ports back, and the
+// mapping table (cgtable.go), hashed with the seed ts holds.
+func (d *Datapath) openBlocks(ts tableSpec) error {
 	if !d.cg.Enabled() {
 		return nil
 	}
+	t, err := openCGTable(d.objs.CgTable, d.objs.CgBmeta, d.objs.CgMappings,
+		cgTableBits(ts.cgMappings), ts.seed[0])
+	if err != nil {
+		return err
+	}
+	d.cgt = t
 	size := d.cg.NumBlocks() * cgBlockLen
 	if pg := unix.Getpagesize(); size%pg != 0 {
 		size += pg - size%pg
 	}
 	mem, err := unix.Mmap(d.objs.CgBlocks.FD(), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
-		return fmt.Errorf("map the cgnat blocks: %w", err)
+		return errors.Join(fmt.Errorf("map the cgnat blocks: %w", err), d.cgt.close())
 	}
 	d.cgBlocks = mem
 	return nil
@@ -619,19 +634,17 @@ func (d *Datapath) ReleaseMapping(k cgnat.Key) error {
 	if pl < 0 || !k.Addr.Is4() && !d.cg.NAT64() {
 		return fmt.Errorf("cgnat: no mapping has key %+v", k)
 	}
-	var ck any
-	m := d.objs.CgMappings
-	if k.Addr.Is6() {
-		ck, m = ptr(key6(k)), d.objs.CgMappings6
-	} else {
-		ck = &datapathCgKey{Addr: net32(k.Addr), Port: hport(k.Port), Proto: k.Proto}
-	}
 	var o datapathCgOut
-	if err := m.Lookup(ck, &o); err != nil {
-		return fmt.Errorf("cgnat: mapping %+v: %w", k, err)
-	}
-	if err := m.Delete(ck); err != nil {
-		return fmt.Errorf("cgnat: mapping %+v: %w", k, err)
+	if k.Addr.Is6() {
+		ck := key6(k)
+		if err := d.objs.CgMappings6.LookupAndDelete(&ck, &o); err != nil {
+			return fmt.Errorf("cgnat: mapping %+v: %w", k, err)
+		}
+	} else {
+		var err error
+		if o, err = d.cgt.remove(datapathCgKey{Addr: net32(k.Addr), Port: hport(k.Port), Proto: k.Proto}); err != nil {
+			return err
+		}
 	}
 	off, ok := d.cg.PoolPort(cgAddr(o.Addr), hport(o.Port))
 	if !ok {

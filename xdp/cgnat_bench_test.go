@@ -48,12 +48,11 @@ func cgnatBenchPaths(tb testing.TB) ([]xdpbench.Path, *Datapath) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	d, err := fromCollection(coll, xdpbench.Config, ts)
+	d, err := fromCollection(coll, xdpbench.Config, benchCGNAT, ts)
 	if err != nil {
 		coll.Close()
 		tb.Fatal(err)
 	}
-	d.cg = benchCGNAT
 	tb.Cleanup(func() { d.Close(); coll.Close() })
 	if err := xdpbench.Install(d); err != nil {
 		tb.Fatal(err)

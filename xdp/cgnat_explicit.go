@@ -43,8 +43,9 @@ func (d *Datapath) MapExplicit(k cgnat.Key, pub netip.Addr, port uint16) error {
 	}
 	ck := datapathCgKey{Addr: net32(k.Addr), Port: hport(k.Port), Proto: k.Proto}
 	slot := uint32(pl*d.cg.PoolPorts() + off)
-	var o datapathCgOut
-	if err := d.objs.CgMappings.Lookup(&ck, &o); err == nil {
+	if o, ok, err := d.cgt.get(ck); err != nil {
+		return err
+	} else if ok {
 		if cgAddr(o.Addr) != pub || hport(o.Port) != port {
 			return cgnat.ErrPortTaken
 		}
@@ -80,10 +81,13 @@ func (d *Datapath) MapExplicit(k cgnat.Key, pub netip.Addr, port uint16) error {
 		epoch = 0
 	}
 	v := datapathCgOut{Addr: net32(pub), Port: hport(port), Epoch: epoch}
-	if err := d.objs.CgMappings.Update(&ck, &v, ebpf.UpdateNoExist); err != nil {
-		// A packet of k made its mapping meanwhile (or the hash is full).
+	if added, err := d.cgt.add(ck, v); !added {
+		// A packet of k made its mapping meanwhile (or the spill is full).
 		_ = d.objs.CgSlots.Update(slot, &datapathCgIn{}, ebpf.UpdateExist)
 		giveBack()
+		if err != nil {
+			return err
+		}
 		return cgnat.ErrPortTaken
 	}
 	return nil
@@ -104,9 +108,9 @@ func (d *Datapath) Unexplicit(k cgnat.Key) error {
 		return fmt.Errorf("cgnat: no mapping has key %+v", k)
 	}
 	ck := datapathCgKey{Addr: net32(k.Addr), Port: hport(k.Port), Proto: k.Proto}
-	var o datapathCgOut
-	if err := d.objs.CgMappings.Lookup(&ck, &o); err != nil {
-		return fmt.Errorf("cgnat: mapping %+v: %w", k, err)
+	o, ok, err := d.cgt.get(ck)
+	if err != nil || !ok {
+		return errors.Join(err, fmt.Errorf("cgnat: mapping %+v: %w", k, ebpf.ErrKeyNotExist))
 	}
 	off, ok := d.cg.PoolPort(cgAddr(o.Addr), hport(o.Port))
 	if !ok {
@@ -119,8 +123,7 @@ func (d *Datapath) Unexplicit(k cgnat.Key) error {
 	if err != nil {
 		return err
 	}
-	o.Epoch = epoch
-	return d.objs.CgMappings.Update(&ck, &o, ebpf.UpdateExist)
+	return d.cgt.setEpoch(ck, epoch)
 }
 
 // setExplicit sets or clears the explicit mark of k's inbound slot. The
@@ -156,18 +159,20 @@ func (d *Datapath) CGNATMapping(k cgnat.Key) (cgnat.Out, bool, error) {
 	if !d.cg.Enabled() {
 		return cgnat.Out{}, false, errNoCGNAT
 	}
-	var ck any
-	m := d.objs.CgMappings
+	var o datapathCgOut
+	var err error
 	switch {
 	case k.Addr.Is4():
-		ck = &datapathCgKey{Addr: net32(k.Addr), Port: hport(k.Port), Proto: k.Proto}
+		var ok bool
+		o, ok, err = d.cgt.get(datapathCgKey{Addr: net32(k.Addr), Port: hport(k.Port), Proto: k.Proto})
+		if err == nil && !ok {
+			err = ebpf.ErrKeyNotExist
+		}
 	case k.Addr.Is6() && d.cg.NAT64():
-		ck, m = ptr(key6(k)), d.objs.CgMappings6
+		err = d.objs.CgMappings6.Lookup(ptr(key6(k)), &o)
 	default:
 		return cgnat.Out{}, false, nil
 	}
-	var o datapathCgOut
-	err := m.Lookup(ck, &o)
 	if errors.Is(err, ebpf.ErrKeyNotExist) {
 		return cgnat.Out{}, false, nil
 	}

@@ -58,7 +58,8 @@ func TestCGNATMemoryPerMapping(t *testing.T) {
 	}
 	defer d.Close()
 	var total uint64
-	for name, m := range map[string]*ebpf.Map{"cg_mappings": d.objs.CgMappings, "cg_slots": d.objs.CgSlots,
+	for name, m := range map[string]*ebpf.Map{"cg_table": d.objs.CgTable, "cg_bmeta": d.objs.CgBmeta,
+		"cg_mappings": d.objs.CgMappings, "cg_slots": d.objs.CgSlots,
 		"cg_blocks": d.objs.CgBlocks, "cg_subs": d.objs.CgSubs, "cg_perms": d.objs.CgPerms,
 		"cg_mappings6": d.objs.CgMappings6, "cg_slots6": d.objs.CgSlots6} {
 		n := memlock(t, m)

@@ -20,6 +20,7 @@ type Datapath struct {
 	cg   cgnat.Config // the relay's CGNAT, if any (cgnat.go)
 	// cgBlocks is cg_blocks mapped, where ports go back (cgnat.go).
 	cgBlocks []byte
+	cgt      *cgTable // cg_table mapped, the NAT44 mappings (cgtable.go)
 	tab      *flowTable
 	mu       sync.Mutex // serializes writes of carrier slots and the flow table
 }
@@ -48,7 +49,8 @@ type Options struct {
 	// CGNAT configures the relay's CGNAT for its subscribers (relay_sub,
 	// and the pool's ports on relay_ext); the zero value is none.
 	CGNAT cgnat.Config
-	// CGNATMappings sizes the CGNAT's mapping hash and the filters'
+	// CGNATMappings sizes the CGNAT's mapping table (room for twice as
+	// many, cgtable.go), its spill and the filters'
 	// permissions; 0 is DefaultCGNATMappings.
 	CGNATMappings uint32
 	// RefuseRate and RefuseBurst bound the CGNAT's admin-prohibited
@@ -98,7 +100,7 @@ func Load(cfg xlat.Config, opts Options) (*Datapath, error) {
 	if err := d.openTable(ts); err != nil {
 		return nil, errors.Join(err, d.objs.Close())
 	}
-	if err := d.openBlocks(); err != nil {
+	if err := d.openBlocks(ts); err != nil {
 		return nil, errors.Join(err, d.tab.close(), d.objs.Close())
 	}
 	return d, nil
@@ -106,8 +108,9 @@ func Load(cfg xlat.Config, opts Options) (*Datapath, error) {
 
 // tableSpec is the flow table a spec was configured with.
 type tableSpec struct {
-	buckets uint32
-	seed    tableSeed
+	buckets    uint32
+	seed       tableSeed
+	cgMappings uint32 // the CGNAT's most mappings, which size cg_table
 }
 
 // configure validates cfg and writes it, and the table sizes and hash
@@ -158,6 +161,7 @@ func configure(spec *ebpf.CollectionSpec, cfg xlat.Config, opts Options, seed *t
 	if err := configureCGNAT(spec, opts); err != nil {
 		return ts, err
 	}
+	ts.cgMappings = cgnatMappings(opts)
 	spec.Maps[datapathMapCarriers].MaxEntries = slotCount(cfg)
 	spec.Maps[datapathMapFlowtab].MaxEntries = ts.buckets
 	if opts.MaxFlows != 0 {
@@ -209,7 +213,7 @@ func (d *Datapath) openTable(ts tableSpec) error {
 
 // Close releases the programs and maps (attached links stay until closed).
 func (d *Datapath) Close() error {
-	return errors.Join(d.tab.close(), d.closeBlocks(), d.objs.Close())
+	return errors.Join(d.tab.close(), d.closeBlocks(), d.cgt.close(), d.objs.Close())
 }
 
 // Program returns the entry program for a role.
@@ -520,13 +524,16 @@ func (d *Datapath) deleteFlows(ck datapathFlowKey) error {
 
 // fromCollection makes a Datapath of a loaded test build of the same C,
 // configured by configure with ts.
-func fromCollection(coll *ebpf.Collection, cfg xlat.Config, ts tableSpec) (*Datapath, error) {
-	d := &Datapath{cfg: cfg}
+func fromCollection(coll *ebpf.Collection, cfg xlat.Config, cg cgnat.Config, ts tableSpec) (*Datapath, error) {
+	d := &Datapath{cfg: cfg, cg: cg}
 	if err := coll.Assign(&d.objs); err != nil {
 		return nil, err
 	}
 	if err := d.openTable(ts); err != nil {
 		return nil, errors.Join(err, d.objs.Close())
+	}
+	if err := d.openBlocks(ts); err != nil {
+		return nil, errors.Join(err, d.tab.close(), d.objs.Close())
 	}
 	return d, nil
 }

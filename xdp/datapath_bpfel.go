@@ -43,6 +43,11 @@ type datapathCgBlock struct {
 	Pad  uint16
 }
 
+type datapathCgBucket struct {
+	_ structs.HostLayout
+	W [4]datapathCgWay
+}
+
 type datapathCgEvent struct {
 	_     structs.HostLayout
 	Sub   uint32
@@ -100,6 +105,12 @@ type datapathCgSub struct {
 	Block   [4]uint32
 	Nblocks uint32
 	Spent   uint32
+}
+
+type datapathCgWay struct {
+	_ structs.HostLayout
+	K uint64
+	O datapathCgOut
 }
 
 type datapathFlowBucket struct {
@@ -228,7 +239,8 @@ const (
 	datapathReasonREASON_NAT64TOO_BIG             datapathReason = 48
 	datapathReasonREASON_DROP_NAT64TOO_BIG        datapathReason = 49
 	datapathReasonREASON_DROP_BAD_TCP_OFFSET      datapathReason = 50
-	datapathReasonREASON_MAX                      datapathReason = 51
+	datapathReasonREASON_DROP_CGNAT_BUSY          datapathReason = 51
+	datapathReasonREASON_MAX                      datapathReason = 52
 )
 
 type datapathRole uint32
@@ -246,6 +258,7 @@ const (
 const (
 	datapathMapCarriers           = "carriers"
 	datapathMapCgBlocks           = "cg_blocks"
+	datapathMapCgBmeta            = "cg_bmeta"
 	datapathMapCgEvents           = "cg_events"
 	datapathMapCgMappings         = "cg_mappings"
 	datapathMapCgMappings6        = "cg_mappings6"
@@ -254,6 +267,7 @@ const (
 	datapathMapCgSlots            = "cg_slots"
 	datapathMapCgSlots6           = "cg_slots6"
 	datapathMapCgSubs             = "cg_subs"
+	datapathMapCgTable            = "cg_table"
 	datapathMapFlows              = "flows"
 	datapathMapFlows4             = "flows4"
 	datapathMapFlowtab            = "flowtab"
@@ -287,6 +301,7 @@ const (
 	datapathVarCfgCgRefuseDepthNs = "cfg_cg_refuse_depth_ns"
 	datapathVarCfgCgRefuseNs      = "cfg_cg_refuse_ns"
 	datapathVarCfgCgSubs          = "cfg_cg_subs"
+	datapathVarCfgCgTabBits       = "cfg_cg_tab_bits"
 	datapathVarCfgCgWarn          = "cfg_cg_warn"
 	datapathVarCfgMissDepthNs     = "cfg_miss_depth_ns"
 	datapathVarCfgMissNs          = "cfg_miss_ns"
@@ -299,6 +314,7 @@ const (
 	datapathVarUnusedAction       = "unused_action"
 	datapathVarUnusedCarrierSlot  = "unused_carrier_slot"
 	datapathVarUnusedCgBlock      = "unused_cg_block"
+	datapathVarUnusedCgBucket     = "unused_cg_bucket"
 	datapathVarUnusedCgEvent      = "unused_cg_event"
 	datapathVarUnusedCgIn         = "unused_cg_in"
 	datapathVarUnusedCgKey        = "unused_cg_key"
@@ -306,6 +322,7 @@ const (
 	datapathVarUnusedCgOut        = "unused_cg_out"
 	datapathVarUnusedCgPerm       = "unused_cg_perm"
 	datapathVarUnusedCgSub        = "unused_cg_sub"
+	datapathVarUnusedCgWay        = "unused_cg_way"
 	datapathVarUnusedFlowBucket   = "unused_flow_bucket"
 	datapathVarUnusedFlowEntry    = "unused_flow_entry"
 	datapathVarUnusedFlowKey      = "unused_flow_key"
@@ -372,6 +389,7 @@ type datapathProgramSpecs struct {
 type datapathMapSpecs struct {
 	Carriers     *ebpf.MapSpec `ebpf:"carriers"`
 	CgBlocks     *ebpf.MapSpec `ebpf:"cg_blocks"`
+	CgBmeta      *ebpf.MapSpec `ebpf:"cg_bmeta"`
 	CgEvents     *ebpf.MapSpec `ebpf:"cg_events"`
 	CgMappings   *ebpf.MapSpec `ebpf:"cg_mappings"`
 	CgMappings6  *ebpf.MapSpec `ebpf:"cg_mappings6"`
@@ -380,6 +398,7 @@ type datapathMapSpecs struct {
 	CgSlots      *ebpf.MapSpec `ebpf:"cg_slots"`
 	CgSlots6     *ebpf.MapSpec `ebpf:"cg_slots6"`
 	CgSubs       *ebpf.MapSpec `ebpf:"cg_subs"`
+	CgTable      *ebpf.MapSpec `ebpf:"cg_table"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
 	Flows4       *ebpf.MapSpec `ebpf:"flows4"`
 	Flowtab      *ebpf.MapSpec `ebpf:"flowtab"`
@@ -413,6 +432,7 @@ type datapathVariableSpecs struct {
 	CfgCgRefuseDepthNs *ebpf.VariableSpec `ebpf:"cfg_cg_refuse_depth_ns"`
 	CfgCgRefuseNs      *ebpf.VariableSpec `ebpf:"cfg_cg_refuse_ns"`
 	CfgCgSubs          *ebpf.VariableSpec `ebpf:"cfg_cg_subs"`
+	CfgCgTabBits       *ebpf.VariableSpec `ebpf:"cfg_cg_tab_bits"`
 	CfgCgWarn          *ebpf.VariableSpec `ebpf:"cfg_cg_warn"`
 	CfgMissDepthNs     *ebpf.VariableSpec `ebpf:"cfg_miss_depth_ns"`
 	CfgMissNs          *ebpf.VariableSpec `ebpf:"cfg_miss_ns"`
@@ -425,6 +445,7 @@ type datapathVariableSpecs struct {
 	UnusedAction       *ebpf.VariableSpec `ebpf:"unused_action"`
 	UnusedCarrierSlot  *ebpf.VariableSpec `ebpf:"unused_carrier_slot"`
 	UnusedCgBlock      *ebpf.VariableSpec `ebpf:"unused_cg_block"`
+	UnusedCgBucket     *ebpf.VariableSpec `ebpf:"unused_cg_bucket"`
 	UnusedCgEvent      *ebpf.VariableSpec `ebpf:"unused_cg_event"`
 	UnusedCgIn         *ebpf.VariableSpec `ebpf:"unused_cg_in"`
 	UnusedCgKey        *ebpf.VariableSpec `ebpf:"unused_cg_key"`
@@ -432,6 +453,7 @@ type datapathVariableSpecs struct {
 	UnusedCgOut        *ebpf.VariableSpec `ebpf:"unused_cg_out"`
 	UnusedCgPerm       *ebpf.VariableSpec `ebpf:"unused_cg_perm"`
 	UnusedCgSub        *ebpf.VariableSpec `ebpf:"unused_cg_sub"`
+	UnusedCgWay        *ebpf.VariableSpec `ebpf:"unused_cg_way"`
 	UnusedFlowBucket   *ebpf.VariableSpec `ebpf:"unused_flow_bucket"`
 	UnusedFlowEntry    *ebpf.VariableSpec `ebpf:"unused_flow_entry"`
 	UnusedFlowKey      *ebpf.VariableSpec `ebpf:"unused_flow_key"`
@@ -464,6 +486,7 @@ func (o *datapathObjects) Close() error {
 type datapathMaps struct {
 	Carriers     *ebpf.Map `ebpf:"carriers"`
 	CgBlocks     *ebpf.Map `ebpf:"cg_blocks"`
+	CgBmeta      *ebpf.Map `ebpf:"cg_bmeta"`
 	CgEvents     *ebpf.Map `ebpf:"cg_events"`
 	CgMappings   *ebpf.Map `ebpf:"cg_mappings"`
 	CgMappings6  *ebpf.Map `ebpf:"cg_mappings6"`
@@ -472,6 +495,7 @@ type datapathMaps struct {
 	CgSlots      *ebpf.Map `ebpf:"cg_slots"`
 	CgSlots6     *ebpf.Map `ebpf:"cg_slots6"`
 	CgSubs       *ebpf.Map `ebpf:"cg_subs"`
+	CgTable      *ebpf.Map `ebpf:"cg_table"`
 	Flows        *ebpf.Map `ebpf:"flows"`
 	Flows4       *ebpf.Map `ebpf:"flows4"`
 	Flowtab      *ebpf.Map `ebpf:"flowtab"`
@@ -488,6 +512,7 @@ func (m *datapathMaps) Close() error {
 	return _DatapathClose(
 		m.Carriers,
 		m.CgBlocks,
+		m.CgBmeta,
 		m.CgEvents,
 		m.CgMappings,
 		m.CgMappings6,
@@ -496,6 +521,7 @@ func (m *datapathMaps) Close() error {
 		m.CgSlots,
 		m.CgSlots6,
 		m.CgSubs,
+		m.CgTable,
 		m.Flows,
 		m.Flows4,
 		m.Flowtab,
@@ -530,6 +556,7 @@ type datapathVariables struct {
 	CfgCgRefuseDepthNs *ebpf.Variable `ebpf:"cfg_cg_refuse_depth_ns"`
 	CfgCgRefuseNs      *ebpf.Variable `ebpf:"cfg_cg_refuse_ns"`
 	CfgCgSubs          *ebpf.Variable `ebpf:"cfg_cg_subs"`
+	CfgCgTabBits       *ebpf.Variable `ebpf:"cfg_cg_tab_bits"`
 	CfgCgWarn          *ebpf.Variable `ebpf:"cfg_cg_warn"`
 	CfgMissDepthNs     *ebpf.Variable `ebpf:"cfg_miss_depth_ns"`
 	CfgMissNs          *ebpf.Variable `ebpf:"cfg_miss_ns"`
@@ -542,6 +569,7 @@ type datapathVariables struct {
 	UnusedAction       *ebpf.Variable `ebpf:"unused_action"`
 	UnusedCarrierSlot  *ebpf.Variable `ebpf:"unused_carrier_slot"`
 	UnusedCgBlock      *ebpf.Variable `ebpf:"unused_cg_block"`
+	UnusedCgBucket     *ebpf.Variable `ebpf:"unused_cg_bucket"`
 	UnusedCgEvent      *ebpf.Variable `ebpf:"unused_cg_event"`
 	UnusedCgIn         *ebpf.Variable `ebpf:"unused_cg_in"`
 	UnusedCgKey        *ebpf.Variable `ebpf:"unused_cg_key"`
@@ -549,6 +577,7 @@ type datapathVariables struct {
 	UnusedCgOut        *ebpf.Variable `ebpf:"unused_cg_out"`
 	UnusedCgPerm       *ebpf.Variable `ebpf:"unused_cg_perm"`
 	UnusedCgSub        *ebpf.Variable `ebpf:"unused_cg_sub"`
+	UnusedCgWay        *ebpf.Variable `ebpf:"unused_cg_way"`
 	UnusedFlowBucket   *ebpf.Variable `ebpf:"unused_flow_bucket"`
 	UnusedFlowEntry    *ebpf.Variable `ebpf:"unused_flow_entry"`
 	UnusedFlowKey      *ebpf.Variable `ebpf:"unused_flow_key"`

@@ -32,6 +32,15 @@ type lookupsCgBlock struct {
 	Pad  uint16
 }
 
+type lookupsCgBucket struct {
+	_ structs.HostLayout
+	W [4]struct {
+		_ structs.HostLayout
+		K uint64
+		O lookupsCgOut
+	}
+}
+
 type lookupsCgIn struct {
 	_     structs.HostLayout
 	Addr  uint32
@@ -146,6 +155,7 @@ type lookupsMissSrc struct {
 const (
 	lookupsMapCarriers           = "carriers"
 	lookupsMapCgBlocks           = "cg_blocks"
+	lookupsMapCgBmeta            = "cg_bmeta"
 	lookupsMapCgEvents           = "cg_events"
 	lookupsMapCgMappings         = "cg_mappings"
 	lookupsMapCgMappings6        = "cg_mappings6"
@@ -154,6 +164,7 @@ const (
 	lookupsMapCgSlots            = "cg_slots"
 	lookupsMapCgSlots6           = "cg_slots6"
 	lookupsMapCgSubs             = "cg_subs"
+	lookupsMapCgTable            = "cg_table"
 	lookupsMapFlows              = "flows"
 	lookupsMapFlows4             = "flows4"
 	lookupsMapFlowtab            = "flowtab"
@@ -187,6 +198,7 @@ const (
 	lookupsVarCfgCgRefuseDepthNs = "cfg_cg_refuse_depth_ns"
 	lookupsVarCfgCgRefuseNs      = "cfg_cg_refuse_ns"
 	lookupsVarCfgCgSubs          = "cfg_cg_subs"
+	lookupsVarCfgCgTabBits       = "cfg_cg_tab_bits"
 	lookupsVarCfgCgWarn          = "cfg_cg_warn"
 	lookupsVarCfgMissDepthNs     = "cfg_miss_depth_ns"
 	lookupsVarCfgMissNs          = "cfg_miss_ns"
@@ -200,6 +212,7 @@ const (
 	lookupsVarUnusedAction       = "unused_action"
 	lookupsVarUnusedCarrierSlot  = "unused_carrier_slot"
 	lookupsVarUnusedCgBlock      = "unused_cg_block"
+	lookupsVarUnusedCgBucket     = "unused_cg_bucket"
 	lookupsVarUnusedCgEvent      = "unused_cg_event"
 	lookupsVarUnusedCgIn         = "unused_cg_in"
 	lookupsVarUnusedCgKey        = "unused_cg_key"
@@ -207,6 +220,7 @@ const (
 	lookupsVarUnusedCgOut        = "unused_cg_out"
 	lookupsVarUnusedCgPerm       = "unused_cg_perm"
 	lookupsVarUnusedCgSub        = "unused_cg_sub"
+	lookupsVarUnusedCgWay        = "unused_cg_way"
 	lookupsVarUnusedFlowBucket   = "unused_flow_bucket"
 	lookupsVarUnusedFlowEntry    = "unused_flow_entry"
 	lookupsVarUnusedFlowKey      = "unused_flow_key"
@@ -273,6 +287,7 @@ type lookupsProgramSpecs struct {
 type lookupsMapSpecs struct {
 	Carriers     *ebpf.MapSpec `ebpf:"carriers"`
 	CgBlocks     *ebpf.MapSpec `ebpf:"cg_blocks"`
+	CgBmeta      *ebpf.MapSpec `ebpf:"cg_bmeta"`
 	CgEvents     *ebpf.MapSpec `ebpf:"cg_events"`
 	CgMappings   *ebpf.MapSpec `ebpf:"cg_mappings"`
 	CgMappings6  *ebpf.MapSpec `ebpf:"cg_mappings6"`
@@ -281,6 +296,7 @@ type lookupsMapSpecs struct {
 	CgSlots      *ebpf.MapSpec `ebpf:"cg_slots"`
 	CgSlots6     *ebpf.MapSpec `ebpf:"cg_slots6"`
 	CgSubs       *ebpf.MapSpec `ebpf:"cg_subs"`
+	CgTable      *ebpf.MapSpec `ebpf:"cg_table"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
 	Flows4       *ebpf.MapSpec `ebpf:"flows4"`
 	Flowtab      *ebpf.MapSpec `ebpf:"flowtab"`
@@ -314,6 +330,7 @@ type lookupsVariableSpecs struct {
 	CfgCgRefuseDepthNs *ebpf.VariableSpec `ebpf:"cfg_cg_refuse_depth_ns"`
 	CfgCgRefuseNs      *ebpf.VariableSpec `ebpf:"cfg_cg_refuse_ns"`
 	CfgCgSubs          *ebpf.VariableSpec `ebpf:"cfg_cg_subs"`
+	CfgCgTabBits       *ebpf.VariableSpec `ebpf:"cfg_cg_tab_bits"`
 	CfgCgWarn          *ebpf.VariableSpec `ebpf:"cfg_cg_warn"`
 	CfgMissDepthNs     *ebpf.VariableSpec `ebpf:"cfg_miss_depth_ns"`
 	CfgMissNs          *ebpf.VariableSpec `ebpf:"cfg_miss_ns"`
@@ -327,6 +344,7 @@ type lookupsVariableSpecs struct {
 	UnusedAction       *ebpf.VariableSpec `ebpf:"unused_action"`
 	UnusedCarrierSlot  *ebpf.VariableSpec `ebpf:"unused_carrier_slot"`
 	UnusedCgBlock      *ebpf.VariableSpec `ebpf:"unused_cg_block"`
+	UnusedCgBucket     *ebpf.VariableSpec `ebpf:"unused_cg_bucket"`
 	UnusedCgEvent      *ebpf.VariableSpec `ebpf:"unused_cg_event"`
 	UnusedCgIn         *ebpf.VariableSpec `ebpf:"unused_cg_in"`
 	UnusedCgKey        *ebpf.VariableSpec `ebpf:"unused_cg_key"`
@@ -334,6 +352,7 @@ type lookupsVariableSpecs struct {
 	UnusedCgOut        *ebpf.VariableSpec `ebpf:"unused_cg_out"`
 	UnusedCgPerm       *ebpf.VariableSpec `ebpf:"unused_cg_perm"`
 	UnusedCgSub        *ebpf.VariableSpec `ebpf:"unused_cg_sub"`
+	UnusedCgWay        *ebpf.VariableSpec `ebpf:"unused_cg_way"`
 	UnusedFlowBucket   *ebpf.VariableSpec `ebpf:"unused_flow_bucket"`
 	UnusedFlowEntry    *ebpf.VariableSpec `ebpf:"unused_flow_entry"`
 	UnusedFlowKey      *ebpf.VariableSpec `ebpf:"unused_flow_key"`
@@ -366,6 +385,7 @@ func (o *lookupsObjects) Close() error {
 type lookupsMaps struct {
 	Carriers     *ebpf.Map `ebpf:"carriers"`
 	CgBlocks     *ebpf.Map `ebpf:"cg_blocks"`
+	CgBmeta      *ebpf.Map `ebpf:"cg_bmeta"`
 	CgEvents     *ebpf.Map `ebpf:"cg_events"`
 	CgMappings   *ebpf.Map `ebpf:"cg_mappings"`
 	CgMappings6  *ebpf.Map `ebpf:"cg_mappings6"`
@@ -374,6 +394,7 @@ type lookupsMaps struct {
 	CgSlots      *ebpf.Map `ebpf:"cg_slots"`
 	CgSlots6     *ebpf.Map `ebpf:"cg_slots6"`
 	CgSubs       *ebpf.Map `ebpf:"cg_subs"`
+	CgTable      *ebpf.Map `ebpf:"cg_table"`
 	Flows        *ebpf.Map `ebpf:"flows"`
 	Flows4       *ebpf.Map `ebpf:"flows4"`
 	Flowtab      *ebpf.Map `ebpf:"flowtab"`
@@ -390,6 +411,7 @@ func (m *lookupsMaps) Close() error {
 	return _LookupsClose(
 		m.Carriers,
 		m.CgBlocks,
+		m.CgBmeta,
 		m.CgEvents,
 		m.CgMappings,
 		m.CgMappings6,
@@ -398,6 +420,7 @@ func (m *lookupsMaps) Close() error {
 		m.CgSlots,
 		m.CgSlots6,
 		m.CgSubs,
+		m.CgTable,
 		m.Flows,
 		m.Flows4,
 		m.Flowtab,
@@ -432,6 +455,7 @@ type lookupsVariables struct {
 	CfgCgRefuseDepthNs *ebpf.Variable `ebpf:"cfg_cg_refuse_depth_ns"`
 	CfgCgRefuseNs      *ebpf.Variable `ebpf:"cfg_cg_refuse_ns"`
 	CfgCgSubs          *ebpf.Variable `ebpf:"cfg_cg_subs"`
+	CfgCgTabBits       *ebpf.Variable `ebpf:"cfg_cg_tab_bits"`
 	CfgCgWarn          *ebpf.Variable `ebpf:"cfg_cg_warn"`
 	CfgMissDepthNs     *ebpf.Variable `ebpf:"cfg_miss_depth_ns"`
 	CfgMissNs          *ebpf.Variable `ebpf:"cfg_miss_ns"`
@@ -445,6 +469,7 @@ type lookupsVariables struct {
 	UnusedAction       *ebpf.Variable `ebpf:"unused_action"`
 	UnusedCarrierSlot  *ebpf.Variable `ebpf:"unused_carrier_slot"`
 	UnusedCgBlock      *ebpf.Variable `ebpf:"unused_cg_block"`
+	UnusedCgBucket     *ebpf.Variable `ebpf:"unused_cg_bucket"`
 	UnusedCgEvent      *ebpf.Variable `ebpf:"unused_cg_event"`
 	UnusedCgIn         *ebpf.Variable `ebpf:"unused_cg_in"`
 	UnusedCgKey        *ebpf.Variable `ebpf:"unused_cg_key"`
@@ -452,6 +477,7 @@ type lookupsVariables struct {
 	UnusedCgOut        *ebpf.Variable `ebpf:"unused_cg_out"`
 	UnusedCgPerm       *ebpf.Variable `ebpf:"unused_cg_perm"`
 	UnusedCgSub        *ebpf.Variable `ebpf:"unused_cg_sub"`
+	UnusedCgWay        *ebpf.Variable `ebpf:"unused_cg_way"`
 	UnusedFlowBucket   *ebpf.Variable `ebpf:"unused_flow_bucket"`
 	UnusedFlowEntry    *ebpf.Variable `ebpf:"unused_flow_entry"`
 	UnusedFlowKey      *ebpf.Variable `ebpf:"unused_flow_key"`

@@ -3,6 +3,7 @@ package xdp
 import (
 	"bytes"
 	"errors"
+	"github.com/unmap-dev/unmap/session/cgnat"
 	"net/netip"
 	"strconv"
 	"testing"
@@ -37,7 +38,7 @@ func loadCounting(tb testing.TB, cfg xlat.Config, opts Options, w *xlattest.Tabl
 	if err != nil {
 		tb.Fatalf("load counting build: %v", err)
 	}
-	d, err := fromCollection(coll, cfg, ts)
+	d, err := fromCollection(coll, cfg, cgnat.Config{}, ts)
 	if err != nil {
 		coll.Close()
 		tb.Fatal(err)

@@ -36,12 +36,11 @@ func nat64BenchPaths(tb testing.TB) ([]xdpbench.Path, *Datapath) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	d, err := fromCollection(coll, xdpbench.Config, ts)
+	d, err := fromCollection(coll, xdpbench.Config, c, ts)
 	if err != nil {
 		coll.Close()
 		tb.Fatal(err)
 	}
-	d.cg = c
 	tb.Cleanup(func() { d.Close(); coll.Close() })
 	if err := xdpbench.Install(d); err != nil {
 		tb.Fatal(err)

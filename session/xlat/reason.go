@@ -62,6 +62,7 @@ const (
 	ReasonNAT64TooBig                          // inbound to a NAT64 mapping, too big for the subscriber link once IPv6, DF set: answered fragmentation needed (XDP_TX)
 	ReasonDropNAT64TooBig                      // the same without DF (not fragmented), or an ICMP error that would outgrow it
 	ReasonDropBadTCPOffset                     // TCP data offset under 5 words, or a header past the IP packet
+	ReasonDropCGNATBusy                        // subscriber: new mapping, its table bucket's lock held by another CPU past the tries (datapath only: the model has one CPU)
 	NumReasons                                 // number of reasons (not a reason)
 )
 
@@ -124,6 +125,7 @@ var reasonTable = [NumReasons]struct {
 	ReasonNAT64TooBig:            {"nat64-too-big", TX},
 	ReasonDropNAT64TooBig:        {"drop-nat64-too-big", Drop},
 	ReasonDropBadTCPOffset:       {"drop-bad-tcp-offset", Drop},
+	ReasonDropCGNATBusy:          {"drop-cgnat-busy", Drop},
 }
 
 func (r Reason) String() string {

@@ -10,6 +10,7 @@
 #include "reasons.h"
 #include "types.h"
 #include "cg_pool.h"
+#include "cg_table.h"
 
 /* The lowest set bit's index of x (a power of two). */
 static __always_inline __u32 cg_bit(__u64 x)
@@ -110,14 +111,16 @@ static __always_inline void cg_give(struct cg_block *b, int pl, long pos)
 }
 
 /* A new mapping from the blocks of subscriber si (its cg_subs index),
- * in the order held, for key k4 (NAT44) or, when k6 is set, k6 (NAT64:
- * the slot holds the subscriber's /64 index, its interface ID goes to
- * cg_slots6 first): REASON_NONE with *out (and *fresh if this CPU made
- * it), or why not. The caller passes one of the two keys as a constant,
- * so each inlined copy keeps one map. */
+ * in the order held, for key k4 (NAT44, put in cg_table at *tp, whose
+ * bucket lock the caller holds) or, when k6 is set, k6 (NAT64: the slot
+ * holds the subscriber's /64 index, its interface ID goes to cg_slots6
+ * first, the mapping to the cg_mappings6 hash): REASON_NONE with *out
+ * (and *fresh if this CPU made it, *ep where its epoch is), or why not.
+ * The caller passes one of the two keys as a constant, so each inlined
+ * copy keeps one map. */
 static __always_inline enum reason cg_new_for(__u32 si, const struct cg_key *k4,
-					      const struct cg_key6 *k6, int pl, __u8 tcp,
-					      struct cg_out *out, int *fresh)
+					      const struct cg_key6 *k6, struct cg_place *tp, int pl,
+					      __u8 tcp, struct cg_out *out, int *fresh, __u16 **ep)
 {
 	struct cg_sub *s = map_lookup(&cg_subs, &si);
 	__u32 nb;
@@ -174,27 +177,58 @@ static __always_inline enum reason cg_new_for(__u32 si, const struct cg_key *k4,
 		out->addr = b->addr;
 		out->port = bpf_htons(port);
 		out->epoch = sw_cg_epoch;
-		err = k6 ? bpf_map_update_elem(&cg_mappings6, k6, out, BPF_NOEXIST) :
-			   bpf_map_update_elem(&cg_mappings, k4, out, BPF_NOEXIST);
+		if (!k6) {
+			/* The bucket is locked: no other CPU is making k4's. */
+			if (!tp || cg_put(tp, k4, out, ep)) {
+				*(__u64 *)in = 0; /* the spill is full */
+				cg_give(b, pl, pos);
+				return REASON_CGNAT_REFUSED;
+			}
+			*fresh = 1;
+			return REASON_NONE;
+		}
+		err = bpf_map_update_elem(&cg_mappings6, k6, out, BPF_NOEXIST);
 		if (!err) {
 			*fresh = 1;
+			*ep = NULL;
 			return REASON_NONE;
 		}
 		/* Another CPU made this mapping first (or the hash is full). */
 		*(__u64 *)in = 0;
 		cg_give(b, pl, pos);
-		o = k6 ? map_lookup(&cg_mappings6, k6) : map_lookup(&cg_mappings, k4);
+		o = map_lookup(&cg_mappings6, k6);
 		if (!o)
 			return REASON_CGNAT_REFUSED;
 		*out = *o;
+		*ep = &o->epoch;
 		return REASON_NONE;
 	}
 	return s->spent ? REASON_CGNAT_REFUSED : REASON_CGNAT_NO_BLOCK;
 }
 
-/* A new NAT44 mapping for k. */
+/* k's NAT44 mapping, made if it has none: under its bucket's lock, so
+ * of two CPUs making it at once the second finds the first's.
+ * REASON_DROP_CGNAT_BUSY if the lock stays taken (counted: a CPU holds
+ * it for a port and a slot write, so this is not expected). */
 static __always_inline enum reason cg_new(const struct cg_key *k, int pl, __u8 tcp,
-					  struct cg_out *out, int *fresh)
+					  struct cg_out *out, int *fresh, __u16 **ep)
 {
-	return cg_new_for(bpf_ntohl(k->addr) - cfg_cg_in_net, k, NULL, pl, tcp, out, fresh);
+	struct cg_place tp;
+	enum reason r;
+	int got;
+
+	if (!cg_place_of(k, &tp))
+		return REASON_DROP_HELPER; /* sized to the bits: cannot happen */
+	got = cg_lock(&tp, k, out, ep);
+	if (got == 0)
+		return REASON_NONE;
+	if (got < 0)
+		return REASON_DROP_CGNAT_BUSY;
+	if (cg_find_in(tp.b, tp.meta, k, tp.kw, out, ep)) {
+		cg_unlock(&tp);
+		return REASON_NONE;
+	}
+	r = cg_new_for(bpf_ntohl(k->addr) - cfg_cg_in_net, k, NULL, &tp, pl, tcp, out, fresh, ep);
+	cg_unlock(&tp);
+	return r;
 }

@@ -2,11 +2,11 @@
  * (xdp/README.md, CGNAT; the model is session/cgnat, check for check).
  *
  * - relay_sub (the subscriber interface): a subscriber's packet finds its
- *   endpoint-independent mapping in cg_mappings, or makes one: a port taken
- *   from one of the subscriber's blocks with an atomic fetch-or on the
- *   block's bitmap, the inbound slot written, then the mapping inserted
- *   with BPF_NOEXIST (a CPU that loses the race gives its port back and
- *   takes the winner's). To a pool address:port of another mapping it is
+ *   endpoint-independent mapping in cg_table (cg_table.h), or makes one
+ *   under its bucket's lock: a port taken from one of the subscriber's
+ *   blocks with an atomic fetch-or on the block's bitmap, the inbound
+ *   slot written, then the mapping put in a free way of the bucket (or
+ *   the spill hash). To a pool address:port of another mapping it is
  *   hairpinned here, both translations at once.
  * - relay_ext (the Internet side): a packet to a pool address and block
  *   port finds its mapping by index in cg_slots, passes the filter, and is
@@ -208,8 +208,9 @@ static __always_inline int cg_sub_process(struct xdp_md *ctx)
 {
 	struct flow_entry e = {};
 	struct pkt p = {};
-	struct cg_out *o, nv;
+	struct cg_out o;
 	struct cg_key k = {};
+	__u16 *ep = NULL;
 	__u32 dst;
 	enum reason r;
 	long hp = -1;
@@ -252,13 +253,12 @@ static __always_inline int cg_sub_process(struct xdp_md *ctx)
 	k.port = p.key.sport;
 	k.proto = p.key.proto;
 	tcp = cg_tcp_bits(&p, 1);
-	o = map_lookup(&cg_mappings, &k);
-	if (!o) {
+	if (!cg_lookup(&k, &o, &ep)) {
 		if (p.icmp_err)
 			return verdict(REASON_DROP_CGNAT_NO_MAPPING);
 		if (pl == 0 && !cg_syn(&p))
 			return verdict(REASON_DROP_CGNAT_NOT_SYN);
-		r = cg_new(&k, pl, tcp, &nv, &fresh);
+		r = cg_new(&k, pl, tcp, &o, &fresh, &ep);
 		if (r == REASON_CGNAT_NO_BLOCK) {
 			r = send_miss(ctx, ROLE_RELAY_SUB, &p);
 			return verdict(r == REASON_MISS ? REASON_CGNAT_NO_BLOCK : r);
@@ -267,21 +267,20 @@ static __always_inline int cg_sub_process(struct xdp_md *ctx)
 			return cg_refuse(ctx, &p);
 		if (r != REASON_NONE)
 			return verdict(r);
-		o = &nv;
-	} else if (o->epoch != (__u16)sw_cg_epoch) {
-		o->epoch = sw_cg_epoch;
 	}
+	if (!fresh && ep && o.epoch != (__u16)sw_cg_epoch)
+		*ep = sw_cg_epoch;
 	if (!p.icmp_err)
-		cg_permit(o->addr, o->port, p.key.proto, dst, p.key.dport);
+		cg_permit(o.addr, o.port, p.key.proto, dst, p.key.dport);
 	if (tcp && !fresh) {
-		long off = cg_pool_port(o->addr, o->port);
+		long off = cg_pool_port(o.addr, o.port);
 		struct cg_in *s = off >= 0 ? cg_slot(pl, off) : NULL;
 
 		if (s)
 			cg_note(s, tcp, cg_syn(&p));
 	}
-	e.saddr[0] = o->addr;
-	e.sport = o->port;
+	e.saddr[0] = o.addr;
+	e.sport = o.port;
 	e.daddr[0] = dst;
 	e.dport = p.key.dport;
 	if (hp >= 0) {
@@ -292,7 +291,7 @@ static __always_inline int cg_sub_process(struct xdp_md *ctx)
 			return verdict(REASON_DROP_CGNAT_NO_MAPPING);
 		if ((v >> 48) & CG_V6)
 			return verdict(REASON_DROP_NAT64_HAIRPIN); /* no 4 -> 6 between subscribers */
-		if (!((v >> 48) & CG_EXPLICIT) && !cg_permitted(dst, p.key.dport, p.key.proto, o->addr, o->port))
+		if (!((v >> 48) & CG_EXPLICIT) && !cg_permitted(dst, p.key.dport, p.key.proto, o.addr, o.port))
 			return verdict(REASON_DROP_CGNAT_FILTERED);
 		cg_note(b, cg_tcp_bits(&p, 0), 0);
 		e.daddr[0] = (__u32)v;

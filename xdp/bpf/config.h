@@ -32,6 +32,7 @@ volatile const __u32 cfg_cg_port_lo;   /* the blocks' first port on each of them
 volatile const __u32 cfg_cg_blk_bits;  /* log2(ports per block), 6..9 */
 volatile const __u32 cfg_cg_nblk;      /* blocks per address */
 volatile const __u32 cfg_cg_filter;    /* 0 endpoint-independent, 1 address-, 2 address-and-port-dependent */
+volatile const __u32 cfg_cg_tab_bits;  /* log2(cg_table's buckets) */
 volatile const __u32 cfg_cg_warn;      /* ports taken in a block that ask the agent for the next */
 volatile const __u64 cfg_cg_refuse_ns; /* one admin-prohibited answer per this many ns (0: no bound) */
 volatile const __u64 cfg_cg_refuse_depth_ns; /* the bound's burst, in ns */

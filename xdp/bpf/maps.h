@@ -114,12 +114,37 @@ struct {
 	__type(value, __u32);
 } tx_ports SEC(".maps");
 
-/* The CGNAT's outbound mappings: subscriber address, port, protocol ->
- * public address and port. A kernel hash, because the datapath inserts
- * into it (BPF_NOEXIST: of two CPUs making the same mapping at once,
- * one wins and the other takes its mapping). Shared by the CPUs: a
- * subscriber's flows to several remotes share one mapping (EIM) and RSS
- * spreads them. Sized at load time. */
+/* The CGNAT's NAT44 mappings: subscriber address, port, protocol ->
+ * public address and port, by bucket of four ways (struct cg_bucket),
+ * the bucket a seeded hash of the key picks (cg_table.h). One cache
+ * line a lookup: a kernel hash costs a bucket head and an element,
+ * each in its own page of a table sized for the most mappings, and
+ * with many mappings both miss the cache and the TLB (0.17-0.24x the
+ * hash's time, BenchmarkCGNATMappingLookup). The datapath puts keys
+ * in with the bucket's lock (cg_bmeta); the agent reads and ends them
+ * through a shared memory mapping (xdp/cgtable.go). Sized at load time:
+ * at most half full at the configured most mappings. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct cg_bucket);
+} cg_table SEC(".maps");
+
+/* cg_table's buckets' lock and spill count (CG_META_*), one word each:
+ * apart from the ways, so a lookup that finds its key never reads it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, __u32);
+} cg_bmeta SEC(".maps");
+
+/* NAT44 mappings whose cg_table bucket was full: the spill, read only
+ * for a bucket whose cg_bmeta counts keys here. A kernel hash, since
+ * the datapath inserts into it. Sized at load time. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1);

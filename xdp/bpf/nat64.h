@@ -215,6 +215,7 @@ static __always_inline int cg_sub64(struct xdp_md *ctx, struct pkt *p)
 	struct flow_entry e = {};
 	struct cg_key6 k = {};
 	struct cg_out *o, nv;
+	__u16 *ep = NULL;
 	__u32 dst;
 	enum reason r;
 	int pl, fresh = 0;
@@ -256,8 +257,8 @@ static __always_inline int cg_sub64(struct xdp_md *ctx, struct pkt *p)
 			return verdict(REASON_DROP_CGNAT_NOT_SYN);
 		if (!cg_inside6(k.addr))
 			return verdict(REASON_DROP_NAT64_SOURCE); /* cannot happen: the outer source was */
-		r = cg_new_for(cfg_cg_subs + (__u32)(cg_hi64(k.addr) - cfg_cg6_net), NULL, &k, pl, tcp,
-			       &nv, &fresh);
+		r = cg_new_for(cfg_cg_subs + (__u32)(cg_hi64(k.addr) - cfg_cg6_net), NULL, &k, NULL, pl,
+			       tcp, &nv, &fresh, &ep);
 		if (r == REASON_CGNAT_NO_BLOCK) {
 			r = send_miss(ctx, ROLE_RELAY_SUB, p);
 			return verdict(r == REASON_MISS ? REASON_CGNAT_NO_BLOCK : r);

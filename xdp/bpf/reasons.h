@@ -64,7 +64,8 @@
 	X(DROP_NAT64_HAIRPIN,       XDP_DROP) /* subscriber: NAT64 to a pool address, or NAT44 hairpin to a NAT64 mapping: not translated */ \
 	X(NAT64_TOO_BIG,            XDP_TX)   /* inbound to a NAT64 mapping, too big for the subscriber link once IPv6, DF: answered fragmentation needed */ \
 	X(DROP_NAT64_TOO_BIG,       XDP_DROP) /* the same without DF (not fragmented), or an ICMP error that would grow past it */ \
-	X(DROP_BAD_TCP_OFFSET,      XDP_DROP) /* TCP data offset < 5, or the header (offset x 4) past the IP packet (parse.h) */
+	X(DROP_BAD_TCP_OFFSET,      XDP_DROP) /* TCP data offset < 5, or the header (offset x 4) past the IP packet (parse.h) */ \
+	X(DROP_CGNAT_BUSY,          XDP_DROP) /* subscriber: new mapping, its cg_table bucket's lock held by another CPU past the tries */
 
 enum reason {
 #define X(name, action) REASON_##name,

@@ -141,9 +141,10 @@ build_bug_on(sizeof(struct miss_src) != 24);
 /* The relay's CGNAT (cgnat.h; model: session/cgnat). A mapping is
  * endpoint-independent (RFC 4787 REQ-1): one per subscriber address,
  * port (echo identifier) and protocol, whatever the remote. It is two
- * 8-byte records: its outbound key and value in the cg_mappings hash, and its
- * inbound slot in the cg_slots array, indexed by public address, port and
- * protocol (no hash: the pool is a known range). */
+ * 8-byte records: its outbound key and value in a way of the cg_table
+ * (or, its bucket full, the cg_mappings hash), and its inbound slot in
+ * the cg_slots array, indexed by public address, port and protocol (no
+ * hash: the pool is a known range). */
 struct cg_key {
 	__be32 addr;  /* subscriber (inside) address */
 	__be16 port;  /* its port, or echo identifier */
@@ -190,6 +191,38 @@ struct cg_out {
 	__u16 epoch;
 };
 build_bug_on(sizeof(struct cg_out) != 8);
+
+/* A way of cg_table (cg_table.h): a NAT44 mapping's key as one word,
+ * then the mapping. The key word is struct cg_key whole, its pad byte
+ * (the top one) holding CG_WAY_USED and a generation (CG_WAY_GEN) that
+ * changes each time the way is given a key: a reader that finds its
+ * key, copies the mapping and finds the same word again has read the
+ * mapping of that key, not of one that took the way meanwhile. A free
+ * way keeps its generation. */
+struct cg_way {
+	__u64 k;
+	struct cg_out o;
+};
+build_bug_on(sizeof(struct cg_way) != 16);
+
+#define CG_WAYS 4 /* a bucket is one 64-byte cache line */
+struct cg_bucket {
+	struct cg_way w[CG_WAYS];
+};
+build_bug_on(sizeof(struct cg_bucket) != 64);
+
+#define CG_WAY_USED (1ULL << 63)
+#define CG_WAY_GEN  (0x3fULL << 56)
+#define CG_WAY_KEY  0x00ffffffffffffffULL
+
+/* cg_bmeta, one word a bucket: CG_META_LOCK while a CPU puts a key in
+ * the bucket, CG_META_AGENT while the agent does (its own bit, so a
+ * lock an agent killed midway left is cleared by the next, and the
+ * datapath's are never stale: it always runs to the unlock), and the
+ * bucket's keys in the cg_mappings spill, times CG_META_SPILL. */
+#define CG_META_LOCK  1U
+#define CG_META_AGENT 2U
+#define CG_META_SPILL 4U
 
 /* An inbound slot; written whole (one 64-bit store) so a reader on
  * another CPU sees it whole. */
@@ -267,6 +300,8 @@ const enum role *unused_role __attribute__((unused));
 const struct cg_key *unused_cg_key __attribute__((unused));
 const struct cg_key6 *unused_cg_key6 __attribute__((unused));
 const struct cg_out *unused_cg_out __attribute__((unused));
+const struct cg_way *unused_cg_way __attribute__((unused));
+const struct cg_bucket *unused_cg_bucket __attribute__((unused));
 const struct cg_in *unused_cg_in __attribute__((unused));
 const struct cg_block *unused_cg_block __attribute__((unused));
 const struct cg_sub *unused_cg_sub __attribute__((unused));
