@@ -149,6 +149,22 @@ type benchnat64MissSrc struct {
 	Addr   [4]uint32
 }
 
+type benchnat64NhEntry struct {
+	_       structs.HostLayout
+	Dst     uint32
+	Src     uint32
+	Iif     uint32
+	Tos     uint8
+	Proto   uint8
+	MaxLen  uint16
+	Gen     uint32
+	Oif     uint32
+	Dmac    [6]uint8
+	Smac    [6]uint8
+	_       [4]byte
+	Expires uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -172,6 +188,7 @@ const (
 	benchnat64MapMissExempt         = "miss_exempt"
 	benchnat64MapMissSrcs           = "miss_srcs"
 	benchnat64MapMisses             = "misses"
+	benchnat64MapNhCache            = "nh_cache"
 	benchnat64MapReasons            = "reasons"
 	benchnat64MapSitePrefixes       = "site_prefixes"
 	benchnat64MapTxPorts            = "tx_ports"
@@ -210,12 +227,14 @@ const (
 	benchnat64VarCfgCgWarn          = "cfg_cg_warn"
 	benchnat64VarCfgMissDepthNs     = "cfg_miss_depth_ns"
 	benchnat64VarCfgMissNs          = "cfg_miss_ns"
+	benchnat64VarCfgNhTtl           = "cfg_nh_ttl"
 	benchnat64VarCfgPortHi          = "cfg_port_hi"
 	benchnat64VarCfgPortLo          = "cfg_port_lo"
 	benchnat64VarCfgSeed            = "cfg_seed"
 	benchnat64VarSwCgEpoch          = "sw_cg_epoch"
 	benchnat64VarSwFib              = "sw_fib"
 	benchnat64VarSwLanV4            = "sw_lan_v4"
+	benchnat64VarSwNhGen            = "sw_nh_gen"
 	benchnat64VarUnusedAction       = "unused_action"
 	benchnat64VarUnusedCarrierSlot  = "unused_carrier_slot"
 	benchnat64VarUnusedCgBlock      = "unused_cg_block"
@@ -317,6 +336,7 @@ type benchnat64MapSpecs struct {
 	MissExempt   *ebpf.MapSpec `ebpf:"miss_exempt"`
 	MissSrcs     *ebpf.MapSpec `ebpf:"miss_srcs"`
 	Misses       *ebpf.MapSpec `ebpf:"misses"`
+	NhCache      *ebpf.MapSpec `ebpf:"nh_cache"`
 	Reasons      *ebpf.MapSpec `ebpf:"reasons"`
 	SitePrefixes *ebpf.MapSpec `ebpf:"site_prefixes"`
 	TxPorts      *ebpf.MapSpec `ebpf:"tx_ports"`
@@ -349,12 +369,14 @@ type benchnat64VariableSpecs struct {
 	CfgCgWarn          *ebpf.VariableSpec `ebpf:"cfg_cg_warn"`
 	CfgMissDepthNs     *ebpf.VariableSpec `ebpf:"cfg_miss_depth_ns"`
 	CfgMissNs          *ebpf.VariableSpec `ebpf:"cfg_miss_ns"`
+	CfgNhTtl           *ebpf.VariableSpec `ebpf:"cfg_nh_ttl"`
 	CfgPortHi          *ebpf.VariableSpec `ebpf:"cfg_port_hi"`
 	CfgPortLo          *ebpf.VariableSpec `ebpf:"cfg_port_lo"`
 	CfgSeed            *ebpf.VariableSpec `ebpf:"cfg_seed"`
 	SwCgEpoch          *ebpf.VariableSpec `ebpf:"sw_cg_epoch"`
 	SwFib              *ebpf.VariableSpec `ebpf:"sw_fib"`
 	SwLanV4            *ebpf.VariableSpec `ebpf:"sw_lan_v4"`
+	SwNhGen            *ebpf.VariableSpec `ebpf:"sw_nh_gen"`
 	UnusedAction       *ebpf.VariableSpec `ebpf:"unused_action"`
 	UnusedCarrierSlot  *ebpf.VariableSpec `ebpf:"unused_carrier_slot"`
 	UnusedCgBlock      *ebpf.VariableSpec `ebpf:"unused_cg_block"`
@@ -416,6 +438,7 @@ type benchnat64Maps struct {
 	MissExempt   *ebpf.Map `ebpf:"miss_exempt"`
 	MissSrcs     *ebpf.Map `ebpf:"miss_srcs"`
 	Misses       *ebpf.Map `ebpf:"misses"`
+	NhCache      *ebpf.Map `ebpf:"nh_cache"`
 	Reasons      *ebpf.Map `ebpf:"reasons"`
 	SitePrefixes *ebpf.Map `ebpf:"site_prefixes"`
 	TxPorts      *ebpf.Map `ebpf:"tx_ports"`
@@ -442,6 +465,7 @@ func (m *benchnat64Maps) Close() error {
 		m.MissExempt,
 		m.MissSrcs,
 		m.Misses,
+		m.NhCache,
 		m.Reasons,
 		m.SitePrefixes,
 		m.TxPorts,
@@ -475,12 +499,14 @@ type benchnat64Variables struct {
 	CfgCgWarn          *ebpf.Variable `ebpf:"cfg_cg_warn"`
 	CfgMissDepthNs     *ebpf.Variable `ebpf:"cfg_miss_depth_ns"`
 	CfgMissNs          *ebpf.Variable `ebpf:"cfg_miss_ns"`
+	CfgNhTtl           *ebpf.Variable `ebpf:"cfg_nh_ttl"`
 	CfgPortHi          *ebpf.Variable `ebpf:"cfg_port_hi"`
 	CfgPortLo          *ebpf.Variable `ebpf:"cfg_port_lo"`
 	CfgSeed            *ebpf.Variable `ebpf:"cfg_seed"`
 	SwCgEpoch          *ebpf.Variable `ebpf:"sw_cg_epoch"`
 	SwFib              *ebpf.Variable `ebpf:"sw_fib"`
 	SwLanV4            *ebpf.Variable `ebpf:"sw_lan_v4"`
+	SwNhGen            *ebpf.Variable `ebpf:"sw_nh_gen"`
 	UnusedAction       *ebpf.Variable `ebpf:"unused_action"`
 	UnusedCarrierSlot  *ebpf.Variable `ebpf:"unused_carrier_slot"`
 	UnusedCgBlock      *ebpf.Variable `ebpf:"unused_cg_block"`

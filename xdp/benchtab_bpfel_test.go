@@ -149,6 +149,22 @@ type benchtabMissSrc struct {
 	Addr   [4]uint32
 }
 
+type benchtabNhEntry struct {
+	_       structs.HostLayout
+	Dst     uint32
+	Src     uint32
+	Iif     uint32
+	Tos     uint8
+	Proto   uint8
+	MaxLen  uint16
+	Gen     uint32
+	Oif     uint32
+	Dmac    [6]uint8
+	Smac    [6]uint8
+	_       [4]byte
+	Expires uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -173,6 +189,7 @@ const (
 	benchtabMapMissExempt         = "miss_exempt"
 	benchtabMapMissSrcs           = "miss_srcs"
 	benchtabMapMisses             = "misses"
+	benchtabMapNhCache            = "nh_cache"
 	benchtabMapReasons            = "reasons"
 	benchtabMapSitePrefixes       = "site_prefixes"
 	benchtabMapTxPorts            = "tx_ports"
@@ -209,12 +226,14 @@ const (
 	benchtabVarCfgCgWarn          = "cfg_cg_warn"
 	benchtabVarCfgMissDepthNs     = "cfg_miss_depth_ns"
 	benchtabVarCfgMissNs          = "cfg_miss_ns"
+	benchtabVarCfgNhTtl           = "cfg_nh_ttl"
 	benchtabVarCfgPortHi          = "cfg_port_hi"
 	benchtabVarCfgPortLo          = "cfg_port_lo"
 	benchtabVarCfgSeed            = "cfg_seed"
 	benchtabVarSwCgEpoch          = "sw_cg_epoch"
 	benchtabVarSwFib              = "sw_fib"
 	benchtabVarSwLanV4            = "sw_lan_v4"
+	benchtabVarSwNhGen            = "sw_nh_gen"
 	benchtabVarUnusedAction       = "unused_action"
 	benchtabVarUnusedCarrierSlot  = "unused_carrier_slot"
 	benchtabVarUnusedCgBlock      = "unused_cg_block"
@@ -314,6 +333,7 @@ type benchtabMapSpecs struct {
 	MissExempt   *ebpf.MapSpec `ebpf:"miss_exempt"`
 	MissSrcs     *ebpf.MapSpec `ebpf:"miss_srcs"`
 	Misses       *ebpf.MapSpec `ebpf:"misses"`
+	NhCache      *ebpf.MapSpec `ebpf:"nh_cache"`
 	Reasons      *ebpf.MapSpec `ebpf:"reasons"`
 	SitePrefixes *ebpf.MapSpec `ebpf:"site_prefixes"`
 	TxPorts      *ebpf.MapSpec `ebpf:"tx_ports"`
@@ -347,12 +367,14 @@ type benchtabVariableSpecs struct {
 	CfgCgWarn          *ebpf.VariableSpec `ebpf:"cfg_cg_warn"`
 	CfgMissDepthNs     *ebpf.VariableSpec `ebpf:"cfg_miss_depth_ns"`
 	CfgMissNs          *ebpf.VariableSpec `ebpf:"cfg_miss_ns"`
+	CfgNhTtl           *ebpf.VariableSpec `ebpf:"cfg_nh_ttl"`
 	CfgPortHi          *ebpf.VariableSpec `ebpf:"cfg_port_hi"`
 	CfgPortLo          *ebpf.VariableSpec `ebpf:"cfg_port_lo"`
 	CfgSeed            *ebpf.VariableSpec `ebpf:"cfg_seed"`
 	SwCgEpoch          *ebpf.VariableSpec `ebpf:"sw_cg_epoch"`
 	SwFib              *ebpf.VariableSpec `ebpf:"sw_fib"`
 	SwLanV4            *ebpf.VariableSpec `ebpf:"sw_lan_v4"`
+	SwNhGen            *ebpf.VariableSpec `ebpf:"sw_nh_gen"`
 	UnusedAction       *ebpf.VariableSpec `ebpf:"unused_action"`
 	UnusedCarrierSlot  *ebpf.VariableSpec `ebpf:"unused_carrier_slot"`
 	UnusedCgBlock      *ebpf.VariableSpec `ebpf:"unused_cg_block"`
@@ -415,6 +437,7 @@ type benchtabMaps struct {
 	MissExempt   *ebpf.Map `ebpf:"miss_exempt"`
 	MissSrcs     *ebpf.Map `ebpf:"miss_srcs"`
 	Misses       *ebpf.Map `ebpf:"misses"`
+	NhCache      *ebpf.Map `ebpf:"nh_cache"`
 	Reasons      *ebpf.Map `ebpf:"reasons"`
 	SitePrefixes *ebpf.Map `ebpf:"site_prefixes"`
 	TxPorts      *ebpf.Map `ebpf:"tx_ports"`
@@ -442,6 +465,7 @@ func (m *benchtabMaps) Close() error {
 		m.MissExempt,
 		m.MissSrcs,
 		m.Misses,
+		m.NhCache,
 		m.Reasons,
 		m.SitePrefixes,
 		m.TxPorts,
@@ -476,12 +500,14 @@ type benchtabVariables struct {
 	CfgCgWarn          *ebpf.Variable `ebpf:"cfg_cg_warn"`
 	CfgMissDepthNs     *ebpf.Variable `ebpf:"cfg_miss_depth_ns"`
 	CfgMissNs          *ebpf.Variable `ebpf:"cfg_miss_ns"`
+	CfgNhTtl           *ebpf.Variable `ebpf:"cfg_nh_ttl"`
 	CfgPortHi          *ebpf.Variable `ebpf:"cfg_port_hi"`
 	CfgPortLo          *ebpf.Variable `ebpf:"cfg_port_lo"`
 	CfgSeed            *ebpf.Variable `ebpf:"cfg_seed"`
 	SwCgEpoch          *ebpf.Variable `ebpf:"sw_cg_epoch"`
 	SwFib              *ebpf.Variable `ebpf:"sw_fib"`
 	SwLanV4            *ebpf.Variable `ebpf:"sw_lan_v4"`
+	SwNhGen            *ebpf.Variable `ebpf:"sw_nh_gen"`
 	UnusedAction       *ebpf.Variable `ebpf:"unused_action"`
 	UnusedCarrierSlot  *ebpf.Variable `ebpf:"unused_carrier_slot"`
 	UnusedCgBlock      *ebpf.Variable `ebpf:"unused_cg_block"`

@@ -149,6 +149,22 @@ type benchvarMissSrc struct {
 	Addr   [4]uint32
 }
 
+type benchvarNhEntry struct {
+	_       structs.HostLayout
+	Dst     uint32
+	Src     uint32
+	Iif     uint32
+	Tos     uint8
+	Proto   uint8
+	MaxLen  uint16
+	Gen     uint32
+	Oif     uint32
+	Dmac    [6]uint8
+	Smac    [6]uint8
+	_       [4]byte
+	Expires uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -174,6 +190,7 @@ const (
 	benchvarMapMissExempt         = "miss_exempt"
 	benchvarMapMissSrcs           = "miss_srcs"
 	benchvarMapMisses             = "misses"
+	benchvarMapNhCache            = "nh_cache"
 	benchvarMapReasons            = "reasons"
 	benchvarMapSitePrefixes       = "site_prefixes"
 	benchvarMapTxPorts            = "tx_ports"
@@ -223,12 +240,14 @@ const (
 	benchvarVarCfgCgWarn          = "cfg_cg_warn"
 	benchvarVarCfgMissDepthNs     = "cfg_miss_depth_ns"
 	benchvarVarCfgMissNs          = "cfg_miss_ns"
+	benchvarVarCfgNhTtl           = "cfg_nh_ttl"
 	benchvarVarCfgPortHi          = "cfg_port_hi"
 	benchvarVarCfgPortLo          = "cfg_port_lo"
 	benchvarVarCfgSeed            = "cfg_seed"
 	benchvarVarSwCgEpoch          = "sw_cg_epoch"
 	benchvarVarSwFib              = "sw_fib"
 	benchvarVarSwLanV4            = "sw_lan_v4"
+	benchvarVarSwNhGen            = "sw_nh_gen"
 	benchvarVarUnusedAction       = "unused_action"
 	benchvarVarUnusedCarrierSlot  = "unused_carrier_slot"
 	benchvarVarUnusedCgBlock      = "unused_cg_block"
@@ -342,6 +361,7 @@ type benchvarMapSpecs struct {
 	MissExempt    *ebpf.MapSpec `ebpf:"miss_exempt"`
 	MissSrcs      *ebpf.MapSpec `ebpf:"miss_srcs"`
 	Misses        *ebpf.MapSpec `ebpf:"misses"`
+	NhCache       *ebpf.MapSpec `ebpf:"nh_cache"`
 	Reasons       *ebpf.MapSpec `ebpf:"reasons"`
 	SitePrefixes  *ebpf.MapSpec `ebpf:"site_prefixes"`
 	TxPorts       *ebpf.MapSpec `ebpf:"tx_ports"`
@@ -375,12 +395,14 @@ type benchvarVariableSpecs struct {
 	CfgCgWarn          *ebpf.VariableSpec `ebpf:"cfg_cg_warn"`
 	CfgMissDepthNs     *ebpf.VariableSpec `ebpf:"cfg_miss_depth_ns"`
 	CfgMissNs          *ebpf.VariableSpec `ebpf:"cfg_miss_ns"`
+	CfgNhTtl           *ebpf.VariableSpec `ebpf:"cfg_nh_ttl"`
 	CfgPortHi          *ebpf.VariableSpec `ebpf:"cfg_port_hi"`
 	CfgPortLo          *ebpf.VariableSpec `ebpf:"cfg_port_lo"`
 	CfgSeed            *ebpf.VariableSpec `ebpf:"cfg_seed"`
 	SwCgEpoch          *ebpf.VariableSpec `ebpf:"sw_cg_epoch"`
 	SwFib              *ebpf.VariableSpec `ebpf:"sw_fib"`
 	SwLanV4            *ebpf.VariableSpec `ebpf:"sw_lan_v4"`
+	SwNhGen            *ebpf.VariableSpec `ebpf:"sw_nh_gen"`
 	UnusedAction       *ebpf.VariableSpec `ebpf:"unused_action"`
 	UnusedCarrierSlot  *ebpf.VariableSpec `ebpf:"unused_carrier_slot"`
 	UnusedCgBlock      *ebpf.VariableSpec `ebpf:"unused_cg_block"`
@@ -444,6 +466,7 @@ type benchvarMaps struct {
 	MissExempt    *ebpf.Map `ebpf:"miss_exempt"`
 	MissSrcs      *ebpf.Map `ebpf:"miss_srcs"`
 	Misses        *ebpf.Map `ebpf:"misses"`
+	NhCache       *ebpf.Map `ebpf:"nh_cache"`
 	Reasons       *ebpf.Map `ebpf:"reasons"`
 	SitePrefixes  *ebpf.Map `ebpf:"site_prefixes"`
 	TxPorts       *ebpf.Map `ebpf:"tx_ports"`
@@ -472,6 +495,7 @@ func (m *benchvarMaps) Close() error {
 		m.MissExempt,
 		m.MissSrcs,
 		m.Misses,
+		m.NhCache,
 		m.Reasons,
 		m.SitePrefixes,
 		m.TxPorts,
@@ -506,12 +530,14 @@ type benchvarVariables struct {
 	CfgCgWarn          *ebpf.Variable `ebpf:"cfg_cg_warn"`
 	CfgMissDepthNs     *ebpf.Variable `ebpf:"cfg_miss_depth_ns"`
 	CfgMissNs          *ebpf.Variable `ebpf:"cfg_miss_ns"`
+	CfgNhTtl           *ebpf.Variable `ebpf:"cfg_nh_ttl"`
 	CfgPortHi          *ebpf.Variable `ebpf:"cfg_port_hi"`
 	CfgPortLo          *ebpf.Variable `ebpf:"cfg_port_lo"`
 	CfgSeed            *ebpf.Variable `ebpf:"cfg_seed"`
 	SwCgEpoch          *ebpf.Variable `ebpf:"sw_cg_epoch"`
 	SwFib              *ebpf.Variable `ebpf:"sw_fib"`
 	SwLanV4            *ebpf.Variable `ebpf:"sw_lan_v4"`
+	SwNhGen            *ebpf.Variable `ebpf:"sw_nh_gen"`
 	UnusedAction       *ebpf.Variable `ebpf:"unused_action"`
 	UnusedCarrierSlot  *ebpf.Variable `ebpf:"unused_carrier_slot"`
 	UnusedCgBlock      *ebpf.Variable `ebpf:"unused_cg_block"`

@@ -23,6 +23,7 @@ type Datapath struct {
 	cgt      *cgTable // cg_table mapped, the NAT44 mappings (cgtable.go)
 	tab      *flowTable
 	mu       sync.Mutex // serializes writes of carrier slots and the flow table
+	nh       nextHops   // the next-hop cache's generation and counters (nexthop.go)
 }
 
 // Options tune loading; the zero value is fine.
@@ -59,6 +60,9 @@ type Options struct {
 	// clock).
 	RefuseRate, RefuseBurst uint32
 	NoRefuseLimit           bool
+	// NoNextHopCache makes every IPv4 packet forwarded take the real FIB
+	// lookup (bpf/nhcache.h): for comparisons of the cache's cost.
+	NoNextHopCache bool
 }
 
 // Load validates cfg, writes it into the programs' load-time constants and
@@ -139,6 +143,10 @@ func configure(spec *ebpf.CollectionSpec, cfg xlat.Config, opts Options, seed *t
 	if err != nil {
 		return ts, err
 	}
+	nhTTL, err := nhTTL(opts)
+	if err != nil {
+		return ts, err
+	}
 	var addr uint32
 	if cfg.CarrierAddr.IsValid() {
 		b := cfg.CarrierAddr.As4()
@@ -153,6 +161,7 @@ func configure(spec *ebpf.CollectionSpec, cfg xlat.Config, opts Options, seed *t
 		datapathVarCfgBucketBits:  uint32(bits.TrailingZeros32(ts.buckets)),
 		datapathVarCfgMissNs:      tokenNS,
 		datapathVarCfgMissDepthNs: depthNS,
+		datapathVarCfgNhTtl:       nhTTL,
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return ts, fmt.Errorf("set %s: %w", name, err)

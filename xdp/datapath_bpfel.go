@@ -185,6 +185,22 @@ type datapathMissSrc struct {
 	Addr   [4]uint32
 }
 
+type datapathNhEntry struct {
+	_       structs.HostLayout
+	Dst     uint32
+	Src     uint32
+	Iif     uint32
+	Tos     uint8
+	Proto   uint8
+	MaxLen  uint16
+	Gen     uint32
+	Oif     uint32
+	Dmac    [6]uint8
+	Smac    [6]uint8
+	_       [4]byte
+	Expires uint64
+}
+
 type datapathReason uint32
 
 const (
@@ -275,6 +291,7 @@ const (
 	datapathMapMissExempt         = "miss_exempt"
 	datapathMapMissSrcs           = "miss_srcs"
 	datapathMapMisses             = "misses"
+	datapathMapNhCache            = "nh_cache"
 	datapathMapReasons            = "reasons"
 	datapathMapSitePrefixes       = "site_prefixes"
 	datapathMapTxPorts            = "tx_ports"
@@ -305,12 +322,14 @@ const (
 	datapathVarCfgCgWarn          = "cfg_cg_warn"
 	datapathVarCfgMissDepthNs     = "cfg_miss_depth_ns"
 	datapathVarCfgMissNs          = "cfg_miss_ns"
+	datapathVarCfgNhTtl           = "cfg_nh_ttl"
 	datapathVarCfgPortHi          = "cfg_port_hi"
 	datapathVarCfgPortLo          = "cfg_port_lo"
 	datapathVarCfgSeed            = "cfg_seed"
 	datapathVarSwCgEpoch          = "sw_cg_epoch"
 	datapathVarSwFib              = "sw_fib"
 	datapathVarSwLanV4            = "sw_lan_v4"
+	datapathVarSwNhGen            = "sw_nh_gen"
 	datapathVarUnusedAction       = "unused_action"
 	datapathVarUnusedCarrierSlot  = "unused_carrier_slot"
 	datapathVarUnusedCgBlock      = "unused_cg_block"
@@ -406,6 +425,7 @@ type datapathMapSpecs struct {
 	MissExempt   *ebpf.MapSpec `ebpf:"miss_exempt"`
 	MissSrcs     *ebpf.MapSpec `ebpf:"miss_srcs"`
 	Misses       *ebpf.MapSpec `ebpf:"misses"`
+	NhCache      *ebpf.MapSpec `ebpf:"nh_cache"`
 	Reasons      *ebpf.MapSpec `ebpf:"reasons"`
 	SitePrefixes *ebpf.MapSpec `ebpf:"site_prefixes"`
 	TxPorts      *ebpf.MapSpec `ebpf:"tx_ports"`
@@ -436,12 +456,14 @@ type datapathVariableSpecs struct {
 	CfgCgWarn          *ebpf.VariableSpec `ebpf:"cfg_cg_warn"`
 	CfgMissDepthNs     *ebpf.VariableSpec `ebpf:"cfg_miss_depth_ns"`
 	CfgMissNs          *ebpf.VariableSpec `ebpf:"cfg_miss_ns"`
+	CfgNhTtl           *ebpf.VariableSpec `ebpf:"cfg_nh_ttl"`
 	CfgPortHi          *ebpf.VariableSpec `ebpf:"cfg_port_hi"`
 	CfgPortLo          *ebpf.VariableSpec `ebpf:"cfg_port_lo"`
 	CfgSeed            *ebpf.VariableSpec `ebpf:"cfg_seed"`
 	SwCgEpoch          *ebpf.VariableSpec `ebpf:"sw_cg_epoch"`
 	SwFib              *ebpf.VariableSpec `ebpf:"sw_fib"`
 	SwLanV4            *ebpf.VariableSpec `ebpf:"sw_lan_v4"`
+	SwNhGen            *ebpf.VariableSpec `ebpf:"sw_nh_gen"`
 	UnusedAction       *ebpf.VariableSpec `ebpf:"unused_action"`
 	UnusedCarrierSlot  *ebpf.VariableSpec `ebpf:"unused_carrier_slot"`
 	UnusedCgBlock      *ebpf.VariableSpec `ebpf:"unused_cg_block"`
@@ -503,6 +525,7 @@ type datapathMaps struct {
 	MissExempt   *ebpf.Map `ebpf:"miss_exempt"`
 	MissSrcs     *ebpf.Map `ebpf:"miss_srcs"`
 	Misses       *ebpf.Map `ebpf:"misses"`
+	NhCache      *ebpf.Map `ebpf:"nh_cache"`
 	Reasons      *ebpf.Map `ebpf:"reasons"`
 	SitePrefixes *ebpf.Map `ebpf:"site_prefixes"`
 	TxPorts      *ebpf.Map `ebpf:"tx_ports"`
@@ -529,6 +552,7 @@ func (m *datapathMaps) Close() error {
 		m.MissExempt,
 		m.MissSrcs,
 		m.Misses,
+		m.NhCache,
 		m.Reasons,
 		m.SitePrefixes,
 		m.TxPorts,
@@ -560,12 +584,14 @@ type datapathVariables struct {
 	CfgCgWarn          *ebpf.Variable `ebpf:"cfg_cg_warn"`
 	CfgMissDepthNs     *ebpf.Variable `ebpf:"cfg_miss_depth_ns"`
 	CfgMissNs          *ebpf.Variable `ebpf:"cfg_miss_ns"`
+	CfgNhTtl           *ebpf.Variable `ebpf:"cfg_nh_ttl"`
 	CfgPortHi          *ebpf.Variable `ebpf:"cfg_port_hi"`
 	CfgPortLo          *ebpf.Variable `ebpf:"cfg_port_lo"`
 	CfgSeed            *ebpf.Variable `ebpf:"cfg_seed"`
 	SwCgEpoch          *ebpf.Variable `ebpf:"sw_cg_epoch"`
 	SwFib              *ebpf.Variable `ebpf:"sw_fib"`
 	SwLanV4            *ebpf.Variable `ebpf:"sw_lan_v4"`
+	SwNhGen            *ebpf.Variable `ebpf:"sw_nh_gen"`
 	UnusedAction       *ebpf.Variable `ebpf:"unused_action"`
 	UnusedCarrierSlot  *ebpf.Variable `ebpf:"unused_carrier_slot"`
 	UnusedCgBlock      *ebpf.Variable `ebpf:"unused_cg_block"`

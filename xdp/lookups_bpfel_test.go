@@ -149,6 +149,22 @@ type lookupsMissSrc struct {
 	Addr   [4]uint32
 }
 
+type lookupsNhEntry struct {
+	_       structs.HostLayout
+	Dst     uint32
+	Src     uint32
+	Iif     uint32
+	Tos     uint8
+	Proto   uint8
+	MaxLen  uint16
+	Gen     uint32
+	Oif     uint32
+	Dmac    [6]uint8
+	Smac    [6]uint8
+	_       [4]byte
+	Expires uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -172,6 +188,7 @@ const (
 	lookupsMapMissExempt         = "miss_exempt"
 	lookupsMapMissSrcs           = "miss_srcs"
 	lookupsMapMisses             = "misses"
+	lookupsMapNhCache            = "nh_cache"
 	lookupsMapReasons            = "reasons"
 	lookupsMapSitePrefixes       = "site_prefixes"
 	lookupsMapTxPorts            = "tx_ports"
@@ -202,12 +219,14 @@ const (
 	lookupsVarCfgCgWarn          = "cfg_cg_warn"
 	lookupsVarCfgMissDepthNs     = "cfg_miss_depth_ns"
 	lookupsVarCfgMissNs          = "cfg_miss_ns"
+	lookupsVarCfgNhTtl           = "cfg_nh_ttl"
 	lookupsVarCfgPortHi          = "cfg_port_hi"
 	lookupsVarCfgPortLo          = "cfg_port_lo"
 	lookupsVarCfgSeed            = "cfg_seed"
 	lookupsVarSwCgEpoch          = "sw_cg_epoch"
 	lookupsVarSwFib              = "sw_fib"
 	lookupsVarSwLanV4            = "sw_lan_v4"
+	lookupsVarSwNhGen            = "sw_nh_gen"
 	lookupsVarUnmapLookups       = "unmap_lookups"
 	lookupsVarUnusedAction       = "unused_action"
 	lookupsVarUnusedCarrierSlot  = "unused_carrier_slot"
@@ -304,6 +323,7 @@ type lookupsMapSpecs struct {
 	MissExempt   *ebpf.MapSpec `ebpf:"miss_exempt"`
 	MissSrcs     *ebpf.MapSpec `ebpf:"miss_srcs"`
 	Misses       *ebpf.MapSpec `ebpf:"misses"`
+	NhCache      *ebpf.MapSpec `ebpf:"nh_cache"`
 	Reasons      *ebpf.MapSpec `ebpf:"reasons"`
 	SitePrefixes *ebpf.MapSpec `ebpf:"site_prefixes"`
 	TxPorts      *ebpf.MapSpec `ebpf:"tx_ports"`
@@ -334,12 +354,14 @@ type lookupsVariableSpecs struct {
 	CfgCgWarn          *ebpf.VariableSpec `ebpf:"cfg_cg_warn"`
 	CfgMissDepthNs     *ebpf.VariableSpec `ebpf:"cfg_miss_depth_ns"`
 	CfgMissNs          *ebpf.VariableSpec `ebpf:"cfg_miss_ns"`
+	CfgNhTtl           *ebpf.VariableSpec `ebpf:"cfg_nh_ttl"`
 	CfgPortHi          *ebpf.VariableSpec `ebpf:"cfg_port_hi"`
 	CfgPortLo          *ebpf.VariableSpec `ebpf:"cfg_port_lo"`
 	CfgSeed            *ebpf.VariableSpec `ebpf:"cfg_seed"`
 	SwCgEpoch          *ebpf.VariableSpec `ebpf:"sw_cg_epoch"`
 	SwFib              *ebpf.VariableSpec `ebpf:"sw_fib"`
 	SwLanV4            *ebpf.VariableSpec `ebpf:"sw_lan_v4"`
+	SwNhGen            *ebpf.VariableSpec `ebpf:"sw_nh_gen"`
 	UnmapLookups       *ebpf.VariableSpec `ebpf:"unmap_lookups"`
 	UnusedAction       *ebpf.VariableSpec `ebpf:"unused_action"`
 	UnusedCarrierSlot  *ebpf.VariableSpec `ebpf:"unused_carrier_slot"`
@@ -402,6 +424,7 @@ type lookupsMaps struct {
 	MissExempt   *ebpf.Map `ebpf:"miss_exempt"`
 	MissSrcs     *ebpf.Map `ebpf:"miss_srcs"`
 	Misses       *ebpf.Map `ebpf:"misses"`
+	NhCache      *ebpf.Map `ebpf:"nh_cache"`
 	Reasons      *ebpf.Map `ebpf:"reasons"`
 	SitePrefixes *ebpf.Map `ebpf:"site_prefixes"`
 	TxPorts      *ebpf.Map `ebpf:"tx_ports"`
@@ -428,6 +451,7 @@ func (m *lookupsMaps) Close() error {
 		m.MissExempt,
 		m.MissSrcs,
 		m.Misses,
+		m.NhCache,
 		m.Reasons,
 		m.SitePrefixes,
 		m.TxPorts,
@@ -459,12 +483,14 @@ type lookupsVariables struct {
 	CfgCgWarn          *ebpf.Variable `ebpf:"cfg_cg_warn"`
 	CfgMissDepthNs     *ebpf.Variable `ebpf:"cfg_miss_depth_ns"`
 	CfgMissNs          *ebpf.Variable `ebpf:"cfg_miss_ns"`
+	CfgNhTtl           *ebpf.Variable `ebpf:"cfg_nh_ttl"`
 	CfgPortHi          *ebpf.Variable `ebpf:"cfg_port_hi"`
 	CfgPortLo          *ebpf.Variable `ebpf:"cfg_port_lo"`
 	CfgSeed            *ebpf.Variable `ebpf:"cfg_seed"`
 	SwCgEpoch          *ebpf.Variable `ebpf:"sw_cg_epoch"`
 	SwFib              *ebpf.Variable `ebpf:"sw_fib"`
 	SwLanV4            *ebpf.Variable `ebpf:"sw_lan_v4"`
+	SwNhGen            *ebpf.Variable `ebpf:"sw_nh_gen"`
 	UnmapLookups       *ebpf.Variable `ebpf:"unmap_lookups"`
 	UnusedAction       *ebpf.Variable `ebpf:"unused_action"`
 	UnusedCarrierSlot  *ebpf.Variable `ebpf:"unused_carrier_slot"`

@@ -28,10 +28,11 @@ import (
 //
 // Only state worth keeping is pinned: the flow, address, prefix and
 // device tables and the reason counters. The miss ring, the miss path's
-// rate buckets and the programs' data sections are fresh with each load:
-// a miss nobody read while the agent was down is lost anyway (its sender
-// retries), a bucket forgotten is a full one, and the run-time switches
-// are set again by the agent. (So the buckets are not in the layout hash
+// rate buckets, the next-hop cache and the programs' data sections are
+// fresh with each load: a miss nobody read while the agent was down is
+// lost anyway (its sender retries), a bucket forgotten is a full one, a
+// next hop forgotten is looked up again, and the run-time switches are
+// set again by the agent. (So the buckets are not in the layout hash
 // either: resizing them never makes the pins of another build unusable.)
 
 // ErrPinIncompatible is returned by Load when the maps pinned in
@@ -50,10 +51,12 @@ const ModeKept Mode = "kept"
 
 // pinned reports whether a map of the object survives restarts. Not the
 // miss bound's state: its buckets start full with each load, and its
-// exemptions are the live sessions' of the agent that loads it.
+// exemptions are the live sessions' of the agent that loads it. Nor the
+// next-hop cache: its entries hold a generation of the data section,
+// which starts again with each load.
 func pinned(name string, m *ebpf.MapSpec) bool {
 	return !strings.HasPrefix(name, ".") && m.Type != ebpf.RingBuf &&
-		name != datapathMapMissSrcs && name != datapathMapMissExempt
+		name != datapathMapMissSrcs && name != datapathMapMissExempt && name != datapathMapNhCache
 }
 
 // sizedByConfig are pinned maps whose size follows the configuration and

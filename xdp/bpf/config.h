@@ -41,6 +41,9 @@ volatile const __u64 cfg_cg6_net;      /* inside IPv6 prefix's first 64 bits, ho
 volatile const __u32 cfg_cg6_subs;     /* its /64s */
 volatile const __u32 cfg_cg6_pfx[3];   /* the NAT64 /96, network order */
 volatile const __u32 cfg_cg6_mtu;      /* the largest IPv6 packet NAT64 sends a subscriber */
+/* The next-hop cache (nhcache.h): how long an entry lives, in jiffies
+ * (~50 ms; the loader learns the jiffy from clock_getres). 0: no cache. */
+volatile const __u64 cfg_nh_ttl;
 
 /* Run-time switches, in the .data array map (a direct load, no lookup):
  * sw_fib = 0 passes translated packets to the stack instead of looking
@@ -54,3 +57,8 @@ volatile __u32 sw_lan_v4 SEC(".data") = 0;
  * its outbound packets (struct cg_out). The agent derives it from the
  * clock, so a restarted agent goes on with the same numbers. */
 volatile __u32 sw_cg_epoch SEC(".data") = 0;
+/* sw_nh_gen: the next-hop cache's generation (nhcache.h). The agent
+ * bumps it on every routing change of its namespace; an entry filled
+ * under another value is stale. Starts at 1, so a zeroed slot never
+ * matches. */
+volatile __u32 sw_nh_gen SEC(".data") = 1;
