@@ -11,6 +11,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/unmap-dev/unmap/session/xlat"
 	"github.com/unmap-dev/unmap/session/xlat/xlattest"
@@ -35,6 +36,14 @@ var (
 
 func newNHLab(t *testing.T, h *netlink.Handle) *nhLab {
 	t.Helper()
+	// The cache is per CPU: every run on one CPU, or a packet could miss
+	// the entry the last one filled on another (inNetns's thread is
+	// locked and dies with its goroutine, so the pin goes with it).
+	var one unix.CPUSet
+	one.Set(0)
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		t.Fatal(err)
+	}
 	sysctl(t, "net/ipv4/conf/all/forwarding", "1")
 	wan, _ := veth(t, h, "wan0", "wan1")
 	sysctl(t, "net/ipv4/conf/wan0/forwarding", "1")
