@@ -84,6 +84,10 @@ func (a *agent) collectors(ctl *control.Counters, dp *datapath) ([]prometheus.Co
 			t := d.TableStats()
 			return t.Ways, t.Used, t.Spilled
 		}))
+		cs = append(cs, metrics.NewRoutes("edge", func() (uint64, uint64) {
+			r := d.RouteStats()
+			return r.Bumps, r.WatchErrors
+		})...)
 	}
 	return cs, nil
 }

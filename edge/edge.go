@@ -81,6 +81,12 @@ func Run(ctx context.Context, s *Settings, o Options) error {
 		return fmt.Errorf("datapath: %w", err)
 	}
 	defer dp.close()
+	// Routing changes reach the cached next hops at once (xdp/nexthop.go).
+	rw, err := dp.XDP.WatchRoutes(ctx, log.With("part", "xdp"))
+	if err != nil {
+		log.Warn("no route watcher: cached next hops follow routing changes within their 50 ms", "err", err)
+	}
+	defer rw.Stop()
 	// Veth setups that lose or corrupt XDP's frames silently: warn, with the fix.
 	ifcheck.Warn(log.With("part", "xdp"), s.LAN, s.WAN)
 	a.dp, a.activity, a.inject = dp, datapathActivity(dp, a.nat.lan), dp.Inj.Packet

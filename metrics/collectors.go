@@ -101,3 +101,23 @@ func (t *Table) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(t.used, prometheus.GaugeValue, float64(u))
 	ch <- prometheus.MustNewConstMetric(t.spilled, prometheus.GaugeValue, float64(s))
 }
+
+// Next-hop cache metric names (xdp/nexthop.go).
+const (
+	RouteBumpsName       = "unmap_datapath_route_bumps_total"
+	RouteWatchErrorsName = "unmap_datapath_route_watch_errors_total"
+)
+
+// NewRoutes declares the next-hop cache's counters of role's datapath:
+// its bumps (routing changes seen) and its watcher's errors.
+func NewRoutes(role string, read func() (bumps, errors uint64)) []prometheus.Collector {
+	l := prometheus.Labels{"agent": role}
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: RouteBumpsName, ConstLabels: l,
+			Help: "Times the datapath's next-hop cache was made stale: batches of routing messages (routes, rules, neighbours, links, addresses) the agent's watcher received."},
+			func() float64 { b, _ := read(); return float64(b) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: RouteWatchErrorsName, ConstLabels: l,
+			Help: "Errors of the routing watcher: a failed subscription (no watcher: cached next hops live their 50 ms), lost messages (the cache was made stale anyway), failed receives or bumps."},
+			func() float64 { _, e := read(); return float64(e) }),
+	}
+}

@@ -5,11 +5,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/unmap-dev/unmap/session/xlat"
 )
 
-// TestDatapathDocumented: the datapath's metrics (the reasons collector
-// and the flow table's gauges) are in OPERATING.md's metrics table, and
+// TestDatapathDocumented: the datapath's metrics (the reasons collector,
+// the flow table's gauges and the next-hop cache's counters) are in OPERATING.md's metrics table, and
 // every unmap_datapath_ metric it lists, or the Grafana dashboard
 // (packaging/grafana) queries, is registered by them.
 func TestDatapathDocumented(t *testing.T) {
@@ -17,8 +19,10 @@ func TestDatapathDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	names := Names(NewReasons("edge", func(*[xlat.NumReasons]uint64) error { return nil }),
-		NewTable("edge", func() (int, int, int) { return 0, 0, 0 }))
+	cs := append([]prometheus.Collector{NewReasons("edge", func(*[xlat.NumReasons]uint64) error { return nil }),
+		NewTable("edge", func() (int, int, int) { return 0, 0, 0 })},
+		NewRoutes("edge", func() (uint64, uint64) { return 0, 0 })...)
+	names := Names(cs...)
 	for _, bad := range CheckDocs(DocTable(string(md)), []string{"unmap_datapath_"}, names, nil) {
 		t.Error(bad)
 	}

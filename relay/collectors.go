@@ -77,6 +77,10 @@ func (c *agent) collectors(s *Settings, ctl *control.Counters) ([]prometheus.Col
 			t := d.TableStats()
 			return t.Ways, t.Used, t.Spilled
 		}))
+		cs = append(cs, metrics.NewRoutes("relay", func() (uint64, uint64) {
+			r := d.RouteStats()
+			return r.Bumps, r.WatchErrors
+		})...)
 		if c.dp.cg != nil {
 			cs = append(cs, c.dp.cg.A.Collectors()...) // the CGNAT's blocks, subscribers, mappings, log
 			if c.dp.cg.PM != nil {

@@ -139,8 +139,12 @@ func (d *Datapath) WatchRoutes(ctx context.Context, log *slog.Logger) (*RouteWat
 	return w, nil
 }
 
-// Stop ends the watcher and waits for its goroutines.
+// Stop ends the watcher and waits for its goroutines; a nil watcher
+// (whose subscription failed) has none.
 func (w *RouteWatcher) Stop() {
+	if w == nil {
+		return
+	}
 	w.cancel()
 	<-w.done
 }
