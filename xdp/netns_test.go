@@ -12,7 +12,7 @@ import (
 
 // inNetns runs f on a locked thread inside a fresh network namespace
 // that is destroyed afterwards (even when f fails the test).
-func inNetns(t *testing.T, f func(h *netlink.Handle)) {
+func inNetns(t testing.TB, f func(h *netlink.Handle)) {
 	t.Helper()
 	done := make(chan struct{})
 	go func() {
@@ -47,7 +47,7 @@ func inNetns(t *testing.T, f func(h *netlink.Handle)) {
 }
 
 // sysctl writes a value under /proc/sys for the calling thread's namespace.
-func sysctl(t *testing.T, path, v string) {
+func sysctl(t testing.TB, path, v string) {
 	t.Helper()
 	// /proc/sys/net resolves to the namespace of the thread that opens it.
 	if err := os.WriteFile("/proc/sys/"+path, []byte(v), 0o644); err != nil {
@@ -56,7 +56,7 @@ func sysctl(t *testing.T, path, v string) {
 }
 
 // veth makes a veth pair, both up, and returns them.
-func veth(t *testing.T, h *netlink.Handle, a, b string) (netlink.Link, netlink.Link) {
+func veth(t testing.TB, h *netlink.Handle, a, b string) (netlink.Link, netlink.Link) {
 	t.Helper()
 	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: a}, PeerName: b}); err != nil {
 		t.Fatalf("veth: %v", err)
