@@ -3,10 +3,14 @@ package ops
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/unmap-dev/unmap/lab"
 	"github.com/unmap-dev/unmap/test/e2e"
@@ -19,7 +23,9 @@ import (
 // outbound UDP echo through a new flow moves the edge's flow-open
 // histogram, its datapath's miss count, the relay's flows opened for the
 // site and its flows held for it; an inbound one (srv6 to the LAN host)
-// moves the relay's flow-open histogram.
+// moves the relay's flow-open histogram. Both agents' route watchers
+// run (a bump at start, no error), and a route added in the relay's
+// namespace moves its bumps.
 func TestMetrics(t *testing.T) {
 	l := labtest.New(t, lab.Options{CGNMode: lab.CGNPreserve, CGNUDPTimeout: 30 * time.Second})
 	d := e2e.Deploy(t, lab.BuildUnmap(t))
@@ -69,6 +75,24 @@ func TestMetrics(t *testing.T) {
 	if n, _ := relay0.Get("unmap_relay_sessions"); n != 1 {
 		t.Errorf("relay sessions = %v, want 1", n)
 	}
+	// Each agent's route watcher runs: its bump at subscription, no error.
+	for _, c := range []struct {
+		role lab.Role
+		s    e2e.Scrape
+	}{{lab.Relay, relay0}, {lab.Edge, edge0}} {
+		if n, ok := c.s.Get("unmap_datapath_route_bumps_total"); !ok || n < 1 {
+			t.Errorf("%s: route bumps %v (%v), want at least the watcher's first", c.role, n, ok)
+		}
+		if n, ok := c.s.Get("unmap_datapath_route_watch_errors_total"); !ok || n != 0 {
+			t.Errorf("%s: route watch errors %v (%v), want 0", c.role, n, ok)
+		}
+	}
+	// A route added in the relay's namespace (a blackhole for the
+	// benchmarking prefix, which no packet here uses) bumps it again.
+	_, bench, _ := net.ParseCIDR("198.18.0.0/15")
+	if err := l.NS(lab.Relay).Netlink().RouteAdd(&netlink.Route{Dst: bench, Type: unix.RTN_BLACKHOLE}); err != nil {
+		t.Fatal(err)
+	}
 
 	e2e.EchoServer(t, l.NS(lab.Srv6))
 	if _, err := l.NS(lab.LAN).EchoUDP(ctx, netip.AddrPortFrom(lab.Srv6Addr, lab.EchoPort), "metrics-out"); err != nil {
@@ -99,6 +123,7 @@ func TestMetrics(t *testing.T) {
 		moved("relay", relay0, relay1, "unmap_relay_site_flows", `site="home"`)
 		moved("relay", relay0, relay1, "unmap_relay_flow_open_seconds_count", `protocol="udp"`)
 		moved("relay", relay0, relay1, "unmap_datapath_packets_total", `reason="miss"`)
+		moved("relay", relay0, relay1, "unmap_datapath_route_bumps_total")
 		if len(behind) == 0 {
 			break
 		}
