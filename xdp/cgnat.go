@@ -602,7 +602,7 @@ func (d *Datapath) openBlocks(ts tableSpec) error {
 		return nil
 	}
 	t, err := openCGTable(d.objs.CgTable, d.objs.CgBmeta, d.objs.CgMappings,
-		cgTableBits(ts.cgMappings), ts.seed[0])
+		cgTableBits(ts.cgMappings), ts.seed)
 	if err != nil {
 		return err
 	}
