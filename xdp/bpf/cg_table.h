@@ -125,12 +125,16 @@ static __always_inline int cg_lookup(const struct cg_key *k, struct cg_out *out,
 static __always_inline int cg_lock(struct cg_place *pl, const struct cg_key *k, struct cg_out *out, __u16 **ep)
 {
 	for (int i = 0; i < CG_LOCK_TRIES; i++) {
-		__u32 old = __sync_fetch_and_or(pl->meta, CG_META_LOCK);
+		/* Read before the atomic: a waiter that only reads leaves the
+		 * holder's unlock its line. */
+		if (!(*(volatile __u32 *)pl->meta & (CG_META_LOCK | CG_META_AGENT))) {
+			__u32 old = __sync_fetch_and_or(pl->meta, CG_META_LOCK);
 
-		if (!(old & (CG_META_LOCK | CG_META_AGENT)))
-			return 1;
-		if (!(old & CG_META_LOCK)) /* the agent's: the bit set here is no one's */
-			__sync_fetch_and_and(pl->meta, ~CG_META_LOCK);
+			if (!(old & (CG_META_LOCK | CG_META_AGENT)))
+				return 1;
+			if (!(old & CG_META_LOCK)) /* the agent's: the bit set here is no one's */
+				__sync_fetch_and_and(pl->meta, ~CG_META_LOCK);
+		}
 		if (cg_find_way(pl->b, pl->kw, out, ep))
 			return 0;
 	}
