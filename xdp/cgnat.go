@@ -185,42 +185,49 @@ func (d *Datapath) subIndex(sub netip.Addr) (uint32, error) {
 // published in the subscriber's record. The agent grants a block to one
 // subscriber at a time (callers serialize grants).
 func (d *Datapath) GrantBlock(sub netip.Addr, id uint32) error {
+	return d.updateSub(sub, func(s *datapathCgSub) error {
+		if int(id) >= d.cg.NumBlocks() {
+			return fmt.Errorf("cgnat: block %d outside the pool's %d", id, d.cg.NumBlocks())
+		}
+		if s.Nblocks >= cgnat.SubBlocks {
+			return fmt.Errorf("cgnat: %v holds %d blocks already", sub, s.Nblocks)
+		}
+		a, base := d.cg.BlockAt(id)
+		if err := d.objs.CgBlocks.Update(id, &datapathCgBlock{Addr: net32(a), Base: base}, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("cgnat: block %d: %w", id, err)
+		}
+		s.Block[s.Nblocks] = id + 1
+		s.Nblocks++
+		return nil
+	})
+}
+
+// updateSub rewrites subscriber sub's record in cg_subs with fn; nothing
+// is written if fn fails. Whole, not in place: the agent is the record's
+// only writer (grants, spent, withdrawals are serialized by it), the
+// datapath only reads it.
+func (d *Datapath) updateSub(sub netip.Addr, fn func(*datapathCgSub) error) error {
 	si, err := d.subIndex(sub)
 	if err != nil {
 		return err
-	}
-	if int(id) >= d.cg.NumBlocks() {
-		return fmt.Errorf("cgnat: block %d outside the pool's %d", id, d.cg.NumBlocks())
 	}
 	var s datapathCgSub
 	if err := d.objs.CgSubs.Lookup(si, &s); err != nil {
 		return fmt.Errorf("cgnat: subscriber %v: %w", sub, err)
 	}
-	if s.Nblocks >= cgnat.SubBlocks {
-		return fmt.Errorf("cgnat: %v holds %d blocks already", sub, s.Nblocks)
+	if err := fn(&s); err != nil {
+		return err
 	}
-	a, base := d.cg.BlockAt(id)
-	if err := d.objs.CgBlocks.Update(id, &datapathCgBlock{Addr: net32(a), Base: base}, ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("cgnat: block %d: %w", id, err)
-	}
-	s.Block[s.Nblocks] = id + 1
-	s.Nblocks++
 	return d.objs.CgSubs.Update(si, &s, ebpf.UpdateAny)
 }
 
 // SetSpent says whether sub's new mappings are refused once its blocks
 // are full (its quota or the pool is spent) instead of asking the agent.
 func (d *Datapath) SetSpent(sub netip.Addr, spent bool) error {
-	si, err := d.subIndex(sub)
-	if err != nil {
-		return err
-	}
-	var s datapathCgSub
-	if err := d.objs.CgSubs.Lookup(si, &s); err != nil {
-		return fmt.Errorf("cgnat: subscriber %v: %w", sub, err)
-	}
-	s.Spent = boolU32(spent)
-	return d.objs.CgSubs.Update(si, &s, ebpf.UpdateAny)
+	return d.updateSub(sub, func(s *datapathCgSub) error {
+		s.Spent = boolU32(spent)
+		return nil
+	})
 }
 
 // CGNATMappings reads the outbound mappings back.
@@ -595,7 +602,7 @@ func (d *Datapath) openBlocks(ts tableSpec) error {
 		return nil
 	}
 	t, err := openCGTable(d.objs.CgTable, d.objs.CgBmeta, d.objs.CgMappings,
-		cgTableBits(ts.cgMappings), ts.seed[0])
+		cgTableBits(ts.cgMappings), ts.seed)
 	if err != nil {
 		return err
 	}
@@ -763,26 +770,20 @@ func (d *Datapath) CGNATBlockUsed(id uint32) ([cgnat.Planes]uint32, error) {
 // take one: the caller gives the block back to the pool only once
 // CGNATBlockUsed reads it empty after this (and a packet's time).
 func (d *Datapath) WithdrawBlock(sub netip.Addr, id uint32) error {
-	si, err := d.subIndex(sub)
-	if err != nil {
-		return err
-	}
-	var s datapathCgSub
-	if err := d.objs.CgSubs.Lookup(si, &s); err != nil {
-		return fmt.Errorf("cgnat: subscriber %v: %w", sub, err)
-	}
-	var kept datapathCgSub
-	kept.Spent = s.Spent
-	for i := range min(s.Nblocks, cgnat.SubBlocks) {
-		if s.Block[i] != id+1 {
-			kept.Block[kept.Nblocks] = s.Block[i]
-			kept.Nblocks++
+	return d.updateSub(sub, func(s *datapathCgSub) error {
+		kept := datapathCgSub{Spent: s.Spent}
+		for i := range min(s.Nblocks, cgnat.SubBlocks) {
+			if s.Block[i] != id+1 {
+				kept.Block[kept.Nblocks] = s.Block[i]
+				kept.Nblocks++
+			}
 		}
-	}
-	if kept.Nblocks == s.Nblocks {
-		return fmt.Errorf("cgnat: %v does not hold block %d", sub, id)
-	}
-	return d.objs.CgSubs.Update(si, &kept, ebpf.UpdateAny)
+		if kept.Nblocks == s.Nblocks {
+			return fmt.Errorf("cgnat: %v does not hold block %d", sub, id)
+		}
+		*s = kept
+		return nil
+	})
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -66,16 +66,16 @@ type cgTable struct {
 	mem   []byte // cg_table
 	meta  []byte // cg_bmeta
 	bits  uint32
-	mul   uint64 // cfg_seed[0]
+	seed  tableSeed // cfg_seed, of which the hash uses three words
 	spill *ebpf.Map
 }
 
 // openCGTable maps cg_table and cg_bmeta, and clears the agent's locks:
 // a previous agent killed while it held one left it (the datapath's own
 // are never left held).
-func openCGTable(table, meta, spill *ebpf.Map, bits uint32, mul uint64) (*cgTable, error) {
+func openCGTable(table, meta, spill *ebpf.Map, bits uint32, seed tableSeed) (*cgTable, error) {
 	n := 1 << bits
-	t := &cgTable{bits: bits, mul: mul, spill: spill}
+	t := &cgTable{bits: bits, seed: seed, spill: spill}
 	var err error
 	if t.mem, err = mmapArray(table, n*cgBucketLen); err != nil {
 		return nil, fmt.Errorf("map the cgnat table: %w", err)
@@ -112,8 +112,14 @@ func cgKeyWord(ck datapathCgKey) uint64 {
 }
 
 // cgTableHash is the C's cg_tab_bucket.
-func cgTableHash(mul uint64, bits uint32, kw uint64) uint32 {
-	return uint32(((kw * mul) >> 1) >> (63 - bits))
+func cgTableHash(seed tableSeed, bits uint32, kw uint64) uint32 {
+	x := kw ^ seed[2]
+	x ^= x >> 33
+	x *= seed[0]
+	x ^= x >> 29
+	x *= seed[1]
+	x ^= x >> 32
+	return uint32((x >> 1) >> (63 - bits))
 }
 
 func outWord(o datapathCgOut) uint64 {
@@ -130,7 +136,7 @@ func (t *cgTable) metaWord(b uint32) *uint32 {
 	return (*uint32)(unsafe.Pointer(&t.meta[cgMetaStride*b]))
 }
 
-func (t *cgTable) bucket(kw uint64) uint32 { return cgTableHash(t.mul, t.bits, kw) }
+func (t *cgTable) bucket(kw uint64) uint32 { return cgTableHash(t.seed, t.bits, kw) }
 
 // find is kw's way in its bucket: the way's offset, its key word and
 // its mapping as read together, or -1.

@@ -1,9 +1,9 @@
 /* cg_table.h: the CGNAT's NAT44 mappings in cg_table (maps.h): finding
  * a key's mapping, and putting a new one in (cg_ports.h).
  *
- * A key's bucket is picked by a multiply-shift hash of its one word,
- * seeded (cfg_seed[0], the flow table's first multiplier: random, kept
- * pinned) so no subscriber can aim its ports at one bucket. Lookups take
+ * A key's bucket is picked by a seeded mix of its one word (the flow
+ * table's random seed, kept pinned), so no subscriber can aim its ports
+ * at one bucket. Lookups take
  * no lock. Puts take the bucket's lock (cg_bmeta), which is what keeps a
  * key in one place when two CPUs make its mapping at once: the second
  * finds the first's way under the lock. A put writes the mapping, then
@@ -29,11 +29,24 @@ static __always_inline __u64 cg_kword(const struct cg_key *k)
 	return (__u64)k->addr | (__u64)k->port << 32 | (__u64)k->proto << 48;
 }
 
-/* The bucket of key word kw. (h >> 1) >> (63 - bits) is h >> (64 - bits)
- * that also works for one bucket. Mirrored by cgTableHash (xdp/cgtable.go). */
+/* The bucket of key word kw: the word, XORed with a secret, through two
+ * rounds of xor-shift and multiply by secret odd multipliers (the flow
+ * table's seed, pinned), its top bits the index. Not the flow table's
+ * plain multiply-shift: on keys as regular as a subscriber's ports, a
+ * multiply-shift puts thousands of keys in a few buckets for one seed
+ * in six (TestCGNATTableSpread), where this spreads them as at random.
+ * (x >> 1) >> (63 - bits) is x >> (64 - bits) that also works for one
+ * bucket. Mirrored by cgTableHash (xdp/cgtable.go). */
 static __always_inline __u32 cg_tab_bucket(__u64 kw)
 {
-	return ((kw * cfg_seed[0]) >> 1) >> (63 - cfg_cg_tab_bits);
+	__u64 x = kw ^ cfg_seed[2];
+
+	x ^= x >> 33;
+	x *= cfg_seed[0];
+	x ^= x >> 29;
+	x *= cfg_seed[1];
+	x ^= x >> 32;
+	return (x >> 1) >> (63 - cfg_cg_tab_bits);
 }
 
 /* kw's way in bucket b: a copy of its mapping in *out and where its
@@ -112,12 +125,16 @@ static __always_inline int cg_lookup(const struct cg_key *k, struct cg_out *out,
 static __always_inline int cg_lock(struct cg_place *pl, const struct cg_key *k, struct cg_out *out, __u16 **ep)
 {
 	for (int i = 0; i < CG_LOCK_TRIES; i++) {
-		__u32 old = __sync_fetch_and_or(pl->meta, CG_META_LOCK);
+		/* Read before the atomic: a waiter that only reads leaves the
+		 * holder's unlock its line. */
+		if (!(*(volatile __u32 *)pl->meta & (CG_META_LOCK | CG_META_AGENT))) {
+			__u32 old = __sync_fetch_and_or(pl->meta, CG_META_LOCK);
 
-		if (!(old & (CG_META_LOCK | CG_META_AGENT)))
-			return 1;
-		if (!(old & CG_META_LOCK)) /* the agent's: the bit set here is no one's */
-			__sync_fetch_and_and(pl->meta, ~CG_META_LOCK);
+			if (!(old & (CG_META_LOCK | CG_META_AGENT)))
+				return 1;
+			if (!(old & CG_META_LOCK)) /* the agent's: the bit set here is no one's */
+				__sync_fetch_and_and(pl->meta, ~CG_META_LOCK);
+		}
 		if (cg_find_way(pl->b, pl->kw, out, ep))
 			return 0;
 	}

@@ -119,7 +119,7 @@ struct {
  * the bucket a seeded hash of the key picks (cg_table.h). One cache
  * line a lookup: a kernel hash costs a bucket head and an element,
  * each in its own page of a table sized for the most mappings, and
- * with many mappings both miss the cache and the TLB (0.17-0.24x the
+ * with many mappings both miss the cache and the TLB (0.22-0.29x the
  * hash's time, BenchmarkCGNATMappingLookup). The datapath puts keys
  * in with the bucket's lock (cg_bmeta); the agent reads and ends them
  * through a shared memory mapping (xdp/cgtable.go). Sized at load time:
