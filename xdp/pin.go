@@ -160,6 +160,9 @@ func pinLayout(spec *ebpf.CollectionSpec) [sha256.Size]byte {
 		}
 	}
 	slices.Sort(names)
+	// Where the tables put a key is layout too: a pinned table filled by
+	// another hash has its keys in the wrong buckets. Bump on a change.
+	b.WriteString("flowtab hash 2, cg_table hash 1;")
 	for _, name := range names {
 		m := spec.Maps[name]
 		size := m.MaxEntries

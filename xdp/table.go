@@ -154,12 +154,19 @@ func (t *flowTable) close() error {
 	return err
 }
 
+// flowMix is table_bucket's mixing multiplier (odd, fixed: the keyed
+// part is the sum before it).
+const flowMix = 0xd6e8feb86659fd93
+
 // tableHash is table_bucket of bpf/lookup.h: kb is struct flow_key's bytes.
 func tableHash(seed tableSeed, bits int, kb []byte) uint32 {
 	var h uint64
 	for i := range seed {
 		h += binary.LittleEndian.Uint64(kb[8*i:]) * seed[i]
 	}
+	h ^= h >> 32
+	h *= flowMix
+	h ^= h >> 32
 	return uint32(h >> 1 >> (63 - bits))
 }
 

@@ -42,18 +42,25 @@ static __always_inline long carrier_slot_index(const struct flow_key *k)
 	return plane * ((__u32)cfg_port_hi - cfg_port_lo + 1) + port - cfg_port_lo;
 }
 
-/* The bucket of key words w: multiply-shift hashing (Dietzfelbinger et
- * al.), the sum of each word times its own random odd multiplier, the
- * index the sum's top bits. Universal: any two keys share a bucket with
- * probability at most 2/buckets over the choice of multipliers, however
- * alike they are. The five products are independent, so they pipeline.
- * (h >> 1) >> (63 - bits) is h >> (64 - bits) that also works for one
- * bucket. Mirrored by tableHash in xdp/table.go. */
+/* The bucket of key words w: the sum of each word times its own random
+ * odd multiplier (Dietzfelbinger et al.'s multiply-shift for vectors:
+ * any two keys' sums collide with probability ~2^-64 over the choice of
+ * multipliers), then a xor-shift, multiply, xor-shift, the index its top
+ * bits. The sum's top bits alone, the first version, are a poor index
+ * for keys as regular as one LAN host's consecutive ports to one remote:
+ * for one seed in six, 8800 of 12000 such keys found their bucket full
+ * (TestFlowTableSpread); mixed, at most ~215, as at random. The five
+ * products are independent, so they pipeline. (h >> 1) >> (63 - bits)
+ * is h >> (64 - bits) that also works for one bucket. Mirrored by
+ * tableHash in xdp/table.go. */
 static __always_inline __u32 table_bucket(const __u64 *w)
 {
 	__u64 h = w[0] * cfg_seed[0] + w[1] * cfg_seed[1] + w[2] * cfg_seed[2] +
 		  w[3] * cfg_seed[3] + w[4] * cfg_seed[4];
 
+	h ^= h >> 32;
+	h *= 0xd6e8feb86659fd93ULL;
+	h ^= h >> 32;
 	return (h >> 1) >> (63 - cfg_bucket_bits);
 }
 
