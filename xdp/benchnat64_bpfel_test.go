@@ -149,6 +149,22 @@ type benchnat64MissSrc struct {
 	Addr   [4]uint32
 }
 
+type benchnat64Nh6Entry struct {
+	_        structs.HostLayout
+	Dst      [4]uint32
+	Src      [4]uint32
+	Iif      uint32
+	Flowinfo uint32
+	Proto    uint8
+	Pad      uint8
+	MaxLen   uint16
+	Gen      uint32
+	Oif      uint32
+	Dmac     [6]uint8
+	Smac     [6]uint8
+	Expires  uint64
+}
+
 type benchnat64NhEntry struct {
 	_       structs.HostLayout
 	Dst     uint32
@@ -188,6 +204,7 @@ const (
 	benchnat64MapMissExempt         = "miss_exempt"
 	benchnat64MapMissSrcs           = "miss_srcs"
 	benchnat64MapMisses             = "misses"
+	benchnat64MapNh6Cache           = "nh6_cache"
 	benchnat64MapNhCache            = "nh_cache"
 	benchnat64MapReasons            = "reasons"
 	benchnat64MapSitePrefixes       = "site_prefixes"
@@ -336,6 +353,7 @@ type benchnat64MapSpecs struct {
 	MissExempt   *ebpf.MapSpec `ebpf:"miss_exempt"`
 	MissSrcs     *ebpf.MapSpec `ebpf:"miss_srcs"`
 	Misses       *ebpf.MapSpec `ebpf:"misses"`
+	Nh6Cache     *ebpf.MapSpec `ebpf:"nh6_cache"`
 	NhCache      *ebpf.MapSpec `ebpf:"nh_cache"`
 	Reasons      *ebpf.MapSpec `ebpf:"reasons"`
 	SitePrefixes *ebpf.MapSpec `ebpf:"site_prefixes"`
@@ -438,6 +456,7 @@ type benchnat64Maps struct {
 	MissExempt   *ebpf.Map `ebpf:"miss_exempt"`
 	MissSrcs     *ebpf.Map `ebpf:"miss_srcs"`
 	Misses       *ebpf.Map `ebpf:"misses"`
+	Nh6Cache     *ebpf.Map `ebpf:"nh6_cache"`
 	NhCache      *ebpf.Map `ebpf:"nh_cache"`
 	Reasons      *ebpf.Map `ebpf:"reasons"`
 	SitePrefixes *ebpf.Map `ebpf:"site_prefixes"`
@@ -465,6 +484,7 @@ func (m *benchnat64Maps) Close() error {
 		m.MissExempt,
 		m.MissSrcs,
 		m.Misses,
+		m.Nh6Cache,
 		m.NhCache,
 		m.Reasons,
 		m.SitePrefixes,

@@ -149,6 +149,22 @@ type benchtabMissSrc struct {
 	Addr   [4]uint32
 }
 
+type benchtabNh6Entry struct {
+	_        structs.HostLayout
+	Dst      [4]uint32
+	Src      [4]uint32
+	Iif      uint32
+	Flowinfo uint32
+	Proto    uint8
+	Pad      uint8
+	MaxLen   uint16
+	Gen      uint32
+	Oif      uint32
+	Dmac     [6]uint8
+	Smac     [6]uint8
+	Expires  uint64
+}
+
 type benchtabNhEntry struct {
 	_       structs.HostLayout
 	Dst     uint32
@@ -189,6 +205,7 @@ const (
 	benchtabMapMissExempt         = "miss_exempt"
 	benchtabMapMissSrcs           = "miss_srcs"
 	benchtabMapMisses             = "misses"
+	benchtabMapNh6Cache           = "nh6_cache"
 	benchtabMapNhCache            = "nh_cache"
 	benchtabMapReasons            = "reasons"
 	benchtabMapSitePrefixes       = "site_prefixes"
@@ -333,6 +350,7 @@ type benchtabMapSpecs struct {
 	MissExempt   *ebpf.MapSpec `ebpf:"miss_exempt"`
 	MissSrcs     *ebpf.MapSpec `ebpf:"miss_srcs"`
 	Misses       *ebpf.MapSpec `ebpf:"misses"`
+	Nh6Cache     *ebpf.MapSpec `ebpf:"nh6_cache"`
 	NhCache      *ebpf.MapSpec `ebpf:"nh_cache"`
 	Reasons      *ebpf.MapSpec `ebpf:"reasons"`
 	SitePrefixes *ebpf.MapSpec `ebpf:"site_prefixes"`
@@ -437,6 +455,7 @@ type benchtabMaps struct {
 	MissExempt   *ebpf.Map `ebpf:"miss_exempt"`
 	MissSrcs     *ebpf.Map `ebpf:"miss_srcs"`
 	Misses       *ebpf.Map `ebpf:"misses"`
+	Nh6Cache     *ebpf.Map `ebpf:"nh6_cache"`
 	NhCache      *ebpf.Map `ebpf:"nh_cache"`
 	Reasons      *ebpf.Map `ebpf:"reasons"`
 	SitePrefixes *ebpf.Map `ebpf:"site_prefixes"`
@@ -465,6 +484,7 @@ func (m *benchtabMaps) Close() error {
 		m.MissExempt,
 		m.MissSrcs,
 		m.Misses,
+		m.Nh6Cache,
 		m.NhCache,
 		m.Reasons,
 		m.SitePrefixes,

@@ -149,6 +149,22 @@ type benchvarMissSrc struct {
 	Addr   [4]uint32
 }
 
+type benchvarNh6Entry struct {
+	_        structs.HostLayout
+	Dst      [4]uint32
+	Src      [4]uint32
+	Iif      uint32
+	Flowinfo uint32
+	Proto    uint8
+	Pad      uint8
+	MaxLen   uint16
+	Gen      uint32
+	Oif      uint32
+	Dmac     [6]uint8
+	Smac     [6]uint8
+	Expires  uint64
+}
+
 type benchvarNhEntry struct {
 	_       structs.HostLayout
 	Dst     uint32
@@ -190,6 +206,7 @@ const (
 	benchvarMapMissExempt         = "miss_exempt"
 	benchvarMapMissSrcs           = "miss_srcs"
 	benchvarMapMisses             = "misses"
+	benchvarMapNh6Cache           = "nh6_cache"
 	benchvarMapNhCache            = "nh_cache"
 	benchvarMapReasons            = "reasons"
 	benchvarMapSitePrefixes       = "site_prefixes"
@@ -361,6 +378,7 @@ type benchvarMapSpecs struct {
 	MissExempt    *ebpf.MapSpec `ebpf:"miss_exempt"`
 	MissSrcs      *ebpf.MapSpec `ebpf:"miss_srcs"`
 	Misses        *ebpf.MapSpec `ebpf:"misses"`
+	Nh6Cache      *ebpf.MapSpec `ebpf:"nh6_cache"`
 	NhCache       *ebpf.MapSpec `ebpf:"nh_cache"`
 	Reasons       *ebpf.MapSpec `ebpf:"reasons"`
 	SitePrefixes  *ebpf.MapSpec `ebpf:"site_prefixes"`
@@ -466,6 +484,7 @@ type benchvarMaps struct {
 	MissExempt    *ebpf.Map `ebpf:"miss_exempt"`
 	MissSrcs      *ebpf.Map `ebpf:"miss_srcs"`
 	Misses        *ebpf.Map `ebpf:"misses"`
+	Nh6Cache      *ebpf.Map `ebpf:"nh6_cache"`
 	NhCache       *ebpf.Map `ebpf:"nh_cache"`
 	Reasons       *ebpf.Map `ebpf:"reasons"`
 	SitePrefixes  *ebpf.Map `ebpf:"site_prefixes"`
@@ -495,6 +514,7 @@ func (m *benchvarMaps) Close() error {
 		m.MissExempt,
 		m.MissSrcs,
 		m.Misses,
+		m.Nh6Cache,
 		m.NhCache,
 		m.Reasons,
 		m.SitePrefixes,

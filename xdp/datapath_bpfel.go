@@ -185,6 +185,22 @@ type datapathMissSrc struct {
 	Addr   [4]uint32
 }
 
+type datapathNh6Entry struct {
+	_        structs.HostLayout
+	Dst      [4]uint32
+	Src      [4]uint32
+	Iif      uint32
+	Flowinfo uint32
+	Proto    uint8
+	Pad      uint8
+	MaxLen   uint16
+	Gen      uint32
+	Oif      uint32
+	Dmac     [6]uint8
+	Smac     [6]uint8
+	Expires  uint64
+}
+
 type datapathNhEntry struct {
 	_       structs.HostLayout
 	Dst     uint32
@@ -291,6 +307,7 @@ const (
 	datapathMapMissExempt         = "miss_exempt"
 	datapathMapMissSrcs           = "miss_srcs"
 	datapathMapMisses             = "misses"
+	datapathMapNh6Cache           = "nh6_cache"
 	datapathMapNhCache            = "nh_cache"
 	datapathMapReasons            = "reasons"
 	datapathMapSitePrefixes       = "site_prefixes"
@@ -425,6 +442,7 @@ type datapathMapSpecs struct {
 	MissExempt   *ebpf.MapSpec `ebpf:"miss_exempt"`
 	MissSrcs     *ebpf.MapSpec `ebpf:"miss_srcs"`
 	Misses       *ebpf.MapSpec `ebpf:"misses"`
+	Nh6Cache     *ebpf.MapSpec `ebpf:"nh6_cache"`
 	NhCache      *ebpf.MapSpec `ebpf:"nh_cache"`
 	Reasons      *ebpf.MapSpec `ebpf:"reasons"`
 	SitePrefixes *ebpf.MapSpec `ebpf:"site_prefixes"`
@@ -525,6 +543,7 @@ type datapathMaps struct {
 	MissExempt   *ebpf.Map `ebpf:"miss_exempt"`
 	MissSrcs     *ebpf.Map `ebpf:"miss_srcs"`
 	Misses       *ebpf.Map `ebpf:"misses"`
+	Nh6Cache     *ebpf.Map `ebpf:"nh6_cache"`
 	NhCache      *ebpf.Map `ebpf:"nh_cache"`
 	Reasons      *ebpf.Map `ebpf:"reasons"`
 	SitePrefixes *ebpf.Map `ebpf:"site_prefixes"`
@@ -552,6 +571,7 @@ func (m *datapathMaps) Close() error {
 		m.MissExempt,
 		m.MissSrcs,
 		m.Misses,
+		m.Nh6Cache,
 		m.NhCache,
 		m.Reasons,
 		m.SitePrefixes,

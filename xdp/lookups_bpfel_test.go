@@ -149,6 +149,22 @@ type lookupsMissSrc struct {
 	Addr   [4]uint32
 }
 
+type lookupsNh6Entry struct {
+	_        structs.HostLayout
+	Dst      [4]uint32
+	Src      [4]uint32
+	Iif      uint32
+	Flowinfo uint32
+	Proto    uint8
+	Pad      uint8
+	MaxLen   uint16
+	Gen      uint32
+	Oif      uint32
+	Dmac     [6]uint8
+	Smac     [6]uint8
+	Expires  uint64
+}
+
 type lookupsNhEntry struct {
 	_       structs.HostLayout
 	Dst     uint32
@@ -188,6 +204,7 @@ const (
 	lookupsMapMissExempt         = "miss_exempt"
 	lookupsMapMissSrcs           = "miss_srcs"
 	lookupsMapMisses             = "misses"
+	lookupsMapNh6Cache           = "nh6_cache"
 	lookupsMapNhCache            = "nh_cache"
 	lookupsMapReasons            = "reasons"
 	lookupsMapSitePrefixes       = "site_prefixes"
@@ -323,6 +340,7 @@ type lookupsMapSpecs struct {
 	MissExempt   *ebpf.MapSpec `ebpf:"miss_exempt"`
 	MissSrcs     *ebpf.MapSpec `ebpf:"miss_srcs"`
 	Misses       *ebpf.MapSpec `ebpf:"misses"`
+	Nh6Cache     *ebpf.MapSpec `ebpf:"nh6_cache"`
 	NhCache      *ebpf.MapSpec `ebpf:"nh_cache"`
 	Reasons      *ebpf.MapSpec `ebpf:"reasons"`
 	SitePrefixes *ebpf.MapSpec `ebpf:"site_prefixes"`
@@ -424,6 +442,7 @@ type lookupsMaps struct {
 	MissExempt   *ebpf.Map `ebpf:"miss_exempt"`
 	MissSrcs     *ebpf.Map `ebpf:"miss_srcs"`
 	Misses       *ebpf.Map `ebpf:"misses"`
+	Nh6Cache     *ebpf.Map `ebpf:"nh6_cache"`
 	NhCache      *ebpf.Map `ebpf:"nh_cache"`
 	Reasons      *ebpf.Map `ebpf:"reasons"`
 	SitePrefixes *ebpf.Map `ebpf:"site_prefixes"`
@@ -451,6 +470,7 @@ func (m *lookupsMaps) Close() error {
 		m.MissExempt,
 		m.MissSrcs,
 		m.Misses,
+		m.Nh6Cache,
 		m.NhCache,
 		m.Reasons,
 		m.SitePrefixes,

@@ -22,12 +22,17 @@ import (
 
 // nhLab is a namespace where the edge's IPv4 carriers (to RelayAddr, in
 // 203.0.113.0/24) leave by wan through the gateway 100.64.0.1, and a
-// datapath with the FIB on whose LAN program sends them.
+// datapath with the FIB on whose LAN program sends them; or, for v6, where
+// the site's IPv6 hosts (SitePrefix) are reached by wan through the
+// gateway 2001:db8:ff::1, and the WAN program sends the carriers it
+// translates back to IPv6 toward them (IPv6 output: the nh6_cache).
 type nhLab struct {
 	t   *testing.T
 	h   *netlink.Handle
 	wan netlink.Link
 	d   *Datapath
+	v6  bool
+	gw  string // the gateway's address
 }
 
 var (
@@ -37,6 +42,14 @@ var (
 )
 
 func newNHLab(t *testing.T, h *netlink.Handle) *nhLab {
+	return newNHLabFamily(t, h, false)
+}
+
+func newNHLab6(t *testing.T, h *netlink.Handle) *nhLab {
+	return newNHLabFamily(t, h, true)
+}
+
+func newNHLabFamily(t *testing.T, h *netlink.Handle, v6 bool) *nhLab {
 	t.Helper()
 	// The cache is per CPU: every run on one CPU, or a packet could miss
 	// the entry the last one filled on another (inNetns's thread is
@@ -46,29 +59,56 @@ func newNHLab(t *testing.T, h *netlink.Handle) *nhLab {
 	if err := unix.SchedSetaffinity(0, &one); err != nil {
 		t.Fatal(err)
 	}
-	sysctl(t, "net/ipv4/conf/all/forwarding", "1")
 	wan, _ := veth(t, h, "wan0", "wan1")
-	sysctl(t, "net/ipv4/conf/wan0/forwarding", "1")
-	addAddr(t, h, wan, "100.64.0.2/24")
-	addNeigh(t, h, wan, "100.64.0.1", gwMAC1)
-	addRoute(t, h, wan, "203.0.113.0/24", "100.64.0.1")
+	l := &nhLab{t: t, h: h, wan: wan, v6: v6}
+	if v6 {
+		sysctl(t, "net/ipv6/conf/all/forwarding", "1")
+		sysctl(t, "net/ipv6/conf/wan0/forwarding", "1")
+		addAddr(t, h, wan, "2001:db8:ff::2/64")
+		l.gw = "2001:db8:ff::1"
+		addNeigh(t, h, wan, l.gw, gwMAC1)
+		addRoute(t, h, wan, xlattest.SitePrefix.String(), l.gw)
+	} else {
+		sysctl(t, "net/ipv4/conf/all/forwarding", "1")
+		sysctl(t, "net/ipv4/conf/wan0/forwarding", "1")
+		addAddr(t, h, wan, "100.64.0.2/24")
+		l.gw = "100.64.0.1"
+		addNeigh(t, h, wan, l.gw, gwMAC1)
+		addRoute(t, h, wan, "203.0.113.0/24", l.gw)
+	}
 	d, _ := loadWorld(t, xlattest.Config(xlattest.EdgeWAN), xlattest.World())
 	if err := d.SetFIB(true); err != nil {
 		t.Fatal(err)
 	}
-	return &nhLab{t: t, h: h, wan: wan, d: d}
+	l.d = d
+	return l
 }
 
 // send runs the LAN program on a site host's TCP segment to Remote6
-// with payload bytes, arriving on wan (so the route sends it back out
-// there: XDP_TX), and returns the verdict and the frame's destination MAC.
+// with payload bytes (v6: the WAN program on the relay's carrier segment
+// back to the site host, translated to IPv6), arriving on wan (so the
+// route sends it back out there: XDP_TX), and returns the verdict and
+// the frame's destination MAC.
 func (l *nhLab) send(payload int) (xlat.Verdict, net.HardwareAddr) {
 	l.t.Helper()
-	in := xlattest.Build(xlattest.Spec{Src: xlattest.SiteHost, Dst: xlattest.Remote6, Proto: 6, SPort: 40000, DPort: 443,
-		TTL: 64, Payload: make([]byte, payload)})
+	return l.sendTOS(payload, 0)
+}
+
+// sendTOS is send with the packet's TOS (IPv4; copied into the IPv6
+// traffic class by the translation).
+func (l *nhLab) sendTOS(payload int, tos uint8) (xlat.Verdict, net.HardwareAddr) {
+	l.t.Helper()
+	sp := xlattest.Spec{Src: xlattest.SiteHost, Dst: xlattest.Remote6, Proto: 6, SPort: 40000, DPort: 443,
+		TTL: 64, TOS: tos, Payload: make([]byte, payload)}
+	role := xlat.RoleEdgeLAN
+	if l.v6 {
+		sp.Src, sp.Dst, sp.SPort, sp.DPort = xlattest.RelayAddr, xlattest.EdgeWAN, 30000, 20000
+		role = xlat.RoleEdgeWAN
+	}
+	in := xlattest.Build(sp)
 	opts := &ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+64),
 		Context: xdpMd{DataEnd: uint32(len(in)), IngressIfindex: uint32(l.wan.Attrs().Index)}}
-	ret, err := l.d.Program(xlat.RoleEdgeLAN).Run(opts)
+	ret, err := l.d.Program(role).Run(opts)
 	if err != nil {
 		l.t.Fatal(err)
 	}
@@ -86,7 +126,7 @@ func (l *nhLab) want(what string, mac net.HardwareAddr) {
 
 func (l *nhLab) setNeigh(mac net.HardwareAddr) {
 	l.t.Helper()
-	n := &netlink.Neigh{LinkIndex: l.wan.Attrs().Index, State: netlink.NUD_PERMANENT, IP: net.ParseIP("100.64.0.1"), HardwareAddr: mac}
+	n := &netlink.Neigh{LinkIndex: l.wan.Attrs().Index, State: netlink.NUD_PERMANENT, IP: net.ParseIP(l.gw), HardwareAddr: mac}
 	if err := l.h.NeighSet(n); err != nil {
 		l.t.Fatal(err)
 	}
@@ -102,20 +142,30 @@ func (l *nhLab) bump() {
 // TestNextHopBump: once a packet filled the cache, a neighbour's new MAC
 // and a route's new gateway apply to the very next packet after a bump
 // (the generation check; without it the cached MAC would stay up to the
-// expiry).
-func TestNextHopBump(t *testing.T) {
+// expiry). IPv4 output; TestNextHopBump6 the same for IPv6 output.
+func TestNextHopBump(t *testing.T) { testNextHopBump(t, false) }
+
+// TestNextHopBump6: TestNextHopBump for IPv6 output (nh6_cache: the
+// edge's WAN program translating a carrier back to IPv6).
+func TestNextHopBump6(t *testing.T) { testNextHopBump(t, true) }
+
+func testNextHopBump(t *testing.T, v6 bool) {
 	priv.Require(t)
 	inNetns(t, func(h *netlink.Handle) {
-		l := newNHLab(t, h)
+		l := newNHLabFamily(t, h, v6)
 		l.want("first packet", gwMAC1)
 		l.want("cached", gwMAC1)
 		l.setNeigh(gwMAC2)
 		l.bump()
 		l.want("new neighbour MAC after a bump", gwMAC2)
 
-		addNeigh(t, h, l.wan, "100.64.0.3", gwMAC3)
-		_, dst, _ := net.ParseCIDR("203.0.113.0/24")
-		if err := h.RouteReplace(&netlink.Route{LinkIndex: l.wan.Attrs().Index, Dst: dst, Gw: net.ParseIP("100.64.0.3")}); err != nil {
+		gw3, prefix := "100.64.0.3", "203.0.113.0/24"
+		if v6 {
+			gw3, prefix = "2001:db8:ff::3", xlattest.SitePrefix.String()
+		}
+		addNeigh(t, h, l.wan, gw3, gwMAC3)
+		_, dst, _ := net.ParseCIDR(prefix)
+		if err := h.RouteReplace(&netlink.Route{LinkIndex: l.wan.Attrs().Index, Dst: dst, Gw: net.ParseIP(gw3)}); err != nil {
 			t.Fatal(err)
 		}
 		l.bump()
@@ -128,11 +178,16 @@ func TestNextHopBump(t *testing.T) {
 
 // TestNextHopExpiry: with no bump, the cached answer is used (a
 // neighbour's new MAC is not seen at once: the cache really answers),
-// then the new one once the entry's jiffies expiry passed.
-func TestNextHopExpiry(t *testing.T) {
+// then the new one once the entry's jiffies expiry passed. IPv4 output.
+func TestNextHopExpiry(t *testing.T) { testNextHopExpiry(t, false) }
+
+// TestNextHopExpiry6: TestNextHopExpiry for IPv6 output.
+func TestNextHopExpiry6(t *testing.T) { testNextHopExpiry(t, true) }
+
+func testNextHopExpiry(t *testing.T, v6 bool) {
 	priv.Require(t)
 	inNetns(t, func(h *netlink.Handle) {
-		l := newNHLab(t, h)
+		l := newNHLabFamily(t, h, v6)
 		// The fill and the next packet must fall within one TTL for the
 		// cached answer to be checked; a loaded machine may need tries.
 		checked := false
@@ -179,14 +234,26 @@ func TestNextHopExpiry(t *testing.T) {
 // TestNextHopMTU: a packet larger than the entry's largest known length
 // takes the real lookup, whose MTU check still refuses what the link's
 // MTU does not carry (FRAG_NEEDED: the stack answers it, pass-fib), and
-// still passes what it does.
-func TestNextHopMTU(t *testing.T) {
+// still passes what it does. IPv4 output.
+func TestNextHopMTU(t *testing.T) { testNextHopMTU(t, false) }
+
+// TestNextHopMTU6: TestNextHopMTU for IPv6 output (tot_len there is the
+// payload length + 40).
+func TestNextHopMTU6(t *testing.T) { testNextHopMTU(t, true) }
+
+func testNextHopMTU(t *testing.T, v6 bool) {
 	priv.Require(t)
 	inNetns(t, func(h *netlink.Handle) {
-		l := newNHLab(t, h)
+		l := newNHLabFamily(t, h, v6)
 		// The link's MTU (a route's counts only when locked, or with
-		// ip_forward_use_pmtu).
-		if err := h.LinkSetMTU(l.wan, 1000); err != nil {
+		// ip_forward_use_pmtu). IPv4 out: 20 (IPv4) + 20 (TCP) + 1100 >
+		// 1000 >= 20 + 20 + 900. IPv6 out (not under 1280): 40 (IPv6) +
+		// 20 + 1300 > 1300 >= 40 + 20 + 1200.
+		mtu, over, under := 1000, 1100, 900
+		if v6 {
+			mtu, over, under = 1300, 1300, 1200
+		}
+		if err := h.LinkSetMTU(l.wan, mtu); err != nil {
 			t.Fatal(err)
 		}
 		l.bump()
@@ -196,8 +263,7 @@ func TestNextHopMTU(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// 20 (IPv4) + 20 (TCP) + 1100 > 1000.
-		if v, mac := l.send(1100); v != xlat.Pass {
+		if v, mac := l.send(over); v != xlat.Pass {
 			t.Errorf("packet over the link's MTU: %v to %v, want the stack (FRAG_NEEDED)", v, mac)
 		}
 		after, err := l.d.Reasons()
@@ -207,14 +273,14 @@ func TestNextHopMTU(t *testing.T) {
 		if n := after[xlat.ReasonPassFIB] - before[xlat.ReasonPassFIB]; n != 1 {
 			t.Errorf("pass-fib counted %d, want 1", n)
 		}
-		// 20 + 20 + 900 <= 1000: the real lookup passes it and the entry
-		// grows to it.
+		// Under the MTU: the real lookup passes it and the entry grows to
+		// it.
 		for i := range 2 {
-			if v, mac := l.send(900); v != xlat.TX || !bytes.Equal(mac, gwMAC1) {
+			if v, mac := l.send(under); v != xlat.TX || !bytes.Equal(mac, gwMAC1) {
 				t.Errorf("packet under the link's MTU (%d): %v to %v", i, v, mac)
 			}
 		}
-		if v, _ := l.send(1100); v != xlat.Pass {
+		if v, _ := l.send(over); v != xlat.Pass {
 			t.Errorf("packet over the MTU after a larger fill: %v, want the stack", v)
 		}
 	})

@@ -2,7 +2,7 @@
  * and MACs, XDP_TX when it leaves where it came in, XDP_REDIRECT through
  * the tx_ports devmap otherwise, the stack when the kernel has no
  * neighbour yet or no XDP route (it resolves, fragments or answers).
- * IPv4 next hops come from a per-CPU cache when it has them (nhcache.h). */
+ * Next hops come from a per-CPU cache when it has them (nhcache.h). */
 #pragma once
 
 #include "common.h"
@@ -38,6 +38,7 @@ static __always_inline int forward(struct xdp_md *ctx, int out_v4)
 	struct bpf_fib_lookup fib = {};
 	struct ethhdr *eth = data;
 	struct nh_entry *nh = NULL;
+	struct nh6_entry *nh6 = NULL;
 	__u32 gen = 0;
 	long rc;
 
@@ -74,6 +75,14 @@ static __always_inline int forward(struct xdp_md *ctx, int out_v4)
 		fib.tot_len = bpf_ntohs(ip6->payload_len) + 40;
 		__builtin_memcpy(fib.ipv6_src, &ip6->saddr, 16);
 		__builtin_memcpy(fib.ipv6_dst, &ip6->daddr, 16);
+		if (cfg_nh_ttl) {
+			nh6 = nh6_slot(fib.ipv6_dst, fib.ipv6_src, ctx->ingress_ifindex, fib.flowinfo,
+				       fib.l4_protocol);
+			if (nh6 && nh6_hit(nh6, fib.ipv6_dst, fib.ipv6_src, ctx->ingress_ifindex,
+					   fib.flowinfo, fib.l4_protocol, fib.tot_len))
+				return send_to(ctx, eth, nh6->oif, nh6->dmac, nh6->smac);
+			gen = sw_nh_gen; /* before the lookup, as for IPv4 */
+		}
 	}
 	fib.ifindex = ctx->ingress_ifindex;
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
@@ -104,6 +113,25 @@ static __always_inline int forward(struct xdp_md *ctx, int out_v4)
 		__builtin_memcpy(nh->dmac, fib.dmac, ETH_ALEN);
 		__builtin_memcpy(nh->smac, fib.smac, ETH_ALEN);
 		nh->expires = bpf_jiffies64() + cfg_nh_ttl;
+	}
+	if (nh6) {
+		/* The key from the header, as for IPv4 (ipv6_dst became
+		 * the gateway). */
+		struct ipv6hdr *ip6 = data + ETH_LEN;
+
+		if ((void *)(ip6 + 1) > end)
+			return XDP_PASS;
+		__builtin_memcpy(nh6->dst, &ip6->daddr, 16);
+		__builtin_memcpy(nh6->src, &ip6->saddr, 16);
+		nh6->iif = ctx->ingress_ifindex;
+		nh6->flowinfo = *(__be32 *)ip6 & bpf_htonl(0x0fffffff);
+		nh6->proto = ip6->nexthdr;
+		nh6->max_len = bpf_ntohs(ip6->payload_len) + 40;
+		nh6->gen = gen;
+		nh6->oif = fib.ifindex;
+		__builtin_memcpy(nh6->dmac, fib.dmac, ETH_ALEN);
+		__builtin_memcpy(nh6->smac, fib.smac, ETH_ALEN);
+		nh6->expires = bpf_jiffies64() + cfg_nh_ttl;
 	}
 	return send_to(ctx, eth, fib.ifindex, fib.dmac, fib.smac);
 }
