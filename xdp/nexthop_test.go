@@ -286,6 +286,48 @@ func testNextHopMTU(t *testing.T, v6 bool) {
 	})
 }
 
+// TestNextHopKey: the packet's TOS (IPv4 out) or traffic class (IPv6
+// out, in flowinfo) is in the cache's key: a rule sends one DSCP by
+// another gateway, and packets of one flow alternating between the two
+// classes each leave by their own, cached or not (with the field left
+// out of the key, the second class would take the first's entry).
+func TestNextHopKey(t *testing.T) { testNextHopKey(t, false) }
+
+// TestNextHopKey6: TestNextHopKey for IPv6 output.
+func TestNextHopKey6(t *testing.T) { testNextHopKey(t, true) }
+
+func testNextHopKey(t *testing.T, v6 bool) {
+	priv.Require(t)
+	inNetns(t, func(h *netlink.Handle) {
+		l := newNHLabFamily(t, h, v6)
+		gw3, prefix, family := "100.64.0.3", "203.0.113.0/24", netlink.FAMILY_V4
+		if v6 {
+			gw3, prefix, family = "2001:db8:ff::3", xlattest.SitePrefix.String(), netlink.FAMILY_V6
+		}
+		addNeigh(t, h, l.wan, gw3, gwMAC3)
+		_, dst, _ := net.ParseCIDR(prefix)
+		if err := h.RouteAdd(&netlink.Route{LinkIndex: l.wan.Attrs().Index, Dst: dst, Gw: net.ParseIP(gw3), Table: 100}); err != nil {
+			t.Fatal(err)
+		}
+		r := netlink.NewRule()
+		r.Family, r.Tos, r.Table, r.Priority = family, 0x10, 100, 100
+		if err := h.RuleAdd(r); err != nil {
+			t.Fatal(err)
+		}
+		l.bump()
+		for i := range 3 {
+			for _, c := range []struct {
+				tos uint8
+				mac net.HardwareAddr
+			}{{0, gwMAC1}, {0x10, gwMAC3}} {
+				if v, got := l.sendTOS(0, c.tos); v != xlat.TX || !bytes.Equal(got, c.mac) {
+					t.Fatalf("round %d, tos %#x: %v to %v, want XDP_TX to %v", i, c.tos, v, got, c.mac)
+				}
+			}
+		}
+	})
+}
+
 // TestRouteWatcher: the watcher bumps on a real netlink change in the
 // namespace it started in, within a deadline, so the next packet sees
 // the new MAC; Stop (or the context's end) ends its goroutines.
