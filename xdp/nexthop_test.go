@@ -379,7 +379,19 @@ func TestRouteWatcher(t *testing.T) {
 // directions leave by another port, XDP_REDIRECT) with the FIB off (the
 // translation alone), the FIB lookup on every packet, and the next-hop
 // cache. `go test -run '^$' -bench ForwardV4 ./xdp`
-func BenchmarkForwardV4(b *testing.B) {
+func BenchmarkForwardV4(b *testing.B) { benchmarkForward(b, false) }
+
+// BenchmarkForwardV6: BenchmarkForwardV4's paths, and in the same run the
+// same three for the site's TCP pair (SiteHost:40000 -> Remote6:443 and
+// its carrier, through the LAN program): BPF_PROG_RUN's repeats flip that
+// pair between its IPv4 output (the carrier) and its IPv6 output (back
+// to the site packet), so its figures are the mean of one IPv4 and one
+// IPv6 output; the IPv6 output's own is twice the pair's less the NAPT
+// pair's (both IPv4 outputs leave by the same route), reported as
+// v6-fib-ns and v6-cached-ns. `go test -run '^$' -bench ForwardV6 ./xdp`
+func BenchmarkForwardV6(b *testing.B) { benchmarkForward(b, true) }
+
+func benchmarkForward(b *testing.B, v6 bool) {
 	priv.Require(b)
 	inNetns(b, func(h *netlink.Handle) {
 		// BPF_PROG_RUN's packets arrive on lo: the route leaves by wan,
@@ -400,7 +412,31 @@ func BenchmarkForwardV4(b *testing.B) {
 		if err := h.RouteAdd(&netlink.Route{LinkIndex: wan.Attrs().Index, Dst: dst, Gw: net.ParseIP("100.64.0.1")}); err != nil {
 			b.Fatal(err)
 		}
-		pkt := xdpbench.Packet(6, xdpbench.NATa, 1000, xlattest.RelayAddr, 30010)
+		if v6 {
+			// Remote6 by the same port (lo forwards through all/).
+			sysctl(b, "net/ipv6/conf/all/forwarding", "1")
+			a6, err := netlink.ParseAddr("2001:db8:ff::2/64")
+			if err != nil {
+				b.Fatal(err)
+			}
+			a6.Flags = unix.IFA_F_NODAD
+			_, dst6, _ := net.ParseCIDR("2001:db8:2::/48")
+			if err := errors.Join(h.AddrAdd(wan, a6),
+				h.NeighAdd(&netlink.Neigh{LinkIndex: wan.Attrs().Index, State: netlink.NUD_PERMANENT, IP: net.ParseIP("2001:db8:ff::1"), HardwareAddr: gwMAC2}),
+				h.RouteAdd(&netlink.Route{LinkIndex: wan.Attrs().Index, Dst: dst6, Gw: net.ParseIP("2001:db8:ff::1")})); err != nil {
+				b.Fatal(err)
+			}
+		}
+		pkts := []struct {
+			name string
+			pkt  []byte
+		}{{"napt v4", xdpbench.Packet(6, xdpbench.NATa, 1000, xlattest.RelayAddr, 30010)}}
+		if v6 {
+			pkts = append(pkts, struct {
+				name string
+				pkt  []byte
+			}{"v6<->v4 pair", xdpbench.Packet(6, xlattest.SiteHost, 40000, xlattest.Remote6, 443)})
+		}
 		var paths []xdpbench.Path
 		for _, c := range []struct {
 			name       string
@@ -417,8 +453,11 @@ func BenchmarkForwardV4(b *testing.B) {
 			if err := errors.Join(d.SetFIB(c.fib), d.AddTXPort(wan.Attrs().Index)); err != nil {
 				b.Fatal(err)
 			}
-			paths = append(paths, xdpbench.Path{Name: c.name, Prog: d.Program(xlat.RoleEdgeLAN), Pkt: pkt, Reasons: d.Reasons})
+			for _, p := range pkts {
+				paths = append(paths, xdpbench.Path{Name: p.name + ": " + c.name, Prog: d.Program(xlat.RoleEdgeLAN), Pkt: p.pkt, Reasons: d.Reasons})
+			}
 		}
+		n := len(pkts)
 		for b.Loop() {
 			res, err := xdpbench.Run(context.Background(), nil, paths, 200_000, nil)
 			if err != nil {
@@ -426,16 +465,24 @@ func BenchmarkForwardV4(b *testing.B) {
 			}
 			for i, r := range res {
 				want := xlat.Redirect
-				if i == 0 {
+				if i < n {
 					want = xlat.Pass
 				}
 				if r.Verdict != want {
 					b.Fatalf("%s: %v, want %v", r.Path, r.Verdict, want)
 				}
-				b.Logf("%-30s %4d ns", r.Path, r.PerPkt.Nanoseconds())
+				b.Logf("%-50s %4d ns", r.Path, r.PerPkt.Nanoseconds())
 			}
-			b.ReportMetric(float64(res[1].PerPkt-res[0].PerPkt), "fib-ns")
-			b.ReportMetric(float64(res[2].PerPkt-res[0].PerPkt), "cached-ns")
+			// res[j*n+i]: configuration j, packet i.
+			ns := func(j, i int) float64 { return float64(res[j*n+i].PerPkt.Nanoseconds()) }
+			b.ReportMetric(ns(1, 0)-ns(0, 0), "fib-ns")
+			b.ReportMetric(ns(2, 0)-ns(0, 0), "cached-ns")
+			if v6 {
+				b.ReportMetric(ns(1, 1)-ns(0, 1), "pair-fib-ns")
+				b.ReportMetric(ns(2, 1)-ns(0, 1), "pair-cached-ns")
+				b.ReportMetric(2*(ns(1, 1)-ns(0, 1))-(ns(1, 0)-ns(0, 0)), "v6-fib-ns")
+				b.ReportMetric(2*(ns(2, 1)-ns(0, 1))-(ns(2, 0)-ns(0, 0)), "v6-cached-ns")
+			}
 		}
 	})
 }
