@@ -13,8 +13,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The programs cache IPv4 and IPv6 next hops (bpf/nhcache.h): an entry is fresh
-// while its generation is sw_nh_gen and it is younger than NextHopTTL.
+// The programs cache IPv4 and IPv6 next hops (bpf/nhcache.h): an entry
+// is fresh while its generation is sw_nh_gen and it is younger than
+// NextHopTTL.
 // BumpRoutes makes every entry stale; a RouteWatcher calls it on each
 // rtnetlink message of the agent's namespace, so a change applies to the
 // next packet. Without a watcher (a pinned program between agents, a
