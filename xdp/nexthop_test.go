@@ -45,10 +45,6 @@ func newNHLab(t *testing.T, h *netlink.Handle) *nhLab {
 	return newNHLabFamily(t, h, false)
 }
 
-func newNHLab6(t *testing.T, h *netlink.Handle) *nhLab {
-	return newNHLabFamily(t, h, true)
-}
-
 func newNHLabFamily(t *testing.T, h *netlink.Handle, v6 bool) *nhLab {
 	t.Helper()
 	// The cache is per CPU: every run on one CPU, or a packet could miss
