@@ -1,14 +1,15 @@
 /* nhcache.h: the next-hop caches in front of bpf_fib_lookup, one for
- * IPv4 output and one for IPv6 output (fwd.h). The helper costs ~130 ns a packet, more than the rest
- * of the relay's CGNAT program; a hit here costs a hash, an inlined
- * per-CPU array lookup and a compare.
+ * IPv4 output and one for IPv6 output (fwd.h). The helper costs ~130 ns
+ * a packet for IPv4 (more for IPv6), more than the rest of the relay's
+ * CGNAT program; a hit here costs a hash, an inlined per-CPU array
+ * lookup and a compare.
  *
  * An entry answers one lookup's inputs (everything forward() passes that
  * can change the answer: destination, source, ingress ifindex, tos, l4
- * protocol; for IPv6 flowinfo in place of tos) with the egress ifindex and both MACs, for packets up to the
- * largest tot_len known to pass the MTU check (a bigger packet takes the
- * real lookup, so FRAG_NEEDED still comes from the kernel). It is fresh
- * while both hold:
+ * protocol; for IPv6 flowinfo in place of tos) with the egress ifindex
+ * and both MACs, for packets up to the largest tot_len known to pass
+ * the MTU check (a bigger packet takes the real lookup, so FRAG_NEEDED
+ * still comes from the kernel). It is fresh while both hold:
  * - its gen equals sw_nh_gen, which the agent bumps on every rtnetlink
  *   message of its namespace (routes, neighbours, links, addresses,
  *   rules, nexthops, netconf: xdp/nexthop.go). The program reads sw_nh_gen
