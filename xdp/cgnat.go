@@ -606,16 +606,11 @@ func (d *Datapath) openBlocks(ts tableSpec) error {
 	if err != nil {
 		return err
 	}
-	d.cgt = t
-	size := d.cg.NumBlocks() * cgBlockLen
-	if pg := unix.Getpagesize(); size%pg != 0 {
-		size += pg - size%pg
-	}
-	mem, err := unix.Mmap(d.objs.CgBlocks.FD(), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	mem, err := mmapArray(d.objs.CgBlocks, d.cg.NumBlocks()*cgBlockLen)
 	if err != nil {
-		return errors.Join(fmt.Errorf("map the cgnat blocks: %w", err), d.cgt.close())
+		return errors.Join(fmt.Errorf("map the cgnat blocks: %w", err), t.close())
 	}
-	d.cgBlocks = mem
+	d.cgt, d.cgBlocks = t, mem
 	return nil
 }
 

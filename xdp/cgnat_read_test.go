@@ -85,8 +85,8 @@ func cgnatMappingsIterate(d *Datapath) (map[cgnat.Key]cgnat.Out, error) {
 	for tb.Next(&i, &b) {
 		for _, w := range b.W {
 			if w.K&cgWayUsed != 0 {
-				kw := w.K & cgWayKey
-				out[cgnat.Key{Addr: cgAddr(uint32(kw)), Port: hport(uint16(kw >> 32)), Proto: uint8(kw >> 48)}] =
+				k := wordKey(w.K)
+				out[cgnat.Key{Addr: cgAddr(k.Addr), Port: hport(k.Port), Proto: k.Proto}] =
 					cgnat.Out{Addr: cgAddr(w.O.Addr), Port: hport(w.O.Port), Epoch: w.O.Epoch}
 			}
 		}

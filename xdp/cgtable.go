@@ -1,7 +1,6 @@
 package xdp
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/bits"
@@ -92,6 +91,8 @@ func openCGTable(table, meta, spill *ebpf.Map, bits uint32, seed tableSeed) (*cg
 	return t, nil
 }
 
+// mmapArray maps size bytes of mmapable array m, shared, rounded up to
+// whole pages.
 func mmapArray(m *ebpf.Map, size int) ([]byte, error) {
 	if pg := unix.Getpagesize(); size%pg != 0 {
 		size += pg - size%pg
@@ -120,6 +121,11 @@ func cgTableHash(seed tableSeed, bits uint32, kw uint64) uint32 {
 	x *= seed[1]
 	x ^= x >> 32
 	return uint32((x >> 1) >> (63 - bits))
+}
+
+// wordKey is a key word's key (its used bit and generation ignored).
+func wordKey(w uint64) datapathCgKey {
+	return datapathCgKey{Addr: uint32(w), Port: uint16(w >> 32), Proto: uint8(w >> 48)}
 }
 
 func outWord(o datapathCgOut) uint64 {
@@ -245,12 +251,9 @@ func (t *cgTable) setEpoch(ck datapathCgKey, epoch uint16) error {
 			}
 		}
 	}
-	if _, ok, err := t.get(ck); err != nil || !ok {
-		return errors.Join(err, fmt.Errorf("cgnat: mapping %+v: %w", ck, ebpf.ErrKeyNotExist))
-	}
 	var o datapathCgOut
 	if err := t.spill.Lookup(&ck, &o); err != nil {
-		return err
+		return fmt.Errorf("cgnat: mapping %+v: %w", ck, err)
 	}
 	o.Epoch = epoch
 	return t.spill.Update(&ck, &o, ebpf.UpdateExist)
@@ -285,7 +288,7 @@ func (t *cgTable) remove(ck datapathCgKey) (datapathCgOut, error) {
 // each appends every mapping of the table, then the spill's, to keys
 // and vals.
 func (t *cgTable) each(keys []datapathCgKey, vals []datapathCgOut) ([]datapathCgKey, []datapathCgOut, error) {
-	for off := 0; off+cgWayLen <= len(t.mem) && off < (1<<t.bits)*cgBucketLen; off += cgWayLen {
+	for off := 0; off < (1<<t.bits)*cgBucketLen; off += cgWayLen {
 		w := atomic.LoadUint64(t.word(off))
 		if w&cgWayUsed == 0 {
 			continue
@@ -294,9 +297,7 @@ func (t *cgTable) each(keys []datapathCgKey, vals []datapathCgOut) ([]datapathCg
 		if atomic.LoadUint64(t.word(off)) != w {
 			continue // ended (or ended and made again) as read
 		}
-		var kb [8]byte
-		binary.LittleEndian.PutUint64(kb[:], w&cgWayKey)
-		keys = append(keys, datapathCgKey{Addr: le32(kb[0:]), Port: uint16(kb[4]) | uint16(kb[5])<<8, Proto: kb[6]})
+		keys = append(keys, wordKey(w))
 		vals = append(vals, wordOut(o))
 	}
 	return readHash(t.spill, keys, vals)

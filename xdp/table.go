@@ -122,11 +122,7 @@ func checkBuckets(n uint32) error {
 
 // openTable maps the table of m (n buckets, hashed with seed).
 func openTable(m *ebpf.Map, n uint32, seed tableSeed) (*flowTable, error) {
-	size := int(n) * bucketLen
-	if pg := unix.Getpagesize(); size%pg != 0 {
-		size += pg - size%pg
-	}
-	mem, err := unix.Mmap(m.FD(), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	mem, err := mmapArray(m, int(n)*bucketLen)
 	if err != nil {
 		return nil, fmt.Errorf("map the flow table: %w", err)
 	}

@@ -219,7 +219,7 @@ static __always_inline enum reason cg_new(const struct cg_key *k, int pl, __u8 t
 
 	if (!cg_place_of(k, &tp))
 		return REASON_DROP_HELPER; /* sized to the bits: cannot happen */
-	got = cg_lock(&tp, k, out, ep);
+	got = cg_lock(&tp, out, ep);
 	if (got == 0)
 		return REASON_NONE;
 	if (got < 0)

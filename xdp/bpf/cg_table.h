@@ -68,14 +68,12 @@ static __always_inline int cg_find_way(struct cg_bucket *b, __u64 kw, struct cg_
 	return 0;
 }
 
-/* k's mapping, in its bucket b or the spill when meta counts keys there. */
-static __always_inline int cg_find_in(struct cg_bucket *b, __u32 *meta, const struct cg_key *k,
-				      __u64 kw, struct cg_out *out, __u16 **ep)
+/* k's mapping in the spill, looked up only when its bucket's meta word
+ * counts keys there. */
+static __always_inline int cg_find_spill(__u32 *meta, const struct cg_key *k, struct cg_out *out, __u16 **ep)
 {
 	struct cg_out *o;
 
-	if (cg_find_way(b, kw, out, ep))
-		return 1;
 	if (!meta || *(volatile __u32 *)meta < CG_META_SPILL)
 		return 0;
 	o = map_lookup(&cg_mappings, k);
@@ -84,6 +82,13 @@ static __always_inline int cg_find_in(struct cg_bucket *b, __u32 *meta, const st
 	*out = *o;
 	*ep = &o->epoch;
 	return 1;
+}
+
+/* k's mapping, in its bucket b or the spill. */
+static __always_inline int cg_find_in(struct cg_bucket *b, __u32 *meta, const struct cg_key *k,
+				      __u64 kw, struct cg_out *out, __u16 **ep)
+{
+	return cg_find_way(b, kw, out, ep) || cg_find_spill(meta, k, out, ep);
 }
 
 /* Where key k lives: its word, its bucket and the bucket's meta word. */
@@ -116,13 +121,13 @@ static __always_inline int cg_lookup(const struct cg_key *k, struct cg_out *out,
 		return 0; /* sized to the bits: cannot happen after load */
 	if (cg_find_way(b, kw, out, ep))
 		return 1;
-	return cg_find_in(b, map_lookup(&cg_bmeta, &i), k, kw, out, ep);
+	return cg_find_spill(map_lookup(&cg_bmeta, &i), k, out, ep);
 }
 
 /* Take the bucket's lock, or find that the CPU holding it made k's
  * mapping meanwhile: 1 locked, 0 found (in *out, *ep), -1 neither within
  * CG_LOCK_TRIES. */
-static __always_inline int cg_lock(struct cg_place *pl, const struct cg_key *k, struct cg_out *out, __u16 **ep)
+static __always_inline int cg_lock(struct cg_place *pl, struct cg_out *out, __u16 **ep)
 {
 	for (int i = 0; i < CG_LOCK_TRIES; i++) {
 		/* Read before the atomic: a waiter that only reads leaves the
