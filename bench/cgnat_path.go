@@ -250,19 +250,39 @@ cgnat:
 	}
 	p.relay = relay
 	p.closers = append(p.closers, relay.stop)
+	// Ready when its program is on the sub link: the maps are pinned
+	// before the programs load, so pins alone would also greet a relay
+	// whose program the verifier is about to refuse.
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if _, err := os.Stat(filepath.Join(p.pins, "cg_table")); err == nil {
-			return nil
+		_, err := os.Stat(filepath.Join(p.pins, "cg_table"))
+		if id, _ := p.subProgID(); err == nil && id != 0 {
+			return relay.exited()
 		}
 		if err := relay.exited(); err != nil {
 			return err
 		}
 		if time.Now().After(deadline) {
-			return errors.New("the relay's CGNAT maps never appeared in its pin path")
+			return fmt.Errorf("the relay's CGNAT did not come up in 20 s (maps pinned and its program on the sub link); its output so far:\n%s", relay.out.String())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// subProgID is the id of the XDP program on the relay's sub link, 0 if
+// none.
+func (p *cgnatPath) subProgID() (id uint32, err error) {
+	err = p.lab.NS(lab.Relay).Do(func() error {
+		l, err := netlink.LinkByName(string(lab.Sub))
+		if err != nil {
+			return err
+		}
+		if x := l.Attrs().Xdp; x != nil && x.Attached {
+			id = x.ProgId
+		}
+		return nil
+	})
+	return id, err
 }
 
 // sent is what one send did: frames sent, what the counter saw arrive

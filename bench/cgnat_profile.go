@@ -5,10 +5,7 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-
-	"github.com/unmap-dev/unmap/lab"
 )
 
 // profile sends frames over the first n flows once more with the
@@ -46,17 +43,7 @@ func profileWith(p *cgnatPath, name string, nat *ebpf.Program, n, frames int) (C
 	if nat != nil {
 		progs[&pr.NATNs] = nat
 	} else if p.name == CGNATUnmap {
-		var id uint32
-		err := p.lab.NS(lab.Relay).Do(func() error {
-			l, err := netlink.LinkByName(string(lab.Sub))
-			if err != nil {
-				return err
-			}
-			if x := l.Attrs().Xdp; x != nil {
-				id = x.ProgId
-			}
-			return nil
-		})
+		id, err := p.subProgID()
 		if err != nil || id == 0 {
 			return pr, fmt.Errorf("the relay's XDP program on sub: id %d, %v", id, err)
 		}
