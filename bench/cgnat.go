@@ -168,6 +168,28 @@ func (r CGNATRow) Ratio() float64 {
 	return r.Unmap / r.Kernel
 }
 
+// RoundRatios are the lowest and highest of unmap's figure over the
+// kernel's round by round (the paths take turns, so the samples of one
+// index were taken one after the other); 0, 0 without two rounds of
+// both.
+func (r CGNATRow) RoundRatios() (lo, hi float64) {
+	n := min(len(r.UnmapSamples), len(r.KernelSamples))
+	if n < 2 {
+		return 0, 0
+	}
+	for i := range n {
+		if r.KernelSamples[i] <= 0 {
+			return 0, 0
+		}
+		q := r.UnmapSamples[i] / r.KernelSamples[i]
+		if i == 0 || q < lo {
+			lo = q
+		}
+		hi = max(hi, q)
+	}
+	return lo, hi
+}
+
 // CGNATTargets are issue 12's: the ratio unmap must reach (≥) for the
 // rates, the bytes it must stay within (≤) for memory.
 var CGNATTargets = map[string]float64{

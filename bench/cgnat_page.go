@@ -48,7 +48,7 @@ func writeCGNAT(b *strings.Builder, r *CGNATResults) {
 			t += fmt.Sprintf(": **missed** (%.0f%% of it)", 100*row.Ratio()/CGNATTargets[row.Metric])
 		}
 		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", row.Metric, mappingsLabel(row),
-			cgnatCell(row.Metric, row.Unmap, row.UnmapSamples), cgnatCell(row.Metric, row.Kernel, row.KernelSamples), ratioCell(row.Ratio()),
+			cgnatCell(row.Metric, row.Unmap, row.UnmapSamples), cgnatCell(row.Metric, row.Kernel, row.KernelSamples), roundsCell(row, "–"),
 			cgnatCell(row.Metric, row.UnmapCPU, row.UnmapCPUSamples), cgnatCell(row.Metric, row.KernelCPU, row.KernelCPUSamples), ratioCell(row.RatioCPU()), t)
 	}
 	if r.Floor > 0 {
@@ -56,7 +56,8 @@ func writeCGNAT(b *strings.Builder, r *CGNATResults) {
 			cgnatCell("/s", r.Floor, r.FloorSamples), cgnatCell("/s", r.FloorCPU, r.FloorCPUSamples))
 	}
 	b.WriteString("\nRates are in millions a second, goodput in Gbit/s, memory in bytes a mapping. ")
-	b.WriteString("For memory the ratio is unmap's bytes over the kernel's (lower is better). ")
+	b.WriteString("The ratio's brackets hold its lowest and highest round by round (the paths take turns, so each round's " +
+		"pair was measured back to back). For memory the ratio is unmap's bytes over the kernel's (lower is better). ")
 	b.WriteString("A rate a CPU second is the frames that arrived over the sending thread's CPU time instead of the wall clock: " +
 		"the frames' whole way (veths, the NAT, the counter) runs in softirq on the sending CPU, which this kernel's " +
 		"tick-based accounting charges to the thread, so it leaves out the time other work took the CPU away. " +

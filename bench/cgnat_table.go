@@ -56,19 +56,30 @@ func ratioCell(q float64) string {
 	return ratio(q)
 }
 
+// roundsCell is a row's ratio with its range round by round (RoundRatios)
+// when there are several rounds: a target met by the median alone is
+// told from one met in every round.
+func roundsCell(r CGNATRow, sep string) string {
+	s := ratioCell(r.Ratio())
+	if lo, hi := r.RoundRatios(); lo > 0 {
+		s += fmt.Sprintf(" (%.2f%s%.2f)", lo, sep, hi)
+	}
+	return s
+}
+
 // WriteTable writes the results as a text table: each figure of both
 // paths, unmap's ratio to the kernel's and the target; for rates also
 // the figure over the sending thread's CPU time and its ratio.
 func (r *CGNATResults) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "figure\tmappings\tunmap\tnftables\tratio\tunmap/cpu-s\tnftables/cpu-s\tratio (cpu)\ttarget\t")
+	fmt.Fprintln(tw, "figure\tmappings\tunmap\tnftables\tratio (by round)\tunmap/cpu-s\tnftables/cpu-s\tratio (cpu)\ttarget\t")
 	for _, row := range r.Rows {
 		t, met := cgnatTarget(row)
 		if t != "" && !met {
 			t += " MISSED"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", row.Metric, mappingsLabel(row),
-			cgnatValue(row.Metric, row.Unmap), cgnatValue(row.Metric, row.Kernel), ratioCell(row.Ratio()),
+			cgnatValue(row.Metric, row.Unmap), cgnatValue(row.Metric, row.Kernel), roundsCell(row, "-"),
 			cgnatValue(row.Metric, row.UnmapCPU), cgnatValue(row.Metric, row.KernelCPU), ratioCell(row.RatioCPU()), t)
 	}
 	if r.Floor > 0 {
