@@ -41,8 +41,8 @@ translated. The paths take turns; each figure is the median of --rounds.
                       it holds at --large; the kernel's slab growth over
                       its conntrack entries
 
-It prints each figure of both paths, unmap's ratio to the kernel's and
-issue 12's target; a floor (the same chain with an XDP redirect and no
+It prints each figure of both paths, unmap's ratio to the kernel's (with
+its range round by round) and issue 12's target; a floor (the same chain with an XDP redirect and no
 NAT); and where each path's time per packet goes (BPF run-time
 statistics, on for one extra send). With --json it also saves the results
 for 'unmap bench report --cgnat'. The full run takes a few minutes.`,
