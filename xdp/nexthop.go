@@ -17,8 +17,9 @@ import (
 // is fresh while its generation is sw_nh_gen and it is younger than
 // NextHopTTL.
 // BumpRoutes makes every entry stale; a RouteWatcher calls it on each
-// rtnetlink message of the agent's namespace, so a change applies to the
-// next packet. Without a watcher (a pinned program between agents, a
+// rtnetlink message of the agent's namespace that can change a lookup's
+// answer (all but a neighbour's moves between valid states with its MAC
+// unchanged: neighbours.go), so a change applies to the next packet. Without a watcher (a pinned program between agents, a
 // failed subscription, a lost message) the expiry bounds the staleness.
 
 // NextHopTTL is how long a cached next hop is used without a bump.
@@ -110,8 +111,9 @@ type RouteWatcher struct {
 }
 
 // WatchRoutes subscribes to rtnetlink in the calling thread's network
-// namespace and bumps the cache on every message received (once a
-// batch: one bump covers all its messages) until ctx ends. A failed
+// namespace and bumps the cache on every message received that can
+// change a lookup's answer (once a batch: one bump covers all its
+// messages) until ctx ends. A failed
 // subscription is returned (and counted): the caller logs it, and the
 // expiry still bounds staleness.
 func (d *Datapath) WatchRoutes(ctx context.Context, log *slog.Logger) (*RouteWatcher, error) {
@@ -154,6 +156,7 @@ func (w *RouteWatcher) Stop() {
 // ctx ends (and s is closed).
 func (d *Datapath) receiveRoutes(ctx context.Context, s *nl.NetlinkSocket, log *slog.Logger) {
 	var backoff time.Duration
+	ns := neighbours{}
 	for {
 		msgs, _, err := s.Receive()
 		if ctx.Err() != nil {
@@ -161,7 +164,7 @@ func (d *Datapath) receiveRoutes(ctx context.Context, s *nl.NetlinkSocket, log *
 		}
 		if err == nil {
 			backoff = 0
-			if len(msgs) > 0 {
+			if ns.anyStale(msgs) {
 				if err := d.BumpRoutes(); err != nil {
 					log.Warn("route watcher", "err", err)
 				}
@@ -169,8 +172,10 @@ func (d *Datapath) receiveRoutes(ctx context.Context, s *nl.NetlinkSocket, log *
 			continue
 		}
 		// A lost message (ENOBUFS: the socket overran) or a failing
-		// socket: what changed is unknown, so all is stale.
+		// socket: what changed is unknown, so all is stale, and what
+		// the watcher knew of the neighbours may be too.
 		d.nh.errors.Add(1)
+		clear(ns)
 		if err := d.BumpRoutes(); err != nil {
 			log.Warn("route watcher", "err", err)
 		}

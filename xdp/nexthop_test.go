@@ -12,6 +12,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/unmap-dev/unmap/bench/xdpbench"
@@ -366,6 +367,85 @@ func TestRouteWatcher(t *testing.T) {
 				t.Fatalf("%d goroutines after the watchers ended, %d before", runtime.NumGoroutine(), g0)
 			}
 			time.Sleep(time.Millisecond)
+		}
+	})
+}
+
+// TestRouteWatcherNeighbourChurn: with the real kernel's messages, a
+// neighbour moving from reachable to stale with its MAC unchanged (what
+// every neighbour of a busy link does within a minute) leaves the
+// next-hop caches alone, and a new MAC still bumps them. The test reads
+// the kernel's stale message on a socket of its own, then gives the
+// watcher 200 ms to act on the same message: a watcher that bumped on it
+// fails; one slower than that would pass wrongly, never fail wrongly.
+func TestRouteWatcherNeighbourChurn(t *testing.T) {
+	priv.Require(t)
+	inNetns(t, func(h *netlink.Handle) {
+		l := newNHLab(t, h)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		w, err := l.d.WatchRoutes(ctx, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Stop()
+		set := func(state int, mac net.HardwareAddr) {
+			t.Helper()
+			n := &netlink.Neigh{LinkIndex: l.wan.Attrs().Index, State: state, IP: net.ParseIP(l.gw), HardwareAddr: mac}
+			if err := h.NeighSet(n); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitBump := func(what string, from uint64) {
+			t.Helper()
+			deadline := time.Now().Add(2 * time.Second)
+			for l.d.RouteStats().Bumps == from {
+				if time.Now().After(deadline) {
+					t.Fatalf("no bump 2 s after %s", what)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+		// The watcher never saw this neighbour (made before it started):
+		// its first message bumps.
+		b := l.d.RouteStats().Bumps
+		set(netlink.NUD_REACHABLE, gwMAC1)
+		waitBump("the neighbour's first message", b)
+		l.want("fill", gwMAC1)
+
+		s, err := nl.Subscribe(unix.NETLINK_ROUTE, unix.RTNLGRP_NEIGH)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		b = l.d.RouteStats().Bumps
+		set(netlink.NUD_STALE, gwMAC1)
+		deadline := time.Now().Add(2 * time.Second)
+		for seen := false; !seen; {
+			if time.Now().After(deadline) {
+				t.Fatal("the kernel sent no message for the neighbour turned stale")
+			}
+			msgs, _, err := s.Receive()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range msgs {
+				n, ok := parseNeigh(m.Data)
+				seen = seen || (m.Header.Type == unix.RTM_NEWNEIGH && ok && n.state == unix.NUD_STALE)
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+		if got := l.d.RouteStats().Bumps; got != b {
+			t.Errorf("%d bumps for a neighbour turned stale with the same MAC, want none", got-b)
+		}
+		l.want("the cached next hop, still right", gwMAC1)
+
+		b = l.d.RouteStats().Bumps
+		set(netlink.NUD_REACHABLE, gwMAC2)
+		waitBump("a new MAC", b)
+		l.want("after the bump", gwMAC2)
+		if s := l.d.RouteStats(); s.WatchErrors != 0 {
+			t.Errorf("watch errors %d", s.WatchErrors)
 		}
 	})
 }
