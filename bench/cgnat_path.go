@@ -257,7 +257,7 @@ cgnat:
 	for {
 		_, err := os.Stat(filepath.Join(p.pins, "cg_table"))
 		if id, _ := p.subProgID(); err == nil && id != 0 {
-			return relay.exited()
+			return relay.exited() // nil while it runs
 		}
 		if err := relay.exited(); err != nil {
 			return err

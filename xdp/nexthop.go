@@ -19,8 +19,9 @@ import (
 // BumpRoutes makes every entry stale; a RouteWatcher calls it on each
 // rtnetlink message of the agent's namespace that can change a lookup's
 // answer (all but a neighbour's moves between valid states with its MAC
-// unchanged: neighbours.go), so a change applies to the next packet. Without a watcher (a pinned program between agents, a
-// failed subscription, a lost message) the expiry bounds the staleness.
+// unchanged: neighbours.go), so a change applies to the next packet.
+// Without a watcher (a pinned program between agents, a failed
+// subscription, a lost message) the expiry bounds the staleness.
 
 // NextHopTTL is how long a cached next hop is used without a bump.
 const NextHopTTL = 50 * time.Millisecond
@@ -113,9 +114,8 @@ type RouteWatcher struct {
 // WatchRoutes subscribes to rtnetlink in the calling thread's network
 // namespace and bumps the cache on every message received that can
 // change a lookup's answer (once a batch: one bump covers all its
-// messages) until ctx ends. A failed
-// subscription is returned (and counted): the caller logs it, and the
-// expiry still bounds staleness.
+// messages) until ctx ends. A failed subscription is returned (and
+// counted): the caller logs it, and the expiry still bounds staleness.
 func (d *Datapath) WatchRoutes(ctx context.Context, log *slog.Logger) (*RouteWatcher, error) {
 	s, err := nl.Subscribe(unix.NETLINK_ROUTE, routeGroups...)
 	if err != nil {
