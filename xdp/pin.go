@@ -84,13 +84,20 @@ func pinSpec(spec *ebpf.CollectionSpec, dir string) (func() error, error) {
 		if pinned(name, m) {
 			m.Pinning = ebpf.PinByName
 		}
+	}
+	record, err := checkPins(spec, dir)
+	if err != nil {
+		return nil, err
+	}
+	// Once the pins are taken: a refusal removes nothing.
+	for name, m := range spec.Maps {
 		if sizedByConfig[name] {
 			if err := replaceResized(dir, m); err != nil {
 				return nil, err
 			}
 		}
 	}
-	return checkPins(spec, dir)
+	return record, nil
 }
 
 // replaceResized removes m's pin in dir when the pinned map has another
