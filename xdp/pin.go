@@ -30,7 +30,7 @@ import (
 // fresh with each load: a miss nobody read while the agent was down is
 // lost anyway (its sender retries), a bucket forgotten is a full one, a
 // next hop forgotten is looked up again, and the run-time switches are
-// set again by the agent. (So the buckets are not in the layout hash
+// set again by the agent. (So the buckets are not in the layout record
 // either: resizing them never makes the pins of another build unusable.)
 
 // ErrPinIncompatible is returned by Load when a map pinned in
