@@ -37,7 +37,11 @@ func openDatapath(s *Settings, log *slog.Logger) (*datapath, error) {
 	sp, err := slowpath.Open(cfg, opts, log)
 	if errors.Is(err, xdp.ErrPinIncompatible) {
 		log.Debug("pinned maps refused", "err", err)
-		return nil, fmt.Errorf("%w in %s: stop the relay and remove them with `unmap relay --unpin` (or rm -r %s), which ends the flows they carry", xdp.ErrPinIncompatible, s.PinPath, s.PinPath)
+		why := err
+		if ie := (*xdp.IncompatibleError)(nil); errors.As(err, &ie) {
+			why = ie.Why // the maps refused and what they hold
+		}
+		return nil, fmt.Errorf("%w in %s (%v): stop the relay and remove them with `unmap relay --unpin` (or rm -r %s), which ends the flows they carry", xdp.ErrPinIncompatible, s.PinPath, why, s.PinPath)
 	}
 	if err != nil {
 		return nil, err

@@ -414,7 +414,8 @@ func checkCounts(t *testing.T, c *agent, when string, want map[string]uint64) {
 }
 
 // TestPinIncompatible: pins of another table layout (here another size:
-// the sites' quotas changed) stop the relay with the way to clear them.
+// the sites' quotas changed) holding a flow stop the relay with the way
+// to clear them, naming the map.
 func TestPinIncompatible(t *testing.T) {
 	s := pinSettings()
 	s.PinPath = bpffs.ForTest(t)
@@ -423,13 +424,17 @@ func TestPinIncompatible(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := d.PutPair(newPinFlow(session.UDP, "2001:db8:5::2", netip.MustParseAddr("192.0.2.1"), 20001).pair(t)); err != nil {
+		t.Fatal(err)
+	}
 	d.Close()
 	dp, err := openDatapath(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err == nil {
 		dp.close()
 		t.Fatal("the relay took pins of another layout")
 	}
-	if !errors.Is(err, xdp.ErrPinIncompatible) || !strings.Contains(err.Error(), "unmap relay --unpin") {
-		t.Errorf("error %q does not say how to clear the pins", err)
+	if !errors.Is(err, xdp.ErrPinIncompatible) || !strings.Contains(err.Error(), "unmap relay --unpin") ||
+		!strings.Contains(err.Error(), "flowtab: size changed") {
+		t.Errorf("error %q does not name the map and say how to clear the pins", err)
 	}
 }

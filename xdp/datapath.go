@@ -73,6 +73,12 @@ func Load(cfg xlat.Config, opts Options) (*Datapath, error) {
 	if err != nil {
 		return nil, err
 	}
+	return loadSpec(spec, cfg, opts)
+}
+
+// loadSpec is Load of a spec of the datapath (tests change one to stand
+// for another build's).
+func loadSpec(spec *ebpf.CollectionSpec, cfg xlat.Config, opts Options) (*Datapath, error) {
 	var copts *ebpf.CollectionOptions
 	var seed *tableSeed
 	if opts.PinPath != "" {
@@ -87,9 +93,10 @@ func Load(cfg xlat.Config, opts Options) (*Datapath, error) {
 	if err != nil {
 		return nil, err
 	}
+	record := func() error { return nil }
 	if opts.PinPath != "" {
 		// After configure: the layout covers the configured sizes.
-		if err := pinSpec(spec, opts.PinPath); err != nil {
+		if record, err = pinSpec(spec, opts.PinPath); err != nil {
 			return nil, err
 		}
 		copts = &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: opts.PinPath}}
@@ -106,6 +113,11 @@ func Load(cfg xlat.Config, opts Options) (*Datapath, error) {
 	}
 	if err := d.openBlocks(ts); err != nil {
 		return nil, errors.Join(err, d.tab.close(), d.objs.Close())
+	}
+	// Once this build's maps are pinned: a load that failed before left
+	// the record saying what the pins are.
+	if err := record(); err != nil {
+		return nil, errors.Join(err, d.Close())
 	}
 	return d, nil
 }

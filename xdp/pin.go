@@ -2,7 +2,6 @@ package xdp
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -32,17 +30,18 @@ import (
 // fresh with each load: a miss nobody read while the agent was down is
 // lost anyway (its sender retries), a bucket forgotten is a full one, a
 // next hop forgotten is looked up again, and the run-time switches are
-// set again by the agent. (So the buckets are not in the layout hash
+// set again by the agent. (So the buckets are not in the layout record
 // either: resizing them never makes the pins of another build unusable.)
 
-// ErrPinIncompatible is returned by Load when the maps pinned in
-// Options.PinPath were made by a build with another table layout; they
-// must be removed (Unpin, `unmap edge --unpin`), which ends the flows they
-// hold.
+// ErrPinIncompatible is returned by Load when a map pinned in
+// Options.PinPath has another layout than this build's (or another size)
+// and holds what a replacement would lose (pinmaps.go); the pins must
+// then be removed (Unpin, `unmap edge --unpin`), which ends the flows
+// they hold. The error (an *IncompatibleError) names the maps.
 var ErrPinIncompatible = errors.New("pinned maps do not match this build")
 
 // layoutPin is the name of the map, made here rather than by the object,
-// that holds the hash of the pinned maps' layout (pinLayout).
+// that records the pinned maps' layouts (pinmaps.go).
 const layoutPin = "unmap_layout"
 
 // ModeKept is how a program got "attached" when it replaced the program
@@ -70,45 +69,35 @@ func pinned(name string, m *ebpf.MapSpec) bool {
 // records no permission and reads none.
 var sizedByConfig = map[string]bool{datapathMapCgPerms: true}
 
-// pinSpec marks the maps to pin and checks that maps already pinned in
-// dir have this build's layout, recording it when dir is new.
-func pinSpec(spec *ebpf.CollectionSpec, dir string) error {
+// pinSpec marks the maps to pin and checks the maps already pinned in
+// dir against this build's layout, map by map (pinmaps.go): it removes
+// the pins a changed layout lets go, or refuses. It returns what records
+// this build's layouts once the load has pinned its maps.
+func pinSpec(spec *ebpf.CollectionSpec, dir string) (func() error, error) {
 	if err := checkBPFFS(dir); err != nil {
-		return err
+		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("pin path: %w", err)
+		return nil, fmt.Errorf("pin path: %w", err)
 	}
 	for name, m := range spec.Maps {
 		if pinned(name, m) {
 			m.Pinning = ebpf.PinByName
 		}
+	}
+	record, err := checkPins(spec, dir)
+	if err != nil {
+		return nil, err
+	}
+	// Once the pins are taken: a refusal removes nothing.
+	for name, m := range spec.Maps {
 		if sizedByConfig[name] {
 			if err := replaceResized(dir, m); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
-	sum := pinLayout(spec)
-	lm, err := ebpf.NewMapWithOptions(&ebpf.MapSpec{
-		Name: layoutPin, Type: ebpf.Array, KeySize: 4, ValueSize: uint32(len(sum)), MaxEntries: 1,
-		Pinning: ebpf.PinByName,
-	}, ebpf.MapOptions{PinPath: dir})
-	if err != nil {
-		return incompatible(dir, err)
-	}
-	defer lm.Close()
-	var have [sha256.Size]byte
-	if err := lm.Lookup(uint32(0), &have); err != nil {
-		return err
-	}
-	switch {
-	case have == sum:
-		return nil
-	case have == [sha256.Size]byte{} && !anyPinned(spec, dir):
-		return lm.Update(uint32(0), sum, ebpf.UpdateAny)
-	}
-	return incompatible(dir, errors.New("table layout changed"))
+	return record, nil
 }
 
 // replaceResized removes m's pin in dir when the pinned map has another
@@ -132,48 +121,22 @@ func replaceResized(dir string, m *ebpf.MapSpec) error {
 	return nil
 }
 
+// IncompatibleError is an ErrPinIncompatible with its detail: the pin
+// folder and why its pins were refused (the maps and what they hold).
+type IncompatibleError struct {
+	Dir string
+	Why error
+}
+
+func (e *IncompatibleError) Error() string {
+	return fmt.Sprintf("%v (%s: %v): remove them with `unmap edge --unpin` (or rm -r %s); this ends the flows they hold", ErrPinIncompatible, e.Dir, e.Why, e.Dir)
+}
+
+func (e *IncompatibleError) Is(target error) bool { return target == ErrPinIncompatible }
+func (e *IncompatibleError) Unwrap() error        { return e.Why }
+
 func incompatible(dir string, err error) error {
-	return fmt.Errorf("%w (%s: %v): remove them with `unmap edge --unpin` (or rm -r %s); this ends the flows they hold", ErrPinIncompatible, dir, err, dir)
-}
-
-// anyPinned reports whether one of spec's maps is pinned in dir already.
-func anyPinned(spec *ebpf.CollectionSpec, dir string) bool {
-	for name, m := range spec.Maps {
-		if _, err := os.Stat(filepath.Join(dir, m.Name)); pinned(name, m) && err == nil {
-			return true
-		}
-	}
-	return false
-}
-
-// pinLayout hashes what a pinned map's users rely on: each pinned map's
-// kind, sizes and the fields of its key and value types. The kernel's own
-// check (ebpf.MapSpec.Compatible) compares sizes only, so a build that
-// moves fields around within the same size would read another build's
-// entries wrong.
-func pinLayout(spec *ebpf.CollectionSpec) [sha256.Size]byte {
-	var b bytes.Buffer
-	names := make([]string, 0, len(spec.Maps))
-	for name, m := range spec.Maps {
-		if pinned(name, m) {
-			names = append(names, name)
-		}
-	}
-	slices.Sort(names)
-	// Where the tables put a key is layout too: a pinned table filled by
-	// another hash has its keys in the wrong buckets. Bump on a change.
-	b.WriteString("flowtab hash 2, cg_table hash 1;")
-	for _, name := range names {
-		m := spec.Maps[name]
-		size := m.MaxEntries
-		if sizedByConfig[name] {
-			size = 0 // replaced, not refused, when it changes
-		}
-		fmt.Fprintf(&b, "%s %v %d %d %d %d;", name, m.Type, m.KeySize, m.ValueSize, size, m.Flags)
-		layoutOf(&b, m.Key, 0)
-		layoutOf(&b, m.Value, 0)
-	}
-	return sha256.Sum256(b.Bytes())
+	return &IncompatibleError{Dir: dir, Why: err}
 }
 
 // layoutOf writes a BTF type's shape: names, offsets and sizes of its

@@ -99,34 +99,37 @@ func TestPinnedFlowsOutliveTheLoad(t *testing.T) {
 	}
 }
 
-// Pinned maps of another shape are refused with an error that says how
-// to clear them, whether the kernel sees the difference (sizes) or only
-// the layout hash does.
+// Pinned maps of another shape that hold flows are refused with an error
+// that names them and says how to clear them, whether the kernel sees the
+// difference (sizes) or only the layout record does.
 func TestPinnedMapsIncompatible(t *testing.T) {
 	dir := filepath.Join(bpffs.ForTest(t), "edge")
 	d, err := Load(pinCfg, Options{PinPath: dir, MaxFlows: 1024})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := d.PutPair(pinFlow()); err != nil {
+		t.Fatal(err)
+	}
 	d.Close()
 	_, err = Load(pinCfg, Options{PinPath: dir, MaxFlows: 2048})
-	if !errors.Is(err, ErrPinIncompatible) || !strings.Contains(err.Error(), "--unpin") {
-		t.Fatalf("load on smaller pinned maps: %v; want ErrPinIncompatible naming --unpin", err)
+	if !errors.Is(err, ErrPinIncompatible) || !strings.Contains(err.Error(), "--unpin") ||
+		!strings.Contains(err.Error(), "flows: size changed from 1024 to 2048 entries") {
+		t.Fatalf("load on smaller pinned maps: %v; want ErrPinIncompatible naming flows and --unpin", err)
 	}
 
-	// Same sizes, another layout: only the recorded hash tells.
+	// Same sizes, another layout: only the recorded layout tells.
 	lm, err := ebpf.LoadPinnedMap(filepath.Join(dir, layoutPin), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var other [32]byte
-	other[0] = 1
-	if err := lm.Update(uint32(0), other, ebpf.UpdateAny); err != nil {
+	if err := lm.Update(nameKey(datapathMapFlowtab), [32]byte{1}, ebpf.UpdateAny); err != nil {
 		t.Fatal(err)
 	}
 	lm.Close()
-	if _, err := Load(pinCfg, Options{PinPath: dir, MaxFlows: 1024}); !errors.Is(err, ErrPinIncompatible) {
-		t.Fatalf("load on maps of another layout: %v; want ErrPinIncompatible", err)
+	if _, err := Load(pinCfg, Options{PinPath: dir, MaxFlows: 1024}); !errors.Is(err, ErrPinIncompatible) ||
+		!strings.Contains(err.Error(), "flowtab: layout changed") {
+		t.Fatalf("load on maps of another layout: %v; want ErrPinIncompatible naming flowtab", err)
 	}
 	if err := Unpin(dir); err != nil {
 		t.Fatal(err)
