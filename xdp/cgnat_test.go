@@ -504,6 +504,105 @@ func TestCGNATRelease(t *testing.T) {
 	}
 }
 
+// TestCGNATPermissionFollowsItsMapping: under address-dependent
+// filtering, a permission belongs to the mapping that made it, not to
+// its public port. A's flow to R4 at public port p ends (the agent's
+// expiry); once the block's search comes round, another flow of A takes
+// p and talks to R4b only: R4 must not reach it through the permission
+// the ended mapping left (before, the permission was the port's, and
+// let R4 in). R4b does reach it; and once the new flow talks to R4, so
+// does R4. XDP and the model agree throughout.
+func TestCGNATPermissionFollowsItsMapping(t *testing.T) {
+	h := newCGHarness(t, cgnat.ADF) // 64-port blocks
+	h.checkReasons = true
+	out := func(sport uint16, dst netip.Addr) []byte {
+		return xlattest.Build(xlattest.Spec{Proto: 17, Src: cgnattest.SubA, SPort: sport, Dst: dst, DPort: 53, Payload: []byte("x")})
+	}
+	pubPort := func(sport uint16, dst netip.Addr) uint16 {
+		t.Helper()
+		res, err := h.compare(xlat.RoleRelaySub, out(sport, dst))
+		if err != nil || !res.Hit {
+			t.Fatalf("flow from %d: %v %v", sport, res.Reason, err)
+		}
+		return uint16(res.Out[14+20])<<8 | uint16(res.Out[14+21])
+	}
+	from := func(remote netip.Addr, port uint16) xlat.Reason {
+		t.Helper()
+		in := xlattest.Build(xlattest.Spec{Proto: 17, Src: remote, SPort: 53, Dst: cgnattest.Pub1, DPort: port, Payload: []byte("x")})
+		res, err := h.compare(xlat.RoleRelayExt, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Reason
+	}
+	p := pubPort(5000, cgnattest.R4)
+	if r := from(cgnattest.R4, p); r != xlat.ReasonNone {
+		t.Fatalf("R4 to the mapping that sent to it: %v", r)
+	}
+	k := cgnat.Key{Addr: cgnattest.SubA, Port: 5000, Proto: 17}
+	if err := errors.Join(h.s.Release(&h.c, k), h.d.ReleaseMapping(k)); err != nil {
+		t.Fatal(err)
+	}
+	// The rest of the block, then the search comes round to p.
+	for i := range h.c.BlockSize() - 1 {
+		pubPort(uint16(6000+i), cgnattest.R4b)
+	}
+	if got := pubPort(7000, cgnattest.R4b); got != p {
+		t.Fatalf("the block's last free port: got %d, want the released %d", got, p)
+	}
+	if r := from(cgnattest.R4, p); r != xlat.ReasonDropCGNATFiltered {
+		t.Fatalf("R4 to the port's new mapping, which never sent to it: %v, want %v", r, xlat.ReasonDropCGNATFiltered)
+	}
+	if r := from(cgnattest.R4b, p); r != xlat.ReasonNone {
+		t.Fatalf("R4b to the mapping that sent to it: %v", r)
+	}
+	pubPort(7000, cgnattest.R4)
+	if r := from(cgnattest.R4, p); r != xlat.ReasonNone {
+		t.Fatalf("R4 once the new mapping sent to it: %v", r)
+	}
+	h.compareState(t)
+}
+
+// TestCGNATPermissionsNeverFull: the permissions are a least recently
+// used hash, so a relay whose remotes change keeps letting answers in
+// after it has recorded more permissions than it has room for (nobody
+// deletes one when its mapping ends; a plain hash, full, took no new
+// permission, and the answers of every new remote were filtered). A
+// datapath sized for 16 mappings records 2000 permissions (one mapping
+// to 2000 remotes, each answering at once): every answer passes.
+func TestCGNATPermissionsNeverFull(t *testing.T) {
+	priv.Require(t)
+	c := cgnattest.Config(cgnat.APDF)
+	d, _ := loadWorldOpts(t, xlattest.Config(xlattest.RelayAddr), Options{NoMissLimit: true, NoRefuseLimit: true, CGNAT: c, CGNATMappings: 16}, xlattest.World())
+	if err := d.GrantBlock(cgnattest.SubA, c.BlockID(0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if n := d.objs.CgPerms.MaxEntries(); n > 64 {
+		t.Fatalf("cg_perms holds %d: the test wants it far smaller than its 2000 remotes", n)
+	}
+	run := func(role xlat.Role, in []byte) (xlat.Verdict, []byte) {
+		t.Helper()
+		opts := &ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+64)}
+		ret, err := d.Program(role).Run(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return xlat.Verdict(ret), opts.DataOut
+	}
+	var pub uint16
+	for i := range 2000 {
+		remote := netip.AddrFrom4([4]byte{198, 51, 100 + byte(i>>8&1), byte(i)})
+		v, o := run(xlat.RoleRelaySub, xlattest.Build(xlattest.Spec{Proto: 17, Src: cgnattest.SubA, SPort: 5000, Dst: remote, DPort: 53, Payload: []byte("x")}))
+		if v != xlat.Pass {
+			t.Fatalf("out to remote %d: %v", i, v)
+		}
+		pub = uint16(o[14+20])<<8 | uint16(o[14+21])
+		if v, _ := run(xlat.RoleRelayExt, xlattest.Build(xlattest.Spec{Proto: 17, Src: remote, SPort: 53, Dst: cgnattest.Pub1, DPort: pub, Payload: []byte("x")})); v != xlat.Pass {
+			t.Fatalf("the answer of remote %d (%v): %v", i, remote, v)
+		}
+	}
+}
+
 // TestCGNATEpoch: an outbound packet stamps its mapping with the sweep
 // epoch the agent set (an inbound one does not: outbound refresh, RFC
 // 4787 REQ-6), so the agent finds idle mappings by reading alone.

@@ -16,6 +16,7 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 )
 
 // The pinned maps' layouts are checked map by map, so that an upgrade
@@ -380,7 +381,7 @@ func migrateLayoutRecord(spec *ebpf.CollectionSpec, dir string) (*ebpf.Map, erro
 		return nil, err
 	}
 	for name, size := range sizes {
-		if err := rec.Update(nameKey(name), mapLayout(name, spec.Maps[name], size, legacyTableHashes), ebpf.UpdateAny); err != nil {
+		if err := rec.Update(nameKey(name), mapLayout(name, legacySpec(name, spec.Maps[name]), size, legacyTableHashes), ebpf.UpdateAny); err != nil {
 			rec.Close()
 			return nil, fmt.Errorf("pin path: convert %s: %w", layoutPin, err)
 		}
@@ -400,6 +401,21 @@ func migrateLayoutRecord(spec *ebpf.CollectionSpec, dir string) (*ebpf.Map, erro
 // record's build (frozen: tableHashes moves on).
 var legacyTableHashes = map[string]int{datapathMapFlowtab: 2, datapathMapCgTable: 1}
 
+// legacySpec is pinned map name as the single-digest build laid it out:
+// m, but for the maps laid out otherwise since. Its digest is made of
+// them, and the converted record gives them their old layout, so the
+// check that follows sees the change. cg_perms was a hash of one byte a
+// permission (now least recently used, of the permission's inside end:
+// soft, replaced).
+func legacySpec(name string, m *ebpf.MapSpec) *ebpf.MapSpec {
+	if name != datapathMapCgPerms {
+		return m
+	}
+	old := m.Copy()
+	old.Type, old.ValueSize, old.Value = ebpf.Hash, 1, &btf.Int{Name: "__u8", Size: 1}
+	return old
+}
+
 // legacyPinLayout is the single digest over every pinned map that the
 // build before the per-map record kept, for pinned sizes size: only to
 // recognise its pins (migrateLayoutRecord).
@@ -407,7 +423,7 @@ func legacyPinLayout(spec *ebpf.CollectionSpec, size func(string, *ebpf.MapSpec)
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "flowtab hash %d, cg_table hash %d;", legacyTableHashes[datapathMapFlowtab], legacyTableHashes[datapathMapCgTable])
 	for _, name := range pinnedNames(spec) {
-		m := spec.Maps[name]
+		m := legacySpec(name, spec.Maps[name])
 		n := size(name, m)
 		if sizedByConfig[name] {
 			n = 0

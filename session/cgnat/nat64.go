@@ -252,7 +252,7 @@ func sub64(c *Config, s *State, d xlat.Parsed, b []byte) xlat.Result {
 		s.Out[k] = o
 	}
 	if !d.ICMPError {
-		s.permit(c, o.Addr, o.Port, proto, dst, d.Key.DPort)
+		s.permit(c, o.Addr, o.Port, proto, dst, d.Key.DPort, k)
 	}
 	if tcp != 0 && !fresh {
 		if off, ok := c.poolPort(o.Addr, o.Port); ok {

@@ -74,13 +74,30 @@ func (s *State) perm(c *Config, pub netip.Addr, pport uint16, proto uint8, raddr
 	return Perm{Pub: pub, PPort: pport, Proto: proto, RAddr: raddr, RPort: rport}
 }
 
-func (s *State) permitted(c *Config, pub netip.Addr, pport uint16, proto uint8, raddr netip.Addr, rport uint16) bool {
-	return c.Filter == EIF || s.Perms[s.perm(c, pub, pport, proto, raddr, rport)]
+// InsideOf is a mapping's inside end as a permission records it: the
+// subscriber's address (an IPv6 subscriber's /64: the datapath's slot
+// holds its index, the interface ID apart) and port.
+func InsideOf(addr netip.Addr, port uint16) netip.AddrPort {
+	if addr.Is6() {
+		addr = netip.PrefixFrom(addr, 64).Masked().Addr()
+	}
+	return netip.AddrPortFrom(addr, port)
 }
 
-func (s *State) permit(c *Config, pub netip.Addr, pport uint16, proto uint8, raddr netip.Addr, rport uint16) {
+// permitted: may raddr:rport reach pub:pport, whose inbound slot is in?
+// Only through a permission its inside end made: one an earlier mapping
+// of the port left does not pass.
+func (s *State) permitted(c *Config, pub netip.Addr, pport uint16, proto uint8, raddr netip.Addr, rport uint16, in In) bool {
+	if c.Filter == EIF {
+		return true
+	}
+	got, ok := s.Perms[s.perm(c, pub, pport, proto, raddr, rport)]
+	return ok && got == InsideOf(in.Addr, in.Port)
+}
+
+func (s *State) permit(c *Config, pub netip.Addr, pport uint16, proto uint8, raddr netip.Addr, rport uint16, k Key) {
 	if c.Filter != EIF {
-		s.Perms[s.perm(c, pub, pport, proto, raddr, rport)] = true
+		s.Perms[s.perm(c, pub, pport, proto, raddr, rport)] = InsideOf(k.Addr, k.Port)
 	}
 }
 
@@ -160,7 +177,7 @@ func Sub(c *Config, s *State, b []byte) xlat.Result {
 		s.Out[k] = o
 	}
 	if !d.ICMPError {
-		s.permit(c, o.Addr, o.Port, d.Key.Proto, dst, d.Key.DPort)
+		s.permit(c, o.Addr, o.Port, d.Key.Proto, dst, d.Key.DPort, k)
 	}
 	if tcp != 0 && !fresh {
 		if off, ok := c.poolPort(o.Addr, o.Port); ok {
@@ -177,7 +194,7 @@ func Sub(c *Config, s *State, b []byte) xlat.Result {
 		if in.Addr.Is6() {
 			return untouched(b, xlat.ReasonDropNAT64Hairpin) // no 4 -> 6 between subscribers
 		}
-		if !in.Explicit && !s.permitted(c, dst, d.Key.DPort, d.Key.Proto, o.Addr, o.Port) {
+		if !in.Explicit && !s.permitted(c, dst, d.Key.DPort, d.Key.Proto, o.Addr, o.Port, in) {
 			return untouched(b, xlat.ReasonDropCGNATFiltered)
 		}
 		s.note(sl, tcpBits(d, b, false), false)
@@ -332,7 +349,7 @@ func (s *State) inbound(c *Config, xc *xlat.Config, d xlat.Parsed, b []byte, sl 
 	if m := xlat.MartianOuterSrc(xc, b, d); m != xlat.ReasonNone {
 		return untouched(b, m)
 	}
-	if !in.Explicit && !s.permitted(c, d.Key.Dst, d.Key.DPort, d.Key.Proto, d.Key.Src, d.Key.SPort) {
+	if !in.Explicit && !s.permitted(c, d.Key.Dst, d.Key.DPort, d.Key.Proto, d.Key.Src, d.Key.SPort, in) {
 		return untouched(b, xlat.ReasonDropCGNATFiltered)
 	}
 	if d.TTL <= 1 {

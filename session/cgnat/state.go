@@ -50,7 +50,8 @@ type Slot struct {
 }
 
 // Perm is a filter's permission: the mapping pub:PPort sent to
-// RAddr:RPort (RPort 0 with address-dependent filtering).
+// RAddr:RPort (RPort 0 with address-dependent filtering). Its value in
+// State.Perms is the inside end the mapping had then (InsideOf).
 type Perm struct {
 	Pub   netip.Addr
 	PPort uint16
@@ -91,7 +92,7 @@ type State struct {
 	Blocks map[uint32]*Block
 	Out    map[Key]Out
 	In     map[Slot]In
-	Perms  map[Perm]bool
+	Perms  map[Perm]netip.AddrPort
 	Events []Event
 	// Epoch is the agent's sweep epoch (sw_cg_epoch): outbound packets
 	// stamp it on their mapping, so a mapping whose epoch is old is idle.
@@ -101,7 +102,7 @@ type State struct {
 // NewState is an empty CGNAT: no subscriber holds a block.
 func NewState() *State {
 	return &State{Subs: map[netip.Addr]*Subscriber{}, Blocks: map[uint32]*Block{}, Out: map[Key]Out{},
-		In: map[Slot]In{}, Perms: map[Perm]bool{}}
+		In: map[Slot]In{}, Perms: map[Perm]netip.AddrPort{}}
 }
 
 // Grant gives block id to subscriber sub, behind the blocks it holds.

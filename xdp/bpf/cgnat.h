@@ -76,32 +76,47 @@ static __always_inline void cg_note(struct cg_in *s, __u8 tcp, int restart)
 		s->tcp = t;
 }
 
+/* An inbound slot's inside end: its address (NAT64: the subscriber's
+ * index) and port, the low 48 bits of the word. */
+#define CG_INSIDE 0xffffffffffffULL
+
 /* Address(-and-port)-dependent filtering: may remote raddr:rport reach
- * the mapping pub:pport? (Always, endpoint-independent.) */
-static __always_inline int cg_permitted(__u32 pub, __be16 pport, __u8 proto, __u32 raddr, __be16 rport)
+ * the mapping pub:pport whose inbound slot's word is slot? Only if the
+ * mapping's inside end, the slot's, sent to it: a permission left by an
+ * earlier mapping of the same public port (whose inside end was another)
+ * does not pass. (Always, endpoint-independent.) */
+static __always_inline int cg_permitted(__u32 pub, __be16 pport, __u8 proto, __u32 raddr, __be16 rport,
+					__u64 slot)
 {
 	struct cg_perm k = {
 		.pub = pub, .pport = pport, .proto = proto, .raddr = raddr,
 		.rport = cfg_cg_filter == 2 ? rport : 0,
 	};
+	__u64 *in;
 
 	if (!cfg_cg_filter)
 		return 1;
-	return map_lookup(&cg_perms, &k) != NULL;
+	in = map_lookup(&cg_perms, &k);
+	return in && *in == (slot & CG_INSIDE);
 }
 
-/* The mapping pub:pport sent to raddr:rport: let its answers in. */
-static __always_inline void cg_permit(__u32 pub, __be16 pport, __u8 proto, __u32 raddr, __be16 rport)
+/* The mapping pub:pport of inside end inside (as its slot holds it)
+ * sent to raddr:rport: let its answers in. */
+static __always_inline void cg_permit(__u32 pub, __be16 pport, __u8 proto, __u32 raddr, __be16 rport,
+				      __u64 inside)
 {
 	struct cg_perm k = {
 		.pub = pub, .pport = pport, .proto = proto, .raddr = raddr,
 		.rport = cfg_cg_filter == 2 ? rport : 0,
 	};
-	__u8 one = 1;
+	__u64 *in;
 
-	if (!cfg_cg_filter || map_lookup(&cg_perms, &k))
+	if (!cfg_cg_filter)
 		return;
-	bpf_map_update_elem(&cg_perms, &k, &one, BPF_ANY);
+	in = map_lookup(&cg_perms, &k);
+	if (in && *in == inside)
+		return;
+	bpf_map_update_elem(&cg_perms, &k, &inside, BPF_ANY);
 }
 
 #include "nat64.h" /* NAT64's half: uses the helpers above, used below */
@@ -186,7 +201,7 @@ static __always_inline int cg_inbound(struct xdp_md *ctx, struct pkt *p, long of
 	if (r != REASON_NONE)
 		return verdict(r);
 	if (!((v >> 48) & CG_EXPLICIT) &&
-	    !cg_permitted(p->key.daddr[0], p->key.dport, p->key.proto, p->key.saddr[0], p->key.sport))
+	    !cg_permitted(p->key.daddr[0], p->key.dport, p->key.proto, p->key.saddr[0], p->key.sport, v))
 		return verdict(REASON_DROP_CGNAT_FILTERED);
 	if (p->ttl <= 1)
 		return verdict(REASON_PASS_TTL);
@@ -271,7 +286,7 @@ static __always_inline int cg_sub_process(struct xdp_md *ctx)
 	if (!fresh && ep && o.epoch != (__u16)sw_cg_epoch)
 		*ep = sw_cg_epoch;
 	if (!p.icmp_err)
-		cg_permit(o.addr, o.port, p.key.proto, dst, p.key.dport);
+		cg_permit(o.addr, o.port, p.key.proto, dst, p.key.dport, (__u64)k.addr | (__u64)k.port << 32);
 	if (tcp && !fresh) {
 		long off = cg_pool_port(o.addr, o.port);
 		struct cg_in *s = off >= 0 ? cg_slot(pl, off) : NULL;
@@ -291,7 +306,7 @@ static __always_inline int cg_sub_process(struct xdp_md *ctx)
 			return verdict(REASON_DROP_CGNAT_NO_MAPPING);
 		if ((v >> 48) & CG_V6)
 			return verdict(REASON_DROP_NAT64_HAIRPIN); /* no 4 -> 6 between subscribers */
-		if (!((v >> 48) & CG_EXPLICIT) && !cg_permitted(dst, p.key.dport, p.key.proto, o.addr, o.port))
+		if (!((v >> 48) & CG_EXPLICIT) && !cg_permitted(dst, p.key.dport, p.key.proto, o.addr, o.port, v))
 			return verdict(REASON_DROP_CGNAT_FILTERED);
 		cg_note(b, cg_tcp_bits(&p, 0), 0);
 		e.daddr[0] = (__u32)v;

@@ -209,12 +209,17 @@ struct {
 } cg_subs SEC(".maps");
 
 /* Permissions of the address(-and-port)-dependent filters; empty with
- * endpoint-independent filtering (the default). */
+ * endpoint-independent filtering (the default). The value is the inside
+ * end the permission was made for (an inbound slot's low 48 bits:
+ * address, or NAT64 subscriber index, and port): one that no longer
+ * holds the mapping's public port does not pass (cgnat.h). Least
+ * recently used first out when full: nobody deletes a permission when
+ * its mapping ends, and a hash that filled up would take no new one. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1);
 	__type(key, struct cg_perm);
-	__type(value, __u8);
+	__type(value, __u64);
 } cg_perms SEC(".maps");
 
 /* Block events for the agent (struct cg_event): a block nearly full. */

@@ -272,7 +272,8 @@ static __always_inline int cg_sub64(struct xdp_md *ctx, struct pkt *p)
 		o->epoch = sw_cg_epoch;
 	}
 	if (!p->icmp_err)
-		cg_permit(o->addr, o->port, proto, dst, p->key.dport);
+		cg_permit(o->addr, o->port, proto, dst, p->key.dport,
+			  (__u64)(__u32)(cg_hi64(k.addr) - cfg_cg6_net) | (__u64)k.port << 32); /* as cg_new_for's slot */
 	if (tcp && !fresh) {
 		long off = cg_pool_port(o->addr, o->port);
 		struct cg_in *s = off >= 0 ? cg_slot(pl, off) : NULL;
