@@ -125,13 +125,20 @@ func mapLayout(name string, m *ebpf.MapSpec, size uint32, hashes map[string]int)
 	if v, ok := hashes[name]; ok {
 		fmt.Fprintf(&b, "%s hash %d;", name, v)
 	}
+	writeMapShape(&b, name, m, size)
+	return sha256.Sum256(b.Bytes())
+}
+
+// writeMapShape writes what both records hash of one map: its kind,
+// sizes (none for one sized by the configuration alone) and flags, and
+// the shape of its key and value types.
+func writeMapShape(b *bytes.Buffer, name string, m *ebpf.MapSpec, size uint32) {
 	if sizedByConfig[name] {
 		size = 0
 	}
-	fmt.Fprintf(&b, "%s %v %d %d %d %d;", name, m.Type, m.KeySize, m.ValueSize, size, m.Flags)
-	layoutOf(&b, m.Key, 0)
-	layoutOf(&b, m.Value, 0)
-	return sha256.Sum256(b.Bytes())
+	fmt.Fprintf(b, "%s %v %d %d %d %d;", name, m.Type, m.KeySize, m.ValueSize, size, m.Flags)
+	layoutOf(b, m.Key, 0)
+	layoutOf(b, m.Value, 0)
 }
 
 // pinnedNames are the names of spec's maps that are pinned, sorted.
@@ -424,13 +431,7 @@ func legacyPinLayout(spec *ebpf.CollectionSpec, size func(string, *ebpf.MapSpec)
 	fmt.Fprintf(&b, "flowtab hash %d, cg_table hash %d;", legacyTableHashes[datapathMapFlowtab], legacyTableHashes[datapathMapCgTable])
 	for _, name := range pinnedNames(spec) {
 		m := legacySpec(name, spec.Maps[name])
-		n := size(name, m)
-		if sizedByConfig[name] {
-			n = 0
-		}
-		fmt.Fprintf(&b, "%s %v %d %d %d %d;", name, m.Type, m.KeySize, m.ValueSize, n, m.Flags)
-		layoutOf(&b, m.Key, 0)
-		layoutOf(&b, m.Value, 0)
+		writeMapShape(&b, name, m, size(name, m))
 	}
 	return sha256.Sum256(b.Bytes())
 }
