@@ -580,24 +580,15 @@ func TestCGNATPermissionsNeverFull(t *testing.T) {
 	if n := d.objs.CgPerms.MaxEntries(); n > 64 {
 		t.Fatalf("cg_perms holds %d: the test wants it far smaller than its 2000 remotes", n)
 	}
-	run := func(role xlat.Role, in []byte) (xlat.Verdict, []byte) {
-		t.Helper()
-		opts := &ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+64)}
-		ret, err := d.Program(role).Run(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return xlat.Verdict(ret), opts.DataOut
-	}
 	var pub uint16
 	for i := range 2000 {
 		remote := netip.AddrFrom4([4]byte{198, 51, 100 + byte(i>>8&1), byte(i)})
-		v, o := run(xlat.RoleRelaySub, xlattest.Build(xlattest.Spec{Proto: 17, Src: cgnattest.SubA, SPort: 5000, Dst: remote, DPort: 53, Payload: []byte("x")}))
+		v, o := runRole(t, d, xlat.RoleRelaySub, xlattest.Build(xlattest.Spec{Proto: 17, Src: cgnattest.SubA, SPort: 5000, Dst: remote, DPort: 53, Payload: []byte("x")}))
 		if v != xlat.Pass {
 			t.Fatalf("out to remote %d: %v", i, v)
 		}
 		pub = uint16(o[14+20])<<8 | uint16(o[14+21])
-		if v, _ := run(xlat.RoleRelayExt, xlattest.Build(xlattest.Spec{Proto: 17, Src: remote, SPort: 53, Dst: cgnattest.Pub1, DPort: pub, Payload: []byte("x")})); v != xlat.Pass {
+		if v, _ := runRole(t, d, xlat.RoleRelayExt, xlattest.Build(xlattest.Spec{Proto: 17, Src: remote, SPort: 53, Dst: cgnattest.Pub1, DPort: pub, Payload: []byte("x")})); v != xlat.Pass {
 			t.Fatalf("the answer of remote %d (%v): %v", i, remote, v)
 		}
 	}

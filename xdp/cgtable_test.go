@@ -52,13 +52,12 @@ func TestCGNATTableSpill(t *testing.T) {
 	}
 	run := func(role xlat.Role, in []byte) []byte {
 		t.Helper()
-		opts := &ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+64)}
-		ret, err := d.Program(role).Run(opts)
-		if err != nil || xlat.Verdict(ret) != xlat.Pass {
+		v, out := runRole(t, d, role, in)
+		if v != xlat.Pass {
 			rc, _ := d.ReasonCounts()
-			t.Fatalf("%v: %v %v %v", role, xlat.Verdict(ret), err, rc)
+			t.Fatalf("%v: %v %v", role, v, rc)
 		}
-		return opts.DataOut
+		return out
 	}
 	const flows = 200
 	flow := func(i int) []byte {
@@ -161,24 +160,9 @@ func TestCGNATTableSpread(t *testing.T) {
 	}
 	const bits = 14
 	for name, keys := range sets {
-		worst := 0
-		for range 200 {
-			seed, err := newSeed()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var n [1 << bits]int
-			over := 0
-			for _, kw := range keys {
-				b := cgTableHash(seed, bits, kw)
-				if n[b] == cgWays {
-					over++
-				} else {
-					n[b]++
-				}
-			}
-			worst = max(worst, over)
-		}
+		worst := worstOverflow(t, bits, cgWays, len(keys), func(seed tableSeed, i int) uint32 {
+			return cgTableHash(seed, bits, keys[i])
+		})
 		t.Logf("%s: at most %d of %d keys over a full bucket", name, worst, len(keys))
 		if worst > 400 {
 			t.Errorf("%s: a seed left %d of %d keys over a full bucket", name, worst, len(keys))

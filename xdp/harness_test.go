@@ -176,3 +176,15 @@ func (h *harness) noStrayMisses(tb testing.TB) {
 		}
 	}
 }
+
+// runRole runs in through role's program (BPF_PROG_RUN) and returns the
+// verdict and the frame as it left; an error of the run fails the test.
+func runRole(tb testing.TB, d *Datapath, role xlat.Role, in []byte) (xlat.Verdict, []byte) {
+	tb.Helper()
+	opts := &ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+64)}
+	ret, err := d.Program(role).Run(opts)
+	if err != nil {
+		tb.Fatalf("%v: BPF_PROG_RUN: %v", role, err)
+	}
+	return xlat.Verdict(ret), opts.DataOut
+}

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/unmap-dev/unmap/session/cgnat"
 	"github.com/unmap-dev/unmap/session/cgnat/cgnattest"
 	"github.com/unmap-dev/unmap/session/xlat"
@@ -31,15 +30,6 @@ func TestNAT64PinnedAcrossReload(t *testing.T) {
 	c := cgnattest.Config(cgnat.EIF)
 	opts := Options{PinPath: dir, NoMissLimit: true, NoRefuseLimit: true, CGNAT: c, CGNATMappings: 1 << 12}
 	xc := xlattest.Config(xlattest.RelayAddr)
-	run := func(d *Datapath, role xlat.Role, in []byte) (xlat.Verdict, []byte) {
-		t.Helper()
-		opts := &ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+64)}
-		ret, err := d.Program(role).Run(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return xlat.Verdict(ret), opts.DataOut
-	}
 	sub64 := cgnattest.Sub6(cgnattest.A6)
 	flow := xlattest.Build(xlattest.Spec{Proto: 17, Src: cgnattest.A6, SPort: 5000, Dst: xlat.Embed(xlat.WKP, cgnattest.R4), DPort: 53})
 	pub := cgnattest.PortLo + uint16(c.BlockSize())
@@ -51,8 +41,8 @@ func TestNAT64PinnedAcrossReload(t *testing.T) {
 	if err := errors.Join(d1.SetFIB(false), d1.GrantBlock(sub64, c.BlockID(0, 1))); err != nil {
 		t.Fatal(err)
 	}
-	v1, out1 := run(d1, xlat.RoleRelaySub, flow)
-	w1, in1 := run(d1, xlat.RoleRelayExt, back)
+	v1, out1 := runRole(t, d1, xlat.RoleRelaySub, flow)
+	w1, in1 := runRole(t, d1, xlat.RoleRelayExt, back)
 	if v1 != xlat.Pass || w1 != xlat.Pass || len(out1) != len(flow)-20 || len(in1) != len(back)+20 {
 		t.Fatalf("before the reload: %v %d bytes out, %v %d bytes back", v1, len(out1), w1, len(in1))
 	}
@@ -70,8 +60,8 @@ func TestNAT64PinnedAcrossReload(t *testing.T) {
 	if err := d2.SetFIB(false); err != nil {
 		t.Fatal(err)
 	}
-	_, out2 := run(d2, xlat.RoleRelaySub, flow)
-	_, in2 := run(d2, xlat.RoleRelayExt, back)
+	_, out2 := runRole(t, d2, xlat.RoleRelaySub, flow)
+	_, in2 := runRole(t, d2, xlat.RoleRelayExt, back)
 	if !bytes.Equal(out1, out2) || !bytes.Equal(in1, in2) {
 		t.Fatal("the NAT64 mapping translates otherwise after the reload")
 	}
@@ -94,7 +84,7 @@ func TestNAT64PinnedAcrossReload(t *testing.T) {
 	if used, err := d2.CGNATBlockUsed(c.BlockID(0, 1)); err != nil || used[1] != 0 {
 		t.Fatalf("block after the release: %v %v", used, err)
 	}
-	if v, _ := run(d2, xlat.RoleRelayExt, back); v != xlat.Drop {
+	if v, _ := runRole(t, d2, xlat.RoleRelayExt, back); v != xlat.Drop {
 		t.Fatalf("an answer to the released mapping: %v, want dropped", v)
 	}
 }

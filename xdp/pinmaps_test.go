@@ -176,9 +176,8 @@ func relayPins(t *testing.T, mapped bool) (string, xlat.Config, Options) {
 		t.Fatal(err)
 	}
 	in := xlattest.Build(xlattest.Spec{Proto: 17, Src: cgnattest.SubA, SPort: 5000, Dst: cgnattest.R4, DPort: 53})
-	ret, err := d.Program(xlat.RoleRelaySub).Run(&ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+64)})
-	if err != nil || xlat.Verdict(ret) != xlat.Pass {
-		t.Fatalf("subscriber packet: %v %v", xlat.Verdict(ret), err)
+	if v, _ := runRole(t, d, xlat.RoleRelaySub, in); v != xlat.Pass {
+		t.Fatalf("subscriber packet: %v", v)
 	}
 	if ms, err := d.CGNATMappings(); err != nil || len(ms) != 1 {
 		t.Fatalf("mappings %v, %v; want one", ms, err)

@@ -168,31 +168,42 @@ func TestFlowTableSpreads(t *testing.T) {
 // seed in six, every one of them a spill-hash lookup.
 func TestFlowTableSpread(t *testing.T) {
 	const bits = 13
+	worst := worstOverflow(t, bits, flowWays, 12000, func(seed tableSeed, i int) uint32 {
+		kb := make([]byte, 40)
+		kb[0], kb[1] = 4, 6
+		binary.BigEndian.PutUint16(kb[2:], uint16(10000+i))
+		binary.BigEndian.PutUint16(kb[4:], 443)
+		copy(kb[8:], []byte{192, 168, 1, 10})
+		copy(kb[24:], []byte{203, 0, 113, 7})
+		return tableHash(seed, bits, kb)
+	})
+	t.Logf("at most %d of 12000 keys over a full bucket", worst)
+	if worst > 400 {
+		t.Errorf("a seed left %d of 12000 keys over a full bucket", worst)
+	}
+}
+
+// worstOverflow puts n keys (bucket: key i's bucket under a seed) in
+// 2^bits buckets of ways ways, for each of 200 random seeds, and returns
+// the most keys a seed left over a full bucket.
+func worstOverflow(t *testing.T, bits, ways, n int, bucket func(seed tableSeed, i int) uint32) int {
+	t.Helper()
 	worst := 0
 	for range 200 {
 		seed, err := newSeed()
 		if err != nil {
 			t.Fatal(err)
 		}
-		var n [1 << bits]int
+		fill := make([]int, 1<<bits)
 		over := 0
-		for i := range 12000 {
-			kb := make([]byte, 40)
-			kb[0], kb[1] = 4, 6
-			binary.BigEndian.PutUint16(kb[2:], uint16(10000+i))
-			binary.BigEndian.PutUint16(kb[4:], 443)
-			copy(kb[8:], []byte{192, 168, 1, 10})
-			copy(kb[24:], []byte{203, 0, 113, 7})
-			if b := tableHash(seed, bits, kb); n[b] == flowWays {
+		for i := range n {
+			if b := bucket(seed, i); fill[b] == ways {
 				over++
 			} else {
-				n[b]++
+				fill[b]++
 			}
 		}
 		worst = max(worst, over)
 	}
-	t.Logf("at most %d of 12000 keys over a full bucket", worst)
-	if worst > 400 {
-		t.Errorf("a seed left %d of 12000 keys over a full bucket", worst)
-	}
+	return worst
 }
